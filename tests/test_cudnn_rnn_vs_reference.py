@@ -156,6 +156,23 @@ def test_longer_sequence(rng, mode):
     _check_grads(p, _op_grads(p, *d), *d)
 
 
+@pytest.mark.parametrize(
+    "mode,num_proj,input_mode",
+    [("gru", 0, "linear_input"), ("lstm", 2, "linear_input"), ("lstm", 0, "skip_input"),
+     ("rnn_relu", 0, "linear_input")],
+)  # fmt: skip
+def test_steps_in_several_chunks(rng, mode, num_proj, input_mode):
+    """T·B above the driver's 1024-row chunks (RnnChunkSteps): B=37 gives chunks of 28 steps, so
+    T=61 runs 28 + 28 + 5, with variable lengths, both directions, two layers."""
+    p = _problem(
+        rng, (mode, "bidirectional", input_mode, True, num_proj), batch=37, steps=61,
+    )  # fmt: skip
+    _check_forward(p, tf_rnn_ops.cudnn_rnn(**p.op_kwargs(is_training=True)))
+    _check_forward(p, tf_rnn_ops.cudnn_rnn(**p.op_kwargs(is_training=False)))
+    d = p.cotangents(rng)
+    _check_grads(p, _op_grads(p, *d), *d)
+
+
 @pytest.mark.parametrize("mode", ref.MODES)
 @pytest.mark.parametrize("time_major", [True, False])
 def test_all_lengths_zero_returns_initial_state(rng, mode, time_major):

@@ -69,16 +69,14 @@ void ParallelRows(const CpuDevice& d, int64_t n, double row_cost, Fn&& fn) {
 }
 
 // The product a time step does with a fixed weight matrix: C[M, N] = A[M, K] · B, B being [K, N] or
-// (transposed) the row-major [N, K] weights. Eigen's contraction re-packs B at every call, which
-// dominates when M (the batch) is small: for float and M below kPackedMaxRows, B is packed once (into
-// `storage`, of StepGemm<float>::StorageSize floats) and every step runs the packed micro-kernel,
-// its column panels spread over the pool. Measured on a quiet machine (docs/PERFORMANCE.md), the
-// micro-kernel is 13x Eigen at M = 1 but 0.4-0.6x at M >= 64, where Eigen's blocking wins.
+// (transposed) the row-major [N, K] weights. Eigen's contraction would pack B again at every step;
+// for float, B is packed once per op call (into `storage`, of StepGemm<float>::StorageSize floats)
+// and every step runs the packed kernel.
 template <typename T>
 class StepGemm {
  public:
-  static int64_t StorageSize(int64_t K, int64_t N) { return 0; }
-  StepGemm(const CpuDevice& d, const T* b, int64_t K, int64_t N, bool transposed, int64_t M,
+  static int64_t StorageSize(int64_t K, int64_t N, int64_t max_rows) { return 0; }
+  StepGemm(const CpuDevice& d, const T* b, int64_t K, int64_t N, bool transposed, int64_t max_rows,
            T* storage)
       : d_(d), b_(b), K_(K), N_(N), transposed_(transposed) {}
   void Run(int64_t M, const T* A, T* C) const {
@@ -95,37 +93,42 @@ class StepGemm {
 template <>
 class StepGemm<float> {
  public:
-  static constexpr int64_t kPackedMaxRows = 16;
-  static int64_t StorageSize(int64_t K, int64_t N) { return PackedMatrix::PackedSize(K, N); }
-  StepGemm(const CpuDevice& d, const float* b, int64_t K, int64_t N, bool transposed, int64_t M,
+  // The packed weights, then room for the packed left-hand side of one step (up to kMaxRows rows).
+  static int64_t StorageSize(int64_t K, int64_t N, int64_t max_rows) {
+    return PackedMatrix::PackedSize(K, N) + PackedLhs::PackedSize(max_rows, K);
+  }
+  StepGemm(const CpuDevice& d, const float* b, int64_t K, int64_t N, bool transposed, int64_t max_rows,
            float* storage)
-      : d_(d), b_(b), K_(K), N_(N), transposed_(transposed) {
-    if (M < kPackedMaxRows) packed_.emplace(b, K, N, transposed, storage);
+      : d_(d), packed_(K, N, storage, PackedMatrix::Defer()),
+        lhs_storage_(storage + PackedMatrix::PackedSize(K, N)) {
+    ParallelRows(d, PackedMatrix::NumPanels(N), 2.0 * kNr * K, [&](int64_t begin, int64_t end) {
+      packed_.PackPanels(b, transposed ? K : N, transposed, begin, end);
+    });
   }
   void Run(int64_t M, const float* A, float* C) const {
-    if (!packed_) {
-      CpuGemm<float>(d_, false, transposed_, M, N_, K_, A, b_, C, false);
+    const int64_t K = packed_.K(), N = packed_.N(), panels = PackedMatrix::NumPanels(N);
+    if (M == 0 || N == 0) return;
+    PackedLhs lhs(M, K, lhs_storage_);
+    lhs.PackStrips(A, K, false, 0, PackedLhs::NumStrips(M));
+    const double panel_flops = 2.0 * M * K * kNr;
+    // Below about 1 MFLOP a step runs on the calling thread: a dispatch costs about as much.
+    if (panel_flops * panels < 1e6 || d_.numThreads() <= 1) {
+      PackedGemmPanels(lhs, packed_, C, N, 0, panels);
       return;
     }
-    const int64_t panels = PackedMatrix::NumPanels(N_);
-    if (M == 0 || N_ == 0) return;
-    const double panel_cost = 2.0 * M * K_ * PackedMatrix::kPanel;
-    if (panel_cost * panels < 4e6) {  // one thread: a dispatch costs about as much as 2-4 MFLOP
-      PackedGemmPanels(*packed_, M, A, K_, C, N_, 0, panels, false);
-      return;
-    }
-    d_.parallelFor(panels, Eigen::TensorOpCost(M * K_ * 4.0, M * 16 * 4.0, panel_cost),
-                   [&](Eigen::Index begin, Eigen::Index end) {
-                     PackedGemmPanels(*packed_, M, A, K_, C, N_, begin, end, false);
-                   });
+    // One equal share of the panels per thread: a step is too short for work stealing to pay, and
+    // Eigen's cost-model blocks came out uneven (measured: 120 instead of 170 GFLOP/s).
+    const int64_t shares = std::min<int64_t>(d_.numThreads(), panels);
+    d_.parallelFor(shares, Eigen::TensorOpCost(0, 0, 1e9), [&](Eigen::Index begin, Eigen::Index end) {
+      for (Eigen::Index t = begin; t < end; ++t)
+        PackedGemmPanels(lhs, packed_, C, N, panels * t / shares, panels * (t + 1) / shares);
+    });
   }
 
  private:
   const CpuDevice& d_;
-  const float* b_;
-  int64_t K_, N_;
-  bool transposed_;
-  std::optional<PackedMatrix> packed_;
+  PackedMatrix packed_;
+  float* lhs_storage_;
 };
 
 // Column sums of a row-major [rows, cols] matrix, added into out[cols].
@@ -227,26 +230,37 @@ struct RnnBackwardArgs {
   T* dparams = nullptr;   // opaque
 };
 
+// Time steps per chunk: the forward's input projection (inference) and the backward's weight-gradient
+// products run over chunks of steps, so that their buffers stay small and in cache (a [T, B, G·H]
+// buffer, fresh memory at every call, cost more in page faults than its products gained) while each
+// product keeps about 1024 rows.
+inline int64_t RnnChunkSteps(int64_t T_, int64_t B) {
+  return std::max<int64_t>(1, std::min<int64_t>(T_, (1024 + B - 1) / std::max<int64_t>(B, 1)));
+}
+
 // Scratch memory (in units of T) that Forward or Backward asks of its caller.
 template <typename T>
 int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool backward) {
   const int64_t tb = T_ * B, gh = s.gates() * s.num_units, H = s.num_units, ho = s.h_out();
-  // Packed copies of R and P for the per-step products (same shapes in every layer).
-  const bool proj = s.num_proj > 0;
-  const int64_t packed =
-      backward ? StepGemm<T>::StorageSize(gh, ho) + (proj ? StepGemm<T>::StorageSize(ho, H) : 0)
-               : StepGemm<T>::StorageSize(ho, gh) + (proj ? StepGemm<T>::StorageSize(H, ho) : 0);
-  if (!backward) {
-    return packed + 2 * tb * s.output_size()           // layer outputs (ping-pong)
-           + tb * gh + B * gh + 2 * B * ho + 3 * B * H   // gx, gh, h, h_new, out, c, c_new
-           + B * gh + B * H;                             // activation scratch (inference)
-  }
+  const int64_t cb = RnnChunkSteps(T_, B) * B;  // rows of a chunk
+  const bool proj = s.num_proj > 0, multi = s.num_layers > 1;
   int64_t max_in = 0;
   for (int l = 0; l < s.num_layers; ++l) max_in = std::max(max_in, s.LayerInputSize(l));
-  return packed + tb * s.output_size() + tb * max_in      // dY of the layer below, dX
-         + tb * gh * (s.mode == RnnMode::kGru ? 2 : 1)    // D_gx (and D_gh)
-         + tb * ho                                        // dh of every step (projection)
-         + 2 * B * gh + 3 * B * ho + 2 * B * H;           // per-step grads
+  // Packed copies of R and P for the per-step products (same shapes in every layer).
+  const int64_t packed =
+      backward ? StepGemm<T>::StorageSize(gh, ho, B) + (proj ? StepGemm<T>::StorageSize(ho, H, B) : 0)
+               : StepGemm<T>::StorageSize(ho, gh, B) + (proj ? StepGemm<T>::StorageSize(H, ho, B) : 0);
+  if (!backward) {
+    return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
+           + cb * gh + cb * max_in                         // gx of a chunk, gathered input
+           + B * gh + 2 * B * ho + 3 * B * H               // gh, h, h_new, out, c, c_new
+           + B * gh + B * H;                               // activation scratch (inference)
+  }
+  return packed + (multi ? tb * s.output_size() + tb * max_in : 0)  // dY below, dX of layer >= 1
+         + cb * gh * (s.mode == RnnMode::kGru ? 2 : 1)            // D_gx (and D_gh) of a chunk
+         + 2 * cb * max_in + cb * ho                              // gathered x and its grad, h_prev
+         + (proj ? cb * ho + cb * H : 0)                          // dh, gathered m (projection)
+         + 3 * B * ho + 2 * B * H;                                // per-step grads
 }
 
 // The cell-independent parts; Cell supplies the per-step element-wise forward and backward.
@@ -293,12 +307,15 @@ template <typename T, bool kRelu>
 struct SimpleRnnCpuCell {
   static constexpr RnnMode kMode = kRelu ? RnnMode::kRnnRelu : RnnMode::kRnnTanh;
   // Forward of units [u0, u0 + n) of one row, every pointer already offset by u0 and each gate H
-  // apart: gx [G·H] (b_W included), gh [G·H] (R h, b_R not yet added), b_r [G·H]; h_prev [H_out];
-  // c_prev [H] (lstm); out [H] receives h (or m); c_new [H] (lstm); act [G·H] and ghn [H] (gru)
-  // receive what backprop needs.
-  static void StepForward(int64_t n, int64_t H, const T* gx, const T* gh, const T* b_r,
-                          const T* h_prev, const T* c_prev, T* out, T* c_new, T* act, T* ghn) {
-    const auto a = ConstArrayMap<T>(gx, n) + ConstArrayMap<T>(gh, n) + ConstArrayMap<T>(b_r, n);
+  // apart: gx [G·H] (W x), gh [G·H] (R h), b_w and b_r [G·H]; h_prev [H_out]; c_prev [H] (lstm);
+  // out [H] receives h (or m); c_new [H] (lstm); act [G·H] and ghn [H] (gru) receive what backprop
+  // needs. act may be gx itself (training computes gx in place of the activations): each element of
+  // act is written only after its own gx element is read.
+  static void StepForward(int64_t n, int64_t H, const T* gx, const T* gh, const T* b_w,
+                          const T* b_r, const T* h_prev, const T* c_prev, T* out, T* c_new, T* act,
+                          T* ghn) {
+    const auto a = ConstArrayMap<T>(gx, n) + ConstArrayMap<T>(b_w, n) + ConstArrayMap<T>(gh, n) +
+                   ConstArrayMap<T>(b_r, n);
     if (kRelu) {
       ArrayMap<T>(out, n) = a.max(T(0));
     } else {
@@ -323,11 +340,12 @@ struct SimpleRnnCpuCell {
 template <typename T>
 struct LstmCpuCell {
   static constexpr RnnMode kMode = RnnMode::kLstm;
-  static void StepForward(int64_t n, int64_t H, const T* gx, const T* gh, const T* b_r,
-                          const T* h_prev, const T* c_prev, T* out, T* c_new, T* act, T* ghn) {
+  static void StepForward(int64_t n, int64_t H, const T* gx, const T* gh, const T* b_w,
+                          const T* b_r, const T* h_prev, const T* c_prev, T* out, T* c_new, T* act,
+                          T* ghn) {
     auto pre = [&](int gate) {
-      return ConstArrayMap<T>(gx + gate * H, n) + ConstArrayMap<T>(gh + gate * H, n) +
-             ConstArrayMap<T>(b_r + gate * H, n);
+      return ConstArrayMap<T>(gx + gate * H, n) + ConstArrayMap<T>(b_w + gate * H, n) +
+             ConstArrayMap<T>(gh + gate * H, n) + ConstArrayMap<T>(b_r + gate * H, n);
     };
     ArrayMap<T> i(act, n), f(act + H, n), g(act + 2 * H, n), o(act + 3 * H, n);
     i = pre(0).logistic();
@@ -357,14 +375,17 @@ struct LstmCpuCell {
 template <typename T>
 struct GruCpuCell {
   static constexpr RnnMode kMode = RnnMode::kGru;
-  static void StepForward(int64_t n, int64_t H, const T* gx, const T* gh, const T* b_r,
-                          const T* h_prev, const T* c_prev, T* out, T* c_new, T* act, T* ghn) {
+  static void StepForward(int64_t n, int64_t H, const T* gx, const T* gh, const T* b_w,
+                          const T* b_r, const T* h_prev, const T* c_prev, T* out, T* c_new, T* act,
+                          T* ghn) {
     ArrayMap<T> r(act, n), z(act + H, n), cand(act + 2 * H, n), ghn_a(ghn, n);
-    r = (ConstArrayMap<T>(gx, n) + ConstArrayMap<T>(gh, n) + ConstArrayMap<T>(b_r, n)).logistic();
-    z = (ConstArrayMap<T>(gx + H, n) + ConstArrayMap<T>(gh + H, n) + ConstArrayMap<T>(b_r + H, n))
-            .logistic();
+    auto x_part = [&](int gate) {
+      return ConstArrayMap<T>(gx + gate * H, n) + ConstArrayMap<T>(b_w + gate * H, n);
+    };
+    r = (x_part(0) + ConstArrayMap<T>(gh, n) + ConstArrayMap<T>(b_r, n)).logistic();
+    z = (x_part(1) + ConstArrayMap<T>(gh + H, n) + ConstArrayMap<T>(b_r + H, n)).logistic();
     ghn_a = ConstArrayMap<T>(gh + 2 * H, n) + ConstArrayMap<T>(b_r + 2 * H, n);
-    cand = (ConstArrayMap<T>(gx + 2 * H, n) + r * ghn_a).tanh();
+    cand = (x_part(2) + r * ghn_a).tanh();
     ArrayMap<T>(out, n) = (T(1) - z) * cand + z * ConstArrayMap<T>(h_prev, n);
   }
   static void StepBackward(int64_t H, const T* act, const T* ghn, const T* c, const T* c_prev,
@@ -400,24 +421,38 @@ void CpuRnn<T>::DispatchCell(Fn&& fn) const {
 }
 
 // ----------------------------------------------------------------------------------------- forward
+// Zeroes the rows [t, b, :] of a [T, B, width] buffer with t >= lengths[b] (none without lengths).
+template <typename T>
+void ZeroRowsPastLengths(const int32_t* lengths, int64_t T_, int64_t B, int64_t width, T* buf) {
+  if (lengths == nullptr) return;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = lengths[b]; t < T_; ++t) std::fill_n(buf + (t * B + b) * width, width, T(0));
+}
+
 template <typename T>
 void CpuRnn<T>::Forward(const RnnForwardArgs<T>& a, T* ws) const {
   const int64_t T_ = a.seq_len, B = a.batch, tb = T_ * B, ow = s_.output_size();
   const bool training = a.reserve != nullptr;
   const bool has_dropout = training && a.dropout > 0;
+  const bool multi = s_.num_layers > 1;
   RnnReserveLayout rl(s_, T_, B, has_dropout);
-  // Rows past a sequence's length are never written but take part in the weight-gradient products
-  // (times zero grads): they must hold numbers, not garbage that could be NaN.
-  if (training) std::fill(a.reserve, a.reserve + rl.size, T(0));
+  // Rows past a sequence's length are never written by the steps, but the h_prev (and m) rows take
+  // part in the weight-gradient products (times zero grads): they must hold numbers, not garbage.
+  if (training) {
+    for (const auto& ld : rl.layer_dir) {
+      ZeroRowsPastLengths(a.lengths, T_, B, s_.h_out(), a.reserve + ld.hprev);
+      if (s_.num_proj > 0) ZeroRowsPastLengths(a.lengths, T_, B, s_.num_units, a.reserve + ld.m);
+    }
+  }
   // Layer outputs: the last layer writes y; training writes the others into the reserve (they are
   // the next layer's saved input); inference ping-pongs between two scratch buffers.
-  T* scratch_out[2] = {ws, ws + tb * ow};
-  T* cell_ws = ws + 2 * tb * ow;
+  T* scratch_out[2] = {ws, ws + (multi ? tb * ow : 0)};
+  T* cell_ws = ws + (multi ? 2 * tb * ow : 0);
   const T* x = a.x;
   for (int l = 0; l < s_.num_layers; ++l) {
     const bool last = l + 1 == s_.num_layers;
     T* y = last ? a.y : training ? a.reserve + rl.layer_input[l + 1] : scratch_out[l % 2];
-    if (tb * ow > 0) std::fill(y, y + tb * ow, T(0));  // steps past a row's length stay zero
+    ZeroRowsPastLengths(a.lengths, T_, B, ow, y);  // steps past a row's length output zeros
     DispatchCell([&](auto cell) {
       using Cell = decltype(cell);
       for (int dir = 0; dir < s_.num_dirs; ++dir)
@@ -433,96 +468,136 @@ void CpuRnn<T>::Forward(const RnnForwardArgs<T>& a, T* ws) const {
   }
 }
 
+// Copies the rows that steps [s0, s1) of the reverse direction read (time len_b - 1 - s of row b)
+// into `dst` in step order, [(s - s0)·B + b, :]; rows past a length are zero.
+template <typename T>
+void GatherReverseRows(const int32_t* lengths, int64_t T_, int64_t B, int64_t s0, int64_t s1,
+                       int64_t width, const T* src, T* dst) {
+  for (int64_t s = s0; s < s1; ++s) {
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t len = lengths ? lengths[b] : T_;
+      T* row = dst + ((s - s0) * B + b) * width;
+      if (s < len) {
+        std::copy_n(src + ((len - 1 - s) * B + b) * width, width, row);
+      } else {
+        std::fill_n(row, width, T(0));
+      }
+    }
+  }
+}
+
+// gx[rows, G·H] = x[rows, in] · Wᵀ, or the input itself in every gate with skip_input.
+template <typename T>
+void InputProjection(const CpuDevice& d, const RnnModelShape& s, int layer, int64_t rows, int64_t in,
+                     const T* x, const T* w, T* gx) {
+  const int64_t gh_w = s.gates() * s.num_units, H = s.num_units;
+  if (s.HasInputWeights(layer)) {
+    CpuGemm<T>(d, false, true, rows, gh_w, in, x, w, gx, false);
+    return;
+  }
+  for (int64_t i = 0; i < rows; ++i)  // skip_input: in == H
+    for (int g = 0; g < s.gates(); ++g) std::copy_n(x + i * in, H, gx + i * gh_w + g * H);
+}
+
 template <typename T>
 template <typename Cell>
 void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, const T* x,
                                 int64_t in, T* y, const RnnReserveLayout* rl, T* ws) const {
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
   const int64_t gh_w = G * H, ow = s_.output_size(), ld = int64_t(layer) * s_.num_dirs + dir;
+  const int64_t Tc = RnnChunkSteps(T_, B), cb = Tc * B;
+  int64_t max_in = 0;
+  for (int l = 0; l < s_.num_layers; ++l) max_in = std::max(max_in, s_.LayerInputSize(l));
   const auto blk = s_.LayerBlock(layer);
   const T* p = a.params + s_.BlockOffset(layer, dir);
   const T *w = p + blk.w, *r = p + blk.r, *proj = p + blk.p, *b_w = p + blk.b_w, *b_r = p + blk.b_r;
   const bool has_proj = s_.num_proj > 0;
+  const bool training = rl != nullptr;
 
-  T* gx = ws;                  // [T, B, G·H]
-  T* gh = gx + T_ * B * gh_w;  // [B, G·H]
-  T* h = gh + B * gh_w;        // [B, H_out] state
-  T* h_new = h + B * ho;       // [B, H_out]
-  T* out = h_new + B * ho;     // [B, H]: h (no projection) or m
-  T* c = out + B * H;          // [B, H] lstm state
-  T* c_new = c + B * H;        // [B, H]
-  T* act_scratch = c_new + B * H;      // [B, G·H] activations (inference)
+  T* gx_chunk = ws;                      // [cb, G·H] inference: gx of a chunk, step order
+  T* x_chunk = gx_chunk + cb * gh_w;     // [cb, in] reverse direction: its input rows, step order
+  T* gh = x_chunk + cb * max_in;         // [B, G·H]
+  T* h = gh + B * gh_w;                  // [B, H_out] state
+  T* h_new = h + B * ho;                 // [B, H_out]
+  T* out = h_new + B * ho;               // [B, H]: h (no projection) or m
+  T* c = out + B * H;                    // [B, H] lstm state
+  T* c_new = c + B * H;                  // [B, H]
+  T* act_scratch = c_new + B * H;        // [B, G·H] activations (inference)
   T* ghn_scratch = act_scratch + B * gh_w;  // [B, H] (inference)
   T* pack = ghn_scratch + B * H;
   const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/true, B, pack);
   std::optional<StepGemm<T>> projection;
   if (has_proj) {
     projection.emplace(d_, proj, H, ho, /*transposed=*/true, B,
-                       pack + StepGemm<T>::StorageSize(ho, gh_w));
+                       pack + StepGemm<T>::StorageSize(ho, gh_w, B));
   }
   const bool is_gru = Cell::kMode == RnnMode::kGru;
 
-  // Input projection of all steps at once, plus b_W.
-  if (s_.HasInputWeights(layer)) {
-    CpuGemm<T>(d_, false, true, T_ * B, gh_w, in, x, w, gx, false);
-  } else {  // skip_input: every gate sees the input itself (in == H)
-    for (int64_t i = 0; i < T_ * B; ++i)
-      for (int g = 0; g < G; ++g) std::copy(x + i * in, x + i * in + H, gx + i * gh_w + g * H);
-  }
-  ParallelRows(d_, T_ * B, gh_w, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      for (int64_t j = 0; j < gh_w; ++j) gx[i * gh_w + j] += b_w[j];
-  });
+  const RnnReserveLayout::LayerDir* sv = training ? &rl->layer_dir[ld] : nullptr;
+  T* res = a.reserve;
+  // Training: the input projection of all steps at once, in place of the activations it becomes.
+  if (training) InputProjection<T>(d_, s_, layer, T_ * B, in, x, w, res + sv->act);
 
   std::copy(a.h0 + ld * B * ho, a.h0 + (ld + 1) * B * ho, h);
   if (Cell::kMode == RnnMode::kLstm) std::copy(a.c0 + ld * B * H, a.c0 + (ld + 1) * B * H, c);
 
-  const RnnReserveLayout::LayerDir* sv = rl ? &rl->layer_dir[ld] : nullptr;
-  T* res = a.reserve;
   const int32_t* lengths = a.lengths;
+  int64_t s0 = 0;  // first step of the current chunk
   // Gate math of units [u0, u0 + n) of row b at step s.
   auto gates = [&](int64_t s, int64_t b, int64_t u0, int64_t n) {
     const int64_t len = Length(lengths, b, T_);
     if (s >= len) return;
     const int64_t row = TimeAt(dir, s, len) * B + b;
-    // Activations go to the reserve when training, else to scratch rows.
-    T* act = (sv ? res + sv->act + row * gh_w : act_scratch + b * gh_w) + u0;
-    T* ghn = (sv && is_gru ? res + sv->ghn + row * H : ghn_scratch + b * H) + u0;
-    Cell::StepForward(n, H, gx + row * gh_w + u0, gh + b * gh_w + u0, b_r + u0, h + b * ho + u0,
+    // Activations go to the reserve when training (over gx), else to scratch rows.
+    T* act = (training ? res + sv->act + row * gh_w : act_scratch + b * gh_w) + u0;
+    const T* gx = training ? act : gx_chunk + ((s - s0) * B + b) * gh_w + u0;
+    T* ghn = (training && is_gru ? res + sv->ghn + row * H : ghn_scratch + b * H) + u0;
+    Cell::StepForward(n, H, gx, gh + b * gh_w + u0, b_w + u0, b_r + u0, h + b * ho + u0,
                       c + b * H + u0, out + b * H + u0, c_new + b * H + u0, act, ghn);
   };
   // (Tried: one task computing the product and the gate math of a block of 16 units, one dispatch a
   // step; it cost 35% more CPU than the two passes below at B=64, H=256 — docs/PERFORMANCE.md.)
-  for (int64_t s = 0; s < T_; ++s) {
-    recurrent.Run(B, h, gh);
-    ParallelRows(d_, B, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) gates(s, b, 0, H);
-    });
-    if (sv) {  // what backprop needs of this step, before the state moves on
+  for (; s0 < T_; s0 += Tc) {
+    const int64_t s1 = std::min(T_, s0 + Tc);
+    if (!training) {  // inference: the input projection of this chunk's steps
+      const T* xr = x + s0 * B * in;  // forward direction: step s reads time s
+      if (dir == 1) {
+        GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_chunk);
+        xr = x_chunk;
+      }
+      InputProjection<T>(d_, s_, layer, (s1 - s0) * B, in, xr, w, gx_chunk);
+    }
+    for (int64_t s = s0; s < s1; ++s) {
+      recurrent.Run(B, h, gh);
+      ParallelRows(d_, B, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) gates(s, b, 0, H);
+      });
+      if (sv) {  // what backprop needs of this step, before the state moves on
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t len = Length(lengths, b, T_);
+          if (s >= len) continue;
+          const int64_t row = TimeAt(dir, s, len) * B + b;
+          std::copy(h + b * ho, h + (b + 1) * ho, res + sv->hprev + row * ho);
+          if (Cell::kMode == RnnMode::kLstm) {
+            std::copy(c + b * H, c + (b + 1) * H, res + sv->cprev + row * H);
+            std::copy(c_new + b * H, c_new + (b + 1) * H, res + sv->c + row * H);
+            if (has_proj) std::copy(out + b * H, out + (b + 1) * H, res + sv->m + row * H);
+          }
+        }
+      }
+      const T* h_out = out;
+      if (has_proj) {
+        projection->Run(B, out, h_new);
+        h_out = h_new;
+      }
       for (int64_t b = 0; b < B; ++b) {
         const int64_t len = Length(lengths, b, T_);
         if (s >= len) continue;
-        const int64_t row = TimeAt(dir, s, len) * B + b;
-        std::copy(h + b * ho, h + (b + 1) * ho, res + sv->hprev + row * ho);
-        if (Cell::kMode == RnnMode::kLstm) {
-          std::copy(c + b * H, c + (b + 1) * H, res + sv->cprev + row * H);
-          std::copy(c_new + b * H, c_new + (b + 1) * H, res + sv->c + row * H);
-          if (has_proj) std::copy(out + b * H, out + (b + 1) * H, res + sv->m + row * H);
-        }
+        const int64_t t = TimeAt(dir, s, len);
+        std::copy(h_out + b * ho, h_out + (b + 1) * ho, h + b * ho);
+        std::copy(h + b * ho, h + (b + 1) * ho, y + (t * B + b) * ow + dir * ho);
+        if (Cell::kMode == RnnMode::kLstm) std::copy(c_new + b * H, c_new + (b + 1) * H, c + b * H);
       }
-    }
-    const T* h_out = out;
-    if (has_proj) {
-      projection->Run(B, out, h_new);
-      h_out = h_new;
-    }
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t len = Length(lengths, b, T_);
-      if (s >= len) continue;
-      const int64_t t = TimeAt(dir, s, len);
-      std::copy(h_out + b * ho, h_out + (b + 1) * ho, h + b * ho);
-      std::copy(h + b * ho, h + (b + 1) * ho, y + (t * B + b) * ow + dir * ho);
-      if (Cell::kMode == RnnMode::kLstm) std::copy(c_new + b * H, c_new + (b + 1) * H, c + b * H);
     }
   }
   std::copy(h, h + B * ho, a.hn + ld * B * ho);
@@ -533,12 +608,13 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
 template <typename T>
 void CpuRnn<T>::Backward(const RnnBackwardArgs<T>& a, T* ws) const {
   const int64_t T_ = a.seq_len, B = a.batch, tb = T_ * B, ow = s_.output_size();
+  const bool multi = s_.num_layers > 1;
   RnnReserveLayout rl(s_, T_, B, a.dropout > 0);
   int64_t max_in = 0;
   for (int l = 0; l < s_.num_layers; ++l) max_in = std::max(max_in, s_.LayerInputSize(l));
-  T* dy_below = ws;                      // [T, B, dirs·H_out]: grad of the output of layer l-1
-  T* dx_buf = dy_below + tb * ow;        // [T, B, in]: grad of the input of layer l
-  T* cell_ws = dx_buf + tb * max_in;
+  T* dy_below = ws;                                // [T, B, dirs·H_out]: grad of layer l-1's output
+  T* dx_buf = dy_below + (multi ? tb * ow : 0);    // [T, B, in]: grad of the input of layer l >= 1
+  T* cell_ws = dx_buf + (multi ? tb * max_in : 0);
   std::fill(a.dparams, a.dparams + s_.ParamsSize(), T(0));
   const T* dy = a.dy;
   for (int l = s_.num_layers - 1; l >= 0; --l) {
@@ -564,8 +640,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
                                  int64_t in, const T* dy, T* dx, const RnnReserveLayout& rl,
                                  T* ws) const {
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
-  const int64_t gh_w = G * H, ow = s_.output_size(), tb = T_ * B;
+  const int64_t gh_w = G * H, ow = s_.output_size();
   const int64_t ld = int64_t(layer) * s_.num_dirs + dir;
+  const int64_t Tc = RnnChunkSteps(T_, B), cb = Tc * B;
+  int64_t max_in = 0;
+  for (int l = 0; l < s_.num_layers; ++l) max_in = std::max(max_in, s_.LayerInputSize(l));
   const auto blk = s_.LayerBlock(layer);
   const int64_t offset = s_.BlockOffset(layer, dir);
   const T* p = a.params + offset;
@@ -576,91 +655,124 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const T* res = a.reserve;
   const int32_t* lengths = a.lengths;
 
-  T* d_gx = ws;                                    // [T, B, G·H] time order, zero past lengths
-  T* d_gh = is_gru ? d_gx + tb * gh_w : d_gx;      // gru: differs in the candidate gate
-  T* dh_all = d_gh + tb * gh_w;                    // [T, B, H_out] grad of each step's output
-  T* dgh_step = dh_all + tb * ho;                  // [B, G·H] this step's d_gh, gathered
-  T* dgx_step = dgh_step + B * gh_w;               // [B, G·H]
-  T* dh = dgx_step + B * gh_w;                     // [B, H_out] grad of the state
-  T* dh_rec = dh + B * ho;                         // [B, H_out] grad through R
-  T* dh_direct = dh_rec + B * ho;                  // [B, H_out]
-  T* dm = dh_direct + B * ho;                      // [B, H] grad of m (projection)
-  T* dc = dm + B * H;                              // [B, H]
-  T* pack = dc + B * H;
+  // Chunk buffers hold the rows of steps [s0, s1) in step order: row (s - s0)·B + b.
+  T* next = ws;
+  auto take = [&next](int64_t n) {
+    T* at = next;
+    next += n;
+    return at;
+  };
+  T* d_gx = take(cb * gh_w);                   // grads of the pre-activations (x side)
+  T* d_gh = is_gru ? take(cb * gh_w) : d_gx;   // gru: differs in the candidate gate
+  T* x_rows = take(cb * max_in);               // reverse direction: the gathered input
+  T* dx_rows = take(cb * max_in);              // reverse direction: its grad
+  T* hprev_rows = take(cb * ho);               // reverse direction: the gathered h_prev
+  T* dh_all = has_proj ? take(cb * ho) : nullptr;  // grad of each step's output (projection)
+  T* m_rows = has_proj ? take(cb * H) : nullptr;   // reverse direction: the gathered m
+  T* dh = take(B * ho);                        // grad of the state
+  T* dh_rec = take(B * ho);                    // grad through R
+  T* dh_direct = take(B * ho);
+  T* dm = take(B * H);                         // grad of m (projection)
+  T* dc = take(B * H);
+  T* pack = next;
   const StepGemm<T> recurrent(d_, p + blk.r, gh_w, ho, /*transposed=*/false, B, pack);
   std::optional<StepGemm<T>> projection;
   if (has_proj) {
     projection.emplace(d_, p + blk.p, ho, H, /*transposed=*/false, B,
-                       pack + StepGemm<T>::StorageSize(gh_w, ho));
+                       pack + StepGemm<T>::StorageSize(gh_w, ho, B));
   }
-  std::fill(d_gx, d_gx + tb * gh_w, T(0));
-  if (is_gru) std::fill(d_gh, d_gh + tb * gh_w, T(0));
-  if (has_proj) std::fill(dh_all, dh_all + tb * ho, T(0));
 
   std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
   if (is_lstm) std::copy(a.dcn + ld * B * H, a.dcn + (ld + 1) * B * H, dc);
 
-  for (int64_t s = T_ - 1; s >= 0; --s) {
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t len = Length(lengths, b, T_);
-      if (s >= len) continue;
-      const int64_t t = TimeAt(dir, s, len);
-      const T* dyr = dy + (t * B + b) * ow + dir * ho;
-      for (int64_t j = 0; j < ho; ++j) dh[b * ho + j] += dyr[j];
-      if (has_proj) std::copy(dh + b * ho, dh + (b + 1) * ho, dh_all + (t * B + b) * ho);
-    }
-    const T* dout = dh;  // grad of the cell's own output (h, or m before projection)
-    if (has_proj) {
-      projection->Run(B, dh, dm);
-      dout = dm;
-    }
-    ParallelRows(d_, B, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
+  for (int64_t s1 = T_; s1 > 0; s1 -= Tc) {  // chunks from the last step back
+    const int64_t s0 = std::max<int64_t>(0, s1 - Tc), rows = (s1 - s0) * B;
+    for (int64_t s = s1 - 1; s >= s0; --s) {
+      const int64_t k = (s - s0) * B;  // this step's first chunk row
+      for (int64_t b = 0; b < B; ++b) {
         const int64_t len = Length(lengths, b, T_);
-        T* dghs = dgh_step + b * gh_w;
         if (s >= len) {
-          std::fill(dghs, dghs + gh_w, T(0));
+          if (has_proj) std::fill_n(dh_all + (k + b) * ho, ho, T(0));
           continue;
         }
-        const int64_t t = TimeAt(dir, s, len), row = t * B + b;
-        T* dgxs = is_gru ? dgx_step + b * gh_w : dghs;
-        Cell::StepBackward(H, res + sv.act + row * gh_w, is_gru ? res + sv.ghn + row * H : nullptr,
-                           is_lstm ? res + sv.c + row * H : nullptr,
-                           is_lstm ? res + sv.cprev + row * H : nullptr, res + sv.hprev + row * ho,
-                           dout + b * H, dc + b * H, dgxs, dghs, dh_direct + b * ho);
-        std::copy(dgxs, dgxs + gh_w, d_gx + row * gh_w);
-        if (is_gru) std::copy(dghs, dghs + gh_w, d_gh + row * gh_w);
+        const int64_t t = TimeAt(dir, s, len);
+        const T* dyr = dy + (t * B + b) * ow + dir * ho;
+        for (int64_t j = 0; j < ho; ++j) dh[b * ho + j] += dyr[j];
+        if (has_proj) std::copy_n(dh + b * ho, ho, dh_all + (k + b) * ho);
       }
-    });
-    recurrent.Run(B, dgh_step, dh_rec);
-    for (int64_t b = 0; b < B; ++b) {
-      if (s >= Length(lengths, b, T_)) continue;  // rows past their length pass dh through
-      for (int64_t j = 0; j < ho; ++j)
-        dh[b * ho + j] = dh_rec[b * ho + j] + (is_gru ? dh_direct[b * ho + j] : T(0));
+      const T* dout = dh;  // grad of the cell's own output (h, or m before projection)
+      if (has_proj) {
+        projection->Run(B, dh, dm);
+        dout = dm;
+      }
+      ParallelRows(d_, B, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t len = Length(lengths, b, T_);
+          T* dgx = d_gx + (k + b) * gh_w;
+          T* dgh = d_gh + (k + b) * gh_w;
+          if (s >= len) {  // no step here: zero grads (the weight-gradient products read them)
+            std::fill_n(dgx, gh_w, T(0));
+            if (is_gru) std::fill_n(dgh, gh_w, T(0));
+            continue;
+          }
+          const int64_t row = TimeAt(dir, s, len) * B + b;
+          Cell::StepBackward(H, res + sv.act + row * gh_w, is_gru ? res + sv.ghn + row * H : nullptr,
+                             is_lstm ? res + sv.c + row * H : nullptr,
+                             is_lstm ? res + sv.cprev + row * H : nullptr, res + sv.hprev + row * ho,
+                             dout + b * H, dc + b * H, dgx, dgh, dh_direct + b * ho);
+        }
+      });
+      recurrent.Run(B, d_gh + k * gh_w, dh_rec);
+      for (int64_t b = 0; b < B; ++b) {
+        if (s >= Length(lengths, b, T_)) continue;  // rows past their length pass dh through
+        for (int64_t j = 0; j < ho; ++j)
+          dh[b * ho + j] = dh_rec[b * ho + j] + (is_gru ? dh_direct[b * ho + j] : T(0));
+      }
+    }
+
+    // The chunk's share of the weight and bias gradients: one product each. The forward direction
+    // reads time s at step s, so its rows are the reserve's and the input's own; the reverse
+    // direction's are gathered.
+    const T *xr = x + s0 * B * in, *hr = res + sv.hprev + s0 * B * ho;
+    const T* mr = has_proj ? res + sv.m + s0 * B * H : nullptr;
+    if (dir == 1) {
+      GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_rows);
+      GatherReverseRows(lengths, T_, B, s0, s1, ho, res + sv.hprev, hprev_rows);
+      if (has_proj) GatherReverseRows(lengths, T_, B, s0, s1, H, res + sv.m, m_rows);
+      xr = x_rows, hr = hprev_rows, mr = m_rows;
+    }
+    if (s_.HasInputWeights(layer)) CpuGemm<T>(d_, true, false, gh_w, in, rows, d_gx, xr, dp + blk.w, true);
+    CpuGemm<T>(d_, true, false, gh_w, ho, rows, d_gh, hr, dp + blk.r, true);
+    if (has_proj) CpuGemm<T>(d_, true, false, ho, H, rows, dh_all, mr, dp + blk.p, true);
+    AddColumnSums(rows, gh_w, d_gx, dp + blk.b_w);
+    AddColumnSums(rows, gh_w, d_gh, dp + blk.b_r);
+
+    // Grad of the layer input: the forward direction writes its rows, the reverse one adds to them.
+    T* dxr = dir == 0 ? dx + s0 * B * in : dx_rows;
+    if (s_.HasInputWeights(layer)) {
+      CpuGemm<T>(d_, false, false, rows, in, gh_w, d_gx, p + blk.w, dxr, false);
+    } else {  // skip_input: in == H, every gate saw the input
+      for (int64_t i = 0; i < rows; ++i) {
+        T* dxi = dxr + i * in;
+        std::fill_n(dxi, in, T(0));
+        for (int g = 0; g < G; ++g)
+          for (int64_t j = 0; j < H; ++j) dxi[j] += d_gx[i * gh_w + g * H + j];
+      }
+    }
+    if (dir == 1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t len = Length(lengths, b, T_);
+          if (s >= len) continue;
+          const T* src = dx_rows + ((s - s0) * B + b) * in;
+          T* dst = dx + ((len - 1 - s) * B + b) * in;
+          for (int64_t j = 0; j < in; ++j) dst[j] += src[j];
+        }
+      }
     }
   }
   std::copy(dh, dh + B * ho, a.dh0 + ld * B * ho);
   if (is_lstm) std::copy(dc, dc + B * H, a.dc0 + ld * B * H);
-
-  // Weight and bias gradients: one product over all steps each.
-  if (s_.HasInputWeights(layer)) CpuGemm<T>(d_, true, false, gh_w, in, tb, d_gx, x, dp + blk.w, false);
-  CpuGemm<T>(d_, true, false, gh_w, ho, tb, d_gh, res + sv.hprev, dp + blk.r, false);
-  if (has_proj) CpuGemm<T>(d_, true, false, ho, H, tb, dh_all, res + sv.m, dp + blk.p, false);
-  AddColumnSums(tb, gh_w, d_gx, dp + blk.b_w);
-  AddColumnSums(tb, gh_w, d_gh, dp + blk.b_r);
-
-  // Grad of the layer input, summed over directions.
-  const bool accumulate = dir > 0;
-  if (s_.HasInputWeights(layer)) {
-    CpuGemm<T>(d_, false, false, tb, in, gh_w, d_gx, p + blk.w, dx, accumulate);
-  } else {
-    for (int64_t i = 0; i < tb; ++i) {
-      T* dxr = dx + i * in;
-      if (!accumulate) std::fill(dxr, dxr + in, T(0));
-      for (int g = 0; g < G; ++g)
-        for (int64_t j = 0; j < H; ++j) dxr[j] += d_gx[i * gh_w + g * H + j];
-    }
-  }
 }
 
 }  // namespace tf_rnn_ops
