@@ -162,8 +162,8 @@ def test_longer_sequence(rng, mode):
      ("rnn_relu", 0, "linear_input")],
 )  # fmt: skip
 def test_steps_in_several_chunks(rng, mode, num_proj, input_mode):
-    """T·B above the driver's 1024-row chunks (RnnChunkSteps): B=37 gives chunks of 28 steps, so
-    T=61 runs 28 + 28 + 5, with variable lengths, both directions, two layers."""
+    """T·B above the driver's 512-row chunks (RnnChunkSteps): B=37 gives chunks of 14 steps, so
+    T=61 runs 4 · 14 + 5, with variable lengths, both directions, two layers."""
     p = _problem(
         rng, (mode, "bidirectional", input_mode, True, num_proj), batch=37, steps=61,
     )  # fmt: skip

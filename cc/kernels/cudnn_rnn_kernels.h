@@ -355,10 +355,18 @@ int64_t ReserveElements(int64_t n) {
   return (n * static_cast<int64_t>(sizeof(Acc)) + sizeof(T) - 1) / sizeof(T);
 }
 
+// Backprop reads the state before each step from the outputs (rnn_cpu_driver.h), unless these are
+// rounded to a 16-bit type: then the forward saves them in the compute type.
+template <typename T>
+constexpr bool SaveHprev() {
+  return !std::is_same<T, typename ComputeType<T>::type>::value;
+}
+
 template <typename T>
 class CudnnRnnForwardOp : public OpKernel {
  public:
   using Acc = typename ComputeType<T>::type;
+  static constexpr bool kSaveHprev = SaveHprev<T>();
   explicit CudnnRnnForwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, attrs_.Parse(ctx));
   }
@@ -384,7 +392,7 @@ class CudnnRnnForwardOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, lstm ? input_c.shape() : TensorShape({}), &output_c));
     const bool training = attrs_.is_training;
     const int64_t reserve_n =
-        training ? RnnReserveLayout(s, T_, B, attrs_.dropout > 0).size : 0;
+        training ? RnnReserveLayout(s, T_, B, attrs_.dropout > 0, kSaveHprev).size : 0;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({ReserveElements<T>(reserve_n)}), &reserve));
     if (ctx->num_outputs() > 4) {
       Tensor* host_reserved;
@@ -421,6 +429,7 @@ class CudnnRnnForwardOp : public OpKernel {
     a.hn = hn.data();
     a.cn = lstm ? cn.data() : nullptr;
     a.reserve = training ? reinterpret_cast<Acc*>(reserve->flat<T>().data()) : nullptr;
+    a.save_hprev = kSaveHprev;
     a.dropout = attrs_.dropout;
     a.seed = static_cast<uint64_t>(attrs_.seed);
     a.seed2 = static_cast<uint64_t>(attrs_.seed2);
@@ -438,6 +447,7 @@ template <typename T>
 class CudnnRnnBackwardOp : public OpKernel {
  public:
   using Acc = typename ComputeType<T>::type;
+  static constexpr bool kSaveHprev = SaveHprev<T>();
   explicit CudnnRnnBackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, attrs_.Parse(ctx));
   }
@@ -488,7 +498,7 @@ class CudnnRnnBackwardOp : public OpKernel {
                                           input_c.shape().DebugString(), ", got ",
                                           output_c_backprop.shape().DebugString()));
     }
-    const int64_t reserve_n = RnnReserveLayout(s, T_, B, attrs_.dropout > 0).size;
+    const int64_t reserve_n = RnnReserveLayout(s, T_, B, attrs_.dropout > 0, kSaveHprev).size;
     OP_REQUIRES(ctx, reserve.dims() == 1 && reserve.NumElements() == ReserveElements<T>(reserve_n),
                 InvalidArgument(
                     "reserve_space has shape ", reserve.shape().DebugString(), " but this model needs [",
@@ -507,8 +517,9 @@ class CudnnRnnBackwardOp : public OpKernel {
       return;
     }
 
-    ComputeView<T> x, h0, c0, w, dy, dhn, dcn;
+    ComputeView<T> x, h0, c0, w, y, dy, dhn, dcn;
     OP_REQUIRES_OK(ctx, x.Init(ctx, input, swap));
+    OP_REQUIRES_OK(ctx, y.Init(ctx, output, swap));
     OP_REQUIRES_OK(ctx, h0.Init(ctx, input_h, swap));
     OP_REQUIRES_OK(ctx, w.Init(ctx, params, false));
     OP_REQUIRES_OK(ctx, dy.Init(ctx, output_backprop, swap));
@@ -539,6 +550,8 @@ class CudnnRnnBackwardOp : public OpKernel {
     a.dhn = dhn.data();
     a.dcn = lstm ? dcn.data() : nullptr;
     a.reserve = reinterpret_cast<const Acc*>(reserve.flat<T>().data());
+    a.save_hprev = kSaveHprev;
+    a.y = y.data();
     a.dropout = attrs_.dropout;
     a.dx = dx.data();
     a.dh0 = dh0.data();

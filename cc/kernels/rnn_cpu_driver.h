@@ -140,22 +140,26 @@ void AddColumnSums(int64_t rows, int64_t cols, const T* m, T* out) {
   }
 }
 
-// Where each piece of saved state lives in reserve_space, in units of T.
+// Where each piece of saved state lives in reserve_space, in units of T. What backprop can read
+// elsewhere is not saved: the state before a step is the initial state or the state after the
+// previous step, and a layer's states after each step are its output (y for the last layer, the next
+// layer's saved input otherwise). Only where that output was changed after the fact (dropout
+// scaled it) or rounded (16-bit types: `save_hprev`) are the states kept here.
 struct RnnReserveLayout {
   struct LayerDir {
-    int64_t act = 0;    // [T, B, G·H] gate activations (time order)
-    int64_t ghn = 0;    // gru: [T, B, H] recurrent part of the candidate
-    int64_t c = 0;      // lstm: [T, B, H] cell state after the step
-    int64_t cprev = 0;  // lstm: [T, B, H] cell state before the step
-    int64_t hprev = 0;  // [T, B, H_out] hidden state before the step
-    int64_t m = 0;      // lstm with projection: [T, B, H] the unprojected output
+    int64_t act = 0;     // [T, B, G·H] gate activations (time order)
+    int64_t ghn = 0;     // gru: [T, B, H] recurrent part of the candidate
+    int64_t c = 0;       // lstm: [T, B, H] cell state after the step
+    int64_t hprev = -1;  // [T, B, H_out] hidden state before the step, where saved
+    int64_t m = 0;       // lstm with projection: [T, B, H] the unprojected output
   };
   std::vector<LayerDir> layer_dir;  // index layer * num_dirs + dir
   std::vector<int64_t> layer_input;  // layer >= 1: [T, B, dirs·H_out] its input (after dropout)
   std::vector<int64_t> dropout_mask;  // layer >= 1, dropout > 0: the scale applied to that input
   int64_t size = 0;
 
-  RnnReserveLayout(const RnnModelShape& s, int64_t T, int64_t B, bool has_dropout) {
+  RnnReserveLayout(const RnnModelShape& s, int64_t T, int64_t B, bool has_dropout,
+                   bool save_hprev) {
     const int64_t tb = T * B, H = s.num_units;
     auto take = [this](int64_t n) {
       const int64_t at = size;
@@ -163,16 +167,16 @@ struct RnnReserveLayout {
       return at;
     };
     for (int l = 0; l < s.num_layers; ++l) {
+      const bool output_scaled = has_dropout && l + 1 < s.num_layers;
       for (int d = 0; d < s.num_dirs; ++d) {
         LayerDir ld;
         ld.act = take(tb * s.gates() * H);
         if (s.mode == RnnMode::kGru) ld.ghn = take(tb * H);
         if (s.mode == RnnMode::kLstm) {
           ld.c = take(tb * H);
-          ld.cprev = take(tb * H);
           if (s.num_proj > 0) ld.m = take(tb * H);
         }
-        ld.hprev = take(tb * s.h_out());
+        if (save_hprev || output_scaled) ld.hprev = take(tb * s.h_out());
         layer_dir.push_back(ld);
       }
       layer_input.push_back(l == 0 ? -1 : take(tb * s.output_size()));
@@ -207,6 +211,7 @@ struct RnnForwardArgs {
   T* hn = nullptr;             // [L·dirs, B, H_out]
   T* cn = nullptr;             // lstm: [L·dirs, B, H]
   T* reserve = nullptr;        // training: RnnReserveLayout(...).size elements; null for inference
+  bool save_hprev = false;     // RnnReserveLayout's: the outputs are rounded (16-bit types)
   float dropout = 0;
   uint64_t seed = 0, seed2 = 0;
 };
@@ -219,10 +224,12 @@ struct RnnBackwardArgs {
   const T* c0 = nullptr;
   const T* params = nullptr;
   const int32_t* lengths = nullptr;
+  const T* y = nullptr;    // [T, B, dirs·H_out] the forward's output
   const T* dy = nullptr;   // [T, B, dirs·H_out]
   const T* dhn = nullptr;  // [L·dirs, B, H_out]
   const T* dcn = nullptr;  // lstm: [L·dirs, B, H]
   const T* reserve = nullptr;
+  bool save_hprev = false;
   float dropout = 0;
   T* dx = nullptr;        // [T, B, I]
   T* dh0 = nullptr;       // [L·dirs, B, H_out]
@@ -233,9 +240,10 @@ struct RnnBackwardArgs {
 // Time steps per chunk: the forward's input projection (inference) and the backward's weight-gradient
 // products run over chunks of steps, so that their buffers stay small and in cache (a [T, B, G·H]
 // buffer, fresh memory at every call, cost more in page faults than its products gained) while each
-// product keeps about 1024 rows.
+// product keeps about kChunkRows rows.
+constexpr int64_t kChunkRows = 512;
 inline int64_t RnnChunkSteps(int64_t T_, int64_t B) {
-  return std::max<int64_t>(1, std::min<int64_t>(T_, (1024 + B - 1) / std::max<int64_t>(B, 1)));
+  return std::max<int64_t>(1, std::min<int64_t>(T_, (kChunkRows + B - 1) / std::max<int64_t>(B, 1)));
 }
 
 // Scratch memory (in units of T) that Forward or Backward asks of its caller.
@@ -259,6 +267,7 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
   return packed + (multi ? tb * s.output_size() + tb * max_in : 0)  // dY below, dX of layer >= 1
          + cb * gh * (s.mode == RnnMode::kGru ? 2 : 1)            // D_gx (and D_gh) of a chunk
          + 2 * cb * max_in + cb * ho                              // gathered x and its grad, h_prev
+         + (s.mode == RnnMode::kLstm ? cb * H : 0)                // c_prev
          + (proj ? cb * ho + cb * H : 0)                          // dh, gathered m (projection)
          + 3 * B * ho + 2 * B * H;                                // per-step grads
 }
@@ -287,7 +296,7 @@ class CpuRnn {
                        T* y, const RnnReserveLayout* rl, T* ws) const;
   template <typename Cell>
   void BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir, const T* x, int64_t in,
-                        const T* dy, T* dx, const RnnReserveLayout& rl, T* ws) const;
+                        const T* y, const T* dy, T* dx, const RnnReserveLayout& rl, T* ws) const;
 
   const CpuDevice& d_;
   const RnnModelShape s_;
@@ -435,14 +444,12 @@ void CpuRnn<T>::Forward(const RnnForwardArgs<T>& a, T* ws) const {
   const bool training = a.reserve != nullptr;
   const bool has_dropout = training && a.dropout > 0;
   const bool multi = s_.num_layers > 1;
-  RnnReserveLayout rl(s_, T_, B, has_dropout);
-  // Rows past a sequence's length are never written by the steps, but the h_prev (and m) rows take
-  // part in the weight-gradient products (times zero grads): they must hold numbers, not garbage.
+  RnnReserveLayout rl(s_, T_, B, has_dropout, a.save_hprev);
+  // Rows past a sequence's length are never written by the steps, but the m rows (projection) take
+  // part in a weight-gradient product (times zero grads): they must hold numbers, not garbage.
   if (training) {
-    for (const auto& ld : rl.layer_dir) {
-      ZeroRowsPastLengths(a.lengths, T_, B, s_.h_out(), a.reserve + ld.hprev);
+    for (const auto& ld : rl.layer_dir)
       if (s_.num_proj > 0) ZeroRowsPastLengths(a.lengths, T_, B, s_.num_units, a.reserve + ld.m);
-    }
   }
   // Layer outputs: the last layer writes y; training writes the others into the reserve (they are
   // the next layer's saved input); inference ping-pongs between two scratch buffers.
@@ -514,7 +521,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const bool has_proj = s_.num_proj > 0;
   const bool training = rl != nullptr;
 
-  T* gx_chunk = ws;                      // [cb, G·H] inference: gx of a chunk, step order
+  T* gx_chunk = ws;                      // [cb, G·H] gx of a chunk, step order
   T* x_chunk = gx_chunk + cb * gh_w;     // [cb, in] reverse direction: its input rows, step order
   T* gh = x_chunk + cb * max_in;         // [B, G·H]
   T* h = gh + B * gh_w;                  // [B, H_out] state
@@ -535,8 +542,6 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
 
   const RnnReserveLayout::LayerDir* sv = training ? &rl->layer_dir[ld] : nullptr;
   T* res = a.reserve;
-  // Training: the input projection of all steps at once, in place of the activations it becomes.
-  if (training) InputProjection<T>(d_, s_, layer, T_ * B, in, x, w, res + sv->act);
 
   std::copy(a.h0 + ld * B * ho, a.h0 + (ld + 1) * B * ho, h);
   if (Cell::kMode == RnnMode::kLstm) std::copy(a.c0 + ld * B * H, a.c0 + (ld + 1) * B * H, c);
@@ -559,13 +564,26 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   // step; it cost 35% more CPU than the two passes below at B=64, H=256 — docs/PERFORMANCE.md.)
   for (; s0 < T_; s0 += Tc) {
     const int64_t s1 = std::min(T_, s0 + Tc);
-    if (!training) {  // inference: the input projection of this chunk's steps
-      const T* xr = x + s0 * B * in;  // forward direction: step s reads time s
-      if (dir == 1) {
-        GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_chunk);
-        xr = x_chunk;
+    // The input projection of this chunk's steps, the same products whether training or not (so
+    // that both give bitwise the same outputs). Training computes gx in place of the activations
+    // it becomes: straight into the reserve for the forward direction (step s reads time s), by way
+    // of gx_chunk for the reverse one.
+    const T* xr = x + s0 * B * in;
+    if (dir == 1) {
+      GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_chunk);
+      xr = x_chunk;
+    }
+    T* gx_out = training && dir == 0 ? res + sv->act + s0 * B * gh_w : gx_chunk;
+    InputProjection<T>(d_, s_, layer, (s1 - s0) * B, in, xr, w, gx_out);
+    if (training && dir == 1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t len = Length(lengths, b, T_);
+          if (s >= len) continue;
+          std::copy_n(gx_chunk + ((s - s0) * B + b) * gh_w, gh_w,
+                      res + sv->act + ((len - 1 - s) * B + b) * gh_w);
+        }
       }
-      InputProjection<T>(d_, s_, layer, (s1 - s0) * B, in, xr, w, gx_chunk);
     }
     for (int64_t s = s0; s < s1; ++s) {
       recurrent.Run(B, h, gh);
@@ -577,9 +595,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
           const int64_t len = Length(lengths, b, T_);
           if (s >= len) continue;
           const int64_t row = TimeAt(dir, s, len) * B + b;
-          std::copy(h + b * ho, h + (b + 1) * ho, res + sv->hprev + row * ho);
+          if (sv->hprev >= 0) std::copy(h + b * ho, h + (b + 1) * ho, res + sv->hprev + row * ho);
           if (Cell::kMode == RnnMode::kLstm) {
-            std::copy(c + b * H, c + (b + 1) * H, res + sv->cprev + row * H);
             std::copy(c_new + b * H, c_new + (b + 1) * H, res + sv->c + row * H);
             if (has_proj) std::copy(out + b * H, out + (b + 1) * H, res + sv->m + row * H);
           }
@@ -609,7 +626,7 @@ template <typename T>
 void CpuRnn<T>::Backward(const RnnBackwardArgs<T>& a, T* ws) const {
   const int64_t T_ = a.seq_len, B = a.batch, tb = T_ * B, ow = s_.output_size();
   const bool multi = s_.num_layers > 1;
-  RnnReserveLayout rl(s_, T_, B, a.dropout > 0);
+  RnnReserveLayout rl(s_, T_, B, a.dropout > 0, a.save_hprev);
   int64_t max_in = 0;
   for (int l = 0; l < s_.num_layers; ++l) max_in = std::max(max_in, s_.LayerInputSize(l));
   T* dy_below = ws;                                // [T, B, dirs·H_out]: grad of layer l-1's output
@@ -620,11 +637,13 @@ void CpuRnn<T>::Backward(const RnnBackwardArgs<T>& a, T* ws) const {
   for (int l = s_.num_layers - 1; l >= 0; --l) {
     const int64_t in = s_.LayerInputSize(l);
     const T* x = l == 0 ? a.x : a.reserve + rl.layer_input[l];
+    // The layer's states after each step: its output (unscaled) where the reserve has no h_prev.
+    const T* y = l + 1 == s_.num_layers ? a.y : a.reserve + rl.layer_input[l + 1];
     T* dx = l == 0 ? a.dx : dx_buf;
     DispatchCell([&](auto cell) {
       using Cell = decltype(cell);
       for (int dir = 0; dir < s_.num_dirs; ++dir)
-        BackwardLayerDir<Cell>(a, l, dir, x, in, dy, dx, rl, cell_ws);
+        BackwardLayerDir<Cell>(a, l, dir, x, in, y, dy, dx, rl, cell_ws);
     });
     if (l > 0) {  // through the dropout between layers l-1 and l
       const T* mask = a.dropout > 0 ? a.reserve + rl.dropout_mask[l] : nullptr;
@@ -637,8 +656,8 @@ void CpuRnn<T>::Backward(const RnnBackwardArgs<T>& a, T* ws) const {
 template <typename T>
 template <typename Cell>
 void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir, const T* x,
-                                 int64_t in, const T* dy, T* dx, const RnnReserveLayout& rl,
-                                 T* ws) const {
+                                 int64_t in, const T* y, const T* dy, T* dx,
+                                 const RnnReserveLayout& rl, T* ws) const {
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
   const int64_t gh_w = G * H, ow = s_.output_size();
   const int64_t ld = int64_t(layer) * s_.num_dirs + dir;
@@ -666,7 +685,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   T* d_gh = is_gru ? take(cb * gh_w) : d_gx;   // gru: differs in the candidate gate
   T* x_rows = take(cb * max_in);               // reverse direction: the gathered input
   T* dx_rows = take(cb * max_in);              // reverse direction: its grad
-  T* hprev_rows = take(cb * ho);               // reverse direction: the gathered h_prev
+  T* hprev_rows = take(cb * ho);               // the state before each step
+  T* cprev_rows = is_lstm ? take(cb * H) : nullptr;  // lstm: the cell state before each step
   T* dh_all = has_proj ? take(cb * ho) : nullptr;  // grad of each step's output (projection)
   T* m_rows = has_proj ? take(cb * H) : nullptr;   // reverse direction: the gathered m
   T* dh = take(B * ho);                        // grad of the state
@@ -687,6 +707,31 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
 
   for (int64_t s1 = T_; s1 > 0; s1 -= Tc) {  // chunks from the last step back
     const int64_t s0 = std::max<int64_t>(0, s1 - Tc), rows = (s1 - s0) * B;
+    // The states before each step of the chunk (zero past a row's length).
+    for (int64_t s = s0; s < s1; ++s) {
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t len = Length(lengths, b, T_), k = (s - s0) * B + b;
+        T* hp = hprev_rows + k * ho;
+        T* cp = is_lstm ? cprev_rows + k * H : nullptr;
+        if (s >= len) {
+          std::fill_n(hp, ho, T(0));
+          if (is_lstm) std::fill_n(cp, H, T(0));
+          continue;
+        }
+        if (sv.hprev >= 0) {
+          std::copy_n(res + sv.hprev + (TimeAt(dir, s, len) * B + b) * ho, ho, hp);
+        } else if (s == 0) {
+          std::copy_n(a.h0 + (ld * B + b) * ho, ho, hp);
+        } else {
+          std::copy_n(y + (TimeAt(dir, s - 1, len) * B + b) * ow + dir * ho, ho, hp);
+        }
+        if (is_lstm) {
+          const T* src = s == 0 ? a.c0 + (ld * B + b) * H
+                                : res + sv.c + (TimeAt(dir, s - 1, len) * B + b) * H;
+          std::copy_n(src, H, cp);
+        }
+      }
+    }
     for (int64_t s = s1 - 1; s >= s0; --s) {
       const int64_t k = (s - s0) * B;  // this step's first chunk row
       for (int64_t b = 0; b < B; ++b) {
@@ -718,7 +763,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
           const int64_t row = TimeAt(dir, s, len) * B + b;
           Cell::StepBackward(H, res + sv.act + row * gh_w, is_gru ? res + sv.ghn + row * H : nullptr,
                              is_lstm ? res + sv.c + row * H : nullptr,
-                             is_lstm ? res + sv.cprev + row * H : nullptr, res + sv.hprev + row * ho,
+                             is_lstm ? cprev_rows + (k + b) * H : nullptr, hprev_rows + (k + b) * ho,
                              dout + b * H, dc + b * H, dgx, dgh, dh_direct + b * ho);
         }
       });
@@ -733,14 +778,14 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     // The chunk's share of the weight and bias gradients: one product each. The forward direction
     // reads time s at step s, so its rows are the reserve's and the input's own; the reverse
     // direction's are gathered.
-    const T *xr = x + s0 * B * in, *hr = res + sv.hprev + s0 * B * ho;
+    const T* xr = x + s0 * B * in;
     const T* mr = has_proj ? res + sv.m + s0 * B * H : nullptr;
     if (dir == 1) {
       GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_rows);
-      GatherReverseRows(lengths, T_, B, s0, s1, ho, res + sv.hprev, hprev_rows);
       if (has_proj) GatherReverseRows(lengths, T_, B, s0, s1, H, res + sv.m, m_rows);
-      xr = x_rows, hr = hprev_rows, mr = m_rows;
+      xr = x_rows, mr = m_rows;
     }
+    const T* hr = hprev_rows;
     if (s_.HasInputWeights(layer)) CpuGemm<T>(d_, true, false, gh_w, in, rows, d_gx, xr, dp + blk.w, true);
     CpuGemm<T>(d_, true, false, gh_w, ho, rows, d_gh, hr, dp + blk.r, true);
     if (has_proj) CpuGemm<T>(d_, true, false, ho, H, rows, dh_all, mr, dp + blk.p, true);
