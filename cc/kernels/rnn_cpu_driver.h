@@ -56,16 +56,21 @@ void CpuGemm(const CpuDevice& d, bool transpose_a, bool transpose_b, int64_t M, 
   }
 }
 
-// Runs fn(begin, end) over [0, n) rows on the device's pool, each row costing about `row_cost` flops.
+// Runs fn(begin, end) over [0, n) rows on the device's pool, each row costing about `row_cost` flops:
+// one equal share of the rows per thread (the work of a time step is too short for Eigen's cost-model
+// blocks and work stealing to pay; measured, uneven blocks cost the step products a third).
 template <typename Fn>
-void ParallelRows(const CpuDevice& d, int64_t n, double row_cost, Fn&& fn) {
+void ParallelRows(const CpuDevice& d, int64_t n, double row_cost, Fn&& fn,
+                  double min_flops = 20000) {
   if (n <= 0) return;
-  if (n * row_cost < 20000) {  // not worth a dispatch
+  const int64_t shares = std::min<int64_t>(d.numThreads(), n);
+  if (n * row_cost < min_flops || shares <= 1) {  // not worth a dispatch
     fn(0, n);
     return;
   }
-  d.parallelFor(n, Eigen::TensorOpCost(row_cost, row_cost, row_cost),
-                [&fn](Eigen::Index begin, Eigen::Index end) { fn(begin, end); });
+  d.parallelFor(shares, Eigen::TensorOpCost(0, 0, 1e9), [&](Eigen::Index begin, Eigen::Index end) {
+    for (Eigen::Index t = begin; t < end; ++t) fn(n * t / shares, n * (t + 1) / shares);
+  });
 }
 
 // The product a time step does with a fixed weight matrix: C[M, N] = A[M, K] · B, B being [K, N] or
@@ -93,6 +98,8 @@ class StepGemm {
 template <>
 class StepGemm<float> {
  public:
+  // Measured at batch 1 (0.4 MFLOP a step): dispatching to 2 threads made the step 3x slower.
+  static constexpr double kStepMinFlops = 1e6;
   // The packed weights, then room for the packed left-hand side of one step (up to kMaxRows rows).
   static int64_t StorageSize(int64_t K, int64_t N, int64_t max_rows) {
     return PackedMatrix::PackedSize(K, N) + PackedLhs::PackedSize(max_rows, K);
@@ -111,18 +118,12 @@ class StepGemm<float> {
     PackedLhs lhs(M, K, lhs_storage_);
     lhs.PackStrips(A, K, false, 0, PackedLhs::NumStrips(M));
     const double panel_flops = 2.0 * M * K * kNr;
-    // Below about 1 MFLOP a step runs on the calling thread: a dispatch costs about as much.
-    if (panel_flops * panels < 1e6 || d_.numThreads() <= 1) {
-      PackedGemmPanels(lhs, packed_, C, N, 0, panels);
-      return;
-    }
-    // One equal share of the panels per thread: a step is too short for work stealing to pay, and
-    // Eigen's cost-model blocks came out uneven (measured: 120 instead of 170 GFLOP/s).
-    const int64_t shares = std::min<int64_t>(d_.numThreads(), panels);
-    d_.parallelFor(shares, Eigen::TensorOpCost(0, 0, 1e9), [&](Eigen::Index begin, Eigen::Index end) {
-      for (Eigen::Index t = begin; t < end; ++t)
-        PackedGemmPanels(lhs, packed_, C, N, panels * t / shares, panels * (t + 1) / shares);
-    });
+    // (Eigen's cost-model blocks came out uneven here: 120 instead of 170 GFLOP/s.) Below
+    // kStepMinFlops a step runs on the calling thread: a dispatch costs about as much.
+    ParallelRows(
+        d_, panels, panel_flops,
+        [&](int64_t begin, int64_t end) { PackedGemmPanels(lhs, packed_, C, N, begin, end); },
+        kStepMinFlops);
   }
 
  private:
