@@ -148,10 +148,20 @@ def test_wide_vs_keras(rng, mode):
 
 @pytest.mark.parametrize("mode", ref.MODES)
 def test_batch_of_20_vs_keras(rng, mode):
-    """A batch of 16 or more takes the kernel's other per-step product (Eigen, not the packed one)."""
+    """A batch of 20: the packed per-step product's 6-row strips, three full and one of 2 rows."""
     batch, steps, input_size, units = 20, 4, 3, 5
     layers = kc.make_layers(mode, 1, units, input_size, True, rng)
     _compare(rng, mode, layers, batch, steps, input_size, ref.random_lengths(rng, batch, steps), True)
+
+
+@pytest.mark.parametrize("mode", ref.MODES)
+def test_several_chunks_vs_keras(rng, mode):
+    """float32 over several of the driver's 512-row chunks of steps (B=40: 13 steps a chunk, T=30:
+    13 + 13 + 4), two bidirectional layers, variable lengths."""
+    batch, steps, input_size, units = 40, 30, 3, 6
+    layers = kc.make_layers(mode, 2, units, input_size, True, rng)
+    lens = ref.random_lengths(rng, batch, steps)
+    _compare(rng, mode, layers, batch, steps, input_size, lens, True)
 
 
 @pytest.mark.slow

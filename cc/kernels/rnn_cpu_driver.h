@@ -4,10 +4,11 @@
 // [num_layers * num_dirs, B, ·]. The OpKernels (cudnn_rnn_kernels.h) convert layouts and dtypes.
 //
 // Where the time goes and how it is spent (see docs/PERFORMANCE.md):
-//  * the input projection of all T steps of a layer and direction is one [T·B, in] x [in, G·H] product;
-//  * each step does one [B, H_out] x [H_out, G·H] product and one fused pass over the gates;
-//  * backprop keeps the per-step pre-activation grads and turns the weight gradients and the grad of
-//    the layer input into three products over all steps.
+//  * the input projection of a chunk of steps (~512 rows) is one [rows, in] x [in, G·H] product;
+//  * each step does one [B, H_out] x [H_out, G·H] product on R packed once per call
+//    (packed_gemm.h) and one fused pass over the gates, each split evenly over the threads;
+//  * backprop keeps the pre-activation grads of a chunk of steps and turns them into the chunk's
+//    share of the weight gradients and the grad of the layer input: three products a chunk.
 // Variable lengths: batch row b runs over steps s < len_b. The backward direction reads the valid part
 // of each sequence in reverse: at step s it processes time t = len_b - 1 - s. Rows past their length
 // keep their state, output zeros and pass gradients straight through.
@@ -446,11 +447,18 @@ void CpuRnn<T>::Forward(const RnnForwardArgs<T>& a, T* ws) const {
   const bool has_dropout = training && a.dropout > 0;
   const bool multi = s_.num_layers > 1;
   RnnReserveLayout rl(s_, T_, B, has_dropout, a.save_hprev);
-  // Rows past a sequence's length are never written by the steps, but the m rows (projection) take
-  // part in a weight-gradient product (times zero grads): they must hold numbers, not garbage.
+  // Rows past a sequence's length are never written by the steps. Zeroed: the reserve is an output
+  // (same inputs, bitwise the same outputs), and the m rows (projection) take part in a
+  // weight-gradient product (times zero grads), where garbage could be NaN.
   if (training) {
-    for (const auto& ld : rl.layer_dir)
-      if (s_.num_proj > 0) ZeroRowsPastLengths(a.lengths, T_, B, s_.num_units, a.reserve + ld.m);
+    const int64_t H = s_.num_units;
+    for (const auto& ld : rl.layer_dir) {
+      ZeroRowsPastLengths(a.lengths, T_, B, s_.gates() * H, a.reserve + ld.act);
+      if (s_.mode == RnnMode::kGru) ZeroRowsPastLengths(a.lengths, T_, B, H, a.reserve + ld.ghn);
+      if (s_.mode == RnnMode::kLstm) ZeroRowsPastLengths(a.lengths, T_, B, H, a.reserve + ld.c);
+      if (s_.num_proj > 0) ZeroRowsPastLengths(a.lengths, T_, B, H, a.reserve + ld.m);
+      if (ld.hprev >= 0) ZeroRowsPastLengths(a.lengths, T_, B, s_.h_out(), a.reserve + ld.hprev);
+    }
   }
   // Layer outputs: the last layer writes y; training writes the others into the reserve (they are
   // the next layer's saved input); inference ping-pongs between two scratch buffers.
