@@ -1,11 +1,11 @@
-// Single-precision matrix products for the RNN kernels, BLIS-style: the right-hand matrix packed into
-// 16-column panels (once per op call for the recurrent weights, which every time step reuses), the
-// left-hand matrix packed per task into 6-row strips, and a 6x16 AVX2/FMA micro-kernel whose twelve
-// accumulators live in registers. Measured on the 2-core AMD EPYC (Zen 3) of our machines, the
+// Single-precision matrix products for the RNN kernels' time steps: the right-hand matrix packed into
+// 16-column panels once per op call (the recurrent weights, which every time step reuses), and a 6x16
+// AVX2/FMA micro-kernel whose twelve accumulators live in registers, reading 6 rows of the left-hand
+// matrix in place. Measured on the 2-core AMD EPYC (Zen 3) of our machines, the
 // micro-kernel runs at ~98 GFLOP/s a core, against ~68 for Eigen's contraction (docs/PERFORMANCE.md).
 //
-// C[M, N] (+)= op(A)[M, K] · op(B)[K, N], every matrix row-major with a leading dimension; op is the
-// identity or the transpose. Framework-free: the caller supplies the parallel-for.
+// C[M, N] = A[M, K] · op(B)[K, N], every matrix row-major with a leading dimension; op(B) is B or its
+// transpose. Framework-free: the caller splits the column panels across threads.
 // Builds without AVX2/FMA (and types other than float, which the driver sends to Eigen) fall back to
 // a plain loop nest over the same packed layout.
 #ifndef TF_RNN_OPS_CC_KERNELS_PACKED_GEMM_H_
@@ -25,9 +25,9 @@
 
 namespace tf_rnn_ops {
 
-// Blocking: kNr columns per B panel (two 8-float registers), kMr rows per A strip, kKc values of K
-// per block, so that a B panel block (kKc·kNr floats, 16 KB) stays in L1 while A strips stream from
-// L2.
+// Blocking: kNr columns per B panel (two 8-float registers), kMr rows of A per micro-kernel call,
+// kKc values of K per block, so that a B panel block (kKc·kNr floats, 16 KB) stays in L1 while the
+// rows of A stream from L1/L2.
 constexpr int64_t kNr = 16;
 constexpr int64_t kMr = 6;
 constexpr int64_t kKc = 256;
@@ -88,67 +88,46 @@ class PackedMatrix {
 
 namespace packed_gemm_internal {
 
-// Packs rows [m0, m0 + mc) and k [k0, k0 + kc) of op(A) into strips of kMr rows: strip s holds, for
-// each k, the kMr values op(A)[m0 + s·kMr + i, k0 + k] (zero past mc).
-inline void PackA(const float* a, int64_t lda, bool transposed, int64_t m0, int64_t mc, int64_t k0,
-                  int64_t kc, float* dst) {
-  for (int64_t s = 0; s * kMr < mc; ++s, dst += kMr * kc) {
-    const int64_t rows = std::min(kMr, mc - s * kMr), r0 = m0 + s * kMr;
-    if (transposed) {  // op(A)[m, k] = a[k, m]: the kMr values are contiguous in row k
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = a + (k0 + k) * lda + r0;
-        float* d = dst + k * kMr;
-        int64_t i = 0;
-        for (; i < rows; ++i) d[i] = src[i];
-        for (; i < kMr; ++i) d[i] = 0.f;
-      }
-    } else {
-      for (int64_t i = 0; i < rows; ++i) {
-        const float* src = a + (r0 + i) * lda + k0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * kMr + i] = src[k];
-      }
-      for (int64_t i = rows; i < kMr; ++i)
-        for (int64_t k = 0; k < kc; ++k) dst[k * kMr + i] = 0.f;
-    }
-  }
-}
-
-// C[rows, width] (+)= strip[kc, kMr]ᵀ · panel[kc, kNr] for rows <= kMr, width <= kNr. The
-// accumulators are named variables: GCC keeps an array of __m256 in memory and stores it at every
-// k (the first version of this kernel, at a third of the speed).
+// C[rows, width] (+)= A[rows, kc] · panel[kc, kNr] for rows <= kMr, width <= kNr, A row-major with
+// leading dimension lda (A is not packed: its rows stream from L1/L2 as well as a packed copy would,
+// measured, and packing it was serial work at every step). The accumulators are named variables:
+// GCC keeps an array of __m256 in memory and stores it at every k (the first version of this
+// kernel, at a third of the speed).
 template <int kRows>
-inline void MicroKernel(int64_t kc, const float* strip, const float* panel, float* c, int64_t ldc,
-                        int64_t width, bool accumulate) {
+inline void MicroKernel(int64_t kc, const float* a0, int64_t lda, const float* panel, float* c,
+                        int64_t ldc, int64_t width, bool accumulate) {
 #if TF_RNN_HAVE_AVX2
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (int64_t k = 0; k < kc; ++k, strip += kMr, panel += kNr) {
+  // Rows past kRows are never read (their pointers are only formed).
+  const float *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda, *a5 = a4 + lda;
+  for (int64_t k = 0; k < kc; ++k, panel += kNr) {
     const __m256 b0 = _mm256_loadu_ps(panel), b1 = _mm256_loadu_ps(panel + 8);
-    __m256 a = _mm256_broadcast_ss(strip);
+    __m256 a = _mm256_broadcast_ss(a0 + k);
     c00 = _mm256_fmadd_ps(a, b0, c00);
     c01 = _mm256_fmadd_ps(a, b1, c01);
     if constexpr (kRows > 1) {
-      a = _mm256_broadcast_ss(strip + 1);
+      a = _mm256_broadcast_ss(a1 + k);
       c10 = _mm256_fmadd_ps(a, b0, c10);
       c11 = _mm256_fmadd_ps(a, b1, c11);
     }
     if constexpr (kRows > 2) {
-      a = _mm256_broadcast_ss(strip + 2);
+      a = _mm256_broadcast_ss(a2 + k);
       c20 = _mm256_fmadd_ps(a, b0, c20);
       c21 = _mm256_fmadd_ps(a, b1, c21);
     }
     if constexpr (kRows > 3) {
-      a = _mm256_broadcast_ss(strip + 3);
+      a = _mm256_broadcast_ss(a3 + k);
       c30 = _mm256_fmadd_ps(a, b0, c30);
       c31 = _mm256_fmadd_ps(a, b1, c31);
     }
     if constexpr (kRows > 4) {
-      a = _mm256_broadcast_ss(strip + 4);
+      a = _mm256_broadcast_ss(a4 + k);
       c40 = _mm256_fmadd_ps(a, b0, c40);
       c41 = _mm256_fmadd_ps(a, b1, c41);
     }
     if constexpr (kRows > 5) {
-      a = _mm256_broadcast_ss(strip + 5);
+      a = _mm256_broadcast_ss(a5 + k);
       c50 = _mm256_fmadd_ps(a, b0, c50);
       c51 = _mm256_fmadd_ps(a, b1, c51);
     }
@@ -175,60 +154,32 @@ inline void MicroKernel(int64_t kc, const float* strip, const float* panel, floa
   float acc[kMr][kNr] = {};
   for (int64_t k = 0; k < kc; ++k)
     for (int i = 0; i < kRows; ++i)
-      for (int64_t j = 0; j < kNr; ++j) acc[i][j] += strip[k * kMr + i] * panel[k * kNr + j];
+      for (int64_t j = 0; j < kNr; ++j) acc[i][j] += a0[i * lda + k] * panel[k * kNr + j];
   for (int i = 0; i < kRows; ++i, c += ldc)
     for (int64_t j = 0; j < width; ++j) c[j] = accumulate ? c[j] + acc[i][j] : acc[i][j];
 #endif
 }
 
-inline void Strip(int64_t rows, int64_t kc, const float* strip, const float* panel, float* c,
-                  int64_t ldc, int64_t width, bool accumulate) {
+inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* panel,
+                  float* c, int64_t ldc, int64_t width, bool accumulate) {
   switch (rows) {
-    case 6: MicroKernel<6>(kc, strip, panel, c, ldc, width, accumulate); break;
-    case 5: MicroKernel<5>(kc, strip, panel, c, ldc, width, accumulate); break;
-    case 4: MicroKernel<4>(kc, strip, panel, c, ldc, width, accumulate); break;
-    case 3: MicroKernel<3>(kc, strip, panel, c, ldc, width, accumulate); break;
-    case 2: MicroKernel<2>(kc, strip, panel, c, ldc, width, accumulate); break;
-    case 1: MicroKernel<1>(kc, strip, panel, c, ldc, width, accumulate); break;
+    case 6: MicroKernel<6>(kc, a, lda, panel, c, ldc, width, accumulate); break;
+    case 5: MicroKernel<5>(kc, a, lda, panel, c, ldc, width, accumulate); break;
+    case 4: MicroKernel<4>(kc, a, lda, panel, c, ldc, width, accumulate); break;
+    case 3: MicroKernel<3>(kc, a, lda, panel, c, ldc, width, accumulate); break;
+    case 2: MicroKernel<2>(kc, a, lda, panel, c, ldc, width, accumulate); break;
+    case 1: MicroKernel<1>(kc, a, lda, panel, c, ldc, width, accumulate); break;
     default: break;
   }
 }
 
 }  // namespace packed_gemm_internal
 
-// op(A)[M, K] packed into strips of kMr rows, K cut into blocks of kKc like PackedMatrix: the block
-// of strip s at k0 holds, for each k of the block, the kMr values of the strip's rows (zero past M).
-class PackedLhs {
- public:
-  static int64_t NumStrips(int64_t M) { return (M + kMr - 1) / kMr; }
-  static int64_t PackedSize(int64_t M, int64_t K) { return NumStrips(M) * kMr * K; }
-  PackedLhs(int64_t M, int64_t K, float* storage) : M_(M), K_(K), data_(storage) {}
-  // Packs strips [s_begin, s_end) of op(A) (row-major, leading dimension lda).
-  void PackStrips(const float* a, int64_t lda, bool transposed, int64_t s_begin, int64_t s_end) {
-    for (int64_t s = s_begin; s < s_end; ++s) {
-      const int64_t m0 = s * kMr, mc = std::min(kMr, M_ - m0);
-      for (int64_t k0 = 0; k0 < K_; k0 += kKc) {
-        packed_gemm_internal::PackA(a, lda, transposed, m0, mc, k0, std::min(kKc, K_ - k0),
-                                    const_cast<float*>(block(k0, s)));
-      }
-    }
-  }
-  int64_t M() const { return M_; }
-  const float* block(int64_t k0, int64_t s) const {
-    const int64_t kc = std::min(kKc, K_ - k0);
-    return data_ + k0 * NumStrips(M_) * kMr + s * kc * kMr;
-  }
-
- private:
-  int64_t M_, K_;
-  float* data_;
-};
-
-// C[M, N] = A · B for a packed A and B, over the column panels [p_begin, p_end) (callers split the
-// panels across threads).
-inline void PackedGemmPanels(const PackedLhs& a, const PackedMatrix& b, float* C, int64_t ldc,
-                             int64_t p_begin, int64_t p_end) {
-  const int64_t M = a.M(), K = b.K(), N = b.N();
+// C[M, N] = A[M, K] · B for a packed B (A row-major, leading dimension lda), over the column
+// panels [p_begin, p_end) (callers split the panels across threads).
+inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const PackedMatrix& b, float* C,
+                             int64_t ldc, int64_t p_begin, int64_t p_end) {
+  const int64_t K = b.K(), N = b.N();
   for (int64_t p = p_begin; p < p_end; ++p) {
     const int64_t n0 = p * kNr, width = std::min(kNr, N - n0);
     if (K == 0) {
@@ -238,9 +189,9 @@ inline void PackedGemmPanels(const PackedLhs& a, const PackedMatrix& b, float* C
     for (int64_t k0 = 0; k0 < K; k0 += kKc) {
       const int64_t kc = std::min(kKc, K - k0);
       const float* panel = b.block(k0, p);
-      for (int64_t s = 0; s < PackedLhs::NumStrips(M); ++s) {
-        packed_gemm_internal::Strip(std::min(kMr, M - s * kMr), kc, a.block(k0, s), panel,
-                                    C + s * kMr * ldc + n0, ldc, width, k0 > 0);
+      for (int64_t m0 = 0; m0 < M; m0 += kMr) {
+        packed_gemm_internal::Strip(std::min(kMr, M - m0), kc, A + m0 * lda + k0, lda, panel,
+                                    C + m0 * ldc + n0, ldc, width, k0 > 0);
       }
     }
   }

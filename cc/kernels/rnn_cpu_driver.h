@@ -81,9 +81,8 @@ void ParallelRows(const CpuDevice& d, int64_t n, double row_cost, Fn&& fn,
 template <typename T>
 class StepGemm {
  public:
-  static int64_t StorageSize(int64_t K, int64_t N, int64_t max_rows) { return 0; }
-  StepGemm(const CpuDevice& d, const T* b, int64_t K, int64_t N, bool transposed, int64_t max_rows,
-           T* storage)
+  static int64_t StorageSize(int64_t K, int64_t N) { return 0; }
+  StepGemm(const CpuDevice& d, const T* b, int64_t K, int64_t N, bool transposed, T* storage)
       : d_(d), b_(b), K_(K), N_(N), transposed_(transposed) {}
   void Run(int64_t M, const T* A, T* C) const {
     CpuGemm<T>(d_, false, transposed_, M, N_, K_, A, b_, C, false);
@@ -101,14 +100,10 @@ class StepGemm<float> {
  public:
   // Measured at batch 1 (0.4 MFLOP a step): dispatching to 2 threads made the step 3x slower.
   static constexpr double kStepMinFlops = 1e6;
-  // The packed weights, then room for the packed left-hand side of one step (up to kMaxRows rows).
-  static int64_t StorageSize(int64_t K, int64_t N, int64_t max_rows) {
-    return PackedMatrix::PackedSize(K, N) + PackedLhs::PackedSize(max_rows, K);
-  }
-  StepGemm(const CpuDevice& d, const float* b, int64_t K, int64_t N, bool transposed, int64_t max_rows,
+  static int64_t StorageSize(int64_t K, int64_t N) { return PackedMatrix::PackedSize(K, N); }
+  StepGemm(const CpuDevice& d, const float* b, int64_t K, int64_t N, bool transposed,
            float* storage)
-      : d_(d), packed_(K, N, storage, PackedMatrix::Defer()),
-        lhs_storage_(storage + PackedMatrix::PackedSize(K, N)) {
+      : d_(d), packed_(K, N, storage, PackedMatrix::Defer()) {
     ParallelRows(d, PackedMatrix::NumPanels(N), 2.0 * kNr * K, [&](int64_t begin, int64_t end) {
       packed_.PackPanels(b, transposed ? K : N, transposed, begin, end);
     });
@@ -116,21 +111,29 @@ class StepGemm<float> {
   void Run(int64_t M, const float* A, float* C) const {
     const int64_t K = packed_.K(), N = packed_.N(), panels = PackedMatrix::NumPanels(N);
     if (M == 0 || N == 0) return;
-    PackedLhs lhs(M, K, lhs_storage_);
-    lhs.PackStrips(A, K, false, 0, PackedLhs::NumStrips(M));
-    const double panel_flops = 2.0 * M * K * kNr;
     // (Eigen's cost-model blocks came out uneven here: 120 instead of 170 GFLOP/s.) Below
     // kStepMinFlops a step runs on the calling thread: a dispatch costs about as much.
+    if (K > N && M >= 2 * kMr) {
+      // A wide A (the backward's [B, G·H] grads) split by rows: each thread reads only its rows.
+      const int64_t strips = (M + kMr - 1) / kMr;
+      ParallelRows(
+          d_, strips, 2.0 * kMr * K * N,
+          [&](int64_t begin, int64_t end) {
+            const int64_t m0 = begin * kMr, m1 = std::min(M, end * kMr);
+            PackedGemmPanels(m1 - m0, A + m0 * K, K, packed_, C + m0 * N, N, 0, panels);
+          },
+          kStepMinFlops);
+      return;
+    }
     ParallelRows(
-        d_, panels, panel_flops,
-        [&](int64_t begin, int64_t end) { PackedGemmPanels(lhs, packed_, C, N, begin, end); },
+        d_, panels, 2.0 * M * K * kNr,
+        [&](int64_t begin, int64_t end) { PackedGemmPanels(M, A, K, packed_, C, N, begin, end); },
         kStepMinFlops);
   }
 
  private:
   const CpuDevice& d_;
   PackedMatrix packed_;
-  float* lhs_storage_;
 };
 
 // Column sums of a row-major [rows, cols] matrix, added into out[cols].
@@ -258,8 +261,8 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
   for (int l = 0; l < s.num_layers; ++l) max_in = std::max(max_in, s.LayerInputSize(l));
   // Packed copies of R and P for the per-step products (same shapes in every layer).
   const int64_t packed =
-      backward ? StepGemm<T>::StorageSize(gh, ho, B) + (proj ? StepGemm<T>::StorageSize(ho, H, B) : 0)
-               : StepGemm<T>::StorageSize(ho, gh, B) + (proj ? StepGemm<T>::StorageSize(H, ho, B) : 0);
+      backward ? StepGemm<T>::StorageSize(gh, ho) + (proj ? StepGemm<T>::StorageSize(ho, H) : 0)
+               : StepGemm<T>::StorageSize(ho, gh) + (proj ? StepGemm<T>::StorageSize(H, ho) : 0);
   if (!backward) {
     return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
            + cb * gh + cb * max_in                         // gx of a chunk, gathered input
@@ -541,11 +544,11 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   T* act_scratch = c_new + B * H;        // [B, G·H] activations (inference)
   T* ghn_scratch = act_scratch + B * gh_w;  // [B, H] (inference)
   T* pack = ghn_scratch + B * H;
-  const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/true, B, pack);
+  const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/true, pack);
   std::optional<StepGemm<T>> projection;
   if (has_proj) {
-    projection.emplace(d_, proj, H, ho, /*transposed=*/true, B,
-                       pack + StepGemm<T>::StorageSize(ho, gh_w, B));
+    projection.emplace(d_, proj, H, ho, /*transposed=*/true,
+                       pack + StepGemm<T>::StorageSize(ho, gh_w));
   }
   const bool is_gru = Cell::kMode == RnnMode::kGru;
 
@@ -704,11 +707,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   T* dm = take(B * H);                         // grad of m (projection)
   T* dc = take(B * H);
   T* pack = next;
-  const StepGemm<T> recurrent(d_, p + blk.r, gh_w, ho, /*transposed=*/false, B, pack);
+  const StepGemm<T> recurrent(d_, p + blk.r, gh_w, ho, /*transposed=*/false, pack);
   std::optional<StepGemm<T>> projection;
   if (has_proj) {
-    projection.emplace(d_, p + blk.p, ho, H, /*transposed=*/false, B,
-                       pack + StepGemm<T>::StorageSize(gh_w, ho, B));
+    projection.emplace(d_, p + blk.p, ho, H, /*transposed=*/false,
+                       pack + StepGemm<T>::StorageSize(gh_w, ho));
   }
 
   std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
