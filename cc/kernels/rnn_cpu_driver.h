@@ -87,6 +87,8 @@ class StepGemm {
   void Run(int64_t M, const T* A, T* C) const {
     CpuGemm<T>(d_, false, transposed_, M, N_, K_, A, b_, C, false);
   }
+  static constexpr bool kRowsOnOneThread = false;  // see StepGemm<float>
+  void RunOnThisThread(int64_t M, const T* A, T* C) const { Run(M, A, C); }
 
  private:
   const CpuDevice& d_;
@@ -107,6 +109,14 @@ class StepGemm<float> {
     ParallelRows(d, PackedMatrix::NumPanels(N), 2.0 * kNr * K, [&](int64_t begin, int64_t end) {
       packed_.PackPanels(b, transposed ? K : N, transposed, begin, end);
     });
+  }
+  // The rows of a batch run their recurrences independently: the driver can give each thread a
+  // range of rows for a whole chunk of steps, each step's product on that thread alone.
+  static constexpr bool kRowsOnOneThread = true;
+  void RunOnThisThread(int64_t M, const float* A, float* C) const {
+    if (M == 0 || packed_.N() == 0) return;
+    PackedGemmPanels(M, A, packed_.K(), packed_, C, packed_.N(), 0,
+                     PackedMatrix::NumPanels(packed_.N()));
   }
   void Run(int64_t M, const float* A, float* C) const {
     const int64_t K = packed_.K(), N = packed_.N(), panels = PackedMatrix::NumPanels(N);
@@ -296,6 +306,14 @@ class CpuRnn {
   template <typename Fn>
   void DispatchCell(Fn&& fn) const;
 
+  // Runs step(s, b0, b1, one_thread) for the steps [s0, s1) (from s1 - 1 down when `backward`). The
+  // rows of a batch run their recurrences independently, so where the batch is large enough and the
+  // step products can run on one thread (float), each thread takes a range of rows (whole 6-row
+  // strips of the micro-kernel) through all the steps: one dispatch a chunk, each thread's states
+  // in its own cache. Otherwise every step covers all rows, its work split inside (one_thread false).
+  template <typename Fn>
+  void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward = false) const;
+
   template <typename Cell>
   void ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, const T* x, int64_t in,
                        T* y, const RnnReserveLayout* rl, T* ws) const;
@@ -432,6 +450,26 @@ void CpuRnn<T>::DispatchCell(Fn&& fn) const {
       fn(GruCpuCell<T>());
       break;
   }
+}
+
+template <typename T>
+template <typename Fn>
+void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward) const {
+  auto steps = [&](int64_t b0, int64_t b1, bool one_thread) {
+    if (backward) {
+      for (int64_t s = s1 - 1; s >= s0; --s) step(s, b0, b1, one_thread);
+    } else {
+      for (int64_t s = s0; s < s1; ++s) step(s, b0, b1, one_thread);
+    }
+  };
+  if (!StepGemm<T>::kRowsOnOneThread || d_.numThreads() <= 1 || B < 2 * kMr) {
+    steps(0, B, false);
+    return;
+  }
+  const int64_t strips = (B + kMr - 1) / kMr;
+  ParallelRows(d_, strips, 1e9, [&](int64_t begin, int64_t end) {
+    steps(begin * kMr, std::min(B, end * kMr), true);
+  });
 }
 
 // ----------------------------------------------------------------------------------------- forward
@@ -597,13 +635,19 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
         }
       }
     }
-    for (int64_t s = s0; s < s1; ++s) {
-      recurrent.Run(B, h, gh);
-      ParallelRows(d_, B, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) gates(s, b, 0, H);
-      });
+    ForEachRowRange(B, s0, s1, [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
+      const int64_t n_rows = b1 - b0;
+      if (one_thread) {
+        recurrent.RunOnThisThread(n_rows, h + b0 * ho, gh + b0 * gh_w);
+        for (int64_t b = b0; b < b1; ++b) gates(s, b, 0, H);
+      } else {
+        recurrent.Run(n_rows, h + b0 * ho, gh + b0 * gh_w);
+        ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
+          for (int64_t b = b0 + begin; b < b0 + end; ++b) gates(s, b, 0, H);
+        });
+      }
       if (sv) {  // what backprop needs of this step, before the state moves on
-        for (int64_t b = 0; b < B; ++b) {
+        for (int64_t b = b0; b < b1; ++b) {
           const int64_t len = Length(lengths, b, T_);
           if (s >= len) continue;
           const int64_t row = TimeAt(dir, s, len) * B + b;
@@ -616,10 +660,14 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       }
       const T* h_out = out;
       if (has_proj) {
-        projection->Run(B, out, h_new);
+        if (one_thread) {
+          projection->RunOnThisThread(n_rows, out + b0 * H, h_new + b0 * ho);
+        } else {
+          projection->Run(n_rows, out + b0 * H, h_new + b0 * ho);
+        }
         h_out = h_new;
       }
-      for (int64_t b = 0; b < B; ++b) {
+      for (int64_t b = b0; b < b1; ++b) {
         const int64_t len = Length(lengths, b, T_);
         if (s >= len) continue;
         const int64_t t = TimeAt(dir, s, len);
@@ -627,7 +675,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
         std::copy(h + b * ho, h + (b + 1) * ho, y + (t * B + b) * ow + dir * ho);
         if (Cell::kMode == RnnMode::kLstm) std::copy(c_new + b * H, c_new + (b + 1) * H, c + b * H);
       }
-    }
+    });
   }
   std::copy(h, h + B * ho, a.hn + ld * B * ho);
   if (Cell::kMode == RnnMode::kLstm) std::copy(c, c + B * H, a.cn + ld * B * H);
@@ -720,8 +768,9 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   for (int64_t s1 = T_; s1 > 0; s1 -= Tc) {  // chunks from the last step back
     const int64_t s0 = std::max<int64_t>(0, s1 - Tc), rows = (s1 - s0) * B;
     // The states before each step of the chunk (zero past a row's length).
+    ParallelRows(d_, B, 2.0 * (s1 - s0) * (ho + H), [&](int64_t b_begin, int64_t b_end) {
     for (int64_t s = s0; s < s1; ++s) {
-      for (int64_t b = 0; b < B; ++b) {
+      for (int64_t b = b_begin; b < b_end; ++b) {
         const int64_t len = Length(lengths, b, T_), k = (s - s0) * B + b;
         T* hp = hprev_rows + k * ho;
         T* cp = is_lstm ? cprev_rows + k * H : nullptr;
@@ -744,9 +793,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
         }
       }
     }
-    for (int64_t s = s1 - 1; s >= s0; --s) {
+    });
+    ForEachRowRange(B, s0, s1, [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
       const int64_t k = (s - s0) * B;  // this step's first chunk row
-      for (int64_t b = 0; b < B; ++b) {
+      const int64_t n_rows = b1 - b0;
+      for (int64_t b = b0; b < b1; ++b) {
         const int64_t len = Length(lengths, b, T_);
         if (s >= len) {
           if (has_proj) std::fill_n(dh_all + (k + b) * ho, ho, T(0));
@@ -759,10 +810,14 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       }
       const T* dout = dh;  // grad of the cell's own output (h, or m before projection)
       if (has_proj) {
-        projection->Run(B, dh, dm);
+        if (one_thread) {
+          projection->RunOnThisThread(n_rows, dh + b0 * ho, dm + b0 * H);
+        } else {
+          projection->Run(n_rows, dh + b0 * ho, dm + b0 * H);
+        }
         dout = dm;
       }
-      ParallelRows(d_, B, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
+      auto gate_rows = [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
           const int64_t len = Length(lengths, b, T_);
           T* dgx = d_gx + (k + b) * gh_w;
@@ -778,14 +833,22 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
                              is_lstm ? cprev_rows + (k + b) * H : nullptr, hprev_rows + (k + b) * ho,
                              dout + b * H, dc + b * H, dgx, dgh, dh_direct + b * ho);
         }
-      });
-      recurrent.Run(B, d_gh + k * gh_w, dh_rec);
-      for (int64_t b = 0; b < B; ++b) {
+      };
+      if (one_thread) {
+        gate_rows(b0, b1);
+        recurrent.RunOnThisThread(n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
+      } else {
+        ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
+          gate_rows(b0 + begin, b0 + end);
+        });
+        recurrent.Run(n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
+      }
+      for (int64_t b = b0; b < b1; ++b) {
         if (s >= Length(lengths, b, T_)) continue;  // rows past their length pass dh through
         for (int64_t j = 0; j < ho; ++j)
           dh[b * ho + j] = dh_rec[b * ho + j] + (is_gru ? dh_direct[b * ho + j] : T(0));
       }
-    }
+    }, /*backward=*/true);
 
     // The chunk's share of the weight and bias gradients: one product each. The forward direction
     // reads time s at step s, so its rows are the reserve's and the input's own; the reverse
