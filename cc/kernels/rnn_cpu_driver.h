@@ -269,10 +269,12 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
   const bool proj = s.num_proj > 0, multi = s.num_layers > 1;
   int64_t max_in = 0;
   for (int l = 0; l < s.num_layers; ++l) max_in = std::max(max_in, s.LayerInputSize(l));
-  // Packed copies of R and P for the per-step products (same shapes in every layer).
+  // Packed copies of R, P (and for the forward W, of the largest layer input) for the products of
+  // every step or chunk.
   const int64_t packed =
       backward ? StepGemm<T>::StorageSize(gh, ho) + (proj ? StepGemm<T>::StorageSize(ho, H) : 0)
-               : StepGemm<T>::StorageSize(ho, gh) + (proj ? StepGemm<T>::StorageSize(H, ho) : 0);
+               : StepGemm<T>::StorageSize(ho, gh) + (proj ? StepGemm<T>::StorageSize(H, ho) : 0) +
+                     StepGemm<T>::StorageSize(max_in, gh);
   if (!backward) {
     return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
            + cb * gh + cb * max_in                         // gx of a chunk, gathered input
@@ -543,13 +545,14 @@ void GatherReverseRows(const int32_t* lengths, int64_t T_, int64_t B, int64_t s0
   }
 }
 
-// gx[rows, G·H] = x[rows, in] · Wᵀ, or the input itself in every gate with skip_input.
+// gx[rows, G·H] = x[rows, in] · Wᵀ (`w`: W packed once per call), or the input itself in every gate
+// with skip_input (`w` null).
 template <typename T>
-void InputProjection(const CpuDevice& d, const RnnModelShape& s, int layer, int64_t rows, int64_t in,
-                     const T* x, const T* w, T* gx) {
+void InputProjection(const RnnModelShape& s, int64_t rows, int64_t in, const T* x,
+                     const StepGemm<T>* w, T* gx) {
   const int64_t gh_w = s.gates() * s.num_units, H = s.num_units;
-  if (s.HasInputWeights(layer)) {
-    CpuGemm<T>(d, false, true, rows, gh_w, in, x, w, gx, false);
+  if (w != nullptr) {
+    w->Run(rows, x, gx);
     return;
   }
   for (int64_t i = 0; i < rows; ++i)  // skip_input: in == H
@@ -583,11 +586,14 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   T* ghn_scratch = act_scratch + B * gh_w;  // [B, H] (inference)
   T* pack = ghn_scratch + B * H;
   const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/true, pack);
-  std::optional<StepGemm<T>> projection;
+  pack += StepGemm<T>::StorageSize(ho, gh_w);
+  std::optional<StepGemm<T>> projection, input_weights;
   if (has_proj) {
-    projection.emplace(d_, proj, H, ho, /*transposed=*/true,
-                       pack + StepGemm<T>::StorageSize(ho, gh_w));
+    projection.emplace(d_, proj, H, ho, /*transposed=*/true, pack);
+    pack += StepGemm<T>::StorageSize(H, ho);
   }
+  // W, like R, is packed once: every chunk's input projection reuses it.
+  if (s_.HasInputWeights(layer)) input_weights.emplace(d_, w, in, gh_w, /*transposed=*/true, pack);
   const bool is_gru = Cell::kMode == RnnMode::kGru;
 
   const RnnReserveLayout::LayerDir* sv = training ? &rl->layer_dir[ld] : nullptr;
@@ -624,7 +630,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       xr = x_chunk;
     }
     T* gx_out = training && dir == 0 ? res + sv->act + s0 * B * gh_w : gx_chunk;
-    InputProjection<T>(d_, s_, layer, (s1 - s0) * B, in, xr, w, gx_out);
+    InputProjection<T>(s_, (s1 - s0) * B, in, xr, input_weights ? &*input_weights : nullptr, gx_out);
     if (training && dir == 1) {
       for (int64_t s = s0; s < s1; ++s) {
         for (int64_t b = 0; b < B; ++b) {
@@ -756,11 +762,9 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   T* dc = take(B * H);
   T* pack = next;
   const StepGemm<T> recurrent(d_, p + blk.r, gh_w, ho, /*transposed=*/false, pack);
+  pack += StepGemm<T>::StorageSize(gh_w, ho);
   std::optional<StepGemm<T>> projection;
-  if (has_proj) {
-    projection.emplace(d_, p + blk.p, ho, H, /*transposed=*/false,
-                       pack + StepGemm<T>::StorageSize(gh_w, ho));
-  }
+  if (has_proj) projection.emplace(d_, p + blk.p, ho, H, /*transposed=*/false, pack);
 
   std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
   if (is_lstm) std::copy(a.dcn + ld * B * H, a.dcn + (ld + 1) * B * H, dc);
@@ -869,6 +873,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
 
     // Grad of the layer input: the forward direction writes its rows, the reverse one adds to them.
     T* dxr = dir == 0 ? dx + s0 * B * in : dx_rows;
+    // (Eigen's contraction, which blocks the long rows of D_gx for the cache: the packed kernel,
+    // reading them in place, was 20% slower here.)
     if (s_.HasInputWeights(layer)) {
       CpuGemm<T>(d_, false, false, rows, in, gh_w, d_gx, p + blk.w, dxr, false);
     } else {  // skip_input: in == H, every gate saw the input
