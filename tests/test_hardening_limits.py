@@ -107,19 +107,105 @@ def test_more_than_2_31_elements(tmp_path):
     _check(json.loads(out.read_text()), BIG_EXPECT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN (reported): tf_rnn_ops.cudnn_rnn's default sequence_lengths use an int32 "
-    "tf.shape, which fails for an (empty) input with 2^31 - 1 or more time steps",
-)
-def test_default_lengths_with_huge_T():
+def _lstm_kwargs(T, B, I=2, H=3, time_major=True):  # noqa: E741
+    """An LSTM call with default sequence_lengths; tensors empty when B = 0 or I = 0."""
+    import tensorflow as tf
+
+    n = 4 * H * (I + H) + 8 * H
+    x = tf.zeros([T, B, I] if time_major else [B, T, I])
+    h = tf.zeros([1, B, H] if time_major else [B, 1, H])
+    return dict(input=x, input_h=h, input_c=h, params=tf.zeros([n]), rnn_mode="lstm",
+                time_major=time_major)  # fmt: skip
+
+
+@pytest.mark.parametrize("time_major", [True, False])
+@pytest.mark.parametrize("T", [2**31 - 1, 2**31, 2**62])
+def test_default_lengths_with_huge_T(T, time_major):
+    """sequence_lengths=None (every sequence full) with T past int32: an empty batch runs (its
+    lengths are empty), forward and backprop, eagerly and in a tf.function of unknown shapes."""
+    import tensorflow as tf
+
+    import tf_rnn_ops
+
+    kw = _lstm_kwargs(T, 0, time_major=time_major)
+    want = (T, 0, 3) if time_major else (0, T, 3)
+    out = tf_rnn_ops.cudnn_rnn(**kw)
+    assert tuple(out[0].shape) == want
+    assert [tuple(o.shape) for o in out[1:3]] == [tuple(kw["input_h"].shape)] * 2
+    grads = tf_rnn_ops.cudnn_rnn_backprop(
+        **kw, sequence_lengths=None, output=out[0], output_h=out[1], output_c=out[2],
+        output_backprop=out[0], output_h_backprop=out[1], output_c_backprop=out[2],
+        reserve_space=out[3], host_reserved=out[4],
+    )  # fmt: skip
+    assert tuple(grads[0].shape) == tuple(kw["input"].shape)
+    assert tuple(grads[3].shape) == tuple(kw["params"].shape)
+
+    spec = [tf.TensorSpec(None, tf.float32)] * 4
+
+    @tf.function(input_signature=spec)
+    def dynamic(x, h, c, p):
+        return tf_rnn_ops.cudnn_rnn(input=x, input_h=h, input_c=c, params=p, rnn_mode="lstm",
+                                    time_major=time_major)[0]  # fmt: skip
+
+    got = dynamic(kw["input"], kw["input_h"], kw["input_c"], kw["params"])
+    assert tuple(got.shape) == want
+
+
+@pytest.mark.parametrize("time_major", [True, False])
+def test_default_lengths_refuse_T_past_int32(time_major):
+    """B > 0 and T = 2^31 (an empty input: I = 0): full lengths cannot be int32. Refused, naming
+    T, with ValueError when the shape is known and InvalidArgumentError when it is known only at
+    run time; never wrapped to a negative or short length."""
     import tensorflow as tf
 
     import tf_rnn_ops
 
     T = 2**31
-    out = tf_rnn_ops.cudnn_rnn(
-        input=tf.zeros([T, 0, 2]), input_h=tf.zeros([1, 0, 3]), input_c=tf.zeros([1, 0, 3]),
-        params=tf.zeros([4 * 3 * (2 + 3) + 8 * 3]), rnn_mode="lstm",
-    )  # fmt: skip
-    assert out[0].shape == (T, 0, 3)
+    kw = _lstm_kwargs(T, 2, I=0, time_major=time_major)
+    with pytest.raises(ValueError, match=rf"input has {T} time steps \(T\).*sequence_lengths"):
+        tf_rnn_ops.cudnn_rnn(**kw)
+    with pytest.raises(ValueError, match=rf"cudnn_rnn_backprop: input has {T} time steps"):
+        tf_rnn_ops.cudnn_rnn_backprop(
+            **kw, sequence_lengths=None, output=kw["input"], output_h=kw["input_h"],
+            output_c=kw["input_c"], output_backprop=kw["input"], output_h_backprop=kw["input_h"],
+            output_c_backprop=kw["input_c"], reserve_space=kw["params"],
+            host_reserved=tf.zeros([0], tf.int8),
+        )  # fmt: skip
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)] * 4)
+    def dynamic(x, h, c, p):
+        return tf_rnn_ops.cudnn_rnn(input=x, input_h=h, input_c=c, params=p, rnn_mode="lstm",
+                                    time_major=time_major)[0]  # fmt: skip
+
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=rf"input has\]? \[?{T}\]? \[?time steps \(T\)"
+    ):
+        dynamic(kw["input"], kw["input_h"], kw["input_c"], kw["params"])
+
+
+@pytest.mark.parametrize("time_major", [True, False])
+def test_default_lengths_are_full(rng, time_major):
+    """sequence_lengths=None gives bitwise the results of explicit full lengths, eagerly and with
+    the shape known only at run time (the default lengths' int64 path)."""
+    import numpy as np
+    import tensorflow as tf
+
+    import tf_rnn_ops
+
+    T, B, I, H = 5, 3, 2, 4  # noqa: E741
+    n = 4 * H * (I + H) + 8 * H
+    x = tf.constant(rng.standard_normal([T, B, I] if time_major else [B, T, I]), tf.float32)
+    h = tf.constant(rng.standard_normal([1, B, H] if time_major else [B, 1, H]), tf.float32)
+    p = tf.constant(rng.standard_normal([n]) * 0.3, tf.float32)
+    common = dict(input=x, input_h=h, input_c=h, params=p, rnn_mode="lstm", time_major=time_major)
+    want = tf_rnn_ops.cudnn_rnn(**common, sequence_lengths=tf.fill([B], T))[:3]
+    got = tf_rnn_ops.cudnn_rnn(**common)[:3]
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)] * 3)
+    def dynamic(x, h, p):
+        return tf_rnn_ops.cudnn_rnn(input=x, input_h=h, input_c=h, params=p, rnn_mode="lstm",
+                                    time_major=time_major)[:3]  # fmt: skip
+
+    for g in (got, dynamic(x, h, p)):
+        for a, b in zip(g, want, strict=True):
+            assert np.array_equal(a.numpy(), b.numpy())

@@ -30,10 +30,46 @@ __all__ = [
 ]
 
 
-def _full_lengths(input: tf.Tensor, time_major: bool) -> tf.Tensor:
-    shape = tf.shape(input)
-    steps, batch = (shape[0], shape[1]) if time_major else (shape[1], shape[0])
-    return tf.fill([batch], tf.cast(steps, tf.int32))
+_INT32_MAX = 2**31 - 1
+
+
+# Why full lengths cannot be given for a T past int32 (after "input has <T>").
+_TOO_MANY_STEPS = (
+    "time steps (T), but sequence_lengths is int32 (as in tf.raw_ops.CudnnRNNV3) and holds at "
+    f"most 2^31 - 1 = {_INT32_MAX}: without sequence_lengths every sequence is full, which cannot "
+    "be said for this T. Run the sequence in chunks of at most 2^31 - 1 steps (output_h/output_c "
+    "of one chunk as input_h/input_c of the next)"
+)
+
+
+def _full_lengths(input: tf.Tensor, time_major: bool, op: str) -> tf.Tensor:
+    """sequence_lengths for `sequence_lengths=None`: [B] int32, every entry T.
+
+    Dimensions are read as int64, so that any T works when B = 0 (the lengths are empty); a T past
+    int32 with B > 0 is refused (ValueError when the shape is known, else InvalidArgumentError at
+    run time), never wrapped.
+    """
+    t_axis, b_axis = (0, 1) if time_major else (1, 0)
+    static = input.shape
+    if static.rank is not None and static.rank != 3:
+        # Not [T, B, I]: the op refuses the input and says so; any lengths will do until then.
+        return tf.zeros([0], tf.int32)
+    if static.rank is not None:
+        steps, batch = static[t_axis], static[b_axis]
+        if steps is not None and batch is not None:
+            if batch == 0:
+                return tf.zeros([0], tf.int32)
+            if steps > _INT32_MAX:
+                raise ValueError(f"{op}: input has {steps} {_TOO_MANY_STEPS}.")
+            return tf.fill([batch], tf.constant(steps, tf.int32))
+    # Some dimension known only at run time. Padded with zeros so that an input of another rank
+    # still reaches the op, which names the problem.
+    shape = tf.concat([tf.shape(input, out_type=tf.int64), tf.zeros([2], tf.int64)], 0)
+    steps, batch = shape[t_axis], shape[b_axis]
+    fits = tf.logical_or(tf.equal(batch, 0), steps <= _INT32_MAX)
+    check = tf.debugging.Assert(fits, [f"{op}: input has", steps, _TOO_MANY_STEPS])
+    with tf.control_dependencies([check]):
+        return tf.fill([batch], tf.cast(tf.minimum(steps, _INT32_MAX), tf.int32))
 
 
 def cudnn_rnn(
@@ -60,7 +96,7 @@ def cudnn_rnn(
     with tf.name_scope(name or "CudnnRNN"):
         input = tf.convert_to_tensor(input)
         if sequence_lengths is None:
-            sequence_lengths = _full_lengths(input, time_major)
+            sequence_lengths = _full_lengths(input, time_major, "cudnn_rnn")
         return _ops().tf_rnn_cudnn_rnn(
             input=input,
             input_h=input_h,
@@ -110,7 +146,7 @@ def cudnn_rnn_backprop(
     with tf.name_scope(name or "CudnnRNNBackprop"):
         input = tf.convert_to_tensor(input)
         if sequence_lengths is None:
-            sequence_lengths = _full_lengths(input, time_major)
+            sequence_lengths = _full_lengths(input, time_major, "cudnn_rnn_backprop")
         return _ops().tf_rnn_cudnn_rnn_backprop(
             input=input,
             input_h=input_h,
