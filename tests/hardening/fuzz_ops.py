@@ -19,7 +19,12 @@ Properties:
   raises ValueError/TypeError naming an input or attribute, and never rejects a case the kernel
   takes;
 * the process never dies: the caller runs this program in a subprocess and reports a signal as a
-  crash, with the case being run (written to --last-case before every call).
+  crash, with the case being run (written to --last-case before every call);
+* memory stays bounded: once TensorFlow is up, the address space is limited (RLIMIT_AS) to what is
+  mapped plus --headroom-mb (default 4096), so that a case asking for more fails (a
+  ResourceExhaustedError is not an accepted error: a failure naming the case) instead of growing
+  the process past what a CI machine has. Not under AddressSanitizer, whose shadow memory needs
+  the address space (make asan caps single allocations with max_allocation_size_mb instead).
 
 Families: our TfRnn> ops (gru, gru_grad, cudnn, cudnn_backprop, params_size, to_canonical,
 to_params) and TensorFlow's own CudnnRNN* ops served by our CPU kernels (tf_cudnn_v1, tf_cudnn_v2,
@@ -33,6 +38,7 @@ import argparse
 import math
 import os
 import re
+import resource
 import sys
 import traceback
 import warnings
@@ -43,8 +49,10 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(os.path.dirname(_HERE))
 sys.path.insert(0, _REPO)
+sys.path.insert(0, _HERE)
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from hypothesis import HealthCheck, given, reject, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -1109,6 +1117,30 @@ FAMILIES = {
 }
 
 
+def _under_asan() -> bool:
+    with open("/proc/self/maps") as f:
+        return "libasan" in f.read()
+
+
+def bound_memory(headroom_mb: int) -> str:
+    """Limits the address space to what is mapped now plus headroom_mb MiB; says what it did."""
+    if headroom_mb <= 0:
+        return "memory: no limit (--headroom-mb 0)"
+    if _under_asan():
+        return "memory: no RLIMIT_AS under AddressSanitizer"
+    # TensorFlow's thread pools (their stacks and malloc arenas) and every kernel come up first.
+    import workloads
+
+    for fn in list(workloads.SMALL.values()) + [workloads.MEDIUM["cudnn_rnn_backprop_lstm"]]:
+        fn(0)
+    limit = psutil.Process().memory_info().vms + (headroom_mb << 20)
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return f"memory: address space limited to {limit >> 20} MiB ({headroom_mb} MiB headroom)"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--examples", type=int, default=50, help="cases per op family")
@@ -1116,12 +1148,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random)")
     ap.add_argument("--last-case", default=None, help="file to hold the case being run")
     ap.add_argument("--no-graph", action="store_true", help="skip the graph-construction checks")
+    ap.add_argument(
+        "--headroom-mb",
+        type=int,
+        default=int(os.environ.get("TF_RNN_OPS_FUZZ_HEADROOM_MB", 4096)),
+        help="address space allowed past what TensorFlow maps at start (0: no limit)",
+    )
     args = ap.parse_args(argv)
     families = list(FAMILIES) if args.ops == "all" else args.ops.split(",")
     the_seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
     print(
         f"fuzz_ops: seed {the_seed}, {args.examples} cases x {len(families)} families", flush=True
     )
+    print(bound_memory(args.headroom_mb), flush=True)
     runner = Runner(args.last_case, graph=not args.no_graph)
     failed = []
     for fam in families:
@@ -1151,7 +1190,8 @@ def main(argv=None) -> int:
     if failed:
         print(f"fuzz_ops: property failures in {failed} (seed {the_seed})", flush=True)
         return 1
-    print("fuzz_ops: all properties held", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+    print(f"fuzz_ops: all properties held (peak RSS {peak} MiB)", flush=True)
     return 0
 
 
