@@ -118,13 +118,33 @@ def _lstm_kwargs(T, B, I=2, H=3, time_major=True):  # noqa: E741
                 time_major=time_major)  # fmt: skip
 
 
+def _traced_variants(time_major, x_shape):
+    """cudnn_rnn (default lengths) traced with what is known of input's shape: nothing, the rank,
+    or all but the batch (as Keras traces); the other tensors of unknown shape."""
+    import tensorflow as tf
+
+    import tf_rnn_ops
+
+    T, I = (x_shape[0], x_shape[2]) if time_major else (x_shape[1], x_shape[2])  # noqa: E741
+    batch_unknown = [T, None, I] if time_major else [None, T, I]
+    fns = []
+    for x_spec in (None, [None, None, None], batch_unknown):
+        sig = [tf.TensorSpec(x_spec, tf.float32)] + [tf.TensorSpec(None, tf.float32)] * 3
+
+        @tf.function(input_signature=sig)
+        def f(x, h, c, p):
+            return tf_rnn_ops.cudnn_rnn(input=x, input_h=h, input_c=c, params=p, rnn_mode="lstm",
+                                        time_major=time_major)[:3]  # fmt: skip
+
+        fns.append(f)
+    return fns
+
+
 @pytest.mark.parametrize("time_major", [True, False])
 @pytest.mark.parametrize("T", [2**31 - 1, 2**31, 2**62])
 def test_default_lengths_with_huge_T(T, time_major):
     """sequence_lengths=None (every sequence full) with T past int32: an empty batch runs (its
-    lengths are empty), forward and backprop, eagerly and in a tf.function of unknown shapes."""
-    import tensorflow as tf
-
+    lengths are empty), forward and backprop, eagerly and in tf.functions of unknown shapes."""
     import tf_rnn_ops
 
     kw = _lstm_kwargs(T, 0, time_major=time_major)
@@ -140,15 +160,9 @@ def test_default_lengths_with_huge_T(T, time_major):
     assert tuple(grads[0].shape) == tuple(kw["input"].shape)
     assert tuple(grads[3].shape) == tuple(kw["params"].shape)
 
-    spec = [tf.TensorSpec(None, tf.float32)] * 4
-
-    @tf.function(input_signature=spec)
-    def dynamic(x, h, c, p):
-        return tf_rnn_ops.cudnn_rnn(input=x, input_h=h, input_c=c, params=p, rnn_mode="lstm",
-                                    time_major=time_major)[0]  # fmt: skip
-
-    got = dynamic(kw["input"], kw["input_h"], kw["input_c"], kw["params"])
-    assert tuple(got.shape) == want
+    for traced in _traced_variants(time_major, kw["input"].shape):
+        got = traced(kw["input"], kw["input_h"], kw["input_c"], kw["params"])[0]
+        assert tuple(got.shape) == want
 
 
 @pytest.mark.parametrize("time_major", [True, False])
@@ -172,21 +186,17 @@ def test_default_lengths_refuse_T_past_int32(time_major):
             host_reserved=tf.zeros([0], tf.int8),
         )  # fmt: skip
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)] * 4)
-    def dynamic(x, h, c, p):
-        return tf_rnn_ops.cudnn_rnn(input=x, input_h=h, input_c=c, params=p, rnn_mode="lstm",
-                                    time_major=time_major)[0]  # fmt: skip
-
-    with pytest.raises(
-        tf.errors.InvalidArgumentError, match=rf"input has\]? \[?{T}\]? \[?time steps \(T\)"
-    ):
-        dynamic(kw["input"], kw["input_h"], kw["input_c"], kw["params"])
+    for traced in _traced_variants(time_major, kw["input"].shape):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=rf"input has\]? \[?{T}\]? \[?time steps \(T\)"
+        ):
+            traced(kw["input"], kw["input_h"], kw["input_c"], kw["params"])
 
 
 @pytest.mark.parametrize("time_major", [True, False])
 def test_default_lengths_are_full(rng, time_major):
     """sequence_lengths=None gives bitwise the results of explicit full lengths, eagerly and with
-    the shape known only at run time (the default lengths' int64 path)."""
+    the shape known only in part at trace time."""
     import numpy as np
     import tensorflow as tf
 
@@ -201,11 +211,7 @@ def test_default_lengths_are_full(rng, time_major):
     want = tf_rnn_ops.cudnn_rnn(**common, sequence_lengths=tf.fill([B], T))[:3]
     got = tf_rnn_ops.cudnn_rnn(**common)[:3]
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)] * 3)
-    def dynamic(x, h, p):
-        return tf_rnn_ops.cudnn_rnn(input=x, input_h=h, input_c=h, params=p, rnn_mode="lstm",
-                                    time_major=time_major)[:3]  # fmt: skip
-
-    for g in (got, dynamic(x, h, p)):
+    traced = [f(x, h, h, p) for f in _traced_variants(time_major, x.shape)]
+    for g in [got, *traced]:
         for a, b in zip(g, want, strict=True):
             assert np.array_equal(a.numpy(), b.numpy())

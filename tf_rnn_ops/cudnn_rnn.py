@@ -62,6 +62,9 @@ def _full_lengths(input: tf.Tensor, time_major: bool, op: str) -> tf.Tensor:
             if steps > _INT32_MAX:
                 raise ValueError(f"{op}: input has {steps} {_TOO_MANY_STEPS}.")
             return tf.fill([batch], tf.constant(steps, tf.int32))
+        if steps is not None and steps <= _INT32_MAX:  # only B unknown (Keras): no check to run
+            batch = tf.shape(input, out_type=tf.int64)[b_axis]
+            return tf.fill([batch], tf.constant(steps, tf.int32))
     # Some dimension known only at run time. Padded with zeros so that an input of another rank
     # still reaches the op, which names the problem.
     shape = tf.concat([tf.shape(input, out_type=tf.int64), tf.zeros([2], tf.int64)], 0)
