@@ -215,3 +215,24 @@ def test_default_lengths_are_full(rng, time_major):
     for g in [got, *traced]:
         for a, b in zip(g, want, strict=True):
             assert np.array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("time_major", [True, False])
+@pytest.mark.parametrize("B", [2**40, 2**62])
+def test_default_lengths_not_built_for_a_refused_batch(B, time_major):
+    """An empty input (T = 0) with a huge batch and an input_h of another batch: the op refuses
+    input_h. The default lengths ([B] int32) were built first: a ResourceExhaustedError here, and
+    8 GiB at B = 2^31 - 1 (the fuzzer's ~16 GB RSS); now they are not built (eagerly or traced)."""
+    import tensorflow as tf
+
+    import tf_rnn_ops
+
+    x = tf.zeros([0, B, 2] if time_major else [B, 0, 2])
+    h = tf.zeros([1, 0, 3] if time_major else [0, 1, 3])
+    p = tf.zeros([4 * 3 * (2 + 3) + 8 * 3])
+    want = rf"input_h batch size \(0\) must equal input's \({B}\)"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=want):
+        tf_rnn_ops.cudnn_rnn(input=x, input_h=h, input_c=h, params=p, time_major=time_major)
+    for traced in _traced_variants(time_major, x.shape):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=want):
+            traced(x, h, h, p)
