@@ -236,3 +236,51 @@ def test_default_lengths_not_built_for_a_refused_batch(B, time_major):
     for traced in _traced_variants(time_major, x.shape):
         with pytest.raises(tf.errors.InvalidArgumentError, match=want):
             traced(x, h, h, p)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize(
+    "I, H, want",
+    [
+        (2**63 - 1, 1, r"x\.dims\(1\) \(=9223372036854775807\) and h_prev\.dims\(1\) \(=1\)"),
+        (0, 2**62, r"h_prev\.dims\(1\) \(=4611686018427387904\) is too large: 2 \* h_prev"),
+    ],
+)  # fmt: skip
+def test_gru_shape_functions_name_overflowing_dims(I, H, want, grad):  # noqa: E741
+    """Graph construction with empty tensors of huge known dimensions: x.dims(1) + h_prev.dims(1)
+    or 2 * h_prev.dims(1) past int64 are refused naming x and h_prev (TensorFlow's own Add and
+    Multiply say only "Dimension size overflow")."""
+    import tensorflow as tf
+
+    import tf_rnn_ops
+
+    with tf.Graph().as_default():
+        z = tf.compat.v1.placeholder
+        kw = dict(x=z(tf.float32, [0, I]), h_prev=z(tf.float32, [0, H]),
+                  w_ru=z(tf.float32, None), w_c=z(tf.float32, None), b_ru=z(tf.float32, None),
+                  b_c=z(tf.float32, None))  # fmt: skip
+        if grad:
+            kw.update(r=z(tf.float32, None), u=z(tf.float32, None), c=z(tf.float32, None),
+                      d_h=z(tf.float32, None))  # fmt: skip
+        op = tf_rnn_ops.gru_block_cell_grad if grad else tf_rnn_ops.gru_block_cell
+        with pytest.raises(ValueError, match=want):
+            op(**kw)
+
+
+@pytest.mark.parametrize("time_major", [True, False])
+def test_model_size_errors_name_input_h(time_major):
+    """The fused ops take num_layers from input_h's dimension: a dimension of 2^31 - 1 (empty
+    tensors) is refused with a message saying so, for ours and TensorFlow's CudnnRNNV3."""
+    import tensorflow as tf
+
+    import tf_rnn_ops
+
+    L = 2**31 - 1
+    x = tf.zeros([0, 0, 1])
+    h = tf.zeros([L, 0, 1] if time_major else [0, L, 1])
+    kw = dict(input=x, input_h=h, input_c=h, params=tf.zeros([12]), rnn_mode="gru",
+              sequence_lengths=tf.zeros([0], tf.int32), time_major=time_major)  # fmt: skip
+    want = r"num_layers \(2147483647\) must be at most .*num_layers is input_h's dimension"
+    for op in (tf_rnn_ops.cudnn_rnn, tf.raw_ops.CudnnRNNV3):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=want):
+            op(**kw)
