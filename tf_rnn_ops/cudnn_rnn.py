@@ -82,7 +82,7 @@ def _full_lengths(input: tf.Tensor, input_h, time_major: bool, op: str) -> tf.Te
             if steps > _INT32_MAX:
                 raise ValueError(f"{op}: input has {steps} {_TOO_MANY_STEPS}.")
             return tf.fill([batch], tf.constant(steps, tf.int32))
-        if steps is not None and steps <= _INT32_MAX:  # only B unknown (Keras): no check to run
+        if steps is not None and steps <= _INT32_MAX:  # only B unknown (Keras): no Assert
             batch = _checked_batch(tf.shape(input, out_type=tf.int64)[b_axis], input_h)
             return tf.fill([batch], tf.constant(steps, tf.int32))
     # Some dimension known only at run time. Padded with zeros so that an input of another rank
