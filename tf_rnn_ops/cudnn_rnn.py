@@ -11,7 +11,8 @@ outputs in the same order:
 `cudnn_rnn_canonical_to_params`    `tf.raw_ops.CudnnRNNCanonicalToParamsV2`
 =================================  ==========================================
 
-Unlike TensorFlow's, these run on CPU. `sequence_lengths` may also be None (every sequence is full).
+Unlike TensorFlow's, these run on CPU. `sequence_lengths` may also be None (every sequence is full;
+as the lengths are int32, that needs T <= 2^31 - 1 unless the batch is empty).
 """
 
 from __future__ import annotations
