@@ -5,7 +5,8 @@ CudnnRNN* ops on our CPU kernels): random ranks, shapes, dtypes, attribute value
 (negative, past T, of a wrong length or rank), params of wrong sizes, empty tensors with huge
 dimensions, NaN/Inf contents. Every call must return outputs of the shapes a model of the SPEC
 predicts, or raise InvalidArgumentError/ValueError/TypeError naming the input or attribute at fault;
-graph construction must agree with the kernels; and the process must never die.
+graph construction must agree with the kernels; and the process must never die, nor grow past its
+address-space limit (what TensorFlow maps at start plus 4 GiB; TF_RNN_OPS_FUZZ_HEADROOM_MB).
 
 `make test` runs a few hundred cases with a fixed seed (TF_RNN_OPS_FUZZ_EXAMPLES cases per family,
 default 20, TF_RNN_OPS_FUZZ_SEED); `make stress` runs thousands per family with a random seed.
@@ -14,6 +15,7 @@ default 20, TF_RNN_OPS_FUZZ_SEED); `make stress` runs thousands per family with 
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from hardening import subproc
@@ -29,6 +31,8 @@ def _fuzz(tmp_path, examples: int, seed: str, timeout: float, ops: str = "all"):
     )  # fmt: skip
     assert proc.returncode == 0, subproc.describe(proc)
     assert "all properties held" in proc.stdout
+    # Memory bounded (RLIMIT_AS), except under AddressSanitizer (make asan).
+    assert re.search(r"memory: (address space limited|no RLIMIT_AS under Address)", proc.stdout)
 
 
 def test_fuzz_every_op(tmp_path):

@@ -11,7 +11,8 @@ outputs in the same order:
 `cudnn_rnn_canonical_to_params`    `tf.raw_ops.CudnnRNNCanonicalToParamsV2`
 =================================  ==========================================
 
-Unlike TensorFlow's, these run on CPU. `sequence_lengths` may also be None (every sequence is full).
+Unlike TensorFlow's, these run on CPU. `sequence_lengths` may also be None (every sequence is full;
+as the lengths are int32, that needs T <= 2^31 - 1 unless the batch is empty).
 """
 
 from __future__ import annotations
@@ -30,10 +31,69 @@ __all__ = [
 ]
 
 
-def _full_lengths(input: tf.Tensor, time_major: bool) -> tf.Tensor:
-    shape = tf.shape(input)
-    steps, batch = (shape[0], shape[1]) if time_major else (shape[1], shape[0])
-    return tf.fill([batch], tf.cast(steps, tf.int32))
+_INT32_MAX = 2**31 - 1
+
+
+# Why full lengths cannot be given for a T past int32 (after "input has <T>").
+_TOO_MANY_STEPS = (
+    "time steps (T), but sequence_lengths is int32 (as in tf.raw_ops.CudnnRNNV3) and holds at "
+    f"most 2^31 - 1 = {_INT32_MAX}: without sequence_lengths every sequence is full, which cannot "
+    "be said for this T. Run the sequence in chunks of at most 2^31 - 1 steps (output_h/output_c "
+    "of one chunk as input_h/input_c of the next)"
+)
+
+
+def _static_size(t) -> int | None:
+    """The number of elements of a tensor-like when known before running, else None."""
+    try:
+        return tf.TensorShape(getattr(t, "shape", None)).num_elements()
+    except (TypeError, ValueError):
+        return None
+
+
+def _checked_batch(batch: tf.Tensor, input_h) -> tf.Tensor:
+    """batch, or 0 where input_h has fewer elements than batch (a call the op refuses anyway)."""
+    try:
+        h_size = tf.size(input_h, out_type=tf.int64)
+    except (TypeError, ValueError):  # not a tensor: the op names input_h
+        return batch
+    return tf.where(batch <= h_size, batch, tf.zeros_like(batch))
+
+
+def _full_lengths(input: tf.Tensor, input_h, time_major: bool, op: str) -> tf.Tensor:
+    """sequence_lengths for `sequence_lengths=None`: [B] int32, every entry T.
+
+    Dimensions are read as int64, so that any T works when B = 0 (the lengths are empty); a T past
+    int32 with B > 0 is refused (ValueError when the shape is known, else InvalidArgumentError at
+    run time), never wrapped. The lengths (4 bytes per row) are not built for a call that the op
+    refuses on its shapes before it reads them: an input of another rank, or an input_h with fewer
+    elements than input has rows (input_h is [layers * dirs, B, H]; with a B of up to 2^63 - 1 in
+    an empty input, the lengths alone could ask for any amount of memory).
+    """
+    t_axis, b_axis = (0, 1) if time_major else (1, 0)
+    static = input.shape
+    if static.rank is not None and static.rank != 3:
+        return tf.zeros([0], tf.int32)  # not [T, B, I]: the op refuses the input
+    h_size = _static_size(input_h)
+    if static.rank is not None:
+        steps, batch = static[t_axis], static[b_axis]
+        if batch is not None and (batch == 0 or (h_size is not None and h_size < batch)):
+            return tf.zeros([0], tf.int32)  # no rows, or input_h too small: the op refuses it
+        if steps is not None and batch is not None and h_size is not None:
+            if steps > _INT32_MAX:
+                raise ValueError(f"{op}: input has {steps} {_TOO_MANY_STEPS}.")
+            return tf.fill([batch], tf.constant(steps, tf.int32))
+        if steps is not None and steps <= _INT32_MAX:  # only B unknown (Keras): no Assert
+            batch = _checked_batch(tf.shape(input, out_type=tf.int64)[b_axis], input_h)
+            return tf.fill([batch], tf.constant(steps, tf.int32))
+    # Some dimension known only at run time. Padded with zeros so that an input of another rank
+    # still reaches the op, which names the problem.
+    shape = tf.concat([tf.shape(input, out_type=tf.int64), tf.zeros([2], tf.int64)], 0)
+    steps, batch = shape[t_axis], _checked_batch(shape[b_axis], input_h)
+    fits = tf.logical_or(tf.equal(batch, 0), steps <= _INT32_MAX)
+    check = tf.debugging.Assert(fits, [f"{op}: input has", steps, _TOO_MANY_STEPS])
+    with tf.control_dependencies([check]):
+        return tf.fill([batch], tf.cast(tf.minimum(steps, _INT32_MAX), tf.int32))
 
 
 def cudnn_rnn(
@@ -60,7 +120,7 @@ def cudnn_rnn(
     with tf.name_scope(name or "CudnnRNN"):
         input = tf.convert_to_tensor(input)
         if sequence_lengths is None:
-            sequence_lengths = _full_lengths(input, time_major)
+            sequence_lengths = _full_lengths(input, input_h, time_major, "cudnn_rnn")
         return _ops().tf_rnn_cudnn_rnn(
             input=input,
             input_h=input_h,
@@ -110,7 +170,7 @@ def cudnn_rnn_backprop(
     with tf.name_scope(name or "CudnnRNNBackprop"):
         input = tf.convert_to_tensor(input)
         if sequence_lengths is None:
-            sequence_lengths = _full_lengths(input, time_major)
+            sequence_lengths = _full_lengths(input, input_h, time_major, "cudnn_rnn_backprop")
         return _ops().tf_rnn_cudnn_rnn_backprop(
             input=input,
             input_h=input_h,

@@ -325,7 +325,15 @@ struct RnnInputs {
                                        ") must equal input_h's (", h_out, ")");
       }
     }
-    TF_RETURN_IF_ERROR(attrs.Model(h_layers / attrs.num_dirs, num_units, input_size, &shape));
+    if (const absl::Status st = attrs.Model(h_layers / attrs.num_dirs, num_units, input_size, &shape);
+        !st.ok()) {
+      // The model's sizes are not inputs of these ops: say which tensor dimension each came from.
+      return absl::Status(
+          st.code(), absl::StrCat(st.message(), " (num_layers is input_h's dimension ", h_layers,
+                                  " / num_dirs, num_units the last dimension of ",
+                                  lstm ? "input_c" : "input_h",
+                                  ", input_size that of input)"));
+    }
     if (params.NumElements() != shape.ParamsSize()) {
       return InvalidArgument("params has ", params.NumElements(), " elements, but the model needs ",
                              shape.ParamsSize(), " (num_layers ", shape.num_layers,

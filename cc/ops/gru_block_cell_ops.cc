@@ -7,6 +7,7 @@
 // at run time, with the same wording).
 
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "absl/status/status.h"
@@ -43,6 +44,17 @@ absl::Status MergeDims(InferenceContext* c, DimensionHandle a, const std::string
   return c->Merge(a, b, out);
 }
 
+// 2 * H, with an error naming h_prev when it passes int64 (InferenceContext::Multiply's own
+// message names no input).
+absl::Status TwiceCellSize(InferenceContext* c, DimensionHandle h, DimensionHandle* out) {
+  if (c->ValueKnown(h) && c->Value(h) > std::numeric_limits<int64_t>::max() / 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("h_prev.dims(1) (=", c->Value(h),
+                     ") is too large: 2 * h_prev.dims(1) must fit in 64 bits"));
+  }
+  return c->Multiply(h, 2, out);
+}
+
 // Inputs shared by both ops: x [B, I], h_prev [B, H], w_ru [I+H, 2H], w_c [I+H, H], b_ru [2H],
 // b_c [H]. Returns the merged batch size B, input size I and cell size H.
 absl::Status CheckCellInputs(InferenceContext* c, DimensionHandle* batch,
@@ -64,7 +76,7 @@ absl::Status CheckCellInputs(InferenceContext* c, DimensionHandle* batch,
   TF_RETURN_IF_ERROR(MergeDims(c, c->Dim(w_c, 1), "w_c.dims(1)", h, "h_prev.dims(1)", &h));
   TF_RETURN_IF_ERROR(MergeDims(c, c->Dim(b_c, 0), "b_c.dims(0)", h, "h_prev.dims(1)", &h));
   DimensionHandle two_h;
-  TF_RETURN_IF_ERROR(c->Multiply(h, 2, &two_h));
+  TF_RETURN_IF_ERROR(TwiceCellSize(c, h, &two_h));
   TF_RETURN_IF_ERROR(
       MergeDims(c, c->Dim(w_ru, 1), "w_ru.dims(1)", two_h, "2 * h_prev.dims(1)", &two_h));
   TF_RETURN_IF_ERROR(
@@ -80,6 +92,13 @@ absl::Status CheckCellInputs(InferenceContext* c, DimensionHandle* batch,
 
   // Rows of both weight matrices: I + H.
   DimensionHandle rows;
+  if (c->ValueKnown(input_size) && c->ValueKnown(h) &&
+      c->Value(input_size) > std::numeric_limits<int64_t>::max() - c->Value(h)) {
+    // As the kernels say it (InferenceContext::Add's own message names no input).
+    return absl::InvalidArgumentError(absl::StrCat(
+        "x.dims(1) (=", c->Value(input_size), ") and h_prev.dims(1) (=", c->Value(h),
+        ") are too large: x.dims(1) + h_prev.dims(1) must fit in 64 bits"));
+  }
   TF_RETURN_IF_ERROR(c->Add(input_size, h, &rows));
   TF_RETURN_IF_ERROR(
       MergeDims(c, c->Dim(w_ru, 0), "w_ru.dims(0)", rows, "x.dims(1) + h_prev.dims(1)", &rows));
@@ -124,7 +143,7 @@ absl::Status GRUBlockCellGradShape(InferenceContext* c) {
                                  "h_prev.dims(1)", &cell));
   }
   DimensionHandle two_h;
-  TF_RETURN_IF_ERROR(c->Multiply(cell, 2, &two_h));
+  TF_RETURN_IF_ERROR(TwiceCellSize(c, cell, &two_h));
   c->set_output(0, c->Matrix(batch, input_size));  // d_x
   c->set_output(1, c->Matrix(batch, cell));        // d_h_prev
   c->set_output(2, c->Matrix(batch, cell));        // d_c_bar

@@ -19,7 +19,12 @@ Properties:
   raises ValueError/TypeError naming an input or attribute, and never rejects a case the kernel
   takes;
 * the process never dies: the caller runs this program in a subprocess and reports a signal as a
-  crash, with the case being run (written to --last-case before every call).
+  crash, with the case being run (written to --last-case before every call);
+* memory stays bounded: once TensorFlow is up, the address space is limited (RLIMIT_AS) to what is
+  mapped plus --headroom-mb (default 4096), so that a case asking for more fails (a
+  ResourceExhaustedError is not an accepted error: a failure naming the case) instead of growing
+  the process past what a CI machine has. Not under AddressSanitizer, whose shadow memory needs
+  the address space (make asan caps single allocations with max_allocation_size_mb instead).
 
 Families: our TfRnn> ops (gru, gru_grad, cudnn, cudnn_backprop, params_size, to_canonical,
 to_params) and TensorFlow's own CudnnRNN* ops served by our CPU kernels (tf_cudnn_v1, tf_cudnn_v2,
@@ -33,6 +38,7 @@ import argparse
 import math
 import os
 import re
+import resource
 import sys
 import traceback
 import warnings
@@ -43,8 +49,10 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(os.path.dirname(_HERE))
 sys.path.insert(0, _REPO)
+sys.path.insert(0, _HERE)
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from hypothesis import HealthCheck, given, reject, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -95,8 +103,11 @@ def build(spec, rng):
     n = math.prod(shape)
     if n > MAX_BUILT:  # a mutation removed the 0 beside a huge dimension: not a case to build
         reject()
-    if n == 0:
-        return tf.zeros(shape, dtype)  # dimensions up to 2^63 - 1 when another is 0
+    if n == 0:  # dimensions up to 2^63 - 1 when another is 0
+        try:
+            return tf.zeros(shape, dtype)
+        except tf.errors.InvalidArgumentError:  # TensorFlow refuses the shape itself ([2^62, 2, 0])
+            reject()
     if dtype not in FLOATS:
         return tf.zeros(shape, dtype)
     if fill == "normal":
@@ -135,7 +146,8 @@ def _mutate_shape(draw, shape):
         del shape[draw(st.integers(0, len(shape) - 1))]
     elif how == "dim" and shape:
         i = draw(st.integers(0, len(shape) - 1))
-        shape[i] = max(0, shape[i] + draw(st.sampled_from([-2, -1, 1, 2, 7])))
+        # (a dimension stays within int64: 2^63 - 1 + 1 is no shape at all)
+        shape[i] = min(max(0, shape[i] + draw(st.sampled_from([-2, -1, 1, 2, 7]))), 2**63 - 1)
     elif how == "empty_huge" and len(shape) >= 2:
         i, j = draw(st.permutations(range(len(shape))))[:2]
         shape[i], shape[j] = 0, draw(st.sampled_from(HUGE))
@@ -447,18 +459,17 @@ def cudnn_cases(draw, flavor="ours"):
             n = draw(st.sampled_from(RNN_TENSORS))
             dts[n] = draw(st.sampled_from(["float32", "float64", "float16", "int32"]))
             mutated.append(n)
-    if (
-        flavor == "ours"
-        and draw(st.integers(0, 9)) == 0
-        and "sequence_lengths" not in mutated
-        and max(shapes["input"], default=0)
-        < INT_MAX  # KNOWN: the wrapper's default lengths fail past 2^31 - 1 steps
-    ):  # (tests/test_hardening_limits.py::test_default_lengths_with_huge_T, xfail)
-        lengths = None  # the wrapper's default: every sequence full
+    if flavor == "ours" and draw(st.integers(0, 9)) == 0 and "sequence_lengths" not in mutated:
+        lengths = None  # the wrapper's default: every sequence full (any T when B = 0)
     valid, expected = _rnn_check(
         shapes, dts, attrs, None if lengths is None or flavor in ("v1", "v2") else
         (lengths, lshape), ints_ok=ldt == "int32",
     )  # fmt: skip
+    x = shapes["input"]
+    if lengths is None and len(x) == 3 and valid == VALID:
+        T, B = (x[0], x[1]) if attrs.get("time_major", True) else (x[1], x[0])
+        if B > 0 and T > INT_MAX:  # full lengths past int32: refused, naming T
+            valid, expected = INVALID, None
     inputs = {n: _t(shapes[n], dts[n], fill[n]) for n in RNN_TENSORS}
     if flavor in ("ours", "v3"):
         inputs["sequence_lengths"] = None if lengths is None else _int_t(lengths, lshape, ldt)
@@ -626,6 +637,9 @@ def params_size_cases(draw, flavor="ours"):
         attrs["rnn_mode"], L, H, I, _dirs(attrs["direction"]), attrs["input_mode"],
         attrs["num_proj"], attrs["dropout"],
     ) is None  # fmt: skip
+    if base_ok and S == "int32":  # the size must also fit S (else that is the error named)
+        base_ok = _params_size(attrs["rnn_mode"], L, H, I, _dirs(attrs["direction"]),
+                               attrs["input_mode"], attrs["num_proj"]) <= INT_MAX  # fmt: skip
     if draw(st.integers(0, 3)) == 0:
         mutated.append(_mutate_attr(draw, attrs, list(RNN_ATTRS)))
     if not base_ok:  # already invalid before the mutation: the message may name another problem
@@ -1110,6 +1124,30 @@ FAMILIES = {
 }
 
 
+def _under_asan() -> bool:
+    with open("/proc/self/maps") as f:
+        return "libasan" in f.read()
+
+
+def bound_memory(headroom_mb: int) -> str:
+    """Limits the address space to what is mapped now plus headroom_mb MiB; says what it did."""
+    if headroom_mb <= 0:
+        return "memory: no limit (--headroom-mb 0)"
+    if _under_asan():
+        return "memory: no RLIMIT_AS under AddressSanitizer"
+    # TensorFlow's thread pools (their stacks and malloc arenas) and every kernel come up first.
+    import workloads
+
+    for fn in list(workloads.SMALL.values()) + [workloads.MEDIUM["cudnn_rnn_backprop_lstm"]]:
+        fn(0)
+    limit = psutil.Process().memory_info().vms + (headroom_mb << 20)
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return f"memory: address space limited to {limit >> 20} MiB ({headroom_mb} MiB headroom)"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--examples", type=int, default=50, help="cases per op family")
@@ -1117,12 +1155,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random)")
     ap.add_argument("--last-case", default=None, help="file to hold the case being run")
     ap.add_argument("--no-graph", action="store_true", help="skip the graph-construction checks")
+    ap.add_argument(
+        "--headroom-mb",
+        type=int,
+        default=int(os.environ.get("TF_RNN_OPS_FUZZ_HEADROOM_MB", 4096)),
+        help="address space allowed past what TensorFlow maps at start (0: no limit)",
+    )
     args = ap.parse_args(argv)
     families = list(FAMILIES) if args.ops == "all" else args.ops.split(",")
     the_seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
     print(
         f"fuzz_ops: seed {the_seed}, {args.examples} cases x {len(families)} families", flush=True
     )
+    print(bound_memory(args.headroom_mb), flush=True)
     runner = Runner(args.last_case, graph=not args.no_graph)
     failed = []
     for fam in families:
@@ -1152,7 +1197,8 @@ def main(argv=None) -> int:
     if failed:
         print(f"fuzz_ops: property failures in {failed} (seed {the_seed})", flush=True)
         return 1
-    print("fuzz_ops: all properties held", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+    print(f"fuzz_ops: all properties held (peak RSS {peak} MiB)", flush=True)
     return 0
 
 
