@@ -26,7 +26,10 @@ ASAN_SAN      := -fsanitize=address,undefined -fno-sanitize=null,nonnull-attribu
 ASAN_CXXFLAGS  = $(filter-out -O%,$(ALL_CXXFLAGS)) -O1 -g -fno-omit-frame-pointer $(ASAN_SAN)
 ASAN_LIB_OBJS := $(patsubst %.cc,$(ASAN_DIR)/obj/%.o,$(LIB_SRCS))
 ASAN_TF_OBJS  := $(patsubst %.cc,$(ASAN_DIR)/obj/%.o,$(TF_CUDNN_SRCS))
+# test_cudnn_rnn_keras.py: float32, so the packed micro-kernel and the row-range threading of
+# rnn_cpu_driver.h run under the sanitizers too (the float64 reference tests take Eigen's path).
 ASAN_TESTS    ?= tests/test_cudnn_rnn_vs_reference.py tests/test_cudnn_rnn_errors.py \
+                 tests/test_cudnn_rnn_keras.py \
                  $(wildcard tests/test_gru_block_cell*.py) tests/test_hardening_fuzz.py \
                  tests/test_hardening_limits.py
 # Python and TensorFlow keep memory until exit by design: no leak check. Reports abort the process.
