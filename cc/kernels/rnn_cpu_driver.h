@@ -74,10 +74,10 @@ void ParallelRows(const CpuDevice& d, int64_t n, double row_cost, Fn&& fn,
   });
 }
 
-// The product a time step does with a fixed weight matrix: C[M, N] = A[M, K] · B, B being [K, N] or
-// (transposed) the row-major [N, K] weights. Eigen's contraction would pack B again at every step;
-// for float, B is packed once per op call (into `storage`, of StepGemm<float>::StorageSize floats)
-// and every step runs the packed kernel.
+// A product with a fixed weight matrix that every time step (R, P) or chunk of steps (W) repeats:
+// C[M, N] = A[M, K] · B, B being [K, N] or (transposed) the row-major [N, K] weights. Eigen's
+// contraction would pack B again at every call; for float, B is packed once per op call (into
+// `storage`, of StepGemm<float>::StorageSize floats) and every call runs the packed kernel.
 template <typename T>
 class StepGemm {
  public:
