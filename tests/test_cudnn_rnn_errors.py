@@ -121,6 +121,20 @@ def test_forward_rejects_mode(name, mode, change, pattern, graph):
         (_call_graph if graph else _call_eager)(kw)
 
 
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
+def test_output_size_overflow_names_input_h(graph):
+    """An (empty) input_h whose last dimension times 2 directions overflows int64: the shape
+    function's own Multiply used to fail with a message naming nothing the user passed (found by
+    make stress's fuzzer)."""
+    kw = dict(
+        input=tf.zeros([3, 0, 1]), input_h=tf.zeros([2, 0, 2**62]), input_c=tf.zeros([2, 0, 1]),
+        params=tf.zeros([24]), sequence_lengths=tf.zeros([0], tf.int32), rnn_mode="gru",
+        direction="bidirectional", is_training=False,
+    )  # fmt: skip
+    with pytest.raises(ERRORS, match=r"input_h"):
+        (_call_graph if graph else _call_eager)(kw)
+
+
 def test_valid_baseline_runs():
     """The unmodified arguments of the cases above are accepted (so each case tests one change)."""
     for mode in ref.MODES:

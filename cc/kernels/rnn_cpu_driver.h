@@ -146,6 +146,17 @@ class StepGemm<float> {
   PackedMatrix packed_;
 };
 
+// A step's product over rows the calling thread owns (one_thread: the driver gave each thread a range
+// of rows, see CpuRnn::ForEachRowRange), or over all rows, split inside.
+template <typename T>
+void RunStepGemm(const StepGemm<T>& gemm, bool one_thread, int64_t M, const T* A, T* C) {
+  if (one_thread) {
+    gemm.RunOnThisThread(M, A, C);
+  } else {
+    gemm.Run(M, A, C);
+  }
+}
+
 // Column sums of a row-major [rows, cols] matrix, added into out[cols].
 template <typename T>
 void AddColumnSums(int64_t rows, int64_t cols, const T* m, T* out) {
@@ -643,11 +654,10 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     }
     ForEachRowRange(B, s0, s1, [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n_rows = b1 - b0;
+      RunStepGemm(recurrent, one_thread, n_rows, h + b0 * ho, gh + b0 * gh_w);
       if (one_thread) {
-        recurrent.RunOnThisThread(n_rows, h + b0 * ho, gh + b0 * gh_w);
         for (int64_t b = b0; b < b1; ++b) gates(s, b, 0, H);
       } else {
-        recurrent.Run(n_rows, h + b0 * ho, gh + b0 * gh_w);
         ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
           for (int64_t b = b0 + begin; b < b0 + end; ++b) gates(s, b, 0, H);
         });
@@ -666,11 +676,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       }
       const T* h_out = out;
       if (has_proj) {
-        if (one_thread) {
-          projection->RunOnThisThread(n_rows, out + b0 * H, h_new + b0 * ho);
-        } else {
-          projection->Run(n_rows, out + b0 * H, h_new + b0 * ho);
-        }
+        RunStepGemm(*projection, one_thread, n_rows, out + b0 * H, h_new + b0 * ho);
         h_out = h_new;
       }
       for (int64_t b = b0; b < b1; ++b) {
@@ -814,11 +820,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       }
       const T* dout = dh;  // grad of the cell's own output (h, or m before projection)
       if (has_proj) {
-        if (one_thread) {
-          projection->RunOnThisThread(n_rows, dh + b0 * ho, dm + b0 * H);
-        } else {
-          projection->Run(n_rows, dh + b0 * ho, dm + b0 * H);
-        }
+        RunStepGemm(*projection, one_thread, n_rows, dh + b0 * ho, dm + b0 * H);
         dout = dm;
       }
       auto gate_rows = [&](int64_t begin, int64_t end) {
@@ -840,13 +842,12 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       };
       if (one_thread) {
         gate_rows(b0, b1);
-        recurrent.RunOnThisThread(n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
       } else {
         ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
           gate_rows(b0 + begin, b0 + end);
         });
-        recurrent.Run(n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
       }
+      RunStepGemm(recurrent, one_thread, n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
       for (int64_t b = b0; b < b1; ++b) {
         if (s >= Length(lengths, b, T_)) continue;  // rows past their length pass dh through
         for (int64_t j = 0; j < ho; ++j)

@@ -2,6 +2,9 @@
 // that TensorFlow's own CudnnRNN* ops stay untouched. Inputs, outputs and attributes are those of
 // CudnnRNNV3, CudnnRNNBackpropV3, CudnnRNNParamsSize, CudnnRNNParamsToCanonicalV2 and
 // CudnnRNNCanonicalToParamsV2.
+#include <cstdint>
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
@@ -45,8 +48,16 @@ absl::Status ForwardShape(InferenceContext* c) {
   bool time_major = true;
   if (!c->GetAttr("time_major", &time_major).ok()) time_major = true;
   const int dir_count = direction == "bidirectional" ? 2 : 1;
+  // The output's last dimension is dir_count x input_h's; refused here when that overflows (TensorFlow's
+  // Multiply would name neither input_h nor direction).
+  const DimensionHandle h_out = c->Dim(input_h, 2);
+  if (c->ValueKnown(h_out) && c->Value(h_out) > std::numeric_limits<int64_t>::max() / dir_count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input_h's last dimension (", c->Value(h_out), ") times 2 directions (direction ",
+        direction, ") overflows int64: the output would have no valid shape"));
+  }
   DimensionHandle output_size;
-  TF_RETURN_IF_ERROR(c->Multiply(c->Dim(input_h, 2), dir_count, &output_size));
+  TF_RETURN_IF_ERROR(c->Multiply(h_out, dir_count, &output_size));
   const DimensionHandle steps = c->Dim(input, time_major ? 0 : 1);
   const DimensionHandle batch = c->Dim(input, time_major ? 1 : 0);
   c->set_output(0, time_major ? c->MakeShape({steps, batch, output_size})
