@@ -105,7 +105,7 @@ class StepGemm<float> {
   static int64_t StorageSize(int64_t K, int64_t N) { return PackedMatrix::PackedSize(K, N); }
   StepGemm(const CpuDevice& d, const float* b, int64_t K, int64_t N, bool transposed,
            float* storage)
-      : d_(d), packed_(K, N, storage, PackedMatrix::Defer()) {
+      : d_(d), packed_(K, N, storage) {
     ParallelRows(d, PackedMatrix::NumPanels(N), 2.0 * kNr * K, [&](int64_t begin, int64_t end) {
       packed_.PackPanels(b, transposed ? K : N, transposed, begin, end);
     });
@@ -278,8 +278,7 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
   const int64_t tb = T_ * B, gh = s.gates() * s.num_units, H = s.num_units, ho = s.h_out();
   const int64_t cb = RnnChunkSteps(T_, B) * B;  // rows of a chunk
   const bool proj = s.num_proj > 0, multi = s.num_layers > 1;
-  int64_t max_in = 0;
-  for (int l = 0; l < s.num_layers; ++l) max_in = std::max(max_in, s.LayerInputSize(l));
+  const int64_t max_in = s.MaxLayerInputSize();
   // Packed copies of R, P (and for the forward W, of the largest layer input) for the products of
   // every step or chunk.
   const int64_t packed =
@@ -556,6 +555,26 @@ void GatherReverseRows(const int32_t* lengths, int64_t T_, int64_t B, int64_t s0
   }
 }
 
+// The inverse of GatherReverseRows: the step-order rows of `src` written (or, with `add`, added)
+// to the time rows of `dst` they belong to; rows past a length are skipped.
+template <typename T>
+void ScatterReverseRows(const int32_t* lengths, int64_t T_, int64_t B, int64_t s0, int64_t s1,
+                        int64_t width, const T* src, T* dst, bool add) {
+  for (int64_t s = s0; s < s1; ++s) {
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t len = lengths ? lengths[b] : T_;
+      if (s >= len) continue;
+      const T* row = src + ((s - s0) * B + b) * width;
+      T* out = dst + ((len - 1 - s) * B + b) * width;
+      if (add) {
+        for (int64_t j = 0; j < width; ++j) out[j] += row[j];
+      } else {
+        std::copy_n(row, width, out);
+      }
+    }
+  }
+}
+
 // gx[rows, G·H] = x[rows, in] · Wᵀ (`w`: W packed once per call), or the input itself in every gate
 // with skip_input (`w` null).
 template <typename T>
@@ -577,8 +596,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
   const int64_t gh_w = G * H, ow = s_.output_size(), ld = int64_t(layer) * s_.num_dirs + dir;
   const int64_t Tc = RnnChunkSteps(T_, B), cb = Tc * B;
-  int64_t max_in = 0;
-  for (int l = 0; l < s_.num_layers; ++l) max_in = std::max(max_in, s_.LayerInputSize(l));
+  const int64_t max_in = s_.MaxLayerInputSize();
   const auto blk = s_.LayerBlock(layer);
   const T* p = a.params + s_.BlockOffset(layer, dir);
   const T *w = p + blk.w, *r = p + blk.r, *proj = p + blk.p, *b_w = p + blk.b_w, *b_r = p + blk.b_r;
@@ -627,8 +645,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     Cell::StepForward(n, H, gx, gh + b * gh_w + u0, b_w + u0, b_r + u0, h + b * ho + u0,
                       c + b * H + u0, out + b * H + u0, c_new + b * H + u0, act, ghn);
   };
-  // (Tried: one task computing the product and the gate math of a block of 16 units, one dispatch a
-  // step; it cost 35% more CPU than the two passes below at B=64, H=256 — docs/PERFORMANCE.md.)
+  // (Tried, before the row ranges: one task computing the product and the gate math of a block of 16
+  // units; it cost 35% more CPU than a product pass and a gate pass — docs/PERFORMANCE.md item 5.)
   for (; s0 < T_; s0 += Tc) {
     const int64_t s1 = std::min(T_, s0 + Tc);
     // The input projection of this chunk's steps, the same products whether training or not (so
@@ -643,14 +661,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     T* gx_out = training && dir == 0 ? res + sv->act + s0 * B * gh_w : gx_chunk;
     InputProjection<T>(s_, (s1 - s0) * B, in, xr, input_weights ? &*input_weights : nullptr, gx_out);
     if (training && dir == 1) {
-      for (int64_t s = s0; s < s1; ++s) {
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t len = Length(lengths, b, T_);
-          if (s >= len) continue;
-          std::copy_n(gx_chunk + ((s - s0) * B + b) * gh_w, gh_w,
-                      res + sv->act + ((len - 1 - s) * B + b) * gh_w);
-        }
-      }
+      ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, gx_chunk, res + sv->act, /*add=*/false);
     }
     ForEachRowRange(B, s0, s1, [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n_rows = b1 - b0;
@@ -699,8 +710,7 @@ void CpuRnn<T>::Backward(const RnnBackwardArgs<T>& a, T* ws) const {
   const int64_t T_ = a.seq_len, B = a.batch, tb = T_ * B, ow = s_.output_size();
   const bool multi = s_.num_layers > 1;
   RnnReserveLayout rl(s_, T_, B, a.dropout > 0, a.save_hprev);
-  int64_t max_in = 0;
-  for (int l = 0; l < s_.num_layers; ++l) max_in = std::max(max_in, s_.LayerInputSize(l));
+  const int64_t max_in = s_.MaxLayerInputSize();
   T* dy_below = ws;                                // [T, B, dirs·H_out]: grad of layer l-1's output
   T* dx_buf = dy_below + (multi ? tb * ow : 0);    // [T, B, in]: grad of the input of layer l >= 1
   T* cell_ws = dx_buf + (multi ? tb * max_in : 0);
@@ -734,8 +744,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const int64_t gh_w = G * H, ow = s_.output_size();
   const int64_t ld = int64_t(layer) * s_.num_dirs + dir;
   const int64_t Tc = RnnChunkSteps(T_, B), cb = Tc * B;
-  int64_t max_in = 0;
-  for (int l = 0; l < s_.num_layers; ++l) max_in = std::max(max_in, s_.LayerInputSize(l));
+  const int64_t max_in = s_.MaxLayerInputSize();
   const auto blk = s_.LayerBlock(layer);
   const int64_t offset = s_.BlockOffset(layer, dir);
   const T* p = a.params + offset;
@@ -779,30 +788,30 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     const int64_t s0 = std::max<int64_t>(0, s1 - Tc), rows = (s1 - s0) * B;
     // The states before each step of the chunk (zero past a row's length).
     ParallelRows(d_, B, 2.0 * (s1 - s0) * (ho + H), [&](int64_t b_begin, int64_t b_end) {
-    for (int64_t s = s0; s < s1; ++s) {
-      for (int64_t b = b_begin; b < b_end; ++b) {
-        const int64_t len = Length(lengths, b, T_), k = (s - s0) * B + b;
-        T* hp = hprev_rows + k * ho;
-        T* cp = is_lstm ? cprev_rows + k * H : nullptr;
-        if (s >= len) {
-          std::fill_n(hp, ho, T(0));
-          if (is_lstm) std::fill_n(cp, H, T(0));
-          continue;
-        }
-        if (sv.hprev >= 0) {
-          std::copy_n(res + sv.hprev + (TimeAt(dir, s, len) * B + b) * ho, ho, hp);
-        } else if (s == 0) {
-          std::copy_n(a.h0 + (ld * B + b) * ho, ho, hp);
-        } else {
-          std::copy_n(y + (TimeAt(dir, s - 1, len) * B + b) * ow + dir * ho, ho, hp);
-        }
-        if (is_lstm) {
-          const T* src = s == 0 ? a.c0 + (ld * B + b) * H
-                                : res + sv.c + (TimeAt(dir, s - 1, len) * B + b) * H;
-          std::copy_n(src, H, cp);
+      for (int64_t s = s0; s < s1; ++s) {
+        for (int64_t b = b_begin; b < b_end; ++b) {
+          const int64_t len = Length(lengths, b, T_), k = (s - s0) * B + b;
+          T* hp = hprev_rows + k * ho;
+          T* cp = is_lstm ? cprev_rows + k * H : nullptr;
+          if (s >= len) {
+            std::fill_n(hp, ho, T(0));
+            if (is_lstm) std::fill_n(cp, H, T(0));
+            continue;
+          }
+          if (sv.hprev >= 0) {
+            std::copy_n(res + sv.hprev + (TimeAt(dir, s, len) * B + b) * ho, ho, hp);
+          } else if (s == 0) {
+            std::copy_n(a.h0 + (ld * B + b) * ho, ho, hp);
+          } else {
+            std::copy_n(y + (TimeAt(dir, s - 1, len) * B + b) * ow + dir * ho, ho, hp);
+          }
+          if (is_lstm) {
+            const T* src = s == 0 ? a.c0 + (ld * B + b) * H
+                                  : res + sv.c + (TimeAt(dir, s - 1, len) * B + b) * H;
+            std::copy_n(src, H, cp);
+          }
         }
       }
-    }
     });
     ForEachRowRange(B, s0, s1, [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
       const int64_t k = (s - s0) * B;  // this step's first chunk row
@@ -886,17 +895,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
           for (int64_t j = 0; j < H; ++j) dxi[j] += d_gx[i * gh_w + g * H + j];
       }
     }
-    if (dir == 1) {
-      for (int64_t s = s0; s < s1; ++s) {
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t len = Length(lengths, b, T_);
-          if (s >= len) continue;
-          const T* src = dx_rows + ((s - s0) * B + b) * in;
-          T* dst = dx + ((len - 1 - s) * B + b) * in;
-          for (int64_t j = 0; j < in; ++j) dst[j] += src[j];
-        }
-      }
-    }
+    if (dir == 1) ScatterReverseRows(lengths, T_, B, s0, s1, in, dx_rows, dx, /*add=*/true);
   }
   std::copy(dh, dh + B * ho, a.dh0 + ld * B * ho);
   if (is_lstm) std::copy(dc, dc + B * H, a.dc0 + ld * B * H);

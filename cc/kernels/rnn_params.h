@@ -11,6 +11,7 @@
 #ifndef TF_RNN_OPS_CC_KERNELS_RNN_PARAMS_H_
 #define TF_RNN_OPS_CC_KERNELS_RNN_PARAMS_H_
 
+#include <algorithm>
 #include <cstdint>
 
 #include "cc/kernels/rnn_cell_math.h"
@@ -30,6 +31,9 @@ struct RnnModelShape {
   int64_t h_out() const { return num_proj > 0 ? num_proj : num_units; }
   int64_t output_size() const { return num_dirs * h_out(); }  // width of a layer's output
   int64_t LayerInputSize(int layer) const { return layer == 0 ? input_size : output_size(); }
+  int64_t MaxLayerInputSize() const {  // the widest layer input (scratch sized for every layer)
+    return num_layers > 1 ? std::max(input_size, output_size()) : input_size;
+  }
   bool HasInputWeights(int layer) const { return !(skip_input && layer == 0); }
 
   // Offsets of one pseudo-layer's parts inside its opaque block.
