@@ -1,20 +1,21 @@
-// Single-precision matrix products for the RNN kernels' time steps: the right-hand matrix packed into
-// 16-column panels once per op call (the recurrent weights, which every time step reuses), and a 6x16
-// AVX2/FMA micro-kernel whose twelve accumulators live in registers, reading 6 rows of the left-hand
-// matrix in place. Measured on the 2-core AMD EPYC (Zen 3) of our machines, the micro-kernel runs at
-// ~98 GFLOP/s a core, against ~42 for Eigen's contraction at a step's 64x256x768, which packs the
-// weights again at every call (docs/PERFORMANCE.md).
-//
-// C[M, N] = A[M, K] · op(B)[K, N], every matrix row-major with a leading dimension; op(B) is B or its
-// transpose. Framework-free: callers split the column panels, or the rows, across threads.
-// Builds without AVX2/FMA (and types other than float, which the driver sends to Eigen) fall back to
-// a plain loop nest over the same packed layout.
+// Single-precision matrix products for the RNN kernels, on one 6x16 AVX2/FMA micro-kernel whose
+// twelve accumulators live in registers (~98 GFLOP/s a core on the 2-core AMD EPYC (Zen 3) of our
+// machines, its FMA peak):
+//  * PackedGemmPanels: C = A · B with B (the weights: R and P at every time step, W for a chunk's
+//    input projection and for the backward's dX = D_gx·W) packed into 16-column panels once per op
+//    call, A read in place. Eigen's contraction packs the weights again at every call: ~42 GFLOP/s
+//    at a step's 64x256x768.
+//  * GemmTransposedA: C += Aᵀ · B for the weight gradients, both operands row-major [rows, ·].
+// Every matrix is row-major with a leading dimension. Framework-free: callers split the work
+// across threads. Builds without AVX2/FMA (and types other than float, which the driver sends to
+// Eigen) fall back to a plain loop nest over the same layouts.
 #ifndef TF_RNN_OPS_CC_KERNELS_PACKED_GEMM_H_
 #define TF_RNN_OPS_CC_KERNELS_PACKED_GEMM_H_
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -83,52 +84,72 @@ class PackedMatrix {
 
 namespace packed_gemm_internal {
 
-// C[rows, width] (+)= A[rows, kc] · panel[kc, kNr] for rows <= kMr, width <= kNr, A row-major with
-// leading dimension lda (A is not packed: its rows stream from L1/L2 as well as a packed copy would,
-// measured, and packing it was serial work at every step). The accumulators are named variables:
-// GCC keeps an array of __m256 in memory and stores it at every k (the first version of this
-// kernel, at a third of the speed).
-template <int kRows>
-inline void MicroKernel(int64_t kc, const float* a0, int64_t lda, const float* panel, float* c,
-                        int64_t ldc, int64_t width, bool accumulate) {
+// A tile of rows <= kMr by width <= kNr: tile(r, j) = sum over k < kc of a(r, k) · b(k, j).
+//   a: kTransA false: row-major [rows, kc], a(r, k) at a[r·lda + k] (a time step's states or gate
+//      grads, read in place: packing them was serial work at every step, and their rows stream from
+//      L1/L2 as well as a packed copy would, measured); kTransA true: stored [kc, rows], a(r, k) at
+//      a[k·lda + r] (a packed strip of the weight-gradient products, see GemmTransposedA).
+//   b: b(k, j) at b[k·ldb + j], kNr readable values per k (a packed panel, ldb = kNr, is zero past
+//      width; the weight-gradient products read full panels of the gate grads in place).
+//   The tile is added to (accumulate) or stored in C: kTransC false: C(r, j) at c[r·ldc + j];
+//   kTransC true: C(j, r) at c[j·ldc + r] (the weight-gradient products compute Cᵀ's tiles).
+// The accumulators are named variables: GCC keeps an array of __m256 in memory and stores it at
+// every k (the first version of this kernel, at a third of the speed).
+template <int kRows, bool kTransA, bool kTransC>
+inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                        float* c, int64_t ldc, int64_t width, bool accumulate) {
 #if TF_RNN_HAVE_AVX2
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  // Rows past kRows are never read (their pointers are only formed).
-  const float *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda, *a5 = a4 + lda;
-  for (int64_t k = 0; k < kc; ++k, panel += kNr) {
-    const __m256 b0 = _mm256_loadu_ps(panel), b1 = _mm256_loadu_ps(panel + 8);
-    __m256 a = _mm256_broadcast_ss(a0 + k);
-    c00 = _mm256_fmadd_ps(a, b0, c00);
-    c01 = _mm256_fmadd_ps(a, b1, c01);
+  // kTransA: a advances a row per k and row r is a[r]; else row r is a + r·lda, indexed by k.
+  // (Rows past kRows are never read; their pointers are only formed.)
+  const int64_t row_step = kTransA ? 1 : lda, k_step = kTransA ? lda : 1;
+  const float *a0 = a, *a1 = a0 + row_step, *a2 = a1 + row_step, *a3 = a2 + row_step,
+              *a4 = a3 + row_step, *a5 = a4 + row_step;
+  for (int64_t k = 0, ak = 0; k < kc; ++k, ak += k_step, b += ldb) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    __m256 av = _mm256_broadcast_ss(a0 + ak);
+    c00 = _mm256_fmadd_ps(av, b0, c00);
+    c01 = _mm256_fmadd_ps(av, b1, c01);
     if constexpr (kRows > 1) {
-      a = _mm256_broadcast_ss(a1 + k);
-      c10 = _mm256_fmadd_ps(a, b0, c10);
-      c11 = _mm256_fmadd_ps(a, b1, c11);
+      av = _mm256_broadcast_ss(a1 + ak);
+      c10 = _mm256_fmadd_ps(av, b0, c10);
+      c11 = _mm256_fmadd_ps(av, b1, c11);
     }
     if constexpr (kRows > 2) {
-      a = _mm256_broadcast_ss(a2 + k);
-      c20 = _mm256_fmadd_ps(a, b0, c20);
-      c21 = _mm256_fmadd_ps(a, b1, c21);
+      av = _mm256_broadcast_ss(a2 + ak);
+      c20 = _mm256_fmadd_ps(av, b0, c20);
+      c21 = _mm256_fmadd_ps(av, b1, c21);
     }
     if constexpr (kRows > 3) {
-      a = _mm256_broadcast_ss(a3 + k);
-      c30 = _mm256_fmadd_ps(a, b0, c30);
-      c31 = _mm256_fmadd_ps(a, b1, c31);
+      av = _mm256_broadcast_ss(a3 + ak);
+      c30 = _mm256_fmadd_ps(av, b0, c30);
+      c31 = _mm256_fmadd_ps(av, b1, c31);
     }
     if constexpr (kRows > 4) {
-      a = _mm256_broadcast_ss(a4 + k);
-      c40 = _mm256_fmadd_ps(a, b0, c40);
-      c41 = _mm256_fmadd_ps(a, b1, c41);
+      av = _mm256_broadcast_ss(a4 + ak);
+      c40 = _mm256_fmadd_ps(av, b0, c40);
+      c41 = _mm256_fmadd_ps(av, b1, c41);
     }
     if constexpr (kRows > 5) {
-      a = _mm256_broadcast_ss(a5 + k);
-      c50 = _mm256_fmadd_ps(a, b0, c50);
-      c51 = _mm256_fmadd_ps(a, b1, c51);
+      av = _mm256_broadcast_ss(a5 + ak);
+      c50 = _mm256_fmadd_ps(av, b0, c50);
+      c51 = _mm256_fmadd_ps(av, b1, c51);
     }
   }
   const __m256 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
                               {c30, c31}, {c40, c41}, {c50, c51}};
+  if constexpr (kTransC) {
+    alignas(32) float tile[kMr][kNr];
+    for (int i = 0; i < kRows; ++i) {
+      _mm256_store_ps(tile[i], acc[i][0]);
+      _mm256_store_ps(tile[i] + 8, acc[i][1]);
+    }
+    for (int64_t j = 0; j < width; ++j, c += ldc) {
+      for (int i = 0; i < kRows; ++i) c[i] = accumulate ? c[i] + tile[i][j] : tile[i][j];
+    }
+    return;
+  }
   for (int i = 0; i < kRows; ++i, c += ldc) {
     __m256 lo = acc[i][0], hi = acc[i][1];
     if (width == kNr) {
@@ -146,24 +167,33 @@ inline void MicroKernel(int64_t kc, const float* a0, int64_t lda, const float* p
     }
   }
 #else
-  float acc[kMr][kNr] = {};
+  float tile[kMr][kNr] = {};
+  const int64_t row_step = kTransA ? 1 : lda, k_step = kTransA ? lda : 1;
   for (int64_t k = 0; k < kc; ++k)
     for (int i = 0; i < kRows; ++i)
-      for (int64_t j = 0; j < kNr; ++j) acc[i][j] += a0[i * lda + k] * panel[k * kNr + j];
-  for (int i = 0; i < kRows; ++i, c += ldc)
-    for (int64_t j = 0; j < width; ++j) c[j] = accumulate ? c[j] + acc[i][j] : acc[i][j];
+      for (int64_t j = 0; j < width; ++j) tile[i][j] += a[i * row_step + k * k_step] * b[k * ldb + j];
+  for (int i = 0; i < kRows; ++i) {
+    for (int64_t j = 0; j < width; ++j) {
+      float& out = kTransC ? c[j * ldc + i] : c[i * ldc + j];
+      out = accumulate ? out + tile[i][j] : tile[i][j];
+    }
+  }
 #endif
 }
 
-inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* panel,
-                  float* c, int64_t ldc, int64_t width, bool accumulate) {
+template <bool kTransA, bool kTransC>
+inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b,
+                  int64_t ldb, float* c, int64_t ldc, int64_t width, bool accumulate) {
   switch (rows) {
-    case 6: MicroKernel<6>(kc, a, lda, panel, c, ldc, width, accumulate); break;
-    case 5: MicroKernel<5>(kc, a, lda, panel, c, ldc, width, accumulate); break;
-    case 4: MicroKernel<4>(kc, a, lda, panel, c, ldc, width, accumulate); break;
-    case 3: MicroKernel<3>(kc, a, lda, panel, c, ldc, width, accumulate); break;
-    case 2: MicroKernel<2>(kc, a, lda, panel, c, ldc, width, accumulate); break;
-    case 1: MicroKernel<1>(kc, a, lda, panel, c, ldc, width, accumulate); break;
+#define TF_RNN_STRIP_CASE(R) \
+  case R: MicroKernel<R, kTransA, kTransC>(kc, a, lda, b, ldb, c, ldc, width, accumulate); break;
+    TF_RNN_STRIP_CASE(6)
+    TF_RNN_STRIP_CASE(5)
+    TF_RNN_STRIP_CASE(4)
+    TF_RNN_STRIP_CASE(3)
+    TF_RNN_STRIP_CASE(2)
+    TF_RNN_STRIP_CASE(1)
+#undef TF_RNN_STRIP_CASE
     default: break;
   }
 }
@@ -171,22 +201,97 @@ inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const f
 }  // namespace packed_gemm_internal
 
 // C[M, N] = A[M, K] · B for a packed B (A row-major, leading dimension lda), over the column
-// panels [p_begin, p_end) (callers split the panels across threads).
+// panels [p_begin, p_end) (callers split the panels, or the rows, across threads). Rows are taken
+// in blocks whose kKc-wide slice of A (kMcFloats) stays in L2 while every panel passes over it: a
+// time step's rows are one block; the backward's D_gx·W (K = G·H) runs several.
 inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const PackedMatrix& b, float* C,
                              int64_t ldc, int64_t p_begin, int64_t p_end) {
+  constexpr int64_t kMcFloats = int64_t{1} << 16;  // 256 KB
   const int64_t K = b.K(), N = b.N();
-  for (int64_t p = p_begin; p < p_end; ++p) {
-    const int64_t n0 = p * kNr, width = std::min(kNr, N - n0);
-    if (K == 0) {
+  if (K == 0) {
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      const int64_t n0 = p * kNr, width = std::min(kNr, N - n0);
       for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc + n0, C + i * ldc + n0 + width, 0.f);
-      continue;
     }
-    for (int64_t k0 = 0; k0 < K; k0 += kKc) {
-      const int64_t kc = std::min(kKc, K - k0);
-      const float* panel = b.block(k0, p);
-      for (int64_t m0 = 0; m0 < M; m0 += kMr) {
-        packed_gemm_internal::Strip(std::min(kMr, M - m0), kc, A + m0 * lda + k0, lda, panel,
-                                    C + m0 * ldc + n0, ldc, width, k0 > 0);
+    return;
+  }
+  const int64_t mc = std::max<int64_t>(kMr, kMcFloats / std::min(K, kKc) / kMr * kMr);
+  for (int64_t mb = 0; mb < M; mb += mc) {
+    const int64_t me = std::min(M, mb + mc);
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      const int64_t n0 = p * kNr, width = std::min(kNr, N - n0);
+      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+        const int64_t kc = std::min(kKc, K - k0);
+        const float* panel = b.block(k0, p);
+        for (int64_t m0 = mb; m0 < me; m0 += kMr) {
+          packed_gemm_internal::Strip<false, false>(std::min(kMr, me - m0), kc, A + m0 * lda + k0,
+                                                    lda, panel, kNr, C + m0 * ldc + n0, ldc,
+                                                    width, k0 > 0);
+        }
+      }
+    }
+  }
+}
+
+// C[M, N] (+)= Aᵀ · B over the rows [m_begin, m_end) of C (callers split them across threads, in
+// multiples of kNr), for A [K, M] and B [K, N] row-major with leading dimensions lda, ldb: the
+// weight gradients, sums over a chunk's steps·batch rows (dW = D_gxᵀ·X, dR = D_ghᵀ·H_prev). The
+// tiles are Cᵀ's: kNr columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is
+// cut into blocks of kb rows so that all of B's block, packed in strips of kMr columns, stays in L2
+// (256 KB); each kb x kNr panel of A is packed (16 KB at most: L1) and passes over every strip.
+// Measured on one core at the chunk's shapes (512 rows, G·H = 768, N = 128 or 256): 87-89 GFLOP/s
+// against Eigen's 60-80. (Read in place, each k of a panel is a new cache line and, G·H floats
+// apart, often a new page: 75.)
+inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                            int64_t ldb, float* C, int64_t ldc, bool accumulate, int64_t m_begin,
+                            int64_t m_end) {
+  constexpr int64_t kMaxKb = 256;
+  if (m_end <= m_begin || N == 0) return;
+  if (K == 0) {
+    if (!accumulate) {
+      for (int64_t i = m_begin; i < m_end; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    }
+    return;
+  }
+  const int64_t kb_max = std::clamp<int64_t>((int64_t{1} << 16) / N, 16, kMaxKb);
+  const int64_t strips = (N + kMr - 1) / kMr;
+  thread_local std::vector<float> b_storage;  // kept per thread: no allocation per call
+  b_storage.resize(kb_max * strips * kMr);
+  float* b_pack = b_storage.data();
+  alignas(64) float a_panel[kMaxKb * kNr];
+  for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
+    const int64_t kb = std::min(kb_max, K - k0);
+    const bool acc = accumulate || k0 > 0;
+    // (Fixed-length copy loops: std::copy_n of these few floats became `rep movsq`, whose start-up
+    // cost made the packing 17% of the time.)
+    for (int64_t n0 = 0; n0 < N; n0 += kMr) {  // strip s at b_pack[s·kb·kMr + k·kMr + r]
+      float* strip = b_pack + n0 * kb;
+      if (N - n0 >= kMr) {
+        for (int64_t k = 0; k < kb; ++k) {
+          for (int64_t r = 0; r < kMr; ++r) strip[k * kMr + r] = B[(k0 + k) * ldb + n0 + r];
+        }
+      } else {
+        for (int64_t k = 0; k < kb; ++k) {
+          for (int64_t r = 0; r < N - n0; ++r) strip[k * kMr + r] = B[(k0 + k) * ldb + n0 + r];
+        }
+      }
+    }
+    for (int64_t m0 = m_begin; m0 < m_end; m0 += kNr) {
+      const int64_t width = std::min(kNr, m_end - m0);
+      if (width == kNr) {
+        for (int64_t k = 0; k < kb; ++k) {
+          for (int64_t j = 0; j < kNr; ++j) a_panel[k * kNr + j] = A[(k0 + k) * lda + m0 + j];
+        }
+      } else {
+        for (int64_t k = 0; k < kb; ++k) {
+          for (int64_t j = 0; j < kNr; ++j) {
+            a_panel[k * kNr + j] = j < width ? A[(k0 + k) * lda + m0 + j] : 0.f;
+          }
+        }
+      }
+      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+        packed_gemm_internal::Strip<true, true>(std::min(kMr, N - n0), kb, b_pack + n0 * kb, kMr,
+                                                a_panel, kNr, C + m0 * ldc + n0, ldc, width, acc);
       }
     }
   }
