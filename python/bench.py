@@ -97,7 +97,9 @@ flags.DEFINE_bool(
 )  # fmt: skip
 flags.DEFINE_bool("memory", True, "Measure peak memory of a training step (subprocesses).")
 flags.DEFINE_list("memory_modes", ["gru", "lstm"], "Modes of the memory check.")
-flags.DEFINE_integer("memory_hidden", 512, "Hidden size of the memory check (B=std, uni, 1 layer).")
+flags.DEFINE_list(
+    "memory_hidden", ["256", "512"], "Hidden sizes of the memory check (B=std, uni, 1 layer)."
+)
 flags.DEFINE_list("memory_impls", ["ours", "keras"], "Implementations of the memory check.")
 flags.DEFINE_string(
     "out_md", os.path.join(ROOT, "docs", "PERFORMANCE.md"), "Markdown report ('' none)."
@@ -116,7 +118,7 @@ QUICK = {
     "batch": ["1", "64"],
     "directions": ["uni", "bi"],
     "layers": ["1"],
-    "memory_hidden": 256,
+    "memory_hidden": ["256"],
     "memory_impls": ["ours"],
 }
 
@@ -296,42 +298,45 @@ def run_memory(threads: int) -> list[dict]:
         "allocator": {"TF_CPU_ALLOCATOR_USE_BFC": "true"},
         "rss": {"MALLOC_MMAP_THRESHOLD_": "65536"},
     }
-    for mode in FLAGS.memory_modes:
-        for impl in FLAGS.memory_impls:
-            for metric, extra in envs.items():
-                cmd = [
-                    sys.executable, os.path.join(HERE, "bench_memory.py"), f"--metric={metric}",
-                    f"--impl={impl}", f"--mode={mode}", f"--hidden={FLAGS.memory_hidden}",
-                    f"--batch={FLAGS.std_batch}", f"--time={FLAGS.time}", f"--input={FLAGS.input}",
-                    f"--threads={threads}",
-                ]  # fmt: skip
-                env = dict(os.environ, **extra)
-                for attempt in range(2):  # once more if it failed (e.g. a concurrent rebuild)
-                    rec = {"mode": mode, "impl": impl, "metric": metric}
-                    try:
-                        p = subprocess.run(
-                            cmd, env=env, capture_output=True, text=True, timeout=180
-                        )
-                        line = [s for s in p.stdout.splitlines() if s.startswith("BENCH_MEMORY ")]
-                        if line:
-                            rec.update(json.loads(line[-1][len("BENCH_MEMORY ") :]))
-                            break
-                        tail = (p.stderr.strip().splitlines() or ["no output"])[-1][:200]
-                        rec["error"] = f"exit {p.returncode}: {tail}"
-                    except subprocess.TimeoutExpired:
-                        rec["error"] = "timed out"
-                        break
-                    if attempt == 0:
-                        time.sleep(10)
-                out.append(rec)
-                if "error" in rec:
-                    log(f"  memory {impl} {mode} {metric}: {rec['error']}")
-                else:
-                    log(
-                        f"  memory {impl} {mode} {metric}: peak {rec['peak_bytes'] / 2**20:.1f} "
-                        f"MiB, reference {rec['reference_bytes'] / 2**20:.1f} MiB, "
-                        f"ratio {rec['ratio']:.2f}"
-                    )
+    runs = [
+        (int(hidden), mode, impl, metric, extra)
+        for hidden in FLAGS.memory_hidden
+        for mode in FLAGS.memory_modes
+        for impl in FLAGS.memory_impls
+        for metric, extra in envs.items()
+    ]
+    for hidden, mode, impl, metric, extra in runs:
+        cmd = [
+            sys.executable, os.path.join(HERE, "bench_memory.py"), f"--metric={metric}",
+            f"--impl={impl}", f"--mode={mode}", f"--hidden={hidden}",
+            f"--batch={FLAGS.std_batch}", f"--time={FLAGS.time}", f"--input={FLAGS.input}",
+            f"--threads={threads}",
+        ]  # fmt: skip
+        env = dict(os.environ, **extra)
+        for attempt in range(2):  # once more if it failed (e.g. a concurrent rebuild)
+            rec = {"mode": mode, "impl": impl, "metric": metric, "hidden": hidden}
+            try:
+                p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+                line = [s for s in p.stdout.splitlines() if s.startswith("BENCH_MEMORY ")]
+                if line:
+                    rec.update(json.loads(line[-1][len("BENCH_MEMORY ") :]))
+                    break
+                tail = (p.stderr.strip().splitlines() or ["no output"])[-1][:200]
+                rec["error"] = f"exit {p.returncode}: {tail}"
+            except subprocess.TimeoutExpired:
+                rec["error"] = "timed out"
+                break
+            if attempt == 0:
+                time.sleep(10)
+        out.append(rec)
+        if "error" in rec:
+            log(f"  memory {impl} {mode} H={hidden} {metric}: {rec['error']}")
+        else:
+            log(
+                f"  memory {impl} {mode} H={hidden} {metric}: peak {rec['peak_bytes'] / 2**20:.1f} "
+                f"MiB, reference {rec['reference_bytes'] / 2**20:.1f} MiB, "
+                f"ratio {rec['ratio']:.2f}"
+            )
     return out
 
 
@@ -437,7 +442,11 @@ def main(argv):
     log(f"bench: {env}")
 
     reserve = (30.0 if FLAGS.matmul else 0.0) + (
-        MEMORY_PROBE_S * len(FLAGS.memory_modes) * len(FLAGS.memory_impls) * 2
+        MEMORY_PROBE_S
+        * len(FLAGS.memory_modes)
+        * len(FLAGS.memory_impls)
+        * len(FLAGS.memory_hidden)
+        * 2
         if FLAGS.memory
         else 0
     )

@@ -210,19 +210,20 @@ class Report:
 
     def memory_table(self) -> str:
         lines = [
-            "| impl | mode | metric | peak MiB | activations MiB | gradients MiB "
+            "| impl | mode | H | metric | peak MiB | activations MiB | gradients MiB "
             "| peak / (act. + grads) |",
-            "|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for m in self.memory:
+            head = (
+                f"| {TITLES[m['impl']]} | {MODE_TITLE[m['mode']]} | {m['hidden']} | "
+                f"{m['metric']} | "
+            )
             if "error" in m:
-                lines.append(
-                    f"| {TITLES[m['impl']]} | {MODE_TITLE[m['mode']]} | {m['metric']} | "
-                    f"error: {m['error'][:80]} | | | |"
-                )
+                lines.append(f"{head}error: {m['error'][:80]} | | | |")
                 continue
             lines.append(
-                f"| {TITLES[m['impl']]} | {MODE_TITLE[m['mode']]} | {m['metric']} | "
+                f"{head}"
                 f"{_mib(m['peak_bytes'])} | {_mib(m['activation_bytes'])} | "
                 f"{_mib(m['grad_bytes'])} | "
                 f"{m['ratio']:.2f} |"
@@ -287,16 +288,22 @@ class Report:
                 f"{verdict(r >= 1.0)} {name} (H={case.hidden}): ours {_ms(o['median'])} ms, "
                 f"torch {_ms(t['median'])} ms ({_x(r)})"
             )
-        for mode in self.flags.memory_modes:
-            ms = {m["metric"]: m for m in self.memory if m["impl"] == "ours" and m["mode"] == mode}
+        for hidden, mode in [
+            (int(h), m) for h in self.flags.memory_hidden for m in self.flags.memory_modes
+        ]:
+            ms = {
+                m["metric"]: m
+                for m in self.memory
+                if m["impl"] == "ours" and m["mode"] == mode and m["hidden"] == hidden
+            }
             name = f"{MODE_TITLE[mode]} training-step peak memory ≤1.3× what backprop must keep"
             a, s = ms.get("allocator"), ms.get("rss")
             if not a or "error" in a:
-                out.append(f"N/A  {name}: not measured")
+                out.append(f"N/A  {name} (H={hidden}): not measured")
                 continue
             extra = f"; RSS {s['ratio']:.2f}×" if s and "error" not in s else ""
             out.append(
-                f"{verdict(a['ratio'] <= 1.3)} {name} (H={self.flags.memory_hidden}): "
+                f"{verdict(a['ratio'] <= 1.3)} {name} (H={hidden}): "
                 f"allocator peak {_mib(a['peak_bytes'])} MiB / (activations "
                 f"{_mib(a['activation_bytes'])} + gradients {_mib(a['grad_bytes'])}) MiB = "
                 f"{a['ratio']:.2f}×{extra}"
@@ -400,7 +407,7 @@ class Report:
             lines += [
                 "",
                 f"### Peak memory of one training step (B={self.flags.std_batch}, "
-                f"H={self.flags.memory_hidden}, unidirectional, 1 layer)",
+                f"H={', '.join(self.flags.memory_hidden)}, unidirectional, 1 layer)",
                 "",
                 _MEMORY_HOW,
                 "",

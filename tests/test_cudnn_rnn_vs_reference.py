@@ -283,3 +283,66 @@ def test_backprop_op_called_directly(rng, mode, time_major):
     )
     assert len(res) == 4
     _check_grads(p, list(res), d_out, d_h, d_c)
+
+
+def _backprop_ops(concrete_fn):
+    return [op for op in concrete_fn.graph.get_operations() if op.type == "TfRnn>CudnnRNNBackprop"]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [("gru", "bidirectional", "linear_input", True, 0), ("lstm", "unidirectional", "linear_input",
+     False, 2), ("rnn_tanh", "bidirectional", "skip_input", True, 0)],
+    ids=_id,
+)  # fmt: skip
+@pytest.mark.parametrize("watch_input", [False, True])
+@pytest.mark.parametrize("traced", [True, False])
+def test_gradients_when_the_input_needs_none(rng, cfg, watch_input, traced):
+    """A tape that does not watch the input (a model's training step: the data is no variable)
+    still gets every other gradient right, and the backprop op is told to skip the input's
+    products; a tape that watches it gets it. Eagerly and in a tf.function."""
+    p = _problem(rng, cfg, batch=5, steps=6)
+    d = p.cotangents(rng)
+    kwargs = p.op_kwargs(tf.float64, is_training=True)
+    names = ["input", "input_h", "input_c", "params"]
+    srcs = [kwargs[n] for n in names[0 if watch_input else 1 :]]
+
+    def grads():
+        with tf.GradientTape() as tape:
+            tape.watch(srcs)
+            out, h, c, _, _ = tf_rnn_ops.cudnn_rnn(**kwargs)
+            loss = tf.reduce_sum(out * d[0]) + tf.reduce_sum(h * d[1])
+            if p.is_lstm:
+                loss += tf.reduce_sum(c * d[2])
+        return tape.gradient(loss, srcs)
+
+    if traced:
+        grads = tf.function(grads)
+        (bp,) = _backprop_ops(grads.get_concrete_function())
+        assert bp.get_attr("skip_input_backprop") is (not watch_input)
+    got = grads()
+    exp = p.reference_grads(*d)[0 if watch_input else 1 :]
+    for name, g, e in zip(names[0 if watch_input else 1 :], got, exp, strict=True):
+        if name == "input_c" and not p.is_lstm:
+            continue
+        np.testing.assert_allclose(np.asarray(g), e, **TOL, err_msg=f"d_{name}")
+
+
+def test_tf_gradients_computes_the_input_gradient(rng):
+    """tf.gradients (graph mode) cannot say which inputs need no gradient: nothing is skipped."""
+    p = _problem(rng, ("gru", "unidirectional", "linear_input", True, 0))
+    d = p.cotangents(rng)
+    kwargs = p.op_kwargs(tf.float64, is_training=True)
+
+    @tf.function
+    def grads():
+        out, h, _, _, _ = tf_rnn_ops.cudnn_rnn(**kwargs)
+        loss = tf.reduce_sum(out * d[0]) + tf.reduce_sum(h * d[1])
+        return tf.gradients(loss, [kwargs["input"], kwargs["params"]])
+
+    got = grads()
+    (bp,) = _backprop_ops(grads.get_concrete_function())
+    assert bp.get_attr("skip_input_backprop") is False
+    exp = p.reference_grads(*d)
+    np.testing.assert_allclose(got[0].numpy(), exp[0], **TOL, err_msg="d_input")
+    np.testing.assert_allclose(got[1].numpy(), exp[3], **TOL, err_msg="d_params")

@@ -304,15 +304,32 @@ def _zeros_if_none(grad, like):
     return tf.zeros_like(like) if grad is None else grad
 
 
+def _skipped_inputs(op) -> tuple:
+    """Indices of `op`'s inputs whose gradient is not wanted.
+
+    Only a GradientTape knows (eager, or traced in a `tf.function`, as in a Keras training step);
+    `tf.gradients` asks for every input.
+    """
+    try:
+        return tuple(op.skip_input_indices or ())
+    except AttributeError:
+        return ()
+
+
 @register_gradient("TfRnn>CudnnRNN")
 def _cudnn_rnn_grad(op, *grads):
-    """Gradient of the fused RNN: its backprop op, fed the forward's reserve_space."""
+    """Gradient of the fused RNN: its backprop op, fed the forward's reserve_space.
+
+    When the tape does not need the input's gradient (a model's training step: the data is not a
+    variable), the backprop op skips the first layer's input-gradient products.
+    """
     if not op.get_attr("is_training"):
         raise ValueError(
             "The gradient of tf_rnn_ops.cudnn_rnn needs the forward pass run with is_training=True "
             "(with is_training=False it keeps nothing for backprop)."
         )
     attrs = {a: op.get_attr(a) for a in _FORWARD_ATTRS}
+    skip_input_backprop = 0 in _skipped_inputs(op)
     bp = _ops().tf_rnn_cudnn_rnn_backprop(
         input=op.inputs[0],
         input_h=op.inputs[1],
@@ -329,6 +346,7 @@ def _cudnn_rnn_grad(op, *grads):
         host_reserved=op.outputs[4],
         num_proj=op.get_attr("num_proj"),
         time_major=op.get_attr("time_major"),
+        skip_input_backprop=skip_input_backprop,
         **attrs,
     )
-    return bp[0], bp[1], bp[2], bp[3], None
+    return None if skip_input_backprop else bp[0], bp[1], bp[2], bp[3], None

@@ -481,6 +481,10 @@ class CudnnRnnBackwardOp : public OpKernel {
   static constexpr bool kSaveHprev = SaveHprev<T>();
   explicit CudnnRnnBackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, attrs_.Parse(ctx));
+    // Only TfRnn>CudnnRNNBackprop has it (TensorFlow's CudnnRNNBackprop ops share this kernel).
+    if (ctx->HasAttr("skip_input_backprop")) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_input_backprop", &skip_input_backprop_));
+    }
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -562,7 +566,11 @@ class CudnnRnnBackwardOp : public OpKernel {
       OP_REQUIRES_OK(ctx, dcn.Init(ctx, output_c_backprop, swap));
     }
     ComputeOutput<T> dx, dh0, dc0, dparams;
-    OP_REQUIRES_OK(ctx, dx.Init(ctx, dx_t, T_, B, s.input_size, swap));
+    if (skip_input_backprop_) {
+      dx_t->flat<T>().setZero();
+    } else {
+      OP_REQUIRES_OK(ctx, dx.Init(ctx, dx_t, T_, B, s.input_size, swap));
+    }
     OP_REQUIRES_OK(ctx, dh0.Init(ctx, dh0_t, ld, B, s.h_out(), swap));
     if (lstm) OP_REQUIRES_OK(ctx, dc0.Init(ctx, dc0_t, ld, B, s.num_units, swap));
     OP_REQUIRES_OK(ctx, dparams.Init(ctx, dparams_t, 1, 1, s.ParamsSize(), false));
@@ -587,12 +595,12 @@ class CudnnRnnBackwardOp : public OpKernel {
     a.save_hprev = kSaveHprev;
     a.y = y.data();
     a.dropout = attrs_.dropout;
-    a.dx = dx.data();
+    a.dx = skip_input_backprop_ ? nullptr : dx.data();
     a.dh0 = dh0.data();
     a.dc0 = lstm ? dc0.data() : nullptr;
     a.dparams = dparams.data();
     CpuRnn<Acc>(ctx->eigen_device<CpuDevice>(), s).Backward(a, workspace.flat<Acc>().data());
-    dx.Finish(ctx);
+    if (!skip_input_backprop_) dx.Finish(ctx);
     dh0.Finish(ctx);
     if (lstm) dc0.Finish(ctx);
     dparams.Finish(ctx);
@@ -600,6 +608,7 @@ class CudnnRnnBackwardOp : public OpKernel {
 
  private:
   RnnAttrs attrs_;
+  bool skip_input_backprop_ = false;
 };
 
 // Reads the scalar int32 inputs num_layers, num_units, input_size into a model shape.

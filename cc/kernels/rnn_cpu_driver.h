@@ -277,7 +277,7 @@ struct RnnBackwardArgs {
   const T* reserve = nullptr;
   bool save_hprev = false;
   float dropout = 0;
-  T* dx = nullptr;        // [T, B, I]
+  T* dx = nullptr;        // [T, B, I], or null: not wanted (the first layer skips its products)
   T* dh0 = nullptr;       // [L·dirs, B, H_out]
   T* dc0 = nullptr;       // lstm: [L·dirs, B, H]
   T* dparams = nullptr;   // opaque
@@ -907,6 +907,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     AddColumnSums(rows, gh_w, d_gh, dp + blk.b_r);
 
     // Grad of the layer input: the forward direction writes its rows, the reverse one adds to them.
+    if (dx == nullptr) continue;
     T* dxr = dir == 0 ? dx + s0 * B * in : dx_rows;
     if (input_weights) {
       input_weights->Run(rows, d_gx, dxr);

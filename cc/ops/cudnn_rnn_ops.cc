@@ -127,6 +127,7 @@ REGISTER_OP("TfRnn>CudnnRNNBackprop")
     .Attr("seed2: int = 0")
     .Attr("num_proj: int = 0")
     .Attr("time_major: bool = true")
+    .Attr("skip_input_backprop: bool = false")
     .SetShapeFn([](InferenceContext* c) {
       for (int i = 0; i < 4; ++i) c->set_output(i, c->input(i));
       return absl::OkStatus();
@@ -134,6 +135,10 @@ REGISTER_OP("TfRnn>CudnnRNNBackprop")
     .Doc(R"doc(
 Backprop of TfRnn>CudnnRNN from the reserve_space of its training forward pass (nothing is recomputed);
 the interface of CudnnRNNBackpropV3.
+
+skip_input_backprop: when true, input_backprop is returned as zeros and the first layer's products
+that would compute it are skipped (the registered gradient sets it when the tape does not need the
+input's gradient: a model's training step).
 )doc");
 
 REGISTER_OP("TfRnn>CudnnRNNParamsSize")
