@@ -233,7 +233,7 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
   }
 }
 
-// C[M, N] (+)= Aᵀ · B over the rows [m_begin, m_end) of C (callers split them across threads, in
+// C[M, N] += Aᵀ · B over the rows [m_begin, m_end) of C (callers split them across threads, in
 // multiples of kNr), for A [K, M] and B [K, N] row-major with leading dimensions lda, ldb: the
 // weight gradients, sums over a chunk's steps·batch rows (dW = D_gxᵀ·X, dR = D_ghᵀ·H_prev). The
 // tiles are Cᵀ's: kNr columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is
@@ -243,16 +243,9 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
 // against Eigen's 60-80. (Read in place, each k of a panel is a new cache line and, G·H floats
 // apart, often a new page: 75.)
 inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                            int64_t ldb, float* C, int64_t ldc, bool accumulate, int64_t m_begin,
-                            int64_t m_end) {
+                            int64_t ldb, float* C, int64_t ldc, int64_t m_begin, int64_t m_end) {
   constexpr int64_t kMaxKb = 256;
-  if (m_end <= m_begin || N == 0) return;
-  if (K == 0) {
-    if (!accumulate) {
-      for (int64_t i = m_begin; i < m_end; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
-    }
-    return;
-  }
+  if (m_end <= m_begin || N == 0 || K == 0) return;
   const int64_t kb_max = std::clamp<int64_t>((int64_t{1} << 16) / N, 16, kMaxKb);
   const int64_t strips = (N + kMr - 1) / kMr;
   thread_local std::vector<float> b_storage;  // kept per thread: no allocation per call
@@ -261,7 +254,6 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
   alignas(64) float a_panel[kMaxKb * kNr];
   for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
     const int64_t kb = std::min(kb_max, K - k0);
-    const bool acc = accumulate || k0 > 0;
     // (Fixed-length copy loops: std::copy_n of these few floats became `rep movsq`, whose start-up
     // cost made the packing 17% of the time.)
     for (int64_t n0 = 0; n0 < N; n0 += kMr) {  // strip s at b_pack[s·kb·kMr + k·kMr + r]
@@ -291,7 +283,8 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
       }
       for (int64_t n0 = 0; n0 < N; n0 += kMr) {
         packed_gemm_internal::Strip<true, true>(std::min(kMr, N - n0), kb, b_pack + n0 * kb, kMr,
-                                                a_panel, kNr, C + m0 * ldc + n0, ldc, width, acc);
+                                                a_panel, kNr, C + m0 * ldc + n0, ldc, width,
+                                                /*accumulate=*/true);
       }
     }
   }

@@ -172,8 +172,7 @@ inline void AddWeightGrad<float>(const CpuDevice& d, int64_t M, int64_t N, int64
                                  const float* A, const float* B, float* C) {
   const int64_t panels = (M + kNr - 1) / kNr;
   ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
-    GemmTransposedA(N, K, A, M, B, N, C, N, /*accumulate=*/true, begin * kNr,
-                    std::min(M, end * kNr));
+    GemmTransposedA(N, K, A, M, B, N, C, N, begin * kNr, std::min(M, end * kNr));
   });
 }
 
