@@ -1,24 +1,26 @@
 """Issue 9: serve GPU-trained cuDNN RNN models on CPU.
 
-After `import tf_rnn_ops`, TensorFlow's OWN ops CudnnRNN, CudnnRNNV2, CudnnRNNV3, CudnnRNNBackprop(V2,
-V3), CudnnRNNParamsSize, CudnnRNNParamsToCanonical(V2) and CudnnRNNCanonicalToParams(V2) have CPU
-kernels (ours, registered only where TensorFlow has none).
+After `import tf_rnn_ops`, TensorFlow's OWN ops CudnnRNN, CudnnRNNV2, CudnnRNNV3,
+CudnnRNNBackprop(V2, V3), CudnnRNNParamsSize, CudnnRNNParamsToCanonical(V2) and
+CudnnRNNCanonicalToParams(V2) have CPU kernels (ours, registered only where TensorFlow has none).
 
 * A GPU machine's Keras 3 graph, built here: keras/src/backend/tensorflow/rnn.py `_cudnn_gru` /
-  `_cudnn_lstm` traced with `tf.sysconfig.get_build_info()["is_cuda_build"]` reading True (the z/r gate
-  swap, the params concat, CudnnRNNV3 with lengths from a right-padded mask), batch- and time-major, with
-  and without a mask, go_backwards too; saved as a SavedModel by a process that never imports tf_rnn_ops
-  (tf_cudnn_cases/save_gpu_graphs.py), plus a whole Keras model exported with `model.export` whose GRU
-  and LSTM took their cuDNN path. In fresh processes (tf_cudnn_cases/serve_gpu_graphs.py): without
-  tf_rnn_ops, calling it fails with TensorFlow's "No OpKernel was registered" error; with it, it serves
-  Keras's CPU outputs and gradients (TensorFlow's registered gradient of CudnnRNNV3 ->
-  CudnnRNNBackpropV3) and fine-tunes.
-* tf.raw_ops.CudnnRNN / CudnnRNNV2 (time-major, no lengths) against Keras layers with the same weights
-  (params built per SPEC §4), gradients through TensorFlow's registered gradients, V2's host_reserved.
+  `_cudnn_lstm` traced with `tf.sysconfig.get_build_info()["is_cuda_build"]` reading True (the z/r
+  gate swap, the params concat, CudnnRNNV3 with lengths from a right-padded mask), batch- and
+  time-major, with and without a mask, go_backwards too; saved as a SavedModel by a process that
+  never imports tf_rnn_ops (tf_cudnn_cases/save_gpu_graphs.py), plus a whole Keras model exported
+  with `model.export` whose GRU and LSTM took their cuDNN path. In fresh processes
+  (tf_cudnn_cases/serve_gpu_graphs.py): without tf_rnn_ops, calling it fails with TensorFlow's "No
+  OpKernel was registered" error; with it, it serves Keras's CPU outputs and gradients
+  (TensorFlow's registered gradient of CudnnRNNV3 -> CudnnRNNBackpropV3) and fine-tunes.
+* tf.raw_ops.CudnnRNN / CudnnRNNV2 (time-major, no lengths) against Keras layers with the same
+  weights (params built per SPEC §4), gradients through TensorFlow's registered gradients, V2's
+  host_reserved.
 * The params ops against tf_rnn_ops's own and the SPEC §4 layout; round trips.
 * The kernel registry after `import tf_rnn_ops`, and after importing again.
 
-TensorFlow is imported only in the subprocesses (tf_cudnn_cases/); this process compares their numbers.
+TensorFlow is imported only in the subprocesses (tf_cudnn_cases/); this process compares their
+numbers.
 """
 
 from __future__ import annotations
@@ -48,24 +50,31 @@ def _run(script: str, *args: str, timeout: int = 600) -> None:
     env.pop("TF_RNN_OPS_TF_CUDNN_LIBRARY", None)
     proc = subprocess.run(
         [sys.executable, str(CASES_DIR / script), *args],
-        env=env, cwd=str(args[0]) if args else None, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        cwd=str(args[0]) if args else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
-    assert proc.returncode == 0, f"{script} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"{script} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr[-6000:]}"
+    )
 
 
 def _close(actual, expected, what, rtol=TOL["rtol"], atol=TOL["atol"]):
-    """assert_allclose, atol scaled by max(1, max|expected|): float32 gradients summed over B·T terms
-    carry ~1e-7·|sum| rounding, in Keras as in ours."""
+    """assert_allclose, atol scaled by max(1, max|expected|): float32 gradients summed over B·T
+    terms carry ~1e-7·|sum| rounding, in Keras as in ours."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)
 
 
-# ------------------------------------------------------------------------------------------- fixtures
+# ------------------------------------------------------------------------------------------- fixtur
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory) -> Path:
-    """The GPU machine's SavedModels and Keras's CPU reference values (no tf_rnn_ops in that process)."""
+    """The GPU machine's SavedModels and Keras's CPU reference values (no tf_rnn_ops in that
+    process)."""
     out = tmp_path_factory.mktemp("gpu_saved_models")
     _run("save_gpu_graphs.py", str(out))
     return out
@@ -136,7 +145,9 @@ def test_served_outputs_equal_keras(saved, served, case):
     valid = d["valid"][..., None]
     # At valid steps, Keras's outputs; at padded steps cuDNN's zeros (where Keras's CPU path may
     # repeat the last output).
-    _close(np.where(valid, r["outputs"], 0), np.where(valid, d["ref_outputs"], 0), f"{case}: outputs")
+    _close(
+        np.where(valid, r["outputs"], 0), np.where(valid, d["ref_outputs"], 0), f"{case}: outputs"
+    )
     assert not np.any(np.where(valid, 0, r["outputs"])), f"{case}: nonzero outputs at padded steps"
     _close(r["h"], d["ref_h"], f"{case}: final h")
     _close(r["last"], d["ref_h"], f"{case}: last output")
@@ -222,9 +233,13 @@ def test_params_ops_agree_and_round_trip(raw, case):
         assert f"{tag}_w{nw - 1}" in r and f"{tag}_w{nw}" not in r, f"{tag}: {nw} weights expected"
         assert f"{tag}_b{nb - 1}" in r and f"{tag}_b{nb}" not in r, f"{tag}: {nb} biases expected"
         for i in range(nw):
-            _close(r[f"{tag}_w{i}"], r[f"expected_w{i}"], f"{case}: {tag} weights[{i}]", rtol=0, atol=0)
+            _close(
+                r[f"{tag}_w{i}"], r[f"expected_w{i}"], f"{case}: {tag} weights[{i}]", rtol=0, atol=0
+            )
         for i in range(nb):
-            _close(r[f"{tag}_b{i}"], r[f"expected_b{i}"], f"{case}: {tag} biases[{i}]", rtol=0, atol=0)
+            _close(
+                r[f"{tag}_b{i}"], r[f"expected_b{i}"], f"{case}: {tag} biases[{i}]", rtol=0, atol=0
+            )
     keys = ["tf_v2_params", "ours_params", "tf_v2_params_from_expected"]
     keys += ["tf_v1_params"] if "tf_v1_params" in r else []
     for k in keys:
@@ -232,7 +247,7 @@ def test_params_ops_agree_and_round_trip(raw, case):
         _close(r[k], r["params"], f"{case}: {k}", rtol=0, atol=0)
 
 
-# ------------------------------------------------------------------------------- loader, import twice
+# ------------------------------------------------------------------------------- loader, import twi
 def test_every_cudnn_op_has_a_cpu_kernel_after_import(raw):
     info = json.loads((raw / "loader.json").read_text())
     ops = list(info["before"])

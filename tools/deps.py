@@ -5,9 +5,12 @@ Usage: python tools/deps.py [EXTRA ...]
 
 import pathlib
 import sys
+
 import tomllib
 
-project = tomllib.loads((pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+project = tomllib.loads((pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text())[
+    "project"
+]
 deps = list(project["dependencies"])
 for extra in sys.argv[1:]:
     deps += project["optional-dependencies"][extra]

@@ -14,4 +14,6 @@ print("TF_LIBDIR := " + tf.sysconfig.get_lib())
 print("TF_VERSION := " + tf.__version__)
 if len(sys.argv) > 1:  # also record the version the library is built against, for the loader
     with open(sys.argv[1], "w") as f:
-        json.dump({"tensorflow_version": tf.__version__, "cxx11_abi": tf.sysconfig.CXX11_ABI_FLAG}, f)
+        json.dump(
+            {"tensorflow_version": tf.__version__, "cxx11_abi": tf.sysconfig.CXX11_ABI_FLAG}, f
+        )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import itertools
 
-# Keras 3's own cuDNN graph (keras/src/backend/tensorflow/rnn.py `_cudnn_gru` / `_cudnn_lstm`), traced
-# as on a CUDA machine: (kind, time_major, masked, go_backwards).
+# Keras 3's own cuDNN graph (keras/src/backend/tensorflow/rnn.py `_cudnn_gru` / `_cudnn_lstm`),
+# traced as on a CUDA machine: (kind, time_major, masked, go_backwards).
 KERAS_GPU_CASES = {
     f"{kind}-{'tm' if tm else 'bm'}-{'mask' if masked else 'full'}{'-back' if back else ''}": dict(
         kind=kind, time_major=tm, masked=masked, go_backwards=back
@@ -15,7 +15,8 @@ KERAS_GPU_CASES = {
         ("gru", "lstm"), (False, True), (False, True), (False, True)
     )
 }
-# A whole Keras model (Masking -> GRU -> LSTM -> Dense) exported with `model.export` as on a GPU machine.
+# A whole Keras model (Masking -> GRU -> LSTM -> Dense) exported with `model.export` as on a GPU
+# machine.
 KERAS_EXPORT_CASE = "keras-export-masking-gru-lstm-dense"
 # Cases fine-tuned in the serving process (a few SGD steps on the loaded variables).
 FINE_TUNE_CASES = ("gru-bm-mask", "lstm-tm-full-back")
@@ -50,8 +51,13 @@ RAW_RNN_CASES = {
 PARAMS_UNITS = 4
 PARAMS_CASES = {
     f"{mode}-{layers}l-{direction[:3]}-{input_mode}-i{isize}-p{proj}-{dtype}": dict(
-        mode=mode, num_layers=layers, direction=direction, input_mode=input_mode,
-        input_size=isize, num_proj=proj, dtype=dtype,
+        mode=mode,
+        num_layers=layers,
+        direction=direction,
+        input_mode=input_mode,
+        input_size=isize,
+        num_proj=proj,
+        dtype=dtype,
     )
     for mode, layers, direction, input_mode, isize, proj, dtype in (
         ("gru", 1, "unidirectional", "linear_input", 3, 0, "float32"),

@@ -1,5 +1,5 @@
-"""TensorFlow's own CudnnRNN / CudnnRNNV2 / params ops on CPU after `import tf_rnn_ops`, against Keras
-and against tf_rnn_ops's own ops (tests/test_tf_cudnn_cpu.py, issue 9).
+"""TensorFlow's own CudnnRNN / CudnnRNNV2 / params ops on CPU after `import tf_rnn_ops`, against
+Keras and against tf_rnn_ops's own ops (tests/test_tf_cudnn_cpu.py, issue 9).
 
 Usage: raw_ops.py OUT_DIR
 
@@ -15,16 +15,23 @@ import json
 import os
 import sys
 
+import cases as C
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import kernels
 
-import cases as C
-
 OPS = (
-    "CudnnRNN", "CudnnRNNV2", "CudnnRNNV3", "CudnnRNNBackprop", "CudnnRNNBackpropV2",
-    "CudnnRNNBackpropV3", "CudnnRNNParamsSize", "CudnnRNNParamsToCanonical",
-    "CudnnRNNParamsToCanonicalV2", "CudnnRNNCanonicalToParams", "CudnnRNNCanonicalToParamsV2",
+    "CudnnRNN",
+    "CudnnRNNV2",
+    "CudnnRNNV3",
+    "CudnnRNNBackprop",
+    "CudnnRNNBackpropV2",
+    "CudnnRNNBackpropV3",
+    "CudnnRNNParamsSize",
+    "CudnnRNNParamsToCanonical",
+    "CudnnRNNParamsToCanonicalV2",
+    "CudnnRNNCanonicalToParams",
+    "CudnnRNNCanonicalToParamsV2",
 )
 GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
 
@@ -41,7 +48,7 @@ def cpu_kernels():
     }
 
 
-# ------------------------------------------------------------------------------- loader, import twice
+# ------------------------------------------------------------------------------- loader, import twi
 def loader(out_dir):
     before = cpu_kernels()
     import tf_rnn_ops
@@ -66,17 +73,25 @@ def loader(out_dir):
     info["after_reimport_same"] = cpu_kernels() == after
     info["ops_without_cpu_kernel_after_reimport"] = tf_rnn_ops._loader.ops_without_cpu_kernel()
     # Still computes (the 2016 TensorFlow cuDNN test's reference value, SPEC §4).
-    p = tf.ones(tf.raw_ops.CudnnRNNParamsSize(
-        num_layers=2, num_units=8, input_size=4, T=tf.float32, S=tf.int32, rnn_mode="rnn_relu"))
+    p = tf.ones(
+        tf.raw_ops.CudnnRNNParamsSize(
+            num_layers=2, num_units=8, input_size=4, T=tf.float32, S=tf.int32, rnn_mode="rnn_relu"
+        )
+    )
     y, h, _, _ = tf.raw_ops.CudnnRNN(
-        input=tf.ones([2, 4, 4]), input_h=tf.ones([2, 4, 8]), input_c=tf.ones([2, 4, 8]),
-        params=p, rnn_mode="rnn_relu", is_training=False)
+        input=tf.ones([2, 4, 4]),
+        input_h=tf.ones([2, 4, 8]),
+        input_c=tf.ones([2, 4, 8]),
+        params=p,
+        rnn_mode="rnn_relu",
+        is_training=False,
+    )
     info["relu_reference_sum"] = float(tf.reduce_sum(y) + tf.reduce_sum(h))
     with open(os.path.join(out_dir, "loader.json"), "w") as f:
         json.dump(info, f, indent=1)
 
 
-# -------------------------------------------------------------------- Keras <-> cuDNN canonical, numpy
+# -------------------------------------------------------------------- Keras <-> cuDNN canonical, nu
 def keras_to_canonical(mode, kernel, recurrent_kernel, bias, for_grad=False):
     """SPEC §4 Keras mapping for one pseudo-layer: (weights [out, in] list, biases list).
 
@@ -87,7 +102,7 @@ def keras_to_canonical(mode, kernel, recurrent_kernel, bias, for_grad=False):
     order = [1, 0, 2] if mode == "gru" else list(range(g))  # Keras z, r, h -> cuDNN r, z, h
 
     def blocks(m):
-        return [np.ascontiguousarray(m[..., k * H:(k + 1) * H]) for k in order]
+        return [np.ascontiguousarray(m[..., k * H : (k + 1) * H]) for k in order]
 
     weights = [b.T for b in blocks(kernel)] + [b.T for b in blocks(recurrent_kernel)]
     if mode == "gru":
@@ -101,9 +116,7 @@ def keras_to_canonical(mode, kernel, recurrent_kernel, bias, for_grad=False):
 
 def opaque(per_pseudo_layer):
     """Opaque params: per pseudo-layer its matrices flattened, then its biases."""
-    return np.concatenate(
-        [np.concatenate([a.ravel() for a in w + b]) for w, b in per_pseudo_layer]
-    )
+    return np.concatenate([np.concatenate([a.ravel() for a in w + b]) for w, b in per_pseudo_layer])
 
 
 def keras_layer(mode, units, go_backwards):
@@ -122,22 +135,24 @@ def rnn_case(name, spec, rng, out_dir):
     op, mode, L, direction = spec["op"], spec["mode"], spec["num_layers"], spec["direction"]
     dirs = 2 if direction == "bidirectional" else 1
     lstm = mode == "lstm"
-    T, B, I, H = 5, 3, 4, 6
+    T, B, n_in, H = 5, 3, 4, 6
     f32 = np.float32
 
     # Keras layers, one per layer and direction, random weights.
     layers, pseudo = [], []
-    for l in range(L):
-        in_size = I if l == 0 else dirs * H
+    for li in range(L):
+        in_size = n_in if li == 0 else dirs * H
         for d in range(dirs):
             layer = keras_layer(mode, H, go_backwards=d == 1)
             layer.build((None, None, in_size))
-            layer.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype(f32) for w in layer.get_weights()])
+            layer.set_weights(
+                [rng.uniform(-0.5, 0.5, w.shape).astype(f32) for w in layer.get_weights()]
+            )
             layers.append(layer)
             pseudo.append(keras_to_canonical(mode, *layer.get_weights()))
     params_np = opaque(pseudo)
 
-    x = tf.constant(rng.uniform(-1, 1, (T, B, I)).astype(f32))
+    x = tf.constant(rng.uniform(-1, 1, (T, B, n_in)).astype(f32))
     h0 = tf.constant(rng.uniform(-1, 1, (L * dirs, B, H)).astype(f32))
     c0 = tf.constant(rng.uniform(-1, 1, (L * dirs, B, H)).astype(f32)) if lstm else tf.constant(0.0)
     params = tf.constant(params_np)
@@ -155,10 +170,10 @@ def rnn_case(name, spec, rng, out_dir):
         tape.watch([x, h0, c0])
         inp = tf.transpose(x, [1, 0, 2])
         hs, cs = [], []
-        for l in range(L):
+        for li in range(L):
             outs = []
             for d in range(dirs):
-                k = l * dirs + d
+                k = li * dirs + d
                 init = [h0[k], c0[k]] if lstm else h0[k]
                 res = layers[k](inp, initial_state=init)
                 outs.append(res[0] if d == 0 else tf.reverse(res[0], [1]))
@@ -172,7 +187,7 @@ def rnn_case(name, spec, rng, out_dir):
     kg = tape.gradient(k_loss, [x, h0, c0] + kvars)
     dparams_ref = opaque(
         [
-            keras_to_canonical(mode, *[g.numpy() for g in kg[3 + 3 * k: 6 + 3 * k]], for_grad=True)
+            keras_to_canonical(mode, *[g.numpy() for g in kg[3 + 3 * k : 6 + 3 * k]], for_grad=True)
             for k in range(L * dirs)
         ]
     )
@@ -186,10 +201,17 @@ def rnn_case(name, spec, rng, out_dir):
         loss = loss_of(res[0], res[1], res[2])
     grads = tape.gradient(loss, [x, h0, c0, params])
     out = dict(
-        y=res[0].numpy(), h=res[1].numpy(), c=res[2].numpy(),
-        ref_y=k_y.numpy(), ref_h=k_h.numpy(),
-        dx=grads[0].numpy(), dh0=grads[1].numpy(), dparams=grads[3].numpy(),
-        ref_dx=kg[0].numpy(), ref_dh0=kg[1].numpy(), ref_dparams=dparams_ref,
+        y=res[0].numpy(),
+        h=res[1].numpy(),
+        c=res[2].numpy(),
+        ref_y=k_y.numpy(),
+        ref_h=k_h.numpy(),
+        dx=grads[0].numpy(),
+        dh0=grads[1].numpy(),
+        dparams=grads[3].numpy(),
+        ref_dx=kg[0].numpy(),
+        ref_dh0=kg[1].numpy(),
+        ref_dparams=dparams_ref,
         output_dtypes=np.array([t.dtype.name for t in res]),
     )
     if lstm:
@@ -197,9 +219,17 @@ def rnn_case(name, spec, rng, out_dir):
 
     # The backprop op called directly with the forward's outputs (V2: host_reserved passed back).
     bargs = dict(
-        input=x, input_h=h0, input_c=c0, params=params, output=res[0], output_h=res[1],
-        output_c=res[2], output_backprop=tf.constant(gy), output_h_backprop=tf.constant(gh),
-        output_c_backprop=tf.constant(gc) if lstm else tf.zeros_like(res[2]), reserve_space=res[3],
+        input=x,
+        input_h=h0,
+        input_c=c0,
+        params=params,
+        output=res[0],
+        output_h=res[1],
+        output_c=res[2],
+        output_backprop=tf.constant(gy),
+        output_h_backprop=tf.constant(gh),
+        output_c_backprop=tf.constant(gc) if lstm else tf.zeros_like(res[2]),
+        reserve_space=res[3],
         **attrs,
     )
     if op == "CudnnRNNV2":
@@ -207,7 +237,9 @@ def rnn_case(name, spec, rng, out_dir):
         out["host_reserved_shape"] = np.array(res[4].shape.as_list())
         bargs["host_reserved"] = res[4]
     direct = bwd(**bargs)
-    out.update(direct_dx=direct[0].numpy(), direct_dh0=direct[1].numpy(), direct_dparams=direct[3].numpy())
+    out.update(
+        direct_dx=direct[0].numpy(), direct_dh0=direct[1].numpy(), direct_dparams=direct[3].numpy()
+    )
     if lstm:
         out["direct_dc0"] = direct[2].numpy()
 
@@ -215,22 +247,27 @@ def rnn_case(name, spec, rng, out_dir):
     inf = fwd(input=x, input_h=h0, input_c=c0, params=params, is_training=False, **attrs)
     out.update(inf_y=inf[0].numpy(), inf_h=inf[1].numpy(), inf_c=inf[2].numpy())
     # Half precision runs too (computing in float32 inside).
-    half = fwd(input=tf.cast(x, tf.float16), input_h=tf.cast(h0, tf.float16),
-               input_c=tf.cast(c0, tf.float16), params=tf.cast(params, tf.float16),
-               is_training=False, **attrs)
+    half = fwd(
+        input=tf.cast(x, tf.float16),
+        input_h=tf.cast(h0, tf.float16),
+        input_c=tf.cast(c0, tf.float16),
+        params=tf.cast(params, tf.float16),
+        is_training=False,
+        **attrs,
+    )
     out["half_y"] = tf.cast(half[0], tf.float32).numpy()
     np.savez(os.path.join(out_dir, f"rnn-{name}.npz"), **out)
 
 
 # ---------------------------------------------------------------------------------- params ops
-def canonical_shapes(mode, L, dirs, H, I, proj, skip):
+def canonical_shapes(mode, L, dirs, H, n_in, proj, skip):
     """Per pseudo-layer (layer-major, forward first): (its weight shapes, its bias shapes)."""
     g, ho = GATES[mode], proj or H
     per_pseudo_layer = []
-    for l in range(L):
-        in_size = I if l == 0 else dirs * ho
+    for li in range(L):
+        in_size = n_in if li == 0 else dirs * ho
         for _ in range(dirs):
-            weights = [] if (l == 0 and skip) else [(H, in_size)] * g
+            weights = [] if (li == 0 and skip) else [(H, in_size)] * g
             weights += [(H, ho)] * g
             if proj:
                 weights.append((proj, H))
@@ -242,20 +279,27 @@ def params_case(name, spec, rng, out_dir):
     import tf_rnn_ops
 
     mode, L, direction = spec["mode"], spec["num_layers"], spec["direction"]
-    input_mode, I, proj, dtype = spec["input_mode"], spec["input_size"], spec["num_proj"], spec["dtype"]
+    input_mode, n_in, proj, dtype = (
+        spec["input_mode"],
+        spec["input_size"],
+        spec["num_proj"],
+        spec["dtype"],
+    )
     H, dirs = C.PARAMS_UNITS, 2 if direction == "bidirectional" else 1
-    skip = input_mode == "skip_input" or (input_mode == "auto_select" and I == H)
+    skip = input_mode == "skip_input" or (input_mode == "auto_select" and n_in == H)
     pseudo = [
-        ([rng.uniform(-1, 1, s).astype(dtype) for s in ws],
-         [rng.uniform(-1, 1, s).astype(dtype) for s in bs])
-        for ws, bs in canonical_shapes(mode, L, dirs, H, I, proj, skip)
+        (
+            [rng.uniform(-1, 1, s).astype(dtype) for s in ws],
+            [rng.uniform(-1, 1, s).astype(dtype) for s in bs],
+        )
+        for ws, bs in canonical_shapes(mode, L, dirs, H, n_in, proj, skip)
     ]
     params = opaque(pseudo)
     weights = [w for ws, _ in pseudo for w in ws]
     biases = [b for _, bs in pseudo for b in bs]
 
     tdt = tf.as_dtype(dtype)
-    common = dict(num_layers=L, num_units=H, input_size=I)
+    common = dict(num_layers=L, num_units=H, input_size=n_in)
     attrs = dict(rnn_mode=mode, input_mode=input_mode, direction=direction)
     out = dict(size_expected=params.size)
     for S in (tf.int32, tf.int64):
@@ -282,7 +326,10 @@ def params_case(name, spec, rng, out_dir):
     out["tf_v2_params"] = tf.raw_ops.CudnnRNNCanonicalToParamsV2(**back).numpy()
     out["ours_params"] = tf_rnn_ops.cudnn_rnn_canonical_to_params(**back).numpy()
     # From the expected canonical lists (not from the op's own output).
-    back["weights"], back["biases"] = [tf.constant(w) for w in weights], [tf.constant(b) for b in biases]
+    back["weights"], back["biases"] = (
+        [tf.constant(w) for w in weights],
+        [tf.constant(b) for b in biases],
+    )
     out["tf_v2_params_from_expected"] = tf.raw_ops.CudnnRNNCanonicalToParamsV2(**back).numpy()
 
     if not proj and len(weights) == len(biases):  # V1: one num_params for both lists
@@ -293,7 +340,8 @@ def params_case(name, spec, rng, out_dir):
         for i, b in enumerate(b1):
             out[f"tf_v1_b{i}"] = b.numpy()
         out["tf_v1_params"] = tf.raw_ops.CudnnRNNCanonicalToParams(
-            **common, weights=w1, biases=b1, **attrs).numpy()
+            **common, weights=w1, biases=b1, **attrs
+        ).numpy()
     out["n_weights"], out["n_biases"] = len(weights), len(biases)
     np.savez(os.path.join(out_dir, f"params-{name}.npz"), **out)
 

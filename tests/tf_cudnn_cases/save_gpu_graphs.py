@@ -3,16 +3,18 @@ Keras CPU reference values to serve them against (tests/test_tf_cudnn_cpu.py, is
 
 Usage: save_gpu_graphs.py OUT_DIR
 
-This process must NOT import tf_rnn_ops: TensorFlow has no CPU kernel for CudnnRNNV3 here, and a graph
-may hold an op without a kernel, exactly as a GPU machine's export does. It writes, per case of
-cases.KERAS_GPU_CASES, OUT_DIR/<case>/ (a SavedModel of a tf.Module whose tf.function `serve` is
-Keras's `_cudnn_gru` / `_cudnn_lstm` over the layer's weights as tf.Variables) and OUT_DIR/<case>.npz
-(inputs, loss weights, Keras outputs and gradients); OUT_DIR/<KERAS_EXPORT_CASE>/ (`model.export` of a
-Keras model whose GRU and LSTM take their cuDNN path); OUT_DIR/manifest.json (what this process saw).
+This process must NOT import tf_rnn_ops: TensorFlow has no CPU kernel for CudnnRNNV3 here, and a
+graph may hold an op without a kernel, exactly as a GPU machine's export does. It writes, per case
+of cases.KERAS_GPU_CASES, OUT_DIR/<case>/ (a SavedModel of a tf.Module whose tf.function `serve` is
+Keras's `_cudnn_gru` / `_cudnn_lstm` over the layer's weights as tf.Variables) and
+OUT_DIR/<case>.npz (inputs, loss weights, Keras outputs and gradients); OUT_DIR/<KERAS_EXPORT_CASE>/
+(`model.export` of a Keras model whose GRU and LSTM take their cuDNN path); OUT_DIR/manifest.json
+(what this process saw).
 
 "As on a GPU machine" is two patches while tracing: `tf.sysconfig.get_build_info()["is_cuda_build"]`
-reads True (so `_cudnn_gru` swaps the z and r gates into cuDNN's order, as it does only on CUDA builds),
-and, for the whole-model export, Keras's `_is_gpu_available()` reads True (so the layers pick `_cudnn_*`).
+reads True (so `_cudnn_gru` swaps the z and r gates into cuDNN's order, as it does only on CUDA
+builds), and, for the whole-model export, Keras's `_is_gpu_available()` reads True (so the layers
+pick `_cudnn_*`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ import os
 import sys
 from unittest import mock
 
+import cases as C
 import numpy as np
 import tensorflow as tf
-
-import cases as C
 
 keras_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
 import keras  # noqa: E402
@@ -74,13 +75,28 @@ class KerasCudnnGraph(tf.Module):
             m = mask if masked else None
             if kind == "gru":
                 last, outputs, (h,) = keras_rnn._cudnn_gru(
-                    x, h0, self.kernel, self.recurrent_kernel, self.bias, m, time_major,
-                    go_backwards, True,
+                    x,
+                    h0,
+                    self.kernel,
+                    self.recurrent_kernel,
+                    self.bias,
+                    m,
+                    time_major,
+                    go_backwards,
+                    True,
                 )
                 return {"last": last, "outputs": outputs, "h": h}
             last, outputs, (h, c) = keras_rnn._cudnn_lstm(
-                x, h0, c0, self.kernel, self.recurrent_kernel, self.bias, m, time_major,
-                go_backwards, True,
+                x,
+                h0,
+                c0,
+                self.kernel,
+                self.recurrent_kernel,
+                self.bias,
+                m,
+                time_major,
+                go_backwards,
+                True,
             )
             return {"last": last, "outputs": outputs, "h": h, "c": c}
 
@@ -107,10 +123,10 @@ def keras_layer(kind, go_backwards, weights, **kw):
 def keras_case(name, spec, rng, out_dir, manifest):
     kind, tm, masked, back = spec["kind"], spec["time_major"], spec["masked"], spec["go_backwards"]
     lstm = kind == "lstm"
-    B, T, I, H = C.BATCH, C.STEPS, C.INPUT, C.UNITS
+    B, T, n_in, H = C.BATCH, C.STEPS, C.INPUT, C.UNITS
     g = 4 if lstm else 3
     weights = [
-        rng.uniform(-0.5, 0.5, (I, g * H)).astype(F32),
+        rng.uniform(-0.5, 0.5, (n_in, g * H)).astype(F32),
         rng.uniform(-0.5, 0.5, (H, g * H)).astype(F32),
         rng.uniform(-0.5, 0.5, (g * H,) if lstm else (2, g * H)).astype(F32),
     ]
@@ -122,7 +138,7 @@ def keras_case(name, spec, rng, out_dir, manifest):
     # Where the (processing-order) outputs are valid: the first len steps, or the last len steps
     # with go_backwards. Elsewhere cuDNN's outputs are 0; Keras' CPU path may carry the last output.
     valid_bm = (steps >= T - lengths[:, None]) if back else mask_bm
-    x_bm = rng.uniform(-1, 1, (B, T, I)).astype(F32)
+    x_bm = rng.uniform(-1, 1, (B, T, n_in)).astype(F32)
     x_bm[~mask_bm] = 0.0
     h0 = rng.uniform(-1, 1, (B, H)).astype(F32)
     c0 = rng.uniform(-1, 1, (B, H)).astype(F32)
@@ -136,7 +152,11 @@ def keras_case(name, spec, rng, out_dir, manifest):
     xt, h0t, c0t = tf.constant(x_bm), tf.constant(h0), tf.constant(c0)
     with tf.GradientTape() as tape:
         tape.watch([xt, h0t, c0t])
-        res = layer(xt, initial_state=[h0t, c0t] if lstm else h0t, mask=tf.constant(mask_bm) if masked else None)
+        res = layer(
+            xt,
+            initial_state=[h0t, c0t] if lstm else h0t,
+            mask=tf.constant(mask_bm) if masked else None,
+        )
         out, h = res[0], res[1]
         loss = tf.reduce_sum(out * gy_bm * valid_bm[..., None]) + tf.reduce_sum(h * gh)
         if lstm:
@@ -145,12 +165,24 @@ def keras_case(name, spec, rng, out_dir, manifest):
 
     to_layout = (lambda a: np.swapaxes(a, 0, 1)) if tm else (lambda a: a)
     data = dict(
-        x=to_layout(x_bm), h0=h0, c0=c0, mask=to_layout(mask_bm), valid=to_layout(valid_bm),
-        gy=to_layout(gy_bm), gh=gh, gc=gc, lengths=lengths,
-        kernel=weights[0], recurrent_kernel=weights[1], bias=weights[2],
-        ref_outputs=to_layout(out.numpy()), ref_h=h.numpy(),
-        ref_dx=to_layout(grads[0].numpy()), ref_dh0=grads[1].numpy(),
-        ref_dkernel=grads[3].numpy(), ref_drecurrent_kernel=grads[4].numpy(),
+        x=to_layout(x_bm),
+        h0=h0,
+        c0=c0,
+        mask=to_layout(mask_bm),
+        valid=to_layout(valid_bm),
+        gy=to_layout(gy_bm),
+        gh=gh,
+        gc=gc,
+        lengths=lengths,
+        kernel=weights[0],
+        recurrent_kernel=weights[1],
+        bias=weights[2],
+        ref_outputs=to_layout(out.numpy()),
+        ref_h=h.numpy(),
+        ref_dx=to_layout(grads[0].numpy()),
+        ref_dh0=grads[1].numpy(),
+        ref_dkernel=grads[3].numpy(),
+        ref_drecurrent_kernel=grads[4].numpy(),
         ref_dbias=grads[5].numpy(),
     )
     if lstm:
@@ -163,11 +195,15 @@ def keras_case(name, spec, rng, out_dir, manifest):
         losses = []
         for _ in range(C.FINE_TUNE_STEPS + 1):
             with tf.GradientTape() as tape:
-                y = ft(xt, initial_state=[h0t, c0t] if lstm else h0t, mask=tf.constant(mask_bm) if masked else None)
+                y = ft(
+                    xt,
+                    initial_state=[h0t, c0t] if lstm else h0t,
+                    mask=tf.constant(mask_bm) if masked else None,
+                )
                 err = (y - target_bm) * valid_bm[..., None]
                 ft_loss = tf.reduce_sum(err * err) / float(valid_bm.sum() * H)
             losses.append(float(ft_loss))
-            for v, dv in zip(ft_vars, tape.gradient(ft_loss, ft_vars)):
+            for v, dv in zip(ft_vars, tape.gradient(ft_loss, ft_vars), strict=True):
                 v.assign_sub(C.FINE_TUNE_LR * dv)
         data.update(ft_target=to_layout(target_bm), ref_ft_losses=np.array(losses))
 
@@ -183,12 +219,12 @@ def keras_case(name, spec, rng, out_dir, manifest):
 
 def keras_export_case(rng, out_dir, manifest):
     """A Keras model as trained and exported on a GPU machine: Masking -> GRU -> LSTM -> Dense."""
-    B, T, I, H = C.BATCH, C.STEPS, C.INPUT, C.UNITS
+    B, T, n_in, H = C.BATCH, C.STEPS, C.INPUT, C.UNITS
 
     def make():
         return keras.Sequential(
             [
-                keras.Input((T, I)),
+                keras.Input((T, n_in)),
                 keras.layers.Masking(0.0),
                 keras.layers.GRU(H, return_sequences=True),
                 keras.layers.LSTM(5),
@@ -200,7 +236,7 @@ def keras_export_case(rng, out_dir, manifest):
     weights = [rng.uniform(-0.5, 0.5, w.shape).astype(F32) for w in ref.get_weights()]
     ref.set_weights(weights)
     lengths = np.array(C.LENGTHS_BATCH_MAJOR, np.int32)
-    x = rng.uniform(-1, 1, (B, T, I)).astype(F32)
+    x = rng.uniform(-1, 1, (B, T, n_in)).astype(F32)
     x[np.arange(T)[None, :] >= lengths[:, None]] = 0.0
     gy = rng.normal(size=(B, 3)).astype(F32)
     xt = tf.constant(x)

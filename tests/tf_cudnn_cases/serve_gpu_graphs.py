@@ -1,4 +1,5 @@
-"""Serves, in a fresh process, the SavedModels that save_gpu_graphs.py wrote (tests/test_tf_cudnn_cpu.py).
+"""Serves, in a fresh process, the SavedModels that save_gpu_graphs.py wrote
+(tests/test_tf_cudnn_cpu.py).
 
 Usage: serve_gpu_graphs.py SAVED_DIR OUT_DIR without|with
 
@@ -16,10 +17,9 @@ import json
 import os
 import sys
 
+import cases as C
 import numpy as np
 import tensorflow as tf
-
-import cases as C
 
 
 def load(saved_dir, name):
@@ -69,7 +69,9 @@ def with_package(saved_dir, out_dir):
                 loss += tf.reduce_sum(r["c"] * d["gc"])
         grads = tape.gradient(loss, [x, h0, c0] + variables)
         out = {k: v.numpy() for k, v in r.items()}
-        for key, g in zip(("dx", "dh0", "dc0", "dkernel", "drecurrent_kernel", "dbias"), grads):
+        for key, g in zip(
+            ("dx", "dh0", "dc0", "dkernel", "drecurrent_kernel", "dbias"), grads, strict=True
+        ):
             if g is not None:
                 out[key] = tf.convert_to_tensor(g).numpy()
 
@@ -82,7 +84,7 @@ def with_package(saved_dir, out_dir):
                     err = (y - d["ft_target"]) * valid
                     ft_loss = tf.reduce_sum(err * err) / float(valid.sum() * C.UNITS)
                 losses.append(float(ft_loss))
-                for v, dv in zip(variables, tape.gradient(ft_loss, variables)):
+                for v, dv in zip(variables, tape.gradient(ft_loss, variables), strict=True):
                     v.assign_sub(C.FINE_TUNE_LR * tf.convert_to_tensor(dv))
             out["ft_losses"] = np.array(losses)
         np.savez(os.path.join(out_dir, f"{name}.npz"), **out)
