@@ -89,15 +89,14 @@ namespace packed_gemm_internal {
 //      grads, read in place: packing them was serial work at every step, and their rows stream from
 //      L1/L2 as well as a packed copy would, measured); kTransA true: stored [kc, rows], a(r, k) at
 //      a[k·lda + r] (a packed strip of the weight-gradient products, see GemmTransposedA).
-//   b: b(k, j) at b[k·ldb + j], kNr readable values per k (a packed panel, ldb = kNr, is zero past
-//      width; the weight-gradient products read full panels of the gate grads in place).
+//   b: a packed panel, b(k, j) at b[k·kNr + j], zero past width.
 //   The tile is added to (accumulate) or stored in C: kTransC false: C(r, j) at c[r·ldc + j];
 //   kTransC true: C(j, r) at c[j·ldc + r] (the weight-gradient products compute Cᵀ's tiles).
 // The accumulators are named variables: GCC keeps an array of __m256 in memory and stores it at
 // every k (the first version of this kernel, at a third of the speed).
 template <int kRows, bool kTransA, bool kTransC>
-inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
-                        float* c, int64_t ldc, int64_t width, bool accumulate) {
+inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                        int64_t ldc, int64_t width, bool accumulate) {
 #if TF_RNN_HAVE_AVX2
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -106,7 +105,7 @@ inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b,
   const int64_t row_step = kTransA ? 1 : lda, k_step = kTransA ? lda : 1;
   const float *a0 = a, *a1 = a0 + row_step, *a2 = a1 + row_step, *a3 = a2 + row_step,
               *a4 = a3 + row_step, *a5 = a4 + row_step;
-  for (int64_t k = 0, ak = 0; k < kc; ++k, ak += k_step, b += ldb) {
+  for (int64_t k = 0, ak = 0; k < kc; ++k, ak += k_step, b += kNr) {
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
     __m256 av = _mm256_broadcast_ss(a0 + ak);
     c00 = _mm256_fmadd_ps(av, b0, c00);
@@ -171,7 +170,7 @@ inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b,
   const int64_t row_step = kTransA ? 1 : lda, k_step = kTransA ? lda : 1;
   for (int64_t k = 0; k < kc; ++k)
     for (int i = 0; i < kRows; ++i)
-      for (int64_t j = 0; j < width; ++j) tile[i][j] += a[i * row_step + k * k_step] * b[k * ldb + j];
+      for (int64_t j = 0; j < width; ++j) tile[i][j] += a[i * row_step + k * k_step] * b[k * kNr + j];
   for (int i = 0; i < kRows; ++i) {
     for (int64_t j = 0; j < width; ++j) {
       float& out = kTransC ? c[j * ldc + i] : c[i * ldc + j];
@@ -182,11 +181,11 @@ inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b,
 }
 
 template <bool kTransA, bool kTransC>
-inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b,
-                  int64_t ldb, float* c, int64_t ldc, int64_t width, bool accumulate) {
+inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                  int64_t ldc, int64_t width, bool accumulate) {
   switch (rows) {
 #define TF_RNN_STRIP_CASE(R) \
-  case R: MicroKernel<R, kTransA, kTransC>(kc, a, lda, b, ldb, c, ldc, width, accumulate); break;
+  case R: MicroKernel<R, kTransA, kTransC>(kc, a, lda, b, c, ldc, width, accumulate); break;
     TF_RNN_STRIP_CASE(6)
     TF_RNN_STRIP_CASE(5)
     TF_RNN_STRIP_CASE(4)
@@ -225,8 +224,8 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
         const float* panel = b.block(k0, p);
         for (int64_t m0 = mb; m0 < me; m0 += kMr) {
           packed_gemm_internal::Strip<false, false>(std::min(kMr, me - m0), kc, A + m0 * lda + k0,
-                                                    lda, panel, kNr, C + m0 * ldc + n0, ldc,
-                                                    width, k0 > 0);
+                                                    lda, panel, C + m0 * ldc + n0, ldc, width,
+                                                    k0 > 0);
         }
       }
     }
@@ -283,7 +282,7 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
       }
       for (int64_t n0 = 0; n0 < N; n0 += kMr) {
         packed_gemm_internal::Strip<true, true>(std::min(kMr, N - n0), kb, b_pack + n0 * kb, kMr,
-                                                a_panel, kNr, C + m0 * ldc + n0, ldc, width,
+                                                a_panel, C + m0 * ldc + n0, ldc, width,
                                                 /*accumulate=*/true);
       }
     }

@@ -165,8 +165,9 @@ void AddWeightGrad(const CpuDevice& d, int64_t M, int64_t N, int64_t K, const T*
   CpuGemm<T>(d, true, false, M, N, K, A, B, C, true);
 }
 
-// float: the packed kernel's micro-kernel reading both row-major operands in place, the rows of C
-// split across threads (Eigen's contraction ran these at ~120 GFLOP/s inside the backward).
+// float: GemmTransposedA (the packed kernel's micro-kernel on both operands packed a block at a
+// time), the rows of C split across threads (Eigen's contraction ran these at ~120 GFLOP/s inside
+// the backward).
 template <>
 inline void AddWeightGrad<float>(const CpuDevice& d, int64_t M, int64_t N, int64_t K,
                                  const float* A, const float* B, float* C) {
