@@ -171,19 +171,33 @@ BACKPROP_CASES = [
     (
         "output_backprop_shape",
         lambda kw: dict(output_backprop=kw["output_backprop"][:, :-1]),
-        r"output_backprop|output",
+        r"output_backprop must have the output's shape \[4,3,6\], got \[4,2,6\]",
     ),  # fmt: skip
     (
         "output_h_backprop_shape",
         lambda kw: dict(output_h_backprop=kw["output_h_backprop"][:-1]),
-        r"output_h",
+        r"output_h_backprop must have input_h's shape",
     ),  # fmt: skip
     (
         "output_c_backprop_shape",
         lambda kw: dict(output_c_backprop=kw["output_c_backprop"][:, :-1]),
-        r"output_c",
+        r"output_c_backprop must have input_c's shape",
     ),  # fmt: skip
-    ("output_shape", lambda kw: dict(output=kw["output"][:-1]), r"output"),
+    (
+        "output_shape",
+        lambda kw: dict(output=kw["output"][:-1]),
+        r"output must have shape \[4,3,6\] \(from input and input_h\), got \[3,3,6\]",
+    ),  # fmt: skip
+    (
+        "output_h_shape",
+        lambda kw: dict(output_h=kw["output_h"][:-1]),
+        r"output_h must have input_h's shape \[4,3,3\], got \[3,3,3\]",
+    ),  # fmt: skip
+    (
+        "output_c_shape",
+        lambda kw: dict(output_c=kw["output_c"][:, :-1]),
+        r"output_c must have input_c's shape \[4,3,3\], got \[4,2,3\]",
+    ),  # fmt: skip
     ("params_size", lambda kw: dict(params=kw["params"][:-1]), r"params"),
     ("lengths", lambda kw: dict(sequence_lengths=tf.constant([4, 9, 2])), r"sequence_lengths"),
     ("dropout", lambda kw: dict(dropout=1.0), r"dropout"),

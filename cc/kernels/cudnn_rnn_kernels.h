@@ -16,7 +16,7 @@
 
 #include "cc/kernels/rnn_cpu_driver.h"
 #include "cc/kernels/rnn_params.h"
-#include "cc/kernels/status_util.h"
+#include "cc/kernels/kernel_util.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
@@ -33,21 +33,6 @@ using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
-
-
-// The type the math runs in: float for the 16-bit types, the type itself otherwise.
-template <typename T>
-struct ComputeType {
-  using type = T;
-};
-template <>
-struct ComputeType<Eigen::half> {
-  using type = float;
-};
-template <>
-struct ComputeType<Eigen::bfloat16> {
-  using type = float;
-};
 
 // Attributes shared by the whole family; absent ones (in older op versions) take their defaults.
 struct RnnAttrs {
@@ -374,6 +359,50 @@ struct RnnInputs {
     return absl::OkStatus();
   }
   const int32_t* lengths_or_null() const { return lengths.empty() ? nullptr : lengths.data(); }
+
+  // The shape of `output` (after Check).
+  TensorShape OutputShape(const RnnAttrs& attrs) const {
+    return attrs.time_major ? TensorShape({seq_len, batch, shape.output_size()})
+                            : TensorShape({batch, seq_len, shape.output_size()});
+  }
+
+  // The backprop's forward results and their grads (after Check): output, output_h, output_c,
+  // output_backprop, output_h_backprop, output_c_backprop. output_c and its grad only for lstm.
+  absl::Status CheckBackprop(const RnnAttrs& attrs, const Tensor& input_h, const Tensor& input_c,
+                             const Tensor& output, const Tensor& output_h, const Tensor& output_c,
+                             const Tensor& output_backprop, const Tensor& output_h_backprop,
+                             const Tensor& output_c_backprop) const {
+    const TensorShape out_shape = OutputShape(attrs);
+    if (output.shape() != out_shape) {
+      return InvalidArgument("output must have shape ", out_shape.DebugString(),
+                             " (from input and input_h), got ", output.shape().DebugString());
+    }
+    if (output_h.shape() != input_h.shape()) {
+      return InvalidArgument("output_h must have input_h's shape ", input_h.shape().DebugString(),
+                             ", got ", output_h.shape().DebugString());
+    }
+    if (output_backprop.shape() != out_shape) {
+      return InvalidArgument("output_backprop must have the output's shape ",
+                             out_shape.DebugString(), ", got ", output_backprop.shape().DebugString());
+    }
+    if (output_h_backprop.shape() != input_h.shape()) {
+      return InvalidArgument("output_h_backprop must have input_h's shape ",
+                             input_h.shape().DebugString(), ", got ",
+                             output_h_backprop.shape().DebugString());
+    }
+    if (shape.mode == RnnMode::kLstm) {
+      if (output_c.shape() != input_c.shape()) {
+        return InvalidArgument("output_c must have input_c's shape ", input_c.shape().DebugString(),
+                               ", got ", output_c.shape().DebugString());
+      }
+      if (output_c_backprop.shape() != input_c.shape()) {
+        return InvalidArgument("output_c_backprop must have input_c's shape ",
+                               input_c.shape().DebugString(), ", got ",
+                               output_c_backprop.shape().DebugString());
+      }
+    }
+    return absl::OkStatus();
+  }
 };
 
 // Size in elements of T of a reserve_space holding `n` values of the compute type.
@@ -413,9 +442,7 @@ class CudnnRnnForwardOp : public OpKernel {
     const int64_t T_ = in.seq_len, B = in.batch, ld = int64_t(s.num_layers) * s.num_dirs;
 
     Tensor *output, *output_h, *output_c, *reserve;
-    const TensorShape out_shape = attrs_.time_major ? TensorShape({T_, B, s.output_size()})
-                                                    : TensorShape({B, T_, s.output_size()});
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, out_shape, &output));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.OutputShape(attrs_), &output));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &output_h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, lstm ? input_c.shape() : TensorShape({}), &output_c));
     const bool training = attrs_.is_training;
@@ -499,40 +526,16 @@ class CudnnRnnBackwardOp : public OpKernel {
     const Tensor& output_h_backprop = ctx->input(k + 4);
     const Tensor& output_c_backprop = ctx->input(k + 5);
     const Tensor& reserve = ctx->input(k + 6);
+    const Tensor& output = ctx->input(k);
     RnnInputs in;
     OP_REQUIRES_OK(ctx, in.Check(attrs_, input, input_h, input_c, params,
                                  has_lengths ? &ctx->input(4) : nullptr));
     const RnnModelShape& s = in.shape;
     const bool lstm = s.mode == RnnMode::kLstm, swap = !attrs_.time_major;
     const int64_t T_ = in.seq_len, B = in.batch, ld = int64_t(s.num_layers) * s.num_dirs;
-    const TensorShape out_shape = attrs_.time_major ? TensorShape({T_, B, s.output_size()})
-                                                    : TensorShape({B, T_, s.output_size()});
-    const Tensor& output = ctx->input(k);
-    const Tensor& output_h = ctx->input(k + 1);
-    OP_REQUIRES(ctx, output.shape() == out_shape,
-                InvalidArgument("output must have shape ", out_shape.DebugString(),
-                                " (from input and input_h), got ", output.shape().DebugString()));
-    OP_REQUIRES(ctx, output_h.shape() == input_h.shape(),
-                InvalidArgument("output_h must have input_h's shape ", input_h.shape().DebugString(),
-                                ", got ", output_h.shape().DebugString()));
-    OP_REQUIRES(ctx, output_backprop.shape() == out_shape,
-                InvalidArgument("output_backprop must have the output's shape ",
-                                        out_shape.DebugString(), ", got ",
-                                        output_backprop.shape().DebugString()));
-    OP_REQUIRES(ctx, output_h_backprop.shape() == input_h.shape(),
-                InvalidArgument("output_h_backprop must have input_h's shape ",
-                                        input_h.shape().DebugString(), ", got ",
-                                        output_h_backprop.shape().DebugString()));
-    if (lstm) {
-      const Tensor& output_c = ctx->input(k + 2);
-      OP_REQUIRES(ctx, output_c.shape() == input_c.shape(),
-                  InvalidArgument("output_c must have input_c's shape ", input_c.shape().DebugString(),
-                                  ", got ", output_c.shape().DebugString()));
-      OP_REQUIRES(ctx, output_c_backprop.shape() == input_c.shape(),
-                  InvalidArgument("output_c_backprop must have input_c's shape ",
-                                          input_c.shape().DebugString(), ", got ",
-                                          output_c_backprop.shape().DebugString()));
-    }
+    OP_REQUIRES_OK(ctx, in.CheckBackprop(attrs_, input_h, input_c, output, ctx->input(k + 1),
+                                         ctx->input(k + 2), output_backprop, output_h_backprop,
+                                         output_c_backprop));
     const int64_t reserve_n = RnnReserveLayout(s, T_, B, attrs_.dropout > 0, kSaveHprev).size;
     OP_REQUIRES(ctx, reserve.dims() == 1 && reserve.NumElements() == ReserveElements<T>(reserve_n),
                 InvalidArgument(

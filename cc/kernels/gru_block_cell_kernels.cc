@@ -5,13 +5,12 @@
 #define EIGEN_USE_THREADS
 
 #include <cstdint>
-#include <limits>
 #include <string>
 #include <type_traits>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "cc/kernels/gru_block_cell_functor.h"
+#include "cc/kernels/kernel_util.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -30,84 +29,12 @@ using ::tensorflow::TensorShape;
 using ::tensorflow::TTypes;
 using CPUDevice = Eigen::ThreadPoolDevice;
 
-// The type the math runs in: float for the 16-bit types.
-template <typename T>
-struct ComputeType {
-  using type = T;
-};
-template <>
-struct ComputeType<Eigen::half> {
-  using type = float;
-};
-template <>
-struct ComputeType<Eigen::bfloat16> {
-  using type = float;
-};
-
-absl::Status CheckRank(const Tensor& t, const char* name, int rank) {
-  if (t.dims() != rank) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " must be rank ", rank, ", but is rank ",
-                                                   t.dims(), " (shape ", t.shape().DebugString(),
-                                                   ")"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckDim(const Tensor& t, const char* name, int dim, int64_t expected,
-                      const char* expected_what) {
-  if (t.dim_size(dim) != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ".dims(", dim, ") (=", t.dim_size(dim),
-                                                   ") must equal ", expected_what, " (=", expected,
-                                                   ")"));
-  }
-  return absl::OkStatus();
-}
-
-// Checks the six inputs both ops share (x, h_prev, w_ru, w_c, b_ru, b_c) and, for the gradient,
-// r, u, c, d_h. Returns the sizes B, I, H.
+// Validates with the checks the GPU kernels share (kernel_util.h); the functors' sizes.
 absl::Status ValidateInputs(OpKernelContext* ctx, bool with_grad_inputs,
                             functor::GRUBlockCellSizes* sizes) {
-  const Tensor& x = ctx->input(0);
-  const Tensor& h_prev = ctx->input(1);
-  const Tensor& w_ru = ctx->input(2);
-  const Tensor& w_c = ctx->input(3);
-  const Tensor& b_ru = ctx->input(4);
-  const Tensor& b_c = ctx->input(5);
-  TF_RETURN_IF_ERROR(CheckRank(x, "x", 2));
-  TF_RETURN_IF_ERROR(CheckRank(h_prev, "h_prev", 2));
-  TF_RETURN_IF_ERROR(CheckRank(w_ru, "w_ru", 2));
-  TF_RETURN_IF_ERROR(CheckRank(w_c, "w_c", 2));
-  TF_RETURN_IF_ERROR(CheckRank(b_ru, "b_ru", 1));
-  TF_RETURN_IF_ERROR(CheckRank(b_c, "b_c", 1));
-
-  const int64_t batch = x.dim_size(0);
-  const int64_t input = x.dim_size(1);
-  const int64_t cell = h_prev.dim_size(1);
-  // I + H and 2 * H below must not overflow (possible only with empty tensors of huge dimensions).
-  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  if (cell > kMax / 2 || input > kMax - cell) {
-    return absl::InvalidArgumentError(absl::StrCat("x.dims(1) (=", input, ") and h_prev.dims(1) (=",
-                                                   cell, ") are too large: x.dims(1) + h_prev.dims(1) "
-                                                   "and 2 * h_prev.dims(1) must fit in 64 bits"));
-  }
-  TF_RETURN_IF_ERROR(CheckDim(h_prev, "h_prev", 0, batch, "x.dims(0)"));
-  TF_RETURN_IF_ERROR(CheckDim(w_ru, "w_ru", 0, input + cell, "x.dims(1) + h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(w_ru, "w_ru", 1, 2 * cell, "2 * h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(w_c, "w_c", 0, input + cell, "x.dims(1) + h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(w_c, "w_c", 1, cell, "h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(b_ru, "b_ru", 0, 2 * cell, "2 * h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(b_c, "b_c", 0, cell, "h_prev.dims(1)"));
-
-  if (with_grad_inputs) {
-    static constexpr const char* kNames[] = {"r", "u", "c", "d_h"};
-    for (int i = 0; i < 4; ++i) {
-      const Tensor& t = ctx->input(6 + i);
-      TF_RETURN_IF_ERROR(CheckRank(t, kNames[i], 2));
-      TF_RETURN_IF_ERROR(CheckDim(t, kNames[i], 0, batch, "x.dims(0)"));
-      TF_RETURN_IF_ERROR(CheckDim(t, kNames[i], 1, cell, "h_prev.dims(1)"));
-    }
-  }
-  *sizes = {batch, input, cell};
+  GRUBlockCellDims dims;
+  TF_RETURN_IF_ERROR(ValidateGRUBlockCellInputs(ctx, with_grad_inputs, &dims));
+  *sizes = {dims.batch, dims.input, dims.cell};
   return absl::OkStatus();
 }
 

@@ -1,0 +1,121 @@
+// What the CPU and GPU OpKernels share besides the fused RNN's RnnAttrs / RnnInputs
+// (cudnn_rnn_kernels.h): the error helper, the compute type of the 16-bit floats, and the GRU block
+// cell's input checks, so that both devices accept the same inputs and word their errors the same.
+#ifndef TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_H_
+#define TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_H_
+
+#include <cstdint>
+#include <limits>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace tf_rnn_ops {
+
+// An InvalidArgument status whose message is the concatenation of the arguments (TensorFlow 2.21
+// deprecates errors::InvalidArgument(...)).
+template <typename... Args>
+absl::Status InvalidArgument(const Args&... args) {
+  return absl::InvalidArgumentError(absl::StrCat(args...));
+}
+
+// The type the math runs in: float for the 16-bit types, the type itself otherwise.
+template <typename T>
+struct ComputeType {
+  using type = T;
+};
+template <>
+struct ComputeType<Eigen::half> {
+  using type = float;
+};
+template <>
+struct ComputeType<Eigen::bfloat16> {
+  using type = float;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// GRU block cell (TfRnn>GRUBlockCell, TfRnn>GRUBlockCellGrad).
+
+struct GRUBlockCellDims {
+  int64_t batch = 0;  // B
+  int64_t input = 0;  // I
+  int64_t cell = 0;   // H
+};
+
+namespace gru_checks {
+
+inline absl::Status CheckRank(const tensorflow::Tensor& t, const char* name, int rank) {
+  if (t.dims() != rank) {
+    return InvalidArgument(name, " must be rank ", rank, ", but is rank ", t.dims(), " (shape ",
+                           t.shape().DebugString(), ")");
+  }
+  return absl::OkStatus();
+}
+
+inline absl::Status CheckDim(const tensorflow::Tensor& t, const char* name, int dim, int64_t expected,
+                             const char* expected_what) {
+  if (t.dim_size(dim) != expected) {
+    return InvalidArgument(name, ".dims(", dim, ") (=", t.dim_size(dim), ") must equal ", expected_what,
+                           " (=", expected, ")");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace gru_checks
+
+// Checks the six inputs both ops share (x, h_prev, w_ru, w_c, b_ru, b_c) and, for the gradient, r, u,
+// c, d_h. Sets the sizes B, I, H.
+inline absl::Status ValidateGRUBlockCellInputs(tensorflow::OpKernelContext* ctx, bool with_grad_inputs,
+                                               GRUBlockCellDims* dims) {
+  using gru_checks::CheckDim;
+  using gru_checks::CheckRank;
+  const tensorflow::Tensor& x = ctx->input(0);
+  const tensorflow::Tensor& h_prev = ctx->input(1);
+  const tensorflow::Tensor& w_ru = ctx->input(2);
+  const tensorflow::Tensor& w_c = ctx->input(3);
+  const tensorflow::Tensor& b_ru = ctx->input(4);
+  const tensorflow::Tensor& b_c = ctx->input(5);
+  TF_RETURN_IF_ERROR(CheckRank(x, "x", 2));
+  TF_RETURN_IF_ERROR(CheckRank(h_prev, "h_prev", 2));
+  TF_RETURN_IF_ERROR(CheckRank(w_ru, "w_ru", 2));
+  TF_RETURN_IF_ERROR(CheckRank(w_c, "w_c", 2));
+  TF_RETURN_IF_ERROR(CheckRank(b_ru, "b_ru", 1));
+  TF_RETURN_IF_ERROR(CheckRank(b_c, "b_c", 1));
+
+  const int64_t batch = x.dim_size(0);
+  const int64_t input = x.dim_size(1);
+  const int64_t cell = h_prev.dim_size(1);
+  // I + H and 2 * H below must not overflow (possible only with empty tensors of huge dimensions).
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  if (cell > kMax / 2 || input > kMax - cell) {
+    return InvalidArgument("x.dims(1) (=", input, ") and h_prev.dims(1) (=", cell,
+                           ") are too large: x.dims(1) + h_prev.dims(1) and 2 * h_prev.dims(1) must fit "
+                           "in 64 bits");
+  }
+  TF_RETURN_IF_ERROR(CheckDim(h_prev, "h_prev", 0, batch, "x.dims(0)"));
+  TF_RETURN_IF_ERROR(CheckDim(w_ru, "w_ru", 0, input + cell, "x.dims(1) + h_prev.dims(1)"));
+  TF_RETURN_IF_ERROR(CheckDim(w_ru, "w_ru", 1, 2 * cell, "2 * h_prev.dims(1)"));
+  TF_RETURN_IF_ERROR(CheckDim(w_c, "w_c", 0, input + cell, "x.dims(1) + h_prev.dims(1)"));
+  TF_RETURN_IF_ERROR(CheckDim(w_c, "w_c", 1, cell, "h_prev.dims(1)"));
+  TF_RETURN_IF_ERROR(CheckDim(b_ru, "b_ru", 0, 2 * cell, "2 * h_prev.dims(1)"));
+  TF_RETURN_IF_ERROR(CheckDim(b_c, "b_c", 0, cell, "h_prev.dims(1)"));
+
+  if (with_grad_inputs) {
+    static constexpr const char* kNames[] = {"r", "u", "c", "d_h"};
+    for (int i = 0; i < 4; ++i) {
+      const tensorflow::Tensor& t = ctx->input(6 + i);
+      TF_RETURN_IF_ERROR(CheckRank(t, kNames[i], 2));
+      TF_RETURN_IF_ERROR(CheckDim(t, kNames[i], 0, batch, "x.dims(0)"));
+      TF_RETURN_IF_ERROR(CheckDim(t, kNames[i], 1, cell, "h_prev.dims(1)"));
+    }
+  }
+  *dims = {batch, input, cell};
+  return absl::OkStatus();
+}
+
+}  // namespace tf_rnn_ops
+
+#endif  // TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_H_
