@@ -78,6 +78,7 @@ TFRNN_EXPORT int tfrnn_rnn_forward(void* blas, void* stream, const tfrnn_rnn_des
                                    const int32_t* host_seq_lengths, const void* x, const void* h0,
                                    const void* c0, const void* params, void* y, void* hy, void* cy,
                                    void* reserve, void* workspace);
+/* dy, dhy, dcy may be null (zeros); dx, dh0, dc0 null when not wanted. */
 TFRNN_EXPORT int tfrnn_rnn_backward(void* blas, void* stream, const tfrnn_rnn_desc* desc,
                                     const int32_t* host_seq_lengths, const void* x, const void* params,
                                     const void* dy, const void* dhy, const void* dcy, const void* reserve,

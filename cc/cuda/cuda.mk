@@ -4,7 +4,8 @@
 #                   tf_rnn_ops/_tf_rnn_ops_gpu.so (the DEVICE_GPU kernels, loaded only where TF has a GPU)
 #   make gpu-check  what CI runs, no GPU needed: builds both with nvcc (sm_80, sm_90 + PTX), builds the host
 #                   emulation of the CUDA layer and runs its tests (tests/gpu/test_cuda_host_emulation.py,
-#                   and the GPU tests against PyTorch's CPU modules where PyTorch is installed)
+#                   and, where PyTorch is installed, the GPU tests against its CPU modules and a dry run
+#                   of the GPU benchmark)
 #   make gpu-test   on a machine with a GPU: tests/gpu/run.sh (PyTorch/cuDNN comparisons and benchmark)
 #
 # Without TensorFlow or a venv (a GPU machine with only PyTorch), `make -f cc/cuda/cuda.mk gpu-lib` builds the
@@ -74,7 +75,7 @@ $(CUDA_LIB): $(CUDA_KERNEL_OBJS) $(CUDA_CAPI_OBJ)
 
 # The TensorFlow glue: TensorFlow's headers (from the Makefile's tf_flags.mk) with GOOGLE_CUDA and Eigen's GPU
 # device, compiled by the host compiler; linked with the CUDA objects into its own library.
-$(CUDA_GLUE_OBJ): cc/cuda/tf_glue_gpu.cc $(CUDA_HEADERS) $(BUILD)/tf_flags.mk | $(CUBLAS_ENV)
+$(CUDA_GLUE_OBJ): cc/cuda/tf_glue_gpu.cc $(CUDA_HEADERS) $(wildcard cc/kernels/*.h) $(BUILD)/tf_flags.mk | $(CUBLAS_ENV)
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -DGOOGLE_CUDA=1 -isystem $(CUDA_HOME)/include -isystem $(CUBLAS_INC) -c $< -o $@
 
@@ -110,7 +111,9 @@ gpu-check: cuda-toolkit-present $(STAMP) $(BUILD)/tf_flags.mk
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "TF_RNN_OPS_GPU_HARNESS=emulation pytest tests/gpu/test_gpu_*.py"; \
 	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) -m pytest -q -p no:cacheprovider -k "not float32" \
-	    tests/gpu/test_gpu_gru_block_cell.py tests/gpu/test_gpu_fused_rnn.py tests/gpu/test_gpu_convert.py; \
+	    tests/gpu/test_gpu_gru_block_cell.py tests/gpu/test_gpu_fused_rnn.py tests/gpu/test_gpu_convert.py && \
+	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) tests/gpu/bench_gpu.py --dry-run --layers 2 >/dev/null && \
+	  echo "bench_gpu.py --dry-run: ok"; \
 	else echo "PyTorch not installed: no dry run of the GPU tests"; fi
 
 gpu-test:

@@ -823,7 +823,8 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
                                            gemm_rows, 0, ws.d_gh, D.GH, D.rows * D.GH, T(0), dpl + blk.b_r, D.GH,
                                            pstride, D.dirs));
 
-    // Grad of the layer's input, summed over the directions.
+    // Grad of the layer's input, summed over the directions; not wanted for layer 0 when dx is null.
+    if (d_in == nullptr) break;
     TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, D.rows * in_w, d_in));
     if (sh.HasInputWeights(layer)) {  // dx = Σ_d d_gx W
       for (int64_t d = 0; d < D.dirs; ++d) {

@@ -2,7 +2,7 @@
 //
 // Built into its own library, tf_rnn_ops/_tf_rnn_ops_gpu.so (`make gpu`), loaded after the main library
 // (which registers the ops) and only where TensorFlow has a GPU; a CPU-only installation never loads it.
-// The kernels validate exactly as the CPU kernels do (the fused RNN reuses their RnnAttrs / RnnInputs),
+// The kernels validate with the CPU kernels' own checks (RnnAttrs / RnnInputs, kernel_util.h),
 // allocate outputs and scratch through TensorFlow, and call the framework-free CUDA layer on the op's
 // stream with a cuBLAS handle per host thread and device. float and double natively; half and bfloat16
 // computed in float (inputs converted on the GPU, outputs converted back), as the CPU kernels do.
@@ -20,6 +20,7 @@
 #include "cc/cuda/fused_rnn_cuda.h"
 #include "cc/cuda/gru_block_cell_cuda.h"
 #include "cc/kernels/cudnn_rnn_kernels.h"
+#include "cc/kernels/kernel_util.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -107,7 +108,7 @@ T* DataOrNull(Tensor* t) {
 template <typename T>
 constexpr bool kIsHalf16 = std::is_same_v<T, Eigen::half> || std::is_same_v<T, Eigen::bfloat16>;
 template <typename T>
-using Acc = std::conditional_t<kIsHalf16<T>, float, T>;
+using Acc = typename ComputeType<T>::type;
 template <typename T>
 cuda::Half16 Half16Of() {
   return std::is_same_v<T, Eigen::bfloat16> ? cuda::Half16::kBFloat16 : cuda::Half16::kFloat16;
@@ -158,61 +159,7 @@ absl::Status OutputDone(OpKernelContext* ctx, Tensor* t, const Tensor& holder) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// GRU block cell. The checks and their wording are the CPU kernel's (cc/kernels/gru_block_cell_kernels.cc).
-
-absl::Status CheckRank(const Tensor& t, const char* name, int rank) {
-  if (t.dims() != rank) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " must be rank ", rank, ", but is rank ", t.dims(),
-                                                   " (shape ", t.shape().DebugString(), ")"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckDim(const Tensor& t, const char* name, int dim, int64_t expected, const char* expected_what) {
-  if (t.dim_size(dim) != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ".dims(", dim, ") (=", t.dim_size(dim),
-                                                   ") must equal ", expected_what, " (=", expected, ")"));
-  }
-  return absl::OkStatus();
-}
-
-struct CellSizes {
-  int64_t batch = 0, input = 0, cell = 0;
-};
-
-absl::Status ValidateCellInputs(OpKernelContext* ctx, bool with_grad_inputs, CellSizes* sizes) {
-  const Tensor& x = ctx->input(0);
-  const Tensor& h_prev = ctx->input(1);
-  const Tensor& w_ru = ctx->input(2);
-  const Tensor& w_c = ctx->input(3);
-  const Tensor& b_ru = ctx->input(4);
-  const Tensor& b_c = ctx->input(5);
-  TF_RETURN_IF_ERROR(CheckRank(x, "x", 2));
-  TF_RETURN_IF_ERROR(CheckRank(h_prev, "h_prev", 2));
-  TF_RETURN_IF_ERROR(CheckRank(w_ru, "w_ru", 2));
-  TF_RETURN_IF_ERROR(CheckRank(w_c, "w_c", 2));
-  TF_RETURN_IF_ERROR(CheckRank(b_ru, "b_ru", 1));
-  TF_RETURN_IF_ERROR(CheckRank(b_c, "b_c", 1));
-  const int64_t batch = x.dim_size(0), input = x.dim_size(1), cell = h_prev.dim_size(1);
-  TF_RETURN_IF_ERROR(CheckDim(h_prev, "h_prev", 0, batch, "x.dims(0)"));
-  TF_RETURN_IF_ERROR(CheckDim(w_ru, "w_ru", 0, input + cell, "x.dims(1) + h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(w_ru, "w_ru", 1, 2 * cell, "2 * h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(w_c, "w_c", 0, input + cell, "x.dims(1) + h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(w_c, "w_c", 1, cell, "h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(b_ru, "b_ru", 0, 2 * cell, "2 * h_prev.dims(1)"));
-  TF_RETURN_IF_ERROR(CheckDim(b_c, "b_c", 0, cell, "h_prev.dims(1)"));
-  if (with_grad_inputs) {
-    static constexpr const char* kNames[] = {"r", "u", "c", "d_h"};
-    for (int i = 0; i < 4; ++i) {
-      const Tensor& t = ctx->input(6 + i);
-      TF_RETURN_IF_ERROR(CheckRank(t, kNames[i], 2));
-      TF_RETURN_IF_ERROR(CheckDim(t, kNames[i], 0, batch, "x.dims(0)"));
-      TF_RETURN_IF_ERROR(CheckDim(t, kNames[i], 1, cell, "h_prev.dims(1)"));
-    }
-  }
-  *sizes = {batch, input, cell};
-  return absl::OkStatus();
-}
+// GRU block cell: the CPU kernels' checks (cc/kernels/kernel_util.h).
 
 template <typename T>
 class GruBlockCellGpuOp : public OpKernel {
@@ -220,8 +167,8 @@ class GruBlockCellGpuOp : public OpKernel {
   explicit GruBlockCellGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    CellSizes s;
-    OP_REQUIRES_OK(ctx, ValidateCellInputs(ctx, false, &s));
+    GRUBlockCellDims s;
+    OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/false, &s));
     Tensor* out[4];
     for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, ctx->allocate_output(i, TensorShape({s.batch, s.cell}), &out[i]));
     if (s.batch == 0 || s.cell == 0) return;
@@ -249,8 +196,8 @@ class GruBlockCellGradGpuOp : public OpKernel {
   explicit GruBlockCellGradGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    CellSizes s;
-    OP_REQUIRES_OK(ctx, ValidateCellInputs(ctx, true, &s));
+    GRUBlockCellDims s;
+    OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/true, &s));
     Tensor* out[4];
     const TensorShape shapes[4] = {TensorShape({s.batch, s.input}), TensorShape({s.batch, s.cell}),
                                    TensorShape({s.batch, s.cell}), TensorShape({s.batch, 2 * s.cell})};
@@ -318,9 +265,7 @@ class CudnnRnnForwardGpuOp : public OpKernel {
     const cuda::RnnConfig config = MakeConfig(attrs_, in, attrs_.is_training);
 
     Tensor *output, *output_h, *output_c, *reserve, *host_reserved;
-    const TensorShape out_shape = attrs_.time_major ? TensorShape({in.seq_len, in.batch, s.output_size()})
-                                                    : TensorShape({in.batch, in.seq_len, s.output_size()});
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, out_shape, &output));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.OutputShape(attrs_), &output));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &output_h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, lstm ? input_c.shape() : TensorShape({}), &output_c));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({ReserveElementsFor<T>(config)}), &reserve));
@@ -358,7 +303,10 @@ class CudnnRnnForwardGpuOp : public OpKernel {
 template <typename T>
 class CudnnRnnBackwardGpuOp : public OpKernel {
  public:
-  explicit CudnnRnnBackwardGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) { OP_REQUIRES_OK(ctx, attrs_.Parse(ctx)); }
+  explicit CudnnRnnBackwardGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, attrs_.Parse(ctx));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_input_backprop", &skip_input_backprop_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& input = ctx->input(0);
@@ -373,19 +321,8 @@ class CudnnRnnBackwardGpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, in.Check(attrs_, input, input_h, input_c, params, &ctx->input(4)));
     const RnnModelShape& s = in.shape;
     const bool lstm = s.mode == RnnMode::kLstm;
-    const TensorShape out_shape = attrs_.time_major ? TensorShape({in.seq_len, in.batch, s.output_size()})
-                                                    : TensorShape({in.batch, in.seq_len, s.output_size()});
-    OP_REQUIRES(ctx, output_backprop.shape() == out_shape,
-                InvalidArgument("output_backprop must have the output's shape ", out_shape.DebugString(),
-                                ", got ", output_backprop.shape().DebugString()));
-    OP_REQUIRES(ctx, output_h_backprop.shape() == input_h.shape(),
-                InvalidArgument("output_h_backprop must have input_h's shape ", input_h.shape().DebugString(),
-                                ", got ", output_h_backprop.shape().DebugString()));
-    if (lstm) {
-      OP_REQUIRES(ctx, output_c_backprop.shape() == input_c.shape(),
-                  InvalidArgument("output_c_backprop must have input_c's shape ", input_c.shape().DebugString(),
-                                  ", got ", output_c_backprop.shape().DebugString()));
-    }
+    OP_REQUIRES_OK(ctx, in.CheckBackprop(attrs_, input_h, input_c, ctx->input(5), ctx->input(6), ctx->input(7),
+                                         output_backprop, output_h_backprop, output_c_backprop));
     const cuda::RnnConfig config = MakeConfig(attrs_, in, true);
     const int64_t reserve_n = ReserveElementsFor<T>(config);
     OP_REQUIRES(ctx, reserve.dims() == 1 && reserve.NumElements() == reserve_n,
@@ -416,7 +353,12 @@ class CudnnRnnBackwardGpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, InputAs<T>(ctx, output_backprop, &hdy, &dy));
     OP_REQUIRES_OK(ctx, InputAs<T>(ctx, output_h_backprop, &hdhy, &dhy));
     if (lstm) OP_REQUIRES_OK(ctx, InputAs<T>(ctx, output_c_backprop, &hdcy, &dcy));
-    OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, dx_t, &hdx, &dx));
+    if (skip_input_backprop_) {  // nobody wants d_input: zeros, and the first layer's d_gx W is skipped
+      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, dx_t));
+      dx = nullptr;
+    } else {
+      OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, dx_t, &hdx, &dx));
+    }
     OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, dh0_t, &hdh0, &dh0));
     if (lstm) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, dc0_t, &hdc0, &dc0));
     OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, dparams_t, &hdp, &dparams));
@@ -425,7 +367,7 @@ class CudnnRnnBackwardGpuOp : public OpKernel {
     const void* reserve_data = reserve.NumElements() > 0 ? reserve.flat<T>().data() : nullptr;
     OP_REQUIRES_OK(ctx, FromCuda(cuda::RnnBackward<Acc<T>>(blas, stream, config, in.lengths_or_null(), x, w, dy, dhy,
                                                            dcy, reserve_data, dx, dh0, dc0, dparams, ws)));
-    OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, dx_t, hdx));
+    if (!skip_input_backprop_) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, dx_t, hdx));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, dh0_t, hdh0));
     if (lstm) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, dc0_t, hdc0));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, dparams_t, hdp));
@@ -433,6 +375,7 @@ class CudnnRnnBackwardGpuOp : public OpKernel {
 
  private:
   RnnAttrs attrs_;
+  bool skip_input_backprop_ = false;
 };
 
 #define TF_RNN_REGISTER_GPU(T)                                                                                \

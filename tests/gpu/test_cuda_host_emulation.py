@@ -207,6 +207,27 @@ def test_backprop_with_dropout(lib):
     _check_grads(rnn, shape, x, h0, c0, params, [4, 3, 1], rng)
 
 
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[5]], ids=_case_id)
+@pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
+def test_backprop_without_dx(lib, case, time_major):
+    """A null dx (what TfRnn>CudnnRNNBackprop's skip_input_backprop passes) leaves out only the
+    input's grad: dh0, dc0 and dparams equal the full backprop's, bit for bit."""
+    rng = np.random.default_rng(12)
+    shape, x, h0, c0, params = _problem(case, rng, steps=4, time_major=time_major)
+    lstm = shape.mode == "lstm"
+    rnn = lib.rnn(shape, "float64", time_major=time_major, dropout=0.3, seed=3)
+    lengths = [4, 1, 3]
+    y, hy, cy, reserve = rnn.forward(x, h0, c0 if lstm else None, params, lengths, True)
+    dy, dhy = rng.standard_normal(y.shape), rng.standard_normal(hy.shape)
+    dcy = rng.standard_normal(cy.shape) if lstm else None
+    full = rnn.backward(x, params, dy, dhy, dcy, reserve, lengths)
+    part = rnn.backward(x, params, dy, dhy, dcy, reserve, lengths, want_dx=False)
+    assert part[0] is None and np.abs(full[0]).max() > 0
+    for name, got, want in zip(("dh0", "dc0", "dparams"), part[1:], full[1:], strict=True):
+        if want is not None:
+            np.testing.assert_array_equal(got, want, err_msg=name)
+
+
 def test_dropout_is_deterministic_and_drops(lib):
     rng = np.random.default_rng(6)
     shape, x, h0, c0, params = _problem(("rnn_tanh", 2, 64, 3, 1, 0, False), rng, steps=6)

@@ -329,10 +329,11 @@ class FusedRnn:
         )
         return y, hy, cy, reserve
 
-    def backward(self, x, params, dy, dhy, dcy, reserve, lengths=None):
+    def backward(self, x, params, dy, dhy, dcy, reserve, lengths=None, want_dx=True):
+        """Returns (dx, dh0, dc0, dparams); dx is None (not computed) unless want_dx."""
         be, s = self.lib.backend, self.shape
         steps, batch = self._tb(x)
-        dx = be.empty(tuple(x.shape), self.dtype)
+        dx = be.empty(tuple(x.shape), self.dtype) if want_dx else None
         dh0 = be.empty(self.state_shape(batch, s.h_out), self.dtype)
         dc0 = (
             be.empty(self.state_shape(batch, s.num_units), self.dtype) if s.mode == "lstm" else None
