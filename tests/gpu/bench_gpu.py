@@ -4,6 +4,11 @@ and weight gradients), timed with CUDA events. The shapes of SPEC.md §6: batch 
 input 128, hidden 256 and 512; batch 1 (latency) and batch 256 (throughput).
 
     python3 tests/gpu/bench_gpu.py [--modes gru,lstm] [--tf32] [--layers 1] [--json out.json]
+
+Each configuration's outputs are first checked against PyTorch's (the figures of a wrong
+computation are not printed). `TF_RNN_OPS_GPU_HARNESS=emulation ... --dry-run` runs the whole
+script on the CPU (host emulation, PyTorch's CPU modules, tiny shapes, wall-clock timing):
+`make gpu-check` does, so that a broken benchmark shows up before a GPU session.
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ import ctypes
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cuda_rnn_reference as ref  # noqa: E402
 import gpu_harness  # noqa: E402
-import tfrnn_cuda_ctypes as tc  # noqa: E402
 
 SHAPES = [  # batch, time, input, hidden
     (64, 100, 128, 256),
@@ -26,6 +31,7 @@ SHAPES = [  # batch, time, input, hidden
     (1, 100, 128, 256),
     (256, 100, 128, 256),
 ]
+DRY_RUN_SHAPES = [(3, 5, 4, 6), (1, 2, 3, 5)]
 
 
 class OursPrepared:
@@ -61,6 +67,8 @@ class OursPrepared:
         self.bwd += [p(a) for a in (self.dh0, self.dc0, self.dparams, self.ws_bw)]
 
     def _stream(self):
+        if gpu_harness.EMULATION:
+            return self.lib.backend.stream
         return self.torch.cuda.current_stream().cuda_stream
 
     def inference(self):
@@ -79,11 +87,21 @@ class OursPrepared:
 
 
 def time_ms(torch, fn, warmup, iters, repeats=5):
+    """Median over `repeats` of the mean time of `iters` calls, in ms (CUDA events; wall clock
+    in the emulation)."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    emulated = gpu_harness.EMULATION
+    if not emulated:
+        torch.cuda.synchronize()
     best = []
     for _ in range(repeats):
+        if emulated:
+            start = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            best.append((time.perf_counter() - start) * 1e3 / iters)
+            continue
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(iters):
@@ -95,6 +113,20 @@ def time_ms(torch, fn, warmup, iters, repeats=5):
     return best[len(best) // 2]
 
 
+def check_outputs(torch, ours, module, state, tol):
+    """Our inference output and final state against PyTorch's (same weights); raises if they
+    differ."""
+    ours.inference()
+    with torch.no_grad():
+        want_y, want_state = module(ours.x, state)
+    want_h = want_state[0] if isinstance(want_state, tuple) else want_state
+    for name, got, want in (("y", ours.y, want_y), ("h", ours.hy, want_h)):
+        err = float((got.double() - want.double()).abs().max()) if got.numel() else 0.0
+        scale = max(1.0, float(want.double().abs().max())) if want.numel() else 1.0
+        if err > tol * scale:
+            raise AssertionError(f"bench_gpu: our {name} differs from PyTorch's by {err:.3g}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modes", default="gru,lstm")
@@ -103,16 +135,28 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="tiny shapes, one timed call each (with TF_RNN_OPS_GPU_HARNESS=emulation: no GPU)",
+    )
     args = ap.parse_args(argv)
 
     import torch
 
-    if not torch.cuda.is_available() or not os.path.exists(tc.GPU_LIBRARY):
-        print(f"bench_gpu: needs a CUDA device and {tc.GPU_LIBRARY}; skipped")
+    emulated = gpu_harness.EMULATION
+    if emulated and not args.dry_run:
+        ap.error("the host emulation only runs --dry-run (its timings mean nothing)")
+    if not os.path.exists(gpu_harness.LIBRARY) or not (emulated or torch.cuda.is_available()):
+        print(f"bench_gpu: needs a CUDA device and {gpu_harness.LIBRARY}; skipped")
         return 0
+    shapes = DRY_RUN_SHAPES if args.dry_run else SHAPES
+    if args.dry_run:
+        args.warmup, args.iters = 1, 1
     lib = gpu_harness.open_library(torch, tf32=args.tf32)
+    device = "host emulation" if emulated else torch.cuda.get_device_name()
     print(
-        f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  "
+        f"device: {device}  torch {torch.__version__}  "
         f"cuDNN {torch.backends.cudnn.version()}  tf32={args.tf32}  layers={args.layers}"
     )
     header = (
@@ -123,23 +167,25 @@ def main(argv=None):
     print("-" * len(header))
     results = []
     for mode in args.modes.split(","):
-        for batch, steps, isz, hsz in SHAPES:
+        for batch, steps, isz, hsz in shapes:
             shape = ref.RnnShape(mode, args.layers, hsz, isz)
             module = gpu_harness.torch_module(torch, shape, "float32")
             params = gpu_harness.opaque_from_torch(torch, module, shape)
             n = args.layers
-            x = torch.randn(steps, batch, isz, device="cuda")
-            h0 = torch.zeros(n, batch, hsz, device="cuda")
-            c0 = torch.zeros(n, batch, hsz, device="cuda") if mode == "lstm" else None
+            dev = gpu_harness.DEVICE
+            x = torch.randn(steps, batch, isz, device=dev)
+            h0 = torch.zeros(n, batch, hsz, device=dev)
+            c0 = torch.zeros(n, batch, hsz, device=dev) if mode == "lstm" else None
             ours = OursPrepared(torch, lib, shape, steps, batch, params, x, h0, c0)
             state = (h0, c0) if mode == "lstm" else h0
+            check_outputs(torch, ours, module, state, tol=2e-2 if args.tf32 else 1e-3)
 
             def torch_inf(module=module, x=x, state=state):
                 with torch.no_grad():
                     module(x, state)
 
             xg = x.clone().requires_grad_(True)
-            dy = torch.randn(steps, batch, hsz, device="cuda")
+            dy = torch.randn(steps, batch, hsz, device=dev)
 
             def torch_train(module=module, xg=xg, state=state, dy=dy):
                 module.zero_grad(set_to_none=True)
