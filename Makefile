@@ -23,7 +23,9 @@ TF_CUDNN_SRCS := $(wildcard cc/tf_cudnn/*.cc)
 TF_CUDNN_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(TF_CUDNN_SRCS))
 
 CXX      ?= g++
-CXXFLAGS ?= -O3 -march=x86-64-v3 -mtune=generic
+# -DNDEBUG as TensorFlow's own build and Bazel's -c opt (Eigen's asserts and TF's DCHECKs off); make asan
+# keeps them on.
+CXXFLAGS ?= -O3 -DNDEBUG -march=x86-64-v3 -mtune=generic
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 # TensorFlow's own headers are included as system headers so that -Wall speaks only of our files.
 TF_SYS_CFLAGS = $(patsubst -I%,-isystem %,$(TF_CFLAGS))
@@ -31,7 +33,7 @@ ALL_CXXFLAGS = -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden 
                $(TF_SYS_CFLAGS) -I. -MMD -MP $(EXTRA_CXXFLAGS)
 LDFLAGS_LIB = -shared -Wl,--no-undefined -Wl,-z,defs $(TF_LFLAGS) $(EXTRA_LDFLAGS)
 
-.PHONY: all venv build lib test test-slow demo bench lint clean distclean help
+.PHONY: all venv build lib test test-slow demo bench lint clean distclean help FORCE
 
 all: build
 
@@ -56,7 +58,13 @@ ifneq ($(filter-out clean distclean help venv lint,$(or $(MAKECMDGOALS),all)),)
 endif
 
 # ---------------------------------------------------------------- C++
-$(BUILD)/obj/%.o: %.cc $(BUILD)/tf_flags.mk
+# The compile command, rewritten only when it changes: objects are rebuilt when the flags change.
+$(BUILD)/cxxflags: FORCE $(BUILD)/tf_flags.mk
+	@mkdir -p $(dir $@)
+	@echo '$(CXX) $(ALL_CXXFLAGS)' | cmp -s - $@ 2>/dev/null || echo '$(CXX) $(ALL_CXXFLAGS)' > $@
+FORCE:
+
+$(BUILD)/obj/%.o: %.cc $(BUILD)/tf_flags.mk $(BUILD)/cxxflags
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
 

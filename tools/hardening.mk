@@ -22,8 +22,8 @@ ASAN_TF_CUDNN := $(ASAN_DIR)/_tf_cudnn_cpu_kernels.so
 ASAN_SAN      := -fsanitize=address,undefined -fno-sanitize=null,nonnull-attribute,returns-nonnull-attribute \
                  -fno-sanitize-recover=all
 # -O1 keeps the sanitized build quick to compile and run; -march as the normal build, so that the
-# same AVX2/FMA kernels are checked.
-ASAN_CXXFLAGS  = $(filter-out -O%,$(ALL_CXXFLAGS)) -O1 -g -fno-omit-frame-pointer $(ASAN_SAN)
+# same AVX2/FMA kernels are checked; without -DNDEBUG, so that Eigen's asserts and TF's DCHECKs check too.
+ASAN_CXXFLAGS  = $(filter-out -O% -DNDEBUG,$(ALL_CXXFLAGS)) -O1 -g -fno-omit-frame-pointer $(ASAN_SAN)
 ASAN_LIB_OBJS := $(patsubst %.cc,$(ASAN_DIR)/obj/%.o,$(LIB_SRCS))
 ASAN_TF_OBJS  := $(patsubst %.cc,$(ASAN_DIR)/obj/%.o,$(TF_CUDNN_SRCS))
 # test_cudnn_rnn_keras.py: float32, so the packed micro-kernel and the row-range threading of

@@ -75,7 +75,8 @@ $(CUDA_LIB): $(CUDA_KERNEL_OBJS) $(CUDA_CAPI_OBJ)
 
 # The TensorFlow glue: TensorFlow's headers (from the Makefile's tf_flags.mk) with GOOGLE_CUDA and Eigen's GPU
 # device, compiled by the host compiler; linked with the CUDA objects into its own library.
-$(CUDA_GLUE_OBJ): cc/cuda/tf_glue_gpu.cc $(CUDA_HEADERS) $(wildcard cc/kernels/*.h) $(BUILD)/tf_flags.mk | $(CUBLAS_ENV)
+$(CUDA_GLUE_OBJ): cc/cuda/tf_glue_gpu.cc $(CUDA_HEADERS) $(wildcard cc/kernels/*.h) $(BUILD)/tf_flags.mk $(BUILD)/cxxflags \
+                  | $(CUBLAS_ENV)
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -DGOOGLE_CUDA=1 -isystem $(CUDA_HOME)/include -isystem $(CUBLAS_INC) -c $< -o $@
 
