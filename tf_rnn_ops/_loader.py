@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import os
 import types
+import warnings
 
 import tensorflow as tf
 
@@ -99,10 +101,80 @@ def load_tf_cudnn_cpu_kernels() -> list[str]:
     return missing
 
 
+# What the GPU library is built for (cc/cuda/cuda.mk): SASS for sm_80 and sm_90 and compute_90 PTX,
+# on the CUDA 13 runtime (linked statically) and cuBLAS 13, which need a driver for CUDA 13.
+MIN_COMPUTE_CAPABILITY = (8, 0)
+MIN_DRIVER_CUDA_VERSION = 13000  # as cuDriverGetVersion reports it: 1000 * major + 10 * minor
+
+
+def _cuda_driver_version() -> int | None:
+    """The CUDA version the installed NVIDIA driver supports (cuDriverGetVersion), or None."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int(0)
+        if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return None
+        return version.value
+    except (OSError, AttributeError):
+        return None
+
+
+def _gpu_compute_capabilities(gpus) -> list[tuple[int, int] | None]:
+    """Each visible GPU's compute capability as TensorFlow reports it (None where it does not)."""
+    capabilities = []
+    for gpu in gpus:
+        try:
+            cc = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        except (ValueError, RuntimeError):
+            cc = None
+        capabilities.append(tuple(cc) if cc else None)
+    return capabilities
+
+
+def gpu_kernels_unusable_reason(
+    capabilities: list[tuple[int, int] | None], driver_version: int | None
+) -> str | None:
+    """Why the GPU library cannot serve these GPUs, or None when it can.
+
+    Once loaded, TensorFlow places our ops on the GPU; a GPU the library has no code for (or a
+    driver too old for its runtime) would then fail every call instead of running them on CPU.
+    """
+    if driver_version is None:
+        return "no CUDA driver version could be read (libcuda.so.1)"
+    if driver_version < MIN_DRIVER_CUDA_VERSION:
+        major, minor = divmod(driver_version // 10, 100)
+        return (
+            f"the NVIDIA driver supports CUDA {major}.{minor}, but the kernels are built with CUDA "
+            f"{MIN_DRIVER_CUDA_VERSION // 1000} (install a newer driver)"
+        )
+    want = MIN_COMPUTE_CAPABILITY
+    for i, cc in enumerate(capabilities):
+        if cc is None:
+            return f"TensorFlow reports no compute capability for GPU {i}"
+        if cc < want:
+            return (
+                f"GPU {i} has compute capability {cc[0]}.{cc[1]}; the kernels are built for "
+                f"{want[0]}.{want[1]} and newer"
+            )
+    return None
+
+
 @functools.cache
 def load_gpu_kernels() -> bool:
-    """Loads the CUDA kernels of our ops when they were built and TensorFlow has a GPU."""
-    if not (os.path.exists(GPU_LIBRARY_PATH) and tf.config.list_physical_devices("GPU")):
+    """Loads the CUDA kernels of our ops when they were built, TensorFlow has a GPU, and the GPUs
+    and driver can run them (else warns once and leaves the ops on CPU)."""
+    if not os.path.exists(GPU_LIBRARY_PATH):
+        return False
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return False
+    reason = gpu_kernels_unusable_reason(_gpu_compute_capabilities(gpus), _cuda_driver_version())
+    if reason is not None:
+        warnings.warn(
+            f"tf_rnn_ops: GPU kernels not loaded: {reason}. The ops run on CPU.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return False
     _load(GPU_LIBRARY_PATH, kernels_only=True)
     return True
