@@ -1,6 +1,7 @@
 /* A small C API over the CUDA layer (build/cuda/libtf_rnn_ops_cuda.so), for ctypes harnesses and other
  * foreign callers. Pointers are device pointers except `host_seq_lengths`; `stream` is a cudaStream_t
- * (null: the legacy default stream) and `blas` a handle from tfrnn_blas_create. Functions return
+ * (null: the legacy default stream) and `blas` a handle from tfrnn_blas_create, used by one thread at a
+ * time (each call binds it to its `stream`) and left in host pointer mode. Functions return
  * TFRNN_OK or an error code; tfrnn_last_error() describes the last error of the calling thread. Sizes are
  * in bytes; workspace / reserve buffers must be 256-byte aligned (any allocator of CUDA memory is). */
 #ifndef TF_RNN_OPS_CC_CUDA_C_API_H_

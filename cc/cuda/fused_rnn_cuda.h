@@ -18,7 +18,8 @@
 // `reserve` (training only) carries from the forward to the backprop everything the backprop needs (gate
 // activations, previous states, layer inputs, dropout masks), so it never recomputes the forward.
 // Workspace and reserve sizes come from the functions below; both must be 256-byte aligned device
-// memory. The functions only enqueue work on `stream` (and set the handle's stream to it).
+// memory. The functions only enqueue work on `stream` (and set the handle's stream to it: a handle serves
+// one caller at a time; its pointer mode must be host).
 #ifndef TF_RNN_OPS_CC_CUDA_FUSED_RNN_CUDA_H_
 #define TF_RNN_OPS_CC_CUDA_FUSED_RNN_CUDA_H_
 

@@ -4,11 +4,13 @@
 // (which registers the ops) and only where TensorFlow has a GPU; a CPU-only installation never loads it.
 // The kernels validate with the CPU kernels' own checks (RnnAttrs / RnnInputs, kernel_util.h),
 // allocate outputs and scratch through TensorFlow, and call the framework-free CUDA layer on the op's
-// stream with a cuBLAS handle per host thread and device. float and double natively; half and bfloat16
+// stream with the device's cuBLAS handle (ScopedBlas). float and double natively; half and bfloat16
 // computed in float (inputs converted on the GPU, outputs converted back), as the CPU kernels do.
 #define EIGEN_USE_GPU
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -41,35 +43,60 @@ absl::Status FromCuda(const cuda::Status& s) {
 
 cudaStream_t StreamOf(OpKernelContext* ctx) { return ctx->eigen_gpu_device().stream(); }
 
-// A cuBLAS handle for the calling host thread and the device of `stream`, bound to `stream`, with TF32
-// allowed for float32 products when TensorFlow allows it (tf.config.experimental.enable_tensor_float_32_
-// execution). Handles live as long as their thread.
-absl::Status BlasFor(cudaStream_t stream, cublasHandle_t* out) {
-  int device = 0;
-  cudaError_t err = cudaStreamGetDevice(stream, &device);
-  if (err == cudaSuccess) err = cudaSetDevice(device);
-  if (err != cudaSuccess) {
-    return absl::InternalError(absl::StrCat("tf_rnn_ops: no CUDA device for the op's stream: ",
-                                            cudaGetErrorString(err)));
-  }
-  thread_local std::unordered_map<int, cublasHandle_t> handles;
-  cublasHandle_t& handle = handles[device];
-  if (handle == nullptr) {
-    const cublasStatus_t st = cublasCreate(&handle);
-    if (st != CUBLAS_STATUS_SUCCESS) {
-      handle = nullptr;
-      return absl::InternalError(absl::StrCat("tf_rnn_ops: cublasCreate failed: ", cublasGetStatusString(st)));
+// The cuBLAS handle of the op's device, bound to the op's stream, held under the device's lock until
+// this object goes (the end of Compute, once everything is enqueued). One handle per device, as
+// TensorFlow's own BLAS support has: a handle per host thread would give each of TensorFlow's many
+// inter-op threads its own handle and cuBLAS workspace, allocated outside TensorFlow's allocator. TF32
+// is allowed for float32 products when TensorFlow allows it
+// (tf.config.experimental.enable_tensor_float_32_execution).
+class ScopedBlas {
+ public:
+  absl::Status Init(cudaStream_t stream) {
+    int device = 0;
+    cudaError_t err = cudaStreamGetDevice(stream, &device);
+    if (err == cudaSuccess) err = cudaSetDevice(device);  // a handle belongs to the current device
+    if (err != cudaSuccess) {
+      return absl::InternalError(absl::StrCat("tf_rnn_ops: no CUDA device for the op's stream: ",
+                                              cudaGetErrorString(err)));
     }
+    DeviceBlas& blas = OfDevice(device);
+    lock_ = std::unique_lock<std::mutex>(blas.mu);
+    if (blas.handle == nullptr) {
+      const cublasStatus_t st = cublasCreate(&blas.handle);
+      if (st != CUBLAS_STATUS_SUCCESS) {
+        blas.handle = nullptr;
+        return absl::InternalError(absl::StrCat("tf_rnn_ops: cublasCreate failed: ", cublasGetStatusString(st)));
+      }
+    }
+    const cublasMath_t math =
+        tsl::tensor_float_32_execution_enabled() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+    if (cublasSetMathMode(blas.handle, math) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetPointerMode(blas.handle, CUBLAS_POINTER_MODE_HOST) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetStream(blas.handle, stream) != CUBLAS_STATUS_SUCCESS) {
+      return absl::InternalError("tf_rnn_ops: could not configure the cuBLAS handle");
+    }
+    handle_ = blas.handle;
+    return absl::OkStatus();
   }
-  const cublasMath_t math =
-      tsl::tensor_float_32_execution_enabled() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
-  if (cublasSetMathMode(handle, math) != CUBLAS_STATUS_SUCCESS ||
-      cublasSetStream(handle, stream) != CUBLAS_STATUS_SUCCESS) {
-    return absl::InternalError("tf_rnn_ops: could not configure the cuBLAS handle");
+  cublasHandle_t get() const { return handle_; }
+
+ private:
+  struct DeviceBlas {
+    std::mutex mu;
+    cublasHandle_t handle = nullptr;  // lives as long as the process
+  };
+  static DeviceBlas& OfDevice(int device) {
+    static std::mutex mu;
+    static auto* devices = new std::unordered_map<int, std::unique_ptr<DeviceBlas>>();
+    std::lock_guard<std::mutex> lock(mu);
+    std::unique_ptr<DeviceBlas>& entry = (*devices)[device];
+    if (entry == nullptr) entry = std::make_unique<DeviceBlas>();
+    return *entry;
   }
-  *out = handle;
-  return absl::OkStatus();
-}
+
+  std::unique_lock<std::mutex> lock_;
+  cublasHandle_t handle_ = nullptr;
+};
 
 // Device scratch of `bytes` bytes, 256-byte aligned, alive as long as `holder`.
 absl::Status Scratch(OpKernelContext* ctx, size_t bytes, Tensor* holder, void** out) {
@@ -173,8 +200,8 @@ class GruBlockCellGpuOp : public OpKernel {
     for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, ctx->allocate_output(i, TensorShape({s.batch, s.cell}), &out[i]));
     if (s.batch == 0 || s.cell == 0) return;
     const cudaStream_t stream = StreamOf(ctx);
-    cublasHandle_t blas;
-    OP_REQUIRES_OK(ctx, BlasFor(stream, &blas));
+    ScopedBlas blas;
+    OP_REQUIRES_OK(ctx, blas.Init(stream));
     Tensor in_holder[6], out_holder[4], ws_holder;
     const Acc<T>* in[6];
     Acc<T>* o[4];
@@ -183,9 +210,9 @@ class GruBlockCellGpuOp : public OpKernel {
     void* ws;
     OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
                                 &ws_holder, &ws));
-    OP_REQUIRES_OK(ctx, FromCuda(cuda::GruBlockCellForward<Acc<T>>(blas, stream, s.batch, s.input, s.cell, in[0],
-                                                                   in[1], in[2], in[3], in[4], in[5], o[0], o[1],
-                                                                   o[2], o[3], ws)));
+    OP_REQUIRES_OK(ctx, FromCuda(cuda::GruBlockCellForward<Acc<T>>(blas.get(), stream, s.batch, s.input, s.cell,
+                                                                   in[0], in[1], in[2], in[3], in[4], in[5], o[0],
+                                                                   o[1], o[2], o[3], ws)));
     for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
   }
 };
@@ -208,8 +235,8 @@ class GruBlockCellGradGpuOp : public OpKernel {
       return;
     }
     const cudaStream_t stream = StreamOf(ctx);
-    cublasHandle_t blas;
-    OP_REQUIRES_OK(ctx, BlasFor(stream, &blas));
+    ScopedBlas blas;
+    OP_REQUIRES_OK(ctx, blas.Init(stream));
     Tensor in_holder[10], out_holder[4], ws_holder;
     const Acc<T>* in[10];
     Acc<T>* o[4];
@@ -219,8 +246,8 @@ class GruBlockCellGradGpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
                                 &ws_holder, &ws));
     OP_REQUIRES_OK(ctx, FromCuda(cuda::GruBlockCellBackward<Acc<T>>(
-                            blas, stream, s.batch, s.input, s.cell, in[0], in[1], in[2], in[3], in[4], in[5], in[6],
-                            in[7], in[8], in[9], o[0], o[1], o[2], o[3], ws)));
+                            blas.get(), stream, s.batch, s.input, s.cell, in[0], in[1], in[2], in[3], in[4], in[5],
+                            in[6], in[7], in[8], in[9], o[0], o[1], o[2], o[3], ws)));
     for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
   }
 };
@@ -274,8 +301,8 @@ class CudnnRnnForwardGpuOp : public OpKernel {
     if (in.batch == 0) return;
 
     const cudaStream_t stream = StreamOf(ctx);
-    cublasHandle_t blas;
-    OP_REQUIRES_OK(ctx, BlasFor(stream, &blas));
+    ScopedBlas blas;
+    OP_REQUIRES_OK(ctx, blas.Init(stream));
     Tensor hx, hh, hc, hp, hy, hhy, hcy, ws_holder;
     const Acc<T>*x, *h0, *c0 = nullptr, *w;
     Acc<T>*y, *hn, *cn = nullptr;
@@ -289,8 +316,8 @@ class CudnnRnnForwardGpuOp : public OpKernel {
     void* ws;
     OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::RnnForwardWorkspaceBytes(config, DTypeOf<Acc<T>>()), &ws_holder, &ws));
     void* reserve_data = config.is_training && reserve->NumElements() > 0 ? reserve->flat<T>().data() : nullptr;
-    OP_REQUIRES_OK(ctx, FromCuda(cuda::RnnForward<Acc<T>>(blas, stream, config, in.lengths_or_null(), x, h0, c0, w,
-                                                          y, hn, cn, reserve_data, ws)));
+    OP_REQUIRES_OK(ctx, FromCuda(cuda::RnnForward<Acc<T>>(blas.get(), stream, config, in.lengths_or_null(), x, h0,
+                                                          c0, w, y, hn, cn, reserve_data, ws)));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, output, hy));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, output_h, hhy));
     if (lstm) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, output_c, hcy));
@@ -343,8 +370,8 @@ class CudnnRnnBackwardGpuOp : public OpKernel {
     }
 
     const cudaStream_t stream = StreamOf(ctx);
-    cublasHandle_t blas;
-    OP_REQUIRES_OK(ctx, BlasFor(stream, &blas));
+    ScopedBlas blas;
+    OP_REQUIRES_OK(ctx, blas.Init(stream));
     Tensor hx, hp, hdy, hdhy, hdcy, hdx, hdh0, hdc0, hdp, ws_holder;
     const Acc<T>*x, *w, *dy, *dhy, *dcy = nullptr;
     Acc<T>*dx, *dh0, *dc0 = nullptr, *dparams;
@@ -365,8 +392,8 @@ class CudnnRnnBackwardGpuOp : public OpKernel {
     void* ws;
     OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::RnnBackwardWorkspaceBytes(config, DTypeOf<Acc<T>>()), &ws_holder, &ws));
     const void* reserve_data = reserve.NumElements() > 0 ? reserve.flat<T>().data() : nullptr;
-    OP_REQUIRES_OK(ctx, FromCuda(cuda::RnnBackward<Acc<T>>(blas, stream, config, in.lengths_or_null(), x, w, dy, dhy,
-                                                           dcy, reserve_data, dx, dh0, dc0, dparams, ws)));
+    OP_REQUIRES_OK(ctx, FromCuda(cuda::RnnBackward<Acc<T>>(blas.get(), stream, config, in.lengths_or_null(), x, w,
+                                                           dy, dhy, dcy, reserve_data, dx, dh0, dc0, dparams, ws)));
     if (!skip_input_backprop_) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, dx_t, hdx));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, dh0_t, hdh0));
     if (lstm) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, dc0_t, hdc0));
