@@ -1,8 +1,11 @@
 """The CUDA GRU block cell (forward and grad kernel) against the float64 numpy implementation of
-SPEC.md §3. Needs a CUDA device and PyTorch (skipped otherwise)."""
+SPEC.md §3 and against our CPU kernels' numbers (data/gru_block_cell_cpu.npz, written by
+cpu_cell_numbers.py: this machine has no TensorFlow). Needs a CUDA device and PyTorch (skipped
+otherwise)."""
 
 from __future__ import annotations
 
+import cpu_cell_numbers as cn
 import cuda_rnn_reference as ref
 import gpu_harness
 import numpy as np
@@ -46,3 +49,23 @@ def test_matches_spec(lib, dtype, batch, isz, hsz):
     names = ["d_x", "d_h_prev", "d_c_bar", "d_r_bar_u_bar"]
     for name, g, w in zip(names, got, want, strict=True):
         np.testing.assert_allclose(be.to_numpy(g), w, rtol=tol, atol=tol, err_msg=name)
+
+
+CPU_NUMBERS = cn.load()
+
+
+@pytest.mark.parametrize("k", [cn.key(case, dtype) for case in cn.CASES for dtype in cn.DTYPES])
+def test_matches_the_cpu_kernels(lib, k):
+    d = CPU_NUMBERS[k]
+    dtype = str(d["x"].dtype)
+    be = lib.backend
+    ins = [be.from_numpy(d[n], dtype) for n in ("x", "h_prev", "w_ru", "w_c", "b_ru", "b_c")]
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    got = lib.gru_block_cell(*ins, dtype=dtype)
+    for name, g in zip(cn.FORWARD, got, strict=True):
+        np.testing.assert_allclose(be.to_numpy(g), d[name], rtol=tol, atol=tol, err_msg=name)
+    grad_ins = [be.from_numpy(d[n], dtype) for n in ("r", "u", "c", "d_h")]
+    got = lib.gru_block_cell_grad(*ins, *grad_ins, dtype=dtype)
+    tol = 1e-11 if dtype == "float64" else 5e-5
+    for name, g in zip(cn.GRAD, got, strict=True):
+        np.testing.assert_allclose(be.to_numpy(g), d[name], rtol=tol, atol=tol, err_msg=name)
