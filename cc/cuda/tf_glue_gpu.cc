@@ -133,9 +133,9 @@ T* DataOrNull(Tensor* t) {
 
 // The type the CUDA layer computes in for tensors of type T: float for half and bfloat16.
 template <typename T>
-constexpr bool kIsHalf16 = std::is_same_v<T, Eigen::half> || std::is_same_v<T, Eigen::bfloat16>;
-template <typename T>
 using Acc = typename ComputeType<T>::type;
+template <typename T>
+constexpr bool kIsHalf16 = !std::is_same_v<Acc<T>, T>;  // half, bfloat16: computed in float
 template <typename T>
 cuda::Half16 Half16Of() {
   return std::is_same_v<T, Eigen::bfloat16> ? cuda::Half16::kBFloat16 : cuda::Half16::kFloat16;
@@ -194,7 +194,7 @@ class GruBlockCellGpuOp : public OpKernel {
   explicit GruBlockCellGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    GRUBlockCellDims s;
+    GRUBlockCellSizes s;
     OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/false, &s));
     Tensor* out[4];
     for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, ctx->allocate_output(i, TensorShape({s.batch, s.cell}), &out[i]));
@@ -223,7 +223,7 @@ class GruBlockCellGradGpuOp : public OpKernel {
   explicit GruBlockCellGradGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    GRUBlockCellDims s;
+    GRUBlockCellSizes s;
     OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/true, &s));
     Tensor* out[4];
     const TensorShape shapes[4] = {TensorShape({s.batch, s.input}), TensorShape({s.batch, s.cell}),

@@ -26,6 +26,7 @@
 #include <cstring>
 
 #include "Eigen/Core"
+#include "cc/kernels/kernel_util.h"  // GRUBlockCellSizes
 #include "tensorflow/core/framework/tensor_types.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
@@ -36,10 +37,6 @@
 #define TF_RNN_OPS_HOST_DEVICE
 #endif
 #endif
-
-namespace tensorflow {
-class OpKernelContext;
-}  // namespace tensorflow
 
 namespace tf_rnn_ops {
 namespace gru {
@@ -94,13 +91,6 @@ TF_RNN_OPS_HOST_DEVICE inline T DHPrev(T d_h_prev_ru, T d_h_prevr, T r, T d_h, T
 namespace functor {
 
 namespace TT = ::tensorflow;
-
-// Sizes of one cell step: batch B, input size I, cell size H.
-struct GRUBlockCellSizes {
-  int64_t batch;
-  int64_t input;
-  int64_t cell;
-};
 
 // Forward. Scratch: x_h_prev and x_h_prevr [B, I+H], r_u_bar [B, 2H].
 template <typename Device, typename T>

@@ -29,15 +29,6 @@ using ::tensorflow::TensorShape;
 using ::tensorflow::TTypes;
 using CPUDevice = Eigen::ThreadPoolDevice;
 
-// Validates with the checks the GPU kernels share (kernel_util.h); the functors' sizes.
-absl::Status ValidateInputs(OpKernelContext* ctx, bool with_grad_inputs,
-                            functor::GRUBlockCellSizes* sizes) {
-  GRUBlockCellDims dims;
-  TF_RETURN_IF_ERROR(ValidateGRUBlockCellInputs(ctx, with_grad_inputs, &dims));
-  *sizes = {dims.batch, dims.input, dims.cell};
-  return absl::OkStatus();
-}
-
 // Inputs and outputs in the compute type CT: the tensors themselves when CT == T, float copies
 // otherwise.
 template <typename T, typename CT>
@@ -91,8 +82,8 @@ class GRUBlockCellOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     using CT = typename ComputeType<T>::type;
     using Conv = Converted<T, CT>;
-    functor::GRUBlockCellSizes s;
-    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, /*with_grad_inputs=*/false, &s));
+    GRUBlockCellSizes s;  // the checks the GPU kernels share (kernel_util.h)
+    OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/false, &s));
 
     Tensor in_ct[6];
     for (int i = 0; i < 6; ++i) OP_REQUIRES_OK(ctx, Conv::Input(ctx, i, &in_ct[i]));
@@ -131,8 +122,8 @@ class GRUBlockCellGradOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     using CT = typename ComputeType<T>::type;
     using Conv = Converted<T, CT>;
-    functor::GRUBlockCellSizes s;
-    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, /*with_grad_inputs=*/true, &s));
+    GRUBlockCellSizes s;
+    OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/true, &s));
 
     Tensor in_ct[10];
     for (int i = 0; i < 10; ++i) {

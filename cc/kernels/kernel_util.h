@@ -39,7 +39,8 @@ struct ComputeType<Eigen::bfloat16> {
 // ---------------------------------------------------------------------------------------------------
 // GRU block cell (TfRnn>GRUBlockCell, TfRnn>GRUBlockCellGrad).
 
-struct GRUBlockCellDims {
+// Sizes of one cell step (also the functors' parameter, gru_block_cell_functor.h).
+struct GRUBlockCellSizes {
   int64_t batch = 0;  // B
   int64_t input = 0;  // I
   int64_t cell = 0;   // H
@@ -69,7 +70,7 @@ inline absl::Status CheckDim(const tensorflow::Tensor& t, const char* name, int 
 // Checks the six inputs both ops share (x, h_prev, w_ru, w_c, b_ru, b_c) and, for the gradient, r, u,
 // c, d_h. Sets the sizes B, I, H.
 inline absl::Status ValidateGRUBlockCellInputs(tensorflow::OpKernelContext* ctx, bool with_grad_inputs,
-                                               GRUBlockCellDims* dims) {
+                                               GRUBlockCellSizes* sizes) {
   using gru_checks::CheckDim;
   using gru_checks::CheckRank;
   const tensorflow::Tensor& x = ctx->input(0);
@@ -112,7 +113,7 @@ inline absl::Status ValidateGRUBlockCellInputs(tensorflow::OpKernelContext* ctx,
       TF_RETURN_IF_ERROR(CheckDim(t, kNames[i], 1, cell, "h_prev.dims(1)"));
     }
   }
-  *dims = {batch, input, cell};
+  *sizes = {batch, input, cell};
   return absl::OkStatus();
 }
 
