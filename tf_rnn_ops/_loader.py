@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import json
 import os
+import sys
 import types
 import warnings
 
@@ -101,10 +103,55 @@ def load_tf_cudnn_cpu_kernels() -> list[str]:
     return missing
 
 
-# What the GPU library is built for (cc/cuda/cuda.mk): SASS for sm_80 and sm_90 and compute_90 PTX,
-# on the CUDA 13 runtime (linked statically) and cuBLAS 13, which need a driver for CUDA 13.
-MIN_COMPUTE_CAPABILITY = (8, 0)
-MIN_DRIVER_CUDA_VERSION = 13000  # as cuDriverGetVersion reports it: 1000 * major + 10 * minor
+# ---------------------------------------------------------------- GPU kernels
+# `make gpu` records what it built the GPU library with as a string in the library itself
+# (`TFRNN_GPU_BUILD_INFO{json}`, cc/cuda/cuda.mk), read from the file before anything is loaded.
+_GPU_BUILD_INFO_MARKER = b"TFRNN_GPU_BUILD_INFO"
+# Where NVIDIA's pip packages keep each cuBLAS, relative to site-packages: nvidia-cublas-cu12 (the
+# one `tensorflow[and-cuda]` installs) and nvidia-cublas 13 (PyTorch's CUDA 13 builds).
+_CUBLAS_PACKAGE_DIRS = {
+    "libcublas.so.12": "nvidia/cublas/lib",
+    "libcublas.so.13": "nvidia/cu13/lib",
+}
+_HOW_TO_GET_CUBLAS = (
+    "install TensorFlow's CUDA libraries: pip install 'tensorflow[and-cuda]==2.21.0' (it brings "
+    "nvidia-cublas-cu12)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuBuildInfo:
+    """What the GPU library was built with (cc/cuda/cuda.mk)."""
+
+    cuda: tuple[int, int]  # the CUDA version of the compiler and its runtime (linked statically)
+    sass: tuple[int, ...]  # architectures with machine code, e.g. (80, 90) for sm_80 and sm_90
+    ptx: int  # the architecture of the PTX the driver compiles for newer GPUs, e.g. 90
+    cublas: str  # the cuBLAS it needs, e.g. "libcublas.so.12"
+
+
+def read_gpu_build_info(path: str) -> GpuBuildInfo | None:
+    """The build information recorded in the GPU library at `path`, or None if it has none."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    start = data.find(_GPU_BUILD_INFO_MARKER)
+    if start < 0:
+        return None
+    start += len(_GPU_BUILD_INFO_MARKER)
+    end = data.find(b"\0", start)
+    try:
+        info = json.loads(data[start : end if end >= 0 else None])
+        major, minor = (int(v) for v in str(info["cuda"]).split(".")[:2])
+        return GpuBuildInfo(
+            cuda=(major, minor),
+            sass=tuple(int(a) for a in info["sass"]),
+            ptx=int(info["ptx"]),
+            cublas=str(info["cublas"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _cuda_driver_version() -> int | None:
@@ -131,44 +178,134 @@ def _gpu_compute_capabilities(gpus) -> list[tuple[int, int] | None]:
     return capabilities
 
 
-def gpu_kernels_unusable_reason(
-    capabilities: list[tuple[int, int] | None], driver_version: int | None
-) -> str | None:
-    """Why the GPU library cannot serve these GPUs, or None when it can.
+def _code_for(capability: tuple[int, int], info: GpuBuildInfo) -> str | None:
+    """How the library serves a GPU of this compute capability: "sass" (machine code: sm_80 runs
+    on 8.x, sm_90 on 9.x), "ptx" (its PTX, compiled by the driver: newer GPUs) or None."""
+    major, minor = capability
+    if any(a // 10 == major and minor >= a % 10 for a in info.sass):
+        return "sass"
+    if 10 * major + minor >= info.ptx:
+        return "ptx"
+    return None
 
-    Once loaded, TensorFlow places our ops on the GPU; a GPU the library has no code for (or a
-    driver too old for its runtime) would then fail every call instead of running them on CPU.
+
+def _cuda_version_str(version: int) -> str:
+    major, minor = divmod(version // 10, 100)
+    return f"{major}.{minor}"
+
+
+def gpu_kernels_unusable_reason(
+    capabilities: list[tuple[int, int] | None], driver_version: int | None, info: GpuBuildInfo
+) -> str | None:
+    """Why the GPU library built as `info` cannot serve these GPUs with this driver, or None.
+
+    The runtime of CUDA X.Y (linked statically) runs on any driver for CUDA X or newer (CUDA's minor
+    version compatibility); PTX compiled by the driver needs a driver for CUDA X.Y or newer. Once
+    loaded, TensorFlow places our ops on the GPU: a GPU the library has no code for, or a driver too
+    old for it, would then fail every call instead of running the ops on CPU.
     """
     if driver_version is None:
         return "no CUDA driver version could be read (libcuda.so.1)"
-    if driver_version < MIN_DRIVER_CUDA_VERSION:
-        major, minor = divmod(driver_version // 10, 100)
+    built = f"{info.cuda[0]}.{info.cuda[1]}"
+    if driver_version < 1000 * info.cuda[0]:
         return (
-            f"the NVIDIA driver supports CUDA {major}.{minor}, but the kernels are built with CUDA "
-            f"{MIN_DRIVER_CUDA_VERSION // 1000} (install a newer driver)"
+            f"the NVIDIA driver supports CUDA {_cuda_version_str(driver_version)}, but the kernels "
+            f"are built with CUDA {built}, which needs a driver for CUDA {info.cuda[0]} or newer "
+            "(install a newer driver)"
         )
-    want = MIN_COMPUTE_CAPABILITY
+    code = ", ".join(f"sm_{a}" for a in info.sass) + f" and compute_{info.ptx} PTX"
     for i, cc in enumerate(capabilities):
         if cc is None:
             return f"TensorFlow reports no compute capability for GPU {i}"
-        if cc < want:
+        how = _code_for(cc, info)
+        if how is None:
             return (
                 f"GPU {i} has compute capability {cc[0]}.{cc[1]}; the kernels are built for "
-                f"{want[0]}.{want[1]} and newer"
+                f"{min(info.sass) // 10}.{min(info.sass) % 10} and newer ({code})"
+            )
+        if how == "ptx" and driver_version < 1000 * info.cuda[0] + 10 * info.cuda[1]:
+            return (
+                f"GPU {i} (compute capability {cc[0]}.{cc[1]}) runs the kernels' "
+                f"compute_{info.ptx} PTX, which the driver must compile: that needs a driver for "
+                f"CUDA {built} or newer, this one supports CUDA {_cuda_version_str(driver_version)}"
             )
     return None
 
 
-@functools.cache
-def load_gpu_kernels() -> bool:
-    """Loads the CUDA kernels of our ops when they were built, TensorFlow has a GPU, and the GPUs
-    and driver can run them (else warns once and leaves the ops on CPU)."""
-    if not os.path.exists(GPU_LIBRARY_PATH):
-        return False
+def _site_packages_dirs() -> list[str]:
+    """Where to look for NVIDIA's pip packages, as TensorFlow does: next to this package and to
+    TensorFlow (their run paths point at ../nvidia/...), then the rest of sys.path."""
+    dirs = [os.path.dirname(_HERE), os.path.dirname(os.path.dirname(os.path.abspath(tf.__file__)))]
+    return dirs + [os.path.abspath(p or ".") for p in sys.path]
+
+
+def find_cuda_library(soname: str) -> str | None:
+    """The file of `soname` (e.g. libcublas.so.12) in an NVIDIA pip package on the path, or None."""
+    sub = _CUBLAS_PACKAGE_DIRS.get(soname)
+    if sub is None:
+        return None
+    for d in _site_packages_dirs():
+        candidate = os.path.join(d, sub, soname)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _load_cublas(soname: str) -> str | None:
+    """Loads `soname` before the GPU library needs it: from NVIDIA's pip package (where TensorFlow
+    finds its own), else by name (the one TensorFlow already loaded, or the system's). None when
+    loaded, else why not."""
+    path = find_cuda_library(soname)
+    try:
+        ctypes.CDLL(path or soname, mode=ctypes.RTLD_GLOBAL)
+    except OSError as e:
+        return f"{soname} could not be loaded ({e}); {_HOW_TO_GET_CUBLAS}"
+    return None
+
+
+def load_gpu_library(path: str | None = None) -> str | None:
+    """Loads the GPU library (its DEVICE_GPU kernels) and the cuBLAS it needs into TensorFlow,
+    whether or not a GPU is visible. Returns None when loaded, else why not; never raises."""
+    path = path or GPU_LIBRARY_PATH
+    info = read_gpu_build_info(path)
+    if info is None:
+        return f"{path} records no build information (rebuild it with `make gpu`)"
+    reason = _load_cublas(info.cublas)
+    if reason is not None:
+        return reason
+    try:
+        _load(path, kernels_only=True)
+    except ImportError as e:
+        return str(e)
+    return None
+
+
+def _gpu_kernels_not_loaded_reason() -> str | None:
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
+        return ""  # nothing to serve: no warning
+    info = read_gpu_build_info(GPU_LIBRARY_PATH)
+    if info is None:
+        return f"{GPU_LIBRARY_PATH} records no build information (rebuild it with `make gpu`)"
+    reason = gpu_kernels_unusable_reason(
+        _gpu_compute_capabilities(gpus), _cuda_driver_version(), info
+    )
+    return reason if reason is not None else load_gpu_library(GPU_LIBRARY_PATH)
+
+
+@functools.cache
+def load_gpu_kernels() -> bool:
+    """Loads the CUDA kernels of our ops when they were built, TensorFlow has a GPU, the GPUs and
+    driver can run them and their cuBLAS loads. Otherwise warns once, saying why, and leaves the
+    ops on CPU: `import tf_rnn_ops` never fails because of the GPU library."""
+    if not os.path.exists(GPU_LIBRARY_PATH):
         return False
-    reason = gpu_kernels_unusable_reason(_gpu_compute_capabilities(gpus), _cuda_driver_version())
+    try:
+        reason = _gpu_kernels_not_loaded_reason()
+    except Exception as e:  # noqa: BLE001 - whatever it is, the CPU kernels still serve
+        reason = f"{type(e).__name__}: {e}"
+    if reason == "":
+        return False
     if reason is not None:
         warnings.warn(
             f"tf_rnn_ops: GPU kernels not loaded: {reason}. The ops run on CPU.",
@@ -176,5 +313,4 @@ def load_gpu_kernels() -> bool:
             stacklevel=2,
         )
         return False
-    _load(GPU_LIBRARY_PATH, kernels_only=True)
     return True

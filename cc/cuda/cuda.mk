@@ -16,16 +16,27 @@ BUILD      ?= build
 PYTHON     ?= python3
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CXX        ?= g++
+# The CUDA C++ compiler and the runtime it is paired with. NVIDIA ships no CUDA 12 compiler on the package
+# index (nvidia-cuda-nvcc-cu12 holds ptxas and libnvvm only, no nvcc/cudafe++/cicc/fatbinary), so the
+# default is the toolkit on this machine (CUDA 13); a CUDA 12 toolkit here (CUDA_HOME=/usr/local/cuda-12.x)
+# builds with CUDA 12 end to end. Its cudart is linked statically, so no libcudart.so of either version is
+# needed at run time.
 CUDA_HOME  ?= /usr/local/cuda
 NVCC       ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCHS ?= 80 90
-CUBLAS_PIN ?= nvidia-cublas==13.0.2.14
+# cuBLAS: TensorFlow 2.21's own (`tensorflow[and-cuda]` brings nvidia-cublas-cu12, libcublas.so.12), pinned
+# in the `gpu` extra of pyproject.toml. The harness on a machine whose PyTorch brings cuBLAS 13 may build
+# the framework-free library with CUBLAS_MAJOR=13 (tests/gpu/run.sh decides).
+CUBLAS_MAJOR ?= 12
 
 CUDA_BUILD    := $(BUILD)/cuda
 CUDA_LIB      := $(CUDA_BUILD)/libtf_rnn_ops_cuda.so
 CUDA_EMU_LIB  := $(CUDA_BUILD)/emu/libtf_rnn_ops_cuda_emu.so
 GPU_LIB       := tf_rnn_ops/_tf_rnn_ops_gpu.so
-CUBLAS_ENV    := $(CUDA_BUILD)/cublas.env
+CUBLAS_ENV    := $(CUDA_BUILD)/cublas$(CUBLAS_MAJOR).env
+# Where `make gpu` installs the pinned nvidia-cublas-cu12 wheel (pip --target) when no Python here has it.
+CUDA12_SITE   := $(BUILD)/cuda12/site
+CUDA_INFO_OBJ := $(CUDA_BUILD)/obj/gpu_build_info.o
 
 CUDA_KERNEL_SRCS := cc/cuda/gru_block_cell_cuda.cu.cc cc/cuda/fused_rnn_cuda.cu.cc cc/cuda/convert_cuda.cu.cc
 CUDA_KERNEL_OBJS := $(patsubst cc/cuda/%.cu.cc,$(CUDA_BUILD)/obj/%.o,$(CUDA_KERNEL_SRCS))
@@ -33,13 +44,17 @@ CUDA_CAPI_OBJ    := $(CUDA_BUILD)/obj/c_api.o
 CUDA_GLUE_OBJ    := $(CUDA_BUILD)/obj/tf_glue_gpu.o
 CUDA_HEADERS     := $(wildcard cc/cuda/*.h) cc/kernels/rnn_cell_math.h cc/kernels/rnn_params.h
 
-# Python with pip for the cuBLAS fetch, and the Pythons whose site-packages may hold nvidia-cublas.
+# Python with pip for the cuBLAS install, and the Pythons whose site-packages may hold nvidia-cublas-cu12.
 CUDA_PIP_PYTHON := $(if $(wildcard .venv/bin/python),.venv/bin/python,$(PYTHON))
 CUDA_PYTHONS    := $(wildcard .venv/bin/python) $(PYTHON)
+# The pinned cuBLAS of the `gpu` extra (installed only for CUDA 12; a CUDA 13 one must be present).
+CUBLAS_PIN = $(if $(filter 12,$(CUBLAS_MAJOR)),$(shell $(CUDA_PIP_PYTHON) tools/deps.py gpu 2>/dev/null | grep '^nvidia-cublas-cu12'))
 
 CUDA_WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 CUDA_GENCODE  := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
                  -gencode arch=compute_$(lastword $(CUDA_ARCHS)),code=compute_$(lastword $(CUDA_ARCHS))
+# The compiler's CUDA version (e.g. 13.0): recorded in the library for the loader's driver check.
+NVCC_VERSION   = $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
 # Read when a recipe runs, after $(CUBLAS_ENV) is made.
 CUBLAS_INC     = $(shell sed -n 's/^inc=//p' $(CUBLAS_ENV))
 CUBLAS_LIB     = $(shell sed -n 's/^lib=//p' $(CUBLAS_ENV))
@@ -48,42 +63,59 @@ NVCC_FLAGS     = -std=c++17 -O3 -I. -isystem $(CUBLAS_INC) $(CUDA_GENCODE) \
                  $(NVCC_EXTRA_FLAGS)
 CUDA_HOST_FLAGS = -std=c++17 -O2 -fPIC -fvisibility=hidden $(CUDA_WARN) -I. \
                   -isystem $(CUDA_HOME)/include -isystem $(CUBLAS_INC)
-# Static cudart (no libcudart.so needed at run time), cuBLAS found at run time through its own directory
-# or the already loaded libcublas.so.N (PyTorch's, when the harness imports torch first).
-CUDA_LINK      = -L$(CUDA_HOME)/lib64 -l:libcudart_static.a -ldl -lpthread -lrt $(CUBLAS_LIB) \
-                 -Wl,-rpath,$(dir $(CUBLAS_LIB))
+# cudart: static, from the compiler's own toolkit (its registration stubs and runtime belong together).
+# cuBLAS: linked by file, so the library records only its soname (libcublas.so.12); no run path into
+# this checkout. Loaded into TensorFlow, it gets the libcublas.so.12 that tf_rnn_ops/_loader.py loads
+# first (site-packages/nvidia/cublas/lib, as TensorFlow finds it) or TensorFlow already loaded.
+CUDA_LINK      = -L$(CUDA_HOME)/lib64 -l:libcudart_static.a -ldl -lpthread -lrt $(CUBLAS_LIB)
+# Installed next to nvidia-cublas-cu12 in site-packages, the GPU library finds it as TensorFlow does.
+GPU_LIB_RPATH  := $(if $(filter 12,$(CUBLAS_MAJOR)),nvidia/cublas/lib,nvidia/cu$(CUBLAS_MAJOR)/lib)
 .PHONY: gpu gpu-lib gpu-emu gpu-check gpu-test gpu-clean cuda-toolkit-present
 
-$(CUBLAS_ENV): cc/cuda/find_cublas.sh
+$(CUBLAS_ENV): cc/cuda/find_cublas.sh pyproject.toml
 	@mkdir -p $(dir $@)
-	CUDA_HOME=$(CUDA_HOME) PYTHONS="$(CUDA_PYTHONS)" PIP_PYTHON=$(CUDA_PIP_PYTHON) \
-	  CUBLAS_PIN=$$($(CUDA_PIP_PYTHON) tools/deps.py gpu 2>/dev/null | grep '^nvidia-cublas' || echo $(CUBLAS_PIN)) \
-	  bash cc/cuda/find_cublas.sh $(CUDA_BUILD)/cublas > $@.tmp
+	CUDA_HOME=$(CUDA_HOME) PYTHONS="$(CUDA_PYTHONS)" PIP_PYTHON=$(CUDA_PIP_PYTHON) CUBLAS_PIN="$(CUBLAS_PIN)" \
+	  bash cc/cuda/find_cublas.sh $(CUDA12_SITE) $(CUBLAS_MAJOR) > $@.tmp
 	mv $@.tmp $@
 	@cat $@
 
-$(CUDA_BUILD)/obj/%.o: cc/cuda/%.cu.cc $(CUDA_HEADERS) | $(CUBLAS_ENV)
+$(CUDA_BUILD)/obj/%.o: cc/cuda/%.cu.cc $(CUDA_HEADERS) $(CUBLAS_ENV)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -x cu -c $< -o $@
 
-$(CUDA_CAPI_OBJ): cc/cuda/c_api.cc $(CUDA_HEADERS) | $(CUBLAS_ENV)
+$(CUDA_CAPI_OBJ): cc/cuda/c_api.cc $(CUDA_HEADERS) $(CUBLAS_ENV)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CUDA_HOST_FLAGS) -c $< -o $@
 
-$(CUDA_LIB): $(CUDA_KERNEL_OBJS) $(CUDA_CAPI_OBJ)
+# What the library is built with, as a string in it that tf_rnn_ops/_loader.py reads from the file without
+# loading it (cc/cuda/README.md, "Loading the glue"); rewritten only when it changes.
+CUDA_BUILD_INFO = {"cuda": "$(NVCC_VERSION)", "sass": [$(subst $() $(),$(,),$(strip $(CUDA_ARCHS)))], \
+                   "ptx": $(lastword $(CUDA_ARCHS)), "cublas": "libcublas.so.$(CUBLAS_MAJOR)"}
+, := ,
+$(CUDA_BUILD)/gpu_build_info.cc: FORCE
+	@mkdir -p $(dir $@)
+	@printf '%s\n' 'extern const char tfrnn_gpu_build_info[] __attribute__((used)) =' \
+	  '    "TFRNN_GPU_BUILD_INFO$(subst ",\",$(CUDA_BUILD_INFO))";' > $@.tmp
+	@cmp -s $@.tmp $@ 2>/dev/null && rm $@.tmp || mv $@.tmp $@
+FORCE:
+
+$(CUDA_INFO_OBJ): $(CUDA_BUILD)/gpu_build_info.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -fPIC -c $< -o $@
+
+$(CUDA_LIB): $(CUDA_KERNEL_OBJS) $(CUDA_CAPI_OBJ) $(CUDA_INFO_OBJ)
 	$(CXX) -shared -o $@ $^ -Wl,--no-undefined $(CUDA_LINK)
 
 # The TensorFlow glue: TensorFlow's headers (from the Makefile's tf_flags.mk) with GOOGLE_CUDA and Eigen's GPU
 # device, compiled by the host compiler; linked with the CUDA objects into its own library.
 $(CUDA_GLUE_OBJ): cc/cuda/tf_glue_gpu.cc $(CUDA_HEADERS) $(wildcard cc/kernels/*.h) $(BUILD)/tf_flags.mk $(BUILD)/cxxflags \
-                  | $(CUBLAS_ENV)
+                  $(CUBLAS_ENV)
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -DGOOGLE_CUDA=1 -isystem $(CUDA_HOME)/include -isystem $(CUBLAS_INC) -c $< -o $@
 
-# Installed, it finds cuBLAS in site-packages/nvidia/cu13/lib (the nvidia-cublas wheel, as PyTorch does).
-$(GPU_LIB): $(CUDA_GLUE_OBJ) $(CUDA_KERNEL_OBJS)
-	$(CXX) -o $@ $(CUDA_GLUE_OBJ) $(CUDA_KERNEL_OBJS) $(LDFLAGS_LIB) $(CUDA_LINK) \
-	  -Wl,-rpath,'$$ORIGIN/../nvidia/cu13/lib'
+$(GPU_LIB): $(CUDA_GLUE_OBJ) $(CUDA_KERNEL_OBJS) $(CUDA_INFO_OBJ)
+	$(CXX) -o $@ $(CUDA_GLUE_OBJ) $(CUDA_KERNEL_OBJS) $(CUDA_INFO_OBJ) $(LDFLAGS_LIB) $(CUDA_LINK) \
+	  -Wl,-rpath,'$$ORIGIN/../$(GPU_LIB_RPATH)'
 
 # The host emulation (cc/cuda/cuda_compat.h): the same sources by the host compiler, for tests without a GPU.
 $(CUDA_EMU_LIB): $(CUDA_KERNEL_SRCS) cc/cuda/c_api.cc $(CUDA_HEADERS)

@@ -1,73 +1,63 @@
 #!/usr/bin/env bash
-# Finds cuBLAS (headers and libcublas.so) for the CUDA layer and prints `inc=DIR` and `lib=FILE`.
+# Finds cuBLAS of one CUDA major version (headers and libcublas.so.MAJOR) for the CUDA layer and prints
+#   inc=DIR   the directory of cublas_v2.h
+#   lib=FILE  libcublas.so.MAJOR (linked by path: the library records only its soname)
 #
-# Looks, in order, at $CUBLAS_ROOT, $CUDA_HOME (a full toolkit), a copy fetched earlier into DEST (the
-# first argument), and the NVIDIA pip packages (nvidia-cublas: nvidia/cu13 or nvidia/cublas) of the
-# Pythons in $PYTHONS (where PyTorch's CUDA build keeps its cuBLAS). Failing all, it fetches $CUBLAS_PIN
-# with `pip download` (by $PIP_PYTHON) and keeps only the headers and libcublas.so.* in DEST (enough to
-# compile and link; running needs the whole package, e.g. PyTorch's, on a GPU machine).
+# Looks, in order, at $CUBLAS_ROOT, the NVIDIA pip packages in the site-packages of the Pythons in $PYTHONS
+# (where `pip install tensorflow[and-cuda]` puts CUDA 12's nvidia-cublas-cu12: nvidia/cublas; PyTorch's
+# CUDA 13 builds use nvidia/cu13), and SITE (the first argument, a pip --target folder). Failing all, and
+# only when $CUBLAS_PIN is set, it installs $CUBLAS_PIN there with `pip install --target` by $PIP_PYTHON:
+# the whole wheel, so that its libcublasLt.so.MAJOR is there too and the built library can be loaded.
+# A CUDA toolkit's own cuBLAS ($CUDA_HOME) is used only when CUBLAS_FROM_CUDA_HOME=1: it is the one
+# TensorFlow and PyTorch do not load.
 set -euo pipefail
 
-dest=${1:?usage: find_cublas.sh DEST}
+site=${1:?usage: find_cublas.sh SITE MAJOR}
+major=${2:?usage: find_cublas.sh SITE MAJOR}
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 PYTHONS=${PYTHONS:-python3}
 PIP_PYTHON=${PIP_PYTHON:-python3}
-CUBLAS_PIN=${CUBLAS_PIN:-nvidia-cublas==13.0.2.14}
+CUBLAS_PIN=${CUBLAS_PIN:-}
 
-# try ROOT: prints inc= / lib= and exits when ROOT has include/cublas_v2.h and a libcublas.so*.
+# try ROOT: prints inc= / lib= and exits when ROOT has include/cublas_v2.h and libcublas.so.MAJOR.
 try() {
-  local root=$1 inc lib d f
+  local root=$1 inc d
   for inc in "$root/include" "$root/targets/x86_64-linux/include"; do
     [ -f "$inc/cublas_v2.h" ] || continue
-    for d in "$root/lib64" "$root/lib" "$root/targets/x86_64-linux/lib"; do
-      for f in "$d/libcublas.so" "$d"/libcublas.so.[0-9]*; do
-        if [ -f "$f" ]; then
-          lib=$f
-          echo "inc=$(cd "$inc" && pwd)"
-          echo "lib=$(cd "$(dirname "$lib")" && pwd)/$(basename "$lib")"
-          exit 0
-        fi
-      done
+    for d in "$root/lib" "$root/lib64" "$root/targets/x86_64-linux/lib"; do
+      if [ -f "$d/libcublas.so.$major" ]; then
+        echo "inc=$(cd "$inc" && pwd)"
+        echo "lib=$(cd "$d" && pwd)/libcublas.so.$major"
+        exit 0
+      fi
     done
   done
 }
 
+# The pip packages' layouts: nvidia-cublas-cu12 (nvidia/cublas), nvidia-cublas 13 (nvidia/cu13).
+try_site() {
+  try "$1/nvidia/cublas"
+  try "$1/nvidia/cu$major"
+}
+
 [ -n "${CUBLAS_ROOT:-}" ] && try "$CUBLAS_ROOT"
-try "$CUDA_HOME"
-try "$dest"
+[ "${CUBLAS_FROM_CUDA_HOME:-0}" = 1 ] && try "$CUDA_HOME"
 for py in $PYTHONS; do
   command -v "$py" >/dev/null 2>&1 || [ -x "$py" ] || continue
-  for site in $("$py" -c 'import site, sys; print(" ".join(site.getsitepackages() + [site.getusersitepackages()] + sys.path))' 2>/dev/null); do
-    [ -d "$site/nvidia" ] || continue
-    try "$site/nvidia/cu13"
-    try "$site/nvidia/cublas"
+  for dir in $("$py" -c 'import site, sys; print(" ".join(site.getsitepackages() + [site.getusersitepackages()] + sys.path))' 2>/dev/null); do
+    [ -d "$dir/nvidia" ] && try_site "$dir"
   done
 done
+try_site "$site"
 
-echo "find_cublas.sh: no cuBLAS found; fetching $CUBLAS_PIN with pip into $dest" >&2
-rm -rf "$dest/wheel"
-mkdir -p "$dest/wheel"
-"$PIP_PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-  -d "$dest/wheel" "$CUBLAS_PIN" >&2
-"$PIP_PYTHON" - "$dest" <<'PY' >&2
-import glob, os, shutil, sys, zipfile
-
-dest = sys.argv[1]
-(wheel,) = glob.glob(os.path.join(dest, "wheel", "*.whl"))
-with zipfile.ZipFile(wheel) as z:
-    for name in z.namelist():
-        parts = name.split("/")
-        if len(parts) >= 2 and parts[-2] == "include" and name.endswith(".h"):
-            sub = "include"
-        elif len(parts) >= 2 and parts[-2] == "lib" and parts[-1].startswith("libcublas.so"):
-            sub = "lib"
-        else:
-            continue
-        os.makedirs(os.path.join(dest, sub), exist_ok=True)
-        with z.open(name) as src, open(os.path.join(dest, sub, parts[-1]), "wb") as out:
-            shutil.copyfileobj(src, out)
-shutil.rmtree(os.path.join(dest, "wheel"))
-PY
-try "$dest"
-echo "find_cublas.sh: the fetched $CUBLAS_PIN has no cublas_v2.h / libcublas.so" >&2
+if [ -z "$CUBLAS_PIN" ]; then
+  echo "find_cublas.sh: no cuBLAS $major (libcublas.so.$major and its headers) found; set CUBLAS_ROOT" >&2
+  exit 1
+fi
+echo "find_cublas.sh: no cuBLAS $major found; installing $CUBLAS_PIN with pip into $site" >&2
+rm -rf "$site"
+"$PIP_PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  --no-compile --target "$site" "$CUBLAS_PIN" >&2
+try_site "$site"
+echo "find_cublas.sh: the installed $CUBLAS_PIN has no cublas_v2.h / libcublas.so.$major" >&2
 exit 1
