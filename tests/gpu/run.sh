@@ -16,11 +16,27 @@ print("torch", torch.__version__, "CUDA", torch.version.cuda, "on", torch.cuda.g
 PY
 command -v nvidia-smi >/dev/null && nvidia-smi -L || true
 
-# Build (framework-free library + host emulation) for this GPU's architecture too.
+# Build (framework-free library + host emulation) for this GPU's architecture too, with this machine's nvcc
+# (CUDA_HOME) and the cuBLAS of PyTorch's CUDA major version: TensorFlow's is CUDA 12 (libcublas.so.12,
+# what `make gpu` links), but a PyTorch built for CUDA 13 brings only libcublas.so.13 (nvidia/cu13) and
+# nothing can be installed here. The kernels are the same; which cuBLAS served them is printed below.
 cap=$("$PY" -c 'import torch; a, b = torch.cuda.get_device_capability(); print(f"{a}{b}")')
+cublas_major=${CUBLAS_MAJOR:-$("$PY" -c 'import torch; print(torch.version.cuda.split(".")[0])')}
 archs="80 90"
 case " $archs " in *" $cap "*) ;; *) archs="$archs $cap" ;; esac
-make -f cc/cuda/cuda.mk -j"$(nproc)" PYTHON="$PY" CUDA_ARCHS="$archs" gpu-lib gpu-emu
+# A library built elsewhere for another cuBLAS must not be reused: build/cuda/cublasN.env differs per N.
+rm -f build/cuda/libtf_rnn_ops_cuda.so
+make -f cc/cuda/cuda.mk -j"$(nproc)" PYTHON="$PY" CUDA_ARCHS="$archs" CUBLAS_MAJOR="$cublas_major" gpu-lib gpu-emu
+command -v "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" >/dev/null && "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" --version | tail -1
+readelf -d build/cuda/libtf_rnn_ops_cuda.so | grep -E 'NEEDED|RUNPATH' || true
+"$PY" - <<'PY'
+import sys
+sys.path.insert(0, "tests/gpu")
+import torch  # noqa: F401  (first, as the tests do: its cuBLAS may be the one used)
+import tfrnn_cuda_ctypes as t
+soname = t.built_cublas("build/cuda/libtf_rnn_ops_cuda.so")
+print("built against", soname, "- loads", t.preload_cublas(soname))
+PY
 
 export TF_RNN_OPS_GPU_TESTS_REQUIRED=1
 # --confcutdir: only tests/gpu's own set-up (the package's conftest may import TensorFlow one day).

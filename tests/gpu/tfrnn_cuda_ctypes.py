@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
+import sys
 
 import numpy as np
 
@@ -175,8 +177,42 @@ class TorchBackend:
             self.torch.cuda.synchronize()
 
 
+# Where NVIDIA's pip packages keep each cuBLAS (nvidia-cublas-cu12, the CUDA 12 one TensorFlow uses;
+# nvidia-cublas 13, PyTorch's cu13 builds), relative to site-packages.
+CUBLAS_PACKAGE_DIRS = {"libcublas.so.12": "nvidia/cublas/lib", "libcublas.so.13": "nvidia/cu13/lib"}
+CUDA12_SITE = os.path.join(REPO, "build", "cuda12", "site")  # `make gpu`'s nvidia-cublas-cu12
+
+
+def built_cublas(path: str) -> str | None:
+    """The cuBLAS soname the library at `path` was built against (its TFRNN_GPU_BUILD_INFO string,
+    cc/cuda/cuda.mk), or None (the emulation library has none)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    start = data.find(b"TFRNN_GPU_BUILD_INFO")
+    if start < 0:
+        return None
+    start += len(b"TFRNN_GPU_BUILD_INFO")
+    return json.loads(data[start : data.find(b"\0", start)])["cublas"]
+
+
+def preload_cublas(soname: str) -> str:
+    """Loads `soname` for the CUDA library, which records only the soname (no run path): PyTorch's
+    own when it is that one (already loaded, or in its nvidia package), else the nvidia package on
+    sys.path or in build/cuda12/site. Returns the file loaded (or the soname)."""
+    sub = CUBLAS_PACKAGE_DIRS.get(soname, "")
+    for d in [*sys.path, CUDA12_SITE]:
+        candidate = os.path.join(os.path.abspath(d or "."), sub, soname)
+        if sub and os.path.isfile(candidate):
+            ctypes.CDLL(candidate, mode=ctypes.RTLD_GLOBAL)
+            return candidate
+    ctypes.CDLL(soname, mode=ctypes.RTLD_GLOBAL)
+    return soname
+
+
 class Library:
     def __init__(self, path: str, backend):
+        soname = built_cublas(path)
+        self.cublas = preload_cublas(soname) if soname else None
         self.lib = ctypes.CDLL(path)
         _declare(self.lib)
         self.backend = backend
