@@ -2,15 +2,18 @@
 #
 #   make gpu        builds build/cuda/libtf_rnn_ops_cuda.so (framework-free, C API in cc/cuda/c_api.h) and
 #                   tf_rnn_ops/_tf_rnn_ops_gpu.so (the DEVICE_GPU kernels, loaded only where TF has a GPU)
-#   make gpu-check  what CI runs, no GPU needed: builds both with nvcc (sm_80, sm_90 + PTX), builds the host
-#                   emulation of the CUDA layer and runs its tests (tests/gpu/test_cuda_host_emulation.py,
-#                   and, where PyTorch is installed, the GPU tests against its CPU modules and a dry run
-#                   of the GPU benchmark)
+#   make gpu-check  what CI runs, no GPU needed: builds both with nvcc (sm_80, sm_90 + PTX), checks their
+#                   dependencies (libcublas.so.12 only, no build-folder run path) and that the GPU library
+#                   loads into TensorFlow with nvidia-cublas-cu12 (tests/test_loader.py -k built_library),
+#                   builds the host emulation of the CUDA layer and runs its tests
+#                   (tests/gpu/test_cuda_host_emulation.py, and, where PyTorch is installed, the GPU tests
+#                   against its CPU modules and a dry run of the GPU benchmark)
 #   make gpu-test   on a machine with a GPU: tests/gpu/run.sh (PyTorch/cuDNN comparisons and benchmark)
 #
 # Without TensorFlow or a venv (a GPU machine with only PyTorch), `make -f cc/cuda/cuda.mk gpu-lib` builds the
-# framework-free library alone. cuBLAS comes from CUDA_HOME, from the nvidia-cublas pip package next to
-# PyTorch or in .venv, or is fetched with pip (cc/cuda/find_cublas.sh; CUBLAS_ROOT overrides).
+# framework-free library alone. cuBLAS (CUBLAS_MAJOR, 12: TensorFlow 2.21's) comes from the nvidia-cublas pip
+# package in a Python's site-packages (TensorFlow's or PyTorch's), or is installed with pip into
+# build/cuda12/site (cc/cuda/find_cublas.sh; CUBLAS_ROOT overrides).
 
 BUILD      ?= build
 PYTHON     ?= python3
@@ -46,7 +49,7 @@ CUDA_HEADERS     := $(wildcard cc/cuda/*.h) cc/kernels/rnn_cell_math.h cc/kernel
 
 # Python with pip for the cuBLAS install, and the Pythons whose site-packages may hold nvidia-cublas-cu12.
 CUDA_PIP_PYTHON := $(if $(wildcard .venv/bin/python),.venv/bin/python,$(PYTHON))
-CUDA_PYTHONS    := $(wildcard .venv/bin/python) $(PYTHON)
+CUDA_PYTHONS     = $(PY) $(wildcard .venv/bin/python) $(PYTHON)
 # The pinned cuBLAS of the `gpu` extra (installed only for CUDA 12; a CUDA 13 one must be present).
 CUBLAS_PIN = $(if $(filter 12,$(CUBLAS_MAJOR)),$(shell $(CUDA_PIP_PYTHON) tools/deps.py gpu 2>/dev/null | grep '^nvidia-cublas-cu12'))
 
@@ -130,7 +133,7 @@ gpu-emu: $(CUDA_EMU_LIB)
 cuda-toolkit-present:
 	@command -v $(NVCC) >/dev/null || { echo "no nvcc at $(NVCC): install the CUDA toolkit or set CUDA_HOME" >&2; exit 1; }
 
-gpu: cuda-toolkit-present $(STAMP) $(BUILD)/tf_flags.mk
+gpu: cuda-toolkit-present $(if $(NO_VENV),,$(STAMP)) $(BUILD)/tf_flags.mk
 	$(MAKE) -j$(JOBS) $(CUDA_LIB) $(GPU_LIB)
 
 gpu-check: cuda-toolkit-present $(STAMP) $(BUILD)/tf_flags.mk
