@@ -350,3 +350,28 @@ def test_built_library_without_cublas_says_why_and_loads_nothing():
     for op, devices in report["devices"].items():
         assert devices == ["CPU"], (op, devices)
     assert report["cublas"] == []
+
+
+def test_harness_loads_the_built_cuda_library_with_its_cublas():
+    """tests/gpu's ctypes binding reads the cuBLAS the framework-free library was built against and
+    loads it first (the library has no run path): here nvidia-cublas-cu12 from build/cuda12/site."""
+    path = os.path.join(REPO, "build", "cuda", "libtf_rnn_ops_cuda.so")
+    _require(path)
+    if not os.path.exists(os.path.join(CUDA12_SITE, "nvidia", "cublas", "lib", "libcublas.so.12")):
+        pytest.skip(f"no nvidia-cublas-cu12 in {CUDA12_SITE} (make gpu installs it there)")
+    code = f"""
+import ctypes, json, sys
+sys.path.insert(0, {os.path.join(REPO, "tests", "gpu")!r})
+import tfrnn_cuda_ctypes as tc
+soname = tc.built_cublas({path!r})
+loaded = tc.preload_cublas(soname)
+lib = ctypes.CDLL({path!r})
+print("RESULT" + json.dumps({{"soname": soname, "loaded": loaded, "api": lib.tfrnn_api_version(),
+                             "emulated": lib.tfrnn_is_host_emulation()}}))
+"""
+    report = _report(_python(code, []))
+    assert report["soname"] == "libcublas.so.12"
+    assert os.path.realpath(report["loaded"]) == os.path.realpath(
+        os.path.join(CUDA12_SITE, "nvidia", "cublas", "lib", "libcublas.so.12")
+    )
+    assert report["api"] >= 1 and report["emulated"] == 0

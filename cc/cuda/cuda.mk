@@ -4,7 +4,7 @@
 #                   tf_rnn_ops/_tf_rnn_ops_gpu.so (the DEVICE_GPU kernels, loaded only where TF has a GPU)
 #   make gpu-check  what CI runs, no GPU needed: builds both with nvcc (sm_80, sm_90 + PTX), checks their
 #                   dependencies (libcublas.so.12 only, no build-folder run path) and that the GPU library
-#                   loads into TensorFlow with nvidia-cublas-cu12 (tests/test_loader.py -k built_library),
+#                   loads into TensorFlow with nvidia-cublas-cu12 (tests/test_loader.py, the built_* tests),
 #                   builds the host emulation of the CUDA layer and runs its tests
 #                   (tests/gpu/test_cuda_host_emulation.py, and, where PyTorch is installed, the GPU tests
 #                   against its CPU modules and a dry run of the GPU benchmark)
@@ -79,8 +79,8 @@ $(CUBLAS_ENV): cc/cuda/find_cublas.sh pyproject.toml
 	@mkdir -p $(dir $@)
 	CUDA_HOME=$(CUDA_HOME) PYTHONS="$(CUDA_PYTHONS)" PIP_PYTHON=$(CUDA_PIP_PYTHON) CUBLAS_PIN="$(CUBLAS_PIN)" \
 	  bash cc/cuda/find_cublas.sh $(CUDA12_SITE) $(CUBLAS_MAJOR) > $@.tmp
-	mv $@.tmp $@
-	@cat $@
+	@# Rewritten only when it changes, so that the CUDA objects are not rebuilt for nothing.
+	@cat $@.tmp; cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
 $(CUDA_BUILD)/obj/%.o: cc/cuda/%.cu.cc $(CUDA_HEADERS) $(CUBLAS_ENV)
 	@mkdir -p $(dir $@)
@@ -141,7 +141,7 @@ gpu-check: cuda-toolkit-present $(STAMP) $(BUILD)/tf_flags.mk
 	@nm -D --defined-only $(CUDA_LIB) | grep -q ' T tfrnn_rnn_backward$$' || { echo "C API missing" >&2; exit 1; }
 	@# The built libraries: NEEDED only libcublas.so.12 (+ libtensorflow_framework.so.2 and the system's), no
 	@# run path into a build folder, and the GPU library loads into TensorFlow with nvidia-cublas-cu12.
-	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_loader.py -k built_library
+	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_loader.py -k "built_library or built_cuda_library"
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_host_emulation.py
 	@# The GPU tests' dry run on PyTorch's CPU modules, where PyTorch is installed.
 	@if $(PY) -c "import torch" 2>/dev/null; then \

@@ -48,6 +48,11 @@ for py in $PYTHONS; do
     [ -d "$dir/nvidia" ] && try_site "$dir"
   done
 done
+# SITE holds the pinned version or is installed anew (the pin may have changed since).
+if [ -n "$CUBLAS_PIN" ] && [ -d "$site" ]; then
+  want="$(echo "${CUBLAS_PIN%%==*}" | tr - _)-${CUBLAS_PIN##*==}.dist-info"
+  [ -d "$site/$want" ] || { echo "find_cublas.sh: $site is not $CUBLAS_PIN: reinstalling" >&2; rm -rf "$site"; }
+fi
 try_site "$site"
 
 if [ -z "$CUBLAS_PIN" ]; then
