@@ -132,6 +132,29 @@ def test_finds_cublas_in_nvidia_packages_on_the_path(tmp_path, monkeypatch):
     assert _loader.find_cuda_library("libcublas.so.11") is None
 
 
+def test_prefers_the_cublas_already_loaded(tmp_path, monkeypatch):
+    """TensorFlow's own cuBLAS, once loaded, is the one used, not another copy on the path."""
+    for d in ("loaded", "on_path"):
+        (tmp_path / d / "nvidia/cublas/lib").mkdir(parents=True)
+        (tmp_path / d / "nvidia/cublas/lib/libcublas.so.12").write_bytes(b"")
+    loaded = tmp_path / "loaded/nvidia/cublas/lib/libcublas.so.12"
+    maps = tmp_path / "maps"
+    maps.write_text(
+        f"7f0000000000-7f0000001000 r-xp 00000000 08:01 42 {tmp_path}/other/libfoo.so.1\n"
+        f"7f0000001000-7f0000002000 r-xp 00000000 08:01 43 {loaded}\n"
+    )
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "on_path"), *sys.path])
+    assert _loader.find_cuda_library("libcublas.so.12") == str(
+        tmp_path / "on_path/nvidia/cublas/lib/libcublas.so.12"
+    )
+    real_open = open
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda f, *a, **k: real_open(maps if f == "/proc/self/maps" else f, *a, **k),
+    )
+    assert _loader.find_cuda_library("libcublas.so.12") == str(loaded)
+
+
 class _Fake:
     """Mocks what the loader asks of the machine; records the libraries it would load."""
 

@@ -233,17 +233,34 @@ def gpu_kernels_unusable_reason(
 
 
 def _site_packages_dirs() -> list[str]:
-    """Where to look for NVIDIA's pip packages, as TensorFlow does: next to this package and to
-    TensorFlow (their run paths point at ../nvidia/...), then the rest of sys.path."""
-    dirs = [os.path.dirname(_HERE), os.path.dirname(os.path.dirname(os.path.abspath(tf.__file__)))]
+    """Where to look for NVIDIA's pip packages, as TensorFlow does: next to TensorFlow (its run
+    paths point at ../nvidia/...), next to this package, then the rest of sys.path."""
+    dirs = [os.path.dirname(os.path.dirname(os.path.abspath(tf.__file__))), os.path.dirname(_HERE)]
     return dirs + [os.path.abspath(p or ".") for p in sys.path]
 
 
+def _loaded_library(soname: str) -> str | None:
+    """The file of `soname` if this process has already loaded it (e.g. TensorFlow's cuBLAS)."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if os.path.basename(path) == soname and os.path.isfile(path):
+                    return path
+    except OSError:
+        pass
+    return None
+
+
 def find_cuda_library(soname: str) -> str | None:
-    """The file of `soname` (e.g. libcublas.so.12) in an NVIDIA pip package on the path, or None."""
+    """The file of `soname` (e.g. libcublas.so.12): the one already loaded (TensorFlow's), else the
+    one in an NVIDIA pip package next to TensorFlow, this package or on sys.path; None if none."""
     sub = _CUBLAS_PACKAGE_DIRS.get(soname)
     if sub is None:
         return None
+    loaded = _loaded_library(soname)
+    if loaded is not None:
+        return loaded
     for d in _site_packages_dirs():
         candidate = os.path.join(d, sub, soname)
         if os.path.isfile(candidate):
@@ -252,9 +269,8 @@ def find_cuda_library(soname: str) -> str | None:
 
 
 def _load_cublas(soname: str) -> str | None:
-    """Loads `soname` before the GPU library needs it: from NVIDIA's pip package (where TensorFlow
-    finds its own), else by name (the one TensorFlow already loaded, or the system's). None when
-    loaded, else why not."""
+    """Loads `soname` before the GPU library needs it (find_cuda_library), else by name (the
+    system's library path). None when loaded, else why not."""
     path = find_cuda_library(soname)
     try:
         ctypes.CDLL(path or soname, mode=ctypes.RTLD_GLOBAL)
