@@ -21,8 +21,13 @@ Options the op cannot express fall back to Keras' step loop (the superclass), ne
 computation: a non-default activation / recurrent_activation (SimpleRNN: other than tanh or relu),
 GRU reset_after=False, recurrent_dropout > 0 while training, input dropout while training with
 `implementation=1`, and `use_cudnn=False`. `use_cudnn=True` with an option of the first three kinds
-is refused at construction. Layers that may run the op set `supports_jit = False` (the op has no
-XLA kernel), so `jit_compile="auto"` resolves to no XLA, as for Keras' cuDNN path.
+is refused at construction.
+
+Where the op cannot go — inside an XLA compilation, while the TFLite converter traces, inside
+`tf_rnn_ops.standard_ops()` — the layers trace Keras' formulation instead (`_formulation`), so an
+explicit `jit_compile=True` is honoured; `supports_jit` answers False only while Keras resolves
+`jit_compile="auto"`, which then keeps the op, as for Keras' cuDNN path. Integer inputs are cast to
+the compute dtype, as Keras' step loop promotes them.
 """
 
 from __future__ import annotations
