@@ -18,13 +18,13 @@ from tf_rnn_ops import layers as L
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
+# SimpleRNN under XLA is also in the model test below (make test); here it runs in make test-slow
 KINDS = [
-    ("GRU", {}),
-    ("LSTM", {}),
-    ("SimpleRNN", {}),
-    ("SimpleRNN", {"activation": "relu"}),
+    pytest.param("GRU", {}, id="gru"),
+    pytest.param("LSTM", {}, id="lstm"),
+    pytest.param("SimpleRNN", {}, id="rnn_tanh", marks=pytest.mark.slow),
+    pytest.param("SimpleRNN", {"activation": "relu"}, id="rnn_relu", marks=pytest.mark.slow),
 ]
-KIND_IDS = ["gru", "lstm", "rnn_tanh", "rnn_relu"]
 
 
 def _pair(name, rng, units, in_dim, **kwargs):
@@ -44,7 +44,7 @@ def _op_types(concrete) -> set[str]:
     return types
 
 
-@pytest.mark.parametrize("name,kw", KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize("name,kw", KINDS)
 @pytest.mark.parametrize(
     "sizes,options",
     [
@@ -87,7 +87,14 @@ def test_jit_function_matches_keras(name, kw, sizes, options, rng):
     assert not any(t.startswith("TfRnn") for t in types), sorted(types)
 
 
-@pytest.mark.parametrize("name", ["GRU", "LSTM", "SimpleRNN"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LSTM",
+        pytest.param("GRU", marks=pytest.mark.slow),
+        pytest.param("SimpleRNN", marks=pytest.mark.slow),
+    ],
+)
 def test_bidirectional_under_jit(name, rng):
     ref, ours = (
         keras.layers.Bidirectional(getattr(mod, name)(4, return_sequences=True))
@@ -122,8 +129,8 @@ def test_model_compile_jit_true_is_honoured_and_trains_like_keras(rng):
         ours.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=True)
     assert ours.jit_compile is True
     ref.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=False)
-    h_ours = ours.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history["loss"]
-    h_ref = ref.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history["loss"]
+    h_ours = ours.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
+    h_ref = ref.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
     np.testing.assert_allclose(h_ours, h_ref, rtol=1e-4)
     for a, b in zip(ours.get_weights(), ref.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
