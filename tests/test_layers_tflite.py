@@ -112,3 +112,28 @@ def test_returned_states_convert_as_a_loop(name, rng):
     x = rng.standard_normal((BATCH, STEPS, IN)).astype(np.float32)
     (got,) = _invoke(interpreter, x)
     np.testing.assert_allclose(got, ref(x), **TOL)
+
+
+def test_dynamic_batch_converts_unrolled(rng):
+    """With the batch size left open, Keras 3's own layers do not convert with builtin ops (the
+    converter cannot lower their loop's output list); ours unroll their known steps and do, and the
+    interpreter serves any batch size."""
+
+    def build(mod):
+        inp = keras.Input((STEPS, IN))
+        h = keras.layers.Bidirectional(mod.LSTM(3, return_sequences=True))(inp)
+        h = mod.GRU(4, return_sequences=True, go_backwards=True)(h)
+        return keras.Model(inp, mod.SimpleRNN(2)(h))
+
+    content, _, ref = _convert(build, rng)
+    interpreter = _interpreter(content)
+    ops = _ops(interpreter)
+    _builtin_only(ops)
+    assert "WHILE" not in ops, ops
+    index = interpreter.get_input_details()[0]["index"]
+    for batch in (1, 5):
+        interpreter.resize_tensor_input(index, (batch, STEPS, IN))
+        interpreter.allocate_tensors()
+        x = rng.standard_normal((batch, STEPS, IN)).astype(np.float32)
+        (got,) = _invoke(interpreter, x)
+        np.testing.assert_allclose(got, ref(x), **TOL)

@@ -162,10 +162,23 @@ def standard_inner_loop(layer, how: str, sequences, initial_state, mask, trainin
     """`inner_loop` of a drop-in layer in Keras' formulation (`how` from `formulation()`).
 
     Keras' step loop (`keras.layers.RNN.inner_loop`, not Keras' GRU/LSTM.inner_loop, whose cuDNN
-    path XLA and TFLite cannot take either); for "lite", a full-sequence LSTM (no mask, inference,
-    float32, not stateful) goes through `lite_lstm`, which the converter fuses."""
+    path XLA and TFLite cannot take either). For "lite": with a dynamic batch size and known
+    steps the loop is unrolled (TFLite's converter cannot lower a loop's output list without the
+    batch size); else a full-sequence LSTM (no mask, inference, float32, not stateful) goes through
+    `lite_lstm`, which the converter fuses."""
     import keras
 
+    if how == "lite" and sequences.shape[0] is None and sequences.shape[1] is not None:
+        # The converter lowers a loop's output list only for a known batch size (Keras' own layers
+        # fail here): with a dynamic batch and known steps, unroll Keras' loop instead (no list).
+        unroll = layer.unroll
+        layer.unroll = True
+        try:
+            return keras.layers.RNN.inner_loop(
+                layer, sequences, initial_state, mask=mask, training=training
+            )
+        finally:
+            layer.unroll = unroll
     if how == "lite" and _lite_lstm_applies(layer, sequences, mask, training):
         cell = layer.cell
         states = list(initial_state) if tf.nest.is_nested(initial_state) else [initial_state]
