@@ -99,6 +99,7 @@ demo: build
 bench: build
 	$(PY) -m pip install --quiet --disable-pip-version-check $$($(PY) tools/deps.py bench)
 	$(PY) python/bench.py $(BENCH_ARGS)
+	$(PY) python/bench_xla.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check tf_rnn_ops python tests tools

@@ -21,6 +21,7 @@ from tf_rnn_ops.cudnn_rnn import (  # noqa: E402
     cudnn_rnn_params_to_canonical,
 )
 from tf_rnn_ops.gru_block_cell import gru_block_cell, gru_block_cell_grad  # noqa: E402
+from tf_rnn_ops.layers._formulation import standard_ops  # noqa: E402
 
 __all__ = [
     "cudnn_rnn",
@@ -32,4 +33,5 @@ __all__ = [
     "gru_block_cell_grad",
     "layers",
     "params",
+    "standard_ops",
 ]

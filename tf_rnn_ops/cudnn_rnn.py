@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from tf_rnn_ops._loader import ops as _ops
 from tf_rnn_ops._registry import register_gradient
+from tf_rnn_ops._xla import refuse_under_xla
 
 __all__ = [
     "cudnn_rnn",
@@ -117,6 +118,7 @@ def cudnn_rnn(
 
     Returns (output, output_h, output_c, reserve_space, host_reserved).
     """
+    refuse_under_xla("cudnn_rnn")
     with tf.name_scope(name or "CudnnRNN"):
         input = tf.convert_to_tensor(input)
         if sequence_lengths is None:
@@ -167,6 +169,7 @@ def cudnn_rnn_backprop(
 
     Returns (input_backprop, input_h_backprop, input_c_backprop, params_backprop).
     """
+    refuse_under_xla("cudnn_rnn_backprop")
     with tf.name_scope(name or "CudnnRNNBackprop"):
         input = tf.convert_to_tensor(input)
         if sequence_lengths is None:
@@ -212,6 +215,7 @@ def cudnn_rnn_params_size(
     name=None,
 ):
     """The exact size of the opaque params (as `tf.raw_ops.CudnnRNNParamsSize`): [1] of dtype S."""
+    refuse_under_xla("cudnn_rnn_params_size")
     return _ops().tf_rnn_cudnn_rnn_params_size(
         num_layers=num_layers,
         num_units=num_units,
@@ -246,6 +250,7 @@ def cudnn_rnn_params_to_canonical(
     name=None,
 ):
     """Opaque params to canonical (weights, biases), as `tf.raw_ops.CudnnRNNParamsToCanonicalV2`."""
+    refuse_under_xla("cudnn_rnn_params_to_canonical")
     return _ops().tf_rnn_cudnn_rnn_params_to_canonical(
         num_layers=num_layers,
         num_units=num_units,
@@ -280,6 +285,7 @@ def cudnn_rnn_canonical_to_params(
     name=None,
 ):
     """Canonical weights and biases to opaque params (`tf.raw_ops.CudnnRNNCanonicalToParamsV2`)."""
+    refuse_under_xla("cudnn_rnn_canonical_to_params")
     return _ops().tf_rnn_cudnn_rnn_canonical_to_params(
         num_layers=num_layers,
         num_units=num_units,

@@ -1,5 +1,6 @@
 """Keras 3 layers on the tf_rnn_ops kernels (SPEC.md §5)."""
 
+from tf_rnn_ops.layers._formulation import standard_ops  # noqa: F401
 from tf_rnn_ops.layers.cudnn import CudnnGRU, CudnnLSTM, CudnnRNNRelu, CudnnRNNTanh  # noqa: F401
 from tf_rnn_ops.layers.gru_block_cell import GRUBlockCell  # noqa: F401
 from tf_rnn_ops.layers.rnn import GRU, LSTM, SimpleRNN  # noqa: F401

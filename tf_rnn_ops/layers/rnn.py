@@ -21,8 +21,13 @@ Options the op cannot express fall back to Keras' step loop (the superclass), ne
 computation: a non-default activation / recurrent_activation (SimpleRNN: other than tanh or relu),
 GRU reset_after=False, recurrent_dropout > 0 while training, input dropout while training with
 `implementation=1`, and `use_cudnn=False`. `use_cudnn=True` with an option of the first three kinds
-is refused at construction. Layers that may run the op set `supports_jit = False` (the op has no
-XLA kernel), so `jit_compile="auto"` resolves to no XLA, as for Keras' cuDNN path.
+is refused at construction.
+
+Where the op cannot go — inside an XLA compilation, while the TFLite converter traces, inside
+`tf_rnn_ops.standard_ops()` — the layers trace Keras' formulation instead (`_formulation`), so an
+explicit `jit_compile=True` is honoured; `supports_jit` answers False only while Keras resolves
+`jit_compile="auto"`, which then keeps the op, as for Keras' cuDNN path. Integer inputs are cast to
+the compute dtype, as Keras' step loop promotes them.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from keras import ops as kops
 
 from tf_rnn_ops import params as _params
 from tf_rnn_ops.cudnn_rnn import cudnn_rnn
+from tf_rnn_ops.layers import _formulation
 
 try:  # reading float32 weights under a mixed-precision autocast scope
     from keras.src.backend.common.variables import AutocastScope as _AutocastScope
@@ -129,15 +135,17 @@ class _FusedRNNMixin:
 
     def _init_fused(self):
         self._fused_mode = self._fusable_mode()
-        if self.use_cudnn is True and self._fused_mode is None:
+        if self._cudnn_choice is True and self._fused_mode is None:
             raise ValueError(
                 f"{type(self).__name__}(use_cudnn=True): the fused op cannot compute "
                 f"{self._unfusable_reason()}. Pass use_cudnn='auto' to fall back to the Keras step "
                 "loop for this option."
             )
-        if self._fused_mode is not None and self.use_cudnn is not False:
-            # The op has no XLA kernel: Keras then resolves jit_compile="auto" to False.
-            self.supports_jit = False
+
+    @property
+    def _cudnn_choice(self):
+        """'auto', True or False: Keras' `use_cudnn` (a private setting on SimpleRNN)."""
+        return self.use_cudnn
 
     # Subclasses: the rnn_mode the cell's options map to, or None; and why not.
     def _fusable_mode(self):
@@ -150,7 +158,7 @@ class _FusedRNNMixin:
         return bool(training) and 0.0 < self.cell.dropout < 1.0
 
     def _can_fuse(self, training) -> bool:
-        if self._fused_mode is None or self.use_cudnn is False:
+        if self._fused_mode is None or self._cudnn_choice is False:
             return False
         if self.cell.recurrent_dropout:
             # recurrent dropout (active in training only) is not something the op can do
@@ -165,9 +173,29 @@ class _FusedRNNMixin:
             return False
         return True
 
+    @property
+    def supports_jit(self) -> bool:
+        # Under XLA the layer traces Keras' formulation (see _formulation), so an explicit
+        # jit_compile=True is honoured; jit_compile="auto" keeps the fused op where it may run,
+        # as Keras' own GRU/LSTM keep cuDNN.
+        if getattr(self, "_fused_mode", None) is None or self._cudnn_choice is False:
+            return True
+        return not _formulation.resolving_auto_jit()
+
+    @supports_jit.setter
+    def supports_jit(self, value) -> None:
+        pass  # Keras' Layer.__init__ sets it; the property above decides
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tf.nest.is_nested(mask):
             mask = tf.nest.flatten(mask)[0]
+        if not sequences.dtype.is_floating:  # Keras' step loop promotes integers so
+            sequences = tf.cast(sequences, self.compute_dtype)
+        how = _formulation.formulation()
+        if how is not None:  # XLA, TFLite or an export of standard ops: Keras' formulation
+            return _formulation.standard_inner_loop(
+                self, how, sequences, initial_state, mask, training
+            )
         if not self._can_fuse(training):
             # Keras' step loop, straight (Keras' own GRU/LSTM.inner_loop would first try its
             # cuDNN path, which only runs on GPUs and cannot do these options either)
@@ -265,8 +293,10 @@ class SimpleRNN(_FusedRNNMixin, keras.layers.SimpleRNN):
     """`keras.layers.SimpleRNN` on the fused op (same arguments, weights and results; see module
     doc). activation 'tanh' or 'relu' run the op (rnn_tanh / rnn_relu); others Keras' step loop.
 
-    `use_cudnn` (not a Keras SimpleRNN argument): 'auto' (default), True (refuse options the op
-    cannot compute) or False (always Keras' step loop)."""
+    Like Keras' SimpleRNN it has no `use_cudnn` attribute; the keyword `use_cudnn` ('auto' by
+    default, True: refuse options the op cannot compute, False: always Keras' step loop) is still
+    accepted, kept privately and written to the config only when not 'auto' (older saved configs
+    carry it)."""
 
     def __init__(self, units, *args, use_cudnn="auto", **kwargs):
         if use_cudnn not in ("auto", True, False):
@@ -275,8 +305,18 @@ class SimpleRNN(_FusedRNNMixin, keras.layers.SimpleRNN):
                 f"got {use_cudnn!r}"
             )
         super().__init__(units, *args, **kwargs)
-        self.use_cudnn = use_cudnn
+        self._use_cudnn = use_cudnn
         self._init_fused()
+
+    @property
+    def _cudnn_choice(self):
+        return self._use_cudnn
+
+    def get_config(self):
+        config = keras.layers.SimpleRNN.get_config(self)
+        if self._use_cudnn != "auto":
+            config["use_cudnn"] = self._use_cudnn
+        return config
 
     def _fusable_mode(self):
         act = self.cell.activation
