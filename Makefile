@@ -127,7 +127,7 @@ demo: build
 	$(PY) python/demo_gru_block_cell.py
 	$(PY) python/demo.py $(DEMO_ARGS)
 
-# The same training on 2 worker processes (MultiWorkerMirroredStrategy) and on one: equal weights.
+# Data-parallel training on 2 worker processes (MultiWorkerMirroredStrategy), checked against one.
 demo-multiworker: build
 	$(PY) python/demo_multiworker.py $(DEMO_ARGS)
 
