@@ -29,7 +29,15 @@ from setuptools.dist import Distribution
 try:  # setuptools >= 70.1
     from setuptools.command.bdist_wheel import bdist_wheel
 except ImportError:  # older setuptools: the `wheel` package's
-    from wheel.bdist_wheel import bdist_wheel
+    try:
+        from wheel.bdist_wheel import bdist_wheel
+    except ImportError:  # `--no-build-isolation` in an environment without the build requirements
+        raise SystemExit(
+            "tf_rnn_ops: building needs setuptools>=70.1 or the `wheel` package, and TensorFlow "
+            "2.21, in the building environment. With --no-build-isolation, install them first "
+            "(`pip install wheel tensorflow-cpu==2.21.0`, or `tensorflow==2.21.0`), or drop "
+            "--no-build-isolation and pip brings them into an isolated build environment."
+        ) from None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBRARIES = ("_tf_rnn_ops.so", "_tf_cudnn_cpu_kernels.so")
