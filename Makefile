@@ -33,17 +33,23 @@ ALL_CXXFLAGS = -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden 
                $(TF_SYS_CFLAGS) -I. -MMD -MP $(EXTRA_CXXFLAGS)
 LDFLAGS_LIB = -shared -Wl,--no-undefined -Wl,-z,defs $(TF_LFLAGS) $(EXTRA_LDFLAGS)
 
-.PHONY: all venv build lib test test-slow demo bench lint clean distclean help FORCE
+.PHONY: all venv build lib wheel test test-slow test-wheel test-wheel-tensorflow test-multiworker \
+        demo demo-multiworker bench lint clean distclean help FORCE
 
 all: build
 
 help:
 	@echo "make demo | test | build | bench | test-slow | lint | clean"
+	@echo "make wheel                  dist/tf_rnn_ops-*.whl with the compiled libraries"
+	@echo "make test-wheel             install the wheel in a fresh venv with tensorflow-cpu, run it there"
+	@echo "make test-wheel-tensorflow  the same over TensorFlow's GPU build (downloads ~570 MB)"
+	@echo "make demo-multiworker       2 worker processes train with MultiWorkerMirroredStrategy"
+	@echo "make test-multiworker       its test: the workers' weights = one process on the global batch"
 
 # ---------------------------------------------------------------- environment
 $(STAMP): pyproject.toml tools/deps.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check $$($(PYTHON) tools/deps.py test)
+	$(PY) -m pip install --quiet --disable-pip-version-check $$($(PYTHON) tools/deps.py cpu test)
 	touch $@
 
 venv: $(STAMP)
@@ -58,13 +64,14 @@ ifneq ($(filter-out clean distclean help venv lint,$(or $(MAKECMDGOALS),all)),)
 endif
 
 # ---------------------------------------------------------------- C++
-# The compile command, rewritten only when it changes: objects are rebuilt when the flags change.
+# The compile command, rewritten only when it changes: objects are rebuilt when the flags change
+# (TensorFlow's include path among them), not each time tf_flags.mk is written anew with the same.
 $(BUILD)/cxxflags: FORCE $(BUILD)/tf_flags.mk
 	@mkdir -p $(dir $@)
 	@echo '$(CXX) $(ALL_CXXFLAGS)' | cmp -s - $@ 2>/dev/null || echo '$(CXX) $(ALL_CXXFLAGS)' > $@
 FORCE:
 
-$(BUILD)/obj/%.o: %.cc $(BUILD)/tf_flags.mk $(BUILD)/cxxflags
+$(BUILD)/obj/%.o: %.cc $(BUILD)/cxxflags | $(BUILD)/tf_flags.mk
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
 
@@ -83,18 +90,46 @@ build: $(STAMP) $(BUILD)/tf_flags.mk
 lib: $(BUILD)/tf_flags.mk
 	$(MAKE) -j$(JOBS) $(LIB) $(TF_CUDNN_LIB)
 
+# ---------------------------------------------------------------- wheel
+# The wheel, built by setup.py with .venv's TensorFlow: it links the objects `make build` compiled
+# and tags the wheel with the manylinux level the libraries need (tools/platform_tag.py).
+WHEEL_DIR := dist
+wheel: build
+	rm -f $(WHEEL_DIR)/tf_rnn_ops-*.whl
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-build-isolation --no-deps \
+	    -w $(WHEEL_DIR) .
+	@ls $(WHEEL_DIR)/tf_rnn_ops-*.whl
+
+# The wheel installed with pip in a fresh venv beside tensorflow-cpu (or, for test-wheel-tensorflow,
+# TensorFlow's GPU build `tensorflow`), then used from outside the source tree (tests/test_wheel.py).
+test-wheel: wheel
+	TF_RNN_OPS_WHEEL_DIR=$(WHEEL_DIR) $(PY) -m pytest -q -m "wheel and not tensorflow_gpu_build" \
+	    tests/test_wheel.py $(PYTEST_ARGS)
+
+test-wheel-tensorflow: wheel
+	TF_RNN_OPS_WHEEL_DIR=$(WHEEL_DIR) $(PY) -m pytest -q -m tensorflow_gpu_build \
+	    tests/test_wheel.py $(PYTEST_ARGS)
+
 # ---------------------------------------------------------------- entry points
 test: build
-	$(PY) -m pytest -q -m "not slow" tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not wheel" tests $(PYTEST_ARGS)
 
 test-slow: build
-	$(PY) -m pytest -q -m slow tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "slow and not wheel" tests $(PYTEST_ARGS)
+
+# 2 worker processes on localhost train with MultiWorkerMirroredStrategy (a slow test: CI runs it).
+test-multiworker: build
+	$(PY) -m pytest -q tests/test_multiworker.py $(PYTEST_ARGS)
 
 # The main job: the GRU block cell learns the adding problem, then a bidirectional 2-layer model on
 # the fused op learns a masked variable-length task; each is exported and served by a fresh process.
 demo: build
 	$(PY) python/demo_gru_block_cell.py
 	$(PY) python/demo.py $(DEMO_ARGS)
+
+# Data-parallel training on 2 worker processes (MultiWorkerMirroredStrategy), checked against one.
+demo-multiworker: build
+	$(PY) python/demo_multiworker.py $(DEMO_ARGS)
 
 bench: build
 	$(PY) -m pip install --quiet --disable-pip-version-check $$($(PY) tools/deps.py bench)
@@ -106,7 +141,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check tf_rnn_ops python tests tools
 
 clean:
-	rm -rf $(BUILD) tf_rnn_ops/*.so $(BUILD_INFO)
+	rm -rf $(BUILD) tf_rnn_ops/*.so $(BUILD_INFO) $(WHEEL_DIR) tf_rnn_ops.egg-info
 
 distclean: clean
 	rm -rf $(VENV)

@@ -11,7 +11,21 @@ import sys
 import types
 import warnings
 
-import tensorflow as tf
+# The package names no TensorFlow distribution as a dependency (either `tensorflow-cpu` or
+# `tensorflow`, the GPU build, 2.21 will do), so say which to install when there is none.
+_INSTALL_TENSORFLOW = (
+    "install TensorFlow 2.21 in this environment: `pip install tensorflow-cpu==2.21.0` (CPU) or "
+    "`pip install tensorflow==2.21.0` (TensorFlow's GPU build), or install this package with one "
+    "of them: `pip install tf_rnn_ops[cpu]` / `tf_rnn_ops[and-cuda]`"
+)
+try:
+    import tensorflow as tf
+except ModuleNotFoundError as e:
+    if e.name != "tensorflow":
+        raise
+    raise ImportError(
+        f"tf_rnn_ops needs TensorFlow, and none is installed: {_INSTALL_TENSORFLOW}."
+    ) from e
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # TF_RNN_OPS_LIBRARY points the loader at another build of the same library (e.g. Bazel's).
@@ -39,8 +53,13 @@ _BUILD_INFO_PATH = os.path.join(_HERE, "_build_info.json")
 
 _HOW_TO_BUILD = (
     "Build it from the source tree with `make build` (or install the package with "
-    "`pip install --no-build-isolation .` in an environment that has tensorflow-cpu)."
+    "`pip install .`, or `pip install --no-build-isolation .` in an environment that has "
+    "TensorFlow 2.21)."
 )
+
+
+def _series(version: str) -> str:
+    return ".".join(version.split(".")[:2])
 
 
 def _check_built_for_this_tensorflow() -> None:
@@ -52,7 +71,8 @@ def _check_built_for_this_tensorflow() -> None:
     if built_for and built_for != tf.__version__:
         raise ImportError(
             f"tf_rnn_ops was built against TensorFlow {built_for}, but TensorFlow {tf.__version__} "
-            f"is installed: rebuild it (`make clean build`). {_HOW_TO_BUILD}"
+            f"is installed: {_INSTALL_TENSORFLOW.replace('2.21', _series(built_for))}; or, in a "
+            f"source checkout, rebuild it for this TensorFlow (`make clean build`)."
         )
 
 
