@@ -332,6 +332,15 @@ constexpr int64_t kChunkRows = 512;
 inline int64_t RnnChunkSteps(int64_t T_, int64_t B) {
   return std::max<int64_t>(1, std::min<int64_t>(T_, (kChunkRows + B - 1) / std::max<int64_t>(B, 1)));
 }
+// The forward's chunks: at least kChunkRows rows, more where the rows are narrow (`width`: the
+// widest of G·H and the layer inputs), so that the chunk's buffers hold about as many values as at
+// kChunkRows rows of a 768-wide GRU(256). Each chunk is one dispatch of the row ranges to the
+// threads: a small model (G·H = 128, B = 256) had 60 chunks of 2 steps a call.
+constexpr int64_t kForwardChunkValues = kChunkRows * 768;
+inline int64_t RnnForwardChunkSteps(int64_t T_, int64_t B, int64_t width) {
+  const int64_t rows = std::max(kChunkRows, kForwardChunkValues / std::max<int64_t>(width, 1));
+  return std::max<int64_t>(1, std::min<int64_t>(T_, (rows + B - 1) / std::max<int64_t>(B, 1)));
+}
 
 // Whether a forward from Keras-layout weights reads them as stored (StreamGemm) rather than packing
 // them (float only): when a call has at most kStreamMaxRows rows (B·T), packing, a pass that reads
@@ -350,6 +359,7 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
                          bool stream_weights = false) {
   const int64_t tb = T_ * B, gh = s.gates() * s.num_units, H = s.num_units, ho = s.h_out();
   const int64_t cb = RnnChunkSteps(T_, B) * B;  // rows of a chunk
+  const int64_t cbf = RnnForwardChunkSteps(T_, B, std::max(gh, s.MaxLayerInputSize())) * B;
   const bool proj = s.num_proj > 0, multi = s.num_layers > 1;
   const int64_t max_in = s.MaxLayerInputSize();
   // Packed copies of R, P and W (as large as the largest layer input) for the products of every
@@ -362,7 +372,7 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
                      StepGemm<T>::StorageSize(max_in, gh);
   if (!backward) {
     return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
-           + cb * gh + cb * max_in                         // gx of a chunk, gathered input
+           + cbf * gh + cbf * max_in                       // gx of a chunk, gathered input
            + B * gh + 2 * B * ho + 3 * B * H               // gh, h, h_new, out, c, c_new
            + B * gh + B * H;                               // activation scratch (inference)
   }
@@ -670,8 +680,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
                                 int64_t in, T* y, const RnnReserveLayout* rl, T* ws) const {
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
   const int64_t gh_w = G * H, ow = s_.output_size(), ld = int64_t(layer) * s_.num_dirs + dir;
-  const int64_t Tc = RnnChunkSteps(T_, B), cb = Tc * B;
   const int64_t max_in = s_.MaxLayerInputSize();
+  const int64_t Tc = RnnForwardChunkSteps(T_, B, std::max(gh_w, max_in)), cb = Tc * B;
   const auto blk = s_.LayerBlock(layer);
   // Opaque params, or Keras-layout weights (RnnForwardArgs::kernel): then W and R are stored
   // transposed relative to params ([in, G·H], [H, G·H]), possibly with their gate blocks permuted.
