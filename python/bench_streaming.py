@@ -38,7 +38,8 @@ FMA_PEAK_SOURCE = r"""
   a0 = _mm256_fmadd_ps(a0, b, c); a1 = _mm256_fmadd_ps(a1, b, c); a2 = _mm256_fmadd_ps(a2, b, c); \
   a3 = _mm256_fmadd_ps(a3, b, c); a4 = _mm256_fmadd_ps(a4, b, c); a5 = _mm256_fmadd_ps(a5, b, c); \
   a6 = _mm256_fmadd_ps(a6, b, c); a7 = _mm256_fmadd_ps(a7, b, c); a8 = _mm256_fmadd_ps(a8, b, c); \
-  a9 = _mm256_fmadd_ps(a9, b, c); a10 = _mm256_fmadd_ps(a10, b, c); a11 = _mm256_fmadd_ps(a11, b, c);
+  a9 = _mm256_fmadd_ps(a9, b, c); a10 = _mm256_fmadd_ps(a10, b, c); \
+  a11 = _mm256_fmadd_ps(a11, b, c);
 int main(int argc, char** argv) {
   int threads = argc > 1 ? atoi(argv[1]) : omp_get_max_threads();
   const long iters = 20000000;
@@ -225,7 +226,7 @@ def run_case(case: Case, repeats: int, budget_s: float, log) -> None:
 
 
 def run(flags, threads: int, log) -> dict:
-    """Runs the section; returns {'peak': GFLOP/s or None, 'cases': [Case], 'load': (start, end)}."""
+    """Runs the section: {'peak': GFLOP/s or None, 'cases': [Case], 'load': (start, end)}."""
     load0 = os.getloadavg()[0]
     peak = fma_peak(threads)
     log(f"streaming and small: FMA peak {peak if peak else 'n/a'} GFLOP/s ({threads} threads)")

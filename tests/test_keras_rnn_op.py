@@ -13,10 +13,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import tf_rnn_ops
 from keras_convert import cell_to_canonical
 from rnn_reference import random_lengths, rnn_forward
+
+import tf_rnn_ops
 
 MODES = ("gru", "lstm", "rnn_tanh", "rnn_relu")
 GATES = {"gru": 3, "lstm": 4, "rnn_tanh": 1, "rnn_relu": 1}
@@ -27,9 +27,9 @@ def _kind(mode: str) -> str:
     return "simple_rnn" if mode.startswith("rnn_") else mode
 
 
-def _weights(rng, mode, I, H, dtype, use_bias=True, scale=0.5):
+def _weights(rng, mode, n_in, H, dtype, use_bias=True, scale=0.5):
     g = GATES[mode]
-    k = rng.uniform(-scale, scale, (I, g * H)).astype(dtype)
+    k = rng.uniform(-scale, scale, (n_in, g * H)).astype(dtype)
     r = rng.uniform(-scale, scale, (H, g * H)).astype(dtype)
     if not use_bias:
         return k, r, None
@@ -56,14 +56,14 @@ def _reference(mode, x, h0, c0, k, r, b, lengths=None, time_major=False):
     return y, np.take(h, 0, axis=axis), None if c is None else np.take(c, 0, axis=axis)
 
 
-def _problem(rng, mode, B, T, I, H, dtype, time_major=False):
-    x = rng.normal(size=(T, B, I) if time_major else (B, T, I)).astype(dtype)
+def _problem(rng, mode, B, T, n_in, H, dtype, time_major=False):
+    x = rng.normal(size=(T, B, n_in) if time_major else (B, T, n_in)).astype(dtype)
     h0 = rng.normal(size=(B, H)).astype(dtype) * 0.5
     c0 = rng.normal(size=(B, H)).astype(dtype) * 0.5 if mode == "lstm" else None
     return x, h0, c0
 
 
-SIZES = [  # (B, T, I, H): one-step calls, streamed (B·T <= 8) and packed, odd sizes
+SIZES = [  # (B, T, n_in, H): one-step calls, streamed (B·T <= 8) and packed, odd sizes
     (1, 1, 5, 3),
     (1, 1, 7, 257),
     (3, 2, 4, 1),
@@ -75,11 +75,11 @@ SIZES = [  # (B, T, I, H): one-step calls, streamed (B·T <= 8) and packed, odd 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: "B%dT%dI%dH%d" % s)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
 def test_forward_matches_reference(rng, mode, size, dtype):
-    B, T, I, H = size
-    x, h0, c0 = _problem(rng, mode, B, T, I, H, dtype)
-    k, r, b = _weights(rng, mode, I, H, dtype)
+    B, T, n_in, H = size
+    x, h0, c0 = _problem(rng, mode, B, T, n_in, H, dtype)
+    k, r, b = _weights(rng, mode, n_in, H, dtype)
     for training in (True, False):
         y, h, c, _ = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode, is_training=training)
         ry, rh, rc = _reference(mode, x, h0, c0, k, r, b)
@@ -92,12 +92,12 @@ def test_forward_matches_reference(rng, mode, size, dtype):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("B,T", [(1, 3), (4, 2), (6, 5)])
 def test_lengths_time_major_and_no_bias(rng, mode, B, T):
-    I, H = 4, 3
+    n_in, H = 4, 3
     lengths = random_lengths(rng, B, T)
     for time_major in (False, True):
-        x, h0, c0 = _problem(rng, mode, B, T, I, H, np.float32, time_major)
+        x, h0, c0 = _problem(rng, mode, B, T, n_in, H, np.float32, time_major)
         for use_bias in (True, False):
-            k, r, b = _weights(rng, mode, I, H, np.float32, use_bias)
+            k, r, b = _weights(rng, mode, n_in, H, np.float32, use_bias)
             y, h, c, _ = tf_rnn_ops.keras_rnn(
                 x, h0, c0, k, r, b, sequence_lengths=lengths, rnn_mode=mode, time_major=time_major
             )
@@ -127,11 +127,11 @@ def test_empty_batch_and_no_steps(rng, mode):
 def test_one_step_call_equals_keras_layer(rng, kind, H):
     """The drop-in layer's one-step call with states (text generation, decoding) equals Keras'
     layer with the same weights, in a tf.function."""
-    I = 7
+    n_in = 7
     cls = {"gru": "GRU", "lstm": "LSTM", "simple_rnn": "SimpleRNN"}[kind]
     ours = getattr(tf_rnn_ops.layers, cls)(H, return_sequences=True, return_state=True)
     ref = getattr(keras.layers, cls)(H, return_sequences=True, return_state=True)
-    x = rng.normal(size=(1, 1, I)).astype(np.float32)
+    x = rng.normal(size=(1, 1, n_in)).astype(np.float32)
     states = [rng.normal(size=(1, H)).astype(np.float32) for _ in range(2 if kind == "lstm" else 1)]
     ref(x, initial_state=states)
     ours(x, initial_state=states)
@@ -148,11 +148,11 @@ def test_one_step_call_equals_keras_layer(rng, kind, H):
 def test_gradient_matches_numerical(rng, mode, size):
     """float64: the registered gradient (backprop op + the map back to Keras' layout) against
     finite differences, w.r.t. the input, both states and the three Keras weights, with lengths."""
-    B, T, I, H = size
-    x, h0, c0 = _problem(rng, mode, B, T, I, H, np.float64)
+    B, T, n_in, H = size
+    x, h0, c0 = _problem(rng, mode, B, T, n_in, H, np.float64)
     if c0 is None:
         c0 = np.zeros([B, H])
-    k, r, b = _weights(rng, mode, I, H, np.float64)
+    k, r, b = _weights(rng, mode, n_in, H, np.float64)
     lengths = random_lengths(rng, B, T) if B > 1 else None
     wy = rng.normal(size=(B, T, H))
     wh = rng.normal(size=(B, H))
@@ -212,7 +212,9 @@ def test_bad_inputs_raise(rng):
         with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=word):
             tf_rnn_ops.keras_rnn(**{**base, **change}, rnn_mode="gru")
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="input_c"):
-        tf_rnn_ops.keras_rnn(x, h0, h0[:1], *_weights(rng, "lstm", 4, 3, np.float32), rnn_mode="lstm")
+        tf_rnn_ops.keras_rnn(
+            x, h0, h0[:1], *_weights(rng, "lstm", 4, 3, np.float32), rnn_mode="lstm"
+        )
 
 
 def test_gradient_needs_training_forward(rng):

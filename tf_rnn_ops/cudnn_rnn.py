@@ -424,7 +424,11 @@ def _keras_rnn_grad(op, *grads):
     y, hn, cn, reserve = op.outputs
     lstm = mode == "lstm"
     has_bias = bias.shape.num_elements() != 0
-    if None in (bias.shape.num_elements(), kernel.shape.num_elements(), rkernel.shape.num_elements()):
+    if None in (
+        bias.shape.num_elements(),
+        kernel.shape.num_elements(),
+        rkernel.shape.num_elements(),
+    ):
         raise ValueError(
             "keras_rnn's gradient needs the shapes of kernel, recurrent_kernel and bias known when "
             "the graph is built"

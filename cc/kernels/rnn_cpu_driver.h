@@ -344,8 +344,8 @@ inline int64_t RnnForwardChunkSteps(int64_t T_, int64_t B, int64_t width) {
 
 // Whether a forward from Keras-layout weights reads them as stored (StreamGemm) rather than packing
 // them (float only): when a call has at most kStreamMaxRows rows (B·T), packing, a pass that reads
-// and writes all the weights, costs more than the few products it would speed up.
-// (Measured, docs/PERFORMANCE.md "Streaming and small sizes".)
+// and writes all the weights, costs more than the few products it would speed up (the bound is
+// chosen, not tuned: docs/PERFORMANCE.md, optimisation log item 21).
 constexpr int64_t kStreamMaxRows = 8;
 template <typename T>
 bool RnnStreamWeights(int64_t T_, int64_t B) {
