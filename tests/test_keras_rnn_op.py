@@ -226,3 +226,39 @@ def test_gradient_needs_training_forward(rng):
             tape.watch(x)
             y = tf_rnn_ops.keras_rnn(x, h0, None, k, r, b, rnn_mode="gru", is_training=False)[0]
         tape.gradient(y, x)
+
+
+@pytest.mark.parametrize("mode", ["gru", "lstm"])
+@pytest.mark.parametrize("B,T", [(0, 3), (2, 0)])
+def test_gradient_of_empty_calls(rng, mode, B, T):
+    """No rows or no steps: zero weight gradients, and with no steps the states' gradients pass
+    straight through (h_T = h_0)."""
+    k, r, b = (tf.constant(a) for a in _weights(rng, mode, 4, 3, np.float32))
+    x, h0, c0 = _problem(rng, mode, B, T, 4, 3, np.float32)
+    h0 = tf.constant(h0)
+    wh = rng.normal(size=(B, 3)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch([h0, k, r, b])
+        y, h, _, _ = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode)
+        loss = tf.reduce_sum(y) + tf.reduce_sum(h * wh)
+    dh0, dk, dr, db = tape.gradient(loss, [h0, k, r, b])
+    np.testing.assert_array_equal(dh0, wh)
+    for g in (dk, dr, db):
+        np.testing.assert_array_equal(g, 0)
+
+
+@pytest.mark.parametrize("cls", ["GRU", "LSTM", "SimpleRNN"])
+def test_layer_call_converts_no_weights(rng, cls):
+    """The per-call cost of the drop-in layers holds no weight conversion: a one-step call's graph
+    (and a training step's forward) feeds the Keras variables to TfRnn>KerasRNN as they are, with
+    no transposes, concatenations or splits of the weights."""
+    layer = getattr(tf_rnn_ops.layers, cls)(8, return_state=True)
+    n_states = 2 if cls == "LSTM" else 1
+    x = tf.constant(rng.normal(size=(1, 1, 5)).astype(np.float32))
+    states = [tf.zeros([1, 8]) for _ in range(n_states)]
+    layer(x, initial_state=states)
+    fn = tf.function(lambda x, s: layer(x, initial_state=s))
+    ops = [op.type for op in fn.get_concrete_function(x, states).graph.get_operations()]
+    assert "TfRnn>KerasRNN" in ops, ops
+    for conversion in ("Transpose", "ConcatV2", "Split", "SplitV", "Pack", "Reshape"):
+        assert conversion not in ops, (conversion, ops)
