@@ -3,8 +3,9 @@
 Each class subclasses its Keras namesake, so the constructor arguments, defaults, weights (names,
 shapes, initializers, regularizers, constraints), config, stateful states, initial states, masks and
 input-dropout masks are Keras' own; only the loop over time (`inner_loop`) runs through
-`tf_rnn_ops.cudnn_rnn` (batch-major) instead of Keras' step loop. The results equal Keras' step
-loop:
+`tf_rnn_ops.keras_rnn` (batch-major; the op reads the cell's kernel, recurrent_kernel and bias as
+Keras keeps them, so a call converts no weights: one-step calls with states cost one pass over the
+weights) instead of Keras' step loop. The results equal Keras' step loop:
 
 * masks: any mask (not only right-padded) is handled exactly: the valid steps of each sequence are
   packed to the front (a right-padded mask packs to itself), run with sequence_lengths = their
