@@ -17,7 +17,10 @@ What runs (defaults):
    peers;
 4. our op over the rest of the matrix: --modes × --hidden × {uni, bi} × {1, 2} layers at B=64, with
    the peers in --matrix_peers (PyTorch) beside it; cheapest first;
-5. peak memory of a training step (python/bench_memory.py, one fresh process per measurement).
+5. peak memory of a training step (python/bench_memory.py, one fresh process per measurement);
+6. "streaming and small" (python/bench_streaming.py): the drop-in layers against keras.layers at
+   one-step calls (B = T = 1), a 200-step generation loop and the weather example's small models,
+   with the machine's FMA peak (--streaming=false leaves it out, --streaming_only runs it alone).
 
 Timing: every implementation of a case is warmed up (the first call traces and optimizes), then
 timed in rounds, each round running every implementation once, in rotating order, so that a change
@@ -107,6 +110,12 @@ flags.DEFINE_string(
 flags.DEFINE_string("out_png", os.path.join(ROOT, "docs", "bench.png"), "Chart ('' none).")
 flags.DEFINE_string("out_json", "", "Raw results as JSON ('' none).")
 flags.DEFINE_bool("plan", False, "Print the cases and their flops, run nothing.")
+flags.DEFINE_bool("streaming", True, "Run the 'streaming and small' section (bench_streaming.py).")
+flags.DEFINE_bool("streaming_only", False, "Run only the 'streaming and small' section.")
+flags.DEFINE_list("stream_hidden", ["256", "1024"], "Hidden sizes of the one-step calls.")
+flags.DEFINE_list("small_hidden", ["32", "64"], "Hidden sizes of the small (weather) models.")
+flags.DEFINE_integer("gen_steps", 200, "Steps of the generation loop (0: none).")
+flags.DEFINE_integer("stream_repeats", 15, "Most timed rounds per streaming/small case.")
 
 QUICK = {
     "repeats": 3,
@@ -389,6 +398,23 @@ def environment(threads: int, tf) -> dict:
     return env
 
 
+# ---------------------------------------------------------------- streaming and small
+
+
+def run_streaming(threads: int, write: bool = True) -> str:
+    """The "streaming and small" section; returns its markdown (written to --out_md if `write`)."""
+    import bench_streaming
+
+    log("section streaming and small")
+    result = bench_streaming.run(FLAGS, threads, log)
+    text = bench_streaming.markdown(result)
+    log(text)
+    if write and FLAGS.out_md:
+        bench_streaming.write_markdown(FLAGS.out_md, text)
+        log(f"wrote {FLAGS.out_md}")
+    return text
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -432,6 +458,9 @@ def main(argv):
             )
     import tf_rnn_ops
 
+    if FLAGS.streaming_only:
+        run_streaming(threads)
+        return
     if not hasattr(tf_rnn_ops, "gru_block_cell"):
         log(
             "NOTE: tf_rnn_ops.gru_block_cell does not exist yet: the training step of the "
@@ -465,6 +494,7 @@ def main(argv):
     if FLAGS.matmul:
         log("ceiling (end)")
         matmuls += measure_matmuls("end")
+    streaming_md = run_streaming(threads, write=False) if FLAGS.streaming else None
     memory = []
     if FLAGS.memory:
         log("memory")
@@ -485,6 +515,10 @@ def main(argv):
         log("  " + line)
     if FLAGS.out_md:
         report.write_markdown(FLAGS.out_md)
+        if streaming_md:
+            import bench_streaming
+
+            bench_streaming.write_markdown(FLAGS.out_md, streaming_md)
         log(f"wrote {FLAGS.out_md}")
     if FLAGS.out_png:
         try:

@@ -330,7 +330,7 @@ def test_tf_function_equals_eager(rng):
         assert all(g is not None for g in grads)
         # the graph runs the fused op
         ops = {op.type for op in f.get_concrete_function(x, mask).graph.get_operations()}
-        assert "TfRnn>CudnnRNN" in ops, sorted(ops)
+        assert "TfRnn>KerasRNN" in ops, sorted(ops)
 
 
 def test_mixed_precision(rng):

@@ -19,6 +19,7 @@ from tf_rnn_ops.cudnn_rnn import (  # noqa: E402
     cudnn_rnn_canonical_to_params,
     cudnn_rnn_params_size,
     cudnn_rnn_params_to_canonical,
+    keras_rnn,
 )
 from tf_rnn_ops.gru_block_cell import gru_block_cell, gru_block_cell_grad  # noqa: E402
 from tf_rnn_ops.layers._formulation import standard_ops  # noqa: E402
@@ -31,6 +32,7 @@ __all__ = [
     "cudnn_rnn_params_to_canonical",
     "gru_block_cell",
     "gru_block_cell_grad",
+    "keras_rnn",
     "layers",
     "params",
     "standard_ops",

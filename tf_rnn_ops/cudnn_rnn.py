@@ -11,6 +11,9 @@ outputs in the same order:
 `cudnn_rnn_canonical_to_params`    `tf.raw_ops.CudnnRNNCanonicalToParamsV2`
 =================================  ==========================================
 
+`keras_rnn` (no TensorFlow namesake) runs one unidirectional layer from a Keras cell's own weights,
+with no conversion per call; the drop-in layers use it.
+
 Unlike TensorFlow's, these run on CPU. `sequence_lengths` may also be None (every sequence is full;
 as the lengths are int32, that needs T <= 2^31 - 1 unless the batch is empty).
 """
@@ -29,6 +32,7 @@ __all__ = [
     "cudnn_rnn_params_size",
     "cudnn_rnn_params_to_canonical",
     "cudnn_rnn_canonical_to_params",
+    "keras_rnn",
 ]
 
 
@@ -356,3 +360,125 @@ def _cudnn_rnn_grad(op, *grads):
         **attrs,
     )
     return None if skip_input_backprop else bp[0], bp[1], bp[2], bp[3], None
+
+
+def keras_rnn(
+    input,
+    input_h,
+    input_c,
+    kernel,
+    recurrent_kernel,
+    bias=None,
+    sequence_lengths=None,
+    rnn_mode="lstm",
+    is_training=True,
+    time_major=False,
+    name=None,
+):
+    """One unidirectional RNN layer from a Keras cell's weights, as they are (op `TfRnn>KerasRNN`).
+
+    input [B, T, I] ([T, B, I] with time_major); input_h, input_c [B, H] (input_c: lstm only, else
+    ignored; may be None); kernel [I, G·H] and recurrent_kernel [H, G·H] with Keras' gate column
+    order (GRU z, r, h with reset_after=True; LSTM i, f, c, o; SimpleRNN for rnn_tanh / rnn_relu);
+    bias as Keras shapes it (GRU [2, 3H], LSTM [4H], SimpleRNN [H]) or None (use_bias=False);
+    sequence_lengths [B] int32 or None (every sequence full). float32 or float64.
+
+    The same computation as `cudnn_rnn` on `params.keras_to_opaque(...)` for one layer, without the
+    conversion, which would cost more than a one-step call (B = T = 1) does. Returns (output [B, T,
+    H], output_h [B, H], output_c ([B, H] for lstm, else a scalar 0), reserve_space); differentiable
+    w.r.t. input, states and the three weights (in Keras layout) when run with is_training=True.
+    """
+    with tf.name_scope(name or "KerasRNN"):
+        input = tf.convert_to_tensor(input)
+        dtype = input.dtype
+        if input_c is None:
+            input_c = tf.zeros([0], dtype)
+        if bias is None:
+            bias = tf.zeros([0], dtype)
+        if sequence_lengths is None:
+            sequence_lengths = tf.zeros([0], tf.int32)
+        return _ops().tf_rnn_keras_rnn(
+            input=input,
+            input_h=input_h,
+            input_c=input_c,
+            kernel=kernel,
+            recurrent_kernel=recurrent_kernel,
+            bias=bias,
+            sequence_lengths=sequence_lengths,
+            rnn_mode=rnn_mode,
+            is_training=is_training,
+            time_major=time_major,
+        )
+
+
+@register_gradient("TfRnn>KerasRNN")
+def _keras_rnn_grad(op, *grads):
+    """Gradient of `keras_rnn`: TfRnn>CudnnRNNBackprop on the weights converted to opaque params
+    (the conversion runs in the backward pass only) and its params gradient mapped back to Keras'
+    layout (`params.opaque_grad_to_keras`)."""
+    from tf_rnn_ops import params as _params
+
+    if not op.get_attr("is_training"):
+        raise ValueError(
+            "The gradient of tf_rnn_ops.keras_rnn needs the forward pass run with is_training=True "
+            "(with is_training=False it keeps nothing for backprop)."
+        )
+    mode = op.get_attr("rnn_mode")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    time_major = op.get_attr("time_major")
+    x, h0, c0, kernel, rkernel, bias, lengths = op.inputs
+    y, hn, cn, reserve = op.outputs
+    lstm = mode == "lstm"
+    has_bias = bias.shape.num_elements() != 0
+    if None in (
+        bias.shape.num_elements(),
+        kernel.shape.num_elements(),
+        rkernel.shape.num_elements(),
+    ):
+        raise ValueError(
+            "keras_rnn's gradient needs the shapes of kernel, recurrent_kernel and bias known when "
+            "the graph is built"
+        )
+    params = _params.keras_to_opaque(mode, kernel, rkernel, bias if has_bias else None)
+    axis = 0 if time_major else 1  # input_h of the backprop op: [layers, B, H] or [B, layers, H]
+
+    def layered(t):
+        return tf.expand_dims(t, axis)
+
+    def grad_or_zeros(g, like):
+        return tf.zeros_like(like) if g is None else g
+
+    if lengths.shape.num_elements() == 0:
+        lengths = _full_lengths(x, layered(h0), time_major, "keras_rnn")
+    skip_input_backprop = 0 in _skipped_inputs(op)
+    bp = _ops().tf_rnn_cudnn_rnn_backprop(
+        input=x,
+        input_h=layered(h0),
+        input_c=layered(c0) if lstm else c0,
+        params=params,
+        sequence_lengths=lengths,
+        output=y,
+        output_h=layered(hn),
+        output_c=layered(cn) if lstm else cn,
+        output_backprop=grad_or_zeros(grads[0], y),
+        output_h_backprop=layered(grad_or_zeros(grads[1], hn)),
+        output_c_backprop=layered(grad_or_zeros(grads[2], cn)) if lstm else tf.zeros_like(cn),
+        reserve_space=reserve,
+        host_reserved=tf.zeros([0], tf.int8),
+        rnn_mode=mode,
+        time_major=time_major,
+        skip_input_backprop=skip_input_backprop,
+    )
+    dk, dr, db = _params.opaque_grad_to_keras(
+        mode, bp[3], int(rkernel.shape[0]), int(kernel.shape[0])
+    )
+    dc0 = tf.squeeze(bp[2], axis) if lstm else tf.zeros_like(c0)
+    return (
+        None if skip_input_backprop else bp[0],
+        tf.squeeze(bp[1], axis),
+        dc0,
+        dk,
+        dr,
+        db if has_bias else tf.zeros_like(bias),
+        None,
+    )

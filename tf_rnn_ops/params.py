@@ -46,6 +46,7 @@ __all__ = [
     "keras_to_canonical",
     "canonical_to_keras",
     "keras_to_opaque",
+    "opaque_grad_to_keras",
     "keras_initial_canonical",
 ]
 
@@ -304,6 +305,24 @@ def keras_to_opaque(rnn_mode: str, kernel, recurrent_kernel, bias=None):
     if _is_numpy(*w, *b):
         return np.concatenate([np.reshape(a, [-1]) for a in w + b])
     return tf.concat([tf.reshape(a, [-1]) for a in w + b], axis=0)
+
+
+def opaque_grad_to_keras(rnn_mode: str, dparams, num_units: int, input_size: int):
+    """The gradient w.r.t. a Keras cell's (kernel, recurrent_kernel, bias) from the gradient w.r.t.
+    the opaque params `keras_to_opaque` made of them (the transpose of that linear map): the weight
+    blocks as `canonical_to_keras`; the bias from the biases Keras' bias went to: GRU's b_W and b_R
+    rows, LSTM's b_R, SimpleRNN's b_W (the other, constant zeros, get no gradient)."""
+    w, b = opaque_to_canonical(dparams, rnn_mode, 1, num_units, input_size)
+    kernel, recurrent_kernel = canonical_to_keras(rnn_mode, w, b, use_bias=False)
+    _, _, concat, _, stack = _ops_for(*w, *b)
+    kind = _keras_kind(rnn_mode)
+    if kind == "gru":
+        bias = stack([concat([b[1], b[0], b[2]], 0), concat([b[4], b[3], b[5]], 0)])
+    elif kind == "lstm":
+        bias = concat(b[4:8], 0)
+    else:
+        bias = b[0]
+    return kernel, recurrent_kernel, bias
 
 
 def keras_initial_canonical(

@@ -35,6 +35,14 @@ namespace tf_rnn_ops {
       Name("TfRnn>CudnnRNNCanonicalToParams").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
       CudnnRnnCanonicalToParamsOp<T>);
 
+// TfRnn>KerasRNN: float and double (the Keras layers compute 16-bit types in float32).
+REGISTER_KERNEL_BUILDER(
+    Name("TfRnn>KerasRNN").Device(tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
+    KerasRnnForwardOp<float>);
+REGISTER_KERNEL_BUILDER(
+    Name("TfRnn>KerasRNN").Device(tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
+    KerasRnnForwardOp<double>);
+
 TF_RNN_REGISTER_CPU(float)
 TF_RNN_REGISTER_CPU(double)
 TF_RNN_REGISTER_CPU(Eigen::half)

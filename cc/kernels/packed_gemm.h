@@ -44,8 +44,11 @@ class PackedMatrix {
   // split across threads as the caller likes. transposed: `b` is row-major [N, K] (leading dimension
   // ldb), else row-major [K, N].
   PackedMatrix(int64_t K, int64_t N, float* storage) : K_(K), N_(N), data_(storage) {}
-  void PackPanels(const float* b, int64_t ldb, bool transposed, int64_t p_begin, int64_t p_end) {
-    for (int64_t p = p_begin; p < p_end; ++p) PackPanel(b, ldb, transposed, p);
+  // gate_src (not transposed only; null: none): op(B)'s column block g, `gate_width` columns
+  // wide, is column block gate_src[g] of `b` (a Keras GRU kernel's z, r, h read in r, z, h order).
+  void PackPanels(const float* b, int64_t ldb, bool transposed, int64_t p_begin, int64_t p_end,
+                  const int* gate_src = nullptr, int64_t gate_width = 0) {
+    for (int64_t p = p_begin; p < p_end; ++p) PackPanel(b, ldb, transposed, p, gate_src, gate_width);
   }
 
   int64_t K() const { return K_; }
@@ -57,7 +60,8 @@ class PackedMatrix {
   }
 
  private:
-  void PackPanel(const float* b, int64_t ldb, bool transposed, int64_t p) {
+  void PackPanel(const float* b, int64_t ldb, bool transposed, int64_t p, const int* gate_src,
+                 int64_t gate_width) {
     const int64_t n0 = p * kNr, width = std::min(kNr, N_ - n0);
     for (int64_t k0 = 0; k0 < K_; k0 += kKc) {
       const int64_t kc = std::min(kKc, K_ - k0);
@@ -67,9 +71,19 @@ class PackedMatrix {
           const float* src = b + (n0 + j) * ldb + k0;
           for (int64_t k = 0; k < kc; ++k) dst[k * kNr + j] = src[k];
         }
-      } else {
+      } else if (gate_src == nullptr) {
         for (int64_t k = 0; k < kc; ++k) {
           std::memcpy(dst + k * kNr, b + (k0 + k) * ldb + n0, width * sizeof(float));
+        }
+      } else {  // runs of columns within one gate block, each from its source block
+        for (int64_t j = 0; j < width;) {
+          const int64_t g = (n0 + j) / gate_width;
+          const int64_t end = std::min(width, (g + 1) * gate_width - n0);
+          const int64_t src = gate_src[g] * gate_width + (n0 + j - g * gate_width);
+          for (int64_t k = 0; k < kc; ++k) {
+            std::memcpy(dst + k * kNr + j, b + (k0 + k) * ldb + src, (end - j) * sizeof(float));
+          }
+          j = end;
         }
       }
       if (width < kNr) {
@@ -286,6 +300,62 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
                                                 /*accumulate=*/true);
       }
     }
+  }
+}
+
+// C[M, n_begin:n_end) = A[M, K] · B[K, n_begin:n_end) for a few rows M, with B read as stored
+// (row-major, leading dimension ldb; no packing) in one pass: each group of 4 rows of B is scaled
+// by A's 4 values and added into C's rows, which stay in L1 (columns are taken in tiles of
+// kStreamTile). For B = 1 (one-step calls: generation, decoding, streaming) a step's product is
+// memory-bound: packing B first would read and write it once more than the product reads it.
+// gate_src (or null): C's column block g (`block` wide) comes from B's column block gate_src[g].
+// C's rows have leading dimension ldc, A's lda.
+inline void StreamGemm(int64_t M, const float* A, int64_t lda, int64_t K, const float* B,
+                       int64_t ldb, float* C, int64_t ldc, int64_t n_begin, int64_t n_end,
+                       const int* gate_src = nullptr, int64_t block = 0) {
+  constexpr int64_t kStreamTile = 512;
+  for (int64_t j0 = n_begin; j0 < n_end;) {
+    // A run of columns that is contiguous in B too (within one gate block), at most a tile.
+    int64_t j1 = std::min(n_end, j0 + kStreamTile), src = j0;
+    if (gate_src != nullptr) {
+      const int64_t g = j0 / block;
+      j1 = std::min(j1, (g + 1) * block);
+      src = gate_src[g] * block + (j0 - g * block);
+    }
+    const int64_t w = j1 - j0;
+    for (int64_t m = 0; m < M; ++m) std::fill_n(C + m * ldc + j0, w, 0.f);
+    int64_t k = 0;
+    for (; k + 4 <= K; k += 4) {
+      const float *b0 = B + k * ldb + src, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+      for (int64_t m = 0; m < M; ++m) {
+        const float* a = A + m * lda + k;
+        const float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+        float* c = C + m * ldc + j0;
+        int64_t j = 0;
+#if TF_RNN_HAVE_AVX2
+        const __m256 v0 = _mm256_set1_ps(a0), v1 = _mm256_set1_ps(a1), v2 = _mm256_set1_ps(a2),
+                     v3 = _mm256_set1_ps(a3);
+        for (; j + 8 <= w; j += 8) {
+          __m256 acc = _mm256_loadu_ps(c + j);
+          acc = _mm256_fmadd_ps(v0, _mm256_loadu_ps(b0 + j), acc);
+          acc = _mm256_fmadd_ps(v1, _mm256_loadu_ps(b1 + j), acc);
+          acc = _mm256_fmadd_ps(v2, _mm256_loadu_ps(b2 + j), acc);
+          acc = _mm256_fmadd_ps(v3, _mm256_loadu_ps(b3 + j), acc);
+          _mm256_storeu_ps(c + j, acc);
+        }
+#endif
+        for (; j < w; ++j) c[j] += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
+      }
+    }
+    for (; k < K; ++k) {  // the last K % 4 rows of B
+      const float* b0 = B + k * ldb + src;
+      for (int64_t m = 0; m < M; ++m) {
+        const float a0 = A[m * lda + k];
+        float* c = C + m * ldc + j0;
+        for (int64_t j = 0; j < w; ++j) c[j] += a0 * b0[j];
+      }
+    }
+    j0 = j1;
   }
 }
 

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "cc/kernels/packed_gemm.h"
@@ -82,7 +83,10 @@ template <typename T>
 class StepGemm {
  public:
   static int64_t StorageSize(int64_t K, int64_t N) { return 0; }
-  StepGemm(const CpuDevice& d, const T* b, int64_t K, int64_t N, bool transposed, T* storage)
+  // (gate_src must be null here: the callers permute the weights of other types beforehand;
+  // `stream` changes nothing: Eigen's product reads b as stored.)
+  StepGemm(const CpuDevice& d, const T* b, int64_t K, int64_t N, bool transposed, T* storage,
+           const int* gate_src = nullptr, int64_t block = 0, bool stream = false)
       : d_(d), b_(b), K_(K), N_(N), transposed_(transposed) {}
   void Run(int64_t M, const T* A, T* C) const {
     CpuGemm<T>(d_, false, transposed_, M, N_, K_, A, b_, C, false);
@@ -103,11 +107,16 @@ class StepGemm<float> {
   // Measured at batch 1 (0.4 MFLOP a step): dispatching to 2 threads made the step 3x slower.
   static constexpr double kStepMinFlops = 1e6;
   static int64_t StorageSize(int64_t K, int64_t N) { return PackedMatrix::PackedSize(K, N); }
+  // gate_src (b not transposed; or null): column block g (`block` wide) of the product's B is
+  // column block gate_src[g] of b. stream (b not transposed): no packing, every product reads b
+  // as stored (StreamGemm; for the few rows of small B·T calls, where packing costs more than it
+  // saves, see CpuRnn::Forward's callers); `storage` is then unused.
   StepGemm(const CpuDevice& d, const float* b, int64_t K, int64_t N, bool transposed,
-           float* storage)
-      : d_(d), packed_(K, N, storage) {
+           float* storage, const int* gate_src = nullptr, int64_t block = 0, bool stream = false)
+      : d_(d), packed_(K, N, storage), b_(b), gate_src_(gate_src), block_(block), stream_(stream) {
+    if (stream) return;
     ParallelRows(d, PackedMatrix::NumPanels(N), 2.0 * kNr * K, [&](int64_t begin, int64_t end) {
-      packed_.PackPanels(b, transposed ? K : N, transposed, begin, end);
+      packed_.PackPanels(b, transposed ? K : N, transposed, begin, end, gate_src, block);
     });
   }
   // The rows of a batch run their recurrences independently: the driver can give each thread a
@@ -115,12 +124,29 @@ class StepGemm<float> {
   static constexpr bool kRowsOnOneThread = true;
   void RunOnThisThread(int64_t M, const float* A, float* C) const {
     if (M == 0 || packed_.N() == 0) return;
+    if (stream_) {
+      StreamGemm(M, A, packed_.K(), packed_.K(), b_, packed_.N(), C, packed_.N(), 0, packed_.N(),
+                 gate_src_, block_);
+      return;
+    }
     PackedGemmPanels(M, A, packed_.K(), packed_, C, packed_.N(), 0,
                      PackedMatrix::NumPanels(packed_.N()));
   }
   void Run(int64_t M, const float* A, float* C) const {
     const int64_t K = packed_.K(), N = packed_.N(), panels = PackedMatrix::NumPanels(N);
     if (M == 0 || N == 0) return;
+    if (stream_) {  // columns split across threads in slices of kStreamCols
+      constexpr int64_t kStreamCols = 64;
+      const int64_t slices = (N + kStreamCols - 1) / kStreamCols;
+      ParallelRows(
+          d_, slices, 2.0 * M * K * kStreamCols,
+          [&](int64_t begin, int64_t end) {
+            StreamGemm(M, A, K, K, b_, N, C, N, begin * kStreamCols,
+                       std::min(N, end * kStreamCols), gate_src_, block_);
+          },
+          kStepMinFlops);
+      return;
+    }
     // (Eigen's cost-model blocks came out uneven here: 120 instead of 170 GFLOP/s.) Below
     // kStepMinFlops a step runs on the calling thread: a dispatch costs about as much.
     if (K > N && M >= 2 * kMr) {
@@ -144,6 +170,10 @@ class StepGemm<float> {
  private:
   const CpuDevice& d_;
   PackedMatrix packed_;
+  const float* b_;
+  const int* gate_src_;
+  int64_t block_;
+  bool stream_;
 };
 
 // A step's product over rows the calling thread owns (one_thread: the driver gave each thread a range
@@ -260,6 +290,17 @@ struct RnnForwardArgs {
   bool save_hprev = false;     // RnnReserveLayout's: the outputs are rounded (16-bit types)
   float dropout = 0;
   uint64_t seed = 0, seed2 = 0;
+  // Keras-layout weights (TfRnn>KerasRNN; one layer, one direction, no projection), read in place
+  // of params when `kernel` is set: kernel [in, G·H] and recurrent_kernel [H, G·H] row-major as
+  // Keras keeps them (Wᵀ and Rᵀ), bias_w and bias_r [G·H] in the canonical gate order; gate_src (or
+  // null): the kernels' column block holding canonical gate g (Keras GRU's z, r, h: {1, 0, 2}).
+  const T* kernel = nullptr;
+  const T* recurrent_kernel = nullptr;
+  const T* bias_w = nullptr;
+  const T* bias_r = nullptr;
+  const int* gate_src = nullptr;
+  // The products read the Keras kernels as stored (no packing): see StreamGemm, RnnStreamWeights.
+  bool stream_weights = false;
 };
 
 template <typename T>
@@ -291,24 +332,47 @@ constexpr int64_t kChunkRows = 512;
 inline int64_t RnnChunkSteps(int64_t T_, int64_t B) {
   return std::max<int64_t>(1, std::min<int64_t>(T_, (kChunkRows + B - 1) / std::max<int64_t>(B, 1)));
 }
+// The forward's chunks: at least kChunkRows rows, more where the rows are narrow (`width`: the
+// widest of G·H and the layer inputs), so that the chunk's buffers hold about as many values as at
+// kChunkRows rows of a 768-wide GRU(256). Each chunk is one dispatch of the row ranges to the
+// threads: a small model (G·H = 128, B = 256) had 60 chunks of 2 steps a call.
+constexpr int64_t kForwardChunkValues = kChunkRows * 768;
+inline int64_t RnnForwardChunkSteps(int64_t T_, int64_t B, int64_t width) {
+  const int64_t rows = std::max(kChunkRows, kForwardChunkValues / std::max<int64_t>(width, 1));
+  return std::max<int64_t>(1, std::min<int64_t>(T_, (rows + B - 1) / std::max<int64_t>(B, 1)));
+}
 
-// Scratch memory (in units of T) that Forward or Backward asks of its caller.
+// Whether a forward from Keras-layout weights reads them as stored (StreamGemm) rather than packing
+// them (float only): when a call has at most kStreamMaxRows rows (B·T), packing, a pass that reads
+// and writes all the weights, costs more than the few products it would speed up (the bound is
+// chosen, not tuned: docs/PERFORMANCE.md, optimisation log item 21).
+constexpr int64_t kStreamMaxRows = 8;
 template <typename T>
-int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool backward) {
+bool RnnStreamWeights(int64_t T_, int64_t B) {
+  return std::is_same<T, float>::value && T_ * B <= kStreamMaxRows;
+}
+
+// Scratch memory (in units of T) that Forward or Backward asks of its caller. stream_weights: the
+// forward reads the weights as stored (RnnForwardArgs::stream_weights) and needs no packed copies.
+template <typename T>
+int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool backward,
+                         bool stream_weights = false) {
   const int64_t tb = T_ * B, gh = s.gates() * s.num_units, H = s.num_units, ho = s.h_out();
   const int64_t cb = RnnChunkSteps(T_, B) * B;  // rows of a chunk
+  const int64_t cbf = RnnForwardChunkSteps(T_, B, std::max(gh, s.MaxLayerInputSize())) * B;
   const bool proj = s.num_proj > 0, multi = s.num_layers > 1;
   const int64_t max_in = s.MaxLayerInputSize();
   // Packed copies of R, P and W (as large as the largest layer input) for the products of every
   // step or chunk (the backward packs R and P transposed, and W as stored: dX = D_gx·W).
   const int64_t packed =
+      stream_weights ? 0 :
       backward ? StepGemm<T>::StorageSize(gh, ho) + (proj ? StepGemm<T>::StorageSize(ho, H) : 0) +
                      StepGemm<T>::StorageSize(gh, max_in)
                : StepGemm<T>::StorageSize(ho, gh) + (proj ? StepGemm<T>::StorageSize(H, ho) : 0) +
                      StepGemm<T>::StorageSize(max_in, gh);
   if (!backward) {
     return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
-           + cb * gh + cb * max_in                         // gx of a chunk, gathered input
+           + cbf * gh + cbf * max_in                       // gx of a chunk, gathered input
            + B * gh + 2 * B * ho + 3 * B * H               // gh, h, h_new, out, c, c_new
            + B * gh + B * H;                               // activation scratch (inference)
   }
@@ -616,11 +680,20 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
                                 int64_t in, T* y, const RnnReserveLayout* rl, T* ws) const {
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
   const int64_t gh_w = G * H, ow = s_.output_size(), ld = int64_t(layer) * s_.num_dirs + dir;
-  const int64_t Tc = RnnChunkSteps(T_, B), cb = Tc * B;
   const int64_t max_in = s_.MaxLayerInputSize();
+  const int64_t Tc = RnnForwardChunkSteps(T_, B, std::max(gh_w, max_in)), cb = Tc * B;
   const auto blk = s_.LayerBlock(layer);
-  const T* p = a.params + s_.BlockOffset(layer, dir);
-  const T *w = p + blk.w, *r = p + blk.r, *proj = p + blk.p, *b_w = p + blk.b_w, *b_r = p + blk.b_r;
+  // Opaque params, or Keras-layout weights (RnnForwardArgs::kernel): then W and R are stored
+  // transposed relative to params ([in, G·H], [H, G·H]), possibly with their gate blocks permuted.
+  const bool keras = a.kernel != nullptr;
+  const T* p = keras ? nullptr : a.params + s_.BlockOffset(layer, dir);
+  const T* w = keras ? a.kernel : p + blk.w;
+  const T* r = keras ? a.recurrent_kernel : p + blk.r;
+  const T* proj = keras ? nullptr : p + blk.p;
+  const T* b_w = keras ? a.bias_w : p + blk.b_w;
+  const T* b_r = keras ? a.bias_r : p + blk.b_r;
+  const int* gate_src = keras ? a.gate_src : nullptr;
+  const bool stream = keras && a.stream_weights;
   const bool has_proj = s_.num_proj > 0;
   const bool training = rl != nullptr;
 
@@ -635,15 +708,17 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   T* act_scratch = c_new + B * H;        // [B, G·H] activations (inference)
   T* ghn_scratch = act_scratch + B * gh_w;  // [B, H] (inference)
   T* pack = ghn_scratch + B * H;
-  const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/true, pack);
-  pack += StepGemm<T>::StorageSize(ho, gh_w);
+  const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/!keras, pack, gate_src, H, stream);
+  if (!stream) pack += StepGemm<T>::StorageSize(ho, gh_w);
   std::optional<StepGemm<T>> projection, input_weights;
   if (has_proj) {
     projection.emplace(d_, proj, H, ho, /*transposed=*/true, pack);
     pack += StepGemm<T>::StorageSize(H, ho);
   }
   // W, like R, is packed once: every chunk's input projection reuses it.
-  if (s_.HasInputWeights(layer)) input_weights.emplace(d_, w, in, gh_w, /*transposed=*/true, pack);
+  if (s_.HasInputWeights(layer)) {
+    input_weights.emplace(d_, w, in, gh_w, /*transposed=*/!keras, pack, gate_src, H, stream);
+  }
   const bool is_gru = Cell::kMode == RnnMode::kGru;
 
   const RnnReserveLayout::LayerDir* sv = training ? &rl->layer_dir[ld] : nullptr;

@@ -99,6 +99,54 @@ A multi-layer RNN (rnn_relu, rnn_tanh, lstm or gru) over a whole sequence, with 
 params layout; the interface of CudnnRNNV3, on CPU as well.
 )doc");
 
+REGISTER_OP("TfRnn>KerasRNN")
+    .Input("input: T")
+    .Input("input_h: T")
+    .Input("input_c: T")
+    .Input("kernel: T")
+    .Input("recurrent_kernel: T")
+    .Input("bias: T")
+    .Input("sequence_lengths: int32")
+    .Output("output: T")
+    .Output("output_h: T")
+    .Output("output_c: T")
+    .Output("reserve_space: T")
+    .Attr("T: {float, double}")
+    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru'} = 'lstm'")
+    .Attr("is_training: bool = true")
+    .Attr("time_major: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle input, input_h, rkernel, unused;
+      TF_RETURN_IF_ERROR(NamedRank(c, 0, "input", 3, &input));
+      TF_RETURN_IF_ERROR(NamedRank(c, 1, "input_h", 2, &input_h));
+      TF_RETURN_IF_ERROR(NamedRank(c, 3, "kernel", 2, &unused));
+      TF_RETURN_IF_ERROR(NamedRank(c, 4, "recurrent_kernel", 2, &rkernel));
+      TF_RETURN_IF_ERROR(NamedRank(c, 6, "sequence_lengths", 1, &unused));
+      std::string rnn_mode;
+      TF_RETURN_IF_ERROR(c->GetAttr("rnn_mode", &rnn_mode));
+      bool time_major = false;
+      TF_RETURN_IF_ERROR(c->GetAttr("time_major", &time_major));
+      const DimensionHandle units = c->Dim(rkernel, 0);
+      const DimensionHandle steps = c->Dim(input, time_major ? 0 : 1);
+      const DimensionHandle batch = c->Dim(input, time_major ? 1 : 0);
+      c->set_output(0, time_major ? c->MakeShape({steps, batch, units})
+                                  : c->MakeShape({batch, steps, units}));
+      c->set_output(1, input_h);
+      c->set_output(2, rnn_mode == "lstm" ? c->input(2) : c->Scalar());
+      c->set_output(3, c->Vector(c->UnknownDim()));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+One unidirectional RNN layer (rnn_relu, rnn_tanh, lstm or gru) from a Keras cell's own weights, so
+that nothing is converted per call: kernel [I, G*H] and recurrent_kernel [H, G*H] with Keras' gate
+column order (GRU z, r, h; LSTM i, f, c, o), bias as Keras shapes it (GRU reset_after [2, 3H] input
+then recurrent biases; LSTM [4H]; SimpleRNN [H]) or with no elements (use_bias=False). input [B, T, I]
+([T, B, I] with time_major), input_h and input_c [B, H] (input_c read for lstm only), sequence_lengths
+[B] or [0] (every sequence full). Outputs: output [B, T, H], output_h, output_c (lstm; else a scalar 0)
+and reserve_space: that of TfRnn>CudnnRNN for the same one-layer model, which its gradient passes to
+TfRnn>CudnnRNNBackprop.
+)doc");
+
 REGISTER_OP("TfRnn>CudnnRNNBackprop")
     .Input("input: T")
     .Input("input_h: T")

@@ -3,8 +3,9 @@
 Each class subclasses its Keras namesake, so the constructor arguments, defaults, weights (names,
 shapes, initializers, regularizers, constraints), config, stateful states, initial states, masks and
 input-dropout masks are Keras' own; only the loop over time (`inner_loop`) runs through
-`tf_rnn_ops.cudnn_rnn` (batch-major) instead of Keras' step loop. The results equal Keras' step
-loop:
+`tf_rnn_ops.keras_rnn` (batch-major; the op reads the cell's kernel, recurrent_kernel and bias as
+Keras keeps them, so a call converts no weights: one-step calls with states cost one pass over the
+weights) instead of Keras' step loop. The results equal Keras' step loop:
 
 * masks: any mask (not only right-padded) is handled exactly: the valid steps of each sequence are
   packed to the front (a right-padded mask packs to itself), run with sequence_lengths = their
@@ -37,8 +38,7 @@ import tensorflow as tf
 from keras import activations
 from keras import ops as kops
 
-from tf_rnn_ops import params as _params
-from tf_rnn_ops.cudnn_rnn import cudnn_rnn
+from tf_rnn_ops.cudnn_rnn import keras_rnn
 from tf_rnn_ops.layers import _formulation
 
 try:  # reading float32 weights under a mixed-precision autocast scope
@@ -75,7 +75,7 @@ def run_fused(
     rnn_mode,
     x,
     states,
-    params,
+    weights,
     mask=None,
     go_backwards=False,
     zero_output_for_mask=False,
@@ -83,22 +83,22 @@ def run_fused(
 ):
     """Keras' RNN loop (`keras.backend.rnn` semantics for these arguments) on the fused op.
 
-    x [B, T, I]; states: [h] or [h, c] ([B, H] each); params: opaque params of one unidirectional
-    layer (all in the compute dtype); mask: [B, T] bool or None (any pattern).
+    x [B, T, I]; states: [h] or [h, c] ([B, H] each); weights: the Keras cell's (kernel,
+    recurrent_kernel, bias or None), read by the op as they are (`keras_rnn`: no conversion per
+    call); all in the compute dtype; mask: [B, T] bool or None (any pattern).
     Returns (last_output [B, H], outputs [B, T, H] or [B, 1, H], new_states list).
     """
     lstm = rnn_mode == "lstm"
-    dtype = x.dtype
-    h0 = tf.expand_dims(states[0], 1)
-    c0 = tf.expand_dims(states[1], 1) if lstm else tf.zeros([0], dtype)
+    kernel, recurrent_kernel, bias = weights
+    h0 = states[0]
+    c0 = states[1] if lstm else None
     if go_backwards:  # Keras reverses the whole padded sequence and its mask
         x = tf.reverse(x, [1])
         if mask is not None:
             mask = tf.reverse(mask, [1])
     if mask is None:
-        y, h, c, _, _ = cudnn_rnn(
-            input=x, input_h=h0, input_c=c0, params=params, rnn_mode=rnn_mode, time_major=False,
-            is_training=True,
+        y, h, c, _ = keras_rnn(
+            x, h0, c0, kernel, recurrent_kernel, bias, rnn_mode=rnn_mode, is_training=True,
         )  # fmt: skip
         outputs = y
         last = y[:, -1]
@@ -111,9 +111,9 @@ def run_fused(
         # valid steps first, in order (a right-padded mask gives the identity)
         order = tf.argsort(tf.where(mask, t, t + steps), axis=1, stable=True)
         packed = tf.gather(x, order, axis=1, batch_dims=1)
-        y, h, c, _, _ = cudnn_rnn(
-            input=packed, input_h=h0, input_c=c0, params=params, sequence_lengths=lengths,
-            rnn_mode=rnn_mode, time_major=False, is_training=True,
+        y, h, c, _ = keras_rnn(
+            packed, h0, c0, kernel, recurrent_kernel, bias, sequence_lengths=lengths,
+            rnn_mode=rnn_mode, is_training=True,
         )  # fmt: skip
         # step t shows the output of the last valid step <= t (Keras carries the previous output
         # through masked steps; zeros before the first valid step or with zero_output_for_mask)
@@ -124,7 +124,7 @@ def run_fused(
             keep = tf.logical_and(keep, mask)
         outputs = tf.where(keep[:, :, tf.newaxis], outputs, tf.zeros_like(outputs))
         last = outputs[:, -1]
-    new_states = [h[:, 0]] + ([c[:, 0]] if lstm else [])
+    new_states = [h] + ([c] if lstm else [])
     if not return_sequences:
         outputs = last[:, tf.newaxis]
     return last, outputs, new_states
@@ -211,8 +211,7 @@ class _FusedRNNMixin:
             x = x * tf.cast(dp_mask, dtype)[:, tf.newaxis, :]
         states = [tf.cast(s, dtype) for s in states]
         bias = _read(cell.bias) if cell.use_bias else None
-        params = _params.keras_to_opaque(
-            self._fused_mode,
+        weights = (
             tf.cast(_read(cell.kernel), dtype),
             tf.cast(_read(cell.recurrent_kernel), dtype),
             None if bias is None else tf.cast(bias, dtype),
@@ -221,7 +220,7 @@ class _FusedRNNMixin:
             self._fused_mode,
             x,
             states,
-            params,
+            weights,
             mask=mask,
             go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask,

@@ -1,0 +1,300 @@
+"""The "streaming and small" section of `make bench`: the drop-in layers where the big-batch
+benchmark does not look, side by side with `keras.layers` in one run.
+
+Cases (each a `tf.function`, the layer class the only difference; weights copied from the Keras
+layer):
+
+1. one-step call: B = 1, T = 1, states in and out (text generation, seq2seq decoding, streaming),
+   GRU and LSTM, I = 256, H in --stream_hidden (256, 1024);
+2. generation: the text-generation tutorial's loop (Embedding(65, 256) → GRU(1024, return_state) →
+   Dense(65), then a categorical sample), --gen_steps calls of one step each from Python;
+3. small models: the weather example's shape B = 256, T = 120, I = 7 with H in --small_hidden
+   (32, 64), GRU and LSTM: inference (a layer call) and a training step (forward, backward and
+   every weight gradient through a GradientTape).
+
+Timing: warm-up, then rounds that run every implementation of a case once, in rotating order; the
+median over rounds is reported, and "×" = Keras' time / ours (> 1: ours faster). GFLOP/s counts
+2·B·T·G·H·(I + H) a forward (3× for a training step) and is given against the machine's physical
+float32 FMA peak, measured at the start of the section by a register-resident AVX2 FMA loop
+(`FMA_PEAK_SOURCE`, compiled with the system's C++ compiler; "n/a" where that is not possible).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+# The physical float32 FMA peak: every thread runs 12 independent AVX2 FMA chains (no memory).
+FMA_PEAK_SOURCE = r"""
+#include <immintrin.h>
+#include <omp.h>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#define FMA12(b, c) \
+  a0 = _mm256_fmadd_ps(a0, b, c); a1 = _mm256_fmadd_ps(a1, b, c); a2 = _mm256_fmadd_ps(a2, b, c); \
+  a3 = _mm256_fmadd_ps(a3, b, c); a4 = _mm256_fmadd_ps(a4, b, c); a5 = _mm256_fmadd_ps(a5, b, c); \
+  a6 = _mm256_fmadd_ps(a6, b, c); a7 = _mm256_fmadd_ps(a7, b, c); a8 = _mm256_fmadd_ps(a8, b, c); \
+  a9 = _mm256_fmadd_ps(a9, b, c); a10 = _mm256_fmadd_ps(a10, b, c); \
+  a11 = _mm256_fmadd_ps(a11, b, c);
+int main(int argc, char** argv) {
+  int threads = argc > 1 ? atoi(argv[1]) : omp_get_max_threads();
+  const long iters = 20000000;
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    {
+      __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+      __m256 a0 = _mm256_set1_ps(1), a1 = _mm256_set1_ps(2), a2 = _mm256_set1_ps(3);
+      __m256 a3 = _mm256_set1_ps(4), a4 = _mm256_set1_ps(5), a5 = _mm256_set1_ps(6);
+      __m256 a6 = _mm256_set1_ps(7), a7 = _mm256_set1_ps(8), a8 = _mm256_set1_ps(9);
+      __m256 a9 = _mm256_set1_ps(10), a10 = _mm256_set1_ps(11), a11 = _mm256_set1_ps(12);
+      for (long i = 0; i < iters; ++i) { FMA12(b, c) }
+      __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                               _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+      s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+      float out[8]; _mm256_storeu_ps(out, s); sink += out[0];
+    }
+    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double gf = threads * (double)iters * 12 * 8 * 2 / sec / 1e9;
+    if (gf > best) best = gf;
+    if (sink == 42) printf("x");
+  }
+  printf("%.3f\n", best);
+}
+"""
+
+BEGIN, END = "<!-- streaming:begin -->", "<!-- streaming:end -->"
+GATES = {"gru": 3, "lstm": 4}
+
+
+def fma_peak(threads: int) -> float | None:
+    """GFLOP/s of the FMA loop on `threads` threads, or None where it cannot be built or run."""
+    cxx = os.environ.get("CXX", "g++")
+    with tempfile.TemporaryDirectory() as d:
+        src, exe = os.path.join(d, "fma_peak.cc"), os.path.join(d, "fma_peak")
+        with open(src, "w") as f:
+            f.write(FMA_PEAK_SOURCE)
+        try:
+            subprocess.run(
+                [cxx, "-O3", "-mavx2", "-mfma", "-fopenmp", src, "-o", exe],
+                check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+            out = subprocess.run(
+                [exe, str(threads)], check=True, capture_output=True, text=True, timeout=120
+            )
+            return float(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return None
+
+
+class Case:
+    """One comparison: `build(impl)` returns a no-argument callable; `flops` per call."""
+
+    def __init__(self, group: str, label: str, flops: float, build):
+        self.group, self.label, self.flops, self.build = group, label, flops, build
+        self.times: dict[str, list[float]] = {}
+
+
+def _layer(impl: str, kind: str, units: int, **kwargs):
+    import keras
+
+    import tf_rnn_ops
+
+    mod = keras.layers if impl == "keras" else tf_rnn_ops.layers
+    return getattr(mod, {"gru": "GRU", "lstm": "LSTM"}[kind])(units, **kwargs)
+
+
+def _pair(kind: str, units: int, x, **kwargs):
+    """(keras layer, our layer) built on x, ours holding Keras' weights."""
+    ref, ours = _layer("keras", kind, units, **kwargs), _layer("ours", kind, units, **kwargs)
+    ref(x)
+    ours(x)
+    ours.set_weights(ref.get_weights())
+    return {"keras": ref, "ours": ours}
+
+
+def one_step_case(kind: str, hidden: int, inputs: int = 256) -> Case:
+    import tensorflow as tf
+
+    x = tf.random.normal([1, 1, inputs])
+    states = [tf.random.normal([1, hidden]) for _ in range(2 if kind == "lstm" else 1)]
+    layers = _pair(kind, hidden, x, return_state=True)
+
+    def build(impl):
+        layer = layers[impl]
+        fn = tf.function(lambda x, s: layer(x, initial_state=s))
+        return lambda: fn(x, states)
+
+    flops = 2.0 * GATES[kind] * hidden * (inputs + hidden)
+    return Case("one-step", f"{kind.upper()} B=1 T=1 I={inputs} H={hidden}", flops, build)
+
+
+def generation_case(steps: int, units: int = 1024, vocab: int = 65, embed: int = 256) -> Case:
+    """The TensorFlow text-generation tutorial's model and `OneStep` loop (sampling included)."""
+    import keras
+    import tensorflow as tf
+
+    ids = tf.constant([[7]])
+    models = {}
+    for impl in ("keras", "ours"):
+        inp = keras.Input([None], batch_size=1, dtype="int32")
+        state = keras.Input([units], batch_size=1)
+        e = keras.layers.Embedding(vocab, embed)(inp)
+        y, h = _layer(impl, "gru", units, return_sequences=True, return_state=True)(
+            e, initial_state=state
+        )
+        models[impl] = keras.Model([inp, state], [keras.layers.Dense(vocab)(y), h])
+    models["ours"].set_weights(models["keras"].get_weights())
+
+    def build(impl):
+        model = models[impl]
+
+        @tf.function
+        def one_step(ids, h):
+            logits, h = model([ids, h])
+            nxt = tf.random.categorical(logits[:, -1, :], num_samples=1, dtype=tf.int32)
+            return nxt, h
+
+        def run():
+            x, h = ids, tf.zeros([1, units])
+            for _ in range(steps):
+                x, h = one_step(x, h)
+            return x
+
+        return run
+
+    flops = steps * 2.0 * 3 * units * (embed + units)
+    return Case("generation", f"{steps}-step generation, GRU({units}) I={embed}", flops, build)
+
+
+def small_cases(kind: str, hidden: int, batch=256, steps=120, inputs=7) -> list[Case]:
+    import tensorflow as tf
+
+    x = tf.random.normal([batch, steps, inputs])
+    layers = _pair(kind, hidden, x)
+    fwd = 2.0 * batch * steps * GATES[kind] * hidden * (inputs + hidden)
+    label = f"{kind.upper()} B={batch} T={steps} I={inputs} H={hidden}"
+
+    def build_infer(impl):
+        layer = layers[impl]
+        fn = tf.function(lambda x: layer(x, training=False))
+        return lambda: fn(x)
+
+    def build_train(impl):
+        layer = layers[impl]
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(layer(x, training=True)))
+            return tape.gradient(loss, layer.trainable_weights)
+
+        return lambda: step(x)
+
+    return [
+        Case("small inference", label, fwd, build_infer),
+        Case("small training", label, 3 * fwd, build_train),
+    ]
+
+
+def run_case(case: Case, repeats: int, budget_s: float, log) -> None:
+    fns = {impl: case.build(impl) for impl in ("keras", "ours")}
+    for fn in fns.values():  # trace, then warm
+        fn()
+        fn()
+    order = list(fns)
+    start = time.monotonic()
+    for r in range(repeats):
+        k = r % len(order)
+        for impl in order[k:] + order[:k]:
+            t0 = time.perf_counter()
+            fns[impl]()
+            case.times.setdefault(impl, []).append(time.perf_counter() - t0)
+        if r >= 2 and time.monotonic() - start > budget_s:
+            break
+    keras_ms, ours_ms = (statistics.median(case.times[i]) * 1e3 for i in ("keras", "ours"))
+    log(
+        f"  {case.group}: {case.label}: keras {keras_ms:.3f} ms, ours {ours_ms:.3f} ms "
+        f"({keras_ms / ours_ms:.2f}x)"
+    )
+
+
+def run(flags, threads: int, log) -> dict:
+    """Runs the section: {'peak': GFLOP/s or None, 'cases': [Case], 'load': (start, end)}."""
+    load0 = os.getloadavg()[0]
+    peak = fma_peak(threads)
+    log(f"streaming and small: FMA peak {peak if peak else 'n/a'} GFLOP/s ({threads} threads)")
+    cases = []
+    for kind in ("gru", "lstm"):
+        for h in flags.stream_hidden:
+            cases.append(one_step_case(kind, int(h)))
+    if flags.gen_steps > 0:
+        cases.append(generation_case(flags.gen_steps))
+    for kind in ("gru", "lstm"):
+        for h in flags.small_hidden:
+            cases += small_cases(kind, int(h))
+    for case in cases:
+        run_case(case, flags.stream_repeats, flags.case_budget_s, log)
+    return {"peak": peak, "cases": cases, "load": (load0, os.getloadavg()[0])}
+
+
+def _goal(case: Case) -> tuple[float, str]:
+    """(the ratio asked for, its wording) of a case, as issue 15 states the goals."""
+    if case.group == "one-step":
+        return 2.0, "≥ 2× (floor 1×)"
+    return 1.0, "≥ 1×"
+
+
+def markdown(result: dict) -> str:
+    peak = result["peak"]
+    lines = [
+        "### Streaming and small sizes (drop-in layers against keras.layers)",
+        "",
+        "`python/bench_streaming.py`, in every `make bench` (alone: `python/bench.py "
+        "--streaming_only`). Each row: the same `tf.function` with the layer class swapped, "
+        "Keras' weights in both; median of rotating rounds; × = Keras / ours. % FMA peak: "
+        "our GFLOP/s against the machine's physical float32 FMA peak "
+        f"({f'{peak:.1f} GFLOP/s' if peak else 'n/a'}, all threads, measured in the same run). "
+        f"Load average {result['load'][0]:.1f} at the start, {result['load'][1]:.1f} at the end.",
+        "",
+        "| case | shape | keras ms | ours ms | × | goal | ours GFLOP/s | % FMA peak |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    checks = []
+    for c in result["cases"]:
+        k = statistics.median(c.times["keras"]) * 1e3
+        o = statistics.median(c.times["ours"]) * 1e3
+        gf = c.flops / (o / 1e3) / 1e9
+        want, wording = _goal(c)
+        pct = f"{100 * gf / peak:.2f}%" if peak else "n/a"
+        lines.append(
+            f"| {c.group} | {c.label} | {k:.3f} | {o:.3f} | {k / o:.2f} | {wording} | {gf:.2f} "
+            f"| {pct} |"
+        )
+        status = "PASS" if k / o >= want else ("FLOOR" if k / o >= 1.0 else "FAIL")
+        checks.append(f"`{status}` {c.group} {c.label}: {k / o:.2f}× ({wording})")
+    return "\n".join(lines + ["", "Goal checks (reported, never asserted):", ""] +
+                     [f"- {c}" for c in checks])  # fmt: skip
+
+
+def write_markdown(path: str, text: str) -> None:
+    """Puts `text` between the section's markers in `path` (appended the first time)."""
+    try:
+        with open(path) as f:
+            doc = f.read()
+    except FileNotFoundError:
+        doc = ""
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        doc = head + block + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(doc)
