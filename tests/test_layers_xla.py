@@ -179,5 +179,13 @@ def test_op_functions_under_xla_name_the_layers():
 
     with pytest.raises(ValueError, match="cudnn_rnn_params_size.*XLA"):
         size()
+    @tf.function(jit_compile=True)
+    def keras_layout():
+        return tf_rnn_ops.keras_rnn(
+            x, h[0], None, tf.zeros([3, 8]), tf.zeros([2, 8]), rnn_mode="lstm"
+        )
+
+    with pytest.raises(ValueError, match=r"keras_rnn.*no XLA kernel.*tf_rnn_ops\.layers\.GRU"):
+        keras_layout()
     # outside XLA the same calls still run
     assert int(tf.function(size.python_function)()[0]) > 0

@@ -388,6 +388,7 @@ def keras_rnn(
     H], output_h [B, H], output_c ([B, H] for lstm, else a scalar 0), reserve_space); differentiable
     w.r.t. input, states and the three weights (in Keras layout) when run with is_training=True.
     """
+    refuse_under_xla("keras_rnn")
     with tf.name_scope(name or "KerasRNN"):
         input = tf.convert_to_tensor(input)
         dtype = input.dtype
