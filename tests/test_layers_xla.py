@@ -179,6 +179,7 @@ def test_op_functions_under_xla_name_the_layers():
 
     with pytest.raises(ValueError, match="cudnn_rnn_params_size.*XLA"):
         size()
+
     @tf.function(jit_compile=True)
     def keras_layout():
         return tf_rnn_ops.keras_rnn(
