@@ -1,4 +1,4 @@
-"""The fused RNN's forward pass in plain, differentiable TensorFlow ops (for second-order gradients).
+"""The fused RNN's forward pass in plain TensorFlow ops, for second-order gradients.
 
 `cudnn_rnn`'s kernels compute the forward and its backprop in C++. The backprop ops' own gradient
 (a gradient of a gradient: a gradient penalty through an RNN) is the second derivative of the
@@ -38,8 +38,8 @@ def _static_dim(t: tf.Tensor, axis: int, what: str) -> int:
     if dim is None:
         raise ValueError(
             f"second-order gradients of the fused RNN need {what} known when the graph is built "
-            f"(the reference formulation unrolls the loop), but {t.name if hasattr(t, 'name') else t}"
-            f" has shape {t.shape}"
+            f"(the reference formulation unrolls the loop over time), but a tensor has shape "
+            f"{t.shape}"
         )
     return int(dim)
 

@@ -173,14 +173,14 @@ def _gru_block_cell_gradient(op, d_r, d_u, d_c, d_h):
     return d_x, d_h_prev, d_w_ru, d_w_c, d_b_ru, d_b_c
 
 
-# ----------------------------------------------------------------- second-order: the grad op's gradient
+# ------------------------------------------------------------ second-order: the grad op's gradient
 def _gru_block_cell_grad_formula(x, h_prev, w_ru, w_c, r, u, c, d_h):
     """What the grad op computes, as TensorFlow ops, with r, u, c taken as given (its inputs):
 
-        d_c_bar = d_h (1 - u) (1 - c^2)          d_u_bar = d_h (h_prev - c) u (1 - u)
-        [d_x_c, d_h_prevr] = d_c_bar . w_c^T      d_r_bar = d_h_prevr h_prev r (1 - r)
-        [d_x_ru, d_h_ru] = [d_r_bar, d_u_bar] . w_ru^T
-        d_x = d_x_ru + d_x_c                      d_h_prev = d_h_ru + d_h_prevr r + d_h u
+    d_c_bar = d_h (1 - u) (1 - c^2)          d_u_bar = d_h (h_prev - c) u (1 - u)
+    [d_x_c, d_h_prevr] = d_c_bar . w_c^T      d_r_bar = d_h_prevr h_prev r (1 - r)
+    [d_x_ru, d_h_ru] = [d_r_bar, d_u_bar] . w_ru^T
+    d_x = d_x_ru + d_x_c                      d_h_prev = d_h_ru + d_h_prevr r + d_h u
     """
     one = tf.ones([], dtype=d_h.dtype)
     input_size = tf.shape(x)[1]
@@ -210,7 +210,10 @@ def _gru_block_cell_grad_gradient(op, *grads):
     with tf.GradientTape() as tape:
         tape.watch(srcs)
         outs = _gru_block_cell_grad_formula(xc, *srcs)
-    ups = [tf.zeros_like(o) if g is None else tf.cast(g, compute) for o, g in zip(outs, grads)]
+    ups = [
+        tf.zeros_like(o) if g is None else tf.cast(g, compute)
+        for o, g in zip(outs, grads, strict=True)
+    ]
     d_h_prev, d_w_ru, d_w_c, d_r, d_u, d_c, d_d_h = (
         tf.cast(g, dtype)
         for g in tape.gradient(
