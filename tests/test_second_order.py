@@ -305,6 +305,36 @@ def test_gradient_penalty_tf_cudnn_rnn_v1_v2(rng, op):
     np.testing.assert_allclose(got, _reference_penalty(p, proj), rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "dtype,tol", [(tf.float32, 1e-5), (tf.float16, 3e-3), (tf.bfloat16, 2e-2)], ids=str
+)
+def test_gradient_penalty_other_dtypes_with_dropout(rng, dtype, tol):
+    """float32 and the 16-bit types (computed in float32; their reserve_space packs the float32
+    dropout masks two elements per float32) against float64, with dropout between layers in
+    training: the same seeds draw the same masks in every dtype, and the float64 second-order
+    gradient with dropout is checked against finite differences above."""
+    p = ref.Problem(rng, "lstm", 2, 3, 2, batch=3, steps=3, lengths=[3, 1, 2],
+                    direction="bidirectional")  # fmt: skip
+    proj = rng.normal(size=(3, 3, 6))
+
+    def penalty_grad(dt):
+        kw = p.op_kwargs(dt, is_training=True, dropout=0.5, seed=1, seed2=2)
+        x, w = kw.pop("input"), kw.pop("params")
+        fn = lambda t: tf.cast(tf_rnn_ops.cudnn_rnn(input=t, params=w, **kw)[0], tf.float64)  # noqa: E731
+        with tf.GradientTape() as outer:
+            outer.watch(w)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                score = tf.reduce_sum(fn(x) * proj)
+            gx = tf.cast(inner.gradient(score, x), tf.float64)
+            penalty = tf.reduce_sum(gx * gx)
+        return tf.cast(outer.gradient(penalty, w), tf.float64).numpy()
+
+    want = penalty_grad(tf.float64)
+    got = penalty_grad(dtype)
+    assert np.max(np.abs(got - want)) <= tol * np.max(np.abs(want))
+
+
 def test_unknown_time_steps_in_graph_is_a_clear_error(rng):
     p = ref.Problem(rng, "gru", 1, 3, 2, batch=2, steps=3, lengths="full")
     kw = p.op_kwargs()
