@@ -5,12 +5,17 @@
   function of its float inputs (input, input_h, input_c, params, and the three cotangents); the
   forward is re-run inside, so the op always reads a reserve_space that fits its inputs.
   The op's outputs are projected on fixed random weights (one scalar), which keeps the theoretical
-  Jacobian to one backward pass while still checking the full gradient of every input.
+  Jacobian to one backward pass while still checking the full gradient of every input. Larger
+  configurations (2-3 layers, bidirectional, skip_input, projection, dropout) check one random
+  direction per input by central differences; their full checks are marked slow.
 * A gradient penalty (loss = ||d f(x)/dx||^2, gradient w.r.t. the weights) through our drop-in
   layers against Keras's own layers with the same weights, and through TensorFlow's CudnnRNNV3 /
   CudnnRNN (their TF-registered first-order gradients call CudnnRNNBackprop*) against the
   independent TF-ops reference of tests/rnn_reference.py differentiated twice by GradientTape.
-* The gradient of the GRU block cell's grad op against compute_gradient of the grad op.
+* float32 and the 16-bit types against float64; a graph whose number of steps is known only at run
+  time (a tf.while_loop instead of the unrolled loop).
+* The gradient of the GRU block cell's grad op (ours and TensorFlow's) against compute_gradient of
+  the grad op, and a gradient penalty through the cell against its equations.
 """
 
 from __future__ import annotations
@@ -335,24 +340,30 @@ def test_gradient_penalty_other_dtypes_with_dropout(rng, dtype, tol):
     assert np.max(np.abs(got - want)) <= tol * np.max(np.abs(want))
 
 
-def test_unknown_time_steps_in_graph_is_a_clear_error(rng):
-    p = ref.Problem(rng, "gru", 1, 3, 2, batch=2, steps=3, lengths="full")
-    kw = p.op_kwargs()
-    x = kw.pop("input")
+@pytest.mark.parametrize("mode", ["gru", pytest.param("lstm", marks=pytest.mark.slow)])
+def test_gradient_penalty_time_steps_unknown_in_graph(rng, mode):
+    """A graph whose number of time steps is known only at run time (the formulation then loops
+    with tf.while_loop instead of unrolling), batch-major, variable lengths."""
+    p = ref.Problem(rng, mode, 2, 3, 2, batch=3, steps=4, direction="bidirectional",
+                    time_major=False, lengths=[4, 0, 3])  # fmt: skip
+    kw = p.op_kwargs(is_training=True)
+    x, w = kw.pop("input"), kw.pop("params")
+    proj = tf.constant(rng.normal(size=(3, 4, 6)))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 2, 2], tf.float64)])
-    def f(x):
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 2], tf.float64)])
+    def penalty_grad(x):
         with tf.GradientTape() as outer:
-            outer.watch(x)
+            outer.watch(w)
             with tf.GradientTape() as inner:
                 inner.watch(x)
-                y = tf_rnn_ops.cudnn_rnn(input=x, **kw)[0]
-            gx = inner.gradient(y, x)
+                score = tf.reduce_sum(tf_rnn_ops.cudnn_rnn(input=x, params=w, **kw)[0] * proj)
+            gx = inner.gradient(score, x)
             penalty = tf.reduce_sum(gx * gx)
-        return outer.gradient(penalty, x)
+        return outer.gradient(penalty, w)
 
-    with pytest.raises(ValueError, match="number of time steps"):
-        f(x)
+    np.testing.assert_allclose(
+        penalty_grad(x).numpy(), _reference_penalty(p, proj), rtol=1e-9, atol=1e-10
+    )
 
 
 # ------------------------------------------------------------------------ GRU block cell grad op

@@ -19,7 +19,8 @@ forward, which this module provides by re-running the forward as TensorFlow ops 
 * 16-bit types are computed in float32, like the kernels.
 
 The opaque params are split by `tf_rnn_ops.params.opaque_to_canonical`. The loop over time is
-unrolled, so the number of time steps must be known when the graph is built.
+unrolled where the number of time steps is known when the graph is built (always, eagerly), else a
+`tf.while_loop`. The other sizes (layers, units, input size) must be known.
 """
 
 from __future__ import annotations
@@ -38,15 +39,15 @@ def _static_dim(t: tf.Tensor, axis: int, what: str) -> int:
     if dim is None:
         raise ValueError(
             f"second-order gradients of the fused RNN need {what} known when the graph is built "
-            f"(the reference formulation unrolls the loop over time), but a tensor has shape "
-            f"{t.shape}"
+            f"(they fix the params layout), but a tensor has shape {t.shape}"
         )
     return int(dim)
 
 
 def model_sizes(input, input_h, input_c, rnn_mode: str, direction: str, time_major: bool):
     """(num_layers, num_units, input_size, steps) from the static shapes, as the kernels read them:
-    num_layers from input_h, num_units the last dimension of input_c (lstm) or input_h."""
+    num_layers from input_h, num_units the last dimension of input_c (lstm) or input_h. steps is
+    None where the number of time steps is known only at run time."""
     dirs = _params.num_dirs(direction)
     num_layers = _static_dim(input_h, 0 if time_major else 1, "num_layers (input_h)") // dirs
     if rnn_mode == "lstm":
@@ -54,7 +55,7 @@ def model_sizes(input, input_h, input_c, rnn_mode: str, direction: str, time_maj
     else:
         num_units = _static_dim(input_h, 2, "num_units (input_h's last dimension)")
     input_size = _static_dim(input, 2, "input_size (input's last dimension)")
-    steps = _static_dim(input, 0 if time_major else 1, "the number of time steps")
+    steps = input.shape[0 if time_major else 1] if input.shape.rank is not None else None
     return num_layers, num_units, input_size, steps
 
 
@@ -118,8 +119,9 @@ def rnn_forward(
         if lstm:
             c0 = tf.transpose(c0, [1, 0, 2])
     batch = tf.shape(x)[1]
+    steps_t = tf.shape(x)[0]
     if sequence_lengths is None:
-        lengths = tf.fill([batch], steps)
+        lengths = tf.fill([batch], steps_t)
     else:
         lengths = tf.cast(sequence_lengths, tf.int32)
     weights, biases = _params.opaque_to_canonical(p, *layout)
@@ -151,15 +153,24 @@ def rnn_forward(
             P = rest[g] if num_proj else None
             h = h0[layer * dirs + d]
             c = c0[layer * dirs + d] if lstm else None
-            out = [None] * steps
-            for t in range(steps) if d == 0 else range(steps - 1, -1, -1):
+
+            def step(t, h, c, xw=xw, R=R, P=P, b_r=b_r):
                 valid = tf.expand_dims(t < lengths, 1)
                 h_new, c_new = _pseudo_layer_step(rnn_mode, xw[t], h, c, R, P, b_r)
+                out = tf.where(valid, h_new, tf.zeros_like(h_new))
                 h = tf.where(valid, h_new, h)
                 if lstm:
                     c = tf.where(valid, c_new, c)
-                out[t] = tf.where(valid, h_new, tf.zeros_like(h_new))
-            outs.append(tf.stack(out) if steps else tf.zeros([0, batch, h_out], dtype))
+                return out, h, c
+
+            if steps is not None:  # unrolled
+                out = [None] * steps
+                for t in range(steps) if d == 0 else range(steps - 1, -1, -1):
+                    out[t], h, c = step(t, h, c)
+                outs.append(tf.stack(out) if steps else tf.zeros([0, batch, h_out], dtype))
+            else:
+                out, h, c = _while_loop(step, steps_t, h, c, reverse=d == 1, h_out=h_out)
+                outs.append(out)
             hs.append(h)
             if lstm:
                 cs.append(c)
@@ -174,6 +185,23 @@ def rnn_forward(
     return output, output_h, output_c
 
 
+def _while_loop(step, steps, h, c, reverse: bool, h_out: int):
+    """The loop over time for a number of steps known only at run time: (outputs [T, B, H_out],
+    final h, final c); `step(t, h, c)` -> (output, h, c). c may be None (not lstm)."""
+    outputs = tf.TensorArray(h.dtype, size=steps, element_shape=tf.TensorShape([None, h_out]))
+    carry_c = c if c is not None else tf.zeros([], h.dtype)
+
+    def body(i, h, c, outputs):
+        t = steps - 1 - i if reverse else i
+        out, h, c_new = step(t, h, c if c is not None else None)
+        return i + 1, h, (c_new if c_new is not None else c), outputs.write(t, out)
+
+    _, h, carry_c, outputs = tf.while_loop(
+        lambda i, *_: i < steps, body, [tf.constant(0), h, carry_c, outputs]
+    )
+    return outputs.stack(), h, (carry_c if c is not None else None)
+
+
 def dropout_masks_from_reserve(
     reserve_space,
     dtype: tf.DType,
@@ -183,7 +211,7 @@ def dropout_masks_from_reserve(
     input_size: int,
     direction: str,
     num_proj: int,
-    steps: int,
+    steps,
     batch,
 ):
     """The dropout masks the forward kernel drew (training, dropout > 0), read from reserve_space.
@@ -217,15 +245,15 @@ def dropout_masks_from_reserve(
             pos += ow  # the layer's input
             masks_at.append(pos)
             pos += ow
-    tb = steps * tf.cast(batch, tf.int64)
+    steps, batch = tf.cast(steps, tf.int64), tf.cast(batch, tf.int64)
+    tb = steps * batch
     if save_hprev:
         n = pos * tb
         flat = tf.bitcast(tf.reshape(reserve_space[: 2 * n], [-1, 2]), tf.float32)
     else:
         flat = reserve_space
     return [
-        tf.reshape(flat[at * tb : (at + ow) * tb], tf.stack([steps, tf.cast(batch, tf.int64), ow]))
-        for at in masks_at
+        tf.reshape(flat[at * tb : (at + ow) * tb], tf.stack([steps, batch, ow])) for at in masks_at
     ]
 
 

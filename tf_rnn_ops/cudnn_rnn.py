@@ -1,4 +1,4 @@
-"""The cuDNN-style fused RNN ops (SPEC.md §4) and the gradient of the forward op.
+"""The cuDNN-style fused RNN ops (SPEC.md §4) and the gradients of the forward and backprop ops.
 
 Each function takes the keyword arguments of its `tf.raw_ops` namesake and returns the same
 outputs in the same order:
@@ -13,6 +13,11 @@ outputs in the same order:
 
 Unlike TensorFlow's, these run on CPU. `sequence_lengths` may also be None (every sequence is full;
 as the lengths are int32, that needs T <= 2^31 - 1 unless the batch is empty).
+
+Gradients of gradients (e.g. a gradient penalty through an RNN) work too: the backprop op
+`TfRnn>CudnnRNNBackprop`, and TensorFlow's CudnnRNNBackprop/V2/V3 where TensorFlow registers no
+gradient, get one from the forward written in TensorFlow ops (`tf_rnn_ops._reference_rnn`),
+differentiated twice; with dropout in training it uses the forward's masks from reserve_space.
 """
 
 from __future__ import annotations
@@ -393,7 +398,10 @@ def _backprop_gradient(op, grads, lengths_at: int | None):
         attrs["direction"], attrs["time_major"],
     )  # fmt: skip
     if op.get_attr("dropout") > 0 and num_layers > 1:
-        batch = tf.shape(forward_inputs[0])[1 if attrs["time_major"] else 0]
+        shape = tf.shape(forward_inputs[0])
+        batch = shape[1 if attrs["time_major"] else 0]
+        if steps is None:  # known at run time only
+            steps = shape[0 if attrs["time_major"] else 1]
         masks = _reference_rnn.dropout_masks_from_reserve(
             inputs[k + 6], forward_inputs[0].dtype, attrs["rnn_mode"], num_layers, num_units,
             input_size, attrs["direction"], attrs["num_proj"], steps, batch,
