@@ -417,20 +417,30 @@ def test_tf_gru_block_cell_grad_op_gradient(rng):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3, err_msg=f"input {k}")
 
 
-def test_gru_block_cell_hessian_through_the_cell(rng):
+@pytest.mark.parametrize("outputs", ["h", "r_u_c_h"])
+def test_gru_block_cell_hessian_through_the_cell(rng, outputs):
     """A gradient penalty through the cell (forward op, its gradient, the grad op's gradient)
-    against the cell's equations written as TF ops, differentiated twice."""
+    against the cell's equations written as TF ops, differentiated twice; with a score on h alone,
+    and on all of r, u, c, h (the cell's gradient then calls the grad op with u := 0)."""
     x, h, w_ru, w_c, b_ru, b_c = _cell_inputs(rng, 3, 2, 4)[:6]
-    proj = tf.constant(rng.normal(size=(3, 4)))
+    projs = [tf.constant(rng.normal(size=(3, 4))) for _ in range(4)]
+    if outputs == "h":
+        projs[:3] = [tf.zeros([3, 4], tf.float64)] * 3
 
     def cell_ref(x):
         ru = tf.sigmoid(tf.matmul(tf.concat([x, h], 1), w_ru) + b_ru)
         r, u = tf.split(ru, 2, 1)
         c = tf.tanh(tf.matmul(tf.concat([x, r * h], 1), w_c) + b_c)
-        return u * h + (1 - u) * c
+        return r, u, c, u * h + (1 - u) * c
+
+    def score(outs):
+        return tf.add_n([tf.reduce_sum(o * q) for o, q in zip(outs, projs, strict=True)])
 
     weights = [w_ru, w_c, b_ru, b_c]
-    got = _penalty_grads(lambda t: tf_rnn_ops.gru_block_cell(t, h, *weights)[3], x, weights, proj)
-    want = _penalty_grads(cell_ref, x, weights, proj)
+    one = tf.ones([1], tf.float64)
+    got = _penalty_grads(
+        lambda t: score(tf_rnn_ops.gru_block_cell(t, h, *weights)) * one, x, weights, one
+    )
+    want = _penalty_grads(lambda t: score(cell_ref(t)) * one, x, weights, one)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
