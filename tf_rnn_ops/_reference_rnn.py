@@ -189,17 +189,18 @@ def _while_loop(step, steps, h, c, reverse: bool, h_out: int):
     """The loop over time for a number of steps known only at run time: (outputs [T, B, H_out],
     final h, final c); `step(t, h, c)` -> (output, h, c). c may be None (not lstm)."""
     outputs = tf.TensorArray(h.dtype, size=steps, element_shape=tf.TensorShape([None, h_out]))
-    carry_c = c if c is not None else tf.zeros([], h.dtype)
+    lstm = c is not None
+    carry_c = c if lstm else tf.zeros([], h.dtype)  # a while_loop carries tensors only
 
-    def body(i, h, c, outputs):
+    def body(i, h, carry_c, outputs):
         t = steps - 1 - i if reverse else i
-        out, h, c_new = step(t, h, c if c is not None else None)
-        return i + 1, h, (c_new if c_new is not None else c), outputs.write(t, out)
+        out, h, c_new = step(t, h, carry_c if lstm else None)
+        return i + 1, h, (c_new if lstm else carry_c), outputs.write(t, out)
 
     _, h, carry_c, outputs = tf.while_loop(
         lambda i, *_: i < steps, body, [tf.constant(0), h, carry_c, outputs]
     )
-    return outputs.stack(), h, (carry_c if c is not None else None)
+    return outputs.stack(), h, (carry_c if lstm else None)
 
 
 def dropout_masks_from_reserve(
