@@ -12,8 +12,8 @@
   layers against Keras's own layers with the same weights, and through TensorFlow's CudnnRNNV3 /
   CudnnRNN (their TF-registered first-order gradients call CudnnRNNBackprop*) against the
   independent TF-ops reference of tests/rnn_reference.py differentiated twice by GradientTape.
-* float32 and the 16-bit types against float64; a graph whose number of steps is known only at run
-  time (a tf.while_loop instead of the unrolled loop).
+* float32 and the 16-bit types against float64; graphs (where the formulation loops with a
+  tf.while_loop; eagerly it runs a Python loop), also with a number of steps known only at run time.
 * The gradient of the GRU block cell's grad op (ours and TensorFlow's) against compute_gradient of
   the grad op, and a gradient penalty through the cell against its equations.
 """
@@ -79,10 +79,13 @@ def _backprop_check(p, rng, **kwargs):
     assert max(float(np.max(np.abs(a))) if a.size else 0.0 for a in theo[:4]) > 1e-3
 
 
-def _backprop_check_directional(p, rng, **kwargs):
+def _backprop_check_directional(p, rng, function=False, **kwargs):
     """The same check along one random direction per input (central differences in float64): two
-    evaluations per input instead of two per element, for the larger configurations."""
+    evaluations per input instead of two per element, for the larger configurations. `function`:
+    in a tf.function (a graph: the formulation loops with tf.while_loop)."""
     f, args = _backprop_fn(p, rng, **kwargs)
+    if function:
+        f = tf.function(f)
     with tf.GradientTape() as tape:
         tape.watch(args)
         value = f(*args)
@@ -146,13 +149,18 @@ def test_backprop_op_gradient_lstm_proj_skip_input_full(rng):
     _backprop_check(ref.Problem(rng, "lstm", **PROJ_SKIP), rng)
 
 
+@pytest.mark.parametrize(
+    "function",
+    [False, pytest.param(True, marks=pytest.mark.slow)],  # tracing the graph: ~1 min
+    ids=["eager", "function"],
+)
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
-def test_backprop_op_gradient_with_dropout(rng, mode):
+def test_backprop_op_gradient_with_dropout(rng, mode, function):
     """Training with dropout between layers: the masks come from reserve_space (a gradient that
     ignored them, or drew others, would not match the finite differences of the seeded forward)."""
     p = ref.Problem(rng, mode, 3, 3, 2, batch=2, steps=3, lengths=[3, 2], time_major=False,
                     direction="bidirectional")  # fmt: skip
-    _backprop_check_directional(p, rng, dropout=0.5, seed=3, seed2=4)
+    _backprop_check_directional(p, rng, function=function, dropout=0.5, seed=3, seed2=4)
 
 
 @pytest.mark.slow
@@ -342,8 +350,8 @@ def test_gradient_penalty_other_dtypes_with_dropout(rng, dtype, tol):
 
 @pytest.mark.parametrize("mode", ["gru", pytest.param("lstm", marks=pytest.mark.slow)])
 def test_gradient_penalty_time_steps_unknown_in_graph(rng, mode):
-    """A graph whose number of time steps is known only at run time (the formulation then loops
-    with tf.while_loop instead of unrolling), batch-major, variable lengths."""
+    """A graph whose number of time steps is known only at run time, batch-major, variable
+    lengths."""
     p = ref.Problem(rng, mode, 2, 3, 2, batch=3, steps=4, direction="bidirectional",
                     time_major=False, lengths=[4, 0, 3])  # fmt: skip
     kw = p.op_kwargs(is_training=True)

@@ -18,9 +18,10 @@ forward, which this module provides by re-running the forward as TensorFlow ops 
   the dropout mask of layer l + 1 where the forward ran with dropout in training.
 * 16-bit types are computed in float32, like the kernels.
 
-The opaque params are split by `tf_rnn_ops.params.opaque_to_canonical`. The loop over time is
-unrolled where the number of time steps is known when the graph is built (always, eagerly), else a
-`tf.while_loop`. The other sizes (layers, units, input size) must be known.
+The opaque params are split by `tf_rnn_ops.params.opaque_to_canonical`. The loop over time is a
+Python loop when executing eagerly and a `tf.while_loop` in a graph (the number of time steps may
+then be known at run time only, and tracing stays fast: an unrolled double backward of 50 steps
+took ~7x longer to trace). The other sizes (layers, units, input size) must be known.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def rnn_forward(
                     c = tf.where(valid, c_new, c)
                 return out, h, c
 
-            if steps is not None:  # unrolled
+            if tf.executing_eagerly():  # steps is known
                 out = [None] * steps
                 for t in range(steps) if d == 0 else range(steps - 1, -1, -1):
                     out[t], h, c = step(t, h, c)
