@@ -170,6 +170,30 @@ def test_backprop_op_gradient_with_dropout_full(rng, mode):
     _backprop_check(p, rng, dropout=0.5, seed=3, seed2=4)
 
 
+def test_dropout_from_a_gpu_reserve_space_is_refused(rng):
+    """The masks are read in the CPU kernels' reserve_space layout: a forward placed on a GPU (here
+    only requested: soft placement runs it on CPU) gets a clear error, not wrong numbers."""
+    p = ref.Problem(rng, "gru", 2, 3, 2, batch=2, steps=3, lengths="full")
+    kw = p.op_kwargs(is_training=True, dropout=0.5, seed=1, seed2=2)
+    x, w = kw.pop("input"), kw.pop("params")
+
+    @tf.function
+    def penalty_grad(x):
+        with tf.GradientTape() as outer:
+            outer.watch(w)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                with tf.device("/device:GPU:0"):
+                    y = tf_rnn_ops.cudnn_rnn(input=x, params=w, **kw)[0]
+                score = tf.reduce_sum(y)
+            gx = inner.gradient(score, x)
+            penalty = tf.reduce_sum(gx * gx)
+        return outer.gradient(penalty, w)
+
+    with pytest.raises(ValueError, match="reserve_space comes from a GPU kernel"):
+        penalty_grad(x)
+
+
 @pytest.mark.parametrize("mode", ref.MODES)
 def test_tf_backprop_v3_gradient(rng, mode):
     """TensorFlow's CudnnRNNBackpropV3 (served by our CPU kernel) gets the same gradient."""

@@ -367,7 +367,8 @@ def _backprop_gradient(op, grads, lengths_at: int | None):
     cotangents (output_backprop, output_h_backprop, output_c_backprop); these seven inputs get
     gradients. output, output_h, output_c, reserve_space (and sequence_lengths, host_reserved) get
     None: they are functions of the forward inputs, whose dependence the formulation already covers
-    (with dropout, the masks are read from reserve_space and held fixed, as the kernel does).
+    (with dropout, the masks are read from reserve_space and held fixed, as the kernel does; this
+    knows the CPU kernels' layout only, and refuses a reserve_space placed on a GPU).
     `lengths_at`: the index of sequence_lengths among the inputs (V3 and ours), else None.
     """
     from tf_rnn_ops import _reference_rnn
@@ -398,6 +399,13 @@ def _backprop_gradient(op, grads, lengths_at: int | None):
         attrs["direction"], attrs["time_major"],
     )  # fmt: skip
     if op.get_attr("dropout") > 0 and num_layers > 1:
+        if "GPU" in (getattr(inputs[k + 6], "device", "") or "").upper():
+            raise ValueError(
+                f"The gradient of {op.type} (a second-order gradient) with dropout between layers "
+                "reads the forward's dropout masks from the CPU kernels' reserve_space, and this "
+                "reserve_space comes from a GPU kernel, whose layout differs. Run the RNN on CPU "
+                "for it, or train with dropout=0."
+            )
         shape = tf.shape(forward_inputs[0])
         batch = shape[1 if attrs["time_major"] else 0]
         if steps is None:  # known at run time only
