@@ -1,4 +1,4 @@
-"""The cuDNN-style fused RNN ops (SPEC.md §4) and the gradient of the forward op.
+"""The cuDNN-style fused RNN ops (SPEC.md §4) and the gradients of the forward and backprop ops.
 
 Each function takes the keyword arguments of its `tf.raw_ops` namesake and returns the same
 outputs in the same order:
@@ -16,6 +16,11 @@ with no conversion per call; the drop-in layers use it.
 
 Unlike TensorFlow's, these run on CPU. `sequence_lengths` may also be None (every sequence is full;
 as the lengths are int32, that needs T <= 2^31 - 1 unless the batch is empty).
+
+Gradients of gradients (e.g. a gradient penalty through an RNN) work too: the backprop op
+`TfRnn>CudnnRNNBackprop`, and TensorFlow's CudnnRNNBackprop/V2/V3 where TensorFlow registers no
+gradient, get one from the forward written in TensorFlow ops (`tf_rnn_ops._reference_rnn`),
+differentiated twice; with dropout in training it uses the forward's masks from reserve_space.
 """
 
 from __future__ import annotations
@@ -483,3 +488,105 @@ def _keras_rnn_grad(op, *grads):
         db if has_bias else tf.zeros_like(bias),
         None,
     )
+
+
+# ----------------------------------------------------------------- second-order: backprop gradients
+def _backprop_gradient(op, grads, lengths_at: int | None):
+    """Gradient of a fused-RNN backprop op (`TfRnn>CudnnRNNBackprop`, TensorFlow's
+    CudnnRNNBackprop/V2/V3): the second derivative of the forward, from its TensorFlow-ops
+    formulation (`tf_rnn_ops._reference_rnn`), differentiated twice.
+
+    The op's outputs are the VJP of the forward at (input, input_h, input_c, params) with the
+    cotangents (output_backprop, output_h_backprop, output_c_backprop); these seven inputs get
+    gradients. output, output_h, output_c, reserve_space (and sequence_lengths, host_reserved) get
+    None: they are functions of the forward inputs, whose dependence the formulation already covers
+    (with dropout, the masks are read from reserve_space and held fixed, as the kernel does; this
+    knows the CPU kernels' layout only, and refuses a reserve_space placed on a GPU).
+    `lengths_at`: the index of sequence_lengths among the inputs (V3 and ours), else None.
+    """
+    from tf_rnn_ops import _reference_rnn
+
+    inputs = list(op.inputs)
+    k = 5 if lengths_at is not None else 4  # index of `output`
+    forward_inputs = inputs[:4]
+    cotangents = inputs[k + 3 : k + 6]
+    upstream = list(grads)
+    if op.type == "TfRnn>CudnnRNNBackprop" and op.get_attr("skip_input_backprop"):
+        upstream[0] = None  # input_backprop is then zeros: nothing flows back through it
+    none_after = [None] * (len(inputs) - 4)
+    if all(u is None for u in upstream):
+        return [None] * len(inputs)
+
+    has_v3_attrs = lengths_at is not None  # V1/V2 have neither num_proj nor time_major
+    attrs = dict(
+        rnn_mode=_str_attr(op.get_attr("rnn_mode")),
+        input_mode=_str_attr(op.get_attr("input_mode")),
+        direction=_str_attr(op.get_attr("direction")),
+        num_proj=op.get_attr("num_proj") if has_v3_attrs else 0,
+        time_major=op.get_attr("time_major") if has_v3_attrs else True,
+    )
+    lengths = inputs[lengths_at] if lengths_at is not None else None
+    masks = None
+    num_layers, num_units, input_size, steps = _reference_rnn.model_sizes(
+        forward_inputs[0], forward_inputs[1], forward_inputs[2], attrs["rnn_mode"],
+        attrs["direction"], attrs["time_major"],
+    )  # fmt: skip
+    if op.get_attr("dropout") > 0 and num_layers > 1:
+        if "GPU" in (getattr(inputs[k + 6], "device", "") or "").upper():
+            raise ValueError(
+                f"The gradient of {op.type} (a second-order gradient) with dropout between layers "
+                "reads the forward's dropout masks from the CPU kernels' reserve_space, and this "
+                "reserve_space comes from a GPU kernel, whose layout differs. Run the RNN on CPU "
+                "for it, or train with dropout=0."
+            )
+        shape = tf.shape(forward_inputs[0])
+        batch = shape[1 if attrs["time_major"] else 0]
+        if steps is None:  # known at run time only
+            steps = shape[0 if attrs["time_major"] else 1]
+        masks = _reference_rnn.dropout_masks_from_reserve(
+            inputs[k + 6], forward_inputs[0].dtype, attrs["rnn_mode"], num_layers, num_units,
+            input_size, attrs["direction"], attrs["num_proj"], steps, batch,
+        )  # fmt: skip
+    g = _reference_rnn.backprop_vjp_gradient(
+        forward_inputs, cotangents, upstream, sequence_lengths=lengths, dropout_masks=masks,
+        **attrs,
+    )  # fmt: skip
+    out = g[:4] + none_after
+    out[k + 3 : k + 6] = g[4:]
+    return out
+
+
+def _str_attr(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@register_gradient("TfRnn>CudnnRNNBackprop")
+def _cudnn_rnn_backprop_grad(op, *grads):
+    """Second-order gradient of `TfRnn>CudnnRNN` (e.g. a gradient penalty through an RNN)."""
+    return _backprop_gradient(op, grads, lengths_at=4)
+
+
+def _register_tf_backprop_gradients() -> None:
+    """Gradients for TensorFlow's CudnnRNNBackprop/V2/V3, where TensorFlow registers none (so a
+    future TensorFlow with its own keeps it)."""
+    from tensorflow.python.framework import ops as tf_ops
+
+    for op_type, lengths_at in (
+        ("CudnnRNNBackprop", None),
+        ("CudnnRNNBackpropV2", None),
+        ("CudnnRNNBackpropV3", 4),
+    ):
+        try:
+            tf_ops.gradient_registry.lookup(op_type)
+            continue  # TensorFlow's own (or ours from an earlier import)
+        except LookupError:
+            pass
+
+        def grad(op, *grads, _at=lengths_at):
+            return _backprop_gradient(op, grads, _at)
+
+        grad.__doc__ = f"Second-order gradient through TensorFlow's {op_type} (our formulation)."
+        register_gradient(op_type)(grad)
+
+
+_register_tf_backprop_gradients()

@@ -171,3 +171,71 @@ def _gru_block_cell_gradient(op, d_r, d_u, d_c, d_h):
     d_b_ru = tf.reduce_sum(d_r_bar_u_bar, axis=0)
     d_b_c = tf.reduce_sum(d_c_bar, axis=0)
     return d_x, d_h_prev, d_w_ru, d_w_c, d_b_ru, d_b_c
+
+
+# ------------------------------------------------------------ second-order: the grad op's gradient
+def _gru_block_cell_grad_formula(x, h_prev, w_ru, w_c, r, u, c, d_h):
+    """What the grad op computes, as TensorFlow ops, with r, u, c taken as given (its inputs):
+
+    d_c_bar = d_h (1 - u) (1 - c^2)          d_u_bar = d_h (h_prev - c) u (1 - u)
+    [d_x_c, d_h_prevr] = d_c_bar . w_c^T      d_r_bar = d_h_prevr h_prev r (1 - r)
+    [d_x_ru, d_h_ru] = [d_r_bar, d_u_bar] . w_ru^T
+    d_x = d_x_ru + d_x_c                      d_h_prev = d_h_ru + d_h_prevr r + d_h u
+    """
+    one = tf.ones([], dtype=d_h.dtype)
+    input_size = tf.shape(x)[1]
+    d_c_bar = d_h * (one - u) * (one - c * c)
+    d_u_bar = d_h * (h_prev - c) * u * (one - u)
+    d_xh_c = tf.matmul(d_c_bar, w_c, transpose_b=True)
+    d_h_prevr = d_xh_c[:, input_size:]
+    d_r_bar = d_h_prevr * h_prev * r * (one - r)
+    d_r_bar_u_bar = tf.concat([d_r_bar, d_u_bar], axis=1)
+    d_xh_ru = tf.matmul(d_r_bar_u_bar, w_ru, transpose_b=True)
+    d_x = d_xh_ru[:, :input_size] + d_xh_c[:, :input_size]
+    d_h_prev = d_xh_ru[:, input_size:] + d_h_prevr * r + d_h * u
+    return d_x, d_h_prev, d_c_bar, d_r_bar_u_bar
+
+
+def _gru_block_cell_grad_gradient(op, *grads):
+    """Gradient of the grad op (a second derivative of the cell) for its inputs (x, h_prev, w_ru,
+    w_c, b_ru, b_c, r, u, c, d_h): its formula differentiated with r, u and c as independent inputs,
+    as the op takes them. x, b_ru and b_c do not enter it (zeros). 16-bit types in float32."""
+    if all(g is None for g in grads):
+        return [None] * 10
+    x, h_prev, w_ru, w_c, b_ru, b_c, r, u, c, d_h = op.inputs
+    dtype = x.dtype
+    compute = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+    srcs = [tf.cast(t, compute) for t in (h_prev, w_ru, w_c, r, u, c, d_h)]
+    xc = tf.cast(x, compute)
+    with tf.GradientTape() as tape:
+        tape.watch(srcs)
+        outs = _gru_block_cell_grad_formula(xc, *srcs)
+    ups = [
+        tf.zeros_like(o) if g is None else tf.cast(g, compute)
+        for o, g in zip(outs, grads, strict=True)
+    ]
+    d_h_prev, d_w_ru, d_w_c, d_r, d_u, d_c, d_d_h = (
+        tf.cast(g, dtype)
+        for g in tape.gradient(
+            outs, srcs, output_gradients=ups, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+    )
+    zeros = tf.zeros_like
+    return [zeros(x), d_h_prev, d_w_ru, d_w_c, zeros(b_ru), zeros(b_c), d_r, d_u, d_c, d_d_h]
+
+
+register_gradient("TfRnn>GRUBlockCellGrad")(_gru_block_cell_grad_gradient)
+
+
+def _register_tf_grad_op_gradient() -> None:
+    """The same for TensorFlow's own GRUBlockCellGrad (same inputs and outputs), where TensorFlow
+    registers none (so a future TensorFlow with its own keeps it)."""
+    from tensorflow.python.framework import ops as tf_ops
+
+    try:
+        tf_ops.gradient_registry.lookup("GRUBlockCellGrad")
+    except LookupError:
+        register_gradient("GRUBlockCellGrad")(_gru_block_cell_grad_gradient)
+
+
+_register_tf_grad_op_gradient()

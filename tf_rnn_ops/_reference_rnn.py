@@ -1,0 +1,304 @@
+"""The fused RNN's forward pass in plain TensorFlow ops, for second-order gradients.
+
+`cudnn_rnn`'s kernels compute the forward and its backprop in C++. The backprop ops' own gradient
+(a gradient of a gradient: a gradient penalty through an RNN) is the second derivative of the
+forward, which this module provides by re-running the forward as TensorFlow ops and letting nested
+`tf.GradientTape`s differentiate it twice (`backprop_vjp_gradient`). It is written from the math:
+
+* Gates per pseudo-layer (one layer, one direction) with canonical matrices W_k [H, in] (absent
+  for layer 0 with skip_input: W_k x becomes x), R_k [H, H_out], separate biases b_Wk, b_Rk:
+  - rnn_tanh / rnn_relu: h' = act(W x + b_W + R h + b_R).
+  - lstm (gates i, f, c, o): i, f, o = σ(W_k x + b_Wk + R_k h + b_Rk), g = tanh(…);
+    c' = f ∘ c + i ∘ g, m = o ∘ tanh(c'), h' = m, or P m with a projection P [num_proj, H].
+  - gru (gates r, z, h): r, z = σ(W_k x + b_Wk + R_k h + b_Rk),
+    h~ = tanh(W_h x + b_Wh + r ∘ (R_h h + b_Rh)), h' = (1 − z) ∘ h~ + z ∘ h.
+* Sequence lengths: a step t ≥ len_b leaves row b's state unchanged and outputs zeros. The
+  backward direction runs t = T−1 … 0, so it reads each sequence's valid part reversed.
+* Layers: layer l + 1 reads layer l's output (both directions concatenated, forward first), times
+  the dropout mask of layer l + 1 where the forward ran with dropout in training.
+* 16-bit types are computed in float32, like the kernels.
+
+The opaque params are split by `tf_rnn_ops.params.opaque_to_canonical`. The loop over time is a
+Python loop when executing eagerly and a `tf.while_loop` in a graph (the number of time steps may
+then be known at run time only, and tracing stays fast: an unrolled double backward of 50 steps
+took ~7x longer to trace). The other sizes (layers, units, input size) must be known.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_rnn_ops import params as _params
+
+__all__ = ["rnn_forward", "dropout_masks_from_reserve", "backprop_vjp_gradient"]
+
+_HALF_TYPES = (tf.float16, tf.bfloat16)
+
+
+def _static_dim(t: tf.Tensor, axis: int, what: str) -> int:
+    dim = t.shape[axis] if t.shape.rank is not None else None
+    if dim is None:
+        raise ValueError(
+            f"second-order gradients of the fused RNN need {what} known when the graph is built "
+            f"(they fix the params layout), but a tensor has shape {t.shape}"
+        )
+    return int(dim)
+
+
+def model_sizes(input, input_h, input_c, rnn_mode: str, direction: str, time_major: bool):
+    """(num_layers, num_units, input_size, steps) from the static shapes, as the kernels read them:
+    num_layers from input_h, num_units the last dimension of input_c (lstm) or input_h. steps is
+    None where the number of time steps is known only at run time."""
+    dirs = _params.num_dirs(direction)
+    num_layers = _static_dim(input_h, 0 if time_major else 1, "num_layers (input_h)") // dirs
+    if rnn_mode == "lstm":
+        num_units = _static_dim(input_c, 2, "num_units (input_c's last dimension)")
+    else:
+        num_units = _static_dim(input_h, 2, "num_units (input_h's last dimension)")
+    input_size = _static_dim(input, 2, "input_size (input's last dimension)")
+    steps = input.shape[0 if time_major else 1] if input.shape.rank is not None else None
+    return num_layers, num_units, input_size, steps
+
+
+def _pseudo_layer_step(rnn_mode, xw_t, h, c, R, P, b_r):
+    """One step: xw_t [B, G·H] the input part (with b_W), h [B, H_out], c [B, H] (lstm)."""
+    hr = tf.matmul(h, R, transpose_b=True) + b_r  # [B, G·H]
+    if rnn_mode in ("rnn_tanh", "rnn_relu"):
+        pre = xw_t + hr
+        return (tf.tanh(pre) if rnn_mode == "rnn_tanh" else tf.nn.relu(pre)), c
+    if rnn_mode == "lstm":
+        gi, gf, gc, go = tf.split(xw_t + hr, 4, axis=1)
+        c_new = tf.sigmoid(gf) * c + tf.sigmoid(gi) * tf.tanh(gc)
+        m = tf.sigmoid(go) * tf.tanh(c_new)
+        return (m if P is None else tf.matmul(m, P, transpose_b=True)), c_new
+    x_r, x_z, x_h = tf.split(xw_t, 3, axis=1)
+    h_r, h_z, h_h = tf.split(hr, 3, axis=1)
+    r = tf.sigmoid(x_r + h_r)
+    z = tf.sigmoid(x_z + h_z)
+    cand = tf.tanh(x_h + r * h_h)
+    return (1 - z) * cand + z * h, c
+
+
+def rnn_forward(
+    input,
+    input_h,
+    input_c,
+    params,
+    sequence_lengths=None,
+    *,
+    rnn_mode: str = "lstm",
+    input_mode: str = "linear_input",
+    direction: str = "unidirectional",
+    num_proj: int = 0,
+    time_major: bool = True,
+    dropout_masks=None,
+):
+    """The forward pass of `cudnn_rnn` in TensorFlow ops: (output, output_h, output_c).
+
+    Shapes and arguments as `tf_rnn_ops.cudnn_rnn`; output_c is None unless rnn_mode is lstm.
+    dropout_masks: None, or per layer l ≥ 1 (a list indexed by l − 1) the multiplier of layer l's
+    input, time-major [T, B, dirs·H_out]. Computed in float32 for 16-bit inputs (the results then
+    are float32 too).
+    """
+    lstm = rnn_mode == "lstm"
+    num_layers, num_units, input_size, steps = model_sizes(
+        input, input_h, input_c, rnn_mode, direction, time_major
+    )
+    dirs = _params.num_dirs(direction)
+    g = _params.NUM_GATES[rnn_mode]
+    layout = (rnn_mode, num_layers, num_units, input_size, direction, input_mode, num_proj)
+    skip = _params.uses_skip_input(input_mode, input_size, num_units)
+    dtype = tf.float32 if input.dtype in _HALF_TYPES else input.dtype
+
+    def cast(t):
+        return tf.cast(t, dtype) if t.dtype != dtype else t
+
+    x, h0, c0, p = cast(input), cast(input_h), cast(input_c) if lstm else None, cast(params)
+    if not time_major:
+        x = tf.transpose(x, [1, 0, 2])
+        h0 = tf.transpose(h0, [1, 0, 2])
+        if lstm:
+            c0 = tf.transpose(c0, [1, 0, 2])
+    batch = tf.shape(x)[1]
+    steps_t = tf.shape(x)[0]
+    if sequence_lengths is None:
+        lengths = tf.fill([batch], steps_t)
+    else:
+        lengths = tf.cast(sequence_lengths, tf.int32)
+    weights, biases = _params.opaque_to_canonical(p, *layout)
+    h_out = _params.output_size(rnn_mode, num_units, num_proj)
+
+    layer_in = x
+    hs, cs = [], []
+    iw = ib = 0
+    for layer in range(num_layers):
+        if layer > 0 and dropout_masks is not None:
+            layer_in = layer_in * cast(dropout_masks[layer - 1])
+        outs = []
+        for d in range(dirs):
+            has_w = not (layer == 0 and skip)
+            n_w = (2 * g if has_w else g) + (1 if num_proj else 0)
+            mats = weights[iw : iw + n_w]
+            iw += n_w
+            b_w = tf.concat(biases[ib : ib + g], 0)
+            b_r = tf.concat(biases[ib + g : ib + 2 * g], 0)
+            ib += 2 * g
+            if has_w:
+                w_all = tf.concat(mats[:g], 0)  # [G·H, in]
+                rest = mats[g:]
+                xw = tf.tensordot(layer_in, w_all, [[2], [1]]) + b_w  # [T, B, G·H]
+            else:
+                rest = mats
+                xw = tf.tile(layer_in, [1, 1, g]) + b_w
+            R = tf.concat(rest[:g], 0)  # [G·H, H_out]
+            P = rest[g] if num_proj else None
+            h = h0[layer * dirs + d]
+            c = c0[layer * dirs + d] if lstm else None
+
+            def step(t, h, c, xw=xw, R=R, P=P, b_r=b_r):
+                valid = tf.expand_dims(t < lengths, 1)
+                h_new, c_new = _pseudo_layer_step(rnn_mode, xw[t], h, c, R, P, b_r)
+                out = tf.where(valid, h_new, tf.zeros_like(h_new))
+                h = tf.where(valid, h_new, h)
+                if lstm:
+                    c = tf.where(valid, c_new, c)
+                return out, h, c
+
+            if tf.executing_eagerly():  # steps is known
+                out = [None] * steps
+                for t in range(steps) if d == 0 else range(steps - 1, -1, -1):
+                    out[t], h, c = step(t, h, c)
+                outs.append(tf.stack(out) if steps else tf.zeros([0, batch, h_out], dtype))
+            else:
+                out, h, c = _while_loop(step, steps_t, h, c, reverse=d == 1, h_out=h_out)
+                outs.append(out)
+            hs.append(h)
+            if lstm:
+                cs.append(c)
+        layer_in = tf.concat(outs, axis=2) if dirs > 1 else outs[0]
+    output, output_h = layer_in, tf.stack(hs)
+    output_c = tf.stack(cs) if lstm else None
+    if not time_major:
+        output = tf.transpose(output, [1, 0, 2])
+        output_h = tf.transpose(output_h, [1, 0, 2])
+        if lstm:
+            output_c = tf.transpose(output_c, [1, 0, 2])
+    return output, output_h, output_c
+
+
+def _while_loop(step, steps, h, c, reverse: bool, h_out: int):
+    """The loop over time for a number of steps known only at run time: (outputs [T, B, H_out],
+    final h, final c); `step(t, h, c)` -> (output, h, c). c may be None (not lstm)."""
+    outputs = tf.TensorArray(h.dtype, size=steps, element_shape=tf.TensorShape([None, h_out]))
+    lstm = c is not None
+    carry_c = c if lstm else tf.zeros([], h.dtype)  # a while_loop carries tensors only
+
+    def body(i, h, carry_c, outputs):
+        t = steps - 1 - i if reverse else i
+        out, h, c_new = step(t, h, carry_c if lstm else None)
+        return i + 1, h, (c_new if lstm else carry_c), outputs.write(t, out)
+
+    _, h, carry_c, outputs = tf.while_loop(
+        lambda i, *_: i < steps, body, [tf.constant(0), h, carry_c, outputs]
+    )
+    return outputs.stack(), h, (carry_c if lstm else None)
+
+
+def dropout_masks_from_reserve(
+    reserve_space,
+    dtype: tf.DType,
+    rnn_mode: str,
+    num_layers: int,
+    num_units: int,
+    input_size: int,
+    direction: str,
+    num_proj: int,
+    steps,
+    batch,
+):
+    """The dropout masks the forward kernel drew (training, dropout > 0), read from reserve_space.
+
+    The kernel's reserve_space holds, per layer and then per direction, the gate activations
+    [T, B, G·H], (gru) the recurrent candidate part [T, B, H], (lstm) the cell states [T, B, H]
+    and (with a projection) the unprojected outputs [T, B, H], then the state before each step
+    [T, B, H_out] where saved (16-bit types, or a layer whose output dropout scales); then, for
+    layer l ≥ 1, its input [T, B, dirs·H_out] and its dropout mask (same shape), all time-major
+    and in the compute type (float32 for 16-bit types, whose reserve_space packs two elements
+    per float32). Returns the masks of layers 1 … L−1 as a list, [T, B, dirs·H_out] each.
+    """
+    dirs = _params.num_dirs(direction)
+    g = _params.NUM_GATES[rnn_mode]
+    h_out = _params.output_size(rnn_mode, num_units, num_proj)
+    ow = dirs * h_out
+    save_hprev = dtype in _HALF_TYPES
+    # Every piece is a multiple of T·B elements: offsets in units of T·B.
+    pos, masks_at = 0, []
+    for layer in range(num_layers):
+        output_scaled = layer + 1 < num_layers
+        for _ in range(dirs):
+            pos += g * num_units
+            if rnn_mode in ("gru", "lstm"):
+                pos += num_units
+            if rnn_mode == "lstm" and num_proj:
+                pos += num_units
+            if save_hprev or output_scaled:
+                pos += h_out
+        if layer > 0:
+            pos += ow  # the layer's input
+            masks_at.append(pos)
+            pos += ow
+    steps, batch = tf.cast(steps, tf.int64), tf.cast(batch, tf.int64)
+    tb = steps * batch
+    if save_hprev:
+        n = pos * tb
+        flat = tf.bitcast(tf.reshape(reserve_space[: 2 * n], [-1, 2]), tf.float32)
+    else:
+        flat = reserve_space
+    return [
+        tf.reshape(flat[at * tb : (at + ow) * tb], tf.stack([steps, batch, ow])) for at in masks_at
+    ]
+
+
+def backprop_vjp_gradient(
+    forward_inputs,
+    cotangents,
+    upstream,
+    sequence_lengths=None,
+    dropout_masks=None,
+    **attrs,
+):
+    """The gradient of a fused-RNN backprop op, whose outputs are the VJP of the forward.
+
+    forward_inputs: (input, input_h, input_c, params); cotangents: (output_backprop,
+    output_h_backprop, output_c_backprop) at which the backprop op takes the VJP; upstream: the
+    gradients arriving at its outputs (input_backprop, input_h_backprop, input_c_backprop,
+    params_backprop), None where none arrives. With v(θ, d) = (∂f/∂θ)ᵀ d the VJP at θ = the forward
+    inputs, returns the gradients of Σ ⟨v, upstream⟩ with respect to θ (a second derivative of f)
+    and d (the JVP of f along upstream), in that order: 7 tensors in the inputs' dtypes.
+    attrs: rnn_mode, input_mode, direction, num_proj, time_major as in `rnn_forward`.
+    """
+    lstm = attrs["rnn_mode"] == "lstm"
+    dtype = forward_inputs[0].dtype
+    compute = tf.float32 if dtype in _HALF_TYPES else dtype
+    theta = [tf.cast(t, compute) for t in forward_inputs]
+    d = [tf.cast(t, compute) for t in cotangents]
+    ups = [None if u is None else tf.cast(u, compute) for u in upstream]
+    if not lstm:
+        ups[2] = None  # input_c does not enter the math; its backprop is zeros
+    zero = tf.UnconnectedGradients.ZERO
+    with tf.GradientTape() as outer:
+        outer.watch(theta + d)
+        with tf.GradientTape() as inner:
+            inner.watch(theta)
+            out, out_h, out_c = rnn_forward(
+                *theta, sequence_lengths, dropout_masks=dropout_masks, **attrs
+            )
+        targets = [out, out_h] + ([out_c] if lstm else [])
+        vjp = inner.gradient(
+            targets, theta, output_gradients=d[: len(targets)], unconnected_gradients=zero
+        )
+        total = tf.add_n(
+            [tf.reduce_sum(v * u) for v, u in zip(vjp, ups, strict=True) if u is not None]
+        )
+    grads = outer.gradient(total, theta + d, unconnected_gradients=zero)
+    return [tf.cast(g_, dtype) for g_ in grads]
