@@ -13,6 +13,16 @@ outputs in the same order:
 
 Unlike TensorFlow's, these run on CPU. `sequence_lengths` may also be None (every sequence is full;
 as the lengths are int32, that needs T <= 2^31 - 1 unless the batch is empty).
+
+`dropout` is any probability in [0, 1], as in TensorFlow's op definitions (NaN, < 0 or > 1 is an
+InvalidArgumentError). It acts only with `is_training=True`, on the input of every layer but the
+first (inverted: kept elements scaled by 1 / (1 - dropout)); at 1 every between-layer input is
+dropped, as cuDNN does. The params ops accept and ignore it. The masks come from TensorFlow's Philox
+generator keyed by (`seed`, `seed2`) and advance from call to call of the same op kernel, as
+TensorFlow's GPU kernels keep a dropout state that advances: a training loop (eager, or a traced
+step) sees fresh masks at every step, while a new kernel with the same seeds (a newly traced
+function, a new process) replays the same sequence. The backprop reads the masks of its forward
+call from reserve_space. TensorFlow's own CudnnRNN* ops, served by our CPU kernels, do the same.
 """
 
 from __future__ import annotations
