@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rnn_reference as ref
 import tensorflow as tf
+from tensorflow.python.eager import context
 
 import tf_rnn_ops
 
@@ -41,8 +42,12 @@ def test_single_layer_has_nothing_to_drop(rng, mode):
 
 @pytest.mark.parametrize("mode", ref.MODES)
 def test_training_dropout_deterministic_and_seeded(rng, mode):
+    """A new kernel with the same seeds draws the same masks (each kernel's masks then advance
+    from call to call: tests/test_dropout_stream.py)."""
     p = ref.Problem(rng, mode, 3, 4, 2, batch=4, steps=5, direction="bidirectional", lengths="full")
+    context.context().clear_kernel_cache()
     a = _run(p, is_training=True, dropout=0.5, seed=1, seed2=2)
+    context.context().clear_kernel_cache()
     b = _run(p, is_training=True, dropout=0.5, seed=1, seed2=2)
     for k in range(3):
         np.testing.assert_array_equal(a[k].numpy(), b[k].numpy(), err_msg=f"output {k}")
@@ -94,8 +99,9 @@ def test_dropout_masks_are_inverted_bernoulli(rng, rate):
 @pytest.mark.parametrize("mode", ref.MODES)
 @pytest.mark.parametrize("which", ["input", "input_h", "params"])
 def test_dropout_gradient_matches_numerical(rng, mode, which):
-    """With the same seeds the training forward is deterministic, so finite differences of it are
-    valid; the backprop op must use the forward's masks."""
+    """With the same seeds a new kernel's first training forward is deterministic (each call below
+    runs on a new kernel), so finite differences of it are valid; the backprop op must use the
+    forward's masks."""
     p = ref.Problem(rng, mode, 2, 3, 2, batch=2, steps=3, direction="bidirectional",
                     lengths=[3, 2])  # fmt: skip
     kw = p.op_kwargs(is_training=True, dropout=0.4, seed=7, seed2=11)
@@ -103,6 +109,7 @@ def test_dropout_gradient_matches_numerical(rng, mode, which):
     def f(t):
         args = dict(kw)
         args[which] = t
+        context.context().clear_kernel_cache()
         out, h, c, _, _ = tf_rnn_ops.cudnn_rnn(**args)
         parts = [tf.reshape(out, [-1]), tf.reshape(h, [-1])]
         if p.is_lstm:

@@ -318,38 +318,39 @@ def test_time_major_equals_batch_major(rng):
 
 
 def test_dropout_between_layers(rng):
-    """Training: Keras dropout masks from the layer's SeedGenerator between layers (fresh at every
-    call), equal to the reference with those masks; inference: no dropout."""
-    seed, rate = 7, 0.4
-    layer = L.CudnnGRU(H, num_layers=3, direction="bidirectional", dropout=rate, seed=seed,
-                       return_sequences=True, return_state=True)  # fmt: skip
-    layer.build((None, None, IN))
-    w, b = layer.get_canonical_weights()
+    """Training: the fused op's dropout between layers. At rate 1 every between-layer input is
+    dropped (the reference with zero masks); at 0.4 each call draws fresh masks, layer 0's final
+    states see none, and gradients flow; inference: no dropout."""
     lens = np.array([T, 3, 0, 5], np.int32)
     x = rng.uniform(-1, 1, (B, T, IN)).astype(np.float32)
     h0 = np.zeros((B, 6, H), np.float32)
     mask = tf.sequence_mask(lens, T)
-    out_train = layer(x, mask=mask, training=True)
-    gen = keras.random.SeedGenerator(seed)
-    masks = [keras.random.dropout(tf.ones((B, T, 2 * H)), rate, seed=gen).numpy() for _ in range(2)]
-    assert 0.2 < np.mean(masks[0] == 0) < 0.6
-    want = ref.rnn_forward(x, h0, None, w, b, mode="gru", direction="bidirectional",
-                           sequence_lengths=lens, time_major=False,
-                           dropout_masks=masks)  # fmt: skip
-    for a, e in zip(out_train, want, strict=False):
-        np.testing.assert_allclose(a, e, **TOL)
-    again = layer(x, mask=mask, training=True)
-    assert not np.allclose(again[0], out_train[0])  # fresh masks
-    infer = layer(x, mask=mask, training=False)
-    want = ref.rnn_forward(x, h0, None, w, b, mode="gru", direction="bidirectional",
-                           sequence_lengths=lens, time_major=False)  # fmt: skip
-    for a, e in zip(infer, want, strict=False):
-        np.testing.assert_allclose(a, e, **TOL)
-    # gradients flow through the per-layer path
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer(x, mask=mask, training=True)[0])
-    g = tape.gradient(loss, layer.trainable_weights)
-    assert np.all(np.isfinite(g[0])) and np.any(g[0] != 0)
+    kw = dict(mode="gru", direction="bidirectional", sequence_lengths=lens, time_major=False)
+    for rate in (1.0, 0.4):
+        layer = L.CudnnGRU(H, num_layers=3, direction="bidirectional", dropout=rate, seed=7,
+                           return_sequences=True, return_state=True)  # fmt: skip
+        layer.build((None, None, IN))
+        w, b = layer.get_canonical_weights()
+        out_train = layer(x, mask=mask, training=True)
+        plain = ref.rnn_forward(x, h0, None, w, b, **kw)
+        if rate == 1.0:
+            zeros = [np.zeros((B, T, 2 * H))] * 2
+            want = ref.rnn_forward(x, h0, None, w, b, dropout_masks=zeros, **kw)
+            for a, e in zip(out_train, want, strict=False):
+                np.testing.assert_allclose(a, e, **TOL)
+        else:
+            again = layer(x, mask=mask, training=True)
+            assert not np.allclose(again[0], out_train[0])  # fresh masks
+            assert not np.allclose(out_train[0], plain[0])  # masks applied
+            # layer 0's final states (pseudo-layers 0, 1) see no dropout
+            np.testing.assert_allclose(out_train[1][:, :2], plain[1][:, :2], **TOL)
+        infer = layer(x, mask=mask, training=False)
+        for a, e in zip(infer, plain, strict=False):
+            np.testing.assert_allclose(a, e, **TOL)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x, mask=mask, training=True)[0])
+        g = tape.gradient(loss, layer.trainable_weights)
+        assert np.all(np.isfinite(g[0])) and np.any(g[0] != 0)
 
 
 def test_embedding_mask_and_fit_with_jit_auto(rng):
@@ -412,6 +413,6 @@ def test_config_round_trip():
     with pytest.raises(ValueError, match="num_proj"):
         L.CudnnGRU(3, num_proj=2)
     with pytest.raises(ValueError, match="dropout"):
-        L.CudnnGRU(3, dropout=1.0)
+        L.CudnnGRU(3, dropout=1.5)
     with pytest.raises(ValueError, match="skip_input"):
         L.CudnnGRU(3, input_mode="skip_input").build((None, None, 4))

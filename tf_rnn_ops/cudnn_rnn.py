@@ -21,6 +21,16 @@ Gradients of gradients (e.g. a gradient penalty through an RNN) work too: the ba
 `TfRnn>CudnnRNNBackprop`, and TensorFlow's CudnnRNNBackprop/V2/V3 where TensorFlow registers no
 gradient, get one from the forward written in TensorFlow ops (`tf_rnn_ops._reference_rnn`),
 differentiated twice; with dropout in training it uses the forward's masks from reserve_space.
+
+`dropout` is any probability in [0, 1], as in TensorFlow's op definitions (NaN, < 0 or > 1 is an
+InvalidArgumentError). It acts only with `is_training=True`, on the input of every layer but the
+first (inverted: kept elements scaled by 1 / (1 - dropout)); at 1 every between-layer input is
+dropped, as cuDNN does. The params ops accept and ignore it. The masks come from TensorFlow's Philox
+generator keyed by (`seed`, `seed2`) and advance from call to call of the same op kernel, as
+TensorFlow's GPU kernels keep a dropout state that advances: a training loop (eager, or a traced
+step) sees fresh masks at every step, while a new kernel with the same seeds (a newly traced
+function, a new process) replays the same sequence. The backprop reads the masks of its forward
+call from reserve_space. TensorFlow's own CudnnRNN* ops, served by our CPU kernels, do the same.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_rnn_ops._loader import ops as _ops
-from tf_rnn_ops._registry import register_gradient
+from tf_rnn_ops._registry import register_gradient, register_gradient_if_missing
 from tf_rnn_ops._xla import refuse_under_xla
 
 __all__ = [
@@ -569,24 +579,17 @@ def _cudnn_rnn_backprop_grad(op, *grads):
 def _register_tf_backprop_gradients() -> None:
     """Gradients for TensorFlow's CudnnRNNBackprop/V2/V3, where TensorFlow registers none (so a
     future TensorFlow with its own keeps it)."""
-    from tensorflow.python.framework import ops as tf_ops
-
     for op_type, lengths_at in (
         ("CudnnRNNBackprop", None),
         ("CudnnRNNBackpropV2", None),
         ("CudnnRNNBackpropV3", 4),
     ):
-        try:
-            tf_ops.gradient_registry.lookup(op_type)
-            continue  # TensorFlow's own (or ours from an earlier import)
-        except LookupError:
-            pass
 
         def grad(op, *grads, _at=lengths_at):
             return _backprop_gradient(op, grads, _at)
 
         grad.__doc__ = f"Second-order gradient through TensorFlow's {op_type} (our formulation)."
-        register_gradient(op_type)(grad)
+        register_gradient_if_missing(op_type)(grad)
 
 
 _register_tf_backprop_gradients()

@@ -23,6 +23,9 @@ g_c = d_c + d_h (1 - u) and g_u = d_u + d_h (h_prev - c) the total gradients at 
 
 Only the extra product delta . w_ru^T is needed, and none when the gradients at r, u and c are
 absent or statically zero (the usual case: a loss that depends on h only).
+
+TensorFlow never registered a gradient for its own `GRUBlockCell` (tf.raw_ops.GRUBlockCell); where
+it has none, importing tf_rnn_ops registers the same gradient for it (computed with our grad op).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_rnn_ops._loader import ops as _ops
-from tf_rnn_ops._registry import register_gradient
+from tf_rnn_ops._registry import register_gradient, register_gradient_if_missing
 
 __all__ = ["gru_block_cell", "gru_block_cell_grad"]
 
@@ -227,15 +230,15 @@ def _gru_block_cell_grad_gradient(op, *grads):
 register_gradient("TfRnn>GRUBlockCellGrad")(_gru_block_cell_grad_gradient)
 
 
-def _register_tf_grad_op_gradient() -> None:
-    """The same for TensorFlow's own GRUBlockCellGrad (same inputs and outputs), where TensorFlow
-    registers none (so a future TensorFlow with its own keeps it)."""
-    from tensorflow.python.framework import ops as tf_ops
-
-    try:
-        tf_ops.gradient_registry.lookup("GRUBlockCellGrad")
-    except LookupError:
-        register_gradient("GRUBlockCellGrad")(_gru_block_cell_grad_gradient)
+# The same for TensorFlow's own GRUBlockCellGrad (same inputs and outputs), where TensorFlow
+# registers none (so a future TensorFlow with its own keeps it).
+register_gradient_if_missing("GRUBlockCellGrad")(_gru_block_cell_grad_gradient)
 
 
-_register_tf_grad_op_gradient()
+# TensorFlow's own GRUBlockCell (tf.raw_ops.GRUBlockCell) has the same inputs, outputs and math, but
+# TensorFlow never registered its gradient. The same gradient serves it, computed by our grad op
+# (TensorFlow's GRUBlockCellGrad kernel leaves d_x uninitialised when H = 0).
+@register_gradient_if_missing("GRUBlockCell")
+def _tf_gru_block_cell_gradient(op, d_r, d_u, d_c, d_h):
+    """The gradient of TensorFlow's GRUBlockCell, for gradients at any of r, u, c, h."""
+    return _gru_block_cell_gradient(op, d_r, d_u, d_c, d_h)

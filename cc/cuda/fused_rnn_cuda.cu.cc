@@ -276,7 +276,8 @@ __global__ void ProjectionStepKernel(ForwardStepArgs<T> a) {
 
 // Dropout masks are those of the CPU kernels (cc/kernels/rnn_cpu_driver.h, FillDropoutMask), so that a
 // model drops the same units on either device: TensorFlow's Philox4x32-10 (tsl/lib/random/philox_random.h)
-// keyed by seed, its counter's high half seed2, skipped by layer << 40 for each layer; element i of the
+// keyed by seed, its counter's high half seed2, skipped by (dropout_call · num_layers + layer) << 40 for
+// each layer (DropoutStreamOffset); element i of the
 // layer's input in time-major order [T, B, width] takes word i % 4 of the draw at counter + i / 4, made a
 // float in [0, 1) from its 23 low bits, and is dropped when that is below p.
 __device__ __forceinline__ uint32_t PhiloxWord(uint64_t seed, uint64_t seed2, uint64_t offset, int word) {
@@ -507,9 +508,11 @@ Status CopyState(cudaStream_t stream, const Dims& D, int64_t width, const T* src
   return CudaStatus(cudaGetLastError(), "StateCopyKernel");
 }
 
-// The dropout scale of the CPU kernels, 1 / (1 − p) in T with p as a float.
+// The dropout scale of the CPU kernels, 1 / (1 − p) in T with p as a float (0 at p = 1, where every
+// element is dropped).
 template <typename T>
 T DropoutScale(double p) {
+  if (static_cast<float>(p) >= 1.0f) return T(0);
   return T(1) / (T(1) - static_cast<T>(static_cast<float>(p)));
 }
 
@@ -553,8 +556,8 @@ Status ValidateRnnConfig(const RnnConfig& config) {
     return Status::InvalidArgument("fused RNN: skip_input needs input_size (" + std::to_string(sh.input_size) +
                                    ") == num_units (" + std::to_string(sh.num_units) + ")");
   }
-  if (!(config.dropout >= 0.0 && config.dropout < 1.0)) {
-    return Status::InvalidArgument("fused RNN: dropout must be in [0, 1), got " + std::to_string(config.dropout));
+  if (!(config.dropout >= 0.0 && config.dropout <= 1.0)) {
+    return Status::InvalidArgument("fused RNN: dropout must be in [0, 1], got " + std::to_string(config.dropout));
   }
   return Status::Ok();
 }
@@ -701,7 +704,8 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
     if (dropout && l < D.L - 1) {
       auto kernel = &DropoutKernel<T>;
       TF_RNN_LAUNCH(kernel, BlocksFor(D.rows * D.outw), kThreadsPerBlock, stream, D.rows * D.outw, D.outw, D.T,
-                    D.B, config.time_major, config.seed, config.seed2, static_cast<uint64_t>(l + 1) << 40,
+                    D.B, config.time_major, config.seed, config.seed2,
+                    (config.dropout_call * static_cast<uint64_t>(D.L) + static_cast<uint64_t>(l + 1)) << 40,
                     static_cast<float>(config.dropout), DropoutScale<T>(config.dropout), out, rs.x_in[l + 1],
                     rs.mask[l + 1]);
       TF_RNN_CUDA_CHECK(cudaGetLastError());

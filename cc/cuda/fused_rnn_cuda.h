@@ -41,12 +41,15 @@ struct RnnConfig {
   bool time_major = true;
   bool is_training = false;  // false: no reserve, no dropout
   double dropout = 0.0;      // probability of dropping a unit of a layer's output (all but the last)
-  uint64_t seed = 0, seed2 = 0;  // dropout masks: a pure function of (seed, seed2, layer, position),
-                                 // the same as the CPU kernels' (TensorFlow's Philox)
+  uint64_t seed = 0, seed2 = 0;  // dropout masks: a pure function of (seed, seed2, dropout_call, layer,
+                                 // position), the same as the CPU kernels' (TensorFlow's Philox)
+  uint64_t dropout_call = 0;     // the caller's count of earlier calls that drew masks: each call's
+                                 // masks are the next stretch of the stream (rnn_cpu_driver.h,
+                                 // DropoutStreamOffset)
 };
 
 // InvalidArgument for an inconsistent configuration (negative sizes, skip_input with input_size !=
-// num_units, num_proj for a mode other than lstm, dropout outside [0, 1), ...).
+// num_units, num_proj for a mode other than lstm, dropout outside [0, 1], ...).
 Status ValidateRnnConfig(const RnnConfig& config);
 // InvalidArgument for a length < 0 or > T; sets *max_len to the longest (T when lengths is null).
 Status ValidateSequenceLengths(const RnnConfig& config, const int32_t* host_lengths, int64_t* max_len);

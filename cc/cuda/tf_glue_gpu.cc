@@ -8,6 +8,7 @@
 // computed in float (inputs converted on the GPU, outputs converted back), as the CPU kernels do.
 #define EIGEN_USE_GPU
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -289,7 +290,9 @@ class CudnnRnnForwardGpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, in.Check(attrs_, input, input_h, input_c, params, &ctx->input(4)));
     const RnnModelShape& s = in.shape;
     const bool lstm = s.mode == RnnMode::kLstm;
-    const cuda::RnnConfig config = MakeConfig(attrs_, in, attrs_.is_training);
+    cuda::RnnConfig config = MakeConfig(attrs_, in, attrs_.is_training);
+    // As the CPU kernel: each call that draws dropout masks takes the next ones of this kernel.
+    if (cuda::RnnUsesDropout(config)) config.dropout_call = dropout_calls_.fetch_add(1, std::memory_order_relaxed);
 
     Tensor *output, *output_h, *output_c, *reserve, *host_reserved;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.OutputShape(attrs_), &output));
@@ -325,6 +328,7 @@ class CudnnRnnForwardGpuOp : public OpKernel {
 
  private:
   RnnAttrs attrs_;
+  std::atomic<uint64_t> dropout_calls_{0};  // calls so far that drew dropout masks
 };
 
 template <typename T>

@@ -8,6 +8,7 @@
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -72,8 +73,10 @@ struct RnnAttrs {
     }
     num_dirs = s == "bidirectional" ? 2 : 1;
     if (ctx->HasAttr("dropout")) TF_RETURN_IF_ERROR(ctx->GetAttr("dropout", &dropout));
-    if (!(dropout >= 0 && dropout < 1)) {
-      return InvalidArgument("dropout must be in [0, 1), got ", dropout);
+    // As TensorFlow's GPU kernels: any probability in [0, 1]. Dropout acts only in training, between
+    // layers; at 1 every between-layer input is dropped (as cuDNN does), and the params ops ignore it.
+    if (!(dropout >= 0 && dropout <= 1)) {
+      return InvalidArgument("dropout must be in [0, 1], got ", dropout);
     }
     if (ctx->HasAttr("seed")) TF_RETURN_IF_ERROR(ctx->GetAttr("seed", &seed));
     if (ctx->HasAttr("seed2")) TF_RETURN_IF_ERROR(ctx->GetAttr("seed2", &seed2));
@@ -446,6 +449,12 @@ class CudnnRnnForwardOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &output_h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, lstm ? input_c.shape() : TensorShape({}), &output_c));
     const bool training = attrs_.is_training;
+    // Each call that draws dropout masks takes the next masks of this kernel's stream, as
+    // TensorFlow's GPU kernels advance their dropout state: a training loop sees fresh masks at
+    // every step, and a new kernel with the same seeds replays the same sequence.
+    const uint64_t dropout_call = training && attrs_.dropout > 0 && s.num_layers > 1
+                                      ? dropout_calls_.fetch_add(1, std::memory_order_relaxed)
+                                      : 0;
     const int64_t reserve_n =
         training ? RnnReserveLayout(s, T_, B, attrs_.dropout > 0, kSaveHprev).size : 0;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({ReserveElements<T>(reserve_n)}), &reserve));
@@ -491,6 +500,7 @@ class CudnnRnnForwardOp : public OpKernel {
     a.dropout = attrs_.dropout;
     a.seed = static_cast<uint64_t>(attrs_.seed);
     a.seed2 = static_cast<uint64_t>(attrs_.seed2);
+    a.dropout_call = dropout_call;
     CpuRnn<Acc>(ctx->eigen_device<CpuDevice>(), s).Forward(a, workspace.flat<Acc>().data());
     y.Finish(ctx);
     hn.Finish(ctx);
@@ -499,6 +509,7 @@ class CudnnRnnForwardOp : public OpKernel {
 
  private:
   RnnAttrs attrs_;
+  std::atomic<uint64_t> dropout_calls_{0};  // calls so far that drew dropout masks
 };
 
 template <typename T>

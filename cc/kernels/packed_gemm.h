@@ -5,7 +5,8 @@
 //    input projection and for the backward's dX = D_gx·W) packed into 16-column panels once per op
 //    call, A read in place. Eigen's contraction packs the weights again at every call: ~42 GFLOP/s
 //    at a step's 64x256x768.
-//  * GemmTransposedA: C += Aᵀ · B for the weight gradients, both operands row-major [rows, ·].
+//  * GemmTransposedA: C += Aᵀ · B for the weight gradients, both operands row-major [rows, ·],
+//    summed in float over short runs of rows and in double beyond (see kWgradSubK).
 // Every matrix is row-major with a leading dimension. Framework-free: callers split the work
 // across threads. Builds without AVX2/FMA (and types other than float, which the driver sends to
 // Eigen) fall back to a plain loop nest over the same layouts.
@@ -246,17 +247,124 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
   }
 }
 
+// The weight-gradient products sum over T·B rows (up to millions): a float sum that long loses
+// digits with every term (error growing with the number of terms). Each tile is therefore summed in
+// float registers over sub-blocks of kWgradSubK rows only, each sub-block's sums added into a double
+// tile, and the tiles into a double C: about the error of one kWgradSubK-term float sum, whatever
+// the number of rows (TensorFlow's float32 math sums B rows a step in float, then the T steps).
+// Measured (docs/PERFORMANCE.md): 32 keeps the products within a few percent of the plain float
+// kernel's speed.
+constexpr int64_t kWgradSubK = 32;
+
+namespace packed_gemm_internal {
+
+#if TF_RNN_HAVE_AVX2
+// t[0..8) += v, in double.
+inline void AddToDouble(__m256 v, double* t) {
+  _mm256_store_pd(t, _mm256_add_pd(_mm256_load_pd(t), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+  _mm256_store_pd(t + 4,
+                  _mm256_add_pd(_mm256_load_pd(t + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+}
+#endif
+
+// C(j, r) += sum over k < kc of a(r, k) · b(k, j), C(j, r) at c[j·ldc + r] in double, for r < kRows
+// and j < width: a is a packed strip of kMr columns of the weight-gradient product's right operand,
+// a(r, k) at a[k·kMr + r]; b a packed kNr-column panel of its left operand (zero past width).
+// Sub-blocks of kWgradSubK values of k are summed in float registers, then in double.
+template <int kRows>
+inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double* c, int64_t ldc,
+                             int64_t width) {
+  alignas(32) double tile[kMr][kNr] = {};
+#if TF_RNN_HAVE_AVX2
+  for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
+    const int64_t k1 = std::min(kc, k0 + kWgradSubK);
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float* ak = a + k0 * kMr;
+    const float* bk = b + k0 * kNr;
+    for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kNr) {
+      const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+      __m256 av = _mm256_broadcast_ss(ak);
+      c00 = _mm256_fmadd_ps(av, b0, c00);
+      c01 = _mm256_fmadd_ps(av, b1, c01);
+      if constexpr (kRows > 1) {
+        av = _mm256_broadcast_ss(ak + 1);
+        c10 = _mm256_fmadd_ps(av, b0, c10);
+        c11 = _mm256_fmadd_ps(av, b1, c11);
+      }
+      if constexpr (kRows > 2) {
+        av = _mm256_broadcast_ss(ak + 2);
+        c20 = _mm256_fmadd_ps(av, b0, c20);
+        c21 = _mm256_fmadd_ps(av, b1, c21);
+      }
+      if constexpr (kRows > 3) {
+        av = _mm256_broadcast_ss(ak + 3);
+        c30 = _mm256_fmadd_ps(av, b0, c30);
+        c31 = _mm256_fmadd_ps(av, b1, c31);
+      }
+      if constexpr (kRows > 4) {
+        av = _mm256_broadcast_ss(ak + 4);
+        c40 = _mm256_fmadd_ps(av, b0, c40);
+        c41 = _mm256_fmadd_ps(av, b1, c41);
+      }
+      if constexpr (kRows > 5) {
+        av = _mm256_broadcast_ss(ak + 5);
+        c50 = _mm256_fmadd_ps(av, b0, c50);
+        c51 = _mm256_fmadd_ps(av, b1, c51);
+      }
+    }
+    const __m256 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                                {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < kRows; ++i) {
+      AddToDouble(acc[i][0], tile[i]);
+      AddToDouble(acc[i][1], tile[i] + 8);
+    }
+  }
+#else
+  for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
+    float sub[kMr][kNr] = {};
+    for (int64_t k = k0; k < std::min(kc, k0 + kWgradSubK); ++k)
+      for (int i = 0; i < kRows; ++i)
+        for (int64_t j = 0; j < kNr; ++j) sub[i][j] += a[k * kMr + i] * b[k * kNr + j];
+    for (int i = 0; i < kRows; ++i)
+      for (int64_t j = 0; j < kNr; ++j) tile[i][j] += sub[i][j];
+  }
+#endif
+  for (int64_t j = 0; j < width; ++j, c += ldc) {
+    for (int i = 0; i < kRows; ++i) c[i] += tile[i][j];
+  }
+}
+
+inline void WgradStrip(int64_t rows, int64_t kc, const float* a, const float* b, double* c,
+                       int64_t ldc, int64_t width) {
+  switch (rows) {
+#define TF_RNN_WGRAD_CASE(R) \
+  case R: WgradMicroKernel<R>(kc, a, b, c, ldc, width); break;
+    TF_RNN_WGRAD_CASE(6)
+    TF_RNN_WGRAD_CASE(5)
+    TF_RNN_WGRAD_CASE(4)
+    TF_RNN_WGRAD_CASE(3)
+    TF_RNN_WGRAD_CASE(2)
+    TF_RNN_WGRAD_CASE(1)
+#undef TF_RNN_WGRAD_CASE
+    default: break;
+  }
+}
+
+}  // namespace packed_gemm_internal
+
 // C[M, N] += Aᵀ · B over the rows [m_begin, m_end) of C (callers split them across threads, in
-// multiples of kNr), for A [K, M] and B [K, N] row-major with leading dimensions lda, ldb: the
-// weight gradients, sums over a chunk's steps·batch rows (dW = D_gxᵀ·X, dR = D_ghᵀ·H_prev). The
-// tiles are Cᵀ's: kNr columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is
-// cut into blocks of kb rows so that all of B's block, packed in strips of kMr columns, stays in L2
-// (256 KB); each kb x kNr panel of A is packed (16 KB at most: L1) and passes over every strip.
+// multiples of kNr), for A [K, M] and B [K, N] float row-major with leading dimensions lda, ldb,
+// into a double C: the weight gradients, sums over a chunk's steps·batch rows (dW = D_gxᵀ·X,
+// dR = D_ghᵀ·H_prev), accumulated in double over the chunks (see kWgradSubK). The tiles are Cᵀ's:
+// kNr columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is cut into blocks of
+// kb rows so that all of B's block, packed in strips of kMr columns, stays in L2 (256 KB); each
+// kb x kNr panel of A is packed (16 KB at most: L1) and passes over every strip.
 // Measured on one core at the chunk's shapes (512 rows, G·H = 768, N = 128 or 256): 87-89 GFLOP/s
-// against Eigen's 60-80. (Read in place, each k of a panel is a new cache line and, G·H floats
-// apart, often a new page: 75.)
+// against Eigen's 60-80, before the double accumulation. (Read in place, each k of a panel is a new
+// cache line and, G·H floats apart, often a new page: 75.)
 inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                            int64_t ldb, float* C, int64_t ldc, int64_t m_begin, int64_t m_end) {
+                            int64_t ldb, double* C, int64_t ldc, int64_t m_begin, int64_t m_end) {
   constexpr int64_t kMaxKb = 256;
   if (m_end <= m_begin || N == 0 || K == 0) return;
   const int64_t kb_max = std::clamp<int64_t>((int64_t{1} << 16) / N, 16, kMaxKb);
@@ -295,9 +403,8 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
         }
       }
       for (int64_t n0 = 0; n0 < N; n0 += kMr) {
-        packed_gemm_internal::Strip<true, true>(std::min(kMr, N - n0), kb, b_pack + n0 * kb, kMr,
-                                                a_panel, C + m0 * ldc + n0, ldc, width,
-                                                /*accumulate=*/true);
+        packed_gemm_internal::WgradStrip(std::min(kMr, N - n0), kb, b_pack + n0 * kb, a_panel,
+                                         C + m0 * ldc + n0, ldc, width);
       }
     }
   }

@@ -187,32 +187,47 @@ void RunStepGemm(const StepGemm<T>& gemm, bool one_thread, int64_t M, const T* A
   }
 }
 
+// The type the weight and bias gradients are summed in over a layer's T·B rows. A float sum over
+// thousands of rows loses digits with every term: measured, our float32 weight gradients were less
+// accurate than TensorFlow's own float32 math (which sums B rows a step, then the steps); summed in
+// double (the products in float over runs of kWgradSubK rows, see packed_gemm.h), they are more
+// accurate at any number of rows (tests/test_grad_accuracy.py).
+template <typename T>
+struct GradSumType {
+  using type = T;
+};
+template <>
+struct GradSumType<float> {
+  using type = double;
+};
+
 // C[M, N] += Aᵀ · B for A [K, M] and B [K, N] row-major: a chunk's share of a weight gradient,
 // summed over its K = steps·batch rows.
 template <typename T>
 void AddWeightGrad(const CpuDevice& d, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
-                   T* C) {
+                   typename GradSumType<T>::type* C) {
+  static_assert(std::is_same<typename GradSumType<T>::type, T>::value, "float has its own");
   CpuGemm<T>(d, true, false, M, N, K, A, B, C, true);
 }
 
 // float: GemmTransposedA (the packed kernel's micro-kernel on both operands packed a block at a
-// time), the rows of C split across threads (Eigen's contraction ran these at ~120 GFLOP/s inside
-// the backward).
+// time, summing into double), the rows of C split across threads (Eigen's contraction ran these at
+// ~120 GFLOP/s inside the backward).
 template <>
 inline void AddWeightGrad<float>(const CpuDevice& d, int64_t M, int64_t N, int64_t K,
-                                 const float* A, const float* B, float* C) {
+                                 const float* A, const float* B, double* C) {
   const int64_t panels = (M + kNr - 1) / kNr;
   ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
     GemmTransposedA(N, K, A, M, B, N, C, N, begin * kNr, std::min(M, end * kNr));
   });
 }
 
-// Column sums of a row-major [rows, cols] matrix, added into out[cols].
-template <typename T>
-void AddColumnSums(int64_t rows, int64_t cols, const T* m, T* out) {
+// Column sums of a row-major [rows, cols] matrix, added into out[cols] (in out's type).
+template <typename T, typename S>
+void AddColumnSums(int64_t rows, int64_t cols, const T* m, S* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* row = m + r * cols;
-    for (int64_t j = 0; j < cols; ++j) out[j] += row[j];
+    for (int64_t j = 0; j < cols; ++j) out[j] += static_cast<S>(row[j]);
   }
 }
 
@@ -261,14 +276,24 @@ struct RnnReserveLayout {
   }
 };
 
-// The dropout scales (0 or 1/(1-p)) of the input of each layer >= 1, from (seed, seed2) alone.
+// Where the dropout mask of layer `layer` (>= 1) starts in the Philox stream of (seed, seed2) at the
+// `call`-th call of a kernel that draws masks (counted from 0 per kernel instance, as TensorFlow's GPU
+// kernels advance their dropout state from call to call): each (call, layer) has its own stretch of
+// 2^40 draws (4 elements each), call 0 those of layer << 40. The stretches repeat after
+// 2^24 / num_layers calls. The CUDA kernels (cc/cuda/fused_rnn_cuda.cu.cc) use the same offsets.
+inline uint64_t DropoutStreamOffset(uint64_t call, int num_layers, int layer) {
+  return (call * static_cast<uint64_t>(num_layers) + static_cast<uint64_t>(layer)) << 40;
+}
+
+// The dropout scales (0 or 1/(1-p)) of the input of each layer >= 1, from (seed, seed2) and the
+// call's index alone. dropout = 1 drops every element (each uniform draw is below 1), as cuDNN does.
 template <typename T>
-void FillDropoutMask(uint64_t seed, uint64_t seed2, int layer, float dropout, int64_t n, T* mask) {
+void FillDropoutMask(uint64_t seed, uint64_t seed2, uint64_t stream_offset, float dropout, int64_t n,
+                     T* mask) {
   tensorflow::random::PhiloxRandom gen(seed, seed2);
-  // Each layer draws from its own far-apart stretch of the stream.
-  gen.Skip(static_cast<uint64_t>(layer) << 40);
+  gen.Skip(stream_offset);
   tensorflow::random::UniformDistribution<tensorflow::random::PhiloxRandom, float> uniform;
-  const T scale = T(1) / (T(1) - T(dropout));
+  const T scale = dropout < 1 ? T(1) / (T(1) - T(dropout)) : T(0);
   for (int64_t i = 0; i < n;) {
     const auto sample = uniform(&gen);
     for (int k = 0; k < sample.kElementCount && i < n; ++k, ++i) mask[i] = sample[k] < dropout ? T(0) : scale;
@@ -301,6 +326,7 @@ struct RnnForwardArgs {
   const int* gate_src = nullptr;
   // The products read the Keras kernels as stored (no packing): see StreamGemm, RnnStreamWeights.
   bool stream_weights = false;
+  uint64_t dropout_call = 0;   // this kernel's count of earlier calls that drew masks (see above)
 };
 
 template <typename T>
@@ -342,6 +368,17 @@ inline int64_t RnnForwardChunkSteps(int64_t T_, int64_t B, int64_t width) {
   return std::max<int64_t>(1, std::min<int64_t>(T_, (rows + B - 1) / std::max<int64_t>(B, 1)));
 }
 
+// The scratch (in units of T) for the gradient sums of a layer-direction's params block, where they
+// are summed in another type than T (GradSumType): the largest block, and one T to align it.
+template <typename T>
+int64_t GradSumElements(const RnnModelShape& s) {
+  using S = typename GradSumType<T>::type;
+  if (std::is_same<S, T>::value) return 0;
+  int64_t largest = 0;
+  for (int l = 0; l < s.num_layers; ++l) largest = std::max(largest, s.LayerBlock(l).size);
+  return largest * int64_t{sizeof(S) / sizeof(T)} + 1;
+}
+
 // Whether a forward from Keras-layout weights reads them as stored (StreamGemm) rather than packing
 // them (float only): when a call has at most kStreamMaxRows rows (B·T), packing, a pass that reads
 // and writes all the weights, costs more than the few products it would speed up (the bound is
@@ -381,7 +418,8 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
          + 2 * cb * max_in + cb * ho                              // gathered x and its grad, h_prev
          + (s.mode == RnnMode::kLstm ? cb * H : 0)                // c_prev
          + (proj ? cb * ho + cb * H : 0)                          // dh, gathered m (projection)
-         + 3 * B * ho + 2 * B * H;                                // per-step grads
+         + 3 * B * ho + 2 * B * H                                 // per-step grads
+         + GradSumElements<T>(s);                                 // a block's gradient sums
 }
 
 // The cell-independent parts; Cell supplies the per-step element-wise forward and backward.
@@ -615,7 +653,8 @@ void CpuRnn<T>::Forward(const RnnForwardArgs<T>& a, T* ws) const {
     });
     if (!last && training && a.dropout > 0) {
       T* mask = a.reserve + rl.dropout_mask[l + 1];
-      FillDropoutMask<T>(a.seed, a.seed2, l + 1, a.dropout, tb * ow, mask);
+      FillDropoutMask<T>(a.seed, a.seed2, DropoutStreamOffset(a.dropout_call, s_.num_layers, l + 1),
+                         a.dropout, tb * ow, mask);
       for (int64_t i = 0; i < tb * ow; ++i) y[i] *= mask[i];
     }
     x = y;
@@ -858,6 +897,18 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     next += n;
     return at;
   };
+  // The block's weight and bias gradients, summed in S: dp itself (zeroed by Backward) where S is
+  // T, else a zeroed scratch block written into dp at the end.
+  using S = typename GradSumType<T>::type;
+  S* gsum;
+  if constexpr (std::is_same<S, T>::value) {
+    gsum = dp;
+  } else {
+    T* raw = take(GradSumElements<T>(s_));
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(raw);
+    gsum = reinterpret_cast<S*>((addr + alignof(S) - 1) / alignof(S) * alignof(S));
+    std::fill_n(gsum, blk.size, S(0));
+  }
   T* d_gx = take(cb * gh_w);                   // grads of the pre-activations (x side)
   T* d_gh = is_gru ? take(cb * gh_w) : d_gx;   // gru: differs in the candidate gate
   T* x_rows = take(cb * max_in);               // reverse direction: the gathered input
@@ -975,11 +1026,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       if (has_proj) GatherReverseRows(lengths, T_, B, s0, s1, H, res + sv.m, m_rows);
       xr = x_rows, mr = m_rows;
     }
-    if (s_.HasInputWeights(layer)) AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, dp + blk.w);
-    AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, dp + blk.r);
-    if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, dp + blk.p);
-    AddColumnSums(rows, gh_w, d_gx, dp + blk.b_w);
-    AddColumnSums(rows, gh_w, d_gh, dp + blk.b_r);
+    if (s_.HasInputWeights(layer)) AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum + blk.w);
+    AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, gsum + blk.r);
+    if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, gsum + blk.p);
+    AddColumnSums(rows, gh_w, d_gx, gsum + blk.b_w);
+    AddColumnSums(rows, gh_w, d_gh, gsum + blk.b_r);
 
     // Grad of the layer input: the forward direction writes its rows, the reverse one adds to them.
     if (dx == nullptr) continue;
@@ -998,6 +1049,9 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   }
   std::copy(dh, dh + B * ho, a.dh0 + ld * B * ho);
   if (is_lstm) std::copy(dc, dc + B * H, a.dc0 + ld * B * H);
+  if constexpr (!std::is_same<S, T>::value) {
+    for (int64_t i = 0; i < blk.size; ++i) dp[i] = static_cast<T>(gsum[i]);
+  }
 }
 
 }  // namespace tf_rnn_ops

@@ -237,7 +237,7 @@ def _model_error(mode, L, H, I, dirs, input_mode, P, dropout=0.0):  # noqa: E741
         return "input_mode"
     if dirs is None:
         return "direction"
-    if not (0 <= dropout < 1):
+    if not (0 <= dropout <= 1):
         return "dropout"
     if P < 0 or (P > 0 and mode != "lstm"):
         return "num_proj"
@@ -331,7 +331,7 @@ def _rnn_check(shapes, dts, attrs, lengths, ints_ok=True):
     ) or dirs is None:  # fmt: skip
         return INVALID, None
     dropout = attrs.get("dropout", 0.0)
-    if not (0 <= dropout < 1) or P < 0 or (P > 0 and mode != "lstm"):
+    if not (0 <= dropout <= 1) or P < 0 or (P > 0 and mode != "lstm"):
         return INVALID, None
     used = ["input", "input_h", "params"] + (["input_c"] if mode == "lstm" else [])
     if len({dts[n] for n in RNN_TENSORS}) != 1 or dts["input"] not in FLOATS or not ints_ok:

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         ),
         "cudnn_rnn": (
             lambda s: dict(
-                W.rnn_inputs(s, mode="lstm", H=32, B=16, T=6, dropout=0.3), is_training=True
+                W.rnn_inputs(s, mode="lstm", H=32, B=16, T=6, dropout=1.0), is_training=True
             ),
             lambda kw: tf_rnn_ops.cudnn_rnn(**kw),
         ),  # fmt: skip

@@ -21,9 +21,11 @@ the front, and the outputs scattered back), outputs at masked steps are zeros, a
 is the input mask when returning sequences. `sequence_lengths` ([B] int32) may also be passed
 directly.
 
-`dropout` (between layers, training only, inverted scaling) draws fresh masks at every call from a
-Keras SeedGenerator (`seed`); when it is active the layers run as one op call each (the op's own
-dropout masks depend on its seed attributes alone, so they would repeat at every training step).
+`dropout` (between layers, training only, inverted scaling; 1.0 drops every between-layer input, as
+cuDNN) is the fused op's own: its masks advance from call to call, so a training loop sees fresh
+masks at every step, as on TensorFlow's GPU kernels. `seed` (an int, or None for one drawn at
+random when the layer is made) seeds the op's mask stream: a new op kernel with the same seed (a
+newly traced function, a new process) replays the same sequence of masks.
 
 Initialization, like a stack of Keras layers: per pseudo-layer a Keras-shaped kernel from
 `kernel_initializer` (glorot_uniform), recurrent kernel from `recurrent_initializer` (orthogonal)
@@ -34,6 +36,8 @@ float16 / bfloat16 (mixed precision): the op computes in float32 with the float3
 """
 
 from __future__ import annotations
+
+import random
 
 import keras
 import tensorflow as tf
@@ -87,8 +91,8 @@ class _CudnnRNN(keras.layers.Layer):
                 f"{type(self).__name__}: input_mode must be one of {_params.INPUT_MODES}, got "
                 f"{input_mode!r}"
             )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1], got {dropout}")
         _params.output_size(self._rnn_mode, int(num_units), num_proj)  # validates num_proj
         self.num_units = int(num_units)
         self.num_layers = int(num_layers)
@@ -109,7 +113,8 @@ class _CudnnRNN(keras.layers.Layer):
         self.num_dirs = _params.num_dirs(direction)
         self.output_units = _params.output_size(self._rnn_mode, self.num_units, num_proj)
         self.input_size = None
-        self.seed_generator = keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+        # The op's (seed, seed2): the layer's seed, or one drawn now (not saved in the config).
+        self._op_seeds = (int(seed), 0) if seed is not None else (random.getrandbits(31) + 1, 0)
         self.supports_masking = True
         self.supports_jit = False  # the op has no XLA kernel
         self.input_spec = keras.layers.InputSpec(ndim=3)
@@ -241,35 +246,15 @@ class _CudnnRNN(keras.layers.Layer):
             direction=self.direction,
             num_proj=self.num_proj,
             time_major=time_major,
-            is_training=True,
+            is_training=True,  # (for the gradient; dropout only when training)
+            dropout=self.dropout if training else 0.0,
+            seed=self._op_seeds[0],
+            seed2=self._op_seeds[1],
         )
-        if not (training and self.dropout > 0 and self.num_layers > 1):
-            y, h, c, _, _ = cudnn_rnn(
-                input=x, input_h=h0, input_c=c0, params=params, sequence_lengths=lengths,
-                input_mode=self.input_mode, **attrs,
-            )  # fmt: skip
-            return y, h, c
-        # dropout between layers: one op call per layer, fresh Keras dropout masks every call
-        ranges = _params.layer_param_ranges(**self._layout_args())
-        d = self.num_dirs
-        state_axis = 0 if time_major else 1
-        hs, cs = [], []
-        y = x
-        for layer, (start, end) in enumerate(ranges):
-            if layer > 0:
-                y = keras.random.dropout(y, self.dropout, seed=self.seed_generator)
-            sl = slice(layer * d, (layer + 1) * d)
-            h_l = h0[sl] if time_major else h0[:, sl]
-            c_l = (c0[sl] if time_major else c0[:, sl]) if self._lstm else c0
-            y, h, c, _, _ = cudnn_rnn(
-                input=y, input_h=h_l, input_c=c_l, params=params[start:end],
-                sequence_lengths=lengths,
-                input_mode=self.input_mode if layer == 0 else "linear_input", **attrs,
-            )  # fmt: skip
-            hs.append(h)
-            cs.append(c)
-        h = tf.concat(hs, axis=state_axis)
-        c = tf.concat(cs, axis=state_axis) if self._lstm else cs[-1]
+        y, h, c, _, _ = cudnn_rnn(
+            input=x, input_h=h0, input_c=c0, params=params, sequence_lengths=lengths,
+            input_mode=self.input_mode, **attrs,
+        )  # fmt: skip
         return y, h, c
 
     def call(self, inputs, initial_state=None, mask=None, training=None, sequence_lengths=None):
