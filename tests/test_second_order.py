@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import rnn_reference as ref
 import tensorflow as tf
+from tensorflow.python.eager import context
 
 import tf_rnn_ops
 from tf_rnn_ops import layers as L
@@ -52,6 +53,10 @@ def _backprop_fn(p, rng, dropout=0.0, seed=0, seed2=0, op="ours"):
     w = tf.constant(rng.normal(size=[n_out + p.params.size]))
 
     def f(x, h, c, params, dy, dyh, dyc):
+        if dropout and tf.executing_eagerly():
+            # the masks advance from call to call of a kernel: a fresh kernel draws its first
+            # call's masks, so every evaluation of f (and a new trace of it) sees the same ones
+            context.context().clear_kernel_cache()
         fw = forward(
             input=x, input_h=h, input_c=c, params=params, sequence_lengths=lengths, **attrs
         )
@@ -84,11 +89,11 @@ def _backprop_check_directional(p, rng, function=False, **kwargs):
     evaluations per input instead of two per element, for the larger configurations. `function`:
     in a tf.function (a graph: the formulation loops with tf.while_loop)."""
     f, args = _backprop_fn(p, rng, **kwargs)
-    if function:
-        f = tf.function(f)
     with tf.GradientTape() as tape:
         tape.watch(args)
-        value = f(*args)
+        # `function`: the second-order gradient in a graph (a new trace: its kernels are fresh);
+        # the finite differences below run eagerly
+        value = tf.function(f)(*args) if function else f(*args)
     grads = tape.gradient(value, args, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     eps = 1e-5
     sizes = []
@@ -355,6 +360,7 @@ def test_gradient_penalty_other_dtypes_with_dropout(rng, dtype, tol):
     proj = rng.normal(size=(3, 3, 6))
 
     def penalty_grad(dt):
+        context.context().clear_kernel_cache()  # each dtype's first call: the same masks
         kw = p.op_kwargs(dt, is_training=True, dropout=0.5, seed=1, seed2=2)
         x, w = kw.pop("input"), kw.pop("params")
         fn = lambda t: tf.cast(tf_rnn_ops.cudnn_rnn(input=t, params=w, **kw)[0], tf.float64)  # noqa: E731

@@ -246,7 +246,13 @@ def test_gradient_registered_only_where_tensorflow_has_none():
     for keeps TensorFlow's."""
     from tensorflow.python.framework import ops
 
-    assert ops._gradient_registry.lookup("GRUBlockCell") is gbc._tf_gru_block_cell_gradient
+    # by name: a test that reloads the package makes new function objects, and the registry keeps
+    # the first import's
+    registered = ops._gradient_registry.lookup("GRUBlockCell")
+    assert (registered.__module__, registered.__qualname__) == (
+        gbc.__name__,
+        gbc._tf_gru_block_cell_gradient.__qualname__,
+    )
     matmul = ops._gradient_registry.lookup("MatMul")
 
     @_registry.register_gradient_if_missing("MatMul")
