@@ -145,19 +145,7 @@ struct RnnAttrs {
     return absl::OkStatus();
   }
 
-  const char* RnnModeName() const {
-    switch (mode) {
-      case RnnMode::kRnnRelu:
-        return "rnn_relu";
-      case RnnMode::kRnnTanh:
-        return "rnn_tanh";
-      case RnnMode::kLstm:
-        return "lstm";
-      case RnnMode::kGru:
-        return "gru";
-    }
-    return "?";
-  }
+  const char* RnnModeName() const { return tf_rnn_ops::RnnModeName(mode); }
 };
 
 // Asks the kernel to back the 2 MiB-aligned part of a large buffer with transparent huge pages, where
@@ -976,19 +964,7 @@ class KerasRnnForwardOp : public OpKernel {
   }
 
  private:
-  const char* RnnModeName() const {
-    switch (mode_) {
-      case RnnMode::kRnnRelu:
-        return "rnn_relu";
-      case RnnMode::kRnnTanh:
-        return "rnn_tanh";
-      case RnnMode::kLstm:
-        return "lstm";
-      case RnnMode::kGru:
-        return "gru";
-    }
-    return "?";
-  }
+  const char* RnnModeName() const { return tf_rnn_ops::RnnModeName(mode_); }
 
   RnnMode mode_ = RnnMode::kLstm;
   bool is_training_ = true;

@@ -27,6 +27,21 @@ TF_RNN_HOST_DEVICE constexpr int NumGates(RnnMode mode) {
   return mode == RnnMode::kLstm ? 4 : mode == RnnMode::kGru ? 3 : 1;
 }
 
+// The rnn_mode attribute's spelling, for messages.
+inline const char* RnnModeName(RnnMode mode) {
+  switch (mode) {
+    case RnnMode::kRnnRelu:
+      return "rnn_relu";
+    case RnnMode::kRnnTanh:
+      return "rnn_tanh";
+    case RnnMode::kLstm:
+      return "lstm";
+    case RnnMode::kGru:
+      return "gru";
+  }
+  return "?";
+}
+
 template <typename T>
 TF_RNN_HOST_DEVICE T Sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
