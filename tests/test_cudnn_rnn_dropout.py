@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rnn_reference as ref
 import tensorflow as tf
+from dropout_identity import B, T, identity_problem, read_mask
 from tensorflow.python.eager import context
 
 import tf_rnn_ops
@@ -70,30 +71,10 @@ def test_dropout_masks_are_inverted_bernoulli(rng, rate):
     """rnn_relu with positive layer-0 outputs and an identity layer 1 (W = I, R = 0, b = 0): layer
     1's output is mask ∘ layer-0 output, so mask = out1/out0 must be 0 or 1/(1−p), 0 with rate ≈
     p."""
-    H, T, B = 32, 20, 16
-    w, b = ref.random_canonical(rng, "rnn_relu", 2, H, H)
-    w[0] = np.abs(w[0]) * 0.2  # layer 0: W, R ≥ 0, biases > 0, inputs > 0 → outputs > 0
-    w[1] = np.abs(w[1]) * 0.05
-    b[0], b[1] = np.abs(b[0]) + 0.1, np.abs(b[1])
-    w[2], w[3] = np.eye(H), np.zeros([H, H])
-    b[2], b[3] = np.zeros(H), np.zeros(H)
-    params = ref.canonical_to_opaque(w, b, "rnn_relu", 2, H, H)
-    x = rng.uniform(0.1, 1, (T, B, H))
-    h0 = np.stack([rng.uniform(0, 1, (B, H)), np.zeros((B, H))])
-    kw = dict(
-        input=tf.constant(x), input_h=tf.constant(h0), input_c=tf.constant(h0),
-        params=tf.constant(params), sequence_lengths=tf.fill([B], T), rnn_mode="rnn_relu",
-        input_mode="linear_input",
-    )  # fmt: skip
-    out1 = tf_rnn_ops.cudnn_rnn(**kw, is_training=True, dropout=rate, seed=11, seed2=12)[0].numpy()
-    out0 = ref.rnn_forward(x, h0[:1], None, w[:2], b[:2], mode="rnn_relu")[0]
-    assert np.all(out0 > 0)
-    mask = out1 / out0
-    kept = mask > 0
-    # the dropout attribute is a float32: 1/(1 − float32(p)) exactly
-    np.testing.assert_allclose(mask[kept], 1.0 / (1.0 - float(np.float32(rate))), rtol=1e-12)
-    frac = 1.0 - kept.mean()
-    assert abs(frac - rate) < 0.03, f"dropped fraction {frac:.3f} for rate {rate}"
+    kw, out0, _ = identity_problem(rng)
+    out1 = tf_rnn_ops.cudnn_rnn(**kw, sequence_lengths=tf.fill([B], T), dropout=rate, seed=11,
+                                seed2=12)[0].numpy()  # fmt: skip
+    read_mask(out1, out0, rate)
 
 
 @pytest.mark.parametrize("mode", ref.MODES)
