@@ -100,27 +100,25 @@ class PackedMatrix {
 namespace packed_gemm_internal {
 
 // A tile of rows <= kMr by width <= kNr: tile(r, j) = sum over k < kc of a(r, k) · b(k, j).
-//   a: kTransA false: row-major [rows, kc], a(r, k) at a[r·lda + k] (a time step's states or gate
-//      grads, read in place: packing them was serial work at every step, and their rows stream from
-//      L1/L2 as well as a packed copy would, measured); kTransA true: stored [kc, rows], a(r, k) at
-//      a[k·lda + r] (a packed strip of the weight-gradient products, see GemmTransposedA).
+//   a: row-major [rows, kc], a(r, k) at a[r·lda + k] (a time step's states or gate grads, read in
+//      place: packing them was serial work at every step, and their rows stream from L1/L2 as well
+//      as a packed copy would, measured).
 //   b: a packed panel, b(k, j) at b[k·kNr + j], zero past width.
-//   The tile is added to (accumulate) or stored in C: kTransC false: C(r, j) at c[r·ldc + j];
-//   kTransC true: C(j, r) at c[j·ldc + r] (the weight-gradient products compute Cᵀ's tiles).
+//   The tile is added to (accumulate) or stored in C: C(r, j) at c[r·ldc + j]. (The weight-gradient
+//   products have their own kernel, WgradMicroKernel.)
 // The accumulators are named variables: GCC keeps an array of __m256 in memory and stores it at
 // every k (the first version of this kernel, at a third of the speed).
-template <int kRows, bool kTransA, bool kTransC>
+template <int kRows>
 inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
                         int64_t ldc, int64_t width, bool accumulate) {
 #if TF_RNN_HAVE_AVX2
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  // kTransA: a advances a row per k and row r is a[r]; else row r is a + r·lda, indexed by k.
-  // (Rows past kRows are never read; their pointers are only formed.)
-  const int64_t row_step = kTransA ? 1 : lda, k_step = kTransA ? lda : 1;
-  const float *a0 = a, *a1 = a0 + row_step, *a2 = a1 + row_step, *a3 = a2 + row_step,
-              *a4 = a3 + row_step, *a5 = a4 + row_step;
-  for (int64_t k = 0, ak = 0; k < kc; ++k, ak += k_step, b += kNr) {
+  // Row r is a + r·lda, indexed by k. (Rows past kRows are never read; their pointers are only
+  // formed.)
+  const float *a0 = a, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda,
+              *a5 = a4 + lda;
+  for (int64_t k = 0, ak = 0; k < kc; ++k, ++ak, b += kNr) {
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
     __m256 av = _mm256_broadcast_ss(a0 + ak);
     c00 = _mm256_fmadd_ps(av, b0, c00);
@@ -153,17 +151,6 @@ inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b,
   }
   const __m256 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
                               {c30, c31}, {c40, c41}, {c50, c51}};
-  if constexpr (kTransC) {
-    alignas(32) float tile[kMr][kNr];
-    for (int i = 0; i < kRows; ++i) {
-      _mm256_store_ps(tile[i], acc[i][0]);
-      _mm256_store_ps(tile[i] + 8, acc[i][1]);
-    }
-    for (int64_t j = 0; j < width; ++j, c += ldc) {
-      for (int i = 0; i < kRows; ++i) c[i] = accumulate ? c[i] + tile[i][j] : tile[i][j];
-    }
-    return;
-  }
   for (int i = 0; i < kRows; ++i, c += ldc) {
     __m256 lo = acc[i][0], hi = acc[i][1];
     if (width == kNr) {
@@ -182,25 +169,23 @@ inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b,
   }
 #else
   float tile[kMr][kNr] = {};
-  const int64_t row_step = kTransA ? 1 : lda, k_step = kTransA ? lda : 1;
   for (int64_t k = 0; k < kc; ++k)
     for (int i = 0; i < kRows; ++i)
-      for (int64_t j = 0; j < width; ++j) tile[i][j] += a[i * row_step + k * k_step] * b[k * kNr + j];
+      for (int64_t j = 0; j < width; ++j) tile[i][j] += a[i * lda + k] * b[k * kNr + j];
   for (int i = 0; i < kRows; ++i) {
     for (int64_t j = 0; j < width; ++j) {
-      float& out = kTransC ? c[j * ldc + i] : c[i * ldc + j];
+      float& out = c[i * ldc + j];
       out = accumulate ? out + tile[i][j] : tile[i][j];
     }
   }
 #endif
 }
 
-template <bool kTransA, bool kTransC>
 inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
                   int64_t ldc, int64_t width, bool accumulate) {
   switch (rows) {
 #define TF_RNN_STRIP_CASE(R) \
-  case R: MicroKernel<R, kTransA, kTransC>(kc, a, lda, b, c, ldc, width, accumulate); break;
+  case R: MicroKernel<R>(kc, a, lda, b, c, ldc, width, accumulate); break;
     TF_RNN_STRIP_CASE(6)
     TF_RNN_STRIP_CASE(5)
     TF_RNN_STRIP_CASE(4)
@@ -238,9 +223,8 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
         const int64_t kc = std::min(kKc, K - k0);
         const float* panel = b.block(k0, p);
         for (int64_t m0 = mb; m0 < me; m0 += kMr) {
-          packed_gemm_internal::Strip<false, false>(std::min(kMr, me - m0), kc, A + m0 * lda + k0,
-                                                    lda, panel, C + m0 * ldc + n0, ldc, width,
-                                                    k0 > 0);
+          packed_gemm_internal::Strip(std::min(kMr, me - m0), kc, A + m0 * lda + k0, lda, panel,
+                                      C + m0 * ldc + n0, ldc, width, k0 > 0);
         }
       }
     }
