@@ -1,0 +1,473 @@
+"""Layer-normalized LSTM and GRU cells and layers for Keras 3, with zoneout (docs/CELLS.md).
+
+* `LayerNormLSTMCell` / `LayerNormLSTM`: TF Addons' `LayerNormLSTMCell` semantics and weights
+  (tensorflow/addons `tensorflow_addons/rnn/layer_norm_lstm_cell.py`; TF Addons reached end of life
+  in 2024): a model trained with `keras.layers.RNN(tfa.rnn.LayerNormLSTMCell(H))` loads its weights
+  (`set_weights(get_weights())`, same order) and gives the same outputs.
+* `LayerNormGRUCell` / `LayerNormGRU`: haste's `LayerNormGRU` semantics and weights (lmnt-com/haste
+  `frameworks/tf/layer_norm_gru_cell.py`, `lib/layer_norm_gru_forward_gpu.cu.cc`).
+* `zoneout=p` on both: haste's zoneout (`frameworks/tf/zoneout_wrapper.py` and its fused kernels),
+  on h only (never on the LSTM's c); training: h_t = h_{t-1} + m (h~_t - h_{t-1}) with
+  m ~ Bernoulli(1 - p) per unit, step and row; inference: h_t = p h_{t-1} + (1 - p) h~_t. The zoned
+  h is both the output and the carried state.
+
+The cells are written in Keras ops (any backend) and work inside `keras.layers.RNN` (masks,
+go_backwards, initial and stateful states, `keras.layers.Bidirectional`). The layers are
+`keras.layers.RNN` over these cells for now; their constructor arguments are those a fused layer
+takes (units, norm_epsilon, zoneout, initializers / regularizers / constraints as Keras' LSTM, and
+return_sequences, return_state, go_backwards, stateful, unroll).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+from keras import constraints, initializers, ops, regularizers
+
+__all__ = ["LayerNormGRU", "LayerNormGRUCell", "LayerNormLSTM", "LayerNormLSTMCell"]
+
+
+def _check_units(owner: str, units) -> int:
+    if isinstance(units, bool) or int(units) != units or int(units) <= 0:
+        raise ValueError(f"{owner}: units must be a positive integer, got {units!r}")
+    return int(units)
+
+
+def _check_rate(owner: str, name: str, rate) -> float:
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{owner}: {name} must be in [0, 1), got {rate}")
+    return rate
+
+
+def _check_epsilon(owner: str, eps) -> float:
+    eps = float(eps)
+    if not eps > 0.0:
+        raise ValueError(f"{owner}: norm_epsilon must be positive, got {eps}")
+    return eps
+
+
+def _layer_norm(v, gamma, beta, eps):
+    """(v - mean) / sqrt(var + eps) * gamma (+ beta), over the last axis, biased variance."""
+    mean = ops.mean(v, axis=-1, keepdims=True)
+    centered = v - mean
+    var = ops.mean(ops.square(centered), axis=-1, keepdims=True)
+    out = centered * ops.rsqrt(var + eps) * gamma
+    return out if beta is None else out + beta
+
+
+class _ZoneoutMixin:
+    """haste zoneout on h. Needs `self.zoneout` and `self.seed_generator`."""
+
+    def zoneout_mask(self, h):
+        """A fresh {0, 1} mask like h, 1 with probability 1 - zoneout (haste's floor(1 - p + U))."""
+        u = keras.random.uniform(ops.shape(h), dtype=h.dtype, seed=self.seed_generator)
+        return ops.floor(ops.cast(1.0 - self.zoneout, h.dtype) + u)
+
+    def _zoneout(self, h_new, h_prev, training):
+        if not self.zoneout:
+            return h_new
+        if training:
+            return h_prev + self.zoneout_mask(h_new) * (h_new - h_prev)
+        p = self.zoneout
+        return p * h_prev + (1.0 - p) * h_new
+
+
+@keras.saving.register_keras_serializable(package="tf_rnn_ops")
+class LayerNormLSTMCell(_ZoneoutMixin, keras.layers.Layer):
+    """An LSTM cell with layer normalization (TF Addons' `LayerNormLSTMCell`), and zoneout.
+
+    z = LN_k(x W) + LN_r(h_{t-1} R) + b over the 4H gate vector (gates i, f, c, o), each LN with its
+    own gamma and beta; c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g); c_t <- LN_s(c_t) (the
+    normalized c is the carried state); h_t = sigmoid(o) tanh(c_t). LN(v) = (v - mean) /
+    sqrt(var + norm_epsilon) * gamma + beta, biased variance.
+
+    Weights (`get_weights()` order, TF Addons' under `keras.layers.RNN`): kernel [I, 4H],
+    recurrent_kernel [H, 4H], bias [4H], kernel_norm_gamma, kernel_norm_beta [4H],
+    recurrent_norm_gamma, recurrent_norm_beta [4H], state_norm_gamma, state_norm_beta [H].
+
+    Args:
+        units: the cell size H.
+        norm_epsilon: the LN epsilon (TF Addons' default 1e-3).
+        zoneout: zoneout rate p on h, in [0, 1) (haste semantics; see the module docstring).
+        kernel_initializer, recurrent_initializer, bias_initializer: as Keras' LSTMCell.
+        unit_forget_bias: add 1 to the forget gate's bias at initialization (forces
+            bias_initializer "zeros" for the other gates), as Keras and TF Addons.
+        norm_gamma_initializer, norm_beta_initializer: initializers of the LN gains and shifts.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint,
+            recurrent_constraint, bias_constraint: as Keras' LSTMCell.
+        seed: seed of the zoneout masks.
+
+    Call: `cell(x [B, I], [h, c], training)` returns `(h, [h, c])`.
+    """
+
+    def __init__(
+        self,
+        units,
+        norm_epsilon=1e-3,
+        zoneout=0.0,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        norm_gamma_initializer="ones",
+        norm_beta_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        self.units = _check_units(name, units)
+        self.norm_epsilon = _check_epsilon(name, norm_epsilon)
+        self.zoneout = _check_rate(name, "zoneout", zoneout)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.norm_gamma_initializer = initializers.get(norm_gamma_initializer)
+        self.norm_beta_initializer = initializers.get(norm_beta_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self.state_size = [self.units, self.units]
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                f"{type(self).__name__}: the last dimension of the inputs must be known, "
+                f"got {input_shape}"
+            )
+        H = self.units
+        self.kernel = self.add_weight(
+            shape=(int(input_dim), 4 * H), name="kernel", initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer, constraint=self.kernel_constraint,
+        )  # fmt: skip
+        self.recurrent_kernel = self.add_weight(
+            shape=(H, 4 * H), name="recurrent_kernel", initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer, constraint=self.recurrent_constraint,
+        )  # fmt: skip
+        if self.unit_forget_bias:
+            base = self.bias_initializer
+
+            def bias_initializer(shape, dtype=None):
+                return ops.concatenate(
+                    [
+                        base((H,), dtype=dtype),
+                        initializers.get("ones")((H,), dtype=dtype),
+                        base((2 * H,), dtype=dtype),
+                    ]
+                )
+        else:
+            bias_initializer = self.bias_initializer
+        self.bias = self.add_weight(
+            shape=(4 * H,), name="bias", initializer=bias_initializer,
+            regularizer=self.bias_regularizer, constraint=self.bias_constraint,
+        )  # fmt: skip
+        for prefix, size in (("kernel_norm", 4 * H), ("recurrent_norm", 4 * H), ("state_norm", H)):
+            for part, init in (("gamma", self.norm_gamma_initializer),
+                               ("beta", self.norm_beta_initializer)):  # fmt: skip
+                weight = self.add_weight(shape=(size,), name=f"{prefix}_{part}", initializer=init)
+                setattr(self, f"{prefix}_{part}", weight)
+
+    def call(self, inputs, states, training=False):
+        h_prev, c_prev = states[0], states[1]
+        eps = self.norm_epsilon
+        z = _layer_norm(
+            ops.matmul(inputs, self.kernel), self.kernel_norm_gamma, self.kernel_norm_beta, eps
+        )
+        z = z + _layer_norm(
+            ops.matmul(h_prev, self.recurrent_kernel),
+            self.recurrent_norm_gamma,
+            self.recurrent_norm_beta,
+            eps,
+        )
+        z = z + self.bias
+        i, f, g, o = ops.split(z, 4, axis=-1)
+        c = ops.sigmoid(f) * c_prev + ops.sigmoid(i) * ops.tanh(g)
+        c = _layer_norm(c, self.state_norm_gamma, self.state_norm_beta, eps)
+        h = ops.sigmoid(o) * ops.tanh(c)
+        h = self._zoneout(h, h_prev, training)
+        return h, [h, c]
+
+    def get_initial_state(self, batch_size=None):
+        return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(2)]
+
+    def get_config(self):
+        config = {
+            "units": self.units,
+            "norm_epsilon": self.norm_epsilon,
+            "zoneout": self.zoneout,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "unit_forget_bias": self.unit_forget_bias,
+            "norm_gamma_initializer": initializers.serialize(self.norm_gamma_initializer),
+            "norm_beta_initializer": initializers.serialize(self.norm_beta_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+def _per_gate_initializer(initializer, gates: int):
+    """haste's initialization: `initializer` run on each gate's [rows, H] block, concatenated."""
+
+    def initialize(shape, dtype=None):
+        rows, cols = shape
+        return ops.concatenate(
+            [initializer((rows, cols // gates), dtype=dtype) for _ in range(gates)], axis=-1
+        )
+
+    return initialize
+
+
+@keras.saving.register_keras_serializable(package="tf_rnn_ops")
+class LayerNormGRUCell(_ZoneoutMixin, keras.layers.Layer):
+    """A GRU cell with layer normalization (haste's `LayerNormGRU`), and zoneout.
+
+    x^ = LN(x W; gamma_0) + b, h^ = LN(h_{t-1} R; gamma_1) + b_r, each LN over the 3H gate vector
+    with a gain and no shift, LN(v; g) = (v - mean) / sqrt(var + norm_epsilon) * g (biased
+    variance, haste's epsilon 1e-5); gates z, r, g: z = sigmoid(x^_z + h^_z),
+    r = sigmoid(x^_r + h^_r), g = tanh(r h^_g + x^_g), h_t = z h_{t-1} + (1 - z) g.
+
+    Weights (`get_weights()` order, haste's): kernel [I, 3H], recurrent_kernel [H, 3H], bias [3H],
+    recurrent_bias [3H], gamma [2, 3H].
+
+    Args:
+        units: the cell size H.
+        norm_epsilon: the LN epsilon (haste's 1e-5).
+        zoneout: zoneout rate p on h, in [0, 1) (haste semantics; see the module docstring).
+        kernel_initializer, recurrent_initializer: run on each gate's block (haste's
+            "glorot_uniform" on [I, H] and "orthogonal" on [H, H] per gate).
+        bias_initializer, recurrent_bias_initializer, gamma_initializer: "zeros", "zeros", "ones".
+        kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint,
+            recurrent_constraint, bias_constraint: as Keras' GRUCell (the bias ones apply to both
+            bias vectors).
+        seed: seed of the zoneout masks.
+
+    Call: `cell(x [B, I], [h], training)` returns `(h, [h])`.
+    """
+
+    def __init__(
+        self,
+        units,
+        norm_epsilon=1e-5,
+        zoneout=0.0,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        recurrent_bias_initializer="zeros",
+        gamma_initializer="ones",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        self.units = _check_units(name, units)
+        self.norm_epsilon = _check_epsilon(name, norm_epsilon)
+        self.zoneout = _check_rate(name, "zoneout", zoneout)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.recurrent_bias_initializer = initializers.get(recurrent_bias_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self.state_size = self.units
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                f"{type(self).__name__}: the last dimension of the inputs must be known, "
+                f"got {input_shape}"
+            )
+        H = self.units
+        self.kernel = self.add_weight(
+            shape=(int(input_dim), 3 * H), name="kernel",
+            initializer=_per_gate_initializer(self.kernel_initializer, 3),
+            regularizer=self.kernel_regularizer, constraint=self.kernel_constraint,
+        )  # fmt: skip
+        self.recurrent_kernel = self.add_weight(
+            shape=(H, 3 * H), name="recurrent_kernel",
+            initializer=_per_gate_initializer(self.recurrent_initializer, 3),
+            regularizer=self.recurrent_regularizer, constraint=self.recurrent_constraint,
+        )  # fmt: skip
+        self.bias = self.add_weight(
+            shape=(3 * H,), name="bias", initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer, constraint=self.bias_constraint,
+        )  # fmt: skip
+        self.recurrent_bias = self.add_weight(
+            shape=(3 * H,), name="recurrent_bias", initializer=self.recurrent_bias_initializer,
+            regularizer=self.bias_regularizer, constraint=self.bias_constraint,
+        )  # fmt: skip
+        self.gamma = self.add_weight(shape=(2, 3 * H), name="gamma",
+                                     initializer=self.gamma_initializer)  # fmt: skip
+
+    def call(self, inputs, states, training=False):
+        h_prev = states[0] if isinstance(states, (list, tuple)) else states
+        eps = self.norm_epsilon
+        x = _layer_norm(ops.matmul(inputs, self.kernel), self.gamma[0], None, eps) + self.bias
+        hp = ops.matmul(h_prev, self.recurrent_kernel)
+        hp = _layer_norm(hp, self.gamma[1], None, eps) + self.recurrent_bias
+        x_z, x_r, x_g = ops.split(x, 3, axis=-1)
+        h_z, h_r, h_g = ops.split(hp, 3, axis=-1)
+        z = ops.sigmoid(x_z + h_z)
+        r = ops.sigmoid(x_r + h_r)
+        g = ops.tanh(r * h_g + x_g)
+        h = z * h_prev + (1.0 - z) * g
+        h = self._zoneout(h, h_prev, training)
+        return h, [h]
+
+    def get_initial_state(self, batch_size=None):
+        return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype)]
+
+    def get_config(self):
+        config = {
+            "units": self.units,
+            "norm_epsilon": self.norm_epsilon,
+            "zoneout": self.zoneout,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "recurrent_bias_initializer": initializers.serialize(self.recurrent_bias_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+_RNN_ARGS = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll")
+
+
+class _CellLayer(keras.layers.RNN):
+    """A `keras.layers.RNN` whose config is its cell's arguments (as Keras' LSTM / GRU)."""
+
+    _cell_class: type = keras.layers.Layer
+
+    def __init__(
+        self,
+        units,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        cell_args = {k: kwargs.pop(k) for k in list(kwargs) if k in self._cell_kwargs()}
+        cell = self._cell_class(
+            units,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name=f"{type(self).__name__.lower()}_cell",
+            **cell_args,
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+        self.input_spec = keras.layers.InputSpec(ndim=3)
+
+    @classmethod
+    def _cell_kwargs(cls) -> set:
+        params = inspect.signature(cls._cell_class.__init__).parameters
+        return {p for p in params if p not in ("self", "units", "kwargs")}
+
+    @property
+    def units(self) -> int:
+        return self.cell.units
+
+    @property
+    def norm_epsilon(self) -> float:
+        return self.cell.norm_epsilon
+
+    @property
+    def zoneout(self) -> float:
+        return self.cell.zoneout
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        config = {k: cell_config[k] for k in ["units", *sorted(self._cell_kwargs())]}
+        base = super().get_config()
+        del base["cell"]
+        return {**base, **config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="tf_rnn_ops")
+class LayerNormLSTM(_CellLayer):
+    """A layer-normalized LSTM layer: `keras.layers.RNN` over `LayerNormLSTMCell`.
+
+    Args: `units`, the cell's arguments (`norm_epsilon=1e-3`, `zoneout=0.0`, initializers,
+    `unit_forget_bias`, regularizers, constraints, `seed`; see `LayerNormLSTMCell`), and
+    `return_sequences`, `return_state`, `go_backwards`, `stateful`, `unroll` as Keras' LSTM (plus
+    the `keras.layers.RNN` / `Layer` keywords: name, dtype, zero_output_for_mask, ...).
+
+    Weights: the cell's (TF Addons' `LayerNormLSTMCell` order). Masks, initial states
+    (`initial_state=[h, c]`), stateful states and `keras.layers.Bidirectional` work as for Keras'
+    LSTM.
+    """
+
+    _cell_class = LayerNormLSTMCell
+
+
+@keras.saving.register_keras_serializable(package="tf_rnn_ops")
+class LayerNormGRU(_CellLayer):
+    """A layer-normalized GRU layer: `keras.layers.RNN` over `LayerNormGRUCell`.
+
+    Args: `units`, the cell's arguments (`norm_epsilon=1e-5`, `zoneout=0.0`, initializers,
+    regularizers, constraints, `seed`; see `LayerNormGRUCell`), and `return_sequences`,
+    `return_state`, `go_backwards`, `stateful`, `unroll` as Keras' GRU (plus the
+    `keras.layers.RNN` / `Layer` keywords).
+
+    Weights: the cell's (haste's `LayerNormGRU` order).
+    """
+
+    _cell_class = LayerNormGRUCell
