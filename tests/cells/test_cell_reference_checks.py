@@ -61,24 +61,24 @@ NSTATES = {"gru": 1, "lstm": 2, "rnn": 1}
 
 @pytest.mark.parametrize("kind", ["gru", "lstm", "rnn"])
 @pytest.mark.parametrize(
-    "B,T,I,H,go_backwards,masked",
+    "B,T,D,H,go_backwards,masked",
     [(3, 5, 4, 3, False, True), (2, 4, 1, 1, True, True), (1, 3, 3, 257, False, False),
      (4, 6, 2, 5, True, False)],
 )  # fmt: skip
 def test_recurrent_dropout_matches_keras_with_injected_masks(
-    rng, kind, B, T, I, H, go_backwards, masked
+    rng, kind, B, T, D, H, go_backwards, masked
 ):
     p, q = 0.3, 0.25
     layer = _keras_layer(kind, H, recurrent_dropout=p, dropout=q, go_backwards=go_backwards)
-    x = rng.normal(size=(B, T, I))
+    x = rng.normal(size=(B, T, D))
     layer(x)  # build
     _rand_weights(layer, rng)
     n = GATES[kind]
-    in_masks = ref.dropout_masks(rng, n, (B, I), q)
+    in_masks = ref.dropout_masks(rng, n, (B, D), q)
     rec_masks = ref.dropout_masks(rng, n, (B, H), p)
     # the reference's masks, in Keras' cache: the layer reuses them instead of drawing its own
-    layer.cell._dropout_mask = [tf.constant(m) for m in in_masks] if n > 1 else tf.constant(
-        in_masks[0]
+    layer.cell._dropout_mask = (
+        [tf.constant(m) for m in in_masks] if n > 1 else tf.constant(in_masks[0])
     )
     layer.cell._recurrent_dropout_mask = (
         [tf.constant(m) for m in rec_masks] if n > 1 else tf.constant(rec_masks[0])
@@ -99,9 +99,9 @@ def test_recurrent_dropout_matches_keras_with_injected_masks(
 
 @pytest.mark.parametrize("kind", ["gru", "lstm", "rnn"])
 def test_inference_ignores_recurrent_dropout(rng, kind):
-    B, T, I, H = 3, 4, 2, 3
+    B, T, D, H = 3, 4, 2, 3
     layer = _keras_layer(kind, H, recurrent_dropout=0.5, dropout=0.5)
-    x = rng.normal(size=(B, T, I))
+    x = rng.normal(size=(B, T, D))
     layer(x)
     _rand_weights(layer, rng)
     h0 = [np.zeros((B, H))] * NSTATES[kind]
@@ -110,10 +110,10 @@ def test_inference_ignores_recurrent_dropout(rng, kind):
 
 
 @pytest.mark.parametrize("recurrent_dropout", [0.0, 0.4])
-@pytest.mark.parametrize("B,T,I,H", [(3, 5, 4, 3), (1, 2, 1, 1), (2, 3, 3, 257), (0, 3, 2, 3)])
-def test_gru_reset_before_matches_keras(rng, recurrent_dropout, B, T, I, H):
+@pytest.mark.parametrize("B,T,D,H", [(3, 5, 4, 3), (1, 2, 1, 1), (2, 3, 3, 257), (0, 3, 2, 3)])
+def test_gru_reset_before_matches_keras(rng, recurrent_dropout, B, T, D, H):
     layer = _keras_layer("gru", H, reset_after=False, recurrent_dropout=recurrent_dropout)
-    x = rng.normal(size=(B, T, I))
+    x = rng.normal(size=(B, T, D))
     layer(x)
     _rand_weights(layer, rng)
     assert layer.get_weights()[2].shape == (3 * H,)  # one bias
@@ -133,9 +133,9 @@ def test_gru_reset_before_matches_keras(rng, recurrent_dropout, B, T, I, H):
 def test_reference_layouts_lengths_and_zero_output(rng):
     """time-major equals batch-major; lengths equal the right-padded mask; zero_output_for_mask
     against Keras' RNN with the same flag; go_backwards reverses the processing order."""
-    B, T, I, H = 4, 6, 3, 5
+    B, T, D, H = 4, 6, 3, 5
     layer = _keras_layer("lstm", H, zero_output_for_mask=True, go_backwards=True)
-    x = rng.normal(size=(B, T, I))
+    x = rng.normal(size=(B, T, D))
     layer(x)
     _rand_weights(layer, rng)
     cell = ref.lstm_cell(*layer.get_weights())
@@ -165,14 +165,14 @@ def _tfa_layer(H, **kw):
 
 
 @pytest.mark.parametrize(
-    "B,T,I,H,eps,go_backwards",
+    "B,T,D,H,eps,go_backwards",
     [(3, 5, 4, 3, 1e-3, False), (1, 2, 1, 1, 1e-3, True), (2, 3, 3, 257, 1e-5, False),
      (0, 2, 3, 2, 1e-3, False)],
 )  # fmt: skip
-def test_layer_norm_lstm_matches_tf_addons_port(rng, B, T, I, H, eps, go_backwards):
+def test_layer_norm_lstm_matches_tf_addons_port(rng, B, T, D, H, eps, go_backwards):
     layer = _tfa_layer(H, norm_epsilon=eps)
     layer.go_backwards = go_backwards
-    x = rng.normal(size=(B, T, I))
+    x = rng.normal(size=(B, T, D))
     layer(x)
     _rand_weights(layer, rng)
     weights = layer.get_weights()
@@ -182,7 +182,7 @@ def test_layer_norm_lstm_matches_tf_addons_port(rng, B, T, I, H, eps, go_backwar
         "kernel", "recurrent_kernel", "bias", "kernel_norm/gamma", "kernel_norm/beta",
         "recurrent_norm/gamma", "recurrent_norm/beta", "state_norm/gamma", "state_norm/beta",
     ]  # fmt: skip
-    assert [w.shape for w in weights] == [(I, 4 * H), (H, 4 * H), (4 * H,)] + [(4 * H,)] * 4 + [
+    assert [w.shape for w in weights] == [(D, 4 * H), (H, 4 * H), (4 * H,)] + [(4 * H,)] * 4 + [
         (H,)
     ] * 2
     h0 = [rng.normal(size=(B, H)) for _ in range(2)]
@@ -198,28 +198,28 @@ def test_layer_norm_lstm_matches_tf_addons_port(rng, B, T, I, H, eps, go_backwar
 # ---------------------------------------------------------------------- haste LayerNormGRUCell
 
 
-def _haste_weights(layer, I, H):
+def _haste_weights(layer, D, H):
     """haste's LayerNormGRU weights (kernel, recurrent_kernel, bias, recurrent_bias, gamma) from
-    the cell's fused kernel [I + H, 3H] and bias [6H]."""
+    the cell's fused kernel [D + H, 3H] and bias [6H]."""
     kernel, bias, gamma = layer.get_weights()
-    return [kernel[:I], kernel[I:], bias[: 3 * H], bias[3 * H :], gamma]
+    return [kernel[:D], kernel[D:], bias[: 3 * H], bias[3 * H :], gamma]
 
 
 @pytest.mark.parametrize(
-    "B,T,I,H,go_backwards",
+    "B,T,D,H,go_backwards",
     [(3, 5, 4, 3, False), (1, 2, 1, 1, True), (2, 3, 3, 257, False), (0, 2, 3, 2, True)],
 )
-def test_layer_norm_gru_matches_haste_port(rng, B, T, I, H, go_backwards):
+def test_layer_norm_gru_matches_haste_port(rng, B, T, D, H, go_backwards):
     cell = up.HasteLayerNormGRUCell(H, dtype=F64)
     layer = keras.layers.RNN(cell, return_sequences=True, return_state=True,
                              go_backwards=go_backwards, dtype=F64)  # fmt: skip
-    x = rng.normal(size=(B, T, I))
+    x = rng.normal(size=(B, T, D))
     layer(x)
     _rand_weights(layer, rng)
     h0 = rng.normal(size=(B, H))
     mask = _mask(rng, B, T)
     got = layer(x, initial_state=[h0], mask=mask)
-    seq, _, (h,) = ref.rnn(ref.layer_norm_gru_cell(_haste_weights(layer, I, H)), x, [h0],
+    seq, _, (h,) = ref.rnn(ref.layer_norm_gru_cell(_haste_weights(layer, D, H)), x, [h0],
                            mask=mask, go_backwards=go_backwards)  # fmt: skip
     np.testing.assert_allclose(got[0], seq, **TOL)
     np.testing.assert_allclose(got[1], h, **TOL)
@@ -228,7 +228,7 @@ def test_layer_norm_gru_matches_haste_port(rng, B, T, I, H, go_backwards):
 # -------------------------------------------------------------------------- haste zoneout
 
 
-def _zoneout_case(kind, H, rng, I):
+def _zoneout_case(kind, H, rng, D):
     """(a Keras 3 cell, a function of its get_weights() giving the reference cell, #states)."""
     if kind == "gru":
         return keras.layers.GRUCell(H, dtype=F64), lambda w: ref.gru_cell(*w), 1
@@ -241,7 +241,7 @@ def _zoneout_case(kind, H, rng, I):
 
     def haste(w):
         kernel, bias, gamma = w
-        return ref.layer_norm_gru_cell([kernel[:I], kernel[I:], bias[: 3 * H], bias[3 * H :],
+        return ref.layer_norm_gru_cell([kernel[:D], kernel[D:], bias[: 3 * H], bias[3 * H :],
                                         gamma])  # fmt: skip
 
     return cell, haste, 1
@@ -252,13 +252,13 @@ def _zoneout_case(kind, H, rng, I):
 def test_zoneout_matches_haste_wrapper(rng, kind, training):
     """Each row's final state (rows of different lengths: the state after every prefix) of haste's
     ZoneoutWrapper equals the reference's zoned h (and the unzoned LSTM c)."""
-    B, T, I, H, p = 6, 5, 3, 4, 0.35
-    inner, make_ref, nstates = _zoneout_case(kind, H, rng, I)
+    B, T, D, H, p = 6, 5, 3, 4, 0.35
+    inner, make_ref, nstates = _zoneout_case(kind, H, rng, D)
     masks = ref.zoneout_mask(rng, (T, B, H), p)
     assert 0 < masks.mean() < 1
     wrapper = up.HasteZoneoutWrapper(inner, p, training, masks=tf.constant(masks), dtype=F64)
     layer = keras.layers.RNN(wrapper, return_state=True, unroll=True, dtype=F64)
-    x = rng.normal(size=(B, T, I))
+    x = rng.normal(size=(B, T, D))
     layer(x)
     _rand_weights(layer, rng, 0.5)
     lengths = np.array([1, 2, 3, 4, 5, 0])

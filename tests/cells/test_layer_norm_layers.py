@@ -1,0 +1,383 @@
+"""`tf_rnn_ops.layers.LayerNormLSTM` / `LayerNormGRU` and their cells against the float64
+references of `cell_reference` (which are checked against TF Addons' and haste's cells in
+test_cell_reference_checks.py): outputs and states with masks, go_backwards, initial states, odd
+sizes and B = 0; zoneout in training (the masks the cell drew, recorded) and inference; the
+upstream weight orders (TF Addons' and haste's weights load and give the same outputs); stateful,
+Bidirectional; finite-difference gradients; `.keras` and SavedModel round trips; bad arguments."""
+
+from __future__ import annotations
+
+import json
+
+import cell_reference as ref
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import upstream_ports as up
+
+from tf_rnn_ops import layers as L
+from tf_rnn_ops.layers.layer_norm import LayerNormGRUCell, LayerNormLSTMCell
+
+TOL = dict(rtol=1e-10, atol=1e-12)
+F64 = "float64"
+KINDS = ("lstm", "gru")
+
+
+def _layer(kind, H, **kw):
+    cls = L.LayerNormLSTM if kind == "lstm" else L.LayerNormGRU
+    kw.setdefault("dtype", F64)
+    return cls(H, **kw)
+
+
+def _nstates(kind):
+    return 2 if kind == "lstm" else 1
+
+
+def _ref_cell(kind, weights, eps=None):
+    if kind == "lstm":
+        return ref.layer_norm_lstm_cell(weights, norm_epsilon=1e-3 if eps is None else eps)
+    return ref.layer_norm_gru_cell(weights, norm_epsilon=1e-5 if eps is None else eps)
+
+
+def _randomize(layer, rng, scale=0.7):
+    layer.set_weights([rng.uniform(-scale, scale, w.shape) for w in layer.get_weights()])
+
+
+def _mask(rng, B, T):
+    m = rng.random((B, T)) < 0.7
+    if B > 1:
+        m[0], m[-1] = True, False
+    return m
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "B,T,D,H,go_backwards,masked,eps",
+    [(3, 5, 4, 3, False, True, None), (1, 1, 1, 1, True, False, None),
+     (2, 3, 3, 257, False, True, 1e-4), (0, 3, 2, 3, True, True, None),
+     (4, 6, 2, 5, True, True, 0.3)],
+)  # fmt: skip
+def test_layer_matches_reference(rng, kind, B, T, D, H, go_backwards, masked, eps):
+    kw = {} if eps is None else {"norm_epsilon": eps}
+    layer = _layer(kind, H, return_sequences=True, return_state=True, go_backwards=go_backwards,
+                   **kw)  # fmt: skip
+    x = rng.normal(size=(B, T, D))
+    layer(x)
+    _randomize(layer, rng)
+    h0 = [rng.normal(size=(B, H)) for _ in range(_nstates(kind))]
+    mask = _mask(rng, B, T) if masked else None
+    got = layer(x, initial_state=h0, mask=mask)
+    seq, _, states = ref.rnn(_ref_cell(kind, layer.get_weights(), eps), x, h0, mask=mask,
+                             go_backwards=go_backwards)  # fmt: skip
+    assert len(got) == 1 + _nstates(kind)
+    np.testing.assert_allclose(got[0], seq, **TOL)
+    for g, s in zip(got[1:], states, strict=True):
+        np.testing.assert_allclose(g, s, **TOL)
+    # return_sequences=False: the last output
+    last_layer = _layer(kind, H, go_backwards=go_backwards, **kw)
+    last_layer(x)
+    last_layer.set_weights(layer.get_weights())
+    _, last, _ = ref.rnn(_ref_cell(kind, layer.get_weights(), eps), x, h0, mask=mask,
+                         go_backwards=go_backwards)  # fmt: skip
+    np.testing.assert_allclose(last_layer(x, initial_state=h0, mask=mask), last, **TOL)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_layer_close_to_reference(rng, kind):
+    B, T, D, H = 4, 7, 5, 6
+    layer = _layer(kind, H, return_sequences=True, dtype="float32")
+    x = rng.normal(size=(B, T, D)).astype(np.float32)
+    layer(x)
+    _randomize(layer, rng)
+    got = layer(x)
+    assert got.dtype == "float32"
+    h0 = [np.zeros((B, H))] * _nstates(kind)
+    seq, _, _ = ref.rnn(_ref_cell(kind, layer.get_weights()), x, h0)
+    np.testing.assert_allclose(got, seq, rtol=1e-4, atol=2e-5)
+
+
+class _Recorder:
+    """Records the zoneout masks the cells draw (wrapping the real `zoneout_mask`)."""
+
+    def __init__(self, monkeypatch, cls):
+        self.masks = []
+        original = cls.zoneout_mask
+
+        def zoneout_mask(cell, h):
+            m = original(cell, h)
+            self.masks.append(np.asarray(m))
+            return m
+
+        monkeypatch.setattr(cls, "zoneout_mask", zoneout_mask)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_zoneout_training_uses_drawn_masks(rng, monkeypatch, kind, go_backwards):
+    B, T, D, H, p = 5, 6, 3, 4, 0.3
+    cls = LayerNormLSTMCell if kind == "lstm" else LayerNormGRUCell
+    recorder = _Recorder(monkeypatch, cls)
+    layer = _layer(kind, H, zoneout=p, return_sequences=True, return_state=True,
+                   go_backwards=go_backwards, seed=int(rng.integers(1 << 30)))  # fmt: skip
+    x = rng.normal(size=(B, T, D))
+    layer(x)
+    _randomize(layer, rng)
+    assert recorder.masks == []  # inference draws nothing
+    h0 = [rng.normal(size=(B, H)) for _ in range(_nstates(kind))]
+    mask = _mask(rng, B, T)
+    got = layer(x, initial_state=h0, mask=mask, training=True)
+    # Keras' TensorFlow loop runs the first step once more, before its while loop, for the output
+    # shapes; the loop's T calls are the last T
+    assert len(recorder.masks) in (T, T + 1)
+    masks = np.stack(recorder.masks[-T:])
+    assert masks.shape == (T, B, H)
+    assert set(np.unique(masks)) == {0.0, 1.0}
+    assert 0.4 < masks.mean() < 0.95  # Bernoulli(1 - p): 0.7 expected
+    cell = ref.zoneout(_ref_cell(kind, layer.get_weights()), p, masks)
+    seq, _, states = ref.rnn(cell, x, h0, mask=mask, go_backwards=go_backwards)
+    np.testing.assert_allclose(got[0], seq, **TOL)
+    for g, s in zip(got[1:], states, strict=True):
+        np.testing.assert_allclose(g, s, **TOL)
+    # a second call draws fresh masks
+    drawn = len(recorder.masks)
+    layer(x, initial_state=h0, mask=mask, training=True)
+    assert not np.array_equal(np.stack(recorder.masks[drawn:][-T:]), masks)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_zoneout_inference_mixes_previous_state(rng, kind):
+    B, T, D, H, p = 3, 5, 2, 3, 0.4
+    layer = _layer(kind, H, zoneout=p, return_sequences=True, return_state=True)
+    x = rng.normal(size=(B, T, D))
+    layer(x)
+    _randomize(layer, rng)
+    h0 = [rng.normal(size=(B, H)) for _ in range(_nstates(kind))]
+    mask = _mask(rng, B, T)
+    got = layer(x, initial_state=h0, mask=mask)  # training defaults to False
+    cell = ref.zoneout(_ref_cell(kind, layer.get_weights()), p)
+    seq, _, states = ref.rnn(cell, x, h0, mask=mask)
+    np.testing.assert_allclose(got[0], seq, **TOL)
+    for g, s in zip(got[1:], states, strict=True):
+        np.testing.assert_allclose(g, s, **TOL)
+    plain = ref.rnn(_ref_cell(kind, layer.get_weights()), x, h0, mask=mask)[0]
+    assert np.abs(plain - seq).max() > 1e-3
+
+
+@pytest.mark.parametrize("H,D", [(3, 4), (1, 1)])
+def test_tf_addons_weights_load(rng, H, D):
+    """A `keras.layers.RNN(LayerNormLSTMCell(H))` of TF Addons (the Keras 3 port): its weights,
+    in its get_weights() order, load into LayerNormLSTM and give the same outputs and states."""
+    B, T = 3, 4
+    tfa = keras.layers.RNN(up.TfaLayerNormLSTMCell(H, dtype=F64), return_sequences=True,
+                           return_state=True, dtype=F64)  # fmt: skip
+    ours = _layer("lstm", H, return_sequences=True, return_state=True)
+    x = rng.normal(size=(B, T, D))
+    tfa(x)
+    ours(x)
+    _randomize(tfa, rng)
+    ours.set_weights(tfa.get_weights())
+    for a, b in zip(ours(x), tfa(x), strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    assert [w.shape for w in ours.weights] == [w.shape for w in tfa.weights]
+    # TF Addons' defaults: unit_forget_bias (forget-gate bias 1), gammas 1, betas 0
+    fresh_ours = _layer("lstm", H)
+    fresh_ours(x)
+    fresh_tfa = keras.layers.RNN(up.TfaLayerNormLSTMCell(H, dtype=F64), dtype=F64)
+    fresh_tfa(x)
+    for a, b in list(zip(fresh_ours.get_weights(), fresh_tfa.get_weights(), strict=True))[2:]:
+        np.testing.assert_array_equal(a, b)
+
+
+def test_haste_weights_load(rng):
+    """haste's LayerNormGRU weights (kernel, recurrent_kernel, bias, recurrent_bias, gamma; the
+    Keras 3 port of its cell keeps kernel and bias fused) load into LayerNormGRU."""
+    B, T, D, H = 3, 4, 5, 2
+    haste = keras.layers.RNN(up.HasteLayerNormGRUCell(H, dtype=F64), return_sequences=True,
+                             dtype=F64)  # fmt: skip
+    ours = _layer("gru", H, return_sequences=True)
+    x = rng.normal(size=(B, T, D))
+    haste(x)
+    ours(x)
+    _randomize(haste, rng)
+    kernel, bias, gamma = haste.get_weights()
+    ours.set_weights([kernel[:D], kernel[D:], bias[: 3 * H], bias[3 * H :], gamma])
+    assert [w.path.rsplit("/", 1)[1] for w in ours.weights] == [
+        "kernel", "recurrent_kernel", "bias", "recurrent_bias", "gamma",
+    ]  # fmt: skip
+    np.testing.assert_allclose(ours(x), haste(x), **TOL)
+
+
+def test_initializers_follow_upstream(rng):
+    """LayerNormGRU initializes each gate block on its own (haste: orthogonal [H, H] per gate)."""
+    H = 4
+    layer = _layer("gru", H)
+    layer(rng.normal(size=(2, 3, 5)))
+    U = layer.get_weights()[1]
+    for k in range(3):
+        block = U[:, k * H : (k + 1) * H]
+        np.testing.assert_allclose(block.T @ block, np.eye(H), atol=1e-10)
+    np.testing.assert_array_equal(layer.get_weights()[4], np.ones((2, 3 * H)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stateful_continues_the_sequence(rng, kind):
+    B, T, D, H = 2, 6, 3, 4
+    layer = _layer(kind, H, stateful=True, return_sequences=True)
+    whole = _layer(kind, H, return_sequences=True)
+    x = rng.normal(size=(B, T, D))
+    layer(x[:, :3])
+    whole(x)
+    _randomize(whole, rng)
+    layer.set_weights(whole.get_weights())
+    layer.reset_state()
+    parts = np.concatenate([layer(x[:, :3]), layer(x[:, 3:])], axis=1)
+    np.testing.assert_allclose(parts, whole(x), **TOL)
+    layer.reset_state()
+    np.testing.assert_allclose(layer(x[:, :3]), whole(x[:, :3]), **TOL)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bidirectional(rng, kind):
+    B, T, D, H = 3, 5, 2, 3
+    bi = keras.layers.Bidirectional(_layer(kind, H, return_sequences=True), dtype=F64)
+    x = rng.normal(size=(B, T, D))
+    mask = np.arange(T)[None] < np.array([5, 2, 0])[:, None]  # right-padded
+    bi(x)
+    _randomize(bi, rng)
+    got = bi(x, mask=mask)
+    n = len(bi.forward_layer.get_weights())
+    fw_w, bw_w = bi.get_weights()[:n], bi.get_weights()[n:]
+    assert bi.backward_layer.go_backwards and type(bi.backward_layer) is type(bi.forward_layer)
+    h0 = [np.zeros((B, H))] * _nstates(kind)
+    fw = ref.rnn(_ref_cell(kind, fw_w), x, h0, mask=mask, zero_output_for_mask=True)[0]
+    bw = ref.rnn(_ref_cell(kind, bw_w), x, h0, mask=mask, go_backwards=True,
+                 zero_output_for_mask=True)[0]  # fmt: skip
+    np.testing.assert_allclose(got, np.concatenate([fw, bw[:, ::-1]], axis=-1), **TOL)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradients_match_finite_differences(rng, kind):
+    """The tape's gradient of a random projection of every output, along random directions of
+    the input and of each weight, against central differences (float64; zoneout at inference
+    and a mask with a hole included)."""
+    B, T, D, H = 2, 4, 2, 3
+    layer = _layer(kind, H, zoneout=0.25, return_sequences=True)
+    x = tf.Variable(rng.normal(size=(B, T, D)))
+    layer(x)
+    _randomize(layer, rng)
+    mask = tf.constant([[True, True, True, True], [True, False, True, False]])
+    proj = tf.constant(rng.normal(size=(B, T, H)))
+
+    def loss():
+        return float(tf.reduce_sum(layer(x, mask=mask) * proj))
+
+    variables = [x, *layer.weights]
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(layer(x, mask=mask) * proj)
+    grads = tape.gradient(value, variables)
+    eps = 1e-6
+    for v, g in zip(variables, grads, strict=True):
+        assert g is not None, v.name
+        for _ in range(1):
+            d = rng.normal(size=v.shape)
+            w0 = v.numpy()
+            v.assign(w0 + eps * d)
+            plus = loss()
+            v.assign(w0 - eps * d)
+            minus = loss()
+            v.assign(w0)
+            numerical = (plus - minus) / (2 * eps)
+            np.testing.assert_allclose(np.sum(np.asarray(g) * d), numerical, rtol=1e-6,
+                                       atol=1e-8, err_msg=v.name)  # fmt: skip
+
+
+STEPS, VOCAB = 7, 9
+
+
+def _model(rng):
+    """Both layers, masks from an Embedding, Bidirectional, go_backwards, zoneout, return_state."""
+    inp = keras.Input((STEPS,), dtype="int32")
+    h = keras.layers.Embedding(VOCAB, 4, mask_zero=True)(inp)
+    h = keras.layers.Bidirectional(L.LayerNormLSTM(3, zoneout=0.2, return_sequences=True))(h)
+    h, state = L.LayerNormGRU(5, go_backwards=True, norm_epsilon=1e-4, return_state=True)(h)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Concatenate()([h, state])))
+    model.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype(w.dtype)
+                       for w in model.get_weights()])  # fmt: skip
+    return model
+
+
+def _ids(rng, n=5):
+    ids = rng.integers(1, VOCAB, (n, STEPS)).astype(np.int32)
+    for row, k in enumerate(rng.integers(0, STEPS + 1, n)):
+        ids[row, k:] = 0
+    return ids
+
+
+def test_keras_file_round_trip(rng, tmp_path):
+    model = _model(rng)
+    ids = _ids(rng)
+    want = model(ids)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert [type(a) for a in loaded._flatten_layers()] == [type(a) for a in model._flatten_layers()]
+    configs = [json.loads(json.dumps(m.get_config())) for m in (model, loaded)]
+    assert configs[0] == configs[1]
+    np.testing.assert_allclose(loaded(ids), want, rtol=1e-6, atol=1e-6)
+    # the registered names
+    assert keras.saving.get_registered_name(L.LayerNormLSTM) == "tf_rnn_ops>LayerNormLSTM"
+    assert keras.saving.get_registered_name(LayerNormGRUCell) == "tf_rnn_ops>LayerNormGRUCell"
+
+
+def test_cells_serialize_inside_keras_rnn(rng):
+    for cell in (LayerNormLSTMCell(3, zoneout=0.1, norm_epsilon=1e-4, seed=3),
+                 LayerNormGRUCell(2, kernel_regularizer="l2")):  # fmt: skip
+        layer = keras.layers.RNN(cell)
+        clone = keras.layers.deserialize(keras.layers.serialize(layer))
+        assert type(clone.cell) is type(cell)
+        assert clone.cell.get_config() == cell.get_config()
+
+
+def _small_model(rng):
+    inp = keras.Input((STEPS, 3))
+    h = L.LayerNormLSTM(2, return_sequences=True, zoneout=0.3)(inp)
+    out = L.LayerNormGRU(3, go_backwards=True)(h)
+    model = keras.Model(inp, out)
+    model.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype(w.dtype)
+                       for w in model.get_weights()])  # fmt: skip
+    return model
+
+
+def _export_round_trip(model, x, tmp_path):
+    want = model(x)
+    model.export(str(tmp_path / "exported"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "exported"))
+    np.testing.assert_allclose(served.serve(tf.constant(x)), want, rtol=1e-6, atol=1e-6)
+
+
+def test_saved_model_export_round_trip(rng, tmp_path):
+    x = rng.normal(size=(4, STEPS, 3)).astype(np.float32)
+    _export_round_trip(_small_model(rng), x, tmp_path)
+
+
+@pytest.mark.slow
+def test_saved_model_export_round_trip_masked_bidirectional(rng, tmp_path):
+    _export_round_trip(_model(rng), _ids(rng), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,words",
+    [(L.LayerNormLSTM, {"units": 0}, "units"), (L.LayerNormGRU, {"units": 2.5}, "units"),
+     (L.LayerNormLSTM, {"units": 3, "zoneout": 1.0}, "zoneout"),
+     (L.LayerNormGRU, {"units": 3, "zoneout": -0.1}, "zoneout"),
+     (LayerNormGRUCell, {"units": 3, "norm_epsilon": 0.0}, "norm_epsilon"),
+     (LayerNormLSTMCell, {"units": 3, "norm_epsilon": -1.0}, "norm_epsilon")],
+)  # fmt: skip
+def test_bad_arguments_raise_value_error(cls, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        cls(**kwargs)
+
+
+def test_unknown_input_size_raises_value_error():
+    with pytest.raises(ValueError, match="last dimension"):
+        LayerNormGRUCell(3).build((2, None))
