@@ -97,6 +97,42 @@ def test_float32_layer_close_to_reference(rng, kind):
     np.testing.assert_allclose(got, seq, rtol=1e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_mixed_precision_close_to_float32(rng, kind):
+    B, T, D, H = 3, 6, 4, 5
+    x = rng.normal(size=(B, T, D)).astype(np.float32)
+    full = _layer(kind, H, return_sequences=True, dtype="float32")
+    half = _layer(kind, H, return_sequences=True, dtype="mixed_float16")
+    full(x)
+    half(x)
+    _randomize(full, rng)
+    half.set_weights(full.get_weights())
+    got = half(x)
+    assert keras.backend.standardize_dtype(got.dtype) == "float16"
+    assert all(w.dtype == "float32" for w in half.weights)
+    np.testing.assert_allclose(np.asarray(got, np.float32), full(x), rtol=2e-2, atol=2e-2)
+
+
+def test_training_in_a_function_draws_fresh_masks_and_learns(rng):
+    model = keras.Sequential(
+        [
+            keras.Input((5, 3)),
+            L.LayerNormLSTM(4, zoneout=0.3, return_sequences=True),
+            L.LayerNormGRU(2, zoneout=0.2),
+        ]
+    )
+    x = rng.normal(size=(8, 5, 3)).astype(np.float32)
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    train = tf.function(lambda x: model(x, training=True))
+    assert np.abs(train(x) - train(x)).max() > 1e-4
+    infer = tf.function(lambda x: model(x, training=False))
+    np.testing.assert_array_equal(infer(x), infer(x))
+    before = [w.copy() for w in model.get_weights()]
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
 class _Recorder:
     """Records the zoneout masks the cells draw (wrapping the real `zoneout_mask`)."""
 

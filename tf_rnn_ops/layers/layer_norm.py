@@ -49,12 +49,18 @@ def _check_epsilon(owner: str, eps) -> float:
 
 
 def _layer_norm(v, gamma, beta, eps):
-    """(v - mean) / sqrt(var + eps) * gamma (+ beta), over the last axis, biased variance."""
+    """(v - mean) / sqrt(var + eps) * gamma (+ beta), over the last axis, biased variance.
+    float16 / bfloat16 (mixed precision) normalize in float32, as Keras' LayerNormalization."""
+    dtype = keras.backend.standardize_dtype(v.dtype)
+    if dtype in ("float16", "bfloat16"):
+        v, gamma = ops.cast(v, "float32"), ops.cast(gamma, "float32")
+        beta = None if beta is None else ops.cast(beta, "float32")
     mean = ops.mean(v, axis=-1, keepdims=True)
     centered = v - mean
     var = ops.mean(ops.square(centered), axis=-1, keepdims=True)
     out = centered * ops.rsqrt(var + eps) * gamma
-    return out if beta is None else out + beta
+    out = out if beta is None else out + beta
+    return ops.cast(out, dtype)
 
 
 class _ZoneoutMixin:
