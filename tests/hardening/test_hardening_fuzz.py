@@ -18,7 +18,7 @@ import os
 import re
 
 import pytest
-from hardening import subproc
+import subproc
 
 SEED = os.environ.get("TF_RNN_OPS_FUZZ_SEED", "20260501")
 

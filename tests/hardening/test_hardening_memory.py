@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from hardening import subproc
+import subproc
 
 MiB = 1 << 20
 # make test: one workload per kernel (forward and backprop), plus two error paths.

@@ -18,7 +18,7 @@ import tensorflow as tf
 import tf_rnn_ops
 from tf_rnn_ops.layers import GRUBlockCell
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = HERE.parent.parent
 CASES_DIR = HERE / "tf_cudnn_cases"
 sys.path.insert(0, str(CASES_DIR))
 import cases as C  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 
 import tf_rnn_ops
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gpu"))
 import cpu_cell_numbers as cn  # noqa: E402
 import cuda_rnn_reference as ref  # noqa: E402  (the spec's float64 numpy equations)
 

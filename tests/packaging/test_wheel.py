@@ -24,11 +24,11 @@ import zipfile
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import platform_tag  # noqa: E402
 
-SMOKE = os.path.join(REPO, "tests", "wheel_smoke.py")
+SMOKE = os.path.join(REPO, "tests", "packaging", "wheel_smoke.py")
 PIP = ["-m", "pip", "--disable-pip-version-check"]
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 import tf_rnn_ops  # noqa: F401  (registers the ops and layers)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.slow  # 2 TensorFlow processes and a cluster: ~1 minute on 2 cores
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tf_rnn_ops import layers as L
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOL = dict(rtol=1e-5, atol=1e-5)
 VOCAB, STEPS = 11, 9
 

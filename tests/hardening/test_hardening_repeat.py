@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from hardening import subproc
+import subproc
 
 
 def _run(tmp_path, name, *extra):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hardening import subproc
+import subproc
 
 OK = "ok"
 IAE = "InvalidArgumentError"

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tf_rnn_ops import _loader
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Built with CUDA 13.0 (the toolkit on this machine), and as a CUDA 12.9 toolkit would build it.
 CUDA13 = _loader.GpuBuildInfo(cuda=(13, 0), sass=(80, 90), ptx=90, cublas="libcublas.so.12")
 CUDA129 = _loader.GpuBuildInfo(cuda=(12, 9), sass=(80, 90), ptx=90, cublas="libcublas.so.12")
