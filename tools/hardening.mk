@@ -35,7 +35,7 @@ ASAN_TESTS    ?= tests/ops $(wildcard tests/cells) tests/hardening
 ASAN_IGNORE   ?= tests/hardening/test_hardening_memory.py tests/hardening/test_hardening_repeat.py
 # Python and TensorFlow keep memory until exit by design: no leak check. Reports abort the process.
 # ASan's allocator ignores RLIMIT_AS: single allocations past 8 GiB fail instead (returning null, as
-# malloc would), which the size-limit tests of tests/test_hardening_limits.py rely on.
+# malloc would), which the size-limit tests of tests/hardening/test_hardening_limits.py rely on.
 ASAN_RUN_ENV = \
   LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
   ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_odr_violation=0:allocator_may_return_null=1:max_allocation_size_mb=8192$(if $(ASAN_EXTRA_OPTIONS),:$(ASAN_EXTRA_OPTIONS)) \

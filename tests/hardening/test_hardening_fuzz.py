@@ -3,7 +3,7 @@
 tests/hardening/fuzz_ops.py draws cases for each op family (our TfRnn> ops and TensorFlow's own
 CudnnRNN* ops on our CPU kernels): random ranks, shapes, dtypes, attribute values, sequence lengths
 (negative, past T, of a wrong length or rank), params of wrong sizes, empty tensors with huge
-dimensions, NaN/Inf contents. Every call must return outputs of the shapes a model of the SPEC
+dimensions, NaN/Inf contents. Every call must return outputs of the shapes a model of docs/MATH.md
 predicts, or raise InvalidArgumentError/ValueError/TypeError naming the input or attribute at fault;
 graph construction must agree with the kernels; and the process must never die, nor grow past its
 address-space limit (what TensorFlow maps at start plus 4 GiB; TF_RNN_OPS_FUZZ_HEADROOM_MB).

@@ -31,7 +31,8 @@ def fresh_rng() -> np.random.Generator:
 
 
 def keras_to_block(kernel, recurrent_kernel, bias):
-    """SPEC.md §3: w_ru = [[k_r, k_z], [rk_r, rk_z]], w_c = [[k_h], [rk_h]] (Keras: z, r, h)."""
+    """docs/MATH.md, "GRU block cell": w_ru = [[k_r, k_z], [rk_r, rk_z]], w_c = [[k_h], [rk_h]]
+    (Keras: z, r, h)."""
     units = recurrent_kernel.shape[0]
     z, r, h = slice(0, units), slice(units, 2 * units), slice(2 * units, 3 * units)
     w_ru = np.block(

@@ -369,7 +369,7 @@ def test_jit_compile_auto_trains(rng):
     assert np.all(np.isfinite(hist.history["loss"]))
     assert any(not np.array_equal(a, b) for a, b in zip(before, m.get_weights(), strict=False))
     # an explicit jit_compile=True is honoured: under XLA the layer traces Keras' formulation
-    # (tests/test_layers_xla.py checks the numbers)
+    # (tests/layers/test_layers_xla.py checks the numbers)
     m.compile(optimizer="adam", loss="mse", jit_compile=True)
     assert m.jit_compile is True
     m.fit(x, y, batch_size=8, epochs=1, verbose=0)

@@ -1,5 +1,5 @@
-"""Dropout and is_training (SPEC §4): dropout between layers only, in training only, with inverted
-scaling; deterministic for the same seeds; the backprop op reuses the forward's masks;
+"""Dropout and is_training (docs/MATH.md, "Dropout"): dropout between layers only, in training only,
+with inverted scaling; deterministic for the same seeds; the backprop op reuses the forward's masks;
 is_training=False computes the same forward and refuses a gradient."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_single_layer_has_nothing_to_drop(rng, mode):
 @pytest.mark.parametrize("mode", ref.MODES)
 def test_training_dropout_deterministic_and_seeded(rng, mode):
     """A new kernel with the same seeds draws the same masks (each kernel's masks then advance
-    from call to call: tests/test_dropout_stream.py)."""
+    from call to call: tests/ops/test_dropout_stream.py)."""
     p = ref.Problem(rng, mode, 3, 4, 2, batch=4, steps=5, direction="bidirectional", lengths="full")
     context.context().clear_kernel_cache()
     a = _run(p, is_training=True, dropout=0.5, seed=1, seed2=2)

@@ -1,7 +1,7 @@
 """tf_rnn_ops.cudnn_rnn (float32) against Keras 3 GRU(reset_after=True), LSTM and SimpleRNN (tanh,
-relu) with converted weights (SPEC §4 "Keras mapping"): outputs, final states and gradients w.r.t.
-inputs, initial states and every Keras weight and bias; right-padded masks ↔ sequence_lengths; both
-layouts."""
+relu) with converted weights (docs/MATH.md, "Keras layers"): outputs, final states and gradients
+w.r.t. inputs, initial states and every Keras weight and bias; right-padded masks ↔
+sequence_lengths; both layouts."""
 
 from __future__ import annotations
 

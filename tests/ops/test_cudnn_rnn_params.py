@@ -1,5 +1,5 @@
-"""Params size and canonical <-> opaque conversion against the numpy layout of SPEC §4, and the
-published reference value."""
+"""Params size and canonical <-> opaque conversion against the numpy layout of docs/MATH.md, "Params
+layout", and the published reference value."""
 
 from __future__ import annotations
 
@@ -150,8 +150,9 @@ def test_wrong_params_size_in_to_canonical(rng):
 
 
 def test_published_reference_value():
-    """SPEC §4 (TensorFlow's cuDNN test): rnn_relu, 2 layers, 8 units, input 4, batch 4, 2 steps,
-    everything 1, unidirectional, inference: sum(output) + sum(output_h) = 130688."""
+    """docs/MATH.md, "Params layout" (TensorFlow's cuDNN test): rnn_relu, 2 layers, 8 units, input
+    4, batch 4, 2 steps, everything 1, unidirectional, inference: sum(output) + sum(output_h) =
+    130688."""
     size = tf_rnn_ops.cudnn_rnn_params_size(
         num_layers=2, num_units=8, input_size=4, T=tf.float32, S=tf.int32, rnn_mode="rnn_relu"
     )
@@ -179,7 +180,7 @@ def test_published_reference_value():
     ],
 )
 def test_signature_matches_raw_op(ours, theirs):
-    """SPEC §2: the same keyword arguments as the tf.raw_ops namesake."""
+    """README, "Using the ops": the same keyword arguments as the tf.raw_ops namesake."""
     mine = set(inspect.signature(getattr(tf_rnn_ops, ours)).parameters)
     raw = set(inspect.signature(getattr(tf.raw_ops, theirs)).parameters)
     assert mine == raw, f"missing {raw - mine}, extra {mine - raw}"

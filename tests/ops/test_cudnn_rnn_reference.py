@@ -1,6 +1,6 @@
-"""Validates the float64 reference (tests/rnn_reference.py) and the Keras mapping
-(tests/keras_convert.py) against Keras itself, so that the kernel tests compare against something
-trustworthy.
+"""Validates the float64 reference (tests/support/rnn_reference.py) and the Keras mapping
+(tests/support/keras_convert.py) against Keras itself, so that the kernel tests compare against
+something trustworthy.
 
 Nothing here needs the compiled op library.
 """
@@ -44,7 +44,8 @@ def _tm(a):
 
 # --------------------------------------------------------------------------------- layout / params
 def test_published_reference_value():
-    """SPEC §4: rnn_relu, 2 layers, 8 units, input 4, batch 4, 2 steps, everything 1 → 130688."""
+    """docs/MATH.md, "Params layout": rnn_relu, 2 layers, 8 units, input 4, batch 4, 2 steps,
+    everything 1 → 130688."""
     w, b = ref.random_canonical(np.random.default_rng(0), "rnn_relu", 2, 8, 4)
     w = [np.ones_like(a) for a in w]
     b = [np.ones_like(a) for a in b]
@@ -118,7 +119,8 @@ def _keras_cudnn_params(layer):
 
 @pytest.mark.parametrize("mode", ["gru", "lstm"])
 def test_opaque_equals_keras_cudnn_params(rng, mode):
-    """SPEC §4: for one unidirectional layer, opaque = the concat(weights + biases) Keras builds."""
+    """docs/MATH.md, "Params layout": for one unidirectional layer, opaque = the concat(weights +
+    biases) Keras builds."""
     (layer,) = kc.make_layers(mode, 1, 5, 3, rng=rng)
     np.testing.assert_array_equal(kc.layers_to_params([layer]), _keras_cudnn_params(layer).numpy())
 

@@ -1,7 +1,7 @@
 """tf_rnn_ops.cudnn_rnn (float64) against the independent float64 reference
-(tests/rnn_reference.py): every mode × direction × input mode × layout × num_proj, multi-layer,
-variable lengths (0 and T included); forward values and gradients w.r.t. input, input_h, input_c and
-params."""
+(tests/support/rnn_reference.py): every mode × direction × input mode × layout × num_proj,
+multi-layer, variable lengths (0 and T included); forward values and gradients w.r.t. input,
+input_h, input_c and params."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """tests/gpu/data/gru_block_cell_cpu.npz, the CPU kernels' numbers that the GPU tests compare the
 CUDA GRU block cell with (tests/gpu/cpu_cell_numbers.py), must still be what the CPU kernels
-compute, and right by SPEC.md §3 (the float64 numpy reference). Regenerate it with
-`python tests/gpu/cpu_cell_numbers.py` when the CPU kernels' numbers legitimately change."""
+compute, and right by docs/MATH.md, "GRU block cell" (the float64 numpy reference). Regenerate it
+with `python tests/gpu/cpu_cell_numbers.py` when the CPU kernels' numbers legitimately change."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import tf_rnn_ops
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gpu"))
 import cpu_cell_numbers as cn  # noqa: E402
-import cuda_rnn_reference as ref  # noqa: E402  (the spec's float64 numpy equations)
+import cuda_rnn_reference as ref  # noqa: E402  (docs/MATH.md's equations in float64 numpy)
 
 DATA = cn.load()
 KEYS = [cn.key(case, dtype) for case in cn.CASES for dtype in cn.DTYPES]

@@ -64,7 +64,8 @@ def make_loss(rng, outputs, batch, cell, dtype=np.float64):
 
 
 def plain_tf_cell(x, h_prev, w_ru, w_c, b_ru, b_c):
-    """SPEC.md §3 in plain TensorFlow ops (differentiated by TensorFlow's own gradients)."""
+    """docs/MATH.md, "GRU block cell", in plain TensorFlow ops (differentiated by TensorFlow's own
+    gradients)."""
     cell = tf.shape(h_prev)[1]
     ru_bar = tf.matmul(tf.concat([x, h_prev], 1), w_ru) + b_ru
     r, u = tf.sigmoid(ru_bar[:, :cell]), tf.sigmoid(ru_bar[:, cell:])

@@ -1,5 +1,6 @@
 """TfRnn>GRUBlockCell / GRUBlockCellGrad kernels: against TensorFlow's kernels, a numpy float64
-implementation of SPEC.md §3, the 16-bit types, empty sizes and malformed inputs."""
+implementation of docs/MATH.md, "GRU block cell", the 16-bit types, empty sizes and malformed
+inputs."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def sigmoid(v):
 
 
 def reference_forward(x, h_prev, w_ru, w_c, b_ru, b_c):
-    """SPEC.md §3, forward, in numpy."""
+    """docs/MATH.md, "GRU block cell", forward, in numpy."""
     cell = h_prev.shape[1]
     ru_bar = np.concatenate([x, h_prev], axis=1) @ w_ru + b_ru
     r, u = sigmoid(ru_bar[:, :cell]), sigmoid(ru_bar[:, cell:])
@@ -60,7 +61,7 @@ def reference_forward(x, h_prev, w_ru, w_c, b_ru, b_c):
 
 
 def reference_grad(x, h_prev, w_ru, w_c, b_ru, b_c, r, u, c, d_h):
-    """SPEC.md §3, grad kernel, in numpy."""
+    """docs/MATH.md, "GRU block cell", grad kernel, in numpy."""
     input_size = x.shape[1]
     d_c_bar = d_h * (1 - u) * (1 - c * c)
     d_u_bar = d_h * (h_prev - c) * u * (1 - u)
@@ -114,8 +115,8 @@ def test_matches_tensorflow_float32(fresh_rng, batch, input_size, cell):
         (batch, cell),
         (batch, 2 * cell),
     ]
-    # TensorFlow's d_h_prev agrees with SPEC.md (d_h_prev_ru + d_h_prevr * r + d_h * u): checked
-    # against numpy in float64 below; here the two kernels must agree on everything.
+    # TensorFlow's d_h_prev agrees with docs/MATH.md (d_h_prev_ru + d_h_prevr * r + d_h * u):
+    # checked against numpy in float64 below; here the two kernels must agree on everything.
     atol = gemm_atol([t.numpy() for t in theirs], input_size + 2 * cell)
     assert_all_close(ours, theirs, rtol=1e-5, atol=atol, what="GRUBlockCellGrad")
 

@@ -1,10 +1,10 @@
 """`tf_rnn_ops.keras_rnn` (op TfRnn>KerasRNN): one RNN layer from a Keras cell's own weights.
 
-References, never our own output: the numpy float64 forward of tests/rnn_reference.py on the
-canonical weights that tests/keras_convert.py makes of the Keras weights, Keras' own layers with the
-same weights, and `tf.test.compute_gradient` (float64) for the gradient. Sizes cover both paths of
-the kernel: B·T <= 8 (float: the weights streamed as stored) and larger (packed), odd sizes (H = 1,
-3, 257), B = 0, T = 0, variable lengths, both layouts, no bias.
+References, never our own output: the numpy float64 forward of tests/support/rnn_reference.py on the
+canonical weights that tests/support/keras_convert.py makes of the Keras weights, Keras' own layers
+with the same weights, and `tf.test.compute_gradient` (float64) for the gradient. Sizes cover both
+paths of the kernel: B·T <= 8 (float: the weights streamed as stored) and larger (packed), odd sizes
+(H = 1, 3, 257), B = 0, T = 0, variable lengths, both layouts, no bias.
 """
 
 from __future__ import annotations

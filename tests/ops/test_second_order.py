@@ -11,7 +11,8 @@
 * A gradient penalty (loss = ||d f(x)/dx||^2, gradient w.r.t. the weights) through our drop-in
   layers against Keras's own layers with the same weights, and through TensorFlow's CudnnRNNV3 /
   CudnnRNN (their TF-registered first-order gradients call CudnnRNNBackprop*) against the
-  independent TF-ops reference of tests/rnn_reference.py differentiated twice by GradientTape.
+  independent TF-ops reference of tests/support/rnn_reference.py differentiated twice by
+  GradientTape.
 * float32 and the 16-bit types against float64; graphs (where the formulation loops with a
   tf.while_loop; eagerly it runs a Python loop), also with a number of steps known only at run time.
 * The gradient of the GRU block cell's grad op (ours and TensorFlow's) against compute_gradient of
@@ -299,7 +300,7 @@ def test_gradient_penalty_layer_with_mask_vs_keras(rng):
 
 def _reference_penalty(p, proj):
     """Gradient w.r.t. the opaque params of ||d <output, proj> / d input||^2 from the independent
-    TF-ops reference (tests/rnn_reference.py), differentiated twice."""
+    TF-ops reference (tests/support/rnn_reference.py), differentiated twice."""
     x = tf.constant(p.x)
     ws = [tf.constant(w) for w in p.weights]
     bs = [tf.constant(b) for b in p.biases]

@@ -14,9 +14,10 @@ CudnnRNNCanonicalToParams(V2) have CPU kernels (ours, registered only where Tens
   OpKernel was registered" error; with it, it serves Keras's CPU outputs and gradients
   (TensorFlow's registered gradient of CudnnRNNV3 -> CudnnRNNBackpropV3) and fine-tunes.
 * tf.raw_ops.CudnnRNN / CudnnRNNV2 (time-major, no lengths) against Keras layers with the same
-  weights (params built per SPEC §4), gradients through TensorFlow's registered gradients, V2's
-  host_reserved.
-* The params ops against tf_rnn_ops's own and the SPEC §4 layout; round trips.
+  weights (params built per docs/MATH.md, "Params layout"), gradients through TensorFlow's
+  registered gradients, V2's host_reserved.
+* The params ops against tf_rnn_ops's own and the layout of docs/MATH.md, "Params layout"; round
+  trips.
 * The kernel registry after `import tf_rnn_ops`, and after importing again.
 
 TensorFlow is imported only in the subprocesses (tf_cudnn_cases/); this process compares their

@@ -3,11 +3,11 @@
 Fast checks (in `make test`): the platform tag logic, and the messages that say what to install when
 TensorFlow is missing or another version. The `wheel` checks (`make test-wheel`, run by CI) install
 the built wheel with pip into a fresh venv beside `tensorflow-cpu==2.21.0` (through the wheel's
-`[cpu]` extra) and run tests/wheel_smoke.py there from outside the source tree; resolve the wheel
-over TensorFlow's GPU build `tensorflow==2.21.0` (a dry run: it must not pull tensorflow-cpu); and
-build the package from the source tree with `pip install --no-build-isolation --no-index .`
-(offline) in that venv. `make test-wheel-tensorflow` installs the GPU build itself (~570 MB) and
-runs the wheel there.
+`[cpu]` extra) and run tests/packaging/wheel_smoke.py there from outside the source tree; resolve
+the wheel over TensorFlow's GPU build `tensorflow==2.21.0` (a dry run: it must not pull
+tensorflow-cpu); and build the package from the source tree with `pip install --no-build-isolation
+--no-index .` (offline) in that venv. `make test-wheel-tensorflow` installs the GPU build itself
+(~570 MB) and runs the wheel there.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Run by tests/test_wheel.py with the Python of a venv where the wheel is installed, from a
-folder outside the source tree: the installed package's op, its gradient, a drop-in layer and a
+"""Run by tests/packaging/test_wheel.py with the Python of a venv where the wheel is installed, from
+a folder outside the source tree: the installed package's op, its gradient, a drop-in layer and a
 SavedModel round trip, each against an independent reference. Exits non-zero on any mismatch.
 
     VENV/bin/python wheel_smoke.py  (prints where tf_rnn_ops and TensorFlow came from)

@@ -1,4 +1,5 @@
-"""Keras 3 layer weights <-> canonical lists / opaque params of SPEC §4 ("Keras mapping").
+"""Keras 3 layer weights <-> canonical lists / opaque params of docs/MATH.md,
+"Params layout" and "Keras layers".
 
 * GRU (reset_after=True): kernel [I, 3H] and recurrent_kernel [H, 3H] with columns z, r, h →
   canonical W_r, W_z, W_h, R_r, R_z, R_h (each the transpose of its column block); bias (2, 3H): row

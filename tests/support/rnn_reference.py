@@ -1,7 +1,8 @@
-"""An independent reference of SPEC §4 (the cuDNN-style fused RNN), written from the spec only.
+"""An independent reference of the cuDNN-style fused RNN (docs/MATH.md, "Fused RNN cells" and
+"Params layout"), written from that description only.
 
 Nothing here imports `tf_rnn_ops`: the tests compare our kernels against this module, and this
-module is itself checked against Keras (tests/test_cudnn_rnn_reference.py).
+module is itself checked against Keras (tests/ops/test_cudnn_rnn_reference.py).
 
 * `canonical_shapes`, `pseudo_layers`, `params_size`: the canonical weight/bias layout and its size.
 * `canonical_to_opaque`, `opaque_to_canonical`: the opaque params layout (per pseudo-layer,
@@ -12,10 +13,10 @@ module is itself checked against Keras (tests/test_cudnn_rnn_reference.py).
   the default, computing in float64) or on TensorFlow ops (`backend=TF`), so that `tf.GradientTape`
   over the float64 TF version gives reference gradients.
 
-Canonical lists (SPEC §4): per layer, per direction (forward first), the input matrices W_* (absent
-for layer 0 with skip_input), then the recurrent matrices R_*, then (lstm with num_proj) the
-projection P; each matrix [out, in]. Biases: b_W* then b_R* (each [num_units]) per layer and
-direction. Gate orders: lstm i, f, c, o; gru r, z, h; rnn one gate.
+Canonical lists (docs/MATH.md, "Params layout"): per layer, per direction (forward first), the input
+matrices W_* (absent for layer 0 with skip_input), then the recurrent matrices R_*, then (lstm with
+num_proj) the projection P; each matrix [out, in]. Biases: b_W* then b_R* (each [num_units]) per
+layer and direction. Gate orders: lstm i, f, c, o; gru r, z, h; rnn one gate.
 """
 
 from __future__ import annotations
@@ -328,7 +329,7 @@ def rnn_forward(
     dropout_masks=None,
     backend=NUMPY,
 ):
-    """The forward pass of SPEC §4. Returns (output, output_h, output_c).
+    """The forward pass of docs/MATH.md, "Fused RNN cells". Returns (output, output_h, output_c).
 
     x: [T, B, I] (time_major) or [B, T, I]; h0: [dir·L, B, H_out] or [B, dir·L, H_out]; c0 likewise
     with num_units (lstm; ignored and may be None otherwise, in which case output_c is None). L is

@@ -1,4 +1,4 @@
-"""The cases of tests/test_tf_cudnn_cpu.py, in plain Python (no TensorFlow), so that pytest can
+"""The cases of tests/ops/test_tf_cudnn_cpu.py, in plain Python (no TensorFlow), so that pytest can
 parametrize over them and the helper scripts beside this file can build them."""
 
 from __future__ import annotations

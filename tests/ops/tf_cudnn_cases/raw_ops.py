@@ -1,5 +1,5 @@
 """TensorFlow's own CudnnRNN / CudnnRNNV2 / params ops on CPU after `import tf_rnn_ops`, against
-Keras and against tf_rnn_ops's own ops (tests/test_tf_cudnn_cpu.py, issue 9).
+Keras and against tf_rnn_ops's own ops (tests/ops/test_tf_cudnn_cpu.py, issue 9).
 
 Usage: raw_ops.py OUT_DIR
 
@@ -72,7 +72,8 @@ def loader(out_dir):
     info["after_reimport"] = {op: len(v) for op, v in cpu_kernels().items()}
     info["after_reimport_same"] = cpu_kernels() == after
     info["ops_without_cpu_kernel_after_reimport"] = tf_rnn_ops._loader.ops_without_cpu_kernel()
-    # Still computes (the 2016 TensorFlow cuDNN test's reference value, SPEC §4).
+    # Still computes (the 2016 TensorFlow cuDNN test's reference value, docs/MATH.md, "Params
+    # layout").
     p = tf.ones(
         tf.raw_ops.CudnnRNNParamsSize(
             num_layers=2, num_units=8, input_size=4, T=tf.float32, S=tf.int32, rnn_mode="rnn_relu"
@@ -93,7 +94,8 @@ def loader(out_dir):
 
 # -------------------------------------------------------------------- Keras <-> cuDNN canonical, nu
 def keras_to_canonical(mode, kernel, recurrent_kernel, bias, for_grad=False):
-    """SPEC §4 Keras mapping for one pseudo-layer: (weights [out, in] list, biases list).
+    """The Keras mapping of docs/MATH.md, "Keras layers", for one pseudo-layer: (weights [out, in]
+    list, biases list).
 
     for_grad: map gradients instead (a bias that Keras has once and cuDNN twice, b_W and b_R, gets
     the same gradient in both)."""

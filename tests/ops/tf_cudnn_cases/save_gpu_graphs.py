@@ -1,5 +1,5 @@
 """Writes, on this CPU machine, the SavedModels that Keras 3 writes on a CUDA GPU machine, and the
-Keras CPU reference values to serve them against (tests/test_tf_cudnn_cpu.py, issue 9).
+Keras CPU reference values to serve them against (tests/ops/test_tf_cudnn_cpu.py, issue 9).
 
 Usage: save_gpu_graphs.py OUT_DIR
 

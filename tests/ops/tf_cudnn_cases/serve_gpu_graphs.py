@@ -1,5 +1,5 @@
 """Serves, in a fresh process, the SavedModels that save_gpu_graphs.py wrote
-(tests/test_tf_cudnn_cpu.py).
+(tests/ops/test_tf_cudnn_cpu.py).
 
 Usage: serve_gpu_graphs.py SAVED_DIR OUT_DIR without|with
 
