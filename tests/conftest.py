@@ -10,10 +10,11 @@ import zlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Only tests/support/ goes on sys.path, not tests/ itself: the folder names `ops`, `layers` and
-# `packaging` would otherwise be importable as namespace packages beside real ones. Each test file's
-# own folder is put first on sys.path by pytest (rootdir-less "prepend" import mode), so a test
-# imports the helpers beside it (tests/hardening/subproc.py) by their plain names; test file
-# basenames are unique across folders for the same reason.
+# `packaging` would otherwise be importable as namespace packages beside real ones. pytest's default
+# "prepend" import mode puts each test file's own folder (none has an __init__.py) first on sys.path
+# and imports the file under its basename: a test imports the helpers beside it
+# (tests/hardening/subproc.py) by their plain names, and test file basenames must be unique across
+# the folders.
 SUPPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support")
 if SUPPORT not in sys.path:
     sys.path.insert(0, SUPPORT)
