@@ -1,10 +1,11 @@
 # Issue 7, hardening (included at the end of the Makefile):
-#   make stress   the long versions of tests/hardening/test_hardening_*.py: thousands of fuzz cases per op,
+#   make stress   the long versions of the tests in tests/hardening: thousands of fuzz cases per op,
 #                 10,000-call memory runs, more threads rounds, >2^31-element params (where ~12 GiB
 #                 are free)
 #   make asan     the op libraries built with AddressSanitizer + UndefinedBehaviorSanitizer into
-#                 build/asan/, and the op tests run against them (ASAN_TESTS less ASAN_IGNORE), sanitizers preloaded
-#                 into Python; any report stops the run (halt_on_error, abort_on_error).
+#                 build/asan/, and the op tests run against them (ASAN_TESTS less ASAN_IGNORE),
+#                 sanitizers preloaded into Python; any report stops the run (halt_on_error,
+#                 abort_on_error).
 
 .PHONY: stress asan asan-build
 
@@ -53,6 +54,7 @@ $(ASAN_LIB): $(ASAN_LIB_OBJS)
 $(ASAN_TF_CUDNN): $(ASAN_TF_OBJS)
 	$(CXX) -o $@ $(ASAN_TF_OBJS) $(ASAN_SAN) $(LDFLAGS_LIB)
 
+# The header dependencies the compiler wrote: silent, since they exist only after a first build.
 -include $(ASAN_LIB_OBJS:.o=.d) $(ASAN_TF_OBJS:.o=.d)
 
 asan-build: $(STAMP) $(BUILD)/tf_flags.mk ## the op libraries with ASan + UBSan, into build/asan/
