@@ -34,17 +34,18 @@ ALL_CXXFLAGS = -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden 
 LDFLAGS_LIB = -shared -Wl,--no-undefined -Wl,-z,defs $(TF_LFLAGS) $(EXTRA_LDFLAGS)
 
 .PHONY: all venv build lib wheel test test-slow test-wheel test-wheel-tensorflow test-multiworker \
-        demo demo-multiworker bench lint clean distclean help FORCE
+        demo demo-multiworker bench lint format clean distclean help FORCE
 
-all: build
+all: build ## the default: same as `make build`
 
-help:
-	@echo "make demo | test | build | bench | test-slow | lint | clean"
-	@echo "make wheel                  dist/tf_rnn_ops-*.whl with the compiled libraries"
-	@echo "make test-wheel             install the wheel in a fresh venv with tensorflow-cpu, run it there"
-	@echo "make test-wheel-tensorflow  the same over TensorFlow's GPU build (downloads ~570 MB)"
-	@echo "make demo-multiworker       2 worker processes train with MultiWorkerMirroredStrategy"
-	@echo "make test-multiworker       its test: the workers' weights = one process on the global batch"
+# The make files of this project: this one and the fragments included at its end. `make help` reads
+# each target's description from the `## ` comment on its rule line, so the list cannot drift from the
+# targets (tests/packaging/test_make_help.py checks that every .PHONY target has one).
+MAKE_FILES := Makefile cc/cuda/cuda.mk bazel.mk tools/hardening.mk
+
+help: ## this list: every target with its one-line description
+	@awk -F':[^#]*## ' '/^[A-Za-z0-9][A-Za-z0-9_.-]*:[^=]*## / {printf "make %-22s %s\n", $$1, $$2}' \
+	  $(MAKE_FILES)
 
 # ---------------------------------------------------------------- environment
 $(STAMP): pyproject.toml tools/deps.py
@@ -52,15 +53,17 @@ $(STAMP): pyproject.toml tools/deps.py
 	$(PY) -m pip install --quiet --disable-pip-version-check $$($(PYTHON) tools/deps.py cpu test)
 	touch $@
 
-venv: $(STAMP)
+venv: $(STAMP) ## create .venv with the pinned dependencies of pyproject.toml (`cpu`, `test`)
 
 # Compiler and linker flags from tf.sysconfig of the installed TensorFlow (C++17, CXX11 ABI).
 $(BUILD)/tf_flags.mk: $(if $(NO_VENV),,$(STAMP)) tools/tf_flags.py
 	@mkdir -p $(BUILD)
 	$(PY) tools/tf_flags.py $(BUILD_INFO) > $@.tmp && mv $@.tmp $@
 
-ifneq ($(filter-out clean distclean help venv lint,$(or $(MAKECMDGOALS),all)),)
--include $(BUILD)/tf_flags.mk
+# Made by the rule above before anything else is read (make remakes an included file first); goals
+# that need no TensorFlow do not include it, so they neither create .venv nor import TensorFlow.
+ifneq ($(filter-out clean distclean help venv lint format,$(or $(MAKECMDGOALS),all)),)
+include $(BUILD)/tf_flags.mk
 endif
 
 # ---------------------------------------------------------------- C++
@@ -81,70 +84,86 @@ $(LIB): $(LIB_OBJS)
 $(TF_CUDNN_LIB): $(TF_CUDNN_OBJS)
 	$(CXX) -o $@ $(TF_CUDNN_OBJS) $(LDFLAGS_LIB)
 
+# The header dependencies the compiler wrote (-MMD): silent, since they exist only after a first build.
 -include $(LIB_OBJS:.o=.d) $(TF_CUDNN_OBJS:.o=.d)
 
-build: $(STAMP) $(BUILD)/tf_flags.mk
+build: $(STAMP) $(BUILD)/tf_flags.mk ## compile the op libraries into tf_rnn_ops/ (creates .venv first)
 	$(MAKE) -j$(JOBS) $(LIB) $(TF_CUDNN_LIB)
 
 # The libraries alone, for a Python given as PY (used by setup.py with NO_VENV=1).
-lib: $(BUILD)/tf_flags.mk
+lib: $(BUILD)/tf_flags.mk ## the op libraries alone, with the Python given as PY (setup.py: NO_VENV=1)
 	$(MAKE) -j$(JOBS) $(LIB) $(TF_CUDNN_LIB)
 
 # ---------------------------------------------------------------- wheel
 # The wheel, built by setup.py with .venv's TensorFlow: it links the objects `make build` compiled
 # and tags the wheel with the manylinux level the libraries need (tools/platform_tag.py).
 WHEEL_DIR := dist
-wheel: build
+wheel: build ## dist/tf_rnn_ops-*.whl with the compiled libraries
 	rm -f $(WHEEL_DIR)/tf_rnn_ops-*.whl
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-build-isolation --no-deps \
 	    -w $(WHEEL_DIR) .
 	@ls $(WHEEL_DIR)/tf_rnn_ops-*.whl
 
 # The wheel installed with pip in a fresh venv beside tensorflow-cpu (or, for test-wheel-tensorflow,
-# TensorFlow's GPU build `tensorflow`), then used from outside the source tree (tests/test_wheel.py).
-test-wheel: wheel
+# TensorFlow's GPU build `tensorflow`), then used from outside the source tree
+# (tests/packaging/test_wheel.py).
+test-wheel: wheel ## install the wheel in a fresh venv beside tensorflow-cpu and test it there
 	TF_RNN_OPS_WHEEL_DIR=$(WHEEL_DIR) $(PY) -m pytest -q -m "wheel and not tensorflow_gpu_build" \
-	    tests/test_wheel.py $(PYTEST_ARGS)
+	    tests/packaging/test_wheel.py $(PYTEST_ARGS)
 
-test-wheel-tensorflow: wheel
+test-wheel-tensorflow: wheel ## the same over TensorFlow's GPU build `tensorflow` (downloads ~570 MB)
 	TF_RNN_OPS_WHEEL_DIR=$(WHEEL_DIR) $(PY) -m pytest -q -m tensorflow_gpu_build \
-	    tests/test_wheel.py $(PYTEST_ARGS)
+	    tests/packaging/test_wheel.py $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- entry points
-test: build
+# Every folder of tests/ (tests/README.md); PYTEST_ARGS reach pytest (e.g. PYTEST_ARGS=tests/ops).
+test: build ## the test suite without the slow and wheel tests (CI's first step)
 	$(PY) -m pytest -q -m "not slow and not wheel" tests $(PYTEST_ARGS)
 
-test-slow: build
+test-slow: build ## the tests marked slow
 	$(PY) -m pytest -q -m "slow and not wheel" tests $(PYTEST_ARGS)
 
 # 2 worker processes on localhost train with MultiWorkerMirroredStrategy (a slow test: CI runs it).
-test-multiworker: build
-	$(PY) -m pytest -q tests/test_multiworker.py $(PYTEST_ARGS)
+test-multiworker: build ## 2 worker processes: their weights equal one process on the global batch
+	$(PY) -m pytest -q tests/packaging/test_multiworker.py $(PYTEST_ARGS)
 
 # The main job: the GRU block cell learns the adding problem, then a bidirectional 2-layer model on
 # the fused op learns a masked variable-length task; each is exported and served by a fresh process.
-demo: build
+demo: build ## train, export and serve the GRU block cell and a 2-layer fused model
 	$(PY) python/demo_gru_block_cell.py
 	$(PY) python/demo.py $(DEMO_ARGS)
 
 # Data-parallel training on 2 worker processes (MultiWorkerMirroredStrategy), checked against one.
-demo-multiworker: build
+demo-multiworker: build ## 2 worker processes train with MultiWorkerMirroredStrategy
 	$(PY) python/demo_multiworker.py $(DEMO_ARGS)
 
-bench: build
+bench: build ## speed against Keras, PyTorch and TensorFlow's kernels (installs the `bench` extra)
 	$(PY) -m pip install --quiet --disable-pip-version-check $$($(PY) tools/deps.py bench)
 	$(PY) python/bench.py $(BENCH_ARGS)
 	$(PY) python/bench_xla.py
 
-lint: $(STAMP)
+# C++: one style, .clang-format (Google's, 100 columns), with the clang-format pinned in pyproject.toml.
+CLANG_FORMAT ?= $(VENV)/bin/clang-format
+CXX_FORMAT_FILES = $(shell find cc -name '*.h' -o -name '*.cc' | sort)
+
+lint: $(STAMP) ## ruff (check and format) over the Python, clang-format --dry-run over cc/
 	$(PY) -m ruff check tf_rnn_ops python tests tools
 	$(PY) -m ruff format --check tf_rnn_ops python tests tools
+	$(CLANG_FORMAT) --dry-run --Werror $(CXX_FORMAT_FILES)
 
-clean:
+format: $(STAMP) ## rewrite the C++ of cc/ with clang-format and the Python with ruff format
+	$(CLANG_FORMAT) -i $(CXX_FORMAT_FILES)
+	$(PY) -m ruff format tf_rnn_ops python tests tools
+
+clean: ## remove the build folder, the compiled libraries and dist/
 	rm -rf $(BUILD) tf_rnn_ops/*.so $(BUILD_INFO) $(WHEEL_DIR) tf_rnn_ops.egg-info
 
-distclean: clean
+distclean: clean ## clean, and remove .venv
 	rm -rf $(VENV)
--include cc/cuda/cuda.mk
--include bazel.mk
--include tools/hardening.mk
+
+# The fragments, each with its own targets (listed by `make help`): the CUDA layer, the Bazel build,
+# the hardening runs. `include`, not `-include`: a missing fragment is an error, not a silent loss of
+# targets.
+include cc/cuda/cuda.mk
+include bazel.mk
+include tools/hardening.mk

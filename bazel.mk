@@ -19,7 +19,7 @@ BAZEL_SUDO            := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: bazel bazel-install bazel-configure bazel-build bazel-clean
 
-bazel-install:
+bazel-install: ## install Debian's bazel-bootstrap (Bazel 4.2) with apt-get when there is no bazel
 	@command -v $(firstword $(BAZEL)) >/dev/null 2>&1 || { \
 	  echo "bazel is missing: installing Debian's $(BAZEL_APT_PACKAGE) (Bazel 4.2) with apt-get"; \
 	  $(BAZEL_SUDO) apt-get update -q && \
@@ -27,16 +27,16 @@ bazel-install:
 	    apt-get install -y -q --no-install-recommends $(BAZEL_APT_PACKAGE); }
 
 # Writes .tf_configure.bazelrc from tf.sysconfig of the venv's TensorFlow (only when it changes).
-bazel-configure: $(if $(NO_VENV),,$(STAMP))
+bazel-configure: $(if $(NO_VENV),,$(STAMP)) ## write .tf_configure.bazelrc from the venv's TensorFlow
 	$(PY) tools/configure_bazel.py $(BAZEL_CONFIGURE_FLAGS)
 
-bazel-build: bazel-install bazel-configure
+bazel-build: bazel-install bazel-configure ## build the op libraries with Bazel (//:libs)
 	$(BAZEL) build $(BAZEL_FLAGS) //:libs
 
-bazel: bazel-install bazel-configure
+bazel: bazel-install bazel-configure ## Bazel build, then //:op_tests (tests/ops, tests/cells) on its libraries
 	$(BAZEL) test $(BAZEL_FLAGS) --test_output=all --test_env=PYTEST_ARGS='$(PYTEST_ARGS)' \
 	  //:libs //:op_tests
 
-bazel-clean:
+bazel-clean: ## bazel clean --expunge, and forget the configuration
 	-command -v $(firstword $(BAZEL)) >/dev/null 2>&1 && $(BAZEL) clean --expunge
 	rm -f .tf_configure.bazelrc

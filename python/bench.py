@@ -1,4 +1,5 @@
-"""`make bench`: the fused RNN op against the alternatives, in one run on one machine (SPEC.md §6).
+"""`make bench`: the fused RNN op against the alternatives, in one run on one machine
+(the contract: docs/PERFORMANCE.md).
 
 Measures forward inference and a full training step (forward, backward, every weight gradient) of
 `tf_rnn_ops.cudnn_rnn` and of its peers (python/bench_impls.py says exactly what each runs):

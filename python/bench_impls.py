@@ -156,8 +156,8 @@ def build_ours(case: Case, phase: str):
 
 
 def build_ours_trainfwd(case: Case, phase: str):
-    """Our forward run with is_training=True (bookkeeping for backprop, no backward): SPEC §4 wants
-    the inference forward faster than this."""
+    """Our forward run with is_training=True (bookkeeping for backprop, no backward): the inference
+    forward must be faster than this (docs/MATH.md, "Fused RNN cells")."""
     if phase != "forward":
         raise Skip("ours_trainfwd: forward phase only")
     tf = _tf()

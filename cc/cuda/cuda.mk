@@ -4,7 +4,8 @@
 #                   tf_rnn_ops/_tf_rnn_ops_gpu.so (the DEVICE_GPU kernels, loaded only where TF has a GPU)
 #   make gpu-check  what CI runs, no GPU needed: builds both with nvcc (sm_80, sm_90 + PTX), checks their
 #                   dependencies (libcublas.so.12 only, no build-folder run path) and that the GPU library
-#                   loads into TensorFlow with nvidia-cublas-cu12 (tests/test_loader.py, the built_* tests),
+#                   loads into TensorFlow with nvidia-cublas-cu12 (tests/packaging/test_loader.py, the built_*
+#                   tests),
 #                   builds the host emulation of the CUDA layer and runs its tests
 #                   (tests/gpu/test_cuda_host_emulation.py, and, where PyTorch is installed, the GPU tests
 #                   against its CPU modules and a dry run of the GPU benchmark)
@@ -126,22 +127,22 @@ $(CUDA_EMU_LIB): $(CUDA_KERNEL_SRCS) cc/cuda/c_api.cc $(CUDA_HEADERS)
 	$(CXX) -std=c++17 -O2 -fPIC -shared $(CUDA_WARN) -I. -DTF_RNN_CUDA_HOST_EMULATION \
 	  -o $@ -x c++ $(CUDA_KERNEL_SRCS) cc/cuda/c_api.cc
 
-gpu-lib: $(CUDA_LIB)
+gpu-lib: $(CUDA_LIB) ## the framework-free CUDA library alone (build/cuda/libtf_rnn_ops_cuda.so)
 
-gpu-emu: $(CUDA_EMU_LIB)
+gpu-emu: $(CUDA_EMU_LIB) ## the host emulation of the CUDA layer (no GPU, no nvcc needed)
 
-cuda-toolkit-present:
+cuda-toolkit-present: ## fail with a message unless nvcc is at CUDA_HOME
 	@command -v $(NVCC) >/dev/null || { echo "no nvcc at $(NVCC): install the CUDA toolkit or set CUDA_HOME" >&2; exit 1; }
 
-gpu: cuda-toolkit-present $(if $(NO_VENV),,$(STAMP)) $(BUILD)/tf_flags.mk
+gpu: cuda-toolkit-present $(if $(NO_VENV),,$(STAMP)) $(BUILD)/tf_flags.mk ## the CUDA library and tf_rnn_ops/_tf_rnn_ops_gpu.so
 	$(MAKE) -j$(JOBS) $(CUDA_LIB) $(GPU_LIB)
 
-gpu-check: cuda-toolkit-present $(STAMP) $(BUILD)/tf_flags.mk
+gpu-check: cuda-toolkit-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: build with nvcc, check the libraries, host-emulation tests
 	$(MAKE) -j$(JOBS) $(CUDA_LIB) $(GPU_LIB) $(CUDA_EMU_LIB)
 	@nm -D --defined-only $(CUDA_LIB) | grep -q ' T tfrnn_rnn_backward$$' || { echo "C API missing" >&2; exit 1; }
 	@# The built libraries: NEEDED only libcublas.so.12 (+ libtensorflow_framework.so.2 and the system's), no
 	@# run path into a build folder, and the GPU library loads into TensorFlow with nvidia-cublas-cu12.
-	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_loader.py -k "built_library or built_cuda_library"
+	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/packaging/test_loader.py -k "built_library or built_cuda_library"
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_host_emulation.py
 	@# The GPU tests' dry run on PyTorch's CPU modules, where PyTorch is installed.
 	@if $(PY) -c "import torch" 2>/dev/null; then \
@@ -152,8 +153,8 @@ gpu-check: cuda-toolkit-present $(STAMP) $(BUILD)/tf_flags.mk
 	  echo "bench_gpu.py --dry-run: ok"; \
 	else echo "PyTorch not installed: no dry run of the GPU tests"; fi
 
-gpu-test:
+gpu-test: ## on a GPU machine: tests/gpu/run.sh (PyTorch/cuDNN comparisons and benchmark)
 	bash tests/gpu/run.sh
 
-gpu-clean:
+gpu-clean: ## remove build/cuda and the GPU library
 	rm -rf $(CUDA_BUILD) $(GPU_LIB)

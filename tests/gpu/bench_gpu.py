@@ -1,7 +1,7 @@
-"""GPU benchmark of the CUDA fused RNN against PyTorch's cuDNN nn.GRU / nn.LSTM (same weights,
-same shapes): forward inference and a full training step (forward + backward with input, state
-and weight gradients), timed with CUDA events. The shapes of SPEC.md §6: batch 64, time 100,
-input 128, hidden 256 and 512; batch 1 (latency) and batch 256 (throughput).
+"""GPU benchmark of the CUDA fused RNN against PyTorch's cuDNN nn.GRU / nn.LSTM (same weights, same
+shapes): forward inference and a full training step (forward + backward with input, state and weight
+gradients), timed with CUDA events. The shapes of docs/PERFORMANCE.md: batch 64, time 100, input
+128, hidden 256 and 512; batch 1 (latency) and batch 256 (throughput).
 
     python3 tests/gpu/bench_gpu.py [--modes gru,lstm] [--tf32] [--layers 1] [--json out.json]
 

@@ -5,7 +5,7 @@ against our CPU kernels). The GPU machine has no TensorFlow, so the numbers trav
 
     python tests/gpu/cpu_cell_numbers.py      # rewrites the file (needs TensorFlow and tf_rnn_ops)
 
-tests/test_gpu_cell_numbers.py checks, with TensorFlow, that the file still holds what the CPU
+tests/ops/test_gpu_cell_numbers.py checks, with TensorFlow, that the file still holds what the CPU
 kernels compute; tests/gpu/test_gpu_gru_block_cell.py compares the CUDA cell with it.
 """
 

@@ -1,5 +1,6 @@
-"""Float64 numpy references of SPEC.md §3 (GRU block cell) and §4 (fused RNN), written from the
-spec alone (no code shared with the CUDA layer), plus the opaque params layout of §4."""
+"""Float64 numpy references of docs/MATH.md, "GRU block cell" and "Fused RNN cells", written from
+the description alone (no code shared with the CUDA layer), plus the opaque params layout of "Params
+layout"."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-# ---------------------------------------------------------------------------------------------- §3
+# ------------------------------------------------------------------ docs/MATH.md, "GRU block cell"
 def gru_block_cell(x, h_prev, w_ru, w_c, b_ru, b_c):
     """Forward of the GRU block cell: returns r, u, c, h."""
     hsz = h_prev.shape[1]
@@ -41,7 +42,7 @@ def gru_block_cell_grad(x, h_prev, w_ru, w_c, b_ru, b_c, r, u, c, d_h):
     return d_x, d_h_prev, d_c_bar, d_r_bar_u_bar
 
 
-# ---------------------------------------------------------------------------------------------- §4
+# ----------------------------------------------------------------- docs/MATH.md, "Fused RNN cells"
 @dataclasses.dataclass(frozen=True)
 class RnnShape:
     mode: str

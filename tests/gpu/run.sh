@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU harness, in one command, on a machine with an NVIDIA GPU, nvcc and PyTorch (no TensorFlow, no
 # network needed): builds the CUDA layer with nvcc here, runs the GPU tests (against PyTorch's cuDNN RNNs
-# and the spec's numpy references), then the benchmark against cuDNN.
+# and the numpy references of docs/MATH.md), then the benchmark against cuDNN.
 #
 #   bash tests/gpu/run.sh [pytest args...]       PYTHON=python3, BENCH_ARGS="--tf32", OUT=dir (JSON)
 set -euo pipefail

@@ -1,7 +1,8 @@
 """The CUDA layer's drivers and kernels, run on the CPU through its host emulation
 (cc/cuda/cuda_compat.h): every kernel body and every GEMM the GPU would run, in float64, against the
-numpy references of SPEC.md §3/§4 and against finite differences. Needs no GPU; skipped unless the
-emulation library is built (`make gpu-check` builds it and runs this file)."""
+numpy references of docs/MATH.md ("GRU block cell", "Fused RNN cells") and against finite
+differences. Needs no GPU; skipped unless the emulation library is built (`make gpu-check` builds it
+and runs this file)."""
 
 from __future__ import annotations
 
@@ -127,7 +128,8 @@ def test_forward_float32(lib):
 
 
 def test_spec_reference_value(lib):
-    """SPEC §4: rnn_relu, 2 layers, 8 units, input 4, batch 4, 2 steps, everything 1 -> 130688."""
+    """docs/MATH.md, "Params layout": rnn_relu, 2 layers, 8 units, input 4, batch 4, 2 steps,
+    everything 1 -> 130688."""
     shape = ref.RnnShape("rnn_relu", 2, 8, 4)
     rnn = lib.rnn(shape, "float32")
     ones = np.ones

@@ -1,7 +1,8 @@
 """The CUDA fused RNN against PyTorch's cuDNN nn.GRU / nn.LSTM / nn.RNN with the same weights:
 forward, input / state / weight gradients, variable lengths (pack_padded_sequence), bidirectional,
-multi-layer, projection, batch-major; skip_input, zero lengths and dropout against the spec's
-reference and finite differences. Needs a CUDA device and PyTorch (skipped otherwise)."""
+multi-layer, projection, batch-major; skip_input, zero lengths and dropout against the float64
+reference of docs/MATH.md and finite differences. Needs a CUDA device and PyTorch (skipped
+otherwise)."""
 
 from __future__ import annotations
 

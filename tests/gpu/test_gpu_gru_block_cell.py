@@ -1,7 +1,7 @@
 """The CUDA GRU block cell (forward and grad kernel) against the float64 numpy implementation of
-SPEC.md §3 and against our CPU kernels' numbers (data/gru_block_cell_cpu.npz, written by
-cpu_cell_numbers.py: this machine has no TensorFlow). Needs a CUDA device and PyTorch (skipped
-otherwise)."""
+docs/MATH.md, "GRU block cell", and against our CPU kernels' numbers (data/gru_block_cell_cpu.npz,
+written by cpu_cell_numbers.py: this machine has no TensorFlow). Needs a CUDA device and PyTorch
+(skipped otherwise)."""
 
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ For each op family, hypothesis draws a case: a valid configuration (random mode,
 mode, layers, sizes, batch, steps, layout, dtype, lengths, projection, dropout, seed) to which 0 to
 2 mutations are applied: a wrong rank, a dimension off by one or random, a huge dimension of an
 empty tensor, params of a wrong size, sequence lengths negative / past T / of a wrong length or
-rank, bad attribute values, mixed dtypes, NaN / Inf contents, an empty tensor. A model of the SPEC
-says whether the case is valid, invalid, or (for a few lenient corners) either. The op is then
-called eagerly, and built in a graph from placeholders of fully, partly or not at all known shapes.
-Properties:
+rank, bad attribute values, mixed dtypes, NaN / Inf contents, an empty tensor. A model of
+docs/MATH.md says whether the case is valid, invalid, or (for a few lenient corners) either. The op
+is then called eagerly, and built in a graph from placeholders of fully, partly or not at all known
+shapes. Properties:
 
 * valid  -> the eager call returns outputs of exactly the expected shapes and dtypes;
 * invalid -> it raises InvalidArgumentError, ValueError or TypeError whose message names the problem
@@ -219,7 +219,7 @@ def gru_cases(draw, grad=False):
 
 # ------------------------------------------------------------------------------ fused RNN model
 def _params_size(mode, L, H, I, dirs, input_mode, P):  # noqa: E741
-    """Exact opaque params size (python ints: no overflow), per SPEC §4."""
+    """Exact opaque params size (python ints: no overflow), per docs/MATH.md, "Params layout"."""
     g, ho = GATES[mode], (P or H)
     skip = input_mode == "skip_input" or (input_mode == "auto_select" and I == H)
 
@@ -322,7 +322,8 @@ def _rnn_attrs(c):
 
 
 def _rnn_check(shapes, dts, attrs, lengths, ints_ok=True):
-    """(validity, output shapes) of the forward op per SPEC §4, from the inputs as given."""
+    """(validity, output shapes) of the forward op per docs/MATH.md, "Fused RNN cells", from the
+    inputs as given."""
     mode, tm = attrs["rnn_mode"], attrs.get("time_major", True)
     dirs = _dirs(attrs["direction"])
     P = attrs.get("num_proj", 0)

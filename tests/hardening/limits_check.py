@@ -6,8 +6,9 @@ After TensorFlow is up (thread pools started, kernels loaded), the address space
 limited (RLIMIT_AS) to what it uses plus M MiB, so that a request for more memory than the machine
 has fails in malloc (TensorFlow: ResourceExhaustedError) instead of waking the OOM killer. Each case
 then runs; OUT (JSON) gets, per case, {"outcome": "ok" | the exception class, "message", "shapes"}.
-The caller (tests/test_hardening_limits.py) says what each case must give. The process must survive
-every case: after each one that failed for lack of memory, a small call must still succeed.
+The caller (tests/hardening/test_hardening_limits.py) says what each case must give. The process
+must survive every case: after each one that failed for lack of memory, a small call must still
+succeed.
 
 Cases (shapes whose element counts pass 2^31 or 2^63, or that need more memory than exists):
 * empty tensors with dimensions up to 2^63 - 1 (valid: correctly shaped empty outputs, at once);

@@ -1,0 +1,264 @@
+"""`tf_rnn_ops.keras_rnn` (op TfRnn>KerasRNN): one RNN layer from a Keras cell's own weights.
+
+References, never our own output: the numpy float64 forward of tests/support/rnn_reference.py on the
+canonical weights that tests/support/keras_convert.py makes of the Keras weights, Keras' own layers
+with the same weights, and `tf.test.compute_gradient` (float64) for the gradient. Sizes cover both
+paths of the kernel: B·T <= 8 (float: the weights streamed as stored) and larger (packed), odd sizes
+(H = 1, 3, 257), B = 0, T = 0, variable lengths, both layouts, no bias.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras_convert import cell_to_canonical
+from rnn_reference import random_lengths, rnn_forward
+
+import tf_rnn_ops
+
+MODES = ("gru", "lstm", "rnn_tanh", "rnn_relu")
+GATES = {"gru": 3, "lstm": 4, "rnn_tanh": 1, "rnn_relu": 1}
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def _kind(mode: str) -> str:
+    return "simple_rnn" if mode.startswith("rnn_") else mode
+
+
+def _weights(rng, mode, n_in, H, dtype, use_bias=True, scale=0.5):
+    g = GATES[mode]
+    k = rng.uniform(-scale, scale, (n_in, g * H)).astype(dtype)
+    r = rng.uniform(-scale, scale, (H, g * H)).astype(dtype)
+    if not use_bias:
+        return k, r, None
+    shape = (2, 3 * H) if mode == "gru" else (g * H,)
+    return k, r, rng.uniform(-scale, scale, shape).astype(dtype)
+
+
+def _reference(mode, x, h0, c0, k, r, b, lengths=None, time_major=False):
+    """numpy float64 forward of the same layer: (y, h, c)."""
+    w, bs = cell_to_canonical(_kind(mode), k, r, b)
+    w = [np.asarray(a, np.float64) for a in w]
+    bs = [np.asarray(a, np.float64) for a in bs]
+    axis = 0 if time_major else 1
+    y, h, c = rnn_forward(
+        np.asarray(x, np.float64),
+        np.expand_dims(np.asarray(h0, np.float64), axis),
+        None if c0 is None else np.expand_dims(np.asarray(c0, np.float64), axis),
+        w,
+        bs,
+        mode=mode,
+        sequence_lengths=lengths,
+        time_major=time_major,
+    )
+    return y, np.take(h, 0, axis=axis), None if c is None else np.take(c, 0, axis=axis)
+
+
+def _problem(rng, mode, B, T, n_in, H, dtype, time_major=False):
+    x = rng.normal(size=(T, B, n_in) if time_major else (B, T, n_in)).astype(dtype)
+    h0 = rng.normal(size=(B, H)).astype(dtype) * 0.5
+    c0 = rng.normal(size=(B, H)).astype(dtype) * 0.5 if mode == "lstm" else None
+    return x, h0, c0
+
+
+SIZES = [  # (B, T, n_in, H): one-step calls, streamed (B·T <= 8) and packed, odd sizes
+    (1, 1, 5, 3),
+    (1, 1, 7, 257),
+    (3, 2, 4, 1),
+    (2, 4, 9, 17),
+    (1, 9, 3, 5),
+    (5, 7, 6, 33),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
+def test_forward_matches_reference(rng, mode, size, dtype):
+    B, T, n_in, H = size
+    x, h0, c0 = _problem(rng, mode, B, T, n_in, H, dtype)
+    k, r, b = _weights(rng, mode, n_in, H, dtype)
+    for training in (True, False):
+        y, h, c, _ = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode, is_training=training)
+        ry, rh, rc = _reference(mode, x, h0, c0, k, r, b)
+        np.testing.assert_allclose(y, ry, **TOL[dtype])
+        np.testing.assert_allclose(h, rh, **TOL[dtype])
+        if mode == "lstm":
+            np.testing.assert_allclose(c, rc, **TOL[dtype])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("B,T", [(1, 3), (4, 2), (6, 5)])
+def test_lengths_time_major_and_no_bias(rng, mode, B, T):
+    n_in, H = 4, 3
+    lengths = random_lengths(rng, B, T)
+    for time_major in (False, True):
+        x, h0, c0 = _problem(rng, mode, B, T, n_in, H, np.float32, time_major)
+        for use_bias in (True, False):
+            k, r, b = _weights(rng, mode, n_in, H, np.float32, use_bias)
+            y, h, c, _ = tf_rnn_ops.keras_rnn(
+                x, h0, c0, k, r, b, sequence_lengths=lengths, rnn_mode=mode, time_major=time_major
+            )
+            ry, rh, rc = _reference(mode, x, h0, c0, k, r, b, lengths, time_major)
+            np.testing.assert_allclose(y, ry, **TOL[np.float32])
+            np.testing.assert_allclose(h, rh, **TOL[np.float32])
+            if mode == "lstm":
+                np.testing.assert_allclose(c, rc, **TOL[np.float32])
+
+
+@pytest.mark.parametrize("mode", ["gru", "lstm"])
+def test_empty_batch_and_no_steps(rng, mode):
+    k, r, b = _weights(rng, mode, 4, 3, np.float32)
+    x, h0, c0 = _problem(rng, mode, 0, 5, 4, 3, np.float32)
+    y, h, c, _ = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode)
+    assert y.shape == (0, 5, 3) and h.shape == (0, 3)
+    x, h0, c0 = _problem(rng, mode, 2, 0, 4, 3, np.float32)
+    y, h, c, _ = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode)
+    assert y.shape == (2, 0, 3)
+    np.testing.assert_array_equal(h, h0)  # no step: the state passes through
+    if mode == "lstm":
+        np.testing.assert_array_equal(c, c0)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm", "simple_rnn"])
+@pytest.mark.parametrize("H", [1, 256])
+def test_one_step_call_equals_keras_layer(rng, kind, H):
+    """The drop-in layer's one-step call with states (text generation, decoding) equals Keras'
+    layer with the same weights, in a tf.function."""
+    n_in = 7
+    cls = {"gru": "GRU", "lstm": "LSTM", "simple_rnn": "SimpleRNN"}[kind]
+    ours = getattr(tf_rnn_ops.layers, cls)(H, return_sequences=True, return_state=True)
+    ref = getattr(keras.layers, cls)(H, return_sequences=True, return_state=True)
+    x = rng.normal(size=(1, 1, n_in)).astype(np.float32)
+    states = [rng.normal(size=(1, H)).astype(np.float32) for _ in range(2 if kind == "lstm" else 1)]
+    ref(x, initial_state=states)
+    ours(x, initial_state=states)
+    ref.set_weights([w + rng.uniform(-0.1, 0.1, w.shape) for w in ref.get_weights()])
+    ours.set_weights(ref.get_weights())
+    a = tf.function(lambda: ours(x, initial_state=states))()
+    b = ref(x, initial_state=states)
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(u, v, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", [(1, 1, 3, 2), (2, 3, 2, 3), (3, 4, 2, 2)], ids=str)
+def test_gradient_matches_numerical(rng, mode, size):
+    """float64: the registered gradient (backprop op + the map back to Keras' layout) against
+    finite differences, w.r.t. the input, both states and the three Keras weights, with lengths."""
+    B, T, n_in, H = size
+    x, h0, c0 = _problem(rng, mode, B, T, n_in, H, np.float64)
+    if c0 is None:
+        c0 = np.zeros([B, H])
+    k, r, b = _weights(rng, mode, n_in, H, np.float64)
+    lengths = random_lengths(rng, B, T) if B > 1 else None
+    wy = rng.normal(size=(B, T, H))
+    wh = rng.normal(size=(B, H))
+    wc = rng.normal(size=(B, H))
+
+    def loss(x, h0, c0, k, r, b):
+        y, h, c, _ = tf_rnn_ops.keras_rnn(
+            x, h0, c0, k, r, b, sequence_lengths=lengths, rnn_mode=mode
+        )
+        out = tf.reduce_sum(y * wy) + tf.reduce_sum(h * wh)
+        if mode == "lstm":
+            out += tf.reduce_sum(c * wc)
+        return out
+
+    args = [tf.constant(a) for a in (x, h0, c0, k, r, b)]
+    theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
+    for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
+        if mode != "lstm" and i == 2:
+            np.testing.assert_array_equal(t, 0)  # input_c is ignored
+            continue
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6, err_msg=f"input {i}")
+
+
+def test_gradient_of_weights_equals_keras_layer(rng):
+    """float32 GRU, B·T both streamed and packed: d(loss)/d(weights) through the drop-in layer
+    equal Keras' own layer's, in Keras' layout."""
+    for B, T in ((1, 1), (4, 6)):
+        ours = tf_rnn_ops.layers.GRU(5, return_sequences=True)
+        ref = keras.layers.GRU(5, return_sequences=True)
+        x = tf.constant(rng.normal(size=(B, T, 3)).astype(np.float32))
+        ref(x)
+        ours(x)
+        ref.set_weights([w + rng.uniform(-0.2, 0.2, w.shape) for w in ref.get_weights()])
+        ours.set_weights(ref.get_weights())
+        grads = []
+        for layer in (ours, ref):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(layer(x)))
+            grads.append(tape.gradient(loss, layer.trainable_weights))
+        for g1, g2 in zip(*grads, strict=True):
+            np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_inputs_raise(rng):
+    k, r, b = _weights(rng, "gru", 4, 3, np.float32)
+    x, h0, _ = _problem(rng, "gru", 2, 3, 4, 3, np.float32)
+    cases = [
+        (dict(kernel=k[:3]), "kernel"),
+        (dict(recurrent_kernel=r[:, :5]), "recurrent_kernel"),
+        (dict(bias=b[0]), "bias"),
+        (dict(input_h=h0[:1]), "input_h"),
+        (dict(sequence_lengths=np.array([1, 4], np.int32)), "sequence_lengths"),
+        (dict(sequence_lengths=np.array([1], np.int32)), "sequence_lengths"),
+    ]
+    base = dict(input=x, input_h=h0, input_c=None, kernel=k, recurrent_kernel=r, bias=b)
+    for change, word in cases:
+        with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=word):
+            tf_rnn_ops.keras_rnn(**{**base, **change}, rnn_mode="gru")
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="input_c"):
+        tf_rnn_ops.keras_rnn(
+            x, h0, h0[:1], *_weights(rng, "lstm", 4, 3, np.float32), rnn_mode="lstm"
+        )
+
+
+def test_gradient_needs_training_forward(rng):
+    k, r, b = _weights(rng, "gru", 2, 2, np.float32)
+    x, h0, _ = _problem(rng, "gru", 1, 1, 2, 2, np.float32)
+    x = tf.constant(x)
+    with pytest.raises(ValueError, match="is_training=True"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf_rnn_ops.keras_rnn(x, h0, None, k, r, b, rnn_mode="gru", is_training=False)[0]
+        tape.gradient(y, x)
+
+
+@pytest.mark.parametrize("mode", ["gru", "lstm"])
+@pytest.mark.parametrize("B,T", [(0, 3), (2, 0)])
+def test_gradient_of_empty_calls(rng, mode, B, T):
+    """No rows or no steps: zero weight gradients, and with no steps the states' gradients pass
+    straight through (h_T = h_0)."""
+    k, r, b = (tf.constant(a) for a in _weights(rng, mode, 4, 3, np.float32))
+    x, h0, c0 = _problem(rng, mode, B, T, 4, 3, np.float32)
+    h0 = tf.constant(h0)
+    wh = rng.normal(size=(B, 3)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch([h0, k, r, b])
+        y, h, _, _ = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode)
+        loss = tf.reduce_sum(y) + tf.reduce_sum(h * wh)
+    dh0, dk, dr, db = tape.gradient(loss, [h0, k, r, b])
+    np.testing.assert_array_equal(dh0, wh)
+    for g in (dk, dr, db):
+        np.testing.assert_array_equal(g, 0)
+
+
+@pytest.mark.parametrize("cls", ["GRU", "LSTM", "SimpleRNN"])
+def test_layer_call_converts_no_weights(rng, cls):
+    """The per-call cost of the drop-in layers holds no weight conversion: a one-step call's graph
+    (and a training step's forward) feeds the Keras variables to TfRnn>KerasRNN as they are, with
+    no transposes, concatenations or splits of the weights."""
+    layer = getattr(tf_rnn_ops.layers, cls)(8, return_state=True)
+    n_states = 2 if cls == "LSTM" else 1
+    x = tf.constant(rng.normal(size=(1, 1, 5)).astype(np.float32))
+    states = [tf.zeros([1, 8]) for _ in range(n_states)]
+    layer(x, initial_state=states)
+    fn = tf.function(lambda x, s: layer(x, initial_state=s))
+    ops = [op.type for op in fn.get_concrete_function(x, states).graph.get_operations()]
+    assert "TfRnn>KerasRNN" in ops, ops
+    for conversion in ("Transpose", "ConcatV2", "Split", "SplitV", "Pack", "Reshape"):
+        assert conversion not in ops, (conversion, ops)
