@@ -80,20 +80,15 @@ class _CudnnRNN(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         num_proj = int(num_proj or 0)
-        if int(num_units) < 1 or int(num_layers) < 1:
-            raise ValueError(
-                f"{type(self).__name__}: num_units and num_layers must be >= 1, got "
-                f"num_units={num_units}, num_layers={num_layers}"
-            )
-        _params.num_dirs(direction)  # validates
-        if input_mode not in _params.INPUT_MODES:
-            raise ValueError(
-                f"{type(self).__name__}: input_mode must be one of {_params.INPUT_MODES}, got "
-                f"{input_mode!r}"
-            )
-        if not 0.0 <= float(dropout) <= 1.0:
-            raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1], got {dropout}")
-        _params.output_size(self._rnn_mode, int(num_units), num_proj)  # validates num_proj
+        self._check_model(
+            num_layers=int(num_layers),
+            num_units=int(num_units),
+            input_size=None,  # known at build
+            direction=direction,
+            input_mode=input_mode,
+            num_proj=num_proj,
+            dropout=float(dropout),
+        )
         self.num_units = int(num_units)
         self.num_layers = int(num_layers)
         self.direction = direction
@@ -122,10 +117,20 @@ class _CudnnRNN(keras.layers.Layer):
     # ------------------------------------------------------------------ layout
     @property
     def _lstm(self) -> bool:
-        return self._rnn_mode == "lstm"
+        return self._rnn_mode in _params.CELL_STATE_MODES
 
-    def _layout_args(self):
-        return dict(
+    def _check_model(self, **model) -> None:
+        """`params.check_model` for this layer's mode; its ValueError names the layer."""
+        try:
+            _params.check_model(**{"rnn_mode": self._rnn_mode, **model})
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
+
+    def _layout_args(self, **overrides):
+        """The model's layout: the keyword arguments of the `params` functions and of the params
+        ops (`rnn_mode`, `num_layers`, `num_units`, `input_size`, `direction`, `input_mode`,
+        `num_proj`), with `overrides` applied."""
+        args = dict(
             rnn_mode=self._rnn_mode,
             num_layers=self.num_layers,
             num_units=self.num_units,
@@ -134,6 +139,8 @@ class _CudnnRNN(keras.layers.Layer):
             input_mode=self.input_mode,
             num_proj=self.num_proj,
         )
+        args.update(overrides)
+        return args
 
     def params_size(self) -> int:
         """Number of elements of the opaque params (after build)."""
@@ -150,8 +157,9 @@ class _CudnnRNN(keras.layers.Layer):
                 f"{type(self).__name__} needs a known input size (last dimension); got input "
                 f"shape {input_shape}"
             )
+        self._check_model(**self._layout_args(input_size=int(input_size)))
         self.input_size = int(input_size)
-        size = _params.params_size(**self._layout_args())  # also checks skip_input's sizes
+        size = _params.params_size(**self._layout_args())
         self.opaque_params = self.add_weight(
             name="opaque_params",
             shape=(size,),
@@ -173,17 +181,6 @@ class _CudnnRNN(keras.layers.Layer):
         return tf.cast(packed, dtype or "float32")
 
     # ------------------------------------------------------------------ canonical weights
-    def _conversion_attrs(self):
-        return dict(
-            num_layers=self.num_layers,
-            num_units=self.num_units,
-            input_size=self.input_size,
-            rnn_mode=self._rnn_mode,
-            input_mode=self.input_mode,
-            direction=self.direction,
-            num_proj=self.num_proj,
-        )
-
     def _check_built(self, what):
         if not self.built:
             raise ValueError(f"{type(self).__name__}.{what}: build the layer first (call it once)")
@@ -197,7 +194,7 @@ class _CudnnRNN(keras.layers.Layer):
             params=_read(self.opaque_params),
             num_params_weights=len(w_shapes),
             num_params_biases=len(b_shapes),
-            **self._conversion_attrs(),
+            **self._layout_args(),
         )
         return [w.numpy() for w in weights], [b.numpy() for b in biases]
 
@@ -223,7 +220,7 @@ class _CudnnRNN(keras.layers.Layer):
         packed = cudnn_rnn_canonical_to_params(
             weights=[tf.convert_to_tensor(a, dtype) for a in weights],
             biases=[tf.convert_to_tensor(a, dtype) for a in biases],
-            **self._conversion_attrs(),
+            **self._layout_args(),
         )
         self.opaque_params.assign(packed)
 
