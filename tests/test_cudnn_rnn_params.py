@@ -262,7 +262,7 @@ def test_gate_tables_match_the_op_and_keras():
         perm = _modes.keras_gate_permutation(mode)
         assert sorted(perm) == list(range(g)), mode
         assert [_modes.KERAS_GATE_ORDER[mode][k] for k in perm] == list(_modes.GATE_ORDER[mode])
-    for mode in (set(_modes.RNN_MODES) - set(_modes.PROJECTION_MODES)):
+    for mode in set(_modes.RNN_MODES) - set(_modes.PROJECTION_MODES):
         with pytest.raises(tf.errors.InvalidArgumentError, match="num_proj"):
             tf_rnn_ops.cudnn_rnn_params_size(
                 num_layers=1, num_units=hidden, input_size=inputs, T=tf.float32, S=tf.int32,

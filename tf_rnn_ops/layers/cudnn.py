@@ -48,7 +48,12 @@ from tf_rnn_ops.cudnn_rnn import (
     cudnn_rnn_canonical_to_params,
     cudnn_rnn_params_to_canonical,
 )
-from tf_rnn_ops.layers.rnn import _compute_dtype, _read
+from tf_rnn_ops.layers._shared import (
+    compute_dtype,
+    pack_valid_steps,
+    read_variable,
+    scatter_outputs,
+)
 
 __all__ = ["CudnnGRU", "CudnnLSTM", "CudnnRNNTanh", "CudnnRNNRelu"]
 
@@ -191,7 +196,7 @@ class _CudnnRNN(keras.layers.Layer):
         self._check_built("get_canonical_weights")
         w_shapes, b_shapes = self.canonical_weight_shapes()
         weights, biases = cudnn_rnn_params_to_canonical(
-            params=_read(self.opaque_params),
+            params=read_variable(self.opaque_params),
             num_params_weights=len(w_shapes),
             num_params_biases=len(b_shapes),
             **self._layout_args(),
@@ -256,7 +261,7 @@ class _CudnnRNN(keras.layers.Layer):
 
     def call(self, inputs, initial_state=None, mask=None, training=None, sequence_lengths=None):
         out_dtype = inputs.dtype
-        dtype = _compute_dtype(tf.as_dtype(inputs.dtype))
+        dtype = compute_dtype(tf.as_dtype(inputs.dtype))
         x = tf.cast(inputs, dtype)
         batch = tf.shape(x)[1 if self.time_major else 0]
         if initial_state is None:
@@ -273,7 +278,7 @@ class _CudnnRNN(keras.layers.Layer):
             states = [tf.cast(s, dtype) for s in states]
         h0 = states[0]
         c0 = states[1] if self._lstm else tf.zeros([0], dtype)
-        params = tf.cast(_read(self.opaque_params), dtype)
+        params = tf.cast(read_variable(self.opaque_params), dtype)
         training = bool(training)
 
         if tf.nest.is_nested(mask):
@@ -292,16 +297,10 @@ class _CudnnRNN(keras.layers.Layer):
                 mask = tf.transpose(mask)
                 h0 = tf.transpose(h0, [1, 0, 2])
                 c0 = tf.transpose(c0, [1, 0, 2]) if self._lstm else c0
-            mask_i = tf.cast(mask, tf.int32)
-            lengths = tf.reduce_sum(mask_i, axis=1)
-            steps = tf.shape(x)[1]
-            t = tf.range(steps)[tf.newaxis, :]
-            order = tf.argsort(tf.where(mask, t, t + steps), axis=1, stable=True)
-            packed = tf.gather(x, order, axis=1, batch_dims=1)
+            packed, packing = pack_valid_steps(x, mask)
+            lengths = packing.lengths
             y, h, c = self._run_op(packed, h0, c0, params, lengths, False, training)
-            seen = tf.cumsum(mask_i, axis=1)
-            y = tf.gather(y, tf.maximum(seen - 1, 0), axis=1, batch_dims=1)
-            y = tf.where(mask[:, :, tf.newaxis], y, tf.zeros_like(y))
+            y = scatter_outputs(y, packing, zero_masked=True)
             if self.time_major:
                 y = tf.transpose(y, [1, 0, 2])
                 h = tf.transpose(h, [1, 0, 2])
