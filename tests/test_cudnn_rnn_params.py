@@ -4,6 +4,7 @@ published reference value."""
 from __future__ import annotations
 
 import inspect
+import pydoc
 
 import numpy as np
 import pytest
@@ -183,6 +184,29 @@ def test_signature_matches_raw_op(ours, theirs):
     mine = set(inspect.signature(getattr(tf_rnn_ops, ours)).parameters)
     raw = set(inspect.signature(getattr(tf.raw_ops, theirs)).parameters)
     assert mine == raw, f"missing {raw - mine}, extra {mine - raw}"
+    # The same order and defaults (positional calls work as for the raw op), and help() shows them.
+    fn = getattr(tf_rnn_ops, ours)
+    mine = inspect.signature(fn).parameters
+    raw = inspect.signature(getattr(tf.raw_ops, theirs)).parameters
+    assert list(mine) == list(raw)
+    for name, p in raw.items():
+        if p.default is not inspect.Parameter.empty:
+            assert mine[name].default == p.default, name
+    text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+    assert f"{ours}({', '.join(list(mine)[:3])}" in text and theirs in text
+    assert "rnn_mode='lstm'" in text and "name=None" in text
+    required = {n: None for n, p in mine.items() if p.default is inspect.Parameter.empty}
+    with pytest.raises(TypeError, match=rf"{ours}\(\): got an unexpected keyword argument 'bogus'"):
+        fn(**required, bogus=1)
+
+
+def test_wrappers_take_positional_and_keyword_arguments():
+    size = tf_rnn_ops.cudnn_rnn_params_size(1, 3, 2, tf.float32, tf.int32, "gru")
+    assert int(size[0]) == ref.params_size("gru", 1, 3, 2)
+    with pytest.raises(TypeError, match=r"cudnn_rnn_params_size\(\): multiple values"):
+        tf_rnn_ops.cudnn_rnn_params_size(1, 3, 2, tf.float32, tf.int32, num_layers=1)
+    with pytest.raises(TypeError, match=r"cudnn_rnn_params_size\(\): missing .*'T'"):
+        tf_rnn_ops.cudnn_rnn_params_size(1, 3, 2)
 
 
 _VALID_MODEL = dict(
