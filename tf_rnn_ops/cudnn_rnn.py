@@ -1,4 +1,6 @@
-"""The cuDNN-style fused RNN ops (SPEC.md §4) and the gradients of the forward and backprop ops.
+"""The cuDNN-style fused RNN ops and the gradients of the forward and backprop ops.
+
+The math of each mode: docs/MATH.md, "Fused RNN cells"; the opaque params: "Params layout".
 
 Each function takes the keyword arguments of its `tf.raw_ops` namesake and returns the same
 outputs in the same order:

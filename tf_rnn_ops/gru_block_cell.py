@@ -1,4 +1,4 @@
-"""The GRU block cell ops (SPEC.md §3) and the gradient of the forward op.
+"""The GRU block cell ops (docs/MATH.md, "GRU block cell") and the gradient of the forward op.
 
 `gru_block_cell` takes the keyword arguments of `tf.raw_ops.GRUBlockCell` and returns the same
 outputs (r, u, c, h) in the same order; `gru_block_cell_grad` likewise for

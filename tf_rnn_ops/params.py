@@ -1,4 +1,6 @@
-"""Weights of the fused RNN: Keras layer weights <-> canonical lists <-> opaque params (SPEC.md §4).
+"""Weights of the fused RNN: Keras layer weights <-> canonical lists <-> opaque params.
+
+The layout is that of docs/MATH.md, "Params layout", summed up here.
 
 This module is the one place in the package that knows the Keras gate mapping and the opaque layout.
 

@@ -1,8 +1,9 @@
 """cuDNN-style multi-layer RNN layers on the fused op: `CudnnGRU`, `CudnnLSTM`, `CudnnRNNTanh`,
-`CudnnRNNRelu` (SPEC.md §5).
+`CudnnRNNRelu` (docs/MATH.md, "Keras layers").
 
 One layer object is a whole stack: `num_layers` layers, 'unidirectional' or 'bidirectional', with
-one opaque params variable (`opaque_params`, layout of SPEC §4) holding every weight and bias.
+one opaque params variable (`opaque_params`, in the layout of docs/MATH.md, "Params layout")
+holding every weight and bias.
 
 Layout. Batch-major by default (`time_major=False`): inputs [B, T, I], outputs [B, T, dir·H_out].
 With `time_major=True`: inputs [T, B, I], outputs [T, B, dir·H_out]. States (initial and returned)
@@ -191,8 +192,8 @@ class _CudnnRNN(keras.layers.Layer):
             raise ValueError(f"{type(self).__name__}.{what}: build the layer first (call it once)")
 
     def get_canonical_weights(self):
-        """The params as canonical (weights, biases) numpy lists (SPEC §4 order; each weight
-        [out, in]), through the op `cudnn_rnn_params_to_canonical`."""
+        """The params as canonical (weights, biases) numpy lists (in the order of docs/MATH.md,
+        "Params layout"; each weight [out, in]), through the op `cudnn_rnn_params_to_canonical`."""
         self._check_built("get_canonical_weights")
         w_shapes, b_shapes = self.canonical_weight_shapes()
         weights, biases = cudnn_rnn_params_to_canonical(

@@ -1,4 +1,6 @@
-"""Drop-in replacements for `keras.layers.GRU`, `LSTM` and `SimpleRNN` on the fused op (SPEC.md §5).
+"""Drop-in replacements for `keras.layers.GRU`, `LSTM` and `SimpleRNN` on the fused op.
+
+Their contract: docs/MATH.md, "Keras layers".
 
 Each class subclasses its Keras namesake, so the constructor arguments, defaults, weights (names,
 shapes, initializers, regularizers, constraints), config, stateful states, initial states, masks and
