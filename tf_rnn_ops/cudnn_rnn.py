@@ -171,13 +171,15 @@ def _wrapper(public_name: str, table: _OpTable, doc: str):
     def wrapper(*args, **kwargs):
         # Binds the arguments as Python does (Signature.bind would cost as much again as the
         # op's own Python wrapper; it only words the TypeError).
-        arguments = dict(zip(names, args, strict=False))  # (more args: refused below)
-        if len(args) > len(names) or not kwargs.keys() <= allowed - arguments.keys():
+        given = kwargs
+        if args:
+            if len(args) > len(names) or not kwargs.keys().isdisjoint(names[: len(args)]):
+                refuse(args, kwargs)
+            given = dict(zip(names, args, strict=False))
+            given.update(kwargs)
+        if not (allowed >= given.keys() >= required):
             refuse(args, kwargs)
-        arguments.update(kwargs)
-        if not required <= arguments.keys():
-            refuse(args, kwargs)
-        arguments = {**defaults, **arguments}
+        arguments = {**defaults, **given}
         name = arguments.pop("name")
         refuse_under_xla(public_name)
         op = getattr(_ops(), table.op)
