@@ -1,4 +1,6 @@
-"""The cuDNN-style fused RNN ops (SPEC.md §4) and the gradients of the forward and backprop ops.
+"""The cuDNN-style fused RNN ops and the gradients of the forward and backprop ops.
+
+The math of each mode: docs/MATH.md, "Fused RNN cells"; the opaque params: "Params layout".
 
 Each function takes the keyword arguments of its `tf.raw_ops` namesake and returns the same
 outputs in the same order:
@@ -34,6 +36,9 @@ call from reserve_space. TensorFlow's own CudnnRNN* ops, served by our CPU kerne
 """
 
 from __future__ import annotations
+
+import dataclasses
+import inspect
 
 import tensorflow as tf
 
@@ -116,213 +121,152 @@ def _full_lengths(input: tf.Tensor, input_h, time_major: bool, op: str) -> tf.Te
         return tf.fill([batch], tf.cast(tf.minimum(steps, _INT32_MAX), tf.int32))
 
 
-def cudnn_rnn(
-    input,
-    input_h,
-    input_c,
-    params,
-    sequence_lengths=None,
-    rnn_mode="lstm",
-    input_mode="linear_input",
-    direction="unidirectional",
-    dropout=0,
-    seed=0,
-    seed2=0,
-    num_proj=0,
-    is_training=True,
-    time_major=True,
-    name=None,
-):
+# ----------------------------------------------------------------------------- the op wrappers
+# The five wrappers below take the keyword arguments of their tf.raw_ops namesakes. Each is built
+# by `_wrapper` from a table: the op's inputs, the attrs every op of the family takes (the model's
+# attributes, with TensorFlow's defaults), the op's own further attrs, and `name`. Their signatures
+# are real ones (`inspect.signature`, `help()` show every parameter and its default).
+_MODEL_ATTRS: tuple[tuple[str, object], ...] = (
+    ("rnn_mode", "lstm"),
+    ("input_mode", "linear_input"),
+    ("direction", "unidirectional"),
+    ("dropout", 0),
+    ("seed", 0),
+    ("seed2", 0),
+    ("num_proj", 0),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OpTable:
+    """One wrapper: the generated op function it calls and its parameters, in order."""
+
+    op: str  # the generated op function (`tf_rnn_ops._loader.ops()`'s attribute)
+    inputs: tuple[str, ...]  # inputs without a default
+    optional: tuple[tuple[str, object], ...] = ()  # inputs with a default, after `inputs`
+    attrs: tuple[tuple[str, object], ...] = ()  # attrs after the model's
+    # The sequence ops: run in tf.name_scope(name or `scope`); `sequence_lengths` None is filled.
+    scope: str | None = None
+
+
+def _wrapper(public_name: str, table: _OpTable, doc: str):
+    """The public function `public_name` with the parameters of `table`, calling its op."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter(n, kind) for n in table.inputs] + [
+        inspect.Parameter(n, kind, default=d)
+        for n, d in (*table.optional, *_MODEL_ATTRS, *table.attrs, ("name", None))
+    ]
+    signature = inspect.Signature(parameters)
+    names = tuple(signature.parameters)
+    allowed = frozenset(names)
+    required = frozenset(table.inputs)
+    defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+
+    def refuse(args, kwargs):
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as e:  # as a Python function's: a TypeError naming the function
+            raise TypeError(f"{public_name}(): {e}") from None
+
+    def wrapper(*args, **kwargs):
+        # Binds the arguments as Python does (Signature.bind would cost as much again as the
+        # op's own Python wrapper; it only words the TypeError).
+        given = kwargs
+        if args:
+            if len(args) > len(names) or not kwargs.keys().isdisjoint(names[: len(args)]):
+                refuse(args, kwargs)
+            given = dict(zip(names, args, strict=False))
+            given.update(kwargs)
+        if not (allowed >= given.keys() >= required):
+            refuse(args, kwargs)
+        arguments = {**defaults, **given}
+        name = arguments.pop("name")
+        refuse_under_xla(public_name)
+        op = getattr(_ops(), table.op)
+        if table.scope is None:
+            return op(name=name, **arguments)
+        with tf.name_scope(name or table.scope):
+            arguments["input"] = tf.convert_to_tensor(arguments["input"])
+            if arguments["sequence_lengths"] is None:
+                arguments["sequence_lengths"] = _full_lengths(
+                    arguments["input"], arguments["input_h"], arguments["time_major"], public_name
+                )
+            return op(**arguments)
+
+    wrapper.__name__ = wrapper.__qualname__ = public_name
+    wrapper.__module__ = __name__
+    wrapper.__doc__ = doc
+    wrapper.__signature__ = signature
+    return wrapper
+
+
+_SEQUENCE_INPUTS = ("input", "input_h", "input_c", "params")
+_MODEL_SIZES = ("num_layers", "num_units", "input_size")
+
+cudnn_rnn = _wrapper(
+    "cudnn_rnn",
+    _OpTable(
+        op="tf_rnn_cudnn_rnn",
+        inputs=_SEQUENCE_INPUTS,
+        optional=(("sequence_lengths", None),),
+        attrs=(("is_training", True), ("time_major", True)),
+        scope="CudnnRNN",
+    ),
     """A multi-layer RNN over whole sequences (as `tf.raw_ops.CudnnRNNV3`).
 
     Returns (output, output_h, output_c, reserve_space, host_reserved).
-    """
-    refuse_under_xla("cudnn_rnn")
-    with tf.name_scope(name or "CudnnRNN"):
-        input = tf.convert_to_tensor(input)
-        if sequence_lengths is None:
-            sequence_lengths = _full_lengths(input, input_h, time_major, "cudnn_rnn")
-        return _ops().tf_rnn_cudnn_rnn(
-            input=input,
-            input_h=input_h,
-            input_c=input_c,
-            params=params,
-            sequence_lengths=sequence_lengths,
-            rnn_mode=rnn_mode,
-            input_mode=input_mode,
-            direction=direction,
-            dropout=dropout,
-            seed=seed,
-            seed2=seed2,
-            num_proj=num_proj,
-            is_training=is_training,
-            time_major=time_major,
-        )
+    """,
+)
 
-
-def cudnn_rnn_backprop(
-    input,
-    input_h,
-    input_c,
-    params,
-    sequence_lengths,
-    output,
-    output_h,
-    output_c,
-    output_backprop,
-    output_h_backprop,
-    output_c_backprop,
-    reserve_space,
-    host_reserved,
-    rnn_mode="lstm",
-    input_mode="linear_input",
-    direction="unidirectional",
-    dropout=0,
-    seed=0,
-    seed2=0,
-    num_proj=0,
-    time_major=True,
-    name=None,
-):
+cudnn_rnn_backprop = _wrapper(
+    "cudnn_rnn_backprop",
+    _OpTable(
+        op="tf_rnn_cudnn_rnn_backprop",
+        inputs=(
+            *_SEQUENCE_INPUTS,
+            "sequence_lengths",
+            "output",
+            "output_h",
+            "output_c",
+            "output_backprop",
+            "output_h_backprop",
+            "output_c_backprop",
+            "reserve_space",
+            "host_reserved",
+        ),
+        attrs=(("time_major", True),),
+        scope="CudnnRNNBackprop",
+    ),
     """Backprop of `cudnn_rnn` from its reserve_space (as `tf.raw_ops.CudnnRNNBackpropV3`).
 
     Returns (input_backprop, input_h_backprop, input_c_backprop, params_backprop).
-    """
-    refuse_under_xla("cudnn_rnn_backprop")
-    with tf.name_scope(name or "CudnnRNNBackprop"):
-        input = tf.convert_to_tensor(input)
-        if sequence_lengths is None:
-            sequence_lengths = _full_lengths(input, input_h, time_major, "cudnn_rnn_backprop")
-        return _ops().tf_rnn_cudnn_rnn_backprop(
-            input=input,
-            input_h=input_h,
-            input_c=input_c,
-            params=params,
-            sequence_lengths=sequence_lengths,
-            output=output,
-            output_h=output_h,
-            output_c=output_c,
-            output_backprop=output_backprop,
-            output_h_backprop=output_h_backprop,
-            output_c_backprop=output_c_backprop,
-            reserve_space=reserve_space,
-            host_reserved=host_reserved,
-            rnn_mode=rnn_mode,
-            input_mode=input_mode,
-            direction=direction,
-            dropout=dropout,
-            seed=seed,
-            seed2=seed2,
-            num_proj=num_proj,
-            time_major=time_major,
-        )
+    """,
+)
 
+cudnn_rnn_params_size = _wrapper(
+    "cudnn_rnn_params_size",
+    _OpTable(op="tf_rnn_cudnn_rnn_params_size", inputs=(*_MODEL_SIZES, "T", "S")),
+    """The exact size of the opaque params (as `tf.raw_ops.CudnnRNNParamsSize`): [1] of dtype S.""",
+)
 
-def cudnn_rnn_params_size(
-    num_layers,
-    num_units,
-    input_size,
-    T,
-    S,
-    rnn_mode="lstm",
-    input_mode="linear_input",
-    direction="unidirectional",
-    dropout=0,
-    seed=0,
-    seed2=0,
-    num_proj=0,
-    name=None,
-):
-    """The exact size of the opaque params (as `tf.raw_ops.CudnnRNNParamsSize`): [1] of dtype S."""
-    refuse_under_xla("cudnn_rnn_params_size")
-    return _ops().tf_rnn_cudnn_rnn_params_size(
-        num_layers=num_layers,
-        num_units=num_units,
-        input_size=input_size,
-        T=T,
-        S=S,
-        rnn_mode=rnn_mode,
-        input_mode=input_mode,
-        direction=direction,
-        dropout=dropout,
-        seed=seed,
-        seed2=seed2,
-        num_proj=num_proj,
-        name=name,
-    )
+cudnn_rnn_params_to_canonical = _wrapper(
+    "cudnn_rnn_params_to_canonical",
+    _OpTable(
+        op="tf_rnn_cudnn_rnn_params_to_canonical",
+        inputs=(*_MODEL_SIZES, "params", "num_params_weights", "num_params_biases"),
+    ),
+    """Opaque params to canonical (weights, biases), as `tf.raw_ops.CudnnRNNParamsToCanonicalV2`.
+    """,
+)
 
-
-def cudnn_rnn_params_to_canonical(
-    num_layers,
-    num_units,
-    input_size,
-    params,
-    num_params_weights,
-    num_params_biases,
-    rnn_mode="lstm",
-    input_mode="linear_input",
-    direction="unidirectional",
-    dropout=0,
-    seed=0,
-    seed2=0,
-    num_proj=0,
-    name=None,
-):
-    """Opaque params to canonical (weights, biases), as `tf.raw_ops.CudnnRNNParamsToCanonicalV2`."""
-    refuse_under_xla("cudnn_rnn_params_to_canonical")
-    return _ops().tf_rnn_cudnn_rnn_params_to_canonical(
-        num_layers=num_layers,
-        num_units=num_units,
-        input_size=input_size,
-        params=params,
-        num_params_weights=num_params_weights,
-        num_params_biases=num_params_biases,
-        rnn_mode=rnn_mode,
-        input_mode=input_mode,
-        direction=direction,
-        dropout=dropout,
-        seed=seed,
-        seed2=seed2,
-        num_proj=num_proj,
-        name=name,
-    )
-
-
-def cudnn_rnn_canonical_to_params(
-    num_layers,
-    num_units,
-    input_size,
-    weights,
-    biases,
-    rnn_mode="lstm",
-    input_mode="linear_input",
-    direction="unidirectional",
-    dropout=0,
-    seed=0,
-    seed2=0,
-    num_proj=0,
-    name=None,
-):
-    """Canonical weights and biases to opaque params (`tf.raw_ops.CudnnRNNCanonicalToParamsV2`)."""
-    refuse_under_xla("cudnn_rnn_canonical_to_params")
-    return _ops().tf_rnn_cudnn_rnn_canonical_to_params(
-        num_layers=num_layers,
-        num_units=num_units,
-        input_size=input_size,
-        weights=weights,
-        biases=biases,
-        rnn_mode=rnn_mode,
-        input_mode=input_mode,
-        direction=direction,
-        dropout=dropout,
-        seed=seed,
-        seed2=seed2,
-        num_proj=num_proj,
-        name=name,
-    )
-
-
-_FORWARD_ATTRS = ("rnn_mode", "input_mode", "direction", "dropout", "seed", "seed2")
+cudnn_rnn_canonical_to_params = _wrapper(
+    "cudnn_rnn_canonical_to_params",
+    _OpTable(
+        op="tf_rnn_cudnn_rnn_canonical_to_params", inputs=(*_MODEL_SIZES, "weights", "biases")
+    ),
+    """Canonical weights and biases to opaque params (`tf.raw_ops.CudnnRNNCanonicalToParamsV2`).
+    """,
+)
 
 
 def _zeros_if_none(grad, like):
@@ -353,7 +297,7 @@ def _cudnn_rnn_grad(op, *grads):
             "The gradient of tf_rnn_ops.cudnn_rnn needs the forward pass run with is_training=True "
             "(with is_training=False it keeps nothing for backprop)."
         )
-    attrs = {a: op.get_attr(a) for a in _FORWARD_ATTRS}
+    attrs = {a: op.get_attr(a) for a, _ in _MODEL_ATTRS}
     skip_input_backprop = 0 in _skipped_inputs(op)
     bp = _ops().tf_rnn_cudnn_rnn_backprop(
         input=op.inputs[0],
@@ -369,7 +313,6 @@ def _cudnn_rnn_grad(op, *grads):
         output_c_backprop=_zeros_if_none(grads[2], op.outputs[2]),
         reserve_space=op.outputs[3],
         host_reserved=op.outputs[4],
-        num_proj=op.get_attr("num_proj"),
         time_major=op.get_attr("time_major"),
         skip_input_backprop=skip_input_backprop,
         **attrs,

@@ -1,4 +1,4 @@
-"""The GRU block cell ops (SPEC.md §3) and the gradient of the forward op.
+"""The GRU block cell ops (docs/MATH.md, "GRU block cell") and the gradient of the forward op.
 
 `gru_block_cell` takes the keyword arguments of `tf.raw_ops.GRUBlockCell` and returns the same
 outputs (r, u, c, h) in the same order; `gru_block_cell_grad` likewise for
@@ -30,11 +30,22 @@ it has none, importing tf_rnn_ops registers the same gradient for it (computed w
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 import tensorflow as tf
 
 from tf_rnn_ops._loader import ops as _ops
 from tf_rnn_ops._registry import register_gradient, register_gradient_if_missing
+
+try:  # the eager context's zeros cache, where the tape's zero gradients come from
+    from tensorflow.python.eager import context as _eager_context
+except ImportError:  # pragma: no cover - TensorFlow internals moved; values are checked instead
+    _eager_context = None
+
+# The largest zeros the eager context caches (tensorflow/python/eager/context.py).
+_TAPE_ZEROS_MAX_SIZE = 10_000
 
 __all__ = ["gru_block_cell", "gru_block_cell_grad"]
 
@@ -110,17 +121,46 @@ def gru_block_cell_grad(x, h_prev, w_ru, w_c, b_ru, b_c, r, u, c, d_h, name=None
     )
 
 
-def _is_zero(grad) -> bool:
-    """Whether an incoming gradient is absent or zero (in a graph: statically known to be zero).
+def _is_tape_zeros(grad, shape: tuple) -> bool:
+    """Whether `grad` (of `shape`) is the zeros the eager tape feeds for an output that got no
+    gradient.
 
-    Skipping a zero gradient only skips work: the result is the same either way.
+    TensorFlow's tape takes them from its context's zeros cache (tensors of up to 10,000
+    elements), so they are recognized by identity with the cached tensor, without reading a value.
+    """
+    if _eager_context is None:  # pragma: no cover - TensorFlow internals moved
+        return False
+    try:
+        ctx = _eager_context.context()
+        cached = ctx.zeros_cache().get((shape, grad.dtype.as_datatype_enum, ctx.device_name))
+    except (AttributeError, TypeError):  # pragma: no cover - TensorFlow internals moved
+        return False
+    return cached is grad
+
+
+@functools.lru_cache(maxsize=64)
+def _on_cpu(device: str) -> bool:
+    """Whether a tensor's device string names a CPU (parsed once per device)."""
+    return tf.DeviceSpec.from_string(device).device_type in (None, "CPU")
+
+
+def _is_zero(grad) -> bool:
+    """Whether an incoming gradient is absent or zero, where that is cheap to know.
+
+    Eager: the tape's cached zeros (by identity); another tensor on the CPU by its values (its
+    numpy view shares the tensor's memory); a tensor on a GPU is taken as nonzero (reading it would
+    wait for the device). In a graph: statically known to be zero. Skipping a zero gradient only
+    skips work: the result is the same either way.
     """
     if grad is None:
         return True
     if not isinstance(grad, tf.Tensor):
         return False
-    if tf.executing_eagerly():  # the tape feeds zeros for unused outputs: a cheap check
-        return not np.any(grad.numpy())
+    if tf.executing_eagerly():
+        shape = tuple(grad.shape)
+        if math.prod(shape) <= _TAPE_ZEROS_MAX_SIZE and _is_tape_zeros(grad, shape):
+            return True
+        return _on_cpu(grad.device) and not np.any(grad.numpy())
     if grad.op.type == "ZerosLike":  # what tf.gradients feeds for an unused output
         return True
     value = tf.get_static_value(grad)  # Const, and Fill of a constant

@@ -1,4 +1,6 @@
-"""Weights of the fused RNN: Keras layer weights <-> canonical lists <-> opaque params (SPEC.md §4).
+"""Weights of the fused RNN: Keras layer weights <-> canonical lists <-> opaque params.
+
+The layout is that of docs/MATH.md, "Params layout", summed up here.
 
 This module is the one place in the package that knows the Keras gate mapping and the opaque layout.
 
@@ -31,9 +33,18 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from tf_rnn_ops import _modes
+
 __all__ = [
     "RNN_MODES",
     "NUM_GATES",
+    "GATE_ORDER",
+    "KERAS_GATE_ORDER",
+    "CELL_STATE_MODES",
+    "PROJECTION_MODES",
+    "DIRECTIONS",
+    "INPUT_MODES",
+    "check_model",
     "num_dirs",
     "uses_skip_input",
     "output_size",
@@ -50,10 +61,15 @@ __all__ = [
     "keras_initial_canonical",
 ]
 
-RNN_MODES = ("rnn_relu", "rnn_tanh", "lstm", "gru")
-NUM_GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
-DIRECTIONS = ("unidirectional", "bidirectional")
-INPUT_MODES = ("linear_input", "skip_input", "auto_select")
+# The mode and attribute tables (defined once, in tf_rnn_ops/_modes.py), re-exported here.
+RNN_MODES = _modes.RNN_MODES
+NUM_GATES = _modes.NUM_GATES
+GATE_ORDER = _modes.GATE_ORDER
+KERAS_GATE_ORDER = _modes.KERAS_GATE_ORDER
+CELL_STATE_MODES = _modes.CELL_STATE_MODES
+PROJECTION_MODES = _modes.PROJECTION_MODES
+DIRECTIONS = _modes.DIRECTIONS
+INPUT_MODES = _modes.INPUT_MODES
 
 
 def _check_mode(rnn_mode: str) -> None:
@@ -82,11 +98,51 @@ def uses_skip_input(input_mode: str, input_size: int, num_units: int) -> bool:
 def output_size(rnn_mode: str, num_units: int, num_proj: int = 0) -> int:
     """H_out: num_proj if num_proj > 0 (lstm only), else num_units."""
     _check_mode(rnn_mode)
-    if num_proj and rnn_mode != "lstm":
-        raise ValueError(f"num_proj is only defined for lstm, not {rnn_mode!r}")
+    if num_proj and rnn_mode not in PROJECTION_MODES:
+        raise ValueError(
+            f"num_proj is only defined for {' and '.join(PROJECTION_MODES)}, not {rnn_mode!r}"
+        )
     if num_proj < 0:
         raise ValueError(f"num_proj must be >= 0, got {num_proj}")
     return num_proj if num_proj else num_units
+
+
+def check_model(
+    rnn_mode: str,
+    num_layers: int,
+    num_units: int,
+    input_size: int | None,
+    direction: str = "unidirectional",
+    input_mode: str = "linear_input",
+    num_proj: int = 0,
+    dropout: float = 0.0,
+) -> None:
+    """Checks a model's attributes and sizes against the rules of the fused op (the rules its C++
+    kernels and the CUDA layer apply); a ValueError naming the first one broken.
+
+    rnn_mode, direction and input_mode one of `RNN_MODES`, `DIRECTIONS`, `INPUT_MODES`;
+    num_layers >= 1, num_units >= 1, input_size >= 1; num_proj >= 0, lstm only, at most num_units;
+    skip_input needs input_size == num_units; dropout in [0, 1]. `input_size` None: not known yet
+    (a layer before it is built); its rules are then left for later.
+    """
+    _check_mode(rnn_mode)
+    num_dirs(direction)
+    if input_mode not in INPUT_MODES:
+        raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+    for name, value in (("num_layers", num_layers), ("num_units", num_units)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if input_size is not None and input_size < 1:
+        raise ValueError(f"input_size must be >= 1, got {input_size}")
+    output_size(rnn_mode, num_units, num_proj)  # num_proj >= 0, lstm only
+    if num_proj > num_units:
+        raise ValueError(f"num_proj ({num_proj}) must not exceed num_units ({num_units})")
+    if input_size is not None and input_mode == "skip_input" and input_size != num_units:
+        raise ValueError(
+            f"input_mode skip_input needs input_size ({input_size}) == num_units ({num_units})"
+        )
+    if not 0.0 <= dropout <= 1.0:  # also refuses NaN
+        raise ValueError(f"dropout must be in [0, 1], got {dropout}")
 
 
 def pseudo_layer_shapes(
@@ -98,20 +154,14 @@ def pseudo_layer_shapes(
     input_mode: str = "linear_input",
     num_proj: int = 0,
 ) -> list[tuple[list[tuple[int, int]], list[tuple[int]]]]:
-    """Per pseudo-layer (layer-major, forward before backward): (weight shapes, bias shapes)."""
-    g = NUM_GATES.get(rnn_mode)
+    """Per pseudo-layer (layer-major, forward before backward): (weight shapes, bias shapes).
+
+    The sizes must keep the rules of `check_model` (ValueError otherwise)."""
+    check_model(rnn_mode, num_layers, num_units, input_size, direction, input_mode, num_proj)
+    g = NUM_GATES[rnn_mode]
     h_out = output_size(rnn_mode, num_units, num_proj)
     d = num_dirs(direction)
-    if num_layers < 1 or num_units < 1 or input_size < 0:
-        raise ValueError(
-            f"need num_layers >= 1, num_units >= 1, input_size >= 0; got {num_layers}, "
-            f"{num_units}, {input_size}"
-        )
     skip = uses_skip_input(input_mode, input_size, num_units)
-    if skip and input_size != num_units:
-        raise ValueError(
-            f"input_mode skip_input needs input_size ({input_size}) == num_units ({num_units})"
-        )
     out = []
     for layer in range(num_layers):
         in_size = input_size if layer == 0 else d * h_out
@@ -240,12 +290,35 @@ def _keras_kind(rnn_mode: str) -> str:
     return "simple_rnn" if rnn_mode.startswith("rnn_") else rnn_mode
 
 
+# Which canonical biases Keras' bias maps to: both rows of GRU's (2, 3H) bias (b_W, b_R), LSTM's
+# [4H] the recurrent biases b_R, SimpleRNN's [H] the input biases b_W (the others are zeros).
+_KERAS_BIAS_HALVES = {"gru": ("W", "R"), "lstm": ("R",), "simple_rnn": ("W",)}
+
+
+def _gate_blocks(rnn_mode: str, split, concat):
+    """(to_canonical, to_keras): Keras column blocks → list in canonical gate order, and back."""
+    g = NUM_GATES[rnn_mode]
+    perm = _modes.keras_gate_permutation(rnn_mode)  # canonical gate i is Keras block perm[i]
+    inverse = [perm.index(j) for j in range(g)]
+
+    def to_canonical(m, axis):
+        if g == 1:
+            return [m]
+        blocks = split(m, g, axis)
+        return [blocks[k] for k in perm]
+
+    def to_keras(blocks, axis):
+        return blocks[0] if g == 1 else concat([blocks[i] for i in inverse], axis)
+
+    return to_canonical, to_keras
+
+
 def keras_to_canonical(rnn_mode: str, kernel, recurrent_kernel, bias=None):
     """One Keras cell's (kernel, recurrent_kernel, bias) → canonical (weights, biases) of one
     pseudo-layer. rnn_mode 'gru' (Keras GRU, reset_after=True), 'lstm', or 'rnn_tanh'/'rnn_relu'
     (Keras SimpleRNN). bias None (use_bias=False) → zero biases."""
     kind = _keras_kind(rnn_mode)
-    T, split, _, zeros, _ = _ops_for(kernel, recurrent_kernel, bias)
+    T, split, concat, zeros, _ = _ops_for(kernel, recurrent_kernel, bias)
     g = NUM_GATES[rnn_mode]
     h = int(recurrent_kernel.shape[1]) // g
     # rows of the recurrent kernel: H (H_out with an LSTM projection)
@@ -254,27 +327,22 @@ def keras_to_canonical(rnn_mode: str, kernel, recurrent_kernel, bias=None):
             f"{rnn_mode}: kernel {tuple(kernel.shape)} / recurrent_kernel "
             f"{tuple(recurrent_kernel.shape)} do not fit {g} gates of {h} units"
         )
-    if kind == "gru":
-        kz, kr, kh = split(kernel, 3, 1)
-        rz, rr, rh = split(recurrent_kernel, 3, 1)
-        weights = [T(kr), T(kz), T(kh), T(rr), T(rz), T(rh)]
-        if bias is None:
-            return weights, [zeros(h, kernel) for _ in range(6)]
-        if tuple(bias.shape) != (2, 3 * h):
-            raise ValueError(
-                f"GRU bias must be (2, {3 * h}) (reset_after=True), got {tuple(bias.shape)}"
-            )
-        bi_z, bi_r, bi_h = split(bias[0], 3, 0)
-        br_z, br_r, br_h = split(bias[1], 3, 0)
-        return weights, [bi_r, bi_z, bi_h, br_r, br_z, br_h]
-    if kind == "lstm":
-        weights = [T(w) for w in split(kernel, 4, 1)] + [
-            T(w) for w in split(recurrent_kernel, 4, 1)
-        ]
-        b_r = split(bias, 4, 0) if bias is not None else [zeros(h, kernel) for _ in range(4)]
-        return weights, [zeros(h, kernel) for _ in range(4)] + list(b_r)
-    b_w = bias if bias is not None else zeros(h, kernel)
-    return [T(kernel), T(recurrent_kernel)], [b_w, zeros(h, kernel)]
+    gates, _ = _gate_blocks(rnn_mode, split, concat)
+    weights = [T(w) for w in gates(kernel, 1)] + [T(w) for w in gates(recurrent_kernel, 1)]
+    halves = {"W": None, "R": None}
+    if bias is not None:
+        if kind == "gru":
+            if tuple(bias.shape) != (2, 3 * h):
+                raise ValueError(
+                    f"GRU bias must be (2, {3 * h}) (reset_after=True), got {tuple(bias.shape)}"
+                )
+            halves = {"W": gates(bias[0], 0), "R": gates(bias[1], 0)}
+        else:
+            halves[_KERAS_BIAS_HALVES[kind][0]] = gates(bias, 0)
+    biases = []
+    for half in ("W", "R"):
+        biases += halves[half] or [zeros(h, kernel) for _ in range(g)]
+    return weights, biases
 
 
 def canonical_to_keras(rnn_mode: str, weights, biases, use_bias: bool = True):
@@ -283,18 +351,15 @@ def canonical_to_keras(rnn_mode: str, weights, biases, use_bias: bool = True):
     `keras_to_canonical` where Keras can express the biases: LSTM's b_W + b_R are summed (Keras has
     one bias, and only the sum enters the math), likewise SimpleRNN's."""
     kind = _keras_kind(rnn_mode)
-    T, _, concat, _, stack = _ops_for(*weights, *biases)
+    T, split, concat, _, stack = _ops_for(*weights, *biases)
+    _, keras_cols = _gate_blocks(rnn_mode, split, concat)
+    g = NUM_GATES[rnn_mode]
     w, b = list(weights), list(biases)
+    out = [keras_cols([T(a) for a in w[:g]], 1), keras_cols([T(a) for a in w[g : 2 * g]], 1)]
     if kind == "gru":
-        wr, wz, wh, rr, rz, rh = w
-        out = [concat([T(wz), T(wr), T(wh)], 1), concat([T(rz), T(rr), T(rh)], 1)]
-        bias = stack([concat([b[1], b[0], b[2]], 0), concat([b[4], b[3], b[5]], 0)])
-    elif kind == "lstm":
-        out = [concat([T(a) for a in w[:4]], 1), concat([T(a) for a in w[4:8]], 1)]
-        bias = concat([b[i] + b[4 + i] for i in range(4)], 0)
+        bias = stack([keras_cols(b[:g], 0), keras_cols(b[g : 2 * g], 0)])
     else:
-        out = [T(w[0]), T(w[1])]
-        bias = b[0] + b[1]
+        bias = keras_cols([b[i] + b[g + i] for i in range(g)], 0)
     return out + [bias] if use_bias else out
 
 
@@ -314,14 +379,12 @@ def opaque_grad_to_keras(rnn_mode: str, dparams, num_units: int, input_size: int
     rows, LSTM's b_R, SimpleRNN's b_W (the other, constant zeros, get no gradient)."""
     w, b = opaque_to_canonical(dparams, rnn_mode, 1, num_units, input_size)
     kernel, recurrent_kernel = canonical_to_keras(rnn_mode, w, b, use_bias=False)
-    _, _, concat, _, stack = _ops_for(*w, *b)
-    kind = _keras_kind(rnn_mode)
-    if kind == "gru":
-        bias = stack([concat([b[1], b[0], b[2]], 0), concat([b[4], b[3], b[5]], 0)])
-    elif kind == "lstm":
-        bias = concat(b[4:8], 0)
-    else:
-        bias = b[0]
+    _, split, concat, _, stack = _ops_for(*w, *b)
+    _, keras_cols = _gate_blocks(rnn_mode, split, concat)
+    g = NUM_GATES[rnn_mode]
+    halves = {"W": b[:g], "R": b[g : 2 * g]}
+    rows = [keras_cols(halves[half], 0) for half in _KERAS_BIAS_HALVES[_keras_kind(rnn_mode)]]
+    bias = stack(rows) if len(rows) > 1 else rows[0]
     return kernel, recurrent_kernel, bias
 
 

@@ -63,7 +63,9 @@ warnings.filterwarnings("ignore")
 
 VALID, INVALID, EITHER = "valid", "invalid", "either"
 ERRORS = (tf.errors.InvalidArgumentError, ValueError, TypeError)
-GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
+GATES = tf_rnn_ops.params.NUM_GATES
+INPUT_MODES = tf_rnn_ops.params.INPUT_MODES
+DIRECTIONS = tf_rnn_ops.params.DIRECTIONS
 FLOATS = ("float32", "float64", "float16", "bfloat16")
 HUGE = (2**31 - 1, 2**31, 2**32 + 3, 2**40, 2**62, 2**63 - 1)
 NONFINITE = (float("nan"), float("inf"), float("-inf"))
@@ -233,7 +235,7 @@ def _model_error(mode, L, H, I, dirs, input_mode, P, dropout=0.0):  # noqa: E741
     """None when the model attributes/sizes are acceptable, else the name of what is wrong."""
     if mode not in GATES:
         return "rnn_mode"
-    if input_mode not in ("linear_input", "skip_input", "auto_select"):
+    if input_mode not in INPUT_MODES:
         return "input_mode"
     if dirs is None:
         return "direction"
@@ -266,7 +268,7 @@ def _dirs(direction):
 @st.composite
 def rnn_config(draw, small=False):
     mode = draw(st.sampled_from(sorted(GATES)))
-    direction = draw(st.sampled_from(["unidirectional", "bidirectional"]))
+    direction = draw(st.sampled_from(DIRECTIONS))
     L = draw(st.integers(1, 2 if small else 3))
     H = draw(st.integers(1, 4))
     input_mode = draw(
@@ -327,9 +329,7 @@ def _rnn_check(shapes, dts, attrs, lengths, ints_ok=True):
     mode, tm = attrs["rnn_mode"], attrs.get("time_major", True)
     dirs = _dirs(attrs["direction"])
     P = attrs.get("num_proj", 0)
-    if mode not in GATES or attrs["input_mode"] not in (
-        "linear_input", "skip_input", "auto_select"
-    ) or dirs is None:  # fmt: skip
+    if mode not in GATES or attrs["input_mode"] not in INPUT_MODES or dirs is None:
         return INVALID, None
     dropout = attrs.get("dropout", 0.0)
     if not (0 <= dropout <= 1) or P < 0 or (P > 0 and mode != "lstm"):
@@ -624,8 +624,8 @@ def params_size_cases(draw, flavor="ours"):
     (L, H, I), shapes = draw(model_scalars())  # noqa: E741
     attrs = dict(
         rnn_mode=draw(st.sampled_from(sorted(GATES))),
-        input_mode=draw(st.sampled_from(["linear_input", "skip_input", "auto_select"])),
-        direction=draw(st.sampled_from(["unidirectional", "bidirectional"])),
+        input_mode=draw(st.sampled_from(INPUT_MODES)),
+        direction=draw(st.sampled_from(DIRECTIONS)),
         dropout=draw(st.sampled_from([0.0, 0.0, 0.5])),
         seed=0, seed2=0, num_proj=0,
     )  # fmt: skip
@@ -688,10 +688,10 @@ def _canonical_shapes(mode, L, H, I, dirs, input_mode, P):  # noqa: E741
 @st.composite
 def canonical_cases(draw, to_params=False, flavor="ours"):
     mode = draw(st.sampled_from(sorted(GATES)))
-    direction = draw(st.sampled_from(["unidirectional", "bidirectional"]))
+    direction = draw(st.sampled_from(DIRECTIONS))
     dirs = _dirs(direction)
     L, H = draw(st.integers(1, 2)), draw(st.integers(1, 3))
-    input_mode = draw(st.sampled_from(["linear_input", "skip_input", "auto_select"]))
+    input_mode = draw(st.sampled_from(INPUT_MODES))
     I = H if input_mode == "skip_input" or draw(st.booleans()) else draw(st.integers(1, 3))  # noqa: E741
     P = draw(st.integers(1, H)) if mode == "lstm" and draw(st.integers(0, 2)) == 0 else 0
     dt = draw(dtypes())

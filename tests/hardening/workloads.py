@@ -20,7 +20,7 @@ import tensorflow as tf
 
 import tf_rnn_ops
 
-GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
+GATES = tf_rnn_ops.params.NUM_GATES
 
 
 def _rand(rng, shape, dtype=tf.float32, scale=0.5):

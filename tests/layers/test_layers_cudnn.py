@@ -189,7 +189,7 @@ def test_three_layers_equal_keras_stack(rng, mode):
 
 def test_params_size_python_equals_op_and_layer():
     for mode in P.RNN_MODES:
-        for direction in ("unidirectional", "bidirectional"):
+        for direction in P.DIRECTIONS:
             for input_mode, in_size in (("linear_input", 3), ("skip_input", 5), ("auto_select", 5)):
                 for proj in (0, 2) if mode == "lstm" else (0,):
                     args = (mode, 2, 5, in_size, direction, input_mode, proj)
@@ -416,3 +416,22 @@ def test_config_round_trip():
         L.CudnnGRU(3, dropout=1.5)
     with pytest.raises(ValueError, match="skip_input"):
         L.CudnnGRU(3, input_mode="skip_input").build((None, None, 4))
+
+
+@pytest.mark.parametrize("cls", list(CLASSES.values()), ids=lambda c: c.__name__)
+def test_model_rules_name_the_layer(cls):
+    """The layers check their model with `params.check_model` (the op's rules): input_size >= 1 at
+    build (the op refuses an input of width 0), the other rules at construction."""
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: input_size must be >= 1, got 0"):
+        cls(3).build((None, None, 0))
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: input_size must be >= 1"):
+        cls(3)(tf.zeros([2, 4, 0]))
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: num_units must be >= 1"):
+        cls(0)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: num_layers must be >= 1"):
+        cls(3, num_layers=0)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: input_mode must be one of"):
+        cls(3, input_mode="linear")
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: dropout must be in \[0, 1\]"):
+        cls(3, dropout=float("nan"))
+    cls(3).build((None, None, 1))  # the smallest input the op takes

@@ -30,9 +30,7 @@ def _max_error(p, which, dropout=0.0, seed=0, seed2=0):
     return float(np.max(np.abs(theo[0] - num[0]))) if theo[0].size else 0.0
 
 
-CASES = [
-    (mode, direction) for mode in ref.MODES for direction in ("unidirectional", "bidirectional")
-]
+CASES = [(mode, direction) for mode in ref.MODES for direction in ref.DIRECTIONS]
 
 
 @pytest.mark.parametrize("mode,direction", CASES)

@@ -4,6 +4,7 @@ layout", and the published reference value."""
 from __future__ import annotations
 
 import inspect
+import pydoc
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ def _configs():
     for mode in ref.MODES:
         for direction in ref.DIRECTIONS:
             for num_layers, num_units, input_size in ((1, 3, 2), (3, 5, 5), (2, 1, 257)):
-                for input_mode in ("linear_input", "skip_input", "auto_select"):
+                for input_mode in ref.INPUT_MODES:
                     if input_mode == "skip_input" and input_size != num_units:
                         continue
                     for num_proj in (0, 2) if mode == "lstm" and num_units > 2 else (0,):
@@ -184,3 +185,111 @@ def test_signature_matches_raw_op(ours, theirs):
     mine = set(inspect.signature(getattr(tf_rnn_ops, ours)).parameters)
     raw = set(inspect.signature(getattr(tf.raw_ops, theirs)).parameters)
     assert mine == raw, f"missing {raw - mine}, extra {mine - raw}"
+    # The same order and defaults (positional calls work as for the raw op), and help() shows them.
+    fn = getattr(tf_rnn_ops, ours)
+    mine = inspect.signature(fn).parameters
+    raw = inspect.signature(getattr(tf.raw_ops, theirs)).parameters
+    assert list(mine) == list(raw)
+    for name, p in raw.items():
+        if p.default is not inspect.Parameter.empty:
+            assert mine[name].default == p.default, name
+    text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+    assert f"{ours}({', '.join(list(mine)[:3])}" in text and theirs in text
+    assert "rnn_mode='lstm'" in text and "name=None" in text
+    required = {n: None for n, p in mine.items() if p.default is inspect.Parameter.empty}
+    with pytest.raises(TypeError, match=rf"{ours}\(\): got an unexpected keyword argument 'bogus'"):
+        fn(**required, bogus=1)
+
+
+def test_wrappers_take_positional_and_keyword_arguments():
+    size = tf_rnn_ops.cudnn_rnn_params_size(1, 3, 2, tf.float32, tf.int32, "gru")
+    assert int(size[0]) == ref.params_size("gru", 1, 3, 2)
+    with pytest.raises(TypeError, match=r"cudnn_rnn_params_size\(\): multiple values"):
+        tf_rnn_ops.cudnn_rnn_params_size(1, 3, 2, tf.float32, tf.int32, num_layers=1)
+    with pytest.raises(TypeError, match=r"cudnn_rnn_params_size\(\): missing .*'T'"):
+        tf_rnn_ops.cudnn_rnn_params_size(1, 3, 2)
+
+
+_VALID_MODEL = dict(
+    rnn_mode="gru",
+    num_layers=1,
+    num_units=3,
+    input_size=2,
+    direction="unidirectional",
+    input_mode="linear_input",
+    num_proj=0,
+)
+
+
+@pytest.mark.parametrize(
+    "change,what",
+    [
+        (dict(input_size=0), "input_size must be >= 1"),
+        (dict(input_size=-1), "input_size must be >= 1"),
+        (dict(num_units=0), "num_units must be >= 1"),
+        (dict(num_layers=0), "num_layers must be >= 1"),
+        (dict(rnn_mode="lstm", num_proj=4), r"num_proj \(4\) must not exceed num_units \(3\)"),
+        (dict(num_proj=1), "num_proj"),
+        (dict(input_mode="skip_input"), r"skip_input needs input_size \(2\) == num_units \(3\)"),
+        (dict(rnn_mode="LSTM"), "rnn_mode"),
+        (dict(direction="both"), "direction"),
+        (dict(input_mode="linear"), "input_mode"),
+    ],
+)
+def test_model_rules_are_the_ops(change, what):
+    """`params.check_model` (the rules checked in Python, by `params` and the layers) refuses what
+    the op refuses, naming the same thing; the model next to it is accepted by both."""
+    model = {**_VALID_MODEL, **change}
+    with pytest.raises(ValueError, match=what):
+        tf_rnn_ops.params.check_model(**model)
+    with pytest.raises(ValueError, match=what):
+        tf_rnn_ops.params.params_size(**model)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=what.split(" ")[0]):
+        tf_rnn_ops.cudnn_rnn_params_size(T=tf.float32, S=tf.int32, **model)
+    tf_rnn_ops.params.check_model(**_VALID_MODEL)
+    size = tf_rnn_ops.cudnn_rnn_params_size(T=tf.float32, S=tf.int32, **_VALID_MODEL)
+    assert int(size[0]) == tf_rnn_ops.params.params_size(**_VALID_MODEL)
+
+
+@pytest.mark.parametrize("dropout", [-0.1, 1.5, float("nan")])
+def test_dropout_rule(dropout):
+    with pytest.raises(ValueError, match="dropout must be in"):
+        tf_rnn_ops.params.check_model(**_VALID_MODEL, dropout=dropout)
+    for ok in (0.0, 1.0):
+        tf_rnn_ops.params.check_model(**_VALID_MODEL, dropout=ok)
+
+
+def test_gate_tables_match_the_op_and_keras():
+    """The one mode table (tf_rnn_ops/_modes.py) against the op's params sizes and Keras' kernel
+    widths: G·H·(I + H) weights and 2·G·H biases per pseudo-layer, Keras' kernel [I, G·H]."""
+    import keras
+
+    from tf_rnn_ops import _modes
+
+    keras_cells = {
+        "gru": keras.layers.GRUCell,
+        "lstm": keras.layers.LSTMCell,
+        "rnn_tanh": keras.layers.SimpleRNNCell,
+        "rnn_relu": keras.layers.SimpleRNNCell,
+    }
+    assert set(_modes.RNN_MODES) == set(_modes.NUM_GATES) == set(keras_cells)
+    hidden, inputs = 5, 3
+    for mode in _modes.RNN_MODES:
+        g = _modes.NUM_GATES[mode]
+        size = tf_rnn_ops.cudnn_rnn_params_size(
+            num_layers=1, num_units=hidden, input_size=inputs, T=tf.float32, S=tf.int32,
+            rnn_mode=mode,
+        )  # fmt: skip
+        assert int(size[0]) == g * hidden * (inputs + hidden) + 2 * g * hidden, mode
+        cell = keras_cells[mode](hidden)
+        cell.build((None, inputs))
+        assert tuple(cell.kernel.shape) == (inputs, g * hidden), mode
+        perm = _modes.keras_gate_permutation(mode)
+        assert sorted(perm) == list(range(g)), mode
+        assert [_modes.KERAS_GATE_ORDER[mode][k] for k in perm] == list(_modes.GATE_ORDER[mode])
+    for mode in set(_modes.RNN_MODES) - set(_modes.PROJECTION_MODES):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="num_proj"):
+            tf_rnn_ops.cudnn_rnn_params_size(
+                num_layers=1, num_units=hidden, input_size=inputs, T=tf.float32, S=tf.int32,
+                rnn_mode=mode, num_proj=2,
+            )  # fmt: skip

@@ -152,6 +152,32 @@ def test_loss_on_h_only_needs_no_extra_product():
     assert [op.type for op in graph.get_operations()].count("TfRnn>GRUBlockCellGrad") == 1
 
 
+@pytest.mark.parametrize("batch,cell", [(3, 5), (101, 100)])
+def test_eager_loss_on_h_reads_no_zeros(fresh_rng, monkeypatch, batch, cell):
+    """Eagerly, the zeros the tape feeds for r, u and c are known as zeros without reading them
+    (the tape's cached zeros, up to 10,000 elements; larger ones by their values on the CPU), and
+    the gradient equals plain TensorFlow's either way."""
+    module = sys.modules["tf_rnn_ops.gru_block_cell"]
+    original, found = module._is_tape_zeros, []
+
+    def spy(grad, shape):
+        found.append(original(grad, shape))
+        return found[-1]
+
+    monkeypatch.setattr(module, "_is_tape_zeros", spy)
+    inputs = make_inputs(fresh_rng, batch, 4, cell)
+    loss = make_loss(fresh_rng, ("h",), batch, cell)
+    grads = {}
+    for name, fn in (("ours", gru_block_cell), ("plain", plain_tf_cell)):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            value = loss(fn(*inputs))
+        grads[name] = tape.gradient(value, inputs)
+    assert found == ([True] * 3 if batch * cell <= 10_000 else [])  # (larger: never cached)
+    for name, g, e in zip(INPUTS, grads["ours"], grads["plain"], strict=True):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
 @pytest.mark.parametrize("batch,input_size,cell", [(0, 3, 4), (2, 0, 3), (0, 0, 2)])
 @pytest.mark.parametrize("loss_on", ["h", "all"])
 def test_gradient_of_empty_sizes(fresh_rng, batch, input_size, cell, loss_on):

@@ -18,8 +18,8 @@ from rnn_reference import random_lengths, rnn_forward
 
 import tf_rnn_ops
 
-MODES = ("gru", "lstm", "rnn_tanh", "rnn_relu")
-GATES = {"gru": 3, "lstm": 4, "rnn_tanh": 1, "rnn_relu": 1}
+MODES = tf_rnn_ops.params.RNN_MODES
+GATES = tf_rnn_ops.params.NUM_GATES
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
 

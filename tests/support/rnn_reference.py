@@ -2,7 +2,9 @@
 "Params layout"), written from that description only.
 
 Nothing here imports `tf_rnn_ops`: the tests compare our kernels against this module, and this
-module is itself checked against Keras (tests/ops/test_cudnn_rnn_reference.py).
+module is itself checked against Keras (tests/ops/test_cudnn_rnn_reference.py). Only the tables of
+modes, gate counts and attribute spellings are the package's, read from tf_rnn_ops/_modes.py by
+path (a file of constants: no package code, no library).
 
 * `canonical_shapes`, `pseudo_layers`, `params_size`: the canonical weight/bias layout and its size.
 * `canonical_to_opaque`, `opaque_to_canonical`: the opaque params layout (per pseudo-layer,
@@ -22,13 +24,28 @@ layer and direction. Gate orders: lstm i, f, c, o; gru r, z, h; rnn one gate.
 from __future__ import annotations
 
 import math
+import runpy
+from pathlib import Path
 
 import numpy as np
 
-MODES = ("rnn_relu", "rnn_tanh", "lstm", "gru")
-NUM_GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
-DIRECTIONS = ("unidirectional", "bidirectional")
-INPUT_MODES = ("linear_input", "skip_input", "auto_select")
+
+def _package_facts() -> dict:
+    """The globals of tf_rnn_ops/_modes.py (the mode and attribute tables), run by path from the
+    nearest folder above that holds it: importing the package would load TensorFlow and the
+    compiled library."""
+    for folder in Path(__file__).resolve().parents:
+        path = folder / "tf_rnn_ops" / "_modes.py"
+        if path.is_file():
+            return runpy.run_path(str(path))
+    raise FileNotFoundError(f"no tf_rnn_ops/_modes.py in a folder above {__file__}")
+
+
+_FACTS = _package_facts()
+MODES: tuple[str, ...] = _FACTS["RNN_MODES"]
+NUM_GATES: dict[str, int] = _FACTS["NUM_GATES"]
+DIRECTIONS: tuple[str, ...] = _FACTS["DIRECTIONS"]
+INPUT_MODES: tuple[str, ...] = _FACTS["INPUT_MODES"]
 
 
 def num_dirs(direction: str) -> int:

@@ -1,4 +1,4 @@
-"""Keras 3 layers on the tf_rnn_ops kernels (SPEC.md §5)."""
+"""Keras 3 layers on the tf_rnn_ops kernels (docs/MATH.md, "Keras layers")."""
 
 from tf_rnn_ops.layers._formulation import standard_ops  # noqa: F401
 from tf_rnn_ops.layers.cudnn import CudnnGRU, CudnnLSTM, CudnnRNNRelu, CudnnRNNTanh  # noqa: F401

@@ -1,8 +1,9 @@
 """cuDNN-style multi-layer RNN layers on the fused op: `CudnnGRU`, `CudnnLSTM`, `CudnnRNNTanh`,
-`CudnnRNNRelu` (SPEC.md §5).
+`CudnnRNNRelu` (docs/MATH.md, "Keras layers").
 
 One layer object is a whole stack: `num_layers` layers, 'unidirectional' or 'bidirectional', with
-one opaque params variable (`opaque_params`, layout of SPEC §4) holding every weight and bias.
+one opaque params variable (`opaque_params`, in the layout of docs/MATH.md, "Params layout")
+holding every weight and bias.
 
 Layout. Batch-major by default (`time_major=False`): inputs [B, T, I], outputs [B, T, dir·H_out].
 With `time_major=True`: inputs [T, B, I], outputs [T, B, dir·H_out]. States (initial and returned)
@@ -48,7 +49,12 @@ from tf_rnn_ops.cudnn_rnn import (
     cudnn_rnn_canonical_to_params,
     cudnn_rnn_params_to_canonical,
 )
-from tf_rnn_ops.layers.rnn import _compute_dtype, _read
+from tf_rnn_ops.layers._shared import (
+    compute_dtype,
+    pack_valid_steps,
+    read_variable,
+    scatter_outputs,
+)
 
 __all__ = ["CudnnGRU", "CudnnLSTM", "CudnnRNNTanh", "CudnnRNNRelu"]
 
@@ -80,20 +86,15 @@ class _CudnnRNN(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         num_proj = int(num_proj or 0)
-        if int(num_units) < 1 or int(num_layers) < 1:
-            raise ValueError(
-                f"{type(self).__name__}: num_units and num_layers must be >= 1, got "
-                f"num_units={num_units}, num_layers={num_layers}"
-            )
-        _params.num_dirs(direction)  # validates
-        if input_mode not in _params.INPUT_MODES:
-            raise ValueError(
-                f"{type(self).__name__}: input_mode must be one of {_params.INPUT_MODES}, got "
-                f"{input_mode!r}"
-            )
-        if not 0.0 <= float(dropout) <= 1.0:
-            raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1], got {dropout}")
-        _params.output_size(self._rnn_mode, int(num_units), num_proj)  # validates num_proj
+        self._check_model(
+            num_layers=int(num_layers),
+            num_units=int(num_units),
+            input_size=None,  # known at build
+            direction=direction,
+            input_mode=input_mode,
+            num_proj=num_proj,
+            dropout=float(dropout),
+        )
         self.num_units = int(num_units)
         self.num_layers = int(num_layers)
         self.direction = direction
@@ -122,10 +123,20 @@ class _CudnnRNN(keras.layers.Layer):
     # ------------------------------------------------------------------ layout
     @property
     def _lstm(self) -> bool:
-        return self._rnn_mode == "lstm"
+        return self._rnn_mode in _params.CELL_STATE_MODES
 
-    def _layout_args(self):
-        return dict(
+    def _check_model(self, **model) -> None:
+        """`params.check_model` for this layer's mode; its ValueError names the layer."""
+        try:
+            _params.check_model(**{"rnn_mode": self._rnn_mode, **model})
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
+
+    def _layout_args(self, **overrides):
+        """The model's layout: the keyword arguments of the `params` functions and of the params
+        ops (`rnn_mode`, `num_layers`, `num_units`, `input_size`, `direction`, `input_mode`,
+        `num_proj`), with `overrides` applied."""
+        args = dict(
             rnn_mode=self._rnn_mode,
             num_layers=self.num_layers,
             num_units=self.num_units,
@@ -134,6 +145,8 @@ class _CudnnRNN(keras.layers.Layer):
             input_mode=self.input_mode,
             num_proj=self.num_proj,
         )
+        args.update(overrides)
+        return args
 
     def params_size(self) -> int:
         """Number of elements of the opaque params (after build)."""
@@ -150,8 +163,9 @@ class _CudnnRNN(keras.layers.Layer):
                 f"{type(self).__name__} needs a known input size (last dimension); got input "
                 f"shape {input_shape}"
             )
+        self._check_model(**self._layout_args(input_size=int(input_size)))
         self.input_size = int(input_size)
-        size = _params.params_size(**self._layout_args())  # also checks skip_input's sizes
+        size = _params.params_size(**self._layout_args())
         self.opaque_params = self.add_weight(
             name="opaque_params",
             shape=(size,),
@@ -173,31 +187,20 @@ class _CudnnRNN(keras.layers.Layer):
         return tf.cast(packed, dtype or "float32")
 
     # ------------------------------------------------------------------ canonical weights
-    def _conversion_attrs(self):
-        return dict(
-            num_layers=self.num_layers,
-            num_units=self.num_units,
-            input_size=self.input_size,
-            rnn_mode=self._rnn_mode,
-            input_mode=self.input_mode,
-            direction=self.direction,
-            num_proj=self.num_proj,
-        )
-
     def _check_built(self, what):
         if not self.built:
             raise ValueError(f"{type(self).__name__}.{what}: build the layer first (call it once)")
 
     def get_canonical_weights(self):
-        """The params as canonical (weights, biases) numpy lists (SPEC §4 order; each weight
-        [out, in]), through the op `cudnn_rnn_params_to_canonical`."""
+        """The params as canonical (weights, biases) numpy lists (in the order of docs/MATH.md,
+        "Params layout"; each weight [out, in]), through the op `cudnn_rnn_params_to_canonical`."""
         self._check_built("get_canonical_weights")
         w_shapes, b_shapes = self.canonical_weight_shapes()
         weights, biases = cudnn_rnn_params_to_canonical(
-            params=_read(self.opaque_params),
+            params=read_variable(self.opaque_params),
             num_params_weights=len(w_shapes),
             num_params_biases=len(b_shapes),
-            **self._conversion_attrs(),
+            **self._layout_args(),
         )
         return [w.numpy() for w in weights], [b.numpy() for b in biases]
 
@@ -223,7 +226,7 @@ class _CudnnRNN(keras.layers.Layer):
         packed = cudnn_rnn_canonical_to_params(
             weights=[tf.convert_to_tensor(a, dtype) for a in weights],
             biases=[tf.convert_to_tensor(a, dtype) for a in biases],
-            **self._conversion_attrs(),
+            **self._layout_args(),
         )
         self.opaque_params.assign(packed)
 
@@ -259,7 +262,7 @@ class _CudnnRNN(keras.layers.Layer):
 
     def call(self, inputs, initial_state=None, mask=None, training=None, sequence_lengths=None):
         out_dtype = inputs.dtype
-        dtype = _compute_dtype(tf.as_dtype(inputs.dtype))
+        dtype = compute_dtype(tf.as_dtype(inputs.dtype))
         x = tf.cast(inputs, dtype)
         batch = tf.shape(x)[1 if self.time_major else 0]
         if initial_state is None:
@@ -276,7 +279,7 @@ class _CudnnRNN(keras.layers.Layer):
             states = [tf.cast(s, dtype) for s in states]
         h0 = states[0]
         c0 = states[1] if self._lstm else tf.zeros([0], dtype)
-        params = tf.cast(_read(self.opaque_params), dtype)
+        params = tf.cast(read_variable(self.opaque_params), dtype)
         training = bool(training)
 
         if tf.nest.is_nested(mask):
@@ -295,16 +298,10 @@ class _CudnnRNN(keras.layers.Layer):
                 mask = tf.transpose(mask)
                 h0 = tf.transpose(h0, [1, 0, 2])
                 c0 = tf.transpose(c0, [1, 0, 2]) if self._lstm else c0
-            mask_i = tf.cast(mask, tf.int32)
-            lengths = tf.reduce_sum(mask_i, axis=1)
-            steps = tf.shape(x)[1]
-            t = tf.range(steps)[tf.newaxis, :]
-            order = tf.argsort(tf.where(mask, t, t + steps), axis=1, stable=True)
-            packed = tf.gather(x, order, axis=1, batch_dims=1)
+            packed, packing = pack_valid_steps(x, mask)
+            lengths = packing.lengths
             y, h, c = self._run_op(packed, h0, c0, params, lengths, False, training)
-            seen = tf.cumsum(mask_i, axis=1)
-            y = tf.gather(y, tf.maximum(seen - 1, 0), axis=1, batch_dims=1)
-            y = tf.where(mask[:, :, tf.newaxis], y, tf.zeros_like(y))
+            y = scatter_outputs(y, packing, zero_masked=True)
             if self.time_major:
                 y = tf.transpose(y, [1, 0, 2])
                 h = tf.transpose(h, [1, 0, 2])

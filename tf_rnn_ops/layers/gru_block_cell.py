@@ -1,4 +1,6 @@
-"""`GRUBlockCell`: a Keras 3 RNN cell on the `tf_rnn_ops.gru_block_cell` op (SPEC.md §3, §5).
+"""`GRUBlockCell`: a Keras 3 RNN cell on the `tf_rnn_ops.gru_block_cell` op.
+
+The cell's math: docs/MATH.md, "GRU block cell"; the layers: docs/MATH.md, "Keras layers".
 
 Use it inside `keras.layers.RNN`::
 

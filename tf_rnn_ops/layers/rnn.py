@@ -1,4 +1,6 @@
-"""Drop-in replacements for `keras.layers.GRU`, `LSTM` and `SimpleRNN` on the fused op (SPEC.md §5).
+"""Drop-in replacements for `keras.layers.GRU`, `LSTM` and `SimpleRNN` on the fused op.
+
+Their contract: docs/MATH.md, "Keras layers".
 
 Each class subclasses its Keras namesake, so the constructor arguments, defaults, weights (names,
 shapes, initializers, regularizers, constraints), config, stateful states, initial states, masks and
@@ -38,13 +40,15 @@ import tensorflow as tf
 from keras import activations
 from keras import ops as kops
 
+from tf_rnn_ops import _modes
 from tf_rnn_ops.cudnn_rnn import keras_rnn
 from tf_rnn_ops.layers import _formulation
-
-try:  # reading float32 weights under a mixed-precision autocast scope
-    from keras.src.backend.common.variables import AutocastScope as _AutocastScope
-except ImportError:  # pragma: no cover - Keras internals moved; fall back to the autocast value
-    _AutocastScope = None
+from tf_rnn_ops.layers._shared import (
+    compute_dtype,
+    pack_valid_steps,
+    read_variable,
+    scatter_outputs,
+)
 
 __all__ = ["GRU", "LSTM", "SimpleRNN"]
 
@@ -55,20 +59,6 @@ _RELU = (activations.relu, tf.nn.relu, kops.relu)
 
 def _is(fn, candidates) -> bool:
     return any(fn is c for c in candidates)
-
-
-def _read(variable):
-    """A Keras variable's value in its own dtype (not autocast), as a tape-visible tensor."""
-    if variable is None:
-        return None
-    if _AutocastScope is not None:
-        with _AutocastScope(None):
-            return tf.convert_to_tensor(variable.value)
-    return tf.convert_to_tensor(variable.value)
-
-
-def _compute_dtype(dtype: tf.DType) -> tf.DType:
-    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
 def run_fused(
@@ -88,7 +78,7 @@ def run_fused(
     call); all in the compute dtype; mask: [B, T] bool or None (any pattern).
     Returns (last_output [B, H], outputs [B, T, H] or [B, 1, H], new_states list).
     """
-    lstm = rnn_mode == "lstm"
+    lstm = rnn_mode in _modes.CELL_STATE_MODES
     kernel, recurrent_kernel, bias = weights
     h0 = states[0]
     c0 = states[1] if lstm else None
@@ -103,26 +93,14 @@ def run_fused(
         outputs = y
         last = y[:, -1]
     else:
-        mask = tf.cast(mask, tf.bool)
-        mask_i = tf.cast(mask, tf.int32)
-        lengths = tf.reduce_sum(mask_i, axis=1)
-        steps = tf.shape(x)[1]
-        t = tf.range(steps)[tf.newaxis, :]
-        # valid steps first, in order (a right-padded mask gives the identity)
-        order = tf.argsort(tf.where(mask, t, t + steps), axis=1, stable=True)
-        packed = tf.gather(x, order, axis=1, batch_dims=1)
+        packed, packing = pack_valid_steps(x, mask)
         y, h, c, _ = keras_rnn(
-            packed, h0, c0, kernel, recurrent_kernel, bias, sequence_lengths=lengths,
+            packed, h0, c0, kernel, recurrent_kernel, bias, sequence_lengths=packing.lengths,
             rnn_mode=rnn_mode, is_training=True,
         )  # fmt: skip
         # step t shows the output of the last valid step <= t (Keras carries the previous output
         # through masked steps; zeros before the first valid step or with zero_output_for_mask)
-        seen = tf.cumsum(mask_i, axis=1)
-        outputs = tf.gather(y, tf.maximum(seen - 1, 0), axis=1, batch_dims=1)
-        keep = seen > 0
-        if zero_output_for_mask:
-            keep = tf.logical_and(keep, mask)
-        outputs = tf.where(keep[:, :, tf.newaxis], outputs, tf.zeros_like(outputs))
+        outputs = scatter_outputs(y, packing, zero_masked=zero_output_for_mask)
         last = outputs[:, -1]
     new_states = [h] + ([c] if lstm else [])
     if not return_sequences:
@@ -204,16 +182,16 @@ class _FusedRNNMixin:
             )
         states = list(initial_state) if tf.nest.is_nested(initial_state) else [initial_state]
         cell = self.cell
-        dtype = _compute_dtype(tf.as_dtype(sequences.dtype))
+        dtype = compute_dtype(tf.as_dtype(sequences.dtype))
         x = tf.cast(sequences, dtype)
         if self._input_dropout_active(training):
             dp_mask = cell.get_dropout_mask(sequences[:, 0, :])  # Keras' cached mask
             x = x * tf.cast(dp_mask, dtype)[:, tf.newaxis, :]
         states = [tf.cast(s, dtype) for s in states]
-        bias = _read(cell.bias) if cell.use_bias else None
+        bias = read_variable(cell.bias) if cell.use_bias else None
         weights = (
-            tf.cast(_read(cell.kernel), dtype),
-            tf.cast(_read(cell.recurrent_kernel), dtype),
+            tf.cast(read_variable(cell.kernel), dtype),
+            tf.cast(read_variable(cell.recurrent_kernel), dtype),
             None if bias is None else tf.cast(bias, dtype),
         )
         return run_fused(

@@ -33,7 +33,14 @@ OPS = (
     "CudnnRNNCanonicalToParams",
     "CudnnRNNCanonicalToParamsV2",
 )
-GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
+
+
+def num_gates(mode: str) -> int:
+    """The gate count of `mode`, from tf_rnn_ops' table (imported here, not at the top: `loader`
+    reads the kernel registry before the package is first imported)."""
+    from tf_rnn_ops.params import NUM_GATES
+
+    return NUM_GATES[mode]
 
 
 def cpu_kernels():
@@ -100,7 +107,7 @@ def keras_to_canonical(mode, kernel, recurrent_kernel, bias, for_grad=False):
     for_grad: map gradients instead (a bias that Keras has once and cuDNN twice, b_W and b_R, gets
     the same gradient in both)."""
     H = recurrent_kernel.shape[0]
-    g = GATES[mode]
+    g = num_gates(mode)
     order = [1, 0, 2] if mode == "gru" else list(range(g))  # Keras z, r, h -> cuDNN r, z, h
 
     def blocks(m):
@@ -264,7 +271,7 @@ def rnn_case(name, spec, rng, out_dir):
 # ---------------------------------------------------------------------------------- params ops
 def canonical_shapes(mode, L, dirs, H, n_in, proj, skip):
     """Per pseudo-layer (layer-major, forward first): (its weight shapes, its bias shapes)."""
-    g, ho = GATES[mode], proj or H
+    g, ho = num_gates(mode), proj or H
     per_pseudo_layer = []
     for li in range(L):
         in_size = n_in if li == 0 else dirs * ho
