@@ -3,10 +3,10 @@
 // the params sizes (cc/kernels/rnn_params.h) and the CUDA kernels all read these definitions; the
 // only place that maps an RnnMode to its cell type is DispatchCell below.
 //
-// Framework-free (plain C++17; every function is TF_RNN_HOST_DEVICE): usable from g++ and nvcc.
+// Framework-free (plain C++17; every function is TF_RNN_OPS_HOST_DEVICE): usable from g++ and nvcc.
 //
-// What every cell sees, for one batch row at one step, gate after gate, each gate H = num_units wide,
-// in cuDNN's gate order (rnn_relu / rnn_tanh: [h]; lstm: [i, f, c, o]; gru: [r, z, h]):
+// What every cell sees, for one batch row at one step, gate after gate, each gate H = num_units
+// wide, in cuDNN's gate order (rnn_relu / rnn_tanh: [h]; lstm: [i, f, c, o]; gru: [r, z, h]):
 //   X(g) = (W x_t + b_W)_g      the input side (hoisted: all steps of a chunk in one product)
 //   R(g) = (R h_{t-1} + b_R)_g  the recurrent side (one product a step)
 // ----------------------------------------------------------------------------- a cell type states
@@ -23,7 +23,8 @@
 //   kDistinctRecurrentGrad whether the grads of R(g) differ from those of X(g) (gru: the reset gate
 //                          scales the candidate's recurrent part); else one buffer serves both;
 //   kDirectHPrevGrad       whether dh_{t-1} has a part not passing through R (gru: z dh);
-//   Forward(io), Backward(io)  the element-wise step for one unit j (or a vector of units) of a row.
+//   Forward(io), Backward(io)  the element-wise step for one unit j (or a vector of units) of a
+//                          row.
 // ------------------------------------------------------------------------------------- the io
 // Forward and Backward are templates over an io object that the caller provides; `typename
 // Io::Value` is the value type V (T for one unit: UnitForwardIo / UnitBackwardIo in unit_io.h, used
@@ -40,10 +41,10 @@
 // --------------------------------------------------------- how the next cells plug in (issue 20)
 //   * GRU reset_after=False, (r ⊙ h_{t-1}) U_h: a second recurrent product inside the step, after r
 //     is known. The cell would state kRecurrentProducts = 2 with the gate range of each product
-//     ([r, z] on h_{t-1}; [h] on r ⊙ h_{t-1}) and a ForwardPhase<p>(io) per product, phase 0 writing
-//     r ⊙ h_{t-1} through io.SetRecurrentInput(V); the driver's step runs, for p in
-//     [0, kRecurrentProducts), the product of phase p's input with R's gate block and then phase p's
-//     element-wise pass (today every cell is one phase: kRecurrentProducts = 1, the whole [G·H]
+//     ([r, z] on h_{t-1}; [h] on r ⊙ h_{t-1}) and a ForwardPhase<p>(io) per product, phase 0
+//     writing r ⊙ h_{t-1} through io.SetRecurrentInput(V); the driver's step runs, for p in
+//     [0, kRecurrentProducts), the product of phase p's input with R's gate block and then phase
+//     p's element-wise pass (today every cell is one phase: kRecurrentProducts = 1, the whole [G·H]
 //     product on h_{t-1}); backward mirrors it (BackwardPhase<p> from the last phase down) and the
 //     product input r ⊙ h_{t-1} becomes a saved buffer ("rh", width H) for dU_h.
 //   * Recurrent dropout (Keras: a mask per gate on h_{t-1} before each gate's recurrent product):
@@ -51,10 +52,10 @@
 //     copies of h_{t-1}, the masks a saved buffer of the step ("rec_mask", width G·H_out, drawn
 //     once per call); the cell's element-wise math does not change.
 //   * Zoneout (h_t = m ⊙ h_{t-1} + (1 - m) ⊙ h_new, the same for c): a driver pass after SetH/SetC,
-//     generic over the state tuple (kHasCellState); the mask is a saved buffer; Backward is unchanged
-//     and the driver splits Dh()/Dc() by the mask.
-//   * Layer-norm cells: normalise a row's whole gate vector (a reduction over G·H) before the gates.
-//     The cell would state kRowPrepass = true and a PrepareRow(row) hook that the driver calls once
+//     generic over the state tuple (kHasCellState); the mask is a saved buffer; Backward is
+//     unchanged and the driver splits Dh()/Dc() by the mask.
+//   * Layer-norm cells: normalise a row's whole gate vector (a reduction over G·H) before the
+//     gates. The cell would state kRowPrepass = true and a PrepareRow(row) hook that the driver calls once
 //     per row before Forward's unit loop (and its grad after Backward's), with γ/β as extra params
 //     (rnn_params.h's Block gets the cell's extra param blocks) and the row statistics a saved
 //     buffer of fixed width (CellBuffer::fixed, e.g. {"ln_stats", 0, 4}).
@@ -72,7 +73,7 @@ struct CellBuffer {
   const char* name;
   int h_units;
   int fixed;
-  TF_RNN_HOST_DEVICE constexpr int64_t Width(int64_t H) const { return h_units * H + fixed; }
+  TF_RNN_OPS_HOST_DEVICE constexpr int64_t Width(int64_t H) const { return h_units * H + fixed; }
 };
 
 // The largest kNumSaved of the cells (fixed-size arrays of buffer pointers in the ios).
@@ -94,7 +95,7 @@ struct SimpleRnnCell {
   static constexpr bool kDirectHPrevGrad = false;
 
   template <typename Io>
-  TF_RNN_HOST_DEVICE static void Forward(Io& io) {
+  TF_RNN_OPS_HOST_DEVICE static void Forward(Io& io) {
     using V = typename Io::Value;
     const V a = io.X(0) + io.R(0);
     V h;
@@ -108,7 +109,7 @@ struct SimpleRnnCell {
   }
 
   template <typename Io>
-  TF_RNN_HOST_DEVICE static void Backward(Io& io) {
+  TF_RNN_OPS_HOST_DEVICE static void Backward(Io& io) {
     using V = typename Io::Value;
     const V h = io.Saved(kAct, 0);
     if constexpr (kRelu) {
@@ -137,7 +138,7 @@ struct LstmCell {
   static constexpr bool kDirectHPrevGrad = false;
 
   template <typename Io>
-  TF_RNN_HOST_DEVICE static void Forward(Io& io) {
+  TF_RNN_OPS_HOST_DEVICE static void Forward(Io& io) {
     using V = typename Io::Value;
     const V i = Sigmoid(io.X(0) + io.R(0));
     io.Save(kAct, 0, i);
@@ -154,7 +155,7 @@ struct LstmCell {
   }
 
   template <typename Io>
-  TF_RNN_HOST_DEVICE static void Backward(Io& io) {
+  TF_RNN_OPS_HOST_DEVICE static void Backward(Io& io) {
     using V = typename Io::Value;
     const V i = io.Saved(kAct, 0), f = io.Saved(kAct, 1), g = io.Saved(kAct, 2);
     const V o = io.Saved(kAct, 3);
@@ -186,7 +187,7 @@ struct GruCell {
   static constexpr bool kDirectHPrevGrad = true;
 
   template <typename Io>
-  TF_RNN_HOST_DEVICE static void Forward(Io& io) {
+  TF_RNN_OPS_HOST_DEVICE static void Forward(Io& io) {
     using V = typename Io::Value;
     const V r = Sigmoid(io.X(0) + io.R(0));
     io.Save(kAct, 0, r);
@@ -200,7 +201,7 @@ struct GruCell {
   }
 
   template <typename Io>
-  TF_RNN_HOST_DEVICE static void Backward(Io& io) {
+  TF_RNN_OPS_HOST_DEVICE static void Backward(Io& io) {
     using V = typename Io::Value;
     const V r = io.Saved(kAct, 0), z = io.Saved(kAct, 1), n = io.Saved(kAct, 2);
     const V dh = io.Dh();
@@ -221,7 +222,7 @@ struct GruCell {
 // Calls fn(Cell()) with the cell type of `mode` and returns its result (every instantiation must
 // return the same type). The one place that maps an RnnMode to a cell.
 template <typename Fn>
-TF_RNN_HOST_DEVICE constexpr decltype(auto) DispatchCell(RnnMode mode, Fn&& fn) {
+TF_RNN_OPS_HOST_DEVICE constexpr decltype(auto) DispatchCell(RnnMode mode, Fn&& fn) {
   switch (mode) {
     case RnnMode::kRnnRelu:
       return fn(RnnReluCell());
@@ -236,20 +237,20 @@ TF_RNN_HOST_DEVICE constexpr decltype(auto) DispatchCell(RnnMode mode, Fn&& fn) 
 }
 
 // The facts of a mode's cell, for code that holds the mode at run time.
-TF_RNN_HOST_DEVICE constexpr int NumGates(RnnMode mode) {
+TF_RNN_OPS_HOST_DEVICE constexpr int NumGates(RnnMode mode) {
   return DispatchCell(mode, [](auto cell) { return decltype(cell)::kGates; });
 }
-TF_RNN_HOST_DEVICE constexpr bool CellHasCellState(RnnMode mode) {
+TF_RNN_OPS_HOST_DEVICE constexpr bool CellHasCellState(RnnMode mode) {
   return DispatchCell(mode, [](auto cell) { return decltype(cell)::kHasCellState; });
 }
-TF_RNN_HOST_DEVICE constexpr bool CellSupportsProjection(RnnMode mode) {
+TF_RNN_OPS_HOST_DEVICE constexpr bool CellSupportsProjection(RnnMode mode) {
   return DispatchCell(mode, [](auto cell) { return decltype(cell)::kSupportsProjection; });
 }
-TF_RNN_HOST_DEVICE constexpr bool CellHasDistinctRecurrentGrad(RnnMode mode) {
+TF_RNN_OPS_HOST_DEVICE constexpr bool CellHasDistinctRecurrentGrad(RnnMode mode) {
   return DispatchCell(mode, [](auto cell) { return decltype(cell)::kDistinctRecurrentGrad; });
 }
 // The rnn_mode attribute's spelling, for messages.
-TF_RNN_HOST_DEVICE constexpr const char* RnnModeName(RnnMode mode) {
+TF_RNN_OPS_HOST_DEVICE constexpr const char* RnnModeName(RnnMode mode) {
   return DispatchCell(mode, [](auto cell) { return decltype(cell)::kName; });
 }
 

@@ -8,7 +8,7 @@
 //   GruCell::Forward(io);
 //   h_out[j] = io.h;
 //
-// Framework-free; every member is TF_RNN_HOST_DEVICE.
+// Framework-free; every member is TF_RNN_OPS_HOST_DEVICE.
 #ifndef TF_RNN_OPS_CC_CELLS_UNIT_IO_H_
 #define TF_RNN_OPS_CC_CELLS_UNIT_IO_H_
 
@@ -22,10 +22,12 @@ namespace tf_rnn_ops {
 template <typename T>
 struct UnitForwardIo {
   using Value = T;
-  TF_RNN_HOST_DEVICE UnitForwardIo(const T* gx_in, const T* gh_in, int64_t stride_in, int64_t j_in)
+  TF_RNN_OPS_HOST_DEVICE UnitForwardIo(const T* gx_in, const T* gh_in, int64_t stride_in,
+                                       int64_t j_in)
       : gx(gx_in), gh(gh_in), stride(stride_in), j(j_in) {}
 
-  // Inputs: the pre-activations X (gx) and R (gh), gate g of unit j at [g · stride + j]; the states.
+  // Inputs: the pre-activations X (gx) and R (gh), gate g of unit j at [g · stride + j]; the
+  // states.
   const T* gx;
   const T* gh;
   int64_t stride;
@@ -38,13 +40,13 @@ struct UnitForwardIo {
   T c = T(0);
   T* saved[kMaxCellSaved] = {};
 
-  TF_RNN_HOST_DEVICE T X(int g) const { return gx[g * stride + j]; }
-  TF_RNN_HOST_DEVICE T R(int g) const { return gh[g * stride + j]; }
-  TF_RNN_HOST_DEVICE T HPrev() const { return h_prev; }
-  TF_RNN_HOST_DEVICE T CPrev() const { return c_prev; }
-  TF_RNN_HOST_DEVICE void SetH(T v) { h = v; }
-  TF_RNN_HOST_DEVICE void SetC(T v) { c = v; }
-  TF_RNN_HOST_DEVICE void Save(int k, int g, T v) {
+  TF_RNN_OPS_HOST_DEVICE T X(int g) const { return gx[g * stride + j]; }
+  TF_RNN_OPS_HOST_DEVICE T R(int g) const { return gh[g * stride + j]; }
+  TF_RNN_OPS_HOST_DEVICE T HPrev() const { return h_prev; }
+  TF_RNN_OPS_HOST_DEVICE T CPrev() const { return c_prev; }
+  TF_RNN_OPS_HOST_DEVICE void SetH(T v) { h = v; }
+  TF_RNN_OPS_HOST_DEVICE void SetC(T v) { c = v; }
+  TF_RNN_OPS_HOST_DEVICE void Save(int k, int g, T v) {
     if (saved[k] != nullptr) saved[k][g * stride + j] = v;
   }
 };
@@ -52,7 +54,8 @@ struct UnitForwardIo {
 template <typename T>
 struct UnitBackwardIo {
   using Value = T;
-  TF_RNN_HOST_DEVICE UnitBackwardIo(int64_t stride_in, int64_t j_in) : stride(stride_in), j(j_in) {}
+  TF_RNN_OPS_HOST_DEVICE UnitBackwardIo(int64_t stride_in, int64_t j_in)
+      : stride(stride_in), j(j_in) {}
 
   int64_t stride;
   int64_t j;
@@ -71,15 +74,15 @@ struct UnitBackwardIo {
   T dc_prev = T(0);
   T dh_direct = T(0);
 
-  TF_RNN_HOST_DEVICE T Saved(int k, int g) const { return saved[k][g * stride + j]; }
-  TF_RNN_HOST_DEVICE T HPrev() const { return h_prev; }
-  TF_RNN_HOST_DEVICE T CPrev() const { return c_prev; }
-  TF_RNN_HOST_DEVICE T Dh() const { return dh; }
-  TF_RNN_HOST_DEVICE T Dc() const { return dc; }
-  TF_RNN_HOST_DEVICE void SetDx(int g, T v) { dx[g * stride + j] = v; }
-  TF_RNN_HOST_DEVICE void SetDr(int g, T v) { dr[g * stride + j] = v; }
-  TF_RNN_HOST_DEVICE void SetDcPrev(T v) { dc_prev = v; }
-  TF_RNN_HOST_DEVICE void SetDhDirect(T v) { dh_direct = v; }
+  TF_RNN_OPS_HOST_DEVICE T Saved(int k, int g) const { return saved[k][g * stride + j]; }
+  TF_RNN_OPS_HOST_DEVICE T HPrev() const { return h_prev; }
+  TF_RNN_OPS_HOST_DEVICE T CPrev() const { return c_prev; }
+  TF_RNN_OPS_HOST_DEVICE T Dh() const { return dh; }
+  TF_RNN_OPS_HOST_DEVICE T Dc() const { return dc; }
+  TF_RNN_OPS_HOST_DEVICE void SetDx(int g, T v) { dx[g * stride + j] = v; }
+  TF_RNN_OPS_HOST_DEVICE void SetDr(int g, T v) { dr[g * stride + j] = v; }
+  TF_RNN_OPS_HOST_DEVICE void SetDcPrev(T v) { dc_prev = v; }
+  TF_RNN_OPS_HOST_DEVICE void SetDhDirect(T v) { dh_direct = v; }
 };
 
 }  // namespace tf_rnn_ops

@@ -16,13 +16,13 @@ namespace tf_rnn_ops {
 template <typename T, bool kRelu>
 struct SimpleRnnCellMath {
   static constexpr int kGates = 1;
-  TF_RNN_HOST_DEVICE static T Forward(const T* gx, const T* gh, int64_t j, T* act_out) {
+  TF_RNN_OPS_HOST_DEVICE static T Forward(const T* gx, const T* gh, int64_t j, T* act_out) {
     UnitForwardIo<T> io(gx, gh, 0, j);
     io.saved[SimpleRnnCell<kRelu>::kAct] = act_out;
     SimpleRnnCell<kRelu>::Forward(io);
     return io.h;
   }
-  TF_RNN_HOST_DEVICE static T Backward(const T* act, int64_t j, T dh) {
+  TF_RNN_OPS_HOST_DEVICE static T Backward(const T* act, int64_t j, T dh) {
     T d_pre[1];
     UnitBackwardIo<T> io(0, 0);
     io.saved[SimpleRnnCell<kRelu>::kAct] = act + j;
@@ -33,12 +33,12 @@ struct SimpleRnnCellMath {
   }
 };
 
-// LSTM, unit j of gates H apart: act_out (may be null) receives i, f, g, o; c_out and m_out c and m.
+// LSTM, unit j of gates H apart: act_out (may be null) receives i, f, g, o; c_out, m_out c and m.
 template <typename T>
 struct LstmCellMath {
   static constexpr int kGates = 4;
-  TF_RNN_HOST_DEVICE static void Forward(const T* gx, const T* gh, int64_t H, int64_t j, T c_prev,
-                                         T* act_out, T* c_out, T* m_out) {
+  TF_RNN_OPS_HOST_DEVICE static void Forward(const T* gx, const T* gh, int64_t H, int64_t j,
+                                             T c_prev, T* act_out, T* c_out, T* m_out) {
     UnitForwardIo<T> io(gx, gh, H, j);
     io.c_prev = c_prev;
     io.saved[LstmCell::kAct] = act_out;
@@ -47,8 +47,8 @@ struct LstmCellMath {
     *m_out = io.h;
   }
   // Writes the four pre-activation grads to d_pre and returns the grad of c_prev.
-  TF_RNN_HOST_DEVICE static T Backward(const T* act, int64_t H, int64_t j, T c, T c_prev, T dm,
-                                       T dc, T* d_pre) {
+  TF_RNN_OPS_HOST_DEVICE static T Backward(const T* act, int64_t H, int64_t j, T c, T c_prev, T dm,
+                                           T dc, T* d_pre) {
     T a[4] = {act[j], act[H + j], act[2 * H + j], act[3 * H + j]}, d[4];
     UnitBackwardIo<T> io(1, 0);  // this unit's values, gate g at [g]
     io.saved[LstmCell::kAct] = a;
@@ -68,8 +68,8 @@ struct LstmCellMath {
 template <typename T>
 struct GruCellMath {
   static constexpr int kGates = 3;
-  TF_RNN_HOST_DEVICE static T Forward(const T* gx, const T* gh, int64_t H, int64_t j, T h_prev,
-                                      T* act_out, T* ghn_out) {
+  TF_RNN_OPS_HOST_DEVICE static T Forward(const T* gx, const T* gh, int64_t H, int64_t j, T h_prev,
+                                          T* act_out, T* ghn_out) {
     UnitForwardIo<T> io(gx, gh, H, j);
     io.h_prev = h_prev;
     io.saved[GruCell::kAct] = act_out;
@@ -78,8 +78,8 @@ struct GruCellMath {
     return io.h;
   }
   // Writes the grads of gx (d_gx) and gh (d_gh) and returns the direct part of the grad of h_prev.
-  TF_RNN_HOST_DEVICE static T Backward(const T* act, const T* ghn, int64_t H, int64_t j, T h_prev,
-                                       T dh, T* d_gx, T* d_gh) {
+  TF_RNN_OPS_HOST_DEVICE static T Backward(const T* act, const T* ghn, int64_t H, int64_t j,
+                                           T h_prev, T dh, T* d_gx, T* d_gh) {
     UnitBackwardIo<T> io(H, j);
     io.saved[GruCell::kAct] = act;
     io.saved[GruCell::kGhn] = ghn;
