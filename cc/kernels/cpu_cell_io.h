@@ -94,8 +94,9 @@ struct CpuCellRow {
   T* saved[kMaxCellSaved] = {};
 };
 
-// The io of units [j, j + n) of a CpuCellRow (n <= CpuVec<T>::kSize); kSave false drops the saves
-// (inference).
+// The io of units [j, j + n) of a CpuCellRow (n <= CpuVec<T>::kSize); kSave false drops the saves.
+// (The fused driver saves in inference too, to scratch: its training and inference outputs must be
+// bitwise the same, and two instantiations may contract multiply-adds differently.)
 template <typename T, bool kSave>
 class CpuForwardIo {
  public:

@@ -240,7 +240,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   T* out = h_new + B * ho;               // [B, H]: h (no projection) or m
   T* c = out + B * H;                    // [B, H] cell state (cells with one)
   T* c_new = c + B * H;                  // [B, H]
-  T* pack = c_new + B * H;
+  T* save_scratch = c_new + B * H;       // [B, CellSavedWidth] the saved buffers (inference)
+  T* pack = save_scratch + B * CellSavedWidth(s_.mode, H);
   const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/!keras, pack, gate_src, H, stream);
   if (!stream) pack += StepGemm<T>::StorageSize(ho, gh_w);
   std::optional<StepGemm<T>> projection, input_weights;
@@ -274,17 +275,24 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     cr.c_prev = c + b * H;
     cr.h = out + b * H;
     cr.c = c_new + b * H;
-    if (!training) {
-      cr.gx = gx_chunk + ((s - s0) * B + b) * gh_w;
-      CellForwardRow<Cell, /*kSave=*/false>(cr);
-      return;
-    }
     // Training: the saved buffers go to the reserve, the activations over gx (computed there).
-    const int64_t row = TimeAt(dir, s, len) * B + b;
-    for (int k = 0; k < Cell::kNumSaved; ++k) {
-      cr.saved[k] = res + sv->saved[k] + row * sv->saved_width[k];
+    // Inference: to scratch rows. One instantiation for both, so that both compute bitwise the
+    // same outputs (the compiler's choices of fused multiply-adds could differ between two).
+    if (training) {
+      const int64_t row = TimeAt(dir, s, len) * B + b;
+      for (int k = 0; k < Cell::kNumSaved; ++k) {
+        cr.saved[k] = res + sv->saved[k] + row * sv->saved_width[k];
+      }
+      cr.gx = cr.saved[0];
+    } else {
+      T* at = save_scratch;
+      for (int k = 0; k < Cell::kNumSaved; ++k) {
+        const int64_t width = Cell::kSaved[k].Width(H);
+        cr.saved[k] = at + b * width;
+        at += B * width;
+      }
+      cr.gx = gx_chunk + ((s - s0) * B + b) * gh_w;
     }
-    cr.gx = cr.saved[0];
     CellForwardRow<Cell, /*kSave=*/true>(cr);
   };
   // (Tried, before the row ranges: one task computing the product and the gate math of a block of 16

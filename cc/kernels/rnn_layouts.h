@@ -67,6 +67,16 @@ struct RnnReserveLayout {
   }
 };
 
+// The values a batch row of one step saves for backprop: the widths of the cell's saved buffers.
+inline int64_t CellSavedWidth(RnnMode mode, int64_t H) {
+  return DispatchCell(mode, [H](auto cell) {
+    using Cell = decltype(cell);
+    int64_t width = 0;
+    for (int k = 0; k < Cell::kNumSaved; ++k) width += Cell::kSaved[k].Width(H);
+    return width;
+  });
+}
+
 // Time steps per chunk: the forward's input projection (inference) and the backward's weight-gradient
 // products run over chunks of steps, so that their buffers stay small and in cache (a [T, B, G·H]
 // buffer, fresh memory at every call, cost more in page faults than its products gained) while each
@@ -127,7 +137,8 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
   if (!backward) {
     return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
            + cbf * gh + cbf * max_in                       // gx of a chunk, gathered input
-           + B * gh + 2 * B * ho + 3 * B * H;              // gh, h, h_new, out, c, c_new
+           + B * gh + 2 * B * ho + 3 * B * H               // gh, h, h_new, out, c, c_new
+           + B * CellSavedWidth(s.mode, H);                // saved buffers (inference scratch)
   }
   return packed + (multi ? tb * s.output_size() + tb * max_in : 0)  // dY below, dX of layer >= 1
          + cb * gh * (CellHasDistinctRecurrentGrad(s.mode) ? 2 : 1)  // D_gx (and D_gh) of a chunk
