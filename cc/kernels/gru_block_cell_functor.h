@@ -1,93 +1,29 @@
-// The math of the GRU block cell (SPEC.md §3), as device-templated functors in the style of
-// TensorFlow's core/kernels/rnn/gru_ops.h.
+// The GRU block cell (docs/MATH.md, "GRU block cell") as device-templated functors in the style of
+// TensorFlow's core/kernels/rnn/gru_ops.h: the matrix products here, the element-wise math from its
+// one definition, cc/cells/gru_block_cell.h (which the CUDA kernels use too).
 //
-//   Forward:   [r_bar, u_bar] = [x, h_prev] . w_ru + b_ru;  r = sigmoid(r_bar);  u = sigmoid(u_bar)
-//              c = tanh([x, h_prev * r] . w_c + b_c);       h = u * h_prev + (1 - u) * c
-//   Backward:  d_c_bar = d_h * (1 - u) * (1 - c * c);  d_u_bar = d_h * (h_prev - c) * u * (1 - u)
-//              [d_x_c, d_h_prevr] = d_c_bar . w_c^T;   d_r_bar = d_h_prevr * h_prev * r * (1 - r)
-//              [d_x_ru, d_h_prev_ru] = [d_r_bar, d_u_bar] . w_ru^T
-//              d_x = d_x_ru + d_x_c;  d_h_prev = d_h_prev_ru + d_h_prevr * r + d_h * u
-//
-// The element-wise math lives in the small TF_RNN_OPS_HOST_DEVICE functions of namespace
-// tf_rnn_ops::gru, so that a CUDA build can reuse them in its kernels (the CPU code takes the
-// sigmoid and tanh from Eigen's vectorized implementations instead of gru::Sigmoid / gru::Tanh).
 // The functors are declared for any Device; the CPU (Eigen::ThreadPoolDevice) specialization
 // below runs the matrix products as Eigen tensor contractions and the element-wise loops with
-// parallelFor, both on TensorFlow's intra-op thread pool. It is defined for float and double;
-// the kernels compute half and bfloat16 in float. Define EIGEN_USE_THREADS before including this
-// header (as TensorFlow's kernels do).
+// parallelFor, both on TensorFlow's intra-op thread pool; the gates' sigmoid and tanh run on SIMD
+// vectors of a row (cpu_cell_io.h's CpuVec: Eigen's vectorized logistic and tanh, the functions
+// TensorFlow's kernel uses). It is defined for float and double; the kernels compute half and
+// bfloat16 in float. Define EIGEN_USE_THREADS before including this header (as TensorFlow's kernels
+// do).
 
 #ifndef TF_RNN_OPS_CC_KERNELS_GRU_BLOCK_CELL_FUNCTOR_H_
 #define TF_RNN_OPS_CC_KERNELS_GRU_BLOCK_CELL_FUNCTOR_H_
-
-#include <math.h>
 
 #include <cstdint>
 #include <cstring>
 
 #include "Eigen/Core"
+#include "cc/cells/gru_block_cell.h"
+#include "cc/kernels/cpu_cell_io.h"
 #include "cc/kernels/kernel_util.h"  // GRUBlockCellSizes
 #include "tensorflow/core/framework/tensor_types.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
-#ifndef TF_RNN_OPS_HOST_DEVICE
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define TF_RNN_OPS_HOST_DEVICE __host__ __device__
-#else
-#define TF_RNN_OPS_HOST_DEVICE
-#endif
-#endif
-
 namespace tf_rnn_ops {
-namespace gru {
-
-// ------------------------------------------------------------------------------ element-wise math
-
-TF_RNN_OPS_HOST_DEVICE inline float Exp(float x) { return ::expf(x); }
-TF_RNN_OPS_HOST_DEVICE inline double Exp(double x) { return ::exp(x); }
-TF_RNN_OPS_HOST_DEVICE inline float Tanh(float x) { return ::tanhf(x); }
-TF_RNN_OPS_HOST_DEVICE inline double Tanh(double x) { return ::tanh(x); }
-
-// The logistic sigmoid, without overflow for large |x|.
-template <typename T>
-TF_RNN_OPS_HOST_DEVICE inline T Sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + Exp(-x));
-  const T e = Exp(x);
-  return e / (T(1) + e);
-}
-
-// h = u * h_prev + (1 - u) * c
-template <typename T>
-TF_RNN_OPS_HOST_DEVICE inline T Hidden(T u, T h_prev, T c) {
-  return u * h_prev + (T(1) - u) * c;
-}
-
-// d_c_bar = d_h * (1 - u) * (1 - c * c)   (tanh' = 1 - c^2)
-template <typename T>
-TF_RNN_OPS_HOST_DEVICE inline T DCBar(T d_h, T u, T c) {
-  return d_h * (T(1) - u) * (T(1) - c * c);
-}
-
-// d_u_bar = d_h * (h_prev - c) * u * (1 - u)   (sigmoid' = u (1 - u))
-template <typename T>
-TF_RNN_OPS_HOST_DEVICE inline T DUBar(T d_h, T h_prev, T c, T u) {
-  return d_h * (h_prev - c) * u * (T(1) - u);
-}
-
-// d_r_bar = d_h_prevr * h_prev * r * (1 - r)
-template <typename T>
-TF_RNN_OPS_HOST_DEVICE inline T DRBar(T d_h_prevr, T h_prev, T r) {
-  return d_h_prevr * h_prev * r * (T(1) - r);
-}
-
-// d_h_prev = d_h_prev_ru + d_h_prevr * r + d_h * u
-template <typename T>
-TF_RNN_OPS_HOST_DEVICE inline T DHPrev(T d_h_prev_ru, T d_h_prevr, T r, T d_h, T u) {
-  return d_h_prev_ru + d_h_prevr * r + d_h * u;
-}
-
-}  // namespace gru
-
 namespace functor {
 
 namespace TT = ::tensorflow;
@@ -126,12 +62,15 @@ namespace cpu_detail {
 
 using Index = Eigen::Index;
 
-// A row of n contiguous values as an Eigen array, for Eigen's vectorized sigmoid (logistic) and
-// tanh: the same functions as gru::Sigmoid / gru::Tanh, and the ones TensorFlow's kernel uses.
-template <typename T>
-using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <typename T>
-using ConstRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+// Runs fn(j, m) over units [0, n) of a row in SIMD vectors: m = CpuVec<T>::kSize units from j, and
+// the last m < kSize.
+template <typename T, typename Fn>
+inline void ForEachVector(Index n, Fn fn) {
+  constexpr int kSize = CpuVec<T>::kSize;
+  Index j = 0;
+  for (; j + kSize <= n; j += kSize) fn(j, kSize);
+  if (j < n) fn(j, static_cast<int>(n - j));
+}
 
 // out [m, n] = a [m, k] . b [k, n]   (or . b^T when b is [n, k] and transpose_b).
 template <typename T, typename A, typename B, typename Out>
@@ -181,10 +120,13 @@ struct GRUBlockCellFprop<Eigen::ThreadPoolDevice, T> {
     const T* b_ru_p = b_ru.data();
     cpu_detail::ForEachRow(d, B, 2 * H, 3 * sizeof(T), 30, [&](Index b) {
       const T* ru = &r_u_bar(b, 0);
-      cpu_detail::Row<T>(&r(b, 0), H) =
-          (cpu_detail::ConstRow<T>(ru, H) + cpu_detail::ConstRow<T>(b_ru_p, H)).logistic();
-      cpu_detail::Row<T>(&u(b, 0), H) =
-          (cpu_detail::ConstRow<T>(ru + H, H) + cpu_detail::ConstRow<T>(b_ru_p + H, H)).logistic();
+      T* r_row = &r(b, 0);
+      T* u_row = &u(b, 0);
+      cpu_detail::ForEachVector<T>(H, [&](Index j, int m) {
+        using V = CpuVec<T>;
+        GruBlockCell::Gate(V::Load(ru + j, m) + V::Load(b_ru_p + j, m)).Store(r_row + j, m);
+        GruBlockCell::Gate(V::Load(ru + H + j, m) + V::Load(b_ru_p + H + j, m)).Store(u_row + j, m);
+      });
     });
 
     // x_h_prevr = [x, h_prev * r]
@@ -193,7 +135,7 @@ struct GRUBlockCellFprop<Eigen::ThreadPoolDevice, T> {
       const T* hp = &h_prev(b, 0);
       const T* r_row = &r(b, 0);
       T* out = &x_h_prevr(b, I);
-      for (Index j = 0; j < H; ++j) out[j] = hp[j] * r_row[j];
+      for (Index j = 0; j < H; ++j) out[j] = GruBlockCell::ResetHPrev<T>(hp[j], r_row[j]);
     });
 
     // c = tanh([x, h_prev * r] . w_c + b_c);  h = u * h_prev + (1 - u) * c
@@ -205,9 +147,11 @@ struct GRUBlockCellFprop<Eigen::ThreadPoolDevice, T> {
       T* h_row = &h(b, 0);
       const T* u_row = &u(b, 0);
       const T* hp = &h_prev(b, 0);
-      cpu_detail::Row<T>(c_row, H) =
-          (cpu_detail::Row<T>(c_row, H) + cpu_detail::ConstRow<T>(b_c_p, H)).tanh();
-      for (Index j = 0; j < H; ++j) h_row[j] = gru::Hidden<T>(u_row[j], hp[j], c_row[j]);
+      cpu_detail::ForEachVector<T>(H, [&](Index j, int m) {
+        using V = CpuVec<T>;
+        GruBlockCell::Candidate(V::Load(c_row + j, m) + V::Load(b_c_p + j, m)).Store(c_row + j, m);
+      });
+      for (Index j = 0; j < H; ++j) h_row[j] = GruBlockCell::Hidden<T>(u_row[j], hp[j], c_row[j]);
     });
   }
 };
@@ -242,8 +186,8 @@ struct GRUBlockCellBprop<Eigen::ThreadPoolDevice, T> {
       T* dcb = &d_c_bar(b, 0);
       T* dub = &d_r_bar_u_bar(b, H);
       for (Index j = 0; j < H; ++j) {
-        dcb[j] = gru::DCBar<T>(dh[j], u_row[j], c_row[j]);
-        dub[j] = gru::DUBar<T>(dh[j], hp[j], c_row[j], u_row[j]);
+        dcb[j] = GruBlockCell::DCBar<T>(dh[j], u_row[j], c_row[j]);
+        dub[j] = GruBlockCell::DUBar<T>(dh[j], hp[j], c_row[j], u_row[j]);
       }
     });
 
@@ -257,7 +201,7 @@ struct GRUBlockCellBprop<Eigen::ThreadPoolDevice, T> {
       const T* hp = &h_prev(b, 0);
       const T* r_row = &r(b, 0);
       T* drb = &d_r_bar_u_bar(b, 0);
-      for (Index j = 0; j < H; ++j) drb[j] = gru::DRBar<T>(dhr[j], hp[j], r_row[j]);
+      for (Index j = 0; j < H; ++j) drb[j] = GruBlockCell::DRBar<T>(dhr[j], hp[j], r_row[j]);
     });
 
     // [d_x_ru, d_h_prev_ru] = [d_r_bar, d_u_bar] . w_ru^T
@@ -275,7 +219,7 @@ struct GRUBlockCellBprop<Eigen::ThreadPoolDevice, T> {
       const T* dh = &d_h(b, 0);
       T* dhp = &d_h_prev(b, 0);
       for (Index j = 0; j < H; ++j) {
-        dhp[j] = gru::DHPrev<T>(p_ru[I + j], p_c[I + j], r_row[j], dh[j], u_row[j]);
+        dhp[j] = GruBlockCell::DHPrev<T>(p_ru[I + j], p_c[I + j], r_row[j], dh[j], u_row[j]);
       }
     });
   }

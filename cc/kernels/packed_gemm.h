@@ -20,9 +20,9 @@
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-#define TF_RNN_HAVE_AVX2 1
+#define TF_RNN_OPS_HAVE_AVX2 1
 #else
-#define TF_RNN_HAVE_AVX2 0
+#define TF_RNN_OPS_HAVE_AVX2 0
 #endif
 
 namespace tf_rnn_ops {
@@ -111,7 +111,7 @@ namespace packed_gemm_internal {
 template <int kRows>
 inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
                         int64_t ldc, int64_t width, bool accumulate) {
-#if TF_RNN_HAVE_AVX2
+#if TF_RNN_OPS_HAVE_AVX2
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   // Row r is a + r·lda, indexed by k. (Rows past kRows are never read; their pointers are only
@@ -184,15 +184,15 @@ inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b,
 inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
                   int64_t ldc, int64_t width, bool accumulate) {
   switch (rows) {
-#define TF_RNN_STRIP_CASE(R) \
+#define TF_RNN_OPS_STRIP_CASE(R) \
   case R: MicroKernel<R>(kc, a, lda, b, c, ldc, width, accumulate); break;
-    TF_RNN_STRIP_CASE(6)
-    TF_RNN_STRIP_CASE(5)
-    TF_RNN_STRIP_CASE(4)
-    TF_RNN_STRIP_CASE(3)
-    TF_RNN_STRIP_CASE(2)
-    TF_RNN_STRIP_CASE(1)
-#undef TF_RNN_STRIP_CASE
+    TF_RNN_OPS_STRIP_CASE(6)
+    TF_RNN_OPS_STRIP_CASE(5)
+    TF_RNN_OPS_STRIP_CASE(4)
+    TF_RNN_OPS_STRIP_CASE(3)
+    TF_RNN_OPS_STRIP_CASE(2)
+    TF_RNN_OPS_STRIP_CASE(1)
+#undef TF_RNN_OPS_STRIP_CASE
     default: break;
   }
 }
@@ -242,7 +242,7 @@ constexpr int64_t kWgradSubK = 32;
 
 namespace packed_gemm_internal {
 
-#if TF_RNN_HAVE_AVX2
+#if TF_RNN_OPS_HAVE_AVX2
 // t[0..8) += v, in double.
 inline void AddToDouble(__m256 v, double* t) {
   _mm256_store_pd(t, _mm256_add_pd(_mm256_load_pd(t), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
@@ -259,7 +259,7 @@ template <int kRows>
 inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double* c, int64_t ldc,
                              int64_t width) {
   alignas(32) double tile[kMr][kNr] = {};
-#if TF_RNN_HAVE_AVX2
+#if TF_RNN_OPS_HAVE_AVX2
   for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
     const int64_t k1 = std::min(kc, k0 + kWgradSubK);
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
@@ -322,15 +322,15 @@ inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double*
 inline void WgradStrip(int64_t rows, int64_t kc, const float* a, const float* b, double* c,
                        int64_t ldc, int64_t width) {
   switch (rows) {
-#define TF_RNN_WGRAD_CASE(R) \
+#define TF_RNN_OPS_WGRAD_CASE(R) \
   case R: WgradMicroKernel<R>(kc, a, b, c, ldc, width); break;
-    TF_RNN_WGRAD_CASE(6)
-    TF_RNN_WGRAD_CASE(5)
-    TF_RNN_WGRAD_CASE(4)
-    TF_RNN_WGRAD_CASE(3)
-    TF_RNN_WGRAD_CASE(2)
-    TF_RNN_WGRAD_CASE(1)
-#undef TF_RNN_WGRAD_CASE
+    TF_RNN_OPS_WGRAD_CASE(6)
+    TF_RNN_OPS_WGRAD_CASE(5)
+    TF_RNN_OPS_WGRAD_CASE(4)
+    TF_RNN_OPS_WGRAD_CASE(3)
+    TF_RNN_OPS_WGRAD_CASE(2)
+    TF_RNN_OPS_WGRAD_CASE(1)
+#undef TF_RNN_OPS_WGRAD_CASE
     default: break;
   }
 }
@@ -423,7 +423,7 @@ inline void StreamGemm(int64_t M, const float* A, int64_t lda, int64_t K, const 
         const float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
         float* c = C + m * ldc + j0;
         int64_t j = 0;
-#if TF_RNN_HAVE_AVX2
+#if TF_RNN_OPS_HAVE_AVX2
         const __m256 v0 = _mm256_set1_ps(a0), v1 = _mm256_set1_ps(a1), v2 = _mm256_set1_ps(a2),
                      v3 = _mm256_set1_ps(a3);
         for (; j + 8 <= w; j += 8) {

@@ -1,5 +1,6 @@
-// The one description of the fused RNN's model shape and params layout (SPEC.md §4), framework-free so
-// that the CPU kernels, the CUDA layer and the params-conversion ops all read the same facts.
+// The one description of the fused RNN's model shape and params layout (docs/MATH.md, "Params
+// layout"), framework-free so that the CPU kernels, the CUDA layer and the params-conversion ops all
+// read the same facts. The gate count of each mode comes from its cell (cc/cells/rnn_cells.h).
 //
 // Canonical params, per layer (layer-major), per direction (forward first):
 //   weights: W_g [H, in] for each gate g (absent for layer 0 with skip_input), R_g [H, H_out] for each
@@ -14,7 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "cc/kernels/rnn_cell_math.h"
+#include "cc/cells/rnn_cells.h"
 
 namespace tf_rnn_ops {
 

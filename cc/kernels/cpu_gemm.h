@@ -1,0 +1,221 @@
+// The CPU products of the fused RNN and the threading they run on: Eigen's contraction (CpuGemm),
+// the products with a fixed weight matrix every step repeats (StepGemm, packed once per call with
+// packed_gemm.h for float), the weight-gradient sums (AddWeightGrad, in double for float) and the
+// row split over the intra-op pool (ParallelRows).
+#ifndef TF_RNN_OPS_CC_KERNELS_CPU_GEMM_H_
+#define TF_RNN_OPS_CC_KERNELS_CPU_GEMM_H_
+
+#define EIGEN_USE_THREADS
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "cc/kernels/packed_gemm.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace tf_rnn_ops {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+// (The old spelling, until every caller says CPUDevice.)
+using CpuDevice = CPUDevice;
+
+// C[M, N] = op(A) · op(B) (or += when accumulate), row-major; op(A) is [M, K], op(B) is [K, N].
+template <typename T>
+void CpuGemm(const CPUDevice& d, bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K,
+             const T* A, const T* B, T* C, bool accumulate) {
+  if (M == 0 || N == 0) return;
+  using ConstMatrix = Eigen::TensorMap<Eigen::Tensor<const T, 2, Eigen::RowMajor, Eigen::DenseIndex>>;
+  using Matrix = Eigen::TensorMap<Eigen::Tensor<T, 2, Eigen::RowMajor, Eigen::DenseIndex>>;
+  Matrix c(C, M, N);
+  if (K == 0) {
+    if (!accumulate) c.device(d) = c.constant(T(0));
+    return;
+  }
+  ConstMatrix a(A, transpose_a ? K : M, transpose_a ? M : K);
+  ConstMatrix b(B, transpose_b ? N : K, transpose_b ? K : N);
+  const Eigen::array<Eigen::IndexPair<Eigen::DenseIndex>, 1> dims = {
+      Eigen::IndexPair<Eigen::DenseIndex>(transpose_a ? 0 : 1, transpose_b ? 1 : 0)};
+  if (accumulate) {
+    c.device(d) += a.contract(b, dims);
+  } else {
+    c.device(d) = a.contract(b, dims);
+  }
+}
+
+// Runs fn(begin, end) over [0, n) rows on the device's pool, each row costing about `row_cost` flops:
+// one equal share of the rows per thread (the work of a time step is too short for Eigen's cost-model
+// blocks and work stealing to pay; measured, uneven blocks cost the step products a third).
+template <typename Fn>
+void ParallelRows(const CPUDevice& d, int64_t n, double row_cost, Fn&& fn,
+                  double min_flops = 20000) {
+  if (n <= 0) return;
+  const int64_t shares = std::min<int64_t>(d.numThreads(), n);
+  if (n * row_cost < min_flops || shares <= 1) {  // not worth a dispatch
+    fn(0, n);
+    return;
+  }
+  d.parallelFor(shares, Eigen::TensorOpCost(0, 0, 1e9), [&](Eigen::Index begin, Eigen::Index end) {
+    for (Eigen::Index t = begin; t < end; ++t) fn(n * t / shares, n * (t + 1) / shares);
+  });
+}
+
+// A product with a fixed weight matrix that every time step (R, P) or chunk of steps (W) repeats:
+// C[M, N] = A[M, K] · B, B being [K, N] or (transposed) the row-major [N, K] weights. Eigen's
+// contraction would pack B again at every call; for float, B is packed once per op call (into
+// `storage`, of StepGemm<float>::StorageSize floats) and every call runs the packed kernel.
+template <typename T>
+class StepGemm {
+ public:
+  static int64_t StorageSize(int64_t K, int64_t N) { return 0; }
+  // (gate_src must be null here: the callers permute the weights of other types beforehand;
+  // `stream` changes nothing: Eigen's product reads b as stored.)
+  StepGemm(const CPUDevice& d, const T* b, int64_t K, int64_t N, bool transposed, T* storage,
+           const int* gate_src = nullptr, int64_t block = 0, bool stream = false)
+      : d_(d), b_(b), K_(K), N_(N), transposed_(transposed) {}
+  void Run(int64_t M, const T* A, T* C) const {
+    CpuGemm<T>(d_, false, transposed_, M, N_, K_, A, b_, C, false);
+  }
+  static constexpr bool kRowsOnOneThread = false;  // see StepGemm<float>
+  void RunOnThisThread(int64_t M, const T* A, T* C) const { Run(M, A, C); }
+
+ private:
+  const CPUDevice& d_;
+  const T* b_;
+  int64_t K_, N_;
+  bool transposed_;
+};
+
+template <>
+class StepGemm<float> {
+ public:
+  // Measured at batch 1 (0.4 MFLOP a step): dispatching to 2 threads made the step 3x slower.
+  static constexpr double kStepMinFlops = 1e6;
+  static int64_t StorageSize(int64_t K, int64_t N) { return PackedMatrix::PackedSize(K, N); }
+  // gate_src (b not transposed; or null): column block g (`block` wide) of the product's B is
+  // column block gate_src[g] of b. stream (b not transposed): no packing, every product reads b
+  // as stored (StreamGemm; for the few rows of small B·T calls, where packing costs more than it
+  // saves, see CpuRnn::Forward's callers); `storage` is then unused.
+  StepGemm(const CPUDevice& d, const float* b, int64_t K, int64_t N, bool transposed,
+           float* storage, const int* gate_src = nullptr, int64_t block = 0, bool stream = false)
+      : d_(d), packed_(K, N, storage), b_(b), gate_src_(gate_src), block_(block), stream_(stream) {
+    if (stream) return;
+    ParallelRows(d, PackedMatrix::NumPanels(N), 2.0 * kNr * K, [&](int64_t begin, int64_t end) {
+      packed_.PackPanels(b, transposed ? K : N, transposed, begin, end, gate_src, block);
+    });
+  }
+  // The rows of a batch run their recurrences independently: the driver can give each thread a
+  // range of rows for a whole chunk of steps, each step's product on that thread alone.
+  static constexpr bool kRowsOnOneThread = true;
+  void RunOnThisThread(int64_t M, const float* A, float* C) const {
+    if (M == 0 || packed_.N() == 0) return;
+    if (stream_) {
+      StreamGemm(M, A, packed_.K(), packed_.K(), b_, packed_.N(), C, packed_.N(), 0, packed_.N(),
+                 gate_src_, block_);
+      return;
+    }
+    PackedGemmPanels(M, A, packed_.K(), packed_, C, packed_.N(), 0,
+                     PackedMatrix::NumPanels(packed_.N()));
+  }
+  void Run(int64_t M, const float* A, float* C) const {
+    const int64_t K = packed_.K(), N = packed_.N(), panels = PackedMatrix::NumPanels(N);
+    if (M == 0 || N == 0) return;
+    if (stream_) {  // columns split across threads in slices of kStreamCols
+      constexpr int64_t kStreamCols = 64;
+      const int64_t slices = (N + kStreamCols - 1) / kStreamCols;
+      ParallelRows(
+          d_, slices, 2.0 * M * K * kStreamCols,
+          [&](int64_t begin, int64_t end) {
+            StreamGemm(M, A, K, K, b_, N, C, N, begin * kStreamCols,
+                       std::min(N, end * kStreamCols), gate_src_, block_);
+          },
+          kStepMinFlops);
+      return;
+    }
+    // (Eigen's cost-model blocks came out uneven here: 120 instead of 170 GFLOP/s.) Below
+    // kStepMinFlops a step runs on the calling thread: a dispatch costs about as much.
+    if (K > N && M >= 2 * kMr) {
+      // A wide A (the backward's [B, G·H] grads) split by rows: each thread reads only its rows.
+      const int64_t strips = (M + kMr - 1) / kMr;
+      ParallelRows(
+          d_, strips, 2.0 * kMr * K * N,
+          [&](int64_t begin, int64_t end) {
+            const int64_t m0 = begin * kMr, m1 = std::min(M, end * kMr);
+            PackedGemmPanels(m1 - m0, A + m0 * K, K, packed_, C + m0 * N, N, 0, panels);
+          },
+          kStepMinFlops);
+      return;
+    }
+    ParallelRows(
+        d_, panels, 2.0 * M * K * kNr,
+        [&](int64_t begin, int64_t end) { PackedGemmPanels(M, A, K, packed_, C, N, begin, end); },
+        kStepMinFlops);
+  }
+
+ private:
+  const CPUDevice& d_;
+  PackedMatrix packed_;
+  const float* b_;
+  const int* gate_src_;
+  int64_t block_;
+  bool stream_;
+};
+
+// A step's product over rows the calling thread owns (one_thread: the driver gave each thread a range
+// of rows, see CpuRnn::ForEachRowRange), or over all rows, split inside.
+template <typename T>
+void RunStepGemm(const StepGemm<T>& gemm, bool one_thread, int64_t M, const T* A, T* C) {
+  if (one_thread) {
+    gemm.RunOnThisThread(M, A, C);
+  } else {
+    gemm.Run(M, A, C);
+  }
+}
+
+// The type the weight and bias gradients are summed in over a layer's T·B rows. A float sum over
+// thousands of rows loses digits with every term: measured, our float32 weight gradients were less
+// accurate than TensorFlow's own float32 math (which sums B rows a step, then the steps); summed in
+// double (the products in float over runs of kWgradSubK rows, see packed_gemm.h), they are more
+// accurate at any number of rows (tests/test_grad_accuracy.py).
+template <typename T>
+struct GradSumType {
+  using type = T;
+};
+template <>
+struct GradSumType<float> {
+  using type = double;
+};
+
+// C[M, N] += Aᵀ · B for A [K, M] and B [K, N] row-major: a chunk's share of a weight gradient,
+// summed over its K = steps·batch rows.
+template <typename T>
+void AddWeightGrad(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
+                   typename GradSumType<T>::type* C) {
+  static_assert(std::is_same<typename GradSumType<T>::type, T>::value, "float has its own");
+  CpuGemm<T>(d, true, false, M, N, K, A, B, C, true);
+}
+
+// float: GemmTransposedA (the packed kernel's micro-kernel on both operands packed a block at a
+// time, summing into double), the rows of C split across threads (Eigen's contraction ran these at
+// ~120 GFLOP/s inside the backward).
+template <>
+inline void AddWeightGrad<float>(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
+                                 const float* A, const float* B, double* C) {
+  const int64_t panels = (M + kNr - 1) / kNr;
+  ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
+    GemmTransposedA(N, K, A, M, B, N, C, N, begin * kNr, std::min(M, end * kNr));
+  });
+}
+
+// Column sums of a row-major [rows, cols] matrix, added into out[cols] (in out's type).
+template <typename T, typename S>
+void AddColumnSums(int64_t rows, int64_t cols, const T* m, S* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = m + r * cols;
+    for (int64_t j = 0; j < cols; ++j) out[j] += static_cast<S>(row[j]);
+  }
+}
+
+}  // namespace tf_rnn_ops
+
+#endif  // TF_RNN_OPS_CC_KERNELS_CPU_GEMM_H_

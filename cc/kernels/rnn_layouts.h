@@ -1,0 +1,202 @@
+// The fused RNN's memory on CPU: where each saved piece of state lives in reserve_space
+// (RnnReserveLayout, from the saved buffers the cells declare in cc/cells/rnn_cells.h), the chunks
+// of time steps the products run over, the workspace a call asks of its caller, and the helpers
+// that move rows between time order and a direction's step order.
+#ifndef TF_RNN_OPS_CC_KERNELS_RNN_LAYOUTS_H_
+#define TF_RNN_OPS_CC_KERNELS_RNN_LAYOUTS_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "cc/cells/rnn_cells.h"
+#include "cc/kernels/cpu_gemm.h"
+#include "cc/kernels/rnn_params.h"
+
+namespace tf_rnn_ops {
+
+// Where each piece of saved state lives in reserve_space, in units of T: per layer and direction,
+// the buffers the cell saves (rnn_cells.h: kSaved, in its order; buffer 0 the gate activations),
+// then the driver's own. What backprop can read elsewhere is not saved: the state before a step is
+// the initial state or the state after the previous step, and a layer's states after each step are
+// its output (y for the last layer, the next layer's saved input otherwise). Only where that output
+// was changed after the fact (dropout scaled it) or rounded (16-bit types: `save_hprev`) are the
+// states kept here.
+struct RnnReserveLayout {
+  struct LayerDir {
+    int num_saved = 0;
+    int64_t saved[kMaxCellSaved] = {};        // the cell's buffer k: [T, B, saved_width[k]]
+    int64_t saved_width[kMaxCellSaved] = {};  // (time order)
+    int64_t hprev = -1;  // [T, B, H_out] hidden state before the step, where saved
+    int64_t m = -1;      // with a projection: [T, B, H] the cell's output before it
+  };
+  std::vector<LayerDir> layer_dir;  // index layer * num_dirs + dir
+  std::vector<int64_t> layer_input;  // layer >= 1: [T, B, dirs·H_out] its input (after dropout)
+  std::vector<int64_t> dropout_mask;  // layer >= 1, dropout > 0: the scale applied to that input
+  int64_t size = 0;
+
+  RnnReserveLayout(const RnnModelShape& s, int64_t T, int64_t B, bool has_dropout,
+                   bool save_hprev) {
+    const int64_t tb = T * B, H = s.num_units;
+    auto take = [this](int64_t n) {
+      const int64_t at = size;
+      size += n;
+      return at;
+    };
+    for (int l = 0; l < s.num_layers; ++l) {
+      const bool output_scaled = has_dropout && l + 1 < s.num_layers;
+      for (int d = 0; d < s.num_dirs; ++d) {
+        LayerDir ld;
+        DispatchCell(s.mode, [&](auto cell) {
+          using Cell = decltype(cell);
+          static_assert(Cell::kNumSaved <= kMaxCellSaved, "raise kMaxCellSaved");
+          ld.num_saved = Cell::kNumSaved;
+          for (int k = 0; k < Cell::kNumSaved; ++k) {
+            ld.saved_width[k] = Cell::kSaved[k].Width(H);
+            ld.saved[k] = take(tb * ld.saved_width[k]);
+          }
+        });
+        if (s.num_proj > 0) ld.m = take(tb * H);
+        if (save_hprev || output_scaled) ld.hprev = take(tb * s.h_out());
+        layer_dir.push_back(ld);
+      }
+      layer_input.push_back(l == 0 ? -1 : take(tb * s.output_size()));
+      dropout_mask.push_back(l == 0 || !has_dropout ? -1 : take(tb * s.output_size()));
+    }
+  }
+};
+
+// The values a batch row of one step saves for backprop: the widths of the cell's saved buffers.
+inline int64_t CellSavedWidth(RnnMode mode, int64_t H) {
+  return DispatchCell(mode, [H](auto cell) {
+    using Cell = decltype(cell);
+    int64_t width = 0;
+    for (int k = 0; k < Cell::kNumSaved; ++k) width += Cell::kSaved[k].Width(H);
+    return width;
+  });
+}
+
+// Time steps per chunk: the forward's input projection (inference) and the backward's weight-gradient
+// products run over chunks of steps, so that their buffers stay small and in cache (a [T, B, G·H]
+// buffer, fresh memory at every call, cost more in page faults than its products gained) while each
+// product keeps about kChunkRows rows.
+constexpr int64_t kChunkRows = 512;
+inline int64_t RnnChunkSteps(int64_t T_, int64_t B) {
+  return std::max<int64_t>(1, std::min<int64_t>(T_, (kChunkRows + B - 1) / std::max<int64_t>(B, 1)));
+}
+// The forward's chunks: at least kChunkRows rows, more where the rows are narrow (`width`: the
+// widest of G·H and the layer inputs), so that the chunk's buffers hold about as many values as at
+// kChunkRows rows of a 768-wide GRU(256). Each chunk is one dispatch of the row ranges to the
+// threads: a small model (G·H = 128, B = 256) had 60 chunks of 2 steps a call.
+constexpr int64_t kForwardChunkValues = kChunkRows * 768;
+inline int64_t RnnForwardChunkSteps(int64_t T_, int64_t B, int64_t width) {
+  const int64_t rows = std::max(kChunkRows, kForwardChunkValues / std::max<int64_t>(width, 1));
+  return std::max<int64_t>(1, std::min<int64_t>(T_, (rows + B - 1) / std::max<int64_t>(B, 1)));
+}
+
+// The scratch (in units of T) for the gradient sums of a layer-direction's params block, where they
+// are summed in another type than T (GradSumType): the largest block, and one T to align it.
+template <typename T>
+int64_t GradSumElements(const RnnModelShape& s) {
+  using S = typename GradSumType<T>::type;
+  if (std::is_same<S, T>::value) return 0;
+  int64_t largest = 0;
+  for (int l = 0; l < s.num_layers; ++l) largest = std::max(largest, s.LayerBlock(l).size);
+  return largest * int64_t{sizeof(S) / sizeof(T)} + 1;
+}
+
+// Whether a forward from Keras-layout weights reads them as stored (StreamGemm) rather than packing
+// them (float only): when a call has at most kStreamMaxRows rows (B·T), packing, a pass that reads
+// and writes all the weights, costs more than the few products it would speed up (the bound is
+// chosen, not tuned: docs/PERFORMANCE.md, optimisation log item 21).
+constexpr int64_t kStreamMaxRows = 8;
+template <typename T>
+bool RnnStreamWeights(int64_t T_, int64_t B) {
+  return std::is_same<T, float>::value && T_ * B <= kStreamMaxRows;
+}
+
+// Scratch memory (in units of T) that Forward or Backward asks of its caller. stream_weights: the
+// forward reads the weights as stored (RnnForwardArgs::stream_weights) and needs no packed copies.
+template <typename T>
+int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool backward,
+                         bool stream_weights = false) {
+  const int64_t tb = T_ * B, gh = s.gates() * s.num_units, H = s.num_units, ho = s.h_out();
+  const int64_t cb = RnnChunkSteps(T_, B) * B;  // rows of a chunk
+  const int64_t cbf = RnnForwardChunkSteps(T_, B, std::max(gh, s.MaxLayerInputSize())) * B;
+  const bool proj = s.num_proj > 0, multi = s.num_layers > 1;
+  const int64_t max_in = s.MaxLayerInputSize();
+  // Packed copies of R, P and W (as large as the largest layer input) for the products of every
+  // step or chunk (the backward packs R and P transposed, and W as stored: dX = D_gx·W).
+  const int64_t packed =
+      stream_weights ? 0 :
+      backward ? StepGemm<T>::StorageSize(gh, ho) + (proj ? StepGemm<T>::StorageSize(ho, H) : 0) +
+                     StepGemm<T>::StorageSize(gh, max_in)
+               : StepGemm<T>::StorageSize(ho, gh) + (proj ? StepGemm<T>::StorageSize(H, ho) : 0) +
+                     StepGemm<T>::StorageSize(max_in, gh);
+  if (!backward) {
+    return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
+           + cbf * gh + cbf * max_in                       // gx of a chunk, gathered input
+           + B * gh + 2 * B * ho + 3 * B * H               // gh, h, h_new, out, c, c_new
+           + B * CellSavedWidth(s.mode, H);                // saved buffers (inference scratch)
+  }
+  return packed + (multi ? tb * s.output_size() + tb * max_in : 0)  // dY below, dX of layer >= 1
+         + cb * gh * (CellHasDistinctRecurrentGrad(s.mode) ? 2 : 1)  // D_gx (and D_gh) of a chunk
+         + 2 * cb * max_in + cb * ho                              // gathered x and its grad, h_prev
+         + (CellHasCellState(s.mode) ? cb * H : 0)                // c_prev
+         + (proj ? cb * ho + cb * H : 0)                          // dh, gathered m (projection)
+         + 3 * B * ho + 2 * B * H                                 // per-step grads
+         + GradSumElements<T>(s);                                 // a block's gradient sums
+}
+
+
+// ------------------------------------------------------------------------------ time-order rows
+// Zeroes the rows [t, b, :] of a [T, B, width] buffer with t >= lengths[b] (none without lengths).
+template <typename T>
+void ZeroRowsPastLengths(const int32_t* lengths, int64_t T_, int64_t B, int64_t width, T* buf) {
+  if (lengths == nullptr) return;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = lengths[b]; t < T_; ++t) std::fill_n(buf + (t * B + b) * width, width, T(0));
+}
+
+// Copies the rows that steps [s0, s1) of the reverse direction read (time len_b - 1 - s of row b)
+// into `dst` in step order, [(s - s0)·B + b, :]; rows past a length are zero.
+template <typename T>
+void GatherReverseRows(const int32_t* lengths, int64_t T_, int64_t B, int64_t s0, int64_t s1,
+                       int64_t width, const T* src, T* dst) {
+  for (int64_t s = s0; s < s1; ++s) {
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t len = lengths ? lengths[b] : T_;
+      T* row = dst + ((s - s0) * B + b) * width;
+      if (s < len) {
+        std::copy_n(src + ((len - 1 - s) * B + b) * width, width, row);
+      } else {
+        std::fill_n(row, width, T(0));
+      }
+    }
+  }
+}
+
+// The inverse of GatherReverseRows: the step-order rows of `src` written (or, with `add`, added)
+// to the time rows of `dst` they belong to; rows past a length are skipped.
+template <typename T>
+void ScatterReverseRows(const int32_t* lengths, int64_t T_, int64_t B, int64_t s0, int64_t s1,
+                        int64_t width, const T* src, T* dst, bool add) {
+  for (int64_t s = s0; s < s1; ++s) {
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t len = lengths ? lengths[b] : T_;
+      if (s >= len) continue;
+      const T* row = src + ((s - s0) * B + b) * width;
+      T* out = dst + ((len - 1 - s) * B + b) * width;
+      if (add) {
+        for (int64_t j = 0; j < width; ++j) out[j] += row[j];
+      } else {
+        std::copy_n(row, width, out);
+      }
+    }
+  }
+}
+
+}  // namespace tf_rnn_ops
+
+#endif  // TF_RNN_OPS_CC_KERNELS_RNN_LAYOUTS_H_
