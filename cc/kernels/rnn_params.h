@@ -14,7 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "cc/kernels/rnn_cell_math.h"
+#include "cc/cells/rnn_cells.h"
 
 namespace tf_rnn_ops {
 
