@@ -41,7 +41,8 @@ CUBLAS_ENV    := $(CUDA_BUILD)/cublas$(CUBLAS_MAJOR).env
 CUDA12_SITE   := $(BUILD)/cuda12/site
 CUDA_INFO_OBJ := $(CUDA_BUILD)/obj/gpu_build_info.o
 
-CUDA_KERNEL_SRCS := cc/cuda/gru_block_cell_cuda.cu.cc cc/cuda/fused_rnn_cuda.cu.cc cc/cuda/convert_cuda.cu.cc
+CUDA_KERNEL_SRCS := cc/cuda/gru_block_cell_cuda.cu.cc cc/cuda/fused_rnn_cuda.cu.cc \
+                    cc/cuda/fused_rnn_cuda_checks.cu.cc cc/cuda/convert_cuda.cu.cc
 CUDA_KERNEL_OBJS := $(patsubst cc/cuda/%.cu.cc,$(CUDA_BUILD)/obj/%.o,$(CUDA_KERNEL_SRCS))
 CUDA_CAPI_OBJ    := $(CUDA_BUILD)/obj/c_api.o
 # The TensorFlow GPU kernels (the glue): beside the CPU kernels in cc/kernels/, named *_gpu.cc.
@@ -49,8 +50,8 @@ CUDA_GLUE_SRCS   := $(wildcard cc/kernels/*_gpu.cc)
 CUDA_GLUE_OBJS   := $(patsubst cc/kernels/%.cc,$(CUDA_BUILD)/obj/glue/%.o,$(CUDA_GLUE_SRCS))
 # Everything the framework-free library includes: cc/cuda/ and the framework-free headers it shares with
 # the CPU kernels (the cells, the params layout, the fused family's rules).
-CUDA_HEADERS     := $(wildcard cc/cuda/*.h) $(wildcard cc/cells/*.h) cc/kernels/rnn_cell_math.h \
-                    cc/kernels/rnn_params.h cc/kernels/fused_rnn_rules.h
+CUDA_HEADERS     := $(wildcard cc/cuda/*.h) $(wildcard cc/cells/*.h) cc/kernels/rnn_params.h \
+                    cc/kernels/fused_rnn_rules.h
 
 # Python with pip for the cuBLAS install, and the Pythons whose site-packages may hold nvidia-cublas-cu12.
 CUDA_PIP_PYTHON := $(if $(wildcard .venv/bin/python),.venv/bin/python,$(PYTHON))
@@ -66,7 +67,9 @@ NVCC_VERSION   = $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([
 # Read when a recipe runs, after $(CUBLAS_ENV) is made.
 CUBLAS_INC     = $(shell sed -n 's/^inc=//p' $(CUBLAS_ENV))
 CUBLAS_LIB     = $(shell sed -n 's/^lib=//p' $(CUBLAS_ENV))
-NVCC_FLAGS     = -std=c++17 -O3 -I. -isystem $(CUBLAS_INC) $(CUDA_GENCODE) \
+# --expt-relaxed-constexpr: the host code picks a cell template with the cells' constexpr
+# __host__ __device__ DispatchCell (cc/cells/rnn_cells.h), whose lambdas are constexpr host functions.
+NVCC_FLAGS     = -std=c++17 -O3 -I. -isystem $(CUBLAS_INC) $(CUDA_GENCODE) --expt-relaxed-constexpr \
                  -Xcompiler -fPIC -Xcompiler -fvisibility=hidden $(addprefix -Xcompiler ,$(CUDA_WARN)) \
                  $(NVCC_EXTRA_FLAGS)
 CUDA_HOST_FLAGS = -std=c++17 -O2 -fPIC -fvisibility=hidden $(CUDA_WARN) -I. \

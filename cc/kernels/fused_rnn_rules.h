@@ -16,7 +16,7 @@
 #include <cstdio>
 #include <string>
 
-#include "cc/kernels/rnn_cell_math.h"
+#include "cc/cells/rnn_cells.h"
 #include "cc/kernels/rnn_params.h"
 
 namespace tf_rnn_ops {
