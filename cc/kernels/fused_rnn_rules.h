@@ -157,13 +157,14 @@ inline std::string MakeModelShape(const ModelSpec& m, RnnModelShape* shape) {
     return "num_layers (" + Num(m.num_layers) + ") must be at most " + Num(max_layers) +
            " for rnn_mode " + RnnModeName(m.mode) + " and " + Num(m.num_dirs) + " direction(s)";
   }
-  const std::string sizes = "num_layers (" + Num(m.num_layers) + "), num_units (" +
-                            Num(m.num_units) + "), input_size (" + Num(m.input_size) +
-                            ") and num_proj (" + Num(m.num_proj) + ")";
+  auto sizes = [&m] {  // for the messages below only: a valid model builds no string
+    return "num_layers (" + Num(m.num_layers) + "), num_units (" + Num(m.num_units) +
+           "), input_size (" + Num(m.input_size) + ") and num_proj (" + Num(m.num_proj) + ")";
+  };
   const double width = std::max(double(m.input_size), double(m.num_dirs) *
                                   double(m.num_proj > 0 ? m.num_proj : m.num_units));
   if (double(m.num_units) * width > kMaxUnitsTimesWidth) {
-    return sizes + " give a model of about 2^58 params or more: num_units times the widest layer "
+    return sizes() + " give a model of about 2^58 params or more: num_units times the widest layer "
                    "input or output must be at most 2^58 (a tensor may have at most 2^62 elements)";
   }
   RnnModelShape s;
@@ -179,7 +180,7 @@ inline std::string MakeModelShape(const ModelSpec& m, RnnModelShape* shape) {
       s.num_dirs * (double(s.LayerBlock(0).size) +
                     (s.num_layers > 1 ? double(s.num_layers - 1) * double(s.LayerBlock(1).size) : 0));
   if (size > kMaxElements) {
-    return sizes + " give a model with about " + Num(size) +
+    return sizes() + " give a model with about " + Num(size) +
            " params, more than the 2^62 elements a tensor may have";
   }
   if (m.input_mode == InputMode::kSkipInput && m.input_size != m.num_units) {

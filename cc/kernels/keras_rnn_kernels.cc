@@ -34,7 +34,7 @@ namespace {
 template <typename T>
 class KerasRnnOp : public OpKernel {
  public:
-  // The op's inputs (cc/ops/cudnn_rnn_ops.cc, TfRnn>KerasRNN).
+  // The op's inputs (cc/ops/fused_rnn_ops.cc, TfRnn>KerasRNN).
   enum Input {
     kInput = 0,
     kInputH,
