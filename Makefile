@@ -14,8 +14,9 @@ LIB          := tf_rnn_ops/_tf_rnn_ops.so
 TF_CUDNN_LIB := tf_rnn_ops/_tf_cudnn_cpu_kernels.so
 BUILD_INFO   := tf_rnn_ops/_build_info.json
 
-# Sources of the main library: op registrations and CPU kernels.
-LIB_SRCS := $(wildcard cc/ops/*.cc) $(wildcard cc/kernels/*.cc)
+# Sources of the main library: op registrations and CPU kernels (the GPU kernels, cc/kernels/*_gpu.cc,
+# go into the GPU library: cc/cuda/cuda.mk).
+LIB_SRCS := $(wildcard cc/ops/*.cc) $(filter-out %_gpu.cc,$(wildcard cc/kernels/*.cc))
 LIB_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LIB_SRCS))
 # CPU kernels for TensorFlow's own CudnnRNN* ops: a library of its own, loaded only where TensorFlow
 # has no CPU kernel for them (see tf_rnn_ops/_loader.py).

@@ -7,6 +7,7 @@
 #include "cc/cuda/cuda_compat.h"
 #include "cc/cuda/fused_rnn_cuda.h"
 #include "cc/cuda/gru_block_cell_cuda.h"
+#include "cc/kernels/fused_rnn_rules.h"
 
 namespace {
 
@@ -41,13 +42,18 @@ Status ToConfig(const tfrnn_rnn_desc* desc, RnnConfig* config) {
   if (desc->rnn_mode < 0 || desc->rnn_mode > 3) {
     return Status::InvalidArgument("unknown rnn_mode " + std::to_string(desc->rnn_mode));
   }
-  config->shape.mode = static_cast<RnnMode>(desc->rnn_mode);
-  config->shape.skip_input = desc->skip_input != 0;
-  config->shape.num_layers = static_cast<int>(desc->num_layers);
-  config->shape.num_dirs = static_cast<int>(desc->num_dirs);
-  config->shape.num_units = desc->num_units;
-  config->shape.num_proj = desc->num_proj;
-  config->shape.input_size = desc->input_size;
+  // The model from the description's int64 sizes, by the fused family's rules (no narrowing first).
+  tf_rnn_ops::fused_rnn::ModelSpec model;
+  model.mode = static_cast<RnnMode>(desc->rnn_mode);
+  model.input_mode = desc->skip_input != 0 ? tf_rnn_ops::fused_rnn::InputMode::kSkipInput
+                                           : tf_rnn_ops::fused_rnn::InputMode::kLinearInput;
+  model.num_dirs = desc->num_dirs;
+  model.num_layers = desc->num_layers;
+  model.num_units = desc->num_units;
+  model.input_size = desc->input_size;
+  model.num_proj = desc->num_proj;
+  const std::string error = tf_rnn_ops::fused_rnn::MakeModelShape(model, &config->shape);
+  if (!error.empty()) return Status::InvalidArgument("fused RNN: " + error);
   config->max_time = desc->max_time;
   config->batch = desc->batch;
   config->time_major = desc->time_major != 0;

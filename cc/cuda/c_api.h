@@ -30,7 +30,7 @@ TFRNN_EXPORT int tfrnn_blas_destroy(void* blas);
 /* Lets float32 GEMMs use TF32 tensor cores (cuBLAS's default is full float32). */
 TFRNN_EXPORT int tfrnn_blas_set_tf32(void* blas, int enable);
 
-/* ---- GRU block cell (SPEC.md §3) */
+/* ---- GRU block cell (docs/MATH.md, "GRU block cell") */
 TFRNN_EXPORT int64_t tfrnn_gru_block_cell_workspace_bytes(int dtype, int64_t batch, int64_t input_size,
                                                           int64_t cell_size);
 TFRNN_EXPORT int tfrnn_gru_block_cell_forward(void* blas, void* stream, int dtype, int64_t batch,
@@ -51,7 +51,7 @@ TFRNN_EXPORT int tfrnn_gru_block_cell_backward(void* blas, void* stream, int dty
 TFRNN_EXPORT int tfrnn_convert_half16(void* stream, int kind, int to_float, int64_t n, const void* src,
                                       void* dst);
 
-/* ---- fused RNN (SPEC.md §4) */
+/* ---- fused RNN (docs/MATH.md, "Fused RNN cells", "Params layout") */
 typedef struct tfrnn_rnn_desc {
   int64_t dtype;       /* TFRNN_FLOAT32 / TFRNN_FLOAT64 */
   int64_t rnn_mode;    /* TFRNN_RNN_RELU ... TFRNN_GRU */

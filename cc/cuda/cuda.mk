@@ -42,11 +42,17 @@ CUBLAS_ENV    := $(CUDA_BUILD)/cublas$(CUBLAS_MAJOR).env
 CUDA12_SITE   := $(BUILD)/cuda12/site
 CUDA_INFO_OBJ := $(CUDA_BUILD)/obj/gpu_build_info.o
 
-CUDA_KERNEL_SRCS := cc/cuda/gru_block_cell_cuda.cu.cc cc/cuda/fused_rnn_cuda.cu.cc cc/cuda/convert_cuda.cu.cc
+CUDA_KERNEL_SRCS := cc/cuda/gru_block_cell_cuda.cu.cc cc/cuda/fused_rnn_cuda.cu.cc \
+                    cc/cuda/fused_rnn_cuda_checks.cu.cc cc/cuda/convert_cuda.cu.cc
 CUDA_KERNEL_OBJS := $(patsubst cc/cuda/%.cu.cc,$(CUDA_BUILD)/obj/%.o,$(CUDA_KERNEL_SRCS))
 CUDA_CAPI_OBJ    := $(CUDA_BUILD)/obj/c_api.o
-CUDA_GLUE_OBJ    := $(CUDA_BUILD)/obj/tf_glue_gpu.o
-CUDA_HEADERS     := $(wildcard cc/cuda/*.h) cc/kernels/rnn_cell_math.h cc/kernels/rnn_params.h
+# The TensorFlow GPU kernels (the glue): beside the CPU kernels in cc/kernels/, named *_gpu.cc.
+CUDA_GLUE_SRCS   := $(wildcard cc/kernels/*_gpu.cc)
+CUDA_GLUE_OBJS   := $(patsubst cc/kernels/%.cc,$(CUDA_BUILD)/obj/glue/%.o,$(CUDA_GLUE_SRCS))
+# Everything the framework-free library includes: cc/cuda/ and the framework-free headers it shares with
+# the CPU kernels (the cells, the params layout, the fused family's rules).
+CUDA_HEADERS     := $(wildcard cc/cuda/*.h) $(wildcard cc/cells/*.h) cc/kernels/rnn_params.h \
+                    cc/kernels/fused_rnn_rules.h
 
 # Python with pip for the cuBLAS install, and the Pythons whose site-packages may hold nvidia-cublas-cu12.
 CUDA_PIP_PYTHON := $(if $(wildcard .venv/bin/python),.venv/bin/python,$(PYTHON))
@@ -62,7 +68,9 @@ NVCC_VERSION   = $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([
 # Read when a recipe runs, after $(CUBLAS_ENV) is made.
 CUBLAS_INC     = $(shell sed -n 's/^inc=//p' $(CUBLAS_ENV))
 CUBLAS_LIB     = $(shell sed -n 's/^lib=//p' $(CUBLAS_ENV))
-NVCC_FLAGS     = -std=c++17 -O3 -I. -isystem $(CUBLAS_INC) $(CUDA_GENCODE) \
+# --expt-relaxed-constexpr: the host code picks a cell template with the cells' constexpr
+# __host__ __device__ DispatchCell (cc/cells/rnn_cells.h), whose lambdas are constexpr host functions.
+NVCC_FLAGS     = -std=c++17 -O3 -I. -isystem $(CUBLAS_INC) $(CUDA_GENCODE) --expt-relaxed-constexpr \
                  -Xcompiler -fPIC -Xcompiler -fvisibility=hidden $(addprefix -Xcompiler ,$(CUDA_WARN)) \
                  $(NVCC_EXTRA_FLAGS)
 CUDA_HOST_FLAGS = -std=c++17 -O2 -fPIC -fvisibility=hidden $(CUDA_WARN) -I. \
@@ -112,13 +120,13 @@ $(CUDA_LIB): $(CUDA_KERNEL_OBJS) $(CUDA_CAPI_OBJ) $(CUDA_INFO_OBJ)
 
 # The TensorFlow glue: TensorFlow's headers (from the Makefile's tf_flags.mk) with GOOGLE_CUDA and Eigen's GPU
 # device, compiled by the host compiler; linked with the CUDA objects into its own library.
-$(CUDA_GLUE_OBJ): cc/cuda/tf_glue_gpu.cc $(CUDA_HEADERS) $(wildcard cc/kernels/*.h) $(BUILD)/tf_flags.mk $(BUILD)/cxxflags \
-                  $(CUBLAS_ENV)
+$(CUDA_GLUE_OBJS): $(CUDA_BUILD)/obj/glue/%.o: cc/kernels/%.cc $(CUDA_HEADERS) $(wildcard cc/kernels/*.h) \
+                   $(BUILD)/tf_flags.mk $(BUILD)/cxxflags $(CUBLAS_ENV)
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -DGOOGLE_CUDA=1 -isystem $(CUDA_HOME)/include -isystem $(CUBLAS_INC) -c $< -o $@
 
-$(GPU_LIB): $(CUDA_GLUE_OBJ) $(CUDA_KERNEL_OBJS) $(CUDA_INFO_OBJ)
-	$(CXX) -o $@ $(CUDA_GLUE_OBJ) $(CUDA_KERNEL_OBJS) $(CUDA_INFO_OBJ) $(LDFLAGS_LIB) $(CUDA_LINK) \
+$(GPU_LIB): $(CUDA_GLUE_OBJS) $(CUDA_KERNEL_OBJS) $(CUDA_INFO_OBJ)
+	$(CXX) -o $@ $(CUDA_GLUE_OBJS) $(CUDA_KERNEL_OBJS) $(CUDA_INFO_OBJ) $(LDFLAGS_LIB) $(CUDA_LINK) \
 	  -Wl,-rpath,'$$ORIGIN/../$(GPU_LIB_RPATH)'
 
 # The host emulation (cc/cuda/cuda_compat.h): the same sources by the host compiler, for tests without a GPU.
@@ -140,6 +148,9 @@ gpu: cuda-toolkit-present $(if $(NO_VENV),,$(STAMP)) $(BUILD)/tf_flags.mk ## the
 gpu-check: cuda-toolkit-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: build with nvcc, check the libraries, host-emulation tests
 	$(MAKE) -j$(JOBS) $(CUDA_LIB) $(GPU_LIB) $(CUDA_EMU_LIB)
 	@nm -D --defined-only $(CUDA_LIB) | grep -q ' T tfrnn_rnn_backward$$' || { echo "C API missing" >&2; exit 1; }
+	@# cc/cuda/ is framework-free: no TensorFlow, TSL, Abseil or Eigen header in any of its files.
+	@! grep -nE '^#include +"(tensorflow|tsl|absl|Eigen|unsupported/Eigen)/' cc/cuda/*.h cc/cuda/*.cc \
+	  || { echo "cc/cuda/ must not include TensorFlow (its glue lives in cc/kernels/*_gpu.cc)" >&2; exit 1; }
 	@# The built libraries: NEEDED only libcublas.so.12 (+ libtensorflow_framework.so.2 and the system's), no
 	@# run path into a build folder, and the GPU library loads into TensorFlow with nvidia-cublas-cu12.
 	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/packaging/test_loader.py -k "built_library or built_cuda_library"

@@ -1,4 +1,7 @@
-// The fused multi-layer RNN on CUDA: drivers (host) and kernels. See fused_rnn_cuda.h.
+// The fused multi-layer RNN on CUDA: the driver (host), one template over the cell
+// (cc/cells/rnn_cells.h) that the entry points below pick with DispatchCell. See fused_rnn_cuda.h;
+// the element-wise kernels are in fused_rnn_cuda_kernels.cu.h, the buffer layouts in
+// fused_rnn_cuda_layout.h, the checks and sizes in fused_rnn_cuda_checks.cu.cc.
 //
 // Sequence buffers (x, y, the layer inputs and every per-step record in the reserve) share one row order:
 // row(t, b) = t·B + b (time-major) or b·T + t (batch-major), so the big GEMMs never need a transpose.
@@ -9,481 +12,34 @@
 #include "cc/cuda/fused_rnn_cuda.h"
 
 #include <algorithm>
-#include <cstring>
-#include <string>
-#include <vector>
+#include <cstdint>
 
+#include "cc/cells/rnn_cells.h"
 #include "cc/cuda/cuda_util.h"
-#include "cc/kernels/rnn_cell_math.h"
+#include "cc/cuda/fused_rnn_cuda_kernels.cu.h"
+#include "cc/cuda/fused_rnn_cuda_layout.h"
 
 namespace tf_rnn_ops {
 namespace cuda {
 namespace {
 
-struct Dims {
-  int64_t T, B, H, Hout, G, GH, dirs, L, outw, rows;
-  int64_t ts, bs;  // row(t, b) = t·ts + b·bs
-  bool proj;
-  RnnMode mode;
-  explicit Dims(const RnnConfig& c)
-      : T(c.max_time),
-        B(c.batch),
-        H(c.shape.num_units),
-        Hout(c.shape.h_out()),
-        G(c.shape.gates()),
-        GH(c.shape.gates() * c.shape.num_units),
-        dirs(c.shape.num_dirs),
-        L(c.shape.num_layers),
-        outw(c.shape.output_size()),
-        rows(c.max_time * c.batch),
-        ts(c.time_major ? c.batch : 1),
-        bs(c.time_major ? 1 : c.max_time),
-        proj(c.shape.num_proj > 0),
-        mode(c.shape.mode) {}
-};
-
-// ---------------------------------------------------------------------------------------------------
-// Buffer layouts.
-
-// Reserve (training): what the backprop reads, per layer l.
-template <typename T>
-struct ReserveLayout {
-  std::vector<T*> x_in;        // l >= 1: the layer's input (after dropout) [rows, outw]
-  std::vector<uint8_t*> mask;  // l >= 1 with dropout: the dropout mask of that input [rows, outw]
-  std::vector<T*> act;         // gate activations [dirs, rows, GH]
-  std::vector<T*> hprev;       // the state each step read [dirs, rows, Hout]
-  std::vector<T*> ghn;         // gru: R_h h + b_Rh [dirs, rows, H]
-  std::vector<T*> c, cprev;    // lstm: c_t and c_{t-1} [dirs, rows, H]
-  std::vector<T*> m;           // lstm with projection: m_t [dirs, rows, H]
-  size_t bytes = 0;
-
-  static ReserveLayout Carve(const RnnConfig& config, void* base) {
-    ReserveLayout r;
-    if (!config.is_training) return r;
-    const Dims D(config);
-    const bool dropout = RnnUsesDropout(config);
-    Carver carver(base);
-    for (int64_t l = 0; l < D.L; ++l) {
-      r.x_in.push_back(l > 0 ? carver.Take<T>(D.rows * D.outw) : nullptr);
-      r.mask.push_back(l > 0 && dropout ? carver.Take<uint8_t>(D.rows * D.outw) : nullptr);
-      r.act.push_back(carver.Take<T>(D.dirs * D.rows * D.GH));
-      r.hprev.push_back(carver.Take<T>(D.dirs * D.rows * D.Hout));
-      r.ghn.push_back(D.mode == RnnMode::kGru ? carver.Take<T>(D.dirs * D.rows * D.H) : nullptr);
-      r.c.push_back(D.mode == RnnMode::kLstm ? carver.Take<T>(D.dirs * D.rows * D.H) : nullptr);
-      r.cprev.push_back(D.mode == RnnMode::kLstm ? carver.Take<T>(D.dirs * D.rows * D.H) : nullptr);
-      r.m.push_back(D.proj ? carver.Take<T>(D.dirs * D.rows * D.H) : nullptr);
-    }
-    r.bytes = carver.size();
-    return r;
+// The step kernel of the cell, with or without the projection (cells with kSupportsProjection).
+template <typename T, typename Cell>
+Status LaunchForwardStep(bool proj, dim3 grid, cudaStream_t stream, const ForwardStepArgs<T>& a) {
+  void (*kernel)(ForwardStepArgs<T>) = &ForwardStepKernel<T, Cell, false>;
+  if constexpr (Cell::kSupportsProjection) {
+    if (proj) kernel = &ForwardStepKernel<T, Cell, true>;
   }
-};
-
-template <typename T>
-struct ForwardWorkspace {
-  int32_t* lens;   // [B]
-  T* gx;           // [dirs, rows, GH] input projections of one layer
-  T* gh;           // [dirs, B, GH] recurrent product of one step
-  T* h[2];         // [dirs, B, Hout] state before / after a step
-  T* c[2];         // lstm: [dirs, B, H]
-  T* m_step;       // lstm with projection: [dirs, B, H]
-  T* hp;           // lstm with projection: [dirs, B, Hout]
-  T* layer[2];     // outputs of the layers below the last: [rows, outw]
-  size_t bytes = 0;
-
-  static ForwardWorkspace Carve(const RnnConfig& config, void* base) {
-    const Dims D(config);
-    const RnnModelShape& sh = config.shape;
-    ForwardWorkspace w;
-    Carver carver(base);
-    w.lens = carver.Take<int32_t>(D.B);
-    // Only a single skip_input layer has no input projection at all.
-    const bool any_input_weights = sh.HasInputWeights(sh.num_layers - 1);
-    w.gx = any_input_weights ? carver.Take<T>(D.dirs * D.rows * D.GH) : nullptr;
-    w.gh = carver.Take<T>(D.dirs * D.B * D.GH);
-    for (int k = 0; k < 2; ++k) {
-      w.h[k] = carver.Take<T>(D.dirs * D.B * D.Hout);
-      w.c[k] = D.mode == RnnMode::kLstm ? carver.Take<T>(D.dirs * D.B * D.H) : nullptr;
-    }
-    w.m_step = D.proj ? carver.Take<T>(D.dirs * D.B * D.H) : nullptr;
-    w.hp = D.proj ? carver.Take<T>(D.dirs * D.B * D.Hout) : nullptr;
-    const int num_layer_buffers =
-        D.L < 2 ? 0 : (!config.is_training ? 2 : (RnnUsesDropout(config) ? 1 : 0));
-    for (int k = 0; k < 2; ++k) {
-      w.layer[k] = k < num_layer_buffers ? carver.Take<T>(D.rows * D.outw) : nullptr;
-    }
-    w.bytes = carver.size();
-    return w;
-  }
-};
-
-template <typename T>
-struct BackwardWorkspace {
-  int32_t* lens;    // [B]
-  T* d_gx;          // [dirs, rows, GH] grads of the input projections (= of the biases b_W)
-  T* d_gh;          // [dirs, rows, GH] grads of the recurrent products; gru only, else d_gx
-  T* d_gh_step;     // [dirs, B, GH] d_gh of one step, packed for the step's GEMM
-  T* dh[2];         // [dirs, B, Hout] grad of the state after / before a step
-  T* dc;            // lstm: [dirs, B, H]
-  T* dhtot_step;    // lstm with projection: [dirs, B, Hout] grad of h at one step
-  T* dm_step;       // lstm with projection: [dirs, B, H]
-  T* dhtot;         // lstm with projection: [dirs, rows, Hout] grad of h at every step (for dP)
-  T* grad[2];       // grads of the layers' inputs above layer 0: [rows, outw]
-  T* ones;          // [rows]
-  size_t bytes = 0;
-
-  static BackwardWorkspace Carve(const RnnConfig& config, void* base) {
-    const Dims D(config);
-    BackwardWorkspace w;
-    Carver carver(base);
-    w.lens = carver.Take<int32_t>(D.B);
-    w.d_gx = carver.Take<T>(D.dirs * D.rows * D.GH);
-    w.d_gh = D.mode == RnnMode::kGru ? carver.Take<T>(D.dirs * D.rows * D.GH) : w.d_gx;
-    w.d_gh_step = carver.Take<T>(D.dirs * D.B * D.GH);
-    for (int k = 0; k < 2; ++k) w.dh[k] = carver.Take<T>(D.dirs * D.B * D.Hout);
-    w.dc = D.mode == RnnMode::kLstm ? carver.Take<T>(D.dirs * D.B * D.H) : nullptr;
-    w.dhtot_step = D.proj ? carver.Take<T>(D.dirs * D.B * D.Hout) : nullptr;
-    w.dm_step = D.proj ? carver.Take<T>(D.dirs * D.B * D.H) : nullptr;
-    w.dhtot = D.proj ? carver.Take<T>(D.dirs * D.rows * D.Hout) : nullptr;
-    for (int k = 0; k < 2; ++k) w.grad[k] = D.L > 1 ? carver.Take<T>(D.rows * D.outw) : nullptr;
-    w.ones = carver.Take<T>(D.rows);
-    w.bytes = carver.size();
-    return w;
-  }
-};
-
-// ---------------------------------------------------------------------------------------------------
-// Kernels.
-
-// Time index of row b at step s of direction d; false when the row has no step s.
-__device__ __forceinline__ bool StepTime(const int32_t* lens, int64_t max_time, int64_t b, int64_t s,
-                                         int d, int64_t* t) {
-  const int64_t len = lens != nullptr ? lens[b] : max_time;
-  if (s >= len) return false;
-  *t = d == 0 ? s : len - 1 - s;
-  return true;
-}
-
-// Copies a [dirs, B, W] block of states between layouts: element (d, b, j) at base + d·dir + b·bstride
-// + j. A null source copies zeros.
-template <typename T>
-__global__ void StateCopyKernel(int64_t B, int64_t W, const T* src, int64_t src_dir, int64_t src_b, T* dst,
-                                int64_t dst_dir, int64_t dst_b) {
-  const int64_t d = blockIdx.y;
-  TF_RNN_KERNEL_LOOP(i, B * W) {
-    const int64_t b = i / W, j = i % W;
-    dst[d * dst_dir + b * dst_b + j] = src != nullptr ? src[d * src_dir + b * src_b + j] : T(0);
-  }
-}
-
-template <typename T>
-struct ForwardStepArgs {
-  int64_t B, H, Hout, GH, max_time, rows, ts, bs, s;
-  const int32_t* lens;  // device, null: every row has T steps
-  // Input projection: element (d, row, gate g, unit j) at gx[d·gx_dir + row·gx_row + g·gx_gate + j].
-  const T* gx;
-  int64_t gx_dir, gx_row, gx_gate;
-  const T* gh;  // [dirs, B, GH] recurrent product of this step (no bias)
-  const T* b_w;
-  const T* b_r;
-  int64_t bias_dir;
-  const T* h_in;  // [dirs, B, Hout]
-  T* h_out;
-  const T* c_in;  // lstm: [dirs, B, H]
-  T* c_out;
-  T* m_step;    // lstm with projection: [dirs, B, H]
-  const T* hp;  // lstm with projection: m_step Pᵀ, [dirs, B, Hout]
-  T* y;         // layer output: y[row·y_row + d·Hout + j]
-  int64_t y_row;
-  // Reserve ([dirs, rows, width]); act is null in inference.
-  T* act;
-  T* hprev;
-  T* ghn;
-  T* c_t;
-  T* cprev_t;
-  T* m_t;
-};
-
-template <typename T, RnnMode kMode, bool kProj>
-__global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
-  constexpr int G = NumGates(kMode);
-  const int d = blockIdx.y;
-  const int64_t H = a.H, Hout = a.Hout;
-  TF_RNN_KERNEL_LOOP(i, a.B * H) {
-    const int64_t b = i / H, j = i % H;
-    const int64_t st = d * a.B + b;  // state row
-    int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {  // past the end of this row: carry the state
-      if (!kProj) a.h_out[st * Hout + j] = a.h_in[st * Hout + j];
-      if (kMode == RnnMode::kLstm) a.c_out[st * H + j] = a.c_in[st * H + j];
-      if (kProj) a.m_step[st * H + j] = T(0);
-      continue;
-    }
-    const int64_t row = t * a.ts + b * a.bs;
-    T gx[G], gh[G], act[G];
-    for (int g = 0; g < G; ++g) {
-      gx[g] = a.gx[d * a.gx_dir + row * a.gx_row + g * a.gx_gate + j] + a.b_w[d * a.bias_dir + g * H + j];
-      gh[g] = a.gh[st * a.GH + g * H + j] + a.b_r[d * a.bias_dir + g * H + j];
-    }
-    T h_new = T(0), c_new = T(0), c_prev = T(0), ghn = T(0);
-    if constexpr (kMode == RnnMode::kGru) {
-      h_new = GruCellMath<T>::Forward(gx, gh, 1, 0, a.h_in[st * Hout + j], act, &ghn);
-    } else if constexpr (kMode == RnnMode::kLstm) {
-      c_prev = a.c_in[st * H + j];
-      LstmCellMath<T>::Forward(gx, gh, 1, 0, c_prev, act, &c_new, &h_new);  // h_new is m
-      a.c_out[st * H + j] = c_new;
-    } else {
-      h_new = SimpleRnnCellMath<T, kMode == RnnMode::kRnnRelu>::Forward(gx, gh, 0, act);
-    }
-    if (kProj) {
-      a.m_step[st * H + j] = h_new;
-    } else {
-      a.h_out[st * Hout + j] = h_new;
-      a.y[row * a.y_row + d * Hout + j] = h_new;
-    }
-    if (a.act != nullptr) {
-      for (int g = 0; g < G; ++g) a.act[(d * a.rows + row) * a.GH + g * H + j] = act[g];
-      if (!kProj) a.hprev[(d * a.rows + row) * Hout + j] = a.h_in[st * Hout + j];
-      if (kMode == RnnMode::kGru) a.ghn[(d * a.rows + row) * H + j] = ghn;
-      if (kMode == RnnMode::kLstm) {
-        a.c_t[(d * a.rows + row) * H + j] = c_new;
-        a.cprev_t[(d * a.rows + row) * H + j] = c_prev;
-      }
-      if (kProj) a.m_t[(d * a.rows + row) * H + j] = h_new;
-    }
-  }
-}
-
-// LSTM with projection, after hp = m Pᵀ: the new state and output.
-template <typename T>
-__global__ void ProjectionStepKernel(ForwardStepArgs<T> a) {
-  const int d = blockIdx.y;
-  const int64_t Hout = a.Hout;
-  TF_RNN_KERNEL_LOOP(i, a.B * Hout) {
-    const int64_t b = i / Hout, p = i % Hout;
-    const int64_t st = d * a.B + b;
-    int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {
-      a.h_out[st * Hout + p] = a.h_in[st * Hout + p];
-      continue;
-    }
-    const int64_t row = t * a.ts + b * a.bs;
-    const T h = a.hp[st * Hout + p];
-    a.h_out[st * Hout + p] = h;
-    a.y[row * a.y_row + d * Hout + p] = h;
-    if (a.hprev != nullptr) a.hprev[(d * a.rows + row) * Hout + p] = a.h_in[st * Hout + p];
-  }
-}
-
-// Dropout masks are those of the CPU kernels (cc/kernels/rnn_cpu_driver.h, FillDropoutMask), so that a
-// model drops the same units on either device: TensorFlow's Philox4x32-10 (tsl/lib/random/philox_random.h)
-// keyed by seed, its counter's high half seed2, skipped by (dropout_call · num_layers + layer) << 40 for
-// each layer (DropoutStreamOffset); element i of the
-// layer's input in time-major order [T, B, width] takes word i % 4 of the draw at counter + i / 4, made a
-// float in [0, 1) from its 23 low bits, and is dropped when that is below p.
-__device__ __forceinline__ uint32_t PhiloxWord(uint64_t seed, uint64_t seed2, uint64_t offset, int word) {
-  uint32_t c0 = static_cast<uint32_t>(offset), c1 = static_cast<uint32_t>(offset >> 32);
-  uint32_t c2 = static_cast<uint32_t>(seed2), c3 = static_cast<uint32_t>(seed2 >> 32);
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    if (round > 0) {
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
-    const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2;
-    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
-    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
-    c1 = static_cast<uint32_t>(p1);
-    c3 = static_cast<uint32_t>(p0);
-    c0 = n0;
-    c2 = n2;
-  }
-  return word == 0 ? c0 : word == 1 ? c1 : word == 2 ? c2 : c3;
-}
-
-__device__ __forceinline__ float Uint32ToUnitFloat(uint32_t x) {
-  const uint32_t bits = (127u << 23) | (x & 0x7fffffu);
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f - 1.0f;
-}
-
-// Inverted dropout of a layer's output: out = in · scale where kept, 0 where dropped; mask keeps 0 / 1.
-template <typename T>
-__global__ void DropoutKernel(int64_t n, int64_t width, int64_t max_time, int64_t batch, bool time_major,
-                              uint64_t seed, uint64_t seed2, uint64_t layer_offset, float p, T scale,
-                              const T* in, T* out, uint8_t* mask) {
-  TF_RNN_KERNEL_LOOP(i, n) {
-    int64_t tm = i;  // index in time-major order
-    if (!time_major) {
-      const int64_t row = i / width, j = i % width;
-      tm = ((row % max_time) * batch + row / max_time) * width + j;
-    }
-    const uint32_t word = PhiloxWord(seed, seed2, layer_offset + static_cast<uint64_t>(tm / 4),
-                                     static_cast<int>(tm % 4));
-    const bool keep = !(Uint32ToUnitFloat(word) < p);
-    mask[i] = keep ? 1 : 0;
-    out[i] = keep ? in[i] * scale : T(0);
-  }
-}
-
-template <typename T>
-__global__ void DropoutBackwardKernel(int64_t n, T scale, const uint8_t* mask, T* grad) {
-  TF_RNN_KERNEL_LOOP(i, n) { grad[i] = mask[i] ? grad[i] * scale : T(0); }
-}
-
-template <typename T>
-struct BackwardStepArgs {
-  int64_t B, H, Hout, GH, max_time, rows, ts, bs, s;
-  const int32_t* lens;
-  const T* dy;  // grad of the layer output: dy[row·dy_row + d·Hout + j]; null: zero
-  int64_t dy_row;
-  const T* dh_in;  // [dirs, B, Hout] grad of the state after this step
-  T* dh_out;       // [dirs, B, Hout] grad of the state before it (element-wise part)
-  T* dc;           // lstm: [dirs, B, H], updated in place
-  const T* dm_step;  // lstm with projection: [dirs, B, H]
-  T* dhtot_step;     // lstm with projection: [dirs, B, Hout]
-  T* dhtot;          // lstm with projection: [dirs, rows, Hout]
-  // Reserve of the forward ([dirs, rows, width]).
-  const T* act;
-  const T* hprev;
-  const T* ghn;
-  const T* c_t;
-  const T* cprev_t;
-  T* d_gx;       // [dirs, rows, GH]
-  T* d_gh;       // [dirs, rows, GH] (gru; the same buffer as d_gx otherwise)
-  T* d_gh_step;  // [dirs, B, GH]
-};
-
-template <typename T, RnnMode kMode, bool kProj>
-__global__ void BackwardStepKernel(BackwardStepArgs<T> a) {
-  constexpr int G = NumGates(kMode);
-  const int d = blockIdx.y;
-  const int64_t H = a.H, Hout = a.Hout, GH = a.GH;
-  TF_RNN_KERNEL_LOOP(i, a.B * H) {
-    const int64_t b = i / H, j = i % H;
-    const int64_t st = d * a.B + b;
-    int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {  // no step here: the grads pass through
-      for (int g = 0; g < G; ++g) a.d_gh_step[st * GH + g * H + j] = T(0);
-      if (!kProj) a.dh_out[st * Hout + j] = a.dh_in[st * Hout + j];
-      continue;
-    }
-    const int64_t row = t * a.ts + b * a.bs;
-    const int64_t rec = d * a.rows + row;  // record in the reserve
-    T act[G], dgx[G], dgh[G];
-    for (int g = 0; g < G; ++g) act[g] = a.act[rec * GH + g * H + j];
-    T dh;
-    if (kProj) {
-      dh = a.dm_step[st * H + j];
-    } else {
-      dh = a.dh_in[st * Hout + j];
-      if (a.dy != nullptr) dh += a.dy[row * a.dy_row + d * Hout + j];
-    }
-    T direct = T(0);  // the part of the grad of h_prev that is not through R
-    if constexpr (kMode == RnnMode::kGru) {
-      const T ghn = a.ghn[rec * H + j];
-      direct = GruCellMath<T>::Backward(act, &ghn, 1, 0, a.hprev[rec * Hout + j], dh, dgx, dgh);
-    } else if constexpr (kMode == RnnMode::kLstm) {
-      a.dc[st * H + j] = LstmCellMath<T>::Backward(act, 1, 0, a.c_t[rec * H + j], a.cprev_t[rec * H + j], dh,
-                                                   a.dc[st * H + j], dgx);
-      for (int g = 0; g < G; ++g) dgh[g] = dgx[g];
-    } else {
-      dgx[0] = SimpleRnnCellMath<T, kMode == RnnMode::kRnnRelu>::Backward(act, 0, dh);
-      dgh[0] = dgx[0];
-    }
-    for (int g = 0; g < G; ++g) {
-      a.d_gx[rec * GH + g * H + j] = dgx[g];
-      if (kMode == RnnMode::kGru) a.d_gh[rec * GH + g * H + j] = dgh[g];
-      a.d_gh_step[st * GH + g * H + j] = dgh[g];
-    }
-    if (!kProj) a.dh_out[st * Hout + j] = direct;
-  }
-}
-
-// LSTM with projection, before the cell: the grad of h at this step (dh_in + dy), kept per step for dP.
-template <typename T>
-__global__ void ProjectionBackwardKernel(BackwardStepArgs<T> a) {
-  const int d = blockIdx.y;
-  const int64_t Hout = a.Hout;
-  TF_RNN_KERNEL_LOOP(i, a.B * Hout) {
-    const int64_t b = i / Hout, p = i % Hout;
-    const int64_t st = d * a.B + b;
-    int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {
-      a.dhtot_step[st * Hout + p] = T(0);
-      a.dh_out[st * Hout + p] = a.dh_in[st * Hout + p];
-      continue;
-    }
-    const int64_t row = t * a.ts + b * a.bs;
-    T dh = a.dh_in[st * Hout + p];
-    if (a.dy != nullptr) dh += a.dy[row * a.dy_row + d * Hout + p];
-    a.dhtot_step[st * Hout + p] = dh;
-    a.dhtot[(d * a.rows + row) * Hout + p] = dh;
-    a.dh_out[st * Hout + p] = T(0);  // an LSTM's h_prev acts through R only
-  }
-}
-
-// skip_input: every gate adds the input itself, so its grad is the sum of the gates' grads (both
-// directions).
-template <typename T>
-__global__ void SkipInputGradKernel(int64_t n_rows, int64_t H, int64_t G, int64_t dirs, int64_t rows,
-                                    const T* d_gx, T* dx) {
-  TF_RNN_KERNEL_LOOP(i, n_rows * H) {
-    const int64_t r = i / H, j = i % H;
-    T acc = T(0);
-    for (int64_t d = 0; d < dirs; ++d) {
-      for (int64_t g = 0; g < G; ++g) acc += d_gx[(d * rows + r) * G * H + g * H + j];
-    }
-    dx[r * H + j] = acc;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Launch helpers.
-
-template <typename T>
-Status LaunchForwardStep(RnnMode mode, bool proj, dim3 grid, cudaStream_t stream,
-                         const ForwardStepArgs<T>& a) {
-  void (*kernel)(ForwardStepArgs<T>) = nullptr;
-  switch (mode) {
-    case RnnMode::kRnnRelu:
-      kernel = &ForwardStepKernel<T, RnnMode::kRnnRelu, false>;
-      break;
-    case RnnMode::kRnnTanh:
-      kernel = &ForwardStepKernel<T, RnnMode::kRnnTanh, false>;
-      break;
-    case RnnMode::kLstm:
-      kernel = proj ? &ForwardStepKernel<T, RnnMode::kLstm, true> : &ForwardStepKernel<T, RnnMode::kLstm, false>;
-      break;
-    case RnnMode::kGru:
-      kernel = &ForwardStepKernel<T, RnnMode::kGru, false>;
-      break;
-  }
-  if (kernel == nullptr) return Status::InvalidArgument("unknown rnn mode");
   TF_RNN_LAUNCH(kernel, grid, kThreadsPerBlock, stream, a);
   return CudaStatus(cudaGetLastError(), "ForwardStepKernel");
 }
 
-template <typename T>
-Status LaunchBackwardStep(RnnMode mode, bool proj, dim3 grid, cudaStream_t stream,
-                          const BackwardStepArgs<T>& a) {
-  void (*kernel)(BackwardStepArgs<T>) = nullptr;
-  switch (mode) {
-    case RnnMode::kRnnRelu:
-      kernel = &BackwardStepKernel<T, RnnMode::kRnnRelu, false>;
-      break;
-    case RnnMode::kRnnTanh:
-      kernel = &BackwardStepKernel<T, RnnMode::kRnnTanh, false>;
-      break;
-    case RnnMode::kLstm:
-      kernel = proj ? &BackwardStepKernel<T, RnnMode::kLstm, true> : &BackwardStepKernel<T, RnnMode::kLstm, false>;
-      break;
-    case RnnMode::kGru:
-      kernel = &BackwardStepKernel<T, RnnMode::kGru, false>;
-      break;
+template <typename T, typename Cell>
+Status LaunchBackwardStep(bool proj, dim3 grid, cudaStream_t stream, const BackwardStepArgs<T>& a) {
+  void (*kernel)(BackwardStepArgs<T>) = &BackwardStepKernel<T, Cell, false>;
+  if constexpr (Cell::kSupportsProjection) {
+    if (proj) kernel = &BackwardStepKernel<T, Cell, true>;
   }
-  if (kernel == nullptr) return Status::InvalidArgument("unknown rnn mode");
   TF_RNN_LAUNCH(kernel, grid, kThreadsPerBlock, stream, a);
   return CudaStatus(cudaGetLastError(), "BackwardStepKernel");
 }
@@ -527,86 +83,13 @@ Status CheckBuffers(const RnnConfig& config, void* reserve, void* workspace, boo
   return Status::Ok();
 }
 
-}  // namespace
-
-// ---------------------------------------------------------------------------------------------------
-// Configuration and sizes.
-
-Status ValidateRnnConfig(const RnnConfig& config) {
-  const RnnModelShape& sh = config.shape;
-  const int mode = static_cast<int>(sh.mode);
-  if (mode < 0 || mode > 3) return Status::InvalidArgument("fused RNN: unknown rnn_mode " + std::to_string(mode));
-  if (sh.num_layers < 1) {
-    return Status::InvalidArgument("fused RNN: num_layers must be at least 1, got " +
-                                   std::to_string(sh.num_layers));
-  }
-  if (sh.num_dirs != 1 && sh.num_dirs != 2) {
-    return Status::InvalidArgument("fused RNN: num_dirs must be 1 or 2, got " + std::to_string(sh.num_dirs));
-  }
-  if (sh.num_units < 1) {
-    return Status::InvalidArgument("fused RNN: num_units must be positive, got " + std::to_string(sh.num_units));
-  }
-  if (sh.input_size < 0 || config.max_time < 0 || config.batch < 0 || sh.num_proj < 0) {
-    return Status::InvalidArgument("fused RNN: negative input_size, max_time, batch or num_proj");
-  }
-  if (sh.num_proj > 0 && sh.mode != RnnMode::kLstm) {
-    return Status::InvalidArgument("fused RNN: num_proj is only supported for lstm");
-  }
-  if (sh.skip_input && sh.input_size != sh.num_units) {
-    return Status::InvalidArgument("fused RNN: skip_input needs input_size (" + std::to_string(sh.input_size) +
-                                   ") == num_units (" + std::to_string(sh.num_units) + ")");
-  }
-  if (!(config.dropout >= 0.0 && config.dropout <= 1.0)) {
-    return Status::InvalidArgument("fused RNN: dropout must be in [0, 1], got " + std::to_string(config.dropout));
-  }
-  return Status::Ok();
-}
-
-Status ValidateSequenceLengths(const RnnConfig& config, const int32_t* host_lengths, int64_t* max_len) {
-  *max_len = config.max_time;
-  if (host_lengths == nullptr) return Status::Ok();
-  int64_t longest = 0;
-  for (int64_t b = 0; b < config.batch; ++b) {
-    const int64_t len = host_lengths[b];
-    if (len < 0 || len > config.max_time) {
-      return Status::InvalidArgument("sequence_lengths[" + std::to_string(b) + "] = " + std::to_string(len) +
-                                     " is outside [0, max_time = " + std::to_string(config.max_time) + "]");
-    }
-    longest = std::max(longest, len);
-  }
-  *max_len = longest;
-  return Status::Ok();
-}
-
-bool RnnUsesDropout(const RnnConfig& config) {
-  return config.is_training && config.dropout > 0.0 && config.shape.num_layers > 1;
-}
-
-size_t RnnForwardWorkspaceBytes(const RnnConfig& config, DType dtype) {
-  if (!ValidateRnnConfig(config).ok()) return 0;
-  return dtype == DType::kFloat64 ? ForwardWorkspace<double>::Carve(config, nullptr).bytes
-                                  : ForwardWorkspace<float>::Carve(config, nullptr).bytes;
-}
-
-size_t RnnReserveBytes(const RnnConfig& config, DType dtype) {
-  if (!ValidateRnnConfig(config).ok()) return 0;
-  return dtype == DType::kFloat64 ? ReserveLayout<double>::Carve(config, nullptr).bytes
-                                  : ReserveLayout<float>::Carve(config, nullptr).bytes;
-}
-
-size_t RnnBackwardWorkspaceBytes(const RnnConfig& config, DType dtype) {
-  if (!ValidateRnnConfig(config).ok()) return 0;
-  return dtype == DType::kFloat64 ? BackwardWorkspace<double>::Carve(config, nullptr).bytes
-                                  : BackwardWorkspace<float>::Carve(config, nullptr).bytes;
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Forward.
 
-template <typename T>
-Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
-                  const int32_t* host_seq_lengths, const T* x, const T* h0, const T* c0, const T* params,
-                  T* y, T* hy, T* cy, void* reserve, void* workspace) {
+template <typename T, typename Cell>
+Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
+                   const int32_t* host_seq_lengths, const T* x, const T* h0, const T* c0, const T* params,
+                   T* y, T* hy, T* cy, void* reserve, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
   int64_t max_len = 0;
   TF_RNN_RETURN_IF_ERROR(ValidateSequenceLengths(config, host_seq_lengths, &max_len));
@@ -616,8 +99,8 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
   TF_RNN_RETURN_IF_ERROR(CheckBuffers<T>(config, reserve, workspace, false));
   TF_RNN_CUBLAS_CHECK(cublasSetStream(blas, stream));
 
-  const ForwardWorkspace<T> ws = ForwardWorkspace<T>::Carve(config, workspace);
-  const ReserveLayout<T> rs = ReserveLayout<T>::Carve(config, reserve);
+  const ForwardWorkspace<T, Cell> ws = ForwardWorkspace<T, Cell>::Carve(config, workspace);
+  const ReserveLayout<T, Cell> rs = ReserveLayout<T, Cell>::Carve(config, reserve);
   const bool training = config.is_training;
   const bool dropout = RnnUsesDropout(config);
   // Records of steps that never run stay zero, so that the backprop's GEMMs over all rows see zeros.
@@ -667,12 +150,14 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
     a.m_step = ws.m_step, a.hp = ws.hp;
     a.y = out, a.y_row = D.outw;
     if (training) {
-      a.act = rs.act[l], a.hprev = rs.hprev[l], a.ghn = rs.ghn[l], a.c_t = rs.c[l], a.cprev_t = rs.cprev[l];
-      a.m_t = rs.m[l];
+      for (int k = 0; k < Cell::kNumSaved; ++k) {
+        a.saved[k] = rs.saved[k][l], a.saved_width[k] = Cell::kSaved[k].Width(D.H);
+      }
+      a.hprev = rs.hprev[l], a.cprev = rs.cprev[l], a.m_t = rs.m[l];
     }
 
     TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.Hout, h0, UserState(config, l, D.Hout), ws.h[0], ws_h));
-    if (D.mode == RnnMode::kLstm) {
+    if (Cell::kHasCellState) {
       TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.H, c0, UserState(config, l, D.H), ws.c[0], ws_c));
     }
     int cur = 0;
@@ -684,7 +169,7 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
       a.s = s;
       a.h_in = ws.h[cur], a.h_out = ws.h[1 - cur];
       a.c_in = ws.c[cur], a.c_out = ws.c[1 - cur];
-      TF_RNN_RETURN_IF_ERROR(LaunchForwardStep<T>(D.mode, D.proj, grid_h, stream, a));
+      TF_RNN_RETURN_IF_ERROR((LaunchForwardStep<T, Cell>(D.proj, grid_h, stream, a)));
       if (D.proj) {  // h = m Pᵀ
         TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, D.B, D.Hout, D.H, T(1), ws.m_step, D.H,
                                                D.B * D.H, pl + blk.p, D.H, pstride, T(0), ws.hp, D.Hout,
@@ -698,7 +183,7 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
     if (hy != nullptr) {
       TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.Hout, ws.h[cur], ws_h, hy, UserState(config, l, D.Hout)));
     }
-    if (D.mode == RnnMode::kLstm && cy != nullptr) {
+    if (Cell::kHasCellState && cy != nullptr) {
       TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.H, ws.c[cur], ws_c, cy, UserState(config, l, D.H)));
     }
     if (dropout && l < D.L - 1) {
@@ -717,11 +202,11 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
 // ---------------------------------------------------------------------------------------------------
 // Backprop.
 
-template <typename T>
-Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
-                   const int32_t* host_seq_lengths, const T* x, const T* params, const T* dy,
-                   const T* dhy, const T* dcy, const void* reserve, T* dx, T* dh0, T* dc0, T* dparams,
-                   void* workspace) {
+template <typename T, typename Cell>
+Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
+                    const int32_t* host_seq_lengths, const T* x, const T* params, const T* dy,
+                    const T* dhy, const T* dcy, const void* reserve, T* dx, T* dh0, T* dc0, T* dparams,
+                    void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
   if (!config.is_training) {
     return Status::InvalidArgument("fused RNN backprop: needs the reserve of a forward with is_training");
@@ -735,8 +220,8 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
   TF_RNN_RETURN_IF_ERROR(CheckBuffers<T>(config, const_cast<void*>(reserve), workspace, true));
   TF_RNN_CUBLAS_CHECK(cublasSetStream(blas, stream));
 
-  const BackwardWorkspace<T> ws = BackwardWorkspace<T>::Carve(config, workspace);
-  const ReserveLayout<T> rs = ReserveLayout<T>::Carve(config, const_cast<void*>(reserve));
+  const BackwardWorkspace<T, Cell> ws = BackwardWorkspace<T, Cell>::Carve(config, workspace);
+  const ReserveLayout<T, Cell> rs = ReserveLayout<T, Cell>::Carve(config, const_cast<void*>(reserve));
   const bool dropout = RnnUsesDropout(config);
   const int32_t* lens = nullptr;
   if (host_seq_lengths != nullptr) {
@@ -749,7 +234,6 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
   const StateView ws_h{0, D.B * D.Hout, D.Hout}, ws_c{0, D.B * D.H, D.H};
   const dim3 grid_h(BlocksFor(D.B * D.H), static_cast<unsigned>(D.dirs));
   const dim3 grid_hout(BlocksFor(D.B * D.Hout), static_cast<unsigned>(D.dirs));
-  const bool gru = D.mode == RnnMode::kGru;
 
   const T* d_out = dy;  // grad of the current layer's output
   int gcur = 0;
@@ -764,10 +248,12 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
     const int64_t pstride = blk.size;
 
     TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, D.dirs * D.rows * D.GH, ws.d_gx));
-    if (gru) TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, D.dirs * D.rows * D.GH, ws.d_gh));
+    if (Cell::kDistinctRecurrentGrad) {
+      TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, D.dirs * D.rows * D.GH, ws.d_gh));
+    }
     if (D.proj) TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, D.dirs * D.rows * D.Hout, ws.dhtot));
     TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.Hout, dhy, UserState(config, l, D.Hout), ws.dh[0], ws_h));
-    if (D.mode == RnnMode::kLstm) {
+    if (Cell::kHasCellState) {
       TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.H, dcy, UserState(config, l, D.H), ws.dc, ws_c));
     }
 
@@ -776,7 +262,10 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
     a.lens = lens;
     a.dy = d_out, a.dy_row = D.outw;
     a.dc = ws.dc, a.dm_step = ws.dm_step, a.dhtot_step = ws.dhtot_step, a.dhtot = ws.dhtot;
-    a.act = rs.act[l], a.hprev = rs.hprev[l], a.ghn = rs.ghn[l], a.c_t = rs.c[l], a.cprev_t = rs.cprev[l];
+    for (int k = 0; k < Cell::kNumSaved; ++k) {
+      a.saved[k] = rs.saved[k][l], a.saved_width[k] = Cell::kSaved[k].Width(D.H);
+    }
+    a.hprev = rs.hprev[l], a.cprev = rs.cprev[l];
     a.d_gx = ws.d_gx, a.d_gh = ws.d_gh, a.d_gh_step = ws.d_gh_step;
     int cur = 0;
     for (int64_t s = max_len - 1; s >= 0; --s) {
@@ -790,7 +279,7 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
                                                D.Hout, D.B * D.Hout, pl + blk.p, D.H, pstride, T(0), ws.dm_step,
                                                D.H, D.B * D.H, D.dirs));
       }
-      TF_RNN_RETURN_IF_ERROR(LaunchBackwardStep<T>(D.mode, D.proj, grid_h, stream, a));
+      TF_RNN_RETURN_IF_ERROR((LaunchBackwardStep<T, Cell>(D.proj, grid_h, stream, a)));
       // dh_prev += d_gh R
       TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, D.B, D.Hout, D.GH, T(1), ws.d_gh_step,
                                              D.GH, D.B * D.GH, pl + blk.r, D.Hout, pstride, T(1), ws.dh[1 - cur],
@@ -800,7 +289,7 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
     if (dh0 != nullptr) {
       TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.Hout, ws.dh[cur], ws_h, dh0, UserState(config, l, D.Hout)));
     }
-    if (D.mode == RnnMode::kLstm && dc0 != nullptr) {
+    if (Cell::kHasCellState && dc0 != nullptr) {
       TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.H, ws.dc, ws_c, dc0, UserState(config, l, D.H)));
     }
 
@@ -854,6 +343,33 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
     }
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+template <typename T>
+Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
+                  const int32_t* host_seq_lengths, const T* x, const T* h0, const T* c0, const T* params,
+                  T* y, T* hy, T* cy, void* reserve, void* workspace) {
+  TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
+  const auto forward = DispatchCell(config.shape.mode, [](auto cell) {
+    return &CellForward<T, decltype(cell)>;
+  });
+  return forward(blas, stream, config, host_seq_lengths, x, h0, c0, params, y, hy, cy, reserve,
+                 workspace);
+}
+
+template <typename T>
+Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
+                   const int32_t* host_seq_lengths, const T* x, const T* params, const T* dy,
+                   const T* dhy, const T* dcy, const void* reserve, T* dx, T* dh0, T* dc0, T* dparams,
+                   void* workspace) {
+  TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
+  const auto backward = DispatchCell(config.shape.mode, [](auto cell) {
+    return &CellBackward<T, decltype(cell)>;
+  });
+  return backward(blas, stream, config, host_seq_lengths, x, params, dy, dhy, dcy, reserve, dx, dh0,
+                  dc0, dparams, workspace);
 }
 
 #define TF_RNN_INSTANTIATE_FUSED_RNN(T)                                                                         \

@@ -1,12 +1,12 @@
-// The cuDNN-style fused multi-layer RNN (SPEC.md §4) on CUDA, framework-free: raw device pointers, a
-// stream and a cuBLAS handle. Our own kernels, not cuDNN; same semantics and the same opaque params
-// layout (cc/kernels/rnn_params.h) as the CPU path.
+// The cuDNN-style fused multi-layer RNN (docs/MATH.md, "Fused RNN cells" and "Params layout") on
+// CUDA, framework-free: raw device pointers, a stream and a cuBLAS handle. Our own kernels, not
+// cuDNN; same semantics and the same opaque params layout (cc/kernels/rnn_params.h) as the CPU path.
 //
 // Per layer and direction the forward does one GEMM for the input projection of all time steps
 // (gx = x Wᵀ, both directions in one strided-batched call), then per step one GEMM for the recurrent part
-// (gh = h Rᵀ, both directions at once), one fused kernel for the gates (cc/kernels/rnn_cell_math.h), and
-// for an LSTM with projection one more GEMM and kernel. The backprop walks the steps in reverse with one
-// GEMM per step (dh_prev = d_gh R) and forms the weight gradients as one GEMM over all steps each
+// (gh = h Rᵀ, both directions at once), one fused kernel for the gates (the cell's one definition,
+// cc/cells/rnn_cells.h), and for an LSTM with projection one more GEMM and kernel. The backprop walks
+// the steps in reverse with one GEMM per step (dh_prev = d_gh R) and forms the weight gradients as one GEMM over all steps each
 // (dW = d_gxᵀ x, dR = d_ghᵀ h_prev, dP = dhᵀ m) and the bias gradients as column sums.
 //
 // Layouts (row-major, dense): time_major: x [T, B, I], y [T, B, dirs·H_out], h [dirs·L, B, H_out],
@@ -48,8 +48,10 @@ struct RnnConfig {
                                  // DropoutStreamOffset)
 };
 
-// InvalidArgument for an inconsistent configuration (negative sizes, skip_input with input_size !=
-// num_units, num_proj for a mode other than lstm, dropout outside [0, 1], ...).
+// InvalidArgument for a configuration the fused family's rules refuse (cc/kernels/fused_rnn_rules.h:
+// num_layers, num_units and input_size >= 1, skip_input only with input_size == num_units, num_proj
+// for lstm only and at most num_units, dropout in [0, 1], the size bounds), or negative max_time or
+// batch.
 Status ValidateRnnConfig(const RnnConfig& config);
 // InvalidArgument for a length < 0 or > T; sets *max_len to the longest (T when lengths is null).
 Status ValidateSequenceLengths(const RnnConfig& config, const int32_t* host_lengths, int64_t* max_len);

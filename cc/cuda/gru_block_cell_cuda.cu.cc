@@ -1,8 +1,9 @@
-// GRU block cell on CUDA (SPEC.md §3): cuBLAS GEMMs for the products, fused kernels for the rest.
+// GRU block cell on CUDA (docs/MATH.md, "GRU block cell"): cuBLAS GEMMs for the products, fused kernels
+// for the rest, whose element-wise math is the cell's one definition (cc/cells/gru_block_cell.h).
 #include "cc/cuda/gru_block_cell_cuda.h"
 
 #include "cc/cuda/cuda_util.h"
-#include "cc/kernels/rnn_cell_math.h"
+#include "cc/cells/gru_block_cell.h"
 
 namespace tf_rnn_ops {
 namespace cuda {
@@ -26,11 +27,11 @@ __global__ void GatesKernel(int64_t batch, int64_t input_size, int64_t cell_size
   const int64_t H = cell_size;
   TF_RNN_KERNEL_LOOP(i, batch * H) {
     const int64_t b = i / H, j = i % H;
-    const T rv = Sigmoid(ru_bar[b * 2 * H + j] + b_ru[j]);
-    const T uv = Sigmoid(ru_bar[b * 2 * H + H + j] + b_ru[H + j]);
+    const T rv = GruBlockCell::Gate(ru_bar[b * 2 * H + j] + b_ru[j]);
+    const T uv = GruBlockCell::Gate(ru_bar[b * 2 * H + H + j] + b_ru[H + j]);
     r[i] = rv;
     u[i] = uv;
-    xh[b * (input_size + H) + input_size + j] = h_prev[i] * rv;
+    xh[b * (input_size + H) + input_size + j] = GruBlockCell::ResetHPrev(h_prev[i], rv);
   }
 }
 
@@ -39,10 +40,9 @@ template <typename T>
 __global__ void CandidateKernel(int64_t batch, int64_t cell_size, const T* b_c, const T* u,
                                 const T* h_prev, T* c, T* h) {
   TF_RNN_KERNEL_LOOP(i, batch * cell_size) {
-    const T cv = Tanh(c[i] + b_c[i % cell_size]);
-    const T uv = u[i];
+    const T cv = GruBlockCell::Candidate(c[i] + b_c[i % cell_size]);
     c[i] = cv;
-    h[i] = uv * h_prev[i] + (T(1) - uv) * cv;
+    h[i] = GruBlockCell::Hidden(u[i], h_prev[i], cv);
   }
 }
 
@@ -55,8 +55,8 @@ __global__ void GradCandidateKernel(int64_t batch, int64_t cell_size, const T* u
   TF_RNN_KERNEL_LOOP(i, batch * H) {
     const int64_t b = i / H, j = i % H;
     const T uv = u[i], cv = c[i], dh = d_h[i];
-    d_c_bar[i] = dh * (T(1) - uv) * (T(1) - cv * cv);
-    d_r_bar_u_bar[b * 2 * H + H + j] = dh * (h_prev[i] - cv) * uv * (T(1) - uv);
+    d_c_bar[i] = GruBlockCell::DCBar(dh, uv, cv);
+    d_r_bar_u_bar[b * 2 * H + H + j] = GruBlockCell::DUBar(dh, h_prev[i], cv, uv);
   }
 }
 
@@ -69,8 +69,9 @@ __global__ void GradResetKernel(int64_t batch, int64_t cell_size, const T* r, co
   TF_RNN_KERNEL_LOOP(i, batch * H) {
     const int64_t b = i / H, j = i % H;
     const T rv = r[i], dhr = d_h_prevr[i];
-    d_r_bar_u_bar[b * 2 * H + j] = dhr * h_prev[i] * rv * (T(1) - rv);
-    d_h_prev[i] = dhr * rv + d_h[i] * u[i];
+    d_r_bar_u_bar[b * 2 * H + j] = GruBlockCell::DRBar(dhr, h_prev[i], rv);
+    // The product's part (d_h_prev_ru) is added by a GEMM afterwards: zero here.
+    d_h_prev[i] = GruBlockCell::DHPrev(T(0), dhr, rv, d_h[i], u[i]);
   }
 }
 

@@ -1,4 +1,4 @@
-// GRU block cell (SPEC.md §3) on CUDA, framework-free: raw device pointers, a stream and a cuBLAS handle.
+// GRU block cell (docs/MATH.md, "GRU block cell") on CUDA, framework-free: raw device pointers, a stream and a cuBLAS handle.
 //
 // All matrices are row-major and dense: x [B, I], h_prev [B, H], w_ru [I+H, 2H] (columns [r | u], rows
 // [x-part ; h-part]), w_c [I+H, H], b_ru [2H], b_c [H]; outputs r, u, c, h, d_h_prev, d_c_bar [B, H],
@@ -27,7 +27,7 @@ Status GruBlockCellForward(cublasHandle_t blas, cudaStream_t stream, int64_t bat
                            const T* b_ru, const T* b_c, T* r, T* u, T* c, T* h, void* workspace);
 
 // Grad kernel: from r, u, c of the forward and d_h, computes d_x, d_h_prev, d_c_bar and d_r_bar_u_bar
-// (SPEC.md §3). b_ru and b_c are not needed by the math; they are accepted for symmetry with the op.
+// (docs/MATH.md, "GRU block cell"). b_ru and b_c are not needed by the math; they are accepted for symmetry with the op.
 template <typename T>
 Status GruBlockCellBackward(cublasHandle_t blas, cudaStream_t stream, int64_t batch, int64_t input_size,
                             int64_t cell_size, const T* x, const T* h_prev, const T* w_ru, const T* w_c,

@@ -1,5 +1,5 @@
-// What the CPU and GPU OpKernels share besides the fused RNN's RnnAttrs / RnnInputs
-// (cudnn_rnn_kernels.h): the error helper, the compute type of the 16-bit floats, and the GRU block
+// What the CPU and GPU OpKernels share besides the fused RNN's FusedRnnAttrs / FusedRnnInputs
+// (fused_rnn_attrs.h): the error helper, the compute type of the 16-bit floats, and the GRU block
 // cell's input checks, so that both devices accept the same inputs and word their errors the same.
 #ifndef TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_H_
 #define TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_H_

@@ -1,13 +1,15 @@
 // CPU kernels for TensorFlow's own CudnnRNN* ops (which TensorFlow ships for GPU only), so that a model
 // trained and exported on a GPU machine serves and fine-tunes on CPU. They are the fused-RNN kernel
-// classes of cudnn_rnn_kernels.h, registered under TensorFlow's op names.
+// classes of fused_rnn_kernels.h and fused_rnn_params_kernels.h, registered under TensorFlow's op
+// names.
 //
 // Each op gets our kernel only if TensorFlow has no CPU kernel for it when this library is loaded: a
 // future TensorFlow with its own CPU kernels keeps them, and nothing registers twice.
 #include <memory>
 #include <string>
 
-#include "cc/kernels/cudnn_rnn_kernels.h"
+#include "cc/kernels/fused_rnn_kernels.h"
+#include "cc/kernels/fused_rnn_params_kernels.h"
 #include "tensorflow/core/framework/kernel_def_builder.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
@@ -48,17 +50,17 @@ void RegisterForAllTypes(const char* op, Extra extra) {
 }
 
 template <typename T>
-using ParamsSizeInt32 = CudnnRnnParamsSizeOp<T, int32_t>;
+using ParamsSizeInt32 = FusedRnnParamsSizeOp<T, int32_t>;
 template <typename T>
-using ParamsSizeInt64 = CudnnRnnParamsSizeOp<T, int64_t>;
+using ParamsSizeInt64 = FusedRnnParamsSizeOp<T, int64_t>;
 
 const bool kRegistered = [] {
   auto none = [](KernelDefBuilder&) {};
   for (const char* op : {"CudnnRNN", "CudnnRNNV2", "CudnnRNNV3"}) {
-    if (!HasCpuKernel(op)) RegisterForAllTypes<CudnnRnnForwardOp>(op, none);
+    if (!HasCpuKernel(op)) RegisterForAllTypes<FusedRnnForwardOp>(op, none);
   }
   for (const char* op : {"CudnnRNNBackprop", "CudnnRNNBackpropV2", "CudnnRNNBackpropV3"}) {
-    if (!HasCpuKernel(op)) RegisterForAllTypes<CudnnRnnBackwardOp>(op, none);
+    if (!HasCpuKernel(op)) RegisterForAllTypes<FusedRnnBackwardOp>(op, none);
   }
   if (!HasCpuKernel("CudnnRNNParamsSize")) {
     auto host = [](KernelDefBuilder& b) {
@@ -74,10 +76,10 @@ const bool kRegistered = [] {
     });
   }
   for (const char* op : {"CudnnRNNParamsToCanonical", "CudnnRNNParamsToCanonicalV2"}) {
-    if (!HasCpuKernel(op)) RegisterForAllTypes<CudnnRnnParamsToCanonicalOp>(op, none);
+    if (!HasCpuKernel(op)) RegisterForAllTypes<FusedRnnParamsToCanonicalOp>(op, none);
   }
   for (const char* op : {"CudnnRNNCanonicalToParams", "CudnnRNNCanonicalToParamsV2"}) {
-    if (!HasCpuKernel(op)) RegisterForAllTypes<CudnnRnnCanonicalToParamsOp>(op, none);
+    if (!HasCpuKernel(op)) RegisterForAllTypes<FusedRnnCanonicalToParamsOp>(op, none);
   }
   return true;
 }();

@@ -289,6 +289,19 @@ def test_invalid_configs(lib):
         with pytest.raises(tc.TfRnnCudaError) as info:
             lib.rnn(shape).params_size()
         assert info.value.code == 1
+    # The fused family's rules (cc/kernels/fused_rnn_rules.h), worded as the TensorFlow kernels
+    # word them: input_size >= 1 as cuDNN (this layer took 0 before), and sizes checked as the int64
+    # the C API is given (num_layers 2^32 + 1 was narrowed to 1 layer).
+    rules = [
+        (ref.RnnShape("lstm", 1, 3, 0), r"input_size must be >= 1, got 0"),
+        (ref.RnnShape("gru", 2**32 + 1, 3, 2), r"num_layers \(4294967297\) must be at most"),
+        (ref.RnnShape("lstm", 1, 3, 4, skip_input=True), r"skip_input needs input_size \(4\)"),
+        (ref.RnnShape("lstm", 1, 3, 2, num_proj=4), r"num_proj \(4\) must not exceed num_units"),
+    ]
+    for shape, message in rules:
+        with pytest.raises(tc.TfRnnCudaError, match=message) as info:
+            lib.rnn(shape).params_size()
+        assert info.value.code == 1
     with pytest.raises(tc.TfRnnCudaError, match="dropout"):
         lib.rnn(ref.RnnShape("lstm", 2, 3, 2), dropout=1.5).params_size()
     assert lib.rnn(ref.RnnShape("lstm", 2, 3, 2), dropout=1.0).params_size() > 0  # [0, 1] as TF

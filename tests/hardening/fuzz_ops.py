@@ -69,7 +69,7 @@ DIRECTIONS = tf_rnn_ops.params.DIRECTIONS
 FLOATS = ("float32", "float64", "float16", "bfloat16")
 HUGE = (2**31 - 1, 2**31, 2**32 + 3, 2**40, 2**62, 2**63 - 1)
 NONFINITE = (float("nan"), float("inf"), float("-inf"))
-MAX_ELEMENTS = 2**62  # the kernels' limit (cc/kernels/cudnn_rnn_kernels.h, RnnAttrs::kMaxElements)
+MAX_ELEMENTS = 2**62  # the kernels' limit (cc/kernels/fused_rnn_rules.h, fused_rnn::kMaxElements)
 INT_MAX = 2**31 - 1
 MAX_BUILT = 1 << 22  # elements of the largest tensor a case may hold (16 MiB of float32)
 

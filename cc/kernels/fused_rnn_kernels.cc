@@ -1,15 +1,17 @@
-// CPU kernel registrations of the TfRnn> fused RNN ops (the classes live in cudnn_rnn_kernels.h).
-#include "cc/kernels/cudnn_rnn_kernels.h"
+// CPU kernel registrations of the TfRnn> fused RNN ops (the classes live in fused_rnn_kernels.h and
+// fused_rnn_params_kernels.h; TfRnn>KerasRNN's in keras_rnn_kernels.cc).
+#include "cc/kernels/fused_rnn_kernels.h"
+#include "cc/kernels/fused_rnn_params_kernels.h"
 
 namespace tf_rnn_ops {
 
 #define TF_RNN_REGISTER_CPU(T)                                                                   \
   REGISTER_KERNEL_BUILDER(                                                                       \
       Name("TfRnn>CudnnRNN").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),             \
-      CudnnRnnForwardOp<T>);                                                                     \
+      FusedRnnForwardOp<T>);                                                                     \
   REGISTER_KERNEL_BUILDER(                                                                       \
       Name("TfRnn>CudnnRNNBackprop").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
-      CudnnRnnBackwardOp<T>);                                                                    \
+      FusedRnnBackwardOp<T>);                                                                    \
   REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNNParamsSize")                                       \
                               .Device(tensorflow::DEVICE_CPU)                                    \
                               .TypeConstraint<T>("T")                                            \
@@ -18,7 +20,7 @@ namespace tf_rnn_ops {
                               .HostMemory("num_units")                                           \
                               .HostMemory("input_size")                                          \
                               .HostMemory("params_size"),                                        \
-                          CudnnRnnParamsSizeOp<T, int32_t>);                                     \
+                          FusedRnnParamsSizeOp<T, int32_t>);                                     \
   REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNNParamsSize")                                       \
                               .Device(tensorflow::DEVICE_CPU)                                    \
                               .TypeConstraint<T>("T")                                            \
@@ -27,21 +29,13 @@ namespace tf_rnn_ops {
                               .HostMemory("num_units")                                           \
                               .HostMemory("input_size")                                          \
                               .HostMemory("params_size"),                                        \
-                          CudnnRnnParamsSizeOp<T, int64_t>);                                     \
+                          FusedRnnParamsSizeOp<T, int64_t>);                                     \
   REGISTER_KERNEL_BUILDER(                                                                       \
       Name("TfRnn>CudnnRNNParamsToCanonical").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      CudnnRnnParamsToCanonicalOp<T>);                                                           \
+      FusedRnnParamsToCanonicalOp<T>);                                                           \
   REGISTER_KERNEL_BUILDER(                                                                       \
       Name("TfRnn>CudnnRNNCanonicalToParams").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      CudnnRnnCanonicalToParamsOp<T>);
-
-// TfRnn>KerasRNN: float and double (the Keras layers compute 16-bit types in float32).
-REGISTER_KERNEL_BUILDER(
-    Name("TfRnn>KerasRNN").Device(tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
-    KerasRnnForwardOp<float>);
-REGISTER_KERNEL_BUILDER(
-    Name("TfRnn>KerasRNN").Device(tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
-    KerasRnnForwardOp<double>);
+      FusedRnnCanonicalToParamsOp<T>);
 
 TF_RNN_REGISTER_CPU(float)
 TF_RNN_REGISTER_CPU(double)

@@ -1,5 +1,5 @@
-// Op registrations of the cuDNN-style fused RNN family (SPEC.md §2, §4), under the TfRnn> namespace so
-// that TensorFlow's own CudnnRNN* ops stay untouched. Inputs, outputs and attributes are those of
+// Op registrations of the cuDNN-style fused RNN family (README's API section; docs/MATH.md, "Fused
+// RNN cells"), under the TfRnn> namespace so that TensorFlow's own CudnnRNN* ops stay untouched. Inputs, outputs and attributes are those of
 // CudnnRNNV3, CudnnRNNBackpropV3, CudnnRNNParamsSize, CudnnRNNParamsToCanonicalV2 and
 // CudnnRNNCanonicalToParamsV2.
 #include <cstdint>
@@ -17,7 +17,7 @@ using shape_inference::DimensionHandle;
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
-// Output shapes of the forward op from input, input_h and input_c (SPEC.md §4 "Shapes").
+// Output shapes of the forward op from input, input_h and input_c (docs/MATH.md, "Params layout").
 // Like WithRank, with an error that names the input.
 absl::Status NamedRank(InferenceContext* c, int index, const char* name, int rank,
                        ShapeHandle* out) {

@@ -1,0 +1,105 @@
+// DEVICE_GPU kernels of TfRnn>GRUBlockCell and TfRnn>GRUBlockCellGrad: the CPU kernels' checks
+// (ValidateGRUBlockCellInputs, kernel_util.h), outputs allocated through TensorFlow, and the
+// framework-free CUDA library (cc/cuda/gru_block_cell_cuda.h) on the op's stream. float and double
+// natively; half and bfloat16 computed in float. Built into tf_rnn_ops/_tf_rnn_ops_gpu.so only
+// (cc/cuda/cuda.mk), which a CPU-only installation never loads.
+#define EIGEN_USE_GPU
+
+#include <cstdint>
+
+#include "cc/cuda/cuda_compat.h"
+#include "cc/cuda/gru_block_cell_cuda.h"
+#include "cc/kernels/kernel_util.h"
+#include "cc/kernels/kernel_util_gpu.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/types.h"
+
+namespace tf_rnn_ops {
+namespace gpu {
+namespace {
+
+using tensorflow::DEVICE_GPU;
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+
+template <typename T>
+class GRUBlockCellGPUOp : public OpKernel {
+ public:
+  explicit GRUBlockCellGPUOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    GRUBlockCellSizes s;
+    OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/false, &s));
+    Tensor* out[4];
+    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, ctx->allocate_output(i, TensorShape({s.batch, s.cell}), &out[i]));
+    if (s.batch == 0 || s.cell == 0) return;
+    const cudaStream_t stream = StreamOf(ctx);
+    ScopedBlas blas;
+    OP_REQUIRES_OK(ctx, blas.Init(stream));
+    Tensor in_holder[6], out_holder[4], ws_holder;
+    const Acc<T>* in[6];
+    Acc<T>* o[4];
+    for (int i = 0; i < 6; ++i) OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
+    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
+    void* ws;
+    OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
+                                &ws_holder, &ws));
+    OP_REQUIRES_OK(ctx, FromCuda(cuda::GruBlockCellForward<Acc<T>>(blas.get(), stream, s.batch, s.input, s.cell,
+                                                                   in[0], in[1], in[2], in[3], in[4], in[5], o[0],
+                                                                   o[1], o[2], o[3], ws)));
+    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
+  }
+};
+
+template <typename T>
+class GRUBlockCellGradGPUOp : public OpKernel {
+ public:
+  explicit GRUBlockCellGradGPUOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    GRUBlockCellSizes s;
+    OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/true, &s));
+    Tensor* out[4];
+    const TensorShape shapes[4] = {TensorShape({s.batch, s.input}), TensorShape({s.batch, s.cell}),
+                                   TensorShape({s.batch, s.cell}), TensorShape({s.batch, 2 * s.cell})};
+    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, ctx->allocate_output(i, shapes[i], &out[i]));
+    if (s.batch == 0) return;
+    if (s.cell == 0) {  // nothing depends on x
+      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out[0]));
+      return;
+    }
+    const cudaStream_t stream = StreamOf(ctx);
+    ScopedBlas blas;
+    OP_REQUIRES_OK(ctx, blas.Init(stream));
+    Tensor in_holder[10], out_holder[4], ws_holder;
+    const Acc<T>* in[10];
+    Acc<T>* o[4];
+    for (int i = 0; i < 10; ++i) OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
+    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
+    void* ws;
+    OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
+                                &ws_holder, &ws));
+    OP_REQUIRES_OK(ctx, FromCuda(cuda::GruBlockCellBackward<Acc<T>>(
+                            blas.get(), stream, s.batch, s.input, s.cell, in[0], in[1], in[2], in[3], in[4], in[5],
+                            in[6], in[7], in[8], in[9], o[0], o[1], o[2], o[3], ws)));
+    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
+  }
+};
+
+#define TF_RNN_REGISTER_GPU(T)                                                                 \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>GRUBlockCell").Device(DEVICE_GPU).TypeConstraint<T>("T"),     \
+                          GRUBlockCellGPUOp<T>);                                                     \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>GRUBlockCellGrad").Device(DEVICE_GPU).TypeConstraint<T>("T"), \
+                          GRUBlockCellGradGPUOp<T>);
+
+TF_RNN_REGISTER_GPU(float)
+TF_RNN_REGISTER_GPU(double)
+TF_RNN_REGISTER_GPU(Eigen::half)
+TF_RNN_REGISTER_GPU(Eigen::bfloat16)
+#undef TF_RNN_REGISTER_GPU
+
+}  // namespace
+}  // namespace gpu
+}  // namespace tf_rnn_ops
