@@ -17,8 +17,6 @@
 #else
 #define TF_RNN_OPS_HOST_DEVICE inline
 #endif
-// The spelling of the first cells commit, for code written against it; use TF_RNN_OPS_HOST_DEVICE.
-#define TF_RNN_HOST_DEVICE TF_RNN_OPS_HOST_DEVICE
 
 namespace tf_rnn_ops {
 

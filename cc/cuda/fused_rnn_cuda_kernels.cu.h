@@ -79,13 +79,13 @@ struct StepForwardIo {
   T h_prev = T(0), c_prev = T(0), h = T(0), c = T(0);
   T* saved[kMaxCellSaved] = {};  // this unit's record of each saved buffer (null: not saved)
 
-  TF_RNN_HOST_DEVICE T X(int g) const { return gx[g * gx_gate] + b_w[g * H]; }
-  TF_RNN_HOST_DEVICE T R(int g) const { return gh[g * H] + b_r[g * H]; }
-  TF_RNN_HOST_DEVICE T HPrev() const { return h_prev; }
-  TF_RNN_HOST_DEVICE T CPrev() const { return c_prev; }
-  TF_RNN_HOST_DEVICE void SetH(T v) { h = v; }
-  TF_RNN_HOST_DEVICE void SetC(T v) { c = v; }
-  TF_RNN_HOST_DEVICE void Save(int k, int g, T v) {
+  TF_RNN_OPS_HOST_DEVICE T X(int g) const { return gx[g * gx_gate] + b_w[g * H]; }
+  TF_RNN_OPS_HOST_DEVICE T R(int g) const { return gh[g * H] + b_r[g * H]; }
+  TF_RNN_OPS_HOST_DEVICE T HPrev() const { return h_prev; }
+  TF_RNN_OPS_HOST_DEVICE T CPrev() const { return c_prev; }
+  TF_RNN_OPS_HOST_DEVICE void SetH(T v) { h = v; }
+  TF_RNN_OPS_HOST_DEVICE void SetC(T v) { c = v; }
+  TF_RNN_OPS_HOST_DEVICE void Save(int k, int g, T v) {
     if (saved[k] != nullptr) saved[k][g * H] = v;
   }
 };
@@ -250,21 +250,21 @@ struct StepBackwardIo {
   T* dr_step;  // this unit's entry of the step's d_gh
   T dc_prev = T(0), dh_direct = T(0);
 
-  TF_RNN_HOST_DEVICE T Saved(int k, int g) const { return saved[k][g * H]; }
-  TF_RNN_HOST_DEVICE T HPrev() const { return h_prev; }
-  TF_RNN_HOST_DEVICE T CPrev() const { return c_prev; }
-  TF_RNN_HOST_DEVICE T Dh() const { return dh; }
-  TF_RNN_HOST_DEVICE T Dc() const { return dc; }
-  TF_RNN_HOST_DEVICE void SetDx(int g, T v) {
+  TF_RNN_OPS_HOST_DEVICE T Saved(int k, int g) const { return saved[k][g * H]; }
+  TF_RNN_OPS_HOST_DEVICE T HPrev() const { return h_prev; }
+  TF_RNN_OPS_HOST_DEVICE T CPrev() const { return c_prev; }
+  TF_RNN_OPS_HOST_DEVICE T Dh() const { return dh; }
+  TF_RNN_OPS_HOST_DEVICE T Dc() const { return dc; }
+  TF_RNN_OPS_HOST_DEVICE void SetDx(int g, T v) {
     dx[g * H] = v;
     if (!Cell::kDistinctRecurrentGrad) dr_step[g * H] = v;
   }
-  TF_RNN_HOST_DEVICE void SetDr(int g, T v) {
+  TF_RNN_OPS_HOST_DEVICE void SetDr(int g, T v) {
     dr[g * H] = v;
     dr_step[g * H] = v;
   }
-  TF_RNN_HOST_DEVICE void SetDcPrev(T v) { dc_prev = v; }
-  TF_RNN_HOST_DEVICE void SetDhDirect(T v) { dh_direct = v; }
+  TF_RNN_OPS_HOST_DEVICE void SetDcPrev(T v) { dc_prev = v; }
+  TF_RNN_OPS_HOST_DEVICE void SetDhDirect(T v) { dh_direct = v; }
 };
 
 template <typename T, typename Cell, bool kProj>

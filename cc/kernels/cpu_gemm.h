@@ -17,8 +17,6 @@
 namespace tf_rnn_ops {
 
 using CPUDevice = Eigen::ThreadPoolDevice;
-// (The old spelling, until every caller says CPUDevice.)
-using CpuDevice = CPUDevice;
 
 // C[M, N] = op(A) · op(B) (or += when accumulate), row-major; op(A) is [M, K], op(B) is [K, N].
 template <typename T>

@@ -12,7 +12,7 @@
 // turn the product and the pass into a loop over the cell's phases (see rnn_cells.h).
 //
 // Works on raw pointers in the compute type T (float or double), time-major, with states packed as
-// [num_layers * num_dirs, B, ·]. The OpKernels (cudnn_rnn_kernels.h) convert layouts and dtypes.
+// [num_layers * num_dirs, B, ·]. The OpKernels (fused_rnn_kernels.h) convert layouts and dtypes.
 //
 // Where the time goes and how it is spent (see docs/PERFORMANCE.md):
 //  * the input projection of a chunk of steps (~512 rows) is one [rows, in] x [in, G·H] product;
