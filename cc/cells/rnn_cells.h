@@ -55,10 +55,10 @@
 //     generic over the state tuple (kHasCellState); the mask is a saved buffer; Backward is
 //     unchanged and the driver splits Dh()/Dc() by the mask.
 //   * Layer-norm cells: normalise a row's whole gate vector (a reduction over G·H) before the
-//     gates. The cell would state kRowPrepass = true and a PrepareRow(row) hook that the driver calls once
-//     per row before Forward's unit loop (and its grad after Backward's), with γ/β as extra params
-//     (rnn_params.h's Block gets the cell's extra param blocks) and the row statistics a saved
-//     buffer of fixed width (CellBuffer::fixed, e.g. {"ln_stats", 0, 4}).
+//     gates. The cell would state kRowPrepass = true and a PrepareRow(row) hook that the driver
+//     calls once per row before Forward's unit loop (and its grad after Backward's), with γ/β as
+//     extra params (rnn_params.h's Block gets the cell's extra param blocks) and the row statistics
+//     a saved buffer of fixed width (CellBuffer::fixed, e.g. {"ln_stats", 0, 4}).
 #ifndef TF_RNN_OPS_CC_CELLS_RNN_CELLS_H_
 #define TF_RNN_OPS_CC_CELLS_RNN_CELLS_H_
 

@@ -38,7 +38,8 @@ bool ValidDType(int64_t dtype) { return dtype == TFRNN_FLOAT32 || dtype == TFRNN
 
 Status ToConfig(const tfrnn_rnn_desc* desc, RnnConfig* config) {
   if (desc == nullptr) return Status::InvalidArgument("null tfrnn_rnn_desc");
-  if (!ValidDType(desc->dtype)) return Status::InvalidArgument("unknown dtype " + std::to_string(desc->dtype));
+  if (!ValidDType(desc->dtype))
+    return Status::InvalidArgument("unknown dtype " + std::to_string(desc->dtype));
   if (desc->rnn_mode < 0 || desc->rnn_mode > 3) {
     return Status::InvalidArgument("unknown rnn_mode " + std::to_string(desc->rnn_mode));
   }
@@ -122,15 +123,17 @@ int tfrnn_blas_set_tf32(void* blas, int enable) {
 #endif
 }
 
-int64_t tfrnn_gru_block_cell_workspace_bytes(int dtype, int64_t batch, int64_t input_size, int64_t cell_size) {
+int64_t tfrnn_gru_block_cell_workspace_bytes(int dtype, int64_t batch, int64_t input_size,
+                                             int64_t cell_size) {
   if (!ValidDType(dtype)) return -1;
   return static_cast<int64_t>(tf_rnn_ops::cuda::GruBlockCellWorkspaceBytes(
       batch, input_size, cell_size, dtype == TFRNN_FLOAT64 ? sizeof(double) : sizeof(float)));
 }
 
-int tfrnn_gru_block_cell_forward(void* blas, void* stream, int dtype, int64_t batch, int64_t input_size,
-                                 int64_t cell_size, const void* x, const void* h_prev, const void* w_ru,
-                                 const void* w_c, const void* b_ru, const void* b_c, void* r, void* u, void* c,
+int tfrnn_gru_block_cell_forward(void* blas, void* stream, int dtype, int64_t batch,
+                                 int64_t input_size, int64_t cell_size, const void* x,
+                                 const void* h_prev, const void* w_ru, const void* w_c,
+                                 const void* b_ru, const void* b_c, void* r, void* u, void* c,
                                  void* h, void* workspace) {
   using tf_rnn_ops::cuda::GruBlockCellForward;
   if (dtype == TFRNN_FLOAT32) {
@@ -138,24 +141,25 @@ int tfrnn_gru_block_cell_forward(void* blas, void* stream, int dtype, int64_t ba
     return Report(GruBlockCellForward<T>(
         AsBlas(blas), AsStream(stream), batch, input_size, cell_size, static_cast<const T*>(x),
         static_cast<const T*>(h_prev), static_cast<const T*>(w_ru), static_cast<const T*>(w_c),
-        static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<T*>(r), static_cast<T*>(u),
-        static_cast<T*>(c), static_cast<T*>(h), workspace));
+        static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<T*>(r),
+        static_cast<T*>(u), static_cast<T*>(c), static_cast<T*>(h), workspace));
   }
   if (dtype == TFRNN_FLOAT64) {
     using T = double;
     return Report(GruBlockCellForward<T>(
         AsBlas(blas), AsStream(stream), batch, input_size, cell_size, static_cast<const T*>(x),
         static_cast<const T*>(h_prev), static_cast<const T*>(w_ru), static_cast<const T*>(w_c),
-        static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<T*>(r), static_cast<T*>(u),
-        static_cast<T*>(c), static_cast<T*>(h), workspace));
+        static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<T*>(r),
+        static_cast<T*>(u), static_cast<T*>(c), static_cast<T*>(h), workspace));
   }
   return InvalidArgument("unknown dtype " + std::to_string(dtype));
 }
 
-int tfrnn_gru_block_cell_backward(void* blas, void* stream, int dtype, int64_t batch, int64_t input_size,
-                                  int64_t cell_size, const void* x, const void* h_prev, const void* w_ru,
-                                  const void* w_c, const void* b_ru, const void* b_c, const void* r,
-                                  const void* u, const void* c, const void* d_h, void* d_x, void* d_h_prev,
+int tfrnn_gru_block_cell_backward(void* blas, void* stream, int dtype, int64_t batch,
+                                  int64_t input_size, int64_t cell_size, const void* x,
+                                  const void* h_prev, const void* w_ru, const void* w_c,
+                                  const void* b_ru, const void* b_c, const void* r, const void* u,
+                                  const void* c, const void* d_h, void* d_x, void* d_h_prev,
                                   void* d_c_bar, void* d_r_bar_u_bar, void* workspace) {
   using tf_rnn_ops::cuda::GruBlockCellBackward;
   if (dtype == TFRNN_FLOAT32) {
@@ -164,8 +168,9 @@ int tfrnn_gru_block_cell_backward(void* blas, void* stream, int dtype, int64_t b
         AsBlas(blas), AsStream(stream), batch, input_size, cell_size, static_cast<const T*>(x),
         static_cast<const T*>(h_prev), static_cast<const T*>(w_ru), static_cast<const T*>(w_c),
         static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<const T*>(r),
-        static_cast<const T*>(u), static_cast<const T*>(c), static_cast<const T*>(d_h), static_cast<T*>(d_x),
-        static_cast<T*>(d_h_prev), static_cast<T*>(d_c_bar), static_cast<T*>(d_r_bar_u_bar), workspace));
+        static_cast<const T*>(u), static_cast<const T*>(c), static_cast<const T*>(d_h),
+        static_cast<T*>(d_x), static_cast<T*>(d_h_prev), static_cast<T*>(d_c_bar),
+        static_cast<T*>(d_r_bar_u_bar), workspace));
   }
   if (dtype == TFRNN_FLOAT64) {
     using T = double;
@@ -173,22 +178,24 @@ int tfrnn_gru_block_cell_backward(void* blas, void* stream, int dtype, int64_t b
         AsBlas(blas), AsStream(stream), batch, input_size, cell_size, static_cast<const T*>(x),
         static_cast<const T*>(h_prev), static_cast<const T*>(w_ru), static_cast<const T*>(w_c),
         static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<const T*>(r),
-        static_cast<const T*>(u), static_cast<const T*>(c), static_cast<const T*>(d_h), static_cast<T*>(d_x),
-        static_cast<T*>(d_h_prev), static_cast<T*>(d_c_bar), static_cast<T*>(d_r_bar_u_bar), workspace));
+        static_cast<const T*>(u), static_cast<const T*>(c), static_cast<const T*>(d_h),
+        static_cast<T*>(d_x), static_cast<T*>(d_h_prev), static_cast<T*>(d_c_bar),
+        static_cast<T*>(d_r_bar_u_bar), workspace));
   }
   return InvalidArgument("unknown dtype " + std::to_string(dtype));
 }
 
-int tfrnn_convert_half16(void* stream, int kind, int to_float, int64_t n, const void* src, void* dst) {
+int tfrnn_convert_half16(void* stream, int kind, int to_float, int64_t n, const void* src,
+                         void* dst) {
   using tf_rnn_ops::cuda::Half16;
   if (kind != 0 && kind != 1) return InvalidArgument("unknown 16-bit kind " + std::to_string(kind));
   const Half16 k = kind == 1 ? Half16::kBFloat16 : Half16::kFloat16;
   if (to_float) {
-    return Report(tf_rnn_ops::cuda::Half16ToFloat(AsStream(stream), k, n, static_cast<const uint16_t*>(src),
-                                                  static_cast<float*>(dst)));
+    return Report(tf_rnn_ops::cuda::Half16ToFloat(
+        AsStream(stream), k, n, static_cast<const uint16_t*>(src), static_cast<float*>(dst)));
   }
-  return Report(tf_rnn_ops::cuda::FloatToHalf16(AsStream(stream), k, n, static_cast<const float*>(src),
-                                                static_cast<uint16_t*>(dst)));
+  return Report(tf_rnn_ops::cuda::FloatToHalf16(
+      AsStream(stream), k, n, static_cast<const float*>(src), static_cast<uint16_t*>(dst)));
 }
 
 int64_t tfrnn_rnn_params_size(const tfrnn_rnn_desc* desc) {
@@ -201,25 +208,29 @@ int64_t tfrnn_rnn_params_size(const tfrnn_rnn_desc* desc) {
   return config.shape.ParamsSize();
 }
 
-int tfrnn_rnn_sizes(const tfrnn_rnn_desc* desc, int64_t* forward_workspace_bytes, int64_t* reserve_bytes,
-                    int64_t* backward_workspace_bytes) {
+int tfrnn_rnn_sizes(const tfrnn_rnn_desc* desc, int64_t* forward_workspace_bytes,
+                    int64_t* reserve_bytes, int64_t* backward_workspace_bytes) {
   RnnConfig config;
   const Status status = ToConfig(desc, &config);
   if (!status.ok()) return Report(status);
   const DType dtype = desc->dtype == TFRNN_FLOAT64 ? DType::kFloat64 : DType::kFloat32;
   if (forward_workspace_bytes) {
-    *forward_workspace_bytes = static_cast<int64_t>(tf_rnn_ops::cuda::RnnForwardWorkspaceBytes(config, dtype));
+    *forward_workspace_bytes =
+        static_cast<int64_t>(tf_rnn_ops::cuda::RnnForwardWorkspaceBytes(config, dtype));
   }
-  if (reserve_bytes) *reserve_bytes = static_cast<int64_t>(tf_rnn_ops::cuda::RnnReserveBytes(config, dtype));
+  if (reserve_bytes)
+    *reserve_bytes = static_cast<int64_t>(tf_rnn_ops::cuda::RnnReserveBytes(config, dtype));
   if (backward_workspace_bytes) {
-    *backward_workspace_bytes = static_cast<int64_t>(tf_rnn_ops::cuda::RnnBackwardWorkspaceBytes(config, dtype));
+    *backward_workspace_bytes =
+        static_cast<int64_t>(tf_rnn_ops::cuda::RnnBackwardWorkspaceBytes(config, dtype));
   }
   return TFRNN_OK;
 }
 
-int tfrnn_rnn_forward(void* blas, void* stream, const tfrnn_rnn_desc* desc, const int32_t* host_seq_lengths,
-                      const void* x, const void* h0, const void* c0, const void* params, void* y, void* hy,
-                      void* cy, void* reserve, void* workspace) {
+int tfrnn_rnn_forward(void* blas, void* stream, const tfrnn_rnn_desc* desc,
+                      const int32_t* host_seq_lengths, const void* x, const void* h0,
+                      const void* c0, const void* params, void* y, void* hy, void* cy,
+                      void* reserve, void* workspace) {
   RnnConfig config;
   const Status status = ToConfig(desc, &config);
   if (!status.ok()) return Report(status);
@@ -227,19 +238,20 @@ int tfrnn_rnn_forward(void* blas, void* stream, const tfrnn_rnn_desc* desc, cons
     using T = double;
     return Report(tf_rnn_ops::cuda::RnnForward<T>(
         AsBlas(blas), AsStream(stream), config, host_seq_lengths, static_cast<const T*>(x),
-        static_cast<const T*>(h0), static_cast<const T*>(c0), static_cast<const T*>(params), static_cast<T*>(y),
-        static_cast<T*>(hy), static_cast<T*>(cy), reserve, workspace));
+        static_cast<const T*>(h0), static_cast<const T*>(c0), static_cast<const T*>(params),
+        static_cast<T*>(y), static_cast<T*>(hy), static_cast<T*>(cy), reserve, workspace));
   }
   using T = float;
   return Report(tf_rnn_ops::cuda::RnnForward<T>(
-      AsBlas(blas), AsStream(stream), config, host_seq_lengths, static_cast<const T*>(x), static_cast<const T*>(h0),
-      static_cast<const T*>(c0), static_cast<const T*>(params), static_cast<T*>(y), static_cast<T*>(hy),
-      static_cast<T*>(cy), reserve, workspace));
+      AsBlas(blas), AsStream(stream), config, host_seq_lengths, static_cast<const T*>(x),
+      static_cast<const T*>(h0), static_cast<const T*>(c0), static_cast<const T*>(params),
+      static_cast<T*>(y), static_cast<T*>(hy), static_cast<T*>(cy), reserve, workspace));
 }
 
-int tfrnn_rnn_backward(void* blas, void* stream, const tfrnn_rnn_desc* desc, const int32_t* host_seq_lengths,
-                       const void* x, const void* params, const void* dy, const void* dhy, const void* dcy,
-                       const void* reserve, void* dx, void* dh0, void* dc0, void* dparams, void* workspace) {
+int tfrnn_rnn_backward(void* blas, void* stream, const tfrnn_rnn_desc* desc,
+                       const int32_t* host_seq_lengths, const void* x, const void* params,
+                       const void* dy, const void* dhy, const void* dcy, const void* reserve,
+                       void* dx, void* dh0, void* dc0, void* dparams, void* workspace) {
   RnnConfig config;
   const Status status = ToConfig(desc, &config);
   if (!status.ok()) return Report(status);
@@ -248,15 +260,15 @@ int tfrnn_rnn_backward(void* blas, void* stream, const tfrnn_rnn_desc* desc, con
     return Report(tf_rnn_ops::cuda::RnnBackward<T>(
         AsBlas(blas), AsStream(stream), config, host_seq_lengths, static_cast<const T*>(x),
         static_cast<const T*>(params), static_cast<const T*>(dy), static_cast<const T*>(dhy),
-        static_cast<const T*>(dcy), reserve, static_cast<T*>(dx), static_cast<T*>(dh0), static_cast<T*>(dc0),
-        static_cast<T*>(dparams), workspace));
+        static_cast<const T*>(dcy), reserve, static_cast<T*>(dx), static_cast<T*>(dh0),
+        static_cast<T*>(dc0), static_cast<T*>(dparams), workspace));
   }
   using T = float;
   return Report(tf_rnn_ops::cuda::RnnBackward<T>(
       AsBlas(blas), AsStream(stream), config, host_seq_lengths, static_cast<const T*>(x),
       static_cast<const T*>(params), static_cast<const T*>(dy), static_cast<const T*>(dhy),
-      static_cast<const T*>(dcy), reserve, static_cast<T*>(dx), static_cast<T*>(dh0), static_cast<T*>(dc0),
-      static_cast<T*>(dparams), workspace));
+      static_cast<const T*>(dcy), reserve, static_cast<T*>(dx), static_cast<T*>(dh0),
+      static_cast<T*>(dc0), static_cast<T*>(dparams), workspace));
 }
 
 }  // extern "C"

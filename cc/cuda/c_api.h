@@ -1,9 +1,10 @@
-/* A small C API over the CUDA layer (build/cuda/libtf_rnn_ops_cuda.so), for ctypes harnesses and other
- * foreign callers. Pointers are device pointers except `host_seq_lengths`; `stream` is a cudaStream_t
- * (null: the legacy default stream) and `blas` a handle from tfrnn_blas_create, used by one thread at a
- * time (each call binds it to its `stream`) and left in host pointer mode. Functions return
- * TFRNN_OK or an error code; tfrnn_last_error() describes the last error of the calling thread. Sizes are
- * in bytes; workspace / reserve buffers must be 256-byte aligned (any allocator of CUDA memory is). */
+/* A small C API over the CUDA layer (build/cuda/libtf_rnn_ops_cuda.so), for ctypes harnesses and
+ * other foreign callers. Pointers are device pointers except `host_seq_lengths`; `stream` is a
+ * cudaStream_t (null: the legacy default stream) and `blas` a handle from tfrnn_blas_create, used
+ * by one thread at a time (each call binds it to its `stream`) and left in host pointer mode.
+ * Functions return TFRNN_OK or an error code; tfrnn_last_error() describes the last error of the
+ * calling thread. Sizes are in bytes; workspace / reserve buffers must be 256-byte aligned (any
+ * allocator of CUDA memory is). */
 #ifndef TF_RNN_OPS_CC_CUDA_C_API_H_
 #define TF_RNN_OPS_CC_CUDA_C_API_H_
 
@@ -31,8 +32,8 @@ TFRNN_EXPORT int tfrnn_blas_destroy(void* blas);
 TFRNN_EXPORT int tfrnn_blas_set_tf32(void* blas, int enable);
 
 /* ---- GRU block cell (docs/MATH.md, "GRU block cell") */
-TFRNN_EXPORT int64_t tfrnn_gru_block_cell_workspace_bytes(int dtype, int64_t batch, int64_t input_size,
-                                                          int64_t cell_size);
+TFRNN_EXPORT int64_t tfrnn_gru_block_cell_workspace_bytes(int dtype, int64_t batch,
+                                                          int64_t input_size, int64_t cell_size);
 TFRNN_EXPORT int tfrnn_gru_block_cell_forward(void* blas, void* stream, int dtype, int64_t batch,
                                               int64_t input_size, int64_t cell_size, const void* x,
                                               const void* h_prev, const void* w_ru, const void* w_c,
@@ -40,26 +41,26 @@ TFRNN_EXPORT int tfrnn_gru_block_cell_forward(void* blas, void* stream, int dtyp
                                               void* c, void* h, void* workspace);
 TFRNN_EXPORT int tfrnn_gru_block_cell_backward(void* blas, void* stream, int dtype, int64_t batch,
                                                int64_t input_size, int64_t cell_size, const void* x,
-                                               const void* h_prev, const void* w_ru, const void* w_c,
-                                               const void* b_ru, const void* b_c, const void* r,
-                                               const void* u, const void* c, const void* d_h, void* d_x,
-                                               void* d_h_prev, void* d_c_bar, void* d_r_bar_u_bar,
-                                               void* workspace);
+                                               const void* h_prev, const void* w_ru,
+                                               const void* w_c, const void* b_ru, const void* b_c,
+                                               const void* r, const void* u, const void* c,
+                                               const void* d_h, void* d_x, void* d_h_prev,
+                                               void* d_c_bar, void* d_r_bar_u_bar, void* workspace);
 
 /* ---- 16-bit floats: kind 0 = IEEE half, 1 = bfloat16; to_float 1: 16-bit -> float32, 0: back
  * (round to nearest even). n elements. */
-TFRNN_EXPORT int tfrnn_convert_half16(void* stream, int kind, int to_float, int64_t n, const void* src,
-                                      void* dst);
+TFRNN_EXPORT int tfrnn_convert_half16(void* stream, int kind, int to_float, int64_t n,
+                                      const void* src, void* dst);
 
 /* ---- fused RNN (docs/MATH.md, "Fused RNN cells", "Params layout") */
 typedef struct tfrnn_rnn_desc {
-  int64_t dtype;       /* TFRNN_FLOAT32 / TFRNN_FLOAT64 */
-  int64_t rnn_mode;    /* TFRNN_RNN_RELU ... TFRNN_GRU */
-  int64_t skip_input;  /* 0 / 1 (resolved input_mode) */
+  int64_t dtype;      /* TFRNN_FLOAT32 / TFRNN_FLOAT64 */
+  int64_t rnn_mode;   /* TFRNN_RNN_RELU ... TFRNN_GRU */
+  int64_t skip_input; /* 0 / 1 (resolved input_mode) */
   int64_t num_layers;
-  int64_t num_dirs;    /* 1 / 2 */
+  int64_t num_dirs; /* 1 / 2 */
   int64_t num_units;
-  int64_t num_proj;    /* 0: none */
+  int64_t num_proj; /* 0: none */
   int64_t input_size;
   int64_t max_time;
   int64_t batch;
@@ -81,9 +82,10 @@ TFRNN_EXPORT int tfrnn_rnn_forward(void* blas, void* stream, const tfrnn_rnn_des
                                    void* reserve, void* workspace);
 /* dy, dhy, dcy may be null (zeros); dx, dh0, dc0 null when not wanted. */
 TFRNN_EXPORT int tfrnn_rnn_backward(void* blas, void* stream, const tfrnn_rnn_desc* desc,
-                                    const int32_t* host_seq_lengths, const void* x, const void* params,
-                                    const void* dy, const void* dhy, const void* dcy, const void* reserve,
-                                    void* dx, void* dh0, void* dc0, void* dparams, void* workspace);
+                                    const int32_t* host_seq_lengths, const void* x,
+                                    const void* params, const void* dy, const void* dhy,
+                                    const void* dcy, const void* reserve, void* dx, void* dh0,
+                                    void* dc0, void* dparams, void* workspace);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,5 +1,5 @@
-// 16-bit float conversions (convert_cuda.h): portable bit manipulation, so that the host emulation tests
-// exactly the code the GPU runs.
+// 16-bit float conversions (convert_cuda.h): portable bit manipulation, so that the host emulation
+// tests exactly the code the GPU runs.
 #include "cc/cuda/convert_cuda.h"
 
 #include <cstring>
@@ -27,7 +27,8 @@ __host__ __device__ __forceinline__ float BFloat16ToFloat(uint16_t h) {
 
 __host__ __device__ __forceinline__ uint16_t FloatToBFloat16(float f) {
   const uint32_t x = FloatBits(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
+  if ((x & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((x >> 16) | 0x40u);        // quiet NaN
   const uint32_t rounded = x + 0x7fffu + ((x >> 16) & 1u);  // ties to even; overflows to inf
   return static_cast<uint16_t>(rounded >> 16);
 }
@@ -47,7 +48,7 @@ __host__ __device__ __forceinline__ uint16_t FloatToFloat16(float f) {
   const uint32_t bits = FloatBits(f);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
   const uint32_t x = bits & 0x7fffffffu;
-  if (x > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (x > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (x >= 0x47800000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65536 (or inf): inf
   if (x < 0x38800000u) {  // below 2^-14: a subnormal half, mantissa = |f| · 2^24 rounded to even
     const uint32_t shift = 126u - (x >> 23);  // 14..: |f| = m · 2^(e-150) with the implicit bit
@@ -76,14 +77,16 @@ __global__ void FloatToHalf16Kernel(int64_t n, bool bf16, const float* src, uint
 Status Half16ToFloat(cudaStream_t stream, Half16 kind, int64_t n, const uint16_t* src, float* dst) {
   if (n <= 0) return Status::Ok();
   auto kernel = &Half16ToFloatKernel;
-  TF_RNN_LAUNCH(kernel, BlocksFor(n), kThreadsPerBlock, stream, n, kind == Half16::kBFloat16, src, dst);
+  TF_RNN_LAUNCH(kernel, BlocksFor(n), kThreadsPerBlock, stream, n, kind == Half16::kBFloat16, src,
+                dst);
   return CudaStatus(cudaGetLastError(), "Half16ToFloatKernel");
 }
 
 Status FloatToHalf16(cudaStream_t stream, Half16 kind, int64_t n, const float* src, uint16_t* dst) {
   if (n <= 0) return Status::Ok();
   auto kernel = &FloatToHalf16Kernel;
-  TF_RNN_LAUNCH(kernel, BlocksFor(n), kThreadsPerBlock, stream, n, kind == Half16::kBFloat16, src, dst);
+  TF_RNN_LAUNCH(kernel, BlocksFor(n), kThreadsPerBlock, stream, n, kind == Half16::kBFloat16, src,
+                dst);
   return CudaStatus(cudaGetLastError(), "FloatToHalf16Kernel");
 }
 

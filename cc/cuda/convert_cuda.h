@@ -1,6 +1,6 @@
 // 16-bit floats (IEEE half, bfloat16) to float and back on CUDA, for the kernels that take half and
-// bfloat16 tensors and compute in float (README, API). Bit-exact conversions (round to nearest even),
-// the same code on host and device.
+// bfloat16 tensors and compute in float (README, API). Bit-exact conversions (round to nearest
+// even), the same code on host and device.
 #ifndef TF_RNN_OPS_CC_CUDA_CONVERT_CUDA_H_
 #define TF_RNN_OPS_CC_CUDA_CONVERT_CUDA_H_
 

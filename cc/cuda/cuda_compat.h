@@ -1,12 +1,12 @@
 // The CUDA layer's one view of the CUDA runtime and cuBLAS, and the Status its functions return.
 //
-// Normally this is <cuda_runtime.h> and <cublas_v2.h>. Compiled with TF_RNN_CUDA_HOST_EMULATION (by a host
-// compiler, no nvcc, no GPU) it is a small stand-in instead: "device" pointers are host pointers, a kernel
-// launch runs the kernel body on the calling thread (every kernel of this layer is a grid-stride loop over
-// x with y/z as plain indices, and no thread talks to another, so one host thread per (y, z) block computes
-// exactly what the GPU computes), and the GEMMs are plain loops (cuda_blas.h). That build lets the drivers
-// and kernels be tested on machines without a GPU (tests/gpu/test_cuda_host_emulation.py); it is never
-// shipped.
+// Normally this is <cuda_runtime.h> and <cublas_v2.h>. Compiled with TF_RNN_CUDA_HOST_EMULATION (by
+// a host compiler, no nvcc, no GPU) it is a small stand-in instead: "device" pointers are host
+// pointers, a kernel launch runs the kernel body on the calling thread (every kernel of this layer
+// is a grid-stride loop over x with y/z as plain indices, and no thread talks to another, so one
+// host thread per (y, z) block computes exactly what the GPU computes), and the GEMMs are plain
+// loops (cuda_blas.h). That build lets the drivers and kernels be tested on machines without a GPU
+// (tests/gpu/test_cuda_host_emulation.py); it is never shipped.
 #ifndef TF_RNN_OPS_CC_CUDA_CUDA_COMPAT_H_
 #define TF_RNN_OPS_CC_CUDA_CUDA_COMPAT_H_
 
@@ -57,7 +57,9 @@ inline const char* cudaGetErrorString(cudaError_t) { return "emulated CUDA error
 typedef struct TfRnnEmulatedBlas* cublasHandle_t;
 typedef int cublasStatus_t;
 static constexpr cublasStatus_t CUBLAS_STATUS_SUCCESS = 0;
-inline cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) {
+  return CUBLAS_STATUS_SUCCESS;
+}
 inline const char* cublasGetStatusString(cublasStatus_t) { return "emulated cuBLAS error"; }
 
 struct dim3 {
@@ -67,8 +69,10 @@ struct dim3 {
 namespace tf_rnn_ops {
 namespace cuda {
 namespace emu {
-inline thread_local dim3 block_idx(0, 0, 0), thread_idx(0, 0, 0), block_dim(1, 1, 1), grid_dim(1, 1, 1);
-// Runs `body` once per (y, z) block with one thread per block: the x grid-stride loop covers all of x.
+inline thread_local dim3 block_idx(0, 0, 0), thread_idx(0, 0, 0), block_dim(1, 1, 1),
+    grid_dim(1, 1, 1);
+// Runs `body` once per (y, z) block with one thread per block: the x grid-stride loop covers all of
+// x.
 template <typename F>
 void Launch(dim3 grid, dim3 /*block*/, cudaStream_t /*stream*/, F&& body) {
   block_dim = dim3(1, 1, 1);
@@ -109,7 +113,8 @@ namespace cuda {
 
 enum class StatusCode : int { kOk = 0, kInvalidArgument = 1, kCudaError = 2, kCublasError = 3 };
 
-// What every function of the CUDA layer returns: ok, or a code and a message for the caller to raise.
+// What every function of the CUDA layer returns: ok, or a code and a message for the caller to
+// raise.
 class Status {
  public:
   Status() = default;
@@ -139,12 +144,13 @@ inline Status CublasStatus(cublasStatus_t status, const char* what) {
 }  // namespace cuda
 }  // namespace tf_rnn_ops
 
-#define TF_RNN_RETURN_IF_ERROR(expr)             \
-  do {                                           \
+#define TF_RNN_RETURN_IF_ERROR(expr)               \
+  do {                                             \
     ::tf_rnn_ops::cuda::Status _tf_rnn_s = (expr); \
-    if (!_tf_rnn_s.ok()) return _tf_rnn_s;       \
+    if (!_tf_rnn_s.ok()) return _tf_rnn_s;         \
   } while (0)
-#define TF_RNN_CUDA_CHECK(expr) TF_RNN_RETURN_IF_ERROR(::tf_rnn_ops::cuda::CudaStatus((expr), #expr))
+#define TF_RNN_CUDA_CHECK(expr) \
+  TF_RNN_RETURN_IF_ERROR(::tf_rnn_ops::cuda::CudaStatus((expr), #expr))
 #define TF_RNN_CUBLAS_CHECK(expr) \
   TF_RNN_RETURN_IF_ERROR(::tf_rnn_ops::cuda::CublasStatus((expr), #expr))
 

@@ -1,5 +1,5 @@
-// Internal helpers of the CUDA layer (included by its .cu.cc files only): row-major GEMMs on cuBLAS,
-// launch shapes, element-wise utility kernels and a carver for workspace / reserve buffers.
+// Internal helpers of the CUDA layer (included by its .cu.cc files only): row-major GEMMs on
+// cuBLAS, launch shapes, element-wise utility kernels and a carver for workspace / reserve buffers.
 #ifndef TF_RNN_OPS_CC_CUDA_CUDA_UTIL_H_
 #define TF_RNN_OPS_CC_CUDA_CUDA_UTIL_H_
 
@@ -24,13 +24,13 @@ inline unsigned BlocksFor(int64_t n) {
 }
 
 // The grid-stride loop every kernel of this layer uses for its x dimension.
-#define TF_RNN_KERNEL_LOOP(i, n)                                                              \
+#define TF_RNN_KERNEL_LOOP(i, n)                                                         \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
 // ---------------------------------------------------------------------------------------------------
-// Buffers carved out of one allocation, each aligned to 256 bytes. With a null base only the size is
-// computed (every pointer is null), so the same code sizes and carves.
+// Buffers carved out of one allocation, each aligned to 256 bytes. With a null base only the size
+// is computed (every pointer is null), so the same code sizes and carves.
 class Carver {
  public:
   explicit Carver(void* base) : base_(static_cast<char*>(base)) {}
@@ -57,7 +57,8 @@ __global__ void FillKernel(int64_t n, T value, T* out) {
 
 // C[b][i, j] *= beta for a strided batch of [rows, cols] matrices with leading dimension ldc.
 template <typename T>
-__global__ void ScaleMatrixKernel(int64_t rows, int64_t cols, int64_t ldc, int64_t stride, T beta, T* c) {
+__global__ void ScaleMatrixKernel(int64_t rows, int64_t cols, int64_t ldc, int64_t stride, T beta,
+                                  T* c) {
   T* m = c + blockIdx.y * stride;
   TF_RNN_KERNEL_LOOP(i, rows * cols) {
     const int64_t r = i / cols, k = i % cols;
@@ -83,9 +84,9 @@ Status Zero(cudaStream_t stream, int64_t n, T* out) {
 // ---------------------------------------------------------------------------------------------------
 // Row-major GEMM on (column-major) cuBLAS, for a strided batch:
 //   C[i] (M x N, leading dim ldc) = alpha * op(A[i]) (M x K) * op(B[i]) (K x N) + beta * C[i]
-// where A[i] = A + i * stride_a (a stride of 0 shares one matrix), op(A) = A (stored M x K, lda >= K) or
-// A^T (stored K x M, lda >= M), likewise B. A row-major matrix is the column-major view of its
-// transpose, so this is cuBLAS's C^T = op(B)^T op(A)^T with the operands swapped.
+// where A[i] = A + i * stride_a (a stride of 0 shares one matrix), op(A) = A (stored M x K, lda >=
+// K) or A^T (stored K x M, lda >= M), likewise B. A row-major matrix is the column-major view of
+// its transpose, so this is cuBLAS's C^T = op(B)^T op(A)^T with the operands swapped.
 inline Status CheckBlasDims(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
                             int64_t batch) {
   for (int64_t v : {m, n, k, lda, ldb, ldc, batch}) {
@@ -126,62 +127,64 @@ Status Gemm(cublasHandle_t, bool trans_a, bool trans_b, int64_t m, int64_t n, in
 
 #else  // real cuBLAS
 
-inline cublasStatus_t GemmStridedBatchedCall(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
-                                             int m, int n, int k, const float* alpha, const float* a,
-                                             int lda, long long sa, const float* b, int ldb,
-                                             long long sb, const float* beta, float* c, int ldc,
-                                             long long sc, int batch) {
+inline cublasStatus_t GemmStridedBatchedCall(cublasHandle_t h, cublasOperation_t ta,
+                                             cublasOperation_t tb, int m, int n, int k,
+                                             const float* alpha, const float* a, int lda,
+                                             long long sa, const float* b, int ldb, long long sb,
+                                             const float* beta, float* c, int ldc, long long sc,
+                                             int batch) {
   if (batch == 1) return cublasSgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc,
-                                   batch);
+  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc,
+                                   sc, batch);
 }
-inline cublasStatus_t GemmStridedBatchedCall(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
-                                             int m, int n, int k, const double* alpha, const double* a,
-                                             int lda, long long sa, const double* b, int ldb,
-                                             long long sb, const double* beta, double* c, int ldc,
-                                             long long sc, int batch) {
+inline cublasStatus_t GemmStridedBatchedCall(cublasHandle_t h, cublasOperation_t ta,
+                                             cublasOperation_t tb, int m, int n, int k,
+                                             const double* alpha, const double* a, int lda,
+                                             long long sa, const double* b, int ldb, long long sb,
+                                             const double* beta, double* c, int ldc, long long sc,
+                                             int batch) {
   if (batch == 1) return cublasDgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc,
-                                   batch);
+  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc,
+                                   sc, batch);
 }
 
 template <typename T>
-Status Gemm(cublasHandle_t handle, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
-            const T* a, int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b,
-            T beta, T* c, int64_t ldc, int64_t stride_c, int64_t batch = 1) {
+Status Gemm(cublasHandle_t handle, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+            T alpha, const T* a, int64_t lda, int64_t stride_a, const T* b, int64_t ldb,
+            int64_t stride_b, T beta, T* c, int64_t ldc, int64_t stride_c, int64_t batch = 1) {
   TF_RNN_RETURN_IF_ERROR(CheckBlasDims(m, n, k, lda, ldb, ldc, batch));
   // Column-major: C^T (n x m) = op(B)^T (n x k) * op(A)^T (k x m).
   const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   return CublasStatus(
-      GemmStridedBatchedCall(handle, op_b, op_a, static_cast<int>(n), static_cast<int>(m),
-                             static_cast<int>(k), &alpha, b, static_cast<int>(std::max<int64_t>(1, ldb)),
-                             stride_b, a, static_cast<int>(std::max<int64_t>(1, lda)), stride_a, &beta,
-                             c, static_cast<int>(std::max<int64_t>(1, ldc)), stride_c,
-                             static_cast<int>(batch)),
+      GemmStridedBatchedCall(
+          handle, op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha,
+          b, static_cast<int>(std::max<int64_t>(1, ldb)), stride_b, a,
+          static_cast<int>(std::max<int64_t>(1, lda)), stride_a, &beta, c,
+          static_cast<int>(std::max<int64_t>(1, ldc)), stride_c, static_cast<int>(batch)),
       "cublas gemm");
 }
 
 #endif  // TF_RNN_CUDA_HOST_EMULATION
 
-// The GEMM the drivers call: handles the degenerate sizes itself (nothing to do for an empty C; C = beta C
-// for an empty inner dimension), so that cuBLAS only sees valid leading dimensions.
+// The GEMM the drivers call: handles the degenerate sizes itself (nothing to do for an empty C; C =
+// beta C for an empty inner dimension), so that cuBLAS only sees valid leading dimensions.
 template <typename T>
-Status RowMajorGemm(cublasHandle_t handle, cudaStream_t stream, bool trans_a, bool trans_b, int64_t m,
-                    int64_t n, int64_t k, T alpha, const T* a, int64_t lda, int64_t stride_a, const T* b,
-                    int64_t ldb, int64_t stride_b, T beta, T* c, int64_t ldc, int64_t stride_c,
-                    int64_t batch = 1) {
+Status RowMajorGemm(cublasHandle_t handle, cudaStream_t stream, bool trans_a, bool trans_b,
+                    int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                    int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
+                    int64_t ldc, int64_t stride_c, int64_t batch = 1) {
   if (m <= 0 || n <= 0 || batch <= 0) return Status::Ok();
   if (k <= 0) {
     if (beta == T(1)) return Status::Ok();
     if (batch > 65535) return Status::InvalidArgument("too many matrices in a batch");
     auto kernel = &ScaleMatrixKernel<T>;
-    TF_RNN_LAUNCH(kernel, dim3(BlocksFor(m * n), static_cast<unsigned>(batch)), kThreadsPerBlock, stream,
-                  m, n, ldc, stride_c, beta, c);
+    TF_RNN_LAUNCH(kernel, dim3(BlocksFor(m * n), static_cast<unsigned>(batch)), kThreadsPerBlock,
+                  stream, m, n, ldc, stride_c, beta, c);
     return CudaStatus(cudaGetLastError(), "ScaleMatrixKernel");
   }
-  return Gemm<T>(handle, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
-                 ldc, stride_c, batch);
+  return Gemm<T>(handle, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta,
+                 c, ldc, stride_c, batch);
 }
 
 }  // namespace cuda

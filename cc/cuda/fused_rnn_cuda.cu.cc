@@ -3,12 +3,12 @@
 // the element-wise kernels are in fused_rnn_cuda_kernels.cu.h, the buffer layouts in
 // fused_rnn_cuda_layout.h, the checks and sizes in fused_rnn_cuda_checks.cu.cc.
 //
-// Sequence buffers (x, y, the layer inputs and every per-step record in the reserve) share one row order:
-// row(t, b) = t·B + b (time-major) or b·T + t (batch-major), so the big GEMMs never need a transpose.
-// Step s of direction d works on time t = s (forward) or t = len_b − 1 − s (backward) for the rows with
-// s < len_b; the other rows carry their state through unchanged. Per-direction buffers are stacked
-// [dirs, ...] so that one strided-batched GEMM and one kernel launch (blockIdx.y = direction) serve
-// both directions of a layer.
+// Sequence buffers (x, y, the layer inputs and every per-step record in the reserve) share one row
+// order: row(t, b) = t·B + b (time-major) or b·T + t (batch-major), so the big GEMMs never need a
+// transpose. Step s of direction d works on time t = s (forward) or t = len_b − 1 − s (backward)
+// for the rows with s < len_b; the other rows carry their state through unchanged. Per-direction
+// buffers are stacked [dirs, ...] so that one strided-batched GEMM and one kernel launch
+// (blockIdx.y = direction) serve both directions of a layer.
 #include "cc/cuda/fused_rnn_cuda.h"
 
 #include <algorithm>
@@ -55,11 +55,12 @@ StateView UserState(const RnnConfig& config, int64_t layer, int64_t width) {
 }
 
 template <typename T>
-Status CopyState(cudaStream_t stream, const Dims& D, int64_t width, const T* src, StateView src_view, T* dst,
-                 StateView dst_view) {
+Status CopyState(cudaStream_t stream, const Dims& D, int64_t width, const T* src,
+                 StateView src_view, T* dst, StateView dst_view) {
   auto kernel = &StateCopyKernel<T>;
-  TF_RNN_LAUNCH(kernel, dim3(BlocksFor(D.B * width), static_cast<unsigned>(D.dirs)), kThreadsPerBlock,
-                stream, D.B, width, src != nullptr ? src + src_view.offset : nullptr, src_view.dir_stride,
+  TF_RNN_LAUNCH(kernel, dim3(BlocksFor(D.B * width), static_cast<unsigned>(D.dirs)),
+                kThreadsPerBlock, stream, D.B, width,
+                src != nullptr ? src + src_view.offset : nullptr, src_view.dir_stride,
                 src_view.b_stride, dst + dst_view.offset, dst_view.dir_stride, dst_view.b_stride);
   return CudaStatus(cudaGetLastError(), "StateCopyKernel");
 }
@@ -75,9 +76,12 @@ T DropoutScale(double p) {
 template <typename T>
 Status CheckBuffers(const RnnConfig& config, void* reserve, void* workspace, bool backward) {
   const DType dtype = sizeof(T) == sizeof(double) ? DType::kFloat64 : DType::kFloat32;
-  const size_t ws = backward ? RnnBackwardWorkspaceBytes(config, dtype) : RnnForwardWorkspaceBytes(config, dtype);
-  if (ws > 0 && workspace == nullptr) return Status::InvalidArgument("fused RNN: the workspace is missing");
-  if ((config.is_training || backward) && RnnReserveBytes(config, dtype) > 0 && reserve == nullptr) {
+  const size_t ws =
+      backward ? RnnBackwardWorkspaceBytes(config, dtype) : RnnForwardWorkspaceBytes(config, dtype);
+  if (ws > 0 && workspace == nullptr)
+    return Status::InvalidArgument("fused RNN: the workspace is missing");
+  if ((config.is_training || backward) && RnnReserveBytes(config, dtype) > 0 &&
+      reserve == nullptr) {
     return Status::InvalidArgument("fused RNN: the reserve space is missing");
   }
   return Status::Ok();
@@ -88,8 +92,8 @@ Status CheckBuffers(const RnnConfig& config, void* reserve, void* workspace, boo
 
 template <typename T, typename Cell>
 Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
-                   const int32_t* host_seq_lengths, const T* x, const T* h0, const T* c0, const T* params,
-                   T* y, T* hy, T* cy, void* reserve, void* workspace) {
+                   const int32_t* host_seq_lengths, const T* x, const T* h0, const T* c0,
+                   const T* params, T* y, T* hy, T* cy, void* reserve, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
   int64_t max_len = 0;
   TF_RNN_RETURN_IF_ERROR(ValidateSequenceLengths(config, host_seq_lengths, &max_len));
@@ -103,7 +107,8 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
   const ReserveLayout<T, Cell> rs = ReserveLayout<T, Cell>::Carve(config, reserve);
   const bool training = config.is_training;
   const bool dropout = RnnUsesDropout(config);
-  // Records of steps that never run stay zero, so that the backprop's GEMMs over all rows see zeros.
+  // Records of steps that never run stay zero, so that the backprop's GEMMs over all rows see
+  // zeros.
   if (training) TF_RNN_CUDA_CHECK(cudaMemsetAsync(reserve, 0, rs.bytes, stream));
   const int32_t* lens = nullptr;
   if (host_seq_lengths != nullptr) {
@@ -135,12 +140,13 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
     const int64_t pstride = blk.size;
 
     ForwardStepArgs<T> a{};
-    a.B = D.B, a.H = D.H, a.Hout = D.Hout, a.GH = D.GH, a.max_time = D.T, a.rows = D.rows, a.ts = D.ts, a.bs = D.bs;
+    a.B = D.B, a.H = D.H, a.Hout = D.Hout, a.GH = D.GH, a.max_time = D.T, a.rows = D.rows,
+    a.ts = D.ts, a.bs = D.bs;
     a.lens = lens;
     if (sh.HasInputWeights(layer)) {  // gx = x Wᵀ for all steps, both directions
-      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, gemm_rows, D.GH, in_w, T(1), in, in_w, 0,
-                                             pl + blk.w, in_w, pstride, T(0), ws.gx, D.GH, D.rows * D.GH,
-                                             D.dirs));
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, gemm_rows, D.GH, in_w, T(1),
+                                             in, in_w, 0, pl + blk.w, in_w, pstride, T(0), ws.gx,
+                                             D.GH, D.rows * D.GH, D.dirs));
       a.gx = ws.gx, a.gx_dir = D.rows * D.GH, a.gx_row = D.GH, a.gx_gate = D.H;
     } else {  // skip_input: every gate adds the input itself
       a.gx = in, a.gx_dir = 0, a.gx_row = in_w, a.gx_gate = 0;
@@ -156,24 +162,26 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
       a.hprev = rs.hprev[l], a.cprev = rs.cprev[l], a.m_t = rs.m[l];
     }
 
-    TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.Hout, h0, UserState(config, l, D.Hout), ws.h[0], ws_h));
+    TF_RNN_RETURN_IF_ERROR(
+        CopyState<T>(stream, D, D.Hout, h0, UserState(config, l, D.Hout), ws.h[0], ws_h));
     if (Cell::kHasCellState) {
-      TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.H, c0, UserState(config, l, D.H), ws.c[0], ws_c));
+      TF_RNN_RETURN_IF_ERROR(
+          CopyState<T>(stream, D, D.H, c0, UserState(config, l, D.H), ws.c[0], ws_c));
     }
     int cur = 0;
     for (int64_t s = 0; s < max_len; ++s) {
       // gh = h Rᵀ
-      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, D.B, D.GH, D.Hout, T(1), ws.h[cur],
-                                             D.Hout, D.B * D.Hout, pl + blk.r, D.Hout, pstride, T(0), ws.gh,
-                                             D.GH, D.B * D.GH, D.dirs));
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, D.B, D.GH, D.Hout, T(1),
+                                             ws.h[cur], D.Hout, D.B * D.Hout, pl + blk.r, D.Hout,
+                                             pstride, T(0), ws.gh, D.GH, D.B * D.GH, D.dirs));
       a.s = s;
       a.h_in = ws.h[cur], a.h_out = ws.h[1 - cur];
       a.c_in = ws.c[cur], a.c_out = ws.c[1 - cur];
       TF_RNN_RETURN_IF_ERROR((LaunchForwardStep<T, Cell>(D.proj, grid_h, stream, a)));
       if (D.proj) {  // h = m Pᵀ
-        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, D.B, D.Hout, D.H, T(1), ws.m_step, D.H,
-                                               D.B * D.H, pl + blk.p, D.H, pstride, T(0), ws.hp, D.Hout,
-                                               D.B * D.Hout, D.dirs));
+        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, D.B, D.Hout, D.H, T(1),
+                                               ws.m_step, D.H, D.B * D.H, pl + blk.p, D.H, pstride,
+                                               T(0), ws.hp, D.Hout, D.B * D.Hout, D.dirs));
         auto finish = &ProjectionStepKernel<T>;
         TF_RNN_LAUNCH(finish, grid_hout, kThreadsPerBlock, stream, a);
         TF_RNN_CUDA_CHECK(cudaGetLastError());
@@ -181,18 +189,21 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
       cur = 1 - cur;
     }
     if (hy != nullptr) {
-      TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.Hout, ws.h[cur], ws_h, hy, UserState(config, l, D.Hout)));
+      TF_RNN_RETURN_IF_ERROR(
+          CopyState<T>(stream, D, D.Hout, ws.h[cur], ws_h, hy, UserState(config, l, D.Hout)));
     }
     if (Cell::kHasCellState && cy != nullptr) {
-      TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.H, ws.c[cur], ws_c, cy, UserState(config, l, D.H)));
+      TF_RNN_RETURN_IF_ERROR(
+          CopyState<T>(stream, D, D.H, ws.c[cur], ws_c, cy, UserState(config, l, D.H)));
     }
     if (dropout && l < D.L - 1) {
       auto kernel = &DropoutKernel<T>;
-      TF_RNN_LAUNCH(kernel, BlocksFor(D.rows * D.outw), kThreadsPerBlock, stream, D.rows * D.outw, D.outw, D.T,
-                    D.B, config.time_major, config.seed, config.seed2,
-                    (config.dropout_call * static_cast<uint64_t>(D.L) + static_cast<uint64_t>(l + 1)) << 40,
-                    static_cast<float>(config.dropout), DropoutScale<T>(config.dropout), out, rs.x_in[l + 1],
-                    rs.mask[l + 1]);
+      TF_RNN_LAUNCH(
+          kernel, BlocksFor(D.rows * D.outw), kThreadsPerBlock, stream, D.rows * D.outw, D.outw,
+          D.T, D.B, config.time_major, config.seed, config.seed2,
+          (config.dropout_call * static_cast<uint64_t>(D.L) + static_cast<uint64_t>(l + 1)) << 40,
+          static_cast<float>(config.dropout), DropoutScale<T>(config.dropout), out, rs.x_in[l + 1],
+          rs.mask[l + 1]);
       TF_RNN_CUDA_CHECK(cudaGetLastError());
     }
   }
@@ -205,11 +216,12 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
 template <typename T, typename Cell>
 Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
                     const int32_t* host_seq_lengths, const T* x, const T* params, const T* dy,
-                    const T* dhy, const T* dcy, const void* reserve, T* dx, T* dh0, T* dc0, T* dparams,
-                    void* workspace) {
+                    const T* dhy, const T* dcy, const void* reserve, T* dx, T* dh0, T* dc0,
+                    T* dparams, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
   if (!config.is_training) {
-    return Status::InvalidArgument("fused RNN backprop: needs the reserve of a forward with is_training");
+    return Status::InvalidArgument(
+        "fused RNN backprop: needs the reserve of a forward with is_training");
   }
   int64_t max_len = 0;
   TF_RNN_RETURN_IF_ERROR(ValidateSequenceLengths(config, host_seq_lengths, &max_len));
@@ -221,7 +233,8 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
   TF_RNN_CUBLAS_CHECK(cublasSetStream(blas, stream));
 
   const BackwardWorkspace<T, Cell> ws = BackwardWorkspace<T, Cell>::Carve(config, workspace);
-  const ReserveLayout<T, Cell> rs = ReserveLayout<T, Cell>::Carve(config, const_cast<void*>(reserve));
+  const ReserveLayout<T, Cell> rs =
+      ReserveLayout<T, Cell>::Carve(config, const_cast<void*>(reserve));
   const bool dropout = RnnUsesDropout(config);
   const int32_t* lens = nullptr;
   if (host_seq_lengths != nullptr) {
@@ -252,13 +265,16 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
       TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, D.dirs * D.rows * D.GH, ws.d_gh));
     }
     if (D.proj) TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, D.dirs * D.rows * D.Hout, ws.dhtot));
-    TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.Hout, dhy, UserState(config, l, D.Hout), ws.dh[0], ws_h));
+    TF_RNN_RETURN_IF_ERROR(
+        CopyState<T>(stream, D, D.Hout, dhy, UserState(config, l, D.Hout), ws.dh[0], ws_h));
     if (Cell::kHasCellState) {
-      TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.H, dcy, UserState(config, l, D.H), ws.dc, ws_c));
+      TF_RNN_RETURN_IF_ERROR(
+          CopyState<T>(stream, D, D.H, dcy, UserState(config, l, D.H), ws.dc, ws_c));
     }
 
     BackwardStepArgs<T> a{};
-    a.B = D.B, a.H = D.H, a.Hout = D.Hout, a.GH = D.GH, a.max_time = D.T, a.rows = D.rows, a.ts = D.ts, a.bs = D.bs;
+    a.B = D.B, a.H = D.H, a.Hout = D.Hout, a.GH = D.GH, a.max_time = D.T, a.rows = D.rows,
+    a.ts = D.ts, a.bs = D.bs;
     a.lens = lens;
     a.dy = d_out, a.dy_row = D.outw;
     a.dc = ws.dc, a.dm_step = ws.dm_step, a.dhtot_step = ws.dhtot_step, a.dhtot = ws.dhtot;
@@ -275,60 +291,63 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
         auto pre = &ProjectionBackwardKernel<T>;
         TF_RNN_LAUNCH(pre, grid_hout, kThreadsPerBlock, stream, a);
         TF_RNN_CUDA_CHECK(cudaGetLastError());
-        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, D.B, D.H, D.Hout, T(1), ws.dhtot_step,
-                                               D.Hout, D.B * D.Hout, pl + blk.p, D.H, pstride, T(0), ws.dm_step,
-                                               D.H, D.B * D.H, D.dirs));
+        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, D.B, D.H, D.Hout, T(1),
+                                               ws.dhtot_step, D.Hout, D.B * D.Hout, pl + blk.p, D.H,
+                                               pstride, T(0), ws.dm_step, D.H, D.B * D.H, D.dirs));
       }
       TF_RNN_RETURN_IF_ERROR((LaunchBackwardStep<T, Cell>(D.proj, grid_h, stream, a)));
       // dh_prev += d_gh R
-      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, D.B, D.Hout, D.GH, T(1), ws.d_gh_step,
-                                             D.GH, D.B * D.GH, pl + blk.r, D.Hout, pstride, T(1), ws.dh[1 - cur],
-                                             D.Hout, D.B * D.Hout, D.dirs));
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
+          blas, stream, false, false, D.B, D.Hout, D.GH, T(1), ws.d_gh_step, D.GH, D.B * D.GH,
+          pl + blk.r, D.Hout, pstride, T(1), ws.dh[1 - cur], D.Hout, D.B * D.Hout, D.dirs));
       cur = 1 - cur;
     }
     if (dh0 != nullptr) {
-      TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.Hout, ws.dh[cur], ws_h, dh0, UserState(config, l, D.Hout)));
+      TF_RNN_RETURN_IF_ERROR(
+          CopyState<T>(stream, D, D.Hout, ws.dh[cur], ws_h, dh0, UserState(config, l, D.Hout)));
     }
     if (Cell::kHasCellState && dc0 != nullptr) {
-      TF_RNN_RETURN_IF_ERROR(CopyState<T>(stream, D, D.H, ws.dc, ws_c, dc0, UserState(config, l, D.H)));
+      TF_RNN_RETURN_IF_ERROR(
+          CopyState<T>(stream, D, D.H, ws.dc, ws_c, dc0, UserState(config, l, D.H)));
     }
 
     // Weight and bias grads, each one GEMM over all steps (both directions batched).
     if (sh.HasInputWeights(layer)) {  // dW = d_gxᵀ x
-      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, true, false, D.GH, in_w, gemm_rows, T(1), ws.d_gx, D.GH,
-                                             D.rows * D.GH, in, in_w, 0, T(0), dpl + blk.w, in_w, pstride,
-                                             D.dirs));
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, true, false, D.GH, in_w, gemm_rows, T(1),
+                                             ws.d_gx, D.GH, D.rows * D.GH, in, in_w, 0, T(0),
+                                             dpl + blk.w, in_w, pstride, D.dirs));
     }
     // dR = d_ghᵀ h_prev
-    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, true, false, D.GH, D.Hout, gemm_rows, T(1), ws.d_gh, D.GH,
-                                           D.rows * D.GH, rs.hprev[l], D.Hout, D.rows * D.Hout, T(0),
-                                           dpl + blk.r, D.Hout, pstride, D.dirs));
+    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
+        blas, stream, true, false, D.GH, D.Hout, gemm_rows, T(1), ws.d_gh, D.GH, D.rows * D.GH,
+        rs.hprev[l], D.Hout, D.rows * D.Hout, T(0), dpl + blk.r, D.Hout, pstride, D.dirs));
     if (D.proj) {  // dP = dhᵀ m
-      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, true, false, D.Hout, D.H, gemm_rows, T(1), ws.dhtot,
-                                             D.Hout, D.rows * D.Hout, rs.m[l], D.H, D.rows * D.H, T(0),
-                                             dpl + blk.p, D.H, pstride, D.dirs));
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
+          blas, stream, true, false, D.Hout, D.H, gemm_rows, T(1), ws.dhtot, D.Hout,
+          D.rows * D.Hout, rs.m[l], D.H, D.rows * D.H, T(0), dpl + blk.p, D.H, pstride, D.dirs));
     }
     // db_W = Σ_rows d_gx, db_R = Σ_rows d_gh
-    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, 1, D.GH, gemm_rows, T(1), ws.ones,
-                                           gemm_rows, 0, ws.d_gx, D.GH, D.rows * D.GH, T(0), dpl + blk.b_w, D.GH,
-                                           pstride, D.dirs));
-    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, 1, D.GH, gemm_rows, T(1), ws.ones,
-                                           gemm_rows, 0, ws.d_gh, D.GH, D.rows * D.GH, T(0), dpl + blk.b_r, D.GH,
-                                           pstride, D.dirs));
+    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, 1, D.GH, gemm_rows, T(1),
+                                           ws.ones, gemm_rows, 0, ws.d_gx, D.GH, D.rows * D.GH,
+                                           T(0), dpl + blk.b_w, D.GH, pstride, D.dirs));
+    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, 1, D.GH, gemm_rows, T(1),
+                                           ws.ones, gemm_rows, 0, ws.d_gh, D.GH, D.rows * D.GH,
+                                           T(0), dpl + blk.b_r, D.GH, pstride, D.dirs));
 
-    // Grad of the layer's input, summed over the directions; not wanted for layer 0 when dx is null.
+    // Grad of the layer's input, summed over the directions; not wanted for layer 0 when dx is
+    // null.
     if (d_in == nullptr) break;
     TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, D.rows * in_w, d_in));
     if (sh.HasInputWeights(layer)) {  // dx = Σ_d d_gx W
       for (int64_t d = 0; d < D.dirs; ++d) {
-        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, gemm_rows, in_w, D.GH, T(1),
-                                               ws.d_gx + d * D.rows * D.GH, D.GH, 0, pl + d * pstride + blk.w, in_w,
-                                               0, d == 0 ? T(0) : T(1), d_in, in_w, 0));
+        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
+            blas, stream, false, false, gemm_rows, in_w, D.GH, T(1), ws.d_gx + d * D.rows * D.GH,
+            D.GH, 0, pl + d * pstride + blk.w, in_w, 0, d == 0 ? T(0) : T(1), d_in, in_w, 0));
       }
     } else {
       auto kernel = &SkipInputGradKernel<T>;
-      TF_RNN_LAUNCH(kernel, BlocksFor(gemm_rows * D.H), kThreadsPerBlock, stream, gemm_rows, D.H, D.G, D.dirs,
-                    D.rows, ws.d_gx, d_in);
+      TF_RNN_LAUNCH(kernel, BlocksFor(gemm_rows * D.H), kThreadsPerBlock, stream, gemm_rows, D.H,
+                    D.G, D.dirs, D.rows, ws.d_gx, d_in);
       TF_RNN_CUDA_CHECK(cudaGetLastError());
     }
     if (l > 0) {
@@ -349,12 +368,11 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
 
 template <typename T>
 Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
-                  const int32_t* host_seq_lengths, const T* x, const T* h0, const T* c0, const T* params,
-                  T* y, T* hy, T* cy, void* reserve, void* workspace) {
+                  const int32_t* host_seq_lengths, const T* x, const T* h0, const T* c0,
+                  const T* params, T* y, T* hy, T* cy, void* reserve, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
-  const auto forward = DispatchCell(config.shape.mode, [](auto cell) {
-    return &CellForward<T, decltype(cell)>;
-  });
+  const auto forward =
+      DispatchCell(config.shape.mode, [](auto cell) { return &CellForward<T, decltype(cell)>; });
   return forward(blas, stream, config, host_seq_lengths, x, h0, c0, params, y, hy, cy, reserve,
                  workspace);
 }
@@ -362,21 +380,21 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
 template <typename T>
 Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
                    const int32_t* host_seq_lengths, const T* x, const T* params, const T* dy,
-                   const T* dhy, const T* dcy, const void* reserve, T* dx, T* dh0, T* dc0, T* dparams,
-                   void* workspace) {
+                   const T* dhy, const T* dcy, const void* reserve, T* dx, T* dh0, T* dc0,
+                   T* dparams, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
-  const auto backward = DispatchCell(config.shape.mode, [](auto cell) {
-    return &CellBackward<T, decltype(cell)>;
-  });
+  const auto backward =
+      DispatchCell(config.shape.mode, [](auto cell) { return &CellBackward<T, decltype(cell)>; });
   return backward(blas, stream, config, host_seq_lengths, x, params, dy, dhy, dcy, reserve, dx, dh0,
                   dc0, dparams, workspace);
 }
 
-#define TF_RNN_INSTANTIATE_FUSED_RNN(T)                                                                         \
-  template Status RnnForward<T>(cublasHandle_t, cudaStream_t, const RnnConfig&, const int32_t*, const T*,      \
-                                const T*, const T*, const T*, T*, T*, T*, void*, void*);                       \
-  template Status RnnBackward<T>(cublasHandle_t, cudaStream_t, const RnnConfig&, const int32_t*, const T*,     \
-                                 const T*, const T*, const T*, const T*, const void*, T*, T*, T*, T*, void*);
+#define TF_RNN_INSTANTIATE_FUSED_RNN(T)                                                            \
+  template Status RnnForward<T>(cublasHandle_t, cudaStream_t, const RnnConfig&, const int32_t*,    \
+                                const T*, const T*, const T*, const T*, T*, T*, T*, void*, void*); \
+  template Status RnnBackward<T>(cublasHandle_t, cudaStream_t, const RnnConfig&, const int32_t*,   \
+                                 const T*, const T*, const T*, const T*, const T*, const void*,    \
+                                 T*, T*, T*, T*, void*);
 TF_RNN_INSTANTIATE_FUSED_RNN(float)
 TF_RNN_INSTANTIATE_FUSED_RNN(double)
 #undef TF_RNN_INSTANTIATE_FUSED_RNN

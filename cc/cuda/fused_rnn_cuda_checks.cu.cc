@@ -15,7 +15,8 @@ namespace tf_rnn_ops {
 namespace cuda {
 namespace {
 
-// The bytes of Layout<T, Cell> for the configuration's cell, in the dtype's T; 0 for an invalid one.
+// The bytes of Layout<T, Cell> for the configuration's cell, in the dtype's T; 0 for an invalid
+// one.
 template <template <typename, typename> class Layout, typename T, typename Cell>
 size_t LayoutBytes(const RnnConfig& config) {
   return Layout<T, Cell>::Carve(config, nullptr).bytes;
@@ -34,8 +35,8 @@ size_t Bytes(const RnnConfig& config, DType dtype) {
 
 }  // namespace
 
-// The fused family's rules (cc/kernels/fused_rnn_rules.h), as the TensorFlow kernels check them, and
-// what only this layer is given: negative sequence sizes.
+// The fused family's rules (cc/kernels/fused_rnn_rules.h), as the TensorFlow kernels check them,
+// and what only this layer is given: negative sequence sizes.
 Status ValidateRnnConfig(const RnnConfig& config) {
   auto invalid = [](const std::string& message) {
     return Status::InvalidArgument("fused RNN: " + message);
@@ -49,12 +50,14 @@ Status ValidateRnnConfig(const RnnConfig& config) {
   }
   if (!fused_rnn::BuffersFit(config.shape, config.max_time, config.batch)) {
     return invalid(fused_rnn::BuffersTooLarge("max_time (" + std::to_string(config.max_time) +
-                                              ") and batch (" + std::to_string(config.batch) + ")"));
+                                              ") and batch (" + std::to_string(config.batch) +
+                                              ")"));
   }
   return Status::Ok();
 }
 
-Status ValidateSequenceLengths(const RnnConfig& config, const int32_t* host_lengths, int64_t* max_len) {
+Status ValidateSequenceLengths(const RnnConfig& config, const int32_t* host_lengths,
+                               int64_t* max_len) {
   *max_len = config.max_time;
   if (host_lengths == nullptr) return Status::Ok();
   int64_t longest = 0;

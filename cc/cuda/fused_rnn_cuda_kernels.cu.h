@@ -17,19 +17,20 @@ namespace cuda {
 namespace {
 
 // Time index of row b at step s of direction d; false when the row has no step s.
-__device__ __forceinline__ bool StepTime(const int32_t* lens, int64_t max_time, int64_t b, int64_t s,
-                                         int d, int64_t* t) {
+__device__ __forceinline__ bool StepTime(const int32_t* lens, int64_t max_time, int64_t b,
+                                         int64_t s, int d, int64_t* t) {
   const int64_t len = lens != nullptr ? lens[b] : max_time;
   if (s >= len) return false;
   *t = d == 0 ? s : len - 1 - s;
   return true;
 }
 
-// Copies a [dirs, B, W] block of states between layouts: element (d, b, j) at base + d·dir + b·bstride
+// Copies a [dirs, B, W] block of states between layouts: element (d, b, j) at base + d·dir +
+// b·bstride
 // + j. A null source copies zeros.
 template <typename T>
-__global__ void StateCopyKernel(int64_t B, int64_t W, const T* src, int64_t src_dir, int64_t src_b, T* dst,
-                                int64_t dst_dir, int64_t dst_b) {
+__global__ void StateCopyKernel(int64_t B, int64_t W, const T* src, int64_t src_dir, int64_t src_b,
+                                T* dst, int64_t dst_dir, int64_t dst_b) {
   const int64_t d = blockIdx.y;
   TF_RNN_KERNEL_LOOP(i, B * W) {
     const int64_t b = i / W, j = i % W;
@@ -41,7 +42,8 @@ template <typename T>
 struct ForwardStepArgs {
   int64_t B, H, Hout, GH, max_time, rows, ts, bs, s;
   const int32_t* lens;  // device, null: every row has T steps
-  // Input projection: element (d, row, gate g, unit j) at gx[d·gx_dir + row·gx_row + g·gx_gate + j].
+  // Input projection: element (d, row, gate g, unit j) at gx[d·gx_dir + row·gx_row + g·gx_gate +
+  // j].
   const T* gx;
   int64_t gx_dir, gx_row, gx_gate;
   const T* gh;  // [dirs, B, GH] recurrent product of this step (no bias)
@@ -98,7 +100,8 @@ __global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
     const int64_t b = i / H, j = i % H;
     const int64_t st = d * a.B + b;  // state row
     int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {  // past the end of this row: carry the state
+    if (!StepTime(a.lens, a.max_time, b, a.s, d,
+                  &t)) {  // past the end of this row: carry the state
       if (!kProj) a.h_out[st * Hout + j] = a.h_in[st * Hout + j];
       if (Cell::kHasCellState) a.c_out[st * H + j] = a.c_in[st * H + j];
       if (kProj) a.m_step[st * H + j] = T(0);
@@ -117,7 +120,8 @@ __global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
     if (!kProj) io.h_prev = a.h_in[st * Hout + j];
     if (Cell::kHasCellState) io.c_prev = a.c_in[st * H + j];
     if (a.hprev != nullptr) {
-      for (int k = 0; k < Cell::kNumSaved; ++k) io.saved[k] = a.saved[k] + rec * a.saved_width[k] + j;
+      for (int k = 0; k < Cell::kNumSaved; ++k)
+        io.saved[k] = a.saved[k] + rec * a.saved_width[k] + j;
     }
     Cell::Forward(io);
     if (Cell::kHasCellState) a.c_out[st * H + j] = io.c;
@@ -156,13 +160,14 @@ __global__ void ProjectionStepKernel(ForwardStepArgs<T> a) {
   }
 }
 
-// Dropout masks are those of the CPU kernels (cc/kernels/rnn_cpu_driver.h, FillDropoutMask), so that a
-// model drops the same units on either device: TensorFlow's Philox4x32-10 (tsl/lib/random/philox_random.h)
-// keyed by seed, its counter's high half seed2, skipped by (dropout_call · num_layers + layer) << 40 for
-// each layer (DropoutStreamOffset); element i of the
-// layer's input in time-major order [T, B, width] takes word i % 4 of the draw at counter + i / 4, made a
-// float in [0, 1) from its 23 low bits, and is dropped when that is below p.
-__device__ __forceinline__ uint32_t PhiloxWord(uint64_t seed, uint64_t seed2, uint64_t offset, int word) {
+// Dropout masks are those of the CPU kernels (cc/kernels/rnn_cpu_driver.h, FillDropoutMask), so
+// that a model drops the same units on either device: TensorFlow's Philox4x32-10
+// (tsl/lib/random/philox_random.h) keyed by seed, its counter's high half seed2, skipped by
+// (dropout_call · num_layers + layer) << 40 for each layer (DropoutStreamOffset); element i of the
+// layer's input in time-major order [T, B, width] takes word i % 4 of the draw at counter + i / 4,
+// made a float in [0, 1) from its 23 low bits, and is dropped when that is below p.
+__device__ __forceinline__ uint32_t PhiloxWord(uint64_t seed, uint64_t seed2, uint64_t offset,
+                                               int word) {
   uint32_t c0 = static_cast<uint32_t>(offset), c1 = static_cast<uint32_t>(offset >> 32);
   uint32_t c2 = static_cast<uint32_t>(seed2), c3 = static_cast<uint32_t>(seed2 >> 32);
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
@@ -190,11 +195,12 @@ __device__ __forceinline__ float Uint32ToUnitFloat(uint32_t x) {
   return f - 1.0f;
 }
 
-// Inverted dropout of a layer's output: out = in · scale where kept, 0 where dropped; mask keeps 0 / 1.
+// Inverted dropout of a layer's output: out = in · scale where kept, 0 where dropped; mask keeps 0
+// / 1.
 template <typename T>
-__global__ void DropoutKernel(int64_t n, int64_t width, int64_t max_time, int64_t batch, bool time_major,
-                              uint64_t seed, uint64_t seed2, uint64_t layer_offset, float p, T scale,
-                              const T* in, T* out, uint8_t* mask) {
+__global__ void DropoutKernel(int64_t n, int64_t width, int64_t max_time, int64_t batch,
+                              bool time_major, uint64_t seed, uint64_t seed2, uint64_t layer_offset,
+                              float p, T scale, const T* in, T* out, uint8_t* mask) {
   TF_RNN_KERNEL_LOOP(i, n) {
     int64_t tm = i;  // index in time-major order
     if (!time_major) {
@@ -333,8 +339,8 @@ __global__ void ProjectionBackwardKernel(BackwardStepArgs<T> a) {
 // skip_input: every gate adds the input itself, so its grad is the sum of the gates' grads (both
 // directions).
 template <typename T>
-__global__ void SkipInputGradKernel(int64_t n_rows, int64_t H, int64_t G, int64_t dirs, int64_t rows,
-                                    const T* d_gx, T* dx) {
+__global__ void SkipInputGradKernel(int64_t n_rows, int64_t H, int64_t G, int64_t dirs,
+                                    int64_t rows, const T* d_gx, T* dx) {
   TF_RNN_KERNEL_LOOP(i, n_rows * H) {
     const int64_t r = i / H, j = i % H;
     T acc = T(0);

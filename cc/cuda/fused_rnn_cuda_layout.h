@@ -1,7 +1,7 @@
-// Internal to the CUDA fused RNN (fused_rnn_cuda*.cu.cc): the problem's sizes and the layouts of the
-// reserve (forward to backprop) and of the forward and backprop workspaces, each a template over the
-// cell (cc/cells/rnn_cells.h) whose saved buffers and state tuple they hold. Carving with a null base
-// only sizes them (fused_rnn_cuda_checks.cu.cc).
+// Internal to the CUDA fused RNN (fused_rnn_cuda*.cu.cc): the problem's sizes and the layouts of
+// the reserve (forward to backprop) and of the forward and backprop workspaces, each a template
+// over the cell (cc/cells/rnn_cells.h) whose saved buffers and state tuple they hold. Carving with
+// a null base only sizes them (fused_rnn_cuda_checks.cu.cc).
 //
 // Sequence buffers share one row order: row(t, b) = t·B + b (time-major) or b·T + t (batch-major).
 // Per-direction buffers are stacked [dirs, ...] so that one strided-batched GEMM and one kernel
@@ -113,18 +113,18 @@ struct ForwardWorkspace {
 
 template <typename T, typename Cell>
 struct BackwardWorkspace {
-  int32_t* lens;    // [B]
-  T* d_gx;          // [dirs, rows, GH] grads of the input projections (= of the biases b_W)
-  T* d_gh;          // [dirs, rows, GH] grads of the recurrent products: a buffer of its own for
-                    // cells with kDistinctRecurrentGrad, else d_gx
-  T* d_gh_step;     // [dirs, B, GH] d_gh of one step, packed for the step's GEMM
-  T* dh[2];         // [dirs, B, Hout] grad of the state after / before a step
-  T* dc;            // cells with a cell state: [dirs, B, H]
-  T* dhtot_step;    // with projection: [dirs, B, Hout] grad of h at one step
-  T* dm_step;       // with projection: [dirs, B, H]
-  T* dhtot;         // with projection: [dirs, rows, Hout] grad of h at every step (for dP)
-  T* grad[2];       // grads of the layers' inputs above layer 0: [rows, outw]
-  T* ones;          // [rows]
+  int32_t* lens;  // [B]
+  T* d_gx;        // [dirs, rows, GH] grads of the input projections (= of the biases b_W)
+  T* d_gh;        // [dirs, rows, GH] grads of the recurrent products: a buffer of its own for
+                  // cells with kDistinctRecurrentGrad, else d_gx
+  T* d_gh_step;   // [dirs, B, GH] d_gh of one step, packed for the step's GEMM
+  T* dh[2];       // [dirs, B, Hout] grad of the state after / before a step
+  T* dc;          // cells with a cell state: [dirs, B, H]
+  T* dhtot_step;  // with projection: [dirs, B, Hout] grad of h at one step
+  T* dm_step;     // with projection: [dirs, B, H]
+  T* dhtot;       // with projection: [dirs, rows, Hout] grad of h at every step (for dP)
+  T* grad[2];     // grads of the layers' inputs above layer 0: [rows, outw]
+  T* ones;        // [rows]
   size_t bytes = 0;
 
   static BackwardWorkspace Carve(const RnnConfig& config, void* base) {

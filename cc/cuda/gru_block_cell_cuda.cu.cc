@@ -1,9 +1,10 @@
-// GRU block cell on CUDA (docs/MATH.md, "GRU block cell"): cuBLAS GEMMs for the products, fused kernels
-// for the rest, whose element-wise math is the cell's one definition (cc/cells/gru_block_cell.h).
+// GRU block cell on CUDA (docs/MATH.md, "GRU block cell"): cuBLAS GEMMs for the products, fused
+// kernels for the rest, whose element-wise math is the cell's one definition
+// (cc/cells/gru_block_cell.h).
 #include "cc/cuda/gru_block_cell_cuda.h"
 
-#include "cc/cuda/cuda_util.h"
 #include "cc/cells/gru_block_cell.h"
+#include "cc/cuda/cuda_util.h"
 
 namespace tf_rnn_ops {
 namespace cuda {
@@ -20,7 +21,8 @@ __global__ void ConcatInputsKernel(int64_t batch, int64_t input_size, int64_t ce
   }
 }
 
-// r, u = σ(ru_bar + b_ru); the h-part of xh becomes h_prev ∘ r (the input of the candidate's product).
+// r, u = σ(ru_bar + b_ru); the h-part of xh becomes h_prev ∘ r (the input of the candidate's
+// product).
 template <typename T>
 __global__ void GatesKernel(int64_t batch, int64_t input_size, int64_t cell_size, const T* ru_bar,
                             const T* b_ru, const T* h_prev, T* r, T* u, T* xh) {
@@ -60,11 +62,12 @@ __global__ void GradCandidateKernel(int64_t batch, int64_t cell_size, const T* u
   }
 }
 
-// From d_h_prevr (the h-part of d_c_bar w_cᵀ): d_r_bar = d_h_prevr ∘ h_prev ∘ r ∘ (1 − r) (the r-half of
-// d_r_bar_u_bar) and the element-wise part of d_h_prev, d_h_prevr ∘ r + d_h ∘ u.
+// From d_h_prevr (the h-part of d_c_bar w_cᵀ): d_r_bar = d_h_prevr ∘ h_prev ∘ r ∘ (1 − r) (the
+// r-half of d_r_bar_u_bar) and the element-wise part of d_h_prev, d_h_prevr ∘ r + d_h ∘ u.
 template <typename T>
-__global__ void GradResetKernel(int64_t batch, int64_t cell_size, const T* r, const T* u, const T* h_prev,
-                                const T* d_h, const T* d_h_prevr, T* d_r_bar_u_bar, T* d_h_prev) {
+__global__ void GradResetKernel(int64_t batch, int64_t cell_size, const T* r, const T* u,
+                                const T* h_prev, const T* d_h, const T* d_h_prevr, T* d_r_bar_u_bar,
+                                T* d_h_prev) {
   const int64_t H = cell_size;
   TF_RNN_KERNEL_LOOP(i, batch * H) {
     const int64_t b = i / H, j = i % H;
@@ -120,16 +123,18 @@ size_t WorkspaceBytesFor(int64_t B, int64_t I, int64_t H) {
 
 }  // namespace
 
-size_t GruBlockCellWorkspaceBytes(int64_t batch, int64_t input_size, int64_t cell_size, size_t elem_size) {
+size_t GruBlockCellWorkspaceBytes(int64_t batch, int64_t input_size, int64_t cell_size,
+                                  size_t elem_size) {
   if (batch < 0 || input_size < 0 || cell_size < 0) return 0;
   return elem_size == sizeof(double) ? WorkspaceBytesFor<double>(batch, input_size, cell_size)
                                      : WorkspaceBytesFor<float>(batch, input_size, cell_size);
 }
 
 template <typename T>
-Status GruBlockCellForward(cublasHandle_t blas, cudaStream_t stream, int64_t batch, int64_t input_size,
-                           int64_t cell_size, const T* x, const T* h_prev, const T* w_ru, const T* w_c,
-                           const T* b_ru, const T* b_c, T* r, T* u, T* c, T* h, void* workspace) {
+Status GruBlockCellForward(cublasHandle_t blas, cudaStream_t stream, int64_t batch,
+                           int64_t input_size, int64_t cell_size, const T* x, const T* h_prev,
+                           const T* w_ru, const T* w_c, const T* b_ru, const T* b_c, T* r, T* u,
+                           T* c, T* h, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(CheckSizes(batch, input_size, cell_size));
   const int64_t B = batch, I = input_size, H = cell_size;
   if (B == 0 || H == 0) return Status::Ok();  // every output is empty
@@ -141,15 +146,15 @@ Status GruBlockCellForward(cublasHandle_t blas, cudaStream_t stream, int64_t bat
   TF_RNN_LAUNCH(concat, blocks, kThreadsPerBlock, stream, B, I, H, x, h_prev, s.xh);
   TF_RNN_CUDA_CHECK(cudaGetLastError());
   // [r_bar, u_bar] = [x, h_prev] w_ru
-  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, 2 * H, I + H, T(1), s.xh, I + H, 0,
-                                         w_ru, 2 * H, 0, T(0), s.ru_bar, 2 * H, 0));
+  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, 2 * H, I + H, T(1), s.xh,
+                                         I + H, 0, w_ru, 2 * H, 0, T(0), s.ru_bar, 2 * H, 0));
   auto gates = &GatesKernel<T>;
-  TF_RNN_LAUNCH(gates, BlocksFor(B * H), kThreadsPerBlock, stream, B, I, H, s.ru_bar, b_ru, h_prev, r, u,
-                s.xh);
+  TF_RNN_LAUNCH(gates, BlocksFor(B * H), kThreadsPerBlock, stream, B, I, H, s.ru_bar, b_ru, h_prev,
+                r, u, s.xh);
   TF_RNN_CUDA_CHECK(cudaGetLastError());
   // c_bar = [x, h_prev ∘ r] w_c, written to c and finished in place.
-  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, H, I + H, T(1), s.xh, I + H, 0, w_c,
-                                         H, 0, T(0), c, H, 0));
+  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, H, I + H, T(1), s.xh, I + H,
+                                         0, w_c, H, 0, T(0), c, H, 0));
   auto candidate = &CandidateKernel<T>;
   TF_RNN_LAUNCH(candidate, BlocksFor(B * H), kThreadsPerBlock, stream, B, H, b_c, u, h_prev, c, h);
   TF_RNN_CUDA_CHECK(cudaGetLastError());
@@ -157,11 +162,11 @@ Status GruBlockCellForward(cublasHandle_t blas, cudaStream_t stream, int64_t bat
 }
 
 template <typename T>
-Status GruBlockCellBackward(cublasHandle_t blas, cudaStream_t stream, int64_t batch, int64_t input_size,
-                            int64_t cell_size, const T* /*x*/, const T* h_prev, const T* w_ru,
-                            const T* w_c, const T* /*b_ru*/, const T* /*b_c*/, const T* r, const T* u,
-                            const T* c, const T* d_h, T* d_x, T* d_h_prev, T* d_c_bar, T* d_r_bar_u_bar,
-                            void* workspace) {
+Status GruBlockCellBackward(cublasHandle_t blas, cudaStream_t stream, int64_t batch,
+                            int64_t input_size, int64_t cell_size, const T* /*x*/, const T* h_prev,
+                            const T* w_ru, const T* w_c, const T* /*b_ru*/, const T* /*b_c*/,
+                            const T* r, const T* u, const T* c, const T* d_h, T* d_x, T* d_h_prev,
+                            T* d_c_bar, T* d_r_bar_u_bar, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(CheckSizes(batch, input_size, cell_size));
   const int64_t B = batch, I = input_size, H = cell_size;
   if (B == 0) return Status::Ok();
@@ -174,8 +179,8 @@ Status GruBlockCellBackward(cublasHandle_t blas, cudaStream_t stream, int64_t ba
                 d_c_bar, d_r_bar_u_bar);
   TF_RNN_CUDA_CHECK(cudaGetLastError());
   // [d_x_c, d_h_prevr] = d_c_bar w_cᵀ, as two products over the row blocks of w_c.
-  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, I, H, T(1), d_c_bar, H, 0, w_c, H,
-                                         0, T(0), d_x, I, 0));
+  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, I, H, T(1), d_c_bar, H, 0,
+                                         w_c, H, 0, T(0), d_x, I, 0));
   TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, H, H, T(1), d_c_bar, H, 0,
                                          w_c + I * H, H, 0, T(0), s.d_h_prevr, H, 0));
   auto grad_reset = &GradResetKernel<T>;
@@ -183,21 +188,22 @@ Status GruBlockCellBackward(cublasHandle_t blas, cudaStream_t stream, int64_t ba
                 s.d_h_prevr, d_r_bar_u_bar, d_h_prev);
   TF_RNN_CUDA_CHECK(cudaGetLastError());
   // [d_x_ru, d_h_prev_ru] = d_r_bar_u_bar w_ruᵀ, accumulated onto d_x and d_h_prev.
-  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, I, 2 * H, T(1), d_r_bar_u_bar,
-                                         2 * H, 0, w_ru, 2 * H, 0, T(1), d_x, I, 0));
-  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, H, 2 * H, T(1), d_r_bar_u_bar,
-                                         2 * H, 0, w_ru + I * 2 * H, 2 * H, 0, T(1), d_h_prev, H, 0));
+  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, I, 2 * H, T(1),
+                                         d_r_bar_u_bar, 2 * H, 0, w_ru, 2 * H, 0, T(1), d_x, I, 0));
+  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, H, 2 * H, T(1),
+                                         d_r_bar_u_bar, 2 * H, 0, w_ru + I * 2 * H, 2 * H, 0, T(1),
+                                         d_h_prev, H, 0));
   return Status::Ok();
 }
 
-#define TF_RNN_INSTANTIATE_GRU_BLOCK_CELL(T)                                                          \
-  template Status GruBlockCellForward<T>(cublasHandle_t, cudaStream_t, int64_t, int64_t, int64_t,     \
-                                         const T*, const T*, const T*, const T*, const T*, const T*,  \
-                                         T*, T*, T*, T*, void*);                                      \
-  template Status GruBlockCellBackward<T>(cublasHandle_t, cudaStream_t, int64_t, int64_t, int64_t,    \
-                                          const T*, const T*, const T*, const T*, const T*, const T*, \
-                                          const T*, const T*, const T*, const T*, T*, T*, T*, T*,     \
-                                          void*);
+#define TF_RNN_INSTANTIATE_GRU_BLOCK_CELL(T)                                                       \
+  template Status GruBlockCellForward<T>(cublasHandle_t, cudaStream_t, int64_t, int64_t, int64_t,  \
+                                         const T*, const T*, const T*, const T*, const T*,         \
+                                         const T*, T*, T*, T*, T*, void*);                         \
+  template Status GruBlockCellBackward<T>(cublasHandle_t, cudaStream_t, int64_t, int64_t, int64_t, \
+                                          const T*, const T*, const T*, const T*, const T*,        \
+                                          const T*, const T*, const T*, const T*, const T*, T*,    \
+                                          T*, T*, T*, void*);
 TF_RNN_INSTANTIATE_GRU_BLOCK_CELL(float)
 TF_RNN_INSTANTIATE_GRU_BLOCK_CELL(double)
 #undef TF_RNN_INSTANTIATE_GRU_BLOCK_CELL

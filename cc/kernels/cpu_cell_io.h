@@ -20,12 +20,11 @@ template <typename T>
 struct CpuVec {
   using Packet = typename Eigen::internal::packet_traits<T>::type;
   static constexpr int kSize = Eigen::internal::unpacket_traits<Packet>::size;
-  static_assert(kSize > 1 &&
-                    Eigen::internal::functor_traits<
-                        Eigen::internal::scalar_logistic_op<T>>::PacketAccess &&
-                    Eigen::internal::functor_traits<
-                        Eigen::internal::scalar_tanh_op<T>>::PacketAccess,
-                "CpuVec needs vectorized logistic and tanh");
+  static_assert(
+      kSize > 1 &&
+          Eigen::internal::functor_traits<Eigen::internal::scalar_logistic_op<T>>::PacketAccess &&
+          Eigen::internal::functor_traits<Eigen::internal::scalar_tanh_op<T>>::PacketAccess,
+      "CpuVec needs vectorized logistic and tanh");
   Packet p;
 
   CpuVec() = default;

@@ -20,10 +20,11 @@ using CPUDevice = Eigen::ThreadPoolDevice;
 
 // C[M, N] = op(A) · op(B) (or += when accumulate), row-major; op(A) is [M, K], op(B) is [K, N].
 template <typename T>
-void CpuGemm(const CPUDevice& d, bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K,
-             const T* A, const T* B, T* C, bool accumulate) {
+void CpuGemm(const CPUDevice& d, bool transpose_a, bool transpose_b, int64_t M, int64_t N,
+             int64_t K, const T* A, const T* B, T* C, bool accumulate) {
   if (M == 0 || N == 0) return;
-  using ConstMatrix = Eigen::TensorMap<Eigen::Tensor<const T, 2, Eigen::RowMajor, Eigen::DenseIndex>>;
+  using ConstMatrix =
+      Eigen::TensorMap<Eigen::Tensor<const T, 2, Eigen::RowMajor, Eigen::DenseIndex>>;
   using Matrix = Eigen::TensorMap<Eigen::Tensor<T, 2, Eigen::RowMajor, Eigen::DenseIndex>>;
   Matrix c(C, M, N);
   if (K == 0) {
@@ -41,9 +42,10 @@ void CpuGemm(const CPUDevice& d, bool transpose_a, bool transpose_b, int64_t M, 
   }
 }
 
-// Runs fn(begin, end) over [0, n) rows on the device's pool, each row costing about `row_cost` flops:
-// one equal share of the rows per thread (the work of a time step is too short for Eigen's cost-model
-// blocks and work stealing to pay; measured, uneven blocks cost the step products a third).
+// Runs fn(begin, end) over [0, n) rows on the device's pool, each row costing about `row_cost`
+// flops: one equal share of the rows per thread (the work of a time step is too short for Eigen's
+// cost-model blocks and work stealing to pay; measured, uneven blocks cost the step products a
+// third).
 template <typename Fn>
 void ParallelRows(const CPUDevice& d, int64_t n, double row_cost, Fn&& fn,
                   double min_flops = 20000) {
@@ -124,8 +126,8 @@ class StepGemm<float> {
       ParallelRows(
           d_, slices, 2.0 * M * K * kStreamCols,
           [&](int64_t begin, int64_t end) {
-            StreamGemm(M, A, K, K, b_, N, C, N, begin * kStreamCols,
-                       std::min(N, end * kStreamCols), gate_src_, block_);
+            StreamGemm(M, A, K, K, b_, N, C, N, begin * kStreamCols, std::min(N, end * kStreamCols),
+                       gate_src_, block_);
           },
           kStepMinFlops);
       return;
@@ -159,8 +161,8 @@ class StepGemm<float> {
   bool stream_;
 };
 
-// A step's product over rows the calling thread owns (one_thread: the driver gave each thread a range
-// of rows, see CpuRnn::ForEachRowRange), or over all rows, split inside.
+// A step's product over rows the calling thread owns (one_thread: the driver gave each thread a
+// range of rows, see CpuRnn::ForEachRowRange), or over all rows, split inside.
 template <typename T>
 void RunStepGemm(const StepGemm<T>& gemm, bool one_thread, int64_t M, const T* A, T* C) {
   if (one_thread) {

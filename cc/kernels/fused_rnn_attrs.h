@@ -1,8 +1,8 @@
 // What every OpKernel of the fused RNN family reads and checks, on either device: the attributes
 // (FusedRnnAttrs), where each tensor of the op version at hand is (FusedRnnIO), the input, input_h,
 // input_c, params and sequence_lengths checks (FusedRnnInputs) and the outputs every forward and
-// backprop allocates. The rules themselves are fused_rnn_rules.h's; this header only reads them out of
-// TensorFlow's tensors and attributes, and includes neither the CPU driver nor any CUDA header.
+// backprop allocates. The rules themselves are fused_rnn_rules.h's; this header only reads them out
+// of TensorFlow's tensors and attributes, and includes neither the CPU driver nor any CUDA header.
 #ifndef TF_RNN_OPS_CC_KERNELS_FUSED_RNN_ATTRS_H_
 #define TF_RNN_OPS_CC_KERNELS_FUSED_RNN_ATTRS_H_
 
@@ -85,8 +85,8 @@ struct FusedRnnAttrs {
 };
 
 // Where the tensors of the op version a kernel serves are, read by name from its definition:
-// TensorFlow's CudnnRNN (V1), V2, V3 and our TfRnn> ops differ in whether sequence_lengths (an input)
-// and host_reserved (an output of the forward, an input of the backprop) exist. -1: absent.
+// TensorFlow's CudnnRNN (V1), V2, V3 and our TfRnn> ops differ in whether sequence_lengths (an
+// input) and host_reserved (an output of the forward, an input of the backprop) exist. -1: absent.
 struct FusedRnnIO {
   int input = -1, input_h = -1, input_c = -1, params = -1, sequence_lengths = -1;
   // The backprop's forward results, their grads and the reserve_space.
@@ -169,11 +169,11 @@ struct FusedRnnInputs {
     if (lstm) {
       if (!(input_c.dims() == 3 && input_c.dim_size(tm ? 0 : 1) == h_layers &&
             input_c.dim_size(tm ? 1 : 0) == batch)) {
-        return InvalidArgument("input_c must have shape ",
-                               tm ? "[num_layers * num_dirs, B, num_units]"
-                                  : "[B, num_layers * num_dirs, num_units]",
-                               " matching input_h ", input_h.shape().DebugString(), ", got ",
-                               input_c.shape().DebugString());
+        return InvalidArgument(
+            "input_c must have shape ",
+            tm ? "[num_layers * num_dirs, B, num_units]" : "[B, num_layers * num_dirs, num_units]",
+            " matching input_h ", input_h.shape().DebugString(), ", got ",
+            input_c.shape().DebugString());
       }
       num_units = input_c.dim_size(2);
       if (attrs.num_proj > 0 && h_out != attrs.num_proj) {
@@ -185,7 +185,8 @@ struct FusedRnnInputs {
                                h_out, ")");
       }
     }
-    if (const absl::Status st = attrs.Model(h_layers / attrs.num_dirs, num_units, input_size, &shape);
+    if (const absl::Status st =
+            attrs.Model(h_layers / attrs.num_dirs, num_units, input_size, &shape);
         !st.ok()) {
       // The model's sizes are not inputs of these ops: say which tensor dimension each came from.
       return absl::Status(
@@ -252,7 +253,8 @@ struct FusedRnnInputs {
     }
     if (output_backprop.shape() != out_shape) {
       return InvalidArgument("output_backprop must have the output's shape ",
-                             out_shape.DebugString(), ", got ", output_backprop.shape().DebugString());
+                             out_shape.DebugString(), ", got ",
+                             output_backprop.shape().DebugString());
     }
     if (output_h_backprop.shape() != input_h.shape()) {
       return InvalidArgument("output_h_backprop must have input_h's shape ",
@@ -296,8 +298,9 @@ struct FusedRnnForwardOutputs {
   }
 };
 
-// The backprop's outputs, the grads of input, input_h, input_c and params, each of its input's shape;
-// first checks that the reserve_space is the one a forward of this model gives (`reserve_elements`).
+// The backprop's outputs, the grads of input, input_h, input_c and params, each of its input's
+// shape; first checks that the reserve_space is the one a forward of this model gives
+// (`reserve_elements`).
 struct FusedRnnBackwardOutputs {
   Tensor *dx = nullptr, *dh0 = nullptr, *dc0 = nullptr, *dparams = nullptr;
 

@@ -1,6 +1,7 @@
 // How the CPU OpKernels of the fused RNN family hand tensors to the driver (rnn_cpu_driver.h): a
-// tensor's data seen in the compute type and the driver's time-major layout (ComputeView), an output
-// written there and converted back (ComputeOutput), and the huge-page hint for large buffers.
+// tensor's data seen in the compute type and the driver's time-major layout (ComputeView), an
+// output written there and converted back (ComputeOutput), and the huge-page hint for large
+// buffers.
 #ifndef TF_RNN_OPS_CC_KERNELS_FUSED_RNN_CPU_VIEWS_H_
 #define TF_RNN_OPS_CC_KERNELS_FUSED_RNN_CPU_VIEWS_H_
 
@@ -27,11 +28,11 @@ using tensorflow::Tensor;
 using tensorflow::TensorShape;
 using CPUDevice = Eigen::ThreadPoolDevice;
 
-// Asks the kernel to back the 2 MiB-aligned part of a large buffer with transparent huge pages, where
-// the system leaves that to madvise (the default). Large tensors often come fresh from mmap, and each
-// call first-touches its outputs and scratch; measured (GRU B=64 H=256 training step): ~1,700 page
-// faults a step without, a few with, about 1 ms of 90. Only a hint: nothing changes where huge pages
-// are off or unavailable.
+// Asks the kernel to back the 2 MiB-aligned part of a large buffer with transparent huge pages,
+// where the system leaves that to madvise (the default). Large tensors often come fresh from mmap,
+// and each call first-touches its outputs and scratch; measured (GRU B=64 H=256 training step):
+// ~1,700 page faults a step without, a few with, about 1 ms of 90. Only a hint: nothing changes
+// where huge pages are off or unavailable.
 inline void AdviseHugePages(const Tensor& t) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHuge = uintptr_t{2} << 20;
@@ -48,13 +49,17 @@ template <typename T, typename Acc>
 void ConvertLayout(const CPUDevice& d, const T* src, int64_t d0, int64_t d1, int64_t d2, bool swap,
                    Acc* dst) {
   if (d0 * d1 * d2 == 0) return;
-  Eigen::TensorMap<Eigen::Tensor<const T, 3, Eigen::RowMajor, Eigen::DenseIndex>> in(src, d0, d1, d2);
+  Eigen::TensorMap<Eigen::Tensor<const T, 3, Eigen::RowMajor, Eigen::DenseIndex>> in(src, d0, d1,
+                                                                                     d2);
   if (swap) {
-    Eigen::TensorMap<Eigen::Tensor<Acc, 3, Eigen::RowMajor, Eigen::DenseIndex>> out(dst, d1, d0, d2);
+    Eigen::TensorMap<Eigen::Tensor<Acc, 3, Eigen::RowMajor, Eigen::DenseIndex>> out(dst, d1, d0,
+                                                                                    d2);
     const Eigen::array<Eigen::DenseIndex, 3> perm = {1, 0, 2};
-    out.device(d) = in.template cast<Acc>().shuffle(perm);  // cast first: Eigen cannot shuffle 16-bit blocks into float
+    out.device(d) = in.template cast<Acc>().shuffle(
+        perm);  // cast first: Eigen cannot shuffle 16-bit blocks into float
   } else {
-    Eigen::TensorMap<Eigen::Tensor<Acc, 3, Eigen::RowMajor, Eigen::DenseIndex>> out(dst, d0, d1, d2);
+    Eigen::TensorMap<Eigen::Tensor<Acc, 3, Eigen::RowMajor, Eigen::DenseIndex>> out(dst, d0, d1,
+                                                                                    d2);
     out.device(d) = in.template cast<Acc>();
   }
 }
@@ -76,8 +81,8 @@ class ComputeView {
     Acc* out = temp_.flat<Acc>().data();
     const CPUDevice& d = ctx->eigen_device<CPUDevice>();
     if (t.dims() == 3) {
-      ConvertLayout<T, Acc>(d, t.flat<T>().data(), t.dim_size(0), t.dim_size(1), t.dim_size(2), swap,
-                            out);
+      ConvertLayout<T, Acc>(d, t.flat<T>().data(), t.dim_size(0), t.dim_size(1), t.dim_size(2),
+                            swap, out);
     } else {
       ConvertLayout<T, Acc>(d, t.flat<T>().data(), 1, 1, t.NumElements(), false, out);
     }
@@ -98,7 +103,8 @@ class ComputeOutput {
  public:
   using Acc = typename ComputeType<T>::type;
   // The driver's layout is [d0, d1, d2]; the tensor's is [d1, d0, d2] when `swap`.
-  absl::Status Init(OpKernelContext* ctx, Tensor* out, int64_t d0, int64_t d1, int64_t d2, bool swap) {
+  absl::Status Init(OpKernelContext* ctx, Tensor* out, int64_t d0, int64_t d1, int64_t d2,
+                    bool swap) {
     out_ = out;
     d0_ = d0, d1_ = d1, d2_ = d2, swap_ = swap;
     if (std::is_same<T, Acc>::value && !swap) {

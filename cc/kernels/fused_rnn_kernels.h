@@ -1,9 +1,10 @@
-// CPU OpKernels of the cuDNN-style fused RNN family's forward and backprop. They check (the rules of
-// fused_rnn_rules.h, read out by fused_rnn_attrs.h), convert layouts and dtypes (fused_rnn_cpu_views.h),
-// and call the driver (rnn_cpu_driver.h). Each adapts to the version of the op it is registered for
-// (V1, V2, V3: whether sequence_lengths, host_reserved, num_proj and time_major exist; FusedRnnIO), so
-// the same classes serve our TfRnn> ops (fused_rnn_kernels.cc) and TensorFlow's own CudnnRNN* ops
-// (cc/tf_cudnn/). The params ops: fused_rnn_params_kernels.h; TfRnn>KerasRNN: keras_rnn_kernels.cc.
+// CPU OpKernels of the cuDNN-style fused RNN family's forward and backprop. They check (the rules
+// of fused_rnn_rules.h, read out by fused_rnn_attrs.h), convert layouts and dtypes
+// (fused_rnn_cpu_views.h), and call the driver (rnn_cpu_driver.h). Each adapts to the version of
+// the op it is registered for (V1, V2, V3: whether sequence_lengths, host_reserved, num_proj and
+// time_major exist; FusedRnnIO), so the same classes serve our TfRnn> ops (fused_rnn_kernels.cc)
+// and TensorFlow's own CudnnRNN* ops (cc/tf_cudnn/). The params ops: fused_rnn_params_kernels.h;
+// TfRnn>KerasRNN: keras_rnn_kernels.cc.
 #ifndef TF_RNN_OPS_CC_KERNELS_FUSED_RNN_KERNELS_H_
 #define TF_RNN_OPS_CC_KERNELS_FUSED_RNN_KERNELS_H_
 
@@ -66,8 +67,8 @@ class FusedRnnForwardOp : public OpKernel {
     const bool training = attrs_.is_training;
 
     FusedRnnForwardOutputs out;
-    OP_REQUIRES_OK(ctx, out.Allocate(ctx, attrs_, io_, in,
-                                     training ? CpuReserveElements<T>(attrs_, in) : 0));
+    OP_REQUIRES_OK(
+        ctx, out.Allocate(ctx, attrs_, io_, in, training ? CpuReserveElements<T>(attrs_, in) : 0));
     // Each call that draws dropout masks takes the next masks of this kernel's stream, as
     // TensorFlow's GPU kernels advance their dropout state: a training loop sees fresh masks at
     // every step, and a new kernel with the same seeds replays the same sequence.
@@ -91,9 +92,9 @@ class FusedRnnForwardOp : public OpKernel {
     if (lstm) OP_REQUIRES_OK(ctx, cn.Init(ctx, out.output_c, ld, B, s.num_units, swap));
 
     Tensor workspace;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<Acc>::value,
-                                           TensorShape({RnnWorkspaceSize<Acc>(s, T_, B, false)}),
-                                           &workspace));
+    OP_REQUIRES_OK(
+        ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<Acc>::value,
+                                TensorShape({RnnWorkspaceSize<Acc>(s, T_, B, false)}), &workspace));
     AdviseHugePages(workspace);
     RnnForwardArgs<Acc> a;
     a.seq_len = T_;
@@ -177,9 +178,9 @@ class FusedRnnBackwardOp : public OpKernel {
     OP_REQUIRES_OK(ctx, dparams.Init(ctx, out.dparams, 1, 1, s.ParamsSize(), false));
 
     Tensor workspace;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<Acc>::value,
-                                           TensorShape({RnnWorkspaceSize<Acc>(s, T_, B, true)}),
-                                           &workspace));
+    OP_REQUIRES_OK(
+        ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<Acc>::value,
+                                TensorShape({RnnWorkspaceSize<Acc>(s, T_, B, true)}), &workspace));
     AdviseHugePages(workspace);
     RnnBackwardArgs<Acc> a;
     a.seq_len = T_;

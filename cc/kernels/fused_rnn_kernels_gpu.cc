@@ -1,10 +1,11 @@
-// DEVICE_GPU kernels of TfRnn>CudnnRNN and TfRnn>CudnnRNNBackprop (our own CUDA kernels, not cuDNN) and
-// the host-memory TfRnn>CudnnRNNParamsSize. They check with the rules every kernel of the family uses
-// (fused_rnn_attrs.h, fused_rnn_rules.h), allocate the same outputs as the CPU kernels, and call the
-// framework-free CUDA library (cc/cuda/fused_rnn_cuda.h) on the op's stream with the device's cuBLAS
-// handle. float and double natively; half and bfloat16 computed in float (inputs converted on the
-// GPU, outputs converted back), as the CPU kernels do. Built into tf_rnn_ops/_tf_rnn_ops_gpu.so only
-// (cc/cuda/cuda.mk), loaded after the main library and only where TensorFlow has a GPU.
+// DEVICE_GPU kernels of TfRnn>CudnnRNN and TfRnn>CudnnRNNBackprop (our own CUDA kernels, not cuDNN)
+// and the host-memory TfRnn>CudnnRNNParamsSize. They check with the rules every kernel of the
+// family uses (fused_rnn_attrs.h, fused_rnn_rules.h), allocate the same outputs as the CPU kernels,
+// and call the framework-free CUDA library (cc/cuda/fused_rnn_cuda.h) on the op's stream with the
+// device's cuBLAS handle. float and double natively; half and bfloat16 computed in float (inputs
+// converted on the GPU, outputs converted back), as the CPU kernels do. Built into
+// tf_rnn_ops/_tf_rnn_ops_gpu.so only (cc/cuda/cuda.mk), loaded after the main library and only
+// where TensorFlow has a GPU.
 #define EIGEN_USE_GPU
 
 #include <atomic>
@@ -90,9 +91,9 @@ class FusedRnnForwardGPUOp : public OpKernel {
     void* reserve_data = config.is_training && out.reserve->NumElements() > 0
                              ? out.reserve->flat<T>().data()
                              : nullptr;
-    OP_REQUIRES_OK(ctx, FromCuda(cuda::RnnForward<Acc<T>>(blas.get(), stream, config,
-                                                          in.lengths_or_null(), x, h0, c0, w, y,
-                                                          hn, cn, reserve_data, ws)));
+    OP_REQUIRES_OK(
+        ctx, FromCuda(cuda::RnnForward<Acc<T>>(blas.get(), stream, config, in.lengths_or_null(), x,
+                                               h0, c0, w, y, hn, cn, reserve_data, ws)));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.output, hy));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.output_h, hhy));
     if (lstm) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.output_c, hcy));
@@ -138,7 +139,8 @@ class FusedRnnBackwardGPUOp : public OpKernel {
     OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(io_.output_backprop), &hdy, &dy));
     OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(io_.output_h_backprop), &hdhy, &dhy));
     if (lstm) OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(io_.output_c_backprop), &hdcy, &dcy));
-    if (skip_input_backprop_) {  // nobody wants d_input: zeros, and the first layer's d_gx W is skipped
+    if (skip_input_backprop_) {  // nobody wants d_input: zeros, and the first layer's d_gx W is
+                                 // skipped
       OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dx));
       dx = nullptr;
     } else {
@@ -167,18 +169,18 @@ class FusedRnnBackwardGPUOp : public OpKernel {
   bool skip_input_backprop_ = false;
 };
 
-#define TF_RNN_REGISTER_GPU(T)                                    \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNN")                  \
-                              .Device(DEVICE_GPU)                 \
-                              .TypeConstraint<T>("T")             \
-                              .HostMemory("sequence_lengths")     \
-                              .HostMemory("host_reserved"),       \
-                          FusedRnnForwardGPUOp<T>);               \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNNBackprop")          \
-                              .Device(DEVICE_GPU)                 \
-                              .TypeConstraint<T>("T")             \
-                              .HostMemory("sequence_lengths")     \
-                              .HostMemory("host_reserved"),       \
+#define TF_RNN_REGISTER_GPU(T)                                \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNN")              \
+                              .Device(DEVICE_GPU)             \
+                              .TypeConstraint<T>("T")         \
+                              .HostMemory("sequence_lengths") \
+                              .HostMemory("host_reserved"),   \
+                          FusedRnnForwardGPUOp<T>);           \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNNBackprop")      \
+                              .Device(DEVICE_GPU)             \
+                              .TypeConstraint<T>("T")         \
+                              .HostMemory("sequence_lengths") \
+                              .HostMemory("host_reserved"),   \
                           FusedRnnBackwardGPUOp<T>);
 
 TF_RNN_REGISTER_GPU(float)
@@ -187,8 +189,8 @@ TF_RNN_REGISTER_GPU(Eigen::half)
 TF_RNN_REGISTER_GPU(Eigen::bfloat16)
 #undef TF_RNN_REGISTER_GPU
 
-// The params size is host arithmetic: the CPU kernel, with every input and output in host memory, so
-// that graphs placed on the GPU need no copies for it.
+// The params size is host arithmetic: the CPU kernel, with every input and output in host memory,
+// so that graphs placed on the GPU need no copies for it.
 #define TF_RNN_REGISTER_PARAMS_SIZE_GPU(T, S)              \
   REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNNParamsSize") \
                               .Device(DEVICE_GPU)          \

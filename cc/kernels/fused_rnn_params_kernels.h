@@ -1,7 +1,7 @@
 // The params OpKernels of the fused RNN family, host arithmetic and copies only (the same kernels
-// serve the CPU and, with every tensor in host memory, the GPU): the params size, and the conversions
-// between the opaque params and the canonical weights and biases (layout: docs/MATH.md, "Params
-// layout"; RnnModelShape, rnn_params.h).
+// serve the CPU and, with every tensor in host memory, the GPU): the params size, and the
+// conversions between the opaque params and the canonical weights and biases (layout: docs/MATH.md,
+// "Params layout"; RnnModelShape, rnn_params.h).
 #ifndef TF_RNN_OPS_CC_KERNELS_FUSED_RNN_PARAMS_KERNELS_H_
 #define TF_RNN_OPS_CC_KERNELS_FUSED_RNN_PARAMS_KERNELS_H_
 
@@ -69,9 +69,11 @@ inline absl::Status CanonicalCounts(OpKernelConstruction* ctx, int* num_weights,
 
 inline absl::Status CheckCanonicalCounts(const RnnModelShape& s, int num_weights, int num_biases) {
   if (num_weights != s.TotalWeights() || num_biases != s.TotalBiases()) {
-    return InvalidArgument("num_layers ", s.num_layers, " with rnn_mode, direction, input_mode and "
-                           "num_proj as given makes ", s.TotalWeights(), " canonical weights and ",
-                           s.TotalBiases(), " biases, but num_params_weights is ", num_weights,
+    return InvalidArgument("num_layers ", s.num_layers,
+                           " with rnn_mode, direction, input_mode and "
+                           "num_proj as given makes ",
+                           s.TotalWeights(), " canonical weights and ", s.TotalBiases(),
+                           " biases, but num_params_weights is ", num_weights,
                            " and num_params_biases ", num_biases);
   }
   return absl::OkStatus();
@@ -116,10 +118,10 @@ class FusedRnnParamsToCanonicalOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ModelFromScalars(ctx, attrs_, &s));
     OP_REQUIRES_OK(ctx, CheckCanonicalCounts(s, num_weights_, num_biases_));
     const Tensor& params = ctx->input(params_);
-    OP_REQUIRES(ctx, params.dims() == 1 && params.NumElements() == s.ParamsSize(),
-                InvalidArgument("params must be 1-D with ", s.ParamsSize(),
-                                " elements for this model, got shape ",
-                                params.shape().DebugString()));
+    OP_REQUIRES(
+        ctx, params.dims() == 1 && params.NumElements() == s.ParamsSize(),
+        InvalidArgument("params must be 1-D with ", s.ParamsSize(),
+                        " elements for this model, got shape ", params.shape().DebugString()));
     const T* p = params.flat<T>().data();
     absl::Status status;
     ForEachCanonical(s, [&](bool is_bias, int i, int64_t offset, int64_t rows, int64_t cols) {

@@ -1,8 +1,9 @@
-// The model rules of the fused RNN family in one place, framework-free (no TensorFlow, no CUDA): the
-// spelling of the attributes, what a model may be (sizes and their bounds), the sequence and buffer
-// bounds, and the messages of every refusal. The CPU OpKernels and the TensorFlow GPU kernels
-// (fused_rnn_attrs.h) and the CUDA library with its C API (cc/cuda/fused_rnn_cuda_checks.cc) all check
-// with these functions, so the three accept the same models and word their errors the same.
+// The model rules of the fused RNN family in one place, framework-free (no TensorFlow, no CUDA):
+// the spelling of the attributes, what a model may be (sizes and their bounds), the sequence and
+// buffer bounds, and the messages of every refusal. The CPU OpKernels and the TensorFlow GPU
+// kernels (fused_rnn_attrs.h) and the CUDA library with its C API
+// (cc/cuda/fused_rnn_cuda_checks.cc) all check with these functions, so the three accept the same
+// models and word their errors the same.
 //
 // A check returns "" when the value is valid, else the message of an invalid-argument error.
 // The math and the params layout these sizes describe: docs/MATH.md, "Fused RNN cells" and "Params
@@ -27,9 +28,9 @@ namespace fused_rnn {
 constexpr double kMaxElements = 4611686018427387904.0;  // 2^62
 
 // The largest product of num_units and the widest layer input or output: every product that
-// RnnModelShape::LayerBlock forms is at most that, and a block at most 17 times it, so that the size of
-// a block fits int64 and the model size below is LayerBlock's own. A model beyond it would have about
-// 2^58 params or more: no memory holds it.
+// RnnModelShape::LayerBlock forms is at most that, and a block at most 17 times it, so that the
+// size of a block fits int64 and the model size below is LayerBlock's own. A model beyond it would
+// have about 2^58 params or more: no memory holds it.
 constexpr double kMaxUnitsTimesWidth = 288230376151711744.0;  // 2^58
 
 // input_mode: resolved with the sizes into RnnModelShape::skip_input.
@@ -93,7 +94,8 @@ inline std::string ParseDirection(const std::string& s, int* num_dirs) {
 // As TensorFlow's GPU kernels: any probability in [0, 1]. Dropout acts only in training, between
 // layers; at 1 every between-layer input is dropped (as cuDNN does), and the params ops ignore it.
 inline std::string CheckDropout(double dropout) {
-  if (!(dropout >= 0 && dropout <= 1)) return "dropout must be in [0, 1], got " + internal::Num(dropout);
+  if (!(dropout >= 0 && dropout <= 1))
+    return "dropout must be in [0, 1], got " + internal::Num(dropout);
   return "";
 }
 
@@ -148,7 +150,8 @@ inline std::string MakeModelShape(const ModelSpec& m, RnnModelShape* shape) {
   const std::string proj = CheckNumProj(m.mode, m.num_proj);
   if (!proj.empty()) return proj;
   if (m.num_proj > m.num_units) {
-    return "num_proj (" + Num(m.num_proj) + ") must not exceed num_units (" + Num(m.num_units) + ")";
+    return "num_proj (" + Num(m.num_proj) + ") must not exceed num_units (" + Num(m.num_units) +
+           ")";
   }
   // The canonical lists (2 G + 1 tensors per layer and direction at most) must fit an int count.
   const int64_t gates = NumGates(m.mode);
@@ -161,11 +164,12 @@ inline std::string MakeModelShape(const ModelSpec& m, RnnModelShape* shape) {
     return "num_layers (" + Num(m.num_layers) + "), num_units (" + Num(m.num_units) +
            "), input_size (" + Num(m.input_size) + ") and num_proj (" + Num(m.num_proj) + ")";
   };
-  const double width = std::max(double(m.input_size), double(m.num_dirs) *
-                                  double(m.num_proj > 0 ? m.num_proj : m.num_units));
+  const double width = std::max(
+      double(m.input_size), double(m.num_dirs) * double(m.num_proj > 0 ? m.num_proj : m.num_units));
   if (double(m.num_units) * width > kMaxUnitsTimesWidth) {
-    return sizes() + " give a model of about 2^58 params or more: num_units times the widest layer "
-                   "input or output must be at most 2^58 (a tensor may have at most 2^62 elements)";
+    return sizes() +
+           " give a model of about 2^58 params or more: num_units times the widest layer "
+           "input or output must be at most 2^58 (a tensor may have at most 2^62 elements)";
   }
   RnnModelShape s;
   s.mode = m.mode;
@@ -177,8 +181,9 @@ inline std::string MakeModelShape(const ModelSpec& m, RnnModelShape* shape) {
   s.skip_input = ResolveSkipInput(m.input_mode, m.input_size, m.num_units);
   // Every layer above the first has the same block; summed in double, as the layers may be many.
   const double size =
-      s.num_dirs * (double(s.LayerBlock(0).size) +
-                    (s.num_layers > 1 ? double(s.num_layers - 1) * double(s.LayerBlock(1).size) : 0));
+      s.num_dirs *
+      (double(s.LayerBlock(0).size) +
+       (s.num_layers > 1 ? double(s.num_layers - 1) * double(s.LayerBlock(1).size) : 0));
   if (size > kMaxElements) {
     return sizes() + " give a model with about " + Num(size) +
            " params, more than the 2^62 elements a tensor may have";
@@ -211,8 +216,8 @@ inline std::string CheckModelShape(const RnnModelShape& s) {
 // One row's length: in [0, seq_len].
 inline std::string CheckSequenceLength(int64_t b, int64_t len, int64_t seq_len) {
   if (len < 0 || len > seq_len) {
-    return "sequence_lengths[" + internal::Num(b) + "] = " + internal::Num(len) + " is outside [0, " +
-           internal::Num(seq_len) + "] (the number of time steps)";
+    return "sequence_lengths[" + internal::Num(b) + "] = " + internal::Num(len) +
+           " is outside [0, " + internal::Num(seq_len) + "] (the number of time steps)";
   }
   return "";
 }

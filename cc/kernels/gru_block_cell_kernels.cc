@@ -44,8 +44,7 @@ class Converted {
     } else {
       TF_RETURN_IF_ERROR(ctx->allocate_temp(DataTypeToEnum<CT>::value, in.shape(), out));
       if (in.NumElements() > 0) {
-        out->flat<CT>().device(ctx->eigen_device<CPUDevice>()) =
-            in.flat<T>().template cast<CT>();
+        out->flat<CT>().device(ctx->eigen_device<CPUDevice>()) = in.flat<T>().template cast<CT>();
       }
     }
     return absl::OkStatus();
@@ -132,9 +131,9 @@ class GRUBlockCellGradOp : public OpKernel {
     }
     const Tensor* in = in_ct;
 
-    const TensorShape shapes[4] = {TensorShape({s.batch, s.input}),  // d_x
-                                   TensorShape({s.batch, s.cell}),   // d_h_prev
-                                   TensorShape({s.batch, s.cell}),   // d_c_bar
+    const TensorShape shapes[4] = {TensorShape({s.batch, s.input}),      // d_x
+                                   TensorShape({s.batch, s.cell}),       // d_h_prev
+                                   TensorShape({s.batch, s.cell}),       // d_c_bar
                                    TensorShape({s.batch, 2 * s.cell})};  // d_r_bar_u_bar
     Tensor* out[4];
     Tensor out_ct[4];
@@ -159,11 +158,11 @@ class GRUBlockCellGradOp : public OpKernel {
   }
 };
 
-#define TF_RNN_OPS_REGISTER_GRU_CPU(T)                                                       \
-  REGISTER_KERNEL_BUILDER(                                                                   \
+#define TF_RNN_OPS_REGISTER_GRU_CPU(T)                                                        \
+  REGISTER_KERNEL_BUILDER(                                                                    \
       Name("TfRnn>GRUBlockCell").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
-      GRUBlockCellOp<T>);                                                                    \
-  REGISTER_KERNEL_BUILDER(                                                                   \
+      GRUBlockCellOp<T>);                                                                     \
+  REGISTER_KERNEL_BUILDER(                                                                    \
       Name("TfRnn>GRUBlockCellGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
       GRUBlockCellGradOp<T>);
 

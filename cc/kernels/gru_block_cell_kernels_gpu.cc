@@ -33,7 +33,8 @@ class GRUBlockCellGPUOp : public OpKernel {
     GRUBlockCellSizes s;
     OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/false, &s));
     Tensor* out[4];
-    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, ctx->allocate_output(i, TensorShape({s.batch, s.cell}), &out[i]));
+    for (int i = 0; i < 4; ++i)
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(i, TensorShape({s.batch, s.cell}), &out[i]));
     if (s.batch == 0 || s.cell == 0) return;
     const cudaStream_t stream = StreamOf(ctx);
     ScopedBlas blas;
@@ -41,14 +42,18 @@ class GRUBlockCellGPUOp : public OpKernel {
     Tensor in_holder[6], out_holder[4], ws_holder;
     const Acc<T>* in[6];
     Acc<T>* o[4];
-    for (int i = 0; i < 6; ++i) OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
-    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
+    for (int i = 0; i < 6; ++i)
+      OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
+    for (int i = 0; i < 4; ++i)
+      OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
     void* ws;
-    OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
-                                &ws_holder, &ws));
-    OP_REQUIRES_OK(ctx, FromCuda(cuda::GruBlockCellForward<Acc<T>>(blas.get(), stream, s.batch, s.input, s.cell,
-                                                                   in[0], in[1], in[2], in[3], in[4], in[5], o[0],
-                                                                   o[1], o[2], o[3], ws)));
+    OP_REQUIRES_OK(
+        ctx,
+        Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
+                &ws_holder, &ws));
+    OP_REQUIRES_OK(ctx, FromCuda(cuda::GruBlockCellForward<Acc<T>>(
+                            blas.get(), stream, s.batch, s.input, s.cell, in[0], in[1], in[2],
+                            in[3], in[4], in[5], o[0], o[1], o[2], o[3], ws)));
     for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
   }
 };
@@ -63,7 +68,8 @@ class GRUBlockCellGradGPUOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ValidateGRUBlockCellInputs(ctx, /*with_grad_inputs=*/true, &s));
     Tensor* out[4];
     const TensorShape shapes[4] = {TensorShape({s.batch, s.input}), TensorShape({s.batch, s.cell}),
-                                   TensorShape({s.batch, s.cell}), TensorShape({s.batch, 2 * s.cell})};
+                                   TensorShape({s.batch, s.cell}),
+                                   TensorShape({s.batch, 2 * s.cell})};
     for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, ctx->allocate_output(i, shapes[i], &out[i]));
     if (s.batch == 0) return;
     if (s.cell == 0) {  // nothing depends on x
@@ -76,23 +82,29 @@ class GRUBlockCellGradGPUOp : public OpKernel {
     Tensor in_holder[10], out_holder[4], ws_holder;
     const Acc<T>* in[10];
     Acc<T>* o[4];
-    for (int i = 0; i < 10; ++i) OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
-    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
+    for (int i = 0; i < 10; ++i)
+      OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
+    for (int i = 0; i < 4; ++i)
+      OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
     void* ws;
-    OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
-                                &ws_holder, &ws));
-    OP_REQUIRES_OK(ctx, FromCuda(cuda::GruBlockCellBackward<Acc<T>>(
-                            blas.get(), stream, s.batch, s.input, s.cell, in[0], in[1], in[2], in[3], in[4], in[5],
-                            in[6], in[7], in[8], in[9], o[0], o[1], o[2], o[3], ws)));
+    OP_REQUIRES_OK(
+        ctx,
+        Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
+                &ws_holder, &ws));
+    OP_REQUIRES_OK(
+        ctx, FromCuda(cuda::GruBlockCellBackward<Acc<T>>(
+                 blas.get(), stream, s.batch, s.input, s.cell, in[0], in[1], in[2], in[3], in[4],
+                 in[5], in[6], in[7], in[8], in[9], o[0], o[1], o[2], o[3], ws)));
     for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
   }
 };
 
-#define TF_RNN_REGISTER_GPU(T)                                                                 \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>GRUBlockCell").Device(DEVICE_GPU).TypeConstraint<T>("T"),     \
-                          GRUBlockCellGPUOp<T>);                                                     \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>GRUBlockCellGrad").Device(DEVICE_GPU).TypeConstraint<T>("T"), \
-                          GRUBlockCellGradGPUOp<T>);
+#define TF_RNN_REGISTER_GPU(T)                                                                  \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>GRUBlockCell").Device(DEVICE_GPU).TypeConstraint<T>("T"), \
+                          GRUBlockCellGPUOp<T>);                                                \
+  REGISTER_KERNEL_BUILDER(                                                                      \
+      Name("TfRnn>GRUBlockCellGrad").Device(DEVICE_GPU).TypeConstraint<T>("T"),                 \
+      GRUBlockCellGradGPUOp<T>);
 
 TF_RNN_REGISTER_GPU(float)
 TF_RNN_REGISTER_GPU(double)

@@ -68,36 +68,38 @@ class KerasRnnOp : public OpKernel {
                                 input.shape().DebugString()));
     const int64_t T_ = input.dim_size(tm ? 0 : 1), B = input.dim_size(tm ? 1 : 0);
     const int64_t I = input.dim_size(2);
-    OP_REQUIRES(ctx, rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
-                         rkernel.dim_size(1) == G * rkernel.dim_size(0),
+    OP_REQUIRES(ctx,
+                rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
+                    rkernel.dim_size(1) == G * rkernel.dim_size(0),
                 InvalidArgument("recurrent_kernel must be [units, ", G, " * units] (", G,
                                 " gates for rnn_mode ", RnnModeName(), "), got shape ",
                                 rkernel.shape().DebugString()));
     const int64_t H = rkernel.dim_size(0), gh = G * H;
-    OP_REQUIRES(ctx, kernel.dims() == 2 && kernel.dim_size(0) == I && kernel.dim_size(1) == gh,
-                InvalidArgument("kernel must be [input size ", I, ", ", gh,
-                                "] (input's last dimension; recurrent_kernel's columns), got shape ",
-                                kernel.shape().DebugString()));
+    OP_REQUIRES(
+        ctx, kernel.dims() == 2 && kernel.dim_size(0) == I && kernel.dim_size(1) == gh,
+        InvalidArgument("kernel must be [input size ", I, ", ", gh,
+                        "] (input's last dimension; recurrent_kernel's columns), got shape ",
+                        kernel.shape().DebugString()));
     OP_REQUIRES(ctx, input_h.dims() == 2 && input_h.dim_size(0) == B && input_h.dim_size(1) == H,
                 InvalidArgument("input_h must be [", B, ", ", H, "] (batch, units), got shape ",
                                 input_h.shape().DebugString()));
     if (lstm) {
-      OP_REQUIRES(ctx, input_c.shape() == input_h.shape(),
-                  InvalidArgument("input_c must have input_h's shape ",
-                                  input_h.shape().DebugString(), " for lstm, got ",
-                                  input_c.shape().DebugString()));
+      OP_REQUIRES(
+          ctx, input_c.shape() == input_h.shape(),
+          InvalidArgument("input_c must have input_h's shape ", input_h.shape().DebugString(),
+                          " for lstm, got ", input_c.shape().DebugString()));
     }
     const TensorShape bias_shape = gru ? TensorShape({2, gh}) : TensorShape({gh});
-    OP_REQUIRES(ctx, bias.NumElements() == 0 || bias.shape() == bias_shape,
-                InvalidArgument("bias must have shape ", bias_shape.DebugString(),
-                                " (Keras' for rnn_mode ", RnnModeName(),
-                                ") or no elements (use_bias=False), got ",
-                                bias.shape().DebugString()));
-    OP_REQUIRES(ctx, seq_lengths.dims() == 1 &&
-                         (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B),
-                InvalidArgument("sequence_lengths must have shape [", B,
-                                "] or [0] (every sequence full), got ",
-                                seq_lengths.shape().DebugString()));
+    OP_REQUIRES(
+        ctx, bias.NumElements() == 0 || bias.shape() == bias_shape,
+        InvalidArgument("bias must have shape ", bias_shape.DebugString(), " (Keras' for rnn_mode ",
+                        RnnModeName(), ") or no elements (use_bias=False), got ",
+                        bias.shape().DebugString()));
+    OP_REQUIRES(
+        ctx,
+        seq_lengths.dims() == 1 && (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B),
+        InvalidArgument("sequence_lengths must have shape [", B,
+                        "] or [0] (every sequence full), got ", seq_lengths.shape().DebugString()));
     // The fused family's rules for one unidirectional layer (input_size >= 1 among them), and its
     // buffer bound.
     fused_rnn::ModelSpec spec;
@@ -106,14 +108,15 @@ class KerasRnnOp : public OpKernel {
     spec.input_size = I;
     RnnModelShape s;
     if (const std::string error = fused_rnn::MakeModelShape(spec, &s); !error.empty()) {
-      ctx->CtxFailure(InvalidArgument(error, " (input_size is input's last dimension, num_units "
-                                             "recurrent_kernel's first)"));
+      ctx->CtxFailure(InvalidArgument(error,
+                                      " (input_size is input's last dimension, num_units "
+                                      "recurrent_kernel's first)"));
       return;
     }
     OP_REQUIRES(ctx, fused_rnn::BuffersFit(s, T_, B),
-                InvalidArgument(fused_rnn::BuffersTooLarge(absl::StrCat(
-                    "input (", input.shape().DebugString(), ") and kernels (",
-                    kernel.shape().DebugString(), ")"))));
+                InvalidArgument(fused_rnn::BuffersTooLarge(
+                    absl::StrCat("input (", input.shape().DebugString(), ") and kernels (",
+                                 kernel.shape().DebugString(), ")"))));
     std::vector<int32_t> lengths;
     if (seq_lengths.dim_size(0) > 0) {
       const auto len = seq_lengths.flat<int32_t>();
@@ -124,10 +127,11 @@ class KerasRnnOp : public OpKernel {
     }
 
     Tensor *output, *output_h, *output_c, *reserve;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, tm ? TensorShape({T_, B, H})
-                                                   : TensorShape({B, T_, H}), &output));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(
+                            0, tm ? TensorShape({T_, B, H}) : TensorShape({B, T_, H}), &output));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &output_h));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, lstm ? input_c.shape() : TensorShape({}), &output_c));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(2, lstm ? input_c.shape() : TensorShape({}), &output_c));
     const int64_t reserve_n =
         is_training_ ? RnnReserveLayout(s, T_, B, /*has_dropout=*/false, false).size : 0;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({reserve_n}), &reserve));
@@ -188,9 +192,10 @@ class KerasRnnOp : public OpKernel {
 
     const bool stream = RnnStreamWeights<T>(T_, B);
     Tensor workspace;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                           TensorShape({RnnWorkspaceSize<T>(s, T_, B, false, stream)}),
-                                           &workspace));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                      TensorShape({RnnWorkspaceSize<T>(s, T_, B, false, stream)}),
+                                      &workspace));
     AdviseHugePages(workspace);
     RnnForwardArgs<T> a;
     a.seq_len = T_;

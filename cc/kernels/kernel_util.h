@@ -56,21 +56,21 @@ inline absl::Status CheckRank(const tensorflow::Tensor& t, const char* name, int
   return absl::OkStatus();
 }
 
-inline absl::Status CheckDim(const tensorflow::Tensor& t, const char* name, int dim, int64_t expected,
-                             const char* expected_what) {
+inline absl::Status CheckDim(const tensorflow::Tensor& t, const char* name, int dim,
+                             int64_t expected, const char* expected_what) {
   if (t.dim_size(dim) != expected) {
-    return InvalidArgument(name, ".dims(", dim, ") (=", t.dim_size(dim), ") must equal ", expected_what,
-                           " (=", expected, ")");
+    return InvalidArgument(name, ".dims(", dim, ") (=", t.dim_size(dim), ") must equal ",
+                           expected_what, " (=", expected, ")");
   }
   return absl::OkStatus();
 }
 
 }  // namespace gru_checks
 
-// Checks the six inputs both ops share (x, h_prev, w_ru, w_c, b_ru, b_c) and, for the gradient, r, u,
-// c, d_h. Sets the sizes B, I, H.
-inline absl::Status ValidateGRUBlockCellInputs(tensorflow::OpKernelContext* ctx, bool with_grad_inputs,
-                                               GRUBlockCellSizes* sizes) {
+// Checks the six inputs both ops share (x, h_prev, w_ru, w_c, b_ru, b_c) and, for the gradient, r,
+// u, c, d_h. Sets the sizes B, I, H.
+inline absl::Status ValidateGRUBlockCellInputs(tensorflow::OpKernelContext* ctx,
+                                               bool with_grad_inputs, GRUBlockCellSizes* sizes) {
   using gru_checks::CheckDim;
   using gru_checks::CheckRank;
   const tensorflow::Tensor& x = ctx->input(0);
@@ -92,9 +92,10 @@ inline absl::Status ValidateGRUBlockCellInputs(tensorflow::OpKernelContext* ctx,
   // I + H and 2 * H below must not overflow (possible only with empty tensors of huge dimensions).
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   if (cell > kMax / 2 || input > kMax - cell) {
-    return InvalidArgument("x.dims(1) (=", input, ") and h_prev.dims(1) (=", cell,
-                           ") are too large: x.dims(1) + h_prev.dims(1) and 2 * h_prev.dims(1) must fit "
-                           "in 64 bits");
+    return InvalidArgument(
+        "x.dims(1) (=", input, ") and h_prev.dims(1) (=", cell,
+        ") are too large: x.dims(1) + h_prev.dims(1) and 2 * h_prev.dims(1) must fit "
+        "in 64 bits");
   }
   TF_RETURN_IF_ERROR(CheckDim(h_prev, "h_prev", 0, batch, "x.dims(0)"));
   TF_RETURN_IF_ERROR(CheckDim(w_ru, "w_ru", 0, input + cell, "x.dims(1) + h_prev.dims(1)"));

@@ -1,7 +1,8 @@
 // What the TensorFlow GPU kernels of this package share (gru_block_cell_kernels_gpu.cc,
-// fused_rnn_kernels_gpu.cc): errors of the CUDA library as statuses, the op's stream and the device's
-// cuBLAS handle, scratch from TensorFlow's allocator, and half / bfloat16 tensors seen in float (the
-// type the CUDA library computes in for them). Compiled into the GPU library only (cc/cuda/cuda.mk).
+// fused_rnn_kernels_gpu.cc): errors of the CUDA library as statuses, the op's stream and the
+// device's cuBLAS handle, scratch from TensorFlow's allocator, and half / bfloat16 tensors seen in
+// float (the type the CUDA library computes in for them). Compiled into the GPU library only
+// (cc/cuda/cuda.mk).
 #ifndef TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_GPU_H_
 #define TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_GPU_H_
 
@@ -34,17 +35,18 @@ using tensorflow::TensorShape;
 
 inline absl::Status FromCuda(const cuda::Status& s) {
   if (s.ok()) return absl::OkStatus();
-  if (s.code() == cuda::StatusCode::kInvalidArgument) return absl::InvalidArgumentError(s.message());
+  if (s.code() == cuda::StatusCode::kInvalidArgument)
+    return absl::InvalidArgumentError(s.message());
   return absl::InternalError(absl::StrCat("tf_rnn_ops CUDA kernel failed: ", s.message()));
 }
 
 inline cudaStream_t StreamOf(OpKernelContext* ctx) { return ctx->eigen_gpu_device().stream(); }
 
-// The cuBLAS handle of the op's device, bound to the op's stream, held under the device's lock until
-// this object goes (the end of Compute, once everything is enqueued). One handle per device, as
-// TensorFlow's own BLAS support has: a handle per host thread would give each of TensorFlow's many
-// inter-op threads its own handle and cuBLAS workspace, allocated outside TensorFlow's allocator. TF32
-// is allowed for float32 products when TensorFlow allows it
+// The cuBLAS handle of the op's device, bound to the op's stream, held under the device's lock
+// until this object goes (the end of Compute, once everything is enqueued). One handle per device,
+// as TensorFlow's own BLAS support has: a handle per host thread would give each of TensorFlow's
+// many inter-op threads its own handle and cuBLAS workspace, allocated outside TensorFlow's
+// allocator. TF32 is allowed for float32 products when TensorFlow allows it
 // (tf.config.experimental.enable_tensor_float_32_execution).
 class ScopedBlas {
  public:
@@ -62,7 +64,8 @@ class ScopedBlas {
       const cublasStatus_t st = cublasCreate(&blas.handle);
       if (st != CUBLAS_STATUS_SUCCESS) {
         blas.handle = nullptr;
-        return absl::InternalError(absl::StrCat("tf_rnn_ops: cublasCreate failed: ", cublasGetStatusString(st)));
+        return absl::InternalError(
+            absl::StrCat("tf_rnn_ops: cublasCreate failed: ", cublasGetStatusString(st)));
       }
     }
     const cublasMath_t math =
@@ -114,7 +117,8 @@ inline cuda::DType DTypeOf() {
 template <typename T>
 absl::Status ZeroTensor(OpKernelContext* ctx, Tensor* t) {
   if (t->NumElements() == 0) return absl::OkStatus();
-  const cudaError_t err = cudaMemsetAsync(t->flat<T>().data(), 0, t->NumElements() * sizeof(T), StreamOf(ctx));
+  const cudaError_t err =
+      cudaMemsetAsync(t->flat<T>().data(), 0, t->NumElements() * sizeof(T), StreamOf(ctx));
   if (err != cudaSuccess) return absl::InternalError(cudaGetErrorString(err));
   return absl::OkStatus();
 }
@@ -138,7 +142,8 @@ cuda::Half16 Half16Of() {
   return std::is_same_v<T, Eigen::bfloat16> ? cuda::Half16::kBFloat16 : cuda::Half16::kFloat16;
 }
 
-// An input in the compute type: the tensor's own data, or a float copy made on the GPU (kept in holder).
+// An input in the compute type: the tensor's own data, or a float copy made on the GPU (kept in
+// holder).
 template <typename T>
 absl::Status InputAs(OpKernelContext* ctx, const Tensor& t, Tensor* holder, const Acc<T>** out) {
   if constexpr (!kIsHalf16<T>) {
@@ -149,15 +154,16 @@ absl::Status InputAs(OpKernelContext* ctx, const Tensor& t, Tensor* holder, cons
     if (t.NumElements() == 0) return absl::OkStatus();
     TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_FLOAT, t.shape(), holder));
     float* dst = holder->flat<float>().data();
-    TF_RETURN_IF_ERROR(FromCuda(cuda::Half16ToFloat(StreamOf(ctx), Half16Of<T>(), t.NumElements(),
-                                                    reinterpret_cast<const uint16_t*>(t.flat<T>().data()), dst)));
+    TF_RETURN_IF_ERROR(
+        FromCuda(cuda::Half16ToFloat(StreamOf(ctx), Half16Of<T>(), t.NumElements(),
+                                     reinterpret_cast<const uint16_t*>(t.flat<T>().data()), dst)));
     *out = dst;
     return absl::OkStatus();
   }
 }
 
-// An output in the compute type: the tensor's own data, or float scratch (in holder) that OutputDone
-// converts into the tensor.
+// An output in the compute type: the tensor's own data, or float scratch (in holder) that
+// OutputDone converts into the tensor.
 template <typename T>
 absl::Status OutputAs(OpKernelContext* ctx, Tensor* t, Tensor* holder, Acc<T>** out) {
   if constexpr (!kIsHalf16<T>) {
@@ -176,7 +182,8 @@ template <typename T>
 absl::Status OutputDone(OpKernelContext* ctx, Tensor* t, const Tensor& holder) {
   if constexpr (kIsHalf16<T>) {
     if (t->NumElements() == 0) return absl::OkStatus();
-    return FromCuda(cuda::FloatToHalf16(StreamOf(ctx), Half16Of<T>(), t->NumElements(), holder.flat<float>().data(),
+    return FromCuda(cuda::FloatToHalf16(StreamOf(ctx), Half16Of<T>(), t->NumElements(),
+                                        holder.flat<float>().data(),
                                         reinterpret_cast<uint16_t*>(t->flat<T>().data())));
   }
   return absl::OkStatus();

@@ -42,14 +42,15 @@ class PackedMatrix {
   static int64_t PackedSize(int64_t K, int64_t N) { return NumPanels(N) * kNr * K; }
 
   // `storage` must hold PackedSize(K, N) floats; PackPanels over [0, NumPanels(N)) then fills it,
-  // split across threads as the caller likes. transposed: `b` is row-major [N, K] (leading dimension
-  // ldb), else row-major [K, N].
+  // split across threads as the caller likes. transposed: `b` is row-major [N, K] (leading
+  // dimension ldb), else row-major [K, N].
   PackedMatrix(int64_t K, int64_t N, float* storage) : K_(K), N_(N), data_(storage) {}
   // gate_src (not transposed only; null: none): op(B)'s column block g, `gate_width` columns
   // wide, is column block gate_src[g] of `b` (a Keras GRU kernel's z, r, h read in r, z, h order).
   void PackPanels(const float* b, int64_t ldb, bool transposed, int64_t p_begin, int64_t p_end,
                   const int* gate_src = nullptr, int64_t gate_width = 0) {
-    for (int64_t p = p_begin; p < p_end; ++p) PackPanel(b, ldb, transposed, p, gate_src, gate_width);
+    for (int64_t p = p_begin; p < p_end; ++p)
+      PackPanel(b, ldb, transposed, p, gate_src, gate_width);
   }
 
   int64_t K() const { return K_; }
@@ -184,8 +185,10 @@ inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b,
 inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
                   int64_t ldc, int64_t width, bool accumulate) {
   switch (rows) {
-#define TF_RNN_OPS_STRIP_CASE(R) \
-  case R: MicroKernel<R>(kc, a, lda, b, c, ldc, width, accumulate); break;
+#define TF_RNN_OPS_STRIP_CASE(R)                              \
+  case R:                                                     \
+    MicroKernel<R>(kc, a, lda, b, c, ldc, width, accumulate); \
+    break;
     TF_RNN_OPS_STRIP_CASE(6)
     TF_RNN_OPS_STRIP_CASE(5)
     TF_RNN_OPS_STRIP_CASE(4)
@@ -193,7 +196,8 @@ inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const f
     TF_RNN_OPS_STRIP_CASE(2)
     TF_RNN_OPS_STRIP_CASE(1)
 #undef TF_RNN_OPS_STRIP_CASE
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -203,8 +207,8 @@ inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const f
 // panels [p_begin, p_end) (callers split the panels, or the rows, across threads). Rows are taken
 // in blocks whose kKc-wide slice of A (kMcFloats) stays in L2 while every panel passes over it: a
 // time step's rows are one block; the backward's D_gx·W (K = G·H) runs several.
-inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const PackedMatrix& b, float* C,
-                             int64_t ldc, int64_t p_begin, int64_t p_end) {
+inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const PackedMatrix& b,
+                             float* C, int64_t ldc, int64_t p_begin, int64_t p_end) {
   constexpr int64_t kMcFloats = int64_t{1} << 16;  // 256 KB
   const int64_t K = b.K(), N = b.N();
   if (K == 0) {
@@ -233,11 +237,11 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
 
 // The weight-gradient products sum over T·B rows (up to millions): a float sum that long loses
 // digits with every term (error growing with the number of terms). Each tile is therefore summed in
-// float registers over sub-blocks of kWgradSubK rows only, each sub-block's sums added into a double
-// tile, and the tiles into a double C: about the error of one kWgradSubK-term float sum, whatever
-// the number of rows (TensorFlow's float32 math sums B rows a step in float, then the T steps).
-// Measured (docs/PERFORMANCE.md): 32 keeps the products within a few percent of the plain float
-// kernel's speed.
+// float registers over sub-blocks of kWgradSubK rows only, each sub-block's sums added into a
+// double tile, and the tiles into a double C: about the error of one kWgradSubK-term float sum,
+// whatever the number of rows (TensorFlow's float32 math sums B rows a step in float, then the T
+// steps). Measured (docs/PERFORMANCE.md): 32 keeps the products within a few percent of the plain
+// float kernel's speed.
 constexpr int64_t kWgradSubK = 32;
 
 namespace packed_gemm_internal {
@@ -246,8 +250,8 @@ namespace packed_gemm_internal {
 // t[0..8) += v, in double.
 inline void AddToDouble(__m256 v, double* t) {
   _mm256_store_pd(t, _mm256_add_pd(_mm256_load_pd(t), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
-  _mm256_store_pd(t + 4,
-                  _mm256_add_pd(_mm256_load_pd(t + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+  _mm256_store_pd(
+      t + 4, _mm256_add_pd(_mm256_load_pd(t + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
 }
 #endif
 
@@ -322,8 +326,10 @@ inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double*
 inline void WgradStrip(int64_t rows, int64_t kc, const float* a, const float* b, double* c,
                        int64_t ldc, int64_t width) {
   switch (rows) {
-#define TF_RNN_OPS_WGRAD_CASE(R) \
-  case R: WgradMicroKernel<R>(kc, a, b, c, ldc, width); break;
+#define TF_RNN_OPS_WGRAD_CASE(R)                  \
+  case R:                                         \
+    WgradMicroKernel<R>(kc, a, b, c, ldc, width); \
+    break;
     TF_RNN_OPS_WGRAD_CASE(6)
     TF_RNN_OPS_WGRAD_CASE(5)
     TF_RNN_OPS_WGRAD_CASE(4)
@@ -331,7 +337,8 @@ inline void WgradStrip(int64_t rows, int64_t kc, const float* a, const float* b,
     TF_RNN_OPS_WGRAD_CASE(2)
     TF_RNN_OPS_WGRAD_CASE(1)
 #undef TF_RNN_OPS_WGRAD_CASE
-    default: break;
+    default:
+      break;
   }
 }
 

@@ -20,9 +20,9 @@
 //    (packed_gemm.h) and one fused pass over the gates, each split evenly over the threads;
 //  * backprop keeps the pre-activation grads of a chunk of steps and turns them into the chunk's
 //    share of the weight gradients and the grad of the layer input: three products a chunk.
-// Variable lengths: batch row b runs over steps s < len_b. The backward direction reads the valid part
-// of each sequence in reverse: at step s it processes time t = len_b - 1 - s. Rows past their length
-// keep their state, output zeros and pass gradients straight through.
+// Variable lengths: batch row b runs over steps s < len_b. The backward direction reads the valid
+// part of each sequence in reverse: at step s it processes time t = len_b - 1 - s. Rows past their
+// length keep their state, output zeros and pass gradients straight through.
 #ifndef TF_RNN_OPS_CC_KERNELS_RNN_CPU_DRIVER_H_
 #define TF_RNN_OPS_CC_KERNELS_RNN_CPU_DRIVER_H_
 
@@ -48,16 +48,16 @@ namespace tf_rnn_ops {
 template <typename T>
 struct RnnForwardArgs {
   int64_t seq_len = 0, batch = 0;
-  const T* x = nullptr;        // [T, B, I]
-  const T* h0 = nullptr;       // [L·dirs, B, H_out]
-  const T* c0 = nullptr;       // cells with a cell state (lstm): [L·dirs, B, H]
-  const T* params = nullptr;   // opaque
+  const T* x = nullptr;              // [T, B, I]
+  const T* h0 = nullptr;             // [L·dirs, B, H_out]
+  const T* c0 = nullptr;             // cells with a cell state (lstm): [L·dirs, B, H]
+  const T* params = nullptr;         // opaque
   const int32_t* lengths = nullptr;  // [B], or null: all T
-  T* y = nullptr;              // [T, B, dirs·H_out]
-  T* hn = nullptr;             // [L·dirs, B, H_out]
-  T* cn = nullptr;             // cells with a cell state: [L·dirs, B, H]
-  T* reserve = nullptr;        // training: RnnReserveLayout(...).size elements; null for inference
-  bool save_hprev = false;     // RnnReserveLayout's: the outputs are rounded (16-bit types)
+  T* y = nullptr;                    // [T, B, dirs·H_out]
+  T* hn = nullptr;                   // [L·dirs, B, H_out]
+  T* cn = nullptr;                   // cells with a cell state: [L·dirs, B, H]
+  T* reserve = nullptr;     // training: RnnReserveLayout(...).size elements; null for inference
+  bool save_hprev = false;  // RnnReserveLayout's: the outputs are rounded (16-bit types)
   float dropout = 0;
   uint64_t seed = 0, seed2 = 0;
   // Keras-layout weights (TfRnn>KerasRNN; one layer, one direction, no projection), read in place
@@ -71,7 +71,7 @@ struct RnnForwardArgs {
   const int* gate_src = nullptr;
   // The products read the Keras kernels as stored (no packing): see StreamGemm, RnnStreamWeights.
   bool stream_weights = false;
-  uint64_t dropout_call = 0;   // this kernel's count of earlier calls that drew masks (see above)
+  uint64_t dropout_call = 0;  // this kernel's count of earlier calls that drew masks (see above)
 };
 
 template <typename T>
@@ -89,10 +89,10 @@ struct RnnBackwardArgs {
   const T* reserve = nullptr;
   bool save_hprev = false;
   float dropout = 0;
-  T* dx = nullptr;        // [T, B, I], or null: not wanted (the first layer skips its products)
-  T* dh0 = nullptr;       // [L·dirs, B, H_out]
-  T* dc0 = nullptr;       // lstm: [L·dirs, B, H]
-  T* dparams = nullptr;   // opaque
+  T* dx = nullptr;       // [T, B, I], or null: not wanted (the first layer skips its products)
+  T* dh0 = nullptr;      // [L·dirs, B, H_out]
+  T* dc0 = nullptr;      // lstm: [L·dirs, B, H]
+  T* dparams = nullptr;  // opaque
 };
 
 template <typename T>
@@ -114,13 +114,14 @@ class CpuRnn {
   // rows of a batch run their recurrences independently, so where the batch is large enough and the
   // step products can run on one thread (float), each thread takes a range of rows (whole 6-row
   // strips of the micro-kernel) through all the steps: one dispatch a chunk, each thread's states
-  // in its own cache. Otherwise every step covers all rows, its work split inside (one_thread false).
+  // in its own cache. Otherwise every step covers all rows, its work split inside (one_thread
+  // false).
   template <typename Fn>
   void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward = false) const;
 
   template <typename Cell>
-  void ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, const T* x, int64_t in,
-                       T* y, const RnnReserveLayout* rl, T* ws) const;
+  void ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, const T* x, int64_t in, T* y,
+                       const RnnReserveLayout* rl, T* ws) const;
   template <typename Cell>
   void BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir, const T* x, int64_t in,
                         const T* y, const T* dy, T* dx, const RnnReserveLayout& rl, T* ws) const;
@@ -128,7 +129,6 @@ class CpuRnn {
   const CPUDevice& d_;
   const RnnModelShape s_;
 };
-
 
 template <typename T>
 template <typename Fn>
@@ -232,15 +232,15 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const bool has_proj = s_.num_proj > 0;
   const bool training = rl != nullptr;
 
-  T* gx_chunk = ws;                      // [cb, G·H] gx of a chunk, step order
-  T* x_chunk = gx_chunk + cb * gh_w;     // [cb, in] reverse direction: its input rows, step order
-  T* gh = x_chunk + cb * max_in;         // [B, G·H]
-  T* h = gh + B * gh_w;                  // [B, H_out] state
-  T* h_new = h + B * ho;                 // [B, H_out]
-  T* out = h_new + B * ho;               // [B, H]: h (no projection) or m
-  T* c = out + B * H;                    // [B, H] cell state (cells with one)
-  T* c_new = c + B * H;                  // [B, H]
-  T* save_scratch = c_new + B * H;       // [B, CellSavedWidth] the saved buffers (inference)
+  T* gx_chunk = ws;                   // [cb, G·H] gx of a chunk, step order
+  T* x_chunk = gx_chunk + cb * gh_w;  // [cb, in] reverse direction: its input rows, step order
+  T* gh = x_chunk + cb * max_in;      // [B, G·H]
+  T* h = gh + B * gh_w;               // [B, H_out] state
+  T* h_new = h + B * ho;              // [B, H_out]
+  T* out = h_new + B * ho;            // [B, H]: h (no projection) or m
+  T* c = out + B * H;                 // [B, H] cell state (cells with one)
+  T* c_new = c + B * H;               // [B, H]
+  T* save_scratch = c_new + B * H;    // [B, CellSavedWidth] the saved buffers (inference)
   T* pack = save_scratch + B * CellSavedWidth(s_.mode, H);
   const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/!keras, pack, gate_src, H, stream);
   if (!stream) pack += StepGemm<T>::StorageSize(ho, gh_w);
@@ -295,8 +295,9 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     }
     CellForwardRow<Cell, /*kSave=*/true>(cr);
   };
-  // (Tried, before the row ranges: one task computing the product and the gate math of a block of 16
-  // units; it cost 35% more CPU than a product pass and a gate pass — docs/PERFORMANCE.md item 5.)
+  // (Tried, before the row ranges: one task computing the product and the gate math of a block of
+  // 16 units; it cost 35% more CPU than a product pass and a gate pass — docs/PERFORMANCE.md
+  // item 5.)
   for (; s0 < T_; s0 += Tc) {
     const int64_t s1 = std::min(T_, s0 + Tc);
     // The input projection of this chunk's steps, the same products whether training or not (so
@@ -309,7 +310,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       xr = x_chunk;
     }
     T* gx_out = training && dir == 0 ? res + sv->saved[0] + s0 * B * gh_w : gx_chunk;
-    InputProjection<T>(s_, (s1 - s0) * B, in, xr, input_weights ? &*input_weights : nullptr, gx_out);
+    InputProjection<T>(s_, (s1 - s0) * B, in, xr, input_weights ? &*input_weights : nullptr,
+                       gx_out);
     if (training && dir == 1) {
       ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, gx_chunk, res + sv->saved[0], /*add=*/false);
     }
@@ -360,8 +362,8 @@ void CpuRnn<T>::Backward(const RnnBackwardArgs<T>& a, T* ws) const {
   const bool multi = s_.num_layers > 1;
   RnnReserveLayout rl(s_, T_, B, a.dropout > 0, a.save_hprev);
   const int64_t max_in = s_.MaxLayerInputSize();
-  T* dy_below = ws;                                // [T, B, dirs·H_out]: grad of layer l-1's output
-  T* dx_buf = dy_below + (multi ? tb * ow : 0);    // [T, B, in]: grad of the input of layer l >= 1
+  T* dy_below = ws;                              // [T, B, dirs·H_out]: grad of layer l-1's output
+  T* dx_buf = dy_below + (multi ? tb * ow : 0);  // [T, B, in]: grad of the input of layer l >= 1
   T* cell_ws = dx_buf + (multi ? tb * max_in : 0);
   std::fill(a.dparams, a.dparams + s_.ParamsSize(), T(0));
   const T* dy = a.dy;
@@ -423,18 +425,18 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     gsum = reinterpret_cast<S*>((addr + alignof(S) - 1) / alignof(S) * alignof(S));
     std::fill_n(gsum, blk.size, S(0));
   }
-  T* d_gx = take(cb * gh_w);                   // grads of the pre-activations (x side)
+  T* d_gx = take(cb * gh_w);  // grads of the pre-activations (x side)
   T* d_gh = Cell::kDistinctRecurrentGrad ? take(cb * gh_w) : d_gx;  // grads of R's side
-  T* x_rows = take(cb * max_in);               // reverse direction: the gathered input
-  T* dx_rows = take(cb * max_in);              // reverse direction: its grad
-  T* hprev_rows = take(cb * ho);               // the state before each step
+  T* x_rows = take(cb * max_in);                   // reverse direction: the gathered input
+  T* dx_rows = take(cb * max_in);                  // reverse direction: its grad
+  T* hprev_rows = take(cb * ho);                   // the state before each step
   T* cprev_rows = kHasC ? take(cb * H) : nullptr;  // the cell state before each step
   T* dh_all = has_proj ? take(cb * ho) : nullptr;  // grad of each step's output (projection)
   T* m_rows = has_proj ? take(cb * H) : nullptr;   // reverse direction: the gathered m
-  T* dh = take(B * ho);                        // grad of the state
-  T* dh_rec = take(B * ho);                    // grad through R
+  T* dh = take(B * ho);                            // grad of the state
+  T* dh_rec = take(B * ho);                        // grad through R
   T* dh_direct = take(B * ho);
-  T* dm = take(B * H);                         // grad of m (projection)
+  T* dm = take(B * H);  // grad of m (projection)
   T* dc = take(B * H);
   T* pack = next;
   const StepGemm<T> recurrent(d_, p + blk.r, gh_w, ho, /*transposed=*/false, pack);
@@ -480,70 +482,72 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
         }
       }
     });
-    ForEachRowRange(B, s0, s1, [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
-      const int64_t k = (s - s0) * B;  // this step's first chunk row
-      const int64_t n_rows = b1 - b0;
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t len = Length(lengths, b, T_);
-        if (s >= len) {
-          if (has_proj) std::fill_n(dh_all + (k + b) * ho, ho, T(0));
-          continue;
-        }
-        const int64_t t = TimeAt(dir, s, len);
-        const T* dyr = dy + (t * B + b) * ow + dir * ho;
-        for (int64_t j = 0; j < ho; ++j) dh[b * ho + j] += dyr[j];
-        if (has_proj) std::copy_n(dh + b * ho, ho, dh_all + (k + b) * ho);
-      }
-      const T* dout = dh;  // grad of the cell's own output (h, or m before projection)
-      if (has_proj) {
-        RunStepGemm(*projection, one_thread, n_rows, dh + b0 * ho, dm + b0 * H);
-        dout = dm;
-      }
-      auto gate_rows = [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) {
-          const int64_t len = Length(lengths, b, T_);
-          T* dgx = d_gx + (k + b) * gh_w;
-          T* dgh = d_gh + (k + b) * gh_w;
-          if (s >= len) {  // no step here: zero grads (the weight-gradient products read them)
-            std::fill_n(dgx, gh_w, T(0));
-            if (Cell::kDistinctRecurrentGrad) std::fill_n(dgh, gh_w, T(0));
-            continue;
+    ForEachRowRange(
+        B, s0, s1,
+        [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
+          const int64_t k = (s - s0) * B;  // this step's first chunk row
+          const int64_t n_rows = b1 - b0;
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t len = Length(lengths, b, T_);
+            if (s >= len) {
+              if (has_proj) std::fill_n(dh_all + (k + b) * ho, ho, T(0));
+              continue;
+            }
+            const int64_t t = TimeAt(dir, s, len);
+            const T* dyr = dy + (t * B + b) * ow + dir * ho;
+            for (int64_t j = 0; j < ho; ++j) dh[b * ho + j] += dyr[j];
+            if (has_proj) std::copy_n(dh + b * ho, ho, dh_all + (k + b) * ho);
           }
-          const int64_t row = TimeAt(dir, s, len) * B + b;
-          CpuCellGradRow<T> gr;
-          gr.H = H;
-          for (int k = 0; k < Cell::kNumSaved; ++k) {
-            gr.saved[k] = res + sv.saved[k] + row * sv.saved_width[k];
+          const T* dout = dh;  // grad of the cell's own output (h, or m before projection)
+          if (has_proj) {
+            RunStepGemm(*projection, one_thread, n_rows, dh + b0 * ho, dm + b0 * H);
+            dout = dm;
           }
-          gr.h_prev = hprev_rows + (k + b) * ho;
-          gr.c_prev = kHasC ? cprev_rows + (k + b) * H : nullptr;
-          gr.dh = dout + b * H;
-          gr.dc = dc + b * H;
-          gr.dx = dgx;
-          gr.dr = dgh;
-          gr.dh_direct = dh_direct + b * ho;
-          CellBackwardRow<Cell>(gr);
-        }
-      };
-      if (one_thread) {
-        gate_rows(b0, b1);
-      } else {
-        ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
-          gate_rows(b0 + begin, b0 + end);
-        });
-      }
-      RunStepGemm(recurrent, one_thread, n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
-      for (int64_t b = b0; b < b1; ++b) {
-        if (s >= Length(lengths, b, T_)) continue;  // rows past their length pass dh through
-        if constexpr (Cell::kDirectHPrevGrad) {
-          for (int64_t j = 0; j < ho; ++j) {
-            dh[b * ho + j] = dh_rec[b * ho + j] + dh_direct[b * ho + j];
+          auto gate_rows = [&](int64_t begin, int64_t end) {
+            for (int64_t b = begin; b < end; ++b) {
+              const int64_t len = Length(lengths, b, T_);
+              T* dgx = d_gx + (k + b) * gh_w;
+              T* dgh = d_gh + (k + b) * gh_w;
+              if (s >= len) {  // no step here: zero grads (the weight-gradient products read them)
+                std::fill_n(dgx, gh_w, T(0));
+                if (Cell::kDistinctRecurrentGrad) std::fill_n(dgh, gh_w, T(0));
+                continue;
+              }
+              const int64_t row = TimeAt(dir, s, len) * B + b;
+              CpuCellGradRow<T> gr;
+              gr.H = H;
+              for (int k = 0; k < Cell::kNumSaved; ++k) {
+                gr.saved[k] = res + sv.saved[k] + row * sv.saved_width[k];
+              }
+              gr.h_prev = hprev_rows + (k + b) * ho;
+              gr.c_prev = kHasC ? cprev_rows + (k + b) * H : nullptr;
+              gr.dh = dout + b * H;
+              gr.dc = dc + b * H;
+              gr.dx = dgx;
+              gr.dr = dgh;
+              gr.dh_direct = dh_direct + b * ho;
+              CellBackwardRow<Cell>(gr);
+            }
+          };
+          if (one_thread) {
+            gate_rows(b0, b1);
+          } else {
+            ParallelRows(d_, n_rows, 10.0 * gh_w,
+                         [&](int64_t begin, int64_t end) { gate_rows(b0 + begin, b0 + end); });
           }
-        } else {
-          std::copy_n(dh_rec + b * ho, ho, dh + b * ho);
-        }
-      }
-    }, /*backward=*/true);
+          RunStepGemm(recurrent, one_thread, n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
+          for (int64_t b = b0; b < b1; ++b) {
+            if (s >= Length(lengths, b, T_)) continue;  // rows past their length pass dh through
+            if constexpr (Cell::kDirectHPrevGrad) {
+              for (int64_t j = 0; j < ho; ++j) {
+                dh[b * ho + j] = dh_rec[b * ho + j] + dh_direct[b * ho + j];
+              }
+            } else {
+              std::copy_n(dh_rec + b * ho, ho, dh + b * ho);
+            }
+          }
+        },
+        /*backward=*/true);
 
     // The chunk's share of the weight and bias gradients: one product each. The forward direction
     // reads time s at step s, so its rows are the reserve's and the input's own; the reverse

@@ -31,8 +31,8 @@ struct RnnReserveLayout {
     int64_t hprev = -1;  // [T, B, H_out] hidden state before the step, where saved
     int64_t m = -1;      // with a projection: [T, B, H] the cell's output before it
   };
-  std::vector<LayerDir> layer_dir;  // index layer * num_dirs + dir
-  std::vector<int64_t> layer_input;  // layer >= 1: [T, B, dirs·H_out] its input (after dropout)
+  std::vector<LayerDir> layer_dir;    // index layer * num_dirs + dir
+  std::vector<int64_t> layer_input;   // layer >= 1: [T, B, dirs·H_out] its input (after dropout)
   std::vector<int64_t> dropout_mask;  // layer >= 1, dropout > 0: the scale applied to that input
   int64_t size = 0;
 
@@ -77,13 +77,14 @@ inline int64_t CellSavedWidth(RnnMode mode, int64_t H) {
   });
 }
 
-// Time steps per chunk: the forward's input projection (inference) and the backward's weight-gradient
-// products run over chunks of steps, so that their buffers stay small and in cache (a [T, B, G·H]
-// buffer, fresh memory at every call, cost more in page faults than its products gained) while each
-// product keeps about kChunkRows rows.
+// Time steps per chunk: the forward's input projection (inference) and the backward's
+// weight-gradient products run over chunks of steps, so that their buffers stay small and in cache
+// (a [T, B, G·H] buffer, fresh memory at every call, cost more in page faults than its products
+// gained) while each product keeps about kChunkRows rows.
 constexpr int64_t kChunkRows = 512;
 inline int64_t RnnChunkSteps(int64_t T_, int64_t B) {
-  return std::max<int64_t>(1, std::min<int64_t>(T_, (kChunkRows + B - 1) / std::max<int64_t>(B, 1)));
+  return std::max<int64_t>(1,
+                           std::min<int64_t>(T_, (kChunkRows + B - 1) / std::max<int64_t>(B, 1)));
 }
 // The forward's chunks: at least kChunkRows rows, more where the rows are narrow (`width`: the
 // widest of G·H and the layer inputs), so that the chunk's buffers hold about as many values as at
@@ -129,26 +130,25 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
   // Packed copies of R, P and W (as large as the largest layer input) for the products of every
   // step or chunk (the backward packs R and P transposed, and W as stored: dX = D_gx·W).
   const int64_t packed =
-      stream_weights ? 0 :
-      backward ? StepGemm<T>::StorageSize(gh, ho) + (proj ? StepGemm<T>::StorageSize(ho, H) : 0) +
-                     StepGemm<T>::StorageSize(gh, max_in)
-               : StepGemm<T>::StorageSize(ho, gh) + (proj ? StepGemm<T>::StorageSize(H, ho) : 0) +
-                     StepGemm<T>::StorageSize(max_in, gh);
+      stream_weights ? 0
+      : backward ? StepGemm<T>::StorageSize(gh, ho) + (proj ? StepGemm<T>::StorageSize(ho, H) : 0) +
+                       StepGemm<T>::StorageSize(gh, max_in)
+                 : StepGemm<T>::StorageSize(ho, gh) + (proj ? StepGemm<T>::StorageSize(H, ho) : 0) +
+                       StepGemm<T>::StorageSize(max_in, gh);
   if (!backward) {
     return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
-           + cbf * gh + cbf * max_in                       // gx of a chunk, gathered input
-           + B * gh + 2 * B * ho + 3 * B * H               // gh, h, h_new, out, c, c_new
-           + B * CellSavedWidth(s.mode, H);                // saved buffers (inference scratch)
+           + cbf * gh + cbf * max_in                        // gx of a chunk, gathered input
+           + B * gh + 2 * B * ho + 3 * B * H                // gh, h, h_new, out, c, c_new
+           + B * CellSavedWidth(s.mode, H);                 // saved buffers (inference scratch)
   }
-  return packed + (multi ? tb * s.output_size() + tb * max_in : 0)  // dY below, dX of layer >= 1
+  return packed + (multi ? tb * s.output_size() + tb * max_in : 0)   // dY below, dX of layer >= 1
          + cb * gh * (CellHasDistinctRecurrentGrad(s.mode) ? 2 : 1)  // D_gx (and D_gh) of a chunk
-         + 2 * cb * max_in + cb * ho                              // gathered x and its grad, h_prev
-         + (CellHasCellState(s.mode) ? cb * H : 0)                // c_prev
-         + (proj ? cb * ho + cb * H : 0)                          // dh, gathered m (projection)
-         + 3 * B * ho + 2 * B * H                                 // per-step grads
-         + GradSumElements<T>(s);                                 // a block's gradient sums
+         + 2 * cb * max_in + cb * ho                // gathered x and its grad, h_prev
+         + (CellHasCellState(s.mode) ? cb * H : 0)  // c_prev
+         + (proj ? cb * ho + cb * H : 0)            // dh, gathered m (projection)
+         + 3 * B * ho + 2 * B * H                   // per-step grads
+         + GradSumElements<T>(s);                   // a block's gradient sums
 }
-
 
 // ------------------------------------------------------------------------------ time-order rows
 // Zeroes the rows [t, b, :] of a [T, B, width] buffer with t >= lengths[b] (none without lengths).

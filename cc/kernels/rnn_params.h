@@ -1,14 +1,15 @@
 // The one description of the fused RNN's model shape and params layout (docs/MATH.md, "Params
-// layout"), framework-free so that the CPU kernels, the CUDA layer and the params-conversion ops all
-// read the same facts. The gate count of each mode comes from its cell (cc/cells/rnn_cells.h).
+// layout"), framework-free so that the CPU kernels, the CUDA layer and the params-conversion ops
+// all read the same facts. The gate count of each mode comes from its cell (cc/cells/rnn_cells.h).
 //
 // Canonical params, per layer (layer-major), per direction (forward first):
-//   weights: W_g [H, in] for each gate g (absent for layer 0 with skip_input), R_g [H, H_out] for each
+//   weights: W_g [H, in] for each gate g (absent for layer 0 with skip_input), R_g [H, H_out] for
+//   each
 //            gate, and for lstm with num_proj the projection P [num_proj, H];
 //   biases:  b_W,g [H] for each gate, then b_R,g [H] for each gate.
 // Opaque params: for each pseudo-layer (layer, direction) in that order, its canonical weights
-// flattened in order, followed by its canonical biases. Within a pseudo-layer the gate matrices of W
-// (and of R) are therefore contiguous and form one row-major [G·H, in] matrix (and [G·H, H_out]).
+// flattened in order, followed by its canonical biases. Within a pseudo-layer the gate matrices of
+// W (and of R) are therefore contiguous and form one row-major [G·H, in] matrix (and [G·H, H_out]).
 #ifndef TF_RNN_OPS_CC_KERNELS_RNN_PARAMS_H_
 #define TF_RNN_OPS_CC_KERNELS_RNN_PARAMS_H_
 
@@ -39,9 +40,9 @@ struct RnnModelShape {
 
   // Offsets of one pseudo-layer's parts inside its opaque block.
   struct Block {
-    int64_t w = 0;  // [G·H, in] (size 0 with skip_input on layer 0)
-    int64_t r = 0;  // [G·H, H_out]
-    int64_t p = 0;  // [H_out, H] (num_proj only)
+    int64_t w = 0;    // [G·H, in] (size 0 with skip_input on layer 0)
+    int64_t r = 0;    // [G·H, H_out]
+    int64_t p = 0;    // [H_out, H] (num_proj only)
     int64_t b_w = 0;  // [G·H]
     int64_t b_r = 0;  // [G·H]
     int64_t size = 0;
@@ -77,7 +78,8 @@ struct RnnModelShape {
   }
   int TotalBiases() const { return num_layers * num_dirs * NumBiases(); }
 
-  // Shape [rows, cols] of canonical weight k (0 <= k < NumWeights(layer)) of a pseudo-layer of `layer`.
+  // Shape [rows, cols] of canonical weight k (0 <= k < NumWeights(layer)) of a pseudo-layer of
+  // `layer`.
   void WeightShape(int layer, int k, int64_t* rows, int64_t* cols) const {
     const int num_w = HasInputWeights(layer) ? gates() : 0;
     if (k < num_w) {

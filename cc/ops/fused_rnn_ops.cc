@@ -1,7 +1,7 @@
 // Op registrations of the cuDNN-style fused RNN family (README's API section; docs/MATH.md, "Fused
-// RNN cells"), under the TfRnn> namespace so that TensorFlow's own CudnnRNN* ops stay untouched. Inputs, outputs and attributes are those of
-// CudnnRNNV3, CudnnRNNBackpropV3, CudnnRNNParamsSize, CudnnRNNParamsToCanonicalV2 and
-// CudnnRNNCanonicalToParamsV2.
+// RNN cells"), under the TfRnn> namespace so that TensorFlow's own CudnnRNN* ops stay untouched.
+// Inputs, outputs and attributes are those of CudnnRNNV3, CudnnRNNBackpropV3, CudnnRNNParamsSize,
+// CudnnRNNParamsToCanonicalV2 and CudnnRNNCanonicalToParamsV2.
 #include <cstdint>
 #include <limits>
 
@@ -23,8 +23,8 @@ absl::Status NamedRank(InferenceContext* c, int index, const char* name, int ran
                        ShapeHandle* out) {
   absl::Status s = c->WithRank(c->input(index), rank, out);
   if (!s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " must be ", rank, "-D, got shape ",
-                                                   c->DebugString(c->input(index))));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be ", rank, "-D, got shape ", c->DebugString(c->input(index))));
   }
   return s;
 }
@@ -48,8 +48,8 @@ absl::Status ForwardShape(InferenceContext* c) {
   bool time_major = true;
   if (!c->GetAttr("time_major", &time_major).ok()) time_major = true;
   const int dir_count = direction == "bidirectional" ? 2 : 1;
-  // The output's last dimension is dir_count x input_h's; refused here when that overflows (TensorFlow's
-  // Multiply would name neither input_h nor direction).
+  // The output's last dimension is dir_count x input_h's; refused here when that overflows
+  // (TensorFlow's Multiply would name neither input_h nor direction).
   const DimensionHandle h_out = c->Dim(input_h, 2);
   if (c->ValueKnown(h_out) && c->Value(h_out) > std::numeric_limits<int64_t>::max() / dir_count) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -234,8 +234,10 @@ REGISTER_OP("TfRnn>CudnnRNNParamsToCanonical")
       int num_weights, num_biases;
       TF_RETURN_IF_ERROR(c->GetAttr("num_params_weights", &num_weights));
       TF_RETURN_IF_ERROR(c->GetAttr("num_params_biases", &num_biases));
-      for (int i = 0; i < num_weights; ++i) c->set_output(i, c->Matrix(c->UnknownDim(), c->UnknownDim()));
-      for (int i = 0; i < num_biases; ++i) c->set_output(num_weights + i, c->Vector(c->UnknownDim()));
+      for (int i = 0; i < num_weights; ++i)
+        c->set_output(i, c->Matrix(c->UnknownDim(), c->UnknownDim()));
+      for (int i = 0; i < num_biases; ++i)
+        c->set_output(num_weights + i, c->Vector(c->UnknownDim()));
       return absl::OkStatus();
     })
     .Doc("Splits opaque params into the canonical weights ([out, in] each) and biases.");
@@ -261,6 +263,8 @@ REGISTER_OP("TfRnn>CudnnRNNCanonicalToParams")
       c->set_output(0, c->Vector(c->UnknownDim()));
       return absl::OkStatus();
     })
-    .Doc("Packs canonical weights and biases into the opaque params (inverse of ParamsToCanonical).");
+    .Doc(
+        "Packs canonical weights and biases into the opaque params (inverse of "
+        "ParamsToCanonical).");
 
 }  // namespace tensorflow

@@ -23,13 +23,11 @@ using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
 // Checks that input `index` (called `name`) has rank `rank`.
-absl::Status RankIs(InferenceContext* c, int index, const char* name, int rank,
-                    ShapeHandle* out) {
+absl::Status RankIs(InferenceContext* c, int index, const char* name, int rank, ShapeHandle* out) {
   const ShapeHandle s = c->input(index);
   if (c->RankKnown(s) && c->Rank(s) != rank) {
     return absl::InvalidArgumentError(absl::StrCat(name, " must be rank ", rank, ", but is rank ",
-                                                   c->Rank(s), " (shape ", c->DebugString(s),
-                                                   ")"));
+                                                   c->Rank(s), " (shape ", c->DebugString(s), ")"));
   }
   return c->WithRank(s, rank, out);
 }
@@ -38,8 +36,8 @@ absl::Status RankIs(InferenceContext* c, int index, const char* name, int rank,
 absl::Status MergeDims(InferenceContext* c, DimensionHandle a, const std::string& a_name,
                        DimensionHandle b, const std::string& b_name, DimensionHandle* out) {
   if (c->ValueKnown(a) && c->ValueKnown(b) && c->Value(a) != c->Value(b)) {
-    return absl::InvalidArgumentError(absl::StrCat(a_name, " (=", c->Value(a), ") must equal ",
-                                                   b_name, " (=", c->Value(b), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(a_name, " (=", c->Value(a), ") must equal ", b_name, " (=", c->Value(b), ")"));
   }
   return c->Merge(a, b, out);
 }
@@ -95,9 +93,9 @@ absl::Status CheckCellInputs(InferenceContext* c, DimensionHandle* batch,
   if (c->ValueKnown(input_size) && c->ValueKnown(h) &&
       c->Value(input_size) > std::numeric_limits<int64_t>::max() - c->Value(h)) {
     // As the kernels say it (InferenceContext::Add's own message names no input).
-    return absl::InvalidArgumentError(absl::StrCat(
-        "x.dims(1) (=", c->Value(input_size), ") and h_prev.dims(1) (=", c->Value(h),
-        ") are too large: x.dims(1) + h_prev.dims(1) must fit in 64 bits"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("x.dims(1) (=", c->Value(input_size), ") and h_prev.dims(1) (=", c->Value(h),
+                     ") are too large: x.dims(1) + h_prev.dims(1) must fit in 64 bits"));
   }
   TF_RETURN_IF_ERROR(c->Add(input_size, h, &rows));
   TF_RETURN_IF_ERROR(

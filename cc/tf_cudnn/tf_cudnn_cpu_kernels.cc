@@ -1,10 +1,10 @@
-// CPU kernels for TensorFlow's own CudnnRNN* ops (which TensorFlow ships for GPU only), so that a model
-// trained and exported on a GPU machine serves and fine-tunes on CPU. They are the fused-RNN kernel
-// classes of fused_rnn_kernels.h and fused_rnn_params_kernels.h, registered under TensorFlow's op
-// names.
+// CPU kernels for TensorFlow's own CudnnRNN* ops (which TensorFlow ships for GPU only), so that a
+// model trained and exported on a GPU machine serves and fine-tunes on CPU. They are the fused-RNN
+// kernel classes of fused_rnn_kernels.h and fused_rnn_params_kernels.h, registered under
+// TensorFlow's op names.
 //
-// Each op gets our kernel only if TensorFlow has no CPU kernel for it when this library is loaded: a
-// future TensorFlow with its own CPU kernels keeps them, and nothing registers twice.
+// Each op gets our kernel only if TensorFlow has no CPU kernel for it when this library is loaded:
+// a future TensorFlow with its own CPU kernels keeps them, and nothing registers twice.
 #include <memory>
 #include <string>
 
