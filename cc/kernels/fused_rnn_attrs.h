@@ -164,7 +164,7 @@ struct FusedRnnInputs {
       return InvalidArgument("input_h's num_layers * num_dirs dimension (", h_layers,
                              ") must be a positive multiple of num_dirs (", attrs.num_dirs, ")");
     }
-    const bool lstm = attrs.mode == RnnMode::kLstm;
+    const bool lstm = CellHasCellState(attrs.mode);
     int64_t num_units = h_out;
     if (lstm) {
       if (!(input_c.dims() == 3 && input_c.dim_size(tm ? 0 : 1) == h_layers &&
@@ -261,7 +261,7 @@ struct FusedRnnInputs {
                              input_h.shape().DebugString(), ", got ",
                              output_h_backprop.shape().DebugString());
     }
-    if (shape.mode == RnnMode::kLstm) {
+    if (CellHasCellState(shape.mode)) {
       if (output_c.shape() != input_c.shape()) {
         return InvalidArgument("output_c must have input_c's shape ", input_c.shape().DebugString(),
                                ", got ", output_c.shape().DebugString());
@@ -284,7 +284,7 @@ struct FusedRnnForwardOutputs {
 
   absl::Status Allocate(OpKernelContext* ctx, const FusedRnnAttrs& attrs, const FusedRnnIO& io,
                         const FusedRnnInputs& in, int64_t reserve_elements) {
-    const bool lstm = in.shape.mode == RnnMode::kLstm;
+    const bool lstm = CellHasCellState(in.shape.mode);
     TF_RETURN_IF_ERROR(ctx->allocate_output(0, in.OutputShape(attrs), &output));
     TF_RETURN_IF_ERROR(ctx->allocate_output(1, ctx->input(io.input_h).shape(), &output_h));
     TF_RETURN_IF_ERROR(ctx->allocate_output(

@@ -62,7 +62,7 @@ class FusedRnnForwardOp : public OpKernel {
     FusedRnnInputs in;
     OP_REQUIRES_OK(ctx, in.Check(ctx, attrs_, io_));
     const RnnModelShape& s = in.shape;
-    const bool lstm = s.mode == RnnMode::kLstm, swap = !attrs_.time_major;
+    const bool lstm = CellHasCellState(s.mode), swap = !attrs_.time_major;
     const int64_t T_ = in.seq_len, B = in.batch, ld = int64_t(s.num_layers) * s.num_dirs;
     const bool training = attrs_.is_training;
 
@@ -143,7 +143,7 @@ class FusedRnnBackwardOp : public OpKernel {
     FusedRnnInputs in;
     OP_REQUIRES_OK(ctx, in.Check(ctx, attrs_, io_));
     const RnnModelShape& s = in.shape;
-    const bool lstm = s.mode == RnnMode::kLstm, swap = !attrs_.time_major;
+    const bool lstm = CellHasCellState(s.mode), swap = !attrs_.time_major;
     const int64_t T_ = in.seq_len, B = in.batch, ld = int64_t(s.num_layers) * s.num_dirs;
     OP_REQUIRES_OK(ctx, in.CheckBackprop(ctx, attrs_, io_));
     FusedRnnBackwardOutputs out;

@@ -61,7 +61,7 @@ class FusedRnnForwardGPUOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     FusedRnnInputs in;
     OP_REQUIRES_OK(ctx, in.Check(ctx, attrs_, io_));
-    const bool lstm = in.shape.mode == RnnMode::kLstm;
+    const bool lstm = CellHasCellState(in.shape.mode);
     cuda::RnnConfig config = MakeConfig(attrs_, in, attrs_.is_training);
     FusedRnnForwardOutputs out;
     OP_REQUIRES_OK(ctx, out.Allocate(ctx, attrs_, io_, in, ReserveElementsFor<T>(config)));
@@ -117,7 +117,7 @@ class FusedRnnBackwardGPUOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     FusedRnnInputs in;
     OP_REQUIRES_OK(ctx, in.Check(ctx, attrs_, io_));
-    const bool lstm = in.shape.mode == RnnMode::kLstm;
+    const bool lstm = CellHasCellState(in.shape.mode);
     OP_REQUIRES_OK(ctx, in.CheckBackprop(ctx, attrs_, io_));
     const cuda::RnnConfig config = MakeConfig(attrs_, in, true);
     FusedRnnBackwardOutputs out;

@@ -49,19 +49,18 @@ inline std::string Num(int v) { return std::to_string(v); }
 // ---------------------------------------------------------------------------------------------------
 // Attribute spellings.
 
+// The spellings are the cells' own (kName, through RnnModeName): every mode of the enum, in order.
 inline std::string ParseRnnMode(const std::string& s, RnnMode* mode) {
-  if (s == "rnn_relu") {
-    *mode = RnnMode::kRnnRelu;
-  } else if (s == "rnn_tanh") {
-    *mode = RnnMode::kRnnTanh;
-  } else if (s == "lstm") {
-    *mode = RnnMode::kLstm;
-  } else if (s == "gru") {
-    *mode = RnnMode::kGru;
-  } else {
-    return "rnn_mode must be rnn_relu, rnn_tanh, lstm or gru, got '" + s + "'";
+  std::string all;
+  for (int m = 0; m < kNumRnnModes; ++m) {
+    const char* name = RnnModeName(static_cast<RnnMode>(m));
+    if (s == name) {
+      *mode = static_cast<RnnMode>(m);
+      return "";
+    }
+    all += (m == 0 ? "" : m + 1 == kNumRnnModes ? " or " : ", ") + std::string(name);
   }
-  return "";
+  return "rnn_mode must be " + all + ", got '" + s + "'";
 }
 
 inline std::string ParseInputMode(const std::string& s, InputMode* input_mode) {
@@ -107,7 +106,7 @@ inline bool UsesDropout(bool is_training, double dropout, int64_t num_layers) {
 // num_proj: 0 (no projection) or positive, lstm only; num_units bounds it once known (CheckModel).
 inline std::string CheckNumProj(RnnMode mode, int64_t num_proj) {
   if (num_proj < 0) return "num_proj must be >= 0, got " + internal::Num(num_proj);
-  if (num_proj > 0 && mode != RnnMode::kLstm) {
+  if (num_proj > 0 && !CellSupportsProjection(mode)) {
     return "num_proj (" + internal::Num(num_proj) + ") is only supported for rnn_mode lstm";
   }
   return "";
