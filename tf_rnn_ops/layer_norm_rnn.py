@@ -13,7 +13,8 @@ cuDNN"):
   g = tanh(r h^_g + x^_g); h = z h_prev + (1 - z) g.
 * zoneout (on h only): with `zoneout_mask` m in {0, 1} [T, B, H]: h = h_prev + m (h~ - h_prev);
   without it and `zoneout` = p > 0: h = p h_prev + (1 - p) h~.
-* mask [T, B] in {0, 1}: a masked step keeps the states and outputs zeros.
+* mask [T, B] in {0, 1}: a masked step keeps the states and outputs the carried h (the
+  caller turns that into Keras' masked outputs).
 """
 
 from __future__ import annotations
@@ -81,10 +82,11 @@ def layer_norm_rnn(
         gamma_c=opt(gamma_c),
         beta_c=opt(beta_c),
         mask=opt(mask),
-        zoneout_mask=opt(zoneout_mask),
+        zoneout_mask=opt(zoneout_mask)
+        if zoneout_mask is not None or not zoneout
+        else tf.constant(1.0 - zoneout, dtype),
+        epsilon=tf.constant(float(epsilon), dtype),
         cell=cell,
-        epsilon=float(epsilon),
-        zoneout=zoneout,
     )
     return y, hn, cn
 
@@ -100,7 +102,5 @@ def _layer_norm_rnn_grad(op, dy, dhn, dcn, _dreserve):
         dhn=tf.zeros_like(hn) if dhn is None else dhn,
         dcn=tf.zeros_like(cn) if dcn is None else dcn,
         cell=cell.decode() if isinstance(cell, bytes) else cell,
-        epsilon=op.get_attr("epsilon"),
-        zoneout=op.get_attr("zoneout"),
     )
-    return [*grads, None, None]
+    return [*grads, None, None, None]

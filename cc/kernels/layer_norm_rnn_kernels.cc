@@ -64,12 +64,25 @@ enum Input : int {
   kBetaC,
   kMask,
   kZoneoutMask,
+  kEpsilon,
   kNumForwardInputs,
 };
-constexpr const char* kInputNames[kNumForwardInputs] = {
-    "x",           "h0",     "c0",      "kernel", "recurrent_kernel", "bias",   "recurrent_bias",
-    "gamma_x",     "beta_x", "gamma_h", "beta_h", "gamma_c",          "beta_c", "mask",
-    "zoneout_mask"};
+constexpr const char* kInputNames[kNumForwardInputs] = {"x",
+                                                        "h0",
+                                                        "c0",
+                                                        "kernel",
+                                                        "recurrent_kernel",
+                                                        "bias",
+                                                        "recurrent_bias",
+                                                        "gamma_x",
+                                                        "beta_x",
+                                                        "gamma_h",
+                                                        "beta_h",
+                                                        "gamma_c",
+                                                        "beta_c",
+                                                        "mask",
+                                                        "zoneout_mask",
+                                                        "epsilon"};
 
 // Offsets (in elements) of the reserve's regions, each [T·B, width].
 struct ReserveLayout {
@@ -96,7 +109,7 @@ struct ReserveLayout {
 // The checked sizes and attributes of a call.
 struct Sizes {
   int64_t T = 0, B = 0, I = 0, H = 0, G = 0;
-  bool lstm = false, has_mask = false, has_zoneout_mask = false;
+  bool lstm = false, has_mask = false, has_zoneout_mask = false, zoneout_scalar = false;
 };
 
 absl::Status Check(bool ok, const std::string& what) {
@@ -159,19 +172,30 @@ absl::Status ValidateInputs(OpKernelContext* ctx, bool lstm, Sizes* s) {
                            "] or [0] (no mask), got ", Shape(mask))));
     s->has_mask = true;
   }
+  const Tensor& eps = ctx->input(kEpsilon);
+  TF_RETURN_IF_ERROR(
+      Check(eps.dims() == 0, absl::StrCat("epsilon must be a scalar, got ", Shape(eps))));
+  const double eps_value = eps.dtype() == tensorflow::DT_FLOAT
+                               ? static_cast<double>(eps.scalar<float>()())
+                               : eps.scalar<double>()();
+  TF_RETURN_IF_ERROR(
+      Check(eps_value > 0, absl::StrCat("epsilon must be positive, got ", eps_value)));
   const Tensor& zm = ctx->input(kZoneoutMask);
-  if (zm.dims() != 1 || zm.dim_size(0) != 0) {
-    TF_RETURN_IF_ERROR(Check(zm.dims() == 3 && zm.dim_size(0) == s->T && zm.dim_size(1) == s->B &&
-                                 zm.dim_size(2) == s->H,
-                             absl::StrCat("zoneout_mask must have shape [T, B, H] = [", s->T, ", ",
-                                          s->B, ", ", s->H, "] or [0] (none), got ", Shape(zm))));
+  if (zm.dims() == 0) {
+    s->zoneout_scalar = true;  // one keep value for every unit (inference zoneout: 1 - p)
+  } else if (zm.dims() != 1 || zm.dim_size(0) != 0) {
+    TF_RETURN_IF_ERROR(
+        Check(zm.dims() == 3 && zm.dim_size(0) == s->T && zm.dim_size(1) == s->B &&
+                  zm.dim_size(2) == s->H,
+              absl::StrCat("zoneout_mask must have shape [T, B, H] = [", s->T, ", ", s->B, ", ",
+                           s->H, "], be a scalar, or [0] (none), got ", Shape(zm))));
     s->has_zoneout_mask = true;
   }
   return absl::OkStatus();
 }
 
 template <typename T>
-LayerNormParams<T> ParamsOf(OpKernelContext* ctx, const Sizes& s, float eps) {
+LayerNormParams<T> ParamsOf(OpKernelContext* ctx, const Sizes& s) {
   auto p = [&](int i) { return ctx->input(i).flat<T>().data(); };
   LayerNormParams<T> out;
   out.bias = p(kBias);
@@ -182,7 +206,7 @@ LayerNormParams<T> ParamsOf(OpKernelContext* ctx, const Sizes& s, float eps) {
   out.beta_h = s.lstm ? p(kBetaH) : nullptr;
   out.gamma_c = s.lstm ? p(kGammaC) : nullptr;
   out.beta_c = s.lstm ? p(kBetaC) : nullptr;
-  out.eps = static_cast<T>(eps);
+  out.eps = ctx->input(kEpsilon).scalar<T>()();
   return out;
 }
 
@@ -198,18 +222,10 @@ class LayerNormRnnBase : public OpKernel {
     std::string cell;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("cell", &cell));
     lstm_ = cell == "layer_norm_lstm";
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &eps_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("zoneout", &zoneout_));
-    OP_REQUIRES(ctx, eps_ > 0,
-                absl::InvalidArgumentError(absl::StrCat("epsilon must be positive, got ", eps_)));
-    OP_REQUIRES(
-        ctx, zoneout_ >= 0 && zoneout_ < 1,
-        absl::InvalidArgumentError(absl::StrCat("zoneout must be in [0, 1), got ", zoneout_)));
   }
 
  protected:
   bool lstm_ = false;
-  float eps_ = 1e-3f, zoneout_ = 0;
 };
 
 // ------------------------------------------------------------------------------------- forward
@@ -240,10 +256,11 @@ class LayerNormRnnOp : public LayerNormRnnBase {
       if (lstm_) std::copy(c_state.begin(), c_state.end(), cn->flat<T>().data());
       return;
     }
-    const LayerNormParams<T> p = ParamsOf<T>(ctx, s, eps_);
+    const LayerNormParams<T> p = ParamsOf<T>(ctx, s);
     const T* mask = s.has_mask ? ctx->input(kMask).flat<T>().data() : nullptr;
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
-    const T zp = static_cast<T>(zoneout_);
+    // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
+    const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
     // GX = X W, all steps at once, into xhat_x (normalized in place by the cells).
     Mat<T>(reserve + rl.xhat_x, rows, GH).noalias() =
         CMat<T>(ctx->input(kX).flat<T>().data(), rows, I) *
@@ -259,7 +276,10 @@ class LayerNormRnnOp : public LayerNormRnnBase {
         T* hprev = reserve + rl.h_prev + r * H;
         std::copy_n(hb, H, hprev);
         if (lstm_) std::copy_n(cb, H, reserve + rl.c_prev + r * H);
-        if (mask && mask[r] == T(0)) continue;  // state kept, output zero
+        if (mask && mask[r] == T(0)) {  // the states kept; the output is the carried h
+          std::copy_n(hb, H, yp + r * H);
+          continue;
+        }
         const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
         T* ht = reserve + rl.h_tilde + r * H;
         if (lstm_) {
@@ -272,8 +292,8 @@ class LayerNormRnnOp : public LayerNormRnnBase {
         if (zmask) {
           const T* m = zmask + r * H;
           for (int64_t j = 0; j < H; ++j) hb[j] = hprev[j] + m[j] * (ht[j] - hprev[j]);
-        } else if (zoneout_ > 0) {
-          for (int64_t j = 0; j < H; ++j) hb[j] = zp * hprev[j] + (T(1) - zp) * ht[j];
+        } else if (s.zoneout_scalar) {
+          for (int64_t j = 0; j < H; ++j) hb[j] = hprev[j] + zk * (ht[j] - hprev[j]);
         } else {
           std::copy_n(ht, H, hb);
         }
@@ -324,7 +344,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     std::copy_n(dhn_t.flat<T>().data(), B * H, dh);
     if (lstm_) std::copy_n(dcn_t.flat<T>().data(), B * H, dc);
     if (rows == 0) return;
-    const LayerNormParams<T> p = ParamsOf<T>(ctx, s, eps_);
+    const LayerNormParams<T> p = ParamsOf<T>(ctx, s);
     const LayerNormGrads<T> g{out[kBias],
                               lstm_ ? nullptr : out[kRecurrentBias],
                               out[kGammaX],
@@ -335,7 +355,8 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
                               lstm_ ? out[kBetaC] : nullptr};
     const T* mask = s.has_mask ? ctx->input(kMask).flat<T>().data() : nullptr;
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
-    const T zp = static_cast<T>(zoneout_);
+    // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
+    const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
     T* reserve = const_cast<T*>(reserve_t.flat<T>().data());  // read only (SavedRow's type)
     const T* dy = dy_t.flat<T>().data();
     std::vector<T> dgx(rows * GH, T(0)), dgh(rows * GH, T(0)), dh_prev(B * H), dtilde(H), dz(GH);
@@ -345,8 +366,9 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
         const int64_t r = t * B + b;
         T* dhp = dh_prev.data() + b * H;
         const T* dhb = dh + b * H;
-        if (mask && mask[r] == T(0)) {  // the state passed through; the output was zero
-          std::copy_n(dhb, H, dhp);
+        if (mask && mask[r] == T(0)) {  // the states passed through; the output was h_prev
+          const T* dyr = dy + r * H;
+          for (int64_t j = 0; j < H; ++j) dhp[j] = dhb[j] + dyr[j];
           continue;
         }
         const T* dyr = dy + r * H;
@@ -356,9 +378,9 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
             const T m = zmask[r * H + j];
             dtilde[j] = m * d;
             dhp[j] = (T(1) - m) * d;
-          } else if (zoneout_ > 0) {
-            dtilde[j] = (T(1) - zp) * d;
-            dhp[j] = zp * d;
+          } else if (s.zoneout_scalar) {
+            dtilde[j] = zk * d;
+            dhp[j] = (T(1) - zk) * d;
           } else {
             dtilde[j] = d;
             dhp[j] = T(0);

@@ -6,8 +6,9 @@
 // gate order (layer_norm_lstm: i, f, c, o; layer_norm_gru: z, r, g). Inputs a cell does not use
 // (the GRU's c0, beta_x, beta_h, gamma_c, beta_c; the LSTM's recurrent_bias) may be any shape;
 // their grads are zeros of that shape. mask: [T, B] in {0, 1} (a masked step keeps the states and
-// outputs zeros) or [0]; zoneout_mask: [T, B, H] in {0, 1} (training zoneout) or [0] (then, with
-// zoneout > 0, inference zoneout h = p h_prev + (1 - p) h~).
+// outputs the carried h) or [0]; zoneout_mask: the keep mask k of zoneout on h,
+// h = h_prev + k (h~ - h_prev): [T, B, H] in {0, 1} (training), a scalar 1 - p (inference:
+// h = p h_prev + (1 - p) h~), or [0] (no zoneout). epsilon: the LN epsilon, a scalar.
 
 #include <string>
 
@@ -35,14 +36,13 @@ REGISTER_OP("TfRnn>LayerNormRnn")
     .Input("beta_c: T")
     .Input("mask: T")
     .Input("zoneout_mask: T")
+    .Input("epsilon: T")
     .Output("y: T")
     .Output("hn: T")
     .Output("cn: T")
     .Output("reserve: T")
     .Attr("T: {float, double}")
     .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
-    .Attr("epsilon: float")
-    .Attr("zoneout: float = 0.0")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, h0;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
@@ -73,6 +73,7 @@ REGISTER_OP("TfRnn>LayerNormRnnGrad")
     .Input("beta_c: T")
     .Input("mask: T")
     .Input("zoneout_mask: T")
+    .Input("epsilon: T")
     .Input("reserve: T")
     .Input("dy: T")
     .Input("dhn: T")
@@ -92,8 +93,6 @@ REGISTER_OP("TfRnn>LayerNormRnnGrad")
     .Output("dbeta_c: T")
     .Attr("T: {float, double}")
     .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
-    .Attr("epsilon: float")
-    .Attr("zoneout: float = 0.0")
     .SetShapeFn([](InferenceContext* c) {
       for (int i = 0; i < 13; ++i) c->set_output(i, c->input(i));
       return absl::OkStatus();
