@@ -1,7 +1,7 @@
 """The fused layer-normalized LSTM / GRU op (`TfRnn>LayerNormRnn`) and its gradient.
 
-`layer_norm_rnn` runs one layer, one direction, over a whole time-major sequence, with the weights in
-the Keras layers' layout (`tf_rnn_ops.layers.LayerNormLSTM` / `LayerNormGRU`, TF Addons / haste
+`layer_norm_rnn` runs one layer, one direction, over a whole time-major sequence, with the weights
+in the Keras layers' layout (`tf_rnn_ops.layers.LayerNormLSTM` / `LayerNormGRU`, TF Addons / haste
 order), an optional step mask and haste's zoneout on h. The math (docs/MATH.md, "Cells beyond
 cuDNN"):
 
