@@ -18,19 +18,28 @@
 //   Zoneout (a pass after the cell, on h only): training h = h_prev + m (h~ - h_prev), m in {0, 1};
 //   inference h = p h_prev + (1 - p) h~.
 //
-// Framework-free plain C++17.
+// Framework-free C++17 (Eigen's array functions vectorize the activations over a row's gates).
 #ifndef TF_RNN_OPS_CC_CELLS_LAYER_NORM_CELLS_H_
 #define TF_RNN_OPS_CC_CELLS_LAYER_NORM_CELLS_H_
 
 #include <cmath>
 #include <cstdint>
 
+#include "Eigen/Core"
+
 namespace tf_rnn_ops {
 namespace layer_norm_cells {
 
+// v <- σ(v) / tanh(v) over n values, vectorized.
 template <typename T>
-inline T Sigm(T v) {
-  return T(1) / (T(1) + std::exp(-v));
+inline void SigmoidInPlace(T* v, int64_t n) {
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> a(v, n);
+  a = a.logistic();
+}
+template <typename T>
+inline void TanhInPlace(T* v, int64_t n) {
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> a(v, n);
+  a = a.tanh();
 }
 
 // xhat = (v - mean) / sqrt(var + eps) over n values; returns 1 / sqrt(var + eps). In place allowed.
@@ -114,14 +123,19 @@ struct LayerNormLstmCell {
     for (int64_t j = 0; j < GH; ++j) {
       const T z = s.xhat_x[j] * p.gamma_x[j] + p.beta_x[j] + s.xhat_h[j] * p.gamma_h[j] +
                   p.beta_h[j] + p.bias[j];
-      a[j] = (j >= 2 * H && j < 3 * H) ? std::tanh(z) : Sigm(z);
+      a[j] = z;
     }
+    SigmoidInPlace(a, 2 * H);
+    TanhInPlace(a + 2 * H, H);
+    SigmoidInPlace(a + 3 * H, H);
     for (int64_t j = 0; j < H; ++j) c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j];
     s.stats[2] = Normalize(c, H, p.eps, s.c_hat);
     for (int64_t j = 0; j < H; ++j) {
       c[j] = s.c_hat[j] * p.gamma_c[j] + p.beta_c[j];
-      h[j] = a[3 * H + j] * std::tanh(c[j]);
+      h[j] = c[j];
     }
+    TanhInPlace(h, H);
+    for (int64_t j = 0; j < H; ++j) h[j] *= a[3 * H + j];
   }
 
   // dh: grad of h~ [H]; dc: grad of c after this step [H] (overwritten with the grad of c_prev).
@@ -132,10 +146,12 @@ struct LayerNormLstmCell {
                        const RowSaved<T>& s, const T* dh, T* dc, T* dz, T* dgx, T* dgh,
                        const LayerNormGrads<T>& d, T* /*dh_prev*/) {
     const T* a = s.act;
-    T* dcn = dz;  // H scratch: grad of LN_s's output, then of its input (in place)
+    T* dcn = dz;          // H scratch: grad of LN_s's output, then of its input (in place)
+    T* tcs = dz + 3 * H;  // tanh(c), then the o gate's grad in place
+    for (int64_t j = 0; j < H; ++j) tcs[j] = s.c_hat[j] * p.gamma_c[j] + p.beta_c[j];
+    TanhInPlace(tcs, H);
     for (int64_t j = 0; j < H; ++j) {
-      const T c = s.c_hat[j] * p.gamma_c[j] + p.beta_c[j];
-      const T tc = std::tanh(c);
+      const T tc = tcs[j];
       const T o = a[3 * H + j];
       dz[3 * H + j] = dh[j] * tc * o * (T(1) - o);
       dcn[j] = dc[j] + dh[j] * o * (T(1) - tc * tc);
@@ -169,19 +185,17 @@ struct LayerNormGruCell {
     s.stats[0] = Normalize(gx, GH, p.eps, s.xhat_x);
     s.stats[1] = Normalize(gh, GH, p.eps, s.xhat_h);
     T* a = s.act;
-    for (int64_t j = 0; j < H; ++j) {
-      const T xz = s.xhat_x[j] * p.gamma_x[j] + p.bias[j];
-      const T hz = s.xhat_h[j] * p.gamma_h[j] + p.bias_h[j];
-      const T xr = s.xhat_x[H + j] * p.gamma_x[H + j] + p.bias[H + j];
-      const T hr = s.xhat_h[H + j] * p.gamma_h[H + j] + p.bias_h[H + j];
-      const T xg = s.xhat_x[2 * H + j] * p.gamma_x[2 * H + j] + p.bias[2 * H + j];
-      const T hg = s.xhat_h[2 * H + j] * p.gamma_h[2 * H + j] + p.bias_h[2 * H + j];
-      const T z = Sigm(xz + hz), r = Sigm(xr + hr), g = std::tanh(r * hg + xg);
-      a[j] = z;
-      a[H + j] = r;
-      a[2 * H + j] = g;
-      h[j] = z * h_prev[j] + (T(1) - z) * g;
+    for (int64_t j = 0; j < 2 * H; ++j) {
+      a[j] = s.xhat_x[j] * p.gamma_x[j] + p.bias[j] + s.xhat_h[j] * p.gamma_h[j] + p.bias_h[j];
     }
+    SigmoidInPlace(a, 2 * H);
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t k = 2 * H + j;
+      const T hg = s.xhat_h[k] * p.gamma_h[k] + p.bias_h[k];
+      a[k] = a[H + j] * hg + s.xhat_x[k] * p.gamma_x[k] + p.bias[k];
+    }
+    TanhInPlace(a + 2 * H, H);
+    for (int64_t j = 0; j < H; ++j) h[j] = a[j] * h_prev[j] + (T(1) - a[j]) * a[2 * H + j];
   }
 
   // c_prev is h_prev here. dz: [3H] scratch. Adds z dh to dh_prev.

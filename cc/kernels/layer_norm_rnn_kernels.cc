@@ -15,13 +15,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
-#include "Eigen/Core"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "cc/cells/layer_norm_cells.h"
+#include "cc/kernels/cpu_gemm.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -41,11 +42,6 @@ using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
-
-template <typename T>
-using Mat = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-template <typename T>
-using CMat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
 // Input indices, shared by both ops (the grad op appends reserve, dy, dhn, dcn).
 enum Input : int {
@@ -247,7 +243,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     T* reserve = reserve_t->flat<T>().data();
     std::fill_n(reserve, rl.size, T(0));
     T* h = hn->flat<T>().data();
-    std::vector<T> c_state(B * H, T(0)), c_new(H), scratch_h(H);
+    std::vector<T> c_state(B * H, T(0));
     std::copy_n(ctx->input(kH0).flat<T>().data(), B * H, h);
     if (lstm_) std::copy_n(ctx->input(kC0).flat<T>().data(), B * H, c_state.data());
     T* yp = y->flat<T>().data();
@@ -261,44 +257,50 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
     // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
+    const CPUDevice& d = ctx->eigen_cpu_device();
     // GX = X W, all steps at once, into xhat_x (normalized in place by the cells).
-    Mat<T>(reserve + rl.xhat_x, rows, GH).noalias() =
-        CMat<T>(ctx->input(kX).flat<T>().data(), rows, I) *
-        CMat<T>(ctx->input(kKernel).flat<T>().data(), I, GH);
-    const CMat<T> R(ctx->input(kRecurrentKernel).flat<T>().data(), H, GH);
+    CpuGemm<T>(d, false, false, rows, GH, I, ctx->input(kX).flat<T>().data(),
+               ctx->input(kKernel).flat<T>().data(), reserve + rl.xhat_x, false);
+    std::vector<T> packed(StepGemm<T>::StorageSize(H, GH));
+    const StepGemm<T> step_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), H, GH, false,
+                                packed.data());
+    const double row_cost = 30.0 * GH;
     for (int64_t t = 0; t < T_; ++t) {
       T* gh = reserve + rl.xhat_h + t * B * GH;
-      Mat<T>(gh, B, GH).noalias() = CMat<T>(h, B, H) * R;
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t r = t * B + b;
-        T* hb = h + b * H;
-        T* cb = c_state.data() + b * H;
-        T* hprev = reserve + rl.h_prev + r * H;
-        std::copy_n(hb, H, hprev);
-        if (lstm_) std::copy_n(cb, H, reserve + rl.c_prev + r * H);
-        if (mask && mask[r] == T(0)) {  // the states kept; the output is the carried h
+      step_gemm.Run(B, h, gh);
+      ParallelRows(d, B, row_cost, [&](int64_t b0, int64_t b1) {
+        std::vector<T> c_new(H);
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t r = t * B + b;
+          T* hb = h + b * H;
+          T* cb = c_state.data() + b * H;
+          T* hprev = reserve + rl.h_prev + r * H;
+          std::copy_n(hb, H, hprev);
+          if (lstm_) std::copy_n(cb, H, reserve + rl.c_prev + r * H);
+          if (mask && mask[r] == T(0)) {  // the states kept; the output is the carried h
+            std::copy_n(hb, H, yp + r * H);
+            continue;
+          }
+          const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
+          T* ht = reserve + rl.h_tilde + r * H;
+          if (lstm_) {
+            LayerNormLstmCell::Forward(p, H, sv.xhat_x, sv.xhat_h, cb, sv, c_new.data(), ht);
+            std::copy_n(c_new.data(), H, cb);
+          } else {
+            LayerNormGruCell::Forward(p, H, sv.xhat_x, sv.xhat_h, hb, sv, c_new.data(), ht);
+          }
+          // Zoneout on h (never c): the zoned h is the output and the carried state.
+          if (zmask) {
+            const T* m = zmask + r * H;
+            for (int64_t j = 0; j < H; ++j) hb[j] = hprev[j] + m[j] * (ht[j] - hprev[j]);
+          } else if (s.zoneout_scalar) {
+            for (int64_t j = 0; j < H; ++j) hb[j] = hprev[j] + zk * (ht[j] - hprev[j]);
+          } else {
+            std::copy_n(ht, H, hb);
+          }
           std::copy_n(hb, H, yp + r * H);
-          continue;
         }
-        const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
-        T* ht = reserve + rl.h_tilde + r * H;
-        if (lstm_) {
-          LayerNormLstmCell::Forward(p, H, sv.xhat_x, sv.xhat_h, cb, sv, c_new.data(), ht);
-          std::copy_n(c_new.data(), H, cb);
-        } else {
-          LayerNormGruCell::Forward(p, H, sv.xhat_x, sv.xhat_h, hb, sv, c_new.data(), ht);
-        }
-        // Zoneout on h (never c): the zoned h is the output and the carried state.
-        if (zmask) {
-          const T* m = zmask + r * H;
-          for (int64_t j = 0; j < H; ++j) hb[j] = hprev[j] + m[j] * (ht[j] - hprev[j]);
-        } else if (s.zoneout_scalar) {
-          for (int64_t j = 0; j < H; ++j) hb[j] = hprev[j] + zk * (ht[j] - hprev[j]);
-        } else {
-          std::copy_n(ht, H, hb);
-        }
-        std::copy_n(hb, H, yp + r * H);
-      }
+      });
     }
     if (lstm_) std::copy(c_state.begin(), c_state.end(), cn->flat<T>().data());
   }
@@ -359,55 +361,84 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
     T* reserve = const_cast<T*>(reserve_t.flat<T>().data());  // read only (SavedRow's type)
     const T* dy = dy_t.flat<T>().data();
-    std::vector<T> dgx(rows * GH, T(0)), dgh(rows * GH, T(0)), dh_prev(B * H), dtilde(H), dz(GH);
-    const CMat<T> R(ctx->input(kRecurrentKernel).flat<T>().data(), H, GH);
+    std::vector<T> dgx(rows * GH, T(0)), dgh(rows * GH, T(0)), dh_prev(B * H), dh_rec(B * H);
+    const CPUDevice& d = ctx->eigen_cpu_device();
+    std::vector<T> packed(StepGemm<T>::StorageSize(GH, H));
+    const StepGemm<T> step_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), GH, H, true,
+                                packed.data());
+    // The param grads: each share of rows sums into its own, then adds them here under the lock.
+    const int64_t n_param_grads = 6 * GH + 2 * H;
+    std::mutex grads_mutex;
+    const double row_cost = 40.0 * GH;
     for (int64_t t = T_ - 1; t >= 0; --t) {
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t r = t * B + b;
-        T* dhp = dh_prev.data() + b * H;
-        const T* dhb = dh + b * H;
-        if (mask && mask[r] == T(0)) {  // the states passed through; the output was h_prev
+      ParallelRows(d, B, row_cost, [&](int64_t b0, int64_t b1) {
+        std::vector<T> local(n_param_grads, T(0)), dtilde(H), dz(GH);
+        T* l = local.data();
+        const LayerNormGrads<T> lg{l,
+                                   g.bias_h ? l + GH : nullptr,
+                                   l + 2 * GH,
+                                   g.beta_x ? l + 3 * GH : nullptr,
+                                   l + 4 * GH,
+                                   g.beta_h ? l + 5 * GH : nullptr,
+                                   g.gamma_c ? l + 6 * GH : nullptr,
+                                   g.beta_c ? l + 6 * GH + H : nullptr};
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t r = t * B + b;
+          T* dhp = dh_prev.data() + b * H;
+          const T* dhb = dh + b * H;
           const T* dyr = dy + r * H;
-          for (int64_t j = 0; j < H; ++j) dhp[j] = dhb[j] + dyr[j];
-          continue;
-        }
-        const T* dyr = dy + r * H;
-        for (int64_t j = 0; j < H; ++j) {
-          const T d = dyr[j] + dhb[j];
-          if (zmask) {
-            const T m = zmask[r * H + j];
-            dtilde[j] = m * d;
-            dhp[j] = (T(1) - m) * d;
-          } else if (s.zoneout_scalar) {
-            dtilde[j] = zk * d;
-            dhp[j] = (T(1) - zk) * d;
+          if (mask && mask[r] == T(0)) {  // the states passed through; the output was h_prev
+            for (int64_t j = 0; j < H; ++j) dhp[j] = dhb[j] + dyr[j];
+            continue;
+          }
+          for (int64_t j = 0; j < H; ++j) {
+            const T dsum = dyr[j] + dhb[j];
+            if (zmask) {
+              const T m = zmask[r * H + j];
+              dtilde[j] = m * dsum;
+              dhp[j] = (T(1) - m) * dsum;
+            } else if (s.zoneout_scalar) {
+              dtilde[j] = zk * dsum;
+              dhp[j] = (T(1) - zk) * dsum;
+            } else {
+              dtilde[j] = dsum;
+              dhp[j] = T(0);
+            }
+          }
+          const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
+          T* dgx_r = dgx.data() + r * GH;
+          T* dgh_r = dgh.data() + r * GH;
+          if (lstm_) {
+            LayerNormLstmCell::Backward(p, H, reserve + rl.c_prev + r * H, sv, dtilde.data(),
+                                        dc + b * H, dz.data(), dgx_r, dgh_r, lg, dhp);
           } else {
-            dtilde[j] = d;
-            dhp[j] = T(0);
+            LayerNormGruCell::Backward(p, H, reserve + rl.h_prev + r * H, sv, dtilde.data(),
+                                       static_cast<T*>(nullptr), dz.data(), dgx_r, dgh_r, lg, dhp);
           }
         }
-        const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
-        T* dgx_r = dgx.data() + r * GH;
-        T* dgh_r = dgh.data() + r * GH;
-        if (lstm_) {
-          LayerNormLstmCell::Backward(p, H, reserve + rl.c_prev + r * H, sv, dtilde.data(),
-                                      dc + b * H, dz.data(), dgx_r, dgh_r, g, dhp);
-        } else {
-          LayerNormGruCell::Backward(p, H, reserve + rl.h_prev + r * H, sv, dtilde.data(),
-                                     static_cast<T*>(nullptr), dz.data(), dgx_r, dgh_r, g, dhp);
+        std::lock_guard<std::mutex> lock(grads_mutex);
+        T* const outs[] = {g.bias, g.bias_h, g.gamma_x, g.beta_x, g.gamma_h, g.beta_h};
+        for (int k = 0; k < 6; ++k) {
+          if (outs[k] == nullptr) continue;
+          for (int64_t j = 0; j < GH; ++j) outs[k][j] += l[k * GH + j];
         }
-      }
+        if (g.gamma_c) {
+          for (int64_t j = 0; j < H; ++j) {
+            g.gamma_c[j] += l[6 * GH + j];
+            g.beta_c[j] += l[6 * GH + H + j];
+          }
+        }
+      });
       // dh_prev += dGH_t Rᵀ (zero rows for masked steps).
-      Mat<T>(dh, B, H).noalias() =
-          CMat<T>(dh_prev.data(), B, H) + CMat<T>(dgh.data() + t * B * GH, B, GH) * R.transpose();
+      step_gemm.Run(B, dgh.data() + t * B * GH, dh_rec.data());
+      for (int64_t i = 0; i < B * H; ++i) dh[i] = dh_prev[i] + dh_rec[i];
     }
-    const CMat<T> X(ctx->input(kX).flat<T>().data(), rows, I);
-    const CMat<T> W(ctx->input(kKernel).flat<T>().data(), I, GH);
-    const CMat<T> DGX(dgx.data(), rows, GH);
-    Mat<T>(out[kX], rows, I).noalias() = DGX * W.transpose();
-    Mat<T>(out[kKernel], I, GH).noalias() = X.transpose() * DGX;
-    Mat<T>(out[kRecurrentKernel], H, GH).noalias() =
-        CMat<T>(reserve + rl.h_prev, rows, H).transpose() * CMat<T>(dgh.data(), rows, GH);
+    const T* X = ctx->input(kX).flat<T>().data();
+    const T* W = ctx->input(kKernel).flat<T>().data();
+    CpuGemm<T>(d, false, true, rows, I, GH, dgx.data(), W, out[kX], false);
+    CpuGemm<T>(d, true, false, I, GH, rows, X, dgx.data(), out[kKernel], false);
+    CpuGemm<T>(d, true, false, H, GH, rows, reserve + rl.h_prev, dgh.data(), out[kRecurrentKernel],
+               false);
   }
 };
 
