@@ -1,4 +1,5 @@
-"""Layer-normalized LSTM and GRU cells and layers for Keras 3, with zoneout (docs/CELLS.md).
+"""Layer-normalized LSTM and GRU cells and layers for Keras 3, with zoneout (docs/MATH.md,
+"Cells beyond cuDNN").
 
 * `LayerNormLSTMCell` / `LayerNormLSTM`: TF Addons' `LayerNormLSTMCell` semantics and weights
   (tensorflow/addons `tensorflow_addons/rnn/layer_norm_lstm_cell.py`; TF Addons reached end of life
@@ -13,9 +14,13 @@
 
 The cells are written in Keras ops (any backend) and work inside `keras.layers.RNN` (masks,
 go_backwards, initial and stateful states, `keras.layers.Bidirectional`). The layers are
-`keras.layers.RNN` over these cells for now; their constructor arguments are those a fused layer
-takes (units, norm_epsilon, zoneout, initializers / regularizers / constraints as Keras' LSTM, and
-return_sequences, return_state, go_backwards, stateful, unroll).
+`keras.layers.RNN` subclasses over these cells whose step loop is the fused op
+`TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout included) under
+the TensorFlow backend in float32 / float64; elsewhere (mixed precision) Keras's loop over the
+cells. Their constructor arguments are those of the cells (units, norm_epsilon, zoneout,
+initializers / regularizers / constraints as Keras' LSTM, seed) and return_sequences,
+return_state, go_backwards, stateful, unroll. A SavedModel of a layer holds the custom op: import
+`tf_rnn_ops` before loading it.
 """
 
 from __future__ import annotations
@@ -506,7 +511,8 @@ class _CellLayer(keras.layers.RNN):
 
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
 class LayerNormLSTM(_CellLayer):
-    """A layer-normalized LSTM layer: `keras.layers.RNN` over `LayerNormLSTMCell`.
+    """A layer-normalized LSTM layer: `keras.layers.RNN` over `LayerNormLSTMCell`, its loop the
+    fused op (see the module docstring).
 
     Args: `units`, the cell's arguments (`norm_epsilon=1e-3`, `zoneout=0.0`, initializers,
     `unit_forget_bias`, regularizers, constraints, `seed`; see `LayerNormLSTMCell`), and
@@ -533,7 +539,8 @@ class LayerNormLSTM(_CellLayer):
 
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
 class LayerNormGRU(_CellLayer):
-    """A layer-normalized GRU layer: `keras.layers.RNN` over `LayerNormGRUCell`.
+    """A layer-normalized GRU layer: `keras.layers.RNN` over `LayerNormGRUCell`, its loop the
+    fused op (see the module docstring).
 
     Args: `units`, the cell's arguments (`norm_epsilon=1e-5`, `zoneout=0.0`, initializers,
     regularizers, constraints, `seed`; see `LayerNormGRUCell`), and `return_sequences`,
