@@ -1,4 +1,5 @@
-"""Layer-normalized LSTM and GRU cells and layers for Keras 3, with zoneout (docs/CELLS.md).
+"""Layer-normalized LSTM and GRU cells and layers for Keras 3, with zoneout (docs/MATH.md,
+"Cells beyond cuDNN").
 
 * `LayerNormLSTMCell` / `LayerNormLSTM`: TF Addons' `LayerNormLSTMCell` semantics and weights
   (tensorflow/addons `tensorflow_addons/rnn/layer_norm_lstm_cell.py`; TF Addons reached end of life
@@ -13,9 +14,13 @@
 
 The cells are written in Keras ops (any backend) and work inside `keras.layers.RNN` (masks,
 go_backwards, initial and stateful states, `keras.layers.Bidirectional`). The layers are
-`keras.layers.RNN` over these cells for now; their constructor arguments are those a fused layer
-takes (units, norm_epsilon, zoneout, initializers / regularizers / constraints as Keras' LSTM, and
-return_sequences, return_state, go_backwards, stateful, unroll).
+`keras.layers.RNN` subclasses over these cells whose step loop is the fused op
+`TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout included) under
+the TensorFlow backend in float32 / float64; elsewhere (mixed precision) Keras's loop over the
+cells. Their constructor arguments are those of the cells (units, norm_epsilon, zoneout,
+initializers / regularizers / constraints as Keras' LSTM, seed) and return_sequences,
+return_state, go_backwards, stateful, unroll. A SavedModel of a layer holds the custom op: import
+`tf_rnn_ops` before loading it.
 """
 
 from __future__ import annotations
@@ -418,6 +423,63 @@ class _CellLayer(keras.layers.RNN):
         )
         self.input_spec = keras.layers.InputSpec(ndim=3)
 
+    # The fused op's cell (tf_rnn_ops.layer_norm_rnn), set by the subclasses.
+    _fused_cell: str = ""
+
+    def _fused_weights(self) -> dict:
+        """The cell's weights as `layer_norm_rnn`'s keyword arguments."""
+        raise NotImplementedError
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        """The fused op where it applies (TensorFlow backend, float32 / float64, this layer's own
+        cell); Keras' step loop over the cell otherwise (other backends, mixed precision)."""
+        fused = self._fused_inner_loop(sequences, initial_state, mask, training)
+        if fused is not None:
+            return fused
+        return super().inner_loop(sequences, initial_state, mask, training=training)
+
+    def _fused_inner_loop(self, sequences, initial_state, mask, training):
+        if keras.backend.backend() != "tensorflow" or type(self.cell) is not self._cell_class:
+            return None
+        dtype = keras.backend.standardize_dtype(sequences.dtype)
+        if dtype not in ("float32", "float64") or not isinstance(training, (bool, type(None))):
+            return None
+        import tensorflow as tf
+
+        from tf_rnn_ops.layer_norm_rnn import layer_norm_rnn
+
+        cell = self.cell
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        x = tf.transpose(sequences, [1, 0, 2])  # time-major
+        step_mask = None if mask is None else tf.transpose(tf.cast(mask, dtype))
+        if self.go_backwards:
+            x = tf.reverse(x, [0])
+            step_mask = None if step_mask is None else tf.reverse(step_mask, [0])
+        zoneout_mask = None
+        if training and cell.zoneout:
+            # All steps' masks at once, [T, B, H], through the cell's own draw.
+            zoneout_mask = cell.zoneout_mask(
+                tf.zeros(tf.concat([tf.shape(x)[:2], [cell.units]], 0), dtype)
+            )
+        states = (
+            list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        )
+        y, hn, cn = layer_norm_rnn(
+            x, states[0], states[1] if len(states) > 1 else None,
+            cell=self._fused_cell, epsilon=cell.norm_epsilon, mask=step_mask,
+            zoneout=cell.zoneout, zoneout_mask=zoneout_mask, **self._fused_weights(),
+        )  # fmt: skip
+        if step_mask is not None:
+            # The op outputs the carried h at a masked step; Keras outputs the previous step's
+            # output (zeros before the first valid step), or zeros with zero_output_for_mask.
+            keep = step_mask if self.zero_output_for_mask else tf.cumsum(step_mask, axis=0)
+            y = tf.where(keep[:, :, None] > 0, y, tf.zeros_like(y))
+        self.supports_jit = False  # a custom op: no XLA
+        outputs = tf.transpose(y, [1, 0, 2])
+        last_output = outputs[:, -1] if sequences.shape[1] != 0 else tf.zeros_like(hn)
+        return last_output, outputs, [hn, cn] if self._fused_cell == "layer_norm_lstm" else [hn]
+
     @classmethod
     def _cell_kwargs(cls) -> set:
         params = inspect.signature(cls._cell_class.__init__).parameters
@@ -449,7 +511,8 @@ class _CellLayer(keras.layers.RNN):
 
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
 class LayerNormLSTM(_CellLayer):
-    """A layer-normalized LSTM layer: `keras.layers.RNN` over `LayerNormLSTMCell`.
+    """A layer-normalized LSTM layer: `keras.layers.RNN` over `LayerNormLSTMCell`, its loop the
+    fused op (see the module docstring).
 
     Args: `units`, the cell's arguments (`norm_epsilon=1e-3`, `zoneout=0.0`, initializers,
     `unit_forget_bias`, regularizers, constraints, `seed`; see `LayerNormLSTMCell`), and
@@ -462,11 +525,22 @@ class LayerNormLSTM(_CellLayer):
     """
 
     _cell_class = LayerNormLSTMCell
+    _fused_cell = "layer_norm_lstm"
+
+    def _fused_weights(self) -> dict:
+        c = self.cell
+        return {
+            "kernel": c.kernel, "recurrent_kernel": c.recurrent_kernel, "bias": c.bias,
+            "gamma_x": c.kernel_norm_gamma, "beta_x": c.kernel_norm_beta,
+            "gamma_h": c.recurrent_norm_gamma, "beta_h": c.recurrent_norm_beta,
+            "gamma_c": c.state_norm_gamma, "beta_c": c.state_norm_beta,
+        }  # fmt: skip
 
 
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
 class LayerNormGRU(_CellLayer):
-    """A layer-normalized GRU layer: `keras.layers.RNN` over `LayerNormGRUCell`.
+    """A layer-normalized GRU layer: `keras.layers.RNN` over `LayerNormGRUCell`, its loop the
+    fused op (see the module docstring).
 
     Args: `units`, the cell's arguments (`norm_epsilon=1e-5`, `zoneout=0.0`, initializers,
     regularizers, constraints, `seed`; see `LayerNormGRUCell`), and `return_sequences`,
@@ -477,3 +551,12 @@ class LayerNormGRU(_CellLayer):
     """
 
     _cell_class = LayerNormGRUCell
+    _fused_cell = "layer_norm_gru"
+
+    def _fused_weights(self) -> dict:
+        c = self.cell
+        gamma = keras.ops.convert_to_tensor(c.gamma)
+        return {
+            "kernel": c.kernel, "recurrent_kernel": c.recurrent_kernel, "bias": c.bias,
+            "recurrent_bias": c.recurrent_bias, "gamma_x": gamma[0], "gamma_h": gamma[1],
+        }  # fmt: skip

@@ -1,0 +1,101 @@
+// Op registrations of the fused layer-normalized RNNs (cc/kernels/layer_norm_rnn_kernels.cc,
+// cc/cells/layer_norm_cells.h): TfRnn>LayerNormRnn and its gradient TfRnn>LayerNormRnnGrad.
+//
+// One layer, one direction, time-major, weights in the Keras layers' layout
+// (tf_rnn_ops/layers/layer_norm.py): kernel [I, G·H], recurrent_kernel [H, G·H] in the cell's own
+// gate order (layer_norm_lstm: i, f, c, o; layer_norm_gru: z, r, g). Inputs a cell does not use
+// (the GRU's c0, beta_x, beta_h, gamma_c, beta_c; the LSTM's recurrent_bias) may be any shape;
+// their grads are zeros of that shape. mask: [T, B] in {0, 1} (a masked step keeps the states and
+// outputs the carried h) or [0]; zoneout_mask: the keep mask k of zoneout on h,
+// h = h_prev + k (h~ - h_prev): [T, B, H] in {0, 1} (training), a scalar 1 - p (inference:
+// h = p h_prev + (1 - p) h~), or [0] (no zoneout). epsilon: the LN epsilon, a scalar.
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace tensorflow {
+using shape_inference::InferenceContext;
+using shape_inference::ShapeHandle;
+
+REGISTER_OP("TfRnn>LayerNormRnn")
+    .Input("x: T")
+    .Input("h0: T")
+    .Input("c0: T")
+    .Input("kernel: T")
+    .Input("recurrent_kernel: T")
+    .Input("bias: T")
+    .Input("recurrent_bias: T")
+    .Input("gamma_x: T")
+    .Input("beta_x: T")
+    .Input("gamma_h: T")
+    .Input("beta_h: T")
+    .Input("gamma_c: T")
+    .Input("beta_c: T")
+    .Input("mask: T")
+    .Input("zoneout_mask: T")
+    .Input("epsilon: T")
+    .Output("y: T")
+    .Output("hn: T")
+    .Output("cn: T")
+    .Output("reserve: T")
+    .Attr("T: {float, double}")
+    .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle x, h0;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &h0));
+      std::string cell;
+      TF_RETURN_IF_ERROR(c->GetAttr("cell", &cell));
+      auto T = c->Dim(x, 0), B = c->Dim(x, 1), H = c->Dim(h0, 1);
+      c->set_output(0, c->MakeShape({T, B, H}));
+      c->set_output(1, c->MakeShape({B, H}));
+      c->set_output(2, c->MakeShape({B, cell == "layer_norm_lstm" ? H : c->MakeDim(0)}));
+      c->set_output(3, c->Vector(InferenceContext::kUnknownDim));
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("TfRnn>LayerNormRnnGrad")
+    .Input("x: T")
+    .Input("h0: T")
+    .Input("c0: T")
+    .Input("kernel: T")
+    .Input("recurrent_kernel: T")
+    .Input("bias: T")
+    .Input("recurrent_bias: T")
+    .Input("gamma_x: T")
+    .Input("beta_x: T")
+    .Input("gamma_h: T")
+    .Input("beta_h: T")
+    .Input("gamma_c: T")
+    .Input("beta_c: T")
+    .Input("mask: T")
+    .Input("zoneout_mask: T")
+    .Input("epsilon: T")
+    .Input("reserve: T")
+    .Input("dy: T")
+    .Input("dhn: T")
+    .Input("dcn: T")
+    .Output("dx: T")
+    .Output("dh0: T")
+    .Output("dc0: T")
+    .Output("dkernel: T")
+    .Output("drecurrent_kernel: T")
+    .Output("dbias: T")
+    .Output("drecurrent_bias: T")
+    .Output("dgamma_x: T")
+    .Output("dbeta_x: T")
+    .Output("dgamma_h: T")
+    .Output("dbeta_h: T")
+    .Output("dgamma_c: T")
+    .Output("dbeta_c: T")
+    .Attr("T: {float, double}")
+    .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
+    .SetShapeFn([](InferenceContext* c) {
+      for (int i = 0; i < 13; ++i) c->set_output(i, c->input(i));
+      return absl::OkStatus();
+    });
+
+}  // namespace tensorflow

@@ -1,0 +1,83 @@
+"""Side-by-side timing of the fused layer-norm layers against their peer, the same cells in Keras
+ops inside `keras.layers.RNN` (tf_rnn_ops.layers.LayerNormLSTMCell / LayerNormGRUCell), in one run:
+
+    python python/bench_layer_norm.py [--rounds N] [--batch B] [--steps T] [--input I] [--units H]
+
+Prints, per cell, the median milliseconds of inference (a forward call) and of a training step
+(forward, backward, every gradient) for both, and the peer / fused ratio (the goal: >= 3x, both).
+Rounds alternate between the two, so that changes of machine load hit both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def _median_ms(fn, rounds: int) -> list[float]:
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--input", type=int, default=128)
+    ap.add_argument("--units", type=int, default=256)
+    args = ap.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    from tf_rnn_ops import layers as L
+
+    B, T, D, H = args.batch, args.steps, args.input, args.units
+    x = tf.random.normal([B, T, D])
+    print(f"B={B} T={T} I={D} H={H}, median ms over {args.rounds} rounds")
+    for name, fused_cls, cell_cls in (
+        ("LayerNormLSTM", L.LayerNormLSTM, L.LayerNormLSTMCell),
+        ("LayerNormGRU", L.LayerNormGRU, L.LayerNormGRUCell),
+    ):
+        fused = fused_cls(H, return_sequences=True)
+        peer = keras.layers.RNN(cell_cls(H), return_sequences=True)
+        fused(x)
+        peer(x)
+        peer.set_weights(fused.get_weights())
+        fns = {}
+        for label, layer in (("fused", fused), ("keras", peer)):
+
+            @tf.function
+            def infer(layer=layer):
+                return layer(x, training=False)
+
+            @tf.function
+            def train(layer=layer):
+                with tf.GradientTape() as tape:
+                    y = layer(x, training=True)
+                    loss = tf.reduce_sum(y * y)
+                return tape.gradient(loss, layer.trainable_weights)
+
+            fns[label] = (infer, train)
+            infer().numpy()
+            [g.numpy() for g in train()]
+        times = {(k, m): [] for k in fns for m in ("infer", "train")}
+        for _ in range(args.rounds):
+            for k, (infer, train) in fns.items():
+                times[(k, "infer")] += _median_ms(lambda f=infer: f().numpy(), 1)
+                times[(k, "train")] += _median_ms(lambda f=train: [g.numpy() for g in f()], 1)
+        for mode in ("infer", "train"):
+            f = statistics.median(times[("fused", mode)])
+            k = statistics.median(times[("keras", mode)])
+            print(f"{name:14s} {mode}: fused {f:8.1f} ms  keras.layers.RNN(cell) {k:8.1f} ms  "
+                  f"ratio {k / f:5.2f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The fused layer-norm op `TfRnn>LayerNormRnn` (tf_rnn_ops.layer_norm_rnn) against the float64
+references of `cell_reference` (TF Addons' LayerNormLSTMCell, haste's LayerNormGRU, haste's zoneout
+with injected masks): outputs and states with odd sizes (1, 3, 257), B = 0, T = 0, variable lengths,
+training and inference zoneout; finite-difference gradients (float64) of every weight, x and the
+initial states; float32; bad inputs; and that the layers take the fused op (with gradients that
+match Keras' autodiff of the Keras-ops cells inside keras.layers.RNN)."""
+
+from __future__ import annotations
+
+import cell_reference as ref
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_rnn_ops import layers as L
+from tf_rnn_ops.layer_norm_rnn import layer_norm_rnn
+from tf_rnn_ops.layers.layer_norm import LayerNormGRUCell, LayerNormLSTMCell
+
+KINDS = ("lstm", "gru")
+TOL = dict(rtol=1e-10, atol=1e-12)
+
+
+def _weights(rng, kind, D, H):
+    """Random weights in the layer's get_weights() order; gains near 1 (well-conditioned LNs)."""
+    u = lambda *s: rng.uniform(-0.7, 0.7, s)  # noqa: E731
+    if kind == "lstm":
+        G = 4 * H
+        return [u(D, G), u(H, G), u(G), 1 + u(G), u(G), 1 + u(G), u(G), 1 + u(H), u(H)]
+    G = 3 * H
+    return [u(D, G), u(H, G), u(G), u(G), 1 + u(2, G)]
+
+
+def _op_kwargs(kind, w):
+    if kind == "lstm":
+        W, U, b, gk, bk, gr, br, gs, bs = w
+        return dict(kernel=W, recurrent_kernel=U, bias=b, gamma_x=gk, beta_x=bk, gamma_h=gr,
+                    beta_h=br, gamma_c=gs, beta_c=bs, cell="layer_norm_lstm",
+                    epsilon=1e-3)  # fmt: skip
+    W, U, b, br, g = w
+    return dict(kernel=W, recurrent_kernel=U, bias=b, recurrent_bias=br, gamma_x=g[0],
+                gamma_h=g[1], cell="layer_norm_gru", epsilon=1e-5)  # fmt: skip
+
+
+def _ref_cell(kind, w):
+    if kind == "lstm":
+        return ref.layer_norm_lstm_cell(w, norm_epsilon=1e-3)
+    return ref.layer_norm_gru_cell(w, norm_epsilon=1e-5)
+
+
+def _run(kind, x, states, w, **kw):
+    c0 = states[1] if kind == "lstm" else None
+    return layer_norm_rnn(x, states[0], c0, **_op_kwargs(kind, w), **kw)
+
+
+def _lengths(rng, B, T):
+    lengths = rng.integers(1, T + 1, size=B)
+    if B > 1:
+        lengths[0] = T
+    return lengths
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("zoneout", ["none", "train", "infer"])
+@pytest.mark.parametrize("T,B,D,H", [(1, 1, 1, 1), (5, 3, 4, 3), (3, 2, 3, 257), (4, 0, 2, 3),
+                                     (0, 2, 2, 3)])  # fmt: skip
+def test_forward_matches_reference(rng, kind, zoneout, T, B, D, H):
+    w = _weights(rng, kind, D, H)
+    x = rng.normal(size=(T, B, D))
+    states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
+    lengths = _lengths(rng, B, T) if T else np.zeros(B, int)
+    mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float64)  # [T, B]
+    p, masks, kw = 0.3, None, {}
+    if zoneout == "train":
+        masks = ref.zoneout_mask(rng, (T, B, H), p)
+        kw = dict(zoneout=p, zoneout_mask=masks)
+    elif zoneout == "infer":
+        kw = dict(zoneout=p)
+    y, hn, cn = _run(kind, x, states, w, mask=mask, **kw)
+    cell = _ref_cell(kind, w)
+    if zoneout != "none":
+        cell = ref.zoneout(cell, p, masks)
+    seq, _, ref_states = ref.rnn(cell, x, states, time_major=True, lengths=lengths if T else None)
+    # Past a row's length the op outputs the carried h (the reference repeats the last output:
+    # the same, since every row has a valid first step).
+    np.testing.assert_allclose(y, seq, **TOL)
+    np.testing.assert_allclose(hn, ref_states[0], **TOL)
+    if kind == "lstm":
+        np.testing.assert_allclose(cn, ref_states[1], **TOL)
+    else:
+        assert cn.shape == (B, 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_close_to_reference(rng, kind):
+    T, B, D, H = 6, 4, 5, 7
+    w = _weights(rng, kind, D, H)
+    x = rng.normal(size=(T, B, D))
+    states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
+    w32 = [a.astype(np.float32) for a in w]
+    st32 = [s.astype(np.float32) for s in states]
+    y, hn, _ = _run(kind, x.astype(np.float32), st32, w32)
+    assert y.dtype == tf.float32
+    seq, _, _ = ref.rnn(_ref_cell(kind, w), x, states, time_major=True)
+    np.testing.assert_allclose(y, seq, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("zoneout", ["none", "train", "infer"])
+def test_gradients_finite_differences(rng, kind, zoneout):
+    T, B, D, H = 4, 3, 2, 3
+    w = _weights(rng, kind, D, H)
+    x = rng.normal(size=(T, B, D))
+    states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
+    lengths = np.array([T, 2, 1])
+    mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float64)
+    kw = {}
+    if zoneout == "train":
+        kw = dict(zoneout=0.4, zoneout_mask=ref.zoneout_mask(rng, (T, B, H), 0.4))
+    elif zoneout == "infer":
+        kw = dict(zoneout=0.4)
+    wy = rng.normal(size=(T, B, H))
+    wh = rng.normal(size=(B, H))
+
+    def loss(x, *args):
+        n = len(states)
+        y, hn, cn = _run(kind, x, list(args[:n]), list(args[n:]), mask=mask, **kw)
+        out = tf.reduce_sum(y * wy) + tf.reduce_sum(hn * hn * wh)
+        if kind == "lstm":
+            out += tf.reduce_sum(tf.sin(cn))
+        return out
+
+    args = [tf.constant(a) for a in [x, *states, *w]]
+    theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
+    for k, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
+        assert np.abs(n).max() > 0 or k == 0, f"argument {k}: a zero numerical gradient"
+        np.testing.assert_allclose(t, n, rtol=1e-5, atol=1e-6, err_msg=f"argument {k}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_inputs_raise(rng, kind):
+    T, B, D, H = 2, 2, 3, 4
+    w = _weights(rng, kind, D, H)
+    x = rng.normal(size=(T, B, D))
+    states = [rng.normal(size=(B, H)) for _ in range(2)]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="kernel"):
+        _run(kind, rng.normal(size=(T, B, D + 1)), states, w)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="h0"):
+        _run(kind, x, [rng.normal(size=(B + 1, H)), states[1]], w)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mask"):
+        _run(kind, x, states, w, mask=np.ones((T + 1, B)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="zoneout_mask"):
+        _run(kind, x, states, w, zoneout=0.5, zoneout_mask=np.ones((T, B, H + 1)))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="x"):
+        _run(kind, rng.normal(size=(T, B)), states, w)
+    with pytest.raises(ValueError, match="zoneout"):
+        _run(kind, x, states, w, zoneout=1.0)
+    kw = _op_kwargs(kind, w)
+    kw["cell"] = "lstm"
+    with pytest.raises(ValueError, match="cell"):
+        layer_norm_rnn(x, states[0], states[1], **kw)
+    kw = _op_kwargs(kind, w)
+    kw["epsilon"] = 0.0
+    with pytest.raises(tf.errors.InvalidArgumentError, match="epsilon"):
+        layer_norm_rnn(x, states[0], states[1], **kw)
+
+
+def _keras_loop_layer(kind, fused_layer):
+    """The same weights in keras.layers.RNN over the Keras-ops cell (the merged, unfused path)."""
+    cell_cls = LayerNormLSTMCell if kind == "lstm" else LayerNormGRUCell
+    cfg = fused_layer.get_config()
+    rnn = keras.layers.RNN(
+        cell_cls(fused_layer.units, zoneout=cfg["zoneout"], dtype="float64"),
+        return_sequences=True, return_state=True, go_backwards=cfg["go_backwards"],
+        dtype="float64",
+    )  # fmt: skip
+    return rnn
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_layer_takes_fused_op_and_grads_match_keras_loop(rng, monkeypatch, kind, go_backwards):
+    B, T, D, H = 4, 5, 3, 6
+    cls = L.LayerNormLSTM if kind == "lstm" else L.LayerNormGRU
+    layer = cls(H, return_sequences=True, return_state=True, go_backwards=go_backwards,
+                zoneout=0.25, dtype="float64")  # fmt: skip
+    x = tf.constant(rng.normal(size=(B, T, D)))
+    layer(x)
+    layer.set_weights([rng.uniform(-0.7, 0.7, a.shape) for a in layer.get_weights()])
+    peer = _keras_loop_layer(kind, layer)
+    peer(x)
+    peer.set_weights(layer.get_weights())
+    mask = tf.constant(rng.random((B, T)) < 0.7)
+    h0 = [tf.constant(rng.normal(size=(B, H))) for _ in range(2 if kind == "lstm" else 1)]
+    w_out = rng.normal(size=(B, T, H))
+
+    def grads(lay):
+        with tf.GradientTape() as tape:
+            tape.watch(h0)
+            out = lay(x, initial_state=h0, mask=mask)  # inference zoneout: deterministic
+            loss = tf.reduce_sum(out[0] * w_out) + sum(tf.reduce_sum(s * s) for s in out[1:])
+        return out, tape.gradient(loss, [*lay.trainable_weights, *h0])
+
+    peer_out, peer_grads = grads(peer)
+
+    def no_loop(*a, **k):
+        raise AssertionError("the fused layer ran Keras' step loop")
+
+    monkeypatch.setattr(keras.layers.RNN, "inner_loop", no_loop)
+    out, got = grads(layer)
+    for a, b in zip(out, peer_out, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    for a, b in zip(got, peer_grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)

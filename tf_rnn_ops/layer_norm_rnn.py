@@ -1,0 +1,106 @@
+"""The fused layer-normalized LSTM / GRU op (`TfRnn>LayerNormRnn`) and its gradient.
+
+`layer_norm_rnn` runs one layer, one direction, over a whole time-major sequence, with the weights
+in the Keras layers' layout (`tf_rnn_ops.layers.LayerNormLSTM` / `LayerNormGRU`, TF Addons / haste
+order), an optional step mask and haste's zoneout on h. The math (docs/MATH.md, "Cells beyond
+cuDNN"):
+
+* ``cell="layer_norm_lstm"`` (TF Addons' LayerNormLSTMCell, gates i, f, c, o):
+  z = LN_k(x W) + LN_r(h R) + b; c = sigmoid(f) c_prev + sigmoid(i) tanh(g); c <- LN_s(c);
+  h = sigmoid(o) tanh(c).
+* ``cell="layer_norm_gru"`` (haste's LayerNormGRU, gates z, r, g): x^ = LN(x W; gamma_x) + b,
+  h^ = LN(h R; gamma_h) + b_r (no beta); z = sigmoid(x^_z + h^_z), r = sigmoid(x^_r + h^_r),
+  g = tanh(r h^_g + x^_g); h = z h_prev + (1 - z) g.
+* zoneout (on h only): with `zoneout_mask` m in {0, 1} [T, B, H]: h = h_prev + m (h~ - h_prev);
+  without it and `zoneout` = p > 0: h = p h_prev + (1 - p) h~.
+* mask [T, B] in {0, 1}: a masked step keeps the states and outputs the carried h (the
+  caller turns that into Keras' masked outputs).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_rnn_ops._loader import ops as _ops
+from tf_rnn_ops._registry import register_gradient
+
+__all__ = ["layer_norm_rnn"]
+
+_CELLS = ("layer_norm_lstm", "layer_norm_gru")
+
+
+def layer_norm_rnn(
+    x,
+    h0,
+    c0,
+    kernel,
+    recurrent_kernel,
+    bias,
+    gamma_x,
+    gamma_h,
+    *,
+    cell: str,
+    epsilon: float,
+    recurrent_bias=None,
+    beta_x=None,
+    beta_h=None,
+    gamma_c=None,
+    beta_c=None,
+    mask=None,
+    zoneout: float = 0.0,
+    zoneout_mask=None,
+):
+    """Runs the fused layer-norm cell over x [T, B, I]; returns (y [T, B, H], h_n, c_n).
+
+    c0 / c_n: the LSTM's cell state [B, H] (the GRU: c0 ignored, c_n is [B, 0]). Parameters a cell
+    does not use may be None. Gradients flow to every tensor input but the masks.
+    """
+    if cell not in _CELLS:
+        raise ValueError(f"layer_norm_rnn: cell must be one of {_CELLS}, got {cell!r}")
+    zoneout = float(zoneout)
+    if not 0.0 <= zoneout < 1.0:
+        raise ValueError(f"layer_norm_rnn: zoneout must be in [0, 1), got {zoneout}")
+    x = tf.convert_to_tensor(x)
+    dtype = x.dtype
+    empty = tf.zeros([0], dtype)
+
+    def opt(v):
+        return empty if v is None else tf.cast(v, dtype)
+
+    y, hn, cn, _ = _ops().tf_rnn_layer_norm_rnn(
+        x=x,
+        h0=tf.cast(h0, dtype),
+        c0=opt(c0),
+        kernel=tf.cast(kernel, dtype),
+        recurrent_kernel=tf.cast(recurrent_kernel, dtype),
+        bias=tf.cast(bias, dtype),
+        recurrent_bias=opt(recurrent_bias),
+        gamma_x=tf.cast(gamma_x, dtype),
+        beta_x=opt(beta_x),
+        gamma_h=tf.cast(gamma_h, dtype),
+        beta_h=opt(beta_h),
+        gamma_c=opt(gamma_c),
+        beta_c=opt(beta_c),
+        mask=opt(mask),
+        zoneout_mask=opt(zoneout_mask)
+        if zoneout_mask is not None or not zoneout
+        else tf.constant(1.0 - zoneout, dtype),
+        epsilon=tf.constant(float(epsilon), dtype),
+        cell=cell,
+    )
+    return y, hn, cn
+
+
+@register_gradient("TfRnn>LayerNormRnn")
+def _layer_norm_rnn_grad(op, dy, dhn, dcn, _dreserve):
+    y, hn, cn, reserve = op.outputs
+    cell = op.get_attr("cell")
+    grads = _ops().tf_rnn_layer_norm_rnn_grad(
+        *op.inputs,
+        reserve=reserve,
+        dy=tf.zeros_like(y) if dy is None else dy,
+        dhn=tf.zeros_like(hn) if dhn is None else dhn,
+        dcn=tf.zeros_like(cn) if dcn is None else dcn,
+        cell=cell.decode() if isinstance(cell, bytes) else cell,
+    )
+    return [*grads, None, None, None]
