@@ -22,7 +22,13 @@ namespace tf_rnn_ops {
 
 // The fused RNN's cells (the rnn_mode attribute). rnn_cells.h's DispatchCell maps each to its cell
 // type; nothing else asks which mode it runs.
-enum class RnnMode : int { kRnnRelu = 0, kRnnTanh = 1, kLstm = 2, kGru = 3 };
+enum class RnnMode : int {
+  kRnnRelu = 0,
+  kRnnTanh = 1,
+  kLstm = 2,
+  kGru = 3,
+  kGruResetBefore = 4,
+};
 
 // ------------------------------------------------------------------------- scalar activations
 // σ(x) = 1 / (1 + e^-x).
