@@ -267,7 +267,8 @@ struct GruResetBeforeCell {
   }
 
   // From the last phase down: phase 1 the grads of the candidate and of z; phase 0, given the grad
-  // of r ⊙ h_prev (DRecurrentInput, the product of phase 1's grads with U_h), those of r and h_prev.
+  // of r ⊙ h_prev (DRecurrentInput, the product of phase 1's grads with U_h), those of r and
+  // h_prev.
   template <int kPhase, typename Io>
   TF_RNN_OPS_HOST_DEVICE static void BackwardPhase(Io& io) {
     using V = typename Io::Value;

@@ -368,9 +368,8 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
 // The CUDA kernels run cells with one recurrent product a step; gru_reset_before (two) runs on the
 // CPU only so far.
 Status CheckOneProductCell(const RnnConfig& config) {
-  const int products = DispatchCell(config.shape.mode, [](auto cell) {
-    return CellRecurrentProducts<decltype(cell)>::value;
-  });
+  const int products = DispatchCell(
+      config.shape.mode, [](auto cell) { return CellRecurrentProducts<decltype(cell)>::value; });
   if (products == 1) return Status::Ok();
   return Status::InvalidArgument(std::string("fused RNN: rnn_mode ") +
                                  RnnModeName(config.shape.mode) +

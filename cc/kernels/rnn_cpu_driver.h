@@ -731,12 +731,15 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     if constexpr (kProducts == 1) {
       AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, gsum + blk.r);
     } else {
-      phases.AddWeightGrads(rows, d_gh, gh_w, hprev_rows, [&](int k, T* buf) -> const T* {
-        const int64_t width = sv.saved_width[k];
-        if (dir == 0) return res + sv.saved[k] + s0 * B * width;
-        GatherReverseRows(lengths, T_, B, s0, s1, width, res + sv.saved[k], buf);
-        return buf;
-      }, gsum + blk.r);
+      phases.AddWeightGrads(
+          rows, d_gh, gh_w, hprev_rows,
+          [&](int k, T* buf) -> const T* {
+            const int64_t width = sv.saved_width[k];
+            if (dir == 0) return res + sv.saved[k] + s0 * B * width;
+            GatherReverseRows(lengths, T_, B, s0, s1, width, res + sv.saved[k], buf);
+            return buf;
+          },
+          gsum + blk.r);
     }
     if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, gsum + blk.p);
     AddColumnSums(rows, gh_w, d_gx, gsum + blk.b_w);

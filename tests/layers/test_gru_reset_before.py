@@ -67,7 +67,7 @@ def test_layer_runs_the_fused_mode():
 
 
 @pytest.mark.parametrize(
-    "B,T,I,H,kw",
+    "B,T,n_in,H,kw",
     [
         (3, 5, 4, 7, {}),
         (1, 1, 1, 1, {}),
@@ -78,11 +78,11 @@ def test_layer_runs_the_fused_mode():
     ],
 )
 @pytest.mark.parametrize("masked", [False, True])
-def test_outputs_and_gradients_match_keras(rng, B, T, I, H, kw, masked):
+def test_outputs_and_gradients_match_keras(rng, B, T, n_in, H, kw, masked):
     use_bias = kw.pop("use_bias", True)
     ours, theirs = _pair(H, rng, use_bias=use_bias, return_sequences=True, return_state=True, **kw)
-    _build([ours, theirs], (B, T, I), rng)
-    x = tf.constant(rng.standard_normal((B, T, I)))
+    _build([ours, theirs], (B, T, n_in), rng)
+    x = tf.constant(rng.standard_normal((B, T, n_in)))
     h0 = tf.constant(rng.standard_normal((B, H)) * 0.5)
     mask = tf.constant(_mask(rng, B, T)) if masked else None
     dy = tf.constant(rng.standard_normal((B, T, H)))
@@ -104,10 +104,10 @@ def test_outputs_and_gradients_match_keras(rng, B, T, I, H, kw, masked):
 
 
 def test_matches_float64_cell_reference(rng):
-    B, T, I, H = 4, 9, 3, 5
+    B, T, n_in, H = 4, 9, 3, 5
     layer = GRU(H, reset_after=False, return_sequences=True, return_state=True, dtype=F64)
-    weights = _build([layer], (B, T, I), rng)
-    x = rng.standard_normal((B, T, I))
+    weights = _build([layer], (B, T, n_in), rng)
+    x = rng.standard_normal((B, T, n_in))
     h0 = rng.standard_normal((B, H))
     lengths = np.array([9, 0, 4, 1])
     mask = np.arange(T)[None, :] < lengths[:, None]
@@ -129,10 +129,10 @@ def test_batch_zero(rng):
 @pytest.mark.parametrize("time_major", [False, True])
 @pytest.mark.parametrize("lengths", [None, [3, 0, 1]])
 def test_op_gradient_finite_differences(rng, time_major, lengths):
-    B, T, I, H = 3, 3, 2, 3
-    x = rng.standard_normal((T, B, I) if time_major else (B, T, I))
+    B, T, n_in, H = 3, 3, 2, 3
+    x = rng.standard_normal((T, B, n_in) if time_major else (B, T, n_in))
     h0 = rng.standard_normal((B, H)) * 0.5
-    k = rng.uniform(-0.6, 0.6, (I, 3 * H))
+    k = rng.uniform(-0.6, 0.6, (n_in, 3 * H))
     r = rng.uniform(-0.6, 0.6, (H, 3 * H))
     b = rng.uniform(-0.6, 0.6, (3 * H,))
     seq = None if lengths is None else tf.constant(lengths, tf.int32)
@@ -151,11 +151,11 @@ def test_op_gradient_finite_differences(rng, time_major, lengths):
 
 
 def test_float32_matches_keras(rng):
-    B, T, I, H = 5, 12, 6, 16
+    B, T, n_in, H = 5, 12, 6, 16
     ours = GRU(H, reset_after=False, return_sequences=True)
     theirs = keras.layers.GRU(H, reset_after=False, return_sequences=True, use_cudnn=False)
-    _build([ours, theirs], (B, T, I), rng)
-    x = tf.constant(rng.standard_normal((B, T, I)).astype(np.float32))
+    _build([ours, theirs], (B, T, n_in), rng)
+    x = tf.constant(rng.standard_normal((B, T, n_in)).astype(np.float32))
     np.testing.assert_allclose(ours(x).numpy(), theirs(x).numpy(), rtol=2e-5, atol=2e-5)
 
 
