@@ -142,6 +142,7 @@ bench: build ## speed against Keras, PyTorch and TensorFlow's kernels (installs 
 	$(PY) -m pip install --quiet --disable-pip-version-check $$($(PY) tools/deps.py bench)
 	$(PY) python/bench.py $(BENCH_ARGS)
 	$(PY) python/bench_xla.py
+	$(PY) python/bench_cells20.py
 
 # C++: one style, .clang-format (Google's, 100 columns), with the clang-format pinned in pyproject.toml.
 CLANG_FORMAT ?= $(VENV)/bin/clang-format
