@@ -6,10 +6,11 @@
 // dh_prev (kDirectHPrevGrad). Nothing here asks which cell it runs.
 //
 // One step, forward: gh = h_prev · Rᵀ (the cell's recurrent product: one [B, H_out] x [H_out, G·H]
-// for every cell today), then the cell's element-wise pass per row (X from the chunk's input
+// for one-product cells), then the cell's element-wise pass per row (X from the chunk's input
 // projection, saved buffers into the reserve), then the projection (num_proj) and the state update.
-// A cell with more than one recurrent product in its step (issue 20's GRU reset_after=False) would
-// turn the product and the pass into a loop over the cell's phases (see rnn_cells.h).
+// A cell with more than one recurrent product in its step (GruResetBeforeCell, Keras' GRU
+// reset_after=False) turns the product and the pass into a loop over the cell's phases: product p
+// on R's gate block p (PhaseProducts, PhaseProductGrads), then phase p (see rnn_cells.h).
 //
 // Works on raw pointers in the compute type T (float or double), time-major, with states packed as
 // [num_layers * num_dirs, B, ·]. The OpKernels (fused_rnn_kernels.h) convert layouts and dtypes.
