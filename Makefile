@@ -143,6 +143,7 @@ bench: build ## speed against Keras, PyTorch and TensorFlow's kernels (installs 
 	$(PY) python/bench.py $(BENCH_ARGS)
 	$(PY) python/bench_xla.py
 	$(PY) python/bench_layer_norm.py
+	$(PY) python/bench_cells20.py
 
 # C++: one style, .clang-format (Google's, 100 columns), with the clang-format pinned in pyproject.toml.
 CLANG_FORMAT ?= $(VENV)/bin/clang-format

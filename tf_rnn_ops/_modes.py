@@ -15,8 +15,11 @@ TensorFlow and the compiled library::
 from __future__ import annotations
 
 # The spellings of the op attr `rnn_mode`, in the order of the C++ enum RnnMode (its value is the
-# index here: rnn_relu 0, rnn_tanh 1, lstm 2, gru 3).
-RNN_MODES: tuple[str, ...] = ("rnn_relu", "rnn_tanh", "lstm", "gru")
+# index here: rnn_relu 0, rnn_tanh 1, lstm 2, gru 3, gru_reset_before 4). gru is cuDNN's GRU (Keras
+# reset_after=True: the reset gate scales the recurrent product); gru_reset_before Keras'
+# reset_after=False form (GRUBlockCell's math: the reset gate scales h before the product), CPU
+# only so far.
+RNN_MODES: tuple[str, ...] = ("rnn_relu", "rnn_tanh", "lstm", "gru", "gru_reset_before")
 
 # The gates of each mode in canonical (cuDNN) order: one weight matrix per gate and input (W for
 # the layer's input, R for the recurrent state), and one bias b_W and one b_R per gate.
@@ -25,15 +28,17 @@ GATE_ORDER: dict[str, tuple[str, ...]] = {
     "rnn_tanh": ("h",),
     "lstm": ("i", "f", "c", "o"),
     "gru": ("r", "z", "h"),
+    "gru_reset_before": ("r", "z", "h"),
 }
 
 # The same gates in the column order of the Keras cell's kernel, recurrent_kernel and bias (GRU:
-# z, r, h, reset_after=True; LSTM: as cuDNN; SimpleRNN: its one block).
+# z, r, h, either reset_after; LSTM: as cuDNN; SimpleRNN: its one block).
 KERAS_GATE_ORDER: dict[str, tuple[str, ...]] = {
     "rnn_relu": ("h",),
     "rnn_tanh": ("h",),
     "lstm": ("i", "f", "c", "o"),
     "gru": ("z", "r", "h"),
+    "gru_reset_before": ("z", "r", "h"),
 }
 
 # Number of gates (G) of each mode: the weights of a pseudo-layer are G·H rows of W and of R.

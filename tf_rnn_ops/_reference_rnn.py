@@ -12,6 +12,7 @@ forward, which this module provides by re-running the forward as TensorFlow ops 
     c' = f ∘ c + i ∘ g, m = o ∘ tanh(c'), h' = m, or P m with a projection P [num_proj, H].
   - gru (gates r, z, h): r, z = σ(W_k x + b_Wk + R_k h + b_Rk),
     h~ = tanh(W_h x + b_Wh + r ∘ (R_h h + b_Rh)), h' = (1 − z) ∘ h~ + z ∘ h.
+  - gru_reset_before: the same but h~ = tanh(W_h x + b_Wh + R_h (r ∘ h) + b_Rh).
 * Sequence lengths: a step t ≥ len_b leaves row b's state unchanged and outputs zeros. The
   backward direction runs t = T−1 … 0, so it reads each sequence's valid part reversed.
 * Layers: layer l + 1 reads layer l's output (both directions concatenated, forward first), times
@@ -75,7 +76,12 @@ def _pseudo_layer_step(rnn_mode, xw_t, h, c, R, P, b_r):
     h_r, h_z, h_h = tf.split(hr, 3, axis=1)
     r = tf.sigmoid(x_r + h_r)
     z = tf.sigmoid(x_z + h_z)
-    cand = tf.tanh(x_h + r * h_h)
+    if rnn_mode == "gru_reset_before":  # the reset gate scales h before R_h
+        R_h = tf.split(R, 3, axis=0)[2]
+        b_rh = tf.split(b_r, 3, axis=-1)[2]
+        cand = tf.tanh(x_h + tf.matmul(r * h, R_h, transpose_b=True) + b_rh)
+    else:
+        cand = tf.tanh(x_h + r * h_h)
     return (1 - z) * cand + z * h, c
 
 
@@ -237,7 +243,7 @@ def dropout_masks_from_reserve(
         output_scaled = layer + 1 < num_layers
         for _ in range(dirs):
             pos += g * num_units
-            if rnn_mode in ("gru", "lstm"):
+            if rnn_mode in ("gru", "gru_reset_before", "lstm"):  # ghn / rh / c
                 pos += num_units
             if rnn_mode == "lstm" and num_proj:
                 pos += num_units

@@ -291,8 +291,14 @@ def _keras_kind(rnn_mode: str) -> str:
 
 
 # Which canonical biases Keras' bias maps to: both rows of GRU's (2, 3H) bias (b_W, b_R), LSTM's
-# [4H] the recurrent biases b_R, SimpleRNN's [H] the input biases b_W (the others are zeros).
-_KERAS_BIAS_HALVES = {"gru": ("W", "R"), "lstm": ("R",), "simple_rnn": ("W",)}
+# [4H] the recurrent biases b_R, SimpleRNN's [H] and GRU reset_after=False's [3H] the input biases
+# b_W (the others are zeros).
+_KERAS_BIAS_HALVES = {
+    "gru": ("W", "R"),
+    "gru_reset_before": ("W",),
+    "lstm": ("R",),
+    "simple_rnn": ("W",),
+}
 
 
 def _gate_blocks(rnn_mode: str, split, concat):
@@ -315,8 +321,9 @@ def _gate_blocks(rnn_mode: str, split, concat):
 
 def keras_to_canonical(rnn_mode: str, kernel, recurrent_kernel, bias=None):
     """One Keras cell's (kernel, recurrent_kernel, bias) → canonical (weights, biases) of one
-    pseudo-layer. rnn_mode 'gru' (Keras GRU, reset_after=True), 'lstm', or 'rnn_tanh'/'rnn_relu'
-    (Keras SimpleRNN). bias None (use_bias=False) → zero biases."""
+    pseudo-layer. rnn_mode 'gru' (Keras GRU, reset_after=True), 'gru_reset_before' (Keras GRU,
+    reset_after=False: one [3H] bias, the input biases), 'lstm', or 'rnn_tanh'/'rnn_relu' (Keras
+    SimpleRNN). bias None (use_bias=False) → zero biases."""
     kind = _keras_kind(rnn_mode)
     T, split, concat, zeros, _ = _ops_for(kernel, recurrent_kernel, bias)
     g = NUM_GATES[rnn_mode]

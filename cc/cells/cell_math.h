@@ -22,8 +22,14 @@ namespace tf_rnn_ops {
 
 // The fused RNN's cells (the rnn_mode attribute). rnn_cells.h's DispatchCell maps each to its cell
 // type; nothing else asks which mode it runs.
-enum class RnnMode : int { kRnnRelu = 0, kRnnTanh = 1, kLstm = 2, kGru = 3 };
-constexpr int kNumRnnModes = 4;  // the modes are 0 .. kNumRnnModes - 1
+enum class RnnMode : int {
+  kRnnRelu = 0,
+  kRnnTanh = 1,
+  kLstm = 2,
+  kGru = 3,
+  kGruResetBefore = 4,
+};
+constexpr int kNumRnnModes = 5;  // the modes are 0 .. kNumRnnModes - 1
 
 // ------------------------------------------------------------------------- scalar activations
 // σ(x) = 1 / (1 + e^-x).

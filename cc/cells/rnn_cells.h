@@ -39,14 +39,16 @@
 // An io may drop saves (inference). The driver owns the products, the states, the layouts and the
 // threading, and asks nothing else of a cell.
 // --------------------------------------------------------- how the next cells plug in (issue 20)
-//   * GRU reset_after=False, (r ⊙ h_{t-1}) U_h: a second recurrent product inside the step, after r
-//     is known. The cell would state kRecurrentProducts = 2 with the gate range of each product
-//     ([r, z] on h_{t-1}; [h] on r ⊙ h_{t-1}) and a ForwardPhase<p>(io) per product, phase 0
-//     writing r ⊙ h_{t-1} through io.SetRecurrentInput(V); the driver's step runs, for p in
-//     [0, kRecurrentProducts), the product of phase p's input with R's gate block and then phase
-//     p's element-wise pass (today every cell is one phase: kRecurrentProducts = 1, the whole [G·H]
-//     product on h_{t-1}); backward mirrors it (BackwardPhase<p> from the last phase down) and the
-//     product input r ⊙ h_{t-1} becomes a saved buffer ("rh", width H) for dU_h.
+//   * Cells with several recurrent products a step (GruResetBeforeCell below, Keras'
+//     reset_after=False: (r ⊙ h_{t-1}) U_h needs r first) state kRecurrentProducts, the gate range
+//     of each product (kProductGates) and its input (kProductInput: h_{t-1}, or a saved buffer that
+//     the previous phase wrote), and ForwardPhase<p>(io) / BackwardPhase<p>(io) in place of
+//     Forward / Backward. Phase p reads R(g) of its own gates only (and may read back what earlier
+//     phases saved: io.Saved(k, g)); it passes the next product's input on with
+//     io.SetRecurrentInput(V). The CPU driver (rnn_cpu_driver.h, PhaseProducts) runs, for p in
+//     [0, kRecurrentProducts), product p then phase p; backward from the last phase down, phase p
+//     reading the grad of the input it passed on as io.DRecurrentInput(). Every other cell is one
+//     phase (CellRecurrentProducts: 1). The CUDA library runs one-phase cells only so far.
 //   * Recurrent dropout (Keras: a mask per gate on h_{t-1} before each gate's recurrent product):
 //     a driver option, not a cell: with kRecurrentProducts = G it becomes G products over masked
 //     copies of h_{t-1}, the masks a saved buffer of the step ("rec_mask", width G·H_out, drawn
@@ -63,6 +65,7 @@
 #define TF_RNN_OPS_CC_CELLS_RNN_CELLS_H_
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cc/cells/cell_math.h"
 
@@ -218,6 +221,92 @@ struct GruCell {
   }
 };
 
+// ------------------------------------------------------------------------- GRU, reset before
+// Gates r, z, h; Keras' reset_after=False form (GRUBlockCell's math), the reset gate applied to the
+// state before the candidate's recurrent product:
+//   r = σ(X_r + R_r), z = σ(X_z + R_z), n = tanh(X_h + (r ⊙ h_prev) U_h + b_Rh);
+//   h = (1 - z) n + z h_prev.
+// Two recurrent products a step (kRecurrentProducts): phase 0 multiplies h_prev by R's [r, z]
+// blocks and computes r, z and r ⊙ h_prev (the input of the next product, also saved as "rh" for
+// dU_h); phase 1 multiplies r ⊙ h_prev by U_h and finishes the step. The grads of R(g) are those of
+// X(g) (one buffer); dh_prev = z dh + r ⊙ d(r ⊙ h_prev) + the product through [U_r, U_z].
+struct GruResetBeforeCell {
+  static constexpr RnnMode kMode = RnnMode::kGruResetBefore;
+  static constexpr const char* kName = "gru_reset_before";
+  static constexpr int kGates = 3;
+  static constexpr bool kHasCellState = false;
+  static constexpr bool kSupportsProjection = false;
+  enum : int { kAct = 0, kRh = 1, kNumSaved = 2 };
+  static constexpr CellBuffer kSaved[kNumSaved] = {{"act", kGates, 0}, {"rh", 1, 0}};
+  static constexpr int kCellStateBuffer = -1;
+  static constexpr bool kDistinctRecurrentGrad = false;
+  static constexpr bool kDirectHPrevGrad = true;
+  // The products of a step: product p covers gates [kProductGates[p], kProductGates[p + 1]) of R
+  // and multiplies h_prev (p = 0) or the saved buffer kProductInput[p] (what phase p - 1 passed on
+  // through SetRecurrentInput).
+  static constexpr int kRecurrentProducts = 2;
+  static constexpr int kProductGates[kRecurrentProducts + 1] = {0, 2, 3};
+  static constexpr int kProductInput[kRecurrentProducts] = {-1, kRh};
+
+  template <int kPhase, typename Io>
+  TF_RNN_OPS_HOST_DEVICE static void ForwardPhase(Io& io) {
+    using V = typename Io::Value;
+    if constexpr (kPhase == 0) {
+      const V r = Sigmoid(io.X(0) + io.R(0));
+      io.Save(kAct, 0, r);
+      io.Save(kAct, 1, Sigmoid(io.X(1) + io.R(1)));
+      const V rh = r * io.HPrev();
+      io.Save(kRh, 0, rh);
+      io.SetRecurrentInput(rh);
+    } else {
+      const V z = io.Saved(kAct, 1);
+      const V n = Tanh(io.X(2) + io.R(2));
+      io.Save(kAct, 2, n);
+      io.SetH((V(1) - z) * n + z * io.HPrev());
+    }
+  }
+
+  // From the last phase down: phase 1 the grads of the candidate and of z; phase 0, given the grad
+  // of r ⊙ h_prev (DRecurrentInput, the product of phase 1's grads with U_h), those of r and
+  // h_prev.
+  template <int kPhase, typename Io>
+  TF_RNN_OPS_HOST_DEVICE static void BackwardPhase(Io& io) {
+    using V = typename Io::Value;
+    const V z = io.Saved(kAct, 1);
+    const V dh = io.Dh();
+    if constexpr (kPhase == 1) {
+      const V n = io.Saved(kAct, 2);
+      io.SetDx(2, dh * (V(1) - z) * (V(1) - n * n));
+      io.SetDx(1, dh * (io.HPrev() - n) * z * (V(1) - z));
+    } else {
+      const V r = io.Saved(kAct, 0);
+      const V drh = io.DRecurrentInput();
+      io.SetDx(0, drh * io.HPrev() * r * (V(1) - r));
+      io.SetDhDirect(dh * z + drh * r);
+    }
+  }
+};
+
+// The number of recurrent products in a cell's step: its kRecurrentProducts, else 1 (the whole
+// [G·H] product on h_prev, then Forward / Backward).
+template <typename Cell, typename = void>
+struct CellRecurrentProducts : std::integral_constant<int, 1> {};
+template <typename Cell>
+struct CellRecurrentProducts<Cell, std::void_t<decltype(Cell::kRecurrentProducts)>>
+    : std::integral_constant<int, Cell::kRecurrentProducts> {};
+
+// Calls fn(std::integral_constant<int, P>()) for P == p, p in [0, N).
+template <int N, int P = 0, typename Fn>
+TF_RNN_OPS_HOST_DEVICE void WithPhase(int p, Fn&& fn) {
+  if constexpr (P < N) {
+    if (p == P) {
+      fn(std::integral_constant<int, P>());
+    } else {
+      WithPhase<N, P + 1>(p, fn);
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------ mode -> cell
 // Calls fn(Cell()) with the cell type of `mode` and returns its result (every instantiation must
 // return the same type). The one place that maps an RnnMode to a cell.
@@ -230,6 +319,8 @@ TF_RNN_OPS_HOST_DEVICE constexpr decltype(auto) DispatchCell(RnnMode mode, Fn&& 
       return fn(RnnTanhCell());
     case RnnMode::kLstm:
       return fn(LstmCell());
+    case RnnMode::kGruResetBefore:
+      return fn(GruResetBeforeCell());
     case RnnMode::kGru:
       break;
   }

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "cc/cells/rnn_cells.h"
 #include "cc/cuda/cuda_util.h"
@@ -364,6 +365,17 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
   return Status::Ok();
 }
 
+// The CUDA kernels run cells with one recurrent product a step; gru_reset_before (two) runs on the
+// CPU only so far.
+Status CheckOneProductCell(const RnnConfig& config) {
+  const int products = DispatchCell(
+      config.shape.mode, [](auto cell) { return CellRecurrentProducts<decltype(cell)>::value; });
+  if (products == 1) return Status::Ok();
+  return Status::InvalidArgument(std::string("fused RNN: rnn_mode ") +
+                                 RnnModeName(config.shape.mode) +
+                                 " has no CUDA kernels yet (it runs on the CPU)");
+}
+
 }  // namespace
 
 template <typename T>
@@ -371,6 +383,7 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
                   const int32_t* host_seq_lengths, const T* x, const T* h0, const T* c0,
                   const T* params, T* y, T* hy, T* cy, void* reserve, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
+  TF_RNN_RETURN_IF_ERROR(CheckOneProductCell(config));
   const auto forward =
       DispatchCell(config.shape.mode, [](auto cell) { return &CellForward<T, decltype(cell)>; });
   return forward(blas, stream, config, host_seq_lengths, x, h0, c0, params, y, hy, cy, reserve,
@@ -383,6 +396,7 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
                    const T* dhy, const T* dcy, const void* reserve, T* dx, T* dh0, T* dc0,
                    T* dparams, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
+  TF_RNN_RETURN_IF_ERROR(CheckOneProductCell(config));
   const auto backward =
       DispatchCell(config.shape.mode, [](auto cell) { return &CellBackward<T, decltype(cell)>; });
   return backward(blas, stream, config, host_seq_lengths, x, params, dy, dhy, dcy, reserve, dx, dh0,

@@ -123,7 +123,9 @@ __global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
       for (int k = 0; k < Cell::kNumSaved; ++k)
         io.saved[k] = a.saved[k] + rec * a.saved_width[k] + j;
     }
-    Cell::Forward(io);
+    // (Cells with several recurrent products a step have no CUDA kernels yet: RnnForward refuses
+    // them.)
+    if constexpr (CellRecurrentProducts<Cell>::value == 1) Cell::Forward(io);
     if (Cell::kHasCellState) a.c_out[st * H + j] = io.c;
     if (kProj) {
       a.m_step[st * H + j] = io.h;
@@ -306,7 +308,7 @@ __global__ void BackwardStepKernel(BackwardStepArgs<T> a) {
     io.dx = a.d_gx + rec * GH + j;
     io.dr = a.d_gh + rec * GH + j;
     io.dr_step = a.d_gh_step + st * GH + j;
-    Cell::Backward(io);
+    if constexpr (CellRecurrentProducts<Cell>::value == 1) Cell::Backward(io);
     if (Cell::kHasCellState) a.dc[st * H + j] = io.dc_prev;
     // The part of the grad of h_prev that is not through R (zero unless kDirectHPrevGrad).
     if (!kProj) a.dh_out[st * Hout + j] = io.dh_direct;

@@ -6,6 +6,7 @@
 #ifndef TF_RNN_OPS_CC_KERNELS_CPU_CELL_IO_H_
 #define TF_RNN_OPS_CC_KERNELS_CPU_CELL_IO_H_
 
+#include <algorithm>
 #include <cstdint>
 
 #include "Eigen/Core"
@@ -91,6 +92,7 @@ struct CpuCellRow {
   T* h = nullptr;
   T* c = nullptr;
   T* saved[kMaxCellSaved] = {};
+  T* rec_in = nullptr;  // cells with several products: [H_out] the next product's input
 };
 
 // The io of units [j, j + n) of a CpuCellRow (n <= CpuVec<T>::kSize); kSave false drops the saves.
@@ -111,6 +113,9 @@ class CpuForwardIo {
   void Save(int k, int g, const Value& v) {
     if constexpr (kSave) v.Store(row_.saved[k] + g * row_.H + j_, n_);
   }
+  // Cells with several products: what an earlier phase saved, and the next product's input.
+  Value Saved(int k, int g) const { return Load(row_.saved[k], g); }
+  void SetRecurrentInput(const Value& v) { v.Store(row_.rec_in + j_, n_); }
 
  private:
   Value Load(const T* p, int g) const { return Value::Load(p + g * row_.H + j_, n_); }
@@ -134,6 +139,23 @@ inline void CellForwardRow(const CpuCellRow<T>& row) {
   }
 }
 
+// Runs the cell's phase `phase` (Cell::ForwardPhase) over units [0, H) of one row: cells with
+// several recurrent products (CellRecurrentProducts); one-product cells run Forward.
+template <typename Cell, bool kSave, typename T>
+inline void CellForwardPhaseRow(const CpuCellRow<T>& row, int phase) {
+  if constexpr (CellRecurrentProducts<Cell>::value == 1) {
+    CellForwardRow<Cell, kSave>(row);
+  } else {
+    WithPhase<Cell::kRecurrentProducts>(phase, [&](auto p) {
+      constexpr int L = CpuVec<T>::kSize;
+      for (int64_t j = 0; j < row.H; j += L) {
+        CpuForwardIo<T, kSave> io(row, j, static_cast<int>(std::min<int64_t>(L, row.H - j)));
+        Cell::template ForwardPhase<decltype(p)::value>(io);
+      }
+    });
+  }
+}
+
 // ------------------------------------------------------------------------------------ backward
 // One batch row of a step's backward: saved[k] the forward's saved rows; h_prev, c_prev [H] the
 // states before the step; dh [H] the grad of the cell's output; dc [H] (cell state) the grad of c
@@ -150,6 +172,7 @@ struct CpuCellGradRow {
   T* dx = nullptr;
   T* dr = nullptr;
   T* dh_direct = nullptr;
+  const T* d_rec_in = nullptr;  // several products: [H_out] the grad of the next product's input
 };
 
 template <typename T>
@@ -167,6 +190,7 @@ class CpuBackwardIo {
   void SetDr(int g, const Value& v) { v.Store(row_.dr + g * row_.H + j_, n_); }
   void SetDcPrev(const Value& v) { v.Store(row_.dc + j_, n_); }
   void SetDhDirect(const Value& v) { v.Store(row_.dh_direct + j_, n_); }
+  Value DRecurrentInput() const { return Load(row_.d_rec_in, 0); }
 
  private:
   Value Load(const T* p, int g) const { return Value::Load(p + g * row_.H + j_, n_); }
@@ -187,6 +211,23 @@ inline void CellBackwardRow(const CpuCellGradRow<T>& row) {
   if (j < row.H) {
     CpuBackwardIo<T> io(row, j, static_cast<int>(row.H - j));
     Cell::Backward(io);
+  }
+}
+
+// Runs the cell's backward phase `phase` (Cell::BackwardPhase; one-product cells: Backward) over
+// units [0, H) of one row.
+template <typename Cell, typename T>
+inline void CellBackwardPhaseRow(const CpuCellGradRow<T>& row, int phase) {
+  if constexpr (CellRecurrentProducts<Cell>::value == 1) {
+    CellBackwardRow<Cell>(row);
+  } else {
+    WithPhase<Cell::kRecurrentProducts>(phase, [&](auto p) {
+      constexpr int L = CpuVec<T>::kSize;
+      for (int64_t j = 0; j < row.H; j += L) {
+        CpuBackwardIo<T> io(row, j, static_cast<int>(std::min<int64_t>(L, row.H - j)));
+        Cell::template BackwardPhase<decltype(p)::value>(io);
+      }
+    });
   }
 }
 

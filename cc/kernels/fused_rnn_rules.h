@@ -141,7 +141,9 @@ struct ModelSpec {
 inline std::string MakeModelShape(const ModelSpec& m, RnnModelShape* shape) {
   using internal::Num;
   const int mode = static_cast<int>(m.mode);
-  if (mode < 0 || mode > 3) return "unknown rnn_mode " + Num(mode);
+  if (mode < 0 || mode > static_cast<int>(RnnMode::kGruResetBefore)) {
+    return "unknown rnn_mode " + Num(mode);
+  }
   if (m.num_dirs != 1 && m.num_dirs != 2) return "num_dirs must be 1 or 2, got " + Num(m.num_dirs);
   if (m.num_layers < 1) return "num_layers must be >= 1, got " + Num(m.num_layers);
   if (m.num_units < 1) return "num_units must be >= 1, got " + Num(m.num_units);

@@ -63,6 +63,9 @@ class KerasRnnOp : public OpKernel {
     const Tensor& seq_lengths = ctx->input(kSequenceLengths);
     const bool tm = time_major_, lstm = mode_ == RnnMode::kLstm, gru = mode_ == RnnMode::kGru;
     const int64_t G = NumGates(mode_);
+    // Keras GRU with reset_after=False: the same z, r, h column blocks, one [3H] input bias.
+    const bool gru_reset_before = mode_ == RnnMode::kGruResetBefore;
+    const bool keras_gru = gru || gru_reset_before;
     OP_REQUIRES(ctx, input.dims() == 3,
                 InvalidArgument("input must be 3-D [", tm ? "T, B, I" : "B, T, I", "], got shape ",
                                 input.shape().DebugString()));
@@ -156,7 +159,7 @@ class KerasRnnOp : public OpKernel {
     // Biases in the canonical gate order (2·G·H values); the GRU's kernels are permuted only where
     // the products cannot read them permuted (other types than float: Eigen's product).
     static const int kGruSrc[3] = {1, 0, 2};  // canonical r, z, h from Keras' z, r, h blocks
-    const int* gate_src = gru ? kGruSrc : nullptr;
+    const int* gate_src = keras_gru ? kGruSrc : nullptr;
     Tensor biases;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
                                            TensorShape({2 * gh}), &biases));
@@ -170,6 +173,8 @@ class KerasRnnOp : public OpKernel {
           std::copy_n(kb + gate_src[g] * H, H, b_w + g * H);
           std::copy_n(kb + gh + gate_src[g] * H, H, b_r + g * H);
         }
+      } else if (gru_reset_before) {
+        for (int g = 0; g < 3; ++g) std::copy_n(kb + gate_src[g] * H, H, b_w + g * H);
       } else {
         std::copy_n(kb, gh, lstm ? b_r : b_w);  // Keras' one bias: b_R (lstm) or b_W (rnn)
       }
@@ -177,7 +182,7 @@ class KerasRnnOp : public OpKernel {
     const T* kptr = kernel.flat<T>().data();
     const T* rptr = rkernel.flat<T>().data();
     Tensor permuted;
-    if (gru && !std::is_same<T, float>::value) {
+    if (keras_gru && !std::is_same<T, float>::value) {
       OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
                                              TensorShape({(I + H) * gh}), &permuted));
       T* pk = permuted.flat<T>().data();

@@ -6,10 +6,11 @@
 // dh_prev (kDirectHPrevGrad). Nothing here asks which cell it runs.
 //
 // One step, forward: gh = h_prev · Rᵀ (the cell's recurrent product: one [B, H_out] x [H_out, G·H]
-// for every cell today), then the cell's element-wise pass per row (X from the chunk's input
+// for one-product cells), then the cell's element-wise pass per row (X from the chunk's input
 // projection, saved buffers into the reserve), then the projection (num_proj) and the state update.
-// A cell with more than one recurrent product in its step (issue 20's GRU reset_after=False) would
-// turn the product and the pass into a loop over the cell's phases (see rnn_cells.h).
+// A cell with more than one recurrent product in its step (GruResetBeforeCell, Keras' GRU
+// reset_after=False) turns the product and the pass into a loop over the cell's phases: product p
+// on R's gate block p (PhaseProducts, PhaseProductGrads), then phase p (see rnn_cells.h).
 //
 // Works on raw pointers in the compute type T (float or double), time-major, with states packed as
 // [num_layers * num_dirs, B, ·]. The OpKernels (fused_rnn_kernels.h) convert layouts and dtypes.
@@ -93,6 +94,152 @@ struct RnnBackwardArgs {
   T* dh0 = nullptr;      // [L·dirs, B, H_out]
   T* dc0 = nullptr;      // lstm: [L·dirs, B, H]
   T* dparams = nullptr;  // opaque
+};
+
+// The recurrent products of a cell with several of them a step (CellRecurrentProducts > 1; see
+// cc/cells/rnn_cells.h): product p multiplies its input (p = 0: h_prev; else the [B, H_out] rows
+// the previous phase passed on through SetRecurrentInput) with R's gate columns
+// [kProductGates[p], kProductGates[p + 1]) · H. Empty for one-product cells.
+template <typename T, typename Cell, bool kPhased = (CellRecurrentProducts<Cell>::value > 1)>
+class PhaseProducts {
+ public:
+  PhaseProducts(const CPUDevice&, int64_t, int64_t, int64_t, const T*, bool, const int*) {}
+  T* RecurrentInput(int64_t) { return nullptr; }
+};
+
+template <typename T, typename Cell>
+class PhaseProducts<T, Cell, true> {
+ public:
+  static constexpr int kProducts = Cell::kRecurrentProducts;
+  // r: R as params hold it ([G·H, H_out], `transposed`) or as Keras does ([H_out, G·H], its gate
+  // blocks at gate_src[g] where given).
+  PhaseProducts(const CPUDevice& d, int64_t B, int64_t ho, int64_t H, const T* r, bool transposed,
+                const int* gate_src)
+      : ho_(ho), H_(H) {
+    int64_t size = B * ho;
+    int64_t widest = 0;
+    for (int p = 0; p < kProducts; ++p) {
+      widest = std::max(widest, Width(p));
+      size += ho * Width(p) + StepGemm<T>::StorageSize(ho, Width(p));
+    }
+    store_.assign(size + B * widest, T(0));
+    T* at = store_.data();
+    rec_in_ = at;
+    at += B * ho;
+    out_ = at;
+    at += B * widest;
+    const int64_t gh_w = int64_t(Cell::kGates) * H;
+    for (int p = 0; p < kProducts; ++p) {
+      const int64_t n = Width(p), g0 = Cell::kProductGates[p];
+      T* sub = at;
+      at += ho * n;
+      for (int64_t k = 0; k < ho; ++k) {
+        for (int64_t col = 0; col < n; ++col) {
+          const int64_t g = g0 + col / H, j = col % H;
+          const int64_t src_g = gate_src ? gate_src[g] : g;
+          sub[k * n + col] = transposed ? r[(g * H + j) * ho + k] : r[k * gh_w + src_g * H + j];
+        }
+      }
+      gemm_[p].emplace(d, sub, ho, n, /*transposed=*/false, at);
+      at += StepGemm<T>::StorageSize(ho, n);
+    }
+  }
+  T* RecurrentInput(int64_t b) { return rec_in_ + b * ho_; }
+  // Product `phase` for rows [b0, b1), into their gate columns of gh [B, gh_w].
+  void Forward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* h, T* gh,
+               int64_t gh_w) const {
+    const int64_t n = Width(phase), g0 = Cell::kProductGates[phase] * H_;
+    const T* in = phase == 0 ? h : rec_in_;
+    RunStepGemm(*gemm_[phase], one_thread, b1 - b0, in + b0 * ho_, out_ + b0 * n);
+    for (int64_t b = b0; b < b1; ++b) std::copy_n(out_ + b * n, n, gh + b * gh_w + g0);
+  }
+
+ private:
+  int64_t Width(int p) const {
+    return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H_;
+  }
+  int64_t ho_, H_;
+  std::vector<T> store_;
+  T* rec_in_ = nullptr;
+  T* out_ = nullptr;
+  std::optional<StepGemm<T>> gemm_[kProducts];
+};
+
+// The backward of PhaseProducts: the grads of each product's input (phase p > 0: of what phase
+// p - 1 passed on, read by its BackwardPhase as DRecurrentInput; phase 0: of h_prev) and R's
+// gradient, a gate block per product.
+template <typename T, typename Cell, bool kPhased = (CellRecurrentProducts<Cell>::value > 1)>
+class PhaseProductGrads {
+ public:
+  PhaseProductGrads(const CPUDevice&, int64_t, int64_t, int64_t, int64_t, const T*) {}
+  const T* DRecurrentInput(int64_t) const { return nullptr; }
+};
+
+template <typename T, typename Cell>
+class PhaseProductGrads<T, Cell, true> {
+ public:
+  static constexpr int kProducts = Cell::kRecurrentProducts;
+  // r: R as params hold it, [G·H, H_out]; cb: the rows of a chunk of steps.
+  PhaseProductGrads(const CPUDevice& d, int64_t B, int64_t cb, int64_t ho, int64_t H, const T* r)
+      : d_(d), ho_(ho), H_(H) {
+    int64_t widest = 0, packs = 0;
+    for (int p = 0; p < kProducts; ++p) {
+      widest = std::max(widest, Width(p));
+      packs += StepGemm<T>::StorageSize(Width(p), ho);
+    }
+    store_.assign(B * ho + B * widest + cb * widest + cb * ho + packs, T(0));
+    T* at = store_.data();
+    d_rec_in_ = at;
+    at += B * ho;
+    cols_ = at;
+    at += B * widest;
+    chunk_cols_ = at;
+    at += cb * widest;
+    chunk_in_ = at;
+    at += cb * ho;
+    for (int p = 0; p < kProducts; ++p) {
+      const int64_t n = Width(p);
+      gemm_[p].emplace(d, r + Cell::kProductGates[p] * H * ho, n, ho, /*transposed=*/false, at);
+      at += StepGemm<T>::StorageSize(n, ho);
+    }
+  }
+  const T* DRecurrentInput(int64_t b) const { return d_rec_in_ + b * ho_; }
+  // After BackwardPhase `phase` for rows [b0, b1): the grad of the product's input, from the
+  // grads of its gate columns in d_gh (the step's [B, gh_w] rows): into dh_rec (phase 0) or the
+  // previous phase's DRecurrentInput.
+  void Backward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* d_gh, int64_t gh_w,
+                T* dh_rec) {
+    const int64_t n = Width(phase), g0 = Cell::kProductGates[phase] * H_;
+    for (int64_t b = b0; b < b1; ++b) std::copy_n(d_gh + b * gh_w + g0, n, cols_ + b * n);
+    T* out = phase == 0 ? dh_rec : d_rec_in_;
+    RunStepGemm(*gemm_[phase], one_thread, b1 - b0, cols_ + b0 * n, out + b0 * ho_);
+  }
+  // R's gradient from a chunk's `rows` rows: block p += (its columns of d_gh)ᵀ · its input (p = 0:
+  // hprev_rows; else saved_rows(k, scratch) gives the rows of the cell's saved buffer k in the
+  // chunk's step order).
+  template <typename SavedRows>
+  void AddWeightGrads(int64_t rows, const T* d_gh, int64_t gh_w, const T* hprev_rows,
+                      SavedRows&& saved_rows, typename GradSumType<T>::type* dr) {
+    for (int p = 0; p < kProducts; ++p) {
+      const int64_t n = Width(p), g0 = Cell::kProductGates[p] * H_;
+      for (int64_t i = 0; i < rows; ++i) std::copy_n(d_gh + i * gh_w + g0, n, chunk_cols_ + i * n);
+      const T* in = p == 0 ? hprev_rows : saved_rows(Cell::kProductInput[p], chunk_in_);
+      AddWeightGrad<T>(d_, n, ho_, rows, chunk_cols_, in, dr + g0 * ho_);
+    }
+  }
+
+ private:
+  int64_t Width(int p) const {
+    return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H_;
+  }
+  const CPUDevice& d_;
+  int64_t ho_, H_;
+  std::vector<T> store_;
+  T* d_rec_in_ = nullptr;
+  T* cols_ = nullptr;
+  T* chunk_cols_ = nullptr;
+  T* chunk_in_ = nullptr;
+  std::optional<StepGemm<T>> gemm_[kProducts];
 };
 
 template <typename T>
@@ -256,6 +403,11 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
 
   const RnnReserveLayout::LayerDir* sv = training ? &rl->layer_dir[ld] : nullptr;
   T* res = a.reserve;
+  // Cells with several recurrent products a step (CellRecurrentProducts): product p multiplies its
+  // input (h, then what the previous phase passed on: rec_in) with the gate columns of R that the
+  // cell names, copied once a call into phase_r [H_out, n_p] in Keras' orientation.
+  constexpr int kProducts = CellRecurrentProducts<Cell>::value;
+  PhaseProducts<T, Cell> phases(d_, B, ho, H, r, !keras, gate_src);
 
   std::copy(a.h0 + ld * B * ho, a.h0 + (ld + 1) * B * ho, h);
   if constexpr (Cell::kHasCellState) std::copy(a.c0 + ld * B * H, a.c0 + (ld + 1) * B * H, c);
@@ -263,7 +415,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const int32_t* lengths = a.lengths;
   int64_t s0 = 0;  // first step of the current chunk
   // The cell's element-wise step for row b at step s.
-  auto gates = [&](int64_t s, int64_t b) {
+  auto gates = [&](int64_t s, int64_t b, int phase) {
     const int64_t len = Length(lengths, b, T_);
     if (s >= len) return;
     CpuCellRow<T> cr;
@@ -275,6 +427,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     cr.c_prev = c + b * H;
     cr.h = out + b * H;
     cr.c = c_new + b * H;
+    cr.rec_in = phases.RecurrentInput(b);
     // Training: the saved buffers go to the reserve, the activations over gx (computed there).
     // Inference: to scratch rows. One instantiation for both, so that both compute bitwise the
     // same outputs (the compiler's choices of fused multiply-adds could differ between two).
@@ -293,7 +446,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       }
       cr.gx = gx_chunk + ((s - s0) * B + b) * gh_w;
     }
-    CellForwardRow<Cell, /*kSave=*/true>(cr);
+    CellForwardPhaseRow<Cell, /*kSave=*/true>(cr, phase);
   };
   // (Tried, before the row ranges: one task computing the product and the gate math of a block of
   // 16 units; it cost 35% more CPU than a product pass and a gate pass — docs/PERFORMANCE.md
@@ -317,13 +470,19 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     }
     ForEachRowRange(B, s0, s1, [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n_rows = b1 - b0;
-      RunStepGemm(recurrent, one_thread, n_rows, h + b0 * ho, gh + b0 * gh_w);
-      if (one_thread) {
-        for (int64_t b = b0; b < b1; ++b) gates(s, b);
-      } else {
-        ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
-          for (int64_t b = b0 + begin; b < b0 + end; ++b) gates(s, b);
-        });
+      for (int phase = 0; phase < kProducts; ++phase) {
+        if constexpr (kProducts == 1) {
+          RunStepGemm(recurrent, one_thread, n_rows, h + b0 * ho, gh + b0 * gh_w);
+        } else {
+          phases.Forward(phase, one_thread, b0, b1, h, gh, gh_w);
+        }
+        if (one_thread) {
+          for (int64_t b = b0; b < b1; ++b) gates(s, b, phase);
+        } else {
+          ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
+            for (int64_t b = b0 + begin; b < b0 + end; ++b) gates(s, b, phase);
+          });
+        }
       }
       if (sv) {  // what backprop needs of this step, before the state moves on
         for (int64_t b = b0; b < b1; ++b) {
@@ -448,6 +607,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   }
   std::optional<StepGemm<T>> input_weights;  // dX = D_gx · W, W [G·H, in] as stored
   if (s_.HasInputWeights(layer)) input_weights.emplace(d_, p + blk.w, gh_w, in, false, pack);
+  constexpr int kProducts = CellRecurrentProducts<Cell>::value;
+  PhaseProductGrads<T, Cell> phases(d_, B, cb, ho, H, p + blk.r);
 
   std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
   if constexpr (kHasC) std::copy(a.dcn + ld * B * H, a.dcn + (ld + 1) * B * H, dc);
@@ -503,6 +664,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
             RunStepGemm(*projection, one_thread, n_rows, dh + b0 * ho, dm + b0 * H);
             dout = dm;
           }
+          int phase = 0;  // the phase gate_rows runs (one-product cells: their Backward)
           auto gate_rows = [&](int64_t begin, int64_t end) {
             for (int64_t b = begin; b < end; ++b) {
               const int64_t len = Length(lengths, b, T_);
@@ -526,16 +688,23 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               gr.dx = dgx;
               gr.dr = dgh;
               gr.dh_direct = dh_direct + b * ho;
-              CellBackwardRow<Cell>(gr);
+              gr.d_rec_in = phases.DRecurrentInput(b);
+              CellBackwardPhaseRow<Cell>(gr, phase);
             }
           };
-          if (one_thread) {
-            gate_rows(b0, b1);
-          } else {
-            ParallelRows(d_, n_rows, 10.0 * gh_w,
-                         [&](int64_t begin, int64_t end) { gate_rows(b0 + begin, b0 + end); });
+          for (phase = kProducts - 1; phase >= 0; --phase) {
+            if (one_thread) {
+              gate_rows(b0, b1);
+            } else {
+              ParallelRows(d_, n_rows, 10.0 * gh_w,
+                           [&](int64_t begin, int64_t end) { gate_rows(b0 + begin, b0 + end); });
+            }
+            if constexpr (kProducts == 1) {
+              RunStepGemm(recurrent, one_thread, n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
+            } else {
+              phases.Backward(phase, one_thread, b0, b1, d_gh + k * gh_w, gh_w, dh_rec);
+            }
           }
-          RunStepGemm(recurrent, one_thread, n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
           for (int64_t b = b0; b < b1; ++b) {
             if (s >= Length(lengths, b, T_)) continue;  // rows past their length pass dh through
             if constexpr (Cell::kDirectHPrevGrad) {
@@ -560,7 +729,19 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       xr = x_rows, mr = m_rows;
     }
     if (s_.HasInputWeights(layer)) AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum + blk.w);
-    AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, gsum + blk.r);
+    if constexpr (kProducts == 1) {
+      AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, gsum + blk.r);
+    } else {
+      phases.AddWeightGrads(
+          rows, d_gh, gh_w, hprev_rows,
+          [&](int k, T* buf) -> const T* {
+            const int64_t width = sv.saved_width[k];
+            if (dir == 0) return res + sv.saved[k] + s0 * B * width;
+            GatherReverseRows(lengths, T_, B, s0, s1, width, res + sv.saved[k], buf);
+            return buf;
+          },
+          gsum + blk.r);
+    }
     if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, gsum + blk.p);
     AddColumnSums(rows, gh_w, d_gx, gsum + blk.b_w);
     AddColumnSums(rows, gh_w, d_gh, gsum + blk.b_r);

@@ -84,7 +84,7 @@ REGISTER_OP("TfRnn>CudnnRNN")
     .Output("reserve_space: T")
     .Output("host_reserved: int8")
     .Attr("T: {half, bfloat16, float, double}")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru'} = 'lstm'")
+    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
     .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
     .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
     .Attr("dropout: float = 0.0")
@@ -112,7 +112,7 @@ REGISTER_OP("TfRnn>KerasRNN")
     .Output("output_c: T")
     .Output("reserve_space: T")
     .Attr("T: {float, double}")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru'} = 'lstm'")
+    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
     .Attr("is_training: bool = true")
     .Attr("time_major: bool = false")
     .SetShapeFn([](InferenceContext* c) {
@@ -137,10 +137,11 @@ REGISTER_OP("TfRnn>KerasRNN")
       return absl::OkStatus();
     })
     .Doc(R"doc(
-One unidirectional RNN layer (rnn_relu, rnn_tanh, lstm or gru) from a Keras cell's own weights, so
-that nothing is converted per call: kernel [I, G*H] and recurrent_kernel [H, G*H] with Keras' gate
-column order (GRU z, r, h; LSTM i, f, c, o), bias as Keras shapes it (GRU reset_after [2, 3H] input
-then recurrent biases; LSTM [4H]; SimpleRNN [H]) or with no elements (use_bias=False). input [B, T, I]
+One unidirectional RNN layer (rnn_relu, rnn_tanh, lstm, gru or gru_reset_before) from a Keras cell's
+own weights, so that nothing is converted per call: kernel [I, G*H] and recurrent_kernel [H, G*H]
+with Keras' gate column order (GRU z, r, h; LSTM i, f, c, o), bias as Keras shapes it (gru: Keras
+GRU reset_after=True, [2, 3H] input then recurrent biases; gru_reset_before: Keras GRU
+reset_after=False, [3H]; LSTM [4H]; SimpleRNN [H]) or with no elements (use_bias=False). input [B, T, I]
 ([T, B, I] with time_major), input_h and input_c [B, H] (input_c read for lstm only), sequence_lengths
 [B] or [0] (every sequence full). Outputs: output [B, T, H], output_h, output_c (lstm; else a scalar 0)
 and reserve_space: that of TfRnn>CudnnRNN for the same one-layer model, which its gradient passes to
@@ -167,7 +168,7 @@ REGISTER_OP("TfRnn>CudnnRNNBackprop")
     .Output("input_c_backprop: T")
     .Output("params_backprop: T")
     .Attr("T: {half, bfloat16, float, double}")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru'} = 'lstm'")
+    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
     .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
     .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
     .Attr("dropout: float = 0.0")
@@ -196,7 +197,7 @@ REGISTER_OP("TfRnn>CudnnRNNParamsSize")
     .Output("params_size: S")
     .Attr("T: {half, bfloat16, float, double}")
     .Attr("S: {int32, int64}")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru'} = 'lstm'")
+    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
     .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
     .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
     .Attr("dropout: float = 0.0")
@@ -220,7 +221,7 @@ REGISTER_OP("TfRnn>CudnnRNNParamsToCanonical")
     .Attr("T: {half, bfloat16, float, double}")
     .Attr("num_params_weights: int >= 1")
     .Attr("num_params_biases: int >= 1")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru'} = 'lstm'")
+    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
     .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
     .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
     .Attr("dropout: float = 0.0")
@@ -252,7 +253,7 @@ REGISTER_OP("TfRnn>CudnnRNNCanonicalToParams")
     .Attr("T: {half, bfloat16, float, double}")
     .Attr("num_params_weights: int >= 1")
     .Attr("num_params_biases: int >= 1")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru'} = 'lstm'")
+    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
     .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
     .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
     .Attr("dropout: float = 0.0")

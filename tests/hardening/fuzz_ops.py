@@ -64,6 +64,14 @@ warnings.filterwarnings("ignore")
 VALID, INVALID, EITHER = "valid", "invalid", "either"
 ERRORS = (tf.errors.InvalidArgumentError, ValueError, TypeError)
 GATES = tf_rnn_ops.params.NUM_GATES
+# TensorFlow's own CudnnRNN ops (the tf_* families) know cuDNN's modes only, not gru_reset_before.
+TF_MODES = [m for m in sorted(GATES) if m != "gru_reset_before"]
+
+
+def _modes(flavor: str) -> list[str]:
+    return sorted(GATES) if flavor == "ours" else TF_MODES
+
+
 INPUT_MODES = tf_rnn_ops.params.INPUT_MODES
 DIRECTIONS = tf_rnn_ops.params.DIRECTIONS
 FLOATS = ("float32", "float64", "float16", "bfloat16")
@@ -266,8 +274,8 @@ def _dirs(direction):
 
 
 @st.composite
-def rnn_config(draw, small=False):
-    mode = draw(st.sampled_from(sorted(GATES)))
+def rnn_config(draw, small=False, flavor="ours"):
+    mode = draw(st.sampled_from(_modes(flavor)))
     direction = draw(st.sampled_from(DIRECTIONS))
     L = draw(st.integers(1, 2 if small else 3))
     H = draw(st.integers(1, 4))
@@ -424,7 +432,7 @@ def _mutate_attr(draw, attrs, names):
 @st.composite
 def cudnn_cases(draw, flavor="ours"):
     """Forward op cases; flavor: ours (TfRnn>CudnnRNN), v3 / v2 / v1 (TensorFlow's own ops)."""
-    c = draw(rnn_config())
+    c = draw(rnn_config(flavor=flavor))
     shapes = _rnn_shapes(c)
     dts = dict.fromkeys(RNN_TENSORS, c["dtype"])
     fill = {n: draw(fills) if draw(st.integers(0, 5)) == 0 else "normal" for n in RNN_TENSORS}
@@ -490,7 +498,7 @@ BACKPROP_GRADS = ("output_backprop", "output_h_backprop", "output_c_backprop")
 @st.composite
 def backprop_cases(draw, flavor="ours"):
     """Backprop op cases: a valid forward pass run here, its results fed back, then mutated."""
-    c = draw(rnn_config(small=True))
+    c = draw(rnn_config(small=True, flavor=flavor))
     c["is_training"] = True
     shapes = _rnn_shapes(c)
     attrs = _rnn_attrs(c)
@@ -623,7 +631,7 @@ def _scalars_model(vals, shapes):
 def params_size_cases(draw, flavor="ours"):
     (L, H, I), shapes = draw(model_scalars())  # noqa: E741
     attrs = dict(
-        rnn_mode=draw(st.sampled_from(sorted(GATES))),
+        rnn_mode=draw(st.sampled_from(_modes(flavor))),
         input_mode=draw(st.sampled_from(INPUT_MODES)),
         direction=draw(st.sampled_from(DIRECTIONS)),
         dropout=draw(st.sampled_from([0.0, 0.0, 0.5])),
@@ -687,7 +695,7 @@ def _canonical_shapes(mode, L, H, I, dirs, input_mode, P):  # noqa: E741
 
 @st.composite
 def canonical_cases(draw, to_params=False, flavor="ours"):
-    mode = draw(st.sampled_from(sorted(GATES)))
+    mode = draw(st.sampled_from(_modes(flavor)))
     direction = draw(st.sampled_from(DIRECTIONS))
     dirs = _dirs(direction)
     L, H = draw(st.integers(1, 2)), draw(st.integers(1, 3))

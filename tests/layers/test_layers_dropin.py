@@ -21,11 +21,12 @@ B, T, IN, H = 4, 7, 3, 5
 # (class name, extra constructor kwargs) of every fused configuration
 KINDS = [
     ("GRU", {}),
+    ("GRU", {"reset_after": False}),
     ("LSTM", {}),
     ("SimpleRNN", {}),
     ("SimpleRNN", {"activation": "relu"}),
 ]
-KIND_IDS = ["gru", "lstm", "rnn_tanh", "rnn_relu"]
+KIND_IDS = ["gru", "gru_reset_before", "lstm", "rnn_tanh", "rnn_relu"]
 
 
 def _pair(name, rng, **kwargs):
@@ -202,14 +203,13 @@ def test_unroll(rng, kind):
     [
         ("GRU", dict(activation="relu")),
         ("GRU", dict(recurrent_activation="hard_sigmoid")),
-        ("GRU", dict(reset_after=False)),
         ("LSTM", dict(activation="softsign")),
         ("LSTM", dict(recurrent_activation="hard_sigmoid")),
         ("SimpleRNN", dict(activation="sigmoid")),
         ("GRU", dict(use_cudnn=False)),
     ],
-    ids=["gru_relu", "gru_hardsig", "gru_reset_before", "lstm_softsign", "lstm_hardsig",
-         "rnn_sigmoid", "gru_use_cudnn_false"],
+    ids=["gru_relu", "gru_hardsig", "lstm_softsign", "lstm_hardsig", "rnn_sigmoid",
+         "gru_use_cudnn_false"],
 )  # fmt: skip
 def test_fallback_equals_keras(rng, name, kwargs):
     ref, ours = _pair(name, rng, return_sequences=True, return_state=True, **kwargs)
@@ -232,7 +232,6 @@ def test_recurrent_dropout_falls_back_in_training(rng, kind):
 @pytest.mark.parametrize(
     "name,kwargs,option",
     [
-        ("GRU", dict(reset_after=False), "reset_after=False"),
         ("GRU", dict(activation="relu"), "activation='relu'"),
         ("LSTM", dict(recurrent_activation="hard_sigmoid"), "recurrent_activation='hard_sigmoid'"),
         ("SimpleRNN", dict(activation="sigmoid"), "activation='sigmoid'"),

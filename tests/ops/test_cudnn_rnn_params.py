@@ -268,6 +268,7 @@ def test_gate_tables_match_the_op_and_keras():
 
     keras_cells = {
         "gru": keras.layers.GRUCell,
+        "gru_reset_before": lambda units: keras.layers.GRUCell(units, reset_after=False),
         "lstm": keras.layers.LSTMCell,
         "rnn_tanh": keras.layers.SimpleRNNCell,
         "rnn_relu": keras.layers.SimpleRNNCell,

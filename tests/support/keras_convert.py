@@ -51,12 +51,11 @@ def _value(v):
 
 
 def layer_kind(layer) -> str:
-    """'gru', 'lstm' or 'simple_rnn' for a Keras GRU / LSTM / SimpleRNN layer."""
+    """'gru', 'gru_reset_before', 'lstm' or 'simple_rnn' for a Keras GRU (reset_after=True /
+    False) / LSTM / SimpleRNN layer."""
     name = type(layer).__name__
     if name == "GRU":
-        if not layer.cell.reset_after:
-            raise ValueError("only GRU(reset_after=True) maps onto the cuDNN GRU")
-        return "gru"
+        return "gru" if layer.cell.reset_after else "gru_reset_before"
     if name == "LSTM":
         return "lstm"
     if name == "SimpleRNN":
@@ -93,6 +92,19 @@ def cell_to_canonical(kind: str, kernel, recurrent_kernel, bias=None):
             br_z, br_r, br_h = _split(bias[1], 3, 0)
             biases = [bi_r, bi_z, bi_h, br_r, br_z, br_h]
         return weights, biases
+    if kind == "gru_reset_before":  # one [3H] bias (z, r, h): the input biases b_W
+        h = rk.shape[0]
+        kz, kr, kh = _split(k, 3, 1)
+        rz, rr, rh = _split(rk, 3, 1)
+        weights = [_T(kr), _T(kz), _T(kh), _T(rr), _T(rz), _T(rh)]
+        if bias is None:
+            b_w = [_zeros(h, k) for _ in range(3)]
+        else:
+            if tuple(bias.shape) != (3 * h,):
+                raise ValueError(f"GRU(reset_after=False) bias must be (3H,), got {bias.shape}")
+            bz, br, bh = _split(bias, 3, 0)
+            b_w = [br, bz, bh]
+        return weights, b_w + [_zeros(h, k) for _ in range(3)]
     if kind == "lstm":
         h = rk.shape[0]
         weights = [_T(w) for w in _split(k, 4, 1)] + [_T(w) for w in _split(rk, 4, 1)]
@@ -161,6 +173,11 @@ def canonical_grads_to_cell(kind: str, dweights, dbiases):
             [np.concatenate([db[1], db[0], db[2]]), np.concatenate([db[4], db[3], db[5]])]
         )
         return [kernel, rkernel, bias]
+    if kind == "gru_reset_before":
+        wr, wz, wh, rr, rz, rh = dw
+        kernel = np.concatenate([wz.T, wr.T, wh.T], axis=1)
+        rkernel = np.concatenate([rz.T, rr.T, rh.T], axis=1)
+        return [kernel, rkernel, np.concatenate([db[1], db[0], db[2]])]
     if kind == "lstm":
         kernel = np.concatenate([w.T for w in dw[:4]], axis=1)
         rkernel = np.concatenate([w.T for w in dw[4:8]], axis=1)
@@ -199,6 +216,8 @@ def make_layers(
     def one():
         if mode == "gru":
             return keras.layers.GRU(num_units, reset_after=True, **kw)
+        if mode == "gru_reset_before":
+            return keras.layers.GRU(num_units, reset_after=False, **kw)
         if mode == "lstm":
             return keras.layers.LSTM(num_units, **kw)
         if mode in ("rnn_tanh", "rnn_relu"):

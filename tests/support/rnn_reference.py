@@ -327,6 +327,11 @@ def _cell_step(be, mode, x, h, c, W, R, P, bW, bR):
         z = be.sigmoid(xin(1) + bW[1] + be.lin(h, R[1]) + bR[1])
         hh = be.tanh(xin(2) + bW[2] + r * (be.lin(h, R[2]) + bR[2]))
         return (1.0 - z) * hh + z * h, c
+    if mode == "gru_reset_before":  # Keras reset_after=False: r scales h before the product
+        r = be.sigmoid(xin(0) + bW[0] + be.lin(h, R[0]) + bR[0])
+        z = be.sigmoid(xin(1) + bW[1] + be.lin(h, R[1]) + bR[1])
+        hh = be.tanh(xin(2) + bW[2] + be.lin(r * h, R[2]) + bR[2])
+        return (1.0 - z) * hh + z * h, c
     raise ValueError(f"unknown rnn_mode {mode!r}")
 
 

@@ -215,8 +215,9 @@ class _FusedRNNMixin:
 class GRU(_FusedRNNMixin, keras.layers.GRU):
     """`keras.layers.GRU` on the fused op (same arguments, weights and results; see module doc).
 
-    The fused path needs activation tanh, recurrent_activation sigmoid and reset_after=True (the
-    defaults); other options run Keras' step loop."""
+    The fused path needs activation tanh and recurrent_activation sigmoid (the defaults);
+    reset_after=True runs the op's gru mode, reset_after=False its gru_reset_before mode (Keras v1
+    form). Other options run Keras' step loop."""
 
     def __init__(self, units, *args, use_cudnn="auto", **kwargs):
         super().__init__(units, *args, use_cudnn=use_cudnn, **kwargs)
@@ -224,13 +225,13 @@ class GRU(_FusedRNNMixin, keras.layers.GRU):
 
     def _fusable_mode(self):
         c = self.cell
-        ok = _is(c.activation, _TANH) and _is(c.recurrent_activation, _SIGMOID) and c.reset_after
-        return "gru" if ok else None
+        ok = _is(c.activation, _TANH) and _is(c.recurrent_activation, _SIGMOID)
+        if not ok:
+            return None
+        return "gru" if c.reset_after else "gru_reset_before"
 
     def _unfusable_reason(self):
         c = self.cell
-        if not c.reset_after:
-            return "reset_after=False"
         if not _is(c.activation, _TANH):
             return f"activation={activations.serialize(c.activation)!r} (only 'tanh')"
         return (

@@ -1,0 +1,76 @@
+"""Issue 20's cells side by side with Keras in one run: the training step (forward, backward, every
+gradient) of the drop-in layer against the Keras layer with the same options and weights.
+
+    python python/bench_cells20.py [--rounds N] [--batch B --steps T --inputs I --units H]
+
+Cases: GRU(reset_after=False) (fused as rnn_mode gru_reset_before; goal >= 1.5x Keras). Prints one
+line per case: the median milliseconds of each and the ratio Keras / ours (rounds alternate between
+the two, so that changes of machine load hit both alike). Speed is measured here, never asserted in
+tests; results go to docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+CASES = {"gru_reset_before": ("GRU", {"reset_after": False})}
+
+
+def _step_fn(tf, layer, x):
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * y)
+        return tape.gradient(loss, layer.trainable_weights)
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--inputs", type=int, default=128)
+    parser.add_argument("--units", type=int, default=256)
+    args = parser.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tf_rnn_ops
+
+    B, T, n_in, H = args.batch, args.steps, args.inputs, args.units
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((B, T, n_in)).astype(np.float32))
+    for case, (cls, kw) in CASES.items():
+        ours = getattr(tf_rnn_ops.layers, cls)(H, return_sequences=True, **kw)
+        theirs = getattr(keras.layers, cls)(H, return_sequences=True, use_cudnn=False, **kw)
+        ours.build(x.shape)
+        theirs.build(x.shape)
+        theirs.set_weights(ours.get_weights())
+        fns = {"ours": _step_fn(tf, ours, x), "keras": _step_fn(tf, theirs, x)}
+        times = {name: [] for name in fns}
+        for fn in fns.values():
+            fn()  # trace and warm up
+        for _ in range(args.rounds):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                [g.numpy() for g in fn()]
+                times[name].append(1e3 * (time.perf_counter() - t0))
+        med = {name: statistics.median(t) for name, t in times.items()}
+        print(
+            f"{case} B={B} T={T} I={n_in} H={H}: training step ours {med['ours']:.1f} ms, "
+            f"keras {med['keras']:.1f} ms, keras/ours {med['keras'] / med['ours']:.2f}x",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
