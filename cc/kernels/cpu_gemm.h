@@ -91,6 +91,8 @@ class StepGemm<float> {
  public:
   // Measured at batch 1 (0.4 MFLOP a step): dispatching to 2 threads made the step 3x slower.
   static constexpr double kStepMinFlops = 1e6;
+  // Streamed products (see the constructor) of at most this many rows run on the calling thread.
+  static constexpr int64_t kStreamOneThreadRows = 2;
   static int64_t StorageSize(int64_t K, int64_t N) { return PackedMatrix::PackedSize(K, N); }
   // gate_src (b not transposed; or null): column block g (`block` wide) of the product's B is
   // column block gate_src[g] of b. stream (b not transposed): no packing, every product reads b
@@ -120,7 +122,16 @@ class StepGemm<float> {
   void Run(int64_t M, const float* A, float* C) const {
     const int64_t K = packed_.K(), N = packed_.N(), panels = PackedMatrix::NumPanels(N);
     if (M == 0 || N == 0) return;
-    if (stream_) {  // columns split across threads in slices of kStreamCols
+    if (stream_ && M <= kStreamOneThreadRows) {
+      // On the calling thread: one or two rows' product streams the weights from memory, and one
+      // core already reads them at the machine's bandwidth (~19 GB/s, against ~14.5 for two
+      // threads); split across the pool's threads, the call waited for the slower one whenever the
+      // other core was busy (GRU(1024) one step: 1.97 against 1.65 ms, docs/PERFORMANCE.md item
+      // 29).
+      StreamGemm(M, A, K, K, b_, N, C, N, 0, N, gate_src_, block_);
+      return;
+    }
+    if (stream_) {  // 3-8 rows: bound by a core's loads, columns split across threads
       constexpr int64_t kStreamCols = 64;
       const int64_t slices = (N + kStreamCols - 1) / kStreamCols;
       ParallelRows(

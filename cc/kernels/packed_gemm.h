@@ -401,59 +401,123 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
   }
 }
 
+namespace packed_gemm_internal {
+
+// C's columns [dst, dst + w) += the rows' a · B's rows k..k+3 at columns [src, src + w), for
+// `rows` (1 or 2) rows of A and C: each loaded vector of B serves both rows (a product of 2-8 rows
+// is bound by loads, not FMAs, in this form).
+inline void StreamRun4(int rows, const float* A, int64_t lda, int64_t k, const float* B,
+                       int64_t ldb, int64_t src, float* C, int64_t ldc, int64_t dst, int64_t w) {
+  const float *b0 = B + k * ldb + src, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+  const float* a = A + k;
+  float* c = C + dst;
+  int64_t j = 0;
+  if (rows == 2) {
+    const float* a_ = a + lda;
+    float* c_ = c + ldc;
+#if TF_RNN_OPS_HAVE_AVX2
+    const __m256 v0 = _mm256_set1_ps(a[0]), v1 = _mm256_set1_ps(a[1]), v2 = _mm256_set1_ps(a[2]),
+                 v3 = _mm256_set1_ps(a[3]), u0 = _mm256_set1_ps(a_[0]), u1 = _mm256_set1_ps(a_[1]),
+                 u2 = _mm256_set1_ps(a_[2]), u3 = _mm256_set1_ps(a_[3]);
+    for (; j + 8 <= w; j += 8) {
+      const __m256 x0 = _mm256_loadu_ps(b0 + j), x1 = _mm256_loadu_ps(b1 + j),
+                   x2 = _mm256_loadu_ps(b2 + j), x3 = _mm256_loadu_ps(b3 + j);
+      __m256 p = _mm256_loadu_ps(c + j), q = _mm256_loadu_ps(c_ + j);
+      p = _mm256_fmadd_ps(v0, x0, p);
+      q = _mm256_fmadd_ps(u0, x0, q);
+      p = _mm256_fmadd_ps(v1, x1, p);
+      q = _mm256_fmadd_ps(u1, x1, q);
+      p = _mm256_fmadd_ps(v2, x2, p);
+      q = _mm256_fmadd_ps(u2, x2, q);
+      p = _mm256_fmadd_ps(v3, x3, p);
+      q = _mm256_fmadd_ps(u3, x3, q);
+      _mm256_storeu_ps(c + j, p);
+      _mm256_storeu_ps(c_ + j, q);
+    }
+#endif
+    for (; j < w; ++j) {
+      c[j] += a[0] * b0[j] + a[1] * b1[j] + a[2] * b2[j] + a[3] * b3[j];
+      c_[j] += a_[0] * b0[j] + a_[1] * b1[j] + a_[2] * b2[j] + a_[3] * b3[j];
+    }
+    return;
+  }
+#if TF_RNN_OPS_HAVE_AVX2
+  const __m256 v0 = _mm256_set1_ps(a[0]), v1 = _mm256_set1_ps(a[1]), v2 = _mm256_set1_ps(a[2]),
+               v3 = _mm256_set1_ps(a[3]);
+  for (; j + 8 <= w; j += 8) {
+    __m256 acc = _mm256_loadu_ps(c + j);
+    acc = _mm256_fmadd_ps(v0, _mm256_loadu_ps(b0 + j), acc);
+    acc = _mm256_fmadd_ps(v1, _mm256_loadu_ps(b1 + j), acc);
+    acc = _mm256_fmadd_ps(v2, _mm256_loadu_ps(b2 + j), acc);
+    acc = _mm256_fmadd_ps(v3, _mm256_loadu_ps(b3 + j), acc);
+    _mm256_storeu_ps(c + j, acc);
+  }
+#endif
+  for (; j < w; ++j) c[j] += a[0] * b0[j] + a[1] * b1[j] + a[2] * b2[j] + a[3] * b3[j];
+}
+
+}  // namespace packed_gemm_internal
+
 // C[M, n_begin:n_end) = A[M, K] · B[K, n_begin:n_end) for a few rows M, with B read as stored
 // (row-major, leading dimension ldb; no packing) in one pass: each group of 4 rows of B is scaled
-// by A's 4 values and added into C's rows, which stay in L1 (columns are taken in tiles of
-// kStreamTile). For B = 1 (one-step calls: generation, decoding, streaming) a step's product is
-// memory-bound: packing B first would read and write it once more than the product reads it.
-// gate_src (or null): C's column block g (`block` wide) comes from B's column block gate_src[g].
-// C's rows have leading dimension ldc, A's lda.
+// by A's 4 values and added into C's rows (two rows of C per pass over a loaded vector of B). For
+// B = 1 (one-step calls: generation, decoding, streaming) a step's product is memory-bound: packing
+// B first would read and write it once more than the product reads it. So B is read in its own
+// order: C's columns are cut into runs that are contiguous in B, the runs sorted by their place in
+// B, and every group of 4 rows of B is read along all the runs before the next group (runs of 512
+// columns, or of the gate blocks alone, made the prefetchers restart every 2-4 KB: 14 GB/s against
+// 19 at GRU(1024), docs/PERFORMANCE.md item 29). C's rows stay in L2: at most kStreamCBytes of C
+// per pass. gate_src (or null): C's column block g (`block` wide) comes from B's column block
+// gate_src[g]. C's rows have leading dimension ldc, A's lda.
 inline void StreamGemm(int64_t M, const float* A, int64_t lda, int64_t K, const float* B,
                        int64_t ldb, float* C, int64_t ldc, int64_t n_begin, int64_t n_end,
                        const int* gate_src = nullptr, int64_t block = 0) {
-  constexpr int64_t kStreamTile = 512;
-  for (int64_t j0 = n_begin; j0 < n_end;) {
-    // A run of columns that is contiguous in B too (within one gate block), at most a tile.
-    int64_t j1 = std::min(n_end, j0 + kStreamTile), src = j0;
-    if (gate_src != nullptr) {
-      const int64_t g = j0 / block;
-      j1 = std::min(j1, (g + 1) * block);
-      src = gate_src[g] * block + (j0 - g * block);
+  constexpr int64_t kStreamCBytes = 256 << 10;
+  constexpr int kMaxRuns = 8;
+  const int64_t pass_cols = std::max<int64_t>(512, kStreamCBytes / 4 / std::max<int64_t>(M, 1));
+  struct Run {
+    int64_t dst, src, w;
+  };
+  for (int64_t p0 = n_begin; p0 < n_end;) {
+    // The runs of this pass: at most pass_cols columns, kMaxRuns runs, sorted by src.
+    Run runs[kMaxRuns];
+    int n_runs = 0;
+    int64_t p1 = p0;
+    while (p1 < n_end && p1 - p0 < pass_cols && n_runs < kMaxRuns) {
+      int64_t j1 = std::min(n_end, p0 + pass_cols), src = p1;
+      if (gate_src != nullptr) {
+        const int64_t g = p1 / block;
+        j1 = std::min(j1, (g + 1) * block);
+        src = gate_src[g] * block + (p1 - g * block);
+      }
+      Run r{p1, src, j1 - p1};
+      int at = n_runs++;
+      for (; at > 0 && runs[at - 1].src > r.src; --at) runs[at] = runs[at - 1];
+      runs[at] = r;
+      p1 = j1;
     }
-    const int64_t w = j1 - j0;
-    for (int64_t m = 0; m < M; ++m) std::fill_n(C + m * ldc + j0, w, 0.f);
+    for (int64_t m = 0; m < M; ++m) std::fill_n(C + m * ldc + p0, p1 - p0, 0.f);
     int64_t k = 0;
     for (; k + 4 <= K; k += 4) {
-      const float *b0 = B + k * ldb + src, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
-      for (int64_t m = 0; m < M; ++m) {
-        const float* a = A + m * lda + k;
-        const float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-        float* c = C + m * ldc + j0;
-        int64_t j = 0;
-#if TF_RNN_OPS_HAVE_AVX2
-        const __m256 v0 = _mm256_set1_ps(a0), v1 = _mm256_set1_ps(a1), v2 = _mm256_set1_ps(a2),
-                     v3 = _mm256_set1_ps(a3);
-        for (; j + 8 <= w; j += 8) {
-          __m256 acc = _mm256_loadu_ps(c + j);
-          acc = _mm256_fmadd_ps(v0, _mm256_loadu_ps(b0 + j), acc);
-          acc = _mm256_fmadd_ps(v1, _mm256_loadu_ps(b1 + j), acc);
-          acc = _mm256_fmadd_ps(v2, _mm256_loadu_ps(b2 + j), acc);
-          acc = _mm256_fmadd_ps(v3, _mm256_loadu_ps(b3 + j), acc);
-          _mm256_storeu_ps(c + j, acc);
+      for (int64_t m = 0; m < M; m += 2) {
+        const int rows = M - m >= 2 ? 2 : 1;
+        for (int r = 0; r < n_runs; ++r) {
+          packed_gemm_internal::StreamRun4(rows, A + m * lda, lda, k, B, ldb, runs[r].src,
+                                           C + m * ldc, ldc, runs[r].dst, runs[r].w);
         }
-#endif
-        for (; j < w; ++j) c[j] += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
       }
     }
     for (; k < K; ++k) {  // the last K % 4 rows of B
-      const float* b0 = B + k * ldb + src;
-      for (int64_t m = 0; m < M; ++m) {
-        const float a0 = A[m * lda + k];
-        float* c = C + m * ldc + j0;
-        for (int64_t j = 0; j < w; ++j) c[j] += a0 * b0[j];
+      for (int r = 0; r < n_runs; ++r) {
+        const float* b0 = B + k * ldb + runs[r].src;
+        for (int64_t m = 0; m < M; ++m) {
+          const float a0 = A[m * lda + k];
+          float* c = C + m * ldc + runs[r].dst;
+          for (int64_t j = 0; j < runs[r].w; ++j) c[j] += a0 * b0[j];
+        }
       }
     }
-    j0 = j1;
+    p0 = p1;
   }
 }
 
