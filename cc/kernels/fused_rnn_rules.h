@@ -141,7 +141,7 @@ struct ModelSpec {
 inline std::string MakeModelShape(const ModelSpec& m, RnnModelShape* shape) {
   using internal::Num;
   const int mode = static_cast<int>(m.mode);
-  if (mode < 0 || mode > static_cast<int>(RnnMode::kGruResetBefore)) {
+  if (mode < 0 || mode >= kNumRnnModes) {
     return "unknown rnn_mode " + Num(mode);
   }
   if (m.num_dirs != 1 && m.num_dirs != 2) return "num_dirs must be 1 or 2, got " + Num(m.num_dirs);

@@ -61,7 +61,7 @@ class KerasRnnOp : public OpKernel {
     const Tensor& rkernel = ctx->input(kRecurrentKernel);
     const Tensor& bias = ctx->input(kBias);
     const Tensor& seq_lengths = ctx->input(kSequenceLengths);
-    const bool tm = time_major_, lstm = mode_ == RnnMode::kLstm, gru = mode_ == RnnMode::kGru;
+    const bool tm = time_major_, lstm = CellHasCellState(mode_), gru = mode_ == RnnMode::kGru;
     const int64_t G = NumGates(mode_);
     // Keras GRU with reset_after=False: the same z, r, h column blocks, one [3H] input bias.
     const bool gru_reset_before = mode_ == RnnMode::kGruResetBefore;
