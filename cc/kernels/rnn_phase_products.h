@@ -1,0 +1,164 @@
+// The extra recurrent products of cells with more than one a step (GRU reset-before: [R_r; R_z] h,
+// then R_h (r ⊙ h)), forward and backward, for the CPU driver (rnn_cpu_driver.h). Generic over the
+// cell: the cell states its products (CellRecurrentProducts, kProductGates; cc/cells/rnn_cells.h).
+#ifndef TF_RNN_OPS_CC_KERNELS_RNN_PHASE_PRODUCTS_H_
+#define TF_RNN_OPS_CC_KERNELS_RNN_PHASE_PRODUCTS_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "cc/cells/rnn_cells.h"
+#include "cc/kernels/cpu_gemm.h"
+
+namespace tf_rnn_ops {
+
+// The recurrent products of a cell with several of them a step (CellRecurrentProducts > 1; see
+// cc/cells/rnn_cells.h): product p multiplies its input (p = 0: h_prev; else the [B, H_out] rows
+// the previous phase passed on through SetRecurrentInput) with R's gate columns
+// [kProductGates[p], kProductGates[p + 1]) · H. Empty for one-product cells.
+template <typename T, typename Cell, bool kPhased = (CellRecurrentProducts<Cell>::value > 1)>
+class PhaseProducts {
+ public:
+  PhaseProducts(const CPUDevice&, int64_t, int64_t, int64_t, const T*, bool, const int*) {}
+  T* RecurrentInput(int64_t) { return nullptr; }
+};
+
+template <typename T, typename Cell>
+class PhaseProducts<T, Cell, true> {
+ public:
+  static constexpr int kProducts = Cell::kRecurrentProducts;
+  // r: R as params hold it ([G·H, H_out], `transposed`) or as Keras does ([H_out, G·H], its gate
+  // blocks at gate_src[g] where given).
+  PhaseProducts(const CPUDevice& d, int64_t B, int64_t ho, int64_t H, const T* r, bool transposed,
+                const int* gate_src)
+      : ho_(ho), H_(H) {
+    int64_t size = B * ho;
+    int64_t widest = 0;
+    for (int p = 0; p < kProducts; ++p) {
+      widest = std::max(widest, Width(p));
+      size += ho * Width(p) + StepGemm<T>::StorageSize(ho, Width(p));
+    }
+    store_.assign(size + B * widest, T(0));
+    T* at = store_.data();
+    rec_in_ = at;
+    at += B * ho;
+    out_ = at;
+    at += B * widest;
+    const int64_t gh_w = int64_t(Cell::kGates) * H;
+    for (int p = 0; p < kProducts; ++p) {
+      const int64_t n = Width(p), g0 = Cell::kProductGates[p];
+      T* sub = at;
+      at += ho * n;
+      for (int64_t k = 0; k < ho; ++k) {
+        for (int64_t col = 0; col < n; ++col) {
+          const int64_t g = g0 + col / H, j = col % H;
+          const int64_t src_g = gate_src ? gate_src[g] : g;
+          sub[k * n + col] = transposed ? r[(g * H + j) * ho + k] : r[k * gh_w + src_g * H + j];
+        }
+      }
+      gemm_[p].emplace(d, sub, ho, n, /*transposed=*/false, at);
+      at += StepGemm<T>::StorageSize(ho, n);
+    }
+  }
+  T* RecurrentInput(int64_t b) { return rec_in_ + b * ho_; }
+  // Product `phase` for rows [b0, b1), into their gate columns of gh [B, gh_w].
+  void Forward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* h, T* gh,
+               int64_t gh_w) const {
+    const int64_t n = Width(phase), g0 = Cell::kProductGates[phase] * H_;
+    const T* in = phase == 0 ? h : rec_in_;
+    RunStepGemm(*gemm_[phase], one_thread, b1 - b0, in + b0 * ho_, out_ + b0 * n);
+    for (int64_t b = b0; b < b1; ++b) std::copy_n(out_ + b * n, n, gh + b * gh_w + g0);
+  }
+
+ private:
+  int64_t Width(int p) const {
+    return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H_;
+  }
+  int64_t ho_, H_;
+  std::vector<T> store_;
+  T* rec_in_ = nullptr;
+  T* out_ = nullptr;
+  std::optional<StepGemm<T>> gemm_[kProducts];
+};
+
+// The backward of PhaseProducts: the grads of each product's input (phase p > 0: of what phase
+// p - 1 passed on, read by its BackwardPhase as DRecurrentInput; phase 0: of h_prev) and R's
+// gradient, a gate block per product.
+template <typename T, typename Cell, bool kPhased = (CellRecurrentProducts<Cell>::value > 1)>
+class PhaseProductGrads {
+ public:
+  PhaseProductGrads(const CPUDevice&, int64_t, int64_t, int64_t, int64_t, const T*) {}
+  const T* DRecurrentInput(int64_t) const { return nullptr; }
+};
+
+template <typename T, typename Cell>
+class PhaseProductGrads<T, Cell, true> {
+ public:
+  static constexpr int kProducts = Cell::kRecurrentProducts;
+  // r: R as params hold it, [G·H, H_out]; cb: the rows of a chunk of steps.
+  PhaseProductGrads(const CPUDevice& d, int64_t B, int64_t cb, int64_t ho, int64_t H, const T* r)
+      : d_(d), ho_(ho), H_(H) {
+    int64_t widest = 0, packs = 0;
+    for (int p = 0; p < kProducts; ++p) {
+      widest = std::max(widest, Width(p));
+      packs += StepGemm<T>::StorageSize(Width(p), ho);
+    }
+    store_.assign(B * ho + B * widest + cb * widest + cb * ho + packs, T(0));
+    T* at = store_.data();
+    d_rec_in_ = at;
+    at += B * ho;
+    cols_ = at;
+    at += B * widest;
+    chunk_cols_ = at;
+    at += cb * widest;
+    chunk_in_ = at;
+    at += cb * ho;
+    for (int p = 0; p < kProducts; ++p) {
+      const int64_t n = Width(p);
+      gemm_[p].emplace(d, r + Cell::kProductGates[p] * H * ho, n, ho, /*transposed=*/false, at);
+      at += StepGemm<T>::StorageSize(n, ho);
+    }
+  }
+  const T* DRecurrentInput(int64_t b) const { return d_rec_in_ + b * ho_; }
+  // After BackwardPhase `phase` for rows [b0, b1): the grad of the product's input, from the
+  // grads of its gate columns in d_gh (the step's [B, gh_w] rows): into dh_rec (phase 0) or the
+  // previous phase's DRecurrentInput.
+  void Backward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* d_gh, int64_t gh_w,
+                T* dh_rec) {
+    const int64_t n = Width(phase), g0 = Cell::kProductGates[phase] * H_;
+    for (int64_t b = b0; b < b1; ++b) std::copy_n(d_gh + b * gh_w + g0, n, cols_ + b * n);
+    T* out = phase == 0 ? dh_rec : d_rec_in_;
+    RunStepGemm(*gemm_[phase], one_thread, b1 - b0, cols_ + b0 * n, out + b0 * ho_);
+  }
+  // R's gradient from a chunk's `rows` rows: block p += (its columns of d_gh)ᵀ · its input (p = 0:
+  // hprev_rows; else saved_rows(k, scratch) gives the rows of the cell's saved buffer k in the
+  // chunk's step order).
+  template <typename SavedRows>
+  void AddWeightGrads(int64_t rows, const T* d_gh, int64_t gh_w, const T* hprev_rows,
+                      SavedRows&& saved_rows, typename GradSumType<T>::type* dr) {
+    for (int p = 0; p < kProducts; ++p) {
+      const int64_t n = Width(p), g0 = Cell::kProductGates[p] * H_;
+      for (int64_t i = 0; i < rows; ++i) std::copy_n(d_gh + i * gh_w + g0, n, chunk_cols_ + i * n);
+      const T* in = p == 0 ? hprev_rows : saved_rows(Cell::kProductInput[p], chunk_in_);
+      AddWeightGrad<T>(d_, n, ho_, rows, chunk_cols_, in, dr + g0 * ho_);
+    }
+  }
+
+ private:
+  int64_t Width(int p) const {
+    return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H_;
+  }
+  const CPUDevice& d_;
+  int64_t ho_, H_;
+  std::vector<T> store_;
+  T* d_rec_in_ = nullptr;
+  T* cols_ = nullptr;
+  T* chunk_cols_ = nullptr;
+  T* chunk_in_ = nullptr;
+  std::optional<StepGemm<T>> gemm_[kProducts];
+};
+
+}  // namespace tf_rnn_ops
+
+#endif  // TF_RNN_OPS_CC_KERNELS_RNN_PHASE_PRODUCTS_H_
