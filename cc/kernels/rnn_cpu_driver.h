@@ -119,7 +119,8 @@ class CpuRnn {
   // in its own cache. Otherwise every step covers all rows, its work split inside (one_thread
   // false).
   template <typename Fn>
-  void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward = false) const;
+  void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward = false,
+                       bool row_ranges = true) const;
 
   template <typename Cell>
   void ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, const T* x, int64_t in, T* y,
@@ -134,7 +135,8 @@ class CpuRnn {
 
 template <typename T>
 template <typename Fn>
-void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward) const {
+void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward,
+                                bool row_ranges) const {
   auto steps = [&](int64_t b0, int64_t b1, bool one_thread) {
     if (backward) {
       for (int64_t s = s1 - 1; s >= s0; --s) step(s, b0, b1, one_thread);
@@ -142,7 +144,7 @@ void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bo
       for (int64_t s = s0; s < s1; ++s) step(s, b0, b1, one_thread);
     }
   };
-  if (!StepGemm<T>::kRowsOnOneThread || d_.numThreads() <= 1 || B < 2 * kMr) {
+  if (!row_ranges || !StepGemm<T>::kRowsOnOneThread || d_.numThreads() <= 1 || B < 2 * kMr) {
     steps(0, B, false);
     return;
   }
@@ -323,47 +325,51 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     if (training && dir == 1) {
       ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, gx_chunk, res + sv->saved[0], /*add=*/false);
     }
-    ForEachRowRange(B, s0, s1, [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
-      const int64_t n_rows = b1 - b0;
-      for (int phase = 0; phase < kProducts; ++phase) {
-        if constexpr (kProducts == 1) {
-          RunStepGemm(recurrent, one_thread, n_rows, h + b0 * ho, gh + b0 * gh_w);
-        } else {
-          phases.Forward(phase, one_thread, b0, b1, h, gh, gh_w);
-        }
-        if (one_thread) {
-          for (int64_t b = b0; b < b1; ++b) gates(s, b, phase);
-        } else {
-          ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
-            for (int64_t b = b0 + begin; b < b0 + end; ++b) gates(s, b, phase);
-          });
-        }
-      }
-      if (sv) {  // what backprop needs of this step, before the state moves on
-        for (int64_t b = b0; b < b1; ++b) {
-          const int64_t len = Length(lengths, b, T_);
-          if (s >= len) continue;
-          const int64_t row = TimeAt(dir, s, len) * B + b;
-          if (sv->hprev >= 0) std::copy(h + b * ho, h + (b + 1) * ho, res + sv->hprev + row * ho);
-          if (has_proj) std::copy(out + b * H, out + (b + 1) * H, res + sv->m + row * H);
-        }
-      }
-      const T* h_out = out;
-      if (has_proj) {
-        RunStepGemm(*projection, one_thread, n_rows, out + b0 * H, h_new + b0 * ho);
-        h_out = h_new;
-      }
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t len = Length(lengths, b, T_);
-        if (s >= len) continue;
-        const int64_t t = TimeAt(dir, s, len);
-        std::copy(h_out + b * ho, h_out + (b + 1) * ho, h + b * ho);
-        std::copy(h + b * ho, h + (b + 1) * ho, y + (t * B + b) * ow + dir * ho);
-        if constexpr (Cell::kHasCellState) {
-          std::copy(c_new + b * H, c_new + (b + 1) * H, c + b * H);
-        }
-      }
-    });
+    ForEachRowRange(
+        B, s0, s1,
+        [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
+          const int64_t n_rows = b1 - b0;
+          for (int phase = 0; phase < kProducts; ++phase) {
+            if constexpr (kProducts == 1) {
+              RunStepGemm(recurrent, one_thread, n_rows, h + b0 * ho, gh + b0 * gh_w);
+            } else {
+              phases.Forward(phase, one_thread, b0, b1, h, gh, gh_w);
+            }
+            if (one_thread) {
+              for (int64_t b = b0; b < b1; ++b) gates(s, b, phase);
+            } else {
+              ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
+                for (int64_t b = b0 + begin; b < b0 + end; ++b) gates(s, b, phase);
+              });
+            }
+          }
+          if (sv) {  // what backprop needs of this step, before the state moves on
+            for (int64_t b = b0; b < b1; ++b) {
+              const int64_t len = Length(lengths, b, T_);
+              if (s >= len) continue;
+              const int64_t row = TimeAt(dir, s, len) * B + b;
+              if (sv->hprev >= 0)
+                std::copy(h + b * ho, h + (b + 1) * ho, res + sv->hprev + row * ho);
+              if (has_proj) std::copy(out + b * H, out + (b + 1) * H, res + sv->m + row * H);
+            }
+          }
+          const T* h_out = out;
+          if (has_proj) {
+            RunStepGemm(*projection, one_thread, n_rows, out + b0 * H, h_new + b0 * ho);
+            h_out = h_new;
+          }
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t len = Length(lengths, b, T_);
+            if (s >= len) continue;
+            const int64_t t = TimeAt(dir, s, len);
+            std::copy(h_out + b * ho, h_out + (b + 1) * ho, h + b * ho);
+            std::copy(h + b * ho, h + (b + 1) * ho, y + (t * B + b) * ow + dir * ho);
+            if constexpr (Cell::kHasCellState) {
+              std::copy(c_new + b * H, c_new + (b + 1) * H, c + b * H);
+            }
+          }
+        },
+        /*backward=*/false, /*row_ranges=*/kProducts == 1);  // multi-product: see Backward
   }
   std::copy(h, h + B * ho, a.hn + ld * B * ho);
   if constexpr (Cell::kHasCellState) std::copy(c, c + B * H, a.cn + ld * B * H);
@@ -571,7 +577,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
             }
           }
         },
-        /*backward=*/true);
+        /*backward=*/true,
+        // Multi-product cells take the whole batch a step: their row-range path gave wrong rows
+        // past the first range (B >= 2 kMr; tests/layers/test_gru_reset_before.py).
+        /*row_ranges=*/kProducts == 1);
 
     // The chunk's share of the weight and bias gradients: one product each. The forward direction
     // reads time s at step s, so its rows are the reserve's and the input's own; the reverse
