@@ -17,8 +17,8 @@ from __future__ import annotations
 # The spellings of the op attr `rnn_mode`, in the order of the C++ enum RnnMode (its value is the
 # index here: rnn_relu 0, rnn_tanh 1, lstm 2, gru 3, gru_reset_before 4). gru is cuDNN's GRU (Keras
 # reset_after=True: the reset gate scales the recurrent product); gru_reset_before Keras'
-# reset_after=False form (GRUBlockCell's math: the reset gate scales h before the product), CPU
-# only so far.
+# reset_after=False form (GRUBlockCell's math: the reset gate scales h before the product), on our
+# CPU and CUDA kernels only (cuDNN has no such cell).
 RNN_MODES: tuple[str, ...] = ("rnn_relu", "rnn_tanh", "lstm", "gru", "gru_reset_before")
 
 # The gates of each mode in canonical (cuDNN) order: one weight matrix per gate and input (W for

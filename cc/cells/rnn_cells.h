@@ -48,7 +48,8 @@
 //     io.SetRecurrentInput(V). The CPU driver (rnn_cpu_driver.h, PhaseProducts) runs, for p in
 //     [0, kRecurrentProducts), product p then phase p; backward from the last phase down, phase p
 //     reading the grad of the input it passed on as io.DRecurrentInput(). Every other cell is one
-//     phase (CellRecurrentProducts: 1). The CUDA library runs one-phase cells only so far.
+//     phase (CellRecurrentProducts: 1). The CUDA driver (cc/cuda/fused_rnn_cuda.cu.cc) runs the
+//     same sequence: per product a GEMM on R's gate block, then the phase's kernel.
 //   * Recurrent dropout (Keras: a mask per gate on h_{t-1} before each gate's recurrent product):
 //     a driver option, not a cell: with kRecurrentProducts = G it becomes G products over masked
 //     copies of h_{t-1}, the masks a saved buffer of the step ("rec_mask", width G·H_out, drawn

@@ -40,7 +40,7 @@ Status ToConfig(const tfrnn_rnn_desc* desc, RnnConfig* config) {
   if (desc == nullptr) return Status::InvalidArgument("null tfrnn_rnn_desc");
   if (!ValidDType(desc->dtype))
     return Status::InvalidArgument("unknown dtype " + std::to_string(desc->dtype));
-  if (desc->rnn_mode < 0 || desc->rnn_mode > 3) {
+  if (desc->rnn_mode < 0 || desc->rnn_mode >= tf_rnn_ops::kNumRnnModes) {
     return Status::InvalidArgument("unknown rnn_mode " + std::to_string(desc->rnn_mode));
   }
   // The model from the description's int64 sizes, by the fused family's rules (no narrowing first).

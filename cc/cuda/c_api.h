@@ -19,7 +19,13 @@ extern "C" {
 enum { TFRNN_OK = 0, TFRNN_INVALID_ARGUMENT = 1, TFRNN_CUDA_ERROR = 2, TFRNN_CUBLAS_ERROR = 3 };
 enum { TFRNN_FLOAT32 = 0, TFRNN_FLOAT64 = 1 };
 /* rnn_mode values: the order of tf_rnn_ops::RnnMode. */
-enum { TFRNN_RNN_RELU = 0, TFRNN_RNN_TANH = 1, TFRNN_LSTM = 2, TFRNN_GRU = 3 };
+enum {
+  TFRNN_RNN_RELU = 0,
+  TFRNN_RNN_TANH = 1,
+  TFRNN_LSTM = 2,
+  TFRNN_GRU = 3,
+  TFRNN_GRU_RESET_BEFORE = 4 /* Keras GRU reset_after=False (docs/MATH.md) */
+};
 
 TFRNN_EXPORT int tfrnn_api_version(void); /* 1 */
 /* 1 when built as the host emulation (no GPU: "device" pointers are host pointers). */
@@ -55,7 +61,7 @@ TFRNN_EXPORT int tfrnn_convert_half16(void* stream, int kind, int to_float, int6
 /* ---- fused RNN (docs/MATH.md, "Fused RNN cells", "Params layout") */
 typedef struct tfrnn_rnn_desc {
   int64_t dtype;      /* TFRNN_FLOAT32 / TFRNN_FLOAT64 */
-  int64_t rnn_mode;   /* TFRNN_RNN_RELU ... TFRNN_GRU */
+  int64_t rnn_mode;   /* TFRNN_RNN_RELU ... TFRNN_GRU_RESET_BEFORE */
   int64_t skip_input; /* 0 / 1 (resolved input_mode) */
   int64_t num_layers;
   int64_t num_dirs; /* 1 / 2 */

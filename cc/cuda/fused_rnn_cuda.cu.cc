@@ -24,26 +24,79 @@ namespace tf_rnn_ops {
 namespace cuda {
 namespace {
 
-// The step kernel of the cell, with or without the projection (cells with kSupportsProjection).
-template <typename T, typename Cell>
-Status LaunchForwardStep(bool proj, dim3 grid, cudaStream_t stream, const ForwardStepArgs<T>& a) {
-  void (*kernel)(ForwardStepArgs<T>) = &ForwardStepKernel<T, Cell, false>;
-  if constexpr (Cell::kSupportsProjection) {
-    if (proj) kernel = &ForwardStepKernel<T, Cell, true>;
+// The step kernels of the cell's phase `phase` (one-product cells: phase 0, the whole step), with or
+// without the projection (cells with kSupportsProjection).
+template <typename T, typename Cell, int kPhase = 0>
+void (*ForwardStepKernelFor(bool proj, int phase))(ForwardStepArgs<T>) {
+  if constexpr (kPhase < CellRecurrentProducts<Cell>::value) {
+    if (phase != kPhase) return ForwardStepKernelFor<T, Cell, kPhase + 1>(proj, phase);
+    if constexpr (Cell::kSupportsProjection) {
+      if (proj) return &ForwardStepKernel<T, Cell, true, kPhase>;
+    }
+    return &ForwardStepKernel<T, Cell, false, kPhase>;
+  } else {
+    return nullptr;
   }
+}
+
+template <typename T, typename Cell, int kPhase = 0>
+void (*BackwardStepKernelFor(bool proj, int phase))(BackwardStepArgs<T>) {
+  if constexpr (kPhase < CellRecurrentProducts<Cell>::value) {
+    if (phase != kPhase) return BackwardStepKernelFor<T, Cell, kPhase + 1>(proj, phase);
+    if constexpr (Cell::kSupportsProjection) {
+      if (proj) return &BackwardStepKernel<T, Cell, true, kPhase>;
+    }
+    return &BackwardStepKernel<T, Cell, false, kPhase>;
+  } else {
+    return nullptr;
+  }
+}
+
+template <typename T, typename Cell>
+Status LaunchForwardStep(bool proj, int phase, dim3 grid, cudaStream_t stream,
+                         const ForwardStepArgs<T>& a) {
+  void (*kernel)(ForwardStepArgs<T>) = ForwardStepKernelFor<T, Cell>(proj, phase);
   TF_RNN_LAUNCH(kernel, grid, kThreadsPerBlock, stream, a);
   return CudaStatus(cudaGetLastError(), "ForwardStepKernel");
 }
 
 template <typename T, typename Cell>
-Status LaunchBackwardStep(bool proj, dim3 grid, cudaStream_t stream, const BackwardStepArgs<T>& a) {
-  void (*kernel)(BackwardStepArgs<T>) = &BackwardStepKernel<T, Cell, false>;
-  if constexpr (Cell::kSupportsProjection) {
-    if (proj) kernel = &BackwardStepKernel<T, Cell, true>;
-  }
+Status LaunchBackwardStep(bool proj, int phase, dim3 grid, cudaStream_t stream,
+                          const BackwardStepArgs<T>& a) {
+  void (*kernel)(BackwardStepArgs<T>) = BackwardStepKernelFor<T, Cell>(proj, phase);
   TF_RNN_LAUNCH(kernel, grid, kThreadsPerBlock, stream, a);
   return CudaStatus(cudaGetLastError(), "BackwardStepKernel");
 }
+
+// The recurrent products of a step (cc/cells/rnn_cells.h): product p multiplies its input (p = 0:
+// the state h_prev; else what phase p - 1 passed on) by R's gate rows [Begin(p), End(p)) · H; a
+// one-product cell has one product over all G gates.
+template <typename Cell>
+struct Products {
+  static constexpr int kCount = CellRecurrentProducts<Cell>::value;
+  static int64_t Begin(int p) {
+    if constexpr (kCount == 1) {
+      return 0;
+    } else {
+      return Cell::kProductGates[p];
+    }
+  }
+  static int64_t End(int p) {
+    if constexpr (kCount == 1) {
+      return Cell::kGates;
+    } else {
+      return Cell::kProductGates[p + 1];
+    }
+  }
+  // The saved buffer holding the input of product p > 0 (for dR).
+  static int Input(int p) {
+    if constexpr (kCount == 1) {
+      return -1;
+    } else {
+      return Cell::kProductInput[p];
+    }
+  }
+};
 
 // A [dirs, B, W] view of the user's state tensor (h or c) at layer l.
 struct StateView {
@@ -156,10 +209,9 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
     a.b_w = pl + blk.b_w, a.b_r = pl + blk.b_r, a.bias_dir = pstride;
     a.m_step = ws.m_step, a.hp = ws.hp;
     a.y = out, a.y_row = D.outw;
+    for (int k = 0; k < Cell::kNumSaved; ++k) a.saved_width[k] = Cell::kSaved[k].Width(D.H);
     if (training) {
-      for (int k = 0; k < Cell::kNumSaved; ++k) {
-        a.saved[k] = rs.saved[k][l], a.saved_width[k] = Cell::kSaved[k].Width(D.H);
-      }
+      for (int k = 0; k < Cell::kNumSaved; ++k) a.saved[k] = rs.saved[k][l];
       a.hprev = rs.hprev[l], a.cprev = rs.cprev[l], a.m_t = rs.m[l];
     }
 
@@ -169,16 +221,23 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
       TF_RNN_RETURN_IF_ERROR(
           CopyState<T>(stream, D, D.H, c0, UserState(config, l, D.H), ws.c[0], ws_c));
     }
+    a.rec_in = ws.rec_in;
+    for (int k = 0; k < Cell::kNumSaved; ++k) a.step_saved[k] = ws.step_saved[k];
     int cur = 0;
     for (int64_t s = 0; s < max_len; ++s) {
-      // gh = h Rᵀ
-      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, D.B, D.GH, D.Hout, T(1),
-                                             ws.h[cur], D.Hout, D.B * D.Hout, pl + blk.r, D.Hout,
-                                             pstride, T(0), ws.gh, D.GH, D.B * D.GH, D.dirs));
       a.s = s;
       a.h_in = ws.h[cur], a.h_out = ws.h[1 - cur];
       a.c_in = ws.c[cur], a.c_out = ws.c[1 - cur];
-      TF_RNN_RETURN_IF_ERROR((LaunchForwardStep<T, Cell>(D.proj, grid_h, stream, a)));
+      for (int p = 0; p < Products<Cell>::kCount; ++p) {
+        // gh's gate columns of product p = its input · (R's rows of those gates)ᵀ; then phase p
+        const int64_t g0 = Products<Cell>::Begin(p) * D.H;
+        const int64_t n = Products<Cell>::End(p) * D.H - g0;
+        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
+            blas, stream, false, true, D.B, n, D.Hout, T(1), p == 0 ? ws.h[cur] : ws.rec_in,
+            D.Hout, D.B * D.Hout, pl + blk.r + g0 * D.Hout, D.Hout, pstride, T(0), ws.gh + g0, D.GH,
+            D.B * D.GH, D.dirs));
+        TF_RNN_RETURN_IF_ERROR((LaunchForwardStep<T, Cell>(D.proj, p, grid_h, stream, a)));
+      }
       if (D.proj) {  // h = m Pᵀ
         TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, D.B, D.Hout, D.H, T(1),
                                                ws.m_step, D.H, D.B * D.H, pl + blk.p, D.H, pstride,
@@ -284,6 +343,7 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
     }
     a.hprev = rs.hprev[l], a.cprev = rs.cprev[l];
     a.d_gx = ws.d_gx, a.d_gh = ws.d_gh, a.d_gh_step = ws.d_gh_step;
+    a.d_rec_in = ws.d_rec_in;
     int cur = 0;
     for (int64_t s = max_len - 1; s >= 0; --s) {
       a.s = s;
@@ -296,11 +356,18 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
                                                ws.dhtot_step, D.Hout, D.B * D.Hout, pl + blk.p, D.H,
                                                pstride, T(0), ws.dm_step, D.H, D.B * D.H, D.dirs));
       }
-      TF_RNN_RETURN_IF_ERROR((LaunchBackwardStep<T, Cell>(D.proj, grid_h, stream, a)));
-      // dh_prev += d_gh R
-      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
-          blas, stream, false, false, D.B, D.Hout, D.GH, T(1), ws.d_gh_step, D.GH, D.B * D.GH,
-          pl + blk.r, D.Hout, pstride, T(1), ws.dh[1 - cur], D.Hout, D.B * D.Hout, D.dirs));
+      for (int p = Products<Cell>::kCount - 1; p >= 0; --p) {
+        // Phase p, then the grad of product p's input: d_gh's gate columns of product p times R's
+        // rows of those gates; product 0's is added to dh_prev, a later one's is what phase p - 1
+        // passed on (d_rec_in).
+        TF_RNN_RETURN_IF_ERROR((LaunchBackwardStep<T, Cell>(D.proj, p, grid_h, stream, a)));
+        const int64_t g0 = Products<Cell>::Begin(p) * D.H;
+        const int64_t n = Products<Cell>::End(p) * D.H - g0;
+        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
+            blas, stream, false, false, D.B, D.Hout, n, T(1), ws.d_gh_step + g0, D.GH, D.B * D.GH,
+            pl + blk.r + g0 * D.Hout, D.Hout, pstride, p == 0 ? T(1) : T(0),
+            p == 0 ? ws.dh[1 - cur] : ws.d_rec_in, D.Hout, D.B * D.Hout, D.dirs));
+      }
       cur = 1 - cur;
     }
     if (dh0 != nullptr) {
@@ -318,10 +385,22 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
                                              ws.d_gx, D.GH, D.rows * D.GH, in, in_w, 0, T(0),
                                              dpl + blk.w, in_w, pstride, D.dirs));
     }
-    // dR = d_ghᵀ h_prev
-    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
-        blas, stream, true, false, D.GH, D.Hout, gemm_rows, T(1), ws.d_gh, D.GH, D.rows * D.GH,
-        rs.hprev[l], D.Hout, D.rows * D.Hout, T(0), dpl + blk.r, D.Hout, pstride, D.dirs));
+    // dR = d_ghᵀ h_prev, a gate block per product: product p > 0 multiplied the cell's saved
+    // buffer Products::Input(p) (Hout wide), not h_prev.
+    for (int p = 0; p < Products<Cell>::kCount; ++p) {
+      const int64_t g0 = Products<Cell>::Begin(p) * D.H;
+      const int64_t n = Products<Cell>::End(p) * D.H - g0;
+      const T* input = rs.hprev[l];
+      int64_t input_w = D.Hout;
+      if (p > 0) {
+        input = rs.saved[Products<Cell>::Input(p)][l];
+        input_w = Cell::kSaved[Products<Cell>::Input(p)].Width(D.H);
+      }
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
+          blas, stream, true, false, n, D.Hout, gemm_rows, T(1), ws.d_gh + g0, D.GH, D.rows * D.GH,
+          input, input_w, D.rows * input_w, T(0), dpl + blk.r + g0 * D.Hout, D.Hout, pstride,
+          D.dirs));
+    }
     if (D.proj) {  // dP = dhᵀ m
       TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
           blas, stream, true, false, D.Hout, D.H, gemm_rows, T(1), ws.dhtot, D.Hout,
@@ -365,17 +444,6 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
   return Status::Ok();
 }
 
-// The CUDA kernels run cells with one recurrent product a step; gru_reset_before (two) runs on the
-// CPU only so far.
-Status CheckOneProductCell(const RnnConfig& config) {
-  const int products = DispatchCell(
-      config.shape.mode, [](auto cell) { return CellRecurrentProducts<decltype(cell)>::value; });
-  if (products == 1) return Status::Ok();
-  return Status::InvalidArgument(std::string("fused RNN: rnn_mode ") +
-                                 RnnModeName(config.shape.mode) +
-                                 " has no CUDA kernels yet (it runs on the CPU)");
-}
-
 }  // namespace
 
 template <typename T>
@@ -383,7 +451,6 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
                   const int32_t* host_seq_lengths, const T* x, const T* h0, const T* c0,
                   const T* params, T* y, T* hy, T* cy, void* reserve, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
-  TF_RNN_RETURN_IF_ERROR(CheckOneProductCell(config));
   const auto forward =
       DispatchCell(config.shape.mode, [](auto cell) { return &CellForward<T, decltype(cell)>; });
   return forward(blas, stream, config, host_seq_lengths, x, h0, c0, params, y, hy, cy, reserve,
@@ -396,7 +463,6 @@ Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
                    const T* dhy, const T* dcy, const void* reserve, T* dx, T* dh0, T* dc0,
                    T* dparams, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateRnnConfig(config));
-  TF_RNN_RETURN_IF_ERROR(CheckOneProductCell(config));
   const auto backward =
       DispatchCell(config.shape.mode, [](auto cell) { return &CellBackward<T, decltype(cell)>; });
   return backward(blas, stream, config, host_seq_lengths, x, params, dy, dhy, dcy, reserve, dx, dh0,

@@ -6,7 +6,9 @@
 // Per layer and direction the forward does one GEMM for the input projection of all time steps
 // (gx = x Wᵀ, both directions in one strided-batched call), then per step one GEMM for the
 // recurrent part (gh = h Rᵀ, both directions at once), one fused kernel for the gates (the cell's
-// one definition, cc/cells/rnn_cells.h), and for an LSTM with projection one more GEMM and kernel.
+// one definition, cc/cells/rnn_cells.h), and for an LSTM with projection one more GEMM and kernel;
+// a cell with several recurrent products a step (gru_reset_before) runs a GEMM and a kernel per
+// product (cc/cuda/README.md, "Fused RNN design").
 // The backprop walks the steps in reverse with one GEMM per step (dh_prev = d_gh R) and forms the
 // weight gradients as one GEMM over all steps each (dW = d_gxᵀ x, dR = d_ghᵀ h_prev, dP = dhᵀ m)
 // and the bias gradients as column sums.

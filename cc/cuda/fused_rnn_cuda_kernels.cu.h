@@ -46,7 +46,7 @@ struct ForwardStepArgs {
   // j].
   const T* gx;
   int64_t gx_dir, gx_row, gx_gate;
-  const T* gh;  // [dirs, B, GH] recurrent product of this step (no bias)
+  const T* gh;  // [dirs, B, GH] recurrent products of this step (no bias)
   const T* b_w;
   const T* b_r;
   int64_t bias_dir;
@@ -65,10 +65,15 @@ struct ForwardStepArgs {
   T* hprev;
   T* cprev;
   T* m_t;
+  // Cells with several recurrent products a step: the next product's input [dirs, B, Hout], and in
+  // inference the step's saved buffers [dirs, B, saved_width[k]] (what later phases read back).
+  T* rec_in;
+  T* step_saved[kMaxCellSaved];
 };
 
 // The cell's forward io for one unit j of one row: X(g) and R(g) with their biases, gate blocks H
-// apart; saves straight into the reserve.
+// apart; saves straight into the reserve (or, in inference, for cells with several products, the
+// step's saved buffers), and reads them back for later phases.
 template <typename T>
 struct StepForwardIo {
   using Value = T;
@@ -80,6 +85,7 @@ struct StepForwardIo {
   int64_t H;
   T h_prev = T(0), c_prev = T(0), h = T(0), c = T(0);
   T* saved[kMaxCellSaved] = {};  // this unit's record of each saved buffer (null: not saved)
+  T* rec_in = nullptr;           // this unit's entry of the next product's input
 
   TF_RNN_OPS_HOST_DEVICE T X(int g) const { return gx[g * gx_gate] + b_w[g * H]; }
   TF_RNN_OPS_HOST_DEVICE T R(int g) const { return gh[g * H] + b_r[g * H]; }
@@ -90,18 +96,31 @@ struct StepForwardIo {
   TF_RNN_OPS_HOST_DEVICE void Save(int k, int g, T v) {
     if (saved[k] != nullptr) saved[k][g * H] = v;
   }
+  TF_RNN_OPS_HOST_DEVICE T Saved(int k, int g) const { return saved[k][g * H]; }
+  TF_RNN_OPS_HOST_DEVICE void SetRecurrentInput(T v) { *rec_in = v; }
 };
 
-template <typename T, typename Cell, bool kProj>
+// Phase kPhase of a step (a one-product cell has only phase 0: Cell::Forward; else
+// Cell::ForwardPhase<kPhase>, run after the GEMM of product kPhase). The last phase writes the new
+// state, the output and the state record.
+template <typename T, typename Cell, bool kProj, int kPhase>
 __global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
+  constexpr int kProducts = CellRecurrentProducts<Cell>::value;
+  constexpr bool kLast = kPhase == kProducts - 1;
+  static_assert(kProducts == 1 || !Cell::kHasCellState,
+                "a cell state with several products a step needs its own bookkeeping here");
   const int d = blockIdx.y;
   const int64_t H = a.H, Hout = a.Hout;
   TF_RNN_KERNEL_LOOP(i, a.B * H) {
     const int64_t b = i / H, j = i % H;
     const int64_t st = d * a.B + b;  // state row
     int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d,
-                  &t)) {  // past the end of this row: carry the state
+    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {  // past the end of this row
+      if (!kLast) {  // the next product reads this row too: keep it finite
+        a.rec_in[st * Hout + j] = T(0);
+        continue;
+      }
+      // carry the state
       if (!kProj) a.h_out[st * Hout + j] = a.h_in[st * Hout + j];
       if (Cell::kHasCellState) a.c_out[st * H + j] = a.c_in[st * H + j];
       if (kProj) a.m_step[st * H + j] = T(0);
@@ -122,10 +141,17 @@ __global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
     if (a.hprev != nullptr) {
       for (int k = 0; k < Cell::kNumSaved; ++k)
         io.saved[k] = a.saved[k] + rec * a.saved_width[k] + j;
+    } else if (kProducts > 1) {
+      for (int k = 0; k < Cell::kNumSaved; ++k)
+        io.saved[k] = a.step_saved[k] + st * a.saved_width[k] + j;
     }
-    // (Cells with several recurrent products a step have no CUDA kernels yet: RnnForward refuses
-    // them.)
-    if constexpr (CellRecurrentProducts<Cell>::value == 1) Cell::Forward(io);
+    if constexpr (kProducts == 1) {
+      Cell::Forward(io);
+    } else {
+      io.rec_in = a.rec_in + st * Hout + j;
+      Cell::template ForwardPhase<kPhase>(io);
+    }
+    if (!kLast) continue;
     if (Cell::kHasCellState) a.c_out[st * H + j] = io.c;
     if (kProj) {
       a.m_step[st * H + j] = io.h;
@@ -242,6 +268,9 @@ struct BackwardStepArgs {
   T* d_gx;       // [dirs, rows, GH]
   T* d_gh;       // [dirs, rows, GH] (the same buffer as d_gx unless kDistinctRecurrentGrad)
   T* d_gh_step;  // [dirs, B, GH]
+  // Cells with several products a step: [dirs, B, Hout] the grad of the input that this phase
+  // passed on to the next product (= d_gh_step's columns of that product times its R block).
+  const T* d_rec_in;
 };
 
 // The cell's backward io for one unit j of one row, gate blocks H apart: the saved buffers from the
@@ -252,7 +281,7 @@ struct StepBackwardIo {
   using Value = T;
   const T* saved[kMaxCellSaved] = {};
   int64_t H;
-  T h_prev = T(0), c_prev = T(0), dh = T(0), dc = T(0);
+  T h_prev = T(0), c_prev = T(0), dh = T(0), dc = T(0), d_rec_in = T(0);
   T* dx;       // this unit's record of d_gx
   T* dr;       // this unit's record of d_gh (kDistinctRecurrentGrad)
   T* dr_step;  // this unit's entry of the step's d_gh
@@ -263,6 +292,7 @@ struct StepBackwardIo {
   TF_RNN_OPS_HOST_DEVICE T CPrev() const { return c_prev; }
   TF_RNN_OPS_HOST_DEVICE T Dh() const { return dh; }
   TF_RNN_OPS_HOST_DEVICE T Dc() const { return dc; }
+  TF_RNN_OPS_HOST_DEVICE T DRecurrentInput() const { return d_rec_in; }
   TF_RNN_OPS_HOST_DEVICE void SetDx(int g, T v) {
     dx[g * H] = v;
     if (!Cell::kDistinctRecurrentGrad) dr_step[g * H] = v;
@@ -275,9 +305,16 @@ struct StepBackwardIo {
   TF_RNN_OPS_HOST_DEVICE void SetDhDirect(T v) { dh_direct = v; }
 };
 
-template <typename T, typename Cell, bool kProj>
+// Phase kPhase of a step's backward, run from the last phase down (a one-product cell has only
+// phase 0: Cell::Backward; else Cell::BackwardPhase<kPhase>, each followed by the GEMM of product
+// kPhase's input grad). The first phase run (the last one) clears the step's d_gh of rows without
+// a step; phase 0 writes the direct part of the grad of h_prev.
+template <typename T, typename Cell, bool kProj, int kPhase>
 __global__ void BackwardStepKernel(BackwardStepArgs<T> a) {
   constexpr int G = Cell::kGates;
+  constexpr int kProducts = CellRecurrentProducts<Cell>::value;
+  static_assert(kProducts == 1 || !Cell::kHasCellState,
+                "a cell state with several products a step needs its own bookkeeping here");
   const int d = blockIdx.y;
   const int64_t H = a.H, Hout = a.Hout, GH = a.GH;
   TF_RNN_KERNEL_LOOP(i, a.B * H) {
@@ -285,8 +322,10 @@ __global__ void BackwardStepKernel(BackwardStepArgs<T> a) {
     const int64_t st = d * a.B + b;
     int64_t t = 0;
     if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {  // no step here: the grads pass through
-      for (int g = 0; g < G; ++g) a.d_gh_step[st * GH + g * H + j] = T(0);
-      if (!kProj) a.dh_out[st * Hout + j] = a.dh_in[st * Hout + j];
+      if (kPhase == kProducts - 1) {
+        for (int g = 0; g < G; ++g) a.d_gh_step[st * GH + g * H + j] = T(0);
+      }
+      if (!kProj && kPhase == 0) a.dh_out[st * Hout + j] = a.dh_in[st * Hout + j];
       continue;
     }
     const int64_t row = t * a.ts + b * a.bs;
@@ -308,10 +347,15 @@ __global__ void BackwardStepKernel(BackwardStepArgs<T> a) {
     io.dx = a.d_gx + rec * GH + j;
     io.dr = a.d_gh + rec * GH + j;
     io.dr_step = a.d_gh_step + st * GH + j;
-    if constexpr (CellRecurrentProducts<Cell>::value == 1) Cell::Backward(io);
+    if constexpr (kProducts == 1) {
+      Cell::Backward(io);
+    } else {
+      if (kPhase < kProducts - 1) io.d_rec_in = a.d_rec_in[st * Hout + j];
+      Cell::template BackwardPhase<kPhase>(io);
+    }
     if (Cell::kHasCellState) a.dc[st * H + j] = io.dc_prev;
     // The part of the grad of h_prev that is not through R (zero unless kDirectHPrevGrad).
-    if (!kProj) a.dh_out[st * Hout + j] = io.dh_direct;
+    if (!kProj && kPhase == 0) a.dh_out[st * Hout + j] = io.dh_direct;
   }
 }
 

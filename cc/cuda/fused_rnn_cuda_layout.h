@@ -83,6 +83,11 @@ struct ForwardWorkspace {
   T* m_step;      // with projection: [dirs, B, H]
   T* hp;          // with projection: [dirs, B, Hout]
   T* layer[2];    // outputs of the layers below the last: [rows, outw]
+  // Cells with several recurrent products a step (CellRecurrentProducts > 1):
+  T* rec_in;  // [dirs, B, Hout] the next product's input, as the previous phase passed it on
+  // in inference, the step's saved buffers ([dirs, B, width] each), which a later phase reads back
+  // (in training they go to the reserve)
+  T* step_saved[Cell::kNumSaved];
   size_t bytes = 0;
 
   static ForwardWorkspace Carve(const RnnConfig& config, void* base) {
@@ -106,6 +111,13 @@ struct ForwardWorkspace {
     for (int k = 0; k < 2; ++k) {
       w.layer[k] = k < num_layer_buffers ? carver.Take<T>(D.rows * D.outw) : nullptr;
     }
+    const bool phased = CellRecurrentProducts<Cell>::value > 1;
+    w.rec_in = phased ? carver.Take<T>(D.dirs * D.B * D.Hout) : nullptr;
+    for (int k = 0; k < Cell::kNumSaved; ++k) {
+      w.step_saved[k] = phased && !config.is_training
+                            ? carver.Take<T>(D.dirs * D.B * Cell::kSaved[k].Width(D.H))
+                            : nullptr;
+    }
     w.bytes = carver.size();
     return w;
   }
@@ -125,6 +137,7 @@ struct BackwardWorkspace {
   T* dhtot;       // with projection: [dirs, rows, Hout] grad of h at every step (for dP)
   T* grad[2];     // grads of the layers' inputs above layer 0: [rows, outw]
   T* ones;        // [rows]
+  T* d_rec_in;    // several products a step: [dirs, B, Hout] the grad of a product's input
   size_t bytes = 0;
 
   static BackwardWorkspace Carve(const RnnConfig& config, void* base) {
@@ -142,6 +155,8 @@ struct BackwardWorkspace {
     w.dhtot = D.proj ? carver.Take<T>(D.dirs * D.rows * D.Hout) : nullptr;
     for (int k = 0; k < 2; ++k) w.grad[k] = D.L > 1 ? carver.Take<T>(D.rows * D.outw) : nullptr;
     w.ones = carver.Take<T>(D.rows);
+    w.d_rec_in =
+        CellRecurrentProducts<Cell>::value > 1 ? carver.Take<T>(D.dirs * D.B * D.Hout) : nullptr;
     w.bytes = carver.size();
     return w;
   }

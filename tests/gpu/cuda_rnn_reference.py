@@ -15,7 +15,6 @@ import numpy as np
 GATES: dict[str, int] = runpy.run_path(
     str(Path(__file__).resolve().parents[2] / "tf_rnn_ops" / "_modes.py")
 )["NUM_GATES"]
-MODE_IDS = {"rnn_relu": 0, "rnn_tanh": 1, "lstm": 2, "gru": 3}
 
 
 def sigmoid(x):
@@ -118,8 +117,16 @@ class RnnShape:
         return np.concatenate(chunks)
 
 
-def _cell(mode, gx, gh, h, c, hsz):
-    """One step for a batch: gx, gh [B, G·H] with biases; returns (h or m, c)."""
+def _cell(mode, gx, h, c, r_mat, b_r, hsz):
+    """One step for a batch: gx [B, G·H] with its bias; the recurrent weights R [G·H, H_out] and
+    b_R [G·H]; returns (h or m, c)."""
+    if mode == "gru_reset_before":  # the reset gate scales h before R_h's product
+        gh_rz = h @ r_mat[: 2 * hsz].T + b_r[: 2 * hsz]
+        r = sigmoid(gx[:, :hsz] + gh_rz[:, :hsz])
+        z = sigmoid(gx[:, hsz : 2 * hsz] + gh_rz[:, hsz:])
+        n = np.tanh(gx[:, 2 * hsz :] + (r * h) @ r_mat[2 * hsz :].T + b_r[2 * hsz :])
+        return (1 - z) * n + z * h, c
+    gh = h @ r_mat.T + b_r
     if mode in ("rnn_relu", "rnn_tanh"):
         a = gx + gh
         return (np.maximum(a, 0) if mode == "rnn_relu" else np.tanh(a)), c
@@ -170,8 +177,7 @@ def rnn_forward(shape: RnnShape, params, x, h0, c0=None, lengths=None, time_majo
                     gx = xs @ p["W"].T + p["bW"]
                 else:
                     gx = np.tile(xs, shape.gates) + p["bW"]
-                gh = h @ p["R"].T + p["bR"]
-                h_new, c_new = _cell(shape.mode, gx, gh, h, c, hsz)
+                h_new, c_new = _cell(shape.mode, gx, h, c, p["R"], p["bR"], hsz)
                 if shape.num_proj:
                     h_new = h_new @ p["P"].T
                 h = np.where(valid[:, None], h_new, h)
@@ -184,3 +190,79 @@ def rnn_forward(shape: RnnShape, params, x, h0, c0=None, lengths=None, time_majo
     if not time_major:
         y, hy, cy = y.transpose(1, 0, 2), hy.transpose(1, 0, 2), cy.transpose(1, 0, 2)
     return y, hy, (cy if shape.mode == "lstm" else None)
+
+
+def gru_reset_before_grads(shape: RnnShape, params, x, h0, dy, dhy, lengths=None, time_major=True):
+    """Backprop through time of the gru_reset_before stack (docs/MATH.md, "GRU with reset
+    before": dh̃ = dh (1 − z)(1 − h̃²), dz = dh (h − h̃) z (1 − z), d(r ⊙ h) = dh̃ R_h,
+    dr = d(r ⊙ h) h r (1 − r), dh_prev = z dh + r d(r ⊙ h) + [dr, dz] [R_r; R_z]), without dropout,
+    for the loss Σ dy·y + Σ dhy·hy. Same layouts as rnn_forward; returns dx, dh0, dparams (the
+    opaque layout)."""
+    if shape.mode != "gru_reset_before" or shape.num_proj:
+        raise ValueError(f"gru_reset_before_grads: mode {shape.mode!r}, num_proj {shape.num_proj}")
+    x, h0 = np.asarray(x, np.float64), np.asarray(h0, np.float64)
+    dy, dhy = np.asarray(dy, np.float64), np.asarray(dhy, np.float64)
+    if not time_major:
+        x, h0, dy, dhy = (a.transpose(1, 0, 2) for a in (x, h0, dy, dhy))
+    steps, batch, _ = x.shape
+    hsz, dirs = shape.num_units, shape.num_dirs
+    lens = np.full(batch, steps) if lengths is None else np.asarray(lengths)
+    blocks = shape.unpack(np.asarray(params, np.float64))
+    grads = {k: {n: np.zeros(v.shape) for n, v in b.items()} for k, b in blocks.items()}
+    # Forward, keeping each layer's input and each step's values.
+    inputs, caches, inp = [], {}, x
+    for layer in range(shape.num_layers):
+        inputs.append(inp)
+        out = np.zeros((steps, batch, dirs * hsz))
+        for d in range(dirs):
+            p, h = blocks[(layer, d)], h0[layer * dirs + d].copy()
+            for s in range(steps):
+                valid = s < lens
+                t = np.where(valid, s if d == 0 else lens - 1 - s, 0)
+                xs = inp[t, np.arange(batch)]
+                gx = (xs @ p["W"].T if shape.has_w(layer) else np.tile(xs, 3)) + p["bW"]
+                gh = h @ p["R"][: 2 * hsz].T + p["bR"][: 2 * hsz]
+                r = sigmoid(gx[:, :hsz] + gh[:, :hsz])
+                z = sigmoid(gx[:, hsz : 2 * hsz] + gh[:, hsz:])
+                n = np.tanh(gx[:, 2 * hsz :] + (r * h) @ p["R"][2 * hsz :].T + p["bR"][2 * hsz :])
+                caches[(layer, d, s)] = (valid, t, xs, h, r, z, n)
+                h_new = (1 - z) * n + z * h
+                rows = np.nonzero(valid)[0]
+                out[t[rows], rows, d * hsz : (d + 1) * hsz] = h_new[rows]
+                h = np.where(valid[:, None], h_new, h)
+        inp = out
+    # Backward, from the last layer down.
+    dh0 = np.zeros_like(h0)
+    d_out = dy
+    for layer in reversed(range(shape.num_layers)):
+        d_in = np.zeros_like(inputs[layer])
+        for d in range(dirs):
+            p, g = blocks[(layer, d)], grads[(layer, d)]
+            carry = dhy[layer * dirs + d].copy()
+            for s in reversed(range(steps)):
+                valid, t, xs, h, r, z, n = caches[(layer, d, s)]
+                m = valid[:, None].astype(np.float64)  # rows past their length pass dh through
+                dh = (carry + d_out[t, np.arange(batch), d * hsz : (d + 1) * hsz]) * m
+                dn = dh * (1 - z) * (1 - n * n)
+                dz = dh * (h - n) * z * (1 - z)
+                drh = dn @ p["R"][2 * hsz :]
+                dr = drh * h * r * (1 - r)
+                dgates = np.concatenate([dr, dz, dn], 1)
+                if shape.has_w(layer):
+                    g["W"] += dgates.T @ xs
+                    dxs = dgates @ p["W"]
+                else:
+                    dxs = dr + dz + dn
+                g["bW"] += dgates.sum(0)
+                g["bR"] += dgates.sum(0)
+                g["R"][: 2 * hsz] += dgates[:, : 2 * hsz].T @ h
+                g["R"][2 * hsz :] += dn.T @ (r * h)
+                np.add.at(d_in, (t, np.arange(batch)), dxs * m)
+                dh_prev = z * dh + r * drh + dgates[:, : 2 * hsz] @ p["R"][: 2 * hsz]
+                carry = np.where(valid[:, None], dh_prev, carry)
+            dh0[layer * dirs + d] = carry
+        d_out = d_in
+    dx = d_out
+    if not time_major:
+        dx, dh0 = dx.transpose(1, 0, 2), dh0.transpose(1, 0, 2)
+    return dx, dh0, shape.pack(grads)

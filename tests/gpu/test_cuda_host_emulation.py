@@ -74,6 +74,10 @@ CASES = [
     ("gru", 1, 3, 2, 2, 0, False),
     ("gru", 3, 3, 3, 1, 0, True),
     ("lstm", 2, 3, 3, 2, 0, True),
+    # gru_reset_before: two recurrent products a step ([R_r; R_z] h, then R_h (r ⊙ h))
+    ("gru_reset_before", 2, 3, 4, 2, 0, False),
+    ("gru_reset_before", 1, 1, 1, 1, 0, False),
+    ("gru_reset_before", 3, 3, 3, 1, 0, True),
 ]
 
 
@@ -116,15 +120,40 @@ def test_forward_matches_reference(lib, case, time_major, lengths):
             np.testing.assert_allclose(cy, wcy, rtol=1e-12, atol=1e-12)
 
 
-def test_forward_float32(lib):
+@pytest.mark.parametrize(
+    "case",
+    [("lstm", 2, 4, 3, 2, 2, False), ("gru_reset_before", 2, 5, 3, 2, 0, False)],
+    ids=_case_id,
+)
+def test_forward_float32(lib, case):
     rng = np.random.default_rng(3)
-    shape, x, h0, c0, params = _problem(("lstm", 2, 4, 3, 2, 2, False), rng)
+    shape, x, h0, c0, params = _problem(case, rng)
+    c_in = c0 if shape.mode == "lstm" else None
     rnn = lib.rnn(shape, "float32")
-    f32 = [np.asarray(a, np.float32) for a in (x, h0, c0, params)]
-    y, hy, cy, _ = rnn.forward(*f32, lengths=[5, 1, 3])
-    wy, why, wcy = ref.rnn_forward(shape, params, x, h0, c0, [5, 1, 3])
-    for g, w in ((y, wy), (hy, why), (cy, wcy)):
-        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    f32 = [None if a is None else np.asarray(a, np.float32) for a in (x, h0, c_in, params)]
+    for training in (False, True):
+        y, hy, cy, _ = rnn.forward(*f32, lengths=[5, 1, 3], is_training=training)
+        wy, why, wcy = ref.rnn_forward(shape, params, x, h0, c_in, [5, 1, 3])
+        for g, w in ((y, wy), (hy, why), (cy, wcy)):
+            if w is not None:
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
+def test_gru_reset_before_wide_odd_units(lib, time_major):
+    """257 units (more than one block of threads per row), odd batch, variable lengths: the
+    forward against the float64 reference, the backprop against finite differences."""
+    rng = np.random.default_rng(257)
+    case = ("gru_reset_before", 1, 257, 5, 2, 0, False)
+    shape, x, h0, c0, params = _problem(case, rng, steps=3, batch=3, time_major=time_major)
+    params *= 0.2  # keep the 257-wide products off the saturated ends of σ and tanh
+    rnn = lib.rnn(shape, "float64", time_major=time_major)
+    lengths = [3, 1, 2]
+    y, hy, _, _ = rnn.forward(x, h0, None, params, lengths, is_training=True)
+    wy, why, _ = ref.rnn_forward(shape, params, x, h0, None, lengths, time_major)
+    np.testing.assert_allclose(y, wy, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(hy, why, rtol=1e-12, atol=1e-12)
+    _check_grads(rnn, shape, x, h0, c0, params, lengths, rng, n_dirs=2)
 
 
 def test_spec_reference_value(lib):
@@ -200,16 +229,40 @@ def test_backprop_matches_finite_differences(lib, case, time_major, lengths):
     _check_grads(rnn, shape, x, h0, c0, params, lengths, rng)
 
 
-def test_backprop_with_dropout(lib):
+RESET_BEFORE_CASES = [c for c in CASES if c[0] == "gru_reset_before"]
+
+
+@pytest.mark.parametrize("case", RESET_BEFORE_CASES, ids=_case_id)
+@pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
+@pytest.mark.parametrize("lengths", [None, [5, 2, 0]], ids=["full", "varlen"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gru_reset_before_grads_match_reference(lib, case, time_major, lengths, dtype):
+    """Every gradient (dx, dh0, each params element) against the float64 numpy backprop of
+    docs/MATH.md, "GRU with reset before" (cuda_rnn_reference.gru_reset_before_grads)."""
+    rng = np.random.default_rng(31)
+    shape, x, h0, _, params = _problem(case, rng, time_major=time_major)
+    rnn = lib.rnn(shape, dtype, time_major=time_major)
+    cast = (lambda a: np.asarray(a, np.float32)) if dtype == "float32" else (lambda a: a)
+    y, hy, _, reserve = rnn.forward(cast(x), cast(h0), None, cast(params), lengths, True)
+    dy, dhy = rng.standard_normal(y.shape), rng.standard_normal(hy.shape)
+    got = rnn.backward(cast(x), cast(params), cast(dy), cast(dhy), None, reserve, lengths)
+    want = ref.gru_reset_before_grads(shape, params, x, h0, dy, dhy, lengths, time_major)
+    tol = 1e-11 if dtype == "float64" else 2e-5
+    for name, g, w in zip(("dx", "dh0", "dparams"), (got[0], got[1], got[3]), want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["gru", "gru_reset_before"])
+def test_backprop_with_dropout(lib, mode):
     """Dropout masks are fixed by the seed: the forward is a smooth function of the inputs and the
     backprop must be its exact gradient (it reads the masks from the reserve)."""
     rng = np.random.default_rng(5)
-    shape, x, h0, c0, params = _problem(("gru", 3, 4, 3, 2, 0, False), rng, steps=4)
+    shape, x, h0, c0, params = _problem((mode, 3, 4, 3, 2, 0, False), rng, steps=4)
     rnn = lib.rnn(shape, "float64", dropout=0.4, seed=1234)
     _check_grads(rnn, shape, x, h0, c0, params, [4, 3, 1], rng)
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[5]], ids=_case_id)
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[5], CASES[7]], ids=_case_id)
 @pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
 def test_backprop_without_dx(lib, case, time_major):
     """A null dx (what TfRnn>CudnnRNNBackprop's skip_input_backprop passes) leaves out only the
@@ -264,6 +317,38 @@ def test_zero_lengths_and_empty(lib):
     np.testing.assert_array_equal(cy, c0)
     # T = 0
     y, hy, cy, _ = rnn.forward(np.zeros((0, 3, 2)), h0, c0, params)
+    assert y.shape == (0, 3, 6)
+    np.testing.assert_array_equal(hy, h0)
+
+
+def test_gru_reset_before_zero_lengths_and_empty(lib):
+    """Zero lengths carry the state and give zero outputs and grads through; B = 0 and T = 0 are
+    empty problems (the backprop writes zero dparams)."""
+    rng = np.random.default_rng(18)
+    case = ("gru_reset_before", 2, 3, 2, 2, 0, False)
+    shape, x, h0, _, params = _problem(case, rng, steps=4)
+    rnn = lib.rnn(shape, "float64")
+    y, hy, _, reserve = rnn.forward(x, h0, None, params, lengths=[0, 0, 0], is_training=True)
+    assert not y.any()
+    np.testing.assert_array_equal(hy, h0)
+    dhy = rng.standard_normal(hy.shape)
+    dx, dh0, _, dparams = rnn.backward(
+        x, params, rng.standard_normal(y.shape), dhy, None, reserve, [0, 0, 0]
+    )
+    assert not dx.any() and not dparams.any()
+    np.testing.assert_array_equal(dh0, dhy)
+    # B = 0
+    for tm in (True, False):
+        empty = lib.rnn(shape, "float64", time_major=tm)
+        xe = np.zeros((4, 0, 2) if tm else (0, 4, 2))
+        he = np.zeros((4, 0, 3) if tm else (0, 4, 3))
+        y, hy, _, reserve = empty.forward(xe, he, None, params, is_training=True)
+        assert y.shape == ((4, 0, 6) if tm else (0, 4, 6)) and hy.shape == he.shape
+        dx, dh0, _, dparams = empty.backward(xe, params, np.zeros(y.shape), he, None, reserve)
+        assert dx.shape == xe.shape and dh0.shape == he.shape
+        assert dparams.shape == params.shape and not dparams.any()
+    # T = 0
+    y, hy, _, _ = rnn.forward(np.zeros((0, 3, 2)), h0, None, params)
     assert y.shape == (0, 3, 6)
     np.testing.assert_array_equal(hy, h0)
 
@@ -332,6 +417,8 @@ CROSS_CASES = [
     ("gru", 3, 3, 3, 1, 0, True, True, [5, 5, 1], 0.5),
     ("rnn_relu", 2, 4, 3, 2, 0, False, True, None, 0.0),
     ("rnn_tanh", 1, 3, 2, 1, 0, False, False, [3, 4, 5], 0.0),
+    ("gru_reset_before", 2, 5, 3, 2, 0, False, False, [5, 2, 0], 0.3),
+    ("gru_reset_before", 3, 3, 3, 1, 0, True, True, [5, 5, 1], 0.5),
 ]
 
 

@@ -1,8 +1,9 @@
 """The CUDA fused RNN against PyTorch's cuDNN nn.GRU / nn.LSTM / nn.RNN with the same weights:
 forward, input / state / weight gradients, variable lengths (pack_padded_sequence), bidirectional,
 multi-layer, projection, batch-major; skip_input, zero lengths and dropout against the float64
-reference of docs/MATH.md and finite differences. Needs a CUDA device and PyTorch (skipped
-otherwise)."""
+reference of docs/MATH.md and finite differences. gru_reset_before (Keras GRU reset_after=False),
+which PyTorch lacks, against the float64 numpy forward and backprop of cuda_rnn_reference. Needs a
+CUDA device and PyTorch (skipped otherwise)."""
 
 from __future__ import annotations
 
@@ -135,6 +136,45 @@ def test_skip_input_matches_cudnn_with_identity_input_weights(lib, mode):
 def test_larger_float32(lib, mode):
     shape = ref.RnnShape(mode, 2, 128, 64, 2)
     _compare(lib, shape, "float32", 20, 32, list(range(20, 4, -1)) * 2, True)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "layers,dirs,skip", [(1, 1, False), (2, 2, False), (2, 1, True)], ids=["L1", "L2-bi", "L2-skip"]
+)
+@pytest.mark.parametrize("lengths", [None, [7, 3, 1, 6, 0]], ids=["full", "varlen"])
+@pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
+def test_gru_reset_before_matches_float64_reference(
+    lib, dtype, layers, dirs, skip, lengths, time_major
+):
+    """No PyTorch module has the reset-before GRU: forward (training and inference) and every
+    gradient against the float64 numpy references."""
+    rng = np.random.default_rng(layers * 10 + dirs)
+    units = 8
+    shape = ref.RnnShape(
+        "gru_reset_before", layers, units, units if skip else 6, dirs, skip_input=skip
+    )
+    n, steps, batch = dirs * layers, 7, 5
+    seq = (steps, batch) if time_major else (batch, steps)
+    state = (n, batch, units) if time_major else (batch, n, units)
+    x = rng.uniform(-1, 1, (*seq, shape.input_size))
+    h0 = rng.uniform(-1, 1, state)
+    params = rng.uniform(-0.5, 0.5, shape.params_size())
+    dy = rng.standard_normal((*seq, dirs * units))
+    dhy = rng.standard_normal(state)
+    be = lib.backend
+    dev = [be.from_numpy(a, dtype) for a in (x, h0, params, dy, dhy)]
+    rnn = lib.rnn(shape, dtype, time_major=time_major)
+    y, hy, _, reserve = rnn.forward(dev[0], dev[1], None, dev[2], lengths, is_training=True)
+    y_inf, hy_inf, _, _ = rnn.forward(dev[0], dev[1], None, dev[2], lengths)
+    dx, dh0, _, dparams = rnn.backward(dev[0], dev[2], dev[3], dev[4], None, reserve, lengths)
+    be.synchronize()
+    wy, why, _ = ref.rnn_forward(shape, params, x, h0, None, lengths, time_major)
+    wdx, wdh0, wdp = ref.gru_reset_before_grads(shape, params, x, h0, dy, dhy, lengths, time_major)
+    checks = [(y, wy, "y"), (y_inf, wy, "y (inference)"), (hy, why, "hy")]
+    checks += [(hy_inf, why, "hy (inference)"), (dx, wdx, "dx"), (dh0, wdh0, "dh0")]
+    for got, want, what in [*checks, (dparams, wdp, "dparams")]:
+        _close(got, torch.from_numpy(want), dtype, what)
 
 
 def test_against_numpy_reference_with_zero_lengths(lib):

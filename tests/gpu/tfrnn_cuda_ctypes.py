@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import runpy
 import sys
 
 import numpy as np
@@ -22,7 +23,14 @@ EMU_LIBRARY = os.environ.get("TF_RNN_OPS_CUDA_EMU_LIB") or os.path.join(
 )
 
 DTYPES = {"float32": 0, "float64": 1}
-MODES = {"rnn_relu": 0, "rnn_tanh": 1, "lstm": 2, "gru": 3}
+# The C API's rnn_mode values (c_api.h): the index in the package's mode table, read by path
+# (tf_rnn_ops/_modes.py imports nothing; this binding runs without TensorFlow).
+MODES: dict[str, int] = {
+    mode: i
+    for i, mode in enumerate(
+        runpy.run_path(os.path.join(REPO, "tf_rnn_ops", "_modes.py"))["RNN_MODES"]
+    )
+}
 ERRORS = {1: "invalid argument", 2: "CUDA error", 3: "cuBLAS error"}
 
 _VP = ctypes.c_void_p
