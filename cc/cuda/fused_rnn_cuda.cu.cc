@@ -24,8 +24,8 @@ namespace tf_rnn_ops {
 namespace cuda {
 namespace {
 
-// The step kernels of the cell's phase `phase` (one-product cells: phase 0, the whole step), with or
-// without the projection (cells with kSupportsProjection).
+// The step kernels of the cell's phase `phase` (one-product cells: phase 0, the whole step), with
+// or without the projection (cells with kSupportsProjection).
 template <typename T, typename Cell, int kPhase = 0>
 void (*ForwardStepKernelFor(bool proj, int phase))(ForwardStepArgs<T>) {
   if constexpr (kPhase < CellRecurrentProducts<Cell>::value) {
@@ -97,6 +97,15 @@ struct Products {
     }
   }
 };
+
+// The step kernels' sizes (the step s is set per step).
+StepDims StepDimsOf(const Dims& D, const int32_t* lens) {
+  StepDims dims{};
+  dims.B = D.B, dims.H = D.H, dims.Hout = D.Hout, dims.GH = D.GH, dims.max_time = D.T;
+  dims.rows = D.rows, dims.ts = D.ts, dims.bs = D.bs;
+  dims.lens = lens;
+  return dims;
+}
 
 // A [dirs, B, W] view of the user's state tensor (h or c) at layer l.
 struct StateView {
@@ -194,9 +203,7 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
     const int64_t pstride = blk.size;
 
     ForwardStepArgs<T> a{};
-    a.B = D.B, a.H = D.H, a.Hout = D.Hout, a.GH = D.GH, a.max_time = D.T, a.rows = D.rows,
-    a.ts = D.ts, a.bs = D.bs;
-    a.lens = lens;
+    static_cast<StepDims&>(a) = StepDimsOf(D, lens);
     if (sh.HasInputWeights(layer)) {  // gx = x Wᵀ for all steps, both directions
       TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, gemm_rows, D.GH, in_w, T(1),
                                              in, in_w, 0, pl + blk.w, in_w, pstride, T(0), ws.gx,
@@ -232,10 +239,10 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
         // gh's gate columns of product p = its input · (R's rows of those gates)ᵀ; then phase p
         const int64_t g0 = Products<Cell>::Begin(p) * D.H;
         const int64_t n = Products<Cell>::End(p) * D.H - g0;
-        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
-            blas, stream, false, true, D.B, n, D.Hout, T(1), p == 0 ? ws.h[cur] : ws.rec_in,
-            D.Hout, D.B * D.Hout, pl + blk.r + g0 * D.Hout, D.Hout, pstride, T(0), ws.gh + g0, D.GH,
-            D.B * D.GH, D.dirs));
+        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, D.B, n, D.Hout, T(1),
+                                               p == 0 ? ws.h[cur] : ws.rec_in, D.Hout, D.B * D.Hout,
+                                               pl + blk.r + g0 * D.Hout, D.Hout, pstride, T(0),
+                                               ws.gh + g0, D.GH, D.B * D.GH, D.dirs));
         TF_RNN_RETURN_IF_ERROR((LaunchForwardStep<T, Cell>(D.proj, p, grid_h, stream, a)));
       }
       if (D.proj) {  // h = m Pᵀ
@@ -333,9 +340,7 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
     }
 
     BackwardStepArgs<T> a{};
-    a.B = D.B, a.H = D.H, a.Hout = D.Hout, a.GH = D.GH, a.max_time = D.T, a.rows = D.rows,
-    a.ts = D.ts, a.bs = D.bs;
-    a.lens = lens;
+    static_cast<StepDims&>(a) = StepDimsOf(D, lens);
     a.dy = d_out, a.dy_row = D.outw;
     a.dc = ws.dc, a.dm_step = ws.dm_step, a.dhtot_step = ws.dhtot_step, a.dhtot = ws.dhtot;
     for (int k = 0; k < Cell::kNumSaved; ++k) {
@@ -396,10 +401,10 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
         input = rs.saved[Products<Cell>::Input(p)][l];
         input_w = Cell::kSaved[Products<Cell>::Input(p)].Width(D.H);
       }
-      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(
-          blas, stream, true, false, n, D.Hout, gemm_rows, T(1), ws.d_gh + g0, D.GH, D.rows * D.GH,
-          input, input_w, D.rows * input_w, T(0), dpl + blk.r + g0 * D.Hout, D.Hout, pstride,
-          D.dirs));
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, true, false, n, D.Hout, gemm_rows, T(1),
+                                             ws.d_gh + g0, D.GH, D.rows * D.GH, input, input_w,
+                                             D.rows * input_w, T(0), dpl + blk.r + g0 * D.Hout,
+                                             D.Hout, pstride, D.dirs));
     }
     if (D.proj) {  // dP = dhᵀ m
       TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(

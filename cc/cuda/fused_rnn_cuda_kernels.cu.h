@@ -25,6 +25,40 @@ __device__ __forceinline__ bool StepTime(const int32_t* lens, int64_t max_time, 
   return true;
 }
 
+// What every step kernel is given about the problem and the step (the fields of ForwardStepArgs
+// and BackwardStepArgs that the driver fills alike).
+struct StepDims {
+  int64_t B, H, Hout, GH, max_time, rows, ts, bs, s;
+  const int32_t* lens;  // device, null: every row has T steps
+};
+
+// Work item i of a step kernel over [B, width] units (width H or Hout) of direction d: unit j of
+// batch row b, its state row st = d·B + b; if the row has step s (`valid`), that step's row of the
+// sequence buffers and its record in the per-direction reserve buffers ([dirs, rows, ·]).
+struct StepUnit {
+  int64_t b, j, st, row, rec;
+  bool valid;
+};
+__device__ __forceinline__ StepUnit LocateStep(const StepDims& a, int d, int64_t i, int64_t width) {
+  StepUnit u;
+  u.b = i / width, u.j = i % width;
+  u.st = d * a.B + u.b;
+  int64_t t = 0;
+  u.valid = StepTime(a.lens, a.max_time, u.b, a.s, d, &t);
+  u.row = u.valid ? t * a.ts + u.b * a.bs : 0;
+  u.rec = d * a.rows + u.row;
+  return u;
+}
+
+// Points io_saved[k] at unit j of entry `index` of each of the cell's saved buffers (`widths`
+// wide).
+template <typename P>
+__device__ __forceinline__ void PointAtSaved(int num_saved, P* const* buffers,
+                                             const int64_t* widths, int64_t index, int64_t j,
+                                             P** io_saved) {
+  for (int k = 0; k < num_saved; ++k) io_saved[k] = buffers[k] + index * widths[k] + j;
+}
+
 // Copies a [dirs, B, W] block of states between layouts: element (d, b, j) at base + d·dir +
 // b·bstride
 // + j. A null source copies zeros.
@@ -39,9 +73,7 @@ __global__ void StateCopyKernel(int64_t B, int64_t W, const T* src, int64_t src_
 }
 
 template <typename T>
-struct ForwardStepArgs {
-  int64_t B, H, Hout, GH, max_time, rows, ts, bs, s;
-  const int32_t* lens;  // device, null: every row has T steps
+struct ForwardStepArgs : StepDims {
   // Input projection: element (d, row, gate g, unit j) at gx[d·gx_dir + row·gx_row + g·gx_gate +
   // j].
   const T* gx;
@@ -112,10 +144,9 @@ __global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
   const int d = blockIdx.y;
   const int64_t H = a.H, Hout = a.Hout;
   TF_RNN_KERNEL_LOOP(i, a.B * H) {
-    const int64_t b = i / H, j = i % H;
-    const int64_t st = d * a.B + b;  // state row
-    int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {  // past the end of this row
+    const StepUnit u = LocateStep(a, d, i, H);
+    const int64_t j = u.j, st = u.st, row = u.row, rec = u.rec;
+    if (!u.valid) {  // past the end of this row
       if (!kLast) {  // the next product reads this row too: keep it finite
         a.rec_in[st * Hout + j] = T(0);
         continue;
@@ -126,8 +157,6 @@ __global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
       if (kProj) a.m_step[st * H + j] = T(0);
       continue;
     }
-    const int64_t row = t * a.ts + b * a.bs;
-    const int64_t rec = d * a.rows + row;  // record in the reserve
     StepForwardIo<T> io;
     io.gx = a.gx + d * a.gx_dir + row * a.gx_row + j;
     io.gx_gate = a.gx_gate;
@@ -139,11 +168,9 @@ __global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
     if (!kProj) io.h_prev = a.h_in[st * Hout + j];
     if (Cell::kHasCellState) io.c_prev = a.c_in[st * H + j];
     if (a.hprev != nullptr) {
-      for (int k = 0; k < Cell::kNumSaved; ++k)
-        io.saved[k] = a.saved[k] + rec * a.saved_width[k] + j;
+      PointAtSaved(Cell::kNumSaved, a.saved, a.saved_width, rec, j, io.saved);
     } else if (kProducts > 1) {
-      for (int k = 0; k < Cell::kNumSaved; ++k)
-        io.saved[k] = a.step_saved[k] + st * a.saved_width[k] + j;
+      PointAtSaved(Cell::kNumSaved, a.step_saved, a.saved_width, st, j, io.saved);
     }
     if constexpr (kProducts == 1) {
       Cell::Forward(io);
@@ -173,18 +200,16 @@ __global__ void ProjectionStepKernel(ForwardStepArgs<T> a) {
   const int d = blockIdx.y;
   const int64_t Hout = a.Hout;
   TF_RNN_KERNEL_LOOP(i, a.B * Hout) {
-    const int64_t b = i / Hout, p = i % Hout;
-    const int64_t st = d * a.B + b;
-    int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {
+    const StepUnit u = LocateStep(a, d, i, Hout);
+    const int64_t p = u.j, st = u.st;
+    if (!u.valid) {
       a.h_out[st * Hout + p] = a.h_in[st * Hout + p];
       continue;
     }
-    const int64_t row = t * a.ts + b * a.bs;
     const T h = a.hp[st * Hout + p];
     a.h_out[st * Hout + p] = h;
-    a.y[row * a.y_row + d * Hout + p] = h;
-    if (a.hprev != nullptr) a.hprev[(d * a.rows + row) * Hout + p] = a.h_in[st * Hout + p];
+    a.y[u.row * a.y_row + d * Hout + p] = h;
+    if (a.hprev != nullptr) a.hprev[u.rec * Hout + p] = a.h_in[st * Hout + p];
   }
 }
 
@@ -249,9 +274,7 @@ __global__ void DropoutBackwardKernel(int64_t n, T scale, const uint8_t* mask, T
 }
 
 template <typename T>
-struct BackwardStepArgs {
-  int64_t B, H, Hout, GH, max_time, rows, ts, bs, s;
-  const int32_t* lens;
+struct BackwardStepArgs : StepDims {
   const T* dy;  // grad of the layer output: dy[row·dy_row + d·Hout + j]; null: zero
   int64_t dy_row;
   const T* dh_in;    // [dirs, B, Hout] grad of the state after this step
@@ -318,21 +341,18 @@ __global__ void BackwardStepKernel(BackwardStepArgs<T> a) {
   const int d = blockIdx.y;
   const int64_t H = a.H, Hout = a.Hout, GH = a.GH;
   TF_RNN_KERNEL_LOOP(i, a.B * H) {
-    const int64_t b = i / H, j = i % H;
-    const int64_t st = d * a.B + b;
-    int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {  // no step here: the grads pass through
+    const StepUnit u = LocateStep(a, d, i, H);
+    const int64_t j = u.j, st = u.st, row = u.row, rec = u.rec;
+    if (!u.valid) {  // no step here: the grads pass through
       if (kPhase == kProducts - 1) {
         for (int g = 0; g < G; ++g) a.d_gh_step[st * GH + g * H + j] = T(0);
       }
       if (!kProj && kPhase == 0) a.dh_out[st * Hout + j] = a.dh_in[st * Hout + j];
       continue;
     }
-    const int64_t row = t * a.ts + b * a.bs;
-    const int64_t rec = d * a.rows + row;  // record in the reserve
     StepBackwardIo<T, Cell> io;
     io.H = H;
-    for (int k = 0; k < Cell::kNumSaved; ++k) io.saved[k] = a.saved[k] + rec * a.saved_width[k] + j;
+    PointAtSaved(Cell::kNumSaved, a.saved, a.saved_width, rec, j, io.saved);
     if (kProj) {
       io.dh = a.dm_step[st * H + j];
     } else {
@@ -365,19 +385,17 @@ __global__ void ProjectionBackwardKernel(BackwardStepArgs<T> a) {
   const int d = blockIdx.y;
   const int64_t Hout = a.Hout;
   TF_RNN_KERNEL_LOOP(i, a.B * Hout) {
-    const int64_t b = i / Hout, p = i % Hout;
-    const int64_t st = d * a.B + b;
-    int64_t t = 0;
-    if (!StepTime(a.lens, a.max_time, b, a.s, d, &t)) {
+    const StepUnit u = LocateStep(a, d, i, Hout);
+    const int64_t p = u.j, st = u.st;
+    if (!u.valid) {
       a.dhtot_step[st * Hout + p] = T(0);
       a.dh_out[st * Hout + p] = a.dh_in[st * Hout + p];
       continue;
     }
-    const int64_t row = t * a.ts + b * a.bs;
     T dh = a.dh_in[st * Hout + p];
-    if (a.dy != nullptr) dh += a.dy[row * a.dy_row + d * Hout + p];
+    if (a.dy != nullptr) dh += a.dy[u.row * a.dy_row + d * Hout + p];
     a.dhtot_step[st * Hout + p] = dh;
-    a.dhtot[(d * a.rows + row) * Hout + p] = dh;
+    a.dhtot[u.rec * Hout + p] = dh;
     a.dh_out[st * Hout + p] = T(0);  // a projected h_prev acts through R only
   }
 }
