@@ -24,6 +24,30 @@ using tensorflow::DEVICE_GPU;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 
+// What both kernels do once their outputs are allocated: the op's stream and cuBLAS handle, the
+// kInputs inputs and the four outputs as Acc<T> device buffers (16-bit types converted to float),
+// the library's workspace, the call `run(blas, stream, in, out, workspace)` and the outputs
+// converted back.
+template <typename T, int kInputs, typename Run>
+void RunCellOnGpu(OpKernelContext* ctx, const GRUBlockCellSizes& s, Tensor* const (&out)[4],
+                  Run&& run) {
+  const cudaStream_t stream = StreamOf(ctx);
+  ScopedBlas blas;
+  OP_REQUIRES_OK(ctx, blas.Init(stream));
+  Tensor in_holder[kInputs], out_holder[4], ws_holder;
+  const Acc<T>* in[kInputs];
+  Acc<T>* o[4];
+  for (int i = 0; i < kInputs; ++i)
+    OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
+  for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
+  void* ws;
+  OP_REQUIRES_OK(
+      ctx, Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
+                   &ws_holder, &ws));
+  OP_REQUIRES_OK(ctx, FromCuda(run(blas.get(), stream, in, o, ws)));
+  for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
+}
+
 template <typename T>
 class GRUBlockCellGPUOp : public OpKernel {
  public:
@@ -36,25 +60,14 @@ class GRUBlockCellGPUOp : public OpKernel {
     for (int i = 0; i < 4; ++i)
       OP_REQUIRES_OK(ctx, ctx->allocate_output(i, TensorShape({s.batch, s.cell}), &out[i]));
     if (s.batch == 0 || s.cell == 0) return;
-    const cudaStream_t stream = StreamOf(ctx);
-    ScopedBlas blas;
-    OP_REQUIRES_OK(ctx, blas.Init(stream));
-    Tensor in_holder[6], out_holder[4], ws_holder;
-    const Acc<T>* in[6];
-    Acc<T>* o[4];
-    for (int i = 0; i < 6; ++i)
-      OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
-    for (int i = 0; i < 4; ++i)
-      OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
-    void* ws;
-    OP_REQUIRES_OK(
-        ctx,
-        Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
-                &ws_holder, &ws));
-    OP_REQUIRES_OK(ctx, FromCuda(cuda::GruBlockCellForward<Acc<T>>(
-                            blas.get(), stream, s.batch, s.input, s.cell, in[0], in[1], in[2],
-                            in[3], in[4], in[5], o[0], o[1], o[2], o[3], ws)));
-    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
+    // inputs x, h_prev, w_ru, w_c, b_ru, b_c; outputs r, u, c, h
+    RunCellOnGpu<T, 6>(ctx, s, out,
+                       [&](cublasHandle_t blas, cudaStream_t stream, const Acc<T>* const* in,
+                           Acc<T>* const* o, void* ws) {
+                         return cuda::GruBlockCellForward<Acc<T>>(
+                             blas, stream, s.batch, s.input, s.cell, in[0], in[1], in[2], in[3],
+                             in[4], in[5], o[0], o[1], o[2], o[3], ws);
+                       });
   }
 };
 
@@ -76,26 +89,15 @@ class GRUBlockCellGradGPUOp : public OpKernel {
       OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out[0]));
       return;
     }
-    const cudaStream_t stream = StreamOf(ctx);
-    ScopedBlas blas;
-    OP_REQUIRES_OK(ctx, blas.Init(stream));
-    Tensor in_holder[10], out_holder[4], ws_holder;
-    const Acc<T>* in[10];
-    Acc<T>* o[4];
-    for (int i = 0; i < 10; ++i)
-      OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
-    for (int i = 0; i < 4; ++i)
-      OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
-    void* ws;
-    OP_REQUIRES_OK(
-        ctx,
-        Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
-                &ws_holder, &ws));
-    OP_REQUIRES_OK(
-        ctx, FromCuda(cuda::GruBlockCellBackward<Acc<T>>(
-                 blas.get(), stream, s.batch, s.input, s.cell, in[0], in[1], in[2], in[3], in[4],
-                 in[5], in[6], in[7], in[8], in[9], o[0], o[1], o[2], o[3], ws)));
-    for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
+    // inputs x, h_prev, w_ru, w_c, b_ru, b_c, r, u, c, d_h; outputs d_x, d_h_prev, d_c_bar,
+    // d_r_bar_u_bar
+    RunCellOnGpu<T, 10>(ctx, s, out,
+                        [&](cublasHandle_t blas, cudaStream_t stream, const Acc<T>* const* in,
+                            Acc<T>* const* o, void* ws) {
+                          return cuda::GruBlockCellBackward<Acc<T>>(
+                              blas, stream, s.batch, s.input, s.cell, in[0], in[1], in[2], in[3],
+                              in[4], in[5], in[6], in[7], in[8], in[9], o[0], o[1], o[2], o[3], ws);
+                        });
   }
 };
 
