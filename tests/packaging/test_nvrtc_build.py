@@ -242,3 +242,32 @@ def test_a_launch_converts_to_the_kernels_parameter_types_or_does_not_compile():
     assert wrong_pointer.returncode != 0 and "double*" in wrong_pointer.stderr
     too_few = _compile_launch("TF_RNN_LAUNCH(kernel, 1, 256, stream, int64_t{3}, 1.5f)")
     assert too_few.returncode != 0 and "wrong number of kernel arguments" in too_few.stderr
+
+
+def test_a_launch_without_a_driver_fails_with_the_kernels_name_and_does_not_crash():
+    """Where no CUDA driver is (CI), the launcher cannot reach the driver API: the launch's error
+    reaches the caller through cudaGetLastError, named after the kernel, as nvcc's launches do."""
+    _nvrtc_built()
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        pytest.skip("a CUDA driver is installed here")
+    except OSError:
+        pass
+    _registered()  # loads the library with its runtime and cuBLAS
+    lib = ctypes.CDLL(CUDA_LIB)
+    lib.tfrnn_last_error.restype = ctypes.c_char_p
+    lib.tfrnn_convert_half16.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
+    src = (ctypes.c_uint16 * 3)(0x3C00, 0x4000, 0xC000)
+    dst = (ctypes.c_float * 3)()
+    status = lib.tfrnn_convert_half16(None, 0, 1, 3, ctypes.addressof(src), ctypes.addressof(dst))
+    assert status != 0
+    message = lib.tfrnn_last_error().decode()
+    assert "Half16ToFloatKernel" in message, message
+    assert list(dst) == [0.0, 0.0, 0.0]  # nothing ran
