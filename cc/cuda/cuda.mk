@@ -120,10 +120,17 @@ $(CUBLAS_ENV): cc/cuda/find_cublas.sh pyproject.toml
 	@# Rewritten only when it changes, so that the CUDA objects are not rebuilt for nothing.
 	@cat $@.tmp; cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
-$(CUDA12_ENV): cc/cuda/find_cuda12.sh pyproject.toml
+# NVRTC=FILE CUDART=FILE CUDART_INC=DIR[:DIR...] name the compiler, runtime and headers by hand instead
+# (e.g. another CUDA major version's, for the harness on a machine with only CUDA 13: cc/cuda/README.md).
+# Made on every run (it is quick once all is found) and rewritten only when it changes.
+$(CUDA12_ENV): cc/cuda/find_cuda12.sh pyproject.toml FORCE
 	@mkdir -p $(dir $@)
+ifneq ($(NVRTC),)
+	@printf 'nvrtc=%s\ncudart=%s\ninc=%s\n' "$(NVRTC)" "$(CUDART)" "$(CUDART_INC)" > $@.tmp
+else
 	PYTHONS="$(CUDA_PYTHONS)" PIP_PYTHON=$(CUDA_PIP_PYTHON) CUDA12_PINS="$(CUDA12_PINS)" \
 	  bash cc/cuda/find_cuda12.sh $(CUDA12_NVRTC_SITE) > $@.tmp
+endif
 	@cat $@.tmp; cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
 ifeq ($(CUDA_COMPILER),nvrtc)
@@ -172,7 +179,7 @@ $(CUDA_CAPI_OBJ): cc/cuda/c_api.cc $(CUDA_HEADERS) $(CUDA_ENVS)
 CUDA_BUILD_INFO = {"cuda": "$(if $(filter nvrtc,$(CUDA_COMPILER)),$(NVRTC_VERSION),$(NVCC_VERSION))", \
                    "sass": [$(subst $() $(),$(,),$(strip $(CUDA_ARCHS)))], \
                    "ptx": $(lastword $(CUDA_ARCHS)), "cublas": "libcublas.so.$(CUBLAS_MAJOR)", \
-                   "compiler": "$(CUDA_COMPILER)"$(if $(filter nvrtc,$(CUDA_COMPILER)),$(,) "cudart": "libcudart.so.12")}
+                   "compiler": "$(CUDA_COMPILER)"$(if $(filter nvrtc,$(CUDA_COMPILER)),$(,) "cudart": "$(notdir $(CUDART12_LIB))")}
 , := ,
 $(CUDA_BUILD)/gpu_build_info.cc: FORCE $(CUDA_ENVS)
 	@mkdir -p $(dir $@)
