@@ -18,6 +18,7 @@ import os
 import re
 import struct
 import subprocess
+import sys
 
 import pytest
 
@@ -139,25 +140,51 @@ def _modules() -> dict[str, dict]:
     return out
 
 
-def _registered() -> list[tuple[str, str, str]]:
-    """What the built library registered (tfrnn_nvrtc_kernels): (source, lowered name, images)."""
-    cudart = subprocess.run(
-        ["sed", "-n", "s/^cudart=//p", os.path.join(CUDA_BUILD, "cuda12.env")],
-        check=True,
+# Run in a fresh process: loading CUDA's libraries here would change what the loader's tests find
+# already loaded.
+_IN_LIBRARY = """
+import ctypes, json, sys
+for line in open(sys.argv[2]).read().splitlines() + open(sys.argv[3]).read().splitlines():
+    key, _, value = line.partition("=")
+    if key in ("cudart", "lib"):
+        ctypes.CDLL(value, mode=ctypes.RTLD_GLOBAL)
+lib = ctypes.CDLL(sys.argv[1])
+lib.tfrnn_nvrtc_kernels.restype = ctypes.c_char_p
+lib.tfrnn_last_error.restype = ctypes.c_char_p
+lib.tfrnn_convert_half16.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int64,
+                                     ctypes.c_void_p, ctypes.c_void_p]
+src = (ctypes.c_uint16 * 3)(0x3C00, 0x4000, 0xC000)
+dst = (ctypes.c_float * 3)()
+status = lib.tfrnn_convert_half16(None, 0, 1, 3, ctypes.addressof(src), ctypes.addressof(dst))
+print("RESULT" + json.dumps({"kernels": lib.tfrnn_nvrtc_kernels().decode(), "status": status,
+                             "error": lib.tfrnn_last_error().decode(), "dst": list(dst)}))
+"""
+
+
+def _in_library() -> dict:
+    """What the built library registered (tfrnn_nvrtc_kernels) and the result of one launch (a
+    half -> float conversion of host memory), from a fresh process."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _IN_LIBRARY,
+            CUDA_LIB,
+            os.path.join(CUDA_BUILD, "cuda12.env"),
+            os.path.join(CUDA_BUILD, "cublas12.env"),
+        ],
         capture_output=True,
         text=True,
-    ).stdout.strip()
-    cublas = subprocess.run(
-        ["sed", "-n", "s/^lib=//p", os.path.join(CUDA_BUILD, "cublas12.env")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    for dep in (cudart, cublas):
-        ctypes.CDLL(dep, mode=ctypes.RTLD_GLOBAL)
-    lib = ctypes.CDLL(CUDA_LIB)
-    lib.tfrnn_nvrtc_kernels.restype = ctypes.c_char_p
-    return [tuple(line.split(" ")) for line in lib.tfrnn_nvrtc_kernels().decode().splitlines()]
+        timeout=300,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
+    return json.loads(lines[-1][len("RESULT") :])
+
+
+def _registered() -> list[tuple[str, ...]]:
+    """(source, lowered name, images) of each kernel the built library registered."""
+    return [tuple(line.split(" ")) for line in _in_library()["kernels"].splitlines()]
 
 
 def test_every_kernel_is_in_every_image_of_its_module():
@@ -253,21 +280,7 @@ def test_a_launch_without_a_driver_fails_with_the_kernels_name_and_does_not_cras
         pytest.skip("a CUDA driver is installed here")
     except OSError:
         pass
-    _registered()  # loads the library with its runtime and cuBLAS
-    lib = ctypes.CDLL(CUDA_LIB)
-    lib.tfrnn_last_error.restype = ctypes.c_char_p
-    lib.tfrnn_convert_half16.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-    ]
-    src = (ctypes.c_uint16 * 3)(0x3C00, 0x4000, 0xC000)
-    dst = (ctypes.c_float * 3)()
-    status = lib.tfrnn_convert_half16(None, 0, 1, 3, ctypes.addressof(src), ctypes.addressof(dst))
-    assert status != 0
-    message = lib.tfrnn_last_error().decode()
-    assert "Half16ToFloatKernel" in message, message
-    assert list(dst) == [0.0, 0.0, 0.0]  # nothing ran
+    result = _in_library()
+    assert result["status"] != 0
+    assert "Half16ToFloatKernel" in result["error"], result["error"]
+    assert result["dst"] == [0.0, 0.0, 0.0]  # nothing ran
