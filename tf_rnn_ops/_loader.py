@@ -127,15 +127,17 @@ def load_tf_cudnn_cpu_kernels() -> list[str]:
 # `make gpu` records what it built the GPU library with as a string in the library itself
 # (`TFRNN_GPU_BUILD_INFO{json}`, cc/cuda/cuda.mk), read from the file before anything is loaded.
 _GPU_BUILD_INFO_MARKER = b"TFRNN_GPU_BUILD_INFO"
-# Where NVIDIA's pip packages keep each cuBLAS, relative to site-packages: nvidia-cublas-cu12 (the
-# one `tensorflow[and-cuda]` installs) and nvidia-cublas 13 (PyTorch's CUDA 13 builds).
+# Where NVIDIA's pip packages keep each CUDA library the GPU library may need, relative to
+# site-packages: nvidia-cublas-cu12 and nvidia-cuda-runtime-cu12 (the ones `tensorflow[and-cuda]`
+# installs) and nvidia-cublas 13 (PyTorch's CUDA 13 builds).
 _CUBLAS_PACKAGE_DIRS = {
     "libcublas.so.12": "nvidia/cublas/lib",
     "libcublas.so.13": "nvidia/cu13/lib",
+    "libcudart.so.12": "nvidia/cuda_runtime/lib",
 }
 _HOW_TO_GET_CUBLAS = (
     "install TensorFlow's CUDA libraries: pip install 'tensorflow[and-cuda]==2.21.0' (it brings "
-    "nvidia-cublas-cu12)"
+    "nvidia-cublas-cu12 and nvidia-cuda-runtime-cu12)"
 )
 
 
@@ -143,10 +145,13 @@ _HOW_TO_GET_CUBLAS = (
 class GpuBuildInfo:
     """What the GPU library was built with (cc/cuda/cuda.mk)."""
 
-    cuda: tuple[int, int]  # the CUDA version of the compiler and its runtime (linked statically)
+    cuda: tuple[int, int]  # the CUDA version of the compiler (NVRTC or nvcc) and its runtime
     sass: tuple[int, ...]  # architectures with machine code, e.g. (80, 90) for sm_80 and sm_90
     ptx: int  # the architecture of the PTX the driver compiles for newer GPUs, e.g. 90
     cublas: str  # the cuBLAS it needs, e.g. "libcublas.so.12"
+    # The CUDA runtime it needs ("libcudart.so.12": the NVRTC build), or None when linked statically
+    # (the nvcc build).
+    cudart: str | None = None
 
 
 def read_gpu_build_info(path: str) -> GpuBuildInfo | None:
@@ -169,6 +174,7 @@ def read_gpu_build_info(path: str) -> GpuBuildInfo | None:
             sass=tuple(int(a) for a in info["sass"]),
             ptx=int(info["ptx"]),
             cublas=str(info["cublas"]),
+            cudart=str(info["cudart"]) if info.get("cudart") else None,
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -306,9 +312,10 @@ def load_gpu_library(path: str | None = None) -> str | None:
     info = read_gpu_build_info(path)
     if info is None:
         return f"{path} records no build information (rebuild it with `make gpu`)"
-    reason = _load_cublas(info.cublas)
-    if reason is not None:
-        return reason
+    for soname in ([info.cudart] if info.cudart else []) + [info.cublas]:
+        reason = _load_cublas(soname)
+        if reason is not None:
+            return reason
     try:
         _load(path, kernels_only=True)
     except ImportError as e:

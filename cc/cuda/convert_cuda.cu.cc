@@ -1,6 +1,8 @@
 // 16-bit float conversions (convert_cuda.h): portable bit manipulation, so that the host emulation
 // tests exactly the code the GPU runs.
+#if !defined(__CUDACC_RTC__)  // NVRTC (cc/cuda/cuda_compat.h) compiles the kernels alone
 #include "cc/cuda/convert_cuda.h"
+#endif
 
 #include <cstring>
 
@@ -74,6 +76,7 @@ __global__ void FloatToHalf16Kernel(int64_t n, bool bf16, const float* src, uint
 
 }  // namespace
 
+#if !defined(__CUDACC_RTC__)  // the host code
 Status Half16ToFloat(cudaStream_t stream, Half16 kind, int64_t n, const uint16_t* src, float* dst) {
   if (n <= 0) return Status::Ok();
   auto kernel = &Half16ToFloatKernel;
@@ -89,6 +92,8 @@ Status FloatToHalf16(cudaStream_t stream, Half16 kind, int64_t n, const float* s
                 dst);
   return CudaStatus(cudaGetLastError(), "FloatToHalf16Kernel");
 }
+
+#endif  // __CUDACC_RTC__
 
 }  // namespace cuda
 }  // namespace tf_rnn_ops

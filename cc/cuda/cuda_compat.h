@@ -7,8 +7,31 @@
 // host thread per (y, z) block computes exactly what the GPU computes), and the GEMMs are plain
 // loops (cuda_blas.h). That build lets the drivers and kernels be tested on machines without a GPU
 // (tests/gpu/test_cuda_host_emulation.py); it is never shipped.
+//
+// The NVRTC build (`make gpu`, CUDA_COMPILER=nvrtc: CUDA 12 from pip, no nvcc) compiles every
+// *.cu.cc twice:
+//  * by NVRTC (`__CUDACC_RTC__`, cc/cuda/nvrtc_build.py) for the device: the kernels and what they
+//    call, nothing else. The host code of a .cu.cc is hidden from it with `#if !defined(
+//    __CUDACC_RTC__)`; NVRTC has no C++ library, so cc/cuda/nvrtc_include/ stands in for the few
+//    standard headers the kernels and cells include. This header then declares only the handle
+//    types.
+//  * by g++ (TF_RNN_CUDA_NVRTC) for the host, against CUDA 12's headers: <<<>>> does not exist
+//  there,
+//    so TF_RNN_LAUNCH calls nvrtc::Launch (cc/cuda/nvrtc_launch.h), which finds the kernel by its
+//    host function's address in the module NVRTC built and launches it through the driver API. The
+//    kernels' bodies are compiled by g++ too, as placeholders that never run (their addresses are
+//    the keys; blockIdx & co. are constant zeros there), so `__global__`, `__device__` and
+//    `__host__` mean nothing to g++.
 #ifndef TF_RNN_OPS_CC_CUDA_CUDA_COMPAT_H_
 #define TF_RNN_OPS_CC_CUDA_CUDA_COMPAT_H_
+
+#if defined(__CUDACC_RTC__)
+
+// NVRTC, device code only: the handle types the API headers' declarations name.
+typedef struct CUstream_st* cudaStream_t;
+typedef struct cublasContext* cublasHandle_t;
+
+#else  // not NVRTC
 
 #include <cstddef>
 #include <cstdint>
@@ -98,7 +121,42 @@ void Launch(dim3 grid, dim3 /*block*/, cudaStream_t /*stream*/, F&& body) {
 #define TF_RNN_LAUNCH(kernel, grid, block, stream, ...) \
   ::tf_rnn_ops::cuda::emu::Launch((grid), (block), (stream), [&]() { (kernel)(__VA_ARGS__); })
 
-#else  // real CUDA
+#elif defined(TF_RNN_CUDA_NVRTC)  // g++ with CUDA 12's headers; the kernels come from NVRTC
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+// CUDA's headers define these as GNU attributes that g++ does not know; on the host they mean
+// nothing (the kernels' host copies only stand for the kernels: cc/cuda/nvrtc_launch.h).
+#undef __global__
+#define __global__
+#undef __device__
+#define __device__
+#undef __host__
+#define __host__
+namespace tf_rnn_ops {
+namespace cuda {
+namespace nvrtc {
+// What the kernels' host copies read for the built-in indices: they never run.
+inline constexpr uint3 kHostIndex = {0, 0, 0};
+inline constexpr uint3 kHostDim = {1, 1, 1};
+}  // namespace nvrtc
+}  // namespace cuda
+}  // namespace tf_rnn_ops
+#define blockIdx ::tf_rnn_ops::cuda::nvrtc::kHostIndex
+#define threadIdx ::tf_rnn_ops::cuda::nvrtc::kHostIndex
+#define blockDim ::tf_rnn_ops::cuda::nvrtc::kHostDim
+#define gridDim ::tf_rnn_ops::cuda::nvrtc::kHostDim
+
+#include "cc/cuda/nvrtc_launch.h"
+
+// Launches through the driver API (nvrtc::Launch converts each argument to the kernel's parameter
+// type, so a wrong one does not compile); its error is the next cudaGetLastError()'s.
+#define TF_RNN_LAUNCH(kernel, grid, block, stream, ...) \
+  ::tf_rnn_ops::cuda::nvrtc::Launch((kernel), (grid), (block), (stream), __VA_ARGS__)
+#define cudaGetLastError ::tf_rnn_ops::cuda::nvrtc::GetLastError
+
+#else  // nvcc
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -106,7 +164,7 @@ void Launch(dim3 grid, dim3 /*block*/, cudaStream_t /*stream*/, F&& body) {
 #define TF_RNN_LAUNCH(kernel, grid, block, stream, ...) \
   (kernel)<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
 
-#endif  // TF_RNN_CUDA_HOST_EMULATION
+#endif  // TF_RNN_CUDA_HOST_EMULATION, TF_RNN_CUDA_NVRTC
 
 namespace tf_rnn_ops {
 namespace cuda {
@@ -153,5 +211,7 @@ inline Status CublasStatus(cublasStatus_t status, const char* what) {
   TF_RNN_RETURN_IF_ERROR(::tf_rnn_ops::cuda::CudaStatus((expr), #expr))
 #define TF_RNN_CUBLAS_CHECK(expr) \
   TF_RNN_RETURN_IF_ERROR(::tf_rnn_ops::cuda::CublasStatus((expr), #expr))
+
+#endif  // __CUDACC_RTC__
 
 #endif  // TF_RNN_OPS_CC_CUDA_CUDA_COMPAT_H_

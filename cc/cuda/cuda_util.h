@@ -3,11 +3,13 @@
 #ifndef TF_RNN_OPS_CC_CUDA_CUDA_UTIL_H_
 #define TF_RNN_OPS_CC_CUDA_CUDA_UTIL_H_
 
+#include <cstdint>
+#if !defined(__CUDACC_RTC__)  // NVRTC (cuda_compat.h) sees the kernels, not the host code
 #include <algorithm>
 #include <climits>
 #include <cstddef>
-#include <cstdint>
 #include <string>
+#endif
 
 #include "cc/cuda/cuda_compat.h"
 
@@ -17,17 +19,20 @@ namespace cuda {
 constexpr int kThreadsPerBlock = 256;
 constexpr int64_t kMaxBlocks = 8192;  // the kernels are grid-stride loops: more blocks buy nothing
 
+#if !defined(__CUDACC_RTC__)
 // Blocks in x for `n` work items (at least 1, so that a launch over 0 items is still valid).
 inline unsigned BlocksFor(int64_t n) {
   const int64_t blocks = (n + kThreadsPerBlock - 1) / kThreadsPerBlock;
   return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, kMaxBlocks)));
 }
+#endif  // __CUDACC_RTC__
 
 // The grid-stride loop every kernel of this layer uses for its x dimension.
 #define TF_RNN_KERNEL_LOOP(i, n)                                                         \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
+#if !defined(__CUDACC_RTC__)
 // ---------------------------------------------------------------------------------------------------
 // Buffers carved out of one allocation, each aligned to 256 bytes. With a null base only the size
 // is computed (every pointer is null), so the same code sizes and carves.
@@ -47,6 +52,7 @@ class Carver {
   char* base_;
   size_t offset_ = 0;
 };
+#endif  // __CUDACC_RTC__
 
 // ---------------------------------------------------------------------------------------------------
 // Element-wise kernels.
@@ -66,6 +72,7 @@ __global__ void ScaleMatrixKernel(int64_t rows, int64_t cols, int64_t ldc, int64
   }
 }
 
+#if !defined(__CUDACC_RTC__)
 template <typename T>
 Status Fill(cudaStream_t stream, int64_t n, T value, T* out) {
   if (n <= 0) return Status::Ok();
@@ -186,6 +193,7 @@ Status RowMajorGemm(cublasHandle_t handle, cudaStream_t stream, bool trans_a, bo
   return Gemm<T>(handle, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta,
                  c, ldc, stride_c, batch);
 }
+#endif  // __CUDACC_RTC__
 
 }  // namespace cuda
 }  // namespace tf_rnn_ops

@@ -9,14 +9,16 @@
 // for the rows with s < len_b; the other rows carry their state through unchanged. Per-direction
 // buffers are stacked [dirs, ...] so that one strided-batched GEMM and one kernel launch
 // (blockIdx.y = direction) serve both directions of a layer.
-#include "cc/cuda/fused_rnn_cuda.h"
-
+#if defined(__CUDACC_RTC__)  // NVRTC (cc/cuda/cuda_compat.h): this file's kernels, no host code
+#include "cc/cuda/fused_rnn_cuda_kernels.cu.h"
+#else
 #include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "cc/cells/rnn_cells.h"
 #include "cc/cuda/cuda_util.h"
+#include "cc/cuda/fused_rnn_cuda.h"
 #include "cc/cuda/fused_rnn_cuda_kernels.cu.h"
 #include "cc/cuda/fused_rnn_cuda_layout.h"
 
@@ -486,3 +488,4 @@ TF_RNN_INSTANTIATE_FUSED_RNN(double)
 
 }  // namespace cuda
 }  // namespace tf_rnn_ops
+#endif  // __CUDACC_RTC__

@@ -1,7 +1,9 @@
 // GRU block cell on CUDA (docs/MATH.md, "GRU block cell"): cuBLAS GEMMs for the products, fused
 // kernels for the rest, whose element-wise math is the cell's one definition
 // (cc/cells/gru_block_cell.h).
+#if !defined(__CUDACC_RTC__)  // NVRTC (cc/cuda/cuda_compat.h) compiles the kernels alone
 #include "cc/cuda/gru_block_cell_cuda.h"
+#endif
 
 #include "cc/cells/gru_block_cell.h"
 #include "cc/cuda/cuda_util.h"
@@ -77,6 +79,15 @@ __global__ void GradResetKernel(int64_t batch, int64_t cell_size, const T* r, co
     d_h_prev[i] = GruBlockCell::DHPrev(T(0), dhr, rv, d_h[i], u[i]);
   }
 }
+
+}  // namespace
+}  // namespace cuda
+}  // namespace tf_rnn_ops
+
+#if !defined(__CUDACC_RTC__)  // the host code
+namespace tf_rnn_ops {
+namespace cuda {
+namespace {
 
 template <typename T>
 struct ForwardScratch {
@@ -210,3 +221,4 @@ TF_RNN_INSTANTIATE_GRU_BLOCK_CELL(double)
 
 }  // namespace cuda
 }  // namespace tf_rnn_ops
+#endif  // __CUDACC_RTC__

@@ -105,6 +105,39 @@ def test_reads_the_build_information(tmp_path):
     )
 
 
+def test_the_nvrtc_build_loads_its_cuda_runtime_before_cublas(tmp_path, monkeypatch):
+    """The NVRTC build records the dynamic CUDA runtime it needs; the loader loads it first (from
+    nvidia/cuda_runtime/lib, like cuBLAS), and a missing one is the reason nothing loads."""
+    info = {"cuda": "12.9", "sass": [80, 90], "ptx": 90, "cublas": "libcublas.so.12"}
+    info |= {"compiler": "nvrtc", "cudart": "libcudart.so.12"}
+    path = _write_library(tmp_path / "lib.so", info, np.random.default_rng())
+    got = _loader.read_gpu_build_info(path)
+    assert got.cudart == "libcudart.so.12" and got.cublas == "libcublas.so.12"
+    loaded = []
+
+    def fake_load(soname):
+        loaded.append(soname)
+        return None if soname != missing else f"{soname} could not be loaded"
+
+    monkeypatch.setattr(_loader, "_load_cublas", fake_load)
+    monkeypatch.setattr(_loader, "_load", lambda p, kernels_only=False: loaded.append(p))
+    missing = None
+    assert _loader.load_gpu_library(path) is None
+    assert loaded == ["libcudart.so.12", "libcublas.so.12", path]
+    loaded.clear()
+    missing = "libcudart.so.12"
+    assert _loader.load_gpu_library(path) == "libcudart.so.12 could not be loaded"
+    assert loaded == ["libcudart.so.12"]
+    # The runtime is found in its NVIDIA package like cuBLAS.
+    (tmp_path / "site/nvidia/cuda_runtime/lib").mkdir(parents=True)
+    (tmp_path / "site/nvidia/cuda_runtime/lib/libcudart.so.12").write_bytes(b"")
+    monkeypatch.setattr(_loader, "_loaded_library", lambda soname: None)
+    monkeypatch.setattr(_loader, "_site_packages_dirs", lambda: [str(tmp_path / "site")])
+    assert _loader.find_cuda_library("libcudart.so.12") == str(
+        tmp_path / "site/nvidia/cuda_runtime/lib/libcudart.so.12"
+    )
+
+
 @pytest.mark.parametrize(
     "info",
     [None, {"cuda": "13.0", "sass": [80]}, {"cuda": "x", "sass": [], "ptx": 9, "cublas": "l"}],
@@ -266,7 +299,8 @@ def test_this_machine():
 
 # ---------------------------------------------------------------- the built GPU library (make gpu)
 GPU_LIBS = {
-    # file: (sonames it may need besides the system's, the run path it must have)
+    # file: (sonames it may need besides the system's and the CUDA runtime, the run path it must
+    # have besides the CUDA runtime's)
     _loader.GPU_LIBRARY_PATH: (
         {"libcublas.so.12", "libtensorflow_framework.so.2"},
         "$ORIGIN/../nvidia/cublas/lib",
@@ -283,8 +317,10 @@ SYSTEM_LIBS = {
     "libgcc_s.so.1",
     "ld-linux-x86-64.so.2",
 }
-# Where `make gpu` installs the pinned nvidia-cublas-cu12 when no Python here has it.
+# Where `make gpu` installs the pinned nvidia-cublas-cu12 when no Python here has it, and the NVRTC
+# build's nvidia-cuda-runtime-cu12 & co. (cc/cuda/find_cuda12.sh).
 CUDA12_SITE = os.path.join(REPO, "build", "cuda12", "site")
+CUDA12_NVRTC_SITE = os.path.join(REPO, "build", "cuda12", "nvrtc-site")
 
 
 def _require(path: str) -> None:
@@ -298,19 +334,27 @@ def _require(path: str) -> None:
 def test_built_library_needs_only_cuda12_cublas(path):
     _require(path)
     allowed, runpath = GPU_LIBS[path]
+    info = _loader.read_gpu_build_info(path)
+    assert info is not None and info.cublas == "libcublas.so.12"
+    assert set(info.sass) >= {80, 90} and info.ptx >= 90
     dynamic = subprocess.run(
         ["readelf", "-d", path], check=True, capture_output=True, text=True
     ).stdout
     needed = set(re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic))
     assert "libcublas.so.12" in needed
+    if info.cudart is not None:
+        # The NVRTC build: CUDA 12's runtime, dynamically, found like cuBLAS; never libcuda (the
+        # driver API comes through cudaGetDriverEntryPoint).
+        assert info.cudart == "libcudart.so.12" and info.cuda[0] == 12
+        assert "libcudart.so.12" in needed
+        allowed = allowed | {"libcudart.so.12"}
+        if runpath:
+            runpath += ":$ORIGIN/../nvidia/cuda_runtime/lib"
     assert needed <= allowed | SYSTEM_LIBS, (
         f"unexpected dependencies: {needed - allowed - SYSTEM_LIBS}"
     )
     paths = re.findall(r"\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[(.*?)\]", dynamic)
     assert paths == ([runpath] if runpath else []), paths
-    info = _loader.read_gpu_build_info(path)
-    assert info is not None and info.cublas == "libcublas.so.12"
-    assert set(info.sass) >= {80, 90} and info.ptx >= 90
 
 
 def _python(code: str, pythonpath: list[str]) -> subprocess.CompletedProcess:
@@ -347,7 +391,7 @@ def test_built_library_loads_into_tensorflow_with_the_cu12_cublas_wheel():
     _require(_loader.GPU_LIBRARY_PATH)
     if not os.path.exists(os.path.join(CUDA12_SITE, "nvidia", "cublas", "lib", "libcublas.so.12")):
         pytest.skip(f"no nvidia-cublas-cu12 in {CUDA12_SITE} (make gpu installs it there)")
-    report = _report(_python(_LOAD_AND_REPORT, [CUDA12_SITE]))
+    report = _report(_python(_LOAD_AND_REPORT, [CUDA12_SITE, CUDA12_NVRTC_SITE]))
     assert report["reason"] is None
     for op, devices in report["devices"].items():
         assert devices == ["CPU", "GPU"], (op, devices)
@@ -367,8 +411,9 @@ def test_built_library_without_cublas_says_why_and_loads_nothing():
     )
     if report["reason"] is None:
         pytest.skip("libcublas.so.12 is loadable from the system's library path here")
+    # The first CUDA library missing: the NVRTC build needs libcudart.so.12 before cuBLAS.
     assert re.search(
-        r"libcublas\.so\.12 could not be loaded .*tensorflow\[and-cuda\]", report["reason"]
+        r"lib(cudart|cublas)\.so\.12 could not be loaded .*tensorflow\[and-cuda\]", report["reason"]
     )
     for op, devices in report["devices"].items():
         assert devices == ["CPU"], (op, devices)
@@ -388,6 +433,10 @@ sys.path.insert(0, {os.path.join(REPO, "tests", "gpu")!r})
 import tfrnn_cuda_ctypes as tc
 soname = tc.built_cublas({path!r})
 loaded = tc.preload_cublas(soname)
+# The NVRTC build needs CUDA 12's runtime too (a CUDA 12 PyTorch has it loaded already).
+cudart = {os.path.join(CUDA12_NVRTC_SITE, "nvidia", "cuda_runtime", "lib", "libcudart.so.12")!r}
+if b"libcudart.so.12" in open({path!r}, "rb").read() and __import__("os").path.exists(cudart):
+    ctypes.CDLL(cudart, mode=ctypes.RTLD_GLOBAL)
 lib = ctypes.CDLL({path!r})
 print("RESULT" + json.dumps({{"soname": soname, "loaded": loaded, "api": lib.tfrnn_api_version(),
                              "emulated": lib.tfrnn_is_host_emulation()}}))
