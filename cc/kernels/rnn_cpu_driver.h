@@ -117,10 +117,11 @@ class CpuRnn {
   // step products can run on one thread (float), each thread takes a range of rows (whole 6-row
   // strips of the micro-kernel) through all the steps: one dispatch a chunk, each thread's states
   // in its own cache. Otherwise every step covers all rows, its work split inside (one_thread
-  // false).
+  // false). No barrier keeps the threads in step: one thread's step may run its rows' phase or step
+  // while another runs a different one, so a step may write shared scratch only in places of its
+  // own rows that no phase or step of other rows uses (rnn_phase_products.h's out_ and cols_).
   template <typename Fn>
-  void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward = false,
-                       bool row_ranges = true) const;
+  void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward = false) const;
 
   template <typename Cell>
   void ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, const T* x, int64_t in, T* y,
@@ -135,8 +136,7 @@ class CpuRnn {
 
 template <typename T>
 template <typename Fn>
-void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward,
-                                bool row_ranges) const {
+void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward) const {
   auto steps = [&](int64_t b0, int64_t b1, bool one_thread) {
     if (backward) {
       for (int64_t s = s1 - 1; s >= s0; --s) step(s, b0, b1, one_thread);
@@ -144,7 +144,7 @@ void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bo
       for (int64_t s = s0; s < s1; ++s) step(s, b0, b1, one_thread);
     }
   };
-  if (!row_ranges || !StepGemm<T>::kRowsOnOneThread || d_.numThreads() <= 1 || B < 2 * kMr) {
+  if (!StepGemm<T>::kRowsOnOneThread || d_.numThreads() <= 1 || B < 2 * kMr) {
     steps(0, B, false);
     return;
   }
@@ -369,7 +369,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
             }
           }
         },
-        /*backward=*/false, /*row_ranges=*/kProducts == 1);  // multi-product: see Backward
+        /*backward=*/false);
   }
   std::copy(h, h + B * ho, a.hn + ld * B * ho);
   if constexpr (Cell::kHasCellState) std::copy(c, c + B * H, a.cn + ld * B * H);
@@ -577,10 +577,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
             }
           }
         },
-        /*backward=*/true,
-        // Multi-product cells take the whole batch a step: their row-range path gave wrong rows
-        // past the first range (B >= 2 kMr; tests/layers/test_gru_reset_before.py).
-        /*row_ranges=*/kProducts == 1);
+        /*backward=*/true);
 
     // The chunk's share of the weight and bias gradients: one product each. The forward direction
     // reads time s at step s, so its rows are the reserve's and the input's own; the reverse

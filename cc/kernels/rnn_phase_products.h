@@ -39,6 +39,7 @@ class PhaseProducts<T, Cell, true> {
       widest = std::max(widest, Width(p));
       size += ho * Width(p) + StepGemm<T>::StorageSize(ho, Width(p));
     }
+    widest_ = widest;
     store_.assign(size + B * widest, T(0));
     T* at = store_.data();
     rec_in_ = at;
@@ -63,22 +64,32 @@ class PhaseProducts<T, Cell, true> {
   }
   T* RecurrentInput(int64_t b) { return rec_in_ + b * ho_; }
   // Product `phase` for rows [b0, b1), into their gate columns of gh [B, gh_w].
+  //
+  // Its [b1 - b0, n] result goes through out_ at out_ + b0 · widest_: the rows of one call lie in
+  // [b0, b1) · widest_ whatever the phase's width n <= widest_. With row ranges
+  // (CpuRnn::ForEachRowRange) the threads run their rows' steps with no barrier between phases, so
+  // one thread may run phase 0 (n = 2H for GRU reset-before) while another runs phase 1 (n = H):
+  // based at b0 · n, as it once was, thread A's phase-0 rows [0, 2 b1_A H) overlapped thread B's
+  // phase-1 rows [b0_B H, b1_B H) and overwrote them between B's product and its copy into gh
+  // (wrong rows past the first range at B >= 2 kMr on 2+ threads; tests/ops/
+  // test_row_range_threads.py).
   void Forward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* h, T* gh,
                int64_t gh_w) const {
     const int64_t n = Width(phase), g0 = Cell::kProductGates[phase] * H_;
     const T* in = phase == 0 ? h : rec_in_;
-    RunStepGemm(*gemm_[phase], one_thread, b1 - b0, in + b0 * ho_, out_ + b0 * n);
-    for (int64_t b = b0; b < b1; ++b) std::copy_n(out_ + b * n, n, gh + b * gh_w + g0);
+    T* rows = out_ + b0 * widest_;
+    RunStepGemm(*gemm_[phase], one_thread, b1 - b0, in + b0 * ho_, rows);
+    for (int64_t b = b0; b < b1; ++b) std::copy_n(rows + (b - b0) * n, n, gh + b * gh_w + g0);
   }
 
  private:
   int64_t Width(int p) const {
     return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H_;
   }
-  int64_t ho_, H_;
+  int64_t ho_, H_, widest_ = 0;
   std::vector<T> store_;
   T* rec_in_ = nullptr;
-  T* out_ = nullptr;
+  T* out_ = nullptr;  // [B, widest_]: a call's rows at b0 · widest_ (see Forward)
   std::optional<StepGemm<T>> gemm_[kProducts];
 };
 
@@ -104,6 +115,7 @@ class PhaseProductGrads<T, Cell, true> {
       widest = std::max(widest, Width(p));
       packs += StepGemm<T>::StorageSize(Width(p), ho);
     }
+    widest_ = widest;
     store_.assign(B * ho + B * widest + cb * widest + cb * ho + packs, T(0));
     T* at = store_.data();
     d_rec_in_ = at;
@@ -124,12 +136,15 @@ class PhaseProductGrads<T, Cell, true> {
   // After BackwardPhase `phase` for rows [b0, b1): the grad of the product's input, from the
   // grads of its gate columns in d_gh (the step's [B, gh_w] rows): into dh_rec (phase 0) or the
   // previous phase's DRecurrentInput.
+  // The rows of a call go through cols_ at b0 · widest_, apart from other threads' rows whatever
+  // phase those run (see PhaseProducts::Forward).
   void Backward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* d_gh, int64_t gh_w,
                 T* dh_rec) {
     const int64_t n = Width(phase), g0 = Cell::kProductGates[phase] * H_;
-    for (int64_t b = b0; b < b1; ++b) std::copy_n(d_gh + b * gh_w + g0, n, cols_ + b * n);
+    T* rows = cols_ + b0 * widest_;
+    for (int64_t b = b0; b < b1; ++b) std::copy_n(d_gh + b * gh_w + g0, n, rows + (b - b0) * n);
     T* out = phase == 0 ? dh_rec : d_rec_in_;
-    RunStepGemm(*gemm_[phase], one_thread, b1 - b0, cols_ + b0 * n, out + b0 * ho_);
+    RunStepGemm(*gemm_[phase], one_thread, b1 - b0, rows, out + b0 * ho_);
   }
   // R's gradient from a chunk's `rows` rows: block p += (its columns of d_gh)ᵀ · its input (p = 0:
   // hprev_rows; else saved_rows(k, scratch) gives the rows of the cell's saved buffer k in the
@@ -150,10 +165,10 @@ class PhaseProductGrads<T, Cell, true> {
     return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H_;
   }
   const CPUDevice& d_;
-  int64_t ho_, H_;
+  int64_t ho_, H_, widest_ = 0;
   std::vector<T> store_;
   T* d_rec_in_ = nullptr;
-  T* cols_ = nullptr;
+  T* cols_ = nullptr;  // [B, widest_]: a call's rows at b0 · widest_ (see Backward)
   T* chunk_cols_ = nullptr;
   T* chunk_in_ = nullptr;
   std::optional<StepGemm<T>> gemm_[kProducts];

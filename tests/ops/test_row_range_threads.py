@@ -1,0 +1,64 @@
+"""The float32 CPU driver's row ranges (CpuRnn::ForEachRowRange) on 2 and 8 intra-op threads.
+
+With B >= 12 (two 6-row strips) and 2+ threads, each thread runs its range of rows through a chunk
+of steps with no barrier between threads. Cells with two recurrent products a step (GRU
+reset-before, Keras' reset_after=False) once staged each product's rows in a buffer shared by the
+phases at a phase-dependent offset, so a thread a phase ahead overwrote another's rows (wrong rows
+past the first range, forward and backward). 8 threads on a 2-core machine make the threads drift
+apart often (`make test`); 2 threads, the CI machine's pool, and the one-product cells run under
+`make test-slow`.
+
+The reference is Keras' own step loop in float64 with the same weights (outputs and the gradients
+of every input and weight), computed once per case while the op runs `rounds` times: see
+row_range_program.py, run in a subprocess because TensorFlow fixes its pool's size at start.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+
+RESET_BEFORE = [
+    "gru_reset_before:12:30:3:40:lengths",
+    "gru_reset_before:20:30:5:33",
+    "gru_reset_before:32:30:3:48",
+    "gru_reset_before:37:30:4:64:lengths",
+]
+ONE_PRODUCT = ["gru:20:20:3:17", "lstm:37:20:3:16:lengths"]  # the same row ranges
+
+
+def _run(threads: int, seed: int, rounds: int, cases: list[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    args = [str(threads), str(seed), str(rounds), *cases]
+    return subprocess.run(
+        [sys.executable, str(HERE / "row_range_program.py"), *args],
+        env=env, cwd=str(REPO), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "threads,rounds,cases",
+    [
+        # Without the fix (rnn_phase_products.h staged rows at b0 · n, n the phase's width), this
+        # failed in 2-3 of its 4 shapes within 12 rounds on the 2-core development machine (~45 s).
+        (8, 20, RESET_BEFORE),
+        # The CI machine's pool (where the bug was first seen); on a quiet 2-core machine the
+        # threads rarely drift a phase apart, so this one alone would seldom catch it.
+        pytest.param(2, 10, RESET_BEFORE + ONE_PRODUCT, marks=pytest.mark.slow),
+        pytest.param(8, 10, ONE_PRODUCT, marks=pytest.mark.slow),
+    ],
+)
+def test_row_ranges_match_keras(rng, threads, rounds, cases):
+    proc = _run(threads, int(rng.integers(1 << 30)), rounds, cases)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
