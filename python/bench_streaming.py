@@ -13,7 +13,12 @@ layer):
    every weight gradient through a GradientTape).
 
 Timing: warm-up, then rounds that run every implementation of a case once, in rotating order; the
-median over rounds is reported, and "×" = Keras' time / ours (> 1: ours faster). GFLOP/s counts
+median over rounds is reported, and "×" = Keras' time / ours (> 1: ours faster). The one-step cases
+also time a third implementation, "floor": our layer's `tf.function` traced with the op replaced by
+one `IdentityN` over its inputs (the weight reads stay; no kernel work), what a call of ours would
+cost with a kernel that took no time; "max ×" = Keras / floor bounds the ratio any kernel could
+reach in that run. Each call's process CPU time is kept beside its wall time (`Case.cpu`): under
+load, CPU time moves less than wall time. GFLOP/s counts
 2·B·T·G·H·(I + H) a forward (3× for a training step) and is given against the machine's physical
 float32 FMA peak, measured at the start of the section by a register-resident AVX2 FMA loop
 (`FMA_PEAK_SOURCE`, compiled with the system's C++ compiler; "n/a" where that is not possible).
@@ -94,11 +99,14 @@ def fma_peak(threads: int) -> float | None:
 
 
 class Case:
-    """One comparison: `build(impl)` returns a no-argument callable; `flops` per call."""
+    """One comparison: `build(impl)` returns a no-argument callable for each of `impls`; `flops`
+    per call."""
 
-    def __init__(self, group: str, label: str, flops: float, build):
+    def __init__(self, group: str, label: str, flops: float, build, impls=("keras", "ours")):
         self.group, self.label, self.flops, self.build = group, label, flops, build
-        self.times: dict[str, list[float]] = {}
+        self.impls = tuple(impls)
+        self.times: dict[str, list[float]] = {}  # wall seconds per call
+        self.cpu: dict[str, list[float]] = {}  # process CPU seconds per call
 
 
 def _layer(impl: str, kind: str, units: int, **kwargs):
@@ -119,20 +127,44 @@ def _pair(kind: str, units: int, x, **kwargs):
     return {"keras": ref, "ours": ours}
 
 
-def one_step_case(kind: str, hidden: int, inputs: int = 256) -> Case:
+def _no_work_keras_rnn(
+    input, input_h, input_c, kernel, recurrent_kernel, bias=None, sequence_lengths=None, **_
+):
+    """`tf_rnn_ops.keras_rnn` without its work, for the "floor" timing: one `IdentityN` over the
+    op's inputs (so the graph still reads every weight), the states passed through, y = h (one
+    step)."""
     import tensorflow as tf
+
+    args = [input, input_h, kernel, recurrent_kernel]
+    args += [t for t in (input_c, bias, sequence_lengths) if t is not None]
+    outs = tf.raw_ops.IdentityN(input=args)
+    h = outs[1]
+    c = outs[4] if input_c is not None else tf.zeros([], h.dtype)
+    return h[:, tf.newaxis], h, c, tf.zeros([0], h.dtype)
+
+
+def one_step_case(kind: str, hidden: int, inputs: int = 256) -> Case:
+    from unittest import mock
+
+    import tensorflow as tf
+
+    from tf_rnn_ops.layers import rnn as rnn_layers
 
     x = tf.random.normal([1, 1, inputs])
     states = [tf.random.normal([1, hidden]) for _ in range(2 if kind == "lstm" else 1)]
     layers = _pair(kind, hidden, x, return_state=True)
 
     def build(impl):
-        layer = layers[impl]
+        layer = layers["ours" if impl == "floor" else impl]
         fn = tf.function(lambda x, s: layer(x, initial_state=s))
+        if impl == "floor":  # traced now, with the op replaced; later calls reuse this graph
+            with mock.patch.object(rnn_layers, "keras_rnn", _no_work_keras_rnn):
+                fn.get_concrete_function(x, states)
         return lambda: fn(x, states)
 
     flops = 2.0 * GATES[kind] * hidden * (inputs + hidden)
-    return Case("one-step", f"{kind.upper()} B=1 T=1 I={inputs} H={hidden}", flops, build)
+    label = f"{kind.upper()} B=1 T=1 I={inputs} H={hidden}"
+    return Case("one-step", label, flops, build, impls=("keras", "ours", "floor"))
 
 
 def generation_case(steps: int, units: int = 1024, vocab: int = 65, embed: int = 256) -> Case:
@@ -204,7 +236,7 @@ def small_cases(kind: str, hidden: int, batch=256, steps=120, inputs=7) -> list[
 
 
 def run_case(case: Case, repeats: int, budget_s: float, log) -> None:
-    fns = {impl: case.build(impl) for impl in ("keras", "ours")}
+    fns = {impl: case.build(impl) for impl in case.impls}
     for fn in fns.values():  # trace, then warm
         fn()
         fn()
@@ -213,15 +245,20 @@ def run_case(case: Case, repeats: int, budget_s: float, log) -> None:
     for r in range(repeats):
         k = r % len(order)
         for impl in order[k:] + order[:k]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fns[impl]()
             case.times.setdefault(impl, []).append(time.perf_counter() - t0)
+            case.cpu.setdefault(impl, []).append(time.process_time() - c0)
         if r >= 2 and time.monotonic() - start > budget_s:
             break
-    keras_ms, ours_ms = (statistics.median(case.times[i]) * 1e3 for i in ("keras", "ours"))
+    ms = {i: statistics.median(case.times[i]) * 1e3 for i in case.impls}
+    cpu = {i: statistics.median(case.cpu[i]) * 1e3 for i in case.impls}
+    floor = f", floor {ms['floor']:.3f} ms" if "floor" in ms else ""
     log(
-        f"  {case.group}: {case.label}: keras {keras_ms:.3f} ms, ours {ours_ms:.3f} ms "
-        f"({keras_ms / ours_ms:.2f}x)"
+        f"  {case.group}: {case.label}: keras {ms['keras']:.3f} ms, ours {ms['ours']:.3f} ms "
+        f"({ms['keras'] / ms['ours']:.2f}x){floor}; CPU "
+        + ", ".join(f"{i} {v:.3f}" for i, v in cpu.items())
+        + " ms"
     )
 
 
@@ -258,13 +295,16 @@ def markdown(result: dict) -> str:
         "",
         "`python/bench_streaming.py`, in every `make bench` (alone: `python/bench.py "
         "--streaming_only`). Each row: the same `tf.function` with the layer class swapped, "
-        "Keras' weights in both; median of rotating rounds; × = Keras / ours. % FMA peak: "
+        "Keras' weights in both; median of rotating rounds; × = Keras / ours; floor: ours with "
+        "the op replaced by an `IdentityN` of its inputs (no kernel work), max × = Keras / floor. "
+        "% FMA peak: "
         "our GFLOP/s against the machine's physical float32 FMA peak "
         f"({f'{peak:.1f} GFLOP/s' if peak else 'n/a'}, all threads, measured in the same run). "
         f"Load average {result['load'][0]:.1f} at the start, {result['load'][1]:.1f} at the end.",
         "",
-        "| case | shape | keras ms | ours ms | × | goal | ours GFLOP/s | % FMA peak |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | shape | keras ms | ours ms | × | goal | floor ms | max × | ours GFLOP/s "
+        "| % FMA peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     checks = []
     for c in result["cases"]:
@@ -273,12 +313,17 @@ def markdown(result: dict) -> str:
         gf = c.flops / (o / 1e3) / 1e9
         want, wording = _goal(c)
         pct = f"{100 * gf / peak:.2f}%" if peak else "n/a"
+        floor, best = "–", "–"
+        if "floor" in c.times:
+            f = statistics.median(c.times["floor"]) * 1e3
+            floor, best = f"{f:.3f}", f"{k / f:.2f}"
         lines.append(
-            f"| {c.group} | {c.label} | {k:.3f} | {o:.3f} | {k / o:.2f} | {wording} | {gf:.2f} "
-            f"| {pct} |"
+            f"| {c.group} | {c.label} | {k:.3f} | {o:.3f} | {k / o:.2f} | {wording} | {floor} "
+            f"| {best} | {gf:.2f} | {pct} |"
         )
         status = "PASS" if k / o >= want else ("FLOOR" if k / o >= 1.0 else "FAIL")
-        checks.append(f"`{status}` {c.group} {c.label}: {k / o:.2f}× ({wording})")
+        bound = f"; a kernel taking no time: {best}×" if best != "–" else ""
+        checks.append(f"`{status}` {c.group} {c.label}: {k / o:.2f}× ({wording}{bound})")
     return "\n".join(lines + ["", "Goal checks (reported, never asserted):", ""] +
                      [f"- {c}" for c in checks])  # fmt: skip
 

@@ -77,12 +77,19 @@ def run_fused(
     recurrent_kernel, bias or None), read by the op as they are (`keras_rnn`: no conversion per
     call); all in the compute dtype; mask: [B, T] bool or None (any pattern).
     Returns (last_output [B, H], outputs [B, T, H] or [B, 1, H], new_states list).
+
+    The graph holds no more than the call needs (a one-step call, B = T = 1 with states, is
+    dominated by TensorFlow's per-op work, not by the op): without a mask the last output is the
+    op's final h (the same values as its output at the last step: every sequence is full), so a
+    call is the op and the weight reads; a mask on one step (T = 1 known when the graph is built)
+    needs no packing (`_one_step_masked`); a one-step sequence needs no reversing.
     """
     lstm = rnn_mode in _modes.CELL_STATE_MODES
     kernel, recurrent_kernel, bias = weights
     h0 = states[0]
     c0 = states[1] if lstm else None
-    if go_backwards:  # Keras reverses the whole padded sequence and its mask
+    one_step = x.shape[1] == 1
+    if go_backwards and not one_step:  # Keras reverses the whole padded sequence and its mask
         x = tf.reverse(x, [1])
         if mask is not None:
             mask = tf.reverse(mask, [1])
@@ -91,7 +98,9 @@ def run_fused(
             x, h0, c0, kernel, recurrent_kernel, bias, rnn_mode=rnn_mode, is_training=True,
         )  # fmt: skip
         outputs = y
-        last = y[:, -1]
+        last = h  # = y[:, -1] (T >= 1), without a slice op
+    elif one_step:
+        last, outputs, h, c = _one_step_masked(rnn_mode, x, h0, c0, weights, mask)
     else:
         packed, packing = pack_valid_steps(x, mask)
         y, h, c, _ = keras_rnn(
@@ -106,6 +115,20 @@ def run_fused(
     if not return_sequences:
         outputs = last[:, tf.newaxis]
     return last, outputs, new_states
+
+
+def _one_step_masked(rnn_mode, x, h0, c0, weights, mask):
+    """`run_fused` for x [B, 1, I] with a mask [B, 1]: no packing (one step packs to itself) and no
+    scatter. A valid row runs its step; a masked one keeps its states (sequence length 0) and
+    outputs zeros, Keras' output before any valid step, with or without zero_output_for_mask.
+    Returns (last [B, H], outputs [B, 1, H], h, c)."""
+    valid = tf.cast(mask, tf.bool)  # [B, 1]
+    lengths = tf.cast(valid[:, 0], tf.int32)
+    y, h, c, _ = keras_rnn(
+        x, h0, c0, *weights, sequence_lengths=lengths, rnn_mode=rnn_mode, is_training=True
+    )
+    last = tf.where(valid, h, tf.zeros_like(h))  # valid [B, 1] broadcasts over the units
+    return last, last[:, tf.newaxis], h, c
 
 
 class _FusedRNNMixin:
