@@ -44,6 +44,19 @@ KERAS_GATE_ORDER: dict[str, tuple[str, ...]] = {
 # Number of gates (G) of each mode: the weights of a pseudo-layer are G·H rows of W and of R.
 NUM_GATES: dict[str, int] = {mode: len(gates) for mode, gates in GATE_ORDER.items()}
 
+# The per-step buffers each mode's cell saves for backprop, in the order reserve_space holds them
+# per layer and direction (the cell's kSaved in cc/cells/rnn_cells.h): (name, width in units of
+# num_units, fixed width), a buffer [T, B, width·H + fixed]. Buffer 0 is always "act", the G gate
+# activations; then lstm its cell states c, gru the recurrent part of the candidate (R_h h + b_Rh,
+# "ghn"), gru_reset_before r ∘ h_prev ("rh").
+SAVED_BUFFERS: dict[str, tuple[tuple[str, int, int], ...]] = {
+    "rnn_relu": (("act", 1, 0),),
+    "rnn_tanh": (("act", 1, 0),),
+    "lstm": (("act", 4, 0), ("c", 1, 0)),
+    "gru": (("act", 3, 0), ("ghn", 1, 0)),
+    "gru_reset_before": (("act", 3, 0), ("rh", 1, 0)),
+}
+
 # Modes with a cell state c besides h (input_c / output_c are used; otherwise ignored).
 CELL_STATE_MODES: tuple[str, ...] = ("lstm",)
 

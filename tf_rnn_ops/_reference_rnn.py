@@ -30,8 +30,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_rnn_ops import params as _params
+from tf_rnn_ops._modes import SAVED_BUFFERS
 
-__all__ = ["rnn_forward", "dropout_masks_from_reserve", "backprop_vjp_gradient"]
+__all__ = ["rnn_forward", "reserve_layout", "dropout_masks_from_reserve", "backprop_vjp_gradient"]
 
 _HALF_TYPES = (tf.float16, tf.bfloat16)
 
@@ -210,6 +211,46 @@ def _while_loop(step, steps, h, c, reverse: bool, h_out: int):
     return outputs.stack(), h, (carry_c if lstm else None)
 
 
+def reserve_layout(
+    rnn_mode: str,
+    num_layers: int,
+    num_units: int,
+    direction: str,
+    num_proj: int,
+    has_dropout: bool,
+    save_hprev: bool,
+) -> tuple[int, list[int]]:
+    """The layout of the CPU kernels' reserve_space (cc/kernels/rnn_layouts.h, RnnReserveLayout),
+    in units of T·B compute-type elements: (its size, the offset of the dropout mask of each layer
+    1 … L−1, or [] without dropout).
+
+    Per layer, then per direction: the cell's saved buffers (`_modes.SAVED_BUFFERS`, in order), with
+    a projection the unprojected outputs [T, B, H], then the state before each step [T, B, H_out]
+    where saved (`save_hprev`: 16-bit types; or a layer whose output dropout scales); then, for
+    layer l ≥ 1, its input [T, B, dirs·H_out] and (with dropout) its mask, same shape. All
+    time-major.
+    """
+    dirs = _params.num_dirs(direction)
+    h_out = _params.output_size(rnn_mode, num_units, num_proj)
+    ow = dirs * h_out
+    per_step = sum(h_units * num_units + fixed for _, h_units, fixed in SAVED_BUFFERS[rnn_mode])
+    pos, masks_at = 0, []
+    for layer in range(num_layers):
+        output_scaled = has_dropout and layer + 1 < num_layers
+        for _ in range(dirs):
+            pos += per_step
+            if num_proj:
+                pos += num_units
+            if save_hprev or output_scaled:
+                pos += h_out
+        if layer > 0:
+            pos += ow  # the layer's input
+            if has_dropout:
+                masks_at.append(pos)
+                pos += ow
+    return pos, masks_at
+
+
 def dropout_masks_from_reserve(
     reserve_space,
     dtype: tf.DType,
@@ -222,41 +263,20 @@ def dropout_masks_from_reserve(
     steps,
     batch,
 ):
-    """The dropout masks the forward kernel drew (training, dropout > 0), read from reserve_space.
-
-    The kernel's reserve_space holds, per layer and then per direction, the gate activations
-    [T, B, G·H], (gru) the recurrent candidate part [T, B, H], (lstm) the cell states [T, B, H]
-    and (with a projection) the unprojected outputs [T, B, H], then the state before each step
-    [T, B, H_out] where saved (16-bit types, or a layer whose output dropout scales); then, for
-    layer l ≥ 1, its input [T, B, dirs·H_out] and its dropout mask (same shape), all time-major
-    and in the compute type (float32 for 16-bit types, whose reserve_space packs two elements
-    per float32). Returns the masks of layers 1 … L−1 as a list, [T, B, dirs·H_out] each.
+    """The dropout masks the forward kernel drew (training, dropout > 0), read from reserve_space
+    (`reserve_layout`), which is in the compute type (float32 for 16-bit types, whose reserve_space
+    packs two elements per float32). Returns the masks of layers 1 … L−1 as a list,
+    [T, B, dirs·H_out] each.
     """
-    dirs = _params.num_dirs(direction)
-    g = _params.NUM_GATES[rnn_mode]
-    h_out = _params.output_size(rnn_mode, num_units, num_proj)
-    ow = dirs * h_out
+    ow = _params.num_dirs(direction) * _params.output_size(rnn_mode, num_units, num_proj)
     save_hprev = dtype in _HALF_TYPES
-    # Every piece is a multiple of T·B elements: offsets in units of T·B.
-    pos, masks_at = 0, []
-    for layer in range(num_layers):
-        output_scaled = layer + 1 < num_layers
-        for _ in range(dirs):
-            pos += g * num_units
-            if rnn_mode in ("gru", "gru_reset_before", "lstm"):  # ghn / rh / c
-                pos += num_units
-            if rnn_mode == "lstm" and num_proj:
-                pos += num_units
-            if save_hprev or output_scaled:
-                pos += h_out
-        if layer > 0:
-            pos += ow  # the layer's input
-            masks_at.append(pos)
-            pos += ow
+    size, masks_at = reserve_layout(
+        rnn_mode, num_layers, num_units, direction, num_proj, True, save_hprev
+    )
     steps, batch = tf.cast(steps, tf.int64), tf.cast(batch, tf.int64)
     tb = steps * batch
     if save_hprev:
-        n = pos * tb
+        n = size * tb
         flat = tf.bitcast(tf.reshape(reserve_space[: 2 * n], [-1, 2]), tf.float32)
     else:
         flat = reserve_space

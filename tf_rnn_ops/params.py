@@ -44,6 +44,9 @@ __all__ = [
     "PROJECTION_MODES",
     "DIRECTIONS",
     "INPUT_MODES",
+    "MAX_ELEMENTS",
+    "MAX_UNITS_TIMES_WIDTH",
+    "max_num_layers",
     "check_model",
     "num_dirs",
     "uses_skip_input",
@@ -70,6 +73,15 @@ CELL_STATE_MODES = _modes.CELL_STATE_MODES
 PROJECTION_MODES = _modes.PROJECTION_MODES
 DIRECTIONS = _modes.DIRECTIONS
 INPUT_MODES = _modes.INPUT_MODES
+
+
+# The size bounds of a model, the C++ rules' own numbers (cc/kernels/fused_rnn_rules.h): the most
+# elements a tensor may have (low enough that the kernels' int64 size arithmetic cannot overflow),
+# and the largest product of num_units and the widest layer input or output (a model beyond it would
+# have about 2^58 params or more). num_layers is bounded by `max_num_layers`.
+MAX_ELEMENTS = 2**62
+MAX_UNITS_TIMES_WIDTH = 2**58
+_INT_MAX = 2**31 - 1
 
 
 def _check_mode(rnn_mode: str) -> None:
@@ -107,6 +119,62 @@ def output_size(rnn_mode: str, num_units: int, num_proj: int = 0) -> int:
     return num_proj if num_proj else num_units
 
 
+def max_num_layers(rnn_mode: str, direction: str = "unidirectional") -> int:
+    """The most layers a model of this mode and direction may have: its canonical lists (2·G + 1
+    tensors per layer and direction at most) must be countable in a C++ int, as the ops count
+    them."""
+    _check_mode(rnn_mode)
+    return _INT_MAX // (num_dirs(direction) * (2 * NUM_GATES[rnn_mode] + 1))
+
+
+def _pseudo_layer_sizes(
+    rnn_mode: str, num_units: int, input_size: int, direction: str, input_mode: str, num_proj: int
+) -> tuple[int, int]:
+    """Params of a pseudo-layer of layer 0 and of any later layer (they all have the same):
+    G·H·(in + H_out + 2) + P·H, `in` the layer's input size (0 for layer 0 with skip_input)."""
+    g, d = NUM_GATES[rnn_mode], num_dirs(direction)
+    h_out = output_size(rnn_mode, num_units, num_proj)
+    first_in = 0 if uses_skip_input(input_mode, input_size, num_units) else input_size
+    return tuple(
+        g * num_units * (in_size + h_out + 2) + num_proj * num_units
+        for in_size in (first_in, d * h_out)
+    )
+
+
+def _check_size(
+    rnn_mode: str,
+    num_layers: int,
+    num_units: int,
+    input_size: int,
+    direction: str,
+    input_mode: str,
+    num_proj: int,
+) -> None:
+    """The size bounds of a model whose other rules hold, in the C++ rules' order and words
+    (fused_rnn_rules.h, MakeModelShape; its double arithmetic too, so the same models pass)."""
+    d = num_dirs(direction)
+    h_out = output_size(rnn_mode, num_units, num_proj)
+    sizes = (
+        f"num_layers ({num_layers}), num_units ({num_units}), input_size ({input_size}) and "
+        f"num_proj ({num_proj})"
+    )
+    width = max(float(input_size), float(d) * float(h_out))
+    if float(num_units) * width > MAX_UNITS_TIMES_WIDTH:
+        raise ValueError(
+            f"{sizes} give a model of about 2^58 params or more: num_units times the widest layer "
+            "input or output must be at most 2^58 (a tensor may have at most 2^62 elements)"
+        )
+    first, later = _pseudo_layer_sizes(
+        rnn_mode, num_units, input_size, direction, input_mode, num_proj
+    )
+    size = d * (float(first) + (float(num_layers - 1) * float(later) if num_layers > 1 else 0.0))
+    if size > MAX_ELEMENTS:
+        raise ValueError(
+            f"{sizes} give a model with about {size:g} params, more than the 2^62 elements a "
+            "tensor may have"
+        )
+
+
 def check_model(
     rnn_mode: str,
     num_layers: int,
@@ -122,8 +190,10 @@ def check_model(
 
     rnn_mode, direction and input_mode one of `RNN_MODES`, `DIRECTIONS`, `INPUT_MODES`;
     num_layers >= 1, num_units >= 1, input_size >= 1; num_proj >= 0, lstm only, at most num_units;
+    num_layers at most `max_num_layers`, num_units times the widest layer input or output at most
+    `MAX_UNITS_TIMES_WIDTH`, and at most `MAX_ELEMENTS` params (the C++ rules' bounds and messages);
     skip_input needs input_size == num_units; dropout in [0, 1]. `input_size` None: not known yet
-    (a layer before it is built); its rules are then left for later.
+    (a layer before it is built); the rules that need it are then left for later.
     """
     _check_mode(rnn_mode)
     num_dirs(direction)
@@ -137,6 +207,14 @@ def check_model(
     output_size(rnn_mode, num_units, num_proj)  # num_proj >= 0, lstm only
     if num_proj > num_units:
         raise ValueError(f"num_proj ({num_proj}) must not exceed num_units ({num_units})")
+    max_layers = max_num_layers(rnn_mode, direction)
+    if num_layers > max_layers:
+        raise ValueError(
+            f"num_layers ({num_layers}) must be at most {max_layers} for rnn_mode {rnn_mode} and "
+            f"{num_dirs(direction)} direction(s)"
+        )
+    if input_size is not None:
+        _check_size(rnn_mode, num_layers, num_units, input_size, direction, input_mode, num_proj)
     if input_size is not None and input_mode == "skip_input" and input_size != num_units:
         raise ValueError(
             f"input_mode skip_input needs input_size ({input_size}) == num_units ({num_units})"
@@ -185,11 +263,25 @@ def canonical_shapes(*args, **kwargs) -> tuple[list[tuple[int, int]], list[tuple
     return ws, bs
 
 
-def params_size(*args, **kwargs) -> int:
-    """Number of elements of the opaque params; arguments as `pseudo_layer_shapes`. Equals what
-    the op `cudnn_rnn_params_size` returns."""
-    ws, bs = canonical_shapes(*args, **kwargs)
-    return int(sum(math.prod(s) for s in ws + bs))
+def params_size(
+    rnn_mode: str,
+    num_layers: int,
+    num_units: int,
+    input_size: int,
+    direction: str = "unidirectional",
+    input_mode: str = "linear_input",
+    num_proj: int = 0,
+) -> int:
+    """Number of elements of the opaque params; arguments as `pseudo_layer_shapes` (the sum of its
+    shapes' sizes, without listing them: every layer above the first has the same size). Equals
+    what the op `cudnn_rnn_params_size` returns."""
+    if input_size is None:
+        raise ValueError("params_size needs input_size (a layer's: known once it is built)")
+    check_model(rnn_mode, num_layers, num_units, input_size, direction, input_mode, num_proj)
+    first, later = _pseudo_layer_sizes(
+        rnn_mode, num_units, input_size, direction, input_mode, num_proj
+    )
+    return num_dirs(direction) * (first + (num_layers - 1) * later)
 
 
 def layer_param_ranges(*args, **kwargs) -> list[tuple[int, int]]:

@@ -27,12 +27,15 @@ ASAN_LIB_OBJS := $(patsubst %.cc,$(ASAN_DIR)/obj/%.o,$(LIB_SRCS))
 ASAN_TF_OBJS  := $(patsubst %.cc,$(ASAN_DIR)/obj/%.o,$(TF_CUDNN_SRCS))
 # The op tests, selected by folder (tests/README.md): every op-level test (tests/ops, and the cells
 # of tests/cells once it exists; float32 and float64, so both the packed micro-kernel with the
-# row-range threading of the CPU driver and Eigen's path run under the sanitizers), and the
-# hardening tests: fuzzing and size limits. Left out (ASAN_IGNORE): test_hardening_memory.py (ASan's
-# quarantine and shadow memory grow the resident set by design, which is what it measures) and
-# test_hardening_repeat.py (concurrency and determinism in fresh processes, slow at -O1; the op
-# tests already run every op under the sanitizers).
-ASAN_TESTS    ?= tests/ops $(wildcard tests/cells) tests/hardening
+# row-range threading of the CPU driver and Eigen's path run under the sanitizers), the GRUBlockCell
+# layer's tests (its ops through Keras: tf.function, fit, a SavedModel served by a fresh process),
+# and the hardening tests: fuzzing and size limits. Left out (ASAN_IGNORE): test_hardening_memory.py
+# (ASan's quarantine and shadow memory grow the resident set by design, which is what it measures)
+# and test_hardening_repeat.py (concurrency and determinism in fresh processes, slow at -O1; the op
+# tests already run every op under the sanitizers). tests/packaging/test_op_test_selection.py checks
+# the selection.
+ASAN_TESTS    ?= tests/ops $(wildcard tests/cells) tests/layers/test_gru_block_cell_keras.py \
+                 tests/hardening
 ASAN_IGNORE   ?= tests/hardening/test_hardening_memory.py tests/hardening/test_hardening_repeat.py
 # Python and TensorFlow keep memory until exit by design: no leak check. Reports abort the process.
 # ASan's allocator ignores RLIMIT_AS: single allocations past 8 GiB fail instead (returning null, as

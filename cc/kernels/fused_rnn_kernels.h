@@ -48,11 +48,55 @@ int64_t CpuReserveElements(const FusedRnnAttrs& attrs, const FusedRnnInputs& in)
       RnnReserveLayout(in.shape, in.seq_len, in.batch, attrs.dropout > 0, SaveHprev<T>()).size);
 }
 
+// What the forward and the backprop do alike before calling the driver: the compute-type views of
+// the inputs both read (x, h0, c0 where the cell has a cell state, params; transposed when
+// batch-major, widened from 16-bit types), the driver's workspace, and the driver arguments these
+// give.
+template <typename T>
+class DriverInputs {
+ public:
+  using Acc = typename ComputeType<T>::type;
+
+  absl::Status Init(OpKernelContext* ctx, const FusedRnnAttrs& attrs, const FusedRnnIO& io,
+                    const FusedRnnInputs& in, bool backprop) {
+    const bool swap = !attrs.time_major, lstm = CellHasCellState(in.shape.mode);
+    TF_RETURN_IF_ERROR(x_.Init(ctx, ctx->input(io.input), swap));
+    TF_RETURN_IF_ERROR(h0_.Init(ctx, ctx->input(io.input_h), swap));
+    if (lstm) TF_RETURN_IF_ERROR(c0_.Init(ctx, ctx->input(io.input_c), swap));
+    TF_RETURN_IF_ERROR(params_.Init(ctx, ctx->input(io.params), false));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(
+        tensorflow::DataTypeToEnum<Acc>::value,
+        TensorShape({RnnWorkspaceSize<Acc>(in.shape, in.seq_len, in.batch, backprop)}),
+        &workspace_));
+    AdviseHugePages(workspace_);
+    return absl::OkStatus();
+  }
+
+  // The fields RnnForwardArgs and RnnBackwardArgs share.
+  template <typename Args>
+  void SetArgs(const FusedRnnAttrs& attrs, const FusedRnnInputs& in, Args* a) const {
+    a->seq_len = in.seq_len;
+    a->batch = in.batch;
+    a->x = x_.data();
+    a->h0 = h0_.data();
+    a->c0 = CellHasCellState(in.shape.mode) ? c0_.data() : nullptr;
+    a->params = params_.data();
+    a->lengths = in.lengths_or_null();
+    a->save_hprev = SaveHprev<T>();
+    a->dropout = attrs.dropout;
+  }
+
+  Acc* workspace() { return workspace_.flat<Acc>().data(); }
+
+ private:
+  ComputeView<T> x_, h0_, c0_, params_;
+  Tensor workspace_;
+};
+
 template <typename T>
 class FusedRnnForwardOp : public OpKernel {
  public:
   using Acc = typename ComputeType<T>::type;
-  static constexpr bool kSaveHprev = SaveHprev<T>();
   explicit FusedRnnForwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, attrs_.Parse(ctx));
     OP_REQUIRES_OK(ctx, io_.Init(*this, /*backprop=*/false));
@@ -81,39 +125,23 @@ class FusedRnnForwardOp : public OpKernel {
     // all T time steps, which an empty input lets be up to 2^63 - 1).
     if (B == 0) return;
 
-    ComputeView<T> x, h0, c0, w;
-    OP_REQUIRES_OK(ctx, x.Init(ctx, ctx->input(io_.input), swap));
-    OP_REQUIRES_OK(ctx, h0.Init(ctx, ctx->input(io_.input_h), swap));
-    if (lstm) OP_REQUIRES_OK(ctx, c0.Init(ctx, ctx->input(io_.input_c), swap));
-    OP_REQUIRES_OK(ctx, w.Init(ctx, ctx->input(io_.params), false));
+    DriverInputs<T> inputs;
+    OP_REQUIRES_OK(ctx, inputs.Init(ctx, attrs_, io_, in, /*backprop=*/false));
     ComputeOutput<T> y, hn, cn;
     OP_REQUIRES_OK(ctx, y.Init(ctx, out.output, T_, B, s.output_size(), swap));
     OP_REQUIRES_OK(ctx, hn.Init(ctx, out.output_h, ld, B, s.h_out(), swap));
     if (lstm) OP_REQUIRES_OK(ctx, cn.Init(ctx, out.output_c, ld, B, s.num_units, swap));
 
-    Tensor workspace;
-    OP_REQUIRES_OK(
-        ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<Acc>::value,
-                                TensorShape({RnnWorkspaceSize<Acc>(s, T_, B, false)}), &workspace));
-    AdviseHugePages(workspace);
     RnnForwardArgs<Acc> a;
-    a.seq_len = T_;
-    a.batch = B;
-    a.x = x.data();
-    a.h0 = h0.data();
-    a.c0 = lstm ? c0.data() : nullptr;
-    a.params = w.data();
-    a.lengths = in.lengths_or_null();
+    inputs.SetArgs(attrs_, in, &a);
     a.y = y.data();
     a.hn = hn.data();
     a.cn = lstm ? cn.data() : nullptr;
     a.reserve = training ? reinterpret_cast<Acc*>(out.reserve->flat<T>().data()) : nullptr;
-    a.save_hprev = kSaveHprev;
-    a.dropout = attrs_.dropout;
     a.seed = static_cast<uint64_t>(attrs_.seed);
     a.seed2 = static_cast<uint64_t>(attrs_.seed2);
     a.dropout_call = dropout_call;
-    CpuRnn<Acc>(ctx->eigen_device<CPUDevice>(), s).Forward(a, workspace.flat<Acc>().data());
+    CpuRnn<Acc>(ctx->eigen_device<CPUDevice>(), s).Forward(a, inputs.workspace());
     y.Finish(ctx);
     hn.Finish(ctx);
     if (lstm) cn.Finish(ctx);
@@ -129,7 +157,6 @@ template <typename T>
 class FusedRnnBackwardOp : public OpKernel {
  public:
   using Acc = typename ComputeType<T>::type;
-  static constexpr bool kSaveHprev = SaveHprev<T>();
   explicit FusedRnnBackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, attrs_.Parse(ctx));
     OP_REQUIRES_OK(ctx, io_.Init(*this, /*backprop=*/true));
@@ -156,17 +183,13 @@ class FusedRnnBackwardOp : public OpKernel {
       return;
     }
 
-    ComputeView<T> x, h0, c0, w, y, dy, dhn, dcn;
-    OP_REQUIRES_OK(ctx, x.Init(ctx, ctx->input(io_.input), swap));
+    DriverInputs<T> inputs;
+    OP_REQUIRES_OK(ctx, inputs.Init(ctx, attrs_, io_, in, /*backprop=*/true));
+    ComputeView<T> y, dy, dhn, dcn;
     OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(io_.output), swap));
-    OP_REQUIRES_OK(ctx, h0.Init(ctx, ctx->input(io_.input_h), swap));
-    OP_REQUIRES_OK(ctx, w.Init(ctx, ctx->input(io_.params), false));
     OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(io_.output_backprop), swap));
     OP_REQUIRES_OK(ctx, dhn.Init(ctx, ctx->input(io_.output_h_backprop), swap));
-    if (lstm) {
-      OP_REQUIRES_OK(ctx, c0.Init(ctx, ctx->input(io_.input_c), swap));
-      OP_REQUIRES_OK(ctx, dcn.Init(ctx, ctx->input(io_.output_c_backprop), swap));
-    }
+    if (lstm) OP_REQUIRES_OK(ctx, dcn.Init(ctx, ctx->input(io_.output_c_backprop), swap));
     ComputeOutput<T> dx, dh0, dc0, dparams;
     if (skip_input_backprop_) {
       out.dx->flat<T>().setZero();
@@ -177,31 +200,18 @@ class FusedRnnBackwardOp : public OpKernel {
     if (lstm) OP_REQUIRES_OK(ctx, dc0.Init(ctx, out.dc0, ld, B, s.num_units, swap));
     OP_REQUIRES_OK(ctx, dparams.Init(ctx, out.dparams, 1, 1, s.ParamsSize(), false));
 
-    Tensor workspace;
-    OP_REQUIRES_OK(
-        ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<Acc>::value,
-                                TensorShape({RnnWorkspaceSize<Acc>(s, T_, B, true)}), &workspace));
-    AdviseHugePages(workspace);
     RnnBackwardArgs<Acc> a;
-    a.seq_len = T_;
-    a.batch = B;
-    a.x = x.data();
-    a.h0 = h0.data();
-    a.c0 = lstm ? c0.data() : nullptr;
-    a.params = w.data();
-    a.lengths = in.lengths_or_null();
+    inputs.SetArgs(attrs_, in, &a);
     a.dy = dy.data();
     a.dhn = dhn.data();
     a.dcn = lstm ? dcn.data() : nullptr;
     a.reserve = reinterpret_cast<const Acc*>(ctx->input(io_.reserve_space).flat<T>().data());
-    a.save_hprev = kSaveHprev;
     a.y = y.data();
-    a.dropout = attrs_.dropout;
     a.dx = skip_input_backprop_ ? nullptr : dx.data();
     a.dh0 = dh0.data();
     a.dc0 = lstm ? dc0.data() : nullptr;
     a.dparams = dparams.data();
-    CpuRnn<Acc>(ctx->eigen_device<CPUDevice>(), s).Backward(a, workspace.flat<Acc>().data());
+    CpuRnn<Acc>(ctx->eigen_device<CPUDevice>(), s).Backward(a, inputs.workspace());
     if (!skip_input_backprop_) dx.Finish(ctx);
     dh0.Finish(ctx);
     if (lstm) dc0.Finish(ctx);

@@ -2,22 +2,81 @@
 // RNN cells"), under the TfRnn> namespace so that TensorFlow's own CudnnRNN* ops stay untouched.
 // Inputs, outputs and attributes are those of CudnnRNNV3, CudnnRNNBackpropV3, CudnnRNNParamsSize,
 // CudnnRNNParamsToCanonicalV2 and CudnnRNNCanonicalToParamsV2.
+//
+// The attrs the ops share are added by one helper, ModelAttrs: rnn_mode's spellings are the cells'
+// names (cc/cells/rnn_cells.h), so a new cell is a new rnn_mode of every op without an edit here.
+// tests/packaging/op_defs.json pins the resulting signatures.
 #include <cstdint>
 #include <limits>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "cc/cells/rnn_cells.h"
+#include "cc/kernels/fused_rnn_rules.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/registration/registration.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
 namespace tensorflow {
 namespace {
 
+using register_op::OpDefBuilderWrapper;
 using shape_inference::DimensionHandle;
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
-// Output shapes of the forward op from input, input_h and input_c (docs/MATH.md, "Params layout").
+// rnn_mode's spec: every cell's name, in RnnMode order (the attr's allowed values), lstm the
+// default.
+std::string RnnModeAttr() {
+  std::string spec = "rnn_mode: {";
+  for (int m = 0; m < ::tf_rnn_ops::kNumRnnModes; ++m) {
+    absl::StrAppend(&spec, m == 0 ? "" : ", ", "'",
+                    ::tf_rnn_ops::RnnModeName(static_cast<::tf_rnn_ops::RnnMode>(m)), "'");
+  }
+  return absl::StrCat(spec, "} = '", ::tf_rnn_ops::RnnModeName(::tf_rnn_ops::RnnMode::kLstm), "'");
+}
+
+// Which of the family's attrs an op has: TfRnn>KerasRNN (one unidirectional layer from Keras
+// weights) only rnn_mode; the cuDNN-style ops the whole model description of CudnnRNNV3.
+enum class Attrs { kRnnMode, kCudnnModel };
+
+// Adds the family's shared attrs, in this order: rnn_mode, then (kCudnnModel) input_mode,
+// direction, dropout, seed, seed2, num_proj. Each op calls it after its own leading attrs.
+OpDefBuilderWrapper& ModelAttrs(OpDefBuilderWrapper& b, Attrs attrs) {
+  b.Attr(RnnModeAttr());
+  if (attrs == Attrs::kRnnMode) return b;
+  return b.Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
+      .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
+      .Attr("dropout: float = 0.0")
+      .Attr("seed: int = 0")
+      .Attr("seed2: int = 0")
+      .Attr("num_proj: int = 0");
+}
+
+// Registers the op that `build` describes on a fresh builder, as REGISTER_OP does with its chain
+// (tensorflow/core/framework/registration/registration.h: a static InitOnStartupMarker made by
+// calling the finished builder). REGISTER_OP's chain cannot pass through ModelAttrs in its middle,
+// and an op def keeps its attrs in the order they were added.
+template <typename Build>
+InitOnStartupMarker RegisterOp(const char* name, Build build) {
+  OpDefBuilderWrapper b(name);
+  build(b);
+  return b();
+}
+
+// Whether the op's rnn_mode has a cell state c (CellHasCellState): output_c is then input_c's
+// shape, else a scalar.
+absl::Status HasCellState(InferenceContext* c, bool* has_c) {
+  std::string name;
+  TF_RETURN_IF_ERROR(c->GetAttr("rnn_mode", &name));
+  ::tf_rnn_ops::RnnMode mode;
+  const std::string error = ::tf_rnn_ops::fused_rnn::ParseRnnMode(name, &mode);
+  if (!error.empty()) return absl::InvalidArgumentError(error);
+  *has_c = ::tf_rnn_ops::CellHasCellState(mode);
+  return absl::OkStatus();
+}
+
 // Like WithRank, with an error that names the input.
 absl::Status NamedRank(InferenceContext* c, int index, const char* name, int rank,
                        ShapeHandle* out) {
@@ -37,14 +96,16 @@ absl::Status ModelScalarsShape(InferenceContext* c) {
   return absl::OkStatus();
 }
 
+// Output shapes of the forward op from input, input_h and input_c (docs/MATH.md, "Params layout").
 absl::Status ForwardShape(InferenceContext* c) {
   ShapeHandle input, input_h, params;
   TF_RETURN_IF_ERROR(NamedRank(c, 0, "input", 3, &input));
   TF_RETURN_IF_ERROR(NamedRank(c, 1, "input_h", 3, &input_h));
   TF_RETURN_IF_ERROR(NamedRank(c, 3, "params", 1, &params));
-  std::string direction, rnn_mode;
+  std::string direction;
   TF_RETURN_IF_ERROR(c->GetAttr("direction", &direction));
-  TF_RETURN_IF_ERROR(c->GetAttr("rnn_mode", &rnn_mode));
+  bool has_c = false;
+  TF_RETURN_IF_ERROR(HasCellState(c, &has_c));
   bool time_major = true;
   if (!c->GetAttr("time_major", &time_major).ok()) time_major = true;
   const int dir_count = direction == "bidirectional" ? 2 : 1;
@@ -63,80 +124,75 @@ absl::Status ForwardShape(InferenceContext* c) {
   c->set_output(0, time_major ? c->MakeShape({steps, batch, output_size})
                               : c->MakeShape({batch, steps, output_size}));
   c->set_output(1, input_h);
-  c->set_output(2, rnn_mode == "lstm" ? c->input(2) : c->Scalar());
+  c->set_output(2, has_c ? c->input(2) : c->Scalar());
   c->set_output(3, c->Vector(c->UnknownDim()));
   if (c->num_outputs() > 4) c->set_output(4, c->Vector(c->UnknownDim()));
   return absl::OkStatus();
 }
 
-}  // namespace
-
-REGISTER_OP("TfRnn>CudnnRNN")
-    .Input("input: T")
-    .Input("input_h: T")
-    .Input("input_c: T")
-    .Input("params: T")
-    .Input("sequence_lengths: int32")
-    .SetIsStateful()
-    .Output("output: T")
-    .Output("output_h: T")
-    .Output("output_c: T")
-    .Output("reserve_space: T")
-    .Output("host_reserved: int8")
-    .Attr("T: {half, bfloat16, float, double}")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
-    .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
-    .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
-    .Attr("dropout: float = 0.0")
-    .Attr("seed: int = 0")
-    .Attr("seed2: int = 0")
-    .Attr("num_proj: int = 0")
-    .Attr("is_training: bool = true")
-    .Attr("time_major: bool = true")
-    .SetShapeFn(ForwardShape)
-    .Doc(R"doc(
+const InitOnStartupMarker kCudnnRnn TF_ATTRIBUTE_UNUSED =
+    RegisterOp("TfRnn>CudnnRNN", [](OpDefBuilderWrapper& b) {
+      b.Input("input: T")
+          .Input("input_h: T")
+          .Input("input_c: T")
+          .Input("params: T")
+          .Input("sequence_lengths: int32")
+          .SetIsStateful()
+          .Output("output: T")
+          .Output("output_h: T")
+          .Output("output_c: T")
+          .Output("reserve_space: T")
+          .Output("host_reserved: int8")
+          .Attr("T: {half, bfloat16, float, double}");
+      ModelAttrs(b, Attrs::kCudnnModel)
+          .Attr("is_training: bool = true")
+          .Attr("time_major: bool = true")
+          .SetShapeFn(ForwardShape)
+          .Doc(R"doc(
 A multi-layer RNN (rnn_relu, rnn_tanh, lstm or gru) over a whole sequence, with cuDNN's semantics and
 params layout; the interface of CudnnRNNV3, on CPU as well.
 )doc");
+    });
 
-REGISTER_OP("TfRnn>KerasRNN")
-    .Input("input: T")
-    .Input("input_h: T")
-    .Input("input_c: T")
-    .Input("kernel: T")
-    .Input("recurrent_kernel: T")
-    .Input("bias: T")
-    .Input("sequence_lengths: int32")
-    .Output("output: T")
-    .Output("output_h: T")
-    .Output("output_c: T")
-    .Output("reserve_space: T")
-    .Attr("T: {float, double}")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
-    .Attr("is_training: bool = true")
-    .Attr("time_major: bool = false")
-    .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle input, input_h, rkernel, unused;
-      TF_RETURN_IF_ERROR(NamedRank(c, 0, "input", 3, &input));
-      TF_RETURN_IF_ERROR(NamedRank(c, 1, "input_h", 2, &input_h));
-      TF_RETURN_IF_ERROR(NamedRank(c, 3, "kernel", 2, &unused));
-      TF_RETURN_IF_ERROR(NamedRank(c, 4, "recurrent_kernel", 2, &rkernel));
-      TF_RETURN_IF_ERROR(NamedRank(c, 6, "sequence_lengths", 1, &unused));
-      std::string rnn_mode;
-      TF_RETURN_IF_ERROR(c->GetAttr("rnn_mode", &rnn_mode));
-      bool time_major = false;
-      TF_RETURN_IF_ERROR(c->GetAttr("time_major", &time_major));
-      const DimensionHandle units = c->Dim(rkernel, 0);
-      const DimensionHandle steps = c->Dim(input, time_major ? 0 : 1);
-      const DimensionHandle batch = c->Dim(input, time_major ? 1 : 0);
-      c->set_output(0, time_major ? c->MakeShape({steps, batch, units})
-                                  : c->MakeShape({batch, steps, units}));
-      c->set_output(1, input_h);
-      c->set_output(2, rnn_mode == "lstm" ? c->input(2) : c->Scalar());
-      c->set_output(3, c->Vector(c->UnknownDim()));
-      return absl::OkStatus();
-    })
-    .Doc(R"doc(
+const InitOnStartupMarker kKerasRnn TF_ATTRIBUTE_UNUSED =
+    RegisterOp("TfRnn>KerasRNN", [](OpDefBuilderWrapper& b) {
+      b.Input("input: T")
+          .Input("input_h: T")
+          .Input("input_c: T")
+          .Input("kernel: T")
+          .Input("recurrent_kernel: T")
+          .Input("bias: T")
+          .Input("sequence_lengths: int32")
+          .Output("output: T")
+          .Output("output_h: T")
+          .Output("output_c: T")
+          .Output("reserve_space: T")
+          .Attr("T: {float, double}");
+      ModelAttrs(b, Attrs::kRnnMode)
+          .Attr("is_training: bool = true")
+          .Attr("time_major: bool = false")
+          .SetShapeFn([](InferenceContext* c) {
+            ShapeHandle input, input_h, rkernel, unused;
+            TF_RETURN_IF_ERROR(NamedRank(c, 0, "input", 3, &input));
+            TF_RETURN_IF_ERROR(NamedRank(c, 1, "input_h", 2, &input_h));
+            TF_RETURN_IF_ERROR(NamedRank(c, 3, "kernel", 2, &unused));
+            TF_RETURN_IF_ERROR(NamedRank(c, 4, "recurrent_kernel", 2, &rkernel));
+            TF_RETURN_IF_ERROR(NamedRank(c, 6, "sequence_lengths", 1, &unused));
+            bool has_c = false;
+            TF_RETURN_IF_ERROR(HasCellState(c, &has_c));
+            bool time_major = false;
+            TF_RETURN_IF_ERROR(c->GetAttr("time_major", &time_major));
+            const DimensionHandle units = c->Dim(rkernel, 0);
+            const DimensionHandle steps = c->Dim(input, time_major ? 0 : 1);
+            const DimensionHandle batch = c->Dim(input, time_major ? 1 : 0);
+            c->set_output(0, time_major ? c->MakeShape({steps, batch, units})
+                                        : c->MakeShape({batch, steps, units}));
+            c->set_output(1, input_h);
+            c->set_output(2, has_c ? c->input(2) : c->Scalar());
+            c->set_output(3, c->Vector(c->UnknownDim()));
+            return absl::OkStatus();
+          })
+          .Doc(R"doc(
 One unidirectional RNN layer (rnn_relu, rnn_tanh, lstm, gru or gru_reset_before) from a Keras cell's
 own weights, so that nothing is converted per call: kernel [I, G*H] and recurrent_kernel [H, G*H]
 with Keras' gate column order (GRU z, r, h; LSTM i, f, c, o), bias as Keras shapes it (gru: Keras
@@ -147,41 +203,37 @@ reset_after=False, [3H]; LSTM [4H]; SimpleRNN [H]) or with no elements (use_bias
 and reserve_space: that of TfRnn>CudnnRNN for the same one-layer model, which its gradient passes to
 TfRnn>CudnnRNNBackprop.
 )doc");
+    });
 
-REGISTER_OP("TfRnn>CudnnRNNBackprop")
-    .Input("input: T")
-    .Input("input_h: T")
-    .Input("input_c: T")
-    .Input("params: T")
-    .Input("sequence_lengths: int32")
-    .Input("output: T")
-    .Input("output_h: T")
-    .Input("output_c: T")
-    .Input("output_backprop: T")
-    .Input("output_h_backprop: T")
-    .Input("output_c_backprop: T")
-    .Input("reserve_space: T")
-    .Input("host_reserved: int8")
-    .SetIsStateful()
-    .Output("input_backprop: T")
-    .Output("input_h_backprop: T")
-    .Output("input_c_backprop: T")
-    .Output("params_backprop: T")
-    .Attr("T: {half, bfloat16, float, double}")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
-    .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
-    .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
-    .Attr("dropout: float = 0.0")
-    .Attr("seed: int = 0")
-    .Attr("seed2: int = 0")
-    .Attr("num_proj: int = 0")
-    .Attr("time_major: bool = true")
-    .Attr("skip_input_backprop: bool = false")
-    .SetShapeFn([](InferenceContext* c) {
-      for (int i = 0; i < 4; ++i) c->set_output(i, c->input(i));
-      return absl::OkStatus();
-    })
-    .Doc(R"doc(
+const InitOnStartupMarker kCudnnRnnBackprop TF_ATTRIBUTE_UNUSED =
+    RegisterOp("TfRnn>CudnnRNNBackprop", [](OpDefBuilderWrapper& b) {
+      b.Input("input: T")
+          .Input("input_h: T")
+          .Input("input_c: T")
+          .Input("params: T")
+          .Input("sequence_lengths: int32")
+          .Input("output: T")
+          .Input("output_h: T")
+          .Input("output_c: T")
+          .Input("output_backprop: T")
+          .Input("output_h_backprop: T")
+          .Input("output_c_backprop: T")
+          .Input("reserve_space: T")
+          .Input("host_reserved: int8")
+          .SetIsStateful()
+          .Output("input_backprop: T")
+          .Output("input_h_backprop: T")
+          .Output("input_c_backprop: T")
+          .Output("params_backprop: T")
+          .Attr("T: {half, bfloat16, float, double}");
+      ModelAttrs(b, Attrs::kCudnnModel)
+          .Attr("time_major: bool = true")
+          .Attr("skip_input_backprop: bool = false")
+          .SetShapeFn([](InferenceContext* c) {
+            for (int i = 0; i < 4; ++i) c->set_output(i, c->input(i));
+            return absl::OkStatus();
+          })
+          .Doc(R"doc(
 Backprop of TfRnn>CudnnRNN from the reserve_space of its training forward pass (nothing is recomputed);
 the interface of CudnnRNNBackpropV3.
 
@@ -189,83 +241,73 @@ skip_input_backprop: when true, input_backprop is returned as zeros and the firs
 that would compute it are skipped (the registered gradient sets it when the tape does not need the
 input's gradient: a model's training step).
 )doc");
+    });
 
-REGISTER_OP("TfRnn>CudnnRNNParamsSize")
-    .Input("num_layers: int32")
-    .Input("num_units: int32")
-    .Input("input_size: int32")
-    .Output("params_size: S")
-    .Attr("T: {half, bfloat16, float, double}")
-    .Attr("S: {int32, int64}")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
-    .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
-    .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
-    .Attr("dropout: float = 0.0")
-    .Attr("seed: int = 0")
-    .Attr("seed2: int = 0")
-    .Attr("num_proj: int = 0")
-    .SetShapeFn([](InferenceContext* c) {
-      TF_RETURN_IF_ERROR(ModelScalarsShape(c));
-      c->set_output(0, c->Vector(1));
-      return absl::OkStatus();
-    })
-    .Doc("The exact number of elements of the opaque params of a TfRnn>CudnnRNN model.");
+const InitOnStartupMarker kCudnnRnnParamsSize TF_ATTRIBUTE_UNUSED =
+    RegisterOp("TfRnn>CudnnRNNParamsSize", [](OpDefBuilderWrapper& b) {
+      b.Input("num_layers: int32")
+          .Input("num_units: int32")
+          .Input("input_size: int32")
+          .Output("params_size: S")
+          .Attr("T: {half, bfloat16, float, double}")
+          .Attr("S: {int32, int64}");
+      ModelAttrs(b, Attrs::kCudnnModel)
+          .SetShapeFn([](InferenceContext* c) {
+            TF_RETURN_IF_ERROR(ModelScalarsShape(c));
+            c->set_output(0, c->Vector(1));
+            return absl::OkStatus();
+          })
+          .Doc("The exact number of elements of the opaque params of a TfRnn>CudnnRNN model.");
+    });
 
-REGISTER_OP("TfRnn>CudnnRNNParamsToCanonical")
-    .Input("num_layers: int32")
-    .Input("num_units: int32")
-    .Input("input_size: int32")
-    .Input("params: T")
-    .Output("weights: num_params_weights * T")
-    .Output("biases: num_params_biases * T")
-    .Attr("T: {half, bfloat16, float, double}")
-    .Attr("num_params_weights: int >= 1")
-    .Attr("num_params_biases: int >= 1")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
-    .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
-    .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
-    .Attr("dropout: float = 0.0")
-    .Attr("seed: int = 0")
-    .Attr("seed2: int = 0")
-    .Attr("num_proj: int = 0")
-    .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle unused;
-      TF_RETURN_IF_ERROR(ModelScalarsShape(c));
-      TF_RETURN_IF_ERROR(NamedRank(c, 3, "params", 1, &unused));
-      int num_weights, num_biases;
-      TF_RETURN_IF_ERROR(c->GetAttr("num_params_weights", &num_weights));
-      TF_RETURN_IF_ERROR(c->GetAttr("num_params_biases", &num_biases));
-      for (int i = 0; i < num_weights; ++i)
-        c->set_output(i, c->Matrix(c->UnknownDim(), c->UnknownDim()));
-      for (int i = 0; i < num_biases; ++i)
-        c->set_output(num_weights + i, c->Vector(c->UnknownDim()));
-      return absl::OkStatus();
-    })
-    .Doc("Splits opaque params into the canonical weights ([out, in] each) and biases.");
+const InitOnStartupMarker kCudnnRnnParamsToCanonical TF_ATTRIBUTE_UNUSED =
+    RegisterOp("TfRnn>CudnnRNNParamsToCanonical", [](OpDefBuilderWrapper& b) {
+      b.Input("num_layers: int32")
+          .Input("num_units: int32")
+          .Input("input_size: int32")
+          .Input("params: T")
+          .Output("weights: num_params_weights * T")
+          .Output("biases: num_params_biases * T")
+          .Attr("T: {half, bfloat16, float, double}")
+          .Attr("num_params_weights: int >= 1")
+          .Attr("num_params_biases: int >= 1");
+      ModelAttrs(b, Attrs::kCudnnModel)
+          .SetShapeFn([](InferenceContext* c) {
+            ShapeHandle unused;
+            TF_RETURN_IF_ERROR(ModelScalarsShape(c));
+            TF_RETURN_IF_ERROR(NamedRank(c, 3, "params", 1, &unused));
+            int num_weights, num_biases;
+            TF_RETURN_IF_ERROR(c->GetAttr("num_params_weights", &num_weights));
+            TF_RETURN_IF_ERROR(c->GetAttr("num_params_biases", &num_biases));
+            for (int i = 0; i < num_weights; ++i)
+              c->set_output(i, c->Matrix(c->UnknownDim(), c->UnknownDim()));
+            for (int i = 0; i < num_biases; ++i)
+              c->set_output(num_weights + i, c->Vector(c->UnknownDim()));
+            return absl::OkStatus();
+          })
+          .Doc("Splits opaque params into the canonical weights ([out, in] each) and biases.");
+    });
 
-REGISTER_OP("TfRnn>CudnnRNNCanonicalToParams")
-    .Input("num_layers: int32")
-    .Input("num_units: int32")
-    .Input("input_size: int32")
-    .Input("weights: num_params_weights * T")
-    .Input("biases: num_params_biases * T")
-    .Output("params: T")
-    .Attr("T: {half, bfloat16, float, double}")
-    .Attr("num_params_weights: int >= 1")
-    .Attr("num_params_biases: int >= 1")
-    .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
-    .Attr("input_mode: {'linear_input', 'skip_input', 'auto_select'} = 'linear_input'")
-    .Attr("direction: {'unidirectional', 'bidirectional'} = 'unidirectional'")
-    .Attr("dropout: float = 0.0")
-    .Attr("seed: int = 0")
-    .Attr("seed2: int = 0")
-    .Attr("num_proj: int = 0")
-    .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->Vector(c->UnknownDim()));
-      return absl::OkStatus();
-    })
-    .Doc(
-        "Packs canonical weights and biases into the opaque params (inverse of "
-        "ParamsToCanonical).");
+const InitOnStartupMarker kCudnnRnnCanonicalToParams TF_ATTRIBUTE_UNUSED =
+    RegisterOp("TfRnn>CudnnRNNCanonicalToParams", [](OpDefBuilderWrapper& b) {
+      b.Input("num_layers: int32")
+          .Input("num_units: int32")
+          .Input("input_size: int32")
+          .Input("weights: num_params_weights * T")
+          .Input("biases: num_params_biases * T")
+          .Output("params: T")
+          .Attr("T: {half, bfloat16, float, double}")
+          .Attr("num_params_weights: int >= 1")
+          .Attr("num_params_biases: int >= 1");
+      ModelAttrs(b, Attrs::kCudnnModel)
+          .SetShapeFn([](InferenceContext* c) {
+            c->set_output(0, c->Vector(c->UnknownDim()));
+            return absl::OkStatus();
+          })
+          .Doc(
+              "Packs canonical weights and biases into the opaque params (inverse of "
+              "ParamsToCanonical).");
+    });
 
+}  // namespace
 }  // namespace tensorflow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import pydoc
+import re
 
 import numpy as np
 import pytest
@@ -257,6 +258,80 @@ def test_dropout_rule(dropout):
         tf_rnn_ops.params.check_model(**_VALID_MODEL, dropout=dropout)
     for ok in (0.0, 1.0):
         tf_rnn_ops.params.check_model(**_VALID_MODEL, dropout=ok)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_id)
+def test_python_params_size_is_the_layouts(cfg):
+    """`params.params_size` (summed without listing the layers) against the numpy layout."""
+    assert tf_rnn_ops.params.params_size(*cfg) == ref.params_size(*cfg)
+
+
+def _op_refusal(model) -> str:
+    """The message of the op's refusal of `model` (the C++ rules, fused_rnn_rules.h), without what
+    TensorFlow wraps around it ("{{function_node …}} " before, " [Op:…]" after)."""
+    with pytest.raises(tf.errors.InvalidArgumentError) as err:
+        tf_rnn_ops.cudnn_rnn_params_size(T=tf.float32, S=tf.int64, **model)
+    message = re.sub(r"^\{\{function_node [^}]*\}\} ", "", err.value.message)
+    return re.sub(r" \[Op:[^\]]*\]$", "", message)
+
+
+@pytest.mark.parametrize(
+    "model,bound",
+    [
+        # num_layers past INT_MAX / (dirs * (2 G + 1)): the canonical lists' count.
+        (dict(rnn_mode="rnn_relu", num_layers=10**9), r"at most 715827882 for rnn_mode rnn_relu"),
+        (
+            dict(rnn_mode="lstm", num_layers=10**9, direction="bidirectional"),
+            r"at most 119304647 for rnn_mode lstm and 2 direction",
+        ),
+        (dict(rnn_mode="gru_reset_before", num_layers=2**31 - 1), r"at most 306783378 "),
+        # num_units times the widest layer input or output past 2^58.
+        (dict(rnn_mode="gru", num_units=2**29, input_size=2**30), r"must be at most 2\^58"),
+        (
+            dict(rnn_mode="rnn_tanh", num_units=2**29 + 1, input_size=1, direction="bidirectional"),
+            r"must be at most 2\^58",
+        ),
+        # Within that, more than 2^62 params in all.
+        (
+            dict(rnn_mode="lstm", num_layers=16, num_units=2**28, input_size=2**30),
+            r"with about 1\.00881e\+19 params, more than the 2\^62",
+        ),
+    ],
+)
+def test_python_refuses_the_models_the_ops_refuse_by_size(model, bound):
+    """The size bounds of the C++ rules, mirrored by `params.check_model` with the same numbers and
+    words, so that the Python helpers refuse at once what they would otherwise loop over (10^9
+    layers) or list; the op's message is the reference."""
+    model = {**_VALID_MODEL, **model}
+    expected = _op_refusal(model)
+    assert re.search(bound, expected), expected
+    for fn in (
+        tf_rnn_ops.params.check_model,
+        tf_rnn_ops.params.params_size,
+        tf_rnn_ops.params.pseudo_layer_shapes,
+        tf_rnn_ops.params.canonical_shapes,
+        tf_rnn_ops.params.layer_param_ranges,
+        tf_rnn_ops.params.keras_initial_canonical,
+    ):
+        with pytest.raises(ValueError) as err:
+            fn(**model)
+        assert str(err.value) == expected, fn.__name__
+
+
+@pytest.mark.parametrize("mode,direction", [("lstm", "bidirectional"), ("gru", "unidirectional")])
+def test_python_and_op_agree_at_the_layer_bound(mode, direction):
+    """The most layers allowed: accepted by both, and the same size (summed, not listed); one more:
+    refused by both."""
+    bound = tf_rnn_ops.params.max_num_layers(mode, direction)
+    model = dict(_VALID_MODEL, rnn_mode=mode, direction=direction, num_layers=bound)
+    tf_rnn_ops.params.check_model(**model)
+    size = tf_rnn_ops.cudnn_rnn_params_size(T=tf.float32, S=tf.int64, **model)
+    assert int(size[0]) == tf_rnn_ops.params.params_size(**model)
+    model["num_layers"] = bound + 1
+    expected = _op_refusal(model)
+    with pytest.raises(ValueError) as err:
+        tf_rnn_ops.params.params_size(**model)
+    assert str(err.value) == expected
 
 
 def test_gate_tables_match_the_op_and_keras():

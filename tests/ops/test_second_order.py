@@ -203,6 +203,53 @@ def test_dropout_from_a_gpu_reserve_space_is_refused(rng):
         penalty_grad(x)
 
 
+# (mode, layers, direction, num_proj, dropout): every mode alone, in 3 bidirectional layers with
+# dropout, and lstm with a projection.
+RESERVE_CASES = [
+    (mode, *case)
+    for mode in ref.MODES
+    for case in ((1, "unidirectional", 0, 0.0), (3, "bidirectional", 0, 0.5))
+] + [("lstm", 2, "unidirectional", 2, 0.5)]
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float16])
+@pytest.mark.parametrize("mode,layers,direction,num_proj,dropout", RESERVE_CASES)
+def test_reference_reserve_layout_is_the_kernels(
+    rng, mode, layers, direction, num_proj, dropout, dtype
+):
+    """The second-order reference reads the dropout masks at `_reference_rnn.reserve_layout`'s
+    offsets, built from the cells' saved-buffer table (`_modes.SAVED_BUFFERS`): its size is the
+    kernel's reserve_space (16-bit types: two elements per float32 value), for every mode."""
+    from tf_rnn_ops import _reference_rnn
+
+    T, B, I, H = 3, 5, 2, 4  # noqa: E741
+    dirs = 2 if direction == "bidirectional" else 1
+    size = tf_rnn_ops.params.params_size(mode, layers, H, I, direction, num_proj=num_proj)
+    h_out = num_proj or H
+
+    def t(*shape):
+        return tf.constant(rng.uniform(-1, 1, shape), dtype)
+
+    reserve = tf_rnn_ops.cudnn_rnn(
+        input=t(T, B, I),
+        input_h=t(layers * dirs, B, h_out),
+        input_c=t(layers * dirs, B, H),
+        params=t(size),
+        rnn_mode=mode,
+        direction=direction,
+        num_proj=num_proj,
+        dropout=dropout,
+        seed=1,
+        is_training=True,
+    )[3]
+    half = dtype != tf.float32
+    units, masks_at = _reference_rnn.reserve_layout(
+        mode, layers, H, direction, num_proj, dropout > 0, save_hprev=half
+    )
+    assert reserve.shape[0] == units * T * B * (2 if half else 1)
+    assert len(masks_at) == (layers - 1 if dropout > 0 else 0)
+
+
 @pytest.mark.parametrize("mode", TF_CUDNN_MODES)
 def test_tf_backprop_v3_gradient(rng, mode):
     """TensorFlow's CudnnRNNBackpropV3 (served by our CPU kernel) gets the same gradient."""
