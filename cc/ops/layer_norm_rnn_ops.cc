@@ -9,6 +9,7 @@
 // outputs the carried h) or [0]; zoneout_mask: the keep mask k of zoneout on h,
 // h = h_prev + k (h~ - h_prev): [T, B, H] in {0, 1} (training), a scalar 1 - p (inference:
 // h = p h_prev + (1 - p) h~), or [0] (no zoneout). epsilon: the LN epsilon, a scalar.
+// is_training: false writes no reserve (an empty one; the gradient then needs a run with true).
 
 #include <string>
 
@@ -43,6 +44,7 @@ REGISTER_OP("TfRnn>LayerNormRnn")
     .Output("reserve: T")
     .Attr("T: {float, double}")
     .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
+    .Attr("is_training: bool = true")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, h0;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
@@ -53,7 +55,9 @@ REGISTER_OP("TfRnn>LayerNormRnn")
       c->set_output(0, c->MakeShape({T, B, H}));
       c->set_output(1, c->MakeShape({B, H}));
       c->set_output(2, c->MakeShape({B, cell == "layer_norm_lstm" ? H : c->MakeDim(0)}));
-      c->set_output(3, c->Vector(InferenceContext::kUnknownDim));
+      bool is_training = true;
+      TF_RETURN_IF_ERROR(c->GetAttr("is_training", &is_training));
+      c->set_output(3, c->Vector(is_training ? InferenceContext::kUnknownDim : 0));
       return absl::OkStatus();
     });
 

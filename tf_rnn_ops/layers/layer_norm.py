@@ -468,7 +468,8 @@ class _CellLayer(keras.layers.RNN):
         y, hn, cn = layer_norm_rnn(
             x, states[0], states[1] if len(states) > 1 else None,
             cell=self._fused_cell, epsilon=cell.norm_epsilon, mask=step_mask,
-            zoneout=cell.zoneout, zoneout_mask=zoneout_mask, **self._fused_weights(),
+            zoneout=cell.zoneout, zoneout_mask=zoneout_mask, is_training=bool(training),
+            **self._fused_weights(),
         )  # fmt: skip
         if step_mask is not None:
             # The op outputs the carried h at a masked step; Keras outputs the previous step's
