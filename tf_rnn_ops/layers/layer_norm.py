@@ -17,10 +17,13 @@ go_backwards, initial and stateful states, `keras.layers.Bidirectional`). The la
 `keras.layers.RNN` subclasses over these cells whose step loop is the fused op
 `TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout included) under
 the TensorFlow backend in float32 / float64; elsewhere (mixed precision) Keras's loop over the
-cells. Their constructor arguments are those of the cells (units, norm_epsilon, zoneout,
+cells, as also inside an XLA compilation (`jit_compile=True`), while the TFLite converter traces,
+and inside `with tf_rnn_ops.standard_ops():` (a SavedModel of standard TensorFlow ops only).
+Their constructor arguments are those of the cells (units, norm_epsilon, zoneout,
 initializers / regularizers / constraints as Keras' LSTM, seed) and return_sequences,
-return_state, go_backwards, stateful, unroll. A SavedModel of a layer holds the custom op: import
-`tf_rnn_ops` before loading it.
+return_state, go_backwards, stateful, unroll. A SavedModel exported normally holds the custom op
+(import `tf_rnn_ops` before loading it); exported inside `tf_rnn_ops.standard_ops()` it holds
+standard ops only.
 """
 
 from __future__ import annotations
@@ -432,11 +435,37 @@ class _CellLayer(keras.layers.RNN):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         """The fused op where it applies (TensorFlow backend, float32 / float64, this layer's own
-        cell); Keras' step loop over the cell otherwise (other backends, mixed precision)."""
+        cell); Keras' step loop over the cell otherwise (other backends, mixed precision), and
+        where the custom op cannot go: inside an XLA compilation, while the TFLite converter
+        traces, and inside `tf_rnn_ops.standard_ops()` (a SavedModel of standard ops), as the
+        drop-in GRU / LSTM do (`tf_rnn_ops.layers._formulation`)."""
+        if keras.backend.backend() == "tensorflow":
+            from tf_rnn_ops.layers import _formulation
+
+            how = _formulation.formulation()
+            if how is not None:
+                return _formulation.standard_inner_loop(
+                    self, how, sequences, initial_state, mask, training
+                )
         fused = self._fused_inner_loop(sequences, initial_state, mask, training)
         if fused is not None:
             return fused
         return super().inner_loop(sequences, initial_state, mask, training=training)
+
+    @property
+    def supports_jit(self) -> bool:
+        """True: under XLA the layer traces its Keras-ops cells (see `inner_loop`), so an explicit
+        `jit_compile=True` is honoured; False only while Keras resolves `jit_compile="auto"`,
+        which then keeps the fused op (as Keras' own GRU / LSTM keep cuDNN)."""
+        if keras.backend.backend() != "tensorflow":
+            return True
+        from tf_rnn_ops.layers import _formulation
+
+        return not _formulation.resolving_auto_jit()
+
+    @supports_jit.setter
+    def supports_jit(self, value) -> None:
+        pass  # Keras' Layer.__init__ sets it; the property above decides
 
     def _fused_inner_loop(self, sequences, initial_state, mask, training):
         if keras.backend.backend() != "tensorflow" or type(self.cell) is not self._cell_class:
@@ -476,7 +505,6 @@ class _CellLayer(keras.layers.RNN):
             # output (zeros before the first valid step), or zeros with zero_output_for_mask.
             keep = step_mask if self.zero_output_for_mask else tf.cumsum(step_mask, axis=0)
             y = tf.where(keep[:, :, None] > 0, y, tf.zeros_like(y))
-        self.supports_jit = False  # a custom op: no XLA
         outputs = tf.transpose(y, [1, 0, 2])
         last_output = outputs[:, -1] if sequences.shape[1] != 0 else tf.zeros_like(hn)
         return last_output, outputs, [hn, cn] if self._fused_cell == "layer_norm_lstm" else [hn]
