@@ -88,8 +88,51 @@ class _ZoneoutMixin:
         return p * h_prev + (1.0 - p) * h_new
 
 
+_SERIALIZED_BY = (
+    ("_initializer", initializers),
+    ("_regularizer", regularizers),
+    ("_constraint", constraints),
+)
+
+
+def _serializer_of(name: str):
+    """The keras module that gets / serializes constructor argument `name`, or None (as is)."""
+    return next((module for suffix, module in _SERIALIZED_BY if name.endswith(suffix)), None)
+
+
+class _LayerNormCell(_ZoneoutMixin, keras.layers.Layer):
+    """What the two cells share: their constructor arguments stored as attributes (initializers,
+    regularizers and constraints through Keras' `get`), checked, and returned by `get_config`."""
+
+    # The constructor arguments after units, norm_epsilon and zoneout, in get_config's order.
+    _arg_names: tuple[str, ...] = ()
+
+    def _store_args(self, args: dict) -> None:
+        """Stores units, norm_epsilon, zoneout, `_arg_names` and seed from the constructor's
+        `locals()`; sets the seed generator of the zoneout masks and output_size."""
+        name = type(self).__name__
+        self.units = _check_units(name, args["units"])
+        self.norm_epsilon = _check_epsilon(name, args["norm_epsilon"])
+        self.zoneout = _check_rate(name, "zoneout", args["zoneout"])
+        for key in self._arg_names:
+            module = _serializer_of(key)
+            setattr(self, key, module.get(args[key]) if module else args[key])
+        self.seed = args["seed"]
+        self.seed_generator = keras.random.SeedGenerator(seed=self.seed)
+        self.output_size = self.units
+
+    def get_config(self):
+        config = {"units": self.units, "norm_epsilon": self.norm_epsilon, "zoneout": self.zoneout}
+        for key in self._arg_names:
+            module = _serializer_of(key)
+            value = getattr(self, key)
+            config[key] = module.serialize(value) if module else value
+        config["seed"] = self.seed
+        return {**super().get_config(), **config}
+
+
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
-class LayerNormLSTMCell(_ZoneoutMixin, keras.layers.Layer):
+class LayerNormLSTMCell(_LayerNormCell):
     """An LSTM cell with layer normalization (TF Addons' `LayerNormLSTMCell`), and zoneout.
 
     z = LN_k(x W) + LN_r(h_{t-1} R) + b over the 4H gate vector (gates i, f, c, o), each LN with its
@@ -116,6 +159,13 @@ class LayerNormLSTMCell(_ZoneoutMixin, keras.layers.Layer):
     Call: `cell(x [B, I], [h, c], training)` returns `(h, [h, c])`.
     """
 
+    _arg_names = (
+        "kernel_initializer", "recurrent_initializer", "bias_initializer", "unit_forget_bias",
+        "norm_gamma_initializer", "norm_beta_initializer", "kernel_regularizer",
+        "recurrent_regularizer", "bias_regularizer", "kernel_constraint", "recurrent_constraint",
+        "bias_constraint",
+    )  # fmt: skip
+
     def __init__(
         self,
         units,
@@ -137,26 +187,9 @@ class LayerNormLSTMCell(_ZoneoutMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        name = type(self).__name__
-        self.units = _check_units(name, units)
-        self.norm_epsilon = _check_epsilon(name, norm_epsilon)
-        self.zoneout = _check_rate(name, "zoneout", zoneout)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self._store_args(locals())
         self.unit_forget_bias = bool(unit_forget_bias)
-        self.norm_gamma_initializer = initializers.get(norm_gamma_initializer)
-        self.norm_beta_initializer = initializers.get(norm_beta_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed=seed)
         self.state_size = [self.units, self.units]
-        self.output_size = self.units
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -220,27 +253,6 @@ class LayerNormLSTMCell(_ZoneoutMixin, keras.layers.Layer):
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(2)]
 
-    def get_config(self):
-        config = {
-            "units": self.units,
-            "norm_epsilon": self.norm_epsilon,
-            "zoneout": self.zoneout,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "unit_forget_bias": self.unit_forget_bias,
-            "norm_gamma_initializer": initializers.serialize(self.norm_gamma_initializer),
-            "norm_beta_initializer": initializers.serialize(self.norm_beta_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
-            "seed": self.seed,
-        }
-        return {**super().get_config(), **config}
-
 
 def _per_gate_initializer(initializer, gates: int):
     """haste's initialization: `initializer` run on each gate's [rows, H] block, concatenated."""
@@ -255,7 +267,7 @@ def _per_gate_initializer(initializer, gates: int):
 
 
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
-class LayerNormGRUCell(_ZoneoutMixin, keras.layers.Layer):
+class LayerNormGRUCell(_LayerNormCell):
     """A GRU cell with layer normalization (haste's `LayerNormGRU`), and zoneout.
 
     x^ = LN(x W; gamma_0) + b, h^ = LN(h_{t-1} R; gamma_1) + b_r, each LN over the 3H gate vector
@@ -281,6 +293,13 @@ class LayerNormGRUCell(_ZoneoutMixin, keras.layers.Layer):
     Call: `cell(x [B, I], [h], training)` returns `(h, [h])`.
     """
 
+    _arg_names = (
+        "kernel_initializer", "recurrent_initializer", "bias_initializer",
+        "recurrent_bias_initializer", "gamma_initializer", "kernel_regularizer",
+        "recurrent_regularizer", "bias_regularizer", "kernel_constraint", "recurrent_constraint",
+        "bias_constraint",
+    )  # fmt: skip
+
     def __init__(
         self,
         units,
@@ -301,25 +320,8 @@ class LayerNormGRUCell(_ZoneoutMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        name = type(self).__name__
-        self.units = _check_units(name, units)
-        self.norm_epsilon = _check_epsilon(name, norm_epsilon)
-        self.zoneout = _check_rate(name, "zoneout", zoneout)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.recurrent_bias_initializer = initializers.get(recurrent_bias_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self._store_args(locals())
         self.state_size = self.units
-        self.output_size = self.units
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -367,26 +369,6 @@ class LayerNormGRUCell(_ZoneoutMixin, keras.layers.Layer):
 
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype)]
-
-    def get_config(self):
-        config = {
-            "units": self.units,
-            "norm_epsilon": self.norm_epsilon,
-            "zoneout": self.zoneout,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "recurrent_bias_initializer": initializers.serialize(self.recurrent_bias_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
-            "seed": self.seed,
-        }
-        return {**super().get_config(), **config}
 
 
 _RNN_ARGS = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll")
