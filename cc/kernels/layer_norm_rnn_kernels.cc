@@ -303,8 +303,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     const CPUDevice& d = ctx->eigen_cpu_device();
     // W and R packed once a call; every step's products of every range read them.
     std::vector<T> packed(StepGemm<T>::StorageSize(I, GH) + StepGemm<T>::StorageSize(H, GH));
-    const StepGemm<T> w_gemm(d, ctx->input(kKernel).flat<T>().data(), I, GH, false,
-                             packed.data());
+    const StepGemm<T> w_gemm(d, ctx->input(kKernel).flat<T>().data(), I, GH, false, packed.data());
     const StepGemm<T> r_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), H, GH, false,
                              packed.data() + StepGemm<T>::StorageSize(I, GH));
     ForEachRowRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
@@ -389,8 +388,8 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     const Tensor& dcn_t = ctx->input(kNumForwardInputs + 3);
     OP_REQUIRES(ctx, reserve_t.dims() == 1 && reserve_t.dim_size(0) == rl.size,
                 absl::InvalidArgumentError(absl::StrCat(
-                    "reserve must have shape [", rl.size, "] (a forward run with is_training=true), got ",
-                    Shape(reserve_t))));
+                    "reserve must have shape [", rl.size,
+                    "] (a forward run with is_training=true), got ", Shape(reserve_t))));
     OP_REQUIRES(ctx, dy_t.shape() == TensorShape({T_, B, H}),
                 absl::InvalidArgumentError(
                     absl::StrCat("dy must have shape [T, B, H], got ", Shape(dy_t))));

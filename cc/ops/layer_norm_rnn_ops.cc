@@ -21,29 +21,35 @@ namespace tensorflow {
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
-REGISTER_OP("TfRnn>LayerNormRnn")
-    .Input("x: T")
-    .Input("h0: T")
-    .Input("c0: T")
-    .Input("kernel: T")
-    .Input("recurrent_kernel: T")
-    .Input("bias: T")
-    .Input("recurrent_bias: T")
-    .Input("gamma_x: T")
-    .Input("beta_x: T")
-    .Input("gamma_h: T")
-    .Input("beta_h: T")
-    .Input("gamma_c: T")
-    .Input("beta_c: T")
-    .Input("mask: T")
-    .Input("zoneout_mask: T")
-    .Input("epsilon: T")
+// REGISTER_OP(name) with the forward op's inputs and the attrs both ops share: the grad op takes
+// these inputs first (then reserve, dy, dhn, dcn). (A macro: REGISTER_OP's builder chain cannot
+// call a function.)
+#define TF_RNN_REGISTER_LAYER_NORM_RNN_OP(name) \
+  REGISTER_OP(name)                             \
+      .Input("x: T")                            \
+      .Input("h0: T")                           \
+      .Input("c0: T")                           \
+      .Input("kernel: T")                       \
+      .Input("recurrent_kernel: T")             \
+      .Input("bias: T")                         \
+      .Input("recurrent_bias: T")               \
+      .Input("gamma_x: T")                      \
+      .Input("beta_x: T")                       \
+      .Input("gamma_h: T")                      \
+      .Input("beta_h: T")                       \
+      .Input("gamma_c: T")                      \
+      .Input("beta_c: T")                       \
+      .Input("mask: T")                         \
+      .Input("zoneout_mask: T")                 \
+      .Input("epsilon: T")                      \
+      .Attr("T: {float, double}")               \
+      .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
+
+TF_RNN_REGISTER_LAYER_NORM_RNN_OP("TfRnn>LayerNormRnn")
     .Output("y: T")
     .Output("hn: T")
     .Output("cn: T")
     .Output("reserve: T")
-    .Attr("T: {float, double}")
-    .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
     .Attr("is_training: bool = true")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, h0;
@@ -61,23 +67,7 @@ REGISTER_OP("TfRnn>LayerNormRnn")
       return absl::OkStatus();
     });
 
-REGISTER_OP("TfRnn>LayerNormRnnGrad")
-    .Input("x: T")
-    .Input("h0: T")
-    .Input("c0: T")
-    .Input("kernel: T")
-    .Input("recurrent_kernel: T")
-    .Input("bias: T")
-    .Input("recurrent_bias: T")
-    .Input("gamma_x: T")
-    .Input("beta_x: T")
-    .Input("gamma_h: T")
-    .Input("beta_h: T")
-    .Input("gamma_c: T")
-    .Input("beta_c: T")
-    .Input("mask: T")
-    .Input("zoneout_mask: T")
-    .Input("epsilon: T")
+TF_RNN_REGISTER_LAYER_NORM_RNN_OP("TfRnn>LayerNormRnnGrad")
     .Input("reserve: T")
     .Input("dy: T")
     .Input("dhn: T")
@@ -95,11 +85,11 @@ REGISTER_OP("TfRnn>LayerNormRnnGrad")
     .Output("dbeta_h: T")
     .Output("dgamma_c: T")
     .Output("dbeta_c: T")
-    .Attr("T: {float, double}")
-    .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
     .SetShapeFn([](InferenceContext* c) {
       for (int i = 0; i < 13; ++i) c->set_output(i, c->input(i));
       return absl::OkStatus();
     });
+
+#undef TF_RNN_REGISTER_LAYER_NORM_RNN_OP
 
 }  // namespace tensorflow
