@@ -49,11 +49,15 @@ def layer_norm_rnn(
     mask=None,
     zoneout: float = 0.0,
     zoneout_mask=None,
+    is_training: bool = True,
 ):
     """Runs the fused layer-norm cell over x [T, B, I]; returns (y [T, B, H], h_n, c_n).
 
     c0 / c_n: the LSTM's cell state [B, H] (the GRU: c0 ignored, c_n is [B, 0]). Parameters a cell
     does not use may be None. Gradients flow to every tensor input but the masks.
+    `is_training=False` keeps nothing for backprop (faster: no reserve); its gradient, where one is
+    asked for, runs the forward pass again with `is_training=True` first. (Zoneout is chosen by
+    `zoneout` / `zoneout_mask`, not by this flag.)
     """
     if cell not in _CELLS:
         raise ValueError(f"layer_norm_rnn: cell must be one of {_CELLS}, got {cell!r}")
@@ -87,6 +91,7 @@ def layer_norm_rnn(
         else tf.constant(1.0 - zoneout, dtype),
         epsilon=tf.constant(float(epsilon), dtype),
         cell=cell,
+        is_training=bool(is_training),
     )
     return y, hn, cn
 
@@ -95,12 +100,15 @@ def layer_norm_rnn(
 def _layer_norm_rnn_grad(op, dy, dhn, dcn, _dreserve):
     y, hn, cn, reserve = op.outputs
     cell = op.get_attr("cell")
+    cell = cell.decode() if isinstance(cell, bytes) else cell
+    if not op.get_attr("is_training"):  # nothing kept: run the forward pass again, keeping it
+        reserve = _ops().tf_rnn_layer_norm_rnn(*op.inputs, cell=cell, is_training=True)[3]
     grads = _ops().tf_rnn_layer_norm_rnn_grad(
         *op.inputs,
         reserve=reserve,
         dy=tf.zeros_like(y) if dy is None else dy,
         dhn=tf.zeros_like(hn) if dhn is None else dhn,
         dcn=tf.zeros_like(cn) if dcn is None else dcn,
-        cell=cell.decode() if isinstance(cell, bytes) else cell,
+        cell=cell,
     )
     return [*grads, None, None, None]

@@ -42,43 +42,53 @@ inline void TanhInPlace(T* v, int64_t n) {
   a = a.tanh();
 }
 
+// The sum of f(j) for j in [0, n), in 16 lanes (lane k sums j = k mod 16) added up at the end: the
+// compiler vectorizes the lanes, and the order of the sums does not depend on where the row lies in
+// memory (Eigen's reductions start at the first aligned value, so the same row at two addresses
+// could sum differently: inference, which works in scratch rows, and training, in the reserve, must
+// give bitwise the same outputs).
+template <typename T, typename F>
+inline T LaneSum(int64_t n, F f) {
+  constexpr int kLanes = 16;
+  T acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) acc[k] += f(j + k);
+  }
+  for (int k = 0; j < n; ++j, ++k) acc[k] += f(j);
+  T sum = T(0);
+  for (int k = 0; k < kLanes; ++k) sum += acc[k];
+  return sum;
+}
+
 // xhat = (v - mean) / sqrt(var + eps) over n values; returns 1 / sqrt(var + eps). In place allowed.
+// Two vectorized sums in T (the mean, then the centered squares: no cancellation as with
+// sum/sum-of-squares) and the normalizing pass; the row is in L1 throughout. (Before: the sums in
+// double, scalar, a 4-cycle add chain per value: most of the row pass, docs/PERFORMANCE.md.)
 template <typename T>
 inline T Normalize(const T* v, int64_t n, T eps, T* xhat) {
-  double mean = 0;
-  for (int64_t j = 0; j < n; ++j) mean += v[j];
-  mean /= static_cast<double>(n);
-  double var = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    const double d = v[j] - mean;
-    var += d * d;
-  }
-  var /= static_cast<double>(n);
-  const T inv = static_cast<T>(1.0 / std::sqrt(var + static_cast<double>(eps)));
-  for (int64_t j = 0; j < n; ++j) xhat[j] = static_cast<T>((v[j] - mean)) * inv;
+  const T mean = LaneSum<T>(n, [v](int64_t j) { return v[j]; }) / static_cast<T>(n);
+  const T var = LaneSum<T>(n, [v, mean](int64_t j) { return (v[j] - mean) * (v[j] - mean); }) /
+                static_cast<T>(n);
+  const T inv = T(1) / std::sqrt(var + eps);
+  for (int64_t j = 0; j < n; ++j) xhat[j] = (v[j] - mean) * inv;
   return inv;
 }
 
 // The grad of LN's input from the grad `dy` of its output: g = dy γ;
 // dv = inv (g - mean(g) - xhat mean(g xhat)). Accumulates dγ += dy xhat and dβ += dy (dbeta may be
-// null). dv may alias dy.
+// null). dv may alias dy (each value read before it is written).
 template <typename T>
 inline void NormalizeGrad(const T* dy, const T* xhat, const T* gamma, T inv, int64_t n, T* dgamma,
                           T* dbeta, T* dv) {
-  double mg = 0, mgx = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    const double g = static_cast<double>(dy[j]) * gamma[j];
-    mg += g;
-    mgx += g * xhat[j];
-    dgamma[j] += dy[j] * xhat[j];
-    if (dbeta) dbeta[j] += dy[j];
+  const T mg = LaneSum<T>(n, [=](int64_t j) { return dy[j] * gamma[j]; }) / static_cast<T>(n);
+  const T mgx =
+      LaneSum<T>(n, [=](int64_t j) { return dy[j] * gamma[j] * xhat[j]; }) / static_cast<T>(n);
+  for (int64_t j = 0; j < n; ++j) dgamma[j] += dy[j] * xhat[j];
+  if (dbeta) {
+    for (int64_t j = 0; j < n; ++j) dbeta[j] += dy[j];
   }
-  mg /= static_cast<double>(n);
-  mgx /= static_cast<double>(n);
-  for (int64_t j = 0; j < n; ++j) {
-    const double g = static_cast<double>(dy[j]) * gamma[j];
-    dv[j] = static_cast<T>(inv * (g - mg - xhat[j] * mgx));
-  }
+  for (int64_t j = 0; j < n; ++j) dv[j] = inv * (dy[j] * gamma[j] - mg - xhat[j] * mgx);
 }
 
 // The parameters of one layer, in the layer's own layout. gamma_c / beta_c: LSTM only; beta_x /

@@ -2,21 +2,28 @@
 // fused layer-normalized LSTM / GRU (cc/cells/layer_norm_cells.h) over a whole sequence, with a
 // step mask and haste's zoneout on h, weights in the Keras layers' layout (no conversion per call).
 //
-// The driver here owns the products and the state; the cells own the row pass:
-//   forward:  GX = X W for all steps in one product; a step: GH = h_prev R, then each row's cell
-//             Forward (both LNs, the gates, LSTM's LN of c), then zoneout and the mask;
-//   backward: a step runs each row's cell Backward into dGX, dGH, then dh_prev += dGH Rᵀ; after
-//             the loop dW = Xᵀ dGX, dX = dGX Wᵀ and dR = H_prevᵀ dGH, one product each.
-// The reserve (an output, the grad op's input) holds, per row of every step: xhat_x, xhat_h, act
-// [G·H]; c_hat, h_prev, c_prev, h~ [H]; stats [3] (see ReserveLayout).
+// The driver here owns the products and the state; the cells own the row pass. Its structure
+// follows CpuRnn (cc/kernels/rnn_cpu_driver.h) so that the loop can move there (see
+// docs/ARCHITECTURE.md): each thread of the intra-op pool takes a range of batch rows through all
+// the steps (ForEachRowRange; one dispatch a call), and a step of a range is
+//   forward:  GX = x_t W and GH = h_prev R for the range's rows (W and R packed once a call,
+//             packed_gemm.h, the products on this thread), then each row's cell Forward (both LNs,
+//             the gates, LSTM's LN of c), then zoneout and the mask;
+//   backward: each row's cell Backward into dGX, dGH, then dh_prev += dGH Rᵀ for the range's rows;
+//             after the loop dX = dGX Wᵀ, dW = Xᵀ dGX and dR = H_prevᵀ dGH over all rows.
+// Training (is_training) keeps, per row of every step, in the reserve (an output, the grad op's
+// input): xhat_x, xhat_h, act [G·H]; c_hat, h_prev, c_prev, h~ [H]; stats [3] (see ReserveLayout).
+// Inference writes no reserve (scratch rows per range) and gives bitwise the same outputs.
 
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -213,6 +220,36 @@ RowSaved<T> SavedRow(T* reserve, const ReserveLayout& rl, int64_t r, int64_t H, 
           reserve + rl.c_hat + r * H, reserve + rl.stats + r * 3};
 }
 
+// Runs range(b0, b1, one_thread) so that each thread of the pool takes a range of batch rows (whole
+// kMr-row strips of the packed micro-kernel) through all the steps: the rows of a batch run their
+// recurrences independently, so a thread's steps need nothing from the others (one dispatch a call
+// instead of two a step; each thread's states stay in its own cache). As CpuRnn::ForEachRowRange
+// (cc/kernels/rnn_cpu_driver.h): where the batch is small or the products cannot run on one thread
+// (double: Eigen's contraction), one range of all rows, its products split inside (one_thread
+// false).
+template <typename T, typename Fn>
+void ForEachRowRange(const CPUDevice& d, int64_t B, Fn&& range) {
+  if (!StepGemm<T>::kRowsOnOneThread || d.numThreads() <= 1 || B < 2 * kMr) {
+    range(int64_t{0}, B, false);
+    return;
+  }
+  const int64_t strips = (B + kMr - 1) / kMr;
+  ParallelRows(d, strips, 1e9, [&](int64_t begin, int64_t end) {
+    range(begin * kMr, std::min(B, end * kMr), true);
+  });
+}
+
+// C[M, N] = A[M, K] · B by `gemm` (zeros when K == 0: the packed kernel then writes nothing).
+template <typename T>
+void StepProduct(const StepGemm<T>& gemm, bool one_thread, int64_t M, int64_t K, int64_t N,
+                 const T* A, T* C) {
+  if (K == 0) {
+    std::fill_n(C, M * N, T(0));
+    return;
+  }
+  RunStepGemm(gemm, one_thread, M, A, C);
+}
+
 class LayerNormRnnBase : public OpKernel {
  public:
   explicit LayerNormRnnBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -226,69 +263,89 @@ class LayerNormRnnBase : public OpKernel {
 };
 
 // ------------------------------------------------------------------------------------- forward
+// A step of a row range: xW and h R of its rows (the packed kernel, on this thread), then each
+// row's cell pass. Training writes what backward needs into the reserve (the products straight
+// into the xhat regions, normalized there in place); inference (is_training false) writes no
+// reserve: the products and the saved values go to per-range scratch rows.
 template <typename T>
 class LayerNormRnnOp : public LayerNormRnnBase {
  public:
-  using LayerNormRnnBase::LayerNormRnnBase;
+  explicit LayerNormRnnOp(OpKernelConstruction* ctx) : LayerNormRnnBase(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("is_training", &is_training_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     Sizes s;
     OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, &s));
     const int64_t T_ = s.T, B = s.B, I = s.I, H = s.H, GH = s.G * H, rows = T_ * B;
-    const ReserveLayout rl(rows, H, GH, lstm_);
+    const bool training = is_training_;
+    const ReserveLayout rl(training ? rows : 0, H, GH, lstm_);
     Tensor *y, *hn, *cn, *reserve_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({T_, B, H}), &y));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &hn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, lstm_ ? H : 0}), &cn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({rl.size}), &reserve_t));
     T* reserve = reserve_t->flat<T>().data();
-    // Not zeroed (100 MB at B = 64, T = 100, H = 256 for the LSTM, a fifth of the call): every
-    // value backward reads is written here (masked rows: h_prev, c_prev only).
+    // Not zeroed (100 MB at B = 64, T = 100, H = 256 for the LSTM): every value backward reads is
+    // written here (masked rows: h_prev, c_prev only).
     T* h = hn->flat<T>().data();
-    std::vector<T> c_state(B * H, T(0));
+    T* c_state = cn->flat<T>().data();  // the LSTM's c, carried in place ([B, 0] for the GRU)
     std::copy_n(ctx->input(kH0).flat<T>().data(), B * H, h);
-    if (lstm_) std::copy_n(ctx->input(kC0).flat<T>().data(), B * H, c_state.data());
+    if (lstm_) std::copy_n(ctx->input(kC0).flat<T>().data(), B * H, c_state);
+    if (rows == 0) return;
     T* yp = y->flat<T>().data();
-    if (rows == 0) {
-      if (lstm_) std::copy(c_state.begin(), c_state.end(), cn->flat<T>().data());
-      return;
-    }
     const LayerNormParams<T> p = ParamsOf<T>(ctx, s);
+    const T* x = ctx->input(kX).flat<T>().data();
     const T* mask = s.has_mask ? ctx->input(kMask).flat<T>().data() : nullptr;
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
     // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
     const CPUDevice& d = ctx->eigen_cpu_device();
-    // GX = X W, all steps at once, into xhat_x (normalized in place by the cells).
-    CpuGemm<T>(d, false, false, rows, GH, I, ctx->input(kX).flat<T>().data(),
-               ctx->input(kKernel).flat<T>().data(), reserve + rl.xhat_x, false);
-    std::vector<T> packed(StepGemm<T>::StorageSize(H, GH));
-    const StepGemm<T> step_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), H, GH, false,
-                                packed.data());
-    const double row_cost = 30.0 * GH;
-    for (int64_t t = 0; t < T_; ++t) {
-      T* gh = reserve + rl.xhat_h + t * B * GH;
-      step_gemm.Run(B, h, gh);
-      ParallelRows(d, B, row_cost, [&](int64_t b0, int64_t b1) {
-        std::vector<T> c_new(H);
+    // W and R packed once a call; every step's products of every range read them.
+    std::vector<T> packed(StepGemm<T>::StorageSize(I, GH) + StepGemm<T>::StorageSize(H, GH));
+    const StepGemm<T> w_gemm(d, ctx->input(kKernel).flat<T>().data(), I, GH, false, packed.data());
+    const StepGemm<T> r_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), H, GH, false,
+                             packed.data() + StepGemm<T>::StorageSize(I, GH));
+    ForEachRowRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
+      const int64_t n = b1 - b0;
+      // Inference scratch: the range's xW and hR rows (normalized in place), one row's act,
+      // c_hat, stats, h~ and h_prev. Training: c_new only.
+      std::vector<T> scratch(training ? H : 2 * n * GH + GH + 4 * H + 3);
+      T* c_new = scratch.data();
+      T* gx_s = c_new + H;
+      T* gh_s = gx_s + (training ? 0 : n * GH);
+      T* act_s = gh_s + (training ? 0 : n * GH);
+      T* c_hat_s = act_s + GH;
+      T* ht_s = c_hat_s + H;
+      T* hprev_s = ht_s + H;
+      T* stats_s = hprev_s + H;
+      for (int64_t t = 0; t < T_; ++t) {
+        const int64_t r0 = t * B + b0;
+        T* gx = training ? reserve + rl.xhat_x + r0 * GH : gx_s;
+        T* gh = training ? reserve + rl.xhat_h + r0 * GH : gh_s;
+        StepProduct(w_gemm, one_thread, n, I, GH, x + r0 * I, gx);
+        StepProduct(r_gemm, one_thread, n, H, GH, h + b0 * H, gh);
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t r = t * B + b;
           T* hb = h + b * H;
-          T* cb = c_state.data() + b * H;
-          T* hprev = reserve + rl.h_prev + r * H;
+          T* cb = lstm_ ? c_state + b * H : nullptr;
+          T* hprev = training ? reserve + rl.h_prev + r * H : hprev_s;
           std::copy_n(hb, H, hprev);
-          if (lstm_) std::copy_n(cb, H, reserve + rl.c_prev + r * H);
+          if (training && lstm_) std::copy_n(cb, H, reserve + rl.c_prev + r * H);
           if (mask && mask[r] == T(0)) {  // the states kept; the output is the carried h
             std::copy_n(hb, H, yp + r * H);
             continue;
           }
-          const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
-          T* ht = reserve + rl.h_tilde + r * H;
+          T* gxr = gx + (b - b0) * GH;
+          T* ghr = gh + (b - b0) * GH;
+          const RowSaved<T> sv = training ? SavedRow(reserve, rl, r, H, GH)
+                                          : RowSaved<T>{gxr, ghr, act_s, c_hat_s, stats_s};
+          T* ht = training ? reserve + rl.h_tilde + r * H : ht_s;
           if (lstm_) {
-            LayerNormLstmCell::Forward(p, H, sv.xhat_x, sv.xhat_h, cb, sv, c_new.data(), ht);
-            std::copy_n(c_new.data(), H, cb);
+            LayerNormLstmCell::Forward(p, H, gxr, ghr, cb, sv, c_new, ht);
+            std::copy_n(c_new, H, cb);
           } else {
-            LayerNormGruCell::Forward(p, H, sv.xhat_x, sv.xhat_h, hb, sv, c_new.data(), ht);
+            LayerNormGruCell::Forward(p, H, gxr, ghr, hb, sv, c_new, ht);
           }
           // Zoneout on h (never c): the zoned h is the output and the carried state.
           if (zmask) {
@@ -301,13 +358,20 @@ class LayerNormRnnOp : public LayerNormRnnBase {
           }
           std::copy_n(hb, H, yp + r * H);
         }
-      });
-    }
-    if (lstm_) std::copy(c_state.begin(), c_state.end(), cn->flat<T>().data());
+      }
+    });
   }
+
+ private:
+  bool is_training_ = true;
 };
 
 // ------------------------------------------------------------------------------------ backward
+// A step of a row range, from the last: each row's cell Backward into dGX, dGH (the pre-LN grads
+// of xW and hR, kept for all steps), then dh_prev += dGH Rᵀ for the range's rows on this thread.
+// The LN and bias param grads: each range sums a step's rows in T, adds that into its own double
+// sums, and the ranges' sums meet under a lock at the end. After the loop dX = dGX Wᵀ, dW = Xᵀ dGX
+// and dR = H_prevᵀ dGH over all T·B rows (the weight grads summed in double for float).
 template <typename T>
 class LayerNormRnnGradOp : public LayerNormRnnBase {
  public:
@@ -323,8 +387,9 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     const Tensor& dhn_t = ctx->input(kNumForwardInputs + 2);
     const Tensor& dcn_t = ctx->input(kNumForwardInputs + 3);
     OP_REQUIRES(ctx, reserve_t.dims() == 1 && reserve_t.dim_size(0) == rl.size,
-                absl::InvalidArgumentError(absl::StrCat("reserve must have shape [", rl.size,
-                                                        "], got ", Shape(reserve_t))));
+                absl::InvalidArgumentError(absl::StrCat(
+                    "reserve must have shape [", rl.size,
+                    "] (a forward run with is_training=true), got ", Shape(reserve_t))));
     OP_REQUIRES(ctx, dy_t.shape() == TensorShape({T_, B, H}),
                 absl::InvalidArgumentError(
                     absl::StrCat("dy must have shape [T, B, H], got ", Shape(dy_t))));
@@ -348,48 +413,50 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     if (lstm_) std::copy_n(dcn_t.flat<T>().data(), B * H, dc);
     if (rows == 0) return;
     const LayerNormParams<T> p = ParamsOf<T>(ctx, s);
-    const LayerNormGrads<T> g{out[kBias],
-                              lstm_ ? nullptr : out[kRecurrentBias],
-                              out[kGammaX],
-                              lstm_ ? out[kBetaX] : nullptr,
-                              out[kGammaH],
-                              lstm_ ? out[kBetaH] : nullptr,
-                              lstm_ ? out[kGammaC] : nullptr,
-                              lstm_ ? out[kBetaC] : nullptr};
     const T* mask = s.has_mask ? ctx->input(kMask).flat<T>().data() : nullptr;
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
     // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
     T* reserve = const_cast<T*>(reserve_t.flat<T>().data());  // read only (SavedRow's type)
     const T* dy = dy_t.flat<T>().data();
-    std::vector<T> dgx(rows * GH, T(0)), dgh(rows * GH, T(0)), dh_prev(B * H), dh_rec(B * H);
+    // Every row of dGX, dGH is written by its step (masked rows: zeros), so no zero fill.
+    std::unique_ptr<T[]> dgx(new T[rows * GH]), dgh(new T[rows * GH]);
+    std::vector<T> dh_rec(B * H);
     const CPUDevice& d = ctx->eigen_cpu_device();
     std::vector<T> packed(StepGemm<T>::StorageSize(GH, H));
-    const StepGemm<T> step_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), GH, H, true,
-                                packed.data());
-    // The param grads: each share of rows sums into its own, then adds them here under the lock.
+    const StepGemm<T> rt_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), GH, H, true,
+                              packed.data());
+    // The LN and bias param grads, in the order bias, bias_h, gamma_x, beta_x, gamma_h, beta_h
+    // ([G·H] each), gamma_c, beta_c ([H] each).
     const int64_t n_param_grads = 6 * GH + 2 * H;
-    std::mutex grads_mutex;
-    const double row_cost = 40.0 * GH;
-    for (int64_t t = T_ - 1; t >= 0; --t) {
-      ParallelRows(d, B, row_cost, [&](int64_t b0, int64_t b1) {
-        std::vector<T> local(n_param_grads, T(0)), dtilde(H), dz(GH);
-        T* l = local.data();
-        const LayerNormGrads<T> lg{l,
-                                   g.bias_h ? l + GH : nullptr,
-                                   l + 2 * GH,
-                                   g.beta_x ? l + 3 * GH : nullptr,
-                                   l + 4 * GH,
-                                   g.beta_h ? l + 5 * GH : nullptr,
-                                   g.gamma_c ? l + 6 * GH : nullptr,
-                                   g.beta_c ? l + 6 * GH + H : nullptr};
+    std::vector<double> param_sums(n_param_grads, 0.0);
+    std::mutex sums_mutex;
+    ForEachRowRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
+      const int64_t n = b1 - b0;
+      std::vector<T> local(n_param_grads), dtilde(H), dz(GH), dh_prev(n * H);
+      std::vector<double> sums(n_param_grads, 0.0);
+      T* l = local.data();
+      const LayerNormGrads<T> lg{l,
+                                 lstm_ ? nullptr : l + GH,
+                                 l + 2 * GH,
+                                 lstm_ ? l + 3 * GH : nullptr,
+                                 l + 4 * GH,
+                                 lstm_ ? l + 5 * GH : nullptr,
+                                 lstm_ ? l + 6 * GH : nullptr,
+                                 lstm_ ? l + 6 * GH + H : nullptr};
+      for (int64_t t = T_ - 1; t >= 0; --t) {
+        std::fill(local.begin(), local.end(), T(0));
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t r = t * B + b;
-          T* dhp = dh_prev.data() + b * H;
+          T* dhp = dh_prev.data() + (b - b0) * H;
           const T* dhb = dh + b * H;
           const T* dyr = dy + r * H;
+          T* dgx_r = dgx.get() + r * GH;
+          T* dgh_r = dgh.get() + r * GH;
           if (mask && mask[r] == T(0)) {  // the states passed through; the output was h_prev
             for (int64_t j = 0; j < H; ++j) dhp[j] = dhb[j] + dyr[j];
+            std::fill_n(dgx_r, GH, T(0));
+            std::fill_n(dgh_r, GH, T(0));
             continue;
           }
           for (int64_t j = 0; j < H; ++j) {
@@ -407,8 +474,6 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
             }
           }
           const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
-          T* dgx_r = dgx.data() + r * GH;
-          T* dgh_r = dgh.data() + r * GH;
           if (lstm_) {
             LayerNormLstmCell::Backward(p, H, reserve + rl.c_prev + r * H, sv, dtilde.data(),
                                         dc + b * H, dz.data(), dgx_r, dgh_r, lg, dhp);
@@ -417,29 +482,54 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
                                        static_cast<T*>(nullptr), dz.data(), dgx_r, dgh_r, lg, dhp);
           }
         }
-        std::lock_guard<std::mutex> lock(grads_mutex);
-        T* const outs[] = {g.bias, g.bias_h, g.gamma_x, g.beta_x, g.gamma_h, g.beta_h};
-        for (int k = 0; k < 6; ++k) {
-          if (outs[k] == nullptr) continue;
-          for (int64_t j = 0; j < GH; ++j) outs[k][j] += l[k * GH + j];
-        }
-        if (g.gamma_c) {
-          for (int64_t j = 0; j < H; ++j) {
-            g.gamma_c[j] += l[6 * GH + j];
-            g.beta_c[j] += l[6 * GH + H + j];
-          }
-        }
-      });
-      // dh_prev += dGH_t Rᵀ (zero rows for masked steps).
-      step_gemm.Run(B, dgh.data() + t * B * GH, dh_rec.data());
-      for (int64_t i = 0; i < B * H; ++i) dh[i] = dh_prev[i] + dh_rec[i];
+        for (int64_t j = 0; j < n_param_grads; ++j) sums[j] += static_cast<double>(l[j]);
+        // dh_prev += dGH_t Rᵀ over the range's rows (zero rows for masked steps).
+        StepProduct(rt_gemm, one_thread, n, GH, H, dgh.get() + (t * B + b0) * GH,
+                    dh_rec.data() + b0 * H);
+        for (int64_t i = 0; i < n * H; ++i) dh[b0 * H + i] = dh_prev[i] + dh_rec[b0 * H + i];
+      }
+      std::lock_guard<std::mutex> lock(sums_mutex);
+      for (int64_t j = 0; j < n_param_grads; ++j) param_sums[j] += sums[j];
+    });
+    T* const param_outs[] = {out[kBias],   lstm_ ? nullptr : out[kRecurrentBias],
+                             out[kGammaX], lstm_ ? out[kBetaX] : nullptr,
+                             out[kGammaH], lstm_ ? out[kBetaH] : nullptr};
+    for (int k = 0; k < 6; ++k) {
+      if (param_outs[k] == nullptr) continue;
+      for (int64_t j = 0; j < GH; ++j) param_outs[k][j] = static_cast<T>(param_sums[k * GH + j]);
+    }
+    if (lstm_) {
+      for (int64_t j = 0; j < H; ++j) {
+        out[kGammaC][j] = static_cast<T>(param_sums[6 * GH + j]);
+        out[kBetaC][j] = static_cast<T>(param_sums[6 * GH + H + j]);
+      }
     }
     const T* X = ctx->input(kX).flat<T>().data();
     const T* W = ctx->input(kKernel).flat<T>().data();
-    CpuGemm<T>(d, false, true, rows, I, GH, dgx.data(), W, out[kX], false);
-    CpuGemm<T>(d, true, false, I, GH, rows, X, dgx.data(), out[kKernel], false);
-    CpuGemm<T>(d, true, false, H, GH, rows, reserve + rl.h_prev, dgh.data(), out[kRecurrentKernel],
-               false);
+    CpuGemm<T>(d, false, true, rows, I, GH, dgx.get(), W, out[kX], false);
+    // dW = Xᵀ dGX [I, G·H] and dR = H_prevᵀ dGH [H, G·H]: Eigen's contraction (measured, 1.5×
+    // the rate of GemmTransposedA at these shapes) over runs of kWeightGradRows rows, each run's
+    // float product added into double sums (for float; a float sum over all T·B rows loses digits
+    // with every term, see GradSumType).
+    using S = typename GradSumType<T>::type;
+    constexpr int64_t kWeightGradRows = 1024;
+    std::vector<S> wsum(std::is_same<S, T>::value ? 0 : std::max(I, H) * GH);
+    std::vector<T> wrun(std::is_same<S, T>::value ? 0 : std::max(I, H) * GH);
+    auto weight_grad = [&](int64_t M, const T* A, const T* D, T* dst) {
+      if constexpr (std::is_same<S, T>::value) {
+        CpuGemm<T>(d, true, false, M, GH, rows, A, D, dst, false);
+      } else {
+        std::fill_n(wsum.begin(), M * GH, S(0));
+        for (int64_t k0 = 0; k0 < rows; k0 += kWeightGradRows) {
+          const int64_t k = std::min(kWeightGradRows, rows - k0);
+          CpuGemm<T>(d, true, false, M, GH, k, A + k0 * M, D + k0 * GH, wrun.data(), false);
+          for (int64_t i = 0; i < M * GH; ++i) wsum[i] += static_cast<S>(wrun[i]);
+        }
+        for (int64_t i = 0; i < M * GH; ++i) dst[i] = static_cast<T>(wsum[i]);
+      }
+    };
+    weight_grad(I, X, dgx.get(), out[kKernel]);
+    weight_grad(H, reserve + rl.h_prev, dgh.get(), out[kRecurrentKernel]);
   }
 };
 

@@ -9,6 +9,7 @@
 // outputs the carried h) or [0]; zoneout_mask: the keep mask k of zoneout on h,
 // h = h_prev + k (h~ - h_prev): [T, B, H] in {0, 1} (training), a scalar 1 - p (inference:
 // h = p h_prev + (1 - p) h~), or [0] (no zoneout). epsilon: the LN epsilon, a scalar.
+// is_training: false writes no reserve (an empty one; the gradient then needs a run with true).
 
 #include <string>
 
@@ -20,29 +21,36 @@ namespace tensorflow {
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
-REGISTER_OP("TfRnn>LayerNormRnn")
-    .Input("x: T")
-    .Input("h0: T")
-    .Input("c0: T")
-    .Input("kernel: T")
-    .Input("recurrent_kernel: T")
-    .Input("bias: T")
-    .Input("recurrent_bias: T")
-    .Input("gamma_x: T")
-    .Input("beta_x: T")
-    .Input("gamma_h: T")
-    .Input("beta_h: T")
-    .Input("gamma_c: T")
-    .Input("beta_c: T")
-    .Input("mask: T")
-    .Input("zoneout_mask: T")
-    .Input("epsilon: T")
+// REGISTER_OP(name) with the forward op's inputs and the attrs both ops share: the grad op takes
+// these inputs first (then reserve, dy, dhn, dcn). (A macro: REGISTER_OP's builder chain cannot
+// call a function.)
+#define TF_RNN_REGISTER_LAYER_NORM_RNN_OP(name) \
+  REGISTER_OP(name)                             \
+      .Input("x: T")                            \
+      .Input("h0: T")                           \
+      .Input("c0: T")                           \
+      .Input("kernel: T")                       \
+      .Input("recurrent_kernel: T")             \
+      .Input("bias: T")                         \
+      .Input("recurrent_bias: T")               \
+      .Input("gamma_x: T")                      \
+      .Input("beta_x: T")                       \
+      .Input("gamma_h: T")                      \
+      .Input("beta_h: T")                       \
+      .Input("gamma_c: T")                      \
+      .Input("beta_c: T")                       \
+      .Input("mask: T")                         \
+      .Input("zoneout_mask: T")                 \
+      .Input("epsilon: T")                      \
+      .Attr("T: {float, double}")               \
+      .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
+
+TF_RNN_REGISTER_LAYER_NORM_RNN_OP("TfRnn>LayerNormRnn")
     .Output("y: T")
     .Output("hn: T")
     .Output("cn: T")
     .Output("reserve: T")
-    .Attr("T: {float, double}")
-    .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
+    .Attr("is_training: bool = true")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, h0;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
@@ -53,27 +61,13 @@ REGISTER_OP("TfRnn>LayerNormRnn")
       c->set_output(0, c->MakeShape({T, B, H}));
       c->set_output(1, c->MakeShape({B, H}));
       c->set_output(2, c->MakeShape({B, cell == "layer_norm_lstm" ? H : c->MakeDim(0)}));
-      c->set_output(3, c->Vector(InferenceContext::kUnknownDim));
+      bool is_training = true;
+      TF_RETURN_IF_ERROR(c->GetAttr("is_training", &is_training));
+      c->set_output(3, c->Vector(is_training ? InferenceContext::kUnknownDim : 0));
       return absl::OkStatus();
     });
 
-REGISTER_OP("TfRnn>LayerNormRnnGrad")
-    .Input("x: T")
-    .Input("h0: T")
-    .Input("c0: T")
-    .Input("kernel: T")
-    .Input("recurrent_kernel: T")
-    .Input("bias: T")
-    .Input("recurrent_bias: T")
-    .Input("gamma_x: T")
-    .Input("beta_x: T")
-    .Input("gamma_h: T")
-    .Input("beta_h: T")
-    .Input("gamma_c: T")
-    .Input("beta_c: T")
-    .Input("mask: T")
-    .Input("zoneout_mask: T")
-    .Input("epsilon: T")
+TF_RNN_REGISTER_LAYER_NORM_RNN_OP("TfRnn>LayerNormRnnGrad")
     .Input("reserve: T")
     .Input("dy: T")
     .Input("dhn: T")
@@ -91,11 +85,11 @@ REGISTER_OP("TfRnn>LayerNormRnnGrad")
     .Output("dbeta_h: T")
     .Output("dgamma_c: T")
     .Output("dbeta_c: T")
-    .Attr("T: {float, double}")
-    .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
     .SetShapeFn([](InferenceContext* c) {
       for (int i = 0; i < 13; ++i) c->set_output(i, c->input(i));
       return absl::OkStatus();
     });
+
+#undef TF_RNN_REGISTER_LAYER_NORM_RNN_OP
 
 }  // namespace tensorflow

@@ -419,3 +419,76 @@ def test_bad_arguments_raise_value_error(cls, kwargs, words):
 def test_unknown_input_size_raises_value_error():
     with pytest.raises(ValueError, match="last dimension"):
         LayerNormGRUCell(3).build((2, None))
+
+
+def _op_types(concrete) -> set[str]:
+    types = {op.type for op in concrete.graph.get_operations()}
+    for fn in concrete.graph._functions.values():  # nested functions (while bodies, ...)
+        types |= {node.op for node in fn.cached_definition.node_def}
+    return types
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("go_backwards", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_xla_traces_the_keras_ops_cells_with_the_fused_numbers(rng, kind, go_backwards):
+    """Under jit_compile=True the layer traces its Keras-ops cells in Keras' loop (XLA cannot
+    compile the custom op): outputs, states and every gradient as the fused op's, with a mask."""
+    B, T, D, H = 3, 5, 4, 6
+    layer = _layer(kind, H, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    x = tf.constant(rng.normal(size=(B, T, D)))
+    layer(x)
+    _randomize(layer, rng)
+    mask = np.ones((B, T), bool)
+    mask[0, 3:] = False  # right padding
+    mask[2, 1] = False  # a hole
+    mask = tf.constant(mask)
+
+    def run(x, mask):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, mask=mask, training=True)
+            loss = sum(tf.reduce_sum(o * (i + 1.0)) for i, o in enumerate(out))
+        return out, tape.gradient(loss, [x, *layer.trainable_weights])
+
+    fused, jitted = tf.function(run), tf.function(run, jit_compile=True)
+    want, want_grads = fused(x, mask)
+    got, got_grads = jitted(x, mask)
+    assert any(t.startswith("TfRnn") for t in _op_types(fused.get_concrete_function(x, mask)))
+    assert not any(t.startswith("TfRnn") for t in _op_types(jitted.get_concrete_function(x, mask)))
+    for a, b in zip([*got, *got_grads], [*want, *want_grads], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_model_compiles_and_trains_with_jit_compile(rng, kind):
+    """model.compile(jit_compile=True) is honoured (the layers do not veto XLA) and a fit step
+    runs; jit_compile="auto" keeps the fused op (Keras asks supports_jit while resolving it)."""
+    x = rng.normal(size=(4, 5, 3)).astype(np.float32)
+    y = rng.normal(size=(4, 6)).astype(np.float32)
+    model = keras.Sequential([keras.Input((5, 3)), _layer(kind, 6, dtype="float32")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=True)
+    assert model.jit_compile is True
+    before = [w.copy() for w in model.get_weights()]
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    assert model.layers[0].supports_jit is True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_standard_ops_export_holds_no_custom_op(rng, tmp_path, kind):
+    """Exported inside tf_rnn_ops.standard_ops() the SavedModel holds standard ops only (the
+    Keras-ops cells in Keras' loop) and serves the fused layer's numbers; outside the block the
+    export keeps the op."""
+    import tf_rnn_ops
+
+    model = keras.Sequential([keras.Input((5, 4)), _layer(kind, 6, return_sequences=True)])
+    _randomize(model.layers[0], rng)
+    x = rng.normal(size=(3, 5, 4))
+    want = model(x)
+    with tf_rnn_ops.standard_ops():
+        model.export(str(tmp_path / "standard"), verbose=False)
+    model.export(str(tmp_path / "fused"), verbose=False)
+    assert b"TfRnn" not in (tmp_path / "standard" / "saved_model.pb").read_bytes()
+    assert b"TfRnn" in (tmp_path / "fused" / "saved_model.pb").read_bytes()
+    loaded = tf.saved_model.load(str(tmp_path / "standard"))  # kept: its variables live in it
+    np.testing.assert_allclose(loaded.serve(x), want, rtol=1e-9, atol=1e-11)

@@ -106,6 +106,94 @@ def test_float32_close_to_reference(rng, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("is_training", [True, False])
+def test_float32_row_ranges_close_to_reference(rng, kind, is_training):
+    """B >= 12 in float32: each intra-op thread takes a range of batch rows through all the steps
+    (its products on the packed kernel, on that thread); every range must give the reference's
+    rows, with variable lengths and zoneout masks; is_training=False (no reserve) the same."""
+    T, B, D, H = 7, 25, 9, 33
+    w = _weights(rng, kind, D, H)
+    x = rng.normal(size=(T, B, D))
+    states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
+    lengths = _lengths(rng, B, T)
+    mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float64)
+    p = 0.3
+    masks = ref.zoneout_mask(rng, (T, B, H), p)
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    y, hn, cn = _run(kind, f32(x), [f32(s) for s in states], [f32(a) for a in w], mask=f32(mask),
+                     zoneout=p, zoneout_mask=f32(masks), is_training=is_training)  # fmt: skip
+    seq, _, ref_states = ref.rnn(ref.zoneout(_ref_cell(kind, w), p, masks), x, states,
+                                 time_major=True, lengths=lengths)  # fmt: skip
+    np.testing.assert_allclose(y, seq, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(hn, ref_states[0], rtol=1e-4, atol=2e-5)
+    if kind == "lstm":
+        np.testing.assert_allclose(cn, ref_states[1], rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_inference_mode_keeps_no_reserve(rng, kind):
+    """is_training=False: an empty reserve (the grad op refuses it by name); the gradient of such a
+    call runs the forward pass again with is_training=True (checked against Keras' autodiff in
+    test_layer_takes_fused_op_and_grads_match_keras_loop, whose calls are inference calls)."""
+    T, B, D, H = 3, 2, 4, 5
+    w = _weights(rng, kind, D, H)
+    x = rng.normal(size=(T, B, D))
+    states = [rng.normal(size=(B, H)) for _ in range(2)]
+    args = dict(_op_kwargs(kind, w))
+    cell, eps = args.pop("cell"), args.pop("epsilon")
+    empty = np.zeros([0])
+    inputs = dict(x=x, h0=states[0], c0=states[1] if kind == "lstm" else empty,
+                  recurrent_bias=empty, beta_x=empty, beta_h=empty, gamma_c=empty, beta_c=empty,
+                  mask=empty, zoneout_mask=empty, epsilon=np.float64(eps))  # fmt: skip
+    inputs.update(args)
+    from tf_rnn_ops._loader import ops
+
+    outs = {
+        t: ops().tf_rnn_layer_norm_rnn(**inputs, cell=cell, is_training=t) for t in (True, False)
+    }
+    assert outs[False][3].shape == (0,) and outs[True][3].shape[0] > 0
+    for a, b in zip(outs[False][:3], outs[True][:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    y, hn, cn, reserve = outs[False]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="reserve"):
+        ops().tf_rnn_layer_norm_rnn_grad(**inputs, reserve=reserve, dy=tf.ones_like(y),
+                                         dhn=tf.zeros_like(hn), dcn=tf.zeros_like(cn),
+                                         cell=cell)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_row_range_gradients_match_keras_autodiff(rng, kind):
+    """The float32 backward with row ranges (B >= 12: each thread's rows through all steps, param
+    grads summed per range then merged; weight grads in runs of rows summed in double) against
+    Keras' float64 autodiff of the Keras-ops cells in keras.layers.RNN, with a mask."""
+    B, T, D, H = 26, 6, 5, 19
+    cls = L.LayerNormLSTM if kind == "lstm" else L.LayerNormGRU
+    layer = cls(H, return_sequences=True, return_state=True, dtype="float32")
+    x = rng.normal(size=(B, T, D))
+    layer(tf.constant(x, tf.float32))
+    w = [rng.uniform(-0.7, 0.7, a.shape) for a in layer.get_weights()]
+    layer.set_weights(w)
+    peer = _keras_loop_layer(kind, layer)
+    peer(tf.constant(x))
+    peer.set_weights(w)
+    mask = rng.random((B, T)) < 0.8
+    mask[:, 0] = True
+    w_out = rng.normal(size=(B, T, H))
+
+    def grads(lay, dtype):
+        xt = tf.constant(x, dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            out = lay(xt, mask=tf.constant(mask), training=True)
+            loss = tf.reduce_sum(out[0] * tf.constant(w_out, dtype)) + tf.reduce_sum(out[1])
+        return tape.gradient(loss, [xt, *lay.trainable_weights])
+
+    for k, (a, b) in enumerate(zip(grads(layer, tf.float32), grads(peer, tf.float64), strict=True)):
+        scale = np.abs(b).max()
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4 * scale, err_msg=f"gradient {k}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("zoneout", ["none", "train", "infer"])
 def test_gradients_finite_differences(rng, kind, zoneout):
     T, B, D, H = 4, 3, 2, 3

@@ -17,10 +17,13 @@ go_backwards, initial and stateful states, `keras.layers.Bidirectional`). The la
 `keras.layers.RNN` subclasses over these cells whose step loop is the fused op
 `TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout included) under
 the TensorFlow backend in float32 / float64; elsewhere (mixed precision) Keras's loop over the
-cells. Their constructor arguments are those of the cells (units, norm_epsilon, zoneout,
+cells, as also inside an XLA compilation (`jit_compile=True`), while the TFLite converter traces,
+and inside `with tf_rnn_ops.standard_ops():` (a SavedModel of standard TensorFlow ops only).
+Their constructor arguments are those of the cells (units, norm_epsilon, zoneout,
 initializers / regularizers / constraints as Keras' LSTM, seed) and return_sequences,
-return_state, go_backwards, stateful, unroll. A SavedModel of a layer holds the custom op: import
-`tf_rnn_ops` before loading it.
+return_state, go_backwards, stateful, unroll. A SavedModel exported normally holds the custom op
+(import `tf_rnn_ops` before loading it); exported inside `tf_rnn_ops.standard_ops()` it holds
+standard ops only.
 """
 
 from __future__ import annotations
@@ -85,8 +88,51 @@ class _ZoneoutMixin:
         return p * h_prev + (1.0 - p) * h_new
 
 
+_SERIALIZED_BY = (
+    ("_initializer", initializers),
+    ("_regularizer", regularizers),
+    ("_constraint", constraints),
+)
+
+
+def _serializer_of(name: str):
+    """The keras module that gets / serializes constructor argument `name`, or None (as is)."""
+    return next((module for suffix, module in _SERIALIZED_BY if name.endswith(suffix)), None)
+
+
+class _LayerNormCell(_ZoneoutMixin, keras.layers.Layer):
+    """What the two cells share: their constructor arguments stored as attributes (initializers,
+    regularizers and constraints through Keras' `get`), checked, and returned by `get_config`."""
+
+    # The constructor arguments after units, norm_epsilon and zoneout, in get_config's order.
+    _arg_names: tuple[str, ...] = ()
+
+    def _store_args(self, args: dict) -> None:
+        """Stores units, norm_epsilon, zoneout, `_arg_names` and seed from the constructor's
+        `locals()`; sets the seed generator of the zoneout masks and output_size."""
+        name = type(self).__name__
+        self.units = _check_units(name, args["units"])
+        self.norm_epsilon = _check_epsilon(name, args["norm_epsilon"])
+        self.zoneout = _check_rate(name, "zoneout", args["zoneout"])
+        for key in self._arg_names:
+            module = _serializer_of(key)
+            setattr(self, key, module.get(args[key]) if module else args[key])
+        self.seed = args["seed"]
+        self.seed_generator = keras.random.SeedGenerator(seed=self.seed)
+        self.output_size = self.units
+
+    def get_config(self):
+        config = {"units": self.units, "norm_epsilon": self.norm_epsilon, "zoneout": self.zoneout}
+        for key in self._arg_names:
+            module = _serializer_of(key)
+            value = getattr(self, key)
+            config[key] = module.serialize(value) if module else value
+        config["seed"] = self.seed
+        return {**super().get_config(), **config}
+
+
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
-class LayerNormLSTMCell(_ZoneoutMixin, keras.layers.Layer):
+class LayerNormLSTMCell(_LayerNormCell):
     """An LSTM cell with layer normalization (TF Addons' `LayerNormLSTMCell`), and zoneout.
 
     z = LN_k(x W) + LN_r(h_{t-1} R) + b over the 4H gate vector (gates i, f, c, o), each LN with its
@@ -113,6 +159,13 @@ class LayerNormLSTMCell(_ZoneoutMixin, keras.layers.Layer):
     Call: `cell(x [B, I], [h, c], training)` returns `(h, [h, c])`.
     """
 
+    _arg_names = (
+        "kernel_initializer", "recurrent_initializer", "bias_initializer", "unit_forget_bias",
+        "norm_gamma_initializer", "norm_beta_initializer", "kernel_regularizer",
+        "recurrent_regularizer", "bias_regularizer", "kernel_constraint", "recurrent_constraint",
+        "bias_constraint",
+    )  # fmt: skip
+
     def __init__(
         self,
         units,
@@ -134,26 +187,9 @@ class LayerNormLSTMCell(_ZoneoutMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        name = type(self).__name__
-        self.units = _check_units(name, units)
-        self.norm_epsilon = _check_epsilon(name, norm_epsilon)
-        self.zoneout = _check_rate(name, "zoneout", zoneout)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self._store_args(locals())
         self.unit_forget_bias = bool(unit_forget_bias)
-        self.norm_gamma_initializer = initializers.get(norm_gamma_initializer)
-        self.norm_beta_initializer = initializers.get(norm_beta_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed=seed)
         self.state_size = [self.units, self.units]
-        self.output_size = self.units
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -217,27 +253,6 @@ class LayerNormLSTMCell(_ZoneoutMixin, keras.layers.Layer):
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(2)]
 
-    def get_config(self):
-        config = {
-            "units": self.units,
-            "norm_epsilon": self.norm_epsilon,
-            "zoneout": self.zoneout,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "unit_forget_bias": self.unit_forget_bias,
-            "norm_gamma_initializer": initializers.serialize(self.norm_gamma_initializer),
-            "norm_beta_initializer": initializers.serialize(self.norm_beta_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
-            "seed": self.seed,
-        }
-        return {**super().get_config(), **config}
-
 
 def _per_gate_initializer(initializer, gates: int):
     """haste's initialization: `initializer` run on each gate's [rows, H] block, concatenated."""
@@ -252,7 +267,7 @@ def _per_gate_initializer(initializer, gates: int):
 
 
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
-class LayerNormGRUCell(_ZoneoutMixin, keras.layers.Layer):
+class LayerNormGRUCell(_LayerNormCell):
     """A GRU cell with layer normalization (haste's `LayerNormGRU`), and zoneout.
 
     x^ = LN(x W; gamma_0) + b, h^ = LN(h_{t-1} R; gamma_1) + b_r, each LN over the 3H gate vector
@@ -278,6 +293,13 @@ class LayerNormGRUCell(_ZoneoutMixin, keras.layers.Layer):
     Call: `cell(x [B, I], [h], training)` returns `(h, [h])`.
     """
 
+    _arg_names = (
+        "kernel_initializer", "recurrent_initializer", "bias_initializer",
+        "recurrent_bias_initializer", "gamma_initializer", "kernel_regularizer",
+        "recurrent_regularizer", "bias_regularizer", "kernel_constraint", "recurrent_constraint",
+        "bias_constraint",
+    )  # fmt: skip
+
     def __init__(
         self,
         units,
@@ -298,25 +320,8 @@ class LayerNormGRUCell(_ZoneoutMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        name = type(self).__name__
-        self.units = _check_units(name, units)
-        self.norm_epsilon = _check_epsilon(name, norm_epsilon)
-        self.zoneout = _check_rate(name, "zoneout", zoneout)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.recurrent_bias_initializer = initializers.get(recurrent_bias_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self._store_args(locals())
         self.state_size = self.units
-        self.output_size = self.units
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -365,26 +370,6 @@ class LayerNormGRUCell(_ZoneoutMixin, keras.layers.Layer):
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype)]
 
-    def get_config(self):
-        config = {
-            "units": self.units,
-            "norm_epsilon": self.norm_epsilon,
-            "zoneout": self.zoneout,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "recurrent_bias_initializer": initializers.serialize(self.recurrent_bias_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
-            "seed": self.seed,
-        }
-        return {**super().get_config(), **config}
-
 
 _RNN_ARGS = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll")
 
@@ -432,11 +417,37 @@ class _CellLayer(keras.layers.RNN):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         """The fused op where it applies (TensorFlow backend, float32 / float64, this layer's own
-        cell); Keras' step loop over the cell otherwise (other backends, mixed precision)."""
+        cell); Keras' step loop over the cell otherwise (other backends, mixed precision), and
+        where the custom op cannot go: inside an XLA compilation, while the TFLite converter
+        traces, and inside `tf_rnn_ops.standard_ops()` (a SavedModel of standard ops), as the
+        drop-in GRU / LSTM do (`tf_rnn_ops.layers._formulation`)."""
+        if keras.backend.backend() == "tensorflow":
+            from tf_rnn_ops.layers import _formulation
+
+            how = _formulation.formulation()
+            if how is not None:
+                return _formulation.standard_inner_loop(
+                    self, how, sequences, initial_state, mask, training
+                )
         fused = self._fused_inner_loop(sequences, initial_state, mask, training)
         if fused is not None:
             return fused
         return super().inner_loop(sequences, initial_state, mask, training=training)
+
+    @property
+    def supports_jit(self) -> bool:
+        """True: under XLA the layer traces its Keras-ops cells (see `inner_loop`), so an explicit
+        `jit_compile=True` is honoured; False only while Keras resolves `jit_compile="auto"`,
+        which then keeps the fused op (as Keras' own GRU / LSTM keep cuDNN)."""
+        if keras.backend.backend() != "tensorflow":
+            return True
+        from tf_rnn_ops.layers import _formulation
+
+        return not _formulation.resolving_auto_jit()
+
+    @supports_jit.setter
+    def supports_jit(self, value) -> None:
+        pass  # Keras' Layer.__init__ sets it; the property above decides
 
     def _fused_inner_loop(self, sequences, initial_state, mask, training):
         if keras.backend.backend() != "tensorflow" or type(self.cell) is not self._cell_class:
@@ -468,14 +479,14 @@ class _CellLayer(keras.layers.RNN):
         y, hn, cn = layer_norm_rnn(
             x, states[0], states[1] if len(states) > 1 else None,
             cell=self._fused_cell, epsilon=cell.norm_epsilon, mask=step_mask,
-            zoneout=cell.zoneout, zoneout_mask=zoneout_mask, **self._fused_weights(),
+            zoneout=cell.zoneout, zoneout_mask=zoneout_mask, is_training=bool(training),
+            **self._fused_weights(),
         )  # fmt: skip
         if step_mask is not None:
             # The op outputs the carried h at a masked step; Keras outputs the previous step's
             # output (zeros before the first valid step), or zeros with zero_output_for_mask.
             keep = step_mask if self.zero_output_for_mask else tf.cumsum(step_mask, axis=0)
             y = tf.where(keep[:, :, None] > 0, y, tf.zeros_like(y))
-        self.supports_jit = False  # a custom op: no XLA
         outputs = tf.transpose(y, [1, 0, 2])
         last_output = outputs[:, -1] if sequences.shape[1] != 0 else tf.zeros_like(hn)
         return last_output, outputs, [hn, cn] if self._fused_cell == "layer_norm_lstm" else [hn]
