@@ -11,8 +11,13 @@ Rounds alternate between the two, so that changes of machine load hit both alike
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
+
+# `make bench` runs this file directly: `import tf_rnn_ops` from the source tree.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _median_ms(fn, rounds: int) -> list[float]:
