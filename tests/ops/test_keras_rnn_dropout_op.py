@@ -11,6 +11,7 @@ a batch large enough for the driver's row ranges, bad input.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -199,3 +200,23 @@ def test_gradient_needs_training(rng):
         y, *_ = tf_rnn_ops.keras_rnn_dropout(**args, rnn_mode="lstm", is_training=False)
     with pytest.raises(ValueError, match="is_training=True"):
         tape.gradient(y, args["projected_input"])
+
+
+@pytest.mark.parametrize(
+    "threads,rounds",
+    [(8, 4), pytest.param(2, 4, marks=pytest.mark.slow)],
+)
+def test_row_ranges_on_threads(threads, rounds):
+    """float32, B = 37: the driver's row ranges (a thread's rows through a chunk of steps, no
+    barrier) with the masked products, against Keras in float64 with the same masks
+    (dropout_row_range_program.py, in a subprocess: the pool's size is fixed at start)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(here))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join([repo] + [p for p in [env.get("PYTHONPATH")] if p])
+    prog = os.path.join(here, "dropout_row_range_program.py")
+    done = subprocess.run(
+        [sys.executable, prog, str(threads), "5", str(rounds)],
+        env=env, cwd=repo, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
