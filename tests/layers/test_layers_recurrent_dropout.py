@@ -153,3 +153,11 @@ def test_symbolic_training_flag_keeps_keras_loop():
     assert not layer._can_fuse(tf.constant(True))
     assert layer._can_fuse(True)
     assert not L.LSTM(H, recurrent_dropout=1.0)._can_fuse(True)
+
+
+@pytest.mark.parametrize("name", ["GRU", "LSTM", "SimpleRNN"])
+def test_no_bias(rng, name):
+    ref, ours = _pair(name, rng, dropout=0.2, recurrent_dropout=0.3, use_bias=False)
+    x = tf.constant(rng.normal(size=(B, T, IN)).astype(np.float32))
+    masks = _draw_masks(rng, ref.cell)
+    _compare(_grads(ours, [(ours.cell, masks)], x), _grads(ref, [(ref.cell, masks)], x))
