@@ -3,7 +3,9 @@ gradient) of the drop-in layer against the Keras layer with the same options and
 
     python python/bench_cells20.py [--rounds N] [--batch B --steps T --inputs I --units H]
 
-Cases: GRU(reset_after=False) (fused as rnn_mode gru_reset_before; goal >= 1.5x Keras). Prints one
+Cases: GRU(reset_after=False) (fused as rnn_mode gru_reset_before; goal >= 1.5x Keras); recurrent
+dropout (item 1; recurrent_dropout = 0.2 and dropout = 0.2, TfRnn>KerasRNNDropout; goal >= 5x
+Keras) for GRU (both reset_after), LSTM and SimpleRNN. `--cases a,b` runs some of them. Prints one
 line per case: the median milliseconds of each and the ratio Keras / ours (rounds alternate between
 the two, so that changes of machine load hit both alike). Speed is measured here, never asserted in
 tests; results go to docs/PERFORMANCE.md.
@@ -17,7 +19,14 @@ import statistics
 import sys
 import time
 
-CASES = {"gru_reset_before": ("GRU", {"reset_after": False})}
+_DROP = {"recurrent_dropout": 0.2, "dropout": 0.2}
+CASES = {
+    "gru_reset_before": ("GRU", {"reset_after": False}),
+    "gru_rec_dropout": ("GRU", _DROP),
+    "gru_reset_before_rec_dropout": ("GRU", {"reset_after": False, **_DROP}),
+    "lstm_rec_dropout": ("LSTM", _DROP),
+    "simple_rnn_rec_dropout": ("SimpleRNN", _DROP),
+}
 
 
 def _step_fn(tf, layer, x):
@@ -38,6 +47,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--inputs", type=int, default=128)
     parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import keras
@@ -49,9 +59,11 @@ def main() -> None:
     B, T, n_in, H = args.batch, args.steps, args.inputs, args.units
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((B, T, n_in)).astype(np.float32))
-    for case, (cls, kw) in CASES.items():
+    for case in args.cases.split(","):
+        cls, kw = CASES[case]
         ours = getattr(tf_rnn_ops.layers, cls)(H, return_sequences=True, **kw)
-        theirs = getattr(keras.layers, cls)(H, return_sequences=True, use_cudnn=False, **kw)
+        no_cudnn = {} if cls == "SimpleRNN" else {"use_cudnn": False}  # SimpleRNN has no cuDNN
+        theirs = getattr(keras.layers, cls)(H, return_sequences=True, **no_cudnn, **kw)
         ours.build(x.shape)
         theirs.build(x.shape)
         theirs.set_weights(ours.get_weights())

@@ -20,6 +20,7 @@ from tf_rnn_ops.cudnn_rnn import (  # noqa: E402
     cudnn_rnn_params_size,
     cudnn_rnn_params_to_canonical,
     keras_rnn,
+    keras_rnn_dropout,
 )
 from tf_rnn_ops.gru_block_cell import gru_block_cell, gru_block_cell_grad  # noqa: E402
 from tf_rnn_ops.layers._formulation import standard_ops  # noqa: E402
@@ -33,6 +34,7 @@ __all__ = [
     "gru_block_cell",
     "gru_block_cell_grad",
     "keras_rnn",
+    "keras_rnn_dropout",
     "layers",
     "params",
     "standard_ops",

@@ -53,6 +53,7 @@ __all__ = [
     "cudnn_rnn_params_to_canonical",
     "cudnn_rnn_canonical_to_params",
     "keras_rnn",
+    "keras_rnn_dropout",
 ]
 
 
@@ -441,6 +442,92 @@ def _keras_rnn_grad(op, *grads):
         db if has_bias else tf.zeros_like(bias),
         None,
     )
+
+
+def keras_rnn_dropout(
+    projected_input,
+    input_h,
+    input_c,
+    recurrent_kernel,
+    recurrent_masks,
+    recurrent_bias=None,
+    sequence_lengths=None,
+    rnn_mode="lstm",
+    is_training=True,
+    time_major=False,
+    name=None,
+):
+    """The recurrence of one Keras layer with recurrent dropout (op `TfRnn>KerasRNNDropout`; CPU
+    kernels only).
+
+    projected_input [B, T, G·H] ([T, B, G·H] with time_major): the input side of every gate, bias
+    included (with input dropout: concat_k((x ⊙ d_k) W_k) + b), in Keras' gate column order (GRU z,
+    r, h; LSTM i, f, c, o); input_h, input_c [B, H] (input_c: lstm only, else None);
+    recurrent_kernel [H, G·H] as Keras keeps it; recurrent_masks [G, B, H] (Keras' gate order,
+    entries 0 or 1/(1-p)): gate g's recurrent product is (h_{t-1} ⊙ masks[g]) U_g, the same masks
+    at every step; recurrent_bias: Keras GRU reset_after=True's recurrent row [3H], else None;
+    sequence_lengths [B] int32 or None. float32 or float64. Returns (output, output_h, output_c,
+    reserve_space) as `keras_rnn`; differentiable w.r.t. projected_input, the states,
+    recurrent_kernel and recurrent_bias (not the masks) when run with is_training=True.
+    """
+    refuse_under_xla("keras_rnn_dropout")
+    with tf.name_scope(name or "KerasRNNDropout"):
+        projected_input = tf.convert_to_tensor(projected_input)
+        dtype = projected_input.dtype
+        if input_c is None:
+            input_c = tf.zeros([0], dtype)
+        if recurrent_bias is None:
+            recurrent_bias = tf.zeros([0], dtype)
+        if sequence_lengths is None:
+            sequence_lengths = tf.zeros([0], tf.int32)
+        return _ops().tf_rnn_keras_rnn_dropout(
+            projected_input=projected_input,
+            input_h=input_h,
+            input_c=input_c,
+            recurrent_kernel=recurrent_kernel,
+            recurrent_bias=recurrent_bias,
+            sequence_lengths=sequence_lengths,
+            recurrent_masks=recurrent_masks,
+            rnn_mode=rnn_mode,
+            is_training=is_training,
+            time_major=time_major,
+        )
+
+
+@register_gradient("TfRnn>KerasRNNDropout")
+def _keras_rnn_dropout_grad(op, *grads):
+    """Gradient of `keras_rnn_dropout`: TfRnn>KerasRNNDropoutBackprop (no gradient for the masks
+    and the lengths)."""
+    if not op.get_attr("is_training"):
+        raise ValueError(
+            "The gradient of tf_rnn_ops.keras_rnn_dropout needs the forward pass run with "
+            "is_training=True (with is_training=False it keeps nothing for backprop)."
+        )
+    gx, h0, c0, rkernel, rbias, lengths, masks = op.inputs
+    y, hn, cn, reserve = op.outputs
+
+    def grad_or_zeros(g, like):
+        return tf.zeros_like(like) if g is None else g
+
+    bp = _ops().tf_rnn_keras_rnn_dropout_backprop(
+        projected_input=gx,
+        input_h=h0,
+        input_c=c0,
+        recurrent_kernel=rkernel,
+        recurrent_bias=rbias,
+        sequence_lengths=lengths,
+        recurrent_masks=masks,
+        output=y,
+        output_h=hn,
+        output_c=cn,
+        output_backprop=grad_or_zeros(grads[0], y),
+        output_h_backprop=grad_or_zeros(grads[1], hn),
+        output_c_backprop=grad_or_zeros(grads[2], cn),
+        reserve_space=reserve,
+        rnn_mode=op.get_attr("rnn_mode"),
+        time_major=op.get_attr("time_major"),
+    )
+    return bp[0], bp[1], bp[2], bp[3], bp[4], None, None
 
 
 # ----------------------------------------------------------------- second-order: backprop gradients

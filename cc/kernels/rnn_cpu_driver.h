@@ -74,6 +74,13 @@ struct RnnForwardArgs {
   // The products read the Keras kernels as stored (no packing): see StreamGemm, RnnStreamWeights.
   bool stream_weights = false;
   uint64_t dropout_call = 0;  // this kernel's count of earlier calls that drew masks (see above)
+  // Recurrent dropout (TfRnn>KerasRNNDropout; one layer, one direction, Keras-layout
+  // recurrent_kernel with gate_src null): `projected` [T, B, G·H] the input side of every gate,
+  // bias included, read in place of the input projection (kernel null, no W); `rec_masks`
+  // [G, B, H_out] the per-gate masks of the recurrent products (MaskedProducts). Both canonical
+  // gate order.
+  const T* projected = nullptr;
+  const T* rec_masks = nullptr;
 };
 
 template <typename T>
@@ -95,6 +102,10 @@ struct RnnBackwardArgs {
   T* dh0 = nullptr;      // [L·dirs, B, H_out]
   T* dc0 = nullptr;      // lstm: [L·dirs, B, H]
   T* dparams = nullptr;  // opaque
+  // Recurrent dropout (see RnnForwardArgs): rec_masks as there; d_projected [T, B, G·H], where
+  // set, receives the grads of the projected input in place of dx and the W gradient.
+  const T* rec_masks = nullptr;
+  T* d_projected = nullptr;
 };
 
 template <typename T>
@@ -224,7 +235,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const auto blk = s_.LayerBlock(layer);
   // Opaque params, or Keras-layout weights (RnnForwardArgs::kernel): then W and R are stored
   // transposed relative to params ([in, G·H], [H, G·H]), possibly with their gate blocks permuted.
-  const bool keras = a.kernel != nullptr;
+  const bool keras = a.recurrent_kernel != nullptr;
   const T* p = keras ? nullptr : a.params + s_.BlockOffset(layer, dir);
   const T* w = keras ? a.kernel : p + blk.w;
   const T* r = keras ? a.recurrent_kernel : p + blk.r;
@@ -232,7 +243,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const T* b_w = keras ? a.bias_w : p + blk.b_w;
   const T* b_r = keras ? a.bias_r : p + blk.b_r;
   const int* gate_src = keras ? a.gate_src : nullptr;
-  const bool stream = keras && a.stream_weights;
+  // (with masks the products are MaskedProducts': R itself is never multiplied, not packed)
+  const bool stream = keras && (a.stream_weights || a.rec_masks != nullptr);
   const bool has_proj = s_.num_proj > 0;
   const bool training = rl != nullptr;
 
@@ -254,7 +266,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     pack += StepGemm<T>::StorageSize(H, ho);
   }
   // W, like R, is packed once: every chunk's input projection reuses it.
-  if (s_.HasInputWeights(layer)) {
+  if (s_.HasInputWeights(layer) && a.projected == nullptr) {
     input_weights.emplace(d_, w, in, gh_w, /*transposed=*/!keras, pack, gate_src, H, stream);
   }
 
@@ -265,6 +277,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   // cell names, copied once a call into phase_r [H_out, n_p] in Keras' orientation.
   constexpr int kProducts = CellRecurrentProducts<Cell>::value;
   PhaseProducts<T, Cell> phases(d_, B, ho, H, r, !keras, gate_src);
+  std::optional<MaskedProducts<T, Cell>> masked;  // recurrent dropout
+  if (a.rec_masks != nullptr) masked.emplace(d_, B, ho, H, r, a.rec_masks);
 
   std::copy(a.h0 + ld * B * ho, a.h0 + (ld + 1) * B * ho, h);
   if constexpr (Cell::kHasCellState) std::copy(a.c0 + ld * B * H, a.c0 + (ld + 1) * B * H, c);
@@ -284,7 +298,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     cr.c_prev = c + b * H;
     cr.h = out + b * H;
     cr.c = c_new + b * H;
-    cr.rec_in = phases.RecurrentInput(b);
+    cr.rec_in = masked ? masked->RecurrentInput(b) : phases.RecurrentInput(b);
     // Training: the saved buffers go to the reserve, the activations over gx (computed there).
     // Inference: to scratch rows. One instantiation for both, so that both compute bitwise the
     // same outputs (the compiler's choices of fused multiply-adds could differ between two).
@@ -314,14 +328,22 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     // that both give bitwise the same outputs). Training computes gx in place of the activations
     // it becomes: straight into the reserve for the forward direction (step s reads time s), by way
     // of gx_chunk for the reverse one.
-    const T* xr = x + s0 * B * in;
-    if (dir == 1) {
-      GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_chunk);
-      xr = x_chunk;
-    }
     T* gx_out = training && dir == 0 ? res + sv->saved[0] + s0 * B * gh_w : gx_chunk;
-    InputProjection<T>(s_, (s1 - s0) * B, in, xr, input_weights ? &*input_weights : nullptr,
-                       gx_out);
+    if (a.projected != nullptr) {  // the input side given: its rows are gx
+      if (dir == 1) {
+        GatherReverseRows(lengths, T_, B, s0, s1, gh_w, a.projected, gx_out);
+      } else {
+        std::copy_n(a.projected + s0 * B * gh_w, (s1 - s0) * B * gh_w, gx_out);
+      }
+    } else {
+      const T* xr = x + s0 * B * in;
+      if (dir == 1) {
+        GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_chunk);
+        xr = x_chunk;
+      }
+      InputProjection<T>(s_, (s1 - s0) * B, in, xr, input_weights ? &*input_weights : nullptr,
+                         gx_out);
+    }
     if (training && dir == 1) {
       ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, gx_chunk, res + sv->saved[0], /*add=*/false);
     }
@@ -330,7 +352,9 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
         [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
           const int64_t n_rows = b1 - b0;
           for (int phase = 0; phase < kProducts; ++phase) {
-            if constexpr (kProducts == 1) {
+            if (masked) {
+              masked->Forward(phase, one_thread, b0, b1, h, gh, gh_w);
+            } else if constexpr (kProducts == 1) {
               RunStepGemm(recurrent, one_thread, n_rows, h + b0 * ho, gh + b0 * gh_w);
             } else {
               phases.Forward(phase, one_thread, b0, b1, h, gh, gh_w);
@@ -467,9 +491,13 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     pack += StepGemm<T>::StorageSize(ho, H);
   }
   std::optional<StepGemm<T>> input_weights;  // dX = D_gx · W, W [G·H, in] as stored
-  if (s_.HasInputWeights(layer)) input_weights.emplace(d_, p + blk.w, gh_w, in, false, pack);
+  if (s_.HasInputWeights(layer) && a.d_projected == nullptr) {
+    input_weights.emplace(d_, p + blk.w, gh_w, in, false, pack);
+  }
   constexpr int kProducts = CellRecurrentProducts<Cell>::value;
   PhaseProductGrads<T, Cell> phases(d_, B, cb, ho, H, p + blk.r);
+  std::optional<MaskedProductGrads<T, Cell>> masked;  // recurrent dropout
+  if (a.rec_masks != nullptr) masked.emplace(d_, B, cb, ho, H, p + blk.r, a.rec_masks);
 
   std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
   if constexpr (kHasC) std::copy(a.dcn + ld * B * H, a.dcn + (ld + 1) * B * H, dc);
@@ -549,7 +577,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               gr.dx = dgx;
               gr.dr = dgh;
               gr.dh_direct = dh_direct + b * ho;
-              gr.d_rec_in = phases.DRecurrentInput(b);
+              gr.d_rec_in = masked ? masked->DRecurrentInput(b) : phases.DRecurrentInput(b);
               CellBackwardPhaseRow<Cell>(gr, phase);
             }
           };
@@ -560,7 +588,9 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               ParallelRows(d_, n_rows, 10.0 * gh_w,
                            [&](int64_t begin, int64_t end) { gate_rows(b0 + begin, b0 + end); });
             }
-            if constexpr (kProducts == 1) {
+            if (masked) {
+              masked->Backward(phase, one_thread, b0, b1, d_gh + k * gh_w, gh_w, dh_rec);
+            } else if constexpr (kProducts == 1) {
               RunStepGemm(recurrent, one_thread, n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
             } else {
               phases.Backward(phase, one_thread, b0, b1, d_gh + k * gh_w, gh_w, dh_rec);
@@ -582,31 +612,42 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     // The chunk's share of the weight and bias gradients: one product each. The forward direction
     // reads time s at step s, so its rows are the reserve's and the input's own; the reverse
     // direction's are gathered.
-    const T* xr = x + s0 * B * in;
+    const bool projected = a.d_projected != nullptr;  // no x, no W: d_gx is the result
+    const T* xr = projected ? nullptr : x + s0 * B * in;
     const T* mr = has_proj ? res + sv.m + s0 * B * H : nullptr;
     if (dir == 1) {
-      GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_rows);
+      if (!projected) GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_rows);
       if (has_proj) GatherReverseRows(lengths, T_, B, s0, s1, H, res + sv.m, m_rows);
       xr = x_rows, mr = m_rows;
     }
-    if (s_.HasInputWeights(layer)) AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum + blk.w);
-    if constexpr (kProducts == 1) {
+    if (s_.HasInputWeights(layer) && !projected) {
+      AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum + blk.w);
+    }
+    auto saved_rows = [&](int k, T* buf) -> const T* {
+      const int64_t width = sv.saved_width[k];
+      if (dir == 0) return res + sv.saved[k] + s0 * B * width;
+      GatherReverseRows(lengths, T_, B, s0, s1, width, res + sv.saved[k], buf);
+      return buf;
+    };
+    if (masked) {
+      masked->AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum + blk.r);
+    } else if constexpr (kProducts == 1) {
       AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, gsum + blk.r);
     } else {
-      phases.AddWeightGrads(
-          rows, d_gh, gh_w, hprev_rows,
-          [&](int k, T* buf) -> const T* {
-            const int64_t width = sv.saved_width[k];
-            if (dir == 0) return res + sv.saved[k] + s0 * B * width;
-            GatherReverseRows(lengths, T_, B, s0, s1, width, res + sv.saved[k], buf);
-            return buf;
-          },
-          gsum + blk.r);
+      phases.AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum + blk.r);
     }
     if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, gsum + blk.p);
     AddColumnSums(rows, gh_w, d_gx, gsum + blk.b_w);
     AddColumnSums(rows, gh_w, d_gh, gsum + blk.b_r);
 
+    if (projected) {  // the grads of the given input side: d_gx's rows
+      if (dir == 0) {
+        std::copy_n(d_gx, rows * gh_w, a.d_projected + s0 * B * gh_w);
+      } else {
+        ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, d_gx, a.d_projected, /*add=*/false);
+      }
+      continue;
+    }
     // Grad of the layer input: the forward direction writes its rows, the reverse one adds to them.
     if (dx == nullptr) continue;
     T* dxr = dir == 0 ? dx + s0 * B * in : dx_rows;

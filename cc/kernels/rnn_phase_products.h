@@ -4,6 +4,7 @@
 #ifndef TF_RNN_OPS_CC_KERNELS_RNN_PHASE_PRODUCTS_H_
 #define TF_RNN_OPS_CC_KERNELS_RNN_PHASE_PRODUCTS_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -172,6 +173,156 @@ class PhaseProductGrads<T, Cell, true> {
   T* chunk_cols_ = nullptr;
   T* chunk_in_ = nullptr;
   std::optional<StepGemm<T>> gemm_[kProducts];
+};
+
+// ------------------------------------------------------------------------ recurrent dropout
+// The gate range [CellProductGate(p), CellProductGate(p + 1)) of a cell's product p: the cell's
+// kProductGates, or all G gates for one-product cells.
+template <typename Cell>
+constexpr int CellProductGate(int p) {
+  if constexpr (CellRecurrentProducts<Cell>::value > 1) {
+    return Cell::kProductGates[p];
+  } else {
+    return p == 0 ? 0 : Cell::kGates;
+  }
+}
+
+// The recurrent products with recurrent dropout (Keras' recurrent_dropout, TfRnn>KerasRNNDropout),
+// for any cell: each product of the cell over gates [g0, g1) becomes one product per gate g whose
+// input is masked by gate g's mask, out[:, g] = (in ⊙ m_g) R_g (in: h_prev for product 0, else
+// what the previous phase passed on; m_g: [B, H_out], the same at every step). Per-row scratch
+// only (stage_ at b · H_out, out_ at b · H), so row ranges on several threads never share a row.
+template <typename T, typename Cell>
+class MaskedProducts {
+ public:
+  static constexpr int G = Cell::kGates;
+  // r: R as Keras holds it ([H_out, G·H], gate blocks in the canonical order); masks [G, B, H_out]
+  // in the canonical gate order.
+  MaskedProducts(const CPUDevice& d, int64_t B, int64_t ho, int64_t H, const T* r, const T* masks)
+      : B_(B), ho_(ho), H_(H), masks_(masks) {
+    const int64_t gh_w = int64_t(G) * H;
+    int64_t size = 2 * B * ho + B * H;
+    for (int g = 0; g < G; ++g) size += ho * H + StepGemm<T>::StorageSize(ho, H);
+    store_.assign(size, T(0));
+    T* at = store_.data();
+    rec_in_ = at;
+    at += B * ho;
+    stage_ = at;
+    at += B * ho;
+    out_ = at;
+    at += B * H;
+    for (int g = 0; g < G; ++g) {
+      T* sub = at;
+      at += ho * H;
+      for (int64_t k = 0; k < ho; ++k) std::copy_n(r + k * gh_w + g * H, H, sub + k * H);
+      gemm_[g].emplace(d, sub, ho, H, /*transposed=*/false, at);
+      at += StepGemm<T>::StorageSize(ho, H);
+    }
+  }
+  T* RecurrentInput(int64_t b) { return rec_in_ + b * ho_; }
+  // Product `phase` for rows [b0, b1), into their gate columns of gh [B, gh_w].
+  void Forward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* h, T* gh,
+               int64_t gh_w) const {
+    const T* in = phase == 0 ? h : rec_in_;
+    for (int g = CellProductGate<Cell>(phase); g < CellProductGate<Cell>(phase + 1); ++g) {
+      const T* m = masks_ + g * B_ * ho_;
+      for (int64_t i = b0 * ho_; i < b1 * ho_; ++i) stage_[i] = in[i] * m[i];
+      RunStepGemm(*gemm_[g], one_thread, b1 - b0, stage_ + b0 * ho_, out_ + b0 * H_);
+      for (int64_t b = b0; b < b1; ++b) std::copy_n(out_ + b * H_, H_, gh + b * gh_w + g * H_);
+    }
+  }
+
+ private:
+  int64_t B_, ho_, H_;
+  const T* masks_;
+  std::vector<T> store_;
+  T* rec_in_ = nullptr;
+  T* stage_ = nullptr;  // [B, H_out] masked inputs, a row at b · H_out
+  T* out_ = nullptr;    // [B, H] one gate's product, a row at b · H
+  std::optional<StepGemm<T>> gemm_[G];
+};
+
+// The backward of MaskedProducts: d_in = Σ_g (dgh_g R_gᵀ) ⊙ m_g over the product's gates, and
+// dR_g += (in ⊙ m_g)ᵀ dgh_g (a chunk's rows: row i of batch index i mod B).
+template <typename T, typename Cell>
+class MaskedProductGrads {
+ public:
+  static constexpr int G = Cell::kGates;
+  static constexpr int kProducts = CellRecurrentProducts<Cell>::value;
+  // r: R as params hold it, [G·H, H_out]; cb: the rows of a chunk of steps.
+  MaskedProductGrads(const CPUDevice& d, int64_t B, int64_t cb, int64_t ho, int64_t H, const T* r,
+                     const T* masks)
+      : d_(d), B_(B), ho_(ho), H_(H), masks_(masks) {
+    int64_t size = 2 * B * ho + B * H + cb * H + 2 * cb * ho;
+    for (int g = 0; g < G; ++g) size += StepGemm<T>::StorageSize(H, ho);
+    store_.assign(size, T(0));
+    T* at = store_.data();
+    d_rec_in_ = at;
+    at += B * ho;
+    tmp_ = at;
+    at += B * ho;
+    cols_ = at;
+    at += B * H;
+    chunk_cols_ = at;
+    at += cb * H;
+    chunk_in_ = at;
+    at += cb * ho;
+    masked_in_ = at;
+    at += cb * ho;
+    for (int g = 0; g < G; ++g) {
+      gemm_[g].emplace(d, r + g * H * ho, H, ho, /*transposed=*/false, at);
+      at += StepGemm<T>::StorageSize(H, ho);
+    }
+  }
+  const T* DRecurrentInput(int64_t b) const { return d_rec_in_ + b * ho_; }
+  // After BackwardPhase `phase` for rows [b0, b1): the grad of the product's input into dh_rec
+  // (phase 0) or the previous phase's DRecurrentInput.
+  void Backward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* d_gh, int64_t gh_w,
+                T* dh_rec) {
+    T* out = phase == 0 ? dh_rec : d_rec_in_;
+    const int g0 = CellProductGate<Cell>(phase), g1 = CellProductGate<Cell>(phase + 1);
+    for (int g = g0; g < g1; ++g) {
+      for (int64_t b = b0; b < b1; ++b) std::copy_n(d_gh + b * gh_w + g * H_, H_, cols_ + b * H_);
+      RunStepGemm(*gemm_[g], one_thread, b1 - b0, cols_ + b0 * H_, tmp_ + b0 * ho_);
+      const T* m = masks_ + g * B_ * ho_;
+      for (int64_t i = b0 * ho_; i < b1 * ho_; ++i) {
+        out[i] = g == g0 ? tmp_[i] * m[i] : out[i] + tmp_[i] * m[i];
+      }
+    }
+  }
+  // R's gradient from a chunk's `rows` rows (see PhaseProductGrads::AddWeightGrads).
+  template <typename SavedRows>
+  void AddWeightGrads(int64_t rows, const T* d_gh, int64_t gh_w, const T* hprev_rows,
+                      SavedRows&& saved_rows, typename GradSumType<T>::type* dr) {
+    for (int p = 0; p < kProducts; ++p) {
+      const T* in = hprev_rows;
+      if constexpr (kProducts > 1) {
+        if (p > 0) in = saved_rows(Cell::kProductInput[p], chunk_in_);
+      }
+      for (int g = CellProductGate<Cell>(p); g < CellProductGate<Cell>(p + 1); ++g) {
+        const T* m = masks_ + g * B_ * ho_;
+        for (int64_t i = 0; i < rows; ++i) {
+          std::copy_n(d_gh + i * gh_w + g * H_, H_, chunk_cols_ + i * H_);
+          const T* mi = m + (i % B_) * ho_;
+          for (int64_t k = 0; k < ho_; ++k) masked_in_[i * ho_ + k] = in[i * ho_ + k] * mi[k];
+        }
+        AddWeightGrad<T>(d_, H_, ho_, rows, chunk_cols_, masked_in_, dr + g * H_ * ho_);
+      }
+    }
+  }
+
+ private:
+  const CPUDevice& d_;
+  int64_t B_, ho_, H_;
+  const T* masks_;
+  std::vector<T> store_;
+  T* d_rec_in_ = nullptr;
+  T* tmp_ = nullptr;   // [B, H_out] one gate's d_in, a row at b · H_out
+  T* cols_ = nullptr;  // [B, H] one gate's columns of d_gh, a row at b · H
+  T* chunk_cols_ = nullptr;
+  T* chunk_in_ = nullptr;
+  T* masked_in_ = nullptr;
+  std::optional<StepGemm<T>> gemm_[G];
 };
 
 }  // namespace tf_rnn_ops

@@ -219,12 +219,14 @@ def test_fallback_equals_keras(rng, name, kwargs):
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
-def test_recurrent_dropout_falls_back_in_training(rng, kind):
+def test_recurrent_dropout_runs_fused_with_keras_masks(rng, kind):
+    # training: TfRnn>KerasRNNDropout on masks drawn by Keras' cell methods (the same seed gives
+    # Keras' masks; more in tests/layers/test_layers_recurrent_dropout.py)
     name, extra = kind
     ref, ours = _pair(
         name, rng, dropout=0.3, recurrent_dropout=0.3, seed=5, return_sequences=True, **extra
     )
-    assert not _uses_op(ours, training=True) and _uses_op(ours, training=False)
+    assert _uses_op(ours, training=True) and _uses_op(ours, training=False)
     _compare(ref, ours, rng, mask=_masks(rng)["right"], training=True)
     _compare(ref, ours, rng, mask=_masks(rng)["right"], training=False)
 

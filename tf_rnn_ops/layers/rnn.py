@@ -17,14 +17,18 @@ weights) instead of Keras' step loop. The results equal Keras' step loop:
 * go_backwards: like Keras, the whole padded sequence (and mask) is reversed and the outputs are
   returned in that reversed order.
 * dropout (on inputs): Keras' cached per-sequence mask, applied before the op.
+* recurrent_dropout while training: the masks come from Keras' own cell methods (its G per-gate
+  input masks, then its recurrent masks, in the order its cell draws them, so the same seed gives
+  Keras' masks); the layer computes the gates' input side, concat_k((x ⊙ d_k) W_k) + b, and
+  `keras_rnn_dropout` (TfRnn>KerasRNNDropout) runs the masked recurrence (`_dropout_loop`).
 * float16 / bfloat16 (mixed precision): the op computes in float32 (float32 weights, inputs cast
   up); Keras casts the results to the compute dtype.
 
 Options the op cannot express fall back to Keras' step loop (the superclass), never to a different
 computation: a non-default activation / recurrent_activation (SimpleRNN: other than tanh or relu),
-GRU reset_after=False, recurrent_dropout > 0 while training, input dropout while training with
-`implementation=1`, and `use_cudnn=False`. `use_cudnn=True` with an option of the first three kinds
-is refused at construction.
+recurrent_dropout with a symbolic training flag (or a rate of 1), input dropout while training
+with `implementation=1` and no recurrent dropout, and `use_cudnn=False`. `use_cudnn=True` with an
+activation the op cannot compute is refused at construction.
 
 Where the op cannot go — inside an XLA compilation, while the TFLite converter traces, inside
 `tf_rnn_ops.standard_ops()` — the layers trace Keras' formulation instead (`_formulation`), so an
@@ -41,7 +45,7 @@ from keras import activations
 from keras import ops as kops
 
 from tf_rnn_ops import _modes
-from tf_rnn_ops.cudnn_rnn import keras_rnn
+from tf_rnn_ops.cudnn_rnn import keras_rnn, keras_rnn_dropout
 from tf_rnn_ops.layers import _formulation
 from tf_rnn_ops.layers._shared import (
     compute_dtype,
@@ -70,6 +74,7 @@ def run_fused(
     go_backwards=False,
     zero_output_for_mask=False,
     return_sequences=True,
+    recurrent_masks=None,
 ):
     """Keras' RNN loop (`keras.backend.rnn` semantics for these arguments) on the fused op.
 
@@ -83,6 +88,9 @@ def run_fused(
     op's final h (the same values as its output at the last step: every sequence is full), so a
     call is the op and the weight reads; a mask on one step (T = 1 known when the graph is built)
     needs no packing (`_one_step_masked`); a one-step sequence needs no reversing.
+
+    With recurrent dropout (`recurrent_masks` [G, B, H], see `_run_op`): x is the projected input
+    [B, T, G·H] and weights (None, recurrent_kernel, recurrent bias or None).
     """
     lstm = rnn_mode in _modes.CELL_STATE_MODES
     kernel, recurrent_kernel, bias = weights
@@ -94,19 +102,14 @@ def run_fused(
         if mask is not None:
             mask = tf.reverse(mask, [1])
     if mask is None:
-        y, h, c, _ = keras_rnn(
-            x, h0, c0, kernel, recurrent_kernel, bias, rnn_mode=rnn_mode, is_training=True,
-        )  # fmt: skip
+        y, h, c = _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks)
         outputs = y
         last = h  # = y[:, -1] (T >= 1), without a slice op
     elif one_step:
-        last, outputs, h, c = _one_step_masked(rnn_mode, x, h0, c0, weights, mask)
+        last, outputs, h, c = _one_step_masked(rnn_mode, x, h0, c0, weights, mask, recurrent_masks)
     else:
         packed, packing = pack_valid_steps(x, mask)
-        y, h, c, _ = keras_rnn(
-            packed, h0, c0, kernel, recurrent_kernel, bias, sequence_lengths=packing.lengths,
-            rnn_mode=rnn_mode, is_training=True,
-        )  # fmt: skip
+        y, h, c = _run_op(rnn_mode, packed, h0, c0, weights, recurrent_masks, packing.lengths)
         # step t shows the output of the last valid step <= t (Keras carries the previous output
         # through masked steps; zeros before the first valid step or with zero_output_for_mask)
         outputs = scatter_outputs(y, packing, zero_masked=zero_output_for_mask)
@@ -117,16 +120,31 @@ def run_fused(
     return last, outputs, new_states
 
 
-def _one_step_masked(rnn_mode, x, h0, c0, weights, mask):
+def _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks=None, lengths=None):
+    """The op of one call: `keras_rnn` on x and the cell's weights, or, with recurrent_masks,
+    `keras_rnn_dropout` on the projected input x and weights (None, recurrent_kernel, recurrent
+    bias). Returns (y, h, c)."""
+    if recurrent_masks is None:
+        y, h, c, _ = keras_rnn(
+            x, h0, c0, *weights, sequence_lengths=lengths, rnn_mode=rnn_mode, is_training=True
+        )
+        return y, h, c
+    _, recurrent_kernel, recurrent_bias = weights
+    y, h, c, _ = keras_rnn_dropout(
+        x, h0, c0, recurrent_kernel, recurrent_masks, recurrent_bias, sequence_lengths=lengths,
+        rnn_mode=rnn_mode, is_training=True,
+    )  # fmt: skip
+    return y, h, c
+
+
+def _one_step_masked(rnn_mode, x, h0, c0, weights, mask, recurrent_masks=None):
     """`run_fused` for x [B, 1, I] with a mask [B, 1]: no packing (one step packs to itself) and no
     scatter. A valid row runs its step; a masked one keeps its states (sequence length 0) and
     outputs zeros, Keras' output before any valid step, with or without zero_output_for_mask.
     Returns (last [B, H], outputs [B, 1, H], h, c)."""
     valid = tf.cast(mask, tf.bool)  # [B, 1]
     lengths = tf.cast(valid[:, 0], tf.int32)
-    y, h, c, _ = keras_rnn(
-        x, h0, c0, *weights, sequence_lengths=lengths, rnn_mode=rnn_mode, is_training=True
-    )
+    y, h, c = _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks, lengths)
     last = tf.where(valid, h, tf.zeros_like(h))  # valid [B, 1] broadcasts over the units
     return last, last[:, tf.newaxis], h, c
 
@@ -158,17 +176,18 @@ class _FusedRNNMixin:
     def _input_dropout_active(self, training) -> bool:
         return bool(training) and 0.0 < self.cell.dropout < 1.0
 
+    def _recurrent_dropout_active(self, training) -> bool:
+        return training is True and 0.0 < self.cell.recurrent_dropout < 1.0
+
     def _can_fuse(self, training) -> bool:
         if self._fused_mode is None or self._cudnn_choice is False:
             return False
-        if self.cell.recurrent_dropout:
-            # recurrent dropout (active in training only) is not something the op can do
-            if not isinstance(training, bool | type(None)):
-                return False
-            if training:
-                return False
         if not isinstance(training, bool | type(None)):
             return False  # a symbolic training flag: let Keras' loop decide per step
+        if training and self.cell.recurrent_dropout >= 1.0:
+            return False  # Keras' cells skip a mask of rate 1 their own ways
+        if self._recurrent_dropout_active(training):
+            return True  # the input and recurrent masks go to TfRnn>KerasRNNDropout
         if training and self.cell.dropout and getattr(self.cell, "implementation", 2) == 1:
             # Keras' implementation=1 step loop applies its input dropout mask its own way
             return False
@@ -207,6 +226,8 @@ class _FusedRNNMixin:
         cell = self.cell
         dtype = compute_dtype(tf.as_dtype(sequences.dtype))
         x = tf.cast(sequences, dtype)
+        if self._recurrent_dropout_active(training):
+            return self._dropout_loop(x, states, mask, training)
         if self._input_dropout_active(training):
             dp_mask = cell.get_dropout_mask(sequences[:, 0, :])  # Keras' cached mask
             x = x * tf.cast(dp_mask, dtype)[:, tf.newaxis, :]
@@ -226,6 +247,54 @@ class _FusedRNNMixin:
             go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask,
             return_sequences=self.return_sequences,
+        )
+
+    def _dropout_loop(self, x, states, mask, training):
+        """Training with recurrent dropout: the masks drawn by Keras' own cell methods in the order
+        its cell draws them at its first step (so the same seed gives Keras' masks), the input
+        side of every gate computed here (concat_k((x ⊙ d_k) W_k) + b; TensorFlow differentiates
+        it) and the recurrence by TfRnn>KerasRNNDropout."""
+        cell = self.cell
+        dtype = x.dtype
+        units = cell.units
+        gates = _modes.NUM_GATES[self._fused_mode]
+        dp = None
+        if self._input_dropout_active(training):
+            dp = cell.get_dropout_mask(x[:, 0, :])
+        rec = cell.get_recurrent_dropout_mask(states[0])
+        kernel = tf.cast(read_variable(cell.kernel), dtype)
+        recurrent_kernel = tf.cast(read_variable(cell.recurrent_kernel), dtype)
+        bias = tf.cast(read_variable(cell.bias), dtype) if cell.use_bias else None
+        if dp is None:
+            gx = tf.matmul(x, kernel)  # [B, T, I] x [I, G·H] broadcasts over B
+        else:
+            masks = tf.cast(tf.stack(dp if isinstance(dp, list | tuple) else [dp]), dtype)
+            w = tf.reshape(kernel, [-1, gates, units])  # [I, G, H]
+            if masks.shape[0] == 1:  # SimpleRNN: one mask for its one gate
+                gx = tf.matmul(x * masks[0][:, tf.newaxis, :], kernel)
+            else:  # gate g sees x ⊙ d_g: [G, B, 1, I] masks, one product per gate
+                xg = x[tf.newaxis] * masks[:, :, tf.newaxis, :]
+                gx = tf.einsum("gbti,igh->btgh", xg, w)
+                gx = tf.reshape(gx, tf.concat([tf.shape(x)[:2], [gates * units]], 0))
+        recurrent_bias = None
+        if bias is not None:
+            if self._fused_mode == "gru":  # Keras' [2, 3H]: input row, recurrent row
+                gx = gx + bias[0]
+                recurrent_bias = bias[1]
+            else:
+                gx = gx + bias
+        rmask = tf.stack(rec if isinstance(rec, list | tuple) else [rec])
+        rmask = tf.cast(rmask, dtype)
+        return run_fused(
+            self._fused_mode,
+            gx,
+            states,
+            (None, recurrent_kernel, recurrent_bias),
+            mask=mask,
+            go_backwards=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_sequences=self.return_sequences,
+            recurrent_masks=rmask,
         )
 
     def get_config(self):

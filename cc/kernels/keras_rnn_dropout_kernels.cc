@@ -1,0 +1,398 @@
+// TfRnn>KerasRNNDropout and TfRnn>KerasRNNDropoutBackprop: CPU kernels (no GPU kernels). One
+// unidirectional layer of a Keras cell with recurrent dropout, its recurrence only: the layer
+// computes the input side of every gate itself (gx = concat_k((x ⊙ d_k) W_k) + b), and the op runs
+// the steps with the masked recurrent products of the CPU driver (rnn_cpu_driver.h,
+// MaskedProducts in rnn_phase_products.h) on the cell's own recurrent_kernel. Inputs and gate
+// column orders are Keras'; the kernels permute the GRU's z, r, h blocks into the cells' r, z, h.
+#define EIGEN_USE_THREADS
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cc/kernels/fused_rnn_cpu_views.h"
+#include "cc/kernels/fused_rnn_kernels.h"
+#include "cc/kernels/fused_rnn_rules.h"
+#include "cc/kernels/kernel_util.h"
+#include "cc/kernels/rnn_cpu_driver.h"
+#include "cc/kernels/rnn_params.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/framework/types.h"
+
+namespace tf_rnn_ops {
+namespace {
+
+// OP_REQUIRES and OP_REQUIRES_OK for the checks of a function that returns false on failure.
+#define DC_REQUIRES(CTX, EXP, STATUS)                  \
+  do {                                                 \
+    if (!(EXP)) {                                      \
+      (CTX)->CtxFailure(__FILE__, __LINE__, (STATUS)); \
+      return false;                                    \
+    }                                                  \
+  } while (0)
+#define DC_REQUIRES_OK(CTX, ...)                 \
+  do {                                           \
+    const absl::Status _s = (__VA_ARGS__);       \
+    if (!_s.ok()) {                              \
+      (CTX)->CtxFailure(__FILE__, __LINE__, _s); \
+      return false;                              \
+    }                                            \
+  } while (0)
+
+// The ops' inputs (cc/ops/keras_rnn_dropout_ops.cc): the forward's, then the backward's others.
+enum DropoutInput {
+  kProjected = 0,
+  kInputH,
+  kInputC,
+  kRecurrentKernel,
+  kRecurrentBias,
+  kSequenceLengths,
+  kRecurrentMasks,
+  kOutput,
+  kOutputH,
+  kOutputC,
+  kOutputBackprop,
+  kOutputHBackprop,
+  kOutputCBackprop,
+  kReserveSpace,
+};
+
+// What both kernels check and convert: the shapes of the forward op's inputs (0-6), the model, and
+// the inputs in the driver's layout and canonical gate order.
+template <typename T>
+class DropoutCall {
+ public:
+  explicit DropoutCall(OpKernelConstruction* ctx) {
+    std::string mode;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("rnn_mode", &mode));
+    OP_REQUIRES_OK(ctx, RuleStatus(fused_rnn::ParseRnnMode(mode, &mode_)));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("time_major", &time_major_));
+  }
+
+  // Checks inputs 0-6; on success T_, B, H, G, s and lengths are set.
+  bool Check(OpKernelContext* ctx) {
+    const Tensor& gx = ctx->input(kProjected);
+    const Tensor& input_h = ctx->input(kInputH);
+    const Tensor& input_c = ctx->input(kInputC);
+    const Tensor& rkernel = ctx->input(kRecurrentKernel);
+    const Tensor& rbias = ctx->input(kRecurrentBias);
+    const Tensor& seq_lengths = ctx->input(kSequenceLengths);
+    const Tensor& masks = ctx->input(kRecurrentMasks);
+    const bool tm = time_major_, lstm = CellHasCellState(mode_);
+    G = NumGates(mode_);
+    const char* name = RnnModeName(mode_);
+    DC_REQUIRES(ctx, rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
+                         rkernel.dim_size(1) == G * rkernel.dim_size(0),
+                InvalidArgument("recurrent_kernel must be [units, ", G, " * units] (", G,
+                                " gates for rnn_mode ", name, "), got shape ",
+                                rkernel.shape().DebugString()));
+    H = rkernel.dim_size(0);
+    const int64_t gh = G * H;
+    DC_REQUIRES(ctx, gx.dims() == 3 && gx.dim_size(2) == gh,
+                InvalidArgument("projected_input must be 3-D [", tm ? "T, B, " : "B, T, ", gh,
+                                "] (", G, " gates times units), got shape ",
+                                gx.shape().DebugString()));
+    T_ = gx.dim_size(tm ? 0 : 1);
+    B = gx.dim_size(tm ? 1 : 0);
+    DC_REQUIRES(ctx, input_h.dims() == 2 && input_h.dim_size(0) == B && input_h.dim_size(1) == H,
+                InvalidArgument("input_h must be [", B, ", ", H, "] (batch, units), got shape ",
+                                input_h.shape().DebugString()));
+    if (lstm) {
+      DC_REQUIRES(ctx, input_c.shape() == input_h.shape(),
+                  InvalidArgument("input_c must have input_h's shape ",
+                                  input_h.shape().DebugString(), " for lstm, got ",
+                                  input_c.shape().DebugString()));
+    }
+    const bool gru = mode_ == RnnMode::kGru;
+    DC_REQUIRES(ctx,
+                rbias.NumElements() == 0 || (gru && rbias.shape() == TensorShape({gh})),
+                InvalidArgument("recurrent_bias must have no elements", gru ? " or shape [" : "",
+                                gru ? absl::StrCat(gh) : "", gru ? "] (Keras' recurrent row)" : "",
+                                " for rnn_mode ", name, ", got shape ",
+                                rbias.shape().DebugString()));
+    DC_REQUIRES(ctx, masks.shape() == TensorShape({G, B, H}),
+                InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,
+                                "] (gates, batch, units), got shape ",
+                                masks.shape().DebugString()));
+    DC_REQUIRES(
+        ctx,
+        seq_lengths.dims() == 1 && (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B),
+        InvalidArgument("sequence_lengths must have shape [", B,
+                        "] or [0] (every sequence full), got ", seq_lengths.shape().DebugString()));
+    fused_rnn::ModelSpec spec;
+    spec.mode = mode_;
+    spec.num_units = H;
+    spec.input_size = 1;  // the op has no W: the driver reads the projected input
+    if (const std::string error = fused_rnn::MakeModelShape(spec, &s); !error.empty()) {
+      ctx->CtxFailure(InvalidArgument(error, " (num_units is recurrent_kernel's first dimension)"));
+      return false;
+    }
+    DC_REQUIRES(ctx, fused_rnn::BuffersFit(s, T_, B),
+                InvalidArgument(fused_rnn::BuffersTooLarge(absl::StrCat(
+                    "projected_input (", gx.shape().DebugString(), ")"))));
+    lengths.clear();
+    if (seq_lengths.dim_size(0) > 0) {
+      const auto len = seq_lengths.flat<int32_t>();
+      lengths.assign(len.data(), len.data() + B);
+      for (int64_t b = 0; b < B; ++b) {
+        DC_REQUIRES_OK(ctx,
+                              RuleStatus(fused_rnn::CheckSequenceLength(b, lengths[b], T_)));
+      }
+    }
+    return true;
+  }
+
+  // The canonical gate g's Keras column block.
+  int Src(int g) const {
+    static const int kGruSrc[3] = {1, 0, 2};  // canonical r, z, h from Keras' z, r, h
+    return mode_ == RnnMode::kGru || mode_ == RnnMode::kGruResetBefore ? kGruSrc[g] : g;
+  }
+
+  // Converts the inputs into the driver's layout and gate order (temporaries in `this`).
+  bool Convert(OpKernelContext* ctx) {
+    const int64_t gh = G * H;
+    const auto dt = tensorflow::DataTypeToEnum<T>::value;
+    DC_REQUIRES_OK(ctx,
+                          ctx->allocate_temp(dt, TensorShape({T_ * B * gh + H * gh + G * B * H +
+                                                              2 * gh}),
+                                             &temp_));
+    T* at = temp_.flat<T>().data();
+    gx = at;
+    at += T_ * B * gh;
+    rk = at;
+    at += H * gh;
+    masks = at;
+    at += G * B * H;
+    b_w = at;
+    b_r = at + gh;
+    const T* src = ctx->input(kProjected).flat<T>().data();
+    for (int64_t t = 0; t < T_; ++t) {
+      for (int64_t b = 0; b < B; ++b) {
+        const T* row = src + (time_major_ ? t * B + b : b * T_ + t) * gh;
+        T* dst = gx + (t * B + b) * gh;
+        for (int g = 0; g < G; ++g) std::copy_n(row + Src(g) * H, H, dst + g * H);
+      }
+    }
+    const T* r = ctx->input(kRecurrentKernel).flat<T>().data();
+    for (int64_t k = 0; k < H; ++k)
+      for (int g = 0; g < G; ++g) std::copy_n(r + k * gh + Src(g) * H, H, rk + k * gh + g * H);
+    const T* m = ctx->input(kRecurrentMasks).flat<T>().data();
+    for (int g = 0; g < G; ++g) std::copy_n(m + Src(g) * B * H, B * H, masks + g * B * H);
+    std::fill_n(b_w, 2 * gh, T(0));
+    const Tensor& rbias = ctx->input(kRecurrentBias);
+    if (rbias.NumElements() > 0) {
+      for (int g = 0; g < G; ++g) std::copy_n(rbias.flat<T>().data() + Src(g) * H, H, b_r + g * H);
+    }
+    return true;
+  }
+
+  RnnMode mode_ = RnnMode::kLstm;
+  bool time_major_ = false;
+  int64_t T_ = 0, B = 0, H = 0, G = 0;
+  RnnModelShape s;
+  std::vector<int32_t> lengths;
+  T *gx = nullptr, *rk = nullptr, *masks = nullptr, *b_w = nullptr, *b_r = nullptr;
+
+ private:
+  Tensor temp_;
+};
+
+template <typename T>
+class KerasRnnDropoutOp : public OpKernel {
+ public:
+  explicit KerasRnnDropoutOp(OpKernelConstruction* ctx) : OpKernel(ctx), call_(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("is_training", &is_training_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    DropoutCall<T> c(call_);
+    if (!c.Check(ctx)) return;
+    const Tensor& input_h = ctx->input(kInputH);
+    const Tensor& input_c = ctx->input(kInputC);
+    const bool tm = c.time_major_, lstm = CellHasCellState(c.mode_);
+    const int64_t T_ = c.T_, B = c.B, H = c.H;
+    Tensor *output, *output_h, *output_c, *reserve;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(
+                            0, tm ? TensorShape({T_, B, H}) : TensorShape({B, T_, H}), &output));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &output_h));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(2, lstm ? input_c.shape() : TensorShape({}), &output_c));
+    const int64_t reserve_n =
+        is_training_ ? RnnReserveLayout(c.s, T_, B, /*has_dropout=*/false, false).size : 0;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({reserve_n}), &reserve));
+    if (!lstm) output_c->scalar<T>()() = T(0);
+    if (B == 0 || T_ == 0) {  // nothing to run: the states pass through
+      if (B > 0) {
+        std::copy_n(input_h.flat<T>().data(), B * H, output_h->flat<T>().data());
+        if (lstm) std::copy_n(input_c.flat<T>().data(), B * H, output_c->flat<T>().data());
+      }
+      return;
+    }
+    if (!c.Convert(ctx)) return;
+    const bool swap = !tm && B > 1 && T_ > 1;
+    ComputeOutput<T> y;
+    OP_REQUIRES_OK(ctx, y.Init(ctx, output, T_, B, H, swap));
+    Tensor workspace;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                           TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, false)}),
+                                           &workspace));
+    RnnForwardArgs<T> a;
+    a.seq_len = T_;
+    a.batch = B;
+    a.h0 = input_h.flat<T>().data();
+    a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
+    a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
+    a.y = y.data();
+    a.hn = output_h->flat<T>().data();
+    a.cn = lstm ? output_c->flat<T>().data() : nullptr;
+    a.reserve = is_training_ ? reserve->flat<T>().data() : nullptr;
+    a.recurrent_kernel = c.rk;
+    a.bias_w = c.b_w;
+    a.bias_r = c.b_r;
+    a.projected = c.gx;
+    a.rec_masks = c.masks;
+    CpuRnn<T>(ctx->eigen_device<CPUDevice>(), c.s).Forward(a, workspace.flat<T>().data());
+    y.Finish(ctx);
+  }
+
+ private:
+  DropoutCall<T> call_;
+  bool is_training_ = true;
+};
+
+template <typename T>
+class KerasRnnDropoutBackpropOp : public OpKernel {
+ public:
+  explicit KerasRnnDropoutBackpropOp(OpKernelConstruction* ctx) : OpKernel(ctx), call_(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    DropoutCall<T> c(call_);
+    if (!c.Check(ctx)) return;
+    const bool tm = c.time_major_, lstm = CellHasCellState(c.mode_);
+    const int64_t T_ = c.T_, B = c.B, H = c.H, G = c.G, gh = G * H;
+    const Tensor& input_h = ctx->input(kInputH);
+    const Tensor& input_c = ctx->input(kInputC);
+    const TensorShape y_shape = tm ? TensorShape({T_, B, H}) : TensorShape({B, T_, H});
+    const TensorShape c_shape = lstm ? input_h.shape() : TensorShape({});
+    const struct {
+      int index;
+      const char* name;
+      TensorShape shape;
+    } expected[] = {{kOutput, "output", y_shape},
+                    {kOutputH, "output_h", input_h.shape()},
+                    {kOutputC, "output_c", c_shape},
+                    {kOutputBackprop, "output_backprop", y_shape},
+                    {kOutputHBackprop, "output_h_backprop", input_h.shape()},
+                    {kOutputCBackprop, "output_c_backprop", c_shape}};
+    for (const auto& e : expected) {
+      OP_REQUIRES(ctx, ctx->input(e.index).shape() == e.shape,
+                  InvalidArgument(e.name, " must have shape ", e.shape.DebugString(), ", got ",
+                                  ctx->input(e.index).shape().DebugString()));
+    }
+    const Tensor& reserve = ctx->input(kReserveSpace);
+    const RnnReserveLayout rl(c.s, T_, B, /*has_dropout=*/false, false);
+    OP_REQUIRES(ctx, reserve.dims() == 1 && reserve.NumElements() == rl.size,
+                InvalidArgument("reserve_space must be the forward's ([", rl.size,
+                                "], run with is_training=True), got shape ",
+                                reserve.shape().DebugString()));
+    Tensor *d_gx, *dh0, *dc0, *drk, *drb;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &d_gx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &dh0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, input_c.shape(), &dc0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, ctx->input(3).shape(), &drk));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, ctx->input(4).shape(), &drb));
+    std::fill_n(dc0->flat<T>().data(), dc0->NumElements(), T(0));
+    std::fill_n(drb->flat<T>().data(), drb->NumElements(), T(0));
+    if (B == 0 || T_ == 0) {  // the states' grads pass through
+      std::fill_n(drk->flat<T>().data(), drk->NumElements(), T(0));
+      std::copy_n(ctx->input(kOutputHBackprop).flat<T>().data(), B * H, dh0->flat<T>().data());
+      if (lstm) {
+        std::copy_n(ctx->input(kOutputCBackprop).flat<T>().data(), B * H, dc0->flat<T>().data());
+      }
+      return;
+    }
+    if (!c.Convert(ctx)) return;
+    // Opaque params of the one layer: R (canonical [G·H, H]) and b_r; no W is read.
+    const auto blk = c.s.LayerBlock(0);
+    const auto dt = tensorflow::DataTypeToEnum<T>::value;
+    Tensor params, dparams, d_proj;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &params));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &dparams));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({T_ * B * gh}), &d_proj));
+    T* p = params.flat<T>().data();
+    std::fill_n(p, c.s.ParamsSize(), T(0));
+    for (int64_t row = 0; row < gh; ++row)
+      for (int64_t k = 0; k < H; ++k) p[blk.r + row * H + k] = c.rk[k * gh + row];
+    std::copy_n(c.b_r, gh, p + blk.b_r);
+    const bool swap = !tm && B > 1 && T_ > 1;
+    ComputeView<T> y, dy;
+    OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(kOutput), swap));
+    OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(kOutputBackprop), swap));
+    Tensor workspace;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(
+                            dt, TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, true)}), &workspace));
+    RnnBackwardArgs<T> a;
+    a.seq_len = T_;
+    a.batch = B;
+    a.h0 = input_h.flat<T>().data();
+    a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
+    a.params = p;
+    a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
+    a.y = y.data();
+    a.dy = dy.data();
+    a.dhn = ctx->input(kOutputHBackprop).flat<T>().data();
+    a.dcn = lstm ? ctx->input(kOutputCBackprop).flat<T>().data() : nullptr;
+    a.reserve = reserve.flat<T>().data();
+    a.dh0 = dh0->flat<T>().data();
+    a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
+    a.dparams = dparams.flat<T>().data();
+    a.rec_masks = c.masks;
+    a.d_projected = d_proj.flat<T>().data();
+    CpuRnn<T>(ctx->eigen_device<CPUDevice>(), c.s).Backward(a, workspace.flat<T>().data());
+    // Back into Keras' layout and gate order.
+    const T* dg = d_proj.flat<T>().data();
+    T* out = d_gx->flat<T>().data();
+    for (int64_t t = 0; t < T_; ++t) {
+      for (int64_t b = 0; b < B; ++b) {
+        T* row = out + (tm ? t * B + b : b * T_ + t) * gh;
+        const T* src = dg + (t * B + b) * gh;
+        for (int g = 0; g < G; ++g) std::copy_n(src + g * H, H, row + c.Src(g) * H);
+      }
+    }
+    const T* dp = dparams.flat<T>().data();
+    T* dr = drk->flat<T>().data();
+    for (int g = 0; g < G; ++g) {
+      for (int64_t j = 0; j < H; ++j) {
+        const T* src = dp + blk.r + (g * H + j) * H;
+        for (int64_t k = 0; k < H; ++k) dr[k * gh + c.Src(g) * H + j] = src[k];
+      }
+    }
+    if (drb->NumElements() > 0) {
+      T* db = drb->flat<T>().data();
+      for (int g = 0; g < G; ++g) std::copy_n(dp + blk.b_r + g * H, H, db + c.Src(g) * H);
+    }
+  }
+
+ private:
+  DropoutCall<T> call_;
+};
+
+}  // namespace
+
+#define TF_RNN_REGISTER(T)                                                                     \
+  REGISTER_KERNEL_BUILDER(                                                                     \
+      Name("TfRnn>KerasRNNDropout").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+      KerasRnnDropoutOp<T>);                                                                   \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>KerasRNNDropoutBackprop")                                \
+                              .Device(tensorflow::DEVICE_CPU)                                  \
+                              .TypeConstraint<T>("T"),                                         \
+                          KerasRnnDropoutBackpropOp<T>);
+TF_RNN_REGISTER(float)
+TF_RNN_REGISTER(double)
+#undef TF_RNN_REGISTER
+
+}  // namespace tf_rnn_ops

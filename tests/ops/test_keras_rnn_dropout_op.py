@@ -1,0 +1,222 @@
+"""`tf_rnn_ops.keras_rnn_dropout` (ops TfRnn>KerasRNNDropout and its backprop): the recurrence of a
+Keras layer with recurrent dropout, on the projected input.
+
+References, never our own output: the float64 numpy cells of tests/cells/cell_reference.py
+(Keras 3's implementation=1 step with injected per-gate masks, checked against Keras itself in
+tests/cells/test_cell_reference_checks.py) run by its `rnn` loop, and `tf.test.compute_gradient`
+(float64) for the gradient. Odd sizes (1, 3, 257), B = 0, T = 0, variable lengths, both layouts,
+a batch large enough for the driver's row ranges, bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from rnn_reference import random_lengths
+
+import tf_rnn_ops
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cells"))
+import cell_reference as ref  # noqa: E402
+
+GATES = tf_rnn_ops.params.NUM_GATES
+MODES = ["gru", "gru_reset_before", "lstm", "rnn_tanh", "rnn_relu"]
+TOL = {np.float32: dict(rtol=3e-5, atol=3e-5), np.float64: dict(rtol=1e-11, atol=1e-11)}
+
+
+def _problem(rng, mode, B, T, n_in, H, rate=0.3, use_bias=True):
+    """Random weights, states, input and Keras-style masks (G per side), all float64."""
+    g = GATES[mode]
+    k = rng.uniform(-0.6, 0.6, (n_in, g * H))
+    r = rng.uniform(-0.6, 0.6, (H, g * H))
+    b = None
+    if use_bias:
+        b = rng.uniform(-0.5, 0.5, (2, 3 * H) if mode == "gru" else (g * H,))
+    x = rng.normal(size=(B, T, n_in))
+    h0 = rng.normal(size=(B, H)) * 0.5
+    c0 = rng.normal(size=(B, H)) * 0.5
+    dm = ref.dropout_masks(rng, g, (B, n_in), rate)
+    rm = ref.dropout_masks(rng, g, (B, H), rate)
+    return k, r, b, x, h0, c0, dm, rm
+
+
+def _projected(mode, x, k, b, dm):
+    """concat_k((x ⊙ d_k) W_k) + input bias, Keras' column order (what the layer computes)."""
+    g = GATES[mode]
+    H = k.shape[1] // g
+    cols = [(x * dm[j][:, None, :]) @ k[:, j * H : (j + 1) * H] for j in range(g)]
+    gx = np.concatenate(cols, axis=-1)
+    if b is not None:
+        gx = gx + (b[0] if mode == "gru" else b)
+    return gx
+
+
+def _reference(mode, k, r, b, x, h0, c0, dm, rm, lengths=None):
+    g, H = GATES[mode], r.shape[0]
+    bias = b if b is not None else (np.zeros((2, 3 * H)) if mode == "gru" else np.zeros(g * H))
+    if mode in ("gru", "gru_reset_before"):
+        cell = ref.gru_cell(
+            k, r, bias, reset_after=mode == "gru", input_masks=dm, recurrent_masks=rm
+        )
+    elif mode == "lstm":
+        cell = ref.lstm_cell(k, r, bias, input_masks=dm, recurrent_masks=rm)
+    else:
+        cell = ref.simple_rnn_cell(
+            k, r, bias, activation=mode[4:], input_mask=dm[0], recurrent_mask=rm[0]
+        )
+    states = [h0, c0] if mode == "lstm" else [h0]
+    y, _, st = ref.rnn(cell, x, states, lengths=lengths, zero_output_for_mask=True)
+    return y, st[0], st[1] if mode == "lstm" else None
+
+
+def _run(mode, gx, h0, c0, r, b, rm, lengths=None, time_major=False, dtype=np.float64, **kw):
+    cast = lambda a: None if a is None else np.asarray(a, dtype)  # noqa: E731
+    if time_major:
+        gx = np.swapaxes(gx, 0, 1)
+    rb = b[1] if (b is not None and mode == "gru") else None
+    y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
+        cast(gx), cast(h0), cast(c0) if mode == "lstm" else None, cast(r),
+        cast(np.stack(rm)), cast(rb), sequence_lengths=lengths, rnn_mode=mode,
+        time_major=time_major, **kw,
+    )  # fmt: skip
+    y = np.asarray(y)
+    return (np.swapaxes(y, 0, 1) if time_major else y), np.asarray(h), np.asarray(c)
+
+
+SIZES = [(1, 1, 1, 1), (3, 4, 2, 3), (2, 3, 3, 257), (13, 3, 2, 5)]  # (B, T, I, H)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
+def test_forward_matches_reference(rng, mode, size, dtype):
+    B, T, n_in, H = size
+    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
+    gx = _projected(mode, x, k, b, dm)
+    ry, rh, rc = _reference(mode, k, r, b, x, h0, c0, dm, rm)
+    for training in (True, False):
+        y, h, c = _run(mode, gx, h0, c0, r, b, rm, dtype=dtype, is_training=training)
+        np.testing.assert_allclose(y, ry, **TOL[dtype])
+        np.testing.assert_allclose(h, rh, **TOL[dtype])
+        if mode == "lstm":
+            np.testing.assert_allclose(c, rc, **TOL[dtype])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lengths_layouts_and_no_bias(rng, mode):
+    B, T, n_in, H = 14, 5, 3, 4
+    lengths = random_lengths(rng, B, T)
+    for time_major in (False, True):
+        for use_bias in (True, False):
+            k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H, use_bias=use_bias)
+            gx = _projected(mode, x, k, b, dm)
+            y, h, c = _run(mode, gx, h0, c0, r, b, rm, lengths, time_major)
+            ry, rh, rc = _reference(mode, k, r, b, x, h0, c0, dm, rm, lengths)
+            np.testing.assert_allclose(y, ry, **TOL[np.float64])
+            np.testing.assert_allclose(h, rh, **TOL[np.float64])
+            if mode == "lstm":
+                np.testing.assert_allclose(c, rc, **TOL[np.float64])
+
+
+@pytest.mark.parametrize("mode", ["gru", "lstm"])
+def test_empty_batch_and_no_steps(rng, mode):
+    for B, T in ((0, 4), (3, 0)):
+        k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, 2, 3)
+        gx = _projected(mode, x, k, b, dm)
+        y, h, c = _run(mode, gx, h0, c0, r, b, rm)
+        assert y.shape == (B, T, 3) and h.shape == (B, 3)
+        np.testing.assert_array_equal(h, h0)  # no step: the states pass through
+        if mode == "lstm":
+            np.testing.assert_array_equal(c, c0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradient_matches_numeric(rng, mode):
+    B, T, n_in, H = 3, 4, 2, 3
+    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
+    gx = _projected(mode, x, k, b, dm)
+    lengths = np.array([4, 2, 3], np.int32)
+    masks = tf.constant(np.stack(rm))
+    wy, wh, wc = rng.normal(size=(B, T, H)), rng.normal(size=(B, H)), rng.normal(size=(B, H))
+    lstm, gru = mode == "lstm", mode == "gru"
+
+    def loss(gx, h0, c0, r, rb):
+        y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
+            gx, h0, c0 if lstm else None, r, masks, rb if gru else None,
+            sequence_lengths=lengths, rnn_mode=mode,
+        )  # fmt: skip
+        out = tf.reduce_sum(y * wy) + tf.reduce_sum(h * wh)
+        return out + tf.reduce_sum(c * wc) if lstm else out
+
+    rb = b[1] if gru else np.zeros(3)
+    args = [tf.constant(a) for a in (gx, h0, c0, r, rb)]
+    theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
+    for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6, err_msg=f"input {i}")
+        if i == 0:  # steps past a length get no gradient
+            assert np.abs(t).sum() > 0
+
+
+def _good(B=2, T=3, H=4, mode="lstm"):
+    g = GATES[mode]
+    return dict(
+        projected_input=np.zeros((B, T, g * H), np.float32),
+        input_h=np.zeros((B, H), np.float32),
+        input_c=np.zeros((B, H), np.float32),
+        recurrent_kernel=np.zeros((H, g * H), np.float32),
+        recurrent_masks=np.ones((g, B, H), np.float32),
+    )
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(projected_input=np.zeros((2, 3, 15), np.float32)), "projected_input"),
+        (dict(input_h=np.zeros((3, 4), np.float32)), "input_h"),
+        (dict(input_c=np.zeros((2, 5), np.float32)), "input_c"),
+        (dict(recurrent_kernel=np.zeros((4, 15), np.float32)), "recurrent_kernel"),
+        (dict(recurrent_masks=np.ones((3, 2, 4), np.float32)), "recurrent_masks"),
+        (dict(recurrent_bias=np.zeros((16,), np.float32)), "recurrent_bias"),
+        (dict(sequence_lengths=np.array([1, 4], np.int32)), "sequence_length"),
+        (dict(sequence_lengths=np.array([1, 2, 3], np.int32)), "sequence_lengths"),
+    ],
+)
+def test_bad_input_is_refused(change, match):
+    args = _good()
+    args.update(change)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=match):
+        tf_rnn_ops.keras_rnn_dropout(**args, rnn_mode="lstm")
+
+
+def test_gradient_needs_training(rng):
+    args = {k: tf.constant(v) for k, v in _good().items()}
+    with tf.GradientTape() as tape:
+        tape.watch(args["projected_input"])
+        y, *_ = tf_rnn_ops.keras_rnn_dropout(**args, rnn_mode="lstm", is_training=False)
+    with pytest.raises(ValueError, match="is_training=True"):
+        tape.gradient(y, args["projected_input"])
+
+
+@pytest.mark.parametrize(
+    "threads,rounds",
+    [(8, 4), pytest.param(2, 4, marks=pytest.mark.slow)],
+)
+def test_row_ranges_on_threads(threads, rounds):
+    """float32, B = 37: the driver's row ranges (a thread's rows through a chunk of steps, no
+    barrier) with the masked products, against Keras in float64 with the same masks
+    (dropout_row_range_program.py, in a subprocess: the pool's size is fixed at start)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(here))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join([repo] + [p for p in [env.get("PYTHONPATH")] if p])
+    prog = os.path.join(here, "dropout_row_range_program.py")
+    done = subprocess.run(
+        [sys.executable, prog, str(threads), "5", str(rounds)],
+        env=env, cwd=repo, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
