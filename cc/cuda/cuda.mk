@@ -220,7 +220,7 @@ cuda-toolkit-present: ## fail with a message unless nvcc is at CUDA_HOME
 	@command -v $(NVCC) >/dev/null || { echo "no nvcc at $(NVCC): install the CUDA toolkit or set CUDA_HOME" >&2; exit 1; }
 
 # The NVRTC build needs no toolkit (its compiler comes from pip); the nvcc one needs nvcc.
-cuda-compiler-present:
+cuda-compiler-present: ## fail with a message unless CUDA_COMPILER is nvrtc, or nvcc with the toolkit present
 	@case "$(CUDA_COMPILER)" in nvrtc) ;; nvcc) $(MAKE) --no-print-directory cuda-toolkit-present ;; \
 	  *) echo "CUDA_COMPILER=$(CUDA_COMPILER): nvrtc or nvcc" >&2; exit 1 ;; esac
 

@@ -193,8 +193,8 @@ def rnn_forward(shape: RnnShape, params, x, h0, c0=None, lengths=None, time_majo
 
 
 def gru_reset_before_grads(shape: RnnShape, params, x, h0, dy, dhy, lengths=None, time_major=True):
-    """Backprop through time of the gru_reset_before stack (docs/MATH.md, "GRU with reset
-    before": dh̃ = dh (1 − z)(1 − h̃²), dz = dh (h − h̃) z (1 − z), d(r ⊙ h) = dh̃ R_h,
+    """Backprop through time of the gru_reset_before stack (docs/MATH.md, "Cells beyond
+    cuDNN", GRU with reset before: dh̃ = dh (1 − z)(1 − h̃²), dz = dh (h − h̃) z (1 − z), d(r ⊙ h) = dh̃ R_h,
     dr = d(r ⊙ h) h r (1 − r), dh_prev = z dh + r d(r ⊙ h) + [dr, dz] [R_r; R_z]), without dropout,
     for the loss Σ dy·y + Σ dhy·hy. Same layouts as rnn_forward; returns dx, dh0, dparams (the
     opaque layout)."""

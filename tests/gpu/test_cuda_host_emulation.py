@@ -238,7 +238,8 @@ RESET_BEFORE_CASES = [c for c in CASES if c[0] == "gru_reset_before"]
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_gru_reset_before_grads_match_reference(lib, case, time_major, lengths, dtype):
     """Every gradient (dx, dh0, each params element) against the float64 numpy backprop of
-    docs/MATH.md, "GRU with reset before" (cuda_rnn_reference.gru_reset_before_grads)."""
+    docs/MATH.md, "Cells beyond cuDNN" (GRU with reset before):
+    cuda_rnn_reference.gru_reset_before_grads."""
     rng = np.random.default_rng(31)
     shape, x, h0, _, params = _problem(case, rng, time_major=time_major)
     rnn = lib.rnn(shape, dtype, time_major=time_major)
