@@ -85,39 +85,39 @@ class DropoutCall {
     const bool tm = time_major_, lstm = CellHasCellState(mode_);
     G = NumGates(mode_);
     const char* name = RnnModeName(mode_);
-    DC_REQUIRES(ctx, rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
-                         rkernel.dim_size(1) == G * rkernel.dim_size(0),
+    DC_REQUIRES(ctx,
+                rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
+                    rkernel.dim_size(1) == G * rkernel.dim_size(0),
                 InvalidArgument("recurrent_kernel must be [units, ", G, " * units] (", G,
                                 " gates for rnn_mode ", name, "), got shape ",
                                 rkernel.shape().DebugString()));
     H = rkernel.dim_size(0);
     const int64_t gh = G * H;
-    DC_REQUIRES(ctx, gx.dims() == 3 && gx.dim_size(2) == gh,
-                InvalidArgument("projected_input must be 3-D [", tm ? "T, B, " : "B, T, ", gh,
-                                "] (", G, " gates times units), got shape ",
-                                gx.shape().DebugString()));
+    DC_REQUIRES(
+        ctx, gx.dims() == 3 && gx.dim_size(2) == gh,
+        InvalidArgument("projected_input must be 3-D [", tm ? "T, B, " : "B, T, ", gh, "] (", G,
+                        " gates times units), got shape ", gx.shape().DebugString()));
     T_ = gx.dim_size(tm ? 0 : 1);
     B = gx.dim_size(tm ? 1 : 0);
     DC_REQUIRES(ctx, input_h.dims() == 2 && input_h.dim_size(0) == B && input_h.dim_size(1) == H,
                 InvalidArgument("input_h must be [", B, ", ", H, "] (batch, units), got shape ",
                                 input_h.shape().DebugString()));
     if (lstm) {
-      DC_REQUIRES(ctx, input_c.shape() == input_h.shape(),
-                  InvalidArgument("input_c must have input_h's shape ",
-                                  input_h.shape().DebugString(), " for lstm, got ",
-                                  input_c.shape().DebugString()));
+      DC_REQUIRES(
+          ctx, input_c.shape() == input_h.shape(),
+          InvalidArgument("input_c must have input_h's shape ", input_h.shape().DebugString(),
+                          " for lstm, got ", input_c.shape().DebugString()));
     }
     const bool gru = mode_ == RnnMode::kGru;
-    DC_REQUIRES(ctx,
-                rbias.NumElements() == 0 || (gru && rbias.shape() == TensorShape({gh})),
-                InvalidArgument("recurrent_bias must have no elements", gru ? " or shape [" : "",
-                                gru ? absl::StrCat(gh) : "", gru ? "] (Keras' recurrent row)" : "",
-                                " for rnn_mode ", name, ", got shape ",
-                                rbias.shape().DebugString()));
-    DC_REQUIRES(ctx, masks.shape() == TensorShape({G, B, H}),
-                InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,
-                                "] (gates, batch, units), got shape ",
-                                masks.shape().DebugString()));
+    DC_REQUIRES(
+        ctx, rbias.NumElements() == 0 || (gru && rbias.shape() == TensorShape({gh})),
+        InvalidArgument("recurrent_bias must have no elements", gru ? " or shape [" : "",
+                        gru ? absl::StrCat(gh) : "", gru ? "] (Keras' recurrent row)" : "",
+                        " for rnn_mode ", name, ", got shape ", rbias.shape().DebugString()));
+    DC_REQUIRES(
+        ctx, masks.shape() == TensorShape({G, B, H}),
+        InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,
+                        "] (gates, batch, units), got shape ", masks.shape().DebugString()));
     DC_REQUIRES(
         ctx,
         seq_lengths.dims() == 1 && (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B),
@@ -132,15 +132,14 @@ class DropoutCall {
       return false;
     }
     DC_REQUIRES(ctx, fused_rnn::BuffersFit(s, T_, B),
-                InvalidArgument(fused_rnn::BuffersTooLarge(absl::StrCat(
-                    "projected_input (", gx.shape().DebugString(), ")"))));
+                InvalidArgument(fused_rnn::BuffersTooLarge(
+                    absl::StrCat("projected_input (", gx.shape().DebugString(), ")"))));
     lengths.clear();
     if (seq_lengths.dim_size(0) > 0) {
       const auto len = seq_lengths.flat<int32_t>();
       lengths.assign(len.data(), len.data() + B);
       for (int64_t b = 0; b < B; ++b) {
-        DC_REQUIRES_OK(ctx,
-                              RuleStatus(fused_rnn::CheckSequenceLength(b, lengths[b], T_)));
+        DC_REQUIRES_OK(ctx, RuleStatus(fused_rnn::CheckSequenceLength(b, lengths[b], T_)));
       }
     }
     return true;
@@ -156,10 +155,8 @@ class DropoutCall {
   bool Convert(OpKernelContext* ctx) {
     const int64_t gh = G * H;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
-    DC_REQUIRES_OK(ctx,
-                          ctx->allocate_temp(dt, TensorShape({T_ * B * gh + H * gh + G * B * H +
-                                                              2 * gh}),
-                                             &temp_));
+    DC_REQUIRES_OK(ctx, ctx->allocate_temp(
+                            dt, TensorShape({T_ * B * gh + H * gh + G * B * H + 2 * gh}), &temp_));
     T* at = temp_.flat<T>().data();
     gx = at;
     at += T_ * B * gh;
@@ -237,9 +234,9 @@ class KerasRnnDropoutOp : public OpKernel {
     ComputeOutput<T> y;
     OP_REQUIRES_OK(ctx, y.Init(ctx, output, T_, B, H, swap));
     Tensor workspace;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                           TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, false)}),
-                                           &workspace));
+    OP_REQUIRES_OK(
+        ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, false)}), &workspace));
     RnnForwardArgs<T> a;
     a.seq_len = T_;
     a.batch = B;
@@ -333,8 +330,8 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(kOutput), swap));
     OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(kOutputBackprop), swap));
     Tensor workspace;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(
-                            dt, TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, true)}), &workspace));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, true)}),
+                                           &workspace));
     RnnBackwardArgs<T> a;
     a.seq_len = T_;
     a.batch = B;
@@ -383,14 +380,13 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
 
 }  // namespace
 
-#define TF_RNN_REGISTER(T)                                                                     \
-  REGISTER_KERNEL_BUILDER(                                                                     \
-      Name("TfRnn>KerasRNNDropout").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
-      KerasRnnDropoutOp<T>);                                                                   \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>KerasRNNDropoutBackprop")                                \
-                              .Device(tensorflow::DEVICE_CPU)                                  \
-                              .TypeConstraint<T>("T"),                                         \
-                          KerasRnnDropoutBackpropOp<T>);
+#define TF_RNN_REGISTER(T)                                                                         \
+  REGISTER_KERNEL_BUILDER(                                                                         \
+      Name("TfRnn>KerasRNNDropout").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),         \
+      KerasRnnDropoutOp<T>);                                                                       \
+  REGISTER_KERNEL_BUILDER(                                                                         \
+      Name("TfRnn>KerasRNNDropoutBackprop").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      KerasRnnDropoutBackpropOp<T>);
 TF_RNN_REGISTER(float)
 TF_RNN_REGISTER(double)
 #undef TF_RNN_REGISTER
