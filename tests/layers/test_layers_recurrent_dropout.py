@@ -161,3 +161,30 @@ def test_no_bias(rng, name):
     x = tf.constant(rng.normal(size=(B, T, IN)).astype(np.float32))
     masks = _draw_masks(rng, ref.cell)
     _compare(_grads(ours, [(ours.cell, masks)], x), _grads(ref, [(ref.cell, masks)], x))
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+def test_mixed_precision_with_initial_state(rng, kind):
+    """mixed_float16: the op computes in float32 (16-bit inputs and states cast up), the output is
+    float16 and matches Keras' float16 step loop with the same seed (so the same masks)."""
+    name, kw = kind
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        ours = getattr(L, name)(H, dropout=0.25, recurrent_dropout=0.5, seed=3, **kw)
+        ref = getattr(keras.layers, name)(H, dropout=0.25, recurrent_dropout=0.5, seed=3, **kw)
+        for layer in (ours, ref):
+            layer.build((None, T, IN))
+        weights = [rng.uniform(-0.6, 0.6, w.shape).astype(w.dtype) for w in ours.get_weights()]
+        ours.set_weights(weights)
+        ref.set_weights(weights)
+        x = tf.constant(rng.normal(size=(B, T, IN)).astype(np.float16))
+        states = [tf.constant(rng.normal(size=(B, H)).astype(np.float16))]
+        if name == "LSTM":
+            states.append(tf.constant(rng.normal(size=(B, H)).astype(np.float16)))
+        got = ours(x, initial_state=states, training=True)
+        want = ref(x, initial_state=states, training=True)
+        assert got.dtype == want.dtype == tf.float16
+        np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)
+    finally:
+        keras.config.set_dtype_policy(policy)

@@ -226,12 +226,12 @@ class _FusedRNNMixin:
         cell = self.cell
         dtype = compute_dtype(tf.as_dtype(sequences.dtype))
         x = tf.cast(sequences, dtype)
+        states = [tf.cast(s, dtype) for s in states]  # 16-bit states: the op computes in float32
         if self._recurrent_dropout_active(training):
             return self._dropout_loop(x, states, mask, training)
         if self._input_dropout_active(training):
             dp_mask = cell.get_dropout_mask(sequences[:, 0, :])  # Keras' cached mask
             x = x * tf.cast(dp_mask, dtype)[:, tf.newaxis, :]
-        states = [tf.cast(s, dtype) for s in states]
         bias = read_variable(cell.bias) if cell.use_bias else None
         weights = (
             tf.cast(read_variable(cell.kernel), dtype),
@@ -266,7 +266,11 @@ class _FusedRNNMixin:
         recurrent_kernel = tf.cast(read_variable(cell.recurrent_kernel), dtype)
         bias = tf.cast(read_variable(cell.bias), dtype) if cell.use_bias else None
         if dp is None:
-            gx = tf.matmul(x, kernel)  # [B, T, I] x [I, G·H] broadcasts over B
+            # one [B·T, I] x [I, G·H] product (a broadcast batch matmul would run B small ones)
+            gx = tf.reshape(
+                tf.matmul(tf.reshape(x, [-1, tf.shape(x)[2]]), kernel),
+                tf.concat([tf.shape(x)[:2], [gates * units]], 0),
+            )
         else:
             masks = tf.cast(tf.stack(dp if isinstance(dp, list | tuple) else [dp]), dtype)
             w = tf.reshape(kernel, [-1, gates, units])  # [I, G, H]
