@@ -274,6 +274,15 @@ def _zeros_if_none(grad, like):
     return tf.zeros_like(like) if grad is None else grad
 
 
+def _refuse_without_training(op, fn: str) -> None:
+    """A gradient needs the forward's reserve_space, which is_training=False leaves empty."""
+    if not op.get_attr("is_training"):
+        raise ValueError(
+            f"The gradient of tf_rnn_ops.{fn} needs the forward pass run with is_training=True "
+            "(with is_training=False it keeps nothing for backprop)."
+        )
+
+
 def _skipped_inputs(op) -> tuple:
     """Indices of `op`'s inputs whose gradient is not wanted.
 
@@ -293,11 +302,7 @@ def _cudnn_rnn_grad(op, *grads):
     When the tape does not need the input's gradient (a model's training step: the data is not a
     variable), the backprop op skips the first layer's input-gradient products.
     """
-    if not op.get_attr("is_training"):
-        raise ValueError(
-            "The gradient of tf_rnn_ops.cudnn_rnn needs the forward pass run with is_training=True "
-            "(with is_training=False it keeps nothing for backprop)."
-        )
+    _refuse_without_training(op, "cudnn_rnn")
     attrs = {a: op.get_attr(a) for a, _ in _MODEL_ATTRS}
     skip_input_backprop = 0 in _skipped_inputs(op)
     bp = _ops().tf_rnn_cudnn_rnn_backprop(
@@ -378,11 +383,7 @@ def _keras_rnn_grad(op, *grads):
     layout (`params.opaque_grad_to_keras`)."""
     from tf_rnn_ops import params as _params
 
-    if not op.get_attr("is_training"):
-        raise ValueError(
-            "The gradient of tf_rnn_ops.keras_rnn needs the forward pass run with is_training=True "
-            "(with is_training=False it keeps nothing for backprop)."
-        )
+    _refuse_without_training(op, "keras_rnn")
     mode = op.get_attr("rnn_mode")
     mode = mode.decode() if isinstance(mode, bytes) else mode
     time_major = op.get_attr("time_major")
@@ -405,9 +406,6 @@ def _keras_rnn_grad(op, *grads):
     def layered(t):
         return tf.expand_dims(t, axis)
 
-    def grad_or_zeros(g, like):
-        return tf.zeros_like(like) if g is None else g
-
     if lengths.shape.num_elements() == 0:
         lengths = _full_lengths(x, layered(h0), time_major, "keras_rnn")
     skip_input_backprop = 0 in _skipped_inputs(op)
@@ -420,9 +418,9 @@ def _keras_rnn_grad(op, *grads):
         output=y,
         output_h=layered(hn),
         output_c=layered(cn) if lstm else cn,
-        output_backprop=grad_or_zeros(grads[0], y),
-        output_h_backprop=layered(grad_or_zeros(grads[1], hn)),
-        output_c_backprop=layered(grad_or_zeros(grads[2], cn)) if lstm else tf.zeros_like(cn),
+        output_backprop=_zeros_if_none(grads[0], y),
+        output_h_backprop=layered(_zeros_if_none(grads[1], hn)),
+        output_c_backprop=layered(_zeros_if_none(grads[2], cn)) if lstm else tf.zeros_like(cn),
         reserve_space=reserve,
         host_reserved=tf.zeros([0], tf.int8),
         rnn_mode=mode,
@@ -498,16 +496,9 @@ def keras_rnn_dropout(
 def _keras_rnn_dropout_grad(op, *grads):
     """Gradient of `keras_rnn_dropout`: TfRnn>KerasRNNDropoutBackprop (no gradient for the masks
     and the lengths)."""
-    if not op.get_attr("is_training"):
-        raise ValueError(
-            "The gradient of tf_rnn_ops.keras_rnn_dropout needs the forward pass run with "
-            "is_training=True (with is_training=False it keeps nothing for backprop)."
-        )
+    _refuse_without_training(op, "keras_rnn_dropout")
     gx, h0, c0, rkernel, rbias, lengths, masks = op.inputs
     y, hn, cn, reserve = op.outputs
-
-    def grad_or_zeros(g, like):
-        return tf.zeros_like(like) if g is None else g
 
     bp = _ops().tf_rnn_keras_rnn_dropout_backprop(
         projected_input=gx,
@@ -520,9 +511,9 @@ def _keras_rnn_dropout_grad(op, *grads):
         output=y,
         output_h=hn,
         output_c=cn,
-        output_backprop=grad_or_zeros(grads[0], y),
-        output_h_backprop=grad_or_zeros(grads[1], hn),
-        output_c_backprop=grad_or_zeros(grads[2], cn),
+        output_backprop=_zeros_if_none(grads[0], y),
+        output_h_backprop=_zeros_if_none(grads[1], hn),
+        output_c_backprop=_zeros_if_none(grads[2], cn),
         reserve_space=reserve,
         rnn_mode=op.get_attr("rnn_mode"),
         time_major=op.get_attr("time_major"),
