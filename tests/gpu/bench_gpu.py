@@ -3,7 +3,12 @@ shapes): forward inference and a full training step (forward + backward with inp
 gradients), timed with CUDA events. The shapes of docs/PERFORMANCE.md: batch 64, time 100, input
 128, hidden 256 and 512; batch 1 (latency) and batch 256 (throughput).
 
-    python3 tests/gpu/bench_gpu.py [--modes gru,lstm] [--tf32] [--layers 1] [--json out.json]
+    python3 tests/gpu/bench_gpu.py [--modes gru,lstm,gru_reset_before] [--tf32] [--layers 1]
+                                   [--json out.json]
+
+`gru_reset_before` (Keras reset_after=False) has no cuDNN form: its peer is cuDNN's GRU of the same
+shapes (the same FLOPs but one recurrent product a step where ours has two), and its outputs are
+checked against the float64 reference (cuda_rnn_reference.rnn_forward) instead of PyTorch's.
 
 Each configuration's outputs are first checked against PyTorch's (the figures of a wrong
 computation are not printed). `TF_RNN_OPS_GPU_HARNESS=emulation ... --dry-run` runs the whole
@@ -114,9 +119,24 @@ def time_ms(torch, fn, warmup, iters, repeats=5):
 
 
 def check_outputs(torch, ours, module, state, tol):
-    """Our inference output and final state against PyTorch's (same weights); raises if they
-    differ."""
+    """Our inference output and final state against PyTorch's (same weights), or for a mode cuDNN
+    does not have against the float64 reference; raises if they differ."""
     ours.inference()
+    if ours.shape.mode not in ("gru", "lstm", "rnn_relu", "rnn_tanh"):
+        cpu = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
+        c0 = None if ours.c0 is None else cpu(ours.c0)
+        want_y, want_h, _ = ref.rnn_forward(
+            ours.shape, cpu(ours.params), cpu(ours.x), cpu(ours.h0), c0
+        )
+        want_y, want_h = torch.from_numpy(want_y), torch.from_numpy(want_h)
+        ours_y, ours_h = ours.y.cpu(), ours.hy.cpu()
+        for name, got, want in (("y", ours_y, want_y), ("h", ours_h, want_h)):
+            err = float((got.double() - want).abs().max()) if got.numel() else 0.0
+            if err > tol * max(1.0, float(want.abs().max()) if want.numel() else 1.0):
+                raise AssertionError(
+                    f"bench_gpu: our {name} differs from the reference by {err:.3g}"
+                )
+        return
     with torch.no_grad():
         want_y, want_state = module(ours.x, state)
     want_h = want_state[0] if isinstance(want_state, tuple) else want_state
@@ -129,7 +149,7 @@ def check_outputs(torch, ours, module, state, tol):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--modes", default="gru,lstm")
+    ap.add_argument("--modes", default="gru,lstm,gru_reset_before")
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--tf32", action="store_true", help="allow TF32 in cuDNN and in our GEMMs")
     ap.add_argument("--warmup", type=int, default=3)
@@ -169,8 +189,13 @@ def main(argv=None):
     for mode in args.modes.split(","):
         for batch, steps, isz, hsz in shapes:
             shape = ref.RnnShape(mode, args.layers, hsz, isz)
-            module = gpu_harness.torch_module(torch, shape, "float32")
-            params = gpu_harness.opaque_from_torch(torch, module, shape)
+            # The peer of a mode cuDNN lacks (gru_reset_before): cuDNN's GRU of the same shapes,
+            # whose params have the same layout and serve as ours.
+            peer = (
+                ref.RnnShape("gru", args.layers, hsz, isz) if mode == "gru_reset_before" else shape
+            )
+            module = gpu_harness.torch_module(torch, peer, "float32")
+            params = gpu_harness.opaque_from_torch(torch, module, peer)
             n = args.layers
             dev = gpu_harness.DEVICE
             x = torch.randn(steps, batch, isz, device=dev)
