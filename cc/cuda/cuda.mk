@@ -8,8 +8,9 @@
 #                   GPU library loads into TensorFlow with the cu12 wheels (tests/packaging/test_loader.py,
 #                   the built_* tests),
 #                   builds the host emulation of the CUDA layer and runs its tests
-#                   (tests/gpu/test_cuda_host_emulation.py, test_cuda_layer_norm_emulation.py, and, where PyTorch is installed, the GPU tests
-#                   against its CPU modules and a dry run of the GPU benchmark)
+#                   (tests/gpu/test_cuda_host_emulation.py, test_cuda_layer_norm_emulation.py, and, where
+#                   PyTorch is installed, the GPU tests against its CPU modules and a dry run of the GPU
+#                   benchmark)
 #   make gpu-test   on a machine with a GPU: tests/gpu/run.sh (PyTorch/cuDNN comparisons and benchmark)
 #
 # Without TensorFlow or a venv (a GPU machine with only PyTorch), `make -f cc/cuda/cuda.mk gpu-lib` builds the
