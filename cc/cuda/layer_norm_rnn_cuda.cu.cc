@@ -399,10 +399,12 @@ __global__ void LnBackwardStepKernel(BwdStepArgs<T> a) {
   }
 }
 
-// out = a ⊙ b over n values (the γ grads' per-row terms).
+// out = g ⊙ v over n values (the γ grads' per-row terms: g a grad, v a saved value), 0 where g
+// is 0: a masked row's saved values may never have been written (the CPU kernel's reserve leaves
+// them so), and 0 · NaN would not be 0.
 template <typename T>
-__global__ void LnMulKernel(int64_t n, const T* a, const T* b, T* out) {
-  TF_RNN_KERNEL_LOOP(i, n) { out[i] = a[i] * b[i]; }
+__global__ void LnMulKernel(int64_t n, const T* g, const T* v, T* out) {
+  TF_RNN_KERNEL_LOOP(i, n) { out[i] = g[i] == T(0) ? T(0) : g[i] * v[i]; }
 }
 
 }  // namespace layer_norm

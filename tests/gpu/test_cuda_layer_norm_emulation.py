@@ -17,6 +17,7 @@ import pytest
 import tfrnn_cuda_ctypes as tc
 from layer_norm_reference import (
     CELLS,
+    EPS,
     finite_difference_grads,
     library_grads,
     loss_weights,
@@ -177,3 +178,66 @@ def test_backward_needs_a_training_description(lib, rng):
     )  # fmt: skip
     assert rc == 1 and b"is_training" in lib.lib.tfrnn_last_error()
     del p
+
+
+def _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, dtype):
+    """The CPU op's forward inputs (TfRnn>LayerNormRnn, cc/ops/layer_norm_rnn_ops.cc)."""
+    empty = tf.zeros([0], dtype)
+
+    def t(v):
+        return empty if v is None else tf.constant(v, dtype)
+
+    names = ("kernel", "recurrent_kernel", "bias", "recurrent_bias", "gamma_x", "beta_x")
+    names += ("gamma_h", "beta_h", "gamma_c", "beta_c")
+    out = dict(x=t(x), h0=t(h0), c0=t(c0 if cell == "layer_norm_lstm" else None))
+    out.update({k: t(p.get(k)) for k in names})
+    out.update(mask=t(mask), zoneout_mask=t(zm), epsilon=tf.constant(EPS[cell], dtype))
+    return out
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_reserve_is_interchangeable_with_the_cpu_kernels(lib, rng, cell):
+    """A forward on one device and its gradient on the other (TensorFlow may place them so): the
+    CPU op's reserve in the CUDA backward, and the CUDA reserve in the CPU grad op, both give the
+    finite-difference grads of the float64 reference."""
+    tf = pytest.importorskip("tensorflow")
+    ops = pytest.importorskip("tf_rnn_ops._loader").ops()
+    T, B, D, H = 3, 3, 2, 3
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, True, "mask")
+    mask[T - 1, 0] = 0.0  # at least one masked row
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc)
+    inputs = _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, tf.float64)
+    cpu_reserve = ops.tf_rnn_layer_norm_rnn(**inputs, cell=cell, is_training=True)[3].numpy()
+    op = lib.layer_norm_rnn(cell)
+    cuda_reserve = op.forward(x, h0, c0, p, mask=mask, zoneout=zm, epsilon=EPS[cell])[3]
+    assert cuda_reserve.shape == cpu_reserve.shape
+    # What the CPU forward leaves unwritten for masked rows (act, c_hat, h~, stats: uninitialized
+    # memory there) as NaN: the backward must not read it.
+    lstm, rows, G = cell == "layer_norm_lstm", T * B, (4 if cell == "layer_norm_lstm" else 3)
+    widths = [G * H] * 3 + [H if lstm else 0, H, H if lstm else 0, H, 3]
+    starts = np.concatenate([[0], np.cumsum([rows * w for w in widths])])
+    masked = np.flatnonzero(mask.reshape(-1) == 0)
+    for region in (2, 3, 6, 7):  # act, c_hat, h_tilde, stats
+        for r in masked:
+            w = widths[region]
+            cpu_reserve[starts[region] + r * w : starts[region] + (r + 1) * w] = np.nan
+    # The CPU reserve in the CUDA backward.
+    dx, dh0, dc0, grads = op.backward(
+        x, h0, p, cpu_reserve, wy, wh, wc, mask=mask, zoneout=zm, epsilon=EPS[cell]
+    )
+    got = dict(grads, x=dx, h0=dh0, **({"c0": dc0} if cell == "layer_norm_lstm" else {}))
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    # The CUDA reserve in the CPU grad op.
+    dcn = wc if cell == "layer_norm_lstm" else np.zeros((B, 0))
+    outs = ops.tf_rnn_layer_norm_rnn_grad(
+        **inputs, reserve=tf.constant(cuda_reserve), dy=tf.constant(wy), dhn=tf.constant(wh),
+        dcn=tf.constant(dcn), cell=cell,
+    )  # fmt: skip
+    names = ("x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "recurrent_bias", "gamma_x")
+    names += ("beta_x", "gamma_h", "beta_h", "gamma_c", "beta_c")
+    for name, g in zip(names, outs, strict=True):
+        if name in want:
+            np.testing.assert_allclose(g.numpy(), want[name], rtol=1e-5, atol=1e-7, err_msg=name)
