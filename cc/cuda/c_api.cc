@@ -7,6 +7,7 @@
 #include "cc/cuda/cuda_compat.h"
 #include "cc/cuda/fused_rnn_cuda.h"
 #include "cc/cuda/gru_block_cell_cuda.h"
+#include "cc/cuda/layer_norm_rnn_cuda.h"
 #include "cc/kernels/fused_rnn_rules.h"
 
 namespace {
@@ -71,6 +72,73 @@ cublasHandle_t AsBlas(void* blas) { return static_cast<cublasHandle_t>(blas); }
 #if defined(TF_RNN_CUDA_HOST_EMULATION)
 int emulated_blas_handle = 0;
 #endif
+
+// ---- layer-norm RNN
+Status ToLayerNormConfig(const tfrnn_layer_norm_rnn_desc* desc,
+                         tf_rnn_ops::cuda::LayerNormRnnConfig* config) {
+  using tf_rnn_ops::cuda::LayerNormCellKind;
+  using tf_rnn_ops::cuda::ZoneoutKind;
+  if (desc == nullptr) return Status::InvalidArgument("null tfrnn_layer_norm_rnn_desc");
+  if (!ValidDType(desc->dtype))
+    return Status::InvalidArgument("unknown dtype " + std::to_string(desc->dtype));
+  if (desc->cell != TFRNN_LAYER_NORM_LSTM && desc->cell != TFRNN_LAYER_NORM_GRU)
+    return Status::InvalidArgument("unknown layer-norm cell " + std::to_string(desc->cell));
+  if (desc->zoneout < TFRNN_ZONEOUT_NONE || desc->zoneout > TFRNN_ZONEOUT_SCALAR)
+    return Status::InvalidArgument("unknown zoneout kind " + std::to_string(desc->zoneout));
+  config->cell =
+      desc->cell == TFRNN_LAYER_NORM_LSTM ? LayerNormCellKind::kLstm : LayerNormCellKind::kGru;
+  config->max_time = desc->max_time;
+  config->batch = desc->batch;
+  config->input_size = desc->input_size;
+  config->num_units = desc->num_units;
+  config->is_training = desc->is_training != 0;
+  config->has_mask = desc->has_mask != 0;
+  config->zoneout = static_cast<ZoneoutKind>(desc->zoneout);
+  config->epsilon = desc->epsilon;
+  return tf_rnn_ops::cuda::ValidateLayerNormRnnConfig(*config);
+}
+
+template <typename T>
+tf_rnn_ops::cuda::LayerNormRnnParams<T> LayerNormParamsOf(const tfrnn_layer_norm_rnn_params& p) {
+  auto c = [](void* v) { return static_cast<const T*>(v); };
+  return {c(p.kernel), c(p.recurrent_kernel), c(p.bias),   c(p.recurrent_bias), c(p.gamma_x),
+          c(p.beta_x), c(p.gamma_h),          c(p.beta_h), c(p.gamma_c),        c(p.beta_c)};
+}
+
+template <typename T>
+tf_rnn_ops::cuda::LayerNormRnnGrads<T> LayerNormGradsOf(const tfrnn_layer_norm_rnn_params& p) {
+  auto c = [](void* v) { return static_cast<T*>(v); };
+  return {c(p.kernel), c(p.recurrent_kernel), c(p.bias),   c(p.recurrent_bias), c(p.gamma_x),
+          c(p.beta_x), c(p.gamma_h),          c(p.beta_h), c(p.gamma_c),        c(p.beta_c)};
+}
+
+template <typename T>
+int LayerNormForward(void* blas, void* stream, const tf_rnn_ops::cuda::LayerNormRnnConfig& config,
+                     const void* x, const void* h0, const void* c0,
+                     const tfrnn_layer_norm_rnn_params& params, const void* mask,
+                     const void* zoneout_mask, void* y, void* hn, void* cn, void* reserve,
+                     void* workspace) {
+  return Report(tf_rnn_ops::cuda::LayerNormRnnForward<T>(
+      AsBlas(blas), AsStream(stream), config, static_cast<const T*>(x), static_cast<const T*>(h0),
+      static_cast<const T*>(c0), LayerNormParamsOf<T>(params), static_cast<const T*>(mask),
+      static_cast<const T*>(zoneout_mask), static_cast<T*>(y), static_cast<T*>(hn),
+      static_cast<T*>(cn), static_cast<T*>(reserve), workspace));
+}
+
+template <typename T>
+int LayerNormBackward(void* blas, void* stream, const tf_rnn_ops::cuda::LayerNormRnnConfig& config,
+                      const void* x, const tfrnn_layer_norm_rnn_params& params, const void* mask,
+                      const void* zoneout_mask, const void* reserve, const void* dy,
+                      const void* dhn, const void* dcn, void* dx, void* dh0, void* dc0,
+                      const tfrnn_layer_norm_rnn_params& grads, void* workspace) {
+  return Report(tf_rnn_ops::cuda::LayerNormRnnBackward<T>(
+      AsBlas(blas), AsStream(stream), config, static_cast<const T*>(x),
+      LayerNormParamsOf<T>(params), static_cast<const T*>(mask),
+      static_cast<const T*>(zoneout_mask), static_cast<const T*>(reserve),
+      static_cast<const T*>(dy), static_cast<const T*>(dhn), static_cast<const T*>(dcn),
+      static_cast<T*>(dx), static_cast<T*>(dh0), static_cast<T*>(dc0), LayerNormGradsOf<T>(grads),
+      workspace));
+}
 
 }  // namespace
 
@@ -269,6 +337,61 @@ int tfrnn_rnn_backward(void* blas, void* stream, const tfrnn_rnn_desc* desc,
       static_cast<const T*>(params), static_cast<const T*>(dy), static_cast<const T*>(dhy),
       static_cast<const T*>(dcy), reserve, static_cast<T*>(dx), static_cast<T*>(dh0),
       static_cast<T*>(dc0), static_cast<T*>(dparams), workspace));
+}
+
+int tfrnn_layer_norm_rnn_sizes(const tfrnn_layer_norm_rnn_desc* desc, int64_t* reserve_elements,
+                               int64_t* forward_workspace_bytes,
+                               int64_t* backward_workspace_bytes) {
+  tf_rnn_ops::cuda::LayerNormRnnConfig config;
+  const Status status = ToLayerNormConfig(desc, &config);
+  if (!status.ok()) return Report(status);
+  const size_t elem = desc->dtype == TFRNN_FLOAT64 ? sizeof(double) : sizeof(float);
+  if (reserve_elements) *reserve_elements = tf_rnn_ops::cuda::LayerNormRnnReserveElements(config);
+  if (forward_workspace_bytes) {
+    *forward_workspace_bytes =
+        static_cast<int64_t>(tf_rnn_ops::cuda::LayerNormRnnForwardWorkspaceBytes(config, elem));
+  }
+  if (backward_workspace_bytes) {
+    *backward_workspace_bytes =
+        static_cast<int64_t>(tf_rnn_ops::cuda::LayerNormRnnBackwardWorkspaceBytes(config, elem));
+  }
+  return TFRNN_OK;
+}
+
+int tfrnn_layer_norm_rnn_forward(void* blas, void* stream, const tfrnn_layer_norm_rnn_desc* desc,
+                                 const void* x, const void* h0, const void* c0,
+                                 const tfrnn_layer_norm_rnn_params* params, const void* mask,
+                                 const void* zoneout_mask, void* y, void* hn, void* cn,
+                                 void* reserve, void* workspace) {
+  tf_rnn_ops::cuda::LayerNormRnnConfig config;
+  const Status status = ToLayerNormConfig(desc, &config);
+  if (!status.ok()) return Report(status);
+  if (params == nullptr) return InvalidArgument("null tfrnn_layer_norm_rnn_params");
+  if (desc->dtype == TFRNN_FLOAT64) {
+    return LayerNormForward<double>(blas, stream, config, x, h0, c0, *params, mask, zoneout_mask, y,
+                                    hn, cn, reserve, workspace);
+  }
+  return LayerNormForward<float>(blas, stream, config, x, h0, c0, *params, mask, zoneout_mask, y,
+                                 hn, cn, reserve, workspace);
+}
+
+int tfrnn_layer_norm_rnn_backward(void* blas, void* stream, const tfrnn_layer_norm_rnn_desc* desc,
+                                  const void* x, const tfrnn_layer_norm_rnn_params* params,
+                                  const void* mask, const void* zoneout_mask, const void* reserve,
+                                  const void* dy, const void* dhn, const void* dcn, void* dx,
+                                  void* dh0, void* dc0, const tfrnn_layer_norm_rnn_params* grads,
+                                  void* workspace) {
+  tf_rnn_ops::cuda::LayerNormRnnConfig config;
+  const Status status = ToLayerNormConfig(desc, &config);
+  if (!status.ok()) return Report(status);
+  if (params == nullptr || grads == nullptr)
+    return InvalidArgument("null tfrnn_layer_norm_rnn_params");
+  if (desc->dtype == TFRNN_FLOAT64) {
+    return LayerNormBackward<double>(blas, stream, config, x, *params, mask, zoneout_mask, reserve,
+                                     dy, dhn, dcn, dx, dh0, dc0, *grads, workspace);
+  }
+  return LayerNormBackward<float>(blas, stream, config, x, *params, mask, zoneout_mask, reserve, dy,
+                                  dhn, dcn, dx, dh0, dc0, *grads, workspace);
 }
 
 }  // extern "C"

@@ -93,6 +93,55 @@ TFRNN_EXPORT int tfrnn_rnn_backward(void* blas, void* stream, const tfrnn_rnn_de
                                     const void* dcy, const void* reserve, void* dx, void* dh0,
                                     void* dc0, void* dparams, void* workspace);
 
+/* ---- fused layer-normalized LSTM / GRU with zoneout (TfRnn>LayerNormRnn; docs/MATH.md,
+ * "The fused layer-norm op"; cc/cuda/layer_norm_rnn_cuda.h for every buffer's shape) */
+enum { TFRNN_LAYER_NORM_LSTM = 0, TFRNN_LAYER_NORM_GRU = 1 };
+/* zoneout: 0 none, 1 a keep mask [T, B, H], 2 one keep value (1 - p) in device memory. */
+enum { TFRNN_ZONEOUT_NONE = 0, TFRNN_ZONEOUT_MASK = 1, TFRNN_ZONEOUT_SCALAR = 2 };
+typedef struct tfrnn_layer_norm_rnn_desc {
+  int64_t dtype; /* TFRNN_FLOAT32 / TFRNN_FLOAT64 */
+  int64_t cell;  /* TFRNN_LAYER_NORM_LSTM / TFRNN_LAYER_NORM_GRU */
+  int64_t max_time;
+  int64_t batch;
+  int64_t input_size;
+  int64_t num_units;
+  int64_t is_training; /* 0 / 1 */
+  int64_t has_mask;    /* 0 / 1: a step mask [T, B] */
+  int64_t zoneout;     /* TFRNN_ZONEOUT_* */
+  double epsilon;
+} tfrnn_layer_norm_rnn_desc;
+/* The parameters (forward: inputs) or their grads (backward: outputs); null where the cell has
+ * none (the GRU's beta_x, beta_h, gamma_c, beta_c; the LSTM's recurrent_bias). */
+typedef struct tfrnn_layer_norm_rnn_params {
+  void* kernel;
+  void* recurrent_kernel;
+  void* bias;
+  void* recurrent_bias;
+  void* gamma_x;
+  void* beta_x;
+  void* gamma_h;
+  void* beta_h;
+  void* gamma_c;
+  void* beta_c;
+} tfrnn_layer_norm_rnn_params;
+/* reserve_elements: the reserve's element count (0 in inference); workspaces in bytes. */
+TFRNN_EXPORT int tfrnn_layer_norm_rnn_sizes(const tfrnn_layer_norm_rnn_desc* desc,
+                                            int64_t* reserve_elements,
+                                            int64_t* forward_workspace_bytes,
+                                            int64_t* backward_workspace_bytes);
+TFRNN_EXPORT int tfrnn_layer_norm_rnn_forward(void* blas, void* stream,
+                                              const tfrnn_layer_norm_rnn_desc* desc, const void* x,
+                                              const void* h0, const void* c0,
+                                              const tfrnn_layer_norm_rnn_params* params,
+                                              const void* mask, const void* zoneout_mask, void* y,
+                                              void* hn, void* cn, void* reserve, void* workspace);
+/* dx may be null (not wanted). */
+TFRNN_EXPORT int tfrnn_layer_norm_rnn_backward(
+    void* blas, void* stream, const tfrnn_layer_norm_rnn_desc* desc, const void* x,
+    const tfrnn_layer_norm_rnn_params* params, const void* mask, const void* zoneout_mask,
+    const void* reserve, const void* dy, const void* dhn, const void* dcn, void* dx, void* dh0,
+    void* dc0, const tfrnn_layer_norm_rnn_params* grads, void* workspace);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -8,8 +8,9 @@
 #                   GPU library loads into TensorFlow with the cu12 wheels (tests/packaging/test_loader.py,
 #                   the built_* tests),
 #                   builds the host emulation of the CUDA layer and runs its tests
-#                   (tests/gpu/test_cuda_host_emulation.py, and, where PyTorch is installed, the GPU tests
-#                   against its CPU modules and a dry run of the GPU benchmark)
+#                   (tests/gpu/test_cuda_host_emulation.py, test_cuda_layer_norm_emulation.py, and, where
+#                   PyTorch is installed, the GPU tests against its CPU modules and a dry run of the GPU
+#                   benchmark)
 #   make gpu-test   on a machine with a GPU: tests/gpu/run.sh (PyTorch/cuDNN comparisons and benchmark)
 #
 # Without TensorFlow or a venv (a GPU machine with only PyTorch), `make -f cc/cuda/cuda.mk gpu-lib` builds the
@@ -55,6 +56,7 @@ NVRTC_BUILD   := $(CUDA_BUILD)/nvrtc
 
 CUDA_KERNEL_SRCS := cc/cuda/gru_block_cell_cuda.cu.cc cc/cuda/fused_rnn_cuda.cu.cc \
                     cc/cuda/fused_rnn_cuda_checks.cu.cc cc/cuda/convert_cuda.cu.cc
+CUDA_KERNEL_SRCS += cc/cuda/layer_norm_rnn_cuda.cu.cc
 CUDA_KERNEL_OBJS := $(patsubst cc/cuda/%.cu.cc,$(CUDA_BUILD)/obj/%.o,$(CUDA_KERNEL_SRCS))
 CUDA_CAPI_OBJ    := $(CUDA_BUILD)/obj/c_api.o
 NVRTC_LAUNCH_OBJ := $(CUDA_BUILD)/obj/nvrtc_launch.o
@@ -240,11 +242,13 @@ gpu-check: cuda-compiler-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: bu
 	@# libraries register them, and a launch with a wrong argument type does not compile.
 	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/packaging/test_nvrtc_build.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_host_emulation.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_layer_norm_emulation.py
 	@# The GPU tests' dry run on PyTorch's CPU modules, where PyTorch is installed.
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "TF_RNN_OPS_GPU_HARNESS=emulation pytest tests/gpu/test_gpu_*.py"; \
 	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) -m pytest -q -p no:cacheprovider -k "not float32" \
-	    tests/gpu/test_gpu_gru_block_cell.py tests/gpu/test_gpu_fused_rnn.py tests/gpu/test_gpu_convert.py && \
+	    tests/gpu/test_gpu_gru_block_cell.py tests/gpu/test_gpu_fused_rnn.py tests/gpu/test_gpu_convert.py \
+	    tests/gpu/test_gpu_layer_norm_rnn.py && \
 	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) tests/gpu/bench_gpu.py --dry-run --layers 2 >/dev/null && \
 	  echo "bench_gpu.py --dry-run: ok"; \
 	else echo "PyTorch not installed: no dry run of the GPU tests"; fi

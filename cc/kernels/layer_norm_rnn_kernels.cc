@@ -30,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "cc/cells/layer_norm_cells.h"
 #include "cc/kernels/cpu_gemm.h"
+#include "cc/kernels/layer_norm_rnn_checks.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -38,6 +39,9 @@
 
 namespace tf_rnn_ops {
 namespace {
+
+// The inputs' indices, Sizes and the checks (shared with the GPU kernels).
+using namespace layer_norm_rnn;  // NOLINT(build/namespaces)
 
 using layer_norm_cells::LayerNormGrads;
 using layer_norm_cells::LayerNormGruCell;
@@ -49,43 +53,6 @@ using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
-
-// Input indices, shared by both ops (the grad op appends reserve, dy, dhn, dcn).
-enum Input : int {
-  kX = 0,
-  kH0,
-  kC0,
-  kKernel,
-  kRecurrentKernel,
-  kBias,
-  kRecurrentBias,
-  kGammaX,
-  kBetaX,
-  kGammaH,
-  kBetaH,
-  kGammaC,
-  kBetaC,
-  kMask,
-  kZoneoutMask,
-  kEpsilon,
-  kNumForwardInputs,
-};
-constexpr const char* kInputNames[kNumForwardInputs] = {"x",
-                                                        "h0",
-                                                        "c0",
-                                                        "kernel",
-                                                        "recurrent_kernel",
-                                                        "bias",
-                                                        "recurrent_bias",
-                                                        "gamma_x",
-                                                        "beta_x",
-                                                        "gamma_h",
-                                                        "beta_h",
-                                                        "gamma_c",
-                                                        "beta_c",
-                                                        "mask",
-                                                        "zoneout_mask",
-                                                        "epsilon"};
 
 // Offsets (in elements) of the reserve's regions, each [T·B, width].
 struct ReserveLayout {
@@ -109,94 +76,6 @@ struct ReserveLayout {
     size = o;
   }
 };
-
-// The checked sizes and attributes of a call.
-struct Sizes {
-  int64_t T = 0, B = 0, I = 0, H = 0, G = 0;
-  bool lstm = false, has_mask = false, has_zoneout_mask = false, zoneout_scalar = false;
-};
-
-absl::Status Check(bool ok, const std::string& what) {
-  return ok ? absl::OkStatus() : absl::InvalidArgumentError(what);
-}
-
-std::string Shape(const Tensor& t) { return t.shape().DebugString(); }
-
-absl::Status CheckVector(OpKernelContext* ctx, int i, int64_t n, const char* n_what) {
-  const Tensor& t = ctx->input(i);
-  return Check(
-      t.dims() == 1 && t.dim_size(0) == n,
-      absl::StrCat(kInputNames[i], " must have shape [", n_what, "] = [", n, "], got ", Shape(t)));
-}
-
-absl::Status ValidateInputs(OpKernelContext* ctx, bool lstm, Sizes* s) {
-  const Tensor& x = ctx->input(kX);
-  TF_RETURN_IF_ERROR(
-      Check(x.dims() == 3, absl::StrCat("x must be rank 3 [T, B, I], got ", Shape(x))));
-  s->lstm = lstm;
-  s->G = lstm ? 4 : 3;
-  s->T = x.dim_size(0);
-  s->B = x.dim_size(1);
-  s->I = x.dim_size(2);
-  const Tensor& rk = ctx->input(kRecurrentKernel);
-  TF_RETURN_IF_ERROR(
-      Check(rk.dims() == 2 && rk.dim_size(1) == s->G * rk.dim_size(0),
-            absl::StrCat("recurrent_kernel must have shape [H, ", s->G, "·H], got ", Shape(rk))));
-  s->H = rk.dim_size(0);
-  TF_RETURN_IF_ERROR(Check(s->H > 0, "recurrent_kernel: the cell size H must be positive"));
-  const int64_t GH = s->G * s->H;
-  const Tensor& k = ctx->input(kKernel);
-  TF_RETURN_IF_ERROR(Check(k.dims() == 2 && k.dim_size(0) == s->I && k.dim_size(1) == GH,
-                           absl::StrCat("kernel must have shape [x.dims(2), G·H] = [", s->I, ", ",
-                                        GH, "], got ", Shape(k))));
-  const Tensor& h0 = ctx->input(kH0);
-  TF_RETURN_IF_ERROR(
-      Check(h0.dims() == 2 && h0.dim_size(0) == s->B && h0.dim_size(1) == s->H,
-            absl::StrCat("h0 must have shape [B, H] = [", s->B, ", ", s->H, "], got ", Shape(h0))));
-  TF_RETURN_IF_ERROR(CheckVector(ctx, kBias, GH, "G·H"));
-  TF_RETURN_IF_ERROR(CheckVector(ctx, kGammaX, GH, "G·H"));
-  TF_RETURN_IF_ERROR(CheckVector(ctx, kGammaH, GH, "G·H"));
-  if (lstm) {
-    const Tensor& c0 = ctx->input(kC0);
-    TF_RETURN_IF_ERROR(Check(
-        c0.dims() == 2 && c0.dim_size(0) == s->B && c0.dim_size(1) == s->H,
-        absl::StrCat("c0 must have shape [B, H] = [", s->B, ", ", s->H, "], got ", Shape(c0))));
-    TF_RETURN_IF_ERROR(CheckVector(ctx, kBetaX, GH, "G·H"));
-    TF_RETURN_IF_ERROR(CheckVector(ctx, kBetaH, GH, "G·H"));
-    TF_RETURN_IF_ERROR(CheckVector(ctx, kGammaC, s->H, "H"));
-    TF_RETURN_IF_ERROR(CheckVector(ctx, kBetaC, s->H, "H"));
-  } else {
-    TF_RETURN_IF_ERROR(CheckVector(ctx, kRecurrentBias, GH, "G·H"));
-  }
-  const Tensor& mask = ctx->input(kMask);
-  if (mask.dims() != 1 || mask.dim_size(0) != 0) {
-    TF_RETURN_IF_ERROR(
-        Check(mask.dims() == 2 && mask.dim_size(0) == s->T && mask.dim_size(1) == s->B,
-              absl::StrCat("mask must have shape [T, B] = [", s->T, ", ", s->B,
-                           "] or [0] (no mask), got ", Shape(mask))));
-    s->has_mask = true;
-  }
-  const Tensor& eps = ctx->input(kEpsilon);
-  TF_RETURN_IF_ERROR(
-      Check(eps.dims() == 0, absl::StrCat("epsilon must be a scalar, got ", Shape(eps))));
-  const double eps_value = eps.dtype() == tensorflow::DT_FLOAT
-                               ? static_cast<double>(eps.scalar<float>()())
-                               : eps.scalar<double>()();
-  TF_RETURN_IF_ERROR(
-      Check(eps_value > 0, absl::StrCat("epsilon must be positive, got ", eps_value)));
-  const Tensor& zm = ctx->input(kZoneoutMask);
-  if (zm.dims() == 0) {
-    s->zoneout_scalar = true;  // one keep value for every unit (inference zoneout: 1 - p)
-  } else if (zm.dims() != 1 || zm.dim_size(0) != 0) {
-    TF_RETURN_IF_ERROR(
-        Check(zm.dims() == 3 && zm.dim_size(0) == s->T && zm.dim_size(1) == s->B &&
-                  zm.dim_size(2) == s->H,
-              absl::StrCat("zoneout_mask must have shape [T, B, H] = [", s->T, ", ", s->B, ", ",
-                           s->H, "], be a scalar, or [0] (none), got ", Shape(zm))));
-    s->has_zoneout_mask = true;
-  }
-  return absl::OkStatus();
-}
 
 template <typename T>
 LayerNormParams<T> ParamsOf(OpKernelContext* ctx, const Sizes& s) {
@@ -382,23 +261,11 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, &s));
     const int64_t T_ = s.T, B = s.B, I = s.I, H = s.H, GH = s.G * H, rows = T_ * B;
     const ReserveLayout rl(rows, H, GH, lstm_);
+    OP_REQUIRES_OK(ctx, ValidateGradInputs(ctx, s, rl.size));
     const Tensor& reserve_t = ctx->input(kNumForwardInputs);
     const Tensor& dy_t = ctx->input(kNumForwardInputs + 1);
     const Tensor& dhn_t = ctx->input(kNumForwardInputs + 2);
     const Tensor& dcn_t = ctx->input(kNumForwardInputs + 3);
-    OP_REQUIRES(ctx, reserve_t.dims() == 1 && reserve_t.dim_size(0) == rl.size,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "reserve must have shape [", rl.size,
-                    "] (a forward run with is_training=true), got ", Shape(reserve_t))));
-    OP_REQUIRES(ctx, dy_t.shape() == TensorShape({T_, B, H}),
-                absl::InvalidArgumentError(
-                    absl::StrCat("dy must have shape [T, B, H], got ", Shape(dy_t))));
-    OP_REQUIRES(
-        ctx, dhn_t.shape() == TensorShape({B, H}),
-        absl::InvalidArgumentError(absl::StrCat("dhn must have shape [B, H], got ", Shape(dhn_t))));
-    OP_REQUIRES(ctx, dcn_t.shape() == TensorShape({B, lstm_ ? H : 0}),
-                absl::InvalidArgumentError(absl::StrCat("dcn must have shape [B, ", lstm_ ? H : 0,
-                                                        "], got ", Shape(dcn_t))));
     // One grad output per forward input but the two masks, each the input's shape, zeroed.
     T* out[kMask];
     for (int i = 0; i < kMask; ++i) {

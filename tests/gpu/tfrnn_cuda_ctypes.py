@@ -94,6 +94,7 @@ def _declare(lib):
         "tfrnn_rnn_forward": (ctypes.c_int, [_VP, _VP, descp, i32p] + [_VP] * 9),
         "tfrnn_rnn_backward": (ctypes.c_int, [_VP, _VP, descp, i32p] + [_VP] * 11),
     }
+    sigs.update(_layer_norm_sigs())
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
@@ -285,6 +286,10 @@ class Library:
         rc = self.lib.tfrnn_convert_half16(be.stream, k, int(to_float), n, be.ptr(src), be.ptr(dst))
         self.check(rc)
 
+    def layer_norm_rnn(self, cell: str, dtype: str = "float64"):
+        """The fused layer-norm LSTM / GRU (cell: "layer_norm_lstm" or "layer_norm_gru")."""
+        return LayerNormRnn(self, cell, dtype)
+
     # ------------------------------------------------------------------------------ fused RNN
     def rnn(self, shape, dtype="float64", time_major=True, dropout=0.0, seed=0, seed2=0):
         return FusedRnn(self, shape, dtype, time_major, dropout, seed, seed2)
@@ -397,3 +402,151 @@ class FusedRnn:
             )
         )
         return dx, dh0, dc0, dparams
+
+
+# ---------------------------------------------------------------------------- layer-norm RNN
+LN_CELLS = {"layer_norm_lstm": 0, "layer_norm_gru": 1}
+LN_PARAMS = (
+    "kernel",
+    "recurrent_kernel",
+    "bias",
+    "recurrent_bias",
+    "gamma_x",
+    "beta_x",
+    "gamma_h",
+    "beta_h",
+    "gamma_c",
+    "beta_c",
+)
+
+
+class LayerNormDesc(ctypes.Structure):
+    _fields_ = [
+        ("dtype", _I64),
+        ("cell", _I64),
+        ("max_time", _I64),
+        ("batch", _I64),
+        ("input_size", _I64),
+        ("num_units", _I64),
+        ("is_training", _I64),
+        ("has_mask", _I64),
+        ("zoneout", _I64),
+        ("epsilon", ctypes.c_double),
+    ]
+
+
+class LayerNormParams(ctypes.Structure):
+    _fields_ = [(name, _VP) for name in LN_PARAMS]
+
+
+def _layer_norm_sigs():
+    descp, paramsp = ctypes.POINTER(LayerNormDesc), ctypes.POINTER(LayerNormParams)
+    i64p = ctypes.POINTER(_I64)
+    return {
+        "tfrnn_layer_norm_rnn_sizes": (ctypes.c_int, [descp, i64p, i64p, i64p]),
+        "tfrnn_layer_norm_rnn_forward": (
+            ctypes.c_int,
+            [_VP, _VP, descp, _VP, _VP, _VP, paramsp] + [_VP] * 7,
+        ),
+        "tfrnn_layer_norm_rnn_backward": (
+            ctypes.c_int,
+            [_VP, _VP, descp, _VP, paramsp] + [_VP] * 9 + [paramsp, _VP],
+        ),
+    }
+
+
+class LayerNormRnn:
+    """TfRnn>LayerNormRnn's math on the CUDA layer: x [T, B, I] time-major; params a dict of
+    LN_PARAMS (the ones the cell has); mask [T, B] or None; zoneout: None, a keep mask [T, B, H]
+    or a float keep value (1 - p)."""
+
+    def __init__(self, lib: Library, cell: str, dtype: str):
+        self.lib, self.cell, self.dtype = lib, cell, dtype
+        self.lstm = cell == "layer_norm_lstm"
+
+    def desc(self, x, h0, is_training, mask, zoneout, epsilon):
+        kind = 0 if zoneout is None else (2 if np.ndim(zoneout) == 0 else 1)
+        return LayerNormDesc(
+            DTYPES[self.dtype],
+            LN_CELLS[self.cell],
+            x.shape[0],
+            x.shape[1],
+            x.shape[2],
+            h0.shape[1],
+            int(is_training),
+            int(mask is not None),
+            kind,
+            float(epsilon),
+        )
+
+    def sizes(self, desc):
+        rs, fw, bw = _I64(), _I64(), _I64()
+        self.lib.check(
+            self.lib.lib.tfrnn_layer_norm_rnn_sizes(
+                ctypes.byref(desc), ctypes.byref(rs), ctypes.byref(fw), ctypes.byref(bw)
+            )
+        )
+        return rs.value, fw.value, bw.value
+
+    def _buf(self, a):
+        return None if a is None else self.lib.backend.from_numpy(a, self.dtype)
+
+    def _params(self, bufs):
+        ptr = self.lib.backend.ptr
+        return LayerNormParams(*(ptr(bufs.get(name)) for name in LN_PARAMS))
+
+    def forward(self, x, h0, c0, params, mask=None, zoneout=None, epsilon=1e-3, is_training=True):
+        """Returns (y, hn, cn, reserve) as backend buffers (cn None for the GRU)."""
+        be = self.lib.backend
+        d = self.desc(x, h0, is_training, mask, zoneout, epsilon)
+        T, B, H = x.shape[0], x.shape[1], h0.shape[1]
+        rs, fw, _ = self.sizes(d)
+        self._inputs = {k: self._buf(v) for k, v in params.items()}
+        ins = [self._buf(a) for a in (x, h0, c0 if self.lstm else None, mask)]
+        zm = None if zoneout is None else self._buf(np.reshape(zoneout, (-1,)))
+        y, hn = be.empty((T, B, H), self.dtype), be.empty((B, H), self.dtype)
+        cn = be.empty((B, H), self.dtype) if self.lstm else None
+        reserve = be.empty((rs,), self.dtype) if is_training else None
+        ws = be.workspace(fw)
+        p = self._params(self._inputs)
+        self.lib.check(
+            self.lib.lib.tfrnn_layer_norm_rnn_forward(
+                self.lib.blas,
+                be.stream,
+                ctypes.byref(d),
+                *map(be.ptr, ins[:3]),
+                ctypes.byref(p),
+                *map(be.ptr, [ins[3], zm, y, hn, cn, reserve, ws]),
+            )
+        )
+        return y, hn, cn, reserve
+
+    def backward(self, x, h0, params, reserve, dy, dhn, dcn, mask=None, zoneout=None, epsilon=1e-3):
+        """Returns (dx, dh0, dc0, grads): grads a dict of the cell's param grads."""
+        be = self.lib.backend
+        d = self.desc(x, h0, True, mask, zoneout, epsilon)
+        B, H = x.shape[1], h0.shape[1]
+        _, _, bw = self.sizes(d)
+        pin = {k: self._buf(v) for k, v in params.items()}
+        grads = {k: be.empty(np.shape(v), self.dtype) for k, v in params.items()}
+        xb, mb = self._buf(x), self._buf(mask)
+        zm = None if zoneout is None else self._buf(np.reshape(zoneout, (-1,)))
+        dyb, dhb = self._buf(dy), self._buf(dhn)
+        dcb = self._buf(dcn) if self.lstm else None
+        dx, dh0 = be.empty(tuple(x.shape), self.dtype), be.empty((B, H), self.dtype)
+        dc0 = be.empty((B, H), self.dtype) if self.lstm else None
+        ws = be.workspace(bw)
+        p, g = self._params(pin), self._params(grads)
+        self.lib.check(
+            self.lib.lib.tfrnn_layer_norm_rnn_backward(
+                self.lib.blas,
+                be.stream,
+                ctypes.byref(d),
+                be.ptr(xb),
+                ctypes.byref(p),
+                *map(be.ptr, [mb, zm, reserve, dyb, dhb, dcb, dx, dh0, dc0]),
+                ctypes.byref(g),
+                be.ptr(ws),
+            )
+        )
+        return dx, dh0, dc0, grads

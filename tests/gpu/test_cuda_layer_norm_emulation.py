@@ -1,0 +1,243 @@
+"""The CUDA layer's fused layer-norm LSTM / GRU (cc/cuda/layer_norm_rnn_cuda.h, the math of
+`TfRnn>LayerNormRnn`), run on the CPU through the host emulation (cc/cuda/cuda_compat.h), against
+the float64 references of tests/cells/cell_reference.py (TF Addons' LayerNormLSTMCell, haste's
+LayerNormGRU and zoneout): forward in training and inference, every gradient against central finite
+differences of the reference, step masks, zoneout masks and scalar keep values, odd sizes, B = 0,
+T = 0, float32, bad descriptions. The emulation runs a block as one thread, so it checks every
+pass's math, not the block reductions' cooperation (the GPU tests do: tests/gpu/test_gpu_*.py).
+Needs no GPU or TensorFlow; skipped unless the emulation library is built (`make gpu-check`)."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import numpy as np
+import pytest
+import tfrnn_cuda_ctypes as tc
+from layer_norm_reference import (
+    CELLS,
+    EPS,
+    finite_difference_grads,
+    library_grads,
+    loss_weights,
+    make_case,
+    make_params,
+    reference,
+    run,
+)
+
+if not os.path.exists(tc.EMU_LIBRARY):
+    pytest.skip(
+        f"CUDA host emulation not built ({tc.EMU_LIBRARY}); `make gpu-check` builds it",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def lib():
+    library = tc.Library(tc.EMU_LIBRARY, tc.NumpyBackend())
+    assert library.emulated
+    yield library
+    library.close()
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """Fresh data per test, reproducible from its id (run.sh runs tests/gpu without the package's
+    conftest.py)."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+FORWARD_CASES = [
+    # T, B, D, H, masked, zoneout
+    (3, 2, 3, 4, False, None),
+    (4, 3, 2, 3, True, None),
+    (3, 2, 3, 2, False, "mask"),
+    (3, 3, 1, 3, True, "scalar"),
+    (1, 1, 1, 1, False, None),
+    (2, 1, 5, 257, True, "mask"),
+    (2, 3, 0, 3, False, None),  # D = 0: the x side is all zeros, LN of a constant row
+]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B,D,H,masked,zoneout", FORWARD_CASES)
+def test_forward_matches_reference(lib, rng, cell, T, B, D, H, masked, zoneout):
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
+    want = reference(cell, p, x, h0, c0, mask, zm)
+    got_train = run(lib, cell, "float64", p, x, h0, c0, mask, zm, is_training=True)
+    got_infer = run(lib, cell, "float64", p, x, h0, c0, mask, zm, is_training=False)
+    for got in (got_train, got_infer):
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-12)
+        if cell == "layer_norm_lstm":
+            np.testing.assert_allclose(got[2], want[2], rtol=1e-10, atol=1e-12)
+    # Inference computes the same way as training: the same bits, and no reserve.
+    np.testing.assert_array_equal(got_train[0], got_infer[0])
+    assert got_infer[3] is None and got_train[3].size > 0
+
+
+GRAD_CASES = [
+    # T, B, D, H, masked, zoneout
+    (3, 2, 3, 2, False, None),
+    (3, 3, 2, 3, True, "mask"),
+    (2, 2, 2, 2, True, "scalar"),
+    (2, 1, 1, 1, False, None),
+]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B,D,H,masked,zoneout", GRAD_CASES)
+def test_gradients_match_finite_differences(lib, rng, cell, T, B, D, H, masked, zoneout):
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc)
+    got = library_grads(lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc)
+    assert set(got) == set(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_matches_float64(lib, rng, cell):
+    T, B, D, H = 3, 3, 4, 5
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, True, "mask")
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    want_y = reference(cell, p, x, h0, c0, mask, zm)[0]
+    got_y = run(lib, cell, "float32", p, x, h0, c0, mask, zm)[0]
+    np.testing.assert_allclose(got_y, want_y, rtol=1e-4, atol=1e-5)
+    want = library_grads(lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc)
+    got = library_grads(lib, cell, "float32", p, x, h0, c0, mask, zm, wy, wh, wc)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=2e-3, atol=2e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B", [(3, 0), (0, 2)])
+def test_empty_batch_or_sequence(lib, rng, cell, T, B):
+    D, H = 3, 2
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, _, _ = make_case(rng, cell, T, B, D, H)
+    y, hn, cn, reserve = run(lib, cell, "float64", p, x, h0, c0, None, None)
+    assert y.shape == (T, B, H) and reserve.size == 0
+    np.testing.assert_array_equal(hn, h0)
+    if cell == "layer_norm_lstm":
+        np.testing.assert_array_equal(cn, c0)
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    got = library_grads(lib, cell, "float64", p, x, h0, c0, None, None, wy, wh, wc)
+    np.testing.assert_array_equal(got["h0"], wh)
+    for name in p:
+        np.testing.assert_array_equal(got[name], np.zeros_like(p[name]), err_msg=name)
+
+
+def test_reserve_size_is_the_cpu_kernels(lib):
+    """The reserve has the CPU kernel's layout (cc/kernels/layer_norm_rnn_kernels.cc): per row
+    3 G·H + (LSTM: 2 H) + 2 H + 3."""
+    for cell, G, extra in (("layer_norm_lstm", 4, 2), ("layer_norm_gru", 3, 0)):
+        op = lib.layer_norm_rnn(cell)
+        T, B, D, H = 5, 3, 2, 7
+        d = op.desc(np.zeros((T, B, D)), np.zeros((B, H)), True, None, None, 1e-3)
+        rs, _, _ = op.sizes(d)
+        assert rs == T * B * (3 * G * H + extra * H + 2 * H + 3)
+        d = op.desc(np.zeros((T, B, D)), np.zeros((B, H)), False, None, None, 1e-3)
+        assert op.sizes(d)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("cell", 5, "unknown layer-norm cell"),
+        ("zoneout", 3, "unknown zoneout kind"),
+        ("epsilon", 0.0, "epsilon must be positive"),
+        ("num_units", 0, "cell size H must be positive"),
+        ("batch", -1, "must be >= 0"),
+        ("dtype", 7, "unknown dtype"),
+    ],
+)
+def test_bad_descriptions_are_refused(lib, field, value, message):
+    op = lib.layer_norm_rnn("layer_norm_lstm")
+    d = op.desc(np.zeros((2, 2, 2)), np.zeros((2, 3)), True, None, None, 1e-3)
+    setattr(d, field, value)
+    with pytest.raises(tc.TfRnnCudaError, match=message):
+        op.sizes(d)
+
+
+def test_backward_needs_a_training_description(lib, rng):
+    cell = "layer_norm_gru"
+    p = make_params(rng, cell, 2, 2)
+    op = lib.layer_norm_rnn(cell)
+    d = op.desc(np.zeros((1, 1, 2)), np.zeros((1, 2)), False, None, None, 1e-3)
+    ptrs = tc.LayerNormParams()
+    rc = lib.lib.tfrnn_layer_norm_rnn_backward(
+        lib.blas, None, d, None, ptrs, None, None, None, None, None, None, None, None, None,
+        ptrs, None
+    )  # fmt: skip
+    assert rc == 1 and b"is_training" in lib.lib.tfrnn_last_error()
+    del p
+
+
+def _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, dtype):
+    """The CPU op's forward inputs (TfRnn>LayerNormRnn, cc/ops/layer_norm_rnn_ops.cc)."""
+    empty = tf.zeros([0], dtype)
+
+    def t(v):
+        return empty if v is None else tf.constant(v, dtype)
+
+    names = ("kernel", "recurrent_kernel", "bias", "recurrent_bias", "gamma_x", "beta_x")
+    names += ("gamma_h", "beta_h", "gamma_c", "beta_c")
+    out = dict(x=t(x), h0=t(h0), c0=t(c0 if cell == "layer_norm_lstm" else None))
+    out.update({k: t(p.get(k)) for k in names})
+    out.update(mask=t(mask), zoneout_mask=t(zm), epsilon=tf.constant(EPS[cell], dtype))
+    return out
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_reserve_is_interchangeable_with_the_cpu_kernels(lib, rng, cell):
+    """A forward on one device and its gradient on the other (TensorFlow may place them so): the
+    CPU op's reserve in the CUDA backward, and the CUDA reserve in the CPU grad op, both give the
+    finite-difference grads of the float64 reference."""
+    tf = pytest.importorskip("tensorflow")
+    ops = pytest.importorskip("tf_rnn_ops._loader").ops()
+    T, B, D, H = 3, 3, 2, 3
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, True, "mask")
+    mask[T - 1, 0] = 0.0  # at least one masked row
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc)
+    inputs = _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, tf.float64)
+    cpu_reserve = ops.tf_rnn_layer_norm_rnn(**inputs, cell=cell, is_training=True)[3].numpy()
+    op = lib.layer_norm_rnn(cell)
+    cuda_reserve = op.forward(x, h0, c0, p, mask=mask, zoneout=zm, epsilon=EPS[cell])[3]
+    assert cuda_reserve.shape == cpu_reserve.shape
+    # What the CPU forward leaves unwritten for masked rows (act, c_hat, h~, stats: uninitialized
+    # memory there) as NaN: the backward must not read it.
+    lstm, rows, G = cell == "layer_norm_lstm", T * B, (4 if cell == "layer_norm_lstm" else 3)
+    widths = [G * H] * 3 + [H if lstm else 0, H, H if lstm else 0, H, 3]
+    starts = np.concatenate([[0], np.cumsum([rows * w for w in widths])])
+    masked = np.flatnonzero(mask.reshape(-1) == 0)
+    for region in (2, 3, 6, 7):  # act, c_hat, h_tilde, stats
+        for r in masked:
+            w = widths[region]
+            cpu_reserve[starts[region] + r * w : starts[region] + (r + 1) * w] = np.nan
+    # The CPU reserve in the CUDA backward.
+    dx, dh0, dc0, grads = op.backward(
+        x, h0, p, cpu_reserve, wy, wh, wc, mask=mask, zoneout=zm, epsilon=EPS[cell]
+    )
+    got = dict(grads, x=dx, h0=dh0, **({"c0": dc0} if cell == "layer_norm_lstm" else {}))
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    # The CUDA reserve in the CPU grad op.
+    dcn = wc if cell == "layer_norm_lstm" else np.zeros((B, 0))
+    outs = ops.tf_rnn_layer_norm_rnn_grad(
+        **inputs, reserve=tf.constant(cuda_reserve), dy=tf.constant(wy), dhn=tf.constant(wh),
+        dcn=tf.constant(dcn), cell=cell,
+    )  # fmt: skip
+    names = ("x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "recurrent_bias", "gamma_x")
+    names += ("beta_x", "gamma_h", "beta_h", "gamma_c", "beta_c")
+    for name, g in zip(names, outs, strict=True):
+        if name in want:
+            np.testing.assert_allclose(g.numpy(), want[name], rtol=1e-5, atol=1e-7, err_msg=name)
