@@ -33,6 +33,7 @@ REGISTER_OP("TfRnn>KerasRNNDropout")
     .Input("recurrent_bias: T")
     .Input("sequence_lengths: int32")
     .Input("recurrent_masks: T")
+    .Input("zoneout_mask: T")
     .Output("output: T")
     .Output("output_h: T")
     .Output("output_c: T")
@@ -47,7 +48,6 @@ REGISTER_OP("TfRnn>KerasRNNDropout")
       TF_RETURN_IF_ERROR(Rank(c, 1, "input_h", 2, &input_h));
       TF_RETURN_IF_ERROR(Rank(c, 3, "recurrent_kernel", 2, &rkernel));
       TF_RETURN_IF_ERROR(Rank(c, 5, "sequence_lengths", 1, &unused));
-      TF_RETURN_IF_ERROR(Rank(c, 6, "recurrent_masks", 3, &unused));
       std::string rnn_mode;
       TF_RETURN_IF_ERROR(c->GetAttr("rnn_mode", &rnn_mode));
       bool time_major = false;
@@ -68,7 +68,11 @@ projected_input [B, T, G*H] ([T, B, G*H] with time_major): the input side of eve
 included, in Keras' gate column order (GRU z, r, h; LSTM i, f, c, o). recurrent_kernel [H, G*H] as
 Keras keeps it; recurrent_bias: GRU (reset_after=True) Keras' recurrent bias row [G*H], else empty.
 recurrent_masks [G, B, H]: gate g's recurrent product is
-(h_prev * masks[g]) @ recurrent_kernel[:, g].
+(h_prev * masks[g]) @ recurrent_kernel[:, g]; no elements: no recurrent dropout (the plain
+products). zoneout_mask: zoneout on h after each step, h = h_prev + m * (h_new - h_prev) (h is
+the output and the carried state; LSTM's c is not zoned): [T, B, H] time-major in both layouts
+(training: m in {0, 1}, 1 with probability 1 - rate; values not checked), a scalar k (inference:
+k = 1 - rate for every unit), or no elements (no zoneout).
 )doc");
 
 REGISTER_OP("TfRnn>KerasRNNDropoutBackprop")
@@ -79,6 +83,7 @@ REGISTER_OP("TfRnn>KerasRNNDropoutBackprop")
     .Input("recurrent_bias: T")
     .Input("sequence_lengths: int32")
     .Input("recurrent_masks: T")
+    .Input("zoneout_mask: T")
     .Input("output: T")
     .Input("output_h: T")
     .Input("output_c: T")
