@@ -132,8 +132,8 @@ class DropoutCall {
                         "] (steps, batch, units; time-major in both layouts), a scalar (the keep "
                         "weight 1 - p of inference) or have no elements (no zoneout), got shape ",
                         zoneout.shape().DebugString()));
-    zoneout_mask = zoneout.dims() == 3 && zoneout.NumElements() > 0 ? zoneout.flat<T>().data()
-                                                                    : nullptr;
+    zoneout_mask =
+        zoneout.dims() == 3 && zoneout.NumElements() > 0 ? zoneout.flat<T>().data() : nullptr;
     zoneout_keep = zoneout.dims() == 0 ? zoneout.scalar<T>()() : T(1);
     DC_REQUIRES(
         ctx,

@@ -632,10 +632,9 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t len = Length(lengths, b, T_);
             if (s >= len) continue;  // rows past their length pass dh through
-            if (zoning) {  // h_{t-1} gets (1 - m) ⊙ δ besides the cell's part
-              const T* m = a.zoneout_mask
-                               ? a.zoneout_mask + (TimeAt(dir, s, len) * B + b) * ho
-                               : nullptr;
+            if (zoning) {            // h_{t-1} gets (1 - m) ⊙ δ besides the cell's part
+              const T* m =
+                  a.zoneout_mask ? a.zoneout_mask + (TimeAt(dir, s, len) * B + b) * ho : nullptr;
               for (int64_t j = 0; j < ho; ++j) {
                 dh_rec[b * ho + j] += (T(1) - ZoneoutKeep(m, a.zoneout_keep, j)) * dh[b * ho + j];
               }
