@@ -21,6 +21,17 @@ weights) instead of Keras' step loop. The results equal Keras' step loop:
   input masks, then its recurrent masks, in the order its cell draws them, so the same seed gives
   Keras' masks); the layer computes the gates' input side, concat_k((x ⊙ d_k) W_k) + b, and
   `keras_rnn_dropout` (TfRnn>KerasRNNDropout) runs the masked recurrence (`_dropout_loop`).
+* zoneout (GRU and LSTM only, `zoneout=p`, our one addition to Keras' arguments; haste's
+  semantics, docs/MATH.md "Zoneout"): on h only (never the LSTM's c), the zoned h is the output and
+  the carried state. Training: h_t = h_{t-1} + m_t ⊙ (h~_t - h_{t-1}), m_t in {0, 1} fresh per
+  step, row and unit with P(1) = 1 - p (`_zoneout_mask`: [T, B, H] from the cell's seed generator,
+  drawn after Keras' dropout masks; row b's k-th valid step processed reads m[k, b]); inference:
+  h_t = p h_{t-1} + (1 - p) h~_t. Always fused (training and inference, with or without dropout):
+  the layer computes the gates' input side as for recurrent dropout and TfRnn>KerasRNNDropout runs
+  the recurrence with the keep mask (or the scalar 1 - p); a symbolic training flag selects between
+  the two fused calls (tf.cond). Where only Keras' loop could run (an activation the op lacks,
+  use_cudnn=False, XLA, TFLite, standard_ops) zoneout is refused with a ValueError: Keras' loop has
+  no zoneout. zoneout=0 (the default) leaves every other path as it was.
 * float16 / bfloat16 (mixed precision): the op computes in float32 (float32 weights, inputs cast
   up); Keras casts the results to the compute dtype.
 
@@ -91,9 +102,9 @@ def run_fused(
     needs no packing (`_one_step_masked`); a one-step sequence needs no reversing.
 
     With recurrent dropout (`recurrent_masks` [G, B, H], see `_run_op`) or zoneout (`zoneout`: the
-    keep mask [T, B, H], mask[k, b] for row b's k-th valid step processed, or the scalar keep
-    weight 1 - p of inference): x is the projected input [B, T, G·H] and weights (None,
-    recurrent_kernel, recurrent bias or None).
+    keep mask [T, B, H], mask[k, b] for row b's k-th valid step processed, as the packed sequences
+    read it; or the scalar keep weight 1 - p of inference): x is the projected input [B, T, G·H]
+    and weights (None, recurrent_kernel, recurrent bias or None).
     """
     lstm = rnn_mode in _modes.CELL_STATE_MODES
     kernel, recurrent_kernel, bias = weights
@@ -114,9 +125,6 @@ def run_fused(
         )
     else:
         packed, packing = pack_valid_steps(x, mask)
-        if zoneout is not None and zoneout.shape.rank == 3:  # row b's k-th valid step: mask[k, b]
-            zoneout = tf.transpose(zoneout, [1, 0, 2])
-            zoneout = tf.transpose(pack_valid_steps(zoneout, mask)[0], [1, 0, 2])
         y, h, c = _run_op(
             rnn_mode, packed, h0, c0, weights, recurrent_masks, packing.lengths, zoneout
         )
@@ -162,7 +170,7 @@ def _one_step_masked(rnn_mode, x, h0, c0, weights, mask, recurrent_masks=None, z
 class _FusedRNNMixin:
     """`inner_loop` on the fused op for a Keras GRU / LSTM / SimpleRNN subclass."""
 
-    zoneout = 0.0  # GRU and LSTM take `zoneout=`; SimpleRNN has none
+    _zoneout = 0.0  # GRU and LSTM take `zoneout=` (their `zoneout` property); SimpleRNN none
 
     def _init_fused(self):
         self._fused_mode = self._fusable_mode()
@@ -172,10 +180,10 @@ class _FusedRNNMixin:
                 f"{self._unfusable_reason()}. Pass use_cudnn='auto' to fall back to the Keras step "
                 "loop for this option."
             )
-        if self.zoneout and (self._fused_mode is None or self._cudnn_choice is False):
+        if self._zoneout and (self._fused_mode is None or self._cudnn_choice is False):
             why = "use_cudnn=False" if self._fused_mode is not None else self._unfusable_reason()
             raise ValueError(
-                f"{type(self).__name__}(zoneout={self.zoneout}): zoneout runs only on the fused "
+                f"{type(self).__name__}(zoneout={self._zoneout}): zoneout runs only on the fused "
                 f"op, and {why} takes Keras' step loop, which has no zoneout."
             )
 
@@ -189,14 +197,14 @@ class _FusedRNNMixin:
             raise ValueError(
                 f"{type(self).__name__}: zoneout must be a rate in [0, 1), got {zoneout!r}"
             )
-        self.zoneout = rate
+        self._zoneout = rate
 
     def _zoneout_mask(self, x):
         """The training keep mask [T, B, H] for x [B, T, ·] (haste: floor(1 - p + U[0, 1)), 1 with
         probability 1 - p), drawn with the cell's seed generator after Keras' dropout masks."""
         shape = tf.stack([tf.shape(x)[1], tf.shape(x)[0], self.cell.units])
         u = keras.random.uniform(shape, dtype=x.dtype, seed=self.cell.seed_generator)
-        return tf.floor(tf.cast(1.0 - self.zoneout, x.dtype) + u)
+        return tf.floor(tf.cast(1.0 - self._zoneout, x.dtype) + u)
 
     @property
     def _cudnn_choice(self):
@@ -249,9 +257,9 @@ class _FusedRNNMixin:
         if not sequences.dtype.is_floating:  # Keras' step loop promotes integers so
             sequences = tf.cast(sequences, self.compute_dtype)
         how = _formulation.formulation()
-        if how is not None and self.zoneout:
+        if how is not None and self._zoneout:
             raise ValueError(
-                f"{type(self).__name__}(zoneout={self.zoneout}) runs only on the fused op, which "
+                f"{type(self).__name__}(zoneout={self._zoneout}) runs only on the fused op, which "
                 "cannot run here (an XLA compilation, the TFLite converter or "
                 "tf_rnn_ops.standard_ops()), and Keras' formulation has no zoneout."
             )
@@ -259,7 +267,7 @@ class _FusedRNNMixin:
             return _formulation.standard_inner_loop(
                 self, how, sequences, initial_state, mask, training
             )
-        if not self.zoneout and not self._can_fuse(training):  # (zoneout: always fused)
+        if not self._zoneout and not self._can_fuse(training):  # (zoneout: always fused)
             # Keras' step loop, straight (Keras' own GRU/LSTM.inner_loop would first try its
             # cuDNN path, which only runs on GPUs and cannot do these options either)
             return keras.layers.RNN.inner_loop(
@@ -270,7 +278,7 @@ class _FusedRNNMixin:
         dtype = compute_dtype(tf.as_dtype(sequences.dtype))
         x = tf.cast(sequences, dtype)
         states = [tf.cast(s, dtype) for s in states]  # 16-bit states: the op computes in float32
-        if self.zoneout:
+        if self._zoneout:
             if isinstance(training, bool | type(None)):
                 return self._dropout_loop(x, states, mask, bool(training))
             # a symbolic training flag: both fused calls, chosen when the graph runs
@@ -318,8 +326,8 @@ class _FusedRNNMixin:
         if self._recurrent_dropout_active(training):
             rec = cell.get_recurrent_dropout_mask(states[0])
         zoneout = None
-        if self.zoneout:
-            zoneout = self._zoneout_mask(x) if training else tf.constant(1.0 - self.zoneout, dtype)
+        if self._zoneout:
+            zoneout = self._zoneout_mask(x) if training else tf.constant(1.0 - self._zoneout, dtype)
         kernel = tf.cast(read_variable(cell.kernel), dtype)
         recurrent_kernel = tf.cast(read_variable(cell.recurrent_kernel), dtype)
         bias = tf.cast(read_variable(cell.bias), dtype) if cell.use_bias else None
@@ -366,7 +374,7 @@ class _FusedRNNMixin:
         config = super().get_config()
         config["use_cudnn"] = self.use_cudnn
         if isinstance(self, GRU | LSTM):
-            config["zoneout"] = self.zoneout
+            config["zoneout"] = self._zoneout
         return config
 
 
@@ -376,12 +384,18 @@ class GRU(_FusedRNNMixin, keras.layers.GRU):
 
     The fused path needs activation tanh and recurrent_activation sigmoid (the defaults);
     reset_after=True runs the op's gru mode, reset_after=False its gru_reset_before mode (Keras v1
-    form). Other options run Keras' step loop."""
+    form). Other options run Keras' step loop. `zoneout=p` in [0, 1): haste's zoneout on h (see
+    module doc; fused only, so it needs the fused path's options)."""
 
     def __init__(self, units, *args, use_cudnn="auto", zoneout=0.0, **kwargs):
         self._set_zoneout(zoneout)
         super().__init__(units, *args, use_cudnn=use_cudnn, **kwargs)
         self._init_fused()
+
+    @property
+    def zoneout(self) -> float:
+        """The zoneout rate p on h (haste semantics; 0: none)."""
+        return self._zoneout
 
     def _fusable_mode(self):
         c = self.cell
@@ -405,12 +419,18 @@ class LSTM(_FusedRNNMixin, keras.layers.LSTM):
     """`keras.layers.LSTM` on the fused op (same arguments, weights and results; see module doc).
 
     The fused path needs activation tanh and recurrent_activation sigmoid (the defaults); other
-    options run Keras' step loop."""
+    options run Keras' step loop. `zoneout=p` in [0, 1): haste's zoneout on h only (c is not
+    zoned; see module doc; fused only, so it needs the fused path's options)."""
 
     def __init__(self, units, *args, use_cudnn="auto", zoneout=0.0, **kwargs):
         self._set_zoneout(zoneout)
         super().__init__(units, *args, use_cudnn=use_cudnn, **kwargs)
         self._init_fused()
+
+    @property
+    def zoneout(self) -> float:
+        """The zoneout rate p on h (haste semantics; 0: none)."""
+        return self._zoneout
 
     def _fusable_mode(self):
         c = self.cell
