@@ -81,10 +81,11 @@ struct RnnForwardArgs {
   // gate order.
   const T* projected = nullptr;
   const T* rec_masks = nullptr;
-  // Zoneout on h (haste; docs/MATH.md "Zoneout"): after the cell's step, h_t = h_{t-1} +
-  // m ⊙ (h~_t - h_{t-1}) with m = zoneout_mask [T, B, H_out] (row (t·B + b), t the time the step
-  // processes), or the scalar zoneout_keep where the mask is null (1: no zoneout). The zoned h is
-  // the output and the carried state; c is not zoned. One layer, one direction, no projection.
+  // Zoneout on h (haste; docs/MATH.md, "Cells beyond cuDNN", Zoneout): after
+  // the cell's step, h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1}) with m = zoneout_mask [T, B, H_out] (row
+  // (t·B + b), t the time the step processes), or the scalar zoneout_keep where the mask is null
+  // (1: no zoneout). The zoned h is the output and the carried state; c is not zoned. One layer,
+  // one direction, no projection.
   const T* zoneout_mask = nullptr;
   T zoneout_keep = T(1);
 };

@@ -1,7 +1,8 @@
 """A Keras reference for zoneout on the drop-in GRU / LSTM: Keras' own cell wrapped in haste's
-zoneout (docs/MATH.md, "Zoneout"), run by `keras.layers.RNN`, with the keep masks injected as extra
-input channels (so each step reads its own mask row; Keras' loop handles masks, go_backwards and
-initial states as for any cell). The zoned h is the output and the carried state; c is not zoned.
+zoneout (docs/MATH.md, "Cells beyond cuDNN", Zoneout), run by
+`keras.layers.RNN`, with the keep masks injected as extra input channels (so each step reads its
+own mask row; Keras' loop handles masks, go_backwards and initial states as for any cell). The
+zoned h is the output and the carried state; c is not zoned.
 
 `processed_masks` turns a layer's keep mask [T, B, H] (row b's k-th valid step processed reads
 mask[k, b], the drop-in layers' convention) into those channels [B, T, H] at the input positions.

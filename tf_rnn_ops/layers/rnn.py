@@ -21,17 +21,17 @@ weights) instead of Keras' step loop. The results equal Keras' step loop:
   input masks, then its recurrent masks, in the order its cell draws them, so the same seed gives
   Keras' masks); the layer computes the gates' input side, concat_k((x ⊙ d_k) W_k) + b, and
   `keras_rnn_dropout` (TfRnn>KerasRNNDropout) runs the masked recurrence (`_dropout_loop`).
-* zoneout (GRU and LSTM only, `zoneout=p`, our one addition to Keras' arguments; haste's
-  semantics, docs/MATH.md "Zoneout"): on h only (never the LSTM's c), the zoned h is the output and
-  the carried state. Training: h_t = h_{t-1} + m_t ⊙ (h~_t - h_{t-1}), m_t in {0, 1} fresh per
-  step, row and unit with P(1) = 1 - p (`_zoneout_mask`: [T, B, H] from the cell's seed generator,
-  drawn after Keras' dropout masks; row b's k-th valid step processed reads m[k, b]); inference:
-  h_t = p h_{t-1} + (1 - p) h~_t. Always fused (training and inference, with or without dropout):
-  the layer computes the gates' input side as for recurrent dropout and TfRnn>KerasRNNDropout runs
-  the recurrence with the keep mask (or the scalar 1 - p); a symbolic training flag selects between
-  the two fused calls (tf.cond). Where only Keras' loop could run (an activation the op lacks,
-  use_cudnn=False, XLA, TFLite, standard_ops) zoneout is refused with a ValueError: Keras' loop has
-  no zoneout. zoneout=0 (the default) leaves every other path as it was.
+* zoneout (GRU and LSTM only, `zoneout=p`, our one addition to Keras' arguments; haste's semantics,
+  docs/MATH.md, "Cells beyond cuDNN", Zoneout): on h only (never the LSTM's c), the
+  zoned h is the output and the carried state. Training: h_t = h_{t-1} + m_t ⊙ (h~_t - h_{t-1}), m_t
+  in {0, 1} fresh per step, row and unit with P(1) = 1 - p (`_zoneout_mask`: [T, B, H] from the
+  cell's seed generator, drawn after Keras' dropout masks; row b's k-th valid step processed reads
+  m[k, b]); inference: h_t = p h_{t-1} + (1 - p) h~_t. Always fused (training and inference, with or
+  without dropout): the layer computes the gates' input side as for recurrent dropout and
+  TfRnn>KerasRNNDropout runs the recurrence with the keep mask (or the scalar 1 - p); a symbolic
+  training flag selects between the two fused calls (tf.cond). Where only Keras' loop could run (an
+  activation the op lacks, use_cudnn=False, XLA, TFLite, standard_ops) zoneout is refused with a
+  ValueError: Keras' loop has no zoneout. zoneout=0 (the default) leaves every other path as it was.
 * float16 / bfloat16 (mixed precision): the op computes in float32 (float32 weights, inputs cast
   up); Keras casts the results to the compute dtype.
 
