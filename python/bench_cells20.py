@@ -5,7 +5,10 @@ gradient) of the drop-in layer against the Keras layer with the same options and
 
 Cases: GRU(reset_after=False) (fused as rnn_mode gru_reset_before; goal >= 1.5x Keras); recurrent
 dropout (item 1; recurrent_dropout = 0.2 and dropout = 0.2, TfRnn>KerasRNNDropout; goal >= 5x
-Keras) for GRU (both reset_after), LSTM and SimpleRNN. `--cases a,b` runs some of them. Prints one
+Keras) for GRU (both reset_after), LSTM and SimpleRNN; zoneout (item 3; zoneout = 0.1, always
+TfRnn>KerasRNNDropout) for GRU and LSTM, whose only peer is the same zoneout written in Keras ops
+around Keras' own cell inside keras.layers.RNN (Keras has no zoneout; haste's fused kernels are
+CUDA only). `--cases a,b` runs some of them. Prints one
 line per case: the median milliseconds of each and the ratio Keras / ours (rounds alternate between
 the two, so that changes of machine load hit both alike). Speed is measured here, never asserted in
 tests; results go to docs/PERFORMANCE.md.
@@ -26,7 +29,35 @@ CASES = {
     "gru_reset_before_rec_dropout": ("GRU", {"reset_after": False, **_DROP}),
     "lstm_rec_dropout": ("LSTM", _DROP),
     "simple_rnn_rec_dropout": ("SimpleRNN", _DROP),
+    "gru_zoneout": ("GRU", {"zoneout": 0.1}),
+    "lstm_zoneout": ("LSTM", {"zoneout": 0.1}),
 }
+
+
+def _keras_zoneout_rnn(keras, cls, units, rate):
+    """The peer of zoneout: Keras' cell with haste's zoneout in Keras ops (a fresh {0, 1} mask per
+    step, h = h_prev + m (h~ - h_prev); c not zoned) inside keras.layers.RNN."""
+
+    class ZoneoutCell(keras.layers.Layer):
+        def __init__(self, cell, **kwargs):
+            super().__init__(**kwargs)
+            self.cell, self.state_size, self.output_size = cell, cell.state_size, cell.units
+            self.seed_generator = keras.random.SeedGenerator(1)
+
+        def build(self, input_shape):
+            self.cell.build(input_shape)
+
+        def call(self, inputs, states, training=False):
+            states = list(states) if isinstance(states, list | tuple) else [states]
+            _, new = self.cell(inputs, states, training=training)
+            new = list(new) if isinstance(new, list | tuple) else [new]
+            u = keras.random.uniform(keras.ops.shape(states[0]), seed=self.seed_generator)
+            m = keras.ops.floor(1.0 - rate + u) if training else 1.0 - rate
+            h = states[0] + m * (new[0] - states[0])
+            return h, [h, *new[1:]]
+
+    cell = getattr(keras.layers, cls + "Cell")(units)
+    return keras.layers.RNN(ZoneoutCell(cell), return_sequences=True)
 
 
 def _step_fn(tf, layer, x):
@@ -63,7 +94,10 @@ def main() -> None:
         cls, kw = CASES[case]
         ours = getattr(tf_rnn_ops.layers, cls)(H, return_sequences=True, **kw)
         no_cudnn = {} if cls == "SimpleRNN" else {"use_cudnn": False}  # SimpleRNN has no cuDNN
-        theirs = getattr(keras.layers, cls)(H, return_sequences=True, **no_cudnn, **kw)
+        if "zoneout" in kw:
+            theirs = _keras_zoneout_rnn(keras, cls, H, kw["zoneout"])
+        else:
+            theirs = getattr(keras.layers, cls)(H, return_sequences=True, **no_cudnn, **kw)
         ours.build(x.shape)
         theirs.build(x.shape)
         theirs.set_weights(ours.get_weights())

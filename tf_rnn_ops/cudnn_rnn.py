@@ -454,19 +454,25 @@ def keras_rnn_dropout(
     is_training=True,
     time_major=False,
     name=None,
+    zoneout_mask=None,
 ):
-    """The recurrence of one Keras layer with recurrent dropout (op `TfRnn>KerasRNNDropout`; CPU
-    kernels only).
+    """The recurrence of one Keras layer with recurrent dropout and / or zoneout (op
+    `TfRnn>KerasRNNDropout`; CPU kernels only).
 
     projected_input [B, T, G·H] ([T, B, G·H] with time_major): the input side of every gate, bias
     included (with input dropout: concat_k((x ⊙ d_k) W_k) + b), in Keras' gate column order (GRU z,
     r, h; LSTM i, f, c, o); input_h, input_c [B, H] (input_c: lstm only, else None);
     recurrent_kernel [H, G·H] as Keras keeps it; recurrent_masks [G, B, H] (Keras' gate order,
     entries 0 or 1/(1-p)): gate g's recurrent product is (h_{t-1} ⊙ masks[g]) U_g, the same masks
-    at every step; recurrent_bias: Keras GRU reset_after=True's recurrent row [3H], else None;
-    sequence_lengths [B] int32 or None. float32 or float64. Returns (output, output_h, output_c,
-    reserve_space) as `keras_rnn`; differentiable w.r.t. projected_input, the states,
-    recurrent_kernel and recurrent_bias (not the masks) when run with is_training=True.
+    at every step, or None (no recurrent dropout: the plain recurrent products); recurrent_bias:
+    Keras GRU reset_after=True's recurrent row [3H], else None; sequence_lengths [B] int32 or None;
+    zoneout_mask: haste's zoneout on h after every step, h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1}) (the
+    zoned h is the output and the carried state; LSTM's c is not zoned): [T, B, H] time-major in
+    both layouts (training: m in {0, 1}, 1 with probability 1 - rate), a scalar 1 - rate
+    (inference: rate·h_{t-1} + (1 - rate)·h~_t), or None (no zoneout). float32 or float64.
+    Returns (output, output_h, output_c, reserve_space) as `keras_rnn`; differentiable w.r.t.
+    projected_input, the states, recurrent_kernel and recurrent_bias (not the masks) when run with
+    is_training=True.
     """
     refuse_under_xla("keras_rnn_dropout")
     with tf.name_scope(name or "KerasRNNDropout"):
@@ -478,6 +484,10 @@ def keras_rnn_dropout(
             recurrent_bias = tf.zeros([0], dtype)
         if sequence_lengths is None:
             sequence_lengths = tf.zeros([0], tf.int32)
+        if recurrent_masks is None:
+            recurrent_masks = tf.zeros([0], dtype)
+        if zoneout_mask is None:
+            zoneout_mask = tf.zeros([0], dtype)
         return _ops().tf_rnn_keras_rnn_dropout(
             projected_input=projected_input,
             input_h=input_h,
@@ -486,6 +496,7 @@ def keras_rnn_dropout(
             recurrent_bias=recurrent_bias,
             sequence_lengths=sequence_lengths,
             recurrent_masks=recurrent_masks,
+            zoneout_mask=zoneout_mask,
             rnn_mode=rnn_mode,
             is_training=is_training,
             time_major=time_major,
@@ -494,10 +505,10 @@ def keras_rnn_dropout(
 
 @register_gradient("TfRnn>KerasRNNDropout")
 def _keras_rnn_dropout_grad(op, *grads):
-    """Gradient of `keras_rnn_dropout`: TfRnn>KerasRNNDropoutBackprop (no gradient for the masks
-    and the lengths)."""
+    """Gradient of `keras_rnn_dropout`: TfRnn>KerasRNNDropoutBackprop (no gradient for the
+    dropout and zoneout masks and the lengths)."""
     _refuse_without_training(op, "keras_rnn_dropout")
-    gx, h0, c0, rkernel, rbias, lengths, masks = op.inputs
+    gx, h0, c0, rkernel, rbias, lengths, masks, zoneout_mask = op.inputs
     y, hn, cn, reserve = op.outputs
 
     bp = _ops().tf_rnn_keras_rnn_dropout_backprop(
@@ -508,6 +519,7 @@ def _keras_rnn_dropout_grad(op, *grads):
         recurrent_bias=rbias,
         sequence_lengths=lengths,
         recurrent_masks=masks,
+        zoneout_mask=zoneout_mask,
         output=y,
         output_h=hn,
         output_c=cn,
@@ -518,7 +530,7 @@ def _keras_rnn_dropout_grad(op, *grads):
         rnn_mode=op.get_attr("rnn_mode"),
         time_major=op.get_attr("time_major"),
     )
-    return bp[0], bp[1], bp[2], bp[3], bp[4], None, None
+    return bp[0], bp[1], bp[2], bp[3], bp[4], None, None, None
 
 
 # ----------------------------------------------------------------- second-order: backprop gradients

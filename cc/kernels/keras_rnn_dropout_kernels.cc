@@ -2,8 +2,10 @@
 // unidirectional layer of a Keras cell with recurrent dropout, its recurrence only: the layer
 // computes the input side of every gate itself (gx = concat_k((x ⊙ d_k) W_k) + b), and the op runs
 // the steps with the masked recurrent products of the CPU driver (rnn_cpu_driver.h,
-// MaskedProducts in rnn_phase_products.h) on the cell's own recurrent_kernel. Inputs and gate
-// column orders are Keras'; the kernels permute the GRU's z, r, h blocks into the cells' r, z, h.
+// MaskedProducts in rnn_phase_products.h) on the cell's own recurrent_kernel (the plain products
+// where recurrent_masks has no elements), and zoneout on h after each step where zoneout_mask is
+// given (the driver's zoneout pass). Inputs and gate column orders are Keras'; the kernels permute
+// the GRU's z, r, h blocks into the cells' r, z, h.
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
@@ -52,6 +54,7 @@ enum DropoutInput {
   kRecurrentBias,
   kSequenceLengths,
   kRecurrentMasks,
+  kZoneoutMask,
   kOutput,
   kOutputH,
   kOutputC,
@@ -61,7 +64,7 @@ enum DropoutInput {
   kReserveSpace,
 };
 
-// What both kernels check and convert: the shapes of the forward op's inputs (0-6), the model, and
+// What both kernels check and convert: the shapes of the forward op's inputs (0-7), the model, and
 // the inputs in the driver's layout and canonical gate order.
 template <typename T>
 class DropoutCall {
@@ -73,7 +76,7 @@ class DropoutCall {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("time_major", &time_major_));
   }
 
-  // Checks inputs 0-6; on success T_, B, H, G, s and lengths are set.
+  // Checks inputs 0-7; on success T_, B, H, G, s, lengths and the zoneout inputs are set.
   bool Check(OpKernelContext* ctx) {
     const Tensor& gx = ctx->input(kProjected);
     const Tensor& input_h = ctx->input(kInputH);
@@ -82,6 +85,7 @@ class DropoutCall {
     const Tensor& rbias = ctx->input(kRecurrentBias);
     const Tensor& seq_lengths = ctx->input(kSequenceLengths);
     const Tensor& masks = ctx->input(kRecurrentMasks);
+    const Tensor& zoneout = ctx->input(kZoneoutMask);
     const bool tm = time_major_, lstm = CellHasCellState(mode_);
     G = NumGates(mode_);
     const char* name = RnnModeName(mode_);
@@ -114,10 +118,23 @@ class DropoutCall {
         InvalidArgument("recurrent_bias must have no elements", gru ? " or shape [" : "",
                         gru ? absl::StrCat(gh) : "", gru ? "] (Keras' recurrent row)" : "",
                         " for rnn_mode ", name, ", got shape ", rbias.shape().DebugString()));
+    DC_REQUIRES(ctx, masks.NumElements() == 0 || masks.shape() == TensorShape({G, B, H}),
+                InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,
+                                "] (gates, batch, units) or have no elements (no recurrent "
+                                "dropout), got shape ",
+                                masks.shape().DebugString()));
+    has_masks = masks.NumElements() > 0;
     DC_REQUIRES(
-        ctx, masks.shape() == TensorShape({G, B, H}),
-        InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,
-                        "] (gates, batch, units), got shape ", masks.shape().DebugString()));
+        ctx,
+        zoneout.NumElements() == 0 || zoneout.dims() == 0 ||
+            zoneout.shape() == TensorShape({T_, B, H}),
+        InvalidArgument("zoneout_mask must be [", T_, ", ", B, ", ", H,
+                        "] (steps, batch, units; time-major in both layouts), a scalar (the keep "
+                        "weight 1 - p of inference) or have no elements (no zoneout), got shape ",
+                        zoneout.shape().DebugString()));
+    zoneout_mask =
+        zoneout.dims() == 3 && zoneout.NumElements() > 0 ? zoneout.flat<T>().data() : nullptr;
+    zoneout_keep = zoneout.dims() == 0 ? zoneout.scalar<T>()() : T(1);
     DC_REQUIRES(
         ctx,
         seq_lengths.dims() == 1 && (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B),
@@ -177,8 +194,12 @@ class DropoutCall {
     const T* r = ctx->input(kRecurrentKernel).flat<T>().data();
     for (int64_t k = 0; k < H; ++k)
       for (int g = 0; g < G; ++g) std::copy_n(r + k * gh + Src(g) * H, H, rk + k * gh + g * H);
-    const T* m = ctx->input(kRecurrentMasks).flat<T>().data();
-    for (int g = 0; g < G; ++g) std::copy_n(m + Src(g) * B * H, B * H, masks + g * B * H);
+    if (has_masks) {
+      const T* m = ctx->input(kRecurrentMasks).flat<T>().data();
+      for (int g = 0; g < G; ++g) std::copy_n(m + Src(g) * B * H, B * H, masks + g * B * H);
+    } else {
+      masks = nullptr;  // the plain recurrent products
+    }
     std::fill_n(b_w, 2 * gh, T(0));
     const Tensor& rbias = ctx->input(kRecurrentBias);
     if (rbias.NumElements() > 0) {
@@ -193,6 +214,9 @@ class DropoutCall {
   RnnModelShape s;
   std::vector<int32_t> lengths;
   T *gx = nullptr, *rk = nullptr, *masks = nullptr, *b_w = nullptr, *b_r = nullptr;
+  bool has_masks = false;
+  const T* zoneout_mask = nullptr;  // [T, B, H], or null: zoneout_keep for every unit
+  T zoneout_keep = T(1);            // 1: no zoneout
 
  private:
   Tensor temp_;
@@ -252,6 +276,8 @@ class KerasRnnDropoutOp : public OpKernel {
     a.bias_r = c.b_r;
     a.projected = c.gx;
     a.rec_masks = c.masks;
+    a.zoneout_mask = c.zoneout_mask;
+    a.zoneout_keep = c.zoneout_keep;
     CpuRnn<T>(ctx->eigen_device<CPUDevice>(), c.s).Forward(a, workspace.flat<T>().data());
     y.Finish(ctx);
   }
@@ -348,6 +374,8 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
     a.dparams = dparams.flat<T>().data();
     a.rec_masks = c.masks;
+    a.zoneout_mask = c.zoneout_mask;
+    a.zoneout_keep = c.zoneout_keep;
     a.d_projected = d_proj.flat<T>().data();
     CpuRnn<T>(ctx->eigen_device<CPUDevice>(), c.s).Backward(a, workspace.flat<T>().data());
     // Back into Keras' layout and gate order.

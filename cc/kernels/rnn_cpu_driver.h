@@ -81,6 +81,13 @@ struct RnnForwardArgs {
   // gate order.
   const T* projected = nullptr;
   const T* rec_masks = nullptr;
+  // Zoneout on h (haste; docs/MATH.md, "Cells beyond cuDNN", Zoneout): after
+  // the cell's step, h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1}) with m = zoneout_mask [T, B, H_out] (row
+  // (t·B + b), t the time the step processes), or the scalar zoneout_keep where the mask is null
+  // (1: no zoneout). The zoned h is the output and the carried state; c is not zoned. One layer,
+  // one direction, no projection.
+  const T* zoneout_mask = nullptr;
+  T zoneout_keep = T(1);
 };
 
 template <typename T>
@@ -106,7 +113,17 @@ struct RnnBackwardArgs {
   // set, receives the grads of the projected input in place of dx and the W gradient.
   const T* rec_masks = nullptr;
   T* d_projected = nullptr;
+  // Zoneout (see RnnForwardArgs): with δ the grad of the zoned h_t, the cell's h~_t gets m ⊙ δ and
+  // h_{t-1} gets (1 - m) ⊙ δ besides the cell's own part.
+  const T* zoneout_mask = nullptr;
+  T zoneout_keep = T(1);
 };
+
+// The zoneout keep weight of unit j: the mask row's, or the scalar where there is no mask.
+template <typename T>
+inline T ZoneoutKeep(const T* m_row, T keep, int64_t j) {
+  return m_row != nullptr ? m_row[j] : keep;
+}
 
 template <typename T>
 class CpuRnn {
@@ -247,6 +264,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const bool stream = keras && (a.stream_weights || a.rec_masks != nullptr);
   const bool has_proj = s_.num_proj > 0;
   const bool training = rl != nullptr;
+  const bool zoning = a.zoneout_mask != nullptr || a.zoneout_keep != T(1);
 
   T* gx_chunk = ws;                   // [cb, G·H] gx of a chunk, step order
   T* x_chunk = gx_chunk + cb * gh_w;  // [cb, in] reverse direction: its input rows, step order
@@ -377,7 +395,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
               if (has_proj) std::copy(out + b * H, out + (b + 1) * H, res + sv->m + row * H);
             }
           }
-          const T* h_out = out;
+          T* h_out = out;
           if (has_proj) {
             RunStepGemm(*projection, one_thread, n_rows, out + b0 * H, h_new + b0 * ho);
             h_out = h_new;
@@ -386,6 +404,14 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
             const int64_t len = Length(lengths, b, T_);
             if (s >= len) continue;
             const int64_t t = TimeAt(dir, s, len);
+            if (zoning) {  // h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1})
+              const T* m = a.zoneout_mask ? a.zoneout_mask + (t * B + b) * ho : nullptr;
+              T* hz = h_out + b * ho;
+              const T* hp = h + b * ho;
+              for (int64_t j = 0; j < ho; ++j) {
+                hz[j] = hp[j] + ZoneoutKeep(m, a.zoneout_keep, j) * (hz[j] - hp[j]);
+              }
+            }
             std::copy(h_out + b * ho, h_out + (b + 1) * ho, h + b * ho);
             std::copy(h + b * ho, h + (b + 1) * ho, y + (t * B + b) * ow + dir * ho);
             if constexpr (Cell::kHasCellState) {
@@ -449,6 +475,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const auto& sv = rl.layer_dir[ld];
   const T* res = a.reserve;
   const int32_t* lengths = a.lengths;
+  const bool zoning = a.zoneout_mask != nullptr || a.zoneout_keep != T(1);
 
   // Chunk buffers hold the rows of steps [s0, s1) in step order: row (s - s0)·B + b.
   T* next = ws;
@@ -480,7 +507,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   T* dh = take(B * ho);                            // grad of the state
   T* dh_rec = take(B * ho);                        // grad through R
   T* dh_direct = take(B * ho);
-  T* dm = take(B * H);  // grad of m (projection)
+  T* dm = take(B * H);  // grad of m (projection); zoneout (no projection): m ⊙ δ
   T* dc = take(B * H);
   T* pack = next;
   const StepGemm<T> recurrent(d_, p + blk.r, gh_w, ho, /*transposed=*/false, pack);
@@ -546,9 +573,16 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
             const int64_t t = TimeAt(dir, s, len);
             const T* dyr = dy + (t * B + b) * ow + dir * ho;
             for (int64_t j = 0; j < ho; ++j) dh[b * ho + j] += dyr[j];
+            if (zoning) {  // the cell's h~ gets m ⊙ δ (dm: free without a projection)
+              const T* m = a.zoneout_mask ? a.zoneout_mask + (t * B + b) * ho : nullptr;
+              for (int64_t j = 0; j < ho; ++j) {
+                dm[b * ho + j] = ZoneoutKeep(m, a.zoneout_keep, j) * dh[b * ho + j];
+              }
+            }
             if (has_proj) std::copy_n(dh + b * ho, ho, dh_all + (k + b) * ho);
           }
-          const T* dout = dh;  // grad of the cell's own output (h, or m before projection)
+          // grad of the cell's own output (h, or m before projection)
+          const T* dout = zoning ? dm : dh;
           if (has_proj) {
             RunStepGemm(*projection, one_thread, n_rows, dh + b0 * ho, dm + b0 * H);
             dout = dm;
@@ -597,7 +631,15 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
             }
           }
           for (int64_t b = b0; b < b1; ++b) {
-            if (s >= Length(lengths, b, T_)) continue;  // rows past their length pass dh through
+            const int64_t len = Length(lengths, b, T_);
+            if (s >= len) continue;  // rows past their length pass dh through
+            if (zoning) {            // h_{t-1} gets (1 - m) ⊙ δ besides the cell's part
+              const T* m =
+                  a.zoneout_mask ? a.zoneout_mask + (TimeAt(dir, s, len) * B + b) * ho : nullptr;
+              for (int64_t j = 0; j < ho; ++j) {
+                dh_rec[b * ho + j] += (T(1) - ZoneoutKeep(m, a.zoneout_keep, j)) * dh[b * ho + j];
+              }
+            }
             if constexpr (Cell::kDirectHPrevGrad) {
               for (int64_t j = 0; j < ho; ++j) {
                 dh[b * ho + j] = dh_rec[b * ho + j] + dh_direct[b * ho + j];

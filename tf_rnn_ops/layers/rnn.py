@@ -21,6 +21,17 @@ weights) instead of Keras' step loop. The results equal Keras' step loop:
   input masks, then its recurrent masks, in the order its cell draws them, so the same seed gives
   Keras' masks); the layer computes the gates' input side, concat_k((x ⊙ d_k) W_k) + b, and
   `keras_rnn_dropout` (TfRnn>KerasRNNDropout) runs the masked recurrence (`_dropout_loop`).
+* zoneout (GRU and LSTM only, `zoneout=p`, our one addition to Keras' arguments; haste's semantics,
+  docs/MATH.md, "Cells beyond cuDNN", Zoneout): on h only (never the LSTM's c), the
+  zoned h is the output and the carried state. Training: h_t = h_{t-1} + m_t ⊙ (h~_t - h_{t-1}), m_t
+  in {0, 1} fresh per step, row and unit with P(1) = 1 - p (`_zoneout_mask`: [T, B, H] from the
+  cell's seed generator, drawn after Keras' dropout masks; row b's k-th valid step processed reads
+  m[k, b]); inference: h_t = p h_{t-1} + (1 - p) h~_t. Always fused (training and inference, with or
+  without dropout): the layer computes the gates' input side as for recurrent dropout and
+  TfRnn>KerasRNNDropout runs the recurrence with the keep mask (or the scalar 1 - p); a symbolic
+  training flag selects between the two fused calls (tf.cond). Where only Keras' loop could run (an
+  activation the op lacks, use_cudnn=False, XLA, TFLite, standard_ops) zoneout is refused with a
+  ValueError: Keras' loop has no zoneout. zoneout=0 (the default) leaves every other path as it was.
 * float16 / bfloat16 (mixed precision): the op computes in float32 (float32 weights, inputs cast
   up); Keras casts the results to the compute dtype.
 
@@ -75,6 +86,7 @@ def run_fused(
     zero_output_for_mask=False,
     return_sequences=True,
     recurrent_masks=None,
+    zoneout=None,
 ):
     """Keras' RNN loop (`keras.backend.rnn` semantics for these arguments) on the fused op.
 
@@ -89,8 +101,10 @@ def run_fused(
     call is the op and the weight reads; a mask on one step (T = 1 known when the graph is built)
     needs no packing (`_one_step_masked`); a one-step sequence needs no reversing.
 
-    With recurrent dropout (`recurrent_masks` [G, B, H], see `_run_op`): x is the projected input
-    [B, T, G·H] and weights (None, recurrent_kernel, recurrent bias or None).
+    With recurrent dropout (`recurrent_masks` [G, B, H], see `_run_op`) or zoneout (`zoneout`: the
+    keep mask [T, B, H], mask[k, b] for row b's k-th valid step processed, as the packed sequences
+    read it; or the scalar keep weight 1 - p of inference): x is the projected input [B, T, G·H]
+    and weights (None, recurrent_kernel, recurrent bias or None).
     """
     lstm = rnn_mode in _modes.CELL_STATE_MODES
     kernel, recurrent_kernel, bias = weights
@@ -102,14 +116,18 @@ def run_fused(
         if mask is not None:
             mask = tf.reverse(mask, [1])
     if mask is None:
-        y, h, c = _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks)
+        y, h, c = _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks, zoneout=zoneout)
         outputs = y
         last = h  # = y[:, -1] (T >= 1), without a slice op
     elif one_step:
-        last, outputs, h, c = _one_step_masked(rnn_mode, x, h0, c0, weights, mask, recurrent_masks)
+        last, outputs, h, c = _one_step_masked(
+            rnn_mode, x, h0, c0, weights, mask, recurrent_masks, zoneout
+        )
     else:
         packed, packing = pack_valid_steps(x, mask)
-        y, h, c = _run_op(rnn_mode, packed, h0, c0, weights, recurrent_masks, packing.lengths)
+        y, h, c = _run_op(
+            rnn_mode, packed, h0, c0, weights, recurrent_masks, packing.lengths, zoneout
+        )
         # step t shows the output of the last valid step <= t (Keras carries the previous output
         # through masked steps; zeros before the first valid step or with zero_output_for_mask)
         outputs = scatter_outputs(y, packing, zero_masked=zero_output_for_mask)
@@ -120,11 +138,11 @@ def run_fused(
     return last, outputs, new_states
 
 
-def _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks=None, lengths=None):
-    """The op of one call: `keras_rnn` on x and the cell's weights, or, with recurrent_masks,
-    `keras_rnn_dropout` on the projected input x and weights (None, recurrent_kernel, recurrent
-    bias). Returns (y, h, c)."""
-    if recurrent_masks is None:
+def _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks=None, lengths=None, zoneout=None):
+    """The op of one call: `keras_rnn` on x and the cell's weights, or, with recurrent_masks or
+    zoneout, `keras_rnn_dropout` on the projected input x and weights (None, recurrent_kernel,
+    recurrent bias). Returns (y, h, c)."""
+    if recurrent_masks is None and zoneout is None:
         y, h, c, _ = keras_rnn(
             x, h0, c0, *weights, sequence_lengths=lengths, rnn_mode=rnn_mode, is_training=True
         )
@@ -132,25 +150,27 @@ def _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks=None, lengths=None):
     _, recurrent_kernel, recurrent_bias = weights
     y, h, c, _ = keras_rnn_dropout(
         x, h0, c0, recurrent_kernel, recurrent_masks, recurrent_bias, sequence_lengths=lengths,
-        rnn_mode=rnn_mode, is_training=True,
+        rnn_mode=rnn_mode, is_training=True, zoneout_mask=zoneout,
     )  # fmt: skip
     return y, h, c
 
 
-def _one_step_masked(rnn_mode, x, h0, c0, weights, mask, recurrent_masks=None):
+def _one_step_masked(rnn_mode, x, h0, c0, weights, mask, recurrent_masks=None, zoneout=None):
     """`run_fused` for x [B, 1, I] with a mask [B, 1]: no packing (one step packs to itself) and no
     scatter. A valid row runs its step; a masked one keeps its states (sequence length 0) and
     outputs zeros, Keras' output before any valid step, with or without zero_output_for_mask.
     Returns (last [B, H], outputs [B, 1, H], h, c)."""
     valid = tf.cast(mask, tf.bool)  # [B, 1]
     lengths = tf.cast(valid[:, 0], tf.int32)
-    y, h, c = _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks, lengths)
+    y, h, c = _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks, lengths, zoneout)
     last = tf.where(valid, h, tf.zeros_like(h))  # valid [B, 1] broadcasts over the units
     return last, last[:, tf.newaxis], h, c
 
 
 class _FusedRNNMixin:
     """`inner_loop` on the fused op for a Keras GRU / LSTM / SimpleRNN subclass."""
+
+    _zoneout = 0.0  # GRU and LSTM take `zoneout=` (their `zoneout` property); SimpleRNN none
 
     def _init_fused(self):
         self._fused_mode = self._fusable_mode()
@@ -160,6 +180,31 @@ class _FusedRNNMixin:
                 f"{self._unfusable_reason()}. Pass use_cudnn='auto' to fall back to the Keras step "
                 "loop for this option."
             )
+        if self._zoneout and (self._fused_mode is None or self._cudnn_choice is False):
+            why = "use_cudnn=False" if self._fused_mode is not None else self._unfusable_reason()
+            raise ValueError(
+                f"{type(self).__name__}(zoneout={self._zoneout}): zoneout runs only on the fused "
+                f"op, and {why} takes Keras' step loop, which has no zoneout."
+            )
+
+    def _set_zoneout(self, zoneout) -> None:
+        """Checks and stores the zoneout rate (before `_init_fused`)."""
+        try:
+            rate = float(zoneout)
+        except (TypeError, ValueError):
+            rate = float("nan")
+        if isinstance(zoneout, bool) or not 0.0 <= rate < 1.0:
+            raise ValueError(
+                f"{type(self).__name__}: zoneout must be a rate in [0, 1), got {zoneout!r}"
+            )
+        self._zoneout = rate
+
+    def _zoneout_mask(self, x):
+        """The training keep mask [T, B, H] for x [B, T, ·] (haste: floor(1 - p + U[0, 1)), 1 with
+        probability 1 - p), drawn with the cell's seed generator after Keras' dropout masks."""
+        shape = tf.stack([tf.shape(x)[1], tf.shape(x)[0], self.cell.units])
+        u = keras.random.uniform(shape, dtype=x.dtype, seed=self.cell.seed_generator)
+        return tf.floor(tf.cast(1.0 - self._zoneout, x.dtype) + u)
 
     @property
     def _cudnn_choice(self):
@@ -212,11 +257,17 @@ class _FusedRNNMixin:
         if not sequences.dtype.is_floating:  # Keras' step loop promotes integers so
             sequences = tf.cast(sequences, self.compute_dtype)
         how = _formulation.formulation()
+        if how is not None and self._zoneout:
+            raise ValueError(
+                f"{type(self).__name__}(zoneout={self._zoneout}) runs only on the fused op, which "
+                "cannot run here (an XLA compilation, the TFLite converter or "
+                "tf_rnn_ops.standard_ops()), and Keras' formulation has no zoneout."
+            )
         if how is not None:  # XLA, TFLite or an export of standard ops: Keras' formulation
             return _formulation.standard_inner_loop(
                 self, how, sequences, initial_state, mask, training
             )
-        if not self._can_fuse(training):
+        if not self._zoneout and not self._can_fuse(training):  # (zoneout: always fused)
             # Keras' step loop, straight (Keras' own GRU/LSTM.inner_loop would first try its
             # cuDNN path, which only runs on GPUs and cannot do these options either)
             return keras.layers.RNN.inner_loop(
@@ -227,6 +278,15 @@ class _FusedRNNMixin:
         dtype = compute_dtype(tf.as_dtype(sequences.dtype))
         x = tf.cast(sequences, dtype)
         states = [tf.cast(s, dtype) for s in states]  # 16-bit states: the op computes in float32
+        if self._zoneout:
+            if isinstance(training, bool | type(None)):
+                return self._dropout_loop(x, states, mask, bool(training))
+            # a symbolic training flag: both fused calls, chosen when the graph runs
+            return tf.cond(
+                tf.cast(training, tf.bool),
+                lambda: self._dropout_loop(x, states, mask, True),
+                lambda: self._dropout_loop(x, states, mask, False),
+            )
         if self._recurrent_dropout_active(training):
             return self._dropout_loop(x, states, mask, training)
         if self._input_dropout_active(training):
@@ -250,10 +310,11 @@ class _FusedRNNMixin:
         )
 
     def _dropout_loop(self, x, states, mask, training):
-        """Training with recurrent dropout: the masks drawn by Keras' own cell methods in the order
-        its cell draws them at its first step (so the same seed gives Keras' masks), the input
-        side of every gate computed here (concat_k((x ⊙ d_k) W_k) + b; TensorFlow differentiates
-        it) and the recurrence by TfRnn>KerasRNNDropout."""
+        """Training with recurrent dropout, or zoneout (training or not): the dropout masks drawn
+        by Keras' own cell methods in the order its cell draws them at its first step (so the same
+        seed gives Keras' masks), then the zoneout mask (`_zoneout_mask`; inference: the scalar
+        1 - p), the input side of every gate computed here (concat_k((x ⊙ d_k) W_k) + b;
+        TensorFlow differentiates it) and the recurrence by TfRnn>KerasRNNDropout."""
         cell = self.cell
         dtype = x.dtype
         units = cell.units
@@ -261,7 +322,12 @@ class _FusedRNNMixin:
         dp = None
         if self._input_dropout_active(training):
             dp = cell.get_dropout_mask(x[:, 0, :])
-        rec = cell.get_recurrent_dropout_mask(states[0])
+        rec = None
+        if self._recurrent_dropout_active(training):
+            rec = cell.get_recurrent_dropout_mask(states[0])
+        zoneout = None
+        if self._zoneout:
+            zoneout = self._zoneout_mask(x) if training else tf.constant(1.0 - self._zoneout, dtype)
         kernel = tf.cast(read_variable(cell.kernel), dtype)
         recurrent_kernel = tf.cast(read_variable(cell.recurrent_kernel), dtype)
         bias = tf.cast(read_variable(cell.bias), dtype) if cell.use_bias else None
@@ -287,8 +353,10 @@ class _FusedRNNMixin:
                 recurrent_bias = bias[1]
             else:
                 gx = gx + bias
-        rmask = tf.stack(rec if isinstance(rec, list | tuple) else [rec])
-        rmask = tf.cast(rmask, dtype)
+        rmask = None
+        if rec is not None:
+            rmask = tf.stack(rec if isinstance(rec, list | tuple) else [rec])
+            rmask = tf.cast(rmask, dtype)
         return run_fused(
             self._fused_mode,
             gx,
@@ -299,11 +367,14 @@ class _FusedRNNMixin:
             zero_output_for_mask=self.zero_output_for_mask,
             return_sequences=self.return_sequences,
             recurrent_masks=rmask,
+            zoneout=zoneout,
         )
 
     def get_config(self):
         config = super().get_config()
         config["use_cudnn"] = self.use_cudnn
+        if isinstance(self, GRU | LSTM):
+            config["zoneout"] = self._zoneout
         return config
 
 
@@ -313,11 +384,18 @@ class GRU(_FusedRNNMixin, keras.layers.GRU):
 
     The fused path needs activation tanh and recurrent_activation sigmoid (the defaults);
     reset_after=True runs the op's gru mode, reset_after=False its gru_reset_before mode (Keras v1
-    form). Other options run Keras' step loop."""
+    form). Other options run Keras' step loop. `zoneout=p` in [0, 1): haste's zoneout on h (see
+    module doc; fused only, so it needs the fused path's options)."""
 
-    def __init__(self, units, *args, use_cudnn="auto", **kwargs):
+    def __init__(self, units, *args, use_cudnn="auto", zoneout=0.0, **kwargs):
+        self._set_zoneout(zoneout)
         super().__init__(units, *args, use_cudnn=use_cudnn, **kwargs)
         self._init_fused()
+
+    @property
+    def zoneout(self) -> float:
+        """The zoneout rate p on h (haste semantics; 0: none)."""
+        return self._zoneout
 
     def _fusable_mode(self):
         c = self.cell
@@ -341,11 +419,18 @@ class LSTM(_FusedRNNMixin, keras.layers.LSTM):
     """`keras.layers.LSTM` on the fused op (same arguments, weights and results; see module doc).
 
     The fused path needs activation tanh and recurrent_activation sigmoid (the defaults); other
-    options run Keras' step loop."""
+    options run Keras' step loop. `zoneout=p` in [0, 1): haste's zoneout on h only (c is not
+    zoned; see module doc; fused only, so it needs the fused path's options)."""
 
-    def __init__(self, units, *args, use_cudnn="auto", **kwargs):
+    def __init__(self, units, *args, use_cudnn="auto", zoneout=0.0, **kwargs):
+        self._set_zoneout(zoneout)
         super().__init__(units, *args, use_cudnn=use_cudnn, **kwargs)
         self._init_fused()
+
+    @property
+    def zoneout(self) -> float:
+        """The zoneout rate p on h (haste semantics; 0: none)."""
+        return self._zoneout
 
     def _fusable_mode(self):
         c = self.cell
