@@ -55,6 +55,7 @@ NVRTC_BUILD   := $(CUDA_BUILD)/nvrtc
 
 CUDA_KERNEL_SRCS := cc/cuda/gru_block_cell_cuda.cu.cc cc/cuda/fused_rnn_cuda.cu.cc \
                     cc/cuda/fused_rnn_cuda_checks.cu.cc cc/cuda/convert_cuda.cu.cc
+CUDA_KERNEL_SRCS += cc/cuda/keras_rnn_dropout_cuda.cu.cc
 CUDA_KERNEL_OBJS := $(patsubst cc/cuda/%.cu.cc,$(CUDA_BUILD)/obj/%.o,$(CUDA_KERNEL_SRCS))
 CUDA_CAPI_OBJ    := $(CUDA_BUILD)/obj/c_api.o
 NVRTC_LAUNCH_OBJ := $(CUDA_BUILD)/obj/nvrtc_launch.o
