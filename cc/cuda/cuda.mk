@@ -241,11 +241,13 @@ gpu-check: cuda-compiler-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: bu
 	@# libraries register them, and a launch with a wrong argument type does not compile.
 	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/packaging/test_nvrtc_build.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_host_emulation.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_keras_rnn_dropout_emulation.py
 	@# The GPU tests' dry run on PyTorch's CPU modules, where PyTorch is installed.
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "TF_RNN_OPS_GPU_HARNESS=emulation pytest tests/gpu/test_gpu_*.py"; \
 	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) -m pytest -q -p no:cacheprovider -k "not float32" \
-	    tests/gpu/test_gpu_gru_block_cell.py tests/gpu/test_gpu_fused_rnn.py tests/gpu/test_gpu_convert.py && \
+	    tests/gpu/test_gpu_gru_block_cell.py tests/gpu/test_gpu_fused_rnn.py tests/gpu/test_gpu_convert.py \
+	    tests/gpu/test_gpu_keras_rnn_dropout.py && \
 	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) tests/gpu/bench_gpu.py --dry-run --layers 2 >/dev/null && \
 	  echo "bench_gpu.py --dry-run: ok"; \
 	else echo "PyTorch not installed: no dry run of the GPU tests"; fi
