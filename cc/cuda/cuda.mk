@@ -242,6 +242,7 @@ gpu-check: cuda-compiler-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: bu
 	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/packaging/test_nvrtc_build.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_host_emulation.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_keras_rnn_dropout_emulation.py
+	$(PY) tests/gpu/bench_gpu_keras_dropout.py --dry-run >/dev/null && echo "bench_gpu_keras_dropout.py --dry-run: ok"
 	@# The GPU tests' dry run on PyTorch's CPU modules, where PyTorch is installed.
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "TF_RNN_OPS_GPU_HARNESS=emulation pytest tests/gpu/test_gpu_*.py"; \
