@@ -8,6 +8,7 @@
 #include "cc/cuda/fused_rnn_cuda.h"
 #include "cc/cuda/gru_block_cell_cuda.h"
 #include "cc/cuda/layer_norm_rnn_cuda.h"
+#include "cc/cuda/keras_rnn_dropout_cuda.h"
 #include "cc/kernels/fused_rnn_rules.h"
 
 namespace {
@@ -64,6 +65,29 @@ Status ToConfig(const tfrnn_rnn_desc* desc, RnnConfig* config) {
   config->seed = desc->seed;
   config->seed2 = desc->seed2;
   return tf_rnn_ops::cuda::ValidateRnnConfig(*config);
+}
+
+Status ToKerasDropoutConfig(const tfrnn_keras_dropout_desc* desc,
+                            tf_rnn_ops::cuda::KerasDropoutConfig* config) {
+  if (desc == nullptr) return Status::InvalidArgument("null tfrnn_keras_dropout_desc");
+  if (!ValidDType(desc->dtype))
+    return Status::InvalidArgument("unknown dtype " + std::to_string(desc->dtype));
+  if (desc->rnn_mode < 0 || desc->rnn_mode >= tf_rnn_ops::kNumRnnModes) {
+    return Status::InvalidArgument("unknown rnn_mode " + std::to_string(desc->rnn_mode));
+  }
+  if (desc->zoneout < TFRNN_ZONEOUT_NONE || desc->zoneout > TFRNN_ZONEOUT_SCALAR) {
+    return Status::InvalidArgument("unknown zoneout kind " + std::to_string(desc->zoneout));
+  }
+  config->mode = static_cast<RnnMode>(desc->rnn_mode);
+  config->units = desc->num_units;
+  config->max_time = desc->max_time;
+  config->batch = desc->batch;
+  config->time_major = desc->time_major != 0;
+  config->is_training = desc->is_training != 0;
+  config->recurrent_bias = desc->has_recurrent_bias != 0;
+  config->masks = desc->has_masks != 0;
+  config->zoneout = static_cast<tf_rnn_ops::cuda::ZoneoutKind>(desc->zoneout);
+  return tf_rnn_ops::cuda::ValidateKerasDropoutConfig(*config);
 }
 
 cudaStream_t AsStream(void* stream) { return static_cast<cudaStream_t>(stream); }
@@ -140,6 +164,37 @@ int LayerNormBackward(void* blas, void* stream, const tf_rnn_ops::cuda::LayerNor
       workspace));
 }
 
+}  // namespace
+
+namespace {
+template <typename T>
+int KerasDropoutForwardAs(void* blas, void* stream,
+                          const tf_rnn_ops::cuda::KerasDropoutConfig& config,
+                          const int32_t* lengths, const void* projected, const void* h0,
+                          const void* c0, const void* rkernel, const void* rbias, const void* masks,
+                          const void* zoneout, void* y, void* hy, void* cy, void* reserve,
+                          void* workspace) {
+  return Report(tf_rnn_ops::cuda::KerasDropoutForward<T>(
+      AsBlas(blas), AsStream(stream), config, lengths, static_cast<const T*>(projected),
+      static_cast<const T*>(h0), static_cast<const T*>(c0), static_cast<const T*>(rkernel),
+      static_cast<const T*>(rbias), static_cast<const T*>(masks), static_cast<const T*>(zoneout),
+      static_cast<T*>(y), static_cast<T*>(hy), static_cast<T*>(cy), reserve, workspace));
+}
+
+template <typename T>
+int KerasDropoutBackwardAs(void* blas, void* stream,
+                           const tf_rnn_ops::cuda::KerasDropoutConfig& config,
+                           const int32_t* lengths, const void* rkernel, const void* masks,
+                           const void* zoneout, const void* dy, const void* dhy, const void* dcy,
+                           const void* reserve, void* d_projected, void* dh0, void* dc0, void* drk,
+                           void* drb, void* workspace) {
+  return Report(tf_rnn_ops::cuda::KerasDropoutBackward<T>(
+      AsBlas(blas), AsStream(stream), config, lengths, static_cast<const T*>(rkernel),
+      static_cast<const T*>(masks), static_cast<const T*>(zoneout), static_cast<const T*>(dy),
+      static_cast<const T*>(dhy), static_cast<const T*>(dcy), reserve, static_cast<T*>(d_projected),
+      static_cast<T*>(dh0), static_cast<T*>(dc0), static_cast<T*>(drk), static_cast<T*>(drb),
+      workspace));
+}
 }  // namespace
 
 extern "C" {
@@ -358,6 +413,28 @@ int tfrnn_layer_norm_rnn_sizes(const tfrnn_layer_norm_rnn_desc* desc, int64_t* r
   return TFRNN_OK;
 }
 
+int tfrnn_keras_dropout_sizes(const tfrnn_keras_dropout_desc* desc,
+                              int64_t* forward_workspace_bytes, int64_t* reserve_bytes,
+                              int64_t* backward_workspace_bytes) {
+  tf_rnn_ops::cuda::KerasDropoutConfig config;
+  const Status status = ToKerasDropoutConfig(desc, &config);
+  if (!status.ok()) return Report(status);
+  const DType dtype = desc->dtype == TFRNN_FLOAT64 ? DType::kFloat64 : DType::kFloat32;
+  if (forward_workspace_bytes) {
+    *forward_workspace_bytes =
+        static_cast<int64_t>(tf_rnn_ops::cuda::KerasDropoutForwardWorkspaceBytes(config, dtype));
+  }
+  if (reserve_bytes) {
+    *reserve_bytes =
+        static_cast<int64_t>(tf_rnn_ops::cuda::KerasDropoutReserveBytes(config, dtype));
+  }
+  if (backward_workspace_bytes) {
+    *backward_workspace_bytes =
+        static_cast<int64_t>(tf_rnn_ops::cuda::KerasDropoutBackwardWorkspaceBytes(config, dtype));
+  }
+  return TFRNN_OK;
+}
+
 int tfrnn_layer_norm_rnn_forward(void* blas, void* stream, const tfrnn_layer_norm_rnn_desc* desc,
                                  const void* x, const void* h0, const void* c0,
                                  const tfrnn_layer_norm_rnn_params* params, const void* mask,
@@ -392,6 +469,35 @@ int tfrnn_layer_norm_rnn_backward(void* blas, void* stream, const tfrnn_layer_no
   }
   return LayerNormBackward<float>(blas, stream, config, x, *params, mask, zoneout_mask, reserve, dy,
                                   dhn, dcn, dx, dh0, dc0, *grads, workspace);
+}
+
+int tfrnn_keras_dropout_forward(void* blas, void* stream, const tfrnn_keras_dropout_desc* desc,
+                                const int32_t* host_seq_lengths, const void* projected,
+                                const void* h0, const void* c0, const void* recurrent_kernel,
+                                const void* recurrent_bias, const void* masks, const void* zoneout,
+                                void* y, void* hy, void* cy, void* reserve, void* workspace) {
+  tf_rnn_ops::cuda::KerasDropoutConfig config;
+  const Status status = ToKerasDropoutConfig(desc, &config);
+  if (!status.ok()) return Report(status);
+  auto run =
+      desc->dtype == TFRNN_FLOAT64 ? &KerasDropoutForwardAs<double> : &KerasDropoutForwardAs<float>;
+  return run(blas, stream, config, host_seq_lengths, projected, h0, c0, recurrent_kernel,
+             recurrent_bias, masks, zoneout, y, hy, cy, reserve, workspace);
+}
+
+int tfrnn_keras_dropout_backward(void* blas, void* stream, const tfrnn_keras_dropout_desc* desc,
+                                 const int32_t* host_seq_lengths, const void* recurrent_kernel,
+                                 const void* masks, const void* zoneout, const void* dy,
+                                 const void* dhy, const void* dcy, const void* reserve,
+                                 void* d_projected, void* dh0, void* dc0, void* d_recurrent_kernel,
+                                 void* d_recurrent_bias, void* workspace) {
+  tf_rnn_ops::cuda::KerasDropoutConfig config;
+  const Status status = ToKerasDropoutConfig(desc, &config);
+  if (!status.ok()) return Report(status);
+  auto run = desc->dtype == TFRNN_FLOAT64 ? &KerasDropoutBackwardAs<double>
+                                          : &KerasDropoutBackwardAs<float>;
+  return run(blas, stream, config, host_seq_lengths, recurrent_kernel, masks, zoneout, dy, dhy, dcy,
+             reserve, d_projected, dh0, dc0, d_recurrent_kernel, d_recurrent_bias, workspace);
 }
 
 }  // extern "C"

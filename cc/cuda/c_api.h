@@ -96,7 +96,8 @@ TFRNN_EXPORT int tfrnn_rnn_backward(void* blas, void* stream, const tfrnn_rnn_de
 /* ---- fused layer-normalized LSTM / GRU with zoneout (TfRnn>LayerNormRnn; docs/MATH.md,
  * "The fused layer-norm op"; cc/cuda/layer_norm_rnn_cuda.h for every buffer's shape) */
 enum { TFRNN_LAYER_NORM_LSTM = 0, TFRNN_LAYER_NORM_GRU = 1 };
-/* zoneout: 0 none, 1 a keep mask [T, B, H], 2 one keep value (1 - p) in device memory. */
+/* zoneout (both op families below): 0 none, 1 a keep mask [T, B, H], 2 one keep value (1 - p) in
+ * device memory. */
 enum { TFRNN_ZONEOUT_NONE = 0, TFRNN_ZONEOUT_MASK = 1, TFRNN_ZONEOUT_SCALAR = 2 };
 typedef struct tfrnn_layer_norm_rnn_desc {
   int64_t dtype; /* TFRNN_FLOAT32 / TFRNN_FLOAT64 */
@@ -141,6 +142,38 @@ TFRNN_EXPORT int tfrnn_layer_norm_rnn_backward(
     const tfrnn_layer_norm_rnn_params* params, const void* mask, const void* zoneout_mask,
     const void* reserve, const void* dy, const void* dhn, const void* dcn, void* dx, void* dh0,
     void* dc0, const tfrnn_layer_norm_rnn_params* grads, void* workspace);
+/* ---- TfRnn>KerasRNNDropout (docs/MATH.md, "Recurrent dropout", "Zoneout"): one unidirectional
+ * Keras layer's recurrence with recurrent dropout masks and zoneout, Keras' layouts and gate
+ * column orders (cc/cuda/keras_rnn_dropout_cuda.h). */
+typedef struct tfrnn_keras_dropout_desc {
+  int64_t dtype;
+  int64_t rnn_mode;
+  int64_t num_units;
+  int64_t max_time;
+  int64_t batch;
+  int64_t time_major;
+  int64_t is_training;
+  int64_t has_recurrent_bias; /* gru: recurrent_bias [G*H] */
+  int64_t has_masks;          /* recurrent_masks [G, B, H] */
+  int64_t zoneout;            /* TFRNN_ZONEOUT_*: [T, B, H] time-major, or one scalar */
+} tfrnn_keras_dropout_desc;
+
+TFRNN_EXPORT int tfrnn_keras_dropout_sizes(const tfrnn_keras_dropout_desc* desc,
+                                           int64_t* forward_workspace_bytes, int64_t* reserve_bytes,
+                                           int64_t* backward_workspace_bytes);
+/* projected [B, T, G*H] ([T, B, G*H] time-major); h0, c0 [B, H] (c0 lstm only; null: zeros);
+ * hy, cy may be null. */
+TFRNN_EXPORT int tfrnn_keras_dropout_forward(
+    void* blas, void* stream, const tfrnn_keras_dropout_desc* desc, const int32_t* host_seq_lengths,
+    const void* projected, const void* h0, const void* c0, const void* recurrent_kernel,
+    const void* recurrent_bias, const void* masks, const void* zoneout, void* y, void* hy, void* cy,
+    void* reserve, void* workspace);
+/* dy, dhy, dcy may be null (zeros). */
+TFRNN_EXPORT int tfrnn_keras_dropout_backward(
+    void* blas, void* stream, const tfrnn_keras_dropout_desc* desc, const int32_t* host_seq_lengths,
+    const void* recurrent_kernel, const void* masks, const void* zoneout, const void* dy,
+    const void* dhy, const void* dcy, const void* reserve, void* d_projected, void* dh0, void* dc0,
+    void* d_recurrent_kernel, void* d_recurrent_bias, void* workspace);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -57,6 +57,7 @@ NVRTC_BUILD   := $(CUDA_BUILD)/nvrtc
 CUDA_KERNEL_SRCS := cc/cuda/gru_block_cell_cuda.cu.cc cc/cuda/fused_rnn_cuda.cu.cc \
                     cc/cuda/fused_rnn_cuda_checks.cu.cc cc/cuda/convert_cuda.cu.cc
 CUDA_KERNEL_SRCS += cc/cuda/layer_norm_rnn_cuda.cu.cc
+CUDA_KERNEL_SRCS += cc/cuda/keras_rnn_dropout_cuda.cu.cc
 CUDA_KERNEL_OBJS := $(patsubst cc/cuda/%.cu.cc,$(CUDA_BUILD)/obj/%.o,$(CUDA_KERNEL_SRCS))
 CUDA_CAPI_OBJ    := $(CUDA_BUILD)/obj/c_api.o
 NVRTC_LAUNCH_OBJ := $(CUDA_BUILD)/obj/nvrtc_launch.o
@@ -243,12 +244,15 @@ gpu-check: cuda-compiler-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: bu
 	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/packaging/test_nvrtc_build.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_host_emulation.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_layer_norm_emulation.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_keras_rnn_dropout_emulation.py
+	$(PY) tests/gpu/bench_gpu_keras_dropout.py --dry-run >/dev/null && echo "bench_gpu_keras_dropout.py --dry-run: ok"
 	@# The GPU tests' dry run on PyTorch's CPU modules, where PyTorch is installed.
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "TF_RNN_OPS_GPU_HARNESS=emulation pytest tests/gpu/test_gpu_*.py"; \
 	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) -m pytest -q -p no:cacheprovider -k "not float32" \
 	    tests/gpu/test_gpu_gru_block_cell.py tests/gpu/test_gpu_fused_rnn.py tests/gpu/test_gpu_convert.py \
 	    tests/gpu/test_gpu_layer_norm_rnn.py && \
+	    tests/gpu/test_gpu_keras_rnn_dropout.py && \
 	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) tests/gpu/bench_gpu.py --dry-run --layers 2 >/dev/null && \
 	  echo "bench_gpu.py --dry-run: ok"; \
 	else echo "PyTorch not installed: no dry run of the GPU tests"; fi

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cc/cells/keras_gate_order.h"
 #include "cc/kernels/fused_rnn_cpu_views.h"
 #include "cc/kernels/fused_rnn_kernels.h"
 #include "cc/kernels/fused_rnn_rules.h"
@@ -162,11 +163,8 @@ class DropoutCall {
     return true;
   }
 
-  // The canonical gate g's Keras column block.
-  int Src(int g) const {
-    static const int kGruSrc[3] = {1, 0, 2};  // canonical r, z, h from Keras' z, r, h
-    return mode_ == RnnMode::kGru || mode_ == RnnMode::kGruResetBefore ? kGruSrc[g] : g;
-  }
+  // The canonical gate g's Keras column block (the table the CUDA kernels use too).
+  int Src(int g) const { return KerasGateBlock(mode_, g); }
 
   // Converts the inputs into the driver's layout and gate order (temporaries in `this`).
   bool Convert(OpKernelContext* ctx) {

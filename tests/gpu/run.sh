@@ -46,3 +46,8 @@ bench_json=()
 [ -n "${OUT:-}" ] && bench_json=(--json "$OUT/bench_gpu.json")
 # shellcheck disable=SC2086
 "$PY" tests/gpu/bench_gpu.py ${BENCH_ARGS:-} "${bench_json[@]}"
+
+# TfRnn>KerasRNNDropout's CUDA kernels: masks / zoneout against the same op without them.
+kd_json=()
+[ -n "${OUT:-}" ] && kd_json=(--json "$OUT/bench_gpu_keras_dropout.json")
+"$PY" tests/gpu/bench_gpu_keras_dropout.py "${kd_json[@]}"

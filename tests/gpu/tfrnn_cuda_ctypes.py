@@ -57,6 +57,24 @@ class RnnDesc(ctypes.Structure):
     ]
 
 
+class KerasDropoutDesc(ctypes.Structure):
+    _fields_ = [
+        ("dtype", _I64),
+        ("rnn_mode", _I64),
+        ("num_units", _I64),
+        ("max_time", _I64),
+        ("batch", _I64),
+        ("time_major", _I64),
+        ("is_training", _I64),
+        ("has_recurrent_bias", _I64),
+        ("has_masks", _I64),
+        ("zoneout", _I64),
+    ]
+
+
+ZONEOUT_KINDS = {"none": 0, "mask": 1, "scalar": 2}
+
+
 class TfRnnCudaError(RuntimeError):
     def __init__(self, code: int, message: str):
         super().__init__(f"{ERRORS.get(code, code)}: {message}")
@@ -66,6 +84,7 @@ class TfRnnCudaError(RuntimeError):
 def _declare(lib):
     i32p = ctypes.POINTER(ctypes.c_int32)
     descp = ctypes.POINTER(RnnDesc)
+    kdescp = ctypes.POINTER(KerasDropoutDesc)
     sigs = {
         "tfrnn_api_version": (ctypes.c_int, []),
         "tfrnn_is_host_emulation": (ctypes.c_int, []),
@@ -93,11 +112,113 @@ def _declare(lib):
         ),
         "tfrnn_rnn_forward": (ctypes.c_int, [_VP, _VP, descp, i32p] + [_VP] * 9),
         "tfrnn_rnn_backward": (ctypes.c_int, [_VP, _VP, descp, i32p] + [_VP] * 11),
+        "tfrnn_keras_dropout_sizes": (
+            ctypes.c_int,
+            [kdescp, ctypes.POINTER(_I64), ctypes.POINTER(_I64), ctypes.POINTER(_I64)],
+        ),
+        "tfrnn_keras_dropout_forward": (ctypes.c_int, [_VP, _VP, kdescp, i32p] + [_VP] * 12),
+        "tfrnn_keras_dropout_backward": (ctypes.c_int, [_VP, _VP, kdescp, i32p] + [_VP] * 13),
     }
     sigs.update(_layer_norm_sigs())
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
+
+
+class KerasDropout:
+    """TfRnn>KerasRNNDropout's recurrence (cc/cuda/keras_rnn_dropout_cuda.h) for one rnn_mode and
+    num_units: Keras' layouts and gate column orders."""
+
+    def __init__(self, lib: Library, mode: str, units: int, dtype: str, time_major: bool):
+        self.lib, self.mode, self.units, self.dtype = lib, mode, units, dtype
+        self.time_major = time_major
+
+    def desc(self, max_time, batch, is_training, rbias, masks, zoneout):
+        return KerasDropoutDesc(
+            DTYPES[self.dtype],
+            MODES[self.mode],
+            self.units,
+            max_time,
+            batch,
+            int(self.time_major),
+            int(is_training),
+            int(rbias is not None),
+            int(masks is not None),
+            ZONEOUT_KINDS[_zoneout_kind(zoneout)],
+        )
+
+    def sizes(self, d):
+        fw, rs, bw = _I64(), _I64(), _I64()
+        self.lib.check(
+            self.lib.lib.tfrnn_keras_dropout_sizes(
+                ctypes.byref(d), ctypes.byref(fw), ctypes.byref(rs), ctypes.byref(bw)
+            )
+        )
+        return fw.value, rs.value, bw.value
+
+    def _tb(self, projected):
+        a, b = projected.shape[0], projected.shape[1]
+        return (a, b) if self.time_major else (b, a)
+
+    def forward(self, projected, h0, c0, rkernel, rbias=None, masks=None, zoneout=None,
+                lengths=None, is_training=True):  # fmt: skip
+        """Returns (y, hy, cy, reserve); cy is None unless lstm, reserve None unless training."""
+        be, H = self.lib.backend, self.units
+        steps, batch = self._tb(projected)
+        seq = (steps, batch) if self.time_major else (batch, steps)
+        y = be.empty(seq + (H,), self.dtype)
+        hy = be.empty((batch, H), self.dtype)
+        cy = be.empty((batch, H), self.dtype) if self.mode == "lstm" else None
+        d = self.desc(steps, batch, is_training, rbias, masks, zoneout)
+        fw, rs, _ = self.sizes(d)
+        ws, reserve = be.workspace(fw), (be.workspace(rs) if is_training else None)
+        lens = FusedRnn._lengths(lengths)
+        ptrs = [projected, h0, c0, rkernel, rbias, masks, zoneout, y, hy, cy, reserve, ws]
+        self.lib.check(
+            self.lib.lib.tfrnn_keras_dropout_forward(
+                self.lib.blas,
+                be.stream,
+                ctypes.byref(d),
+                None if lens is None else lens[1],
+                *map(be.ptr, ptrs),
+            )
+        )
+        return y, hy, cy, reserve
+
+    def backward(self, projected_shape, rkernel, rbias, masks, zoneout, dy, dhy, dcy, reserve,
+                 lengths=None):  # fmt: skip
+        """Returns (d_projected, dh0, dc0, d_recurrent_kernel, d_recurrent_bias)."""
+        be, H = self.lib.backend, self.units
+        steps, batch = (
+            projected_shape[:2] if self.time_major else (projected_shape[1], projected_shape[0])
+        )
+        d = self.desc(steps, batch, True, rbias, masks, zoneout)
+        _, _, bw = self.sizes(d)
+        d_proj = be.empty(tuple(projected_shape), self.dtype)
+        dh0 = be.empty((batch, H), self.dtype)
+        dc0 = be.empty((batch, H), self.dtype) if self.mode == "lstm" else None
+        drk = be.empty(tuple(rkernel.shape), self.dtype)
+        drb = be.empty(tuple(rbias.shape), self.dtype) if rbias is not None else None
+        ws = be.workspace(bw)
+        lens = FusedRnn._lengths(lengths)
+        ptrs = [rkernel, masks, zoneout, dy, dhy, dcy, reserve, d_proj, dh0, dc0, drk, drb, ws]
+        self.lib.check(
+            self.lib.lib.tfrnn_keras_dropout_backward(
+                self.lib.blas,
+                be.stream,
+                ctypes.byref(d),
+                None if lens is None else lens[1],
+                *map(be.ptr, ptrs),
+            )
+        )
+        return d_proj, dh0, dc0, drk, drb
+
+
+def _zoneout_kind(zoneout) -> str:
+    if zoneout is None:
+        return "none"
+    # A mask is [T, B, H]; one value (0-d, or [1] as numpy's ascontiguousarray makes it) is k.
+    return "mask" if len(tuple(zoneout.shape)) == 3 else "scalar"
 
 
 class NumpyBackend:
@@ -293,6 +414,9 @@ class Library:
     # ------------------------------------------------------------------------------ fused RNN
     def rnn(self, shape, dtype="float64", time_major=True, dropout=0.0, seed=0, seed2=0):
         return FusedRnn(self, shape, dtype, time_major, dropout, seed, seed2)
+
+    def keras_dropout(self, mode, units, dtype="float64", time_major=False):
+        return KerasDropout(self, mode, units, dtype, time_major)
 
 
 class FusedRnn:

@@ -373,7 +373,8 @@ from tf_rnn_ops import _loader
 reason = _loader.load_gpu_library()
 devices = {op: sorted({k.device_type for k in kernels.get_registered_kernels_for_op(op).kernel})
            for op in ("TfRnn>GRUBlockCell", "TfRnn>GRUBlockCellGrad", "TfRnn>CudnnRNN",
-                      "TfRnn>CudnnRNNBackprop", "TfRnn>LayerNormRnn", "TfRnn>LayerNormRnnGrad")}
+                      "TfRnn>CudnnRNNBackprop", "TfRnn>LayerNormRnn", "TfRnn>LayerNormRnnGrad",
+                      "TfRnn>KerasRNNDropout", "TfRnn>KerasRNNDropoutBackprop")}
 cublas = sorted({line.split()[-1] for line in open("/proc/self/maps") if "libcublas" in line})
 print("RESULT" + json.dumps({"reason": reason, "devices": devices, "cublas": cublas}))
 """

@@ -27,7 +27,13 @@ CUDA_BUILD = os.path.join(REPO, "build", "cuda")
 NVRTC_BUILD = os.path.join(CUDA_BUILD, "nvrtc")
 CUDA_LIB = os.path.join(CUDA_BUILD, "libtf_rnn_ops_cuda.so")
 # The .cu.cc files with kernels (fused_rnn_cuda_checks.cu.cc has none).
-MODULES = ("gru_block_cell_cuda", "fused_rnn_cuda", "convert_cuda", "layer_norm_rnn_cuda")
+MODULES = (
+    "gru_block_cell_cuda",
+    "fused_rnn_cuda",
+    "convert_cuda",
+    "layer_norm_rnn_cuda",
+    "keras_rnn_dropout_cuda",
+)
 
 _spec = importlib.util.spec_from_file_location(
     "nvrtc_build", os.path.join(REPO, "cc", "cuda", "nvrtc_build.py")

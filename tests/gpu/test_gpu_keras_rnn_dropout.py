@@ -1,0 +1,109 @@
+"""TfRnn>KerasRNNDropout's CUDA library calls (cc/cuda/keras_rnn_dropout_cuda.h) on a GPU against
+float64 references that are not ours (PyTorch has no recurrent dropout or zoneout): Keras 3's cells
+with the recurrent-dropout masks injected and haste's zoneout (tests/cells/cell_reference.py, via
+keras_dropout_reference.py) for the forward at sizes up to B = 64, H = 257, and central finite
+differences of them for every gradient at small sizes. Every cell; masks or none; zoneout mask,
+scalar or none; sequence lengths; both layouts; float64 and float32. Needs a CUDA device and
+PyTorch as the tensor holder (skipped otherwise; TF_RNN_OPS_GPU_HARNESS=emulation runs it on the
+host emulation)."""
+
+from __future__ import annotations
+
+import zlib
+
+import gpu_harness
+import keras_dropout_reference as kref
+import numpy as np
+import pytest
+
+torch = gpu_harness.require_gpu_library()
+
+TOL = {"float64": 1e-9, "float32": 2e-4}
+
+
+@pytest.fixture(scope="module")
+def lib():
+    library = gpu_harness.open_library(torch)
+    yield library
+    library.close()
+
+
+def _rng(*key):
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def _layout(a, time_major):
+    return None if a is None else (np.swapaxes(a, 0, 1) if time_major else a)
+
+
+def _close(got, want, dtype, what):
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * scale, err_msg=what)
+
+
+def _run(lib, mode, p, dtype, time_major, lengths, grads=None):
+    be = lib.backend
+    cast = lambda a: None if a is None else be.from_numpy(a, dtype)  # noqa: E731
+    op = lib.keras_dropout(mode, p["h0"].shape[1], dtype, time_major)
+    gx = cast(np.ascontiguousarray(_layout(p["gx"], time_major)))
+    rk, rb, masks, zoneout = cast(p["rk"]), cast(p["rb"]), cast(p["masks"]), cast(p["zoneout"])
+    y, hy, cy, reserve = op.forward(
+        gx, cast(p["h0"]), cast(p["c0"]), rk, rb, masks, zoneout, lengths=lengths
+    )
+    out = [_layout(be.to_numpy(y), time_major), be.to_numpy(hy), be.to_numpy(cy)]
+    if grads is not None:
+        d = op.backward(
+            tuple(gx.shape), rk, rb, masks, zoneout,
+            cast(np.ascontiguousarray(_layout(grads["dy"], time_major))), cast(grads["dh"]),
+            cast(grads["dc"]) if mode == "lstm" else None, reserve, lengths=lengths,
+        )  # fmt: skip
+        d = [be.to_numpy(a) for a in d]
+        d[0] = _layout(d[0], time_major)
+        out.append(d)
+    return out
+
+
+# (B, T, H); the host emulation's naive GEMMs leave the largest to a GPU
+SIZES = [(1, 1, 1), (3, 5, 257)] + ([] if gpu_harness.EMULATION else [(64, 12, 128)])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("zoneout", ["none", "mask", "scalar"])
+@pytest.mark.parametrize("masks", [True, False], ids=["masks", "nomasks"])
+@pytest.mark.parametrize("mode", kref.MODES)
+def test_forward_matches_reference(lib, mode, masks, zoneout, dtype):
+    rng = _rng(mode, masks, zoneout, dtype)
+    for B, T, H in SIZES:
+        p = kref.problem(rng, mode, B, T, H, masks=masks, zoneout=zoneout)
+        lengths = rng.integers(0, T + 1, size=B) if B > 2 else None
+        want = kref.forward(mode, p["gx"], p["h0"], p["c0"], p["rk"], p["rb"], p["masks"],
+                            p["zoneout"], lengths)  # fmt: skip
+        for time_major in (False, True):
+            got = _run(lib, mode, p, dtype, time_major, lengths)
+            for what, g, w in zip(("y", "h", "c"), got, want, strict=True):
+                if w is not None:
+                    _close(g, w, dtype, f"{what} B={B} T={T} H={H} time_major={time_major}")
+
+
+@pytest.mark.parametrize("zoneout", ["none", "mask", "scalar"])
+@pytest.mark.parametrize("masks", [True, False], ids=["masks", "nomasks"])
+@pytest.mark.parametrize("mode", kref.MODES)
+def test_grads_match_finite_differences(lib, mode, masks, zoneout):
+    rng = _rng(mode, masks, zoneout, "grad")
+    B, T, H = 3, 4, 2
+    for time_major, lengths in ((False, None), (True, np.array([4, 0, 2]))):
+        p = kref.problem(rng, mode, B, T, H, masks=masks, zoneout=zoneout)
+        if zoneout == "mask":
+            p["zoneout"] = rng.uniform(0.0, 1.0, p["zoneout"].shape)
+        w = {"dy": rng.normal(size=(B, T, H)), "dh": rng.normal(size=(B, H)),
+             "dc": rng.normal(size=(B, H))}  # fmt: skip
+        d_proj, dh0, dc0, drk, drb = _run(lib, mode, p, "float64", time_major, lengths, w)[3]
+        want = kref.numeric_grads(mode, p, w, lengths)
+        tol = dict(rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(d_proj, want["gx"], **tol)
+        np.testing.assert_allclose(dh0, want["h0"], **tol)
+        np.testing.assert_allclose(drk, want["rk"], **tol)
+        if mode == "lstm":
+            np.testing.assert_allclose(dc0, want["c0"], **tol)
+        if p["rb"] is not None:
+            np.testing.assert_allclose(drb, want["rb"], **tol)
