@@ -645,7 +645,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     AddColumnSums(rows, gh_w, d_gx, gsum + blk.b_w);
     AddColumnSums(rows, gh_w, d_gh, gsum + blk.b_r);
 
-    if (projected) {  // the grads of the given input side: d_gx's rows
+    if (projected) {   // the grads of the given input side: d_gx's rows
       if (dir == 1) {  // (the forward direction wrote them in place)
         ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, d_gx, a.d_projected, /*add=*/false);
       }
