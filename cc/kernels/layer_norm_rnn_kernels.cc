@@ -373,7 +373,12 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     }
     const T* X = ctx->input(kX).flat<T>().data();
     const T* W = ctx->input(kKernel).flat<T>().data();
-    CpuGemm<T>(d, false, true, rows, I, GH, dgx.get(), W, out[kX], false);
+    // dX = dGX W (rows x G·H x I, as many FLOPs as dW): only where a consumer reads it. In a
+    // graph (tf.function, a Keras training step) whose input is data, nothing does: the executor
+    // marks the output not required and it stays zero.
+    if (ctx->output_required(kX)) {
+      CpuGemm<T>(d, false, true, rows, I, GH, dgx.get(), W, out[kX], false);
+    }
     // dW = Xᵀ dGX [I, G·H] and dR = H_prevᵀ dGH [H, G·H]: Eigen's contraction (measured, 1.5×
     // the rate of GemmTransposedA at these shapes) over runs of kWeightGradRows rows, each run's
     // float product added into double sums (for float; a float sum over all T·B rows loses digits

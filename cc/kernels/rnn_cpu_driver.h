@@ -320,12 +320,13 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     // Training: the saved buffers go to the reserve, the activations over gx (computed there).
     // Inference: to scratch rows. One instantiation for both, so that both compute bitwise the
     // same outputs (the compiler's choices of fused multiply-adds could differ between two).
+    // A given input side (a.projected) is read where it lies, at the row's time: no copy.
     if (training) {
       const int64_t row = TimeAt(dir, s, len) * B + b;
       for (int k = 0; k < Cell::kNumSaved; ++k) {
         cr.saved[k] = res + sv->saved[k] + row * sv->saved_width[k];
       }
-      cr.gx = cr.saved[0];
+      cr.gx = a.projected != nullptr ? a.projected + row * gh_w : cr.saved[0];
     } else {
       T* at = save_scratch;
       for (int k = 0; k < Cell::kNumSaved; ++k) {
@@ -333,7 +334,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
         cr.saved[k] = at + b * width;
         at += B * width;
       }
-      cr.gx = gx_chunk + ((s - s0) * B + b) * gh_w;
+      cr.gx = a.projected != nullptr ? a.projected + (TimeAt(dir, s, len) * B + b) * gh_w
+                                     : gx_chunk + ((s - s0) * B + b) * gh_w;
     }
     CellForwardPhaseRow<Cell, /*kSave=*/true>(cr, phase);
   };
@@ -346,14 +348,10 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     // that both give bitwise the same outputs). Training computes gx in place of the activations
     // it becomes: straight into the reserve for the forward direction (step s reads time s), by way
     // of gx_chunk for the reverse one.
+    // (A given input side, a.projected, is read in place by `gates`: nothing to compute here.
+    // Copying it into the reserve cost a pass over [T, B, G·H] in and out of memory.)
     T* gx_out = training && dir == 0 ? res + sv->saved[0] + s0 * B * gh_w : gx_chunk;
-    if (a.projected != nullptr) {  // the input side given: its rows are gx
-      if (dir == 1) {
-        GatherReverseRows(lengths, T_, B, s0, s1, gh_w, a.projected, gx_out);
-      } else {
-        std::copy_n(a.projected + s0 * B * gh_w, (s1 - s0) * B * gh_w, gx_out);
-      }
-    } else {
+    if (a.projected == nullptr) {
       const T* xr = x + s0 * B * in;
       if (dir == 1) {
         GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_chunk);
@@ -361,9 +359,10 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       }
       InputProjection<T>(s_, (s1 - s0) * B, in, xr, input_weights ? &*input_weights : nullptr,
                          gx_out);
-    }
-    if (training && dir == 1) {
-      ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, gx_chunk, res + sv->saved[0], /*add=*/false);
+      if (training && dir == 1) {
+        ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, gx_chunk, res + sv->saved[0],
+                           /*add=*/false);
+      }
     }
     ForEachRowRange(
         B, s0, s1,
@@ -496,8 +495,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     gsum = reinterpret_cast<S*>((addr + alignof(S) - 1) / alignof(S) * alignof(S));
     std::fill_n(gsum, blk.size, S(0));
   }
-  T* d_gx = take(cb * gh_w);  // grads of the pre-activations (x side)
-  T* d_gh = Cell::kDistinctRecurrentGrad ? take(cb * gh_w) : d_gx;  // grads of R's side
+  // Grads of the pre-activations, x side (with a.d_projected, the forward direction writes them
+  // straight into its rows: see the chunk loop) and R's side.
+  T* d_gx_buf = take(cb * gh_w);
+  T* d_gh_buf = Cell::kDistinctRecurrentGrad ? take(cb * gh_w) : nullptr;
   T* x_rows = take(cb * max_in);                   // reverse direction: the gathered input
   T* dx_rows = take(cb * max_in);                  // reverse direction: its grad
   T* hprev_rows = take(cb * ho);                   // the state before each step
@@ -531,6 +532,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
 
   for (int64_t s1 = T_; s1 > 0; s1 -= Tc) {  // chunks from the last step back
     const int64_t s0 = std::max<int64_t>(0, s1 - Tc), rows = (s1 - s0) * B;
+    // The chunk's grads of the given input side are d_projected's rows [s0·B, s1·B) in the
+    // forward direction (step s is time s): written there, not copied (a pass over [T, B, G·H]).
+    T* const d_gx = a.d_projected != nullptr && dir == 0 ? a.d_projected + s0 * B * gh_w : d_gx_buf;
+    T* const d_gh = Cell::kDistinctRecurrentGrad ? d_gh_buf : d_gx;
     // The states before each step of the chunk (zero past a row's length).
     ParallelRows(d_, B, 2.0 * (s1 - s0) * (ho + H), [&](int64_t b_begin, int64_t b_end) {
       for (int64_t s = s0; s < s1; ++s) {
@@ -682,10 +687,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     AddColumnSums(rows, gh_w, d_gx, gsum + blk.b_w);
     AddColumnSums(rows, gh_w, d_gh, gsum + blk.b_r);
 
-    if (projected) {  // the grads of the given input side: d_gx's rows
-      if (dir == 0) {
-        std::copy_n(d_gx, rows * gh_w, a.d_projected + s0 * B * gh_w);
-      } else {
+    if (projected) {   // the grads of the given input side: d_gx's rows
+      if (dir == 1) {  // (the forward direction wrote them in place)
         ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, d_gx, a.d_projected, /*add=*/false);
       }
       continue;

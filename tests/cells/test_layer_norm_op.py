@@ -300,3 +300,41 @@ def test_layer_takes_fused_op_and_grads_match_keras_loop(rng, monkeypatch, kind,
         np.testing.assert_allclose(a, b, **TOL)
     for a, b in zip(got, peer_grads, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_graph_gradients_with_and_without_input_grad(rng, kind):
+    """In a tf.function (a Keras training step's graph), the backward op skips the input's gradient
+    product when nothing reads it (the executor marks that output not required): the weight
+    gradients, taken without and with the input's, and the input's gradient where asked for, all
+    match Keras' float64 autodiff of the Keras-ops cells in keras.layers.RNN."""
+    B, T, D, H = 13, 7, 5, 9
+    cls = L.LayerNormLSTM if kind == "lstm" else L.LayerNormGRU
+    layer = cls(H, return_sequences=True, dtype="float64")
+    x = tf.constant(rng.normal(size=(B, T, D)))
+    layer(x)
+    layer.set_weights([rng.uniform(-0.7, 0.7, a.shape) for a in layer.get_weights()])
+    peer = _keras_loop_layer(kind, layer)
+    peer(x)
+    peer.set_weights(layer.get_weights())
+    w_out = tf.constant(rng.normal(size=(B, T, H)))
+
+    def step(lay, with_x):
+        @tf.function
+        def fn():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                out = lay(x, training=True)
+                out = out[0] if isinstance(out, list | tuple) else out
+                loss = tf.reduce_sum(out * w_out)
+            return tape.gradient(loss, ([x] if with_x else []) + list(lay.trainable_weights))
+
+        return [g.numpy() for g in fn()]
+
+    want = step(peer, True)
+    for with_x in (False, True):
+        got = step(layer, with_x)
+        expect = want if with_x else want[1:]
+        assert len(got) == len(expect)
+        for k, (a, b) in enumerate(zip(got, expect, strict=True)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11, err_msg=f"{with_x} grad {k}")
