@@ -8,9 +8,11 @@
 // unit j: the element-wise math needs no other thread). Every value a thread writes in a pass is
 // read in a later pass by the same thread, or after a BlockSum (which ends with a barrier).
 //
-// The cells' equations (cc/cells/layer_norm_cells.h, docs/MATH.md) are written here per unit, as
-// the GPU runs them: LnLstm and LnGru below are the only places that know which cell runs; the
-// driver and the kernels take the cell as a template argument.
+// The cells' per-unit math (the normalize / denormalize and LN's input grad, the pre-activations,
+// which gate gets tanh, the c / h update, their grads, zoneout) is cc/cells/layer_norm_cells.h's,
+// the same functions the CPU row pass (cc/kernels/layer_norm_cpu_rows.h) calls; what is here is
+// the GPU's walk over a row: GpuRow<Cell> below (the block sums, a thread per unit j). The driver
+// and the kernels take the cell (LayerNormLstmCell / LayerNormGruCell) as a template argument.
 //
 // Host emulation (cc/cuda/cuda_compat.h): a block is one thread there (BlockSum of one value, the
 // barriers vanish), so the emulation checks the math of every pass, not the block's cooperation.
@@ -19,6 +21,7 @@
 #include <cstdint>
 
 #include "cc/cells/cell_math.h"
+#include "cc/cells/layer_norm_cells.h"
 #include "cc/cuda/cuda_util.h"
 
 #if !defined(__CUDACC_RTC__)
@@ -61,6 +64,19 @@ __device__ T BlockSum(T v, T* buf) {
 // The units j of a row this thread runs.
 #define TF_RNN_LN_UNITS(j, n) for (int64_t j = threadIdx.x; j < (n); j += blockDim.x)
 
+using layer_norm_cells::Denormalized;
+using layer_norm_cells::InvStd;
+using layer_norm_cells::LayerNormGruCell;
+using layer_norm_cells::LayerNormLstmCell;
+using layer_norm_cells::Normalized;
+using layer_norm_cells::NormalizeInputGrad;
+using layer_norm_cells::Zoneout;
+using layer_norm_cells::ZoneoutBackward;
+
+// The parameters of a layer (bias, bias_h, the γs and βs, eps), as the CPU's.
+template <typename T>
+using RowParams = layer_norm_cells::LayerNormParams<T>;
+
 // mean and 1/sqrt(var + eps) of v[0, n) (two passes: the mean, then the centered squares).
 template <typename T>
 __device__ T MeanInv(const T* v, int64_t n, T eps, T* buf, T* mean) {
@@ -74,14 +90,8 @@ __device__ T MeanInv(const T* v, int64_t n, T eps, T* buf, T* mean) {
   }
   const T var = BlockSum(acc, buf) / static_cast<T>(n);
   *mean = m;
-  return T(1) / std::sqrt(var + eps);
+  return InvStd(var, eps);
 }
-
-template <typename T>
-struct RowParams {
-  const T *bias, *bias_h, *gamma_x, *beta_x, *gamma_h, *beta_h, *gamma_c, *beta_c;
-  T eps;
-};
 
 // One row's buffers in the forward: gx, gh [G·H] (xW and hR, normalized in place: xhat_x,
 // xhat_h), act [G·H], c_hat [H] (LSTM), stats [3].
@@ -100,8 +110,8 @@ struct BwdRow {
   T *dh, *dc, *dzx, *dzh, *dcn, *dgx, *dgh;
 };
 
-// dgx = inv (dz γ − mean(dz γ) − xhat mean(dz γ xhat)) for both sides at once, from the sums the
-// thread gathered: LN's input grad (as layer_norm_cells.h's NormalizeGrad).
+// LN's input grad (NormalizeInputGrad) for both sides at once, from the sums the thread gathered
+// (of dz γ and dz γ xhat, each side).
 template <typename T, int G>
 __device__ void BothNormalizeGrads(const RowParams<T>& p, int64_t H, const BwdRow<T>& r,
                                    const T* dzh, T sx1, T sx2, T sh1, T sh2, T* buf) {
@@ -112,22 +122,23 @@ __device__ void BothNormalizeGrads(const RowParams<T>& p, int64_t H, const BwdRo
   TF_RNN_LN_UNITS(j, H) {
     for (int g = 0; g < G; ++g) {
       const int64_t k = g * H + j;
-      r.dgx[k] = ix * (r.dzx[k] * p.gamma_x[k] - mx1 - r.xhat_x[k] * mx2);
-      r.dgh[k] = ih * (dzh[k] * p.gamma_h[k] - mh1 - r.xhat_h[k] * mh2);
+      r.dgx[k] = NormalizeInputGrad(r.dzx[k], p.gamma_x[k], r.xhat_x[k], ix, mx1, mx2);
+      r.dgh[k] = NormalizeInputGrad(dzh[k], p.gamma_h[k], r.xhat_h[k], ih, mh1, mh2);
     }
   }
 }
 
-// ------------------------------------------------------------------------------------ cells
-// LayerNormLSTM (TF Addons): z = LN(xW; γx, βx) + LN(hR; γh, βh) + b; c = σ(f) c_prev + σ(i)
-// tanh(g); c <- LN(c; γc, βc) (carried); h~ = σ(o) tanh(c).
-struct LnLstm {
-  static constexpr int kGates = 4;
-  static constexpr bool kHasCellState = true;
-  static constexpr bool kHasBetas = true;           // beta_x, beta_h (LN's shifts)
-  static constexpr bool kHasRecurrentBias = false;  // the GRU's b_r
+// ------------------------------------------------------------------------------------ rows
+// The row pass of a cell on the GPU: Forward(p, H, row, h_prev, c, h~, buf) and Backward(p, H,
+// row, buf), run by every thread of the row's block.
+template <typename Cell>
+struct GpuRow;
 
-  // c: the state [H] (in: c_prev, out: c); h_prev unused (it acts through R only).
+// LayerNormLSTM. c: the state [H] (in: c_prev, out: c); h_prev unused (it acts through R only).
+template <>
+struct GpuRow<LayerNormLstmCell> {
+  using Cell = LayerNormLstmCell;
+
   template <typename T>
   __device__ static void Forward(const RowParams<T>& p, int64_t H, const FwdRow<T>& r,
                                  const T* /*h_prev*/, T* c, T* h_tilde, T* buf) {
@@ -140,17 +151,15 @@ struct LnLstm {
       T a[4];
       for (int g = 0; g < 4; ++g) {
         const int64_t k = g * H + j;
-        const T xx = (r.gx[k] - mx) * ix, hh = (r.gh[k] - mh) * ih;
+        const T xx = Normalized(r.gx[k], mx, ix), hh = Normalized(r.gh[k], mh, ih);
         r.gx[k] = xx;
         r.gh[k] = hh;
-        a[g] = xx * p.gamma_x[k] + p.beta_x[k] + hh * p.gamma_h[k] + p.beta_h[k] + p.bias[k];
+        const T z = Cell::Preactivation(Denormalized(xx, p.gamma_x[k], p.beta_x[k]),
+                                        Denormalized(hh, p.gamma_h[k], p.beta_h[k]), p.bias[k]);
+        a[g] = Cell::IsTanhGate(g) ? Tanh(z) : Sigmoid(z);
+        r.act[k] = a[g];
       }
-      a[0] = Sigmoid(a[0]);
-      a[1] = Sigmoid(a[1]);
-      a[2] = Tanh(a[2]);
-      a[3] = Sigmoid(a[3]);
-      for (int g = 0; g < 4; ++g) r.act[g * H + j] = a[g];
-      const T cr = a[1] * c[j] + a[0] * a[2];
+      const T cr = Cell::CellUpdate(a[0], a[1], a[2], c[j]);
       r.c_hat[j] = cr;
       acc += cr;
     }
@@ -160,13 +169,13 @@ struct LnLstm {
       const T d = r.c_hat[j] - mc;
       acc += d * d;
     }
-    const T ic = T(1) / std::sqrt(BlockSum(acc, buf) / static_cast<T>(H) + p.eps);
+    const T ic = InvStd(BlockSum(acc, buf) / static_cast<T>(H), p.eps);
     TF_RNN_LN_UNITS(j, H) {
-      const T ch = (r.c_hat[j] - mc) * ic;
+      const T ch = Normalized(r.c_hat[j], mc, ic);
       r.c_hat[j] = ch;
-      const T cn = ch * p.gamma_c[j] + p.beta_c[j];
+      const T cn = Denormalized(ch, p.gamma_c[j], p.beta_c[j]);
       c[j] = cn;
-      h_tilde[j] = r.act[3 * H + j] * Tanh(cn);
+      h_tilde[j] = Cell::HTilde(r.act[3 * H + j], Tanh(cn));
     }
     if (threadIdx.x == 0) {
       r.stats[0] = ix;
@@ -181,25 +190,25 @@ struct LnLstm {
     T s1 = T(0), s2 = T(0);
     TF_RNN_LN_UNITS(j, H) {
       const T ch = r.c_hat[j];
-      const T tc = Tanh(ch * p.gamma_c[j] + p.beta_c[j]);
-      const T o = r.act[3 * H + j];
-      r.dzx[3 * H + j] = r.dht[j] * tc * o * (T(1) - o);
-      const T v = r.dc[j] + r.dht[j] * o * (T(1) - tc * tc);
-      r.dcn[j] = v;
-      s1 += v * p.gamma_c[j];
-      s2 += v * p.gamma_c[j] * ch;
+      const T tc = Tanh(Denormalized(ch, p.gamma_c[j], p.beta_c[j]));
+      const auto og = Cell::OutputBackward(r.dht[j], r.act[3 * H + j], tc, r.dc[j]);
+      r.dzx[3 * H + j] = og.d_o;
+      r.dcn[j] = og.d_c;
+      s1 += og.d_c * p.gamma_c[j];
+      s2 += og.d_c * p.gamma_c[j] * ch;
     }
     const T m1 = BlockSum(s1, buf) / static_cast<T>(H);
     const T m2 = BlockSum(s2, buf) / static_cast<T>(H);
     const T ic = r.stats[2];
     T sx1 = T(0), sx2 = T(0), sh1 = T(0), sh2 = T(0);
     TF_RNN_LN_UNITS(j, H) {
-      const T dcr = ic * (r.dcn[j] * p.gamma_c[j] - m1 - r.c_hat[j] * m2);
-      const T i = r.act[j], f = r.act[H + j], g = r.act[2 * H + j];
-      r.dc[j] = dcr * f;
-      r.dzx[j] = dcr * g * i * (T(1) - i);
-      r.dzx[H + j] = dcr * r.c_prev[j] * f * (T(1) - f);
-      r.dzx[2 * H + j] = dcr * i * (T(1) - g * g);
+      const T dcr = NormalizeInputGrad(r.dcn[j], p.gamma_c[j], r.c_hat[j], ic, m1, m2);
+      const auto ug =
+          Cell::CellUpdateBackward(dcr, r.act[j], r.act[H + j], r.act[2 * H + j], r.c_prev[j]);
+      r.dc[j] = ug.d_c_prev;
+      r.dzx[j] = ug.d_i;
+      r.dzx[H + j] = ug.d_f;
+      r.dzx[2 * H + j] = ug.d_g;
       for (int q = 0; q < 4; ++q) {
         const int64_t k = q * H + j;
         const T dz = r.dzx[k];
@@ -213,13 +222,10 @@ struct LnLstm {
   }
 };
 
-// LayerNormGRU (haste): x^ = LN(xW; γx) + b, h^ = LN(hR; γh) + b_r (no β); z = σ(x^_z + h^_z),
-// r = σ(x^_r + h^_r), g = tanh(r h^_g + x^_g); h~ = z h_prev + (1 − z) g.
-struct LnGru {
-  static constexpr int kGates = 3;
-  static constexpr bool kHasCellState = false;
-  static constexpr bool kHasBetas = false;
-  static constexpr bool kHasRecurrentBias = true;
+// LayerNormGRU.
+template <>
+struct GpuRow<LayerNormGruCell> {
+  using Cell = LayerNormGruCell;
 
   template <typename T>
   __device__ static void Forward(const RowParams<T>& p, int64_t H, const FwdRow<T>& r,
@@ -232,19 +238,19 @@ struct LnGru {
       T xn[3], hn[3];
       for (int g = 0; g < 3; ++g) {
         const int64_t k = g * H + j;
-        const T xx = (r.gx[k] - mx) * ix, hh = (r.gh[k] - mh) * ih;
+        const T xx = Normalized(r.gx[k], mx, ix), hh = Normalized(r.gh[k], mh, ih);
         r.gx[k] = xx;
         r.gh[k] = hh;
-        xn[g] = xx * p.gamma_x[k] + p.bias[k];
-        hn[g] = hh * p.gamma_h[k] + p.bias_h[k];
+        xn[g] = Denormalized(xx, p.gamma_x[k], p.bias[k]);
+        hn[g] = Denormalized(hh, p.gamma_h[k], p.bias_h[k]);
       }
-      const T z = Sigmoid(xn[0] + hn[0]);
-      const T rr = Sigmoid(xn[1] + hn[1]);
-      const T g = Tanh(rr * hn[2] + xn[2]);
+      const T z = Sigmoid(Cell::GatePreactivation(xn[0], hn[0]));
+      const T rr = Sigmoid(Cell::GatePreactivation(xn[1], hn[1]));
+      const T g = Tanh(Cell::CandidatePreactivation(rr, xn[2], hn[2]));
       r.act[j] = z;
       r.act[H + j] = rr;
       r.act[2 * H + j] = g;
-      h_tilde[j] = z * h_prev[j] + (T(1) - z) * g;
+      h_tilde[j] = Cell::HTilde(z, g, h_prev[j]);
     }
     if (threadIdx.x == 0) {
       r.stats[0] = ix;
@@ -258,25 +264,22 @@ struct LnGru {
   __device__ static void Backward(const RowParams<T>& p, int64_t H, const BwdRow<T>& r, T* buf) {
     T sx1 = T(0), sx2 = T(0), sh1 = T(0), sh2 = T(0);
     TF_RNN_LN_UNITS(j, H) {
-      const T z = r.act[j], rr = r.act[H + j], g = r.act[2 * H + j];
-      const T hg = r.xhat_h[2 * H + j] * p.gamma_h[2 * H + j] + p.bias_h[2 * H + j];
-      const T dht = r.dht[j];
-      const T dg = dht * (T(1) - z) * (T(1) - g * g);
-      const T dzz = dht * (r.h_prev[j] - g) * z * (T(1) - z);
-      const T dr = dg * hg * rr * (T(1) - rr);
-      r.dzx[j] = dzz;
-      r.dzx[H + j] = dr;
-      r.dzx[2 * H + j] = dg;
-      r.dzh[j] = dzz;
-      r.dzh[H + j] = dr;
-      r.dzh[2 * H + j] = dg * rr;
-      r.dh[j] += dht * z;
+      const int64_t k = 2 * H + j;
+      const T hg = Denormalized(r.xhat_h[k], p.gamma_h[k], p.bias_h[k]);
+      const auto u = Cell::Backward(r.dht[j], r.act[j], r.act[H + j], r.act[k], hg, r.h_prev[j]);
+      r.dzx[j] = u.d_z;
+      r.dzx[H + j] = u.d_r;
+      r.dzx[k] = u.d_g;
+      r.dzh[j] = u.d_z;
+      r.dzh[H + j] = u.d_r;
+      r.dzh[k] = u.d_h_side_g;
+      r.dh[j] += u.d_h_prev;
       for (int q = 0; q < 3; ++q) {
-        const int64_t k = q * H + j;
-        sx1 += r.dzx[k] * p.gamma_x[k];
-        sx2 += r.dzx[k] * p.gamma_x[k] * r.xhat_x[k];
-        sh1 += r.dzh[k] * p.gamma_h[k];
-        sh2 += r.dzh[k] * p.gamma_h[k] * r.xhat_h[k];
+        const int64_t kq = q * H + j;
+        sx1 += r.dzx[kq] * p.gamma_x[kq];
+        sx2 += r.dzx[kq] * p.gamma_x[kq] * r.xhat_x[kq];
+        sh1 += r.dzh[kq] * p.gamma_h[kq];
+        sh2 += r.dzh[kq] * p.gamma_h[kq] * r.xhat_h[kq];
       }
     }
     BothNormalizeGrads<T, 3>(p, H, r, r.dzh, sx1, sx2, sh1, sh2, buf);
@@ -320,14 +323,14 @@ __global__ void LnForwardStepKernel(FwdStepArgs<T> a) {
     const FwdRow<T> row{a.gx + b * GH, a.gh + b * GH, a.act + b * GH,
                         Cell::kHasCellState ? a.c_hat + b * H : nullptr, a.stats + b * 3};
     T* ht = a.h_tilde + b * H;
-    Cell::Forward(a.p, H, row, h_prev, c, ht, buf);
+    GpuRow<Cell>::Forward(a.p, H, row, h_prev, c, ht, buf);
     // Zoneout on h (never c): h = h_prev + k (h~ − h_prev); the zoned h is the output and state.
     TF_RNN_LN_UNITS(j, H) {
       T v = ht[j];
       if (a.zoneout == static_cast<int>(ZoneoutKind::kMask)) {
-        v = h_prev[j] + a.zmask[b * H + j] * (v - h_prev[j]);
+        v = Zoneout(h_prev[j], v, a.zmask[b * H + j]);
       } else if (a.zoneout == static_cast<int>(ZoneoutKind::kScalar)) {
-        v = h_prev[j] + a.zmask[0] * (v - h_prev[j]);
+        v = Zoneout(h_prev[j], v, a.zmask[0]);
       }
       h[j] = v;
       y[j] = v;
@@ -371,14 +374,16 @@ __global__ void LnBackwardStepKernel(BwdStepArgs<T> a) {
     T* dht = a.dht + b * H;
     TF_RNN_LN_UNITS(j, H) {
       const T dsum = dy[j] + dh[j];
-      T k = T(1);
-      if (a.zoneout == static_cast<int>(ZoneoutKind::kMask)) {
-        k = a.zmask[b * H + j];
-      } else if (a.zoneout == static_cast<int>(ZoneoutKind::kScalar)) {
-        k = a.zmask[0];
+      if (a.zoneout == static_cast<int>(ZoneoutKind::kNone)) {
+        dht[j] = dsum;
+        dh[j] = T(0);
+      } else {
+        const T k =
+            a.zoneout == static_cast<int>(ZoneoutKind::kMask) ? a.zmask[b * H + j] : a.zmask[0];
+        const auto zg = ZoneoutBackward(dsum, k);
+        dht[j] = zg.d_tilde;
+        dh[j] = zg.d_prev;
       }
-      dht[j] = k * dsum;
-      dh[j] = a.zoneout == static_cast<int>(ZoneoutKind::kNone) ? T(0) : (T(1) - k) * dsum;
     }
     const BwdRow<T> row{a.xhat_x + b * GH,
                         a.xhat_h + b * GH,
@@ -395,7 +400,7 @@ __global__ void LnBackwardStepKernel(BwdStepArgs<T> a) {
                         Cell::kHasCellState ? a.dcn + b * H : nullptr,
                         a.dgx + b * GH,
                         a.dgh + b * GH};
-    Cell::Backward(a.p, H, row, buf);
+    GpuRow<Cell>::Backward(a.p, H, row, buf);
   }
 }
 
@@ -417,8 +422,8 @@ using layer_norm::kLnThreads;
 // The cell's type for `kind`: the one place the driver's entry points pick it.
 template <typename F>
 Status DispatchLayerNormCell(LayerNormCellKind kind, F&& f) {
-  if (kind == LayerNormCellKind::kLstm) return f(layer_norm::LnLstm());
-  return f(layer_norm::LnGru());
+  if (kind == LayerNormCellKind::kLstm) return f(layer_norm_cells::LayerNormLstmCell());
+  return f(layer_norm_cells::LayerNormGruCell());
 }
 
 // Grid of a step kernel: one block per batch row (at most 65535; the kernels loop over the rest).

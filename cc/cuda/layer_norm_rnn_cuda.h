@@ -1,7 +1,8 @@
 // The fused layer-normalized LSTM / GRU (TfRnn>LayerNormRnn, docs/MATH.md "LayerNormLSTM",
 // "LayerNormGRU", "The fused layer-norm op", "Zoneout") on CUDA, framework-free: raw device
 // pointers, a stream and a cuBLAS handle. The same math as the CPU kernel
-// (cc/kernels/layer_norm_rnn_kernels.cc, cells in cc/cells/layer_norm_cells.h).
+// (cc/kernels/layer_norm_rnn_kernels.cc): both call the cells' per-unit functions of
+// cc/cells/layer_norm_cells.h.
 //
 // One layer, one direction, time-major, weights in the Keras layers' layout: x [T, B, I], h0, c0
 // [B, H], kernel [I, G·H], recurrent_kernel [H, G·H] (gates i, f, c, o for the LSTM, z, r, g for
@@ -11,8 +12,8 @@
 // memory (kScalar: the keep value 1 − p of inference) or null (kNone). Outputs y [T, B, H], hn,
 // cn [B, H].
 //
-// Training (is_training) writes the reserve, LayerNormReserveLayout's regions in the CPU kernel's
-// order and sizes (so the op's reserve has the same shape on either device); the backward reads
+// Training (is_training) writes the reserve, LayerNormReserveLayout's regions (the CPU kernel's
+// layout too, so the op's reserve is the same on either device); the backward reads
 // it and never recomputes the forward. Inference writes none (workspace instead) and gives the
 // same outputs. Workspace buffers: device memory of the sizes below, aligned to 256 bytes. The
 // functions only enqueue work on `stream`; nothing is synchronized.
@@ -22,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cc/cells/layer_norm_cells.h"
 #include "cc/cuda/cuda_compat.h"
 
 namespace tf_rnn_ops {
@@ -54,30 +56,8 @@ struct LayerNormRnnGrads {
       *gamma_c, *beta_c;
 };
 
-// Offsets (in elements) of the reserve's regions, each [T·B, width] with rows t·B + b: the
-// normalized x and h sides xhat_x, xhat_h and the gate activations act [G·H]; the LSTM's
-// normalized c (c_hat) [H]; h_prev [H]; the LSTM's c_prev [H]; h~ (before zoneout) [H]; stats [3]
-// (1/σ of the x side, the h side and the LSTM's c). As the CPU kernel's ReserveLayout.
-struct LayerNormReserveLayout {
-  int64_t xhat_x, xhat_h, act, c_hat, h_prev, c_prev, h_tilde, stats, size;
-  LayerNormReserveLayout(int64_t rows, int64_t H, int64_t GH, bool lstm) {
-    int64_t o = 0;
-    auto take = [&](int64_t w) {
-      const int64_t at = o;
-      o += rows * w;
-      return at;
-    };
-    xhat_x = take(GH);
-    xhat_h = take(GH);
-    act = take(GH);
-    c_hat = take(lstm ? H : 0);
-    h_prev = take(H);
-    c_prev = take(lstm ? H : 0);
-    h_tilde = take(H);
-    stats = take(3);
-    size = o;
-  }
-};
+// The reserve's regions: one layout for the CPU and the GPU kernels (cc/cells/layer_norm_cells.h).
+using layer_norm_cells::LayerNormReserveLayout;
 
 #if !defined(__CUDACC_RTC__)  // NVRTC sees the kernels (the enums above), not the host API
 // Invalid sizes, cell, zoneout kind or epsilon: an InvalidArgument naming what is wrong.

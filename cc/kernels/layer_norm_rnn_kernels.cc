@@ -30,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "cc/cells/layer_norm_cells.h"
 #include "cc/kernels/cpu_gemm.h"
+#include "cc/kernels/layer_norm_cpu_rows.h"
 #include "cc/kernels/layer_norm_rnn_checks.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
@@ -43,39 +44,22 @@ namespace {
 // The inputs' indices, Sizes and the checks (shared with the GPU kernels).
 using namespace layer_norm_rnn;  // NOLINT(build/namespaces)
 
+using layer_norm_cells::CpuRow;
 using layer_norm_cells::LayerNormGrads;
 using layer_norm_cells::LayerNormGruCell;
 using layer_norm_cells::LayerNormLstmCell;
 using layer_norm_cells::LayerNormParams;
 using layer_norm_cells::RowSaved;
+using layer_norm_cells::Zoneout;
+using layer_norm_cells::ZoneoutBackward;
 using ::tensorflow::OpKernel;
 using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 
-// Offsets (in elements) of the reserve's regions, each [T·B, width].
-struct ReserveLayout {
-  int64_t xhat_x, xhat_h, act, c_hat, h_prev, c_prev, h_tilde, stats, size;
-  // The LSTM's c_hat and c_prev are empty for the GRU.
-  ReserveLayout(int64_t rows, int64_t H, int64_t GH, bool lstm) {
-    int64_t o = 0;
-    auto take = [&](int64_t w) {
-      const int64_t at = o;
-      o += rows * w;
-      return at;
-    };
-    xhat_x = take(GH);
-    xhat_h = take(GH);
-    act = take(GH);
-    c_hat = take(lstm ? H : 0);
-    h_prev = take(H);
-    c_prev = take(lstm ? H : 0);
-    h_tilde = take(H);
-    stats = take(3);
-    size = o;
-  }
-};
+// The reserve's regions (one layout with the CUDA kernels, cc/cells/layer_norm_cells.h).
+using ReserveLayout = layer_norm_cells::LayerNormReserveLayout;
 
 template <typename T>
 LayerNormParams<T> ParamsOf(OpKernelContext* ctx, const Sizes& s) {
@@ -96,7 +80,7 @@ LayerNormParams<T> ParamsOf(OpKernelContext* ctx, const Sizes& s) {
 template <typename T>
 RowSaved<T> SavedRow(T* reserve, const ReserveLayout& rl, int64_t r, int64_t H, int64_t GH) {
   return {reserve + rl.xhat_x + r * GH, reserve + rl.xhat_h + r * GH, reserve + rl.act + r * GH,
-          reserve + rl.c_hat + r * H, reserve + rl.stats + r * 3};
+          reserve + rl.c_hat + r * H, reserve + rl.stats + r * ReserveLayout::kStats};
 }
 
 // Runs range(b0, b1, one_thread) so that each thread of the pool takes a range of batch rows (whole
@@ -221,17 +205,17 @@ class LayerNormRnnOp : public LayerNormRnnBase {
                                           : RowSaved<T>{gxr, ghr, act_s, c_hat_s, stats_s};
           T* ht = training ? reserve + rl.h_tilde + r * H : ht_s;
           if (lstm_) {
-            LayerNormLstmCell::Forward(p, H, gxr, ghr, cb, sv, c_new, ht);
+            CpuRow<LayerNormLstmCell>::Forward(p, H, gxr, ghr, cb, sv, c_new, ht);
             std::copy_n(c_new, H, cb);
           } else {
-            LayerNormGruCell::Forward(p, H, gxr, ghr, hb, sv, c_new, ht);
+            CpuRow<LayerNormGruCell>::Forward(p, H, gxr, ghr, hb, sv, c_new, ht);
           }
           // Zoneout on h (never c): the zoned h is the output and the carried state.
           if (zmask) {
             const T* m = zmask + r * H;
-            for (int64_t j = 0; j < H; ++j) hb[j] = hprev[j] + m[j] * (ht[j] - hprev[j]);
+            for (int64_t j = 0; j < H; ++j) hb[j] = Zoneout(hprev[j], ht[j], m[j]);
           } else if (s.zoneout_scalar) {
-            for (int64_t j = 0; j < H; ++j) hb[j] = hprev[j] + zk * (ht[j] - hprev[j]);
+            for (int64_t j = 0; j < H; ++j) hb[j] = Zoneout(hprev[j], ht[j], zk);
           } else {
             std::copy_n(ht, H, hb);
           }
@@ -329,12 +313,13 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
           for (int64_t j = 0; j < H; ++j) {
             const T dsum = dyr[j] + dhb[j];
             if (zmask) {
-              const T m = zmask[r * H + j];
-              dtilde[j] = m * dsum;
-              dhp[j] = (T(1) - m) * dsum;
+              const auto zg = ZoneoutBackward(dsum, zmask[r * H + j]);
+              dtilde[j] = zg.d_tilde;
+              dhp[j] = zg.d_prev;
             } else if (s.zoneout_scalar) {
-              dtilde[j] = zk * dsum;
-              dhp[j] = (T(1) - zk) * dsum;
+              const auto zg = ZoneoutBackward(dsum, zk);
+              dtilde[j] = zg.d_tilde;
+              dhp[j] = zg.d_prev;
             } else {
               dtilde[j] = dsum;
               dhp[j] = T(0);
@@ -342,11 +327,13 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
           }
           const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
           if (lstm_) {
-            LayerNormLstmCell::Backward(p, H, reserve + rl.c_prev + r * H, sv, dtilde.data(),
-                                        dc + b * H, dz.data(), dgx_r, dgh_r, lg, dhp);
+            CpuRow<LayerNormLstmCell>::Backward(p, H, reserve + rl.c_prev + r * H, sv,
+                                                dtilde.data(), dc + b * H, dz.data(), dgx_r, dgh_r,
+                                                lg, dhp);
           } else {
-            LayerNormGruCell::Backward(p, H, reserve + rl.h_prev + r * H, sv, dtilde.data(),
-                                       static_cast<T*>(nullptr), dz.data(), dgx_r, dgh_r, lg, dhp);
+            CpuRow<LayerNormGruCell>::Backward(p, H, reserve + rl.h_prev + r * H, sv, dtilde.data(),
+                                               static_cast<T*>(nullptr), dz.data(), dgx_r, dgh_r,
+                                               lg, dhp);
           }
         }
         for (int64_t j = 0; j < n_param_grads; ++j) sums[j] += static_cast<double>(l[j]);
