@@ -32,6 +32,7 @@
 #include <cstdint>
 
 #include "cc/cells/cell_math.h"
+#include "cc/cells/zoneout.h"
 
 namespace tf_rnn_ops {
 namespace layer_norm_cells {
@@ -62,23 +63,9 @@ TF_RNN_OPS_HOST_DEVICE T NormalizeInputGrad(T dy, T gamma, T xhat, T inv, T mg, 
   return inv * (dy * gamma - mg - xhat * mgx);
 }
 
-// ----------------------------------------------------------------------------------- zoneout
-// h = h_prev + k (h~ - h_prev): k the keep value of the unit (a mask value in {0, 1}, or 1 - p).
-template <typename T>
-TF_RNN_OPS_HOST_DEVICE T Zoneout(T h_prev, T h_tilde, T k) {
-  return h_prev + k * (h_tilde - h_prev);
-}
-
-template <typename T>
-struct ZoneoutGrads {
-  T d_tilde;  // the grad of h~
-  T d_prev;   // the part of h_prev's grad that bypasses the cell
-};
-// From dh, the grad of the zoned h.
-template <typename T>
-TF_RNN_OPS_HOST_DEVICE ZoneoutGrads<T> ZoneoutBackward(T dh, T k) {
-  return {k * dh, (T(1) - k) * dh};
-}
+// Zoneout (per unit, forward and backward): cc/cells/zoneout.h.
+using ::tf_rnn_ops::Zoneout;
+using ::tf_rnn_ops::ZoneoutBackward;
 
 // ------------------------------------------------------------------------------ the params
 // The parameters of one layer, in the layer's own layout. gamma_c / beta_c: LSTM only; beta_x /

@@ -7,8 +7,8 @@
 #include "cc/cuda/cuda_compat.h"
 #include "cc/cuda/fused_rnn_cuda.h"
 #include "cc/cuda/gru_block_cell_cuda.h"
-#include "cc/cuda/layer_norm_rnn_cuda.h"
 #include "cc/cuda/keras_rnn_dropout_cuda.h"
+#include "cc/cuda/layer_norm_rnn_cuda.h"
 #include "cc/kernels/fused_rnn_rules.h"
 
 namespace {

@@ -70,8 +70,7 @@ __global__ void ZoneoutForwardKernel(StepDims a, bool scalar, const T* zoneout, 
     const StepUnit u = LocateStep(a, 0, i, a.H);
     if (!u.valid) continue;
     const T m = ZoneoutAt(zoneout, scalar, a.s, a.B, a.H, u.b, u.j);
-    const T hp = h_in[i];
-    const T h = hp + m * (h_out[i] - hp);
+    const T h = Zoneout(h_in[i], h_out[i], m);
     h_out[i] = h;
     y[u.row * a.H + u.j] = h;
   }
@@ -92,8 +91,9 @@ __global__ void ZoneoutBackwardKernel(StepDims a, bool scalar, const T* zoneout,
     }
     const T delta = dh_in[i] + (dy != nullptr ? dy[u.row * a.H + u.j] : T(0));
     const T m = ZoneoutAt(zoneout, scalar, a.s, a.B, a.H, u.b, u.j);
-    d_cell[i] = m * delta;
-    d_carry[i] = (T(1) - m) * delta;
+    const ZoneoutGrads<T> g = ZoneoutBackward(delta, m);
+    d_cell[i] = g.d_tilde;
+    d_carry[i] = g.d_prev;
   }
 }
 

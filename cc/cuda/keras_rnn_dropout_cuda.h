@@ -30,13 +30,14 @@
 #include <cstdint>
 
 #include "cc/cells/cell_math.h"
+#include "cc/cells/zoneout.h"
 #include "cc/cuda/cuda_compat.h"
 #include "cc/cuda/fused_rnn_cuda.h"
 
 namespace tf_rnn_ops {
 namespace cuda {
 
-enum class ZoneoutKind : int { kNone = 0, kMask = 1, kScalar = 2 };
+using ::tf_rnn_ops::ZoneoutKind;  // cc/cells/zoneout.h
 
 struct KerasDropoutConfig {
   RnnMode mode = RnnMode::kLstm;

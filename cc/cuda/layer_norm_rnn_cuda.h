@@ -24,13 +24,14 @@
 #include <cstdint>
 
 #include "cc/cells/layer_norm_cells.h"
+#include "cc/cells/zoneout.h"
 #include "cc/cuda/cuda_compat.h"
 
 namespace tf_rnn_ops {
 namespace cuda {
 
 enum class LayerNormCellKind : int { kLstm = 0, kGru = 1 };
-enum class ZoneoutKind : int { kNone = 0, kMask = 1, kScalar = 2 };
+using ::tf_rnn_ops::ZoneoutKind;  // cc/cells/zoneout.h
 
 struct LayerNormRnnConfig {
   LayerNormCellKind cell = LayerNormCellKind::kLstm;

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "cc/cells/rnn_cells.h"
+#include "cc/cells/zoneout.h"
 #include "cc/kernels/cpu_cell_io.h"
 #include "cc/kernels/cpu_gemm.h"
 #include "cc/kernels/rnn_dropout.h"
@@ -408,7 +409,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
               T* hz = h_out + b * ho;
               const T* hp = h + b * ho;
               for (int64_t j = 0; j < ho; ++j) {
-                hz[j] = hp[j] + ZoneoutKeep(m, a.zoneout_keep, j) * (hz[j] - hp[j]);
+                hz[j] = Zoneout(hp[j], hz[j], ZoneoutKeep(m, a.zoneout_keep, j));
               }
             }
             std::copy(h_out + b * ho, h_out + (b + 1) * ho, h + b * ho);
@@ -581,7 +582,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
             if (zoning) {  // the cell's h~ gets m ⊙ δ (dm: free without a projection)
               const T* m = a.zoneout_mask ? a.zoneout_mask + (t * B + b) * ho : nullptr;
               for (int64_t j = 0; j < ho; ++j) {
-                dm[b * ho + j] = ZoneoutKeep(m, a.zoneout_keep, j) * dh[b * ho + j];
+                dm[b * ho + j] =
+                    ZoneoutBackward(dh[b * ho + j], ZoneoutKeep(m, a.zoneout_keep, j)).d_tilde;
               }
             }
             if (has_proj) std::copy_n(dh + b * ho, ho, dh_all + (k + b) * ho);
@@ -642,7 +644,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               const T* m =
                   a.zoneout_mask ? a.zoneout_mask + (TimeAt(dir, s, len) * B + b) * ho : nullptr;
               for (int64_t j = 0; j < ho; ++j) {
-                dh_rec[b * ho + j] += (T(1) - ZoneoutKeep(m, a.zoneout_keep, j)) * dh[b * ho + j];
+                dh_rec[b * ho + j] +=
+                    ZoneoutBackward(dh[b * ho + j], ZoneoutKeep(m, a.zoneout_keep, j)).d_prev;
               }
             }
             if constexpr (Cell::kDirectHPrevGrad) {
