@@ -1090,7 +1090,7 @@ def _ln_check(shapes, dts, cell, eps, grad=False):
         if any(tuple(shapes[n]) != s for n, s in g.items()):
             return INVALID, None
         return VALID, [tuple(shapes[n]) for n in LN_INPUTS[:13]]
-    return VALID, [(T, B, H), (B, H), (B, H if lstm else 0), None]
+    return VALID, [(T, B, H), (B, H), (B, H if lstm else 0), (_ln_reserve_size(lstm, T, B, H),)]
 
 
 def _ln_spec(name, shape, dt, fill, eps):
