@@ -102,6 +102,15 @@ inline absl::Status ValidateInputs(OpKernelContext* ctx, bool lstm, Sizes* s) {
   TF_RETURN_IF_ERROR(
       Check(h0.dims() == 2 && h0.dim_size(0) == s->B && h0.dim_size(1) == s->H,
             absl::StrCat("h0 must have shape [B, H] = [", s->B, ", ", s->H, "], got ", Shape(h0))));
+  // Every buffer of a call (y, the reserve, the products' rows: T·B rows of at most
+  // 3·G·H + 5·H + 3 elements) within 2^62 elements, so that no int64 size overflows: an empty x
+  // (I = 0) can have any T and B.
+  const double row_elements = 3.0 * static_cast<double>(GH) + 5.0 * static_cast<double>(s->H) + 3.0;
+  TF_RETURN_IF_ERROR(Check(
+      static_cast<double>(s->T) * static_cast<double>(s->B) * row_elements <= 4611686018427387904.0,
+      absl::StrCat("x ", Shape(x), " has T·B = ", s->T, " × ", s->B, " rows of ", row_elements,
+                   " elements of the cell's buffers each (H = ", s->H,
+                   "): more than 2^62 elements in all")));
   TF_RETURN_IF_ERROR(CheckVector(ctx, kBias, GH, "G·H"));
   TF_RETURN_IF_ERROR(CheckVector(ctx, kGammaX, GH, "G·H"));
   TF_RETURN_IF_ERROR(CheckVector(ctx, kGammaH, GH, "G·H"));

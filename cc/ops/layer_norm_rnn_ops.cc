@@ -14,12 +14,27 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
 namespace tensorflow {
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
+
+namespace {
+
+// Like WithRank, with an error that names the input (TensorFlow's names none).
+absl::Status NamedRank(InferenceContext* c, int index, const char* name, int rank,
+                       ShapeHandle* out) {
+  if (!c->WithRank(c->input(index), rank, out).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be ", rank, "-D, got shape ", c->DebugString(c->input(index))));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 // REGISTER_OP(name) with the forward op's inputs and the attrs both ops share: the grad op takes
 // these inputs first (then reserve, dy, dhn, dcn). (A macro: REGISTER_OP's builder chain cannot
@@ -53,8 +68,8 @@ TF_RNN_REGISTER_LAYER_NORM_RNN_OP("TfRnn>LayerNormRnn")
     .Attr("is_training: bool = true")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, h0;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &h0));
+      TF_RETURN_IF_ERROR(NamedRank(c, 0, "x", 3, &x));
+      TF_RETURN_IF_ERROR(NamedRank(c, 1, "h0", 2, &h0));
       std::string cell;
       TF_RETURN_IF_ERROR(c->GetAttr("cell", &cell));
       auto T = c->Dim(x, 0), B = c->Dim(x, 1), H = c->Dim(h0, 1);

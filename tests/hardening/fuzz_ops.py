@@ -27,9 +27,14 @@ shapes. Properties:
   the address space (make asan caps single allocations with max_allocation_size_mb instead).
 
 Families: our TfRnn> ops (gru, gru_grad, cudnn, cudnn_backprop, params_size, to_canonical,
-to_params) and TensorFlow's own CudnnRNN* ops served by our CPU kernels (tf_cudnn_v1, tf_cudnn_v2,
-tf_cudnn_v3, tf_backprop_v3, tf_params_size, tf_to_canonical, tf_to_params). Exit status: 0 when
-every property held, 1 when one failed (hypothesis prints the shrunk case).
+to_params; keras_rnn: TfRnn>KerasRNN, keras_rnn_grad: its registered gradient through a
+GradientTape, which runs TfRnn>CudnnRNNBackprop on the forward's reserve_space; layer_norm,
+layer_norm_grad: TfRnn>LayerNormRnn and TfRnn>LayerNormRnnGrad, the latter fed a forward's inputs
+and reserve) and TensorFlow's own CudnnRNN* ops served by our CPU kernels (tf_cudnn_v1,
+tf_cudnn_v2, tf_cudnn_v3, tf_backprop_v3, tf_params_size, tf_to_canonical, tf_to_params).
+TfRnn>KerasRNNDropout / KerasRNNDropoutBackprop are not fuzzed yet (their signature changes with
+zoneout). Exit status: 0 when every property held, 1 when one failed (hypothesis prints the shrunk
+case).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from hypothesis import HealthCheck, given, reject, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import tf_rnn_ops  # noqa: E402
+from tf_rnn_ops._loader import ops as _ops  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -109,6 +115,9 @@ def build(spec, rng):
     if kind == "i":
         _, values, shape, dtype = spec
         return tf.constant(np.asarray(values, dtype=np.int64).reshape(shape), dtype=dtype)
+    if kind == "f":  # given values (epsilon)
+        _, values, shape, dtype = spec
+        return tf.cast(tf.constant(np.asarray(values, np.float64).reshape(shape)), dtype)
     _, shape, dtype, fill = spec
     n = math.prod(shape)
     if n > MAX_BUILT:  # a mutation removed the 0 beside a huge dimension: not a case to build
@@ -126,6 +135,10 @@ def build(spec, rng):
         a = np.zeros(n)
     elif fill == "big":
         a = rng.standard_normal(n) * 1e30
+    elif fill == "binary":  # a mask in {0, 1}
+        a = rng.integers(0, 2, n).astype(np.float64)
+    elif fill == "keep":  # a keep probability
+        a = np.full(n, 0.7)
     else:  # "nonfinite": a mix of NaN, +-Inf and numbers
         a = rng.choice(np.array([np.nan, np.inf, -np.inf, 0.0, 1.0, -3.0]), n)
     return tf.cast(tf.constant(a.reshape(shape), tf.float64), dtype)
@@ -818,6 +831,392 @@ def canonical_cases(draw, to_params=False, flavor="ours"):
     )  # fmt: skip
 
 
+# ------------------------------------------------------------------- KerasRNN (one Keras layer)
+# TfRnn>KerasRNN (cc/ops/fused_rnn_ops.cc, tf_rnn_ops.keras_rnn): input [B, T, I] ([T, B, I] with
+# time_major), input_h / input_c [B, H] (input_c read for lstm only), kernel [I, G·H],
+# recurrent_kernel [H, G·H], bias Keras' shape ([2, 3H] gru, [G·H] else) or no elements,
+# sequence_lengths [B] or [0] (every sequence full). Its gradient (keras_rnn_grad) is
+# TfRnn>CudnnRNNBackprop on the forward's reserve_space, reached through a GradientTape.
+KERAS_TENSORS = ("input", "input_h", "input_c", "kernel", "recurrent_kernel", "bias")
+KERAS_DTYPES = ("float32", "float64")
+
+
+def _keras_shapes(mode, B, T, I, H, tm, bias):  # noqa: E741
+    gh = GATES[mode] * H
+    return dict(
+        input=(T, B, I) if tm else (B, T, I), input_h=(B, H),
+        input_c=(B, H) if mode == "lstm" else (0,), kernel=(I, gh), recurrent_kernel=(H, gh),
+        bias=((2, gh) if mode == "gru" else (gh,)) if bias else (0,),
+    )  # fmt: skip
+
+
+def _keras_check(shapes, dts, attrs, lengths):
+    """(validity, output shapes) of TfRnn>KerasRNN; lengths: (values, shape, dtype)."""
+    mode, tm = attrs["rnn_mode"], attrs["time_major"]
+    if mode not in GATES:
+        return INVALID, None
+    if len({dts[n] for n in KERAS_TENSORS}) != 1 or dts["input"] not in KERAS_DTYPES:
+        return INVALID, None
+    values, lshape, ldt = lengths
+    if ldt != "int32":
+        return INVALID, None
+    x, rk = shapes["input"], shapes["recurrent_kernel"]
+    if len(x) != 3:
+        return INVALID, None
+    T, B, I = (x[0], x[1], x[2]) if tm else (x[1], x[0], x[2])  # noqa: E741
+    G = GATES[mode]
+    if len(rk) != 2 or rk[0] < 1 or rk[1] != G * rk[0]:
+        return INVALID, None
+    H = rk[0]
+    if tuple(shapes["kernel"]) != (I, G * H) or tuple(shapes["input_h"]) != (B, H):
+        return INVALID, None
+    if mode == "lstm" and tuple(shapes["input_c"]) != (B, H):
+        return INVALID, None
+    b = shapes["bias"]
+    if math.prod(b) != 0 and tuple(b) != ((2, G * H) if mode == "gru" else (G * H,)):
+        return INVALID, None
+    if len(lshape) != 1 or lshape[0] not in (0, B):
+        return INVALID, None
+    if I < 1:  # the fused family's rule: a model reads its input
+        return INVALID, None
+    if lshape[0] == B and any(v < 0 or v > T for v in values):
+        return INVALID, None
+    out = (T, B, H) if tm else (B, T, H)
+    return VALID, [out, (B, H), (B, H) if mode == "lstm" else (), None]
+
+
+@st.composite
+def keras_config(draw, small=False):
+    mode = draw(st.sampled_from(sorted(GATES)))
+    B, T = draw(st.integers(0, 3)), draw(st.integers(0, 4))
+    I, H = draw(st.integers(1, 4)), draw(st.integers(1, 4))  # noqa: E741
+    if not small and draw(st.integers(0, 12)) == 0:  # huge but empty: B = 0, T huge
+        B, T = 0, draw(st.sampled_from(HUGE))
+    return dict(
+        mode=mode, B=B, T=T, I=I, H=H, time_major=draw(st.booleans()),
+        bias=draw(st.integers(0, 3)) > 0,
+        dtype=draw(st.sampled_from(["float32"] * 3 + ["float64"])),
+        is_training=small or draw(st.booleans()),
+    )  # fmt: skip
+
+
+@st.composite
+def keras_rnn_cases(draw):
+    """Forward cases of TfRnn>KerasRNN, through tf_rnn_ops.keras_rnn."""
+    c = draw(keras_config())
+    shapes = _keras_shapes(c["mode"], c["B"], c["T"], c["I"], c["H"], c["time_major"], c["bias"])
+    dts = dict.fromkeys(KERAS_TENSORS, c["dtype"])
+    fill = {n: draw(fills) if draw(st.integers(0, 5)) == 0 else "normal" for n in KERAS_TENSORS}
+    attrs = dict(rnn_mode=c["mode"], time_major=c["time_major"], is_training=c["is_training"])
+    lengths = draw(lengths_for(c["B"], c["T"])) if draw(st.integers(0, 3)) else None
+    lshape, ldt = ((len(lengths),) if lengths is not None else (0,)), "int32"
+    mutated = []
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
+        what = draw(st.sampled_from(["tensor", "tensor", "tensor", "lengths", "attr", "dtype"]))
+        if what == "tensor":
+            n = draw(st.sampled_from(KERAS_TENSORS))
+            shapes[n] = _mutate_shape(draw, shapes[n])
+            mutated.append(n)
+        elif what == "lengths":
+            lengths, lshape, ldt = _mutate_lengths(draw, lengths or [c["T"]] * c["B"], c["T"])
+            mutated.append("sequence_lengths")
+        elif what == "attr":
+            if draw(st.booleans()):
+                attrs["time_major"] = not attrs["time_major"]
+                mutated.append("time_major")
+            else:
+                attrs["rnn_mode"] = draw(st.sampled_from(["bogus", "LSTM"] + sorted(GATES)))
+                mutated.append("rnn_mode")
+        else:
+            n = draw(st.sampled_from(KERAS_TENSORS))
+            dts[n] = draw(st.sampled_from(["float32", "float64", "float16", "int32"]))
+            mutated.append(n)
+    valid, expected = _keras_check(shapes, dts, attrs, (lengths or [], lshape, ldt))
+    inputs = {n: _t(shapes[n], dts[n], fill[n]) for n in KERAS_TENSORS}
+    if c["mode"] != "lstm" and "input_c" not in mutated and draw(st.booleans()):
+        inputs["input_c"] = None  # the wrapper's default for the cells without c
+    if "bias" not in mutated and not c["bias"] and draw(st.booleans()):
+        inputs["bias"] = None  # use_bias=False
+    inputs["sequence_lengths"] = None if lengths is None else _int_t(lengths, lshape, ldt)
+    return dict(
+        family="keras_rnn", inputs=inputs, attrs=attrs, expect=valid, expected=expected,
+        out_dtype=dts["input"], mutated=set(mutated) if len(set(mutated)) == 1 else None,
+    )  # fmt: skip
+
+
+KERAS_GRADS = ("output", "output_h", "output_c")
+
+
+@st.composite
+def keras_rnn_grad_cases(draw):
+    """The gradient of TfRnn>KerasRNN (TfRnn>CudnnRNNBackprop on its reserve_space) through a
+    GradientTape: a valid forward, upstream gradients of the outputs' shapes (or None, NaN / Inf,
+    a wrong shape), a forward run without is_training, sources watched or not."""
+    c = draw(keras_config(small=True))
+    shapes = _keras_shapes(c["mode"], c["B"], c["T"], c["I"], c["H"], c["time_major"], c["bias"])
+    lengths = draw(lengths_for(c["B"], c["T"])) if draw(st.booleans()) else None
+    attrs = dict(rnn_mode=c["mode"], time_major=c["time_major"], is_training=True)
+    lspec = (lengths or [], (len(lengths),) if lengths is not None else (0,), "int32")
+    _, fexp = _keras_check(shapes, dict.fromkeys(KERAS_TENSORS, c["dtype"]), attrs, lspec)
+    upstream = {n: draw(st.sampled_from(["ones", "ones", "normal", "none"])) for n in KERAS_GRADS}
+    mutated = []
+    if draw(st.integers(0, 2)) == 0:
+        what = draw(st.sampled_from(["shape", "shape", "fill", "is_training"]))
+        if what == "is_training":
+            attrs["is_training"] = False
+            mutated.append("is_training")
+        else:
+            i = draw(st.integers(0, 2))
+            n = KERAS_GRADS[i]
+            if what == "fill":
+                upstream[n] = "nonfinite"
+            else:
+                upstream[n] = ("shape", _mutate_shape(draw, fexp[i]))
+                mutated.append(n)
+    watch = [n for n in KERAS_TENSORS if draw(st.integers(0, 4)) > 0] or ["kernel"]
+    expect = VALID
+    if not attrs["is_training"]:
+        expect = INVALID
+    elif any(isinstance(u, tuple) and tuple(u[1]) != tuple(fexp[i])
+             for i, u in enumerate(upstream[n] for n in KERAS_GRADS)):  # fmt: skip
+        expect = INVALID
+        if c["mode"] != "lstm" and isinstance(upstream["output_c"], tuple):
+            expect = EITHER  # output_c is a scalar 0 there: its gradient is not read
+    elif c["B"] * c["T"] == 0 and any(isinstance(u, tuple) for u in upstream.values()):
+        expect = EITHER
+    expected = [shapes[n] for n in watch] if expect != INVALID else None
+    inputs = {n: _t(shapes[n], c["dtype"]) for n in KERAS_TENSORS}
+    inputs["sequence_lengths"] = None if lengths is None else _int_t(lengths)
+    return dict(
+        family="keras_rnn_grad", inputs=inputs, attrs=attrs, upstream=upstream, watch=watch,
+        expect=expect, expected=expected, out_dtype=c["dtype"],
+        mutated=set(mutated) if mutated else None,
+    )  # fmt: skip
+
+
+def _keras_grad_fn(rng):
+    """A callable running keras_rnn under a tape and returning the gradients of `_watch`."""
+
+    def fn(*, _watch, _upstream, **kw):
+        attrs = {a: kw.pop(a) for a in ("rnn_mode", "time_major", "is_training")}
+        with tf.GradientTape() as tape:
+            for n in _watch:
+                tape.watch(kw[n])
+            outs = tf_rnn_ops.keras_rnn(**kw, **attrs)[:3]
+        grads = []
+        for n, o in zip(KERAS_GRADS, outs, strict=True):
+            u = _upstream[n]
+            if u == "none":
+                grads.append(None)
+            elif u in ("ones", "normal", "nonfinite"):
+                fill = "normal" if u == "ones" else u
+                grads.append(tf.ones_like(o) if u == "ones" else build(
+                    _t(_shape_of(o), o.dtype.name, fill), rng))  # fmt: skip
+            else:
+                grads.append(build(_t(u[1], o.dtype.name), rng))
+        if all(g is None for g in grads):
+            grads = [tf.ones_like(o) for o in outs]
+        return tape.gradient(outs, [kw[n] for n in _watch], output_gradients=grads)
+
+    return fn
+
+
+# ------------------------------------------------------------------- LayerNormRnn (LN LSTM / GRU)
+# TfRnn>LayerNormRnn / TfRnn>LayerNormRnnGrad (cc/ops/layer_norm_rnn_ops.cc): x [T, B, I], h0
+# [B, H], c0 [B, H] (LSTM), kernel [I, G·H], recurrent_kernel [H, G·H], bias, gamma_x, gamma_h
+# [G·H], recurrent_bias [G·H] (GRU), beta_x, beta_h [G·H], gamma_c, beta_c [H] (LSTM); inputs a
+# cell does not use may be any shape. mask [T, B] or [0]; zoneout_mask [T, B, H], a scalar or [0];
+# epsilon a positive scalar. The grad op appends reserve (the forward's), dy, dhn, dcn.
+LN_INPUTS = (
+    "x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "recurrent_bias", "gamma_x", "beta_x",
+    "gamma_h", "beta_h", "gamma_c", "beta_c", "mask", "zoneout_mask", "epsilon",
+)  # fmt: skip
+LN_GRAD_INPUTS = ("reserve", "dy", "dhn", "dcn")
+LN_CELLS = ("layer_norm_lstm", "layer_norm_gru")
+LN_LSTM_ONLY = ("c0", "beta_x", "beta_h", "gamma_c", "beta_c")
+
+
+def _ln_shapes(lstm, T, B, I, H, mask, zone):  # noqa: E741
+    gh, un = (4 if lstm else 3) * H, (0,)
+    return dict(
+        x=(T, B, I), h0=(B, H), c0=(B, H) if lstm else un, kernel=(I, gh),
+        recurrent_kernel=(H, gh), bias=(gh,), recurrent_bias=un if lstm else (gh,),
+        gamma_x=(gh,), beta_x=(gh,) if lstm else un, gamma_h=(gh,),
+        beta_h=(gh,) if lstm else un, gamma_c=(H,) if lstm else un, beta_c=(H,) if lstm else un,
+        mask=(T, B) if mask else un,
+        zoneout_mask={"full": (T, B, H), "scalar": (), "none": un}[zone],
+        epsilon=(),
+    )  # fmt: skip
+
+
+def _ln_reserve_size(lstm, T, B, H):
+    """The reserve's length (cc/kernels/layer_norm_rnn_kernels.cc, ReserveLayout)."""
+    gh = (4 if lstm else 3) * H
+    return T * B * (3 * gh + 2 * H + 3 + (2 * H if lstm else 0))
+
+
+def _ln_check(shapes, dts, cell, eps, grad=False):
+    """(validity, output shapes) of TfRnn>LayerNormRnn (grad: of TfRnn>LayerNormRnnGrad)."""
+    names = LN_INPUTS + (LN_GRAD_INPUTS if grad else ())
+    if cell not in LN_CELLS:
+        return INVALID, None
+    if len({dts[n] for n in names}) != 1 or dts["x"] not in KERAS_DTYPES:
+        return INVALID, None
+    lstm = cell == "layer_norm_lstm"
+    x, rk = shapes["x"], shapes["recurrent_kernel"]
+    if len(x) != 3:
+        return INVALID, None
+    T, B, I = x  # noqa: E741
+    G = 4 if lstm else 3
+    if len(rk) != 2 or rk[1] != G * rk[0] or rk[0] < 1:
+        return INVALID, None
+    H = rk[0]
+    want = _ln_shapes(lstm, T, B, I, H, True, "full")
+    used = ["kernel", "h0", "bias", "gamma_x", "gamma_h"]
+    used += list(LN_LSTM_ONLY) if lstm else ["recurrent_bias"]
+    if any(tuple(shapes[n]) != want[n] for n in used):
+        return INVALID, None
+    if tuple(shapes["mask"]) not in ((0,), (T, B)):
+        return INVALID, None
+    if tuple(shapes["epsilon"]) != () or not eps > 0:
+        return INVALID, None
+    if tuple(shapes["zoneout_mask"]) not in ((0,), (), (T, B, H)):
+        return INVALID, None
+    if T * B * (3 * G * H + 5 * H + 3) > MAX_ELEMENTS:  # the kernels' bound on a call's buffers
+        return INVALID, None
+    if grad:
+        g = {"reserve": (_ln_reserve_size(lstm, T, B, H),), "dy": (T, B, H), "dhn": (B, H),
+             "dcn": (B, H if lstm else 0)}  # fmt: skip
+        if any(tuple(shapes[n]) != s for n, s in g.items()):
+            return INVALID, None
+        return VALID, [tuple(shapes[n]) for n in LN_INPUTS[:13]]
+    return VALID, [(T, B, H), (B, H), (B, H if lstm else 0), (_ln_reserve_size(lstm, T, B, H),)]
+
+
+def _ln_spec(name, shape, dt, fill, eps):
+    if name == "epsilon":
+        return ("f", [eps] * math.prod(shape), tuple(shape), dt)
+    if name in ("mask", "zoneout_mask") and fill == "normal":
+        fill = "binary" if shape != () else "keep"
+    return _t(shape, dt, fill)
+
+
+@st.composite
+def ln_config(draw, small=False):
+    lstm = draw(st.booleans())
+    T, B = draw(st.integers(0, 4)), draw(st.integers(0, 3))
+    I, H = draw(st.integers(0, 4)), draw(st.integers(1, 4))  # noqa: E741
+    if not small and draw(st.integers(0, 10)) == 0:
+        if draw(st.booleans()):  # huge but empty: B = 0, T huge
+            B, T = 0, draw(st.sampled_from(HUGE))
+        else:  # an empty x of T·B rows past the kernels' bound (I = 0): refused, naming x
+            B, T, I = max(B, 1), draw(st.sampled_from(HUGE[-2:])), 0  # noqa: E741
+    return dict(
+        cell=LN_CELLS[0] if lstm else LN_CELLS[1], lstm=lstm, T=T, B=B, I=I, H=H,
+        mask=draw(st.booleans()) and T < 2**20,
+        zone=draw(st.sampled_from(["none", "scalar", "full"] if T < 2**20 else ["none", "scalar"])),
+        eps=draw(st.sampled_from([1e-3, 1e-3, 1e-5, 0.5])),
+        dtype=draw(st.sampled_from(["float32"] * 3 + ["float64"])),
+        is_training=small or draw(st.booleans()),
+    )  # fmt: skip
+
+
+def _ln_unused(draw, shapes, lstm, B, H):
+    """Inputs the cell does not read: any shape (empty, the other cell's, random)."""
+    for n in ("recurrent_bias",) if lstm else LN_LSTM_ONLY:
+        k = draw(st.integers(0, 5))
+        if k == 1:
+            shapes[n] = (B, H) if n == "c0" else (H,)
+        elif k == 2:
+            shapes[n] = draw(random_shape(max_rank=3))
+
+
+def _ln_mutate(draw, shapes, dts, names):
+    """One shape or dtype mutation of a tensor among names; returns its name."""
+    n = draw(st.sampled_from(names))
+    if draw(st.integers(0, 6)) == 0:
+        dts[n] = draw(st.sampled_from(["float32", "float64", "float16", "int32"]))
+    else:
+        shapes[n] = _mutate_shape(draw, shapes[n])
+    return n
+
+
+@st.composite
+def layer_norm_cases(draw):
+    """Forward cases of TfRnn>LayerNormRnn (the generated op: every input as given)."""
+    c = draw(ln_config())
+    shapes = _ln_shapes(c["lstm"], c["T"], c["B"], c["I"], c["H"], c["mask"], c["zone"])
+    _ln_unused(draw, shapes, c["lstm"], c["B"], c["H"])
+    dts = dict.fromkeys(LN_INPUTS, c["dtype"])
+    fill = {n: draw(fills) if draw(st.integers(0, 7)) == 0 else "normal" for n in LN_INPUTS}
+    cell, eps, mutated = c["cell"], c["eps"], []
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
+        what = draw(st.sampled_from(["tensor"] * 5 + ["cell", "epsilon"]))
+        if what == "tensor":
+            mutated.append(_ln_mutate(draw, shapes, dts, LN_INPUTS))
+        elif what == "cell":
+            cell = draw(st.sampled_from(["bogus", "lstm"] + list(LN_CELLS)))
+            mutated.append("cell")
+        else:
+            eps = draw(st.sampled_from([0.0, -1e-3] + list(NONFINITE)))
+            mutated.append("epsilon")
+    valid, expected = _ln_check(shapes, dts, cell, eps)
+    if valid == VALID and not c["is_training"]:
+        expected[3] = (0,)
+    return dict(
+        family="layer_norm",
+        inputs={n: _ln_spec(n, shapes[n], dts[n], fill[n], eps) for n in LN_INPUTS},
+        attrs=dict(cell=cell, is_training=c["is_training"]), expect=valid, expected=expected,
+        out_dtype=dts["x"], mutated=set(mutated) if len(set(mutated)) == 1 else None,
+    )  # fmt: skip
+
+
+@st.composite
+def layer_norm_grad_cases(draw):
+    """TfRnn>LayerNormRnnGrad fed a valid forward's inputs and reserve (run here), with dy, dhn,
+    dcn of the outputs' shapes; then 0-2 mutations: any input's shape or dtype, the reserve (one
+    element more or less, empty, same-size NaN/Inf, an inference forward's), the cell."""
+    c = draw(ln_config(small=True))
+    shapes = _ln_shapes(c["lstm"], c["T"], c["B"], c["I"], c["H"], c["mask"], c["zone"])
+    _ln_unused(draw, shapes, c["lstm"], c["B"], c["H"])
+    fwd = {n: _ln_spec(n, shapes[n], c["dtype"], "normal", c["eps"]) for n in LN_INPUTS}
+    T, B, H = c["T"], c["B"], c["H"]
+    shapes.update(reserve=(_ln_reserve_size(c["lstm"], T, B, H),), dy=(T, B, H), dhn=(B, H),
+                  dcn=(B, H if c["lstm"] else 0))  # fmt: skip
+    names = LN_INPUTS + LN_GRAD_INPUTS
+    dts = dict.fromkeys(names, c["dtype"])
+    changes, mutated, cell, eps = {}, [], c["cell"], c["eps"]
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
+        what = draw(st.sampled_from(["tensor"] * 4 + ["reserve", "cell", "fill"]))
+        if what == "tensor":
+            n = _ln_mutate(draw, shapes, dts, names)
+            changes[n] = "shape"
+            mutated.append(n)
+        elif what == "reserve":
+            k = draw(st.sampled_from([-1, 1, "empty", "garbage", "inference"]))
+            r = _ln_reserve_size(c["lstm"], T, B, H)  # the forward's
+            if k == "inference":
+                shapes["reserve"] = (0,)
+            elif k == "empty":
+                shapes["reserve"] = (0 if r else 1,)
+            elif k != "garbage":
+                shapes["reserve"] = (max(0, r + k),) if r + k >= 0 else (r + 1,)
+            changes["reserve"] = "garbage" if k == "garbage" else "shape"
+            mutated.append("reserve")
+        elif what == "cell":
+            cell = LN_CELLS[1] if c["lstm"] else LN_CELLS[0]
+            mutated.append("cell")
+        else:
+            changes[draw(st.sampled_from(["dy", "dhn", "reserve"]))] = "garbage"
+    valid, expected = _ln_check(shapes, dts, cell, eps, grad=True)
+    return dict(
+        family="layer_norm_grad", fwd_inputs=fwd, fwd_attrs=dict(cell=c["cell"], is_training=True),
+        changes={n: (k, tuple(shapes[n]), dts[n]) for n, k in changes.items()},
+        attrs=dict(cell=cell), expect=valid, expected=expected, out_dtype=dts["x"],
+        mutated=set(mutated) if len(set(mutated)) == 1 else None,
+    )  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------ running
 def _op_fn(family):
     """(callable taking the inputs and attrs as keywords, input names, attr names)."""
@@ -837,6 +1236,10 @@ def _op_fn(family):
         "tf_to_canonical": raw.CudnnRNNParamsToCanonicalV2,
         "to_params": tf_rnn_ops.cudnn_rnn_canonical_to_params,
         "tf_to_params": raw.CudnnRNNCanonicalToParamsV2,
+        "keras_rnn": tf_rnn_ops.keras_rnn,
+        "keras_rnn_grad": _keras_grad_fn(np.random.default_rng(1)),
+        "layer_norm": lambda **kw: _ops().tf_rnn_layer_norm_rnn(**kw),
+        "layer_norm_grad": lambda **kw: _ops().tf_rnn_layer_norm_rnn_grad(**kw),
     }
     return table[family]
 
@@ -845,7 +1248,8 @@ NAMES = sorted(
     set(GRU_GRAD_INPUTS + RNN_TENSORS + RNN_ATTRS + BACKPROP_FWD_OUTPUTS + BACKPROP_GRADS)
     | {"sequence_lengths", "reserve_space", "host_reserved", "num_layers", "num_units",
        "input_size", "weights", "biases", "num_params_weights", "num_params_biases", "T", "S",
-       "is_training", "time_major", "params_size", "batch", "num_dirs"},
+       "is_training", "time_major", "params_size", "batch", "num_dirs", "cell"}
+    | set(KERAS_TENSORS + LN_INPUTS + LN_GRAD_INPUTS),
     key=len, reverse=True,
 )  # fmt: skip
 
@@ -911,6 +1315,50 @@ ALIASES = {
 }
 
 
+# The same for the KerasRNN and LayerNormRnn families: a dimension read from one input is checked
+# against the others (recurrent_kernel sets H; input / x set T, B, I).
+_LN_H = {
+    "recurrent_kernel",
+    "kernel",
+    "h0",
+    "c0",
+    "bias",
+    "recurrent_bias",
+    "gamma_x",
+    "beta_x",
+    "gamma_h",
+    "beta_h",
+    "gamma_c",
+    "beta_c",
+    "zoneout_mask",
+    "reserve",
+    "dy",
+    "dhn",
+    "dcn",
+}
+_KERAS_ALIASES = {
+    "input": {"input", "input_h", "input_c", "kernel", "sequence_lengths", "input_size", "batch"},
+    "input_h": {"input_h", "input_c"},
+    "input_c": {"input_c", "input_h"},
+    "kernel": {"kernel", "input_size"},
+    "recurrent_kernel": {"recurrent_kernel", "kernel", "input_h", "input_c", "bias", "num_units"},
+    "time_major": {"time_major", "input", "input_h", "input_c", "kernel", "sequence_lengths"},
+    "rnn_mode": {"rnn_mode", "recurrent_kernel", "kernel", "bias", "input_c"},
+    "output": {"output", "output_backprop"},
+    "output_h": {"output_h", "output_h_backprop", "input_h"},
+    "output_c": {"output_c", "output_c_backprop", "input_c"},
+}
+_LN_ALIASES = {
+    "x": {"x", "kernel", "h0", "c0", "mask", "zoneout_mask", "reserve", "dy", "dhn", "dcn"},
+    "recurrent_kernel": _LN_H,
+    "cell": {"cell", "recurrent_kernel"},
+}
+FAMILY_ALIASES = {
+    "keras_rnn": _KERAS_ALIASES, "keras_rnn_grad": _KERAS_ALIASES,
+    "layer_norm": _LN_ALIASES, "layer_norm_grad": _LN_ALIASES,
+}  # fmt: skip
+
+
 class Failure(AssertionError):
     pass
 
@@ -957,7 +1405,8 @@ class Runner:
         mutated = case.get("mutated")
         if mutated and where == "eager":
             (m,) = mutated
-            allowed = ALIASES.get(m, {m}) | {m, "T"}  # "T": TensorFlow's dtype-attr message
+            aliases = FAMILY_ALIASES.get(case["family"], ALIASES)
+            allowed = aliases.get(m, {m}) | {m, "T"}  # "T": TensorFlow's dtype-attr message
             if not (found & allowed) and not any(f.startswith("#") for f in found):
                 raise Failure(
                     f"{where}: mutated {m!r} but the error names {sorted(found)}: "
@@ -975,12 +1424,16 @@ class Runner:
             kwargs, case = self._backprop_kwargs(case)
             if kwargs is None:
                 return
+        elif family == "layer_norm_grad":
+            kwargs = self._ln_grad_kwargs(case)
         else:
             try:
                 kwargs = {n: build(s, self.rng) for n, s in case["inputs"].items()}
             except tf.errors.InvalidArgumentError:  # e.g. [2^62, 2, 0]: TensorFlow's Fill refuses
                 reject()
             kwargs.update(case["attrs"])
+            if family == "keras_rnn_grad":
+                kwargs.update(_watch=case["watch"], _upstream=case["upstream"])
         self._note(case, "eager")
         try:
             out = fn(**kwargs)
@@ -1000,7 +1453,7 @@ class Runner:
                 shapes = [_shape_of(o) for o in out]
                 raise Failure(f"eager: an invalid case was accepted; output shapes {shapes}")
             self._check_outputs(case, out)
-        if self.graph and family not in ("cudnn_backprop", "tf_backprop_v3"):
+        if self.graph and family not in ("cudnn_backprop", "tf_backprop_v3", "keras_rnn_grad"):
             self._note(case, "graph")
             self._graph(case, fn, kwargs, out, err)
 
@@ -1078,6 +1531,28 @@ class Runner:
                         f"compatible with the eager result {o.shape}"
                     )
 
+    def _ln_grad_kwargs(self, case):
+        """The grad op's inputs: the forward's, its reserve, dy / dhn / dcn; then the changes."""
+        kw = {n: build(s, self.rng) for n, s in case["fwd_inputs"].items()}
+        y, hn, cn, reserve = _ops().tf_rnn_layer_norm_rnn(**kw, **case["fwd_attrs"])
+        kw.update(
+            reserve=reserve,
+            dy=build(_t(_shape_of(y), y.dtype.name), self.rng),
+            dhn=build(_t(_shape_of(hn), y.dtype.name), self.rng),
+            dcn=tf.ones_like(cn),
+        )
+        for n, (kind, shape, dt) in case["changes"].items():
+            if kind == "garbage":
+                kw[n] = build(_t(shape, dt, "nonfinite"), self.rng)
+            elif n == "epsilon":
+                kw[n] = build(("f", [1e-3] * math.prod(shape), shape, dt), self.rng)
+            elif tuple(shape) != _shape_of(kw[n]):
+                kw[n] = build(_t(shape, dt), self.rng)
+            else:
+                kw[n] = tf.cast(kw[n], dt)
+        kw.update(case["attrs"])
+        return kw
+
     def _backprop_kwargs(self, case):
         fwd = {n: build(s, self.rng) for n, s in case["fwd_inputs"].items()}
         fam_fwd = (
@@ -1130,6 +1605,10 @@ FAMILIES = {
     "tf_params_size": lambda: params_size_cases("tf"),
     "tf_to_canonical": lambda: canonical_cases(False, "tf"),
     "tf_to_params": lambda: canonical_cases(True, "tf"),
+    "keras_rnn": lambda: keras_rnn_cases(),
+    "keras_rnn_grad": lambda: keras_rnn_grad_cases(),
+    "layer_norm": lambda: layer_norm_cases(),
+    "layer_norm_grad": lambda: layer_norm_grad_cases(),
 }
 
 
