@@ -457,7 +457,7 @@ def keras_rnn_dropout(
     zoneout_mask=None,
 ):
     """The recurrence of one Keras layer with recurrent dropout and / or zoneout (op
-    `TfRnn>KerasRNNDropout`; CPU kernels only).
+    `TfRnn>KerasRNNDropout`; CPU kernels, and GPU kernels in the GPU library).
 
     projected_input [B, T, G·H] ([T, B, G·H] with time_major): the input side of every gate, bias
     included (with input dropout: concat_k((x ⊙ d_k) W_k) + b), in Keras' gate column order (GRU z,

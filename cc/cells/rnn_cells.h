@@ -54,9 +54,9 @@
 //     a driver option, not a cell: with kRecurrentProducts = G it becomes G products over masked
 //     copies of h_{t-1}, the masks a saved buffer of the step ("rec_mask", width G·H_out, drawn
 //     once per call); the cell's element-wise math does not change.
-//   * Zoneout (h_t = m ⊙ h_{t-1} + (1 - m) ⊙ h_new, the same for c): a driver pass after SetH/SetC,
-//     generic over the state tuple (kHasCellState); the mask is a saved buffer; Backward is
-//     unchanged and the driver splits Dh()/Dc() by the mask.
+//   * Zoneout (haste: on h only, h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1}); cc/cells/zoneout.h): a
+//     driver pass after the cell's step, the mask an op input [T, B, H] (or one keep value in
+//     inference), not a saved buffer; Backward is unchanged and the driver splits dh by the mask.
 //   * Layer-norm cells: normalise a row's whole gate vector (a reduction over G·H) before the
 //     gates. The cell would state kRowPrepass = true and a PrepareRow(row) hook that the driver
 //     calls once per row before Forward's unit loop (and its grad after Backward's), with γ/β as

@@ -1,6 +1,7 @@
-// Zoneout on h (haste semantics; docs/MATH.md, "Zoneout"), defined once for every cell that has it
-// and every device: the drop-in GRU / LSTM (the CPU driver, cc/kernels/rnn_cpu_driver.h, and the
-// CUDA KerasRNNDropout kernels) and the layer-norm cells (cc/cells/layer_norm_cells.h's users).
+// Zoneout on h (haste semantics; docs/MATH.md, "Cells beyond cuDNN", Zoneout),
+// defined once for every cell that has it and every device: the drop-in GRU / LSTM (the CPU driver,
+// cc/kernels/rnn_cpu_driver.h, and the CUDA KerasRNNDropout kernels) and the layer-norm cells
+// (cc/cells/layer_norm_cells.h's users).
 //
 //   h_t = h_{t-1} + k (h~_t - h_{t-1}),  k the keep value of the unit: a mask value in {0, 1}
 //   (training, P(k = 1) = 1 - p) or 1 - p (inference: h_t = p h_{t-1} + (1 - p) h~_t).

@@ -142,7 +142,8 @@ TFRNN_EXPORT int tfrnn_layer_norm_rnn_backward(
     const tfrnn_layer_norm_rnn_params* params, const void* mask, const void* zoneout_mask,
     const void* reserve, const void* dy, const void* dhn, const void* dcn, void* dx, void* dh0,
     void* dc0, const tfrnn_layer_norm_rnn_params* grads, void* workspace);
-/* ---- TfRnn>KerasRNNDropout (docs/MATH.md, "Recurrent dropout", "Zoneout"): one unidirectional
+/* ---- TfRnn>KerasRNNDropout (docs/MATH.md, "Cells beyond cuDNN": Recurrent dropout,
+ * Zoneout): one unidirectional
  * Keras layer's recurrence with recurrent dropout masks and zoneout, Keras' layouts and gate
  * column orders (cc/cuda/keras_rnn_dropout_cuda.h). */
 typedef struct tfrnn_keras_dropout_desc {

@@ -3,6 +3,7 @@
 // over the cell that DispatchCell picks, plus the kernels of this op: the Keras <-> cell gate-order
 // permutation, the recurrent masks and zoneout. Sequence buffers keep the user's row order
 // (row(t, b) = t·B + b time-major, b·T + t batch-major), as in the fused driver.
+#include "cc/cells/zoneout.h"
 #include "cc/cuda/fused_rnn_cuda_kernels.cu.h"
 
 namespace tf_rnn_ops {

@@ -1,8 +1,8 @@
 // TfRnn>KerasRNNDropout and its backprop on CUDA, framework-free (raw device pointers, a stream
 // and a cuBLAS handle): the recurrence of one unidirectional Keras layer with recurrent dropout
-// and zoneout (docs/MATH.md, "Recurrent dropout" and "Zoneout"). The layer computes the input side
-// of every gate itself; this runs the steps over the cells of cc/cells/rnn_cells.h (rnn_relu,
-// rnn_tanh, lstm, gru, gru_reset_before) with the fused driver's step kernels
+// and zoneout (docs/MATH.md, "Cells beyond cuDNN": Recurrent dropout, Zoneout). The layer computes
+// the input side of every gate itself; this runs the steps over the cells of cc/cells/rnn_cells.h
+// (rnn_relu, rnn_tanh, lstm, gru, gru_reset_before) with the fused driver's step kernels
 // (fused_rnn_cuda_kernels.cu.h) and layouts (fused_rnn_cuda_layout.h).
 //
 // Layouts (row-major, dense), Keras' gate column order (cc/cells/keras_gate_order.h):

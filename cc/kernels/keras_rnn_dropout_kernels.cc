@@ -1,5 +1,6 @@
-// TfRnn>KerasRNNDropout and TfRnn>KerasRNNDropoutBackprop: CPU kernels (no GPU kernels). One
-// unidirectional layer of a Keras cell with recurrent dropout, its recurrence only: the layer
+// TfRnn>KerasRNNDropout and TfRnn>KerasRNNDropoutBackprop: CPU kernels (the GPU's:
+// keras_rnn_dropout_kernels_gpu.cc). One unidirectional layer of a Keras cell with recurrent
+// dropout and zoneout, its recurrence only: the layer
 // computes the input side of every gate itself (gx = concat_k((x ⊙ d_k) W_k) + b), and the op runs
 // the steps with the masked recurrent products of the CPU driver (rnn_cpu_driver.h,
 // MaskedProducts in rnn_phase_products.h) on the cell's own recurrent_kernel (the plain products

@@ -1,6 +1,7 @@
-// Op registrations of TfRnn>KerasRNNDropout and its backward (CPU kernels only:
-// cc/kernels/keras_rnn_dropout_kernels.cc). The recurrence of one Keras layer with recurrent
-// dropout; the layer computes the input side of the gates itself (tf_rnn_ops/layers/rnn.py).
+// Op registrations of TfRnn>KerasRNNDropout and its backward (CPU kernels:
+// cc/kernels/keras_rnn_dropout_kernels.cc; GPU: cc/kernels/keras_rnn_dropout_kernels_gpu.cc over
+// cc/cuda/keras_rnn_dropout_cuda.h). The recurrence of one Keras layer with recurrent dropout and
+// zoneout; the layer computes the input side of the gates itself (tf_rnn_ops/layers/rnn.py).
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -81,7 +82,7 @@ const InitOnStartupMarker kForward TF_ATTRIBUTE_UNUSED =
             return absl::OkStatus();
           })
           .Doc(R"doc(
-The recurrence of one unidirectional Keras RNN layer with recurrent dropout (CPU only).
+The recurrence of one unidirectional Keras RNN layer with recurrent dropout and zoneout.
 projected_input [B, T, G*H] ([T, B, G*H] with time_major): the input side of every gate, bias
 included, in Keras' gate column order (GRU z, r, h; LSTM i, f, c, o). recurrent_kernel [H, G*H] as
 Keras keeps it; recurrent_bias: GRU (reset_after=True) Keras' recurrent bias row [G*H], else empty.
@@ -117,7 +118,7 @@ static InitOnStartupMarker const kBackward =
             return absl::OkStatus();
           })
           .Doc(R"doc(
-The gradient of TfRnn>KerasRNNDropout (CPU only): the grads of projected_input, input_h, input_c,
+The gradient of TfRnn>KerasRNNDropout: the grads of projected_input, input_h, input_c,
 recurrent_kernel and recurrent_bias in their inputs' layouts.
 )doc");
     });

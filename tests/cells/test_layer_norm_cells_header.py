@@ -5,7 +5,8 @@ both the CPU row pass (cc/kernels/layer_norm_cpu_rows.h) and the CUDA kernels
 A small C++ program that includes only that header, compiled with `-I<repo>` and nothing else (no
 TensorFlow, no Eigen: the header must stay framework-free for NVRTC), evaluates every per-unit
 function in double at fresh random points. Its forward values are compared with numpy float64 of the
-equations (docs/MATH.md, "LayerNormLSTM", "LayerNormGRU", "Zoneout"), its grads with central finite
+equations (docs/MATH.md, "Cells beyond cuDNN": LayerNormLSTM,
+LayerNormGRU, Zoneout), its grads with central finite
 differences of those numpy equations. Skipped without a C++ compiler or the sources.
 """
 
