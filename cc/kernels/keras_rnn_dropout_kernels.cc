@@ -19,6 +19,7 @@
 #include "cc/kernels/fused_rnn_cpu_views.h"
 #include "cc/kernels/fused_rnn_kernels.h"
 #include "cc/kernels/fused_rnn_rules.h"
+#include "cc/kernels/keras_rnn_dropout_checks.h"
 #include "cc/kernels/kernel_util.h"
 #include "cc/kernels/rnn_cpu_driver.h"
 #include "cc/kernels/rnn_params.h"
@@ -47,24 +48,8 @@ namespace {
     }                                            \
   } while (0)
 
-// The ops' inputs (cc/ops/keras_rnn_dropout_ops.cc): the forward's, then the backward's others.
-enum DropoutInput {
-  kProjected = 0,
-  kInputH,
-  kInputC,
-  kRecurrentKernel,
-  kRecurrentBias,
-  kSequenceLengths,
-  kRecurrentMasks,
-  kZoneoutMask,
-  kOutput,
-  kOutputH,
-  kOutputC,
-  kOutputBackprop,
-  kOutputHBackprop,
-  kOutputCBackprop,
-  kReserveSpace,
-};
+// The ops' inputs (kProjected, ...) and their checks: keras_rnn_dropout_checks.h.
+using namespace keras_rnn_dropout;  // NOLINT(build/namespaces)
 
 // What both kernels check and convert: the shapes of the forward op's inputs (0-7), the model, and
 // the inputs in the driver's layout and canonical gate order.
@@ -80,87 +65,19 @@ class DropoutCall {
 
   // Checks inputs 0-7; on success T_, B, H, G, s, lengths and the zoneout inputs are set.
   bool Check(OpKernelContext* ctx) {
-    const Tensor& gx = ctx->input(kProjected);
-    const Tensor& input_h = ctx->input(kInputH);
-    const Tensor& input_c = ctx->input(kInputC);
-    const Tensor& rkernel = ctx->input(kRecurrentKernel);
-    const Tensor& rbias = ctx->input(kRecurrentBias);
-    const Tensor& seq_lengths = ctx->input(kSequenceLengths);
-    const Tensor& masks = ctx->input(kRecurrentMasks);
+    CheckedCall c;
+    DC_REQUIRES_OK(ctx, CheckInputs(ctx, mode_, time_major_, &c));
+    T_ = c.T;
+    B = c.B;
+    H = c.H;
+    G = c.G;
+    s = c.model;
+    has_masks = c.has_masks;
     const Tensor& zoneout = ctx->input(kZoneoutMask);
-    const bool tm = time_major_, lstm = CellHasCellState(mode_);
-    G = NumGates(mode_);
-    const char* name = RnnModeName(mode_);
-    DC_REQUIRES(ctx,
-                rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
-                    rkernel.dim_size(1) == G * rkernel.dim_size(0),
-                InvalidArgument("recurrent_kernel must be [units, ", G, " * units] (", G,
-                                " gates for rnn_mode ", name, "), got shape ",
-                                rkernel.shape().DebugString()));
-    H = rkernel.dim_size(0);
-    const int64_t gh = G * H;
-    DC_REQUIRES(
-        ctx, gx.dims() == 3 && gx.dim_size(2) == gh,
-        InvalidArgument("projected_input must be 3-D [", tm ? "T, B, " : "B, T, ", gh, "] (", G,
-                        " gates times units), got shape ", gx.shape().DebugString()));
-    T_ = gx.dim_size(tm ? 0 : 1);
-    B = gx.dim_size(tm ? 1 : 0);
-    DC_REQUIRES(ctx, input_h.dims() == 2 && input_h.dim_size(0) == B && input_h.dim_size(1) == H,
-                InvalidArgument("input_h must be [", B, ", ", H, "] (batch, units), got shape ",
-                                input_h.shape().DebugString()));
-    if (lstm) {
-      DC_REQUIRES(
-          ctx, input_c.shape() == input_h.shape(),
-          InvalidArgument("input_c must have input_h's shape ", input_h.shape().DebugString(),
-                          " for lstm, got ", input_c.shape().DebugString()));
-    }
-    const bool gru = mode_ == RnnMode::kGru;
-    DC_REQUIRES(
-        ctx, rbias.NumElements() == 0 || (gru && rbias.shape() == TensorShape({gh})),
-        InvalidArgument("recurrent_bias must have no elements", gru ? " or shape [" : "",
-                        gru ? absl::StrCat(gh) : "", gru ? "] (Keras' recurrent row)" : "",
-                        " for rnn_mode ", name, ", got shape ", rbias.shape().DebugString()));
-    DC_REQUIRES(ctx, masks.NumElements() == 0 || masks.shape() == TensorShape({G, B, H}),
-                InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,
-                                "] (gates, batch, units) or have no elements (no recurrent "
-                                "dropout), got shape ",
-                                masks.shape().DebugString()));
-    has_masks = masks.NumElements() > 0;
-    DC_REQUIRES(
-        ctx,
-        zoneout.NumElements() == 0 || zoneout.dims() == 0 ||
-            zoneout.shape() == TensorShape({T_, B, H}),
-        InvalidArgument("zoneout_mask must be [", T_, ", ", B, ", ", H,
-                        "] (steps, batch, units; time-major in both layouts), a scalar (the keep "
-                        "weight 1 - p of inference) or have no elements (no zoneout), got shape ",
-                        zoneout.shape().DebugString()));
-    zoneout_mask =
-        zoneout.dims() == 3 && zoneout.NumElements() > 0 ? zoneout.flat<T>().data() : nullptr;
-    zoneout_keep = zoneout.dims() == 0 ? zoneout.scalar<T>()() : T(1);
-    DC_REQUIRES(
-        ctx,
-        seq_lengths.dims() == 1 && (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B),
-        InvalidArgument("sequence_lengths must have shape [", B,
-                        "] or [0] (every sequence full), got ", seq_lengths.shape().DebugString()));
-    fused_rnn::ModelSpec spec;
-    spec.mode = mode_;
-    spec.num_units = H;
-    spec.input_size = 1;  // the op has no W: the driver reads the projected input
-    if (const std::string error = fused_rnn::MakeModelShape(spec, &s); !error.empty()) {
-      ctx->CtxFailure(InvalidArgument(error, " (num_units is recurrent_kernel's first dimension)"));
-      return false;
-    }
-    DC_REQUIRES(ctx, fused_rnn::BuffersFit(s, T_, B),
-                InvalidArgument(fused_rnn::BuffersTooLarge(
-                    absl::StrCat("projected_input (", gx.shape().DebugString(), ")"))));
+    zoneout_mask = c.zoneout == ZoneoutKind::kMask ? zoneout.flat<T>().data() : nullptr;
+    zoneout_keep = c.zoneout == ZoneoutKind::kScalar ? zoneout.scalar<T>()() : T(1);
     lengths.clear();
-    if (seq_lengths.dim_size(0) > 0) {
-      const auto len = seq_lengths.flat<int32_t>();
-      lengths.assign(len.data(), len.data() + B);
-      for (int64_t b = 0; b < B; ++b) {
-        DC_REQUIRES_OK(ctx, RuleStatus(fused_rnn::CheckSequenceLength(b, lengths[b], T_)));
-      }
-    }
+    if (c.lengths != nullptr) lengths.assign(c.lengths, c.lengths + B);
     return true;
   }
 

@@ -1,11 +1,10 @@
 // DEVICE_GPU kernels of TfRnn>KerasRNNDropout and TfRnn>KerasRNNDropoutBackprop over the
 // framework-free CUDA library (cc/cuda/keras_rnn_dropout_cuda.h): the recurrence of one Keras layer
-// with recurrent dropout masks and zoneout, Keras' layouts and gate orders. The checks mirror the
-// CPU kernels' (cc/kernels/keras_rnn_dropout_kernels.cc; the same rules, fused_rnn_rules.h, and
-// messages) and the outputs have the same shapes; reserve_space holds the CUDA layout's bytes (a
-// GPU forward's reserve feeds a GPU backprop). float and double (the ops' types);
-// sequence_lengths in host memory, zoneout_mask in device memory (a scalar k is read on the GPU).
-// Built into tf_rnn_ops/_tf_rnn_ops_gpu.so only (cc/cuda/cuda.mk).
+// with recurrent dropout masks and zoneout, Keras' layouts and gate orders. The input checks are
+// the CPU kernels' (cc/kernels/keras_rnn_dropout_checks.h) and the outputs have the same shapes;
+// reserve_space holds the CUDA layout's bytes (a GPU forward's reserve feeds a GPU backprop). float
+// and double (the ops' types); sequence_lengths in host memory, zoneout_mask in device memory (a
+// scalar k is read on the GPU). Built into tf_rnn_ops/_tf_rnn_ops_gpu.so only (cc/cuda/cuda.mk).
 #define EIGEN_USE_GPU
 
 #include <cstdint>
@@ -17,6 +16,7 @@
 #include "cc/cuda/keras_rnn_dropout_cuda.h"
 #include "cc/kernels/fused_rnn_attrs.h"
 #include "cc/kernels/fused_rnn_rules.h"
+#include "cc/kernels/keras_rnn_dropout_checks.h"
 #include "cc/kernels/kernel_util.h"
 #include "cc/kernels/kernel_util_gpu.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -32,26 +32,11 @@ using tensorflow::DEVICE_GPU;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 
-// The ops' inputs (cc/ops/keras_rnn_dropout_ops.cc): the forward's, then the backward's others.
-enum Input {
-  kProjected = 0,
-  kInputH,
-  kInputC,
-  kRecurrentKernel,
-  kRecurrentBias,
-  kSequenceLengths,
-  kRecurrentMasks,
-  kZoneoutMask,
-  kOutput,
-  kOutputH,
-  kOutputC,
-  kOutputBackprop,
-  kOutputHBackprop,
-  kOutputCBackprop,
-  kReserveSpace,
-};
+// The ops' inputs (kProjected, ...) and their checks: keras_rnn_dropout_checks.h.
+using namespace keras_rnn_dropout;  // NOLINT(build/namespaces)
 
-// The checks of inputs 0-7 (the CPU kernel's), and the library's configuration of the call.
+// The checks of inputs 0-7 (keras_rnn_dropout_checks.h, the CPU kernel's), and the library's
+// configuration of the call.
 struct DropoutCall {
   RnnMode mode = RnnMode::kLstm;
   bool time_major = false;
@@ -67,93 +52,22 @@ struct DropoutCall {
   }
 
   absl::Status Check(OpKernelContext* ctx, bool is_training) {
-    const Tensor& gx = ctx->input(kProjected);
-    const Tensor& input_h = ctx->input(kInputH);
-    const Tensor& input_c = ctx->input(kInputC);
-    const Tensor& rkernel = ctx->input(kRecurrentKernel);
-    const Tensor& rbias = ctx->input(kRecurrentBias);
-    const Tensor& seq_lengths = ctx->input(kSequenceLengths);
-    const Tensor& masks = ctx->input(kRecurrentMasks);
-    const Tensor& zoneout = ctx->input(kZoneoutMask);
-    const bool tm = time_major, lstm = CellHasCellState(mode);
-    G = NumGates(mode);
-    const char* name = RnnModeName(mode);
-    if (rkernel.dims() != 2 || rkernel.dim_size(0) < 1 ||
-        rkernel.dim_size(1) != G * rkernel.dim_size(0)) {
-      return InvalidArgument("recurrent_kernel must be [units, ", G, " * units] (", G,
-                             " gates for rnn_mode ", name, "), got shape ",
-                             rkernel.shape().DebugString());
-    }
-    H = rkernel.dim_size(0);
-    const int64_t gh = G * H;
-    if (gx.dims() != 3 || gx.dim_size(2) != gh) {
-      return InvalidArgument("projected_input must be 3-D [", tm ? "T, B, " : "B, T, ", gh, "] (",
-                             G, " gates times units), got shape ", gx.shape().DebugString());
-    }
-    T = gx.dim_size(tm ? 0 : 1);
-    B = gx.dim_size(tm ? 1 : 0);
-    if (input_h.shape() != TensorShape({B, H})) {
-      return InvalidArgument("input_h must be [", B, ", ", H, "] (batch, units), got shape ",
-                             input_h.shape().DebugString());
-    }
-    if (lstm && input_c.shape() != input_h.shape()) {
-      return InvalidArgument("input_c must have input_h's shape ", input_h.shape().DebugString(),
-                             " for lstm, got ", input_c.shape().DebugString());
-    }
-    const bool gru = mode == RnnMode::kGru;
-    if (!(rbias.NumElements() == 0 || (gru && rbias.shape() == TensorShape({gh})))) {
-      return InvalidArgument("recurrent_bias must have no elements",
-                             gru ? absl::StrCat(" or shape [", gh, "] (Keras' recurrent row)") : "",
-                             " for rnn_mode ", name, ", got shape ", rbias.shape().DebugString());
-    }
-    if (!(masks.NumElements() == 0 || masks.shape() == TensorShape({G, B, H}))) {
-      return InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,
-                             "] (gates, batch, units) or have no elements (no recurrent dropout), "
-                             "got shape ",
-                             masks.shape().DebugString());
-    }
-    if (!(zoneout.NumElements() == 0 || zoneout.dims() == 0 ||
-          zoneout.shape() == TensorShape({T, B, H}))) {
-      return InvalidArgument("zoneout_mask must be [", T, ", ", B, ", ", H,
-                             "] (time-major), a scalar (inference) or have no elements (no "
-                             "zoneout), got shape ",
-                             zoneout.shape().DebugString());
-    }
-    if (seq_lengths.dims() != 1 || (seq_lengths.dim_size(0) != 0 && seq_lengths.dim_size(0) != B)) {
-      return InvalidArgument("sequence_lengths must have shape [", B,
-                             "] or [0] (every sequence full), got ",
-                             seq_lengths.shape().DebugString());
-    }
-    fused_rnn::ModelSpec spec;
-    spec.mode = mode;
-    spec.num_units = H;
-    spec.input_size = 1;  // the op has no W: the driver reads the projected input
-    RnnModelShape s;
-    if (const std::string error = fused_rnn::MakeModelShape(spec, &s); !error.empty()) {
-      return InvalidArgument(error, " (num_units is recurrent_kernel's first dimension)");
-    }
-    if (!fused_rnn::BuffersFit(s, T, B)) {
-      return InvalidArgument(fused_rnn::BuffersTooLarge(
-          absl::StrCat("projected_input (", gx.shape().DebugString(), ")")));
-    }
-    lengths = nullptr;
-    if (seq_lengths.dim_size(0) > 0) {
-      lengths = seq_lengths.flat<int32_t>().data();
-      for (int64_t b = 0; b < B; ++b) {
-        TF_RETURN_IF_ERROR(RuleStatus(fused_rnn::CheckSequenceLength(b, lengths[b], T)));
-      }
-    }
+    CheckedCall c;
+    TF_RETURN_IF_ERROR(CheckInputs(ctx, mode, time_major, &c));
+    T = c.T;
+    B = c.B;
+    H = c.H;
+    G = c.G;
+    lengths = c.lengths;
     config.mode = mode;
     config.units = H;
     config.max_time = T;
     config.batch = B;
-    config.time_major = tm;
+    config.time_major = time_major;
     config.is_training = is_training;
-    config.recurrent_bias = rbias.NumElements() > 0;
-    config.masks = masks.NumElements() > 0;
-    config.zoneout = zoneout.NumElements() == 0 ? cuda::ZoneoutKind::kNone
-                     : zoneout.dims() == 0      ? cuda::ZoneoutKind::kScalar
-                                                : cuda::ZoneoutKind::kMask;
+    config.recurrent_bias = c.has_recurrent_bias;
+    config.masks = c.has_masks;
+    config.zoneout = c.zoneout;
     return absl::OkStatus();
   }
 };

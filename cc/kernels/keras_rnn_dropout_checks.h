@@ -1,0 +1,150 @@
+// The input checks of TfRnn>KerasRNNDropout and TfRnn>KerasRNNDropoutBackprop
+// (cc/ops/keras_rnn_dropout_ops.cc), shared by the CPU kernels (keras_rnn_dropout_kernels.cc) and
+// the GPU kernels (keras_rnn_dropout_kernels_gpu.cc), so that both refuse the same inputs with the
+// same messages.
+#ifndef TF_RNN_OPS_CC_KERNELS_KERAS_RNN_DROPOUT_CHECKS_H_
+#define TF_RNN_OPS_CC_KERNELS_KERAS_RNN_DROPOUT_CHECKS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "cc/cells/rnn_cells.h"
+#include "cc/cells/zoneout.h"
+#include "cc/kernels/fused_rnn_attrs.h"
+#include "cc/kernels/fused_rnn_rules.h"
+#include "cc/kernels/kernel_util.h"
+#include "cc/kernels/rnn_params.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+
+namespace tf_rnn_ops {
+namespace keras_rnn_dropout {
+
+// The ops' inputs: the forward's, then the backward's others.
+enum Input : int {
+  kProjected = 0,
+  kInputH,
+  kInputC,
+  kRecurrentKernel,
+  kRecurrentBias,
+  kSequenceLengths,
+  kRecurrentMasks,
+  kZoneoutMask,
+  kOutput,
+  kOutputH,
+  kOutputC,
+  kOutputBackprop,
+  kOutputHBackprop,
+  kOutputCBackprop,
+  kReserveSpace,
+};
+
+// What the checks of inputs 0-7 find: the sizes, the one-layer model, which options are given.
+struct CheckedCall {
+  int64_t T = 0, B = 0, H = 0, G = 0;
+  RnnModelShape model;
+  bool has_recurrent_bias = false;
+  bool has_masks = false;
+  ZoneoutKind zoneout = ZoneoutKind::kNone;
+  const int32_t* lengths = nullptr;  // host memory; null: every sequence full
+};
+
+// Checks the forward op's inputs 0-7 (the backward's first eight) for rnn_mode `mode`.
+inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, bool time_major,
+                                CheckedCall* c) {
+  using tensorflow::Tensor;
+  using tensorflow::TensorShape;
+  const Tensor& gx = ctx->input(kProjected);
+  const Tensor& input_h = ctx->input(kInputH);
+  const Tensor& input_c = ctx->input(kInputC);
+  const Tensor& rkernel = ctx->input(kRecurrentKernel);
+  const Tensor& rbias = ctx->input(kRecurrentBias);
+  const Tensor& seq_lengths = ctx->input(kSequenceLengths);
+  const Tensor& masks = ctx->input(kRecurrentMasks);
+  const Tensor& zoneout = ctx->input(kZoneoutMask);
+  const bool tm = time_major;
+  const int64_t G = NumGates(mode);
+  const char* name = RnnModeName(mode);
+  if (!(rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
+        rkernel.dim_size(1) == G * rkernel.dim_size(0))) {
+    return InvalidArgument("recurrent_kernel must be [units, ", G, " * units] (", G,
+                           " gates for rnn_mode ", name, "), got shape ",
+                           rkernel.shape().DebugString());
+  }
+  const int64_t H = rkernel.dim_size(0), gh = G * H;
+  if (!(gx.dims() == 3 && gx.dim_size(2) == gh)) {
+    return InvalidArgument("projected_input must be 3-D [", tm ? "T, B, " : "B, T, ", gh, "] (", G,
+                           " gates times units), got shape ", gx.shape().DebugString());
+  }
+  const int64_t T = gx.dim_size(tm ? 0 : 1), B = gx.dim_size(tm ? 1 : 0);
+  if (!(input_h.dims() == 2 && input_h.dim_size(0) == B && input_h.dim_size(1) == H)) {
+    return InvalidArgument("input_h must be [", B, ", ", H, "] (batch, units), got shape ",
+                           input_h.shape().DebugString());
+  }
+  if (CellHasCellState(mode) && input_c.shape() != input_h.shape()) {
+    return InvalidArgument("input_c must have input_h's shape ", input_h.shape().DebugString(),
+                           " for lstm, got ", input_c.shape().DebugString());
+  }
+  const bool gru = mode == RnnMode::kGru;
+  if (!(rbias.NumElements() == 0 || (gru && rbias.shape() == TensorShape({gh})))) {
+    return InvalidArgument("recurrent_bias must have no elements",
+                           gru ? absl::StrCat(" or shape [", gh, "] (Keras' recurrent row)") : "",
+                           " for rnn_mode ", name, ", got shape ", rbias.shape().DebugString());
+  }
+  if (!(masks.NumElements() == 0 || masks.shape() == TensorShape({G, B, H}))) {
+    return InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,
+                           "] (gates, batch, units) or have no elements (no recurrent dropout), "
+                           "got shape ",
+                           masks.shape().DebugString());
+  }
+  if (!(zoneout.NumElements() == 0 || zoneout.dims() == 0 ||
+        zoneout.shape() == TensorShape({T, B, H}))) {
+    return InvalidArgument("zoneout_mask must be [", T, ", ", B, ", ", H,
+                           "] (steps, batch, units; time-major in both layouts), a scalar (the "
+                           "keep weight 1 - p of inference) or have no elements (no zoneout), got "
+                           "shape ",
+                           zoneout.shape().DebugString());
+  }
+  if (!(seq_lengths.dims() == 1 &&
+        (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B))) {
+    return InvalidArgument("sequence_lengths must have shape [", B,
+                           "] or [0] (every sequence full), got ",
+                           seq_lengths.shape().DebugString());
+  }
+  fused_rnn::ModelSpec spec;
+  spec.mode = mode;
+  spec.num_units = H;
+  spec.input_size = 1;  // the op has no W: the driver reads the projected input
+  if (const std::string error = fused_rnn::MakeModelShape(spec, &c->model); !error.empty()) {
+    return InvalidArgument(error, " (num_units is recurrent_kernel's first dimension)");
+  }
+  if (!fused_rnn::BuffersFit(c->model, T, B)) {
+    return InvalidArgument(fused_rnn::BuffersTooLarge(
+        absl::StrCat("projected_input (", gx.shape().DebugString(), ")")));
+  }
+  c->lengths = nullptr;
+  if (seq_lengths.dim_size(0) > 0) {
+    c->lengths = seq_lengths.flat<int32_t>().data();
+    for (int64_t b = 0; b < B; ++b) {
+      TF_RETURN_IF_ERROR(RuleStatus(fused_rnn::CheckSequenceLength(b, c->lengths[b], T)));
+    }
+  }
+  c->T = T;
+  c->B = B;
+  c->H = H;
+  c->G = G;
+  c->has_recurrent_bias = rbias.NumElements() > 0;
+  c->has_masks = masks.NumElements() > 0;
+  c->zoneout = zoneout.NumElements() == 0 ? ZoneoutKind::kNone
+               : zoneout.dims() == 0      ? ZoneoutKind::kScalar
+                                          : ZoneoutKind::kMask;
+  return absl::OkStatus();
+}
+
+}  // namespace keras_rnn_dropout
+}  // namespace tf_rnn_ops
+
+#endif  // TF_RNN_OPS_CC_KERNELS_KERAS_RNN_DROPOUT_CHECKS_H_
