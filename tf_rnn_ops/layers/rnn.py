@@ -373,7 +373,8 @@ class _FusedRNNMixin:
     def get_config(self):
         config = super().get_config()
         config["use_cudnn"] = self.use_cudnn
-        if isinstance(self, GRU | LSTM):
+        # Only a nonzero zoneout is saved: a model without it stays loadable as plain Keras layers.
+        if isinstance(self, GRU | LSTM) and self._zoneout:
             config["zoneout"] = self._zoneout
         return config
 
