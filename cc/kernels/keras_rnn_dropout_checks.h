@@ -144,6 +144,42 @@ inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, 
   return absl::OkStatus();
 }
 
+// Checks the backward op's other inputs (8-14) against c, CheckInputs' findings: the forward's
+// outputs and their grads in the forward's shapes, and reserve_space of `reserve_elements` (the
+// device's reserve layout).
+inline absl::Status CheckBackpropInputs(tensorflow::OpKernelContext* ctx, RnnMode mode,
+                                        bool time_major, const CheckedCall& c,
+                                        int64_t reserve_elements) {
+  using tensorflow::TensorShape;
+  const TensorShape h_shape = ctx->input(kInputH).shape();
+  const TensorShape y_shape =
+      time_major ? TensorShape({c.T, c.B, c.H}) : TensorShape({c.B, c.T, c.H});
+  const TensorShape c_shape = CellHasCellState(mode) ? h_shape : TensorShape({});
+  const struct {
+    int index;
+    const char* name;
+    TensorShape shape;
+  } expected[] = {{kOutput, "output", y_shape},
+                  {kOutputH, "output_h", h_shape},
+                  {kOutputC, "output_c", c_shape},
+                  {kOutputBackprop, "output_backprop", y_shape},
+                  {kOutputHBackprop, "output_h_backprop", h_shape},
+                  {kOutputCBackprop, "output_c_backprop", c_shape}};
+  for (const auto& e : expected) {
+    if (ctx->input(e.index).shape() != e.shape) {
+      return InvalidArgument(e.name, " must have shape ", e.shape.DebugString(), ", got ",
+                             ctx->input(e.index).shape().DebugString());
+    }
+  }
+  const tensorflow::Tensor& reserve = ctx->input(kReserveSpace);
+  if (!(reserve.dims() == 1 && reserve.NumElements() == reserve_elements)) {
+    return InvalidArgument("reserve_space must be the forward's ([", reserve_elements,
+                           "], run with is_training=True), got shape ",
+                           reserve.shape().DebugString());
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace keras_rnn_dropout
 }  // namespace tf_rnn_ops
 

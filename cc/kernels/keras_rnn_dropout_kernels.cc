@@ -65,7 +65,7 @@ class DropoutCall {
 
   // Checks inputs 0-7; on success T_, B, H, G, s, lengths and the zoneout inputs are set.
   bool Check(OpKernelContext* ctx) {
-    CheckedCall c;
+    CheckedCall& c = checked;
     DC_REQUIRES_OK(ctx, CheckInputs(ctx, mode_, time_major_, &c));
     T_ = c.T;
     B = c.B;
@@ -128,6 +128,7 @@ class DropoutCall {
   bool time_major_ = false;
   int64_t T_ = 0, B = 0, H = 0, G = 0;
   RnnModelShape s;
+  CheckedCall checked;  // what Check found (CheckBackpropInputs reads it)
   std::vector<int32_t> lengths;
   T *gx = nullptr, *rk = nullptr, *masks = nullptr, *b_w = nullptr, *b_r = nullptr;
   bool has_masks = false;
@@ -215,29 +216,9 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     const int64_t T_ = c.T_, B = c.B, H = c.H, G = c.G, gh = G * H;
     const Tensor& input_h = ctx->input(kInputH);
     const Tensor& input_c = ctx->input(kInputC);
-    const TensorShape y_shape = tm ? TensorShape({T_, B, H}) : TensorShape({B, T_, H});
-    const TensorShape c_shape = lstm ? input_h.shape() : TensorShape({});
-    const struct {
-      int index;
-      const char* name;
-      TensorShape shape;
-    } expected[] = {{kOutput, "output", y_shape},
-                    {kOutputH, "output_h", input_h.shape()},
-                    {kOutputC, "output_c", c_shape},
-                    {kOutputBackprop, "output_backprop", y_shape},
-                    {kOutputHBackprop, "output_h_backprop", input_h.shape()},
-                    {kOutputCBackprop, "output_c_backprop", c_shape}};
-    for (const auto& e : expected) {
-      OP_REQUIRES(ctx, ctx->input(e.index).shape() == e.shape,
-                  InvalidArgument(e.name, " must have shape ", e.shape.DebugString(), ", got ",
-                                  ctx->input(e.index).shape().DebugString()));
-    }
-    const Tensor& reserve = ctx->input(kReserveSpace);
     const RnnReserveLayout rl(c.s, T_, B, /*has_dropout=*/false, false);
-    OP_REQUIRES(ctx, reserve.dims() == 1 && reserve.NumElements() == rl.size,
-                InvalidArgument("reserve_space must be the forward's ([", rl.size,
-                                "], run with is_training=True), got shape ",
-                                reserve.shape().DebugString()));
+    OP_REQUIRES_OK(ctx, CheckBackpropInputs(ctx, c.mode_, tm, c.checked, rl.size));
+    const Tensor& reserve = ctx->input(kReserveSpace);
     Tensor *d_gx, *dh0, *dc0, *drk, *drb;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &d_gx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &dh0));

@@ -42,6 +42,7 @@ struct DropoutCall {
   bool time_major = false;
   int64_t T = 0, B = 0, H = 0, G = 0;
   cuda::KerasDropoutConfig config;
+  CheckedCall checked;               // what Check found (CheckBackpropInputs reads it)
   const int32_t* lengths = nullptr;  // host memory
 
   absl::Status Parse(OpKernelConstruction* ctx) {
@@ -52,7 +53,7 @@ struct DropoutCall {
   }
 
   absl::Status Check(OpKernelContext* ctx, bool is_training) {
-    CheckedCall c;
+    CheckedCall& c = checked;
     TF_RETURN_IF_ERROR(CheckInputs(ctx, mode, time_major, &c));
     T = c.T;
     B = c.B;
@@ -143,30 +144,9 @@ class KerasRnnDropoutBackpropGPUOp : public OpKernel {
     const bool lstm = CellHasCellState(c.mode);
     const Tensor& input_h = ctx->input(kInputH);
     const Tensor& input_c = ctx->input(kInputC);
-    const TensorShape y_shape =
-        c.time_major ? TensorShape({c.T, c.B, c.H}) : TensorShape({c.B, c.T, c.H});
-    const TensorShape c_shape = lstm ? input_h.shape() : TensorShape({});
-    const struct {
-      int index;
-      const char* name;
-      TensorShape shape;
-    } expected[] = {{kOutput, "output", y_shape},
-                    {kOutputH, "output_h", input_h.shape()},
-                    {kOutputC, "output_c", c_shape},
-                    {kOutputBackprop, "output_backprop", y_shape},
-                    {kOutputHBackprop, "output_h_backprop", input_h.shape()},
-                    {kOutputCBackprop, "output_c_backprop", c_shape}};
-    for (const auto& e : expected) {
-      OP_REQUIRES(ctx, ctx->input(e.index).shape() == e.shape,
-                  InvalidArgument(e.name, " must have shape ", e.shape.DebugString(), ", got ",
-                                  ctx->input(e.index).shape().DebugString()));
-    }
+    OP_REQUIRES_OK(ctx, CheckBackpropInputs(ctx, c.mode, c.time_major, c.checked,
+                                            ReserveElements<T>(c.config)));
     const Tensor& reserve = ctx->input(kReserveSpace);
-    const int64_t reserve_n = ReserveElements<T>(c.config);
-    OP_REQUIRES(ctx, reserve.dims() == 1 && reserve.NumElements() == reserve_n,
-                InvalidArgument("reserve_space must be the forward's ([", reserve_n,
-                                "], run with is_training=True), got shape ",
-                                reserve.shape().DebugString()));
     Tensor *d_gx, *dh0, *dc0, *drk, *drb;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(kProjected).shape(), &d_gx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &dh0));

@@ -176,6 +176,19 @@ inline absl::Status ValidateGradInputs(OpKernelContext* ctx, const Sizes& s, int
                absl::StrCat("dcn must have shape [B, ", c_width, "], got ", Shape(dcn)));
 }
 
+// The base of both ops' kernels, CPU and GPU: which cell the `cell` attr names.
+class LayerNormRnnBase : public ::tensorflow::OpKernel {
+ public:
+  explicit LayerNormRnnBase(::tensorflow::OpKernelConstruction* ctx) : OpKernel(ctx) {
+    std::string cell;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("cell", &cell));
+    lstm_ = cell == "layer_norm_lstm";
+  }
+
+ protected:
+  bool lstm_ = false;
+};
+
 }  // namespace layer_norm_rnn
 }  // namespace tf_rnn_ops
 

@@ -113,18 +113,6 @@ void StepProduct(const StepGemm<T>& gemm, bool one_thread, int64_t M, int64_t K,
   RunStepGemm(gemm, one_thread, M, A, C);
 }
 
-class LayerNormRnnBase : public OpKernel {
- public:
-  explicit LayerNormRnnBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    std::string cell;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("cell", &cell));
-    lstm_ = cell == "layer_norm_lstm";
-  }
-
- protected:
-  bool lstm_ = false;
-};
-
 // ------------------------------------------------------------------------------------- forward
 // A step of a row range: xW and h R of its rows (the packed kernel, on this thread), then each
 // row's cell pass. Training writes what backward needs into the reserve (the products straight

@@ -69,22 +69,10 @@ const T* ZoneoutOf(OpKernelContext* ctx, const Sizes& s) {
                                                 : nullptr;
 }
 
-class LayerNormRnnGpuBase : public OpKernel {
- public:
-  explicit LayerNormRnnGpuBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    std::string cell;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("cell", &cell));
-    lstm_ = cell == "layer_norm_lstm";
-  }
-
- protected:
-  bool lstm_ = false;
-};
-
 template <typename T>
-class LayerNormRnnGpuOp : public LayerNormRnnGpuBase {
+class LayerNormRnnGpuOp : public LayerNormRnnBase {
  public:
-  explicit LayerNormRnnGpuOp(OpKernelConstruction* ctx) : LayerNormRnnGpuBase(ctx) {
+  explicit LayerNormRnnGpuOp(OpKernelConstruction* ctx) : LayerNormRnnBase(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("is_training", &is_training_));
   }
 
@@ -120,9 +108,9 @@ class LayerNormRnnGpuOp : public LayerNormRnnGpuBase {
 };
 
 template <typename T>
-class LayerNormRnnGradGpuOp : public LayerNormRnnGpuBase {
+class LayerNormRnnGradGpuOp : public LayerNormRnnBase {
  public:
-  using LayerNormRnnGpuBase::LayerNormRnnGpuBase;
+  using LayerNormRnnBase::LayerNormRnnBase;
 
   void Compute(OpKernelContext* ctx) override {
     Sizes s;
