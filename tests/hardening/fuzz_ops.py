@@ -30,10 +30,10 @@ Families: our TfRnn> ops (gru, gru_grad, cudnn, cudnn_backprop, params_size, to_
 to_params; keras_rnn: TfRnn>KerasRNN, keras_rnn_grad: its registered gradient through a
 GradientTape, which runs TfRnn>CudnnRNNBackprop on the forward's reserve_space; layer_norm,
 layer_norm_grad: TfRnn>LayerNormRnn and TfRnn>LayerNormRnnGrad, the latter fed a forward's inputs
-and reserve) and TensorFlow's own CudnnRNN* ops served by our CPU kernels (tf_cudnn_v1,
-tf_cudnn_v2, tf_cudnn_v3, tf_backprop_v3, tf_params_size, tf_to_canonical, tf_to_params).
-TfRnn>KerasRNNDropout / KerasRNNDropoutBackprop are not fuzzed yet (their signature changes with
-zoneout). Exit status: 0 when every property held, 1 when one failed (hypothesis prints the shrunk
+and reserve; keras_rnn_dropout, keras_rnn_dropout_backprop: TfRnn>KerasRNNDropout and
+TfRnn>KerasRNNDropoutBackprop, the latter fed a training forward's inputs, outputs and reserve) and
+TensorFlow's own CudnnRNN* ops served by our CPU kernels (tf_cudnn_v1, tf_cudnn_v2, tf_cudnn_v3,
+tf_backprop_v3, tf_params_size, tf_to_canonical, tf_to_params). Exit status: 0 when every property held, 1 when one failed (hypothesis prints the shrunk
 case).
 """
 
@@ -1217,6 +1217,246 @@ def layer_norm_grad_cases(draw):
     )  # fmt: skip
 
 
+# ----------------------------------------------------- KerasRNNDropout (recurrent dropout, zoneout)
+# TfRnn>KerasRNNDropout (cc/ops/keras_rnn_dropout_ops.cc): projected_input [B, T, G·H] ([T, B, G·H]
+# time_major), input_h [B, H], input_c [B, H] (lstm; any shape else), recurrent_kernel [H, G·H],
+# recurrent_bias [G·H] (gru) or no elements, sequence_lengths [B] or [0], recurrent_masks
+# [G, B, H] or no elements, zoneout_mask [T, B, H] (time-major in both layouts), a scalar or no
+# elements. TfRnn>KerasRNNDropoutBackprop appends the forward's outputs, their grads and its
+# reserve_space (the cell's saved buffers, T·B rows).
+DROPOUT_TENSORS = (
+    "projected_input", "input_h", "input_c", "recurrent_kernel", "recurrent_bias",
+    "recurrent_masks", "zoneout_mask",
+)  # fmt: skip
+DROPOUT_INPUTS = DROPOUT_TENSORS[:5] + ("sequence_lengths",) + DROPOUT_TENSORS[5:]
+DROPOUT_GRAD_INPUTS = BACKPROP_FWD_OUTPUTS + BACKPROP_GRADS + ("reserve_space",)
+
+
+def _dropout_shapes(mode, B, T, H, tm, rbias, masks, zone):  # noqa: E741
+    G = GATES[mode]
+    return dict(
+        projected_input=(T, B, G * H) if tm else (B, T, G * H), input_h=(B, H),
+        input_c=(B, H) if mode == "lstm" else (0,), recurrent_kernel=(H, G * H),
+        recurrent_bias=(G * H,) if rbias and mode == "gru" else (0,),
+        recurrent_masks=(G, B, H) if masks else (0,),
+        zoneout_mask={"full": (T, B, H), "scalar": (), "none": (0,)}[zone],
+    )  # fmt: skip
+
+
+def _dropout_reserve_size(mode, T, B, H):
+    """The forward's reserve length: the cell's saved buffers (tf_rnn_ops._modes.SAVED_BUFFERS)."""
+    return T * B * sum(a * H + b for _, a, b in tf_rnn_ops._modes.SAVED_BUFFERS[mode])
+
+
+def _dropout_check(shapes, dts, attrs, lengths, grad_of=None):
+    """(validity, output shapes) of TfRnn>KerasRNNDropout; lengths: (values, shape, dtype).
+    grad_of: the forward's (mode, T, B, H) for TfRnn>KerasRNNDropoutBackprop (whose outputs are
+    its first five inputs' grads)."""
+    mode, tm = attrs["rnn_mode"], attrs["time_major"]
+    names = DROPOUT_TENSORS + (DROPOUT_GRAD_INPUTS if grad_of else ())
+    if mode not in GATES:
+        return INVALID, None
+    if len({dts[n] for n in names}) != 1 or dts["projected_input"] not in KERAS_DTYPES:
+        return INVALID, None
+    values, lshape, ldt = lengths
+    if ldt != "int32":
+        return INVALID, None
+    x, rk = shapes["projected_input"], shapes["recurrent_kernel"]
+    G = GATES[mode]
+    if len(rk) != 2 or rk[0] < 1 or rk[1] != G * rk[0]:
+        return INVALID, None
+    H = rk[0]
+    if len(x) != 3 or x[2] != G * H:
+        return INVALID, None
+    T, B = (x[0], x[1]) if tm else (x[1], x[0])
+    if tuple(shapes["input_h"]) != (B, H):
+        return INVALID, None
+    if mode == "lstm" and tuple(shapes["input_c"]) != (B, H):
+        return INVALID, None
+    rb = shapes["recurrent_bias"]
+    if math.prod(rb) != 0 and not (mode == "gru" and tuple(rb) == (G * H,)):
+        return INVALID, None
+    m = shapes["recurrent_masks"]
+    if math.prod(m) != 0 and tuple(m) != (G, B, H):
+        return INVALID, None
+    z = shapes["zoneout_mask"]
+    if math.prod(z) != 0 and tuple(z) not in ((), (T, B, H)):
+        return INVALID, None
+    if len(lshape) != 1 or lshape[0] not in (0, B):
+        return INVALID, None
+    if lshape[0] == B and any(v < 0 or v > T for v in values):
+        return INVALID, None
+    # (the kernels' buffer bound needs T·B rows of G·H: no buildable case reaches it)
+    y, h, c = ((T, B, H) if tm else (B, T, H)), (B, H), ((B, H) if mode == "lstm" else ())
+    if grad_of is None:
+        return VALID, [y, h, c, None]
+    want = dict(output=y, output_h=h, output_c=c, output_backprop=y, output_h_backprop=h,
+                output_c_backprop=c)  # fmt: skip
+    if any(tuple(shapes[n]) != s for n, s in want.items()):
+        return INVALID, None
+    if (mode, T, B, H) != grad_of:  # another model: the forward's reserve fits it only by chance
+        if tuple(shapes["reserve_space"]) == (_dropout_reserve_size(mode, T, B, H),):
+            return VALID, [tuple(shapes[n]) for n in DROPOUT_TENSORS[:5]]
+        return INVALID, None
+    if tuple(shapes["reserve_space"]) != (_dropout_reserve_size(mode, T, B, H),):
+        return INVALID, None
+    return VALID, [tuple(shapes[n]) for n in DROPOUT_TENSORS[:5]]
+
+
+def _dropout_spec(name, shape, dt, fill):
+    if name in ("recurrent_masks", "zoneout_mask") and fill == "normal":
+        fill = "binary" if shape != () else "keep"
+    return _t(shape, dt, fill)
+
+
+@st.composite
+def dropout_config(draw, small=False):
+    mode = draw(st.sampled_from(sorted(GATES)))
+    B, T, H = draw(st.integers(0, 3)), draw(st.integers(0, 4)), draw(st.integers(1, 4))
+    if not small and draw(st.integers(0, 12)) == 0:  # huge but empty: B = 0, T huge
+        B, T = 0, draw(st.sampled_from(HUGE))
+    return dict(
+        mode=mode, B=B, T=T, H=H, time_major=draw(st.booleans()),
+        rbias=mode == "gru" and draw(st.booleans()), masks=draw(st.booleans()),
+        zone=draw(st.sampled_from(["none", "scalar", "full"] if T < 2**20 else ["none", "scalar"])),
+        dtype=draw(st.sampled_from(["float32"] * 3 + ["float64"])),
+        is_training=small or draw(st.booleans()),
+    )  # fmt: skip
+
+
+def _dropout_mask_mutation(draw, shapes, c):
+    """A recurrent or zoneout mask of a plausible wrong shape; returns its name."""
+    G, B, T, H = GATES[c["mode"]], c["B"], c["T"], c["H"]
+    if draw(st.booleans()):
+        shapes["recurrent_masks"] = draw(st.sampled_from(
+            [(B, G, H), (G * B * H,), (G, B, H, 1), (1, B, H), (G, B, H + 1), (G + 1, B, H)]))
+        return "recurrent_masks"
+    shapes["zoneout_mask"] = draw(st.sampled_from(
+        [(B, T, H), (1,), (T, B), (T, B, H, 1), (T * B * H,), (T + 1, B, H), (T, B, 2 * H)]))
+    return "zoneout_mask"
+
+
+@st.composite
+def keras_rnn_dropout_cases(draw):
+    """Forward cases of TfRnn>KerasRNNDropout (the generated op: every input as given)."""
+    c = draw(dropout_config())
+    shapes = _dropout_shapes(c["mode"], c["B"], c["T"], c["H"], c["time_major"], c["rbias"],
+                             c["masks"], c["zone"])  # fmt: skip
+    if c["mode"] != "lstm" and draw(st.integers(0, 3)) == 0:  # input_c is not read: any shape
+        shapes["input_c"] = draw(random_shape(max_rank=3))
+    dts = dict.fromkeys(DROPOUT_TENSORS, c["dtype"])
+    fill = {n: draw(fills) if draw(st.integers(0, 7)) == 0 else "normal" for n in DROPOUT_TENSORS}
+    attrs = dict(rnn_mode=c["mode"], time_major=c["time_major"], is_training=c["is_training"])
+    lengths = draw(lengths_for(c["B"], c["T"])) if draw(st.integers(0, 3)) else []
+    lshape, ldt = (len(lengths),), "int32"
+    mutated = []
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
+        what = draw(st.sampled_from(["tensor"] * 3 + ["mask", "lengths", "attr", "dtype"]))
+        if what == "tensor":
+            n = draw(st.sampled_from(DROPOUT_TENSORS))
+            shapes[n] = _mutate_shape(draw, shapes[n])
+            mutated.append(n)
+        elif what == "mask":
+            mutated.append(_dropout_mask_mutation(draw, shapes, c))
+        elif what == "lengths":
+            lengths, lshape, ldt = _mutate_lengths(draw, lengths or [c["T"]] * c["B"], c["T"])
+            mutated.append("sequence_lengths")
+        elif what == "attr":
+            if draw(st.booleans()):
+                attrs["time_major"] = not attrs["time_major"]
+                mutated.append("time_major")
+            else:
+                attrs["rnn_mode"] = draw(st.sampled_from(["bogus", "LSTM"] + sorted(GATES)))
+                mutated.append("rnn_mode")
+        else:
+            n = draw(st.sampled_from(DROPOUT_TENSORS))
+            dts[n] = draw(st.sampled_from(["float32", "float64", "float16", "int32"]))
+            mutated.append(n)
+    valid, expected = _dropout_check(shapes, dts, attrs, (lengths, lshape, ldt))
+    if valid == VALID and not c["is_training"]:
+        expected[3] = (0,)
+    inputs = {n: _dropout_spec(n, shapes[n], dts[n], fill[n]) for n in DROPOUT_TENSORS}
+    inputs["sequence_lengths"] = _int_t(lengths, lshape, ldt)
+    return dict(
+        family="keras_rnn_dropout", inputs=inputs, attrs=attrs, expect=valid, expected=expected,
+        out_dtype=dts["projected_input"],
+        mutated=set(mutated) if len(set(mutated)) == 1 else None,
+    )  # fmt: skip
+
+
+@st.composite
+def keras_rnn_dropout_backprop_cases(draw):
+    """TfRnn>KerasRNNDropoutBackprop fed a valid training forward's inputs, outputs and reserve
+    (run here) and output grads of the outputs' shapes; then 0-2 mutations: any input's shape or
+    dtype, a mask's plausible wrong shape, the lengths, the reserve (one element more or less,
+    empty, same-size NaN/Inf, an inference forward's), rnn_mode or time_major."""
+    c = draw(dropout_config(small=True))
+    T, B, H, mode = c["T"], c["B"], c["H"], c["mode"]
+    shapes = _dropout_shapes(mode, B, T, H, c["time_major"], c["rbias"], c["masks"], c["zone"])
+    fwd = {n: _dropout_spec(n, shapes[n], c["dtype"], "normal") for n in DROPOUT_TENSORS}
+    lengths = draw(lengths_for(B, T)) if draw(st.booleans()) else []
+    fwd["sequence_lengths"] = _int_t(lengths)
+    y = (T, B, H) if c["time_major"] else (B, T, H)
+    cs = (B, H) if mode == "lstm" else ()
+    r0 = _dropout_reserve_size(mode, T, B, H)
+    shapes.update(output=y, output_h=(B, H), output_c=cs, output_backprop=y,
+                  output_h_backprop=(B, H), output_c_backprop=cs, reserve_space=(r0,))  # fmt: skip
+    names = DROPOUT_TENSORS + DROPOUT_GRAD_INPUTS
+    dts = dict.fromkeys(names, c["dtype"])
+    attrs = dict(rnn_mode=mode, time_major=c["time_major"])
+    lspec = (lengths, (len(lengths),), "int32")
+    changes, mutated = {}, []
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
+        what = draw(st.sampled_from(["tensor"] * 4 + ["mask", "lengths", "reserve", "attr", "fill"]))
+        if what == "tensor":
+            n = draw(st.sampled_from(names))
+            if draw(st.integers(0, 6)) == 0:
+                dts[n] = draw(st.sampled_from(["float32", "float64", "float16", "int32"]))
+            else:
+                shapes[n] = _mutate_shape(draw, shapes[n])
+            changes[n] = "shape"
+            mutated.append(n)
+        elif what == "mask":
+            n = _dropout_mask_mutation(draw, shapes, c)
+            changes[n] = "shape"
+            mutated.append(n)
+        elif what == "lengths":
+            vals, lshape, ldt = _mutate_lengths(draw, lengths or [T] * B, T)
+            lspec = (vals, lshape, ldt)
+            changes["sequence_lengths"] = "lengths"
+            mutated.append("sequence_lengths")
+        elif what == "reserve":
+            k = draw(st.sampled_from([-1, 1, "empty", "garbage", "inference"]))
+            if k == "inference":
+                shapes["reserve_space"] = (0,)
+            elif k == "empty":
+                shapes["reserve_space"] = (0 if r0 else 1,)
+            elif k != "garbage":
+                shapes["reserve_space"] = (r0 + k,) if r0 + k >= 0 else (r0 + 1,)
+            changes["reserve_space"] = "garbage" if k == "garbage" else "shape"
+            mutated.append("reserve_space")
+        elif what == "attr":
+            if draw(st.booleans()):
+                attrs["time_major"] = not attrs["time_major"]
+                mutated.append("time_major")
+            else:
+                attrs["rnn_mode"] = draw(st.sampled_from(["bogus"] + sorted(GATES)))
+                mutated.append("rnn_mode")
+        else:
+            changes[draw(st.sampled_from(["output_backprop", "reserve_space"]))] = "garbage"
+    valid, expected = _dropout_check(shapes, dts, attrs, lspec, grad_of=(mode, T, B, H))
+    change_specs = {
+        n: ("lengths", _int_t(*lspec), None) if k == "lengths" else (k, tuple(shapes[n]), dts[n])
+        for n, k in changes.items()
+    }
+    return dict(
+        family="keras_rnn_dropout_backprop", fwd_inputs=fwd,
+        fwd_attrs=dict(rnn_mode=mode, time_major=c["time_major"], is_training=True),
+        changes=change_specs, attrs=attrs, expect=valid, expected=expected, out_dtype=dts["projected_input"],
+        mutated=set(mutated) if len(set(mutated)) == 1 else None,
+    )  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------ running
 def _op_fn(family):
     """(callable taking the inputs and attrs as keywords, input names, attr names)."""
@@ -1240,6 +1480,8 @@ def _op_fn(family):
         "keras_rnn_grad": _keras_grad_fn(np.random.default_rng(1)),
         "layer_norm": lambda **kw: _ops().tf_rnn_layer_norm_rnn(**kw),
         "layer_norm_grad": lambda **kw: _ops().tf_rnn_layer_norm_rnn_grad(**kw),
+        "keras_rnn_dropout": lambda **kw: _ops().tf_rnn_keras_rnn_dropout(**kw),
+        "keras_rnn_dropout_backprop": lambda **kw: _ops().tf_rnn_keras_rnn_dropout_backprop(**kw),
     }
     return table[family]
 
@@ -1249,7 +1491,7 @@ NAMES = sorted(
     | {"sequence_lengths", "reserve_space", "host_reserved", "num_layers", "num_units",
        "input_size", "weights", "biases", "num_params_weights", "num_params_biases", "T", "S",
        "is_training", "time_major", "params_size", "batch", "num_dirs", "cell"}
-    | set(KERAS_TENSORS + LN_INPUTS + LN_GRAD_INPUTS),
+    | set(KERAS_TENSORS + LN_INPUTS + LN_GRAD_INPUTS + DROPOUT_INPUTS),
     key=len, reverse=True,
 )  # fmt: skip
 
@@ -1353,9 +1595,26 @@ _LN_ALIASES = {
     "recurrent_kernel": _LN_H,
     "cell": {"cell", "recurrent_kernel"},
 }
+# KerasRNNDropout: recurrent_kernel sets H (and G·H), projected_input T and B; the backprop then
+# checks the forward's outputs and reserve against them.
+_DROPOUT_B = {"input_h", "input_c", "recurrent_masks", "zoneout_mask", "sequence_lengths"}
+_DROPOUT_ALIASES = {
+    "projected_input": {"projected_input"} | _DROPOUT_B,
+    "recurrent_kernel": {"recurrent_kernel", "projected_input", "recurrent_bias", "num_units"}
+    | _DROPOUT_B,
+    "time_major": {"time_major", "projected_input"} | _DROPOUT_B,
+    "rnn_mode": {"rnn_mode", "recurrent_kernel", "projected_input", "recurrent_bias", "input_c"},
+    "input_h": {"input_h", "input_c"},
+    "input_c": {"input_c", "input_h"},
+}
+_DROPOUT_OUTS = set(DROPOUT_GRAD_INPUTS)
+_DROPOUT_GRAD_ALIASES = {k: v | _DROPOUT_OUTS for k, v in _DROPOUT_ALIASES.items()} | {
+    n: _DROPOUT_OUTS | {"input_h", "input_c"} for n in DROPOUT_TENSORS[4:] + ("sequence_lengths",)
+}  # a mask or bias of another shape may be another model's: then the outputs no longer fit
 FAMILY_ALIASES = {
     "keras_rnn": _KERAS_ALIASES, "keras_rnn_grad": _KERAS_ALIASES,
     "layer_norm": _LN_ALIASES, "layer_norm_grad": _LN_ALIASES,
+    "keras_rnn_dropout": _DROPOUT_ALIASES, "keras_rnn_dropout_backprop": _DROPOUT_GRAD_ALIASES,
 }  # fmt: skip
 
 
@@ -1426,6 +1685,8 @@ class Runner:
                 return
         elif family == "layer_norm_grad":
             kwargs = self._ln_grad_kwargs(case)
+        elif family == "keras_rnn_dropout_backprop":
+            kwargs = self._dropout_grad_kwargs(case)
         else:
             try:
                 kwargs = {n: build(s, self.rng) for n, s in case["inputs"].items()}
@@ -1553,6 +1814,29 @@ class Runner:
         kw.update(case["attrs"])
         return kw
 
+    def _dropout_grad_kwargs(self, case):
+        """The backprop's inputs: the forward's, its outputs and reserve, output grads; then the
+        changes."""
+        kw = {n: build(s, self.rng) for n, s in case["fwd_inputs"].items()}
+        y, hn, cn, reserve = _ops().tf_rnn_keras_rnn_dropout(**kw, **case["fwd_attrs"])
+        kw.update(
+            output=y, output_h=hn, output_c=cn, reserve_space=reserve,
+            output_backprop=build(_t(_shape_of(y), y.dtype.name), self.rng),
+            output_h_backprop=build(_t(_shape_of(hn), y.dtype.name), self.rng),
+            output_c_backprop=tf.ones_like(cn),
+        )  # fmt: skip
+        for n, (kind, shape, dt) in case["changes"].items():
+            if kind == "lengths":
+                kw[n] = build(shape, self.rng)
+            elif kind == "garbage":
+                kw[n] = build(_t(shape, dt, "nonfinite"), self.rng)
+            elif tuple(shape) != _shape_of(kw[n]):
+                kw[n] = build(_dropout_spec(n, shape, dt, "normal"), self.rng)
+            else:
+                kw[n] = tf.cast(kw[n], dt)
+        kw.update(case["attrs"])
+        return kw
+
     def _backprop_kwargs(self, case):
         fwd = {n: build(s, self.rng) for n, s in case["fwd_inputs"].items()}
         fam_fwd = (
@@ -1609,6 +1893,8 @@ FAMILIES = {
     "keras_rnn_grad": lambda: keras_rnn_grad_cases(),
     "layer_norm": lambda: layer_norm_cases(),
     "layer_norm_grad": lambda: layer_norm_grad_cases(),
+    "keras_rnn_dropout": lambda: keras_rnn_dropout_cases(),
+    "keras_rnn_dropout_backprop": lambda: keras_rnn_dropout_backprop_cases(),
 }
 
 
