@@ -33,8 +33,8 @@ layer_norm_grad: TfRnn>LayerNormRnn and TfRnn>LayerNormRnnGrad, the latter fed a
 and reserve; keras_rnn_dropout, keras_rnn_dropout_backprop: TfRnn>KerasRNNDropout and
 TfRnn>KerasRNNDropoutBackprop, the latter fed a training forward's inputs, outputs and reserve) and
 TensorFlow's own CudnnRNN* ops served by our CPU kernels (tf_cudnn_v1, tf_cudnn_v2, tf_cudnn_v3,
-tf_backprop_v3, tf_params_size, tf_to_canonical, tf_to_params). Exit status: 0 when every property held, 1 when one failed (hypothesis prints the shrunk
-case).
+tf_backprop_v3, tf_params_size, tf_to_canonical, tf_to_params). Exit status: 0 when every
+property held, 1 when one failed (hypothesis prints the shrunk case).
 """
 
 from __future__ import annotations
@@ -1328,11 +1328,17 @@ def _dropout_mask_mutation(draw, shapes, c):
     """A recurrent or zoneout mask of a plausible wrong shape; returns its name."""
     G, B, T, H = GATES[c["mode"]], c["B"], c["T"], c["H"]
     if draw(st.booleans()):
-        shapes["recurrent_masks"] = draw(st.sampled_from(
-            [(B, G, H), (G * B * H,), (G, B, H, 1), (1, B, H), (G, B, H + 1), (G + 1, B, H)]))
+        shapes["recurrent_masks"] = draw(
+            st.sampled_from(
+                [(B, G, H), (G * B * H,), (G, B, H, 1), (1, B, H), (G, B, H + 1), (G + 1, B, H)]
+            )
+        )
         return "recurrent_masks"
-    shapes["zoneout_mask"] = draw(st.sampled_from(
-        [(B, T, H), (1,), (T, B), (T, B, H, 1), (T * B * H,), (T + 1, B, H), (T, B, 2 * H)]))
+    shapes["zoneout_mask"] = draw(
+        st.sampled_from(
+            [(B, T, H), (1,), (T, B), (T, B, H, 1), (T * B * H,), (T + 1, B, H), (T, B, 2 * H)]
+        )
+    )
     return "zoneout_mask"
 
 
@@ -1407,7 +1413,8 @@ def keras_rnn_dropout_backprop_cases(draw):
     lspec = (lengths, (len(lengths),), "int32")
     changes, mutated = {}, []
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
-        what = draw(st.sampled_from(["tensor"] * 4 + ["mask", "lengths", "reserve", "attr", "fill"]))
+        kinds = ["tensor"] * 4 + ["mask", "lengths", "reserve", "attr", "fill"]
+        what = draw(st.sampled_from(kinds))
         if what == "tensor":
             n = draw(st.sampled_from(names))
             if draw(st.integers(0, 6)) == 0:
@@ -1452,7 +1459,8 @@ def keras_rnn_dropout_backprop_cases(draw):
     return dict(
         family="keras_rnn_dropout_backprop", fwd_inputs=fwd,
         fwd_attrs=dict(rnn_mode=mode, time_major=c["time_major"], is_training=True),
-        changes=change_specs, attrs=attrs, expect=valid, expected=expected, out_dtype=dts["projected_input"],
+        changes=change_specs, attrs=attrs, expect=valid, expected=expected,
+        out_dtype=dts["projected_input"],
         mutated=set(mutated) if len(set(mutated)) == 1 else None,
     )  # fmt: skip
 
