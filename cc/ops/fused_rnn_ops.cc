@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "cc/cells/rnn_cells.h"
 #include "cc/kernels/fused_rnn_rules.h"
+#include "cc/ops/op_registration.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/registration/registration.h"
@@ -25,6 +26,10 @@ using register_op::OpDefBuilderWrapper;
 using shape_inference::DimensionHandle;
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
+using tf_rnn_op_registration::HasCellState;
+using tf_rnn_op_registration::KerasLayerShape;
+using tf_rnn_op_registration::NamedRank;
+using tf_rnn_op_registration::RegisterOp;
 
 // rnn_mode's spec: every cell's name, in RnnMode order (the attr's allowed values), lstm the
 // default.
@@ -52,40 +57,6 @@ OpDefBuilderWrapper& ModelAttrs(OpDefBuilderWrapper& b, Attrs attrs) {
       .Attr("seed: int = 0")
       .Attr("seed2: int = 0")
       .Attr("num_proj: int = 0");
-}
-
-// Registers the op that `build` describes on a fresh builder, as REGISTER_OP does with its chain
-// (tensorflow/core/framework/registration/registration.h: a static InitOnStartupMarker made by
-// calling the finished builder). REGISTER_OP's chain cannot pass through ModelAttrs in its middle,
-// and an op def keeps its attrs in the order they were added.
-template <typename Build>
-InitOnStartupMarker RegisterOp(const char* name, Build build) {
-  OpDefBuilderWrapper b(name);
-  build(b);
-  return b();
-}
-
-// Whether the op's rnn_mode has a cell state c (CellHasCellState): output_c is then input_c's
-// shape, else a scalar.
-absl::Status HasCellState(InferenceContext* c, bool* has_c) {
-  std::string name;
-  TF_RETURN_IF_ERROR(c->GetAttr("rnn_mode", &name));
-  ::tf_rnn_ops::RnnMode mode;
-  const std::string error = ::tf_rnn_ops::fused_rnn::ParseRnnMode(name, &mode);
-  if (!error.empty()) return absl::InvalidArgumentError(error);
-  *has_c = ::tf_rnn_ops::CellHasCellState(mode);
-  return absl::OkStatus();
-}
-
-// Like WithRank, with an error that names the input.
-absl::Status NamedRank(InferenceContext* c, int index, const char* name, int rank,
-                       ShapeHandle* out) {
-  absl::Status s = c->WithRank(c->input(index), rank, out);
-  if (!s.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be ", rank, "-D, got shape ", c->DebugString(c->input(index))));
-  }
-  return s;
 }
 
 // num_layers, num_units, input_size (inputs 0-2 of the params ops): scalars.
@@ -172,25 +143,7 @@ const InitOnStartupMarker kKerasRnn TF_ATTRIBUTE_UNUSED =
           .Attr("is_training: bool = true")
           .Attr("time_major: bool = false")
           .SetShapeFn([](InferenceContext* c) {
-            ShapeHandle input, input_h, rkernel, unused;
-            TF_RETURN_IF_ERROR(NamedRank(c, 0, "input", 3, &input));
-            TF_RETURN_IF_ERROR(NamedRank(c, 1, "input_h", 2, &input_h));
-            TF_RETURN_IF_ERROR(NamedRank(c, 3, "kernel", 2, &unused));
-            TF_RETURN_IF_ERROR(NamedRank(c, 4, "recurrent_kernel", 2, &rkernel));
-            TF_RETURN_IF_ERROR(NamedRank(c, 6, "sequence_lengths", 1, &unused));
-            bool has_c = false;
-            TF_RETURN_IF_ERROR(HasCellState(c, &has_c));
-            bool time_major = false;
-            TF_RETURN_IF_ERROR(c->GetAttr("time_major", &time_major));
-            const DimensionHandle units = c->Dim(rkernel, 0);
-            const DimensionHandle steps = c->Dim(input, time_major ? 0 : 1);
-            const DimensionHandle batch = c->Dim(input, time_major ? 1 : 0);
-            c->set_output(0, time_major ? c->MakeShape({steps, batch, units})
-                                        : c->MakeShape({batch, steps, units}));
-            c->set_output(1, input_h);
-            c->set_output(2, has_c ? c->input(2) : c->Scalar());
-            c->set_output(3, c->Vector(c->UnknownDim()));
-            return absl::OkStatus();
+            return KerasLayerShape(c, {0, "input", /*kernel=*/3, 4, 6});
           })
           .Doc(R"doc(
 One unidirectional RNN layer (rnn_relu, rnn_tanh, lstm, gru or gru_reset_before) from a Keras cell's

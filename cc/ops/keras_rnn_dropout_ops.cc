@@ -2,9 +2,7 @@
 // cc/kernels/keras_rnn_dropout_kernels.cc; GPU: cc/kernels/keras_rnn_dropout_kernels_gpu.cc over
 // cc/cuda/keras_rnn_dropout_cuda.h). The recurrence of one Keras layer with recurrent dropout and
 // zoneout; the layer computes the input side of the gates itself (tf_rnn_ops/layers/rnn.py).
-#include <string>
-
-#include "absl/strings/str_cat.h"
+#include "cc/ops/op_registration.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/registration/registration.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -13,18 +11,9 @@ namespace tensorflow {
 namespace {
 
 using register_op::OpDefBuilderWrapper;
-using shape_inference::DimensionHandle;
 using shape_inference::InferenceContext;
-using shape_inference::ShapeHandle;
-
-absl::Status Rank(InferenceContext* c, int index, const char* name, int rank, ShapeHandle* out) {
-  absl::Status s = c->WithRank(c->input(index), rank, out);
-  if (!s.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be ", rank, "-D, got shape ", c->DebugString(c->input(index))));
-  }
-  return s;
-}
+using tf_rnn_op_registration::KerasLayerShape;
+using tf_rnn_op_registration::RegisterOp;
 
 // The forward op's inputs, which the backward op takes first too.
 OpDefBuilderWrapper& ForwardInputs(OpDefBuilderWrapper& b) {
@@ -36,16 +25,6 @@ OpDefBuilderWrapper& ForwardInputs(OpDefBuilderWrapper& b) {
       .Input("sequence_lengths: int32")
       .Input("recurrent_masks: T")
       .Input("zoneout_mask: T");
-}
-
-// Registers the op that `build` describes on a fresh builder, as REGISTER_OP does with its chain
-// (a static InitOnStartupMarker made by calling the finished builder; REGISTER_OP's chain cannot
-// pass through ForwardInputs). As fused_rnn_ops.cc's RegisterOp.
-template <typename Build>
-InitOnStartupMarker RegisterOp(const char* name, Build build) {
-  OpDefBuilderWrapper b(name);
-  build(b);
-  return b();
 }
 
 }  // namespace
@@ -62,24 +41,7 @@ const InitOnStartupMarker kForward TF_ATTRIBUTE_UNUSED =
           .Attr("is_training: bool = true")
           .Attr("time_major: bool = false")
           .SetShapeFn([](InferenceContext* c) {
-            ShapeHandle input, input_h, rkernel, unused;
-            TF_RETURN_IF_ERROR(Rank(c, 0, "projected_input", 3, &input));
-            TF_RETURN_IF_ERROR(Rank(c, 1, "input_h", 2, &input_h));
-            TF_RETURN_IF_ERROR(Rank(c, 3, "recurrent_kernel", 2, &rkernel));
-            TF_RETURN_IF_ERROR(Rank(c, 5, "sequence_lengths", 1, &unused));
-            std::string rnn_mode;
-            TF_RETURN_IF_ERROR(c->GetAttr("rnn_mode", &rnn_mode));
-            bool time_major = false;
-            TF_RETURN_IF_ERROR(c->GetAttr("time_major", &time_major));
-            const DimensionHandle units = c->Dim(rkernel, 0);
-            const DimensionHandle steps = c->Dim(input, time_major ? 0 : 1);
-            const DimensionHandle batch = c->Dim(input, time_major ? 1 : 0);
-            c->set_output(0, time_major ? c->MakeShape({steps, batch, units})
-                                        : c->MakeShape({batch, steps, units}));
-            c->set_output(1, input_h);
-            c->set_output(2, rnn_mode == "lstm" ? c->input(2) : c->Scalar());
-            c->set_output(3, c->Vector(c->UnknownDim()));
-            return absl::OkStatus();
+            return KerasLayerShape(c, {0, "projected_input", /*kernel=*/-1, 3, 5});
           })
           .Doc(R"doc(
 The recurrence of one unidirectional Keras RNN layer with recurrent dropout and zoneout.
