@@ -1,7 +1,8 @@
 // The input checks of TfRnn>KerasRNNDropout and TfRnn>KerasRNNDropoutBackprop
 // (cc/ops/keras_rnn_dropout_ops.cc), shared by the CPU kernels (keras_rnn_dropout_kernels.cc) and
 // the GPU kernels (keras_rnn_dropout_kernels_gpu.cc), so that both refuse the same inputs with the
-// same messages.
+// same messages; and (namespace keras_rnn) the checks of the inputs that TfRnn>KerasRNN
+// (keras_rnn_kernels.cc) has too: recurrent_kernel, the states, sequence_lengths.
 #ifndef TF_RNN_OPS_CC_KERNELS_KERAS_RNN_DROPOUT_CHECKS_H_
 #define TF_RNN_OPS_CC_KERNELS_KERAS_RNN_DROPOUT_CHECKS_H_
 
@@ -21,6 +22,62 @@
 #include "tensorflow/core/framework/tensor_shape.h"
 
 namespace tf_rnn_ops {
+namespace keras_rnn {
+
+// recurrent_kernel: [units, G · units], units >= 1.
+inline absl::Status CheckRecurrentKernel(const tensorflow::Tensor& rkernel, RnnMode mode) {
+  const int64_t G = NumGates(mode);
+  if (!(rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
+        rkernel.dim_size(1) == G * rkernel.dim_size(0))) {
+    return InvalidArgument("recurrent_kernel must be [units, ", G, " * units] (", G,
+                           " gates for rnn_mode ", RnnModeName(mode), "), got shape ",
+                           rkernel.shape().DebugString());
+  }
+  return absl::OkStatus();
+}
+
+// input_h [B, H]; input_c input_h's shape where the cell has c (else not read: any shape).
+inline absl::Status CheckStates(const tensorflow::Tensor& input_h,
+                                const tensorflow::Tensor& input_c, RnnMode mode, int64_t B,
+                                int64_t H) {
+  if (!(input_h.dims() == 2 && input_h.dim_size(0) == B && input_h.dim_size(1) == H)) {
+    return InvalidArgument("input_h must be [", B, ", ", H, "] (batch, units), got shape ",
+                           input_h.shape().DebugString());
+  }
+  if (CellHasCellState(mode) && input_c.shape() != input_h.shape()) {
+    return InvalidArgument("input_c must have input_h's shape ", input_h.shape().DebugString(),
+                           " for lstm, got ", input_c.shape().DebugString());
+  }
+  return absl::OkStatus();
+}
+
+// sequence_lengths' shape: [B], or [0] (every sequence full).
+inline absl::Status CheckSequenceLengthsShape(const tensorflow::Tensor& seq_lengths, int64_t B) {
+  if (!(seq_lengths.dims() == 1 &&
+        (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B))) {
+    return InvalidArgument("sequence_lengths must have shape [", B,
+                           "] or [0] (every sequence full), got ",
+                           seq_lengths.shape().DebugString());
+  }
+  return absl::OkStatus();
+}
+
+// sequence_lengths' values (a shape CheckSequenceLengthsShape took), each in [0, T]; *lengths: its
+// host data, or null where it has no elements.
+inline absl::Status CheckSequenceLengthValues(const tensorflow::Tensor& seq_lengths, int64_t B,
+                                              int64_t T, const int32_t** lengths) {
+  *lengths = nullptr;
+  if (seq_lengths.dim_size(0) == 0) return absl::OkStatus();
+  const int32_t* len = seq_lengths.flat<int32_t>().data();
+  for (int64_t b = 0; b < B; ++b) {
+    TF_RETURN_IF_ERROR(RuleStatus(fused_rnn::CheckSequenceLength(b, len[b], T)));
+  }
+  *lengths = len;
+  return absl::OkStatus();
+}
+
+}  // namespace keras_rnn
+
 namespace keras_rnn_dropout {
 
 // The ops' inputs: the forward's, then the backward's others.
@@ -68,26 +125,14 @@ inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, 
   const bool tm = time_major;
   const int64_t G = NumGates(mode);
   const char* name = RnnModeName(mode);
-  if (!(rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
-        rkernel.dim_size(1) == G * rkernel.dim_size(0))) {
-    return InvalidArgument("recurrent_kernel must be [units, ", G, " * units] (", G,
-                           " gates for rnn_mode ", name, "), got shape ",
-                           rkernel.shape().DebugString());
-  }
+  TF_RETURN_IF_ERROR(keras_rnn::CheckRecurrentKernel(rkernel, mode));
   const int64_t H = rkernel.dim_size(0), gh = G * H;
   if (!(gx.dims() == 3 && gx.dim_size(2) == gh)) {
     return InvalidArgument("projected_input must be 3-D [", tm ? "T, B, " : "B, T, ", gh, "] (", G,
                            " gates times units), got shape ", gx.shape().DebugString());
   }
   const int64_t T = gx.dim_size(tm ? 0 : 1), B = gx.dim_size(tm ? 1 : 0);
-  if (!(input_h.dims() == 2 && input_h.dim_size(0) == B && input_h.dim_size(1) == H)) {
-    return InvalidArgument("input_h must be [", B, ", ", H, "] (batch, units), got shape ",
-                           input_h.shape().DebugString());
-  }
-  if (CellHasCellState(mode) && input_c.shape() != input_h.shape()) {
-    return InvalidArgument("input_c must have input_h's shape ", input_h.shape().DebugString(),
-                           " for lstm, got ", input_c.shape().DebugString());
-  }
+  TF_RETURN_IF_ERROR(keras_rnn::CheckStates(input_h, input_c, mode, B, H));
   const bool gru = mode == RnnMode::kGru;
   if (!(rbias.NumElements() == 0 || (gru && rbias.shape() == TensorShape({gh})))) {
     return InvalidArgument("recurrent_bias must have no elements",
@@ -108,12 +153,7 @@ inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, 
                            "shape ",
                            zoneout.shape().DebugString());
   }
-  if (!(seq_lengths.dims() == 1 &&
-        (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B))) {
-    return InvalidArgument("sequence_lengths must have shape [", B,
-                           "] or [0] (every sequence full), got ",
-                           seq_lengths.shape().DebugString());
-  }
+  TF_RETURN_IF_ERROR(keras_rnn::CheckSequenceLengthsShape(seq_lengths, B));
   fused_rnn::ModelSpec spec;
   spec.mode = mode;
   spec.num_units = H;
@@ -125,13 +165,7 @@ inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, 
     return InvalidArgument(fused_rnn::BuffersTooLarge(
         absl::StrCat("projected_input (", gx.shape().DebugString(), ")")));
   }
-  c->lengths = nullptr;
-  if (seq_lengths.dim_size(0) > 0) {
-    c->lengths = seq_lengths.flat<int32_t>().data();
-    for (int64_t b = 0; b < B; ++b) {
-      TF_RETURN_IF_ERROR(RuleStatus(fused_rnn::CheckSequenceLength(b, c->lengths[b], T)));
-    }
-  }
+  TF_RETURN_IF_ERROR(keras_rnn::CheckSequenceLengthValues(seq_lengths, B, T, &c->lengths));
   c->T = T;
   c->B = B;
   c->H = H;

@@ -14,6 +14,7 @@
 #include "cc/kernels/fused_rnn_cpu_views.h"
 #include "cc/kernels/fused_rnn_kernels.h"
 #include "cc/kernels/fused_rnn_rules.h"
+#include "cc/kernels/keras_rnn_dropout_checks.h"
 #include "cc/kernels/kernel_util.h"
 #include "cc/kernels/rnn_cpu_driver.h"
 #include "cc/kernels/rnn_params.h"
@@ -71,38 +72,21 @@ class KerasRnnOp : public OpKernel {
                                 input.shape().DebugString()));
     const int64_t T_ = input.dim_size(tm ? 0 : 1), B = input.dim_size(tm ? 1 : 0);
     const int64_t I = input.dim_size(2);
-    OP_REQUIRES(ctx,
-                rkernel.dims() == 2 && rkernel.dim_size(0) >= 1 &&
-                    rkernel.dim_size(1) == G * rkernel.dim_size(0),
-                InvalidArgument("recurrent_kernel must be [units, ", G, " * units] (", G,
-                                " gates for rnn_mode ", RnnModeName(), "), got shape ",
-                                rkernel.shape().DebugString()));
+    OP_REQUIRES_OK(ctx, keras_rnn::CheckRecurrentKernel(rkernel, mode_));
     const int64_t H = rkernel.dim_size(0), gh = G * H;
     OP_REQUIRES(
         ctx, kernel.dims() == 2 && kernel.dim_size(0) == I && kernel.dim_size(1) == gh,
         InvalidArgument("kernel must be [input size ", I, ", ", gh,
                         "] (input's last dimension; recurrent_kernel's columns), got shape ",
                         kernel.shape().DebugString()));
-    OP_REQUIRES(ctx, input_h.dims() == 2 && input_h.dim_size(0) == B && input_h.dim_size(1) == H,
-                InvalidArgument("input_h must be [", B, ", ", H, "] (batch, units), got shape ",
-                                input_h.shape().DebugString()));
-    if (lstm) {
-      OP_REQUIRES(
-          ctx, input_c.shape() == input_h.shape(),
-          InvalidArgument("input_c must have input_h's shape ", input_h.shape().DebugString(),
-                          " for lstm, got ", input_c.shape().DebugString()));
-    }
+    OP_REQUIRES_OK(ctx, keras_rnn::CheckStates(input_h, input_c, mode_, B, H));
     const TensorShape bias_shape = gru ? TensorShape({2, gh}) : TensorShape({gh});
     OP_REQUIRES(
         ctx, bias.NumElements() == 0 || bias.shape() == bias_shape,
         InvalidArgument("bias must have shape ", bias_shape.DebugString(), " (Keras' for rnn_mode ",
                         RnnModeName(), ") or no elements (use_bias=False), got ",
                         bias.shape().DebugString()));
-    OP_REQUIRES(
-        ctx,
-        seq_lengths.dims() == 1 && (seq_lengths.dim_size(0) == 0 || seq_lengths.dim_size(0) == B),
-        InvalidArgument("sequence_lengths must have shape [", B,
-                        "] or [0] (every sequence full), got ", seq_lengths.shape().DebugString()));
+    OP_REQUIRES_OK(ctx, keras_rnn::CheckSequenceLengthsShape(seq_lengths, B));
     // The fused family's rules for one unidirectional layer (input_size >= 1 among them), and its
     // buffer bound.
     fused_rnn::ModelSpec spec;
@@ -120,14 +104,10 @@ class KerasRnnOp : public OpKernel {
                 InvalidArgument(fused_rnn::BuffersTooLarge(
                     absl::StrCat("input (", input.shape().DebugString(), ") and kernels (",
                                  kernel.shape().DebugString(), ")"))));
+    const int32_t* len = nullptr;
+    OP_REQUIRES_OK(ctx, keras_rnn::CheckSequenceLengthValues(seq_lengths, B, T_, &len));
     std::vector<int32_t> lengths;
-    if (seq_lengths.dim_size(0) > 0) {
-      const auto len = seq_lengths.flat<int32_t>();
-      lengths.assign(len.data(), len.data() + B);
-      for (int64_t b = 0; b < B; ++b) {
-        OP_REQUIRES_OK(ctx, RuleStatus(fused_rnn::CheckSequenceLength(b, lengths[b], T_)));
-      }
-    }
+    if (len != nullptr) lengths.assign(len, len + B);
 
     Tensor *output, *output_h, *output_c, *reserve;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(
