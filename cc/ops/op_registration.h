@@ -78,8 +78,8 @@ inline absl::Status KerasLayerShape(shape_inference::InferenceContext* c,
   const shape_inference::DimensionHandle units = c->Dim(rkernel, 0);
   const shape_inference::DimensionHandle steps = c->Dim(input, time_major ? 0 : 1);
   const shape_inference::DimensionHandle batch = c->Dim(input, time_major ? 1 : 0);
-  c->set_output(0, time_major ? c->MakeShape({steps, batch, units})
-                              : c->MakeShape({batch, steps, units}));
+  c->set_output(
+      0, time_major ? c->MakeShape({steps, batch, units}) : c->MakeShape({batch, steps, units}));
   c->set_output(1, input_h);
   c->set_output(2, has_c ? c->input(2) : c->Scalar());
   c->set_output(3, c->Vector(c->UnknownDim()));
