@@ -12,16 +12,18 @@ the threads apart. Prints "ok", or each failing case and round, and exits 1.
 
 from __future__ import annotations
 
+import os
 import sys
 
-import tensorflow as tf
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import row_range  # noqa: E402
 
 THREADS, SEED, ROUNDS = (int(a) for a in sys.argv[1:4])
-tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-tf.config.threading.set_inter_op_parallelism_threads(1)
+row_range.set_pool(THREADS)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import tf_rnn_ops  # noqa: E402
 
@@ -36,12 +38,7 @@ def masks(rng, count, shape, rate, dtype):
 
 def run(layer, x, mask, wy, dp, rp):
     layer.cell._dropout_mask, layer.cell._recurrent_dropout_mask = dp, rp
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, mask=mask, training=True)
-        loss = tf.reduce_sum(y * tf.cast(wy, y.dtype))
-    grads = tape.gradient(loss, [x] + layer.trainable_weights)
-    return [np.asarray(y, np.float64)] + [np.asarray(g, np.float64) for g in grads]
+    return row_range.layer_outputs_and_grads(layer, x, mask, wy)
 
 
 def main() -> int:
@@ -66,14 +63,16 @@ def main() -> int:
         mask = tf.constant(np.arange(T)[None, :] < lengths[:, None])
         wy = rng.normal(size=(B, T, H))
         want = run(ref, tf.constant(x), mask, wy, dp[0], rp[0])
-        for r in range(ROUNDS):
-            got = run(ours, tf.constant(x.astype(np.float32)), mask, wy, dp[1], rp[1])
-            for i, (a, b) in enumerate(zip(got, want, strict=True)):
-                if not np.allclose(a, b, rtol=1e-4, atol=1e-4):
-                    worst = np.unravel_index(np.argmax(np.abs(a - b)), a.shape)
-                    failures.append(f"{name}{kw.get('reset_after', '')} round {r} item {i} {worst}")
-    print("\n".join(failures) if failures else "ok")
-    return 1 if failures else 0
+        x32 = tf.constant(x.astype(np.float32))
+        failures += row_range.compare_rounds(
+            f"{name}{kw.get('reset_after', '')}",
+            lambda ours=ours, x32=x32, mask=mask, wy=wy, dp=dp, rp=rp: run(
+                ours, x32, mask, wy, dp[1], rp[1]
+            ),
+            want,
+            ROUNDS,
+        )
+    return row_range.report(failures)
 
 
 if __name__ == "__main__":

@@ -14,16 +14,18 @@ output and worst index and exits 1.
 
 from __future__ import annotations
 
+import os
 import sys
 
-import tensorflow as tf
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import row_range  # noqa: E402
 
 THREADS = int(sys.argv[1])
-tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-tf.config.threading.set_inter_op_parallelism_threads(1)
+row_range.set_pool(THREADS)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import tf_rnn_ops  # noqa: E402
 
@@ -116,8 +118,7 @@ def main() -> int:
         msg = run_case(rng, mode, B, T, n_in, H, with_lengths, rounds)
         if msg:
             failures.append(f"{spec} {msg}")
-    print("\n".join(failures) or "ok")
-    return 1 if failures else 0
+    return row_range.report(failures)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ variable lengths, both layouts, bad input.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+import row_range
 import tensorflow as tf
 from rnn_reference import random_lengths
 
@@ -225,13 +225,5 @@ def test_row_ranges_on_threads(threads, rounds):
     """float32, B = 37: the driver's row ranges (a thread's rows through a chunk of steps, no
     barrier) with zoneout, against Keras' cells in float64 with the same masks
     (zoneout_row_range_program.py, in a subprocess: the pool's size is fixed at start)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    repo = os.path.dirname(os.path.dirname(here))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = os.pathsep.join([repo] + [p for p in [env.get("PYTHONPATH")] if p])
-    prog = os.path.join(here, "zoneout_row_range_program.py")
-    done = subprocess.run(
-        [sys.executable, prog, str(threads), "5", str(rounds)],
-        env=env, cwd=repo, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+    done = row_range.run_program("zoneout_row_range_program.py", threads, 5, rounds)
+    assert row_range.passed(done), done.stdout + done.stderr

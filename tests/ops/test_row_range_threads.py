@@ -15,15 +15,10 @@ row_range_program.py, run in a subprocess because TensorFlow fixes its pool's si
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+import row_range
 
 RESET_BEFORE = [
     "gru_reset_before:12:30:3:40:lengths",
@@ -35,15 +30,7 @@ ONE_PRODUCT = ["gru:20:20:3:17", "lstm:37:20:3:16:lengths"]  # the same row rang
 
 
 def _run(threads: int, seed: int, rounds: int, cases: list[str]) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    args = [str(threads), str(seed), str(rounds), *cases]
-    return subprocess.run(
-        [sys.executable, str(HERE / "row_range_program.py"), *args],
-        env=env, cwd=str(REPO), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    return row_range.run_program("row_range_program.py", threads, seed, rounds, *cases)
 
 
 @pytest.mark.parametrize(

@@ -16,16 +16,15 @@ from __future__ import annotations
 import os
 import sys
 
-import tensorflow as tf
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import row_range  # noqa: E402
 
 THREADS, SEED, ROUNDS = (int(a) for a in sys.argv[1:4])
-tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-tf.config.threading.set_inter_op_parallelism_threads(1)
+row_range.set_pool(THREADS)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import tensorflow as tf  # noqa: E402
 from zoneout_keras import ZoneoutInputCell, processed_masks  # noqa: E402
 
 import tf_rnn_ops  # noqa: E402
@@ -38,12 +37,7 @@ CASES = [("GRU", {"reset_after": False}), ("GRU", {}), ("LSTM", {}), ("LSTM", {"
 def run(layer, x, mask, wy, dropout):
     cell = layer.cell.cell if isinstance(layer.cell, ZoneoutInputCell) else layer.cell
     cell._dropout_mask, cell._recurrent_dropout_mask = dropout
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, mask=mask, training=True)
-        loss = tf.reduce_sum(y * tf.cast(wy, y.dtype))
-    grads = tape.gradient(loss, [x] + layer.trainable_weights)
-    return [np.asarray(y, np.float64)] + [np.asarray(g, np.float64) for g in grads]
+    return row_range.layer_outputs_and_grads(layer, x, mask, wy)
 
 
 def main() -> int:
@@ -75,14 +69,14 @@ def main() -> int:
         wy = rng.normal(size=(B, T, H))
         want = run(ref, tf.constant(aug), mask, wy, [as_t(m, tf.float64) for m in dp])
         want[1] = want[1][..., :IN]
-        for r in range(ROUNDS):
-            got = run(ours, tf.constant(x, tf.float32), mask, wy, [as_t(m, tf.float32) for m in dp])
-            for i, (a, b) in enumerate(zip(got, want, strict=True)):
-                if not np.allclose(a, b, rtol=1e-4, atol=1e-4):
-                    worst = np.unravel_index(np.argmax(np.abs(a - b)), a.shape)
-                    failures.append(f"{name}{kw} round {r} item {i} {worst}")
-    print("\n".join(failures) if failures else "ok")
-    return 1 if failures else 0
+        x32, dp32 = tf.constant(x, tf.float32), [as_t(m, tf.float32) for m in dp]
+        failures += row_range.compare_rounds(
+            f"{name}{kw}",
+            lambda ours=ours, x32=x32, mask=mask, wy=wy, dp32=dp32: run(ours, x32, mask, wy, dp32),
+            want,
+            ROUNDS,
+        )
+    return row_range.report(failures)
 
 
 if __name__ == "__main__":
