@@ -900,6 +900,28 @@ def keras_config(draw, small=False):
     )  # fmt: skip
 
 
+def _mutate_keras_case(draw, what, names, shapes, dts, attrs, lspec, T, B):
+    """One mutation of a one-layer Keras op's case, in place: a tensor's shape or dtype, the
+    lengths (values, shape, dtype) or an attr; returns the name mutated and the lengths."""
+    if what == "tensor":
+        n = draw(st.sampled_from(names))
+        shapes[n] = _mutate_shape(draw, shapes[n])
+    elif what == "lengths":
+        lspec = _mutate_lengths(draw, lspec[0] or [T] * B, T)
+        n = "sequence_lengths"
+    elif what == "attr":
+        if draw(st.booleans()):
+            attrs["time_major"] = not attrs["time_major"]
+            n = "time_major"
+        else:
+            attrs["rnn_mode"] = draw(st.sampled_from(["bogus", "LSTM"] + sorted(GATES)))
+            n = "rnn_mode"
+    else:
+        n = draw(st.sampled_from(names))
+        dts[n] = draw(st.sampled_from(["float32", "float64", "float16", "int32"]))
+    return n, lspec
+
+
 @st.composite
 def keras_rnn_cases(draw):
     """Forward cases of TfRnn>KerasRNN, through tf_rnn_ops.keras_rnn."""
@@ -913,24 +935,10 @@ def keras_rnn_cases(draw):
     mutated = []
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
         what = draw(st.sampled_from(["tensor", "tensor", "tensor", "lengths", "attr", "dtype"]))
-        if what == "tensor":
-            n = draw(st.sampled_from(KERAS_TENSORS))
-            shapes[n] = _mutate_shape(draw, shapes[n])
-            mutated.append(n)
-        elif what == "lengths":
-            lengths, lshape, ldt = _mutate_lengths(draw, lengths or [c["T"]] * c["B"], c["T"])
-            mutated.append("sequence_lengths")
-        elif what == "attr":
-            if draw(st.booleans()):
-                attrs["time_major"] = not attrs["time_major"]
-                mutated.append("time_major")
-            else:
-                attrs["rnn_mode"] = draw(st.sampled_from(["bogus", "LSTM"] + sorted(GATES)))
-                mutated.append("rnn_mode")
-        else:
-            n = draw(st.sampled_from(KERAS_TENSORS))
-            dts[n] = draw(st.sampled_from(["float32", "float64", "float16", "int32"]))
-            mutated.append(n)
+        n, (lengths, lshape, ldt) = _mutate_keras_case(
+            draw, what, KERAS_TENSORS, shapes, dts, attrs, (lengths, lshape, ldt), c["T"], c["B"]
+        )
+        mutated.append(n)
     valid, expected = _keras_check(shapes, dts, attrs, (lengths or [], lshape, ldt))
     inputs = {n: _t(shapes[n], dts[n], fill[n]) for n in KERAS_TENSORS}
     if c["mode"] != "lstm" and "input_c" not in mutated and draw(st.booleans()):
@@ -1358,26 +1366,13 @@ def keras_rnn_dropout_cases(draw):
     mutated = []
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
         what = draw(st.sampled_from(["tensor"] * 3 + ["mask", "lengths", "attr", "dtype"]))
-        if what == "tensor":
-            n = draw(st.sampled_from(DROPOUT_TENSORS))
-            shapes[n] = _mutate_shape(draw, shapes[n])
-            mutated.append(n)
-        elif what == "mask":
+        if what == "mask":
             mutated.append(_dropout_mask_mutation(draw, shapes, c))
-        elif what == "lengths":
-            lengths, lshape, ldt = _mutate_lengths(draw, lengths or [c["T"]] * c["B"], c["T"])
-            mutated.append("sequence_lengths")
-        elif what == "attr":
-            if draw(st.booleans()):
-                attrs["time_major"] = not attrs["time_major"]
-                mutated.append("time_major")
-            else:
-                attrs["rnn_mode"] = draw(st.sampled_from(["bogus", "LSTM"] + sorted(GATES)))
-                mutated.append("rnn_mode")
-        else:
-            n = draw(st.sampled_from(DROPOUT_TENSORS))
-            dts[n] = draw(st.sampled_from(["float32", "float64", "float16", "int32"]))
-            mutated.append(n)
+            continue
+        n, (lengths, lshape, ldt) = _mutate_keras_case(
+            draw, what, DROPOUT_TENSORS, shapes, dts, attrs, (lengths, lshape, ldt), c["T"], c["B"]
+        )
+        mutated.append(n)
     valid, expected = _dropout_check(shapes, dts, attrs, (lengths, lshape, ldt))
     if valid == VALID and not c["is_training"]:
         expected[3] = (0,)
