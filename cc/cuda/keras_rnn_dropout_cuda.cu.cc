@@ -110,6 +110,7 @@ __global__ void ZoneoutBackwardKernel(StepDims a, bool scalar, const T* zoneout,
 #include "cc/cuda/cuda_util.h"
 #include "cc/cuda/fused_rnn_cuda.h"
 #include "cc/cuda/fused_rnn_cuda_layout.h"
+#include "cc/cuda/fused_rnn_cuda_steps.h"
 #include "cc/cuda/keras_rnn_dropout_cuda.h"
 #include "cc/kernels/fused_rnn_rules.h"
 
@@ -235,62 +236,6 @@ const T* GateMask(const T* masks, const GatePerm& perm, int g, int64_t B, int64_
   return masks + perm.block[g] * B * H;
 }
 
-// The recurrent products of a step (fused_rnn_cuda.cu.cc's Products): product p covers gates
-// [Begin(p), End(p)) and multiplies h_{t-1} (p = 0) or the saved buffer Input(p).
-template <typename Cell>
-struct Products {
-  static constexpr int kCount = CellRecurrentProducts<Cell>::value;
-  static int Begin(int p) {
-    if constexpr (kCount == 1) {
-      return 0;
-    } else {
-      return Cell::kProductGates[p];
-    }
-  }
-  static int End(int p) {
-    if constexpr (kCount == 1) {
-      return Cell::kGates;
-    } else {
-      return Cell::kProductGates[p + 1];
-    }
-  }
-  static int Input(int p) {
-    if constexpr (kCount == 1) {
-      return -1;
-    } else {
-      return Cell::kProductInput[p];
-    }
-  }
-};
-
-template <typename T, typename Cell, int kPhase = 0>
-void (*ForwardPhaseKernel(int phase))(ForwardStepArgs<T>) {
-  if constexpr (kPhase < CellRecurrentProducts<Cell>::value) {
-    if (phase != kPhase) return ForwardPhaseKernel<T, Cell, kPhase + 1>(phase);
-    return &ForwardStepKernel<T, Cell, false, kPhase>;
-  } else {
-    return nullptr;
-  }
-}
-
-template <typename T, typename Cell, int kPhase = 0>
-void (*BackwardPhaseKernel(int phase))(BackwardStepArgs<T>) {
-  if constexpr (kPhase < CellRecurrentProducts<Cell>::value) {
-    if (phase != kPhase) return BackwardPhaseKernel<T, Cell, kPhase + 1>(phase);
-    return &BackwardStepKernel<T, Cell, false, kPhase>;
-  } else {
-    return nullptr;
-  }
-}
-
-StepDims DimsOf(const Dims& D, const int32_t* lens) {
-  StepDims dims{};
-  dims.B = D.B, dims.H = D.H, dims.Hout = D.Hout, dims.GH = D.GH, dims.max_time = D.T;
-  dims.rows = D.rows, dims.ts = D.ts, dims.bs = D.bs;
-  dims.lens = lens;
-  return dims;
-}
-
 template <typename T>
 Status CopyRows(cudaStream_t stream, int64_t n, const T* src, T* dst) {
   if (n <= 0 || dst == nullptr) return Status::Ok();
@@ -343,7 +288,7 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const KerasDropoutC
   if (Cell::kHasCellState) TF_RNN_RETURN_IF_ERROR(CopyRows<T>(stream, B * H, c0, ws.c[0]));
 
   ForwardStepArgs<T> a{};
-  static_cast<StepDims&>(a) = DimsOf(D, lens);
+  static_cast<StepDims&>(a) = StepDimsOf(D, lens);
   a.gx = ws.gx, a.gx_dir = 0, a.gx_row = GH, a.gx_gate = H;
   a.gh = ws.gh;
   a.b_w = ex.b_w, a.b_r = ex.b_r, a.bias_dir = 0;
@@ -378,7 +323,7 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const KerasDropoutC
                                                T(1), in, H, 0, ex.rk + g0 * H, GH, 0, T(0),
                                                ws.gh + g0 * H, GH, 0));
       }
-      void (*kernel)(ForwardStepArgs<T>) = ForwardPhaseKernel<T, Cell>(p);
+      void (*kernel)(ForwardStepArgs<T>) = ForwardStepKernelFor<T, Cell>(false, p);
       TF_RNN_LAUNCH(kernel, grid, kThreadsPerBlock, stream, a);
       TF_RNN_CUDA_CHECK(cudaGetLastError());
     }
@@ -438,7 +383,7 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const KerasDropout
   if (Cell::kHasCellState) TF_RNN_RETURN_IF_ERROR(CopyRows<T>(stream, B * H, dcy, ws.dc));
 
   BackwardStepArgs<T> a{};
-  static_cast<StepDims&>(a) = DimsOf(D, lens);
+  static_cast<StepDims&>(a) = StepDimsOf(D, lens);
   a.dy_row = H;
   a.dc = ws.dc;
   for (int k = 0; k < Cell::kNumSaved; ++k) {
@@ -464,7 +409,7 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const KerasDropout
       a.dh_in = ws.dh[cur], a.dy = dy;
     }
     for (int p = Products<Cell>::kCount - 1; p >= 0; --p) {
-      void (*kernel)(BackwardStepArgs<T>) = BackwardPhaseKernel<T, Cell>(p);
+      void (*kernel)(BackwardStepArgs<T>) = BackwardStepKernelFor<T, Cell>(false, p);
       TF_RNN_LAUNCH(kernel, grid, kThreadsPerBlock, stream, a);
       TF_RNN_CUDA_CHECK(cudaGetLastError());
       // The grad of product p's input: into dh_prev (p = 0, added to the direct part the phase
