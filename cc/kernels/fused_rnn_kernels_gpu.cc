@@ -72,10 +72,9 @@ class FusedRnnForwardGPUOp : public OpKernel {
     if (!lstm) OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.output_c));
     if (in.batch == 0) return;
 
-    const cudaStream_t stream = StreamOf(ctx);
-    ScopedBlas blas;
-    OP_REQUIRES_OK(ctx, blas.Init(stream));
-    Tensor hx, hh, hc, hp, hy, hhy, hcy, ws_holder;
+    GpuCall call;
+    OP_REQUIRES_OK(ctx, call.Init(ctx, cuda::RnnForwardWorkspaceBytes(config, DTypeOf<Acc<T>>())));
+    Tensor hx, hh, hc, hp, hy, hhy, hcy;
     const Acc<T>*x, *h0, *c0 = nullptr, *w;
     Acc<T>*y, *hn, *cn = nullptr;
     OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(io_.input), &hx, &x));
@@ -85,15 +84,12 @@ class FusedRnnForwardGPUOp : public OpKernel {
     OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.output, &hy, &y));
     OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.output_h, &hhy, &hn));
     if (lstm) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.output_c, &hcy, &cn));
-    void* ws;
-    OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::RnnForwardWorkspaceBytes(config, DTypeOf<Acc<T>>()),
-                                &ws_holder, &ws));
     void* reserve_data = config.is_training && out.reserve->NumElements() > 0
                              ? out.reserve->flat<T>().data()
                              : nullptr;
-    OP_REQUIRES_OK(
-        ctx, FromCuda(cuda::RnnForward<Acc<T>>(blas.get(), stream, config, in.lengths_or_null(), x,
-                                               h0, c0, w, y, hn, cn, reserve_data, ws)));
+    OP_REQUIRES_OK(ctx, FromCuda(cuda::RnnForward<Acc<T>>(call.blas.get(), call.stream, config,
+                                                          in.lengths_or_null(), x, h0, c0, w, y, hn,
+                                                          cn, reserve_data, call.ws)));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.output, hy));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.output_h, hhy));
     if (lstm) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.output_c, hcy));
@@ -128,10 +124,9 @@ class FusedRnnBackwardGPUOp : public OpKernel {
       return;
     }
 
-    const cudaStream_t stream = StreamOf(ctx);
-    ScopedBlas blas;
-    OP_REQUIRES_OK(ctx, blas.Init(stream));
-    Tensor hx, hp, hdy, hdhy, hdcy, hdx, hdh0, hdc0, hdp, ws_holder;
+    GpuCall call;
+    OP_REQUIRES_OK(ctx, call.Init(ctx, cuda::RnnBackwardWorkspaceBytes(config, DTypeOf<Acc<T>>())));
+    Tensor hx, hp, hdy, hdhy, hdcy, hdx, hdh0, hdc0, hdp;
     const Acc<T>*x, *w, *dy, *dhy, *dcy = nullptr;
     Acc<T>*dx, *dh0, *dc0 = nullptr, *dparams;
     OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(io_.input), &hx, &x));
@@ -149,14 +144,11 @@ class FusedRnnBackwardGPUOp : public OpKernel {
     OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dh0, &hdh0, &dh0));
     if (lstm) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dc0, &hdc0, &dc0));
     OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dparams, &hdp, &dparams));
-    void* ws;
-    OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::RnnBackwardWorkspaceBytes(config, DTypeOf<Acc<T>>()),
-                                &ws_holder, &ws));
     const Tensor& reserve = ctx->input(io_.reserve_space);
     const void* reserve_data = reserve.NumElements() > 0 ? reserve.flat<T>().data() : nullptr;
     OP_REQUIRES_OK(ctx, FromCuda(cuda::RnnBackward<Acc<T>>(
-                            blas.get(), stream, config, in.lengths_or_null(), x, w, dy, dhy, dcy,
-                            reserve_data, dx, dh0, dc0, dparams, ws)));
+                            call.blas.get(), call.stream, config, in.lengths_or_null(), x, w, dy,
+                            dhy, dcy, reserve_data, dx, dh0, dc0, dparams, call.ws)));
     if (!skip_input_backprop_) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dx, hdx));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dh0, hdh0));
     if (lstm) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dc0, hdc0));

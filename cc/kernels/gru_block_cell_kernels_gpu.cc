@@ -31,20 +31,16 @@ using tensorflow::OpKernelConstruction;
 template <typename T, int kInputs, typename Run>
 void RunCellOnGpu(OpKernelContext* ctx, const GRUBlockCellSizes& s, Tensor* const (&out)[4],
                   Run&& run) {
-  const cudaStream_t stream = StreamOf(ctx);
-  ScopedBlas blas;
-  OP_REQUIRES_OK(ctx, blas.Init(stream));
-  Tensor in_holder[kInputs], out_holder[4], ws_holder;
+  GpuCall call;
+  OP_REQUIRES_OK(ctx, call.Init(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell,
+                                                                      sizeof(Acc<T>))));
+  Tensor in_holder[kInputs], out_holder[4];
   const Acc<T>* in[kInputs];
   Acc<T>* o[4];
   for (int i = 0; i < kInputs; ++i)
     OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(i), &in_holder[i], &in[i]));
   for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out[i], &out_holder[i], &o[i]));
-  void* ws;
-  OP_REQUIRES_OK(
-      ctx, Scratch(ctx, cuda::GruBlockCellWorkspaceBytes(s.batch, s.input, s.cell, sizeof(Acc<T>)),
-                   &ws_holder, &ws));
-  OP_REQUIRES_OK(ctx, FromCuda(run(blas.get(), stream, in, o, ws)));
+  OP_REQUIRES_OK(ctx, FromCuda(run(call.blas.get(), call.stream, in, o, call.ws)));
   for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out[i], out_holder[i]));
 }
 

@@ -106,24 +106,19 @@ class KerasRnnDropoutGPUOp : public OpKernel {
                    ctx->allocate_output(3, TensorShape({ReserveElements<T>(c.config)}), &reserve));
     if (!lstm) OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, output_c));
     if (c.B == 0) return;
-    const cudaStream_t stream = StreamOf(ctx);
-    ScopedBlas blas;
-    OP_REQUIRES_OK(ctx, blas.Init(stream));
-    Tensor ws_holder;
-    void* ws;
+    GpuCall call;
     OP_REQUIRES_OK(ctx,
-                   Scratch(ctx, cuda::KerasDropoutForwardWorkspaceBytes(c.config, DTypeOf<T>()),
-                           &ws_holder, &ws));
+                   call.Init(ctx, cuda::KerasDropoutForwardWorkspaceBytes(c.config, DTypeOf<T>())));
     OP_REQUIRES_OK(
         ctx,
         FromCuda(cuda::KerasDropoutForward<T>(
-            blas.get(), stream, c.config, c.lengths, DataOrNull<T>(ctx->input(kProjected)),
-            DataOrNull<T>(input_h), lstm ? DataOrNull<T>(input_c) : nullptr,
-            DataOrNull<T>(ctx->input(kRecurrentKernel)), DataOrNull<T>(ctx->input(kRecurrentBias)),
-            DataOrNull<T>(ctx->input(kRecurrentMasks)), DataOrNull<T>(ctx->input(kZoneoutMask)),
-            DataOrNull<T>(output), DataOrNull<T>(output_h),
+            call.blas.get(), call.stream, c.config, c.lengths,
+            DataOrNull<T>(ctx->input(kProjected)), DataOrNull<T>(input_h),
+            lstm ? DataOrNull<T>(input_c) : nullptr, DataOrNull<T>(ctx->input(kRecurrentKernel)),
+            DataOrNull<T>(ctx->input(kRecurrentBias)), DataOrNull<T>(ctx->input(kRecurrentMasks)),
+            DataOrNull<T>(ctx->input(kZoneoutMask)), DataOrNull<T>(output), DataOrNull<T>(output_h),
             lstm ? DataOrNull<T>(output_c) : nullptr,
-            is_training_ ? DataOrNull<T>(reserve) : nullptr, ws)));
+            is_training_ ? DataOrNull<T>(reserve) : nullptr, call.ws)));
   }
 
  private:
@@ -155,23 +150,19 @@ class KerasRnnDropoutBackpropGPUOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, ctx->input(kRecurrentBias).shape(), &drb));
     OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, dc0));  // overwritten for lstm; else input_c is unused
     OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, drb));
-    const cudaStream_t stream = StreamOf(ctx);
-    ScopedBlas blas;
-    OP_REQUIRES_OK(ctx, blas.Init(stream));
-    Tensor ws_holder;
-    void* ws;
-    OP_REQUIRES_OK(ctx,
-                   Scratch(ctx, cuda::KerasDropoutBackwardWorkspaceBytes(c.config, DTypeOf<T>()),
-                           &ws_holder, &ws));
+    GpuCall call;
+    OP_REQUIRES_OK(
+        ctx, call.Init(ctx, cuda::KerasDropoutBackwardWorkspaceBytes(c.config, DTypeOf<T>())));
     OP_REQUIRES_OK(
         ctx,
         FromCuda(cuda::KerasDropoutBackward<T>(
-            blas.get(), stream, c.config, c.lengths, DataOrNull<T>(ctx->input(kRecurrentKernel)),
-            DataOrNull<T>(ctx->input(kRecurrentMasks)), DataOrNull<T>(ctx->input(kZoneoutMask)),
-            DataOrNull<T>(ctx->input(kOutputBackprop)), DataOrNull<T>(ctx->input(kOutputHBackprop)),
+            call.blas.get(), call.stream, c.config, c.lengths,
+            DataOrNull<T>(ctx->input(kRecurrentKernel)), DataOrNull<T>(ctx->input(kRecurrentMasks)),
+            DataOrNull<T>(ctx->input(kZoneoutMask)), DataOrNull<T>(ctx->input(kOutputBackprop)),
+            DataOrNull<T>(ctx->input(kOutputHBackprop)),
             lstm ? DataOrNull<T>(ctx->input(kOutputCBackprop)) : nullptr, DataOrNull<T>(reserve),
             DataOrNull<T>(d_gx), DataOrNull<T>(dh0), lstm ? DataOrNull<T>(dc0) : nullptr,
-            DataOrNull<T>(drk), DataOrNull<T>(drb), ws)));
+            DataOrNull<T>(drk), DataOrNull<T>(drb), call.ws)));
   }
 
  private:

@@ -1,6 +1,6 @@
-// What the TensorFlow GPU kernels of this package share (gru_block_cell_kernels_gpu.cc,
-// fused_rnn_kernels_gpu.cc): errors of the CUDA library as statuses, the op's stream and the
-// device's cuBLAS handle, scratch from TensorFlow's allocator, and half / bfloat16 tensors seen in
+// What the TensorFlow GPU kernels of this package share (cc/kernels/*_gpu.cc): errors of the CUDA
+// library as statuses, the op's stream and the device's cuBLAS handle, scratch from TensorFlow's
+// allocator (GpuCall: the three as every call sets them up), and half / bfloat16 tensors seen in
 // float (the type the CUDA library computes in for them). Compiled into the GPU library only
 // (cc/cuda/cuda.mk).
 #ifndef TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_GPU_H_
@@ -108,6 +108,22 @@ inline absl::Status Scratch(OpKernelContext* ctx, size_t bytes, Tensor* holder, 
   *out = reinterpret_cast<void*>((p + 255) / 256 * 256);
   return absl::OkStatus();
 }
+
+// What every GPU kernel's call to the CUDA library sets up: the op's stream, the device's cuBLAS
+// handle bound to it (held until this object goes), and the library's workspace of
+// `workspace_bytes` (Scratch).
+struct GpuCall {
+  cudaStream_t stream = nullptr;
+  ScopedBlas blas;
+  Tensor ws_holder;
+  void* ws = nullptr;
+
+  absl::Status Init(OpKernelContext* ctx, size_t workspace_bytes) {
+    stream = StreamOf(ctx);
+    TF_RETURN_IF_ERROR(blas.Init(stream));
+    return Scratch(ctx, workspace_bytes, &ws_holder, &ws);
+  }
+};
 
 template <typename T>
 inline cuda::DType DTypeOf() {

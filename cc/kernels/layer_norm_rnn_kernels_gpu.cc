@@ -87,20 +87,15 @@ class LayerNormRnnGpuOp : public LayerNormRnnBase {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({s.B, lstm_ ? s.H : 0}), &cn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(
                             3, TensorShape({cuda::LayerNormRnnReserveElements(config)}), &reserve));
-    const cudaStream_t stream = StreamOf(ctx);
-    ScopedBlas blas;
-    OP_REQUIRES_OK(ctx, blas.Init(stream));
-    Tensor ws_holder;
-    void* ws;
-    OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::LayerNormRnnForwardWorkspaceBytes(config, sizeof(T)),
-                                &ws_holder, &ws));
+    GpuCall call;
+    OP_REQUIRES_OK(ctx, call.Init(ctx, cuda::LayerNormRnnForwardWorkspaceBytes(config, sizeof(T))));
     OP_REQUIRES_OK(
         ctx,
         FromCuda(cuda::LayerNormRnnForward<T>(
-            blas.get(), stream, config, ctx->input(kX).flat<T>().data(),
+            call.blas.get(), call.stream, config, ctx->input(kX).flat<T>().data(),
             ctx->input(kH0).flat<T>().data(), lstm_ ? ctx->input(kC0).flat<T>().data() : nullptr,
             ParamsOf<T>(ctx, s), MaskOf<T>(ctx, s), ZoneoutOf<T>(ctx, s), y->flat<T>().data(),
-            hn->flat<T>().data(), cn->flat<T>().data(), reserve->flat<T>().data(), ws)));
+            hn->flat<T>().data(), cn->flat<T>().data(), reserve->flat<T>().data(), call.ws)));
   }
 
  private:
@@ -148,21 +143,17 @@ class LayerNormRnnGradGpuOp : public LayerNormRnnBase {
     const cuda::LayerNormRnnGrads<T> grads{
         grad(kKernel), grad(kRecurrentKernel), grad(kBias),  grad(kRecurrentBias), grad(kGammaX),
         grad(kBetaX),  grad(kGammaH),          grad(kBetaH), grad(kGammaC),        grad(kBetaC)};
-    const cudaStream_t stream = StreamOf(ctx);
-    ScopedBlas blas;
-    OP_REQUIRES_OK(ctx, blas.Init(stream));
-    Tensor ws_holder;
-    void* ws;
-    OP_REQUIRES_OK(ctx, Scratch(ctx, cuda::LayerNormRnnBackwardWorkspaceBytes(config, sizeof(T)),
-                                &ws_holder, &ws));
+    GpuCall call;
+    OP_REQUIRES_OK(ctx,
+                   call.Init(ctx, cuda::LayerNormRnnBackwardWorkspaceBytes(config, sizeof(T))));
     OP_REQUIRES_OK(ctx, FromCuda(cuda::LayerNormRnnBackward<T>(
-                            blas.get(), stream, config, ctx->input(kX).flat<T>().data(), params,
-                            MaskOf<T>(ctx, s), ZoneoutOf<T>(ctx, s),
+                            call.blas.get(), call.stream, config, ctx->input(kX).flat<T>().data(),
+                            params, MaskOf<T>(ctx, s), ZoneoutOf<T>(ctx, s),
                             ctx->input(kNumForwardInputs).flat<T>().data(),
                             ctx->input(kNumForwardInputs + 1).flat<T>().data(),
                             ctx->input(kNumForwardInputs + 2).flat<T>().data(),
                             lstm_ ? ctx->input(kNumForwardInputs + 3).flat<T>().data() : nullptr,
-                            out[kX], out[kH0], lstm_ ? out[kC0] : nullptr, grads, ws)));
+                            out[kX], out[kH0], lstm_ ? out[kC0] : nullptr, grads, call.ws)));
   }
 };
 
