@@ -1,4 +1,4 @@
-"""The fused RNN's forward pass in plain TensorFlow ops, for second-order gradients.
+"""The fused RNNs' forward passes in plain TensorFlow ops, for second-order gradients.
 
 `cudnn_rnn`'s kernels compute the forward and its backprop in C++. The backprop ops' own gradient
 (a gradient of a gradient: a gradient penalty through an RNN) is the second derivative of the
@@ -18,6 +18,10 @@ forward, which this module provides by re-running the forward as TensorFlow ops 
 * Layers: layer l + 1 reads layer l's output (both directions concatenated, forward first), times
   the dropout mask of layer l + 1 where the forward ran with dropout in training.
 * 16-bit types are computed in float32, like the kernels.
+
+`keras_rnn_dropout_forward` is the same step math for `TfRnn>KerasRNNDropout` (one layer, Keras'
+weight layout, per-gate recurrent-dropout masks, zoneout); `vjp_gradient` differentiates any such
+forward twice (also for `tf_rnn_ops.layer_norm_rnn`'s op).
 
 The opaque params are split by `tf_rnn_ops.params.opaque_to_canonical`. The loop over time is a
 Python loop when executing eagerly and a `tf.while_loop` in a graph (the number of time steps may

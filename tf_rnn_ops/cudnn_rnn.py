@@ -23,6 +23,8 @@ Gradients of gradients (e.g. a gradient penalty through an RNN) work too: the ba
 `TfRnn>CudnnRNNBackprop`, and TensorFlow's CudnnRNNBackprop/V2/V3 where TensorFlow registers no
 gradient, get one from the forward written in TensorFlow ops (`tf_rnn_ops._reference_rnn`),
 differentiated twice; with dropout in training it uses the forward's masks from reserve_space.
+`keras_rnn_dropout`'s backprop op (`TfRnn>KerasRNNDropoutBackprop`) gets one the same way, its
+recurrent-dropout and zoneout masks (inputs of the op) held fixed.
 
 `dropout` is any probability in [0, 1], as in TensorFlow's op definitions (NaN, < 0 or > 1 is an
 InvalidArgumentError). It acts only with `is_training=True`, on the input of every layer but the
