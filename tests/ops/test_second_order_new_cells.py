@@ -8,7 +8,8 @@ differentiated twice, with the masks held fixed.
   itself, as a function of its float inputs (the forward re-run inside, so the reserve always fits);
   its outputs projected on fixed random weights (one scalar). Every rnn_mode / cell, odd sizes
   (H = 1, 3), variable lengths (a zero one), both layouts, recurrent-dropout masks, zoneout masks
-  (training) and scalars (inference), the LN op's step mask and is_training=False, B = 0.
+  (training) and scalars (inference), the LN op's step mask and is_training=False, B = 0; in a
+  tf.function (the formulation's tf.while_loop, also with T known at run time only) as eagerly.
 * The penalty's gradient with respect to the weights through the layers against independent
   formulations with the same masks: Keras' own GRU / LSTM / SimpleRNN (recurrent dropout masks
   injected into its cells), Keras' cells wrapped in zoneout (tests/support/zoneout_keras.py) and
@@ -146,6 +147,25 @@ def test_keras_rnn_dropout_backprop_gradient_in_a_graph(rng):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
+def test_keras_rnn_dropout_empty_batch(rng):
+    """B = 0: the gradient of the gradient is empty, not an error."""
+    gx = tf.zeros([0, 3, 9], tf.float64)
+    h0 = tf.zeros([0, 3], tf.float64)
+    rk = tf.constant(rng.normal(size=(3, 9)))
+    with tf.GradientTape() as outer:
+        outer.watch(rk)
+        with tf.GradientTape() as inner:
+            inner.watch(gx)
+            y = tf_rnn_ops.keras_rnn_dropout(
+                gx, h0, None, rk, tf.zeros([3, 0, 3], tf.float64), rnn_mode="gru",
+                zoneout_mask=tf.zeros([3, 0, 3], tf.float64),
+            )[0]  # fmt: skip
+        gx_grad = inner.gradient(y, gx)
+        penalty = tf.reduce_sum(gx_grad * gx_grad)
+    g = outer.gradient(penalty, rk)
+    assert g.shape == rk.shape and not np.any(g.numpy())
+
+
 # ------------------------------------------------------------------- TfRnn>LayerNormRnnGrad
 # (B, T, I, H, step mask, zoneout: "mask" / "scalar" / None, is_training)
 LN_CASES = {
@@ -242,6 +262,35 @@ def test_layer_norm_empty_batch(rng, cell):
         penalty = tf.reduce_sum(gx * gx)
     g = outer.gradient(penalty, weights["kernel"])
     assert g.shape == weights["kernel"].shape and not np.any(g.numpy())
+
+
+@pytest.mark.parametrize("cell", ["layer_norm_lstm", "layer_norm_gru"])
+def test_layer_norm_penalty_in_a_graph_with_unknown_steps(rng, cell):
+    """In a tf.function whose number of steps is known at run time only (the formulation's
+    tf.while_loop), with a step mask and a zoneout mask: the same as eagerly."""
+    B, T, I, H = 2, 3, 2, 3  # noqa: E741
+    weights = _ln_weights(rng, cell, I, H)
+    x = tf.constant(rng.normal(size=(T, B, I)))
+    h0 = tf.constant(rng.normal(size=(B, H)))
+    mask = tf.constant([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    zm = tf.constant(np.floor(0.6 + rng.uniform(size=(T, B, H))))
+    proj = tf.constant(rng.normal(size=(T, B, H)))
+
+    def penalty_grad(x):
+        with tf.GradientTape() as outer:
+            outer.watch(list(weights.values()))
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = layer_norm_rnn(x, h0, h0, cell=cell, epsilon=1e-3, mask=mask,
+                                   zoneout_mask=zm, **weights)[0]  # fmt: skip
+                score = tf.reduce_sum(y * proj)
+            gx = inner.gradient(score, x)
+            penalty = tf.reduce_sum(gx * gx)
+        return outer.gradient(penalty, list(weights.values()))
+
+    graph = tf.function(penalty_grad, input_signature=[tf.TensorSpec([None, B, I], tf.float64)])
+    for a, b in zip(graph(x), penalty_grad(x), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
 # ----------------------------------------------------------- the penalty through the layers
