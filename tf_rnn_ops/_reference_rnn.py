@@ -1,4 +1,4 @@
-"""The fused RNN's forward pass in plain TensorFlow ops, for second-order gradients.
+"""The fused RNNs' forward passes in plain TensorFlow ops, for second-order gradients.
 
 `cudnn_rnn`'s kernels compute the forward and its backprop in C++. The backprop ops' own gradient
 (a gradient of a gradient: a gradient penalty through an RNN) is the second derivative of the
@@ -19,6 +19,10 @@ forward, which this module provides by re-running the forward as TensorFlow ops 
   the dropout mask of layer l + 1 where the forward ran with dropout in training.
 * 16-bit types are computed in float32, like the kernels.
 
+`keras_rnn_dropout_forward` is the same step math for `TfRnn>KerasRNNDropout` (one layer, Keras'
+weight layout, per-gate recurrent-dropout masks, zoneout); `vjp_gradient` differentiates any such
+forward twice (also for `tf_rnn_ops.layer_norm_rnn`'s op).
+
 The opaque params are split by `tf_rnn_ops.params.opaque_to_canonical`. The loop over time is a
 Python loop when executing eagerly and a `tf.while_loop` in a graph (the number of time steps may
 then be known at run time only, and tracing stays fast: an unrolled double backward of 50 steps
@@ -30,19 +34,26 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_rnn_ops import params as _params
-from tf_rnn_ops._modes import SAVED_BUFFERS
+from tf_rnn_ops._modes import SAVED_BUFFERS, keras_gate_permutation
 
-__all__ = ["rnn_forward", "reserve_layout", "dropout_masks_from_reserve", "backprop_vjp_gradient"]
+__all__ = [
+    "rnn_forward",
+    "keras_rnn_dropout_forward",
+    "reserve_layout",
+    "dropout_masks_from_reserve",
+    "backprop_vjp_gradient",
+    "vjp_gradient",
+]
 
 _HALF_TYPES = (tf.float16, tf.bfloat16)
 
 
-def _static_dim(t: tf.Tensor, axis: int, what: str) -> int:
+def static_dim(t: tf.Tensor, axis: int, what: str) -> int:
     dim = t.shape[axis] if t.shape.rank is not None else None
     if dim is None:
         raise ValueError(
-            f"second-order gradients of the fused RNN need {what} known when the graph is built "
-            f"(they fix the params layout), but a tensor has shape {t.shape}"
+            f"second-order gradients of the fused RNNs need {what} known when the graph is built "
+            f"(they fix the layout of the weights), but a tensor has shape {t.shape}"
         )
     return int(dim)
 
@@ -52,38 +63,55 @@ def model_sizes(input, input_h, input_c, rnn_mode: str, direction: str, time_maj
     num_layers from input_h, num_units the last dimension of input_c (lstm) or input_h. steps is
     None where the number of time steps is known only at run time."""
     dirs = _params.num_dirs(direction)
-    num_layers = _static_dim(input_h, 0 if time_major else 1, "num_layers (input_h)") // dirs
+    num_layers = static_dim(input_h, 0 if time_major else 1, "num_layers (input_h)") // dirs
     if rnn_mode == "lstm":
-        num_units = _static_dim(input_c, 2, "num_units (input_c's last dimension)")
+        num_units = static_dim(input_c, 2, "num_units (input_c's last dimension)")
     else:
-        num_units = _static_dim(input_h, 2, "num_units (input_h's last dimension)")
-    input_size = _static_dim(input, 2, "input_size (input's last dimension)")
+        num_units = static_dim(input_h, 2, "num_units (input_h's last dimension)")
+    input_size = static_dim(input, 2, "input_size (input's last dimension)")
     steps = input.shape[0 if time_major else 1] if input.shape.rank is not None else None
     return num_layers, num_units, input_size, steps
 
 
-def _pseudo_layer_step(rnn_mode, xw_t, h, c, R, P, b_r):
-    """One step: xw_t [B, G·H] the input part (with b_W), h [B, H_out], c [B, H] (lstm)."""
-    hr = tf.matmul(h, R, transpose_b=True) + b_r  # [B, G·H]
+def _cell_step(rnn_mode, x_parts, h, c, recurrent):
+    """One step of a cell (the math in the module docstring), in either weight layout.
+
+    x_parts: the input side of each gate, bias included, [B, H] each, in canonical gate order
+    (lstm i, f, c, o; gru r, z, h); h [B, H_out]; c [B, H] (lstm, else None); recurrent(v, g0, g1):
+    the recurrent pre-activations (bias included) of canonical gates g0 … g1 − 1 on v, a list of
+    [B, H]. Returns (h', c') before any projection (lstm: h' = o ∘ tanh(c')).
+    """
     if rnn_mode in ("rnn_tanh", "rnn_relu"):
-        pre = xw_t + hr
+        pre = x_parts[0] + recurrent(h, 0, 1)[0]
         return (tf.tanh(pre) if rnn_mode == "rnn_tanh" else tf.nn.relu(pre)), c
     if rnn_mode == "lstm":
-        gi, gf, gc, go = tf.split(xw_t + hr, 4, axis=1)
+        gi, gf, gc, go = (x + r for x, r in zip(x_parts, recurrent(h, 0, 4), strict=True))
         c_new = tf.sigmoid(gf) * c + tf.sigmoid(gi) * tf.tanh(gc)
-        m = tf.sigmoid(go) * tf.tanh(c_new)
-        return (m if P is None else tf.matmul(m, P, transpose_b=True)), c_new
-    x_r, x_z, x_h = tf.split(xw_t, 3, axis=1)
-    h_r, h_z, h_h = tf.split(hr, 3, axis=1)
-    r = tf.sigmoid(x_r + h_r)
-    z = tf.sigmoid(x_z + h_z)
+        return tf.sigmoid(go) * tf.tanh(c_new), c_new
+    x_r, x_z, x_h = x_parts
     if rnn_mode == "gru_reset_before":  # the reset gate scales h before R_h
-        R_h = tf.split(R, 3, axis=0)[2]
-        b_rh = tf.split(b_r, 3, axis=-1)[2]
-        cand = tf.tanh(x_h + tf.matmul(r * h, R_h, transpose_b=True) + b_rh)
+        h_r, h_z = recurrent(h, 0, 2)
+        r = tf.sigmoid(x_r + h_r)
+        cand = tf.tanh(x_h + recurrent(r * h, 2, 3)[0])
     else:
+        h_r, h_z, h_h = recurrent(h, 0, 3)
+        r = tf.sigmoid(x_r + h_r)
         cand = tf.tanh(x_h + r * h_h)
+    z = tf.sigmoid(x_z + h_z)
     return (1 - z) * cand + z * h, c
+
+
+def _pseudo_layer_step(rnn_mode, xw_t, h, c, R, P, b_r):
+    """One step: xw_t [B, G·H] the input part (with b_W), h [B, H_out], c [B, H] (lstm)."""
+    units = R.shape[0] // _params.NUM_GATES[rnn_mode]
+
+    def recurrent(v, g0, g1):
+        rows = slice(g0 * units, g1 * units)
+        return tf.split(tf.matmul(v, R[rows], transpose_b=True) + b_r[rows], g1 - g0, axis=1)
+
+    x_parts = tf.split(xw_t, _params.NUM_GATES[rnn_mode], axis=1)
+    h_new, c_new = _cell_step(rnn_mode, x_parts, h, c, recurrent)
+    return (h_new if P is None else tf.matmul(h_new, P, transpose_b=True)), c_new
 
 
 def rnn_forward(
@@ -171,14 +199,8 @@ def rnn_forward(
                     c = tf.where(valid, c_new, c)
                 return out, h, c
 
-            if tf.executing_eagerly():  # steps is known
-                out = [None] * steps
-                for t in range(steps) if d == 0 else range(steps - 1, -1, -1):
-                    out[t], h, c = step(t, h, c)
-                outs.append(tf.stack(out) if steps else tf.zeros([0, batch, h_out], dtype))
-            else:
-                out, h, c = _while_loop(step, steps_t, h, c, reverse=d == 1, h_out=h_out)
-                outs.append(out)
+            out, h, c = time_loop(step, steps, steps_t, h, c, h_out, reverse=d == 1)
+            outs.append(out)
             hs.append(h)
             if lstm:
                 cs.append(c)
@@ -191,6 +213,102 @@ def rnn_forward(
         if lstm:
             output_c = tf.transpose(output_c, [1, 0, 2])
     return output, output_h, output_c
+
+
+def optional_input(t, ranks: tuple[int, ...], what: str):
+    """t, or None where the op's input says "absent" (no elements); the forms an op input takes
+    are told apart by rank (a [0] placeholder has rank 1), so the rank must be known."""
+    if t is None:
+        return None
+    rank = t.shape.rank
+    if rank is None:
+        raise ValueError(
+            f"second-order gradients need the rank of {what} known when the graph is built, but "
+            f"it has shape {t.shape}"
+        )
+    if rank in ranks and t.shape.num_elements() != 0:
+        return t
+    return None
+
+
+def _lengths_or_full(sequence_lengths, batch, steps_t):
+    """[B] int32 lengths from an op's sequence_lengths ([B], or [0]: every sequence full)."""
+    if sequence_lengths is None:
+        return tf.fill([batch], steps_t)
+    lengths = tf.cast(sequence_lengths, tf.int32)
+    # [0] becomes B entries T; [B] stays (B − size = 0 entries appended)
+    return tf.concat([lengths, tf.fill([batch - tf.size(lengths)], steps_t)], 0)
+
+
+def keras_rnn_dropout_forward(
+    projected_input,
+    input_h,
+    input_c,
+    recurrent_kernel,
+    recurrent_bias=None,
+    sequence_lengths=None,
+    recurrent_masks=None,
+    zoneout_mask=None,
+    *,
+    rnn_mode: str,
+    time_major: bool = False,
+):
+    """The forward pass of `TfRnn>KerasRNNDropout` (`tf_rnn_ops.keras_rnn_dropout`) in TensorFlow
+    ops: (output, output_h, output_c, None for all but lstm).
+
+    docs/MATH.md, "Cells beyond cuDNN" (Recurrent dropout, Zoneout): Keras' gate column order;
+    gate g's recurrent product is (h ⊙ m_g) U_g (+ the GRU's recurrent bias), the same masks at
+    every step; zoneout h_t = h_{t−1} + k_t ⊙ (h̃_t − h_{t−1}) on the valid steps, k [T, B, H]
+    time-major in both layouts or a scalar; a step t ≥ length keeps the states and outputs zeros.
+    Absent options may be None or the op's empty placeholders.
+    """
+    lstm = rnn_mode == "lstm"
+    g = _params.NUM_GATES[rnn_mode]
+    gx = projected_input if time_major else tf.transpose(projected_input, [1, 0, 2])
+    units = static_dim(recurrent_kernel, 0, "units (recurrent_kernel's first dimension)")
+    steps, steps_t, batch = gx.shape[0], tf.shape(gx)[0], tf.shape(gx)[1]
+    lengths = _lengths_or_full(sequence_lengths, batch, steps_t)
+    masks = optional_input(recurrent_masks, (3,), "recurrent_masks")
+    zoneout = optional_input(zoneout_mask, (0, 3), "zoneout_mask")
+    rbias = optional_input(recurrent_bias, (1,), "recurrent_bias")
+    u = tf.split(recurrent_kernel, g, axis=1)
+    b = tf.split(rbias, g) if rbias is not None else None
+    keras_gate = keras_gate_permutation(rnn_mode)  # canonical gate -> Keras' block
+
+    def recurrent(v, g0, g1):
+        out = []
+        for k in keras_gate[g0:g1]:
+            a = tf.matmul(v if masks is None else v * masks[k], u[k])
+            out.append(a if b is None else a + b[k])
+        return out
+
+    def step(t, h, c):
+        x_parts = tf.split(gx[t], g, axis=1)
+        h_new, c_new = _cell_step(rnn_mode, [x_parts[k] for k in keras_gate], h, c, recurrent)
+        if zoneout is not None:
+            keep = zoneout if zoneout.shape.rank == 0 else zoneout[t]
+            h_new = h + keep * (h_new - h)
+        valid = tf.expand_dims(t < lengths, 1)
+        out = tf.where(valid, h_new, tf.zeros_like(h_new))
+        h = tf.where(valid, h_new, h)
+        if lstm:
+            c = tf.where(valid, c_new, c)
+        return out, h, c
+
+    out, h, c = time_loop(step, steps, steps_t, input_h, input_c if lstm else None, units)
+    return (out if time_major else tf.transpose(out, [1, 0, 2])), h, c
+
+
+def time_loop(step, steps, steps_t, h, c, h_out, reverse: bool = False):
+    """(outputs [T, B, H_out], final h, final c) of `step(t, h, c)` -> (output, h, c) over the
+    steps (backwards with `reverse`): a Python loop when executing eagerly (`steps` is known), a
+    `tf.while_loop` over `steps_t` (a tensor) in a graph. c may be None."""
+    if not tf.executing_eagerly():
+        return _while_loop(step, steps_t, h, c, reverse=reverse, h_out=h_out)
+    out = [None] * steps
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
+        out[t], h, c = step(t, h, c)
+    return (tf.stack(out) if steps else tf.zeros([0, tf.shape(h)[0], h_out], h.dtype)), h, c
 
 
 def _while_loop(step, steps, h, c, reverse: bool, h_out: int):
@@ -298,33 +416,49 @@ def backprop_vjp_gradient(
     forward_inputs: (input, input_h, input_c, params); cotangents: (output_backprop,
     output_h_backprop, output_c_backprop) at which the backprop op takes the VJP; upstream: the
     gradients arriving at its outputs (input_backprop, input_h_backprop, input_c_backprop,
-    params_backprop), None where none arrives. With v(θ, d) = (∂f/∂θ)ᵀ d the VJP at θ = the forward
-    inputs, returns the gradients of Σ ⟨v, upstream⟩ with respect to θ (a second derivative of f)
-    and d (the JVP of f along upstream), in that order: 7 tensors in the inputs' dtypes.
-    attrs: rnn_mode, input_mode, direction, num_proj, time_major as in `rnn_forward`.
+    params_backprop), None where none arrives. Returns `vjp_gradient`'s 7 tensors in the inputs'
+    dtypes (16-bit types computed in float32). attrs: rnn_mode, input_mode, direction, num_proj,
+    time_major as in `rnn_forward`.
     """
-    lstm = attrs["rnn_mode"] == "lstm"
     dtype = forward_inputs[0].dtype
     compute = tf.float32 if dtype in _HALF_TYPES else dtype
-    theta = [tf.cast(t, compute) for t in forward_inputs]
-    d = [tf.cast(t, compute) for t in cotangents]
-    ups = [None if u is None else tf.cast(u, compute) for u in upstream]
-    if not lstm:
+    ups = list(upstream)
+    if attrs["rnn_mode"] != "lstm":
         ups[2] = None  # input_c does not enter the math; its backprop is zeros
-    zero = tf.UnconnectedGradients.ZERO
-    with tf.GradientTape() as outer:
-        outer.watch(theta + d)
-        with tf.GradientTape() as inner:
-            inner.watch(theta)
-            out, out_h, out_c = rnn_forward(
-                *theta, sequence_lengths, dropout_masks=dropout_masks, **attrs
-            )
-        targets = [out, out_h] + ([out_c] if lstm else [])
-        vjp = inner.gradient(
-            targets, theta, output_gradients=d[: len(targets)], unconnected_gradients=zero
-        )
-        total = tf.add_n(
-            [tf.reduce_sum(v * u) for v, u in zip(vjp, ups, strict=True) if u is not None]
-        )
-    grads = outer.gradient(total, theta + d, unconnected_gradients=zero)
+
+    def forward(*theta):
+        return rnn_forward(*theta, sequence_lengths, dropout_masks=dropout_masks, **attrs)
+
+    grads = vjp_gradient(
+        forward,
+        [tf.cast(t, compute) for t in forward_inputs],
+        [tf.cast(t, compute) for t in cotangents],
+        [None if u is None else tf.cast(u, compute) for u in ups],
+    )
     return [tf.cast(g_, dtype) for g_ in grads]
+
+
+def vjp_gradient(forward, primals, cotangents, upstream):
+    """The gradient of an op whose outputs are the VJP of `forward` (a backprop op).
+
+    forward(*primals) returns the forward outputs (None for one that does not exist, e.g. a GRU's
+    c); cotangents: one per forward output, at which the op takes the VJP v(θ, d) = (∂f/∂θ)ᵀ d;
+    upstream: the gradients arriving at the op's outputs v (one per primal), None where none
+    arrives. Returns the gradients of Σ ⟨v, upstream⟩ with respect to θ (a second derivative of f)
+    and d (the JVP of f along upstream), in that order; zeros where unconnected.
+    """
+    zero = tf.UnconnectedGradients.ZERO
+    primals, cotangents = list(primals), list(cotangents)
+    with tf.GradientTape() as outer:
+        outer.watch(primals + cotangents)
+        with tf.GradientTape() as inner:
+            inner.watch(primals)
+            outputs = forward(*primals)
+        pairs = [(o, d) for o, d in zip(outputs, cotangents, strict=True) if o is not None]
+        vjp = inner.gradient(
+            [o for o, _ in pairs], primals, output_gradients=[d for _, d in pairs],
+            unconnected_gradients=zero,
+        )  # fmt: skip
+        terms = [tf.reduce_sum(v * u) for v, u in zip(vjp, upstream, strict=True) if u is not None]
+        total = tf.add_n(terms) if terms else tf.zeros([], primals[0].dtype)
+    return outer.gradient(total, primals + cotangents, unconnected_gradients=zero)

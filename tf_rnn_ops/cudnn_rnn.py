@@ -23,6 +23,8 @@ Gradients of gradients (e.g. a gradient penalty through an RNN) work too: the ba
 `TfRnn>CudnnRNNBackprop`, and TensorFlow's CudnnRNNBackprop/V2/V3 where TensorFlow registers no
 gradient, get one from the forward written in TensorFlow ops (`tf_rnn_ops._reference_rnn`),
 differentiated twice; with dropout in training it uses the forward's masks from reserve_space.
+`keras_rnn_dropout`'s backprop op (`TfRnn>KerasRNNDropoutBackprop`) gets one the same way, its
+recurrent-dropout and zoneout masks (inputs of the op) held fixed.
 
 `dropout` is any probability in [0, 1], as in TensorFlow's op definitions (NaN, < 0 or > 1 is an
 InvalidArgumentError). It acts only with `is_training=True`, on the input of every layer but the
@@ -597,6 +599,32 @@ def _backprop_gradient(op, grads, lengths_at: int | None):
     out = g[:4] + none_after
     out[k + 3 : k + 6] = g[4:]
     return out
+
+
+@register_gradient("TfRnn>KerasRNNDropoutBackprop")
+def _keras_rnn_dropout_backprop_grad(op, *grads):
+    """Second-order gradient of `keras_rnn_dropout` (a gradient penalty through a layer with
+    recurrent dropout or zoneout): its forward in TensorFlow ops
+    (`_reference_rnn.keras_rnn_dropout_forward`), differentiated twice, with the op's masks held
+    fixed. Gradients for projected_input, the states, recurrent_kernel and recurrent_bias (the
+    primals) and the three cotangents; None for the lengths, the masks, the forward's outputs and
+    reserve_space (functions of the primals, which the formulation covers; read from no reserve,
+    so this is the same on every device)."""
+    from tf_rnn_ops import _reference_rnn
+
+    inputs = list(op.inputs)
+    if all(g is None for g in grads):
+        return [None] * len(inputs)
+    gx, h0, c0, rkernel, rbias, lengths, masks, zoneout = inputs[:8]
+
+    def forward(*primals):
+        return _reference_rnn.keras_rnn_dropout_forward(
+            *primals[:4], primals[4], lengths, masks, zoneout,
+            rnn_mode=_str_attr(op.get_attr("rnn_mode")), time_major=op.get_attr("time_major"),
+        )  # fmt: skip
+
+    g = _reference_rnn.vjp_gradient(forward, [gx, h0, c0, rkernel, rbias], inputs[11:14], grads)
+    return [*g[:5], None, None, None, None, None, None, *g[5:], None]
 
 
 def _str_attr(value) -> str:

@@ -15,6 +15,11 @@ cuDNN"):
   without it and `zoneout` = p > 0: h = p h_prev + (1 - p) h~.
 * mask [T, B] in {0, 1}: a masked step keeps the states and outputs the carried h (the
   caller turns that into Keras' masked outputs).
+
+Gradients of gradients (a gradient penalty through the layers) work too: the grad op
+`TfRnn>LayerNormRnnGrad` has a gradient, the second derivative of the forward written in
+TensorFlow ops (`layer_norm_rnn_forward`, on the Keras-ops cells' step math of
+`tf_rnn_ops.layers.layer_norm`), differentiated twice with the masks held fixed.
 """
 
 from __future__ import annotations
@@ -112,3 +117,75 @@ def _layer_norm_rnn_grad(op, dy, dhn, dcn, _dreserve):
         cell=cell,
     )
     return [*grads, None, None, None]
+
+
+# The grad op's inputs: the forward's 16 (13 primals, then mask, zoneout_mask, epsilon), reserve,
+# then the cotangents dy, dhn, dcn.
+_NUM_PRIMALS = 13
+_NUM_FORWARD_INPUTS = 16
+
+
+def layer_norm_rnn_forward(
+    x, h0, c0, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, beta_x, gamma_h, beta_h,
+    gamma_c, beta_c, mask, zoneout_mask, epsilon, *, cell: str,
+):  # fmt: skip
+    """`TfRnn>LayerNormRnn`'s forward in TensorFlow ops, the op's inputs in its order: (y, hn, cn,
+    None for the GRU). The step is the cells' (`layer_norm_lstm_step` / `layer_norm_gru_step`),
+    then zoneout (k [T, B, H] or a scalar), then the mask (a step with mask 0 keeps the states and
+    outputs the carried h). For second-order gradients; the loop as `_reference_rnn`'s."""
+    from tf_rnn_ops import _reference_rnn
+    from tf_rnn_ops.layers import layer_norm as _cells
+
+    lstm = cell == "layer_norm_lstm"
+    units = _reference_rnn.static_dim(recurrent_kernel, 0, "H (recurrent_kernel's first dim)")
+    mask = _reference_rnn.optional_input(mask, (2,), "mask")
+    zoneout = _reference_rnn.optional_input(zoneout_mask, (0, 3), "zoneout_mask")
+
+    def step(t, h, c):
+        if lstm:
+            h_new, c_new = _cells.layer_norm_lstm_step(
+                x[t], h, c, kernel, recurrent_kernel, bias, gamma_x, beta_x, gamma_h, beta_h,
+                gamma_c, beta_c, epsilon,
+            )  # fmt: skip
+        else:
+            h_new, c_new = _cells.layer_norm_gru_step(
+                x[t], h, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, gamma_h, epsilon
+            ), None  # fmt: skip
+        if zoneout is not None:
+            h_new = h + (zoneout if zoneout.shape.rank == 0 else zoneout[t]) * (h_new - h)
+        if mask is not None:
+            valid = tf.expand_dims(mask[t] != 0, 1)
+            h_new = tf.where(valid, h_new, h)
+            if lstm:
+                c_new = tf.where(valid, c_new, c)
+        return h_new, h_new, c_new
+
+    y, hn, cn = _reference_rnn.time_loop(
+        step, x.shape[0], tf.shape(x)[0], h0, c0 if lstm else None, units
+    )
+    return y, hn, cn
+
+
+@register_gradient("TfRnn>LayerNormRnnGrad")
+def _layer_norm_rnn_grad_grad(op, *grads):
+    """Second-order gradient of `layer_norm_rnn` (e.g. a gradient penalty through LayerNormLSTM /
+    LayerNormGRU): `layer_norm_rnn_forward`, differentiated twice. Gradients for the 13 weight and
+    state inputs and the cotangents dy, dhn, dcn; None for the masks, epsilon and the reserve (a
+    function of the primals, which the formulation covers; an is_training=False forward's gradient
+    reran the forward for it)."""
+    from tf_rnn_ops import _reference_rnn
+
+    inputs = list(op.inputs)
+    if all(g is None for g in grads):
+        return [None] * len(inputs)
+    cell = op.get_attr("cell")
+    cell = cell.decode() if isinstance(cell, bytes) else cell
+    fixed = inputs[_NUM_PRIMALS:_NUM_FORWARD_INPUTS]
+
+    def forward(*primals):
+        return layer_norm_rnn_forward(*primals, *fixed, cell=cell)
+
+    g = _reference_rnn.vjp_gradient(
+        forward, inputs[:_NUM_PRIMALS], inputs[_NUM_FORWARD_INPUTS + 1 :], grads
+    )
+    return [*g[:_NUM_PRIMALS], None, None, None, None, *g[_NUM_PRIMALS:]]

@@ -71,6 +71,36 @@ def _layer_norm(v, gamma, beta, eps):
     return ops.cast(out, dtype)
 
 
+def layer_norm_lstm_step(
+    x, h_prev, c_prev, kernel, recurrent_kernel, bias, gamma_x, beta_x, gamma_h, beta_h, gamma_c,
+    beta_c, eps,
+):  # fmt: skip
+    """One step of TF Addons' LayerNormLSTMCell before zoneout: (h~, c) (docs/MATH.md, "Cells
+    beyond cuDNN", LayerNormLSTM). Keras ops; also the second-order formulation of the fused op
+    (`tf_rnn_ops.layer_norm_rnn`)."""
+    z = _layer_norm(ops.matmul(x, kernel), gamma_x, beta_x, eps)
+    z = z + _layer_norm(ops.matmul(h_prev, recurrent_kernel), gamma_h, beta_h, eps) + bias
+    i, f, g, o = ops.split(z, 4, axis=-1)
+    c = ops.sigmoid(f) * c_prev + ops.sigmoid(i) * ops.tanh(g)
+    c = _layer_norm(c, gamma_c, beta_c, eps)
+    return ops.sigmoid(o) * ops.tanh(c), c
+
+
+def layer_norm_gru_step(
+    x, h_prev, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, gamma_h, eps
+):
+    """One step of haste's LayerNormGRU before zoneout: h~ (docs/MATH.md, "Cells beyond cuDNN",
+    LayerNormGRU). Keras ops; also the second-order formulation of the fused op."""
+    xh = _layer_norm(ops.matmul(x, kernel), gamma_x, None, eps) + bias
+    hh = _layer_norm(ops.matmul(h_prev, recurrent_kernel), gamma_h, None, eps) + recurrent_bias
+    x_z, x_r, x_g = ops.split(xh, 3, axis=-1)
+    h_z, h_r, h_g = ops.split(hh, 3, axis=-1)
+    z = ops.sigmoid(x_z + h_z)
+    r = ops.sigmoid(x_r + h_r)
+    g = ops.tanh(r * h_g + x_g)
+    return z * h_prev + (1.0 - z) * g
+
+
 class _ZoneoutMixin:
     """haste zoneout on h. Needs `self.zoneout` and `self.seed_generator`."""
 
@@ -232,21 +262,12 @@ class LayerNormLSTMCell(_LayerNormCell):
 
     def call(self, inputs, states, training=False):
         h_prev, c_prev = states[0], states[1]
-        eps = self.norm_epsilon
-        z = _layer_norm(
-            ops.matmul(inputs, self.kernel), self.kernel_norm_gamma, self.kernel_norm_beta, eps
-        )
-        z = z + _layer_norm(
-            ops.matmul(h_prev, self.recurrent_kernel),
-            self.recurrent_norm_gamma,
-            self.recurrent_norm_beta,
-            eps,
-        )
-        z = z + self.bias
-        i, f, g, o = ops.split(z, 4, axis=-1)
-        c = ops.sigmoid(f) * c_prev + ops.sigmoid(i) * ops.tanh(g)
-        c = _layer_norm(c, self.state_norm_gamma, self.state_norm_beta, eps)
-        h = ops.sigmoid(o) * ops.tanh(c)
+        h, c = layer_norm_lstm_step(
+            inputs, h_prev, c_prev, self.kernel, self.recurrent_kernel, self.bias,
+            self.kernel_norm_gamma, self.kernel_norm_beta, self.recurrent_norm_gamma,
+            self.recurrent_norm_beta, self.state_norm_gamma, self.state_norm_beta,
+            self.norm_epsilon,
+        )  # fmt: skip
         h = self._zoneout(h, h_prev, training)
         return h, [h, c]
 
@@ -354,16 +375,10 @@ class LayerNormGRUCell(_LayerNormCell):
 
     def call(self, inputs, states, training=False):
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
-        eps = self.norm_epsilon
-        x = _layer_norm(ops.matmul(inputs, self.kernel), self.gamma[0], None, eps) + self.bias
-        hp = ops.matmul(h_prev, self.recurrent_kernel)
-        hp = _layer_norm(hp, self.gamma[1], None, eps) + self.recurrent_bias
-        x_z, x_r, x_g = ops.split(x, 3, axis=-1)
-        h_z, h_r, h_g = ops.split(hp, 3, axis=-1)
-        z = ops.sigmoid(x_z + h_z)
-        r = ops.sigmoid(x_r + h_r)
-        g = ops.tanh(r * h_g + x_g)
-        h = z * h_prev + (1.0 - z) * g
+        h = layer_norm_gru_step(
+            inputs, h_prev, self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias,
+            self.gamma[0], self.gamma[1], self.norm_epsilon,
+        )  # fmt: skip
         h = self._zoneout(h, h_prev, training)
         return h, [h]
 
