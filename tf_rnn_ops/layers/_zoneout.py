@@ -58,8 +58,9 @@ def keras_loop(layer, sequences, initial_state, mask, training, keep, unroll: bo
 
     cell = layer.cell
     units = cell.units
+    dtype = sequences.dtype
     # (a Python float straight to the dtype: tf.cast would round it through float32 first)
-    keep = tf.cast(keep, sequences.dtype) if tf.is_tensor(keep) else tf.constant(keep, sequences.dtype)
+    keep = tf.cast(keep, dtype) if tf.is_tensor(keep) else tf.constant(keep, dtype)
     per_step = keep.shape.rank != 0
     if per_step:
         sequences = tf.concat([sequences, _at_input_steps(keep, mask, layer.go_backwards)], -1)
