@@ -1,12 +1,16 @@
-"""`zoneout=` on tf_rnn_ops.layers.GRU (both reset_after) and LSTM: always the fused op
-(TfRnn>KerasRNNDropout), training and inference, alone or with (recurrent) dropout.
+"""`zoneout=` on tf_rnn_ops.layers.GRU (both reset_after) and LSTM: the fused op
+(TfRnn>KerasRNNDropout), training and inference, alone or with (recurrent) dropout; and Keras' loop
+with zoneout where the op cannot run (XLA, standard_ops, TFLite, use_cudnn=False, activations the op
+lacks).
 
 Reference, never our own output: Keras 3's own cells (float64, same weights) wrapped in haste's
 zoneout and run by keras.layers.RNN (tests/support/zoneout_keras.py), with the layer's keep mask
 injected (the layer draws it in `_zoneout_mask`; here replaced by a fixed mask) and Keras' dropout
 masks injected into both cells: outputs, final states, gradients of the input, initial states and
 every weight. Keras masks (any pattern), go_backwards, return_state, Bidirectional, B = 0, odd
-sizes, a symbolic training flag, serialization, the drawn masks' statistics, bad arguments.
+sizes, a symbolic training flag, serialization, the drawn masks' statistics, bad arguments. Keras'
+loop: the same reference, the fused path with the same seed, tests/cells/cell_reference.py's float64
+numpy cells (inference), the TFLite interpreter and a SavedModel of standard ops.
 """
 
 from __future__ import annotations

@@ -26,12 +26,14 @@ weights) instead of Keras' step loop. The results equal Keras' step loop:
   zoned h is the output and the carried state. Training: h_t = h_{t-1} + m_t ⊙ (h~_t - h_{t-1}), m_t
   in {0, 1} fresh per step, row and unit with P(1) = 1 - p (`_zoneout_mask`: [T, B, H] from the
   cell's seed generator, drawn after Keras' dropout masks; row b's k-th valid step processed reads
-  m[k, b]); inference: h_t = p h_{t-1} + (1 - p) h~_t. Always fused (training and inference, with or
-  without dropout): the layer computes the gates' input side as for recurrent dropout and
-  TfRnn>KerasRNNDropout runs the recurrence with the keep mask (or the scalar 1 - p); a symbolic
-  training flag selects between the two fused calls (tf.cond). Where only Keras' loop could run (an
-  activation the op lacks, use_cudnn=False, XLA, TFLite, standard_ops) zoneout is refused with a
-  ValueError: Keras' loop has no zoneout. zoneout=0 (the default) leaves every other path as it was.
+  m[k, b]); inference: h_t = p h_{t-1} + (1 - p) h~_t. Fused wherever the op may run (training and
+  inference, with or without dropout): the layer computes the gates' input side as for recurrent
+  dropout and TfRnn>KerasRNNDropout runs the recurrence with the keep mask (or the scalar 1 - p).
+  Where only Keras' loop can run (an activation the op lacks, use_cudnn=False, XLA, TFLite,
+  standard_ops): Keras' loop with the same rule and the same keep mask (`_zoneout.keras_loop`), so
+  the same seed gives the same numbers (under XLA TensorFlow's random ops draw other masks for a
+  seed, Keras' dropout masks too). A symbolic training flag selects between the two calls
+  (tf.cond). zoneout=0 (the default) leaves every other path as it was.
 * float16 / bfloat16 (mixed precision): the op computes in float32 (float32 weights, inputs cast
   up); Keras casts the results to the compute dtype.
 
@@ -280,7 +282,7 @@ class _FusedRNNMixin:
             return _formulation.standard_inner_loop(
                 self, how, sequences, initial_state, mask, training
             )
-        if not self._zoneout and not self._can_fuse(training):  # (zoneout: always fused)
+        if not self._zoneout and not self._can_fuse(training):  # (zoneout here: fused)
             # Keras' step loop, straight (Keras' own GRU/LSTM.inner_loop would first try its
             # cuDNN path, which only runs on GPUs and cannot do these options either)
             return keras.layers.RNN.inner_loop(
@@ -399,7 +401,7 @@ class GRU(_FusedRNNMixin, keras.layers.GRU):
     The fused path needs activation tanh and recurrent_activation sigmoid (the defaults);
     reset_after=True runs the op's gru mode, reset_after=False its gru_reset_before mode (Keras v1
     form). Other options run Keras' step loop. `zoneout=p` in [0, 1): haste's zoneout on h (see
-    module doc; fused only, so it needs the fused path's options)."""
+    module doc; on either path)."""
 
     def __init__(self, units, *args, use_cudnn="auto", zoneout=0.0, **kwargs):
         self._set_zoneout(zoneout)
@@ -434,7 +436,7 @@ class LSTM(_FusedRNNMixin, keras.layers.LSTM):
 
     The fused path needs activation tanh and recurrent_activation sigmoid (the defaults); other
     options run Keras' step loop. `zoneout=p` in [0, 1): haste's zoneout on h only (c is not
-    zoned; see module doc; fused only, so it needs the fused path's options)."""
+    zoned; see module doc; on either path)."""
 
     def __init__(self, units, *args, use_cudnn="auto", zoneout=0.0, **kwargs):
         self._set_zoneout(zoneout)
