@@ -13,6 +13,10 @@ step loop, `keras.layers.RNN.inner_loop`, with the same weights, so the same num
 * inside `with tf_rnn_ops.standard_ops():` — for exporting a SavedModel (`model.export`,
   `tf.saved_model.save`) of standard TensorFlow ops only, which TensorFlow Serving, TF.js or any
   process without this package can load.
+
+The drop-in GRU / LSTM with `zoneout=p` trace the same loop with zoneout on h
+(`_zoneout.keras_loop`: the keep mask the layer draws for the fused op, so the same seed gives the
+same numbers), here and for the options the fused op lacks.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Iterator
 import tensorflow as tf
 
 from tf_rnn_ops._xla import in_xla_context
+from tf_rnn_ops.layers import _zoneout
 
 __all__ = ["standard_ops", "formulation", "resolving_auto_jit", "lite_lstm"]
 
@@ -158,19 +163,29 @@ def lite_lstm(inputs, init_h, init_c, kernel, recurrent_kernel, bias, go_backwar
     return last, outputs, h, c
 
 
-def standard_inner_loop(layer, how: str, sequences, initial_state, mask, training):
-    """`inner_loop` of a drop-in layer in Keras' formulation (`how` from `formulation()`).
+def standard_inner_loop(layer, how: str | None, sequences, initial_state, mask, training,
+                        zoneout=None):  # fmt: skip
+    """`inner_loop` of a drop-in layer in Keras' formulation (`how` from `formulation()`; None: a
+    layer option the fused op lacks).
 
     Keras' step loop (`keras.layers.RNN.inner_loop`, not Keras' GRU/LSTM.inner_loop, whose cuDNN
-    path XLA and TFLite cannot take either). For "lite": with a dynamic batch size and known
-    steps the loop is unrolled (TFLite's converter cannot lower a loop's output list without the
-    batch size); else a full-sequence LSTM (no mask, inference, float32, not stateful) goes through
-    `lite_lstm`, which the converter fuses."""
+    path XLA and TFLite cannot take either); with `zoneout` (the keep mask [T, B, H] or the scalar
+    1 - p, as the fused op takes it) the same loop with zoneout on h (`_zoneout.keras_loop`). For
+    "lite": with a dynamic batch size and known steps the loop is unrolled (TFLite's converter
+    cannot lower a loop's output list without the batch size); else a full-sequence LSTM (no
+    mask, inference, float32, not stateful, no zoneout) goes through `lite_lstm`, which the
+    converter fuses."""
     import keras
 
-    if how == "lite" and sequences.shape[0] is None and sequences.shape[1] is not None:
-        # The converter lowers a loop's output list only for a known batch size (Keras' own layers
-        # fail here): with a dynamic batch and known steps, unroll Keras' loop instead (no list).
+    # The converter lowers a loop's output list only for a known batch size (Keras' own layers
+    # fail here): with a dynamic batch and known steps, unroll Keras' loop instead (no list).
+    lite_unroll = how == "lite" and sequences.shape[0] is None and sequences.shape[1] is not None
+    if zoneout is not None:
+        return _zoneout.keras_loop(
+            layer, sequences, initial_state, mask, training, zoneout,
+            unroll=layer.unroll or lite_unroll,
+        )  # fmt: skip
+    if lite_unroll:
         unroll = layer.unroll
         layer.unroll = True
         try:

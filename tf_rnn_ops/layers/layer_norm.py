@@ -33,6 +33,8 @@ import inspect
 import keras
 from keras import constraints, initializers, ops, regularizers
 
+from tf_rnn_ops.layers._zoneout import ZoneoutMixin
+
 __all__ = ["LayerNormGRU", "LayerNormGRUCell", "LayerNormLSTM", "LayerNormLSTMCell"]
 
 
@@ -101,23 +103,6 @@ def layer_norm_gru_step(
     return z * h_prev + (1.0 - z) * g
 
 
-class _ZoneoutMixin:
-    """haste zoneout on h. Needs `self.zoneout` and `self.seed_generator`."""
-
-    def zoneout_mask(self, h):
-        """A fresh {0, 1} mask like h, 1 with probability 1 - zoneout (haste's floor(1 - p + U))."""
-        u = keras.random.uniform(ops.shape(h), dtype=h.dtype, seed=self.seed_generator)
-        return ops.floor(ops.cast(1.0 - self.zoneout, h.dtype) + u)
-
-    def _zoneout(self, h_new, h_prev, training):
-        if not self.zoneout:
-            return h_new
-        if training:
-            return h_prev + self.zoneout_mask(h_new) * (h_new - h_prev)
-        p = self.zoneout
-        return p * h_prev + (1.0 - p) * h_new
-
-
 _SERIALIZED_BY = (
     ("_initializer", initializers),
     ("_regularizer", regularizers),
@@ -130,7 +115,7 @@ def _serializer_of(name: str):
     return next((module for suffix, module in _SERIALIZED_BY if name.endswith(suffix)), None)
 
 
-class _LayerNormCell(_ZoneoutMixin, keras.layers.Layer):
+class _LayerNormCell(ZoneoutMixin, keras.layers.Layer):
     """What the two cells share: their constructor arguments stored as attributes (initializers,
     regularizers and constraints through Keras' `get`), checked, and returned by `get_config`."""
 

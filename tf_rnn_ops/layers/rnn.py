@@ -26,12 +26,14 @@ weights) instead of Keras' step loop. The results equal Keras' step loop:
   zoned h is the output and the carried state. Training: h_t = h_{t-1} + m_t ⊙ (h~_t - h_{t-1}), m_t
   in {0, 1} fresh per step, row and unit with P(1) = 1 - p (`_zoneout_mask`: [T, B, H] from the
   cell's seed generator, drawn after Keras' dropout masks; row b's k-th valid step processed reads
-  m[k, b]); inference: h_t = p h_{t-1} + (1 - p) h~_t. Always fused (training and inference, with or
-  without dropout): the layer computes the gates' input side as for recurrent dropout and
-  TfRnn>KerasRNNDropout runs the recurrence with the keep mask (or the scalar 1 - p); a symbolic
-  training flag selects between the two fused calls (tf.cond). Where only Keras' loop could run (an
-  activation the op lacks, use_cudnn=False, XLA, TFLite, standard_ops) zoneout is refused with a
-  ValueError: Keras' loop has no zoneout. zoneout=0 (the default) leaves every other path as it was.
+  m[k, b]); inference: h_t = p h_{t-1} + (1 - p) h~_t. Fused wherever the op may run (training and
+  inference, with or without dropout): the layer computes the gates' input side as for recurrent
+  dropout and TfRnn>KerasRNNDropout runs the recurrence with the keep mask (or the scalar 1 - p).
+  Where only Keras' loop can run (an activation the op lacks, use_cudnn=False, XLA, TFLite,
+  standard_ops): Keras' loop with the same rule and the same keep mask (`_zoneout.keras_loop`), so
+  the same seed gives the same numbers (under XLA TensorFlow's random ops draw other masks for a
+  seed, Keras' dropout masks too). A symbolic training flag selects between the two calls
+  (tf.cond). zoneout=0 (the default) leaves every other path as it was.
 * float16 / bfloat16 (mixed precision): the op computes in float32 (float32 weights, inputs cast
   up); Keras casts the results to the compute dtype.
 
@@ -57,7 +59,7 @@ from keras import ops as kops
 
 from tf_rnn_ops import _modes
 from tf_rnn_ops.cudnn_rnn import keras_rnn, keras_rnn_dropout
-from tf_rnn_ops.layers import _formulation
+from tf_rnn_ops.layers import _formulation, _zoneout
 from tf_rnn_ops.layers._shared import (
     compute_dtype,
     pack_valid_steps,
@@ -180,12 +182,6 @@ class _FusedRNNMixin:
                 f"{self._unfusable_reason()}. Pass use_cudnn='auto' to fall back to the Keras step "
                 "loop for this option."
             )
-        if self._zoneout and (self._fused_mode is None or self._cudnn_choice is False):
-            why = "use_cudnn=False" if self._fused_mode is not None else self._unfusable_reason()
-            raise ValueError(
-                f"{type(self).__name__}(zoneout={self._zoneout}): zoneout runs only on the fused "
-                f"op, and {why} takes Keras' step loop, which has no zoneout."
-            )
 
     def _set_zoneout(self, zoneout) -> None:
         """Checks and stores the zoneout rate (before `_init_fused`)."""
@@ -200,11 +196,34 @@ class _FusedRNNMixin:
         self._zoneout = rate
 
     def _zoneout_mask(self, x):
-        """The training keep mask [T, B, H] for x [B, T, ·] (haste: floor(1 - p + U[0, 1)), 1 with
-        probability 1 - p), drawn with the cell's seed generator after Keras' dropout masks."""
+        """The training keep mask [T, B, H] for x [B, T, ·] (`_zoneout.keep_mask`: 1 with
+        probability 1 - p), drawn with the cell's seed generator after Keras' dropout masks (which
+        keras.layers.RNN.call draws before `inner_loop`), in the fused op's dtype whichever loop
+        runs, so the same seed gives the same mask on either."""
         shape = tf.stack([tf.shape(x)[1], tf.shape(x)[0], self.cell.units])
-        u = keras.random.uniform(shape, dtype=x.dtype, seed=self.cell.seed_generator)
-        return tf.floor(tf.cast(1.0 - self._zoneout, x.dtype) + u)
+        dtype = compute_dtype(tf.as_dtype(x.dtype))
+        mask = _zoneout.keep_mask(shape, self._zoneout, dtype, self.cell.seed_generator)
+        return tf.cast(mask, x.dtype)
+
+    def _zoneout_keras_loop(self, how, sequences, initial_state, mask, training):
+        """Zoneout where the fused op cannot run (`how` from `_formulation.formulation()`, or None
+        for an option the op lacks): Keras' step loop with zoneout on h, the keep mask drawn as
+        for the fused op (a symbolic training flag: both, chosen when the graph runs)."""
+
+        def run(train: bool):
+            keep = self._zoneout_mask(sequences) if train else 1.0 - self._zoneout
+            return _formulation.standard_inner_loop(
+                self, how, sequences, initial_state, mask, train, zoneout=keep
+            )
+
+        if isinstance(training, bool | type(None)):
+            return run(bool(training))
+        return tf.cond(tf.cast(training, tf.bool), lambda: run(True), lambda: run(False))
+
+    def _zoneout_fuses(self) -> bool:
+        """Whether zoneout runs on the fused op (always, where the op may run and computes the
+        cell's options); else Keras' step loop with zoneout (`_zoneout_keras_loop`)."""
+        return self._fused_mode is not None and self._cudnn_choice is not False
 
     @property
     def _cudnn_choice(self):
@@ -257,17 +276,13 @@ class _FusedRNNMixin:
         if not sequences.dtype.is_floating:  # Keras' step loop promotes integers so
             sequences = tf.cast(sequences, self.compute_dtype)
         how = _formulation.formulation()
-        if how is not None and self._zoneout:
-            raise ValueError(
-                f"{type(self).__name__}(zoneout={self._zoneout}) runs only on the fused op, which "
-                "cannot run here (an XLA compilation, the TFLite converter or "
-                "tf_rnn_ops.standard_ops()), and Keras' formulation has no zoneout."
-            )
+        if self._zoneout and (how is not None or not self._zoneout_fuses()):
+            return self._zoneout_keras_loop(how, sequences, initial_state, mask, training)
         if how is not None:  # XLA, TFLite or an export of standard ops: Keras' formulation
             return _formulation.standard_inner_loop(
                 self, how, sequences, initial_state, mask, training
             )
-        if not self._zoneout and not self._can_fuse(training):  # (zoneout: always fused)
+        if not self._zoneout and not self._can_fuse(training):  # (zoneout here: fused)
             # Keras' step loop, straight (Keras' own GRU/LSTM.inner_loop would first try its
             # cuDNN path, which only runs on GPUs and cannot do these options either)
             return keras.layers.RNN.inner_loop(
@@ -386,7 +401,7 @@ class GRU(_FusedRNNMixin, keras.layers.GRU):
     The fused path needs activation tanh and recurrent_activation sigmoid (the defaults);
     reset_after=True runs the op's gru mode, reset_after=False its gru_reset_before mode (Keras v1
     form). Other options run Keras' step loop. `zoneout=p` in [0, 1): haste's zoneout on h (see
-    module doc; fused only, so it needs the fused path's options)."""
+    module doc; on either path)."""
 
     def __init__(self, units, *args, use_cudnn="auto", zoneout=0.0, **kwargs):
         self._set_zoneout(zoneout)
@@ -421,7 +436,7 @@ class LSTM(_FusedRNNMixin, keras.layers.LSTM):
 
     The fused path needs activation tanh and recurrent_activation sigmoid (the defaults); other
     options run Keras' step loop. `zoneout=p` in [0, 1): haste's zoneout on h only (c is not
-    zoned; see module doc; fused only, so it needs the fused path's options)."""
+    zoned; see module doc; on either path)."""
 
     def __init__(self, units, *args, use_cudnn="auto", zoneout=0.0, **kwargs):
         self._set_zoneout(zoneout)
