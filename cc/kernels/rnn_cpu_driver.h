@@ -255,7 +255,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
   const int64_t gh_w = G * H, ow = s_.output_size(), ld = int64_t(layer) * s_.num_dirs + dir;
   const int64_t max_in = s_.MaxLayerInputSize();
-  const int64_t Tc = RnnForwardChunkSteps(T_, B, std::max(gh_w, max_in)), cb = Tc * B;
+  const int64_t Tc = RnnChunkSteps(T_, B, std::max(gh_w, max_in)), cb = Tc * B;
   const auto blk = s_.LayerBlock(layer);
   // Opaque params, or Keras-layout weights (RnnForwardArgs::kernel): then W and R are stored
   // transposed relative to params ([in, G·H], [H, G·H]), possibly with their gate blocks permuted.
@@ -493,8 +493,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
   const int64_t gh_w = G * H, ow = s_.output_size();
   const int64_t ld = int64_t(layer) * s_.num_dirs + dir;
-  const int64_t Tc = RnnChunkSteps(T_, B), cb = Tc * B;
   const int64_t max_in = s_.MaxLayerInputSize();
+  const int64_t Tc = RnnChunkSteps(T_, B, std::max(gh_w, max_in)), cb = Tc * B;
   const auto blk = s_.LayerBlock(layer);
   const int64_t offset = s_.BlockOffset(layer, dir);
   const T* p = a.params + offset;
