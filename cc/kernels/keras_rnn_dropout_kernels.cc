@@ -162,7 +162,7 @@ class DropoutCall {
   const T *gx = nullptr, *masks = nullptr;  // the projected input and masks (maybe the inputs')
   T *rk = nullptr, *b_w = nullptr, *b_r = nullptr;
   bool has_masks = false;
-  bool gx_batch_major = false;  // gx is the op's [B, T, G·H] input itself
+  bool gx_batch_major = false;      // gx is the op's [B, T, G·H] input itself
   const T* zoneout_mask = nullptr;  // [T, B, H], or null: zoneout_keep for every unit
   T zoneout_keep = T(1);            // 1: no zoneout
 
@@ -305,7 +305,8 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;
-    // The grads of the projected input go straight into the output, in Keras' layout and gate order.
+    // The grads of the projected input go straight into the output, in Keras' layout and gate
+    // order.
     a.d_projected = d_gx->flat<T>().data();
     a.projected_batch_major = !tm;
     a.d_projected_gate_src = c.GateSrc();

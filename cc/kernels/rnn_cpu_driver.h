@@ -479,7 +479,8 @@ void StoreProjectedGrads(const RnnBackwardArgs<T>& a, int64_t s0, int64_t s1, co
       if (a.d_projected_gate_src == nullptr) {
         std::copy_n(src, gh_w, dst);
       } else {
-        for (int g = 0; g < G; ++g) std::copy_n(src + g * H, H, dst + a.d_projected_gate_src[g] * H);
+        for (int g = 0; g < G; ++g)
+          std::copy_n(src + g * H, H, dst + a.d_projected_gate_src[g] * H);
       }
     }
   }

@@ -427,8 +427,9 @@ def _traced_ops(layer, batch, steps=3, features=2, training=False):
     ],
 )
 def test_path_chosen_by_size(name, units, batch, kwargs, fused):
-    """The size rule of tf_rnn_ops/layers/rnn.py (SIMPLE_RNN_KERAS_LOOP_MIN): SimpleRNN takes Keras'
-    loop where its step's product is large (the op loses to oneDNN there); shapes only, no timing."""
+    """The size rule of tf_rnn_ops/layers/rnn.py (SIMPLE_RNN_KERAS_LOOP_MIN): SimpleRNN takes
+    Keras' loop where its step's product is large (the op loses to oneDNN there); shapes only, no
+    timing."""
     ops = _traced_ops(getattr(L, name)(units, **kwargs), batch)
     assert ("TfRnn>KerasRNN" in ops) is fused
     assert ("While" in ops or "StatelessWhile" in ops) is not fused  # Keras' step loop

@@ -35,14 +35,15 @@ weights) instead of Keras' step loop. The results equal Keras' step loop:
 * float16 / bfloat16 (mixed precision): the op computes in float32 (float32 weights, inputs cast
   up); Keras casts the results to the compute dtype.
 
-Where the op is slower than Keras' loop, the layer takes Keras' loop itself (`_keras_loop_is_faster`):
-SimpleRNN with use_cudnn='auto' when its step's one recurrent product is large, B·units² ≥
-`SIMPLE_RNN_KERAS_LOOP_MIN` (2·B·units² FLOPs a step, about 3 MFLOP; B known when the graph is
-built; an unknown batch keeps the op). Keras' SimpleRNN step is that product, an add and a tanh, so
-beyond that size the step is the product's speed, and TensorFlow's oneDNN products (AVX-512 where
-the CPU has it) outrun the op's (AVX2): B=64, units=256 trained at 0.75x Keras' speed on the op,
-B=16 or units=128 at 1.15x (docs/PERFORMANCE.md's log). GRU and LSTM steps are many Keras ops, and
-the op keeps up with or beats Keras' loop at every size measured. Same weights, same numbers.
+Where the op is slower than Keras' loop, the layer takes Keras' loop itself
+(`_keras_loop_is_faster`): SimpleRNN with use_cudnn='auto' when its step's one recurrent product
+is large, B·units² ≥ `SIMPLE_RNN_KERAS_LOOP_MIN` (2·B·units² FLOPs a step, about 3 MFLOP; B known
+when the graph is built; an unknown batch keeps the op). Keras' SimpleRNN step is that product, an
+add and a tanh, so beyond that size the step runs at the product's speed, and TensorFlow's oneDNN
+products (AVX-512 where the CPU has it) outrun the op's (AVX2): B=64, units=256 trained at 0.75x
+Keras' speed on the op, B=16 or units=128 at 1.2x (docs/PERFORMANCE.md's log). GRU and LSTM steps
+are many Keras ops, and the op keeps up with or beats Keras' loop at every size measured. Same
+weights, same numbers.
 
 Options the op cannot express fall back to Keras' step loop (the superclass), never to a different
 computation: a non-default activation / recurrent_activation (SimpleRNN: other than tanh or relu),
