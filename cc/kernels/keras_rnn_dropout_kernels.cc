@@ -84,38 +84,67 @@ class DropoutCall {
   // The canonical gate g's Keras column block (the table the CUDA kernels use too).
   int Src(int g) const { return KerasGateBlock(mode_, g); }
 
-  // Converts the inputs into the driver's layout and gate order (temporaries in `this`).
-  bool Convert(OpKernelContext* ctx) {
+  // Keras' gate order is the cells' own (all but the GRU's): the inputs are read where they lie.
+  bool KerasOrderIsCanonical() const {
+    for (int g = 0; g < G; ++g)
+      if (Src(g) != g) return false;
+    return true;
+  }
+  // The GRU's permutation for the driver (RnnBackwardArgs::d_projected_gate_src), or null.
+  const int* GateSrc() {
+    for (int g = 0; g < G && g < 4; ++g) gate_src_[g] = Src(g);
+    return KerasOrderIsCanonical() ? nullptr : gate_src_;
+  }
+
+  // Converts the inputs into the driver's layout and gate order (temporaries in `this`): the
+  // projected input only with `projected` (the forward; the backward never reads it) and only
+  // where Keras' gate order differs (the driver reads it batch-major in place: `gx_batch_major`).
+  bool Convert(OpKernelContext* ctx, bool projected) {
     const int64_t gh = G * H;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
-    DC_REQUIRES_OK(ctx, ctx->allocate_temp(
-                            dt, TensorShape({T_ * B * gh + H * gh + G * B * H + 2 * gh}), &temp_));
+    const bool canonical = KerasOrderIsCanonical();
+    const bool copy_gx = projected && !canonical;
+    DC_REQUIRES_OK(ctx, ctx->allocate_temp(dt,
+                                           TensorShape({(copy_gx ? T_ * B * gh : 0) + H * gh +
+                                                        (canonical ? 0 : G * B * H) + 2 * gh}),
+                                           &temp_));
     T* at = temp_.flat<T>().data();
-    gx = at;
-    at += T_ * B * gh;
+    const T* src = ctx->input(kProjected).flat<T>().data();
+    gx = nullptr;
+    gx_batch_major = false;
+    if (copy_gx) {
+      T* out = at;
+      gx = out;
+      at += T_ * B * gh;
+      for (int64_t t = 0; t < T_; ++t) {
+        for (int64_t b = 0; b < B; ++b) {
+          const T* row = src + (time_major_ ? t * B + b : b * T_ + t) * gh;
+          T* dst = out + (t * B + b) * gh;
+          for (int g = 0; g < G; ++g) std::copy_n(row + Src(g) * H, H, dst + g * H);
+        }
+      }
+    } else if (projected) {
+      gx = src;
+      gx_batch_major = !time_major_;
+    }
     rk = at;
     at += H * gh;
-    masks = at;
-    at += G * B * H;
-    b_w = at;
-    b_r = at + gh;
-    const T* src = ctx->input(kProjected).flat<T>().data();
-    for (int64_t t = 0; t < T_; ++t) {
-      for (int64_t b = 0; b < B; ++b) {
-        const T* row = src + (time_major_ ? t * B + b : b * T_ + t) * gh;
-        T* dst = gx + (t * B + b) * gh;
-        for (int g = 0; g < G; ++g) std::copy_n(row + Src(g) * H, H, dst + g * H);
-      }
-    }
     const T* r = ctx->input(kRecurrentKernel).flat<T>().data();
     for (int64_t k = 0; k < H; ++k)
       for (int g = 0; g < G; ++g) std::copy_n(r + k * gh + Src(g) * H, H, rk + k * gh + g * H);
-    if (has_masks) {
-      const T* m = ctx->input(kRecurrentMasks).flat<T>().data();
-      for (int g = 0; g < G; ++g) std::copy_n(m + Src(g) * B * H, B * H, masks + g * B * H);
-    } else {
+    if (!has_masks) {
       masks = nullptr;  // the plain recurrent products
+    } else if (canonical) {
+      masks = ctx->input(kRecurrentMasks).flat<T>().data();
+    } else {
+      T* out = at;
+      masks = out;
+      at += G * B * H;
+      const T* m = ctx->input(kRecurrentMasks).flat<T>().data();
+      for (int g = 0; g < G; ++g) std::copy_n(m + Src(g) * B * H, B * H, out + g * B * H);
     }
+    b_w = at;
+    b_r = at + gh;
     std::fill_n(b_w, 2 * gh, T(0));
     const Tensor& rbias = ctx->input(kRecurrentBias);
     if (rbias.NumElements() > 0) {
@@ -130,13 +159,16 @@ class DropoutCall {
   RnnModelShape s;
   CheckedCall checked;  // what Check found (CheckBackpropInputs reads it)
   std::vector<int32_t> lengths;
-  T *gx = nullptr, *rk = nullptr, *masks = nullptr, *b_w = nullptr, *b_r = nullptr;
+  const T *gx = nullptr, *masks = nullptr;  // the projected input and masks (maybe the inputs')
+  T *rk = nullptr, *b_w = nullptr, *b_r = nullptr;
   bool has_masks = false;
+  bool gx_batch_major = false;      // gx is the op's [B, T, G·H] input itself
   const T* zoneout_mask = nullptr;  // [T, B, H], or null: zoneout_keep for every unit
   T zoneout_keep = T(1);            // 1: no zoneout
 
  private:
   Tensor temp_;
+  int gate_src_[4] = {0, 1, 2, 3};
 };
 
 template <typename T>
@@ -170,7 +202,7 @@ class KerasRnnDropoutOp : public OpKernel {
       }
       return;
     }
-    if (!c.Convert(ctx)) return;
+    if (!c.Convert(ctx, /*projected=*/true)) return;
     const bool swap = !tm && B > 1 && T_ > 1;
     ComputeOutput<T> y;
     OP_REQUIRES_OK(ctx, y.Init(ctx, output, T_, B, H, swap));
@@ -192,6 +224,7 @@ class KerasRnnDropoutOp : public OpKernel {
     a.bias_w = c.b_w;
     a.bias_r = c.b_r;
     a.projected = c.gx;
+    a.projected_batch_major = c.gx_batch_major;
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;
@@ -235,14 +268,13 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
       }
       return;
     }
-    if (!c.Convert(ctx)) return;
+    if (!c.Convert(ctx, /*projected=*/false)) return;
     // Opaque params of the one layer: R (canonical [G·H, H]) and b_r; no W is read.
     const auto blk = c.s.LayerBlock(0);
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
-    Tensor params, dparams, d_proj;
+    Tensor params, dparams;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &params));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &dparams));
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({T_ * B * gh}), &d_proj));
     T* p = params.flat<T>().data();
     std::fill_n(p, c.s.ParamsSize(), T(0));
     for (int64_t row = 0; row < gh; ++row)
@@ -273,18 +305,12 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;
-    a.d_projected = d_proj.flat<T>().data();
+    // The grads of the projected input go straight into the output, in Keras' layout and gate
+    // order.
+    a.d_projected = d_gx->flat<T>().data();
+    a.projected_batch_major = !tm;
+    a.d_projected_gate_src = c.GateSrc();
     CpuRnn<T>(ctx->eigen_device<CPUDevice>(), c.s).Backward(a, workspace.flat<T>().data());
-    // Back into Keras' layout and gate order.
-    const T* dg = d_proj.flat<T>().data();
-    T* out = d_gx->flat<T>().data();
-    for (int64_t t = 0; t < T_; ++t) {
-      for (int64_t b = 0; b < B; ++b) {
-        T* row = out + (tm ? t * B + b : b * T_ + t) * gh;
-        const T* src = dg + (t * B + b) * gh;
-        for (int g = 0; g < G; ++g) std::copy_n(src + g * H, H, row + c.Src(g) * H);
-      }
-    }
     const T* dp = dparams.flat<T>().data();
     T* dr = drk->flat<T>().data();
     for (int g = 0; g < G; ++g) {

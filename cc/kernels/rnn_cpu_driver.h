@@ -79,8 +79,10 @@ struct RnnForwardArgs {
   // recurrent_kernel with gate_src null): `projected` [T, B, G·H] the input side of every gate,
   // bias included, read in place of the input projection (kernel null, no W); `rec_masks`
   // [G, B, H_out] the per-gate masks of the recurrent products (MaskedProducts). Both canonical
-  // gate order.
+  // gate order. `projected_batch_major`: projected is [B, T, G·H] instead (Keras' layout, read in
+  // place: no transposed copy).
   const T* projected = nullptr;
+  bool projected_batch_major = false;
   const T* rec_masks = nullptr;
   // Zoneout on h (haste; docs/MATH.md, "Cells beyond cuDNN", Zoneout): after
   // the cell's step, h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1}) with m = zoneout_mask [T, B, H_out] (row
@@ -111,9 +113,13 @@ struct RnnBackwardArgs {
   T* dc0 = nullptr;      // lstm: [L·dirs, B, H]
   T* dparams = nullptr;  // opaque
   // Recurrent dropout (see RnnForwardArgs): rec_masks as there; d_projected [T, B, G·H], where
-  // set, receives the grads of the projected input in place of dx and the W gradient.
+  // set, receives the grads of the projected input in place of dx and the W gradient; batch-major
+  // [B, T, G·H] with `projected_batch_major`, and canonical gate g in column block
+  // d_projected_gate_src[g] where that is set (Keras GRU's z, r, h: {1, 0, 2}). One direction.
   const T* rec_masks = nullptr;
   T* d_projected = nullptr;
+  bool projected_batch_major = false;
+  const int* d_projected_gate_src = nullptr;
   // Zoneout (see RnnForwardArgs): with δ the grad of the zoned h_t, the cell's h~_t gets m ⊙ δ and
   // h_{t-1} gets (1 - m) ⊙ δ besides the cell's own part.
   const T* zoneout_mask = nullptr;
@@ -249,7 +255,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
   const int64_t gh_w = G * H, ow = s_.output_size(), ld = int64_t(layer) * s_.num_dirs + dir;
   const int64_t max_in = s_.MaxLayerInputSize();
-  const int64_t Tc = RnnForwardChunkSteps(T_, B, std::max(gh_w, max_in)), cb = Tc * B;
+  const int64_t Tc = RnnChunkSteps(T_, B, std::max(gh_w, max_in)), cb = Tc * B;
   const auto blk = s_.LayerBlock(layer);
   // Opaque params, or Keras-layout weights (RnnForwardArgs::kernel): then W and R are stored
   // transposed relative to params ([in, G·H], [H, G·H]), possibly with their gate blocks permuted.
@@ -304,6 +310,10 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
 
   const int32_t* lengths = a.lengths;
   int64_t s0 = 0;  // first step of the current chunk
+  // The given input side's row of time t, batch row b (a.projected).
+  auto projected_row = [&](int64_t t, int64_t b) {
+    return a.projected + (a.projected_batch_major ? b * T_ + t : t * B + b) * gh_w;
+  };
   // The cell's element-wise step for row b at step s.
   auto gates = [&](int64_t s, int64_t b, int phase) {
     const int64_t len = Length(lengths, b, T_);
@@ -327,7 +337,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       for (int k = 0; k < Cell::kNumSaved; ++k) {
         cr.saved[k] = res + sv->saved[k] + row * sv->saved_width[k];
       }
-      cr.gx = a.projected != nullptr ? a.projected + row * gh_w : cr.saved[0];
+      cr.gx = a.projected != nullptr ? projected_row(TimeAt(dir, s, len), b) : cr.saved[0];
     } else {
       T* at = save_scratch;
       for (int k = 0; k < Cell::kNumSaved; ++k) {
@@ -335,7 +345,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
         cr.saved[k] = at + b * width;
         at += B * width;
       }
-      cr.gx = a.projected != nullptr ? a.projected + (TimeAt(dir, s, len) * B + b) * gh_w
+      cr.gx = a.projected != nullptr ? projected_row(TimeAt(dir, s, len), b)
                                      : gx_chunk + ((s - s0) * B + b) * gh_w;
     }
     CellForwardPhaseRow<Cell, /*kSave=*/true>(cr, phase);
@@ -456,6 +466,26 @@ void CpuRnn<T>::Backward(const RnnBackwardArgs<T>& a, T* ws) const {
   }
 }
 
+// The forward direction's grads of the given input side for steps [s0, s1) (d_gx: row (s - s0)·B +
+// b, canonical gate order) into a.d_projected in its layout and gate order (RnnBackwardArgs).
+template <typename T>
+void StoreProjectedGrads(const RnnBackwardArgs<T>& a, int64_t s0, int64_t s1, const T* d_gx,
+                         int64_t gh_w, int G) {
+  const int64_t T_ = a.seq_len, B = a.batch, H = gh_w / G;
+  for (int64_t s = s0; s < s1; ++s) {
+    for (int64_t b = 0; b < B; ++b) {
+      const T* src = d_gx + ((s - s0) * B + b) * gh_w;
+      T* dst = a.d_projected + (a.projected_batch_major ? b * T_ + s : s * B + b) * gh_w;
+      if (a.d_projected_gate_src == nullptr) {
+        std::copy_n(src, gh_w, dst);
+      } else {
+        for (int g = 0; g < G; ++g)
+          std::copy_n(src + g * H, H, dst + a.d_projected_gate_src[g] * H);
+      }
+    }
+  }
+}
+
 template <typename T>
 template <typename Cell>
 void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir, const T* x,
@@ -464,8 +494,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const int64_t T_ = a.seq_len, B = a.batch, H = s_.num_units, ho = s_.h_out(), G = s_.gates();
   const int64_t gh_w = G * H, ow = s_.output_size();
   const int64_t ld = int64_t(layer) * s_.num_dirs + dir;
-  const int64_t Tc = RnnChunkSteps(T_, B), cb = Tc * B;
   const int64_t max_in = s_.MaxLayerInputSize();
+  const int64_t Tc = RnnChunkSteps(T_, B, std::max(gh_w, max_in)), cb = Tc * B;
   const auto blk = s_.LayerBlock(layer);
   const int64_t offset = s_.BlockOffset(layer, dir);
   const T* p = a.params + offset;
@@ -530,12 +560,15 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
 
   std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
   if constexpr (kHasC) std::copy(a.dcn + ld * B * H, a.dcn + (ld + 1) * B * H, dc);
+  const bool in_place_d_projected =
+      a.d_projected != nullptr && !a.projected_batch_major && a.d_projected_gate_src == nullptr;
 
   for (int64_t s1 = T_; s1 > 0; s1 -= Tc) {  // chunks from the last step back
     const int64_t s0 = std::max<int64_t>(0, s1 - Tc), rows = (s1 - s0) * B;
     // The chunk's grads of the given input side are d_projected's rows [s0·B, s1·B) in the
-    // forward direction (step s is time s): written there, not copied (a pass over [T, B, G·H]).
-    T* const d_gx = a.d_projected != nullptr && dir == 0 ? a.d_projected + s0 * B * gh_w : d_gx_buf;
+    // forward direction (step s is time s) where it is time-major in the canonical gate order:
+    // written there, not copied (a pass over [T, B, G·H]); else stored from d_gx_buf per chunk.
+    T* const d_gx = in_place_d_projected && dir == 0 ? a.d_projected + s0 * B * gh_w : d_gx_buf;
     T* const d_gh = Cell::kDistinctRecurrentGrad ? d_gh_buf : d_gx;
     // The states before each step of the chunk (zero past a row's length).
     ParallelRows(d_, B, 2.0 * (s1 - s0) * (ho + H), [&](int64_t b_begin, int64_t b_end) {
@@ -690,9 +723,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     AddColumnSums(rows, gh_w, d_gx, gsum + blk.b_w);
     AddColumnSums(rows, gh_w, d_gh, gsum + blk.b_r);
 
-    if (projected) {   // the grads of the given input side: d_gx's rows
-      if (dir == 1) {  // (the forward direction wrote them in place)
+    if (projected) {  // the grads of the given input side: d_gx's rows
+      if (dir == 1) {
         ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, d_gx, a.d_projected, /*add=*/false);
+      } else if (!in_place_d_projected) {  // (else the forward direction wrote them in place)
+        StoreProjectedGrads(a, s0, s1, d_gx, gh_w, int(G));
       }
       continue;
     }

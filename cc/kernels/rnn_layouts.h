@@ -80,19 +80,15 @@ inline int64_t CellSavedWidth(RnnMode mode, int64_t H) {
 // Time steps per chunk: the forward's input projection (inference) and the backward's
 // weight-gradient products run over chunks of steps, so that their buffers stay small and in cache
 // (a [T, B, G·H] buffer, fresh memory at every call, cost more in page faults than its products
-// gained) while each product keeps about kChunkRows rows.
+// gained) while each product keeps at least kChunkRows rows. Narrow rows (`width`: the widest of
+// G·H and the layer inputs) get more rows, so that a chunk's buffers hold about as many values as
+// at kChunkRows rows of a 768-wide GRU(256): each chunk is a few dispatches to the threads (the
+// row ranges, the products), and a small model (G·H = 128, B = 256) had 60 chunks of 2 steps a
+// call, forward and backward (docs/PERFORMANCE.md's log).
 constexpr int64_t kChunkRows = 512;
-inline int64_t RnnChunkSteps(int64_t T_, int64_t B) {
-  return std::max<int64_t>(1,
-                           std::min<int64_t>(T_, (kChunkRows + B - 1) / std::max<int64_t>(B, 1)));
-}
-// The forward's chunks: at least kChunkRows rows, more where the rows are narrow (`width`: the
-// widest of G·H and the layer inputs), so that the chunk's buffers hold about as many values as at
-// kChunkRows rows of a 768-wide GRU(256). Each chunk is one dispatch of the row ranges to the
-// threads: a small model (G·H = 128, B = 256) had 60 chunks of 2 steps a call.
-constexpr int64_t kForwardChunkValues = kChunkRows * 768;
-inline int64_t RnnForwardChunkSteps(int64_t T_, int64_t B, int64_t width) {
-  const int64_t rows = std::max(kChunkRows, kForwardChunkValues / std::max<int64_t>(width, 1));
+constexpr int64_t kChunkValues = kChunkRows * 768;
+inline int64_t RnnChunkSteps(int64_t T_, int64_t B, int64_t width) {
+  const int64_t rows = std::max(kChunkRows, kChunkValues / std::max<int64_t>(width, 1));
   return std::max<int64_t>(1, std::min<int64_t>(T_, (rows + B - 1) / std::max<int64_t>(B, 1)));
 }
 
@@ -123,8 +119,7 @@ template <typename T>
 int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool backward,
                          bool stream_weights = false) {
   const int64_t tb = T_ * B, gh = s.gates() * s.num_units, H = s.num_units, ho = s.h_out();
-  const int64_t cb = RnnChunkSteps(T_, B) * B;  // rows of a chunk
-  const int64_t cbf = RnnForwardChunkSteps(T_, B, std::max(gh, s.MaxLayerInputSize())) * B;
+  const int64_t cb = RnnChunkSteps(T_, B, std::max(gh, s.MaxLayerInputSize())) * B;  // chunk rows
   const bool proj = s.num_proj > 0, multi = s.num_layers > 1;
   const int64_t max_in = s.MaxLayerInputSize();
   // Packed copies of R, P and W (as large as the largest layer input) for the products of every
@@ -137,7 +132,7 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
                        StepGemm<T>::StorageSize(max_in, gh);
   if (!backward) {
     return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
-           + cbf * gh + cbf * max_in                        // gx of a chunk, gathered input
+           + cb * gh + cb * max_in                          // gx of a chunk, gathered input
            + B * gh + 2 * B * ho + 3 * B * H                // gh, h, h_new, out, c, c_new
            + B * CellSavedWidth(s.mode, H);                 // saved buffers (inference scratch)
   }
