@@ -46,7 +46,8 @@ def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str) 
     pairs = [("output", out, out_ref), ("output_h", h, h_ref)]
     if p.is_lstm:
         pairs.append(("output_c", c, c_ref))
-    for name, g, e in zip(("d_input", "d_input_h", "d_input_c", "d_params"), grads, grads_ref):
+    names = ("d_input", "d_input_h", "d_input_c", "d_params")
+    for name, g, e in zip(names, grads, grads_ref, strict=True):
         if e is not None:
             pairs.append((name, g, e))
     failures = []

@@ -1,6 +1,6 @@
 """Both CPU product paths of packed_gemm.h against the float64 reference: the AVX-512 micro-kernels
-(chosen at run time where the CPU has AVX-512F) and the AVX2 ones (forced by
-TF_RNN_OPS_NO_AVX512=1, read once per process: hence a subprocess per path, gemm_dispatch_program.py).
+(chosen at run time where the CPU has AVX-512F) and the AVX2 ones (forced by TF_RNN_OPS_NO_AVX512=1,
+read once per process: hence a subprocess per path, gemm_dispatch_program.py).
 The library is built for x86-64-v3, so the AVX2 half runs on every machine; the AVX-512 half is
 skipped only where the CPU lacks AVX-512F (then both runs would take the AVX2 path).
 """
