@@ -7,8 +7,10 @@
 //  * GemmTransposedA: C += Aᵀ · B for the weight gradients, both operands row-major [rows, ·],
 //    summed in float over short runs of rows and in double beyond (see kWgradSubK).
 // Each output is the same chain of FMAs in the same order on both kernels: the AVX-512 path gives
-// bitwise the AVX2 path's results, only faster. Measured on the 2-vCPU AMD EPYC Zen 5 (full-width
-// AVX-512; FMA peak 241 GFLOP/s a core with zmm, 116 with ymm) in docs/PERFORMANCE.md item 45.
+// bitwise the AVX2 path's results, only faster. On one core of an AMD EPYC Zen 5 (full-width
+// AVX-512; FMA peak 241 GFLOP/s a core with zmm, 116 with ymm), PackedGemmPanels at a step's
+// 32-64 x 256 x 768 runs at 205-225 GFLOP/s on zmm (108-116 on ymm), GemmTransposedA over 512
+// rows at 150-160 (80-90): docs/PERFORMANCE.md item 45.
 // Every matrix is row-major with a leading dimension. Framework-free: callers split the work
 // across threads. Builds without AVX2/FMA (and types other than float, which the driver sends to
 // Eigen) fall back to a plain loop nest over the same layouts.
