@@ -1,20 +1,31 @@
-// Single-precision matrix products for the RNN kernels, on one 6x16 AVX2/FMA micro-kernel whose
-// twelve accumulators live in registers (~98 GFLOP/s a core on the 2-core AMD EPYC (Zen 3) of our
-// machines, its FMA peak):
+// Single-precision matrix products for the RNN kernels, on register-tiled micro-kernels: a 6x16
+// AVX2/FMA kernel (twelve ymm accumulators) and, chosen at run time where the CPU has AVX-512F, a
+// 6x32 kernel over two adjacent 16-column panels (twelve zmm accumulators; same packed layouts):
 //  * PackedGemmPanels: C = A · B with B (the weights: R and P at every time step, W for a chunk's
 //    input projection and for the backward's dX = D_gx·W) packed into 16-column panels once per op
-//    call, A read in place. Eigen's contraction packs the weights again at every call: ~42 GFLOP/s
-//    at a step's 64x256x768.
+//    call, A read in place. Eigen's contraction packs the weights again at every call.
 //  * GemmTransposedA: C += Aᵀ · B for the weight gradients, both operands row-major [rows, ·],
 //    summed in float over short runs of rows and in double beyond (see kWgradSubK).
+// Each output is the same chain of FMAs in the same order on both kernels: the AVX-512 path gives
+// bitwise the AVX2 path's results, only faster. On one core of an AMD EPYC Zen 5 (full-width
+// AVX-512; FMA peak 241 GFLOP/s a core with zmm, 116 with ymm), PackedGemmPanels at a step's
+// 32-64 x 256 x 768 runs at 205-225 GFLOP/s on zmm (108-116 on ymm), GemmTransposedA over 512
+// rows at 150-160 (80-90): docs/PERFORMANCE.md item 45.
 // Every matrix is row-major with a leading dimension. Framework-free: callers split the work
 // across threads. Builds without AVX2/FMA (and types other than float, which the driver sends to
 // Eigen) fall back to a plain loop nest over the same layouts.
+//
+// Dispatch: the library is built for x86-64-v3 (AVX2); the AVX-512 kernels are separate functions
+// compiled with __attribute__((target("avx512f"))) (distinct names: never one inline symbol
+// compiled two ways), called when UseAvx512() says so: the CPU reports AVX-512F and the
+// environment variable TF_RNN_OPS_NO_AVX512 is unset, empty or "0" (read once per process; tests
+// set it to run the AVX2 path on an AVX-512 machine, tests/ops/test_gemm_dispatch.py).
 #ifndef TF_RNN_OPS_CC_KERNELS_PACKED_GEMM_H_
 #define TF_RNN_OPS_CC_KERNELS_PACKED_GEMM_H_
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -25,6 +36,14 @@
 #define TF_RNN_OPS_HAVE_AVX2 0
 #endif
 
+// The AVX-512 kernels need the compiler's target attribute and CPU check (GCC, Clang on x86).
+#if TF_RNN_OPS_HAVE_AVX2 && (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define TF_RNN_OPS_HAVE_AVX512_DISPATCH 1
+#define TF_RNN_OPS_TARGET_AVX512 __attribute__((target("avx512f")))
+#else
+#define TF_RNN_OPS_HAVE_AVX512_DISPATCH 0
+#endif
+
 namespace tf_rnn_ops {
 
 // Blocking: kNr columns per B panel (two 8-float registers), kMr rows of A per micro-kernel call,
@@ -33,6 +52,22 @@ namespace tf_rnn_ops {
 constexpr int64_t kNr = 16;
 constexpr int64_t kMr = 6;
 constexpr int64_t kKc = 256;
+
+// Whether the products run the AVX-512 kernels (see the top of this file): decided once per
+// process.
+inline bool UseAvx512() {
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+  static const bool use = [] {
+    const char* off = std::getenv("TF_RNN_OPS_NO_AVX512");
+    if (off != nullptr && off[0] != '\0' && std::strcmp(off, "0") != 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return use;
+#else
+  return false;
+#endif
+}
 
 // op(B)[K, N] packed: K is cut into blocks of kKc; within block kb, panel p holds for each k of the
 // block the kNr values op(B)[k, p·kNr ..) (zero past N), contiguously.
@@ -201,6 +236,107 @@ inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const f
   }
 }
 
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+// The mask of the first n (<= 16) of 16 lanes.
+inline __mmask16 LaneMask(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1);
+}
+
+// One row of a micro-kernel step on zmm: the row's a value times the k-th row of one or two
+// panels (kTwo), into its accumulators. (Named accumulators, as in MicroKernel.)
+#define TF_RNN_OPS_ZMM_ROW(R, AV)                                   \
+  if constexpr (kRows > R) {                                        \
+    const __m512 av = _mm512_set1_ps(AV);                           \
+    c##R##0 = _mm512_fmadd_ps(av, b0, c##R##0);                     \
+    if constexpr (kTwo) c##R##1 = _mm512_fmadd_ps(av, b1, c##R##1); \
+  }
+
+// MicroKernel on AVX-512: a tile of rows <= kMr by width <= 2·kNr (kTwo) or <= kNr, from panel
+// `b` and (kTwo) the next panel `b_next` (each b(k, j) at [k·kNr + j], zero past width). The same
+// FMAs per output, in the same order, as MicroKernel.
+template <int kRows, bool kTwo>
+TF_RNN_OPS_TARGET_AVX512 inline void MicroKernel512(int64_t kc, const float* a, int64_t lda,
+                                                    const float* b, const float* b_next, float* c,
+                                                    int64_t ldc, int64_t width, bool accumulate) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const float *a0 = a, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda,
+              *a5 = a4 + lda;
+  for (int64_t k = 0; k < kc; ++k, b += kNr, b_next += kNr) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = kTwo ? _mm512_loadu_ps(b_next) : b0;
+    TF_RNN_OPS_ZMM_ROW(0, a0[k])
+    TF_RNN_OPS_ZMM_ROW(1, a1[k])
+    TF_RNN_OPS_ZMM_ROW(2, a2[k])
+    TF_RNN_OPS_ZMM_ROW(3, a3[k])
+    TF_RNN_OPS_ZMM_ROW(4, a4[k])
+    TF_RNN_OPS_ZMM_ROW(5, a5[k])
+  }
+  const __m512 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                              {c30, c31}, {c40, c41}, {c50, c51}};
+  const __mmask16 m0 = LaneMask(width), m1 = LaneMask(width - kNr);
+  for (int i = 0; i < kRows; ++i, c += ldc) {
+    __m512 lo = acc[i][0];
+    if (accumulate) lo = _mm512_add_ps(lo, _mm512_maskz_loadu_ps(m0, c));
+    _mm512_mask_storeu_ps(c, m0, lo);
+    if constexpr (kTwo) {
+      __m512 hi = acc[i][1];
+      if (accumulate) hi = _mm512_add_ps(hi, _mm512_maskz_loadu_ps(m1, c + kNr));
+      _mm512_mask_storeu_ps(c + kNr, m1, hi);
+    }
+  }
+}
+
+template <bool kTwo>
+TF_RNN_OPS_TARGET_AVX512 inline void Strip512(int64_t rows, int64_t kc, const float* a, int64_t lda,
+                                              const float* b, const float* b_next, float* c,
+                                              int64_t ldc, int64_t width, bool accumulate) {
+  switch (rows) {
+#define TF_RNN_OPS_STRIP512_CASE(R)                                            \
+  case R:                                                                      \
+    MicroKernel512<R, kTwo>(kc, a, lda, b, b_next, c, ldc, width, accumulate); \
+    break;
+    TF_RNN_OPS_STRIP512_CASE(6)
+    TF_RNN_OPS_STRIP512_CASE(5)
+    TF_RNN_OPS_STRIP512_CASE(4)
+    TF_RNN_OPS_STRIP512_CASE(3)
+    TF_RNN_OPS_STRIP512_CASE(2)
+    TF_RNN_OPS_STRIP512_CASE(1)
+#undef TF_RNN_OPS_STRIP512_CASE
+    default:
+      break;
+  }
+}
+
+// PackedGemmPanels' loops (see there) with pairs of panels per micro-kernel call.
+TF_RNN_OPS_TARGET_AVX512 inline void PackedGemmPanels512(int64_t M, const float* A, int64_t lda,
+                                                         const PackedMatrix& b, float* C,
+                                                         int64_t ldc, int64_t p_begin,
+                                                         int64_t p_end, int64_t mc) {
+  const int64_t K = b.K(), N = b.N();
+  for (int64_t mb = 0; mb < M; mb += mc) {
+    const int64_t me = std::min(M, mb + mc);
+    for (int64_t p = p_begin; p < p_end; p += 2) {
+      const bool two = p + 1 < p_end;
+      const int64_t n0 = p * kNr, width = std::min((two ? 2 : 1) * kNr, N - n0);
+      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+        const int64_t kc = std::min(kKc, K - k0);
+        const float* panel = b.block(k0, p);
+        for (int64_t m0 = mb; m0 < me; m0 += kMr) {
+          const int64_t rows = std::min(kMr, me - m0);
+          if (two) {
+            Strip512<true>(rows, kc, A + m0 * lda + k0, lda, panel, panel + kc * kNr,
+                           C + m0 * ldc + n0, ldc, width, k0 > 0);
+          } else {
+            Strip512<false>(rows, kc, A + m0 * lda + k0, lda, panel, panel, C + m0 * ldc + n0, ldc,
+                            width, k0 > 0);
+          }
+        }
+      }
+    }
+  }
+}
+#endif  // TF_RNN_OPS_HAVE_AVX512_DISPATCH
+
 }  // namespace packed_gemm_internal
 
 // C[M, N] = A[M, K] · B for a packed B (A row-major, leading dimension lda), over the column
@@ -219,6 +355,12 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
     return;
   }
   const int64_t mc = std::max<int64_t>(kMr, kMcFloats / std::min(K, kKc) / kMr * kMr);
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+  if (UseAvx512()) {
+    packed_gemm_internal::PackedGemmPanels512(M, A, lda, b, C, ldc, p_begin, p_end, mc);
+    return;
+  }
+#endif
   for (int64_t mb = 0; mb < M; mb += mc) {
     const int64_t me = std::min(M, mb + mc);
     for (int64_t p = p_begin; p < p_end; ++p) {
@@ -342,57 +484,174 @@ inline void WgradStrip(int64_t rows, int64_t kc, const float* a, const float* b,
   }
 }
 
+// GemmTransposedA's blocks (see there): at most kWgradMaxKb rows of K at a time.
+constexpr int64_t kWgradMaxKb = 256;
+
+// B's rows [0, kb) (row-major, leading dimension ldb, N columns) packed in strips of kMr columns:
+// strip s at b_pack[s·kb·kMr + k·kMr + r]. (Fixed-length copy loops: std::copy_n of these few
+// floats became `rep movsq`, whose start-up cost made the packing 17% of the time.)
+inline void PackWgradStrips(int64_t N, int64_t kb, const float* B, int64_t ldb, float* b_pack) {
+  for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+    float* strip = b_pack + n0 * kb;
+    if (N - n0 >= kMr) {
+      for (int64_t k = 0; k < kb; ++k) {
+        for (int64_t r = 0; r < kMr; ++r) strip[k * kMr + r] = B[k * ldb + n0 + r];
+      }
+    } else {
+      for (int64_t k = 0; k < kb; ++k) {
+        for (int64_t r = 0; r < N - n0; ++r) strip[k * kMr + r] = B[k * ldb + n0 + r];
+      }
+    }
+  }
+}
+
+// A's rows [0, kb), columns [0, width) (leading dimension lda) packed kPw wide, zero past width:
+// panel(k, j) at panel[k·kPw + j].
+template <int64_t kPw>
+inline void PackWgradPanel(int64_t kb, const float* A, int64_t lda, int64_t width, float* panel) {
+  if (width == kPw) {
+    for (int64_t k = 0; k < kb; ++k) {
+      for (int64_t j = 0; j < kPw; ++j) panel[k * kPw + j] = A[k * lda + j];
+    }
+  } else {
+    for (int64_t k = 0; k < kb; ++k) {
+      for (int64_t j = 0; j < kPw; ++j) panel[k * kPw + j] = j < width ? A[k * lda + j] : 0.f;
+    }
+  }
+}
+
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+// t[0..16) += v, in double.
+TF_RNN_OPS_TARGET_AVX512 inline void AddToDouble512(__m512 v, double* t) {
+  // (Masked forms with full masks, i.e. the plain instructions: GCC 12's unmasked intrinsics warn
+  // of their undefined source operand, -Wmaybe-uninitialized.)
+  const __m512d v64 = _mm512_castps_pd(v);
+  const __m256 lo = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, v64, 0));
+  const __m256 hi = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, v64, 1));
+  _mm512_store_pd(t, _mm512_add_pd(_mm512_load_pd(t), _mm512_maskz_cvtps_pd(0xFF, lo)));
+  _mm512_store_pd(t + 8, _mm512_add_pd(_mm512_load_pd(t + 8), _mm512_maskz_cvtps_pd(0xFF, hi)));
+}
+
+// WgradMicroKernel on AVX-512, for a panel 2·kNr wide (b(k, j) at b[k·2·kNr + j], zero past
+// width): width <= 2·kNr (kTwo) or <= kNr. The same float sub-block sums and double sums, in the
+// same order, as WgradMicroKernel.
+template <int kRows, bool kTwo>
+TF_RNN_OPS_TARGET_AVX512 inline void WgradMicroKernel512(int64_t kc, const float* a, const float* b,
+                                                         double* c, int64_t ldc, int64_t width) {
+  constexpr int64_t kPw = 2 * kNr;
+  alignas(64) double tile[kMr][kPw] = {};
+  for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
+    const int64_t k1 = std::min(kc, k0 + kWgradSubK);
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float* ak = a + k0 * kMr;
+    const float* bk = b + k0 * kPw;
+    for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kPw) {
+      const __m512 b0 = _mm512_load_ps(bk), b1 = kTwo ? _mm512_load_ps(bk + kNr) : b0;
+      TF_RNN_OPS_ZMM_ROW(0, ak[0])
+      TF_RNN_OPS_ZMM_ROW(1, ak[1])
+      TF_RNN_OPS_ZMM_ROW(2, ak[2])
+      TF_RNN_OPS_ZMM_ROW(3, ak[3])
+      TF_RNN_OPS_ZMM_ROW(4, ak[4])
+      TF_RNN_OPS_ZMM_ROW(5, ak[5])
+    }
+    const __m512 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                                {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < kRows; ++i) {
+      AddToDouble512(acc[i][0], tile[i]);
+      if constexpr (kTwo) AddToDouble512(acc[i][1], tile[i] + kNr);
+    }
+  }
+  for (int64_t j = 0; j < width; ++j, c += ldc) {
+    for (int i = 0; i < kRows; ++i) c[i] += tile[i][j];
+  }
+}
+
+template <bool kTwo>
+TF_RNN_OPS_TARGET_AVX512 inline void WgradStrip512(int64_t rows, int64_t kc, const float* a,
+                                                   const float* b, double* c, int64_t ldc,
+                                                   int64_t width) {
+  switch (rows) {
+#define TF_RNN_OPS_WGRAD512_CASE(R)                        \
+  case R:                                                  \
+    WgradMicroKernel512<R, kTwo>(kc, a, b, c, ldc, width); \
+    break;
+    TF_RNN_OPS_WGRAD512_CASE(6)
+    TF_RNN_OPS_WGRAD512_CASE(5)
+    TF_RNN_OPS_WGRAD512_CASE(4)
+    TF_RNN_OPS_WGRAD512_CASE(3)
+    TF_RNN_OPS_WGRAD512_CASE(2)
+    TF_RNN_OPS_WGRAD512_CASE(1)
+#undef TF_RNN_OPS_WGRAD512_CASE
+    default:
+      break;
+  }
+}
+
+// GemmTransposedA's loops (see there) with panels of A 2·kNr columns wide.
+TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedA512(int64_t N, int64_t K, const float* A,
+                                                        int64_t lda, const float* B, int64_t ldb,
+                                                        double* C, int64_t ldc, int64_t m_begin,
+                                                        int64_t m_end, int64_t kb_max,
+                                                        float* b_pack) {
+  constexpr int64_t kPw = 2 * kNr;
+  alignas(64) float a_panel[kWgradMaxKb * kPw];  // 32 KB: L1
+  for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
+    const int64_t kb = std::min(kb_max, K - k0);
+    PackWgradStrips(N, kb, B + k0 * ldb, ldb, b_pack);
+    for (int64_t m0 = m_begin; m0 < m_end; m0 += kPw) {
+      const int64_t width = std::min(kPw, m_end - m0);
+      PackWgradPanel<kPw>(kb, A + k0 * lda + m0, lda, width, a_panel);
+      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+        const int64_t rows = std::min(kMr, N - n0);
+        if (width > kNr) {
+          WgradStrip512<true>(rows, kb, b_pack + n0 * kb, a_panel, C + m0 * ldc + n0, ldc, width);
+        } else {
+          WgradStrip512<false>(rows, kb, b_pack + n0 * kb, a_panel, C + m0 * ldc + n0, ldc, width);
+        }
+      }
+    }
+  }
+}
+#undef TF_RNN_OPS_ZMM_ROW
+#endif  // TF_RNN_OPS_HAVE_AVX512_DISPATCH
+
 }  // namespace packed_gemm_internal
 
 // C[M, N] += Aᵀ · B over the rows [m_begin, m_end) of C (callers split them across threads, in
 // multiples of kNr), for A [K, M] and B [K, N] float row-major with leading dimensions lda, ldb,
 // into a double C: the weight gradients, sums over a chunk's steps·batch rows (dW = D_gxᵀ·X,
 // dR = D_ghᵀ·H_prev), accumulated in double over the chunks (see kWgradSubK). The tiles are Cᵀ's:
-// kNr columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is cut into blocks of
-// kb rows so that all of B's block, packed in strips of kMr columns, stays in L2 (256 KB); each
-// kb x kNr panel of A is packed (16 KB at most: L1) and passes over every strip.
-// Measured on one core at the chunk's shapes (512 rows, G·H = 768, N = 128 or 256): 87-89 GFLOP/s
-// against Eigen's 60-80, before the double accumulation. (Read in place, each k of a panel is a new
-// cache line and, G·H floats apart, often a new page: 75.)
+// kNr (AVX-512: 2·kNr) columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is
+// cut into blocks of kb rows so that all of B's block, packed in strips of kMr columns, stays in
+// L2 (256 KB); each kb x kNr panel of A is packed (16 KB at most, AVX-512 32 KB: L1) and passes
+// over every strip.
+// Measured on one core of a Zen 3 at the chunk's shapes (512 rows, G·H = 768, N = 128 or 256):
+// 87-89 GFLOP/s against Eigen's 60-80, before the double accumulation. (Read in place, each k of a
+// panel is a new cache line and, G·H floats apart, often a new page: 75.)
 inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                             int64_t ldb, double* C, int64_t ldc, int64_t m_begin, int64_t m_end) {
-  constexpr int64_t kMaxKb = 256;
+  using packed_gemm_internal::kWgradMaxKb;
   if (m_end <= m_begin || N == 0 || K == 0) return;
-  const int64_t kb_max = std::clamp<int64_t>((int64_t{1} << 16) / N, 16, kMaxKb);
+  const int64_t kb_max = std::clamp<int64_t>((int64_t{1} << 16) / N, 16, kWgradMaxKb);
   const int64_t strips = (N + kMr - 1) / kMr;
   thread_local std::vector<float> b_storage;  // kept per thread: no allocation per call
   b_storage.resize(kb_max * strips * kMr);
   float* b_pack = b_storage.data();
-  alignas(64) float a_panel[kMaxKb * kNr];
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+  if (UseAvx512()) {
+    packed_gemm_internal::GemmTransposedA512(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, kb_max,
+                                             b_pack);
+    return;
+  }
+#endif
+  alignas(64) float a_panel[kWgradMaxKb * kNr];
   for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
     const int64_t kb = std::min(kb_max, K - k0);
-    // (Fixed-length copy loops: std::copy_n of these few floats became `rep movsq`, whose start-up
-    // cost made the packing 17% of the time.)
-    for (int64_t n0 = 0; n0 < N; n0 += kMr) {  // strip s at b_pack[s·kb·kMr + k·kMr + r]
-      float* strip = b_pack + n0 * kb;
-      if (N - n0 >= kMr) {
-        for (int64_t k = 0; k < kb; ++k) {
-          for (int64_t r = 0; r < kMr; ++r) strip[k * kMr + r] = B[(k0 + k) * ldb + n0 + r];
-        }
-      } else {
-        for (int64_t k = 0; k < kb; ++k) {
-          for (int64_t r = 0; r < N - n0; ++r) strip[k * kMr + r] = B[(k0 + k) * ldb + n0 + r];
-        }
-      }
-    }
+    packed_gemm_internal::PackWgradStrips(N, kb, B + k0 * ldb, ldb, b_pack);
     for (int64_t m0 = m_begin; m0 < m_end; m0 += kNr) {
       const int64_t width = std::min(kNr, m_end - m0);
-      if (width == kNr) {
-        for (int64_t k = 0; k < kb; ++k) {
-          for (int64_t j = 0; j < kNr; ++j) a_panel[k * kNr + j] = A[(k0 + k) * lda + m0 + j];
-        }
-      } else {
-        for (int64_t k = 0; k < kb; ++k) {
-          for (int64_t j = 0; j < kNr; ++j) {
-            a_panel[k * kNr + j] = j < width ? A[(k0 + k) * lda + m0 + j] : 0.f;
-          }
-        }
-      }
+      packed_gemm_internal::PackWgradPanel<kNr>(kb, A + k0 * lda + m0, lda, width, a_panel);
       for (int64_t n0 = 0; n0 < N; n0 += kMr) {
         packed_gemm_internal::WgradStrip(std::min(kMr, N - n0), kb, b_pack + n0 * kb, a_panel,
                                          C + m0 * ldc + n0, ldc, width);

@@ -1,0 +1,83 @@
+"""The float32 fused op (forward and gradients) against the float64 reference of docs/MATH.md, on
+whichever product kernels this process runs: run in a subprocess by test_gemm_dispatch.py, once as
+is (the AVX-512 kernels of packed_gemm.h where the CPU has AVX-512F) and once with
+TF_RNN_OPS_NO_AVX512=1 (the AVX2 kernels), since the library reads the switch once per process.
+
+usage: gemm_dispatch_program.py SEED MODE:B:T:I:H[:bidirectional] ...
+
+Each case's sizes pick the kernels' edges: H = 1 and 3 (one panel, mostly padding), H = 257
+(K = 257 > kKc: two K blocks; G·H = 771: an odd number of 16-column panels, the last 3 wide), B
+not a multiple of the 6-row strips, B >= 12 (per-thread row ranges), T·B > 256 (several weight-
+gradient row blocks), B = 0. Prints "ok", or each failing case with the quantity and its worst
+error, and exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import rnn_reference as ref
+import tensorflow as tf
+
+import tf_rnn_ops
+
+
+def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str) -> list[str]:
+    p = ref.Problem(
+        rng, mode, num_layers=1, num_units=H, input_size=n_in, batch=B, steps=T,
+        direction=direction, lengths="varlen",
+    )  # fmt: skip
+    out_ref, h_ref, c_ref = p.reference()
+    d_out, d_h, d_c = p.cotangents(rng)
+    grads_ref = p.reference_grads(d_out, d_h, d_c)
+
+    kwargs = p.op_kwargs(tf.float32, is_training=True)
+    srcs = [kwargs["input"], kwargs["input_h"], kwargs["input_c"], kwargs["params"]]
+    with tf.GradientTape() as tape:
+        tape.watch(srcs)
+        out, h, c, _, _ = tf_rnn_ops.cudnn_rnn(**kwargs)
+        loss = tf.reduce_sum(tf.cast(out, tf.float64) * d_out)
+        loss += tf.reduce_sum(tf.cast(h, tf.float64) * d_h)
+        if p.is_lstm:
+            loss += tf.reduce_sum(tf.cast(c, tf.float64) * d_c)
+    grads = tape.gradient(loss, srcs)
+
+    pairs = [("output", out, out_ref), ("output_h", h, h_ref)]
+    if p.is_lstm:
+        pairs.append(("output_c", c, c_ref))
+    names = ("d_input", "d_input_h", "d_input_c", "d_params")
+    for name, g, e in zip(names, grads, grads_ref, strict=True):
+        if e is not None:
+            pairs.append((name, g, e))
+    failures = []
+    for name, got, want in pairs:
+        got = np.asarray(got, np.float64)
+        assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
+        if want.size == 0:
+            continue
+        # float32 products over up to max(I, H) terms a step and T·B rows for the weight grads:
+        # relative to the quantity's own scale, far below any wrong lane, row or block (O(1)).
+        scale = max(1.0, float(np.abs(want).max()))
+        err = np.abs(got - want)
+        bound = 2e-6 * np.sqrt(max(n_in, H) * max(T, 1)) * (np.abs(want) + scale)
+        if not np.all(err <= bound):
+            at = tuple(int(v) for v in np.unravel_index(np.argmax(err - bound), err.shape))
+            failures.append(f"{name}: error {err.max():.3g} (scale {scale:.3g}) at {at}")
+    return failures
+
+
+def main() -> int:
+    rng = np.random.default_rng(int(sys.argv[1]))
+    failures = []
+    for spec in sys.argv[2:]:
+        mode, *rest = spec.split(":")
+        direction = "bidirectional" if rest[-1] == "bidirectional" else "unidirectional"
+        B, T, n_in, H = (int(v) for v in rest[:4])
+        failures += [f"{spec} {msg}" for msg in run_case(rng, mode, B, T, n_in, H, direction)]
+    print("\n".join(failures) or "ok")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
