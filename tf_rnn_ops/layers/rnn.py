@@ -37,16 +37,6 @@ weights) instead of Keras' step loop. The results equal Keras' step loop:
 * float16 / bfloat16 (mixed precision): the op computes in float32 (float32 weights, inputs cast
   up); Keras casts the results to the compute dtype.
 
-Where the op is slower than Keras' loop, the layer takes Keras' loop itself
-(`_keras_loop_is_faster`): SimpleRNN with use_cudnn='auto' when its step's one recurrent product
-is large, B·units² ≥ `SIMPLE_RNN_KERAS_LOOP_MIN` (2·B·units² FLOPs a step, about 3 MFLOP; B known
-when the graph is built; an unknown batch keeps the op). Keras' SimpleRNN step is that product, an
-add and a tanh, so beyond that size the step runs at the product's speed, and TensorFlow's oneDNN
-products (AVX-512 where the CPU has it) outrun the op's (AVX2): B=64, units=256 trained at 0.75x
-Keras' speed on the op, B=16 or units=128 at 1.2x (docs/PERFORMANCE.md's log). GRU and LSTM steps
-are many Keras ops, and the op keeps up with or beats Keras' loop at every size measured. Same
-weights, same numbers.
-
 Options the op cannot express fall back to Keras' step loop (the superclass), never to a different
 computation: a non-default activation / recurrent_activation (SimpleRNN: other than tanh or relu),
 recurrent_dropout with a symbolic training flag (or a rate of 1), input dropout while training
@@ -79,10 +69,6 @@ from tf_rnn_ops.layers._shared import (
 
 __all__ = ["GRU", "LSTM", "SimpleRNN"]
 
-# SimpleRNN takes Keras' loop from this size of its step's recurrent product on (B·units²; see the
-# module doc): measured on AMD Zen 5 (AVX-512), the op won at 2^20 (B=64 units=128, B=16 units=256)
-# and lost from 2^21 (B=32 units=256 at parity, B=64 units=181 at 0.83x).
-SIMPLE_RNN_KERAS_LOOP_MIN = 3 << 19
 
 _TANH = (activations.tanh, tf.tanh, tf.math.tanh, tf.nn.tanh, kops.tanh)
 _SIGMOID = (activations.sigmoid, tf.sigmoid, tf.math.sigmoid, tf.nn.sigmoid, kops.sigmoid)
@@ -255,11 +241,6 @@ class _FusedRNNMixin:
     def _input_dropout_active(self, training) -> bool:
         return bool(training) and 0.0 < self.cell.dropout < 1.0
 
-    def _keras_loop_is_faster(self, batch_size) -> bool:
-        """Whether Keras' step loop outruns the op for a batch of `batch_size` rows (None: unknown):
-        the size rule of the module doc; only with use_cudnn='auto'. None here (GRU, LSTM)."""
-        return False
-
     def _recurrent_dropout_active(self, training) -> bool:
         return training is True and 0.0 < self.cell.recurrent_dropout < 1.0
 
@@ -302,8 +283,7 @@ class _FusedRNNMixin:
             return _formulation.standard_inner_loop(
                 self, how, sequences, initial_state, mask, training
             )
-        keras_loop = not self._can_fuse(training) or self._keras_loop_is_faster(sequences.shape[0])
-        if not self._zoneout and keras_loop:  # (zoneout here: fused)
+        if not self._zoneout and not self._can_fuse(training):  # (zoneout here: fused)
             # Keras' step loop, straight (Keras' own GRU/LSTM.inner_loop would first try its
             # cuDNN path, which only runs on GPUs and cannot do these options either)
             return keras.layers.RNN.inner_loop(
@@ -528,8 +508,3 @@ class SimpleRNN(_FusedRNNMixin, keras.layers.SimpleRNN):
     def _input_dropout_active(self, training) -> bool:
         # SimpleRNNCell applies its dropout mask whenever it has one (dropout > 0)
         return bool(training) and self.cell.dropout > 0
-
-    def _keras_loop_is_faster(self, batch_size) -> bool:
-        if self._use_cudnn is not True and batch_size is not None:
-            return batch_size * self.cell.units**2 >= SIMPLE_RNN_KERAS_LOOP_MIN
-        return False
