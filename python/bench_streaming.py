@@ -20,82 +20,21 @@ cost with a kernel that took no time; "max ×" = Keras / floor bounds the ratio 
 reach in that run. Each call's process CPU time is kept beside its wall time (`Case.cpu`): under
 load, CPU time moves less than wall time. GFLOP/s counts
 2·B·T·G·H·(I + H) a forward (3× for a training step) and is given against the machine's physical
-float32 FMA peak, measured at the start of the section by a register-resident AVX2 FMA loop
-(`FMA_PEAK_SOURCE`, compiled with the system's C++ compiler; "n/a" where that is not possible).
+float32 FMA peak, measured at the start of the section by `bench_peak.py` (a register-resident FMA
+loop in AVX2 and, where the CPU has it, AVX-512; the higher rate is the peak; "n/a" where neither
+can be built or run).
 """
 
 from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import tempfile
 import time
 
-# The physical float32 FMA peak: every thread runs 12 independent AVX2 FMA chains (no memory).
-FMA_PEAK_SOURCE = r"""
-#include <immintrin.h>
-#include <omp.h>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#define FMA12(b, c) \
-  a0 = _mm256_fmadd_ps(a0, b, c); a1 = _mm256_fmadd_ps(a1, b, c); a2 = _mm256_fmadd_ps(a2, b, c); \
-  a3 = _mm256_fmadd_ps(a3, b, c); a4 = _mm256_fmadd_ps(a4, b, c); a5 = _mm256_fmadd_ps(a5, b, c); \
-  a6 = _mm256_fmadd_ps(a6, b, c); a7 = _mm256_fmadd_ps(a7, b, c); a8 = _mm256_fmadd_ps(a8, b, c); \
-  a9 = _mm256_fmadd_ps(a9, b, c); a10 = _mm256_fmadd_ps(a10, b, c); \
-  a11 = _mm256_fmadd_ps(a11, b, c);
-int main(int argc, char** argv) {
-  int threads = argc > 1 ? atoi(argv[1]) : omp_get_max_threads();
-  const long iters = 20000000;
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    auto t0 = std::chrono::steady_clock::now();
-    float sink = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    {
-      __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-      __m256 a0 = _mm256_set1_ps(1), a1 = _mm256_set1_ps(2), a2 = _mm256_set1_ps(3);
-      __m256 a3 = _mm256_set1_ps(4), a4 = _mm256_set1_ps(5), a5 = _mm256_set1_ps(6);
-      __m256 a6 = _mm256_set1_ps(7), a7 = _mm256_set1_ps(8), a8 = _mm256_set1_ps(9);
-      __m256 a9 = _mm256_set1_ps(10), a10 = _mm256_set1_ps(11), a11 = _mm256_set1_ps(12);
-      for (long i = 0; i < iters; ++i) { FMA12(b, c) }
-      __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                               _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-      s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-      float out[8]; _mm256_storeu_ps(out, s); sink += out[0];
-    }
-    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double gf = threads * (double)iters * 12 * 8 * 2 / sec / 1e9;
-    if (gf > best) best = gf;
-    if (sink == 42) printf("x");
-  }
-  printf("%.3f\n", best);
-}
-"""
+import bench_peak
 
 BEGIN, END = "<!-- streaming:begin -->", "<!-- streaming:end -->"
 GATES = {"gru": 3, "lstm": 4}
-
-
-def fma_peak(threads: int) -> float | None:
-    """GFLOP/s of the FMA loop on `threads` threads, or None where it cannot be built or run."""
-    cxx = os.environ.get("CXX", "g++")
-    with tempfile.TemporaryDirectory() as d:
-        src, exe = os.path.join(d, "fma_peak.cc"), os.path.join(d, "fma_peak")
-        with open(src, "w") as f:
-            f.write(FMA_PEAK_SOURCE)
-        try:
-            subprocess.run(
-                [cxx, "-O3", "-mavx2", "-mfma", "-fopenmp", src, "-o", exe],
-                check=True, capture_output=True, timeout=120,
-            )  # fmt: skip
-            out = subprocess.run(
-                [exe, str(threads)], check=True, capture_output=True, text=True, timeout=120
-            )
-            return float(out.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.SubprocessError, ValueError):
-            return None
 
 
 class Case:
@@ -263,10 +202,13 @@ def run_case(case: Case, repeats: int, budget_s: float, log) -> None:
 
 
 def run(flags, threads: int, log) -> dict:
-    """Runs the section: {'peak': GFLOP/s or None, 'cases': [Case], 'load': (start, end)}."""
+    """Runs the section: {'peak': GFLOP/s or None, 'peaks': bench_peak.fma_peaks(), 'path':
+    bench_peak.describe_path(), 'cases': [Case], 'load': (start, end)}."""
     load0 = os.getloadavg()[0]
-    peak = fma_peak(threads)
-    log(f"streaming and small: FMA peak {peak if peak else 'n/a'} GFLOP/s ({threads} threads)")
+    peaks = bench_peak.fma_peaks(threads)
+    peak, path = bench_peak.ceiling(peaks), bench_peak.describe_path()
+    log(f"streaming and small: FMA peak {bench_peak.describe_peaks(peaks)} ({threads} threads)")
+    log(f"streaming and small: {path}")
     cases = []
     for kind in ("gru", "lstm"):
         for h in flags.stream_hidden:
@@ -278,7 +220,8 @@ def run(flags, threads: int, log) -> dict:
             cases += small_cases(kind, int(h))
     for case in cases:
         run_case(case, flags.stream_repeats, flags.case_budget_s, log)
-    return {"peak": peak, "cases": cases, "load": (load0, os.getloadavg()[0])}
+    load = (load0, os.getloadavg()[0])
+    return {"peak": peak, "peaks": peaks, "path": path, "cases": cases, "load": load}
 
 
 def _goal(case: Case) -> tuple[float, str]:
@@ -290,6 +233,7 @@ def _goal(case: Case) -> tuple[float, str]:
 
 def markdown(result: dict) -> str:
     peak = result["peak"]
+    peaks = bench_peak.describe_peaks(result.get("peaks", {"avx2": peak}))
     lines = [
         "### Streaming and small sizes (drop-in layers against keras.layers)",
         "",
@@ -299,7 +243,8 @@ def markdown(result: dict) -> str:
         "the op replaced by an `IdentityN` of its inputs (no kernel work), max × = Keras / floor. "
         "% FMA peak: "
         "our GFLOP/s against the machine's physical float32 FMA peak "
-        f"({f'{peak:.1f} GFLOP/s' if peak else 'n/a'}, all threads, measured in the same run). "
+        f"({peaks}, all threads, measured in the same run: the higher of the AVX2 and AVX-512 "
+        f"loops of `python/bench_peak.py`); {result.get('path', bench_peak.describe_path())}. "
         f"Load average {result['load'][0]:.1f} at the start, {result['load'][1]:.1f} at the end.",
         "",
         "| case | shape | keras ms | ours ms | × | goal | floor ms | max × | ours GFLOP/s "
