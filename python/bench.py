@@ -5,7 +5,9 @@ Measures forward inference and a full training step (forward, backward, every we
 `tf_rnn_ops.cudnn_rnn` and of its peers (python/bench_impls.py says exactly what each runs):
 `keras.layers.GRU/LSTM/SimpleRNN` (CPU step loop, no XLA), `tf.raw_ops.BlockLSTM` + its gradient, a
 `tf.while_loop` over the GRU block cell, and PyTorch's CPU `nn.GRU/LSTM/RNN`; plus the machine's
-large-matmul rate through TensorFlow (the ceiling) and our GFLOP/s as a fraction of it.
+large-matmul rate through TensorFlow (the ceiling) and our GFLOP/s as a fraction of it. The header
+also gives the machine's float32 FMA peak (python/bench_peak.py: AVX2 and AVX-512 loops, the higher
+one) and which micro-kernels our products run (AVX-512 or AVX2, by the kernel's own rule).
 
 What runs (defaults):
 
@@ -21,7 +23,8 @@ What runs (defaults):
 5. peak memory of a training step (python/bench_memory.py, one fresh process per measurement);
 6. "streaming and small" (python/bench_streaming.py): the drop-in layers against keras.layers at
    one-step calls (B = T = 1), a 200-step generation loop and the weather example's small models,
-   with the machine's FMA peak (--streaming=false leaves it out, --streaming_only runs it alone).
+   with the machine's FMA peak of bench_peak.py (--streaming=false leaves it out,
+   --streaming_only runs it alone).
 
 Timing: every implementation of a case is warmed up (the first call traces and optimizes), then
 timed in rounds, each round running every implementation once, in rotating order, so that a change
@@ -372,8 +375,12 @@ def environment(threads: int, tf) -> dict:
         except (OSError, subprocess.TimeoutExpired):
             return ""
 
+    import bench_peak
+
     dirty = git("status", "--porcelain", "--", "cc", "tf_rnn_ops")
     env = {
+        "fma_peaks": bench_peak.fma_peaks(threads),
+        "product_path": bench_peak.describe_path(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "threads": threads,

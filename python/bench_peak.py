@@ -139,17 +139,17 @@ def ceiling(peaks: Mapping[str, float | None]) -> float | None:
 
 
 def describe_peaks(peaks: Mapping[str, float | None]) -> str:
-    """E.g. '482.1 GFLOP/s (AVX-512 FMAs; AVX2 231.9)', or 'n/a'."""
+    """E.g. '482.1 GFLOP/s with AVX-512 FMAs, AVX2 231.9', or 'n/a'."""
     top = ceiling(peaks)
     if top is None:
         return "n/a"
     best = max((v for v in peaks if peaks[v]), key=lambda v: peaks[v])
-    rest = "; ".join(
+    rest = ", ".join(
         f"{VARIANTS[v][0]} {peaks[v]:.1f}" if peaks[v] else f"{VARIANTS[v][0]} n/a"
         for v in VARIANTS
         if v != best
     )
-    return f"{top:.1f} GFLOP/s ({VARIANTS[best][0]} FMAs; {rest})"
+    return f"{top:.1f} GFLOP/s with {VARIANTS[best][0]} FMAs, {rest}"
 
 
 def product_path(environ: Mapping[str, str] | None = None, flags: set[str] | None = None) -> str:
@@ -175,5 +175,5 @@ def describe_path(environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     path = product_path(environ)
     off = environ.get("TF_RNN_OPS_NO_AVX512", "")
-    why = f"TF_RNN_OPS_NO_AVX512={off}" if off not in ("", "0") else "TF_RNN_OPS_NO_AVX512 unset"
+    why = f"TF_RNN_OPS_NO_AVX512={off}" if off else "TF_RNN_OPS_NO_AVX512 unset"
     return f"our float products on the {path} micro-kernels ({why})"

@@ -9,6 +9,7 @@ import os
 import statistics
 import sys
 
+import bench_peak
 from bench_impls import TITLES
 
 BEGIN = "<!-- bench:begin -->"
@@ -392,7 +393,9 @@ class Report:
             f"median of a case's rounds was {self.spread()}). TensorFlow {e['tensorflow']}, "
             f"Keras {e.get('keras')}, PyTorch {e.get('torch')} (OMP_WAIT_POLICY "
             f"{policy}{_POLICY_NOTE if policy == 'passive' else ''}), "
-            f"Python {e['python']}.",
+            f"Python {e['python']}. Float32 FMA peak, {e['threads']} threads: "
+            f"{bench_peak.describe_peaks(e.get('fma_peaks', {}))} (`python/bench_peak.py`); "
+            f"{e.get('product_path', bench_peak.describe_path())}.",
             "",
             f"How it is measured: float32, T={self.flags.time}, I={self.flags.input}. "
             + _HOW.format(lo=lo, hi=hi, ceil=ceil),
