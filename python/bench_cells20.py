@@ -22,6 +22,8 @@ import statistics
 import sys
 import time
 
+import bench_peak
+
 _DROP = {"recurrent_dropout": 0.2, "dropout": 0.2}
 CASES = {
     "gru_reset_before": ("GRU", {"reset_after": False}),
@@ -88,6 +90,7 @@ def main() -> None:
     import tf_rnn_ops
 
     B, T, n_in, H = args.batch, args.steps, args.inputs, args.units
+    print(bench_peak.describe_path(), flush=True)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((B, T, n_in)).astype(np.float32))
     for case in args.cases.split(","):

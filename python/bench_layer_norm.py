@@ -16,6 +16,8 @@ import statistics
 import sys
 import time
 
+import bench_peak
+
 # `make bench` runs this file directly: `import tf_rnn_ops` from the source tree.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,6 +48,7 @@ def main() -> None:
     B, T, D, H = args.batch, args.steps, args.input, args.units
     x = tf.random.normal([B, T, D])
     print(f"B={B} T={T} I={D} H={H}, median ms over {args.rounds} rounds")
+    print(bench_peak.describe_path())
     for name, fused_cls, cell_cls in (
         ("LayerNormLSTM", L.LayerNormLSTM, L.LayerNormLSTMCell),
         ("LayerNormGRU", L.LayerNormGRU, L.LayerNormGRUCell),

@@ -17,6 +17,8 @@ import statistics
 import sys
 import time
 
+import bench_peak
+
 CASES = [("gru", 64, 100, 128, 256), ("lstm", 64, 100, 128, 256)]  # mode, B, T, I, H
 
 
@@ -65,6 +67,7 @@ def main() -> None:
 
     import tf_rnn_ops
 
+    print(bench_peak.describe_path(), flush=True)
     for case in CASES:
         print(_time_case(tf, tf_rnn_ops, *case, args.rounds), flush=True)
 

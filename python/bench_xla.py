@@ -18,6 +18,8 @@ import statistics
 import sys
 import time
 
+import bench_peak
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # `import tf_rnn_ops` from the source tree
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -82,7 +84,8 @@ def main() -> None:
     base = statistics.median(times["ours, XLA"])
     print(
         f"{args.layer}({args.units}), B={args.batch}, T={args.steps}, I={args.features}: "
-        f"training step, ms (median of {args.rounds} rounds of {args.calls})"
+        f"training step, ms (median of {args.rounds} rounds of {args.calls}); "
+        + bench_peak.describe_path()
     )
     for name in names:
         ms = statistics.median(times[name])
