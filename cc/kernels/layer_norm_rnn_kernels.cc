@@ -354,25 +354,19 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     if (ctx->output_required(kX)) {
       CpuGemm<T>(d, false, true, rows, I, GH, dgx.get(), W, out[kX], false);
     }
-    // dW = Xᵀ dGX [I, G·H] and dR = H_prevᵀ dGH [H, G·H]: Eigen's contraction (measured, 1.5×
-    // the rate of GemmTransposedA at these shapes) over runs of kWeightGradRows rows, each run's
-    // float product added into double sums (for float; a float sum over all T·B rows loses digits
-    // with every term, see GradSumType).
+    // dW = Xᵀ dGX [I, G·H] and dR = H_prevᵀ dGH [H, G·H] over all T·B rows by AddWeightGrad
+    // (cpu_gemm.h; for float the packed kernel, on zmm where the machine has AVX-512, summed in
+    // double: a float sum over T·B rows loses digits with every term, see GradSumType), into
+    // their transposes [G·H, ·] (the gate grads are the wide operand), transposed at the end.
+    // (Before: Eigen's contraction on ymm over runs of 1024 rows, ~30% of the training step at
+    // B = 64, H = 256; docs/PERFORMANCE.md.)
     using S = typename GradSumType<T>::type;
-    constexpr int64_t kWeightGradRows = 1024;
-    std::vector<S> wsum(std::is_same<S, T>::value ? 0 : std::max(I, H) * GH);
-    std::vector<T> wrun(std::is_same<S, T>::value ? 0 : std::max(I, H) * GH);
+    std::vector<S> wsum(std::max(I, H) * GH);
     auto weight_grad = [&](int64_t M, const T* A, const T* D, T* dst) {
-      if constexpr (std::is_same<S, T>::value) {
-        CpuGemm<T>(d, true, false, M, GH, rows, A, D, dst, false);
-      } else {
-        std::fill_n(wsum.begin(), M * GH, S(0));
-        for (int64_t k0 = 0; k0 < rows; k0 += kWeightGradRows) {
-          const int64_t k = std::min(kWeightGradRows, rows - k0);
-          CpuGemm<T>(d, true, false, M, GH, k, A + k0 * M, D + k0 * GH, wrun.data(), false);
-          for (int64_t i = 0; i < M * GH; ++i) wsum[i] += static_cast<S>(wrun[i]);
-        }
-        for (int64_t i = 0; i < M * GH; ++i) dst[i] = static_cast<T>(wsum[i]);
+      std::fill_n(wsum.begin(), M * GH, S(0));
+      AddWeightGrad<T>(d, GH, M, rows, D, A, wsum.data());
+      for (int64_t i = 0; i < M; ++i) {
+        for (int64_t j = 0; j < GH; ++j) dst[i * GH + j] = static_cast<T>(wsum[j * M + i]);
       }
     };
     weight_grad(I, X, dgx.get(), out[kKernel]);
