@@ -83,6 +83,25 @@ RowSaved<T> SavedRow(T* reserve, const ReserveLayout& rl, int64_t r, int64_t H, 
           reserve + rl.c_hat + r * H, reserve + rl.stats + r * ReserveLayout::kStats};
 }
 
+// Asks for row r's saved values (and its dy) ahead of its backward pass: each region's row is a
+// new 4 KB page at G·H = 1024 floats, where the hardware's stream prefetchers stop, so without this
+// every row of the backward began with misses to memory (the reserve is ~100 MB, far beyond the
+// caches).
+template <typename T>
+void PrefetchRow(const T* reserve, const ReserveLayout& rl, int64_t r, int64_t H, int64_t GH,
+                 bool lstm, const T* dy) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  auto ahead = [](const T* p, int64_t n) {
+    for (int64_t i = 0; i < n; i += kLine) __builtin_prefetch(p + i);
+  };
+  ahead(reserve + rl.xhat_x + r * GH, GH);
+  ahead(reserve + rl.xhat_h + r * GH, GH);
+  ahead(reserve + rl.act + r * GH, GH);
+  ahead(reserve + (lstm ? rl.c_hat : rl.h_prev) + r * H, H);
+  ahead(reserve + (lstm ? rl.c_prev : rl.h_prev) + r * H, H);
+  ahead(dy + r * H, H);
+}
+
 // Runs range(b0, b1, one_thread) so that each thread of the pool takes a range of batch rows (whole
 // kMr-row strips of the packed micro-kernel) through all the steps: the rows of a batch run their
 // recurrences independently, so a thread's steps need nothing from the others (one dispatch a call
@@ -298,20 +317,23 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
             std::fill_n(dgh_r, GH, T(0));
             continue;
           }
-          for (int64_t j = 0; j < H; ++j) {
-            const T dsum = dyr[j] + dhb[j];
-            if (zmask) {
-              const auto zg = ZoneoutBackward(dsum, zmask[r * H + j]);
+          if (b + 1 < b1) PrefetchRow(reserve, rl, r + 1, H, GH, lstm_, dy);
+          if (zmask) {
+            const T* m = zmask + r * H;
+            for (int64_t j = 0; j < H; ++j) {
+              const auto zg = ZoneoutBackward(dyr[j] + dhb[j], m[j]);
               dtilde[j] = zg.d_tilde;
               dhp[j] = zg.d_prev;
-            } else if (s.zoneout_scalar) {
-              const auto zg = ZoneoutBackward(dsum, zk);
-              dtilde[j] = zg.d_tilde;
-              dhp[j] = zg.d_prev;
-            } else {
-              dtilde[j] = dsum;
-              dhp[j] = T(0);
             }
+          } else if (s.zoneout_scalar) {
+            for (int64_t j = 0; j < H; ++j) {
+              const auto zg = ZoneoutBackward(dyr[j] + dhb[j], zk);
+              dtilde[j] = zg.d_tilde;
+              dhp[j] = zg.d_prev;
+            }
+          } else {
+            for (int64_t j = 0; j < H; ++j) dtilde[j] = dyr[j] + dhb[j];
+            std::fill_n(dhp, H, T(0));
           }
           const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
           if (lstm_) {
