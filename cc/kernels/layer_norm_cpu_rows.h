@@ -38,23 +38,49 @@ inline void ActivateGate(int g, T* v, int64_t H) {
   }
 }
 
-// The sum of f(j) for j in [0, n), in 16 lanes (lane k sums j = k mod 16) added up at the end: the
-// compiler vectorizes the lanes, and the order of the sums does not depend on where the row lies in
-// memory (Eigen's reductions start at the first aligned value, so the same row at two addresses
-// could sum differently: inference, which works in scratch rows, and training, in the reserve, must
-// give bitwise the same outputs).
+// The sums of f(j) and g(j) for j in [0, n), each in kLanes lanes (lane k sums j = k mod kLanes)
+// added up at the end: the compiler vectorizes the lanes, and the order of the sums does not
+// depend on where the row lies in memory (Eigen's reductions start at the first aligned value, so
+// the same row at two addresses could sum differently: inference, which works in scratch rows, and
+// training, in the reserve, must give bitwise the same outputs). 64 lanes are 8 ymm accumulators
+// a sum for float: enough independent adds to hide the FMA's latency (with 16, two chains, the
+// sums ran at a quarter of the loads' rate: docs/PERFORMANCE.md). Two sums share one pass.
+constexpr int kLanes = 64;
+// The lanes' sum as a tree of halves (vector adds; a chain of 64 scalar adds cost ~200 cycles a
+// sum).
+template <typename T>
+inline T AddLanes(T* acc) {
+  for (int w = kLanes / 2; w > 0; w /= 2) {
+    for (int k = 0; k < w; ++k) acc[k] += acc[k + w];
+  }
+  return acc[0];
+}
+template <typename T, typename F, typename G>
+inline void LaneSums2(int64_t n, F f, G g, T* sum_f, T* sum_g) {
+  T af[kLanes] = {}, ag[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) {
+      af[k] += f(j + k);
+      ag[k] += g(j + k);
+    }
+  }
+  for (int k = 0; j < n; ++j, ++k) {
+    af[k] += f(j);
+    ag[k] += g(j);
+  }
+  *sum_f = AddLanes(af);
+  *sum_g = AddLanes(ag);
+}
 template <typename T, typename F>
 inline T LaneSum(int64_t n, F f) {
-  constexpr int kLanes = 16;
   T acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int k = 0; k < kLanes; ++k) acc[k] += f(j + k);
   }
   for (int k = 0; j < n; ++j, ++k) acc[k] += f(j);
-  T sum = T(0);
-  for (int k = 0; k < kLanes; ++k) sum += acc[k];
-  return sum;
+  return AddLanes(acc);
 }
 
 // xhat = (v - mean) / sqrt(var + eps) over n values; returns 1 / sqrt(var + eps). In place allowed.
@@ -77,9 +103,11 @@ inline T Normalize(const T* v, int64_t n, T eps, T* xhat) {
 template <typename T>
 inline void NormalizeGrad(const T* dy, const T* xhat, const T* gamma, T inv, int64_t n, T* dgamma,
                           T* dbeta, T* dv) {
-  const T mg = LaneSum<T>(n, [=](int64_t j) { return dy[j] * gamma[j]; }) / static_cast<T>(n);
-  const T mgx =
-      LaneSum<T>(n, [=](int64_t j) { return dy[j] * gamma[j] * xhat[j]; }) / static_cast<T>(n);
+  T sg, sgx;
+  LaneSums2<T>(
+      n, [=](int64_t j) { return dy[j] * gamma[j]; },
+      [=](int64_t j) { return dy[j] * gamma[j] * xhat[j]; }, &sg, &sgx);
+  const T mg = sg / static_cast<T>(n), mgx = sgx / static_cast<T>(n);
   for (int64_t j = 0; j < n; ++j) dgamma[j] += dy[j] * xhat[j];
   if (dbeta) {
     for (int64_t j = 0; j < n; ++j) dbeta[j] += dy[j];
@@ -139,22 +167,49 @@ struct CpuRow<LayerNormLstmCell> {
 
   // dh: grad of h~ [H]; dc: grad of c after this step [H] (overwritten with the grad of c_prev).
   // Writes dgx and dgh [4H] (grads of xW and hR); accumulates the param grads; adds nothing to
-  // dh_prev directly (the LSTM's h_prev acts only through R).
+  // dh_prev directly (the LSTM's h_prev acts only through R). The first H of dgx and dgh serve as
+  // scratch before the last two passes write them, so that no loop writes what another of its
+  // pointers reads (with the __restrict helpers below the per-unit loops vectorize; in place,
+  // they ran scalar: docs/PERFORMANCE.md).
   template <typename T>
   static void Backward(const LayerNormParams<T>& p, int64_t H, const T* c_prev,
                        const RowSaved<T>& s, const T* dh, T* dc, T* dz, T* dgx, T* dgh,
                        const LayerNormGrads<T>& d, T* /*dh_prev*/) {
     const T* a = s.act;
-    T* dcn = dz;          // H scratch: grad of LN_s's output, then of its input (in place)
-    T* tcs = dz + 3 * H;  // tanh(c), then the o gate's grad in place
-    for (int64_t j = 0; j < H; ++j) tcs[j] = Denormalized(s.c_hat[j], p.gamma_c[j], p.beta_c[j]);
+    T* dcn = dgx;  // H scratch: grad of LN_s's output, then of its input (in place)
+    T* tcs = dgh;  // H scratch: tanh(c)
+    DenormalizeRow(H, s.c_hat, p.gamma_c, p.beta_c, tcs);
     TanhInPlace(tcs, H);
-    for (int64_t j = 0; j < H; ++j) {
-      const auto og = Cell::OutputBackward(dh[j], a[3 * H + j], tcs[j], dc[j]);
-      dz[3 * H + j] = og.d_o;
-      dcn[j] = og.d_c;
-    }
+    OutputRowBackward(H, dh, a + 3 * H, tcs, dc, dz + 3 * H, dcn);
     NormalizeGrad(dcn, s.c_hat, p.gamma_c, s.stats[2], H, d.gamma_c, d.beta_c, dcn);
+    UpdateRowBackward(H, dcn, a, c_prev, dc, dz);
+    const int64_t GH = 4 * H;
+    for (int64_t j = 0; j < GH; ++j) d.bias[j] += dz[j];
+    NormalizeGrad(dz, s.xhat_x, p.gamma_x, s.stats[0], GH, d.gamma_x, d.beta_x, dgx);
+    NormalizeGrad(dz, s.xhat_h, p.gamma_h, s.stats[1], GH, d.gamma_h, d.beta_h, dgh);
+  }
+
+ private:
+  template <typename T>
+  static void DenormalizeRow(int64_t H, const T* __restrict xhat, const T* __restrict gamma,
+                             const T* __restrict beta, T* __restrict out) {
+    for (int64_t j = 0; j < H; ++j) out[j] = Denormalized(xhat[j], gamma[j], beta[j]);
+  }
+  // OutputBackward per unit: the o gate's grad into d_o, the carried c's into d_c.
+  template <typename T>
+  static void OutputRowBackward(int64_t H, const T* __restrict dh, const T* __restrict o,
+                                const T* __restrict tanh_c, const T* __restrict dc_next,
+                                T* __restrict d_o, T* __restrict d_c) {
+    for (int64_t j = 0; j < H; ++j) {
+      const auto og = Cell::OutputBackward(dh[j], o[j], tanh_c[j], dc_next[j]);
+      d_o[j] = og.d_o;
+      d_c[j] = og.d_c;
+    }
+  }
+  // CellUpdateBackward per unit: dz's i, f, c blocks and the grad of c_prev into dc.
+  template <typename T>
+  static void UpdateRowBackward(int64_t H, const T* __restrict dcn, const T* __restrict a,
+                                const T* __restrict c_prev, T* __restrict dc, T* __restrict dz) {
     for (int64_t j = 0; j < H; ++j) {
       const auto ug = Cell::CellUpdateBackward(dcn[j], a[j], a[H + j], a[2 * H + j], c_prev[j]);
       dc[j] = ug.d_c_prev;
@@ -162,10 +217,6 @@ struct CpuRow<LayerNormLstmCell> {
       dz[H + j] = ug.d_f;
       dz[2 * H + j] = ug.d_g;
     }
-    const int64_t GH = 4 * H;
-    for (int64_t j = 0; j < GH; ++j) d.bias[j] += dz[j];
-    NormalizeGrad(dz, s.xhat_x, p.gamma_x, s.stats[0], GH, d.gamma_x, d.beta_x, dgx);
-    NormalizeGrad(dz, s.xhat_h, p.gamma_h, s.stats[1], GH, d.gamma_h, d.beta_h, dgh);
   }
 };
 
@@ -204,19 +255,8 @@ struct CpuRow<LayerNormGruCell> {
                        const LayerNormGrads<T>& d, T* dh_prev) {
     const T* a = s.act;
     const int64_t GH = 3 * H;
-    for (int64_t j = 0; j < H; ++j) {
-      const int64_t k = 2 * H + j;
-      const auto u =
-          Cell::Backward(dh[j], a[j], a[H + j], a[k],
-                         Denormalized(s.xhat_h[k], p.gamma_h[k], p.bias_h[k]), h_prev[j]);
-      dz[j] = u.d_z;
-      dz[H + j] = u.d_r;
-      dz[k] = u.d_g;
-      dgh[j] = u.d_z;  // the grad of h^ (LN'd backwards in place below)
-      dgh[H + j] = u.d_r;
-      dgh[k] = u.d_h_side_g;
-      dh_prev[j] += u.d_h_prev;
-    }
+    UnitsBackward(H, dh, a, s.xhat_h + 2 * H, p.gamma_h + 2 * H, p.bias_h + 2 * H, h_prev, dz, dgh,
+                  dh_prev);
     for (int64_t j = 0; j < GH; ++j) {
       d.bias[j] += dz[j];
       d.bias_h[j] += dgh[j];
@@ -225,6 +265,27 @@ struct CpuRow<LayerNormGruCell> {
                   dgx);
     NormalizeGrad(dgh, s.xhat_h, p.gamma_h, s.stats[1], GH, d.gamma_h, static_cast<T*>(nullptr),
                   dgh);
+  }
+
+ private:
+  // Cell::Backward per unit (no pointer aliases another: the loop vectorizes): dz's z, r, g
+  // blocks, dgh's (the grads of h^, LN'd backwards after), z dh added to dh_prev.
+  template <typename T>
+  static void UnitsBackward(int64_t H, const T* __restrict dh, const T* __restrict a,
+                            const T* __restrict xhat_hg, const T* __restrict gamma_hg,
+                            const T* __restrict bias_hg, const T* __restrict h_prev,
+                            T* __restrict dz, T* __restrict dgh, T* __restrict dh_prev) {
+    for (int64_t j = 0; j < H; ++j) {
+      const auto u = Cell::Backward(dh[j], a[j], a[H + j], a[2 * H + j],
+                                    Denormalized(xhat_hg[j], gamma_hg[j], bias_hg[j]), h_prev[j]);
+      dz[j] = u.d_z;
+      dz[H + j] = u.d_r;
+      dz[2 * H + j] = u.d_g;
+      dgh[j] = u.d_z;  // the grad of h^ (LN'd backwards in place below)
+      dgh[H + j] = u.d_r;
+      dgh[2 * H + j] = u.d_h_side_g;
+      dh_prev[j] += u.d_h_prev;
+    }
   }
 };
 

@@ -83,6 +83,25 @@ RowSaved<T> SavedRow(T* reserve, const ReserveLayout& rl, int64_t r, int64_t H, 
           reserve + rl.c_hat + r * H, reserve + rl.stats + r * ReserveLayout::kStats};
 }
 
+// Asks for row r's saved values (and its dy) ahead of its backward pass: each region's row is a
+// new 4 KB page at G·H = 1024 floats, where the hardware's stream prefetchers stop, so without this
+// every row of the backward began with misses to memory (the reserve is ~100 MB, far beyond the
+// caches).
+template <typename T>
+void PrefetchRow(const T* reserve, const ReserveLayout& rl, int64_t r, int64_t H, int64_t GH,
+                 bool lstm, const T* dy) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  auto ahead = [](const T* p, int64_t n) {
+    for (int64_t i = 0; i < n; i += kLine) __builtin_prefetch(p + i);
+  };
+  ahead(reserve + rl.xhat_x + r * GH, GH);
+  ahead(reserve + rl.xhat_h + r * GH, GH);
+  ahead(reserve + rl.act + r * GH, GH);
+  ahead(reserve + (lstm ? rl.c_hat : rl.h_prev) + r * H, H);
+  ahead(reserve + (lstm ? rl.c_prev : rl.h_prev) + r * H, H);
+  ahead(dy + r * H, H);
+}
+
 // Runs range(b0, b1, one_thread) so that each thread of the pool takes a range of batch rows (whole
 // kMr-row strips of the packed micro-kernel) through all the steps: the rows of a batch run their
 // recurrences independently, so a thread's steps need nothing from the others (one dispatch a call
@@ -298,20 +317,23 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
             std::fill_n(dgh_r, GH, T(0));
             continue;
           }
-          for (int64_t j = 0; j < H; ++j) {
-            const T dsum = dyr[j] + dhb[j];
-            if (zmask) {
-              const auto zg = ZoneoutBackward(dsum, zmask[r * H + j]);
+          if (b + 1 < b1) PrefetchRow(reserve, rl, r + 1, H, GH, lstm_, dy);
+          if (zmask) {
+            const T* m = zmask + r * H;
+            for (int64_t j = 0; j < H; ++j) {
+              const auto zg = ZoneoutBackward(dyr[j] + dhb[j], m[j]);
               dtilde[j] = zg.d_tilde;
               dhp[j] = zg.d_prev;
-            } else if (s.zoneout_scalar) {
-              const auto zg = ZoneoutBackward(dsum, zk);
-              dtilde[j] = zg.d_tilde;
-              dhp[j] = zg.d_prev;
-            } else {
-              dtilde[j] = dsum;
-              dhp[j] = T(0);
             }
+          } else if (s.zoneout_scalar) {
+            for (int64_t j = 0; j < H; ++j) {
+              const auto zg = ZoneoutBackward(dyr[j] + dhb[j], zk);
+              dtilde[j] = zg.d_tilde;
+              dhp[j] = zg.d_prev;
+            }
+          } else {
+            for (int64_t j = 0; j < H; ++j) dtilde[j] = dyr[j] + dhb[j];
+            std::fill_n(dhp, H, T(0));
           }
           const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
           if (lstm_) {
@@ -354,25 +376,19 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     if (ctx->output_required(kX)) {
       CpuGemm<T>(d, false, true, rows, I, GH, dgx.get(), W, out[kX], false);
     }
-    // dW = Xᵀ dGX [I, G·H] and dR = H_prevᵀ dGH [H, G·H]: Eigen's contraction (measured, 1.5×
-    // the rate of GemmTransposedA at these shapes) over runs of kWeightGradRows rows, each run's
-    // float product added into double sums (for float; a float sum over all T·B rows loses digits
-    // with every term, see GradSumType).
+    // dW = Xᵀ dGX [I, G·H] and dR = H_prevᵀ dGH [H, G·H] over all T·B rows by AddWeightGrad
+    // (cpu_gemm.h; for float the packed kernel, on zmm where the machine has AVX-512, summed in
+    // double: a float sum over T·B rows loses digits with every term, see GradSumType), into
+    // their transposes [G·H, ·] (the gate grads are the wide operand), transposed at the end.
+    // (Before: Eigen's contraction on ymm over runs of 1024 rows, ~30% of the training step at
+    // B = 64, H = 256; docs/PERFORMANCE.md.)
     using S = typename GradSumType<T>::type;
-    constexpr int64_t kWeightGradRows = 1024;
-    std::vector<S> wsum(std::is_same<S, T>::value ? 0 : std::max(I, H) * GH);
-    std::vector<T> wrun(std::is_same<S, T>::value ? 0 : std::max(I, H) * GH);
+    std::vector<S> wsum(std::max(I, H) * GH);
     auto weight_grad = [&](int64_t M, const T* A, const T* D, T* dst) {
-      if constexpr (std::is_same<S, T>::value) {
-        CpuGemm<T>(d, true, false, M, GH, rows, A, D, dst, false);
-      } else {
-        std::fill_n(wsum.begin(), M * GH, S(0));
-        for (int64_t k0 = 0; k0 < rows; k0 += kWeightGradRows) {
-          const int64_t k = std::min(kWeightGradRows, rows - k0);
-          CpuGemm<T>(d, true, false, M, GH, k, A + k0 * M, D + k0 * GH, wrun.data(), false);
-          for (int64_t i = 0; i < M * GH; ++i) wsum[i] += static_cast<S>(wrun[i]);
-        }
-        for (int64_t i = 0; i < M * GH; ++i) dst[i] = static_cast<T>(wsum[i]);
+      std::fill_n(wsum.begin(), M * GH, S(0));
+      AddWeightGrad<T>(d, GH, M, rows, D, A, wsum.data());
+      for (int64_t i = 0; i < M; ++i) {
+        for (int64_t j = 0; j < GH; ++j) dst[i * GH + j] = static_cast<T>(wsum[j * M + i]);
       }
     };
     weight_grad(I, X, dgx.get(), out[kKernel]);

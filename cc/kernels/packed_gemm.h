@@ -602,8 +602,26 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedA512(int64_t N, int64_t K, co
     for (int64_t m0 = m_begin; m0 < m_end; m0 += kPw) {
       const int64_t width = std::min(kPw, m_end - m0);
       PackWgradPanel<kPw>(kb, A + k0 * lda + m0, lda, width, a_panel);
-      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+      // Each strip asks for a share of the next panel's rows of A (each row a new cache line and,
+      // G·H floats apart, a new page: no hardware prefetcher follows them) and of its tiles of C,
+      // so that the next panel's packing and tile sums find them in cache (docs/PERFORMANCE.md).
+      const bool prefetch = m0 + kPw < m_end;
+      const float* a_next = A + k0 * lda + m0 + kPw;
+      const double* c_next = C + (m0 + kPw) * ldc;
+      const int64_t strips = (N + kMr - 1) / kMr;
+      const int64_t a_share = (kb + strips - 1) / strips;
+      const int64_t c_share = ((kPw * ldc + 7) / 8 + strips - 1) / strips;  // 64-byte lines
+      for (int64_t n0 = 0, s = 0; n0 < N; n0 += kMr, ++s) {
         const int64_t rows = std::min(kMr, N - n0);
+        if (prefetch) {
+          for (int64_t k = s * a_share; k < std::min(kb, (s + 1) * a_share); ++k) {
+            __builtin_prefetch(a_next + k * lda);
+            __builtin_prefetch(a_next + k * lda + kNr);
+          }
+          for (int64_t l = s * c_share; l < (s + 1) * c_share; ++l) {
+            __builtin_prefetch(c_next + l * 8, 1);
+          }
+        }
         if (width > kNr) {
           WgradStrip512<true>(rows, kb, b_pack + n0 * kb, a_panel, C + m0 * ldc + n0, ldc, width);
         } else {
