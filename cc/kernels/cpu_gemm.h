@@ -77,6 +77,7 @@ class StepGemm {
     CpuGemm<T>(d_, false, transposed_, M, N_, K_, A, b_, C, false);
   }
   static constexpr bool kRowsOnOneThread = false;  // see StepGemm<float>
+  static constexpr bool kStrided = false;          // see StepGemm<float>
   void RunOnThisThread(int64_t M, const T* A, T* C) const { Run(M, A, C); }
 
  private:
@@ -109,26 +110,34 @@ class StepGemm<float> {
   // The rows of a batch run their recurrences independently: the driver can give each thread a
   // range of rows for a whole chunk of steps, each step's product on that thread alone.
   static constexpr bool kRowsOnOneThread = true;
-  void RunOnThisThread(int64_t M, const float* A, float* C) const {
+  // A's rows lda apart and C's ldc apart (0: K and N), so that a product reads and writes a
+  // column block of wider rows in place (the per-gate products of recurrent dropout,
+  // rnn_phase_products.h).
+  static constexpr bool kStrided = true;
+  void RunOnThisThread(int64_t M, const float* A, float* C, int64_t lda = 0,
+                       int64_t ldc = 0) const {
     if (M == 0 || packed_.N() == 0) return;
+    lda = lda ? lda : packed_.K();
+    ldc = ldc ? ldc : packed_.N();
     if (stream_) {
-      StreamGemm(M, A, packed_.K(), packed_.K(), b_, packed_.N(), C, packed_.N(), 0, packed_.N(),
-                 gate_src_, block_);
+      StreamGemm(M, A, lda, packed_.K(), b_, packed_.N(), C, ldc, 0, packed_.N(), gate_src_,
+                 block_);
       return;
     }
-    PackedGemmPanels(M, A, packed_.K(), packed_, C, packed_.N(), 0,
-                     PackedMatrix::NumPanels(packed_.N()));
+    PackedGemmPanels(M, A, lda, packed_, C, ldc, 0, PackedMatrix::NumPanels(packed_.N()));
   }
-  void Run(int64_t M, const float* A, float* C) const {
+  void Run(int64_t M, const float* A, float* C, int64_t lda = 0, int64_t ldc = 0) const {
     const int64_t K = packed_.K(), N = packed_.N(), panels = PackedMatrix::NumPanels(N);
     if (M == 0 || N == 0) return;
+    lda = lda ? lda : K;
+    ldc = ldc ? ldc : N;
     if (stream_ && M <= kStreamOneThreadRows) {
       // On the calling thread: one or two rows' product streams the weights from memory, and one
       // core already reads them at the machine's bandwidth (~19 GB/s, against ~14.5 for two
       // threads); split across the pool's threads, the call waited for the slower one whenever the
       // other core was busy (GRU(1024) one step: 1.97 against 1.65 ms, docs/PERFORMANCE.md item
       // 29).
-      StreamGemm(M, A, K, K, b_, N, C, N, 0, N, gate_src_, block_);
+      StreamGemm(M, A, lda, K, b_, N, C, ldc, 0, N, gate_src_, block_);
       return;
     }
     if (stream_) {  // 3-8 rows: bound by a core's loads, columns split across threads
@@ -137,8 +146,8 @@ class StepGemm<float> {
       ParallelRows(
           d_, slices, 2.0 * M * K * kStreamCols,
           [&](int64_t begin, int64_t end) {
-            StreamGemm(M, A, K, K, b_, N, C, N, begin * kStreamCols, std::min(N, end * kStreamCols),
-                       gate_src_, block_);
+            StreamGemm(M, A, lda, K, b_, N, C, ldc, begin * kStreamCols,
+                       std::min(N, end * kStreamCols), gate_src_, block_);
           },
           kStepMinFlops);
       return;
@@ -152,14 +161,16 @@ class StepGemm<float> {
           d_, strips, 2.0 * kMr * K * N,
           [&](int64_t begin, int64_t end) {
             const int64_t m0 = begin * kMr, m1 = std::min(M, end * kMr);
-            PackedGemmPanels(m1 - m0, A + m0 * K, K, packed_, C + m0 * N, N, 0, panels);
+            PackedGemmPanels(m1 - m0, A + m0 * lda, lda, packed_, C + m0 * ldc, ldc, 0, panels);
           },
           kStepMinFlops);
       return;
     }
     ParallelRows(
         d_, panels, 2.0 * M * K * kNr,
-        [&](int64_t begin, int64_t end) { PackedGemmPanels(M, A, K, packed_, C, N, begin, end); },
+        [&](int64_t begin, int64_t end) {
+          PackedGemmPanels(M, A, lda, packed_, C, ldc, begin, end);
+        },
         kStepMinFlops);
   }
 
@@ -180,6 +191,18 @@ void RunStepGemm(const StepGemm<T>& gemm, bool one_thread, int64_t M, const T* A
     gemm.RunOnThisThread(M, A, C);
   } else {
     gemm.Run(M, A, C);
+  }
+}
+
+// RunStepGemm with A's rows lda apart and C's ldc apart (StepGemm<T>::kStrided only).
+template <typename T>
+void RunStepGemm(const StepGemm<T>& gemm, bool one_thread, int64_t M, const T* A, int64_t lda, T* C,
+                 int64_t ldc) {
+  static_assert(StepGemm<T>::kStrided, "strided products: StepGemm<float> only");
+  if (one_thread) {
+    gemm.RunOnThisThread(M, A, C, lda, ldc);
+  } else {
+    gemm.Run(M, A, C, lda, ldc);
   }
 }
 
@@ -215,6 +238,15 @@ inline void AddWeightGrad<float>(const CPUDevice& d, int64_t M, int64_t N, int64
   const int64_t panels = (M + kNr - 1) / kNr;
   ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
     GemmTransposedA(N, K, A, M, B, N, C, N, begin * kNr, std::min(M, end * kNr));
+  });
+}
+
+// AddWeightGrad<float> with A's rows lda apart: a column block of wider rows read in place.
+inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
+                                 const float* A, int64_t lda, const float* B, double* C) {
+  const int64_t panels = (M + kNr - 1) / kNr;
+  ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
+    GemmTransposedA(N, K, A, lda, B, N, C, N, begin * kNr, std::min(M, end * kNr));
   });
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "cc/cells/rnn_cells.h"
@@ -229,10 +230,13 @@ class MaskedProducts {
       for (int64_t i = b0 * ho_; i < b1 * ho_; ++i) stage_[i] = in[i] * m[i];
       if constexpr (G == 1) {  // gh's rows are the product's own: no staging
         RunStepGemm(*gemm_[g], one_thread, b1 - b0, stage_ + b0 * ho_, gh + b0 * gh_w);
-        continue;
+      } else if constexpr (StepGemm<T>::kStrided) {  // straight into gh's gate columns
+        RunStepGemm(*gemm_[g], one_thread, b1 - b0, stage_ + b0 * ho_, ho_, gh + b0 * gh_w + g * H_,
+                    gh_w);
+      } else {
+        RunStepGemm(*gemm_[g], one_thread, b1 - b0, stage_ + b0 * ho_, out_ + b0 * H_);
+        for (int64_t b = b0; b < b1; ++b) std::copy_n(out_ + b * H_, H_, gh + b * gh_w + g * H_);
       }
-      RunStepGemm(*gemm_[g], one_thread, b1 - b0, stage_ + b0 * ho_, out_ + b0 * H_);
-      for (int64_t b = b0; b < b1; ++b) std::copy_n(out_ + b * H_, H_, gh + b * gh_w + g * H_);
     }
   }
 
@@ -286,12 +290,15 @@ class MaskedProductGrads {
     T* out = phase == 0 ? dh_rec : d_rec_in_;
     const int g0 = CellProductGate<Cell>(phase), g1 = CellProductGate<Cell>(phase + 1);
     for (int g = g0; g < g1; ++g) {
-      const T* cols = d_gh + b0 * gh_w;  // one gate: d_gh's rows are its columns
-      if constexpr (G > 1) {
+      if constexpr (G == 1) {  // one gate: d_gh's rows are its columns
+        RunStepGemm(*gemm_[g], one_thread, b1 - b0, d_gh + b0 * gh_w, tmp_ + b0 * ho_);
+      } else if constexpr (StepGemm<T>::kStrided) {  // gate g's columns read in place
+        RunStepGemm(*gemm_[g], one_thread, b1 - b0, d_gh + b0 * gh_w + g * H_, gh_w,
+                    tmp_ + b0 * ho_, ho_);
+      } else {
         for (int64_t b = b0; b < b1; ++b) std::copy_n(d_gh + b * gh_w + g * H_, H_, cols_ + b * H_);
-        cols = cols_ + b0 * H_;
+        RunStepGemm(*gemm_[g], one_thread, b1 - b0, cols_ + b0 * H_, tmp_ + b0 * ho_);
       }
-      RunStepGemm(*gemm_[g], one_thread, b1 - b0, cols, tmp_ + b0 * ho_);
       const T* m = masks_ + g * B_ * ho_;
       for (int64_t i = b0 * ho_; i < b1 * ho_; ++i) {
         out[i] = g == g0 ? tmp_[i] * m[i] : out[i] + tmp_[i] * m[i];
@@ -309,13 +316,22 @@ class MaskedProductGrads {
       }
       for (int g = CellProductGate<Cell>(p); g < CellProductGate<Cell>(p + 1); ++g) {
         const T* m = masks_ + g * B_ * ho_;
+        constexpr bool kInPlace = G == 1 || std::is_same_v<T, float>;  // d_gh's columns read
         for (int64_t i = 0; i < rows; ++i) {
-          if constexpr (G > 1) std::copy_n(d_gh + i * gh_w + g * H_, H_, chunk_cols_ + i * H_);
+          if constexpr (!kInPlace) {
+            std::copy_n(d_gh + i * gh_w + g * H_, H_, chunk_cols_ + i * H_);
+          }
           const T* mi = m + (i % B_) * ho_;
           for (int64_t k = 0; k < ho_; ++k) masked_in_[i * ho_ + k] = in[i * ho_ + k] * mi[k];
         }
-        AddWeightGrad<T>(d_, H_, ho_, rows, G > 1 ? chunk_cols_ : d_gh, masked_in_,
-                         dr + g * H_ * ho_);
+        if constexpr (G == 1) {
+          AddWeightGrad<T>(d_, H_, ho_, rows, d_gh, masked_in_, dr + g * H_ * ho_);
+        } else if constexpr (kInPlace) {
+          AddWeightGradStrided(d_, H_, ho_, rows, d_gh + g * H_, gh_w, masked_in_,
+                               dr + g * H_ * ho_);
+        } else {
+          AddWeightGrad<T>(d_, H_, ho_, rows, chunk_cols_, masked_in_, dr + g * H_ * ho_);
+        }
       }
     }
   }
