@@ -240,6 +240,14 @@ def _lengths_or_full(sequence_lengths, batch, steps_t):
     return tf.concat([lengths, tf.fill([batch - tf.size(lengths)], steps_t)], 0)
 
 
+def zone_at(zoneout, t, h_new, h_prev):
+    """Zoneout at step t (`tf_rnn_ops.layers._zoneout.zone`): zoneout is a keep mask [T, B, H]
+    (step t's slice) or a scalar 1 - p, as the fused ops take it."""
+    from tf_rnn_ops.layers._zoneout import zone
+
+    return zone(h_new, h_prev, zoneout if zoneout.shape.rank == 0 else zoneout[t])
+
+
 def keras_rnn_dropout_forward(
     projected_input,
     input_h,
@@ -286,8 +294,7 @@ def keras_rnn_dropout_forward(
         x_parts = tf.split(gx[t], g, axis=1)
         h_new, c_new = _cell_step(rnn_mode, [x_parts[k] for k in keras_gate], h, c, recurrent)
         if zoneout is not None:
-            keep = zoneout if zoneout.shape.rank == 0 else zoneout[t]
-            h_new = h + keep * (h_new - h)
+            h_new = zone_at(zoneout, t, h_new, h)
         valid = tf.expand_dims(t < lengths, 1)
         out = tf.where(valid, h_new, tf.zeros_like(h_new))
         h = tf.where(valid, h_new, h)

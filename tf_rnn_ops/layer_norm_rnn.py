@@ -101,11 +101,15 @@ def layer_norm_rnn(
     return y, hn, cn
 
 
+def _cell_attr(op) -> str:
+    cell = op.get_attr("cell")
+    return cell.decode() if isinstance(cell, bytes) else cell
+
+
 @register_gradient("TfRnn>LayerNormRnn")
 def _layer_norm_rnn_grad(op, dy, dhn, dcn, _dreserve):
     y, hn, cn, reserve = op.outputs
-    cell = op.get_attr("cell")
-    cell = cell.decode() if isinstance(cell, bytes) else cell
+    cell = _cell_attr(op)
     if not op.get_attr("is_training"):  # nothing kept: run the forward pass again, keeping it
         reserve = _ops().tf_rnn_layer_norm_rnn(*op.inputs, cell=cell, is_training=True)[3]
     grads = _ops().tf_rnn_layer_norm_rnn_grad(
@@ -152,7 +156,7 @@ def layer_norm_rnn_forward(
                 x[t], h, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, gamma_h, epsilon
             ), None  # fmt: skip
         if zoneout is not None:
-            h_new = h + (zoneout if zoneout.shape.rank == 0 else zoneout[t]) * (h_new - h)
+            h_new = _reference_rnn.zone_at(zoneout, t, h_new, h)
         if mask is not None:
             valid = tf.expand_dims(mask[t] != 0, 1)
             h_new = tf.where(valid, h_new, h)
@@ -178,8 +182,7 @@ def _layer_norm_rnn_grad_grad(op, *grads):
     inputs = list(op.inputs)
     if all(g is None for g in grads):
         return [None] * len(inputs)
-    cell = op.get_attr("cell")
-    cell = cell.decode() if isinstance(cell, bytes) else cell
+    cell = _cell_attr(op)
     fixed = inputs[_NUM_PRIMALS:_NUM_FORWARD_INPUTS]
 
     def forward(*primals):

@@ -239,10 +239,10 @@ class _FusedRNNMixin:
             return run(bool(training))
         return tf.cond(tf.cast(training, tf.bool), lambda: run(True), lambda: run(False))
 
-    def _zoneout_fuses(self) -> bool:
-        """Whether zoneout runs on the fused op (always, where the op may run and computes the
-        cell's options); else Keras' step loop with zoneout (`_zoneout_keras_loop`)."""
-        return self._fused_mode is not None and self._cudnn_choice is not False
+    def _op_may_run(self) -> bool:
+        """Whether the fused op computes the cell's options and use_cudnn allows it (zoneout then
+        always runs on it; else Keras' step loop with zoneout, `_zoneout_keras_loop`)."""
+        return getattr(self, "_fused_mode", None) is not None and self._cudnn_choice is not False
 
     @property
     def _cudnn_choice(self):
@@ -263,7 +263,7 @@ class _FusedRNNMixin:
         return training is True and 0.0 < self.cell.recurrent_dropout < 1.0
 
     def _can_fuse(self, training) -> bool:
-        if self._fused_mode is None or self._cudnn_choice is False:
+        if not self._op_may_run():
             return False
         if not isinstance(training, bool | type(None)):
             return False  # a symbolic training flag: let Keras' loop decide per step
@@ -281,7 +281,7 @@ class _FusedRNNMixin:
         # Under XLA the layer traces Keras' formulation (see _formulation), so an explicit
         # jit_compile=True is honoured; jit_compile="auto" keeps the fused op where it may run,
         # as Keras' own GRU/LSTM keep cuDNN.
-        if getattr(self, "_fused_mode", None) is None or self._cudnn_choice is False:
+        if not self._op_may_run():
             return True
         return not _formulation.resolving_auto_jit()
 
@@ -295,7 +295,7 @@ class _FusedRNNMixin:
         if not sequences.dtype.is_floating:  # Keras' step loop promotes integers so
             sequences = tf.cast(sequences, self.compute_dtype)
         how = _formulation.formulation()
-        if self._zoneout and (how is not None or not self._zoneout_fuses()):
+        if self._zoneout and (how is not None or not self._op_may_run()):
             return self._zoneout_keras_loop(how, sequences, initial_state, mask, training)
         if how is not None:  # XLA, TFLite or an export of standard ops: Keras' formulation
             return _formulation.standard_inner_loop(
@@ -373,10 +373,7 @@ class _FusedRNNMixin:
             )
         else:
             masks = [tf.cast(m, dtype) for m in (dp if isinstance(dp, list | tuple) else [dp])]
-            if len(masks) == 1:  # SimpleRNN: one mask for its one gate
-                gx = tf.matmul(x * masks[0][:, tf.newaxis, :], kernel)
-            else:
-                gx = _masked_input_side(x, masks, kernel, units)
+            gx = _masked_input_side(x, masks, kernel, units)  # (SimpleRNN: one mask, one product)
         recurrent_bias = None
         if bias is not None:
             if self._fused_mode == "gru":  # Keras' [2, 3H]: input row, recurrent row
