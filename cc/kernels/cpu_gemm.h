@@ -232,22 +232,20 @@ void AddWeightGrad(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T*
 // float: GemmTransposedA (the packed kernel's micro-kernel on both operands packed a block at a
 // time, summing into double), the rows of C split across threads (Eigen's contraction ran these at
 // ~120 GFLOP/s inside the backward).
-template <>
-inline void AddWeightGrad<float>(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
-                                 const float* A, const float* B, double* C) {
-  const int64_t panels = (M + kNr - 1) / kNr;
-  ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
-    GemmTransposedA(N, K, A, M, B, N, C, N, begin * kNr, std::min(M, end * kNr));
-  });
-}
-
-// AddWeightGrad<float> with A's rows lda apart: a column block of wider rows read in place.
+// AddWeightGradStrided reads A's rows lda apart (a column block of wider rows, in place);
+// AddWeightGrad<float> is it with lda = M.
 inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
                                  const float* A, int64_t lda, const float* B, double* C) {
   const int64_t panels = (M + kNr - 1) / kNr;
   ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
     GemmTransposedA(N, K, A, lda, B, N, C, N, begin * kNr, std::min(M, end * kNr));
   });
+}
+
+template <>
+inline void AddWeightGrad<float>(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
+                                 const float* A, const float* B, double* C) {
+  AddWeightGradStrided(d, M, N, K, A, M, B, C);
 }
 
 // Column sums of a row-major [rows, cols] matrix, added into out[cols] (in out's type).
