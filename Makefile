@@ -12,16 +12,24 @@ JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
 LIB          := tf_rnn_ops/_tf_rnn_ops.so
 TF_CUDNN_LIB := tf_rnn_ops/_tf_cudnn_cpu_kernels.so
+# The same two libraries compiled for x86-64-v4 (AVX-512 F/BW/CD/DQ/VL): tf_rnn_ops/_loader.py loads
+# them instead where the CPU has all five (and TF_RNN_OPS_NO_AVX512 is unset, empty or "0"), so that
+# the cells' element-wise passes (Eigen's packets) run 16 floats wide too, not only the products
+# (packed_gemm.h chooses its AVX-512 kernels at run time in either build). docs/ARCHITECTURE.md.
+LIB_AVX512          := tf_rnn_ops/_tf_rnn_ops_avx512.so
+TF_CUDNN_LIB_AVX512 := tf_rnn_ops/_tf_cudnn_cpu_kernels_avx512.so
 BUILD_INFO   := tf_rnn_ops/_build_info.json
 
 # Sources of the main library: op registrations and CPU kernels (the GPU kernels, cc/kernels/*_gpu.cc,
 # go into the GPU library: cc/cuda/cuda.mk).
 LIB_SRCS := $(wildcard cc/ops/*.cc) $(filter-out %_gpu.cc,$(wildcard cc/kernels/*.cc))
 LIB_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LIB_SRCS))
+LIB_OBJS_AVX512 := $(patsubst %.cc,$(BUILD)/obj-avx512/%.o,$(LIB_SRCS))
 # CPU kernels for TensorFlow's own CudnnRNN* ops: a library of its own, loaded only where TensorFlow
 # has no CPU kernel for them (see tf_rnn_ops/_loader.py).
 TF_CUDNN_SRCS := $(wildcard cc/tf_cudnn/*.cc)
 TF_CUDNN_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(TF_CUDNN_SRCS))
+TF_CUDNN_OBJS_AVX512 := $(patsubst %.cc,$(BUILD)/obj-avx512/%.o,$(TF_CUDNN_SRCS))
 
 CXX      ?= g++
 # -DNDEBUG as TensorFlow's own build and Bazel's -c opt (Eigen's asserts and TF's DCHECKs off); make asan
@@ -32,6 +40,10 @@ WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-f
 TF_SYS_CFLAGS = $(patsubst -I%,-isystem %,$(TF_CFLAGS))
 ALL_CXXFLAGS = -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden $(CXXFLAGS) $(WARN) \
                $(TF_SYS_CFLAGS) -I. -MMD -MP $(EXTRA_CXXFLAGS)
+# The x86-64-v4 objects: the same command with a later -march. GCC 12 warns from its own
+# avx512fintrin.h (the `__Y = __Y` of `_mm512_undefined_*`, GCC bug 105593) wherever Eigen's packets
+# inline it; the x86-64-v3 objects, the same sources, keep both warnings on for our code.
+ALL_CXXFLAGS_AVX512 = $(ALL_CXXFLAGS) -march=x86-64-v4 -Wno-uninitialized -Wno-maybe-uninitialized
 LDFLAGS_LIB = -shared -Wl,--no-undefined -Wl,-z,defs $(TF_LFLAGS) $(EXTRA_LDFLAGS)
 
 .PHONY: all venv build lib wheel test test-slow test-wheel test-wheel-tensorflow test-multiworker \
@@ -75,9 +87,18 @@ $(BUILD)/cxxflags: FORCE $(BUILD)/tf_flags.mk
 	@echo '$(CXX) $(ALL_CXXFLAGS)' | cmp -s - $@ 2>/dev/null || echo '$(CXX) $(ALL_CXXFLAGS)' > $@
 FORCE:
 
+$(BUILD)/cxxflags-avx512: FORCE $(BUILD)/tf_flags.mk
+	@mkdir -p $(dir $@)
+	@echo '$(CXX) $(ALL_CXXFLAGS_AVX512)' | cmp -s - $@ 2>/dev/null || \
+	  echo '$(CXX) $(ALL_CXXFLAGS_AVX512)' > $@
+
 $(BUILD)/obj/%.o: %.cc $(BUILD)/cxxflags | $(BUILD)/tf_flags.mk
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj-avx512/%.o: %.cc $(BUILD)/cxxflags-avx512 | $(BUILD)/tf_flags.mk
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS_AVX512) -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	$(CXX) -o $@ $(LIB_OBJS) $(LDFLAGS_LIB)
@@ -85,15 +106,23 @@ $(LIB): $(LIB_OBJS)
 $(TF_CUDNN_LIB): $(TF_CUDNN_OBJS)
 	$(CXX) -o $@ $(TF_CUDNN_OBJS) $(LDFLAGS_LIB)
 
+$(LIB_AVX512): $(LIB_OBJS_AVX512)
+	$(CXX) -o $@ $(LIB_OBJS_AVX512) $(LDFLAGS_LIB)
+
+$(TF_CUDNN_LIB_AVX512): $(TF_CUDNN_OBJS_AVX512)
+	$(CXX) -o $@ $(TF_CUDNN_OBJS_AVX512) $(LDFLAGS_LIB)
+
 # The header dependencies the compiler wrote (-MMD): silent, since they exist only after a first build.
--include $(LIB_OBJS:.o=.d) $(TF_CUDNN_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(TF_CUDNN_OBJS:.o=.d) $(LIB_OBJS_AVX512:.o=.d) $(TF_CUDNN_OBJS_AVX512:.o=.d)
+
+ALL_LIBS = $(LIB) $(TF_CUDNN_LIB) $(LIB_AVX512) $(TF_CUDNN_LIB_AVX512)
 
 build: $(STAMP) $(BUILD)/tf_flags.mk ## compile the op libraries into tf_rnn_ops/ (creates .venv first)
-	$(MAKE) -j$(JOBS) $(LIB) $(TF_CUDNN_LIB)
+	$(MAKE) -j$(JOBS) $(ALL_LIBS)
 
 # The libraries alone, for a Python given as PY (used by setup.py with NO_VENV=1).
 lib: $(BUILD)/tf_flags.mk ## the op libraries alone, with the Python given as PY (setup.py: NO_VENV=1)
-	$(MAKE) -j$(JOBS) $(LIB) $(TF_CUDNN_LIB)
+	$(MAKE) -j$(JOBS) $(ALL_LIBS)
 
 # ---------------------------------------------------------------- wheel
 # The wheel, built by setup.py with .venv's TensorFlow: it links the objects `make build` compiled

@@ -40,7 +40,13 @@ except ImportError:  # older setuptools: the `wheel` package's
         ) from None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LIBRARIES = ("_tf_rnn_ops.so", "_tf_cudnn_cpu_kernels.so")
+# The x86-64-v3 libraries, then their x86-64-v4 twins (Makefile; tf_rnn_ops/_loader.py picks).
+LIBRARIES = (
+    "_tf_rnn_ops.so",
+    "_tf_cudnn_cpu_kernels.so",
+    "_tf_rnn_ops_avx512.so",
+    "_tf_cudnn_cpu_kernels_avx512.so",
+)
 
 
 def _platform_tag_module():
@@ -108,6 +114,8 @@ class BuildPyWithOps(build_py):
                 f"BUILD={obj}",
                 f"LIB={os.path.join(out, LIBRARIES[0])}",
                 f"TF_CUDNN_LIB={os.path.join(out, LIBRARIES[1])}",
+                f"LIB_AVX512={os.path.join(out, LIBRARIES[2])}",
+                f"TF_CUDNN_LIB_AVX512={os.path.join(out, LIBRARIES[3])}",
                 f"BUILD_INFO={build_info}",
             ],
             cwd=HERE,

@@ -170,10 +170,23 @@ def product_path(environ: Mapping[str, str] | None = None, flags: set[str] | Non
     return "AVX-512" if "avx512f" in flags else "AVX2"
 
 
+def library_build() -> str:
+    """The build of the op library this process loads, by tf_rnn_ops/_loader.py's rule:
+    'x86-64-v4' (`_tf_rnn_ops_avx512.so`, where the CPU has AVX-512 F/BW/CD/DQ/VL and
+    TF_RNN_OPS_NO_AVX512 does not turn it off) or 'x86-64-v3'. Needs `tf_rnn_ops` importable."""
+    from tf_rnn_ops import _loader
+
+    v4 = _loader.LIBRARY_PATH.endswith(_loader.AVX512_SUFFIX + ".so")
+    return "x86-64-v4" if v4 else "x86-64-v3"
+
+
 def describe_path(environ: Mapping[str, str] | None = None) -> str:
-    """One line for a benchmark header: the product path and why."""
+    """One line for a benchmark header: the product path, the library's build, and why."""
     environ = os.environ if environ is None else environ
     path = product_path(environ)
     off = environ.get("TF_RNN_OPS_NO_AVX512", "")
     why = f"TF_RNN_OPS_NO_AVX512={off}" if off else "TF_RNN_OPS_NO_AVX512 unset"
-    return f"our float products on the {path} micro-kernels ({why})"
+    return (
+        f"our float products on the {path} micro-kernels, the cells' passes built for "
+        f"{library_build()} ({why})"
+    )

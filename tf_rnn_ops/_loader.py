@@ -10,6 +10,7 @@ import os
 import sys
 import types
 import warnings
+from collections.abc import Iterable
 
 # The package names no TensorFlow distribution as a dependency (either `tensorflow-cpu` or
 # `tensorflow`, the GPU build, 2.21 will do), so say which to install when there is none.
@@ -28,10 +29,50 @@ except ModuleNotFoundError as e:
     ) from e
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-# TF_RNN_OPS_LIBRARY points the loader at another build of the same library (e.g. Bazel's).
-LIBRARY_PATH = os.environ.get("TF_RNN_OPS_LIBRARY") or os.path.join(_HERE, "_tf_rnn_ops.so")
-TF_CUDNN_LIBRARY_PATH = os.environ.get("TF_RNN_OPS_TF_CUDNN_LIBRARY") or os.path.join(
-    _HERE, "_tf_cudnn_cpu_kernels.so"
+
+# Each CPU library is built twice (Makefile): for x86-64-v3 (AVX2, FMA; runs everywhere we support)
+# and for x86-64-v4, which adds these AVX-512 subsets. The second runs the cells' element-wise
+# passes 16 floats wide; it is loaded where the CPU has every one of them.
+X86_64_V4_FLAGS = ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")
+AVX512_SUFFIX = "_avx512"
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as the kernel reports them (empty where it cannot be read)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def avx512_wanted(environ=os.environ) -> bool:
+    """False where TF_RNN_OPS_NO_AVX512 turns AVX-512 off (set, and neither empty nor "0": the
+    same rule as the products' switch in cc/kernels/packed_gemm.h)."""
+    return environ.get("TF_RNN_OPS_NO_AVX512", "") in ("", "0")
+
+
+def library_variant(path: str, flags: Iterable[str] | None = None, environ=os.environ) -> str:
+    """`path` (the x86-64-v3 build), or its x86-64-v4 twin `<name>_avx512.so` where that file
+    exists, the CPU has every flag of X86_64_V4_FLAGS and AVX-512 is not turned off."""
+    root, ext = os.path.splitext(path)
+    twin = root + AVX512_SUFFIX + ext
+    flags = cpu_flags() if flags is None else flags
+    if avx512_wanted(environ) and set(X86_64_V4_FLAGS) <= set(flags) and os.path.exists(twin):
+        return twin
+    return path
+
+
+# TF_RNN_OPS_LIBRARY points the loader at another build of the same library (e.g. Bazel's), taken
+# as it is.
+LIBRARY_PATH = os.environ.get("TF_RNN_OPS_LIBRARY") or library_variant(
+    os.path.join(_HERE, "_tf_rnn_ops.so")
+)
+TF_CUDNN_LIBRARY_PATH = os.environ.get("TF_RNN_OPS_TF_CUDNN_LIBRARY") or library_variant(
+    os.path.join(_HERE, "_tf_cudnn_cpu_kernels.so")
 )
 # DEVICE_GPU kernels of the TfRnn> ops (`make gpu`): loaded only where TensorFlow sees a GPU.
 GPU_LIBRARY_PATH = os.path.join(_HERE, "_tf_rnn_ops_gpu.so")

@@ -15,11 +15,12 @@
 // across threads. Builds without AVX2/FMA (and types other than float, which the driver sends to
 // Eigen) fall back to a plain loop nest over the same layouts.
 //
-// Dispatch: the library is built for x86-64-v3 (AVX2); the AVX-512 kernels are separate functions
-// compiled with __attribute__((target("avx512f"))) (distinct names: never one inline symbol
-// compiled two ways), called when UseAvx512() says so: the CPU reports AVX-512F and the
+// Dispatch: the baseline build of the library is x86-64-v3 (AVX2); the AVX-512 kernels are separate
+// functions compiled with __attribute__((target("avx512f"))) (distinct names: never one inline
+// symbol compiled two ways), called when UseAvx512() says so: the CPU reports AVX-512F and the
 // environment variable TF_RNN_OPS_NO_AVX512 is unset, empty or "0" (read once per process; tests
-// set it to run the AVX2 path on an AVX-512 machine, tests/ops/test_gemm_dispatch.py).
+// set it to run the AVX2 path on an AVX-512 machine, tests/ops/test_gemm_dispatch.py). The
+// x86-64-v4 build (loaded on AVX-512 CPUs, tf_rnn_ops/_loader.py) compiles the same code.
 #ifndef TF_RNN_OPS_CC_KERNELS_PACKED_GEMM_H_
 #define TF_RNN_OPS_CC_KERNELS_PACKED_GEMM_H_
 

@@ -1,7 +1,8 @@
 """The float32 fused op (forward and gradients) against the float64 reference of docs/MATH.md, on
-whichever product kernels this process runs: run in a subprocess by test_gemm_dispatch.py, once as
-is (the AVX-512 kernels of packed_gemm.h where the CPU has AVX-512F) and once with
-TF_RNN_OPS_NO_AVX512=1 (the AVX2 kernels), since the library reads the switch once per process.
+whichever library build and product kernels this process runs: run in a subprocess by
+test_gemm_dispatch.py, once as is (on an AVX-512 CPU the x86-64-v4 library and the AVX-512 kernels
+of packed_gemm.h) and once with TF_RNN_OPS_NO_AVX512=1 (the x86-64-v3 library, AVX2 kernels), since
+the loader and the library read the switch once per process. Prints the op library it loaded.
 
 usage: gemm_dispatch_program.py SEED MODE:B:T:I:H[:bidirectional] ...
 
@@ -14,6 +15,7 @@ error, and exits 1.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -75,6 +77,10 @@ def main() -> int:
         direction = "bidirectional" if rest[-1] == "bidirectional" else "unidirectional"
         B, T, n_in, H = (int(v) for v in rest[:4])
         failures += [f"{spec} {msg}" for msg in run_case(rng, mode, B, T, n_in, H, direction)]
+    # The op library this process mapped (tf_rnn_ops/_loader.py picks the build), for the test.
+    with open("/proc/self/maps") as f:
+        loaded = sorted({line.split()[-1] for line in f if "_tf_rnn_ops" in line})
+    print("loaded", *(os.path.basename(path) for path in loaded))
     print("\n".join(failures) or "ok")
     return 1 if failures else 0
 

@@ -1,8 +1,10 @@
-"""Both CPU product paths of packed_gemm.h against the float64 reference: the AVX-512 micro-kernels
-(chosen at run time where the CPU has AVX-512F) and the AVX2 ones (forced by TF_RNN_OPS_NO_AVX512=1,
-read once per process: hence a subprocess per path, gemm_dispatch_program.py).
-The library is built for x86-64-v3, so the AVX2 half runs on every machine; the AVX-512 half is
-skipped only where the CPU lacks AVX-512F (then both runs would take the AVX2 path).
+"""Both CPU builds of the op library and both product paths of packed_gemm.h against the float64
+reference: on an AVX-512 CPU the x86-64-v4 library (`_tf_rnn_ops_avx512.so`, whose cells' passes
+run 16 floats wide) with the AVX-512 micro-kernels; with TF_RNN_OPS_NO_AVX512=1 the x86-64-v3
+library with the AVX2 ones (the switch is read once per process: hence a subprocess per path,
+gemm_dispatch_program.py). The AVX2 half runs on every machine; the AVX-512 half is skipped only
+where the CPU lacks AVX-512F (then both runs would take the AVX2 path). Every cell runs here, so
+that the build the rest of the suite does not load is tested too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,28 @@ CASES = [
     "gru:7:3:5:257",
     "lstm:13:25:20:33",
     "gru:0:3:4:5",
+    "gru_reset_before:5:4:3:19",
+    "rnn_tanh:9:3:4:35",
+    "rnn_relu:4:5:3:17:bidirectional",
 ]
+
+
+def _expected_library(path: str) -> str:
+    """The op library the loader should pick in the subprocess (tf_rnn_ops/_loader.py's rule,
+    restated: the x86-64-v4 build on a CPU with all of its AVX-512 subsets, unless switched off)."""
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags
+    twin = REPO / "tf_rnn_ops" / "_tf_rnn_ops_avx512.so"
+    if path == "avx512" and v4 and not os.environ.get("TF_RNN_OPS_LIBRARY"):  # `make build` made it
+        return twin.name
+    return Path(os.environ.get("TF_RNN_OPS_LIBRARY") or "_tf_rnn_ops.so").name
 
 
 def _cpu_has_avx512f() -> bool:
@@ -56,3 +79,5 @@ def test_product_path_matches_reference(rng, path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
+    loaded = next(line for line in proc.stdout.splitlines() if line.startswith("loaded"))
+    assert loaded.split()[1:] == [_expected_library(path)], loaded

@@ -448,3 +448,72 @@ print("RESULT" + json.dumps({{"soname": soname, "loaded": loaded, "api": lib.tfr
         os.path.join(CUDA12_SITE, "nvidia", "cublas", "lib", "libcublas.so.12")
     )
     assert report["api"] >= 1 and report["emulated"] == 0
+
+
+# ---------------------------------------------------------------- the two CPU builds
+V4 = frozenset(_loader.X86_64_V4_FLAGS) | {"avx2", "fma", "sse4_2"}
+
+
+@pytest.mark.parametrize(
+    "flags,environ,twin_exists,want_twin",
+    [
+        (V4, {}, True, True),
+        (V4, {"TF_RNN_OPS_NO_AVX512": ""}, True, True),
+        (V4, {"TF_RNN_OPS_NO_AVX512": "0"}, True, True),
+        (V4, {"TF_RNN_OPS_NO_AVX512": "1"}, True, False),
+        (V4, {"TF_RNN_OPS_NO_AVX512": "yes"}, True, False),
+        (V4, {}, False, False),  # a build without the twin (Bazel's, an old wheel)
+        (V4 - {"avx512vl"}, {}, True, False),  # AVX-512F alone is not x86-64-v4
+        (frozenset({"avx2", "fma"}), {}, True, False),
+        (frozenset(), {}, True, False),  # flags unknown: the build that runs everywhere
+    ],
+)
+def test_library_variant_picks_the_x86_64_v4_build_only_where_it_runs(
+    tmp_path, flags, environ, twin_exists, want_twin
+):
+    base = tmp_path / "_tf_rnn_ops.so"
+    base.write_bytes(b"")
+    twin = tmp_path / "_tf_rnn_ops_avx512.so"
+    if twin_exists:
+        twin.write_bytes(b"")
+    got = _loader.library_variant(str(base), flags=flags, environ=environ)
+    assert got == str(twin if want_twin else base)
+
+
+def test_cpu_flags_reads_the_first_flags_line(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512vl\n"
+        "processor\t: 1\nflags\t\t: fpu\n"
+    )
+    assert _loader.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "avx512f", "avx512vl"}
+    assert _loader.cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+@pytest.mark.parametrize(
+    "name,override,load",
+    [
+        ("_tf_rnn_ops.so", "TF_RNN_OPS_LIBRARY", _loader.ops),
+        (
+            "_tf_cudnn_cpu_kernels.so",
+            "TF_RNN_OPS_TF_CUDNN_LIBRARY",
+            _loader.load_tf_cudnn_cpu_kernels,
+        ),
+    ],
+)
+def test_this_process_loaded_the_build_the_rule_picks(name, override, load):
+    """The library mapped into this process is the one `library_variant` names for this CPU and
+    environment (both builds are made by `make build`; the override variable replaces the rule),
+    and the other build is not mapped as well (each op and kernel registered once)."""
+    if load() == []:
+        pytest.skip("TensorFlow has its own CPU kernels for the CudnnRNN ops: nothing loaded")
+    stem = name[: -len(".so")]
+    with open("/proc/self/maps") as f:
+        mapped = {
+            os.path.realpath(line.split()[-1])
+            for line in f
+            if os.path.basename(line.split()[-1]) in (name, stem + _loader.AVX512_SUFFIX + ".so")
+        }
+    base = os.path.join(os.path.dirname(_loader.__file__), name)
+    want = os.environ.get(override) or _loader.library_variant(base)
+    assert mapped == {os.path.realpath(want)}, mapped

@@ -29,6 +29,13 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 import platform_tag  # noqa: E402
 
 SMOKE = os.path.join(REPO, "tests", "packaging", "wheel_smoke.py")
+# The op libraries, x86-64-v3 and x86-64-v4 (the Makefile builds both; the loader picks).
+LIBRARIES = (
+    "_tf_rnn_ops.so",
+    "_tf_cudnn_cpu_kernels.so",
+    "_tf_rnn_ops_avx512.so",
+    "_tf_cudnn_cpu_kernels_avx512.so",
+)
 PIP = ["-m", "pip", "--disable-pip-version-check"]
 
 
@@ -57,9 +64,7 @@ def test_other_machines_get_a_plain_linux_tag():
 
 def test_needed_versions_of_the_built_libraries():
     """What readelf reports the libraries need, against objdump's independent listing."""
-    libs = [
-        os.path.join(REPO, "tf_rnn_ops", n) for n in ("_tf_rnn_ops.so", "_tf_cudnn_cpu_kernels.so")
-    ]
+    libs = [os.path.join(REPO, "tf_rnn_ops", n) for n in LIBRARIES]
     needed = platform_tag.needed_versions(libs)
     dump = subprocess.run(["objdump", "-T", *libs], check=True, capture_output=True, text=True)
     undefined = [line for line in dump.stdout.splitlines() if "*UND*" in line]
@@ -177,7 +182,7 @@ def test_wheel_carries_the_libraries_and_says_what_it_needs(tmp_path):
     assert m, name
     with zipfile.ZipFile(wheel) as z:
         files = set(z.namelist())
-        for lib in ("_tf_rnn_ops.so", "_tf_cudnn_cpu_kernels.so"):
+        for lib in LIBRARIES:
             assert f"tf_rnn_ops/{lib}" in files
             z.extract(f"tf_rnn_ops/{lib}", tmp_path)
         assert json.loads(z.read("tf_rnn_ops/_build_info.json"))["tensorflow_version"] == "2.21.0"
