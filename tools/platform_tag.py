@@ -9,8 +9,8 @@ The level never goes below TensorFlow 2.21's own (`manylinux_2_27`): the librari
 `libtensorflow_framework.so.2`, which that wheel brings.
 
 What no wheel tag can say: the libraries are compiled for x86-64-v3 (AVX2, FMA, BMI2; Haswell or
-Zen 1 and newer; their x86-64-v4 twins are loaded only on CPUs with AVX-512), and `libtensorflow_framework.so.2` comes from the installed TensorFlow, not from
-this wheel.
+Zen 1 and newer; their x86-64-v4 twins are loaded only on CPUs with AVX-512), and
+`libtensorflow_framework.so.2` comes from the installed TensorFlow, not from this wheel.
 
 Usage: python tools/platform_tag.py LIB.so ...   (prints the tag and the versions that set it)
 """
