@@ -162,11 +162,14 @@ def test_inference_mode_keeps_no_reserve(rng, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_float32_row_range_gradients_match_keras_autodiff(rng, kind):
+@pytest.mark.parametrize("B,T", [(26, 6), (26, 45), (5, 120)])
+def test_float32_row_range_gradients_match_keras_autodiff(rng, kind, B, T):
     """The float32 backward with row ranges (B >= 12: each thread's rows through all steps, param
     grads summed per range then merged; weight grads in runs of rows summed in double) against
-    Keras' float64 autodiff of the Keras-ops cells in keras.layers.RNN, with a mask."""
-    B, T, D, H = 26, 6, 5, 19
+    Keras' float64 autodiff of the Keras-ops cells in keras.layers.RNN, with a mask. B = 26,
+    T = 45: 1170 rows, several of the weight products' 256-row blocks, the last one short; B = 5:
+    one range of all rows (B < 12, the step products split over the pool)."""
+    D, H = 5, 19
     cls = L.LayerNormLSTM if kind == "lstm" else L.LayerNormGRU
     layer = cls(H, return_sequences=True, return_state=True, dtype="float32")
     x = rng.normal(size=(B, T, D))
