@@ -30,17 +30,7 @@ using tf_rnn_op_registration::HasCellState;
 using tf_rnn_op_registration::KerasLayerShape;
 using tf_rnn_op_registration::NamedRank;
 using tf_rnn_op_registration::RegisterOp;
-
-// rnn_mode's spec: every cell's name, in RnnMode order (the attr's allowed values), lstm the
-// default.
-std::string RnnModeAttr() {
-  std::string spec = "rnn_mode: {";
-  for (int m = 0; m < ::tf_rnn_ops::kNumRnnModes; ++m) {
-    absl::StrAppend(&spec, m == 0 ? "" : ", ", "'",
-                    ::tf_rnn_ops::RnnModeName(static_cast<::tf_rnn_ops::RnnMode>(m)), "'");
-  }
-  return absl::StrCat(spec, "} = '", ::tf_rnn_ops::RnnModeName(::tf_rnn_ops::RnnMode::kLstm), "'");
-}
+using tf_rnn_op_registration::RnnModeAttr;
 
 // Which of the family's attrs an op has: TfRnn>KerasRNN (one unidirectional layer from Keras
 // weights) only rnn_mode; the cuDNN-style ops the whole model description of CudnnRNNV3.

@@ -14,6 +14,7 @@ using register_op::OpDefBuilderWrapper;
 using shape_inference::InferenceContext;
 using tf_rnn_op_registration::KerasLayerShape;
 using tf_rnn_op_registration::RegisterOp;
+using tf_rnn_op_registration::RnnModeAttr;
 
 // The forward op's inputs, which the backward op takes first too.
 OpDefBuilderWrapper& ForwardInputs(OpDefBuilderWrapper& b) {
@@ -37,7 +38,7 @@ const InitOnStartupMarker kForward TF_ATTRIBUTE_UNUSED =
           .Output("output_c: T")
           .Output("reserve_space: T")
           .Attr("T: {float, double}")
-          .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
+          .Attr(RnnModeAttr())
           .Attr("is_training: bool = true")
           .Attr("time_major: bool = false")
           .SetShapeFn([](InferenceContext* c) {
@@ -73,7 +74,7 @@ static InitOnStartupMarker const kBackward =
           .Output("recurrent_kernel_backprop: T")
           .Output("recurrent_bias_backprop: T")
           .Attr("T: {float, double}")
-          .Attr("rnn_mode: {'rnn_relu', 'rnn_tanh', 'lstm', 'gru', 'gru_reset_before'} = 'lstm'")
+          .Attr(RnnModeAttr())
           .Attr("time_major: bool = false")
           .SetShapeFn([](InferenceContext* c) {
             for (int i = 0; i < 5; ++i) c->set_output(i, c->input(i == 0 ? 0 : i));

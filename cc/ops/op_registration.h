@@ -1,5 +1,5 @@
 // What the op registration files share: registering an op from a builder callback, an input rank
-// check whose error names the input, rnn_mode's cell state, and the shape function of the
+// check whose error names the input, rnn_mode's spec and cell state, and the shape function of the
 // one-layer Keras ops (TfRnn>KerasRNN in fused_rnn_ops.cc, TfRnn>KerasRNNDropout in
 // keras_rnn_dropout_ops.cc), whose outputs are the same.
 #ifndef TF_RNN_OPS_CC_OPS_OP_REGISTRATION_H_
@@ -38,6 +38,18 @@ inline absl::Status NamedRank(shape_inference::InferenceContext* c, int index, c
         absl::StrCat(name, " must be ", rank, "-D, got shape ", c->DebugString(c->input(index))));
   }
   return s;
+}
+
+// rnn_mode's spec: every cell's name, in RnnMode order (the attr's allowed values), lstm the
+// default. Every op with an rnn_mode attr takes it from here, so a new cell is a new rnn_mode of
+// each without an edit to the registrations.
+inline std::string RnnModeAttr() {
+  std::string spec = "rnn_mode: {";
+  for (int m = 0; m < ::tf_rnn_ops::kNumRnnModes; ++m) {
+    absl::StrAppend(&spec, m == 0 ? "" : ", ", "'",
+                    ::tf_rnn_ops::RnnModeName(static_cast<::tf_rnn_ops::RnnMode>(m)), "'");
+  }
+  return absl::StrCat(spec, "} = '", ::tf_rnn_ops::RnnModeName(::tf_rnn_ops::RnnMode::kLstm), "'");
 }
 
 // Whether the op's rnn_mode has a cell state c (CellHasCellState): output_c is then input_c's
