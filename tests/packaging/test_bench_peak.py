@@ -8,24 +8,19 @@ Python call to the kernel", item 6), TF_RNN_OPS_NO_AVX512 included.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
 import subprocess
 
 import pytest
+from python_programs import python_program
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location(
-        "bench_peak", os.path.join(REPO, "python", "bench_peak.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return python_program("bench_peak")
 
 
 bp = _load()

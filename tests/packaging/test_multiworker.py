@@ -11,12 +11,12 @@ float64, so the only difference is the order of the gradient sums.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from python_programs import python_program
 
 import tf_rnn_ops  # noqa: F401  (registers the ops and layers)
 
@@ -26,12 +26,7 @@ pytestmark = pytest.mark.slow  # 2 TensorFlow processes and a cluster: ~1 minute
 
 
 def _demo():
-    spec = importlib.util.spec_from_file_location(
-        "demo_multiworker", os.path.join(REPO, "python", "demo_multiworker.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return python_program("demo_multiworker")
 
 
 def _reference(demo, steps, global_batch, dtype, seed, learning_rate):
