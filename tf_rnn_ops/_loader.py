@@ -67,12 +67,13 @@ def library_variant(path: str, flags: Iterable[str] | None = None, environ=os.en
 
 
 # TF_RNN_OPS_LIBRARY points the loader at another build of the same library (e.g. Bazel's), taken
-# as it is.
+# as it is. /proc/cpuinfo is read once for both libraries.
+_CPU_FLAGS = cpu_flags()
 LIBRARY_PATH = os.environ.get("TF_RNN_OPS_LIBRARY") or library_variant(
-    os.path.join(_HERE, "_tf_rnn_ops.so")
+    os.path.join(_HERE, "_tf_rnn_ops.so"), _CPU_FLAGS
 )
 TF_CUDNN_LIBRARY_PATH = os.environ.get("TF_RNN_OPS_TF_CUDNN_LIBRARY") or library_variant(
-    os.path.join(_HERE, "_tf_cudnn_cpu_kernels.so")
+    os.path.join(_HERE, "_tf_cudnn_cpu_kernels.so"), _CPU_FLAGS
 )
 # DEVICE_GPU kernels of the TfRnn> ops (`make gpu`): loaded only where TensorFlow sees a GPU.
 GPU_LIBRARY_PATH = os.path.join(_HERE, "_tf_rnn_ops_gpu.so")

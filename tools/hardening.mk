@@ -21,7 +21,8 @@ ASAN_TF_CUDNN := $(ASAN_DIR)/_tf_cudnn_cpu_kernels.so
 ASAN_SAN      := -fsanitize=address,undefined -fno-sanitize=null,nonnull-attribute,returns-nonnull-attribute \
                  -fno-sanitize-recover=all
 # -O1 keeps the sanitized build quick to compile and run; -march as the x86-64-v3 build, so that the
-# same AVX2/FMA kernels are checked (the x86-64-v4 build, the same sources, is not sanitized); without -DNDEBUG, so that Eigen's asserts and TF's DCHECKs check too.
+# same AVX2/FMA kernels are checked (the x86-64-v4 build, the same sources, is not sanitized);
+# without -DNDEBUG, so that Eigen's asserts and TF's DCHECKs check too.
 ASAN_CXXFLAGS  = $(filter-out -O% -DNDEBUG,$(ALL_CXXFLAGS)) -O1 -g -fno-omit-frame-pointer $(ASAN_SAN)
 ASAN_LIB_OBJS := $(patsubst %.cc,$(ASAN_DIR)/obj/%.o,$(LIB_SRCS))
 ASAN_TF_OBJS  := $(patsubst %.cc,$(ASAN_DIR)/obj/%.o,$(TF_CUDNN_SRCS))

@@ -32,37 +32,28 @@ CASES = [
 ]
 
 
+def _cpu_flags() -> set[str]:
+    """The CPU's flags from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(ln.split(":", 1)[1].split()) for ln in lines if ln.startswith("flags")), set())
+
+
 def _expected_library(path: str) -> str:
     """The op library the loader should pick in the subprocess (tf_rnn_ops/_loader.py's rule,
     restated: the x86-64-v4 build on a CPU with all of its AVX-512 subsets, unless switched off)."""
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags
-    twin = REPO / "tf_rnn_ops" / "_tf_rnn_ops_avx512.so"
-    if path == "avx512" and v4 and not os.environ.get("TF_RNN_OPS_LIBRARY"):  # `make build` made it
-        return twin.name
-    return Path(os.environ.get("TF_RNN_OPS_LIBRARY") or "_tf_rnn_ops.so").name
-
-
-def _cpu_has_avx512f() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(
-        line.startswith("flags") and "avx512f" in line.split() for line in flags.splitlines()
-    )
+    override = os.environ.get("TF_RNN_OPS_LIBRARY")
+    if override:
+        return Path(override).name
+    v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= _cpu_flags()
+    return "_tf_rnn_ops_avx512.so" if path == "avx512" and v4 else "_tf_rnn_ops.so"
 
 
 @pytest.mark.parametrize("path", ["avx512", "avx2"])
 def test_product_path_matches_reference(rng, path):
-    if path == "avx512" and not _cpu_has_avx512f():
+    if path == "avx512" and "avx512f" not in _cpu_flags():
         pytest.skip("this CPU has no AVX-512F: the library runs the AVX2 kernels only")
     env = dict(os.environ)
     env.pop("TF_RNN_OPS_NO_AVX512", None)

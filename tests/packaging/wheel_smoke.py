@@ -30,8 +30,13 @@ def check_installed_copy() -> None:
     here = os.path.dirname(os.path.abspath(tf_rnn_ops.__file__))
     prefix = os.path.realpath(sys.prefix)
     assert os.path.realpath(here).startswith(prefix), (here, prefix)
-    names = ("_tf_rnn_ops.so", "_tf_cudnn_cpu_kernels.so", "_tf_rnn_ops_avx512.so")
-    for name in (*names, "_tf_cudnn_cpu_kernels_avx512.so", "_build_info.json"):
+    for name in (
+        "_tf_rnn_ops.so",
+        "_tf_cudnn_cpu_kernels.so",
+        "_tf_rnn_ops_avx512.so",
+        "_tf_cudnn_cpu_kernels_avx512.so",
+        "_build_info.json",
+    ):
         assert os.path.exists(os.path.join(here, name)), name
     print(
         f"tf_rnn_ops from {here}; TensorFlow {tf.__version__} from {os.path.dirname(tf.__file__)}"
