@@ -28,8 +28,10 @@ _DROP = {"recurrent_dropout": 0.2, "dropout": 0.2}
 CASES = {
     "gru_reset_before": ("GRU", {"reset_after": False}),
     "gru_rec_dropout": ("GRU", _DROP),
+    "gru_rec_dropout_only": ("GRU", {"recurrent_dropout": 0.2}),  # the issue's own case
     "gru_reset_before_rec_dropout": ("GRU", {"reset_after": False, **_DROP}),
     "lstm_rec_dropout": ("LSTM", _DROP),
+    "lstm_rec_dropout_only": ("LSTM", {"recurrent_dropout": 0.2}),
     "simple_rnn_rec_dropout": ("SimpleRNN", _DROP),
     "gru_zoneout": ("GRU", {"zoneout": 0.1}),
     "lstm_zoneout": ("LSTM", {"zoneout": 0.1}),

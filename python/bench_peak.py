@@ -12,7 +12,9 @@ against the AVX2 rate alone overstates ours by 2x on AVX-512 machines.
 `product_path()` says which micro-kernels the library's float products run (docs/ARCHITECTURE.md,
 "The float products and AVX-512"): it mirrors `UseAvx512()` in cc/kernels/packed_gemm.h — AVX-512
 where the CPU has AVX-512F and TF_RNN_OPS_NO_AVX512 is unset, empty or "0"; AVX2 otherwise. The
-library exposes no query, so this reads the same two facts; keep the two rules in step.
+library exposes no query, so this reads the same two facts through the loader
+(`_loader.cpu_flags`, `_loader.avx512_wanted`, whose switch rule is packed_gemm.h's); keep the two
+rules in step.
 """
 
 from __future__ import annotations
@@ -85,15 +87,11 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
 
 
 def cpu_flags() -> set[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo, or None where that cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
+    """The CPU's feature flags from /proc/cpuinfo (read by the loader, tf_rnn_ops/_loader.py), or
+    None where there are none to read."""
+    from tf_rnn_ops import _loader
+
+    return set(_loader.cpu_flags()) or None
 
 
 def compile_peak(variant: str, exe: str, cxx: str | None = None) -> None:
@@ -164,10 +162,9 @@ def product_path(environ: Mapping[str, str] | None = None, flags: set[str] | Non
         return "portable"  # packed_gemm.h's plain loop nest
     if flags is None:
         return "unknown"  # no /proc/cpuinfo: the kernel asks the CPU itself
-    off = environ.get("TF_RNN_OPS_NO_AVX512", "")
-    if off not in ("", "0"):
-        return "AVX2"
-    return "AVX-512" if "avx512f" in flags else "AVX2"
+    from tf_rnn_ops import _loader
+
+    return "AVX-512" if _loader.avx512_wanted(environ) and "avx512f" in flags else "AVX2"
 
 
 def library_build() -> str:

@@ -1,8 +1,10 @@
 """The float32 fused op (forward and gradients) against the float64 reference of docs/MATH.md, on
 whichever library build and product kernels this process runs: run in a subprocess by
-test_gemm_dispatch.py, once as is (on an AVX-512 CPU the x86-64-v4 library and the AVX-512 kernels
-of packed_gemm.h) and once with TF_RNN_OPS_NO_AVX512=1 (the x86-64-v3 library, AVX2 kernels), since
-the loader and the library read the switch once per process. Prints the op library it loaded.
+test_gemm_dispatch.py, once as is (on an AVX-512 CPU the x86-64-v4 libraries and the AVX-512
+kernels of packed_gemm.h) and once with TF_RNN_OPS_NO_AVX512=1 (the x86-64-v3 libraries, AVX2
+kernels), since the loader and the libraries read the switch once per process. Each case runs
+through our op and, for TensorFlow's modes, through TensorFlow's own CudnnRNNV3 (whose CPU kernels
+are the second library's build). Prints the libraries it loaded.
 
 usage: gemm_dispatch_program.py SEED MODE:B:T:I:H[:bidirectional] ...
 
@@ -24,8 +26,10 @@ import tensorflow as tf
 
 import tf_rnn_ops
 
+TF_CUDNN_MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu")  # TensorFlow's CudnnRNN rnn_mode values
 
-def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str) -> list[str]:
+
+def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str, op) -> list[str]:
     p = ref.Problem(
         rng, mode, num_layers=1, num_units=H, input_size=n_in, batch=B, steps=T,
         direction=direction, lengths="varlen",
@@ -38,7 +42,7 @@ def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str) 
     srcs = [kwargs["input"], kwargs["input_h"], kwargs["input_c"], kwargs["params"]]
     with tf.GradientTape() as tape:
         tape.watch(srcs)
-        out, h, c, _, _ = tf_rnn_ops.cudnn_rnn(**kwargs)
+        out, h, c, _, _ = op(**kwargs)
         loss = tf.reduce_sum(tf.cast(out, tf.float64) * d_out)
         loss += tf.reduce_sum(tf.cast(h, tf.float64) * d_h)
         if p.is_lstm:
@@ -76,11 +80,16 @@ def main() -> int:
         mode, *rest = spec.split(":")
         direction = "bidirectional" if rest[-1] == "bidirectional" else "unidirectional"
         B, T, n_in, H = (int(v) for v in rest[:4])
-        failures += [f"{spec} {msg}" for msg in run_case(rng, mode, B, T, n_in, H, direction)]
-    # The op library this process mapped (tf_rnn_ops/_loader.py picks the build), for the test.
+        ops = {"TfRnn>CudnnRNN": tf_rnn_ops.cudnn_rnn}
+        if mode in TF_CUDNN_MODES:
+            ops["CudnnRNNV3"] = tf.raw_ops.CudnnRNNV3
+        for name, op in ops.items():
+            for msg in run_case(rng, mode, B, T, n_in, H, direction, op):
+                failures.append(f"{spec} {name} {msg}")
+    # The libraries this process mapped (tf_rnn_ops/_loader.py picks the build), for the test.
     with open("/proc/self/maps") as f:
-        loaded = sorted({line.split()[-1] for line in f if "_tf_rnn_ops" in line})
-    print("loaded", *(os.path.basename(path) for path in loaded))
+        paths = {line.split()[-1] for line in f if "_tf_rnn_ops" in line or "_tf_cudnn_cpu" in line}
+    print("loaded", *sorted(os.path.basename(path) for path in paths))
     print("\n".join(failures) or "ok")
     return 1 if failures else 0
 

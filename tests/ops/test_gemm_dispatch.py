@@ -1,10 +1,11 @@
 """Both CPU builds of the op library and both product paths of packed_gemm.h against the float64
-reference: on an AVX-512 CPU the x86-64-v4 library (`_tf_rnn_ops_avx512.so`, whose cells' passes
-run 16 floats wide) with the AVX-512 micro-kernels; with TF_RNN_OPS_NO_AVX512=1 the x86-64-v3
-library with the AVX2 ones (the switch is read once per process: hence a subprocess per path,
-gemm_dispatch_program.py). The AVX2 half runs on every machine; the AVX-512 half is skipped only
-where the CPU lacks AVX-512F (then both runs would take the AVX2 path). Every cell runs here, so
-that the build the rest of the suite does not load is tested too.
+reference: on an AVX-512 CPU the x86-64-v4 libraries (`_tf_rnn_ops_avx512.so`, whose cells' passes
+run 16 floats wide, and `_tf_cudnn_cpu_kernels_avx512.so`) with the AVX-512 micro-kernels; with
+TF_RNN_OPS_NO_AVX512=1 the x86-64-v3 libraries with the AVX2 ones (the switch is read once per
+process: hence a subprocess per path, gemm_dispatch_program.py). The AVX2 half runs on every
+machine; the AVX-512 half is skipped only where the CPU lacks AVX-512F (then both runs would take
+the AVX2 path). Every cell runs here, through our op and TensorFlow's CudnnRNNV3, so that the
+builds the rest of the suite does not load are tested too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tf_rnn_ops import _loader
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -32,28 +35,23 @@ CASES = [
 ]
 
 
-def _cpu_flags() -> set[str]:
-    """The CPU's flags from /proc/cpuinfo (empty where it cannot be read)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return set()
-    return next((set(ln.split(":", 1)[1].split()) for ln in lines if ln.startswith("flags")), set())
-
-
-def _expected_library(path: str) -> str:
-    """The op library the loader should pick in the subprocess (tf_rnn_ops/_loader.py's rule,
-    restated: the x86-64-v4 build on a CPU with all of its AVX-512 subsets, unless switched off)."""
-    override = os.environ.get("TF_RNN_OPS_LIBRARY")
-    if override:
-        return Path(override).name
-    v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= _cpu_flags()
-    return "_tf_rnn_ops_avx512.so" if path == "avx512" and v4 else "_tf_rnn_ops.so"
+def _expected_libraries(path: str) -> list[str]:
+    """The two CPU libraries the loader should pick in the subprocess, sorted (the rule of
+    tf_rnn_ops/_loader.py, restated: the x86-64-v4 builds on a CPU with all of its AVX-512 subsets,
+    unless switched off; TF_RNN_OPS_LIBRARY / TF_RNN_OPS_TF_CUDNN_LIBRARY override each)."""
+    v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= _loader.cpu_flags()
+    suffix = "_avx512" if path == "avx512" and v4 else ""
+    names = []
+    for base, override in (("_tf_rnn_ops", "TF_RNN_OPS_LIBRARY"),
+                           ("_tf_cudnn_cpu_kernels", "TF_RNN_OPS_TF_CUDNN_LIBRARY")):  # fmt: skip
+        chosen = os.environ.get(override)
+        names.append(Path(chosen).name if chosen else f"{base}{suffix}.so")
+    return sorted(names)
 
 
 @pytest.mark.parametrize("path", ["avx512", "avx2"])
 def test_product_path_matches_reference(rng, path):
-    if path == "avx512" and "avx512f" not in _cpu_flags():
+    if path == "avx512" and "avx512f" not in _loader.cpu_flags():
         pytest.skip("this CPU has no AVX-512F: the library runs the AVX2 kernels only")
     env = dict(os.environ)
     env.pop("TF_RNN_OPS_NO_AVX512", None)
@@ -71,4 +69,4 @@ def test_product_path_matches_reference(rng, path):
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
     loaded = next(line for line in proc.stdout.splitlines() if line.startswith("loaded"))
-    assert loaded.split()[1:] == [_expected_library(path)], loaded
+    assert loaded.split()[1:] == _expected_libraries(path), loaded
