@@ -5,12 +5,13 @@ gradient) of the drop-in layer against the Keras layer with the same options and
 
 Cases: GRU(reset_after=False) (fused as rnn_mode gru_reset_before; goal >= 1.5x Keras); recurrent
 dropout (item 1; recurrent_dropout = 0.2 and dropout = 0.2, TfRnn>KerasRNNDropout; goal >= 5x
-Keras) for GRU (both reset_after), LSTM and SimpleRNN; zoneout (item 3; zoneout = 0.1, always
-TfRnn>KerasRNNDropout) for GRU and LSTM, whose only peer is the same zoneout written in Keras ops
-around Keras' own cell inside keras.layers.RNN (Keras has no zoneout; haste's fused kernels are
-CUDA only). `--cases a,b` runs some of them. Prints one
-line per case: the median milliseconds of each and the ratio Keras / ours (rounds alternate between
-the two, so that changes of machine load hit both alike). Speed is measured here, never asserted in
+Keras) for GRU (both reset_after), LSTM and SimpleRNN, and with recurrent_dropout = 0.2 alone (the
+issue's own case, `*_rec_dropout_only`: the plain input product) for GRU and LSTM; zoneout (item
+3; zoneout = 0.1, always TfRnn>KerasRNNDropout) for GRU and LSTM, whose only peer is the same
+zoneout written in Keras ops around Keras' own cell inside keras.layers.RNN (Keras has no zoneout;
+haste's fused kernels are CUDA only). `--cases a,b` runs some of them. Prints one line per case:
+the median milliseconds of each and the ratio Keras / ours (rounds alternate between the two, so
+that changes of machine load hit both alike). Speed is measured here, never asserted in
 tests; results go to docs/PERFORMANCE.md.
 """
 
