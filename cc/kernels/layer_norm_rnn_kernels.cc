@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <mutex>
 #include <string>
 #include <type_traits>
@@ -30,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "cc/cells/layer_norm_cells.h"
 #include "cc/kernels/cpu_gemm.h"
+#include "cc/kernels/kernel_util.h"
 #include "cc/kernels/layer_norm_cpu_rows.h"
 #include "cc/kernels/layer_norm_rnn_checks.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -172,10 +172,14 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
     const CPUDevice& d = ctx->eigen_cpu_device();
     // W and R packed once a call; every step's products of every range read them.
-    std::vector<T> packed(StepGemm<T>::StorageSize(I, GH) + StepGemm<T>::StorageSize(H, GH));
-    const StepGemm<T> w_gemm(d, ctx->input(kKernel).flat<T>().data(), I, GH, false, packed.data());
+    Tensor packed_t;
+    T* packed;
+    OP_REQUIRES_OK(
+        ctx, AllocateScratch(ctx, StepGemm<T>::StorageSize(I, GH) + StepGemm<T>::StorageSize(H, GH),
+                             &packed_t, &packed));
+    const StepGemm<T> w_gemm(d, ctx->input(kKernel).flat<T>().data(), I, GH, false, packed);
     const StepGemm<T> r_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), H, GH, false,
-                             packed.data() + StepGemm<T>::StorageSize(I, GH));
+                             packed + StepGemm<T>::StorageSize(I, GH));
     ForEachRowRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n = b1 - b0;
       // Inference scratch: the range's xW and hR rows (normalized in place), one row's act,
@@ -278,12 +282,17 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     T* reserve = const_cast<T*>(reserve_t.flat<T>().data());  // read only (SavedRow's type)
     const T* dy = dy_t.flat<T>().data();
     // Every row of dGX, dGH is written by its step (masked rows: zeros), so no zero fill.
-    std::unique_ptr<T[]> dgx(new T[rows * GH]), dgh(new T[rows * GH]);
+    Tensor grads_t;
+    T* dgx;
+    OP_REQUIRES_OK(ctx, AllocateScratch(ctx, 2 * rows * GH, &grads_t, &dgx));
+    T* const dgh = dgx + rows * GH;
     std::vector<T> dh_rec(B * H);
     const CPUDevice& d = ctx->eigen_cpu_device();
-    std::vector<T> packed(StepGemm<T>::StorageSize(GH, H));
+    Tensor packed_t;
+    T* packed;
+    OP_REQUIRES_OK(ctx, AllocateScratch(ctx, StepGemm<T>::StorageSize(GH, H), &packed_t, &packed));
     const StepGemm<T> rt_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), GH, H, true,
-                              packed.data());
+                              packed);
     // The LN and bias param grads, in the order bias, bias_h, gamma_x, beta_x, gamma_h, beta_h
     // ([G·H] each), gamma_c, beta_c ([H] each).
     const int64_t n_param_grads = 6 * GH + 2 * H;
@@ -309,8 +318,8 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
           T* dhp = dh_prev.data() + (b - b0) * H;
           const T* dhb = dh + b * H;
           const T* dyr = dy + r * H;
-          T* dgx_r = dgx.get() + r * GH;
-          T* dgh_r = dgh.get() + r * GH;
+          T* dgx_r = dgx + r * GH;
+          T* dgh_r = dgh + r * GH;
           if (mask && mask[r] == T(0)) {  // the states passed through; the output was h_prev
             for (int64_t j = 0; j < H; ++j) dhp[j] = dhb[j] + dyr[j];
             std::fill_n(dgx_r, GH, T(0));
@@ -348,8 +357,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
         }
         for (int64_t j = 0; j < n_param_grads; ++j) sums[j] += static_cast<double>(l[j]);
         // dh_prev += dGH_t Rᵀ over the range's rows (zero rows for masked steps).
-        StepProduct(rt_gemm, one_thread, n, GH, H, dgh.get() + (t * B + b0) * GH,
-                    dh_rec.data() + b0 * H);
+        StepProduct(rt_gemm, one_thread, n, GH, H, dgh + (t * B + b0) * GH, dh_rec.data() + b0 * H);
         for (int64_t i = 0; i < n * H; ++i) dh[b0 * H + i] = dh_prev[i] + dh_rec[b0 * H + i];
       }
       std::lock_guard<std::mutex> lock(sums_mutex);
@@ -374,7 +382,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     // graph (tf.function, a Keras training step) whose input is data, nothing does: the executor
     // marks the output not required and it stays zero.
     if (ctx->output_required(kX)) {
-      CpuGemm<T>(d, false, true, rows, I, GH, dgx.get(), W, out[kX], false);
+      CpuGemm<T>(d, false, true, rows, I, GH, dgx, W, out[kX], false);
     }
     // dW = Xᵀ dGX [I, G·H] and dR = H_prevᵀ dGH [H, G·H] over all T·B rows by AddWeightGrad
     // (cpu_gemm.h; for float the packed kernel, on zmm where the machine has AVX-512, summed in
@@ -383,16 +391,18 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     // (Before: Eigen's contraction on ymm over runs of 1024 rows, ~30% of the training step at
     // B = 64, H = 256; docs/PERFORMANCE.md.)
     using S = typename GradSumType<T>::type;
-    std::vector<S> wsum(std::max(I, H) * GH);
+    Tensor wsum_t;
+    S* wsum;
+    OP_REQUIRES_OK(ctx, AllocateScratch(ctx, std::max(I, H) * GH, &wsum_t, &wsum));
     auto weight_grad = [&](int64_t M, const T* A, const T* D, T* dst) {
-      std::fill_n(wsum.begin(), M * GH, S(0));
-      AddWeightGrad<T>(d, GH, M, rows, D, A, wsum.data());
+      std::fill_n(wsum, M * GH, S(0));
+      AddWeightGrad<T>(d, GH, M, rows, D, A, wsum);
       for (int64_t i = 0; i < M; ++i) {
         for (int64_t j = 0; j < GH; ++j) dst[i * GH + j] = static_cast<T>(wsum[j * M + i]);
       }
     };
-    weight_grad(I, X, dgx.get(), out[kKernel]);
-    weight_grad(H, reserve + rl.h_prev, dgh.get(), out[kRecurrentKernel]);
+    weight_grad(I, X, dgx, out[kKernel]);
+    weight_grad(H, reserve + rl.h_prev, dgh, out[kRecurrentKernel]);
   }
 };
 
