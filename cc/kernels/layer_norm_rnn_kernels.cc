@@ -32,6 +32,7 @@
 #include "cc/kernels/kernel_util.h"
 #include "cc/kernels/layer_norm_cpu_rows.h"
 #include "cc/kernels/layer_norm_rnn_checks.h"
+#include "cc/kernels/rnn_layouts.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -171,15 +172,20 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
     const CPUDevice& d = ctx->eigen_cpu_device();
-    // W and R packed once a call; every step's products of every range read them.
+    // W and R packed once a call; every step's products of every range read them. A call of a
+    // few rows (one-step decoding) reads them as stored instead: packing would cost more than
+    // its products (RnnStreamWeights, as TfRnn>KerasRNN).
+    const bool stream = RnnStreamWeights<T>(T_, B);
+    const int64_t w_size = stream ? 0 : StepGemm<T>::StorageSize(I, GH);
     Tensor packed_t;
     T* packed;
-    OP_REQUIRES_OK(
-        ctx, AllocateScratch(ctx, StepGemm<T>::StorageSize(I, GH) + StepGemm<T>::StorageSize(H, GH),
-                             &packed_t, &packed));
-    const StepGemm<T> w_gemm(d, ctx->input(kKernel).flat<T>().data(), I, GH, false, packed);
+    OP_REQUIRES_OK(ctx,
+                   AllocateScratch(ctx, w_size + (stream ? 0 : StepGemm<T>::StorageSize(H, GH)),
+                                   &packed_t, &packed));
+    const StepGemm<T> w_gemm(d, ctx->input(kKernel).flat<T>().data(), I, GH, false, packed, nullptr,
+                             0, stream);
     const StepGemm<T> r_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), H, GH, false,
-                             packed + StepGemm<T>::StorageSize(I, GH));
+                             packed + w_size, nullptr, 0, stream);
     ForEachRowRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n = b1 - b0;
       // Inference scratch: the range's xW and hR rows (normalized in place), one row's act,

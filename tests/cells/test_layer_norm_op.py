@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tf_rnn_ops import layers as L
-from tf_rnn_ops.layer_norm_rnn import layer_norm_rnn
+from tf_rnn_ops.layer_norm_rnn import layer_norm_rnn, layer_norm_rnn_forward
 from tf_rnn_ops.layers.layer_norm import LayerNormGRUCell, LayerNormLSTMCell
 
 KINDS = ("lstm", "gru")
@@ -103,6 +103,56 @@ def test_float32_close_to_reference(rng, kind):
     assert y.dtype == tf.float32
     seq, _, _ = ref.rnn(_ref_cell(kind, w), x, states, time_major=True)
     np.testing.assert_allclose(y, seq, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("is_training", [True, False])
+@pytest.mark.parametrize("T,B,H", [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17)])
+def test_float32_few_rows_close_to_reference(rng, kind, is_training, T, B, H):
+    """float32 calls of at most 8 rows (T·B: one-step decoding) read W and R as stored instead of
+    packing them; 9 rows (3, 3) pack. Outputs, states and (training) the float32 gradients of
+    every weight and state against the float64 reference, with a step mask and zoneout masks."""
+    D = 6
+    w = _weights(rng, kind, D, H)
+    x = rng.normal(size=(T, B, D))
+    states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
+    lengths = _lengths(rng, B, T)
+    mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float64)
+    p = 0.3
+    masks = ref.zoneout_mask(rng, (T, B, H), p)
+    f32 = lambda a: tf.constant(np.asarray(a, np.float32))  # noqa: E731
+    w32, st32 = [f32(a) for a in w], [f32(s) for s in states]
+    with tf.GradientTape() as tape:
+        tape.watch(w32 + st32)
+        y, hn, cn = _run(kind, f32(x), st32, w32, mask=f32(mask), zoneout=p,
+                         zoneout_mask=f32(masks), is_training=is_training)  # fmt: skip
+        loss = tf.reduce_sum(tf.sin(y)) + tf.reduce_sum(hn * hn)
+    seq, _, ref_states = ref.rnn(ref.zoneout(_ref_cell(kind, w), p, masks), x, states,
+                                 time_major=True, lengths=lengths)  # fmt: skip
+    np.testing.assert_allclose(y, seq, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(hn, ref_states[0], rtol=1e-4, atol=2e-5)
+    if kind == "lstm":
+        np.testing.assert_allclose(cn, ref_states[1], rtol=1e-4, atol=2e-5)
+    if not is_training:
+        return
+    got = tape.gradient(loss, w32 + st32)
+    # The reference gradient: TensorFlow's autodiff of the Keras-ops cells' step in float64.
+    w64, st64 = [tf.constant(a) for a in w], [tf.constant(s) for s in states]
+    with tf.GradientTape() as tape:
+        tape.watch(w64 + st64)
+        kw = _op_kwargs(kind, w64)
+        y, hn, _ = layer_norm_rnn_forward(
+            tf.constant(x), st64[0], st64[1] if kind == "lstm" else None, kw["kernel"],
+            kw["recurrent_kernel"], kw["bias"], kw.get("recurrent_bias"), kw["gamma_x"],
+            kw.get("beta_x"), kw["gamma_h"], kw.get("beta_h"), kw.get("gamma_c"),
+            kw.get("beta_c"), tf.constant(mask), tf.constant(masks),
+            tf.constant(kw["epsilon"], tf.float64), cell=kw["cell"],
+        )  # fmt: skip
+        loss = tf.reduce_sum(tf.sin(y)) + tf.reduce_sum(hn * hn)
+    want = tape.gradient(loss, w64 + st64)
+    for g, e in zip(got, want, strict=True):
+        scale = max(1.0, float(np.max(np.abs(e))))
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=2e-5 * scale)
 
 
 @pytest.mark.parametrize("kind", KINDS)
