@@ -107,12 +107,15 @@ def test_float32_close_to_reference(rng, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("is_training", [True, False])
-@pytest.mark.parametrize("T,B,H", [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17)])
-def test_float32_few_rows_close_to_reference(rng, kind, is_training, T, B, H):
-    """float32 calls of at most 8 rows (T·B: one-step decoding) read W and R as stored instead of
-    packing them; 9 rows (3, 3) pack. Outputs, states and (training) the float32 gradients of
-    every weight and state against the float64 reference, with a step mask and zoneout masks."""
-    D = 6
+@pytest.mark.parametrize("T,B,H", [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17), (7, 25, 33)])
+def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H):
+    """float32 against the float64 reference with variable lengths and zoneout masks: outputs,
+    states and (training) the gradients of every weight and state. Calls of at most 8 rows (T·B:
+    one-step decoding) read W and R as stored instead of packing them; 9 rows (3, 3) pack; B >= 12
+    (7, 25): each intra-op thread takes a range of batch rows through all the steps, its products
+    on the packed kernel on that thread, and every range must give the reference's rows;
+    is_training=False (no reserve) the same."""
+    D = 9
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))
     states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
@@ -153,31 +156,6 @@ def test_float32_few_rows_close_to_reference(rng, kind, is_training, T, B, H):
     for g, e in zip(got, want, strict=True):
         scale = max(1.0, float(np.max(np.abs(e))))
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=2e-5 * scale)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("is_training", [True, False])
-def test_float32_row_ranges_close_to_reference(rng, kind, is_training):
-    """B >= 12 in float32: each intra-op thread takes a range of batch rows through all the steps
-    (its products on the packed kernel, on that thread); every range must give the reference's
-    rows, with variable lengths and zoneout masks; is_training=False (no reserve) the same."""
-    T, B, D, H = 7, 25, 9, 33
-    w = _weights(rng, kind, D, H)
-    x = rng.normal(size=(T, B, D))
-    states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
-    lengths = _lengths(rng, B, T)
-    mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float64)
-    p = 0.3
-    masks = ref.zoneout_mask(rng, (T, B, H), p)
-    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
-    y, hn, cn = _run(kind, f32(x), [f32(s) for s in states], [f32(a) for a in w], mask=f32(mask),
-                     zoneout=p, zoneout_mask=f32(masks), is_training=is_training)  # fmt: skip
-    seq, _, ref_states = ref.rnn(ref.zoneout(_ref_cell(kind, w), p, masks), x, states,
-                                 time_major=True, lengths=lengths)  # fmt: skip
-    np.testing.assert_allclose(y, seq, rtol=1e-4, atol=2e-5)
-    np.testing.assert_allclose(hn, ref_states[0], rtol=1e-4, atol=2e-5)
-    if kind == "lstm":
-        np.testing.assert_allclose(cn, ref_states[1], rtol=1e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("kind", KINDS)
