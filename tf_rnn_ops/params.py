@@ -411,13 +411,8 @@ def _gate_blocks(rnn_mode: str, split, concat):
     return to_canonical, to_keras
 
 
-def keras_to_canonical(rnn_mode: str, kernel, recurrent_kernel, bias=None):
-    """One Keras cell's (kernel, recurrent_kernel, bias) → canonical (weights, biases) of one
-    pseudo-layer. rnn_mode 'gru' (Keras GRU, reset_after=True), 'gru_reset_before' (Keras GRU,
-    reset_after=False: one [3H] bias, the input biases), 'lstm', or 'rnn_tanh'/'rnn_relu' (Keras
-    SimpleRNN). bias None (use_bias=False) → zero biases."""
-    kind = _keras_kind(rnn_mode)
-    T, split, concat, zeros, _ = _ops_for(kernel, recurrent_kernel, bias)
+def _check_keras_shapes(rnn_mode: str, kernel, recurrent_kernel, bias) -> tuple[int, int]:
+    """(G, H) of one Keras cell's weights; ValueError where the shapes do not fit together."""
     g = NUM_GATES[rnn_mode]
     h = int(recurrent_kernel.shape[1]) // g
     # rows of the recurrent kernel: H (H_out with an LSTM projection)
@@ -426,15 +421,26 @@ def keras_to_canonical(rnn_mode: str, kernel, recurrent_kernel, bias=None):
             f"{rnn_mode}: kernel {tuple(kernel.shape)} / recurrent_kernel "
             f"{tuple(recurrent_kernel.shape)} do not fit {g} gates of {h} units"
         )
+    if bias is not None and _keras_kind(rnn_mode) == "gru" and tuple(bias.shape) != (2, 3 * h):
+        raise ValueError(
+            f"GRU bias must be (2, {3 * h}) (reset_after=True), got {tuple(bias.shape)}"
+        )
+    return g, h
+
+
+def keras_to_canonical(rnn_mode: str, kernel, recurrent_kernel, bias=None):
+    """One Keras cell's (kernel, recurrent_kernel, bias) → canonical (weights, biases) of one
+    pseudo-layer. rnn_mode 'gru' (Keras GRU, reset_after=True), 'gru_reset_before' (Keras GRU,
+    reset_after=False: one [3H] bias, the input biases), 'lstm', or 'rnn_tanh'/'rnn_relu' (Keras
+    SimpleRNN). bias None (use_bias=False) → zero biases."""
+    kind = _keras_kind(rnn_mode)
+    T, split, concat, zeros, _ = _ops_for(kernel, recurrent_kernel, bias)
+    g, h = _check_keras_shapes(rnn_mode, kernel, recurrent_kernel, bias)
     gates, _ = _gate_blocks(rnn_mode, split, concat)
     weights = [T(w) for w in gates(kernel, 1)] + [T(w) for w in gates(recurrent_kernel, 1)]
     halves = {"W": None, "R": None}
     if bias is not None:
         if kind == "gru":
-            if tuple(bias.shape) != (2, 3 * h):
-                raise ValueError(
-                    f"GRU bias must be (2, {3 * h}) (reset_after=True), got {tuple(bias.shape)}"
-                )
             halves = {"W": gates(bias[0], 0), "R": gates(bias[1], 0)}
         else:
             halves[_KERAS_BIAS_HALVES[kind][0]] = gates(bias, 0)
@@ -465,10 +471,33 @@ def canonical_to_keras(rnn_mode: str, weights, biases, use_bias: bool = True):
 def keras_to_opaque(rnn_mode: str, kernel, recurrent_kernel, bias=None):
     """One Keras cell's weights → the opaque params of a 1-layer unidirectional RNN (what Keras
     builds for cuDNN)."""
-    w, b = keras_to_canonical(rnn_mode, kernel, recurrent_kernel, bias)
-    if _is_numpy(*w, *b):
+    if _is_numpy(*[a for a in (kernel, recurrent_kernel, bias) if a is not None]):
+        w, b = keras_to_canonical(rnn_mode, kernel, recurrent_kernel, bias)
         return np.concatenate([np.reshape(a, [-1]) for a in w + b])
-    return tf.concat([tf.reshape(a, [-1]) for a in w + b], axis=0)
+    # TensorFlow tensors: the same values from one transpose per matrix (and one gather where the
+    # gate orders differ) rather than a split, a transpose per gate and a reshape per block: the
+    # gradient of every drop-in layer's training step runs this, and at short sequences its
+    # ~30 small ops cost as much as the step (docs/PERFORMANCE.md, item 54).
+    g, h = _check_keras_shapes(rnn_mode, kernel, recurrent_kernel, bias)
+    perm = _modes.keras_gate_permutation(rnn_mode)
+
+    def canonical(m, rows_first: bool):
+        """Keras' [rows, G·H] (or a bias [G·H]) → its canonical gate blocks, flattened in order
+        (each weight block transposed: [H, rows])."""
+        t = tf.reshape(tf.transpose(m) if rows_first else m, [g, h, -1])
+        if perm != list(range(g)):
+            t = tf.gather(t, perm)
+        return tf.reshape(t, [-1])
+
+    halves = {"W": None, "R": None}
+    if bias is not None:
+        if _keras_kind(rnn_mode) == "gru":
+            halves = {"W": bias[0], "R": bias[1]}
+        else:
+            halves[_KERAS_BIAS_HALVES[_keras_kind(rnn_mode)][0]] = bias
+    zeros = tf.zeros([g * h], kernel.dtype)
+    biases = [zeros if halves[k] is None else canonical(halves[k], False) for k in ("W", "R")]
+    return tf.concat([canonical(kernel, True), canonical(recurrent_kernel, True), *biases], 0)
 
 
 def opaque_grad_to_keras(rnn_mode: str, dparams, num_units: int, input_size: int):
@@ -476,13 +505,33 @@ def opaque_grad_to_keras(rnn_mode: str, dparams, num_units: int, input_size: int
     the opaque params `keras_to_opaque` made of them (the transpose of that linear map): the weight
     blocks as `canonical_to_keras`; the bias from the biases Keras' bias went to: GRU's b_W and b_R
     rows, LSTM's b_R, SimpleRNN's b_W (the other, constant zeros, get no gradient)."""
+    kind = _keras_kind(rnn_mode)
+    g = NUM_GATES[rnn_mode]
+    if not _is_numpy(dparams):
+        # One reshape and transpose per matrix (and a gather where the gate orders differ), as
+        # keras_to_opaque's TensorFlow path.
+        perm = _modes.keras_gate_permutation(rnn_mode)
+        inverse = [perm.index(k) for k in range(g)]  # Keras block k is canonical gate inverse[k]
+        h, n_in = num_units, input_size
+        d_w, d_r, d_bw, d_br = tf.split(dparams, [g * h * n_in, g * h * h, g * h, g * h])
+
+        def keras(flat, rows: int, transpose: bool):
+            t = tf.reshape(flat, [g, h, rows])
+            if perm != list(range(g)):
+                t = tf.gather(t, inverse)
+            t = tf.reshape(t, [g * h, rows])
+            return tf.transpose(t) if transpose else tf.reshape(t, [-1])
+
+        halves = {"W": d_bw, "R": d_br}
+        rows = [keras(halves[half], 1, False) for half in _KERAS_BIAS_HALVES[kind]]
+        bias = tf.stack(rows) if len(rows) > 1 else rows[0]
+        return keras(d_w, n_in, True), keras(d_r, h, True), bias
     w, b = opaque_to_canonical(dparams, rnn_mode, 1, num_units, input_size)
     kernel, recurrent_kernel = canonical_to_keras(rnn_mode, w, b, use_bias=False)
     _, split, concat, _, stack = _ops_for(*w, *b)
     _, keras_cols = _gate_blocks(rnn_mode, split, concat)
-    g = NUM_GATES[rnn_mode]
     halves = {"W": b[:g], "R": b[g : 2 * g]}
-    rows = [keras_cols(halves[half], 0) for half in _KERAS_BIAS_HALVES[_keras_kind(rnn_mode)]]
+    rows = [keras_cols(halves[half], 0) for half in _KERAS_BIAS_HALVES[kind]]
     bias = stack(rows) if len(rows) > 1 else rows[0]
     return kernel, recurrent_kernel, bias
 

@@ -369,3 +369,39 @@ def test_gate_tables_match_the_op_and_keras():
                 num_layers=1, num_units=hidden, input_size=inputs, T=tf.float32, S=tf.int32,
                 rnn_mode=mode, num_proj=2,
             )  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["gru", "gru_reset_before", "lstm", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("n_in,H", [(5, 3), (1, 1), (7, 257)])
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("as_tensors", [True, False], ids=["tf", "numpy"])
+def test_keras_weights_to_opaque_and_grads_back(rng, mode, n_in, H, use_bias, as_tensors):
+    """`params.keras_to_opaque` (the layers' training gradient converts every call with it) and
+    `opaque_grad_to_keras`, on TensorFlow tensors (one transpose per matrix) and numpy arrays (the
+    canonical route), against the tests' own Keras mapping (tests/support/keras_convert.py) and
+    params layout (rnn_reference): the same values exactly."""
+    import keras_convert as kc
+
+    from tf_rnn_ops import params
+
+    kind = "simple_rnn" if mode.startswith("rnn_") else mode
+    G = {"gru": 3, "gru_reset_before": 3, "lstm": 4, "simple_rnn": 1}[kind]
+    kernel = rng.standard_normal((n_in, G * H))
+    rkernel = rng.standard_normal((H, G * H))
+    bias = None
+    if use_bias:
+        bias = rng.standard_normal((2, 3 * H) if kind == "gru" else (G * H,))
+    w, b = kc.cell_to_canonical(kind, kernel, rkernel, bias)
+    want = ref.canonical_to_opaque(w, b, mode, 1, H, n_in, "unidirectional")
+    wrap = tf.constant if as_tensors else np.asarray
+    got = params.keras_to_opaque(mode, wrap(kernel), wrap(rkernel),
+                                 None if bias is None else wrap(bias))  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+    dparams = rng.standard_normal(want.shape)
+    dw, db = ref.opaque_to_canonical(dparams, mode, 1, H, n_in, "unidirectional")
+    want_grads = kc.canonical_grads_to_cell(kind, dw, db)
+    got_grads = params.opaque_grad_to_keras(mode, wrap(dparams), H, n_in)
+    names = ("kernel", "recurrent_kernel", "bias")
+    for name, g, e in zip(names, got_grads, want_grads, strict=True):
+        np.testing.assert_array_equal(np.asarray(g), e, err_msg=name)
