@@ -234,11 +234,13 @@ void AddWeightGrad(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T*
 // ~120 GFLOP/s inside the backward).
 // AddWeightGradStrided reads A's rows lda apart (a column block of wider rows, in place);
 // AddWeightGrad<float> is it with lda = M.
+// C's rows ldc apart (0: N).
 inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
-                                 const float* A, int64_t lda, const float* B, double* C) {
+                                 const float* A, int64_t lda, const float* B, double* C,
+                                 int64_t ldc = 0) {
   const int64_t panels = (M + kNr - 1) / kNr;
   ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
-    GemmTransposedA(N, K, A, lda, B, N, C, N, begin * kNr, std::min(M, end * kNr));
+    GemmTransposedA(N, K, A, lda, B, N, C, ldc ? ldc : N, begin * kNr, std::min(M, end * kNr));
   });
 }
 
