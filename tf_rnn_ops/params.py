@@ -28,6 +28,7 @@ Every conversion is plain TensorFlow (differentiable, so gradients reach Keras v
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -468,72 +469,70 @@ def canonical_to_keras(rnn_mode: str, weights, biases, use_bias: bool = True):
     return out + [bias] if use_bias else out
 
 
+def _gate_block_ops(rnn_mode: str, *arrays):
+    """(reshape, gather) for numpy arrays or TensorFlow tensors, and the canonical gates' Keras
+    blocks (`perm`, None where the orders agree): what keras_to_opaque and opaque_grad_to_keras
+    move [G, H, ·] gate blocks with."""
+    perm = _modes.keras_gate_permutation(rnn_mode)
+    perm = None if perm == sorted(perm) else perm
+    if _is_numpy(*[a for a in arrays if a is not None]):
+        return np.reshape, lambda a, idx: np.take(a, idx, axis=0), perm
+    return tf.reshape, tf.gather, perm
+
+
 def keras_to_opaque(rnn_mode: str, kernel, recurrent_kernel, bias=None):
     """One Keras cell's weights → the opaque params of a 1-layer unidirectional RNN (what Keras
-    builds for cuDNN)."""
-    if _is_numpy(*[a for a in (kernel, recurrent_kernel, bias) if a is not None]):
-        w, b = keras_to_canonical(rnn_mode, kernel, recurrent_kernel, bias)
-        return np.concatenate([np.reshape(a, [-1]) for a in w + b])
-    # TensorFlow tensors: the same values from one transpose per matrix (and one gather where the
-    # gate orders differ) rather than a split, a transpose per gate and a reshape per block: the
-    # gradient of every drop-in layer's training step runs this, and at short sequences its
-    # ~30 small ops cost as much as the step (docs/PERFORMANCE.md, item 54).
+    builds for cuDNN).
+
+    One transpose per matrix (and one gather of its [G, H, ·] gate blocks where Keras' gate order
+    is not the canonical one: GRU), not a split, a transpose and a reshape per gate: the gradient
+    of every drop-in layer's training step runs this, and at short sequences those ~30 small ops
+    cost as much as the step (docs/PERFORMANCE.md, item 54)."""
+    T, _, concat, zeros, _ = _ops_for(kernel, recurrent_kernel, bias)
+    reshape, gather, perm = _gate_block_ops(rnn_mode, kernel, recurrent_kernel, bias)
     g, h = _check_keras_shapes(rnn_mode, kernel, recurrent_kernel, bias)
-    perm = _modes.keras_gate_permutation(rnn_mode)
 
-    def canonical(m, rows_first: bool):
-        """Keras' [rows, G·H] (or a bias [G·H]) → its canonical gate blocks, flattened in order
-        (each weight block transposed: [H, rows])."""
-        t = tf.reshape(tf.transpose(m) if rows_first else m, [g, h, -1])
-        if perm != list(range(g)):
-            t = tf.gather(t, perm)
-        return tf.reshape(t, [-1])
+    def canonical(m):
+        """Keras' [G·H, ·] gate blocks (a transposed matrix or a bias) → canonical, flattened."""
+        t = reshape(m, [g, h, -1])
+        return reshape(t if perm is None else gather(t, perm), [-1])
 
+    kind = _keras_kind(rnn_mode)
     halves = {"W": None, "R": None}
     if bias is not None:
-        if _keras_kind(rnn_mode) == "gru":
+        if kind == "gru":
             halves = {"W": bias[0], "R": bias[1]}
         else:
-            halves[_KERAS_BIAS_HALVES[_keras_kind(rnn_mode)][0]] = bias
-    zeros = tf.zeros([g * h], kernel.dtype)
-    biases = [zeros if halves[k] is None else canonical(halves[k], False) for k in ("W", "R")]
-    return tf.concat([canonical(kernel, True), canonical(recurrent_kernel, True), *biases], 0)
+            halves[_KERAS_BIAS_HALVES[kind][0]] = bias
+    biases = [zeros(g * h, kernel) if halves[k] is None else canonical(halves[k]) for k in "WR"]
+    return concat([canonical(T(kernel)), canonical(T(recurrent_kernel)), *biases], 0)
 
 
 def opaque_grad_to_keras(rnn_mode: str, dparams, num_units: int, input_size: int):
     """The gradient w.r.t. a Keras cell's (kernel, recurrent_kernel, bias) from the gradient w.r.t.
-    the opaque params `keras_to_opaque` made of them (the transpose of that linear map): the weight
-    blocks as `canonical_to_keras`; the bias from the biases Keras' bias went to: GRU's b_W and b_R
-    rows, LSTM's b_R, SimpleRNN's b_W (the other, constant zeros, get no gradient)."""
-    kind = _keras_kind(rnn_mode)
-    g = NUM_GATES[rnn_mode]
-    if not _is_numpy(dparams):
-        # One reshape and transpose per matrix (and a gather where the gate orders differ), as
-        # keras_to_opaque's TensorFlow path.
-        perm = _modes.keras_gate_permutation(rnn_mode)
-        inverse = [perm.index(k) for k in range(g)]  # Keras block k is canonical gate inverse[k]
-        h, n_in = num_units, input_size
-        d_w, d_r, d_bw, d_br = tf.split(dparams, [g * h * n_in, g * h * h, g * h, g * h])
+    the opaque params `keras_to_opaque` made of them (the transpose of that linear map, in as few
+    ops): the weight blocks as `canonical_to_keras`; the bias from the biases Keras' bias went to:
+    GRU's b_W and b_R rows, LSTM's b_R, SimpleRNN's b_W (the other, constant zeros, get no
+    gradient)."""
+    T, _, _, _, stack = _ops_for(dparams)
+    reshape, gather, perm = _gate_block_ops(rnn_mode, dparams)
+    g, h, n_in = NUM_GATES[rnn_mode], num_units, input_size
+    inverse = None if perm is None else [perm.index(k) for k in range(g)]
+    ends = list(itertools.accumulate([g * h * n_in, g * h * h, g * h, g * h]))
+    d_w, d_r, d_bw, d_br = (dparams[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True))
 
-        def keras(flat, rows: int, transpose: bool):
-            t = tf.reshape(flat, [g, h, rows])
-            if perm != list(range(g)):
-                t = tf.gather(t, inverse)
-            t = tf.reshape(t, [g * h, rows])
-            return tf.transpose(t) if transpose else tf.reshape(t, [-1])
+    def keras(flat, rows: int):
+        """Canonical gate blocks, flattened, → Keras' [G·H, rows] (Keras block k is canonical gate
+        inverse[k])."""
+        t = reshape(flat, [g, h, rows])
+        return reshape(t if inverse is None else gather(t, inverse), [g * h, rows])
 
-        halves = {"W": d_bw, "R": d_br}
-        rows = [keras(halves[half], 1, False) for half in _KERAS_BIAS_HALVES[kind]]
-        bias = tf.stack(rows) if len(rows) > 1 else rows[0]
-        return keras(d_w, n_in, True), keras(d_r, h, True), bias
-    w, b = opaque_to_canonical(dparams, rnn_mode, 1, num_units, input_size)
-    kernel, recurrent_kernel = canonical_to_keras(rnn_mode, w, b, use_bias=False)
-    _, split, concat, _, stack = _ops_for(*w, *b)
-    _, keras_cols = _gate_blocks(rnn_mode, split, concat)
-    halves = {"W": b[:g], "R": b[g : 2 * g]}
-    rows = [keras_cols(halves[half], 0) for half in _KERAS_BIAS_HALVES[kind]]
+    halves = {"W": d_bw, "R": d_br}
+    rows = [
+        reshape(keras(halves[half], 1), [-1]) for half in _KERAS_BIAS_HALVES[_keras_kind(rnn_mode)]
+    ]
     bias = stack(rows) if len(rows) > 1 else rows[0]
-    return kernel, recurrent_kernel, bias
+    return T(keras(d_w, n_in)), T(keras(d_r, h)), bias
 
 
 def keras_initial_canonical(
