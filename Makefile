@@ -173,6 +173,7 @@ bench: build ## speed against Keras, PyTorch and TensorFlow's kernels (installs 
 	$(PY) python/bench_xla.py
 	$(PY) python/bench_layer_norm.py
 	$(PY) python/bench_cells20.py
+	$(PY) python/bench_short_train.py
 
 # C++: one style, .clang-format (Google's, 100 columns), with the clang-format pinned in pyproject.toml.
 CLANG_FORMAT ?= $(VENV)/bin/clang-format

@@ -380,18 +380,50 @@ def keras_rnn(
 
 @register_gradient("TfRnn>KerasRNN")
 def _keras_rnn_grad(op, *grads):
-    """Gradient of `keras_rnn`: TfRnn>CudnnRNNBackprop on the weights converted to opaque params
-    (the conversion runs in the backward pass only) and its params gradient mapped back to Keras'
-    layout (`params.opaque_grad_to_keras`)."""
-    from tf_rnn_ops import params as _params
-
+    """Gradient of `keras_rnn`: TfRnn>KerasRNNBackprop, which reads the weights and writes their
+    gradients in Keras' layout (nothing converted per call). gru_reset_before (two recurrent
+    products) takes TfRnn>CudnnRNNBackprop on the weights converted to opaque params (the
+    conversion runs in the backward pass only), its params gradient mapped back to Keras' layout
+    (`params.opaque_grad_to_keras`)."""
     _refuse_without_training(op, "keras_rnn")
-    mode = op.get_attr("rnn_mode")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = _str_attr(op.get_attr("rnn_mode"))
     time_major = op.get_attr("time_major")
     x, h0, c0, kernel, rkernel, bias, lengths = op.inputs
     y, hn, cn, reserve = op.outputs
     lstm = mode == "lstm"
+    skip_input_backprop = 0 in _skipped_inputs(op)
+    if mode == "gru_reset_before":
+        return _keras_rnn_grad_via_params(op, grads, skip_input_backprop)
+    bp = _ops().tf_rnn_keras_rnn_backprop(
+        input=x,
+        input_h=h0,
+        input_c=c0,
+        kernel=kernel,
+        recurrent_kernel=rkernel,
+        bias=bias,
+        sequence_lengths=lengths,
+        output=y,
+        output_h=hn,
+        output_c=cn,
+        output_backprop=_zeros_if_none(grads[0], y),
+        output_h_backprop=_zeros_if_none(grads[1], hn),
+        output_c_backprop=_zeros_if_none(grads[2], cn) if lstm else tf.zeros_like(cn),
+        reserve_space=reserve,
+        rnn_mode=mode,
+        time_major=time_major,
+        skip_input_backprop=skip_input_backprop,
+    )
+    return (None if skip_input_backprop else bp[0], *bp[1:6], None)
+
+
+def _keras_rnn_grad_via_params(op, grads, skip_input_backprop: bool):
+    """`_keras_rnn_grad` through opaque params and TfRnn>CudnnRNNBackprop (gru_reset_before)."""
+    from tf_rnn_ops import params as _params
+
+    mode = _str_attr(op.get_attr("rnn_mode"))
+    time_major = op.get_attr("time_major")
+    x, h0, c0, kernel, rkernel, bias, lengths = op.inputs
+    y, hn, cn, reserve = op.outputs
     has_bias = bias.shape.num_elements() != 0
     if None in (
         bias.shape.num_elements(),
@@ -410,19 +442,18 @@ def _keras_rnn_grad(op, *grads):
 
     if lengths.shape.num_elements() == 0:
         lengths = _full_lengths(x, layered(h0), time_major, "keras_rnn")
-    skip_input_backprop = 0 in _skipped_inputs(op)
     bp = _ops().tf_rnn_cudnn_rnn_backprop(
         input=x,
         input_h=layered(h0),
-        input_c=layered(c0) if lstm else c0,
+        input_c=c0,
         params=params,
         sequence_lengths=lengths,
         output=y,
         output_h=layered(hn),
-        output_c=layered(cn) if lstm else cn,
+        output_c=cn,
         output_backprop=_zeros_if_none(grads[0], y),
         output_h_backprop=layered(_zeros_if_none(grads[1], hn)),
-        output_c_backprop=layered(_zeros_if_none(grads[2], cn)) if lstm else tf.zeros_like(cn),
+        output_c_backprop=tf.zeros_like(cn),
         reserve_space=reserve,
         host_reserved=tf.zeros([0], tf.int8),
         rnn_mode=mode,
@@ -432,11 +463,10 @@ def _keras_rnn_grad(op, *grads):
     dk, dr, db = _params.opaque_grad_to_keras(
         mode, bp[3], int(rkernel.shape[0]), int(kernel.shape[0])
     )
-    dc0 = tf.squeeze(bp[2], axis) if lstm else tf.zeros_like(c0)
     return (
         None if skip_input_backprop else bp[0],
         tf.squeeze(bp[1], axis),
-        dc0,
+        tf.zeros_like(c0),
         dk,
         dr,
         db if has_bias else tf.zeros_like(bias),
@@ -599,6 +629,41 @@ def _backprop_gradient(op, grads, lengths_at: int | None):
     out = g[:4] + none_after
     out[k + 3 : k + 6] = g[4:]
     return out
+
+
+@register_gradient("TfRnn>KerasRNNBackprop")
+def _keras_rnn_backprop_grad(op, *grads):
+    """Second-order gradient of `keras_rnn` (a gradient penalty through a drop-in layer): its
+    forward in TensorFlow ops, the input side x·W + b_W, then
+    `_reference_rnn.keras_rnn_dropout_forward` with no masks, differentiated twice. Gradients for
+    the six primals (input, the states, the three weights) and the three cotangents; None for the
+    lengths, the forward's outputs and reserve_space (functions of the primals, which the
+    formulation covers)."""
+    from tf_rnn_ops import _reference_rnn
+
+    inputs = list(op.inputs)
+    if op.get_attr("skip_input_backprop"):
+        grads = (None, *grads[1:])  # input_backprop is then zeros: nothing flows back through it
+    if all(g is None for g in grads):
+        return [None] * len(inputs)
+    mode = _str_attr(op.get_attr("rnn_mode"))
+    time_major = op.get_attr("time_major")
+    lengths = inputs[6]
+
+    def forward(x, h0, c0, kernel, rkernel, bias):
+        gx = tf.einsum("...i,ij->...j", x, kernel)
+        rbias = None
+        if bias.shape.num_elements() != 0:
+            if mode == "gru":  # Keras' [2, 3H]: the input row, then the recurrent row
+                gx, rbias = gx + bias[0], bias[1]
+            else:
+                gx = gx + bias
+        return _reference_rnn.keras_rnn_dropout_forward(
+            gx, h0, c0, rkernel, rbias, lengths, rnn_mode=mode, time_major=time_major
+        )
+
+    g = _reference_rnn.vjp_gradient(forward, inputs[:6], inputs[10:13], grads)
+    return [*g[:6], None, None, None, None, *g[6:], None]
 
 
 @register_gradient("TfRnn>KerasRNNDropoutBackprop")

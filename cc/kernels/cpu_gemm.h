@@ -60,6 +60,33 @@ void ParallelRows(const CPUDevice& d, int64_t n, double row_cost, Fn&& fn,
   });
 }
 
+// ParallelRows' min_flops for copies and conversions (counted as 2 flops an element): below it they
+// run on the calling thread. Waking the pool's threads cost the one-step training steps more than
+// copying such a block does (SimpleRNN(256), B = 64: ~half its CPU time in the pool's wake-ups and
+// futexes; docs/PERFORMANCE.md, item 56).
+constexpr double kCopyMinFlops = 1 << 20;
+
+// Calls whose products total fewer flops than this run on the calling thread alone: waking the
+// pool's threads for each of their ~10 parallel sections cost more than the second core saved
+// (SimpleRNN(256) one-step training at B = 64, ~25 MFLOP a backward: half its CPU time in the
+// pool's wake-ups), and one core alone streams a one-step call's weights at the machine's
+// bandwidth (docs/PERFORMANCE.md, item 56).
+constexpr double kOneThreadFlops = 64e6;
+
+// The device a call runs on: the op's `d`, or for a call of fewer than kOneThreadFlops flops a
+// device of one thread on the same pool (ParallelRows and Eigen's products then run inline).
+class CallDevice {
+ public:
+  CallDevice(const CPUDevice& d, double flops)
+      : d_(d), one_(d.getPool(), 1, d.allocator()), small_(flops < kOneThreadFlops) {}
+  const CPUDevice& get() const { return small_ ? one_ : d_; }
+
+ private:
+  const CPUDevice& d_;
+  const CPUDevice one_;
+  const bool small_;
+};
+
 // A product with a fixed weight matrix that every time step (R, P) or chunk of steps (W) repeats:
 // C[M, N] = A[M, K] · B, B being [K, N] or (transposed) the row-major [N, K] weights. Eigen's
 // contraction would pack B again at every call; for float, B is packed once per op call (into
@@ -95,17 +122,27 @@ class StepGemm<float> {
   // Streamed products (see the constructor) of at most this many rows run on the calling thread.
   static constexpr int64_t kStreamOneThreadRows = 2;
   static int64_t StorageSize(int64_t K, int64_t N) { return PackedMatrix::PackedSize(K, N); }
-  // gate_src (b not transposed; or null): column block g (`block` wide) of the product's B is
-  // column block gate_src[g] of b. stream (b not transposed): no packing, every product reads b
-  // as stored (StreamGemm; for the few rows of small B·T calls, where packing costs more than it
-  // saves, see CpuRnn::Forward's callers); `storage` is then unused.
+  // gate_src (or null): column block g (`block` wide) of the product's B is column block
+  // gate_src[g] of b (transposed: B's row block g, b's column block gate_src[g]). stream: no
+  // packing, every product reads b as stored (StreamGemm, or StreamGemmTransposed; for the few
+  // rows of small B·T calls, where packing costs more than it saves, see RnnStreamWeights);
+  // `storage` is then unused.
   StepGemm(const CPUDevice& d, const float* b, int64_t K, int64_t N, bool transposed,
            float* storage, const int* gate_src = nullptr, int64_t block = 0, bool stream = false)
-      : d_(d), packed_(K, N, storage), b_(b), gate_src_(gate_src), block_(block), stream_(stream) {
+      : d_(d),
+        packed_(K, N, storage),
+        b_(b),
+        gate_src_(gate_src),
+        block_(block),
+        stream_(stream),
+        transposed_(transposed) {
     if (stream) return;
-    ParallelRows(d, PackedMatrix::NumPanels(N), 2.0 * kNr * K, [&](int64_t begin, int64_t end) {
-      packed_.PackPanels(b, transposed ? K : N, transposed, begin, end, gate_src, block);
-    });
+    ParallelRows(
+        d, PackedMatrix::NumPanels(N), 2.0 * kNr * K,
+        [&](int64_t begin, int64_t end) {
+          packed_.PackPanels(b, transposed ? K : N, transposed, begin, end, gate_src, block);
+        },
+        kCopyMinFlops);
   }
   // The rows of a batch run their recurrences independently: the driver can give each thread a
   // range of rows for a whole chunk of steps, each step's product on that thread alone.
@@ -120,8 +157,7 @@ class StepGemm<float> {
     lda = lda ? lda : packed_.K();
     ldc = ldc ? ldc : packed_.N();
     if (stream_) {
-      StreamGemm(M, A, lda, packed_.K(), b_, packed_.N(), C, ldc, 0, packed_.N(), gate_src_,
-                 block_);
+      Stream(M, A, lda, C, ldc, 0, packed_.N());
       return;
     }
     PackedGemmPanels(M, A, lda, packed_, C, ldc, 0, PackedMatrix::NumPanels(packed_.N()));
@@ -137,7 +173,7 @@ class StepGemm<float> {
       // threads); split across the pool's threads, the call waited for the slower one whenever the
       // other core was busy (GRU(1024) one step: 1.97 against 1.65 ms, docs/PERFORMANCE.md item
       // 29).
-      StreamGemm(M, A, lda, K, b_, N, C, ldc, 0, N, gate_src_, block_);
+      Stream(M, A, lda, C, ldc, 0, N);
       return;
     }
     if (stream_) {  // 3-8 rows: bound by a core's loads, columns split across threads
@@ -146,8 +182,7 @@ class StepGemm<float> {
       ParallelRows(
           d_, slices, 2.0 * M * K * kStreamCols,
           [&](int64_t begin, int64_t end) {
-            StreamGemm(M, A, lda, K, b_, N, C, ldc, begin * kStreamCols,
-                       std::min(N, end * kStreamCols), gate_src_, block_);
+            Stream(M, A, lda, C, ldc, begin * kStreamCols, std::min(N, end * kStreamCols));
           },
           kStepMinFlops);
       return;
@@ -177,10 +212,22 @@ class StepGemm<float> {
  private:
   const CPUDevice& d_;
   PackedMatrix packed_;
+  // The streamed product's columns [n0, n1): b read as stored, either way round.
+  void Stream(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc, int64_t n0,
+              int64_t n1) const {
+    const int64_t K = packed_.K(), N = packed_.N();
+    if (transposed_) {
+      StreamGemmTransposed(M, A, lda, K, b_, K, C, ldc, n0, n1, gate_src_, block_);
+    } else {
+      StreamGemm(M, A, lda, K, b_, N, C, ldc, n0, n1, gate_src_, block_);
+    }
+  }
+
   const float* b_;
   const int* gate_src_;
   int64_t block_;
   bool stream_;
+  bool transposed_;
 };
 
 // A step's product over rows the calling thread owns (one_thread: the driver gave each thread a
@@ -219,6 +266,16 @@ template <>
 struct GradSumType<float> {
   using type = double;
 };
+
+// Whether a weight gradient over `rows` rows may be summed in T straight into its output: always
+// where T is its own sum type; for float, where all rows fit one of the double sums' float runs
+// (kWgradSubK rows), so that the float sum is as accurate as theirs. The double buffers, a pass
+// over twice the weights' size to clear, fill and convert, cost a call of few rows more than its
+// products (GRU(1024) one-step training: docs/PERFORMANCE.md, item 56).
+template <typename T>
+bool WeightGradsInT(int64_t rows) {
+  return std::is_same<typename GradSumType<T>::type, T>::value || rows <= kWgradSubK;
+}
 
 // C[M, N] += Aᵀ · B for A [K, M] and B [K, N] row-major: a chunk's share of a weight gradient,
 // summed over its K = steps·batch rows.

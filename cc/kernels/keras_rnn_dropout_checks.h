@@ -1,8 +1,9 @@
 // The input checks of TfRnn>KerasRNNDropout and TfRnn>KerasRNNDropoutBackprop
 // (cc/ops/keras_rnn_dropout_ops.cc), shared by the CPU kernels (keras_rnn_dropout_kernels.cc) and
 // the GPU kernels (keras_rnn_dropout_kernels_gpu.cc), so that both refuse the same inputs with the
-// same messages; and (namespace keras_rnn) the checks of the inputs that TfRnn>KerasRNN
-// (keras_rnn_kernels.cc) has too: recurrent_kernel, the states, sequence_lengths.
+// same messages; and (namespace keras_rnn) the checks that TfRnn>KerasRNN and its backprop
+// (keras_rnn_kernels.cc) have too: recurrent_kernel, the states, sequence_lengths, the forward's
+// results.
 #ifndef TF_RNN_OPS_CC_KERNELS_KERAS_RNN_DROPOUT_CHECKS_H_
 #define TF_RNN_OPS_CC_KERNELS_KERAS_RNN_DROPOUT_CHECKS_H_
 
@@ -73,6 +74,39 @@ inline absl::Status CheckSequenceLengthValues(const tensorflow::Tensor& seq_leng
     TF_RETURN_IF_ERROR(RuleStatus(fused_rnn::CheckSequenceLength(b, len[b], T)));
   }
   *lengths = len;
+  return absl::OkStatus();
+}
+
+// A backprop op's inputs after the forward's: output, output_h, output_c, their three grads and
+// reserve_space, from input `first` on, checked against the forward's shapes (input_h is input 1
+// of both ops; output [T, B, H] or [B, T, H]; output_c input_h's shape for lstm, else a scalar)
+// and reserve_space against `reserve_elements` (the device's reserve layout).
+inline absl::Status CheckForwardResults(tensorflow::OpKernelContext* ctx, int first, RnnMode mode,
+                                        bool time_major, int64_t T, int64_t B, int64_t H,
+                                        int64_t reserve_elements) {
+  using tensorflow::TensorShape;
+  const TensorShape h_shape = ctx->input(1).shape();
+  const TensorShape y_shape = time_major ? TensorShape({T, B, H}) : TensorShape({B, T, H});
+  const TensorShape c_shape = CellHasCellState(mode) ? h_shape : TensorShape({});
+  const struct {
+    const char* name;
+    TensorShape shape;
+  } expected[] = {
+      {"output", y_shape},          {"output_h", h_shape},          {"output_c", c_shape},
+      {"output_backprop", y_shape}, {"output_h_backprop", h_shape}, {"output_c_backprop", c_shape}};
+  for (int i = 0; i < 6; ++i) {
+    const TensorShape& got = ctx->input(first + i).shape();
+    if (got != expected[i].shape) {
+      return InvalidArgument(expected[i].name, " must have shape ", expected[i].shape.DebugString(),
+                             ", got ", got.DebugString());
+    }
+  }
+  const tensorflow::Tensor& reserve = ctx->input(first + 6);
+  if (!(reserve.dims() == 1 && reserve.NumElements() == reserve_elements)) {
+    return InvalidArgument("reserve_space must be the forward's ([", reserve_elements,
+                           "], run with is_training=True), got shape ",
+                           reserve.shape().DebugString());
+  }
   return absl::OkStatus();
 }
 
@@ -184,34 +218,8 @@ inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, 
 inline absl::Status CheckBackpropInputs(tensorflow::OpKernelContext* ctx, RnnMode mode,
                                         bool time_major, const CheckedCall& c,
                                         int64_t reserve_elements) {
-  using tensorflow::TensorShape;
-  const TensorShape h_shape = ctx->input(kInputH).shape();
-  const TensorShape y_shape =
-      time_major ? TensorShape({c.T, c.B, c.H}) : TensorShape({c.B, c.T, c.H});
-  const TensorShape c_shape = CellHasCellState(mode) ? h_shape : TensorShape({});
-  const struct {
-    int index;
-    const char* name;
-    TensorShape shape;
-  } expected[] = {{kOutput, "output", y_shape},
-                  {kOutputH, "output_h", h_shape},
-                  {kOutputC, "output_c", c_shape},
-                  {kOutputBackprop, "output_backprop", y_shape},
-                  {kOutputHBackprop, "output_h_backprop", h_shape},
-                  {kOutputCBackprop, "output_c_backprop", c_shape}};
-  for (const auto& e : expected) {
-    if (ctx->input(e.index).shape() != e.shape) {
-      return InvalidArgument(e.name, " must have shape ", e.shape.DebugString(), ", got ",
-                             ctx->input(e.index).shape().DebugString());
-    }
-  }
-  const tensorflow::Tensor& reserve = ctx->input(kReserveSpace);
-  if (!(reserve.dims() == 1 && reserve.NumElements() == reserve_elements)) {
-    return InvalidArgument("reserve_space must be the forward's ([", reserve_elements,
-                           "], run with is_training=True), got shape ",
-                           reserve.shape().DebugString());
-  }
-  return absl::OkStatus();
+  return keras_rnn::CheckForwardResults(ctx, kOutput, mode, time_major, c.T, c.B, c.H,
+                                        reserve_elements);
 }
 
 }  // namespace keras_rnn_dropout

@@ -81,8 +81,9 @@ class PackedMatrix {
   // split across threads as the caller likes. transposed: `b` is row-major [N, K] (leading
   // dimension ldb), else row-major [K, N].
   PackedMatrix(int64_t K, int64_t N, float* storage) : K_(K), N_(N), data_(storage) {}
-  // gate_src (not transposed only; null: none): op(B)'s column block g, `gate_width` columns
-  // wide, is column block gate_src[g] of `b` (a Keras GRU kernel's z, r, h read in r, z, h order).
+  // gate_src (null: none): op(B)'s column block g, `gate_width` columns wide, is column block
+  // gate_src[g] of `b` (a Keras GRU kernel's z, r, h read in r, z, h order); transposed, op(B)'s
+  // row block g (the backward's D·Rᵀ with R as Keras keeps it).
   void PackPanels(const float* b, int64_t ldb, bool transposed, int64_t p_begin, int64_t p_end,
                   const int* gate_src = nullptr, int64_t gate_width = 0) {
     for (int64_t p = p_begin; p < p_end; ++p)
@@ -106,8 +107,14 @@ class PackedMatrix {
       float* dst = const_cast<float*>(block(k0, p));
       if (transposed) {
         for (int64_t j = 0; j < width; ++j) {
-          const float* src = b + (n0 + j) * ldb + k0;
-          for (int64_t k = 0; k < kc; ++k) dst[k * kNr + j] = src[k];
+          const float* row = b + (n0 + j) * ldb;
+          for (int64_t k = 0; k < kc;) {  // runs of k within one gate block
+            const int64_t at = k0 + k, g = gate_src ? at / gate_width : 0;
+            const int64_t end = gate_src ? std::min(kc, (g + 1) * gate_width - k0) : kc;
+            const float* src =
+                row + (gate_src ? gate_src[g] * gate_width + at - g * gate_width : at);
+            for (; k < end; ++k) dst[k * kNr + j] = *src++;
+          }
         }
       } else if (gate_src == nullptr) {
         for (int64_t k = 0; k < kc; ++k) {
@@ -796,6 +803,48 @@ inline void StreamGemm(int64_t M, const float* A, int64_t lda, int64_t K, const 
       }
     }
     p0 = p1;
+  }
+}
+
+// C[M, n_begin:n_end) = A[M, K] · op(B) with op(B)[k, n] = B[n, k] (B row-major [N, K], leading
+// dimension ldb), for a few rows M, B read as stored in one pass: each row of B is one dot product
+// with each row of A (the backward's D · Rᵀ of a one-step call, R as Keras keeps it; packing Rᵀ
+// first cost a GRU(1024) one-step training step more than the product: docs/PERFORMANCE.md, item
+// 56). gate_src (or null): op(B)'s row block g (`block` wide) is B's column block gate_src[g]. A's
+// rows lda apart, C's ldc.
+inline void StreamGemmTransposed(int64_t M, const float* A, int64_t lda, int64_t K, const float* B,
+                                 int64_t ldb, float* C, int64_t ldc, int64_t n_begin, int64_t n_end,
+                                 const int* gate_src = nullptr, int64_t block = 0) {
+  typedef float V __attribute__((vector_size(32), aligned(4)));  // 8 floats, unaligned loads
+  constexpr int kW = 8, kMaxRows = 8;
+  // The runs of k within one gate block: [k0, k1) of A, from B's column src.
+  const int64_t n_runs = gate_src ? (K + block - 1) / block : 1;
+  for (int64_t m0 = 0; m0 < M; m0 += kMaxRows) {
+    const int rows = int(std::min<int64_t>(kMaxRows, M - m0));
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const float* b_row = B + n * ldb;
+      V acc[kMaxRows] = {};
+      float tail[kMaxRows] = {};
+      for (int64_t run = 0; run < n_runs; ++run) {
+        const int64_t k0 = gate_src ? run * block : 0, k1 = gate_src ? std::min(K, k0 + block) : K;
+        const float* b = b_row + (gate_src ? gate_src[run] * block : 0) - k0;
+        int64_t k = k0;
+        for (; k + kW <= k1; k += kW) {
+          const V bv = *reinterpret_cast<const V*>(b + k);
+          for (int r = 0; r < rows; ++r) {
+            acc[r] += *reinterpret_cast<const V*>(A + (m0 + r) * lda + k) * bv;
+          }
+        }
+        for (; k < k1; ++k) {
+          for (int r = 0; r < rows; ++r) tail[r] += A[(m0 + r) * lda + k] * b[k];
+        }
+      }
+      for (int r = 0; r < rows; ++r) {
+        float sum = tail[r];
+        for (int i = 0; i < kW; ++i) sum += acc[r][i];
+        C[(m0 + r) * ldc + n] = sum;
+      }
+    }
   }
 }
 

@@ -124,6 +124,23 @@ struct RnnBackwardArgs {
   // h_{t-1} gets (1 - m) ⊙ δ besides the cell's own part.
   const T* zoneout_mask = nullptr;
   T zoneout_keep = T(1);
+  // Keras-layout weights and gradients (TfRnn>KerasRNNBackprop; one layer, one direction, no
+  // projection, a cell with one recurrent product), in place of params and dparams when
+  // `recurrent_kernel` is set: kernel, recurrent_kernel and gate_src as RnnForwardArgs'; d_kernel
+  // [in, G·H] and d_recurrent_kernel [H, G·H] receive the weight gradients in Keras' layout,
+  // canonical gate g in column block grad_gate_src[g] (or g where it is null), d_bias_w and
+  // d_bias_r [G·H] the bias gradients in the canonical gate order. So a call converts nothing, and
+  // where all its rows fit one float sub-block (KerasGradsInFloat), the products write the weight
+  // gradients directly.
+  const T* kernel = nullptr;
+  const T* recurrent_kernel = nullptr;
+  const int* gate_src = nullptr;
+  T* d_kernel = nullptr;
+  T* d_recurrent_kernel = nullptr;
+  T* d_bias_w = nullptr;
+  T* d_bias_r = nullptr;
+  const int* grad_gate_src = nullptr;
+  bool stream_weights = false;  // the products read the Keras kernels as stored (RnnForwardArgs')
 };
 
 // The zoneout keep weight of unit j: the mask row's, or the scalar where there is no mask.
@@ -445,7 +462,7 @@ void CpuRnn<T>::Backward(const RnnBackwardArgs<T>& a, T* ws) const {
   T* dy_below = ws;                              // [T, B, dirs·H_out]: grad of layer l-1's output
   T* dx_buf = dy_below + (multi ? tb * ow : 0);  // [T, B, in]: grad of the input of layer l >= 1
   T* cell_ws = dx_buf + (multi ? tb * max_in : 0);
-  std::fill(a.dparams, a.dparams + s_.ParamsSize(), T(0));
+  if (a.dparams != nullptr) std::fill(a.dparams, a.dparams + s_.ParamsSize(), T(0));
   const T* dy = a.dy;
   for (int l = s_.num_layers - 1; l >= 0; --l) {
     const int64_t in = s_.LayerInputSize(l);
@@ -498,8 +515,14 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const int64_t Tc = RnnChunkSteps(T_, B, std::max(gh_w, max_in)), cb = Tc * B;
   const auto blk = s_.LayerBlock(layer);
   const int64_t offset = s_.BlockOffset(layer, dir);
-  const T* p = a.params + offset;
-  T* dp = a.dparams + offset;
+  // Opaque params, or Keras-layout weights (RnnBackwardArgs::recurrent_kernel): then R and W are
+  // read transposed ([H, G·H] and [in, G·H] as stored, their gate blocks through gate_src) and the
+  // gradients are summed in Keras' orientation, [in | H, G·H] (canonical gate order until written).
+  const bool keras = a.recurrent_kernel != nullptr;
+  const T* p = keras ? nullptr : a.params + offset;
+  T* dp = keras ? nullptr : a.dparams + offset;
+  // Keras-layout weight gradients summed in T into the outputs (and, for float, not in double).
+  const bool keras_direct_sums = keras && WeightGradsInT<T>(T_ * B);
   const bool has_proj = s_.num_proj > 0;
   constexpr bool kHasC = Cell::kHasCellState;
   const auto& sv = rl.layer_dir[ld];
@@ -516,16 +539,27 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   };
   // The block's weight and bias gradients, summed in S: dp itself (zeroed by Backward) where S is
   // T, else a zeroed scratch block written into dp at the end.
+  // With keras: W's sums [G·H, in] at 0, R's [G·H, H] at G·H·in, the biases' after them (the
+  // opaque block's orientation and sizes; transposed into Keras' at the end: the products summing
+  // into [in, G·H] ran the GRU(256) training step 8% slower); with keras_direct_sums the biases'
+  // alone.
   using S = typename GradSumType<T>::type;
   S* gsum;
-  if constexpr (std::is_same<S, T>::value) {
-    gsum = dp;
+  const int64_t weight_sums = keras_direct_sums ? 0 : (in + ho) * gh_w;
+  if (std::is_same<S, T>::value && !keras) {
+    gsum = reinterpret_cast<S*>(dp);
   } else {
-    T* raw = take(GradSumElements<T>(s_));
+    T* raw = take(GradSumElements<T>(s_, keras));
     const uintptr_t addr = reinterpret_cast<uintptr_t>(raw);
     gsum = reinterpret_cast<S*>((addr + alignof(S) - 1) / alignof(S) * alignof(S));
-    std::fill_n(gsum, blk.size, S(0));
+    std::fill_n(gsum, keras ? weight_sums + 2 * gh_w : blk.size, S(0));
   }
+  S* const gsum_w = keras ? gsum : gsum + blk.w;
+  S* const gsum_r = keras ? gsum + gh_w * in : gsum + blk.r;
+  S* const gsum_bw = keras ? gsum + weight_sums : gsum + blk.b_w;
+  S* const gsum_br = gsum_bw + gh_w;
+  // keras_direct_sums with grad_gate_src: a chunk's grads in Keras' gate order, for the products.
+  T* const keras_order_rows = keras_direct_sums && a.grad_gate_src ? take(2 * cb * gh_w) : nullptr;
   // Grads of the pre-activations, x side (with a.d_projected, the forward direction writes them
   // straight into its rows: see the chunk loop) and R's side.
   T* d_gx_buf = take(cb * gh_w);
@@ -542,19 +576,23 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   T* dm = take(B * H);  // grad of m (projection); zoneout (no projection): m ⊙ δ
   T* dc = take(B * H);
   T* pack = next;
-  const StepGemm<T> recurrent(d_, p + blk.r, gh_w, ho, /*transposed=*/false, pack);
-  pack += StepGemm<T>::StorageSize(gh_w, ho);
+  const bool stream = keras && a.stream_weights;
+  const StepGemm<T> recurrent(d_, keras ? a.recurrent_kernel : p + blk.r, gh_w, ho,
+                              /*transposed=*/keras, pack, a.gate_src, H, stream);
+  if (!stream) pack += StepGemm<T>::StorageSize(gh_w, ho);
   std::optional<StepGemm<T>> projection;
   if (has_proj) {
     projection.emplace(d_, p + blk.p, ho, H, /*transposed=*/false, pack);
     pack += StepGemm<T>::StorageSize(ho, H);
   }
   std::optional<StepGemm<T>> input_weights;  // dX = D_gx · W, W [G·H, in] as stored
-  if (s_.HasInputWeights(layer) && a.d_projected == nullptr) {
-    input_weights.emplace(d_, p + blk.w, gh_w, in, false, pack);
+  if (s_.HasInputWeights(layer) && a.d_projected == nullptr && dx != nullptr) {
+    input_weights.emplace(d_, keras ? a.kernel : p + blk.w, gh_w, in, /*transposed=*/keras, pack,
+                          a.gate_src, H, stream);
   }
   constexpr int kProducts = CellRecurrentProducts<Cell>::value;
-  PhaseProductGrads<T, Cell> phases(d_, B, cb, ho, H, p + blk.r);
+  // (Keras-layout weights come with one-product cells only: the caller's rule, KerasRNNBackprop.)
+  PhaseProductGrads<T, Cell> phases(d_, B, cb, ho, H, keras ? nullptr : p + blk.r);
   std::optional<MaskedProductGrads<T, Cell>> masked;  // recurrent dropout
   if (a.rec_masks != nullptr) masked.emplace(d_, B, cb, ho, H, p + blk.r, a.rec_masks);
 
@@ -571,33 +609,36 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     T* const d_gx = in_place_d_projected && dir == 0 ? a.d_projected + s0 * B * gh_w : d_gx_buf;
     T* const d_gh = Cell::kDistinctRecurrentGrad ? d_gh_buf : d_gx;
     // The states before each step of the chunk (zero past a row's length).
-    ParallelRows(d_, B, 2.0 * (s1 - s0) * (ho + H), [&](int64_t b_begin, int64_t b_end) {
-      for (int64_t s = s0; s < s1; ++s) {
-        for (int64_t b = b_begin; b < b_end; ++b) {
-          const int64_t len = Length(lengths, b, T_), k = (s - s0) * B + b;
-          T* hp = hprev_rows + k * ho;
-          T* cp = kHasC ? cprev_rows + k * H : nullptr;
-          if (s >= len) {
-            std::fill_n(hp, ho, T(0));
-            if (kHasC) std::fill_n(cp, H, T(0));
-            continue;
+    ParallelRows(
+        d_, B, 2.0 * (s1 - s0) * (ho + H),
+        [&](int64_t b_begin, int64_t b_end) {
+          for (int64_t s = s0; s < s1; ++s) {
+            for (int64_t b = b_begin; b < b_end; ++b) {
+              const int64_t len = Length(lengths, b, T_), k = (s - s0) * B + b;
+              T* hp = hprev_rows + k * ho;
+              T* cp = kHasC ? cprev_rows + k * H : nullptr;
+              if (s >= len) {
+                std::fill_n(hp, ho, T(0));
+                if (kHasC) std::fill_n(cp, H, T(0));
+                continue;
+              }
+              if (sv.hprev >= 0) {
+                std::copy_n(res + sv.hprev + (TimeAt(dir, s, len) * B + b) * ho, ho, hp);
+              } else if (s == 0) {
+                std::copy_n(a.h0 + (ld * B + b) * ho, ho, hp);
+              } else {
+                std::copy_n(y + (TimeAt(dir, s - 1, len) * B + b) * ow + dir * ho, ho, hp);
+              }
+              if constexpr (kHasC) {  // c after the previous step, from the cell's saved buffer
+                const int64_t c_saved = sv.saved[Cell::kCellStateBuffer];
+                const T* src = s == 0 ? a.c0 + (ld * B + b) * H
+                                      : res + c_saved + (TimeAt(dir, s - 1, len) * B + b) * H;
+                std::copy_n(src, H, cp);
+              }
+            }
           }
-          if (sv.hprev >= 0) {
-            std::copy_n(res + sv.hprev + (TimeAt(dir, s, len) * B + b) * ho, ho, hp);
-          } else if (s == 0) {
-            std::copy_n(a.h0 + (ld * B + b) * ho, ho, hp);
-          } else {
-            std::copy_n(y + (TimeAt(dir, s - 1, len) * B + b) * ow + dir * ho, ho, hp);
-          }
-          if constexpr (kHasC) {  // c after the previous step, from the cell's saved buffer
-            const int64_t c_saved = sv.saved[Cell::kCellStateBuffer];
-            const T* src = s == 0 ? a.c0 + (ld * B + b) * H
-                                  : res + c_saved + (TimeAt(dir, s - 1, len) * B + b) * H;
-            std::copy_n(src, H, cp);
-          }
-        }
-      }
-    });
+        },
+        kCopyMinFlops);
     ForEachRowRange(
         B, s0, s1,
         [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
@@ -703,8 +744,22 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       if (has_proj) GatherReverseRows(lengths, T_, B, s0, s1, H, res + sv.m, m_rows);
       xr = x_rows, mr = m_rows;
     }
-    if (s_.HasInputWeights(layer) && !projected) {
-      AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum + blk.w);
+    if (keras_direct_sums) {  // straight into the outputs (WeightGradsInT), Keras' gate order
+      const bool first = s1 == T_;
+      auto keras_order = [&](const T* grads, T* buf) -> const T* {
+        if (a.grad_gate_src == nullptr) return grads;
+        for (int64_t i = 0; i < rows; ++i)
+          for (int g = 0; g < G; ++g)
+            std::copy_n(grads + i * gh_w + g * H, H, buf + i * gh_w + a.grad_gate_src[g] * H);
+        return buf;
+      };
+      const T* kx = keras_order(d_gx, keras_order_rows);
+      const T* kh =
+          Cell::kDistinctRecurrentGrad ? keras_order(d_gh, keras_order_rows + cb * gh_w) : kx;
+      CpuGemm<T>(d_, true, false, in, gh_w, rows, xr, kx, a.d_kernel, !first);
+      CpuGemm<T>(d_, true, false, ho, gh_w, rows, hprev_rows, kh, a.d_recurrent_kernel, !first);
+    } else if (s_.HasInputWeights(layer) && !projected) {
+      AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
     }
     auto saved_rows = [&](int k, T* buf) -> const T* {
       const int64_t width = sv.saved_width[k];
@@ -712,16 +767,18 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       GatherReverseRows(lengths, T_, B, s0, s1, width, res + sv.saved[k], buf);
       return buf;
     };
-    if (masked) {
-      masked->AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum + blk.r);
+    if (keras_direct_sums) {
+      // (above)
+    } else if (masked) {
+      masked->AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum_r);
     } else if constexpr (kProducts == 1) {
-      AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, gsum + blk.r);
+      AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, gsum_r);
     } else {
-      phases.AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum + blk.r);
+      phases.AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum_r);
     }
     if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, gsum + blk.p);
-    AddColumnSums(rows, gh_w, d_gx, gsum + blk.b_w);
-    AddColumnSums(rows, gh_w, d_gh, gsum + blk.b_r);
+    AddColumnSums(rows, gh_w, d_gx, gsum_bw);
+    AddColumnSums(rows, gh_w, d_gh, gsum_br);
 
     if (projected) {  // the grads of the given input side: d_gx's rows
       if (dir == 1) {
@@ -748,7 +805,35 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   }
   std::copy(dh, dh + B * ho, a.dh0 + ld * B * ho);
   if constexpr (kHasC) std::copy(dc, dc + B * H, a.dc0 + ld * B * H);
-  if constexpr (!std::is_same<S, T>::value) {
+  if (keras) {
+    // The sums [G·H, n] to T in Keras' [n, G·H], gate blocks to grad_gate_src's: eight output
+    // rows at a time, so that each sums row read is one cache line (docs/PERFORMANCE.md, item 55).
+    auto write_transposed = [&](const S* sums, int64_t n, T* out) {
+      if (keras_direct_sums) return;
+      constexpr int64_t kRows = 8;
+      ParallelRows(
+          d_, (n + kRows - 1) / kRows, 2.0 * kRows * gh_w,
+          [&](int64_t p0, int64_t p1) {
+            for (int64_t r0 = p0 * kRows; r0 < std::min(n, p1 * kRows); r0 += kRows) {
+              const int64_t r1 = std::min(n, r0 + kRows);
+              for (int g = 0; g < G; ++g) {
+                const int64_t to = (a.grad_gate_src ? a.grad_gate_src[g] : g) * H;
+                for (int64_t j = 0; j < H; ++j) {
+                  const S* src = sums + (g * H + j) * n;
+                  for (int64_t r = r0; r < r1; ++r) out[r * gh_w + to + j] = static_cast<T>(src[r]);
+                }
+              }
+            }
+          },
+          kCopyMinFlops);
+    };
+    write_transposed(gsum_w, in, a.d_kernel);
+    write_transposed(gsum_r, ho, a.d_recurrent_kernel);
+    for (int64_t j = 0; j < gh_w; ++j) {
+      a.d_bias_w[j] = static_cast<T>(gsum_bw[j]);
+      a.d_bias_r[j] = static_cast<T>(gsum_br[j]);
+    }
+  } else if constexpr (!std::is_same<S, T>::value) {
     for (int64_t i = 0; i < blk.size; ++i) dp[i] = static_cast<T>(gsum[i]);
   }
 }

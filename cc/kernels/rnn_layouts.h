@@ -94,10 +94,11 @@ inline int64_t RnnChunkSteps(int64_t T_, int64_t B, int64_t width) {
 
 // The scratch (in units of T) for the gradient sums of a layer-direction's params block, where they
 // are summed in another type than T (GradSumType): the largest block, and one T to align it.
+// keras (Keras-layout gradients, RnnBackwardArgs::recurrent_kernel): always, in S.
 template <typename T>
-int64_t GradSumElements(const RnnModelShape& s) {
+int64_t GradSumElements(const RnnModelShape& s, bool keras = false) {
   using S = typename GradSumType<T>::type;
-  if (std::is_same<S, T>::value) return 0;
+  if (std::is_same<S, T>::value && !keras) return 0;
   int64_t largest = 0;
   for (int l = 0; l < s.num_layers; ++l) largest = std::max(largest, s.LayerBlock(l).size);
   return largest * int64_t{sizeof(S) / sizeof(T)} + 1;
@@ -114,10 +115,11 @@ bool RnnStreamWeights(int64_t T_, int64_t B) {
 }
 
 // Scratch memory (in units of T) that Forward or Backward asks of its caller. stream_weights: the
-// forward reads the weights as stored (RnnForwardArgs::stream_weights) and needs no packed copies.
+// products read the Keras weights as stored (RnnForwardArgs::stream_weights, or the backward's)
+// and need no packed copies; keras_grads: a backward with Keras-layout gradients.
 template <typename T>
 int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool backward,
-                         bool stream_weights = false) {
+                         bool stream_weights = false, bool keras_grads = false) {
   const int64_t tb = T_ * B, gh = s.gates() * s.num_units, H = s.num_units, ho = s.h_out();
   const int64_t cb = RnnChunkSteps(T_, B, std::max(gh, s.MaxLayerInputSize())) * B;  // chunk rows
   const bool proj = s.num_proj > 0, multi = s.num_layers > 1;
@@ -142,7 +144,8 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
          + (CellHasCellState(s.mode) ? cb * H : 0)  // c_prev
          + (proj ? cb * ho + cb * H : 0)            // dh, gathered m (projection)
          + 3 * B * ho + 2 * B * H                   // per-step grads
-         + GradSumElements<T>(s);                   // a block's gradient sums
+         + GradSumElements<T>(s, keras_grads)       // a block's gradient sums
+         + (keras_grads ? 2 * cb * gh : 0);         // a chunk's grads in Keras' gate order
 }
 
 // ------------------------------------------------------------------------------ time-order rows

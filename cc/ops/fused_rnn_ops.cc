@@ -144,7 +144,45 @@ reset_after=False, [3H]; LSTM [4H]; SimpleRNN [H]) or with no elements (use_bias
 ([T, B, I] with time_major), input_h and input_c [B, H] (input_c read for lstm only), sequence_lengths
 [B] or [0] (every sequence full). Outputs: output [B, T, H], output_h, output_c (lstm; else a scalar 0)
 and reserve_space: that of TfRnn>CudnnRNN for the same one-layer model, which its gradient passes to
-TfRnn>CudnnRNNBackprop.
+TfRnn>KerasRNNBackprop (gru_reset_before: TfRnn>CudnnRNNBackprop).
+)doc");
+    });
+
+const InitOnStartupMarker kKerasRnnBackprop TF_ATTRIBUTE_UNUSED =
+    RegisterOp("TfRnn>KerasRNNBackprop", [](OpDefBuilderWrapper& b) {
+      b.Input("input: T")
+          .Input("input_h: T")
+          .Input("input_c: T")
+          .Input("kernel: T")
+          .Input("recurrent_kernel: T")
+          .Input("bias: T")
+          .Input("sequence_lengths: int32")
+          .Input("output: T")
+          .Input("output_h: T")
+          .Input("output_c: T")
+          .Input("output_backprop: T")
+          .Input("output_h_backprop: T")
+          .Input("output_c_backprop: T")
+          .Input("reserve_space: T")
+          .Output("input_backprop: T")
+          .Output("input_h_backprop: T")
+          .Output("input_c_backprop: T")
+          .Output("kernel_backprop: T")
+          .Output("recurrent_kernel_backprop: T")
+          .Output("bias_backprop: T")
+          .Attr("T: {float, double}");
+      ModelAttrs(b, Attrs::kRnnMode)
+          .Attr("time_major: bool = false")
+          .Attr("skip_input_backprop: bool = false")
+          .SetShapeFn([](InferenceContext* c) {
+            for (int i = 0; i < 6; ++i) c->set_output(i, c->input(i));
+            return absl::OkStatus();
+          })
+          .Doc(R"doc(
+Backprop of TfRnn>KerasRNN from the reserve_space of its training forward pass, in Keras' layouts:
+the grads of input, input_h, input_c, kernel, recurrent_kernel and bias in their inputs' shapes
+(input_c_backprop zeros, bias_backprop empty where they are not read). rnn_mode: all but
+gru_reset_before (cells with one recurrent product). skip_input_backprop: as TfRnn>CudnnRNNBackprop's.
 )doc");
     });
 

@@ -28,7 +28,8 @@ shapes. Properties:
 
 Families: our TfRnn> ops (gru, gru_grad, cudnn, cudnn_backprop, params_size, to_canonical,
 to_params; keras_rnn: TfRnn>KerasRNN, keras_rnn_grad: its registered gradient through a
-GradientTape, which runs TfRnn>CudnnRNNBackprop on the forward's reserve_space; layer_norm,
+GradientTape, which runs TfRnn>KerasRNNBackprop on the forward's reserve_space, keras_rnn_backprop:
+that op called directly, fed a training forward's inputs, outputs and reserve; layer_norm,
 layer_norm_grad: TfRnn>LayerNormRnn and TfRnn>LayerNormRnnGrad, the latter fed a forward's inputs
 and reserve; keras_rnn_dropout, keras_rnn_dropout_backprop: TfRnn>KerasRNNDropout and
 TfRnn>KerasRNNDropoutBackprop, the latter fed a training forward's inputs, outputs and reserve) and
@@ -836,7 +837,8 @@ def canonical_cases(draw, to_params=False, flavor="ours"):
 # time_major), input_h / input_c [B, H] (input_c read for lstm only), kernel [I, G·H],
 # recurrent_kernel [H, G·H], bias Keras' shape ([2, 3H] gru, [G·H] else) or no elements,
 # sequence_lengths [B] or [0] (every sequence full). Its gradient (keras_rnn_grad) is
-# TfRnn>CudnnRNNBackprop on the forward's reserve_space, reached through a GradientTape.
+# TfRnn>KerasRNNBackprop on the forward's reserve_space (gru_reset_before: TfRnn>CudnnRNNBackprop),
+# reached through a GradientTape.
 KERAS_TENSORS = ("input", "input_h", "input_c", "kernel", "recurrent_kernel", "bias")
 KERAS_DTYPES = ("float32", "float64")
 
@@ -957,7 +959,7 @@ KERAS_GRADS = ("output", "output_h", "output_c")
 
 @st.composite
 def keras_rnn_grad_cases(draw):
-    """The gradient of TfRnn>KerasRNN (TfRnn>CudnnRNNBackprop on its reserve_space) through a
+    """The gradient of TfRnn>KerasRNN (TfRnn>KerasRNNBackprop on its reserve_space) through a
     GradientTape: a valid forward, upstream gradients of the outputs' shapes (or None, NaN / Inf,
     a wrong shape), a forward run without is_training, sources watched or not."""
     c = draw(keras_config(small=True))
@@ -1385,30 +1387,16 @@ def keras_rnn_dropout_cases(draw):
     )  # fmt: skip
 
 
-@st.composite
-def keras_rnn_dropout_backprop_cases(draw):
-    """TfRnn>KerasRNNDropoutBackprop fed a valid training forward's inputs, outputs and reserve
-    (run here) and output grads of the outputs' shapes; then 0-2 mutations: any input's shape or
-    dtype, a mask's plausible wrong shape, the lengths, the reserve (one element more or less,
-    empty, same-size NaN/Inf, an inference forward's), rnn_mode or time_major."""
-    c = draw(dropout_config(small=True))
-    T, B, H, mode = c["T"], c["B"], c["H"], c["mode"]
-    shapes = _dropout_shapes(mode, B, T, H, c["time_major"], c["rbias"], c["masks"], c["zone"])
-    fwd = {n: _dropout_spec(n, shapes[n], c["dtype"], "normal") for n in DROPOUT_TENSORS}
-    lengths = draw(lengths_for(B, T)) if draw(st.booleans()) else []
-    fwd["sequence_lengths"] = _int_t(lengths)
-    y = (T, B, H) if c["time_major"] else (B, T, H)
-    cs = (B, H) if mode == "lstm" else ()
-    r0 = _dropout_reserve_size(mode, T, B, H)
-    shapes.update(output=y, output_h=(B, H), output_c=cs, output_backprop=y,
-                  output_h_backprop=(B, H), output_c_backprop=cs, reserve_space=(r0,))  # fmt: skip
-    names = DROPOUT_TENSORS + DROPOUT_GRAD_INPUTS
-    dts = dict.fromkeys(names, c["dtype"])
-    attrs = dict(rnn_mode=mode, time_major=c["time_major"])
-    lspec = (lengths, (len(lengths),), "int32")
+def _mutate_backprop_inputs(draw, names, shapes, dts, attrs, lspec, r0, T, B, mask=None):
+    """0-2 mutations, in place, of a Keras-layout backprop op's case (the forward's inputs, its
+    outputs, their grads and reserve_space): a tensor's shape or dtype, the lengths, the reserve
+    (one element more or less, empty, same-size NaN/Inf, an inference forward's), an attr, NaN
+    contents; `mask(draw)` (or None): a mask's plausible wrong shape, returning its name. Returns
+    (changes {name: kind}, mutated names, the lengths spec)."""
     changes, mutated = {}, []
+    lengths = lspec[0]
+    kinds = ["tensor"] * 4 + ["lengths", "reserve", "attr", "fill"] + (["mask"] if mask else [])
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
-        kinds = ["tensor"] * 4 + ["mask", "lengths", "reserve", "attr", "fill"]
         what = draw(st.sampled_from(kinds))
         if what == "tensor":
             n = draw(st.sampled_from(names))
@@ -1419,12 +1407,11 @@ def keras_rnn_dropout_backprop_cases(draw):
             changes[n] = "shape"
             mutated.append(n)
         elif what == "mask":
-            n = _dropout_mask_mutation(draw, shapes, c)
+            n = mask(draw)
             changes[n] = "shape"
             mutated.append(n)
         elif what == "lengths":
-            vals, lshape, ldt = _mutate_lengths(draw, lengths or [T] * B, T)
-            lspec = (vals, lshape, ldt)
+            lspec = _mutate_lengths(draw, lengths or [T] * B, T)
             changes["sequence_lengths"] = "lengths"
             mutated.append("sequence_lengths")
         elif what == "reserve":
@@ -1446,6 +1433,34 @@ def keras_rnn_dropout_backprop_cases(draw):
                 mutated.append("rnn_mode")
         else:
             changes[draw(st.sampled_from(["output_backprop", "reserve_space"]))] = "garbage"
+    return changes, mutated, lspec
+
+
+@st.composite
+def keras_rnn_dropout_backprop_cases(draw):
+    """TfRnn>KerasRNNDropoutBackprop fed a valid training forward's inputs, outputs and reserve
+    (run here) and output grads of the outputs' shapes; then 0-2 mutations: any input's shape or
+    dtype, a mask's plausible wrong shape, the lengths, the reserve (one element more or less,
+    empty, same-size NaN/Inf, an inference forward's), rnn_mode or time_major."""
+    c = draw(dropout_config(small=True))
+    T, B, H, mode = c["T"], c["B"], c["H"], c["mode"]
+    shapes = _dropout_shapes(mode, B, T, H, c["time_major"], c["rbias"], c["masks"], c["zone"])
+    fwd = {n: _dropout_spec(n, shapes[n], c["dtype"], "normal") for n in DROPOUT_TENSORS}
+    lengths = draw(lengths_for(B, T)) if draw(st.booleans()) else []
+    fwd["sequence_lengths"] = _int_t(lengths)
+    y = (T, B, H) if c["time_major"] else (B, T, H)
+    cs = (B, H) if mode == "lstm" else ()
+    r0 = _dropout_reserve_size(mode, T, B, H)
+    shapes.update(output=y, output_h=(B, H), output_c=cs, output_backprop=y,
+                  output_h_backprop=(B, H), output_c_backprop=cs, reserve_space=(r0,))  # fmt: skip
+    names = DROPOUT_TENSORS + DROPOUT_GRAD_INPUTS
+    dts = dict.fromkeys(names, c["dtype"])
+    attrs = dict(rnn_mode=mode, time_major=c["time_major"])
+    lspec = (lengths, (len(lengths),), "int32")
+    changes, mutated, lspec = _mutate_backprop_inputs(
+        draw, names, shapes, dts, attrs, lspec, r0, T, B,
+        mask=lambda draw: _dropout_mask_mutation(draw, shapes, c),
+    )  # fmt: skip
     valid, expected = _dropout_check(shapes, dts, attrs, lspec, grad_of=(mode, T, B, H))
     change_specs = {
         n: ("lengths", _int_t(*lspec), None) if k == "lengths" else (k, tuple(shapes[n]), dts[n])
@@ -1457,6 +1472,74 @@ def keras_rnn_dropout_backprop_cases(draw):
         changes=change_specs, attrs=attrs, expect=valid, expected=expected,
         out_dtype=dts["projected_input"],
         mutated=set(mutated) if len(set(mutated)) == 1 else None,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- KerasRNNBackprop
+# TfRnn>KerasRNNBackprop (cc/ops/fused_rnn_ops.cc): TfRnn>KerasRNN's seven inputs, then its outputs,
+# their grads and its reserve_space; outputs the grads of the first six in their shapes. rnn_mode
+# gru_reset_before is refused (its gradient goes through TfRnn>CudnnRNNBackprop).
+KERAS_BP_INPUTS = KERAS_TENSORS + DROPOUT_GRAD_INPUTS
+
+
+def _keras_backprop_check(shapes, dts, attrs, lengths, grad_of):
+    """(validity, output shapes) of TfRnn>KerasRNNBackprop (grad_of: the forward's (mode, T, B,
+    H); another model's reserve of the same size is valid: the same layout)."""
+    if attrs["rnn_mode"] == "gru_reset_before":
+        return INVALID, None
+    if len({dts[n] for n in KERAS_BP_INPUTS}) != 1:
+        return INVALID, None
+    valid, fexp = _keras_check(shapes, dts, attrs, lengths)
+    if valid != VALID:
+        return INVALID, None
+    y, h, c = fexp[:3]
+    want = dict(output=y, output_h=h, output_c=c, output_backprop=y, output_h_backprop=h,
+                output_c_backprop=c)  # fmt: skip
+    if any(tuple(shapes[n]) != tuple(s) for n, s in want.items()):
+        return INVALID, None
+    mode = attrs["rnn_mode"]
+    H = shapes["recurrent_kernel"][0]
+    T, B = (y[0], y[1]) if attrs["time_major"] else (y[1], y[0])
+    if tuple(shapes["reserve_space"]) != (_dropout_reserve_size(mode, T, B, H),):
+        return INVALID, None
+    return VALID, [tuple(shapes[n]) for n in KERAS_TENSORS]
+
+
+@st.composite
+def keras_rnn_backprop_cases(draw):
+    """TfRnn>KerasRNNBackprop fed a valid training forward's inputs, outputs and reserve (run
+    here) and output grads of the outputs' shapes; then 0-2 mutations: any input's shape or dtype,
+    the lengths, the reserve (one element more or less, empty, same-size NaN/Inf, an inference
+    forward's), rnn_mode, time_major or skip_input_backprop."""
+    c = draw(keras_config(small=True))
+    if c["mode"] == "gru_reset_before":
+        c["mode"] = "gru"
+    T, B, H, mode = c["T"], c["B"], c["H"], c["mode"]
+    shapes = _keras_shapes(mode, B, T, c["I"], H, c["time_major"], c["bias"])
+    fwd = {n: _t(shapes[n], c["dtype"]) for n in KERAS_TENSORS}
+    lengths = draw(lengths_for(B, T)) if draw(st.booleans()) else []
+    fwd["sequence_lengths"] = _int_t(lengths)
+    y = (T, B, H) if c["time_major"] else (B, T, H)
+    cs = (B, H) if mode == "lstm" else ()
+    r0 = _dropout_reserve_size(mode, T, B, H)
+    shapes.update(output=y, output_h=(B, H), output_c=cs, output_backprop=y,
+                  output_h_backprop=(B, H), output_c_backprop=cs, reserve_space=(r0,))  # fmt: skip
+    dts = dict.fromkeys(KERAS_BP_INPUTS, c["dtype"])
+    attrs = dict(rnn_mode=mode, time_major=c["time_major"], skip_input_backprop=draw(st.booleans()))
+    lspec = (lengths, (len(lengths),), "int32")
+    changes, mutated, lspec = _mutate_backprop_inputs(
+        draw, KERAS_BP_INPUTS, shapes, dts, attrs, lspec, r0, T, B
+    )
+    valid, expected = _keras_backprop_check(shapes, dts, attrs, lspec, (mode, T, B, H))
+    change_specs = {
+        n: ("lengths", _int_t(*lspec), None) if k == "lengths" else (k, tuple(shapes[n]), dts[n])
+        for n, k in changes.items()
+    }
+    return dict(
+        family="keras_rnn_backprop", fwd_inputs=fwd,
+        fwd_attrs=dict(rnn_mode=mode, time_major=c["time_major"], is_training=True),
+        changes=change_specs, attrs=attrs, expect=valid, expected=expected,
+        out_dtype=dts["input"], mutated=set(mutated) if len(set(mutated)) == 1 else None,
     )  # fmt: skip
 
 
@@ -1485,6 +1568,7 @@ def _op_fn(family):
         "layer_norm_grad": lambda **kw: _ops().tf_rnn_layer_norm_rnn_grad(**kw),
         "keras_rnn_dropout": lambda **kw: _ops().tf_rnn_keras_rnn_dropout(**kw),
         "keras_rnn_dropout_backprop": lambda **kw: _ops().tf_rnn_keras_rnn_dropout_backprop(**kw),
+        "keras_rnn_backprop": lambda **kw: _ops().tf_rnn_keras_rnn_backprop(**kw),
     }
     return table[family]
 
@@ -1614,10 +1698,16 @@ _DROPOUT_OUTS = set(DROPOUT_GRAD_INPUTS)
 _DROPOUT_GRAD_ALIASES = {k: v | _DROPOUT_OUTS for k, v in _DROPOUT_ALIASES.items()} | {
     n: _DROPOUT_OUTS | {"input_h", "input_c"} for n in DROPOUT_TENSORS[4:] + ("sequence_lengths",)
 }  # a mask or bias of another shape may be another model's: then the outputs no longer fit
+# KerasRNNBackprop: the forward's inputs set the model, then the outputs and reserve must fit it.
+_KERAS_OUTS = set(DROPOUT_GRAD_INPUTS)
+_KERAS_GRAD_ALIASES = {k: v | _KERAS_OUTS for k, v in _KERAS_ALIASES.items()} | {
+    n: _KERAS_OUTS | {"input_h", "input_c"} for n in ("bias", "sequence_lengths")
+}
 FAMILY_ALIASES = {
     "keras_rnn": _KERAS_ALIASES, "keras_rnn_grad": _KERAS_ALIASES,
     "layer_norm": _LN_ALIASES, "layer_norm_grad": _LN_ALIASES,
     "keras_rnn_dropout": _DROPOUT_ALIASES, "keras_rnn_dropout_backprop": _DROPOUT_GRAD_ALIASES,
+    "keras_rnn_backprop": _KERAS_GRAD_ALIASES,
 }  # fmt: skip
 
 
@@ -1688,7 +1778,7 @@ class Runner:
                 return
         elif family == "layer_norm_grad":
             kwargs = self._ln_grad_kwargs(case)
-        elif family == "keras_rnn_dropout_backprop":
+        elif family in ("keras_rnn_dropout_backprop", "keras_rnn_backprop"):
             kwargs = self._dropout_grad_kwargs(case)
         else:
             try:
@@ -1821,7 +1911,12 @@ class Runner:
         """The backprop's inputs: the forward's, its outputs and reserve, output grads; then the
         changes."""
         kw = {n: build(s, self.rng) for n, s in case["fwd_inputs"].items()}
-        y, hn, cn, reserve = _ops().tf_rnn_keras_rnn_dropout(**kw, **case["fwd_attrs"])
+        forward = (
+            _ops().tf_rnn_keras_rnn
+            if case["family"] == "keras_rnn_backprop"
+            else _ops().tf_rnn_keras_rnn_dropout
+        )
+        y, hn, cn, reserve = forward(**kw, **case["fwd_attrs"])
         kw.update(
             output=y, output_h=hn, output_c=cn, reserve_space=reserve,
             output_backprop=build(_t(_shape_of(y), y.dtype.name), self.rng),
@@ -1898,6 +1993,7 @@ FAMILIES = {
     "layer_norm_grad": lambda: layer_norm_grad_cases(),
     "keras_rnn_dropout": lambda: keras_rnn_dropout_cases(),
     "keras_rnn_dropout_backprop": lambda: keras_rnn_dropout_backprop_cases(),
+    "keras_rnn_backprop": lambda: keras_rnn_backprop_cases(),
 }
 
 

@@ -1,14 +1,15 @@
 """Issue 7 (1): property-based fuzzing of every op, in a subprocess so that a crash is a failure.
 
-tests/hardening/fuzz_ops.py draws cases for each op family (our TfRnn> ops, TfRnn>KerasRNN and its
-gradient, TfRnn>LayerNormRnn / LayerNormRnnGrad, TfRnn>KerasRNNDropout / KerasRNNDropoutBackprop
-(recurrent and zoneout masks of wrong shapes, a mismatched reserve), and TensorFlow's own CudnnRNN*
-ops on our CPU kernels): random ranks, shapes, dtypes, attribute values, sequence lengths
-(negative, past T, of a wrong length or rank), params of wrong sizes, empty tensors with huge
-dimensions, NaN/Inf contents. Every call must return outputs of the shapes a model of docs/MATH.md
-predicts, or raise InvalidArgumentError/ValueError/TypeError naming the input or attribute at fault;
-graph construction must agree with the kernels; and the process must never die, nor grow past its
-address-space limit (what TensorFlow maps at start plus 4 GiB; TF_RNN_OPS_FUZZ_HEADROOM_MB).
+tests/hardening/fuzz_ops.py draws cases for each op family (our TfRnn> ops, TfRnn>KerasRNN, its
+gradient and TfRnn>KerasRNNBackprop, TfRnn>LayerNormRnn / LayerNormRnnGrad, TfRnn>KerasRNNDropout /
+KerasRNNDropoutBackprop (recurrent and zoneout masks of wrong shapes, a mismatched reserve), and
+TensorFlow's own CudnnRNN* ops on our CPU kernels): random ranks, shapes, dtypes, attribute values,
+sequence lengths (negative, past T, of a wrong length or rank), params of wrong sizes, empty tensors
+with huge dimensions, NaN/Inf contents. Every call must return outputs of the shapes a model of
+docs/MATH.md predicts, or raise InvalidArgumentError/ValueError/TypeError naming the input or
+attribute at fault; graph construction must agree with the kernels; and the process must never
+die, nor grow past its address-space limit (what TensorFlow maps at start plus 4 GiB;
+TF_RNN_OPS_FUZZ_HEADROOM_MB).
 
 `make test` runs a few hundred cases with a fixed seed (TF_RNN_OPS_FUZZ_EXAMPLES cases per family,
 default 20, TF_RNN_OPS_FUZZ_SEED); `make stress` runs thousands per family with a random seed.
@@ -48,7 +49,7 @@ def test_fuzz_every_op(tmp_path):
     ["gru,gru_grad", "cudnn,cudnn_backprop", "params_size,to_canonical,to_params",
      "tf_cudnn_v3,tf_cudnn_v2,tf_cudnn_v1,tf_backprop_v3",
      "tf_params_size,tf_to_canonical,tf_to_params",
-     "keras_rnn,keras_rnn_grad", "layer_norm,layer_norm_grad",
+     "keras_rnn,keras_rnn_grad,keras_rnn_backprop", "layer_norm,layer_norm_grad",
      "keras_rnn_dropout,keras_rnn_dropout_backprop"],
 )  # fmt: skip
 def test_fuzz_every_op_long(tmp_path, ops):

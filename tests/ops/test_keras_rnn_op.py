@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import rnn_reference
 import tensorflow as tf
 from keras_convert import cell_to_canonical
 from rnn_reference import random_lengths, rnn_forward
@@ -262,3 +263,104 @@ def test_layer_call_converts_no_weights(rng, cls):
     assert "TfRnn>KerasRNN" in ops, ops
     for conversion in ("Transpose", "ConcatV2", "Split", "SplitV", "Pack", "Reshape"):
         assert conversion not in ops, (conversion, ops)
+
+
+def _reference_grads(mode, x, h0, c0, k, r, b, lengths, time_major, wy, wh, wc):
+    """float64 TensorFlow autodiff of the reference forward (tests/support/rnn_reference.py, TF
+    backend) on the canonical weights made of the Keras ones (keras_convert): the grads of
+    Σ wy·y + Σ wh·h (+ Σ wc·c) w.r.t. x, h0, c0, kernel, recurrent_kernel, bias."""
+    f64 = [tf.constant(np.asarray(a, np.float64)) for a in (x, h0, c0, k, r)]
+    f64.append(None if b is None else tf.constant(np.asarray(b, np.float64)))
+    watched = [a for a in f64 if a is not None]
+    axis = 0 if time_major else 1
+    with tf.GradientTape() as tape:
+        tape.watch(watched)
+        xx, hh, cc, kk, rr, bb = f64
+        w, bs = cell_to_canonical(_kind(mode), kk, rr, bb)
+        y, h, c = rnn_forward(
+            xx, tf.expand_dims(hh, axis), tf.expand_dims(cc, axis) if mode == "lstm" else None,
+            w, bs, mode=mode, sequence_lengths=lengths, time_major=time_major,
+            backend=rnn_reference.tf_backend(),
+        )  # fmt: skip
+        loss = tf.reduce_sum(y * wy) + tf.reduce_sum(tf.squeeze(h, axis) * wh)
+        if mode == "lstm":
+            loss += tf.reduce_sum(tf.squeeze(c, axis) * wc)
+    grads = tape.gradient(loss, watched, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return grads + [None] * (len(f64) - len(watched))
+
+
+GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 32 (float sums straight into the outputs) and more
+    (1, 1, 5, 257),
+    (3, 1, 4, 1),
+    (4, 8, 3, 17),
+    (3, 11, 4, 9),
+    (5, 7, 6, 33),
+    (65, 1, 3, 5),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", GRAD_SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
+def test_float32_gradient_matches_reference(rng, mode, size):
+    """float32 gradients of every input and weight (TfRnn>KerasRNNBackprop, or the params route
+    for gru_reset_before) against float64 autodiff of the reference, both layouts, lengths, no
+    bias, and with the input not watched (skip_input_backprop: the weights' grads unchanged)."""
+    B, T, n_in, H = size
+    time_major = B % 2 == 1
+    use_bias = (B + T) % 3 != 0
+    x, h0, c0 = _problem(rng, mode, B, T, n_in, H, np.float32, time_major)
+    if c0 is None:
+        c0 = np.zeros([B, H], np.float32)
+    k, r, b = _weights(rng, mode, n_in, H, np.float32, use_bias=use_bias, scale=0.3)
+    lengths = random_lengths(rng, B, T) if B > 1 else None
+    y_shape = (T, B, H) if time_major else (B, T, H)
+    wy, wh, wc = (rng.normal(size=s).astype(np.float32) for s in (y_shape, (B, H), (B, H)))
+    want = _reference_grads(mode, x, h0, c0, k, r, b, lengths, time_major, wy, wh, wc)
+    args = [tf.constant(a) for a in (x, h0, c0, k, r)] + [
+        tf.constant(b if b is not None else np.zeros([0], np.float32))
+    ]
+    for watch_input in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch(args if watch_input else args[1:])
+            y, h, c, _ = tf_rnn_ops.keras_rnn(
+                *args, sequence_lengths=lengths, rnn_mode=mode, time_major=time_major
+            )
+            loss = tf.reduce_sum(y * wy) + tf.reduce_sum(h * wh)
+            if mode == "lstm":
+                loss += tf.reduce_sum(c * wc)
+        got = tape.gradient(loss, args, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        for i, name in enumerate(("input", "input_h", "input_c", "kernel", "recurrent_kernel")):
+            if name == "input" and not watch_input:
+                continue
+            scale = max(1.0, float(np.max(np.abs(want[i]))))
+            np.testing.assert_allclose(
+                got[i], want[i], rtol=1e-4, atol=2e-5 * scale, err_msg=f"{name}, {watch_input=}"
+            )
+        if b is not None:
+            np.testing.assert_allclose(got[5], want[5], rtol=1e-4, atol=2e-4, err_msg="bias")
+
+
+def test_backprop_op_bad_inputs_raise(rng):
+    """TfRnn>KerasRNNBackprop refuses forward results and reserves of other shapes, and the mode
+    it does not compute, by name."""
+    k, r, b = _weights(rng, "gru", 4, 3, np.float32)
+    x, h0, _ = _problem(rng, "gru", 2, 3, 4, 3, np.float32)
+    y, h, c, reserve = tf_rnn_ops.keras_rnn(x, h0, None, k, r, b, rnn_mode="gru")
+    ops = tf_rnn_ops._loader.ops()
+    base = dict(
+        input=x, input_h=h0, input_c=np.zeros([0], np.float32), kernel=k, recurrent_kernel=r,
+        bias=b, sequence_lengths=np.zeros([0], np.int32), output=y, output_h=h, output_c=c,
+        output_backprop=y, output_h_backprop=h, output_c_backprop=c, reserve_space=reserve,
+    )  # fmt: skip
+    cases = [
+        (dict(output=y[:, :2]), "output"),
+        (dict(output_backprop=y[:1]), "output_backprop"),
+        (dict(output_h_backprop=h[:, :2]), "output_h_backprop"),
+        (dict(reserve_space=reserve[:-1]), "reserve_space"),
+        (dict(kernel=k[:, :5]), "kernel"),
+    ]
+    for change, word in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=word):
+            ops.tf_rnn_keras_rnn_backprop(**{**base, **change}, rnn_mode="gru")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="gru_reset_before"):
+        ops.tf_rnn_keras_rnn_backprop(**{**base, "bias": b[0]}, rnn_mode="gru_reset_before")
