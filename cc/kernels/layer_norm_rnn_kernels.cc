@@ -171,7 +171,8 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
     // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
-    const CPUDevice& d = ctx->eigen_cpu_device();
+    const CallDevice device(ctx->eigen_cpu_device(), 2.0 * rows * (I + H) * GH);
+    const CPUDevice& d = device.get();
     // W and R packed once a call; every step's products of every range read them. A call of a
     // few rows (one-step decoding) reads them as stored instead: packing would cost more than
     // its products (RnnStreamWeights, as TfRnn>KerasRNN).
@@ -293,12 +294,17 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     OP_REQUIRES_OK(ctx, AllocateScratch(ctx, 2 * rows * GH, &grads_t, &dgx));
     T* const dgh = dgx + rows * GH;
     std::vector<T> dh_rec(B * H);
-    const CPUDevice& d = ctx->eigen_cpu_device();
+    const CallDevice device(ctx->eigen_cpu_device(), 4.0 * rows * (I + H) * GH);
+    const CPUDevice& d = device.get();
+    // Few rows read R as stored, as the forward does (RnnStreamWeights): packing Rᵀ cost a one-step
+    // LayerNormLSTM(1024) training step 38% of its time.
+    const bool stream = RnnStreamWeights<T>(T_, B);
     Tensor packed_t;
     T* packed;
-    OP_REQUIRES_OK(ctx, AllocateScratch(ctx, StepGemm<T>::StorageSize(GH, H), &packed_t, &packed));
-    const StepGemm<T> rt_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), GH, H, true,
-                              packed);
+    OP_REQUIRES_OK(ctx, AllocateScratch(ctx, stream ? 1 : StepGemm<T>::StorageSize(GH, H),
+                                        &packed_t, &packed));
+    const StepGemm<T> rt_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), GH, H, true, packed,
+                              nullptr, 0, stream);
     // The LN and bias param grads, in the order bias, bias_h, gamma_x, beta_x, gamma_h, beta_h
     // ([G·H] each), gamma_c, beta_c ([H] each).
     const int64_t n_param_grads = 6 * GH + 2 * H;
@@ -396,6 +402,14 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     // their transposes [G·H, ·] (the gate grads are the wide operand), transposed at the end.
     // (Before: Eigen's contraction on ymm over runs of 1024 rows, ~30% of the training step at
     // B = 64, H = 256; docs/PERFORMANCE.md.)
+    // Where the sums may run in T (WeightGradsInT: double, or few rows of float, as a one-step
+    // call's), one product writes each straight into its output.
+    if (WeightGradsInT<T>(rows)) {
+      CpuGemm<T>(d, true, false, I, GH, rows, X, dgx, out[kKernel], false);
+      CpuGemm<T>(d, true, false, H, GH, rows, reserve + rl.h_prev, dgh, out[kRecurrentKernel],
+                 false);
+      return;
+    }
     using S = typename GradSumType<T>::type;
     // wsum's rows are M + 8 sums apart (a float kernel writes them with that stride), so that
     // the rows the transposition below reads together do not all fall in one set of the cache.
