@@ -95,10 +95,10 @@ template <typename T>
 class StepGemm {
  public:
   static int64_t StorageSize(int64_t K, int64_t N) { return 0; }
-  // (gate_src must be null here: the callers permute the weights of other types beforehand;
-  // `stream` changes nothing: Eigen's product reads b as stored.)
+  // (gate_src must be null and ldb 0 here: the callers copy the weights of other types into the
+  // order and layout read; `stream` changes nothing: Eigen's product reads b as stored.)
   StepGemm(const CPUDevice& d, const T* b, int64_t K, int64_t N, bool transposed, T* storage,
-           const int* gate_src = nullptr, int64_t block = 0, bool stream = false)
+           const int* gate_src = nullptr, int64_t block = 0, bool stream = false, int64_t ldb = 0)
       : d_(d), b_(b), K_(K), N_(N), transposed_(transposed) {}
   void Run(int64_t M, const T* A, T* C) const {
     CpuGemm<T>(d_, false, transposed_, M, N_, K_, A, b_, C, false);
@@ -126,21 +126,26 @@ class StepGemm<float> {
   // gate_src[g] of b (transposed: B's row block g, b's column block gate_src[g]). stream: no
   // packing, every product reads b as stored (StreamGemm, or StreamGemmTransposed; for the few
   // rows of small B·T calls, where packing costs more than it saves, see RnnStreamWeights);
-  // `storage` is then unused.
+  // `storage` is then unused. ldb: b's row stride (0: N, transposed K), so that a product reads
+  // one gate's block of Keras' [H, G·H] recurrent kernel in place (MaskedProducts).
   StepGemm(const CPUDevice& d, const float* b, int64_t K, int64_t N, bool transposed,
-           float* storage, const int* gate_src = nullptr, int64_t block = 0, bool stream = false)
+           float* storage, const int* gate_src = nullptr, int64_t block = 0, bool stream = false,
+           int64_t ldb = 0)
       : d_(d),
         packed_(K, N, storage),
         b_(b),
         gate_src_(gate_src),
         block_(block),
         stream_(stream),
-        transposed_(transposed) {
+        transposed_(transposed),
+        ldb_(ldb          ? ldb
+             : transposed ? K
+                          : N) {
     if (stream) return;
     ParallelRows(
         d, PackedMatrix::NumPanels(N), 2.0 * kNr * K,
         [&](int64_t begin, int64_t end) {
-          packed_.PackPanels(b, transposed ? K : N, transposed, begin, end, gate_src, block);
+          packed_.PackPanels(b, ldb_, transposed, begin, end, gate_src, block);
         },
         kCopyMinFlops);
   }
@@ -215,11 +220,11 @@ class StepGemm<float> {
   // The streamed product's columns [n0, n1): b read as stored, either way round.
   void Stream(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc, int64_t n0,
               int64_t n1) const {
-    const int64_t K = packed_.K(), N = packed_.N();
+    const int64_t K = packed_.K();
     if (transposed_) {
-      StreamGemmTransposed(M, A, lda, K, b_, K, C, ldc, n0, n1, gate_src_, block_);
+      StreamGemmTransposed(M, A, lda, K, b_, ldb_, C, ldc, n0, n1, gate_src_, block_);
     } else {
-      StreamGemm(M, A, lda, K, b_, N, C, ldc, n0, n1, gate_src_, block_);
+      StreamGemm(M, A, lda, K, b_, ldb_, C, ldc, n0, n1, gate_src_, block_);
     }
   }
 
@@ -228,6 +233,7 @@ class StepGemm<float> {
   int64_t block_;
   bool stream_;
   bool transposed_;
+  int64_t ldb_;
 };
 
 // A step's product over rows the calling thread owns (one_thread: the driver gave each thread a

@@ -115,15 +115,20 @@ class DropoutCall {
   // Converts the inputs into the driver's layout and gate order (temporaries in `this`): the
   // projected input only with `projected` (the forward; the backward never reads it) and only
   // where Keras' gate order differs (the driver reads it batch-major in place: `gx_batch_major`).
-  bool Convert(OpKernelContext* ctx, bool projected) {
+  // recurrent_kernel: read in place, its gate blocks through rk_gate_src (float: the products
+  // permute them), or (`canonical_rk`, or another type than float where the order differs) a copy
+  // in the canonical gate order, as the masked products and the params route read it.
+  bool Convert(OpKernelContext* ctx, bool projected, bool canonical_rk) {
     const int64_t gh = G * H;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
     const bool canonical = KerasOrderIsCanonical();
     const bool copy_gx = projected && !canonical;
-    DC_REQUIRES_OK(ctx, ctx->allocate_temp(dt,
-                                           TensorShape({(copy_gx ? T_ * B * gh : 0) + H * gh +
-                                                        (canonical ? 0 : G * B * H) + 2 * gh}),
-                                           &temp_));
+    const bool copy_rk = !canonical && (canonical_rk || !std::is_same<T, float>::value);
+    DC_REQUIRES_OK(
+        ctx, ctx->allocate_temp(dt,
+                                TensorShape({(copy_gx ? T_ * B * gh : 0) + (copy_rk ? H * gh : 0) +
+                                             (canonical ? 0 : G * B * H) + 2 * gh}),
+                                &temp_));
     T* at = temp_.flat<T>().data();
     const T* src = ctx->input(kProjected).flat<T>().data();
     gx = nullptr;
@@ -143,11 +148,18 @@ class DropoutCall {
       gx = src;
       gx_batch_major = !time_major_;
     }
-    rk = at;
-    at += H * gh;
-    const T* r = ctx->input(kRecurrentKernel).flat<T>().data();
-    for (int64_t k = 0; k < H; ++k)
-      for (int g = 0; g < G; ++g) std::copy_n(r + k * gh + Src(g) * H, H, rk + k * gh + g * H);
+    const Tensor& r_in = ctx->input(kRecurrentKernel);
+    const T* r = r_in.flat<T>().data();
+    rk = r;
+    rk_gate_src = canonical ? nullptr : GateSrc();
+    if (copy_rk) {
+      T* out = at;
+      at += H * gh;
+      for (int64_t k = 0; k < H; ++k)
+        for (int g = 0; g < G; ++g) std::copy_n(r + k * gh + Src(g) * H, H, out + k * gh + g * H);
+      rk = out;
+      rk_gate_src = nullptr;
+    }
     if (!has_masks) {
       masks = nullptr;  // the plain recurrent products
     } else if (canonical) {
@@ -176,7 +188,9 @@ class DropoutCall {
   CheckedCall checked;  // what Check found (CheckBackpropInputs reads it)
   std::vector<int32_t> lengths;
   const T *gx = nullptr, *masks = nullptr;  // the projected input and masks (maybe the inputs')
-  T *rk = nullptr, *b_w = nullptr, *b_r = nullptr;
+  const T* rk = nullptr;                    // recurrent_kernel [H, G·H], see Convert
+  const int* rk_gate_src = nullptr;         // its canonical gate g's column block, or null
+  T *b_w = nullptr, *b_r = nullptr;
   bool has_masks = false;
   bool gx_batch_major = false;      // gx is the op's [B, T, G·H] input itself
   const T* zoneout_mask = nullptr;  // [T, B, H], or null: zoneout_keep for every unit
@@ -218,14 +232,16 @@ class KerasRnnDropoutOp : public OpKernel {
       }
       return;
     }
-    if (!c.Convert(ctx, /*projected=*/true)) return;
+    if (!c.Convert(ctx, /*projected=*/true, /*canonical_rk=*/false)) return;
+    const bool stream = RnnStreamWeights<T>(T_, B);
     const bool swap = !tm && B > 1 && T_ > 1;
     ComputeOutput<T> y;
     OP_REQUIRES_OK(ctx, y.Init(ctx, output, T_, B, H, swap));
     Tensor workspace;
-    OP_REQUIRES_OK(
-        ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, false)}), &workspace));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                      TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, false, stream)}),
+                                      &workspace));
     RnnForwardArgs<T> a;
     a.seq_len = T_;
     a.batch = B;
@@ -237,6 +253,8 @@ class KerasRnnDropoutOp : public OpKernel {
     a.cn = lstm ? output_c->flat<T>().data() : nullptr;
     a.reserve = is_training_ ? reserve->flat<T>().data() : nullptr;
     a.recurrent_kernel = c.rk;
+    a.gate_src = c.rk_gate_src;
+    a.stream_weights = stream;
     a.bias_w = c.b_w;
     a.bias_r = c.b_r;
     a.projected = c.gx;
@@ -284,30 +302,20 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
       }
       return;
     }
-    if (!c.Convert(ctx, /*projected=*/false)) return;
-    // Opaque params of the one layer: R (canonical [G·H, H]) and b_r; no W is read.
-    const auto blk = c.s.LayerBlock(0);
+    // The Keras-layout route (below) takes the cells with one recurrent product; gru_reset_before
+    // reads R as params hold it.
+    const bool keras_route = c.mode_ != RnnMode::kGruResetBefore;
+    if (!c.Convert(ctx, /*projected=*/false, /*canonical_rk=*/!keras_route)) return;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
-    Tensor params, dparams;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &params));
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &dparams));
-    T* p = params.flat<T>().data();
-    std::fill_n(p, c.s.ParamsSize(), T(0));
-    TransposeTiled(H, gh, c.rk, gh, p + blk.r, H);
-    std::copy_n(c.b_r, gh, p + blk.b_r);
     const bool swap = !tm && B > 1 && T_ > 1;
     ComputeView<T> y, dy;
     OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(kOutput), swap));
     OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(kOutputBackprop), swap));
-    Tensor workspace;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, true)}),
-                                           &workspace));
     RnnBackwardArgs<T> a;
     a.seq_len = T_;
     a.batch = B;
     a.h0 = input_h.flat<T>().data();
     a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
-    a.params = p;
     a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
     a.y = y.data();
     a.dy = dy.data();
@@ -316,7 +324,6 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.reserve = reserve.flat<T>().data();
     a.dh0 = dh0->flat<T>().data();
     a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
-    a.dparams = dparams.flat<T>().data();
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;
@@ -325,14 +332,54 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.d_projected = d_gx->flat<T>().data();
     a.projected_batch_major = !tm;
     a.d_projected_gate_src = c.GateSrc();
-    CpuRnn<T>(ctx->eigen_device<CPUDevice>(), c.s).Backward(a, workspace.flat<T>().data());
-    const T* dp = dparams.flat<T>().data();
     T* dr = drk->flat<T>().data();
-    for (int g = 0; g < G; ++g)
-      TransposeTiled(H, H, dp + blk.r + g * H * H, H, dr + c.Src(g) * H, gh);
+    const T* d_bias_r;  // the recurrent bias' grads, canonical gate order
+    Tensor params, dparams, bias_grads, workspace;
+    if (keras_route) {
+      // R read and its gradient written in Keras' layout (RnnBackwardArgs::recurrent_kernel), as
+      // TfRnn>KerasRNNBackprop does: a call converts nothing (the round trip through params cost
+      // a one-step GRU(1024) training step with recurrent dropout ~60% of its time).
+      const bool stream = RnnStreamWeights<T>(T_, B);
+      OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({2 * gh}), &bias_grads));
+      OP_REQUIRES_OK(
+          ctx,
+          ctx->allocate_temp(dt,
+                             TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
+                                                              /*keras_grads=*/true)}),
+                             &workspace));
+      a.recurrent_kernel = c.rk;
+      a.gate_src = c.rk_gate_src;
+      a.d_recurrent_kernel = dr;
+      a.grad_gate_src = c.GateSrc();
+      a.d_bias_w = bias_grads.flat<T>().data();
+      a.d_bias_r = a.d_bias_w + gh;
+      a.stream_weights = stream;
+      const CallDevice device(ctx->eigen_device<CPUDevice>(), 4.0 * T_ * B * H * gh);
+      CpuRnn<T>(device.get(), c.s).Backward(a, workspace.flat<T>().data());
+      d_bias_r = a.d_bias_r;
+    } else {
+      // Opaque params of the one layer: R (canonical [G·H, H]) and b_r; no W is read.
+      const auto blk = c.s.LayerBlock(0);
+      OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &params));
+      OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &dparams));
+      T* p = params.flat<T>().data();
+      std::fill_n(p, c.s.ParamsSize(), T(0));
+      TransposeTiled(H, gh, c.rk, gh, p + blk.r, H);
+      std::copy_n(c.b_r, gh, p + blk.b_r);
+      OP_REQUIRES_OK(
+          ctx,
+          ctx->allocate_temp(dt, TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, true)}), &workspace));
+      a.params = p;
+      a.dparams = dparams.flat<T>().data();
+      CpuRnn<T>(ctx->eigen_device<CPUDevice>(), c.s).Backward(a, workspace.flat<T>().data());
+      const T* dp = dparams.flat<T>().data();
+      for (int g = 0; g < G; ++g)
+        TransposeTiled(H, H, dp + blk.r + g * H * H, H, dr + c.Src(g) * H, gh);
+      d_bias_r = dp + blk.b_r;
+    }
     if (drb->NumElements() > 0) {
       T* db = drb->flat<T>().data();
-      for (int g = 0; g < G; ++g) std::copy_n(dp + blk.b_r + g * H, H, db + c.Src(g) * H);
+      for (int g = 0; g < G; ++g) std::copy_n(d_bias_r + g * H, H, db + c.Src(g) * H);
     }
   }
 

@@ -76,7 +76,8 @@ struct RnnForwardArgs {
   bool stream_weights = false;
   uint64_t dropout_call = 0;  // this kernel's count of earlier calls that drew masks (see above)
   // Recurrent dropout (TfRnn>KerasRNNDropout; one layer, one direction, Keras-layout
-  // recurrent_kernel with gate_src null): `projected` [T, B, G·H] the input side of every gate,
+  // recurrent_kernel, with gate_src null where rec_masks is given): `projected` [T, B, G·H] the
+  // input side of every gate,
   // bias included, read in place of the input projection (kernel null, no W); `rec_masks`
   // [G, B, H_out] the per-gate masks of the recurrent products (MaskedProducts). Both canonical
   // gate order. `projected_batch_major`: projected is [B, T, G·H] instead (Keras' layout, read in
@@ -124,14 +125,14 @@ struct RnnBackwardArgs {
   // h_{t-1} gets (1 - m) ⊙ δ besides the cell's own part.
   const T* zoneout_mask = nullptr;
   T zoneout_keep = T(1);
-  // Keras-layout weights and gradients (TfRnn>KerasRNNBackprop; one layer, one direction, no
-  // projection, a cell with one recurrent product), in place of params and dparams when
-  // `recurrent_kernel` is set: kernel, recurrent_kernel and gate_src as RnnForwardArgs'; d_kernel
-  // [in, G·H] and d_recurrent_kernel [H, G·H] receive the weight gradients in Keras' layout,
-  // canonical gate g in column block grad_gate_src[g] (or g where it is null), d_bias_w and
-  // d_bias_r [G·H] the bias gradients in the canonical gate order. So a call converts nothing, and
-  // where all its rows fit one float sub-block (KerasGradsInFloat), the products write the weight
-  // gradients directly.
+  // Keras-layout weights and gradients (TfRnn>KerasRNNBackprop and TfRnn>KerasRNNDropoutBackprop;
+  // one layer, one direction, no projection, a cell with one recurrent product), in place of params
+  // and dparams when `recurrent_kernel` is set: kernel, recurrent_kernel and gate_src as
+  // RnnForwardArgs' (no kernel with d_projected); d_kernel [in, G·H] and d_recurrent_kernel [H,
+  // G·H] receive the weight gradients in Keras' layout, canonical gate g in column block
+  // grad_gate_src[g] (or g where it is null), d_bias_w and d_bias_r [G·H] the bias gradients in the
+  // canonical gate order. So a call converts nothing, and where its sums may run in T
+  // (WeightGradsInT), the products write the weight gradients directly.
   const T* kernel = nullptr;
   const T* recurrent_kernel = nullptr;
   const int* gate_src = nullptr;
@@ -320,7 +321,9 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   constexpr int kProducts = CellRecurrentProducts<Cell>::value;
   PhaseProducts<T, Cell> phases(d_, B, ho, H, r, !keras, gate_src);
   std::optional<MaskedProducts<T, Cell>> masked;  // recurrent dropout
-  if (a.rec_masks != nullptr) masked.emplace(d_, B, ho, H, r, a.rec_masks);
+  if (a.rec_masks != nullptr) {
+    masked.emplace(d_, B, ho, H, r, a.rec_masks, gate_src, keras && a.stream_weights);
+  }
 
   std::copy(a.h0 + ld * B * ho, a.h0 + (ld + 1) * B * ho, h);
   if constexpr (Cell::kHasCellState) std::copy(a.c0 + ld * B * H, a.c0 + (ld + 1) * B * H, c);
@@ -522,7 +525,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const T* p = keras ? nullptr : a.params + offset;
   T* dp = keras ? nullptr : a.dparams + offset;
   // Keras-layout weight gradients summed in T into the outputs (and, for float, not in double).
-  const bool keras_direct_sums = keras && WeightGradsInT<T>(T_ * B);
+  // (The masked products sum R's gradient per gate, into the double sums.)
+  const bool keras_direct_sums = keras && a.rec_masks == nullptr && WeightGradsInT<T>(T_ * B);
   const bool has_proj = s_.num_proj > 0;
   constexpr bool kHasC = Cell::kHasCellState;
   const auto& sv = rl.layer_dir[ld];
@@ -577,9 +581,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   T* dc = take(B * H);
   T* pack = next;
   const bool stream = keras && a.stream_weights;
+  // (with masks the products are MaskedProductGrads': R itself is never multiplied, not packed)
+  const bool stream_r = stream || (keras && a.rec_masks != nullptr);
   const StepGemm<T> recurrent(d_, keras ? a.recurrent_kernel : p + blk.r, gh_w, ho,
-                              /*transposed=*/keras, pack, a.gate_src, H, stream);
-  if (!stream) pack += StepGemm<T>::StorageSize(gh_w, ho);
+                              /*transposed=*/keras, pack, a.gate_src, H, stream_r);
+  if (!stream_r) pack += StepGemm<T>::StorageSize(gh_w, ho);
   std::optional<StepGemm<T>> projection;
   if (has_proj) {
     projection.emplace(d_, p + blk.p, ho, H, /*transposed=*/false, pack);
@@ -594,7 +600,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   // (Keras-layout weights come with one-product cells only: the caller's rule, KerasRNNBackprop.)
   PhaseProductGrads<T, Cell> phases(d_, B, cb, ho, H, keras ? nullptr : p + blk.r);
   std::optional<MaskedProductGrads<T, Cell>> masked;  // recurrent dropout
-  if (a.rec_masks != nullptr) masked.emplace(d_, B, cb, ho, H, p + blk.r, a.rec_masks);
+  if (a.rec_masks != nullptr) {
+    masked.emplace(d_, B, cb, ho, H, keras ? a.recurrent_kernel : p + blk.r, a.rec_masks, keras,
+                   a.gate_src, stream);
+  }
 
   std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
   if constexpr (kHasC) std::copy(a.dcn + ld * B * H, a.dcn + (ld + 1) * B * H, dc);
@@ -756,7 +765,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       const T* kx = keras_order(d_gx, keras_order_rows);
       const T* kh =
           Cell::kDistinctRecurrentGrad ? keras_order(d_gh, keras_order_rows + cb * gh_w) : kx;
-      CpuGemm<T>(d_, true, false, in, gh_w, rows, xr, kx, a.d_kernel, !first);
+      if (!projected) CpuGemm<T>(d_, true, false, in, gh_w, rows, xr, kx, a.d_kernel, !first);
       CpuGemm<T>(d_, true, false, ho, gh_w, rows, hprev_rows, kh, a.d_recurrent_kernel, !first);
     } else if (s_.HasInputWeights(layer) && !projected) {
       AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
@@ -827,7 +836,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
           },
           kCopyMinFlops);
     };
-    write_transposed(gsum_w, in, a.d_kernel);
+    if (a.d_projected == nullptr) write_transposed(gsum_w, in, a.d_kernel);
     write_transposed(gsum_r, ho, a.d_recurrent_kernel);
     for (int64_t j = 0; j < gh_w; ++j) {
       a.d_bias_w[j] = static_cast<T>(gsum_bw[j]);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -197,27 +198,30 @@ template <typename T, typename Cell>
 class MaskedProducts {
  public:
   static constexpr int G = Cell::kGates;
-  // r: R as Keras holds it ([H_out, G·H], gate blocks in the canonical order); masks [G, B, H_out]
-  // in the canonical gate order.
-  MaskedProducts(const CPUDevice& d, int64_t B, int64_t ho, int64_t H, const T* r, const T* masks)
+  // r: R as Keras holds it ([H_out, G·H]), canonical gate g in column block gate_src[g] (or g);
+  // masks [G, B, H_out] in the canonical gate order. float reads each gate's block in place
+  // (packed, or streamed with `stream`); other types a copy of it (Eigen's product reads b
+  // contiguous).
+  MaskedProducts(const CPUDevice& d, int64_t B, int64_t ho, int64_t H, const T* r, const T* masks,
+                 const int* gate_src = nullptr, bool stream = false)
       : B_(B), ho_(ho), H_(H), masks_(masks) {
+    constexpr bool kInPlace = std::is_same<T, float>::value;
     const int64_t gh_w = int64_t(G) * H;
-    int64_t size = 2 * B * ho + B * H;
-    for (int g = 0; g < G; ++g) size += ho * H + StepGemm<T>::StorageSize(ho, H);
-    store_.assign(size, T(0));
-    T* at = store_.data();
-    rec_in_ = at;
-    at += B * ho;
-    stage_ = at;
-    at += B * ho;
-    out_ = at;
-    at += B * H;
-    for (int g = 0; g < G; ++g) {
-      T* sub = at;
-      at += ho * H;
-      for (int64_t k = 0; k < ho; ++k) std::copy_n(r + k * gh_w + g * H, H, sub + k * H);
-      gemm_[g].emplace(d, sub, ho, H, /*transposed=*/false, at);
-      at += StepGemm<T>::StorageSize(ho, H);
+    const int64_t per_gate = kInPlace ? (stream ? 0 : StepGemm<T>::StorageSize(ho, H)) : ho * H;
+    store_.assign(2 * B * ho + B * H, T(0));
+    rec_in_ = store_.data();
+    stage_ = rec_in_ + B * ho;
+    out_ = stage_ + B * ho;
+    weights_.reset(new T[std::max<int64_t>(1, G * per_gate)]);  // (written before it is read)
+    T* at = weights_.get();
+    for (int g = 0; g < G; ++g, at += per_gate) {
+      const T* block = r + (gate_src ? gate_src[g] : g) * H;
+      if constexpr (kInPlace) {
+        gemm_[g].emplace(d, block, ho, H, /*transposed=*/false, at, nullptr, 0, stream, gh_w);
+      } else {
+        for (int64_t k = 0; k < ho; ++k) std::copy_n(block + k * gh_w, H, at + k * H);
+        gemm_[g].emplace(d, at, ho, H, /*transposed=*/false, nullptr);
+      }
     }
   }
   T* RecurrentInput(int64_t b) { return rec_in_ + b * ho_; }
@@ -244,6 +248,7 @@ class MaskedProducts {
   int64_t B_, ho_, H_;
   const T* masks_;
   std::vector<T> store_;
+  std::unique_ptr<T[]> weights_;  // the gates' packed blocks (float) or copies (other types)
   T* rec_in_ = nullptr;
   T* stage_ = nullptr;  // [B, H_out] masked inputs, a row at b · H_out
   T* out_ = nullptr;    // [B, H] one gate's product, a row at b · H
@@ -257,13 +262,34 @@ class MaskedProductGrads {
  public:
   static constexpr int G = Cell::kGates;
   static constexpr int kProducts = CellRecurrentProducts<Cell>::value;
-  // r: R as params hold it, [G·H, H_out]; cb: the rows of a chunk of steps.
+  // r: R as params hold it, [G·H, H_out]; or (keras) as Keras holds it, [H_out, G·H], canonical
+  // gate g in column block gate_src[g] (or g), each gate's block read transposed in place (float;
+  // streamed with `stream`) or a copy of it (other types). cb: the rows of a chunk of steps.
   MaskedProductGrads(const CPUDevice& d, int64_t B, int64_t cb, int64_t ho, int64_t H, const T* r,
-                     const T* masks)
+                     const T* masks, bool keras = false, const int* gate_src = nullptr,
+                     bool stream = false)
       : d_(d), B_(B), ho_(ho), H_(H), masks_(masks) {
-    int64_t size = 2 * B * ho + B * H + cb * H + 2 * cb * ho;
-    for (int g = 0; g < G; ++g) size += StepGemm<T>::StorageSize(H, ho);
-    store_.assign(size, T(0));
+    constexpr bool kFloat = std::is_same<T, float>::value;
+    const int64_t gh_w = int64_t(G) * H;
+    const int64_t per_gate = keras && !kFloat  ? ho * H
+                             : keras && stream ? 0
+                                               : StepGemm<T>::StorageSize(H, ho);
+    weights_.reset(new T[std::max<int64_t>(1, G * per_gate)]);  // (written before it is read)
+    for (int g = 0; g < G; ++g) {
+      T* at = weights_.get() + g * per_gate;
+      if (!keras) {
+        gemm_[g].emplace(d, r + g * H * ho, H, ho, /*transposed=*/false, at);
+        continue;
+      }
+      const T* block = r + (gate_src ? gate_src[g] : g) * H;
+      if constexpr (kFloat) {
+        gemm_[g].emplace(d, block, H, ho, /*transposed=*/true, at, nullptr, 0, stream, gh_w);
+      } else {
+        for (int64_t k = 0; k < ho; ++k) std::copy_n(block + k * gh_w, H, at + k * H);
+        gemm_[g].emplace(d, at, H, ho, /*transposed=*/true, nullptr);
+      }
+    }
+    store_.assign(2 * B * ho + B * H + cb * H + 2 * cb * ho, T(0));
     T* at = store_.data();
     d_rec_in_ = at;
     at += B * ho;
@@ -276,11 +302,6 @@ class MaskedProductGrads {
     chunk_in_ = at;
     at += cb * ho;
     masked_in_ = at;
-    at += cb * ho;
-    for (int g = 0; g < G; ++g) {
-      gemm_[g].emplace(d, r + g * H * ho, H, ho, /*transposed=*/false, at);
-      at += StepGemm<T>::StorageSize(H, ho);
-    }
   }
   const T* DRecurrentInput(int64_t b) const { return d_rec_in_ + b * ho_; }
   // After BackwardPhase `phase` for rows [b0, b1): the grad of the product's input into dh_rec
@@ -341,6 +362,7 @@ class MaskedProductGrads {
   int64_t B_, ho_, H_;
   const T* masks_;
   std::vector<T> store_;
+  std::unique_ptr<T[]> weights_;  // the gates' packed blocks (float) or copies (other types)
   T* d_rec_in_ = nullptr;
   T* tmp_ = nullptr;   // [B, H_out] one gate's d_in, a row at b · H_out
   T* cols_ = nullptr;  // [B, H] one gate's columns of d_gh, a row at b · H

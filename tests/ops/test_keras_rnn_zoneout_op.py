@@ -227,3 +227,61 @@ def test_row_ranges_on_threads(threads, rounds):
     (zoneout_row_range_program.py, in a subprocess: the pool's size is fixed at start)."""
     done = row_range.run_program("zoneout_row_range_program.py", threads, 5, rounds)
     assert row_range.passed(done), done.stdout + done.stderr
+
+
+GRAD_SIZES = [(1, 1, 257), (3, 1, 4), (4, 8, 17), (3, 11, 9), (13, 3, 5)]  # (B, T, H)
+
+
+@pytest.mark.parametrize("dropout", [False, True], ids=["zoneout", "zoneout+dropout"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", GRAD_SIZES, ids=lambda s: "B{}T{}H{}".format(*s))
+def test_float32_gradient_matches_reference(rng, mode, size, dropout):
+    """Zoneout, alone or with recurrent dropout, in float32 (the Keras-layout backward of the
+    one-product cells: plain or masked products, R read in place), both layouts, lengths: every
+    gradient against float64 autodiff of the TF-ops formulation
+    (`_reference_rnn.keras_rnn_dropout_forward`, not the kernels), at sizes on the streamed
+    (<= 8 rows), float-sum (<= 32) and double-sum paths."""
+    from tf_rnn_ops import _reference_rnn
+
+    B, T, H = size
+    time_major = B % 2 == 1
+    gx, r, rb, h0, c0, rm, zm = _problem(rng, mode, B, T, H, dropout=dropout)
+    masks = None if rm is None else np.stack(rm)
+    if time_major:
+        gx = np.swapaxes(gx, 0, 1)
+    lengths = random_lengths(rng, B, T) if B > 1 else None
+    lstm, gru = mode == "lstm", mode == "gru"
+    y_shape = (T, B, H) if time_major else (B, T, H)
+    wy, wh, wc = (rng.normal(size=s) for s in (y_shape, (B, H), (B, H)))
+    rb = rb if gru else np.zeros([0])
+
+    def grads(dtype, fn):
+        args = [tf.constant(np.asarray(a, dtype)) for a in (gx, h0, c0, r, rb)]
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            y, h, c = fn(*args)[:3]
+            loss = tf.reduce_sum(y * wy.astype(dtype)) + tf.reduce_sum(h * wh.astype(dtype))
+            if lstm:
+                loss += tf.reduce_sum(c * wc.astype(dtype))
+        return tape.gradient(loss, args, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    def ours(gx, h0, c0, r, rb):
+        return tf_rnn_ops.keras_rnn_dropout(
+            gx, h0, c0 if lstm else None, r, None if masks is None else masks.astype(np.float32),
+            rb if gru else None, sequence_lengths=lengths, rnn_mode=mode, time_major=time_major,
+            zoneout_mask=zm.astype(np.float32),
+        )  # fmt: skip
+
+    def reference(gx, h0, c0, r, rb):
+        return _reference_rnn.keras_rnn_dropout_forward(
+            gx, h0, c0 if lstm else None, r, rb if gru else None, lengths,
+            None if masks is None else tf.constant(masks), tf.constant(zm), rnn_mode=mode,
+            time_major=time_major,
+        )  # fmt: skip
+
+    got, want = grads(np.float32, ours), grads(np.float64, reference)
+    for i, name in enumerate(("projected_input", "input_h", "input_c", "recurrent_kernel", "bias")):
+        if (name == "input_c" and not lstm) or (name == "bias" and not gru):
+            continue
+        scale = max(1.0, float(np.max(np.abs(want[i]))))
+        np.testing.assert_allclose(got[i], want[i], rtol=1e-4, atol=2e-5 * scale, err_msg=name)
