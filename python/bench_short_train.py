@@ -4,11 +4,12 @@ steps, small batches). The drop-in layers must never be slower than the Keras la
 
     python python/bench_short_train.py [--rounds N] [--cases GRU:1:1:1024,...]
 
-A case is layer:B:T:H (I = 128). Each round runs at least `--calls` training steps (forward,
-backward, every weight gradient, results fetched), and 50 ms of Keras', of either layer,
-alternating, so that changes of machine load hit both alike; prints the median milliseconds a step
-and the ratio Keras / ours. Speed is measured here, never asserted in tests; results go to
-docs/PERFORMANCE.md.
+A case is layer:B:T:H (I = 128), where layer may carry options after "+": GRU+rb is
+GRU(reset_after=False), +rd recurrent_dropout=0.2 (masks drawn per call, as in Keras). Each round
+runs at least `--calls` training steps (forward, backward, every weight gradient, results fetched),
+and 50 ms of Keras', of either layer, alternating, so that changes of machine load hit both alike;
+prints the median milliseconds a step and the ratio Keras / ours. Speed is measured here, never
+asserted in tests; results go to docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from bench_cells20 import _step_fn
 
 CASES = (
     "GRU:1:1:256,GRU:1:1:1024,LSTM:1:1:1024,GRU:8:1:512,GRU:64:1:256,LSTM:64:1:256,"
-    "SimpleRNN:64:1:256,GRU:64:2:256,LSTM:8:4:512,LSTM:64:8:256"
+    "SimpleRNN:64:1:256,GRU:64:2:256,LSTM:8:4:512,LSTM:64:8:256,GRU+rb:1:1:1024,GRU+rb:64:1:256,"
+    "GRU+rd:1:1:1024,LSTM+rd:64:1:256"
 )
+OPTIONS = {"rb": {"reset_after": False}, "rd": {"recurrent_dropout": 0.2}}
 
 
 def main() -> None:
@@ -44,11 +47,13 @@ def main() -> None:
     print(bench_peak.describe_path(), flush=True)
     rng = np.random.default_rng(0)
     for case in args.cases.split(","):
-        cls, B, T, H = case.split(":")
+        layer, B, T, H = case.split(":")
+        cls, *opts = layer.split("+")
+        kwargs = {k: v for opt in opts for k, v in OPTIONS[opt].items()}
         B, T, H = int(B), int(T), int(H)
         x = tf.constant(rng.standard_normal((B, T, 128)).astype(np.float32))
-        ours = getattr(tf_rnn_ops.layers, cls)(H, return_sequences=True)
-        theirs = getattr(keras.layers, cls)(H, return_sequences=True)
+        ours = getattr(tf_rnn_ops.layers, cls)(H, return_sequences=True, **kwargs)
+        theirs = getattr(keras.layers, cls)(H, return_sequences=True, **kwargs)
         ours.build(x.shape)
         theirs.build(x.shape)
         theirs.set_weights(ours.get_weights())
@@ -67,7 +72,7 @@ def main() -> None:
                 times[name].append(1e3 * (time.perf_counter() - t0) / calls)
         med = {name: statistics.median(t) for name, t in times.items()}
         print(
-            f"{cls} B={B} T={T} I=128 H={H}: training step ours {med['ours']:.2f} ms, "
+            f"{layer} B={B} T={T} I=128 H={H}: training step ours {med['ours']:.2f} ms, "
             f"keras {med['keras']:.2f} ms, keras/ours {med['keras'] / med['ours']:.2f}x",
             flush=True,
         )

@@ -381,10 +381,7 @@ def keras_rnn(
 @register_gradient("TfRnn>KerasRNN")
 def _keras_rnn_grad(op, *grads):
     """Gradient of `keras_rnn`: TfRnn>KerasRNNBackprop, which reads the weights and writes their
-    gradients in Keras' layout (nothing converted per call). gru_reset_before (two recurrent
-    products) takes TfRnn>CudnnRNNBackprop on the weights converted to opaque params (the
-    conversion runs in the backward pass only), its params gradient mapped back to Keras' layout
-    (`params.opaque_grad_to_keras`)."""
+    gradients in Keras' layout (nothing converted per call)."""
     _refuse_without_training(op, "keras_rnn")
     mode = _str_attr(op.get_attr("rnn_mode"))
     time_major = op.get_attr("time_major")
@@ -392,8 +389,6 @@ def _keras_rnn_grad(op, *grads):
     y, hn, cn, reserve = op.outputs
     lstm = mode == "lstm"
     skip_input_backprop = 0 in _skipped_inputs(op)
-    if mode == "gru_reset_before":
-        return _keras_rnn_grad_via_params(op, grads, skip_input_backprop)
     bp = _ops().tf_rnn_keras_rnn_backprop(
         input=x,
         input_h=h0,
@@ -414,64 +409,6 @@ def _keras_rnn_grad(op, *grads):
         skip_input_backprop=skip_input_backprop,
     )
     return (None if skip_input_backprop else bp[0], *bp[1:6], None)
-
-
-def _keras_rnn_grad_via_params(op, grads, skip_input_backprop: bool):
-    """`_keras_rnn_grad` through opaque params and TfRnn>CudnnRNNBackprop (gru_reset_before)."""
-    from tf_rnn_ops import params as _params
-
-    mode = _str_attr(op.get_attr("rnn_mode"))
-    time_major = op.get_attr("time_major")
-    x, h0, c0, kernel, rkernel, bias, lengths = op.inputs
-    y, hn, cn, reserve = op.outputs
-    has_bias = bias.shape.num_elements() != 0
-    if None in (
-        bias.shape.num_elements(),
-        kernel.shape.num_elements(),
-        rkernel.shape.num_elements(),
-    ):
-        raise ValueError(
-            "keras_rnn's gradient needs the shapes of kernel, recurrent_kernel and bias known when "
-            "the graph is built"
-        )
-    params = _params.keras_to_opaque(mode, kernel, rkernel, bias if has_bias else None)
-    axis = 0 if time_major else 1  # input_h of the backprop op: [layers, B, H] or [B, layers, H]
-
-    def layered(t):
-        return tf.expand_dims(t, axis)
-
-    if lengths.shape.num_elements() == 0:
-        lengths = _full_lengths(x, layered(h0), time_major, "keras_rnn")
-    bp = _ops().tf_rnn_cudnn_rnn_backprop(
-        input=x,
-        input_h=layered(h0),
-        input_c=c0,
-        params=params,
-        sequence_lengths=lengths,
-        output=y,
-        output_h=layered(hn),
-        output_c=cn,
-        output_backprop=_zeros_if_none(grads[0], y),
-        output_h_backprop=layered(_zeros_if_none(grads[1], hn)),
-        output_c_backprop=tf.zeros_like(cn),
-        reserve_space=reserve,
-        host_reserved=tf.zeros([0], tf.int8),
-        rnn_mode=mode,
-        time_major=time_major,
-        skip_input_backprop=skip_input_backprop,
-    )
-    dk, dr, db = _params.opaque_grad_to_keras(
-        mode, bp[3], int(rkernel.shape[0]), int(kernel.shape[0])
-    )
-    return (
-        None if skip_input_backprop else bp[0],
-        tf.squeeze(bp[1], axis),
-        tf.zeros_like(c0),
-        dk,
-        dr,
-        db if has_bias else tf.zeros_like(bias),
-        None,
-    )
 
 
 def keras_rnn_dropout(

@@ -341,6 +341,9 @@ TF_RNN_OPS_HOST_DEVICE constexpr bool CellSupportsProjection(RnnMode mode) {
 TF_RNN_OPS_HOST_DEVICE constexpr bool CellHasDistinctRecurrentGrad(RnnMode mode) {
   return DispatchCell(mode, [](auto cell) { return decltype(cell)::kDistinctRecurrentGrad; });
 }
+TF_RNN_OPS_HOST_DEVICE constexpr int CellRecurrentProductCount(RnnMode mode) {
+  return DispatchCell(mode, [](auto cell) { return CellRecurrentProducts<decltype(cell)>::value; });
+}
 // The rnn_mode attribute's spelling, for messages.
 TF_RNN_OPS_HOST_DEVICE constexpr const char* RnnModeName(RnnMode mode) {
   return DispatchCell(mode, [](auto cell) { return decltype(cell)::kName; });

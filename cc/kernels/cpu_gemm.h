@@ -313,6 +313,83 @@ inline void AddWeightGrad<float>(const CPUDevice& d, int64_t M, int64_t N, int64
   AddWeightGradStrided(d, M, N, K, A, M, B, C);
 }
 
+// Rows [m, m + kRows) of AddOuterProducts' C: each block of two packets' columns of those rows
+// summed in registers over the K rows of A and B, then stored once.
+template <typename T, int kRows>
+void AddOuterProductRows(int64_t m, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
+                         int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  using P = typename Eigen::internal::packet_traits<T>::type;
+  constexpr int64_t kP = Eigen::internal::packet_traits<T>::size;
+  int64_t j0 = 0;
+  for (; j0 + 2 * kP <= N; j0 += 2 * kP) {
+    P sum[kRows][2];
+    for (int r = 0; r < kRows; ++r) {
+      const T* c = C + (m + r) * ldc + j0;
+      sum[r][0] = accumulate ? Eigen::internal::ploadu<P>(c) : Eigen::internal::pset1<P>(T(0));
+      sum[r][1] = accumulate ? Eigen::internal::ploadu<P>(c + kP) : Eigen::internal::pset1<P>(T(0));
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const T* b = B + k * ldb + j0;
+      const P b0 = Eigen::internal::ploadu<P>(b), b1 = Eigen::internal::ploadu<P>(b + kP);
+      const T* a = A + k * M + m;
+      for (int r = 0; r < kRows; ++r) {
+        const P ar = Eigen::internal::pset1<P>(a[r]);
+        sum[r][0] = Eigen::internal::pmadd(ar, b0, sum[r][0]);
+        sum[r][1] = Eigen::internal::pmadd(ar, b1, sum[r][1]);
+      }
+    }
+    for (int r = 0; r < kRows; ++r) {
+      T* c = C + (m + r) * ldc + j0;
+      Eigen::internal::pstoreu(c, sum[r][0]);
+      Eigen::internal::pstoreu(c + kP, sum[r][1]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {  // the last columns
+    for (int64_t j = j0; j < N; ++j) {
+      T sum = accumulate ? C[(m + r) * ldc + j] : T(0);
+      for (int64_t k = 0; k < K; ++k) sum += A[k * M + m + r] * B[k * ldb + j];
+      C[(m + r) * ldc + j] = sum;
+    }
+  }
+}
+
+// C[M, N] (+)= Aᵀ · B for few rows K (the weight gradients of a call of a step or a few: a sum of
+// K outer products), A [K, M] row-major, B's and C's rows ldb and ldc apart (a column block of
+// wider rows, in place). C is written once, four rows by two packets at a time. Eigen's
+// contraction ran these shapes 1.2-7x slower in the AVX-512 build (K = 1, [1024, 3072]: 1.7 against
+// 0.15 ms; its C rows 12 or 16 KB apart), and up to K = 8 in both builds (docs/PERFORMANCE.md,
+// item 58).
+constexpr int64_t kOuterProductMaxRows = 8;
+template <typename T>
+void AddOuterProducts(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
+                      int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  constexpr int kRows = 4;
+  const int64_t blocks = (M + kRows - 1) / kRows;
+  ParallelRows(d, blocks, 2.0 * kRows * N * std::max<int64_t>(K, 1), [&](int64_t p0, int64_t p1) {
+    for (int64_t m = p0 * kRows; m < std::min(M, p1 * kRows);) {
+      if (m + kRows <= M) {
+        AddOuterProductRows<T, kRows>(m, M, N, K, A, B, ldb, C, ldc, accumulate);
+        m += kRows;
+      } else {
+        AddOuterProductRows<T, 1>(m, M, N, K, A, B, ldb, C, ldc, accumulate);
+        m += 1;
+      }
+    }
+  });
+}
+
+// C[M, N] (+)= Aᵀ · B over the K rows of A [K, M] and B [K, N], summed in T (where
+// WeightGradsInT allows): few rows as outer products (AddOuterProducts), more by Eigen's product.
+template <typename T>
+void WeightGradInT(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
+                   T* C, bool accumulate) {
+  if (K <= kOuterProductMaxRows) {
+    AddOuterProducts(d, M, N, K, A, B, N, C, N, accumulate);
+  } else {
+    CpuGemm<T>(d, true, false, M, N, K, A, B, C, accumulate);
+  }
+}
+
 // Column sums of a row-major [rows, cols] matrix, added into out[cols] (in out's type).
 template <typename T, typename S>
 void AddColumnSums(int64_t rows, int64_t cols, const T* m, S* out) {

@@ -51,22 +51,6 @@ namespace {
 // The ops' inputs (kProjected, ...) and their checks: keras_rnn_dropout_checks.h.
 using namespace keras_rnn_dropout;  // NOLINT(build/namespaces)
 
-// out[c · ld_out + r] = in[r · ld_in + c] for r < rows, c < cols, in tiles (R's [H, G·H] <-> the
-// params' [G·H, H]: an element-wise loop strided G·H floats on one side cost the backward ~2%).
-template <typename T>
-void TransposeTiled(int64_t rows, int64_t cols, const T* in, int64_t ld_in, T* out,
-                    int64_t ld_out) {
-  constexpr int64_t kTile = 32;
-  for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
-    const int64_t r1 = std::min(rows, r0 + kTile);
-    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
-      const int64_t c1 = std::min(cols, c0 + kTile);
-      for (int64_t c = c0; c < c1; ++c)
-        for (int64_t r = r0; r < r1; ++r) out[c * ld_out + r] = in[r * ld_in + c];
-    }
-  }
-}
-
 // What both kernels check and convert: the shapes of the forward op's inputs (0-7), the model, and
 // the inputs in the driver's layout and canonical gate order.
 template <typename T>
@@ -116,14 +100,14 @@ class DropoutCall {
   // projected input only with `projected` (the forward; the backward never reads it) and only
   // where Keras' gate order differs (the driver reads it batch-major in place: `gx_batch_major`).
   // recurrent_kernel: read in place, its gate blocks through rk_gate_src (float: the products
-  // permute them), or (`canonical_rk`, or another type than float where the order differs) a copy
-  // in the canonical gate order, as the masked products and the params route read it.
-  bool Convert(OpKernelContext* ctx, bool projected, bool canonical_rk) {
+  // permute them), or (another type than float where the order differs) a copy in the canonical
+  // gate order.
+  bool Convert(OpKernelContext* ctx, bool projected) {
     const int64_t gh = G * H;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
     const bool canonical = KerasOrderIsCanonical();
     const bool copy_gx = projected && !canonical;
-    const bool copy_rk = !canonical && (canonical_rk || !std::is_same<T, float>::value);
+    const bool copy_rk = !canonical && !std::is_same<T, float>::value;
     DC_REQUIRES_OK(
         ctx, ctx->allocate_temp(dt,
                                 TensorShape({(copy_gx ? T_ * B * gh : 0) + (copy_rk ? H * gh : 0) +
@@ -232,7 +216,7 @@ class KerasRnnDropoutOp : public OpKernel {
       }
       return;
     }
-    if (!c.Convert(ctx, /*projected=*/true, /*canonical_rk=*/false)) return;
+    if (!c.Convert(ctx, /*projected=*/true)) return;
     const bool stream = RnnStreamWeights<T>(T_, B);
     const bool swap = !tm && B > 1 && T_ > 1;
     ComputeOutput<T> y;
@@ -302,10 +286,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
       }
       return;
     }
-    // The Keras-layout route (below) takes the cells with one recurrent product; gru_reset_before
-    // reads R as params hold it.
-    const bool keras_route = c.mode_ != RnnMode::kGruResetBefore;
-    if (!c.Convert(ctx, /*projected=*/false, /*canonical_rk=*/!keras_route)) return;
+    if (!c.Convert(ctx, /*projected=*/false)) return;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
     const bool swap = !tm && B > 1 && T_ > 1;
     ComputeView<T> y, dy;
@@ -332,54 +313,29 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.d_projected = d_gx->flat<T>().data();
     a.projected_batch_major = !tm;
     a.d_projected_gate_src = c.GateSrc();
-    T* dr = drk->flat<T>().data();
-    const T* d_bias_r;  // the recurrent bias' grads, canonical gate order
-    Tensor params, dparams, bias_grads, workspace;
-    if (keras_route) {
-      // R read and its gradient written in Keras' layout (RnnBackwardArgs::recurrent_kernel), as
-      // TfRnn>KerasRNNBackprop does: a call converts nothing (the round trip through params cost
-      // a one-step GRU(1024) training step with recurrent dropout ~60% of its time).
-      const bool stream = RnnStreamWeights<T>(T_, B);
-      OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({2 * gh}), &bias_grads));
-      OP_REQUIRES_OK(
-          ctx,
-          ctx->allocate_temp(dt,
-                             TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
-                                                              /*keras_grads=*/true)}),
-                             &workspace));
-      a.recurrent_kernel = c.rk;
-      a.gate_src = c.rk_gate_src;
-      a.d_recurrent_kernel = dr;
-      a.grad_gate_src = c.GateSrc();
-      a.d_bias_w = bias_grads.flat<T>().data();
-      a.d_bias_r = a.d_bias_w + gh;
-      a.stream_weights = stream;
-      const CallDevice device(ctx->eigen_device<CPUDevice>(), 4.0 * T_ * B * H * gh);
-      CpuRnn<T>(device.get(), c.s).Backward(a, workspace.flat<T>().data());
-      d_bias_r = a.d_bias_r;
-    } else {
-      // Opaque params of the one layer: R (canonical [G·H, H]) and b_r; no W is read.
-      const auto blk = c.s.LayerBlock(0);
-      OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &params));
-      OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({c.s.ParamsSize()}), &dparams));
-      T* p = params.flat<T>().data();
-      std::fill_n(p, c.s.ParamsSize(), T(0));
-      TransposeTiled(H, gh, c.rk, gh, p + blk.r, H);
-      std::copy_n(c.b_r, gh, p + blk.b_r);
-      OP_REQUIRES_OK(
-          ctx,
-          ctx->allocate_temp(dt, TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, true)}), &workspace));
-      a.params = p;
-      a.dparams = dparams.flat<T>().data();
-      CpuRnn<T>(ctx->eigen_device<CPUDevice>(), c.s).Backward(a, workspace.flat<T>().data());
-      const T* dp = dparams.flat<T>().data();
-      for (int g = 0; g < G; ++g)
-        TransposeTiled(H, H, dp + blk.r + g * H * H, H, dr + c.Src(g) * H, gh);
-      d_bias_r = dp + blk.b_r;
-    }
-    if (drb->NumElements() > 0) {
+    // R read and its gradient written in Keras' layout (RnnBackwardArgs::recurrent_kernel), as
+    // TfRnn>KerasRNNBackprop does: a call converts nothing (the round trip through params cost a
+    // one-step GRU(1024) training step with recurrent dropout ~60% of its time).
+    const bool stream = RnnStreamWeights<T>(T_, B);
+    Tensor bias_grads, workspace;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({2 * gh}), &bias_grads));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(
+                            dt,
+                            TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
+                                                             /*keras_grads=*/true)}),
+                            &workspace));
+    a.recurrent_kernel = c.rk;
+    a.gate_src = c.rk_gate_src;
+    a.d_recurrent_kernel = drk->flat<T>().data();
+    a.grad_gate_src = c.GateSrc();
+    a.d_bias_w = bias_grads.flat<T>().data();
+    a.d_bias_r = a.d_bias_w + gh;
+    a.stream_weights = stream;
+    const CallDevice device(ctx->eigen_device<CPUDevice>(), 4.0 * T_ * B * H * gh);
+    CpuRnn<T>(device.get(), c.s).Backward(a, workspace.flat<T>().data());
+    if (drb->NumElements() > 0) {  // the recurrent bias' grads, from the canonical gate order
       T* db = drb->flat<T>().data();
-      for (int g = 0; g < G; ++g) std::copy_n(d_bias_r + g * H, H, db + c.Src(g) * H);
+      for (int g = 0; g < G; ++g) std::copy_n(a.d_bias_r + g * H, H, db + c.Src(g) * H);
     }
   }
 

@@ -259,17 +259,13 @@ class KerasRnnOp : public OpKernel {
 // TfRnn>KerasRNNBackprop: the gradient of TfRnn>KerasRNN from its reserve_space, in Keras' layouts:
 // the driver reads the kernels in place and sums the weight gradients in Keras' orientation
 // (RnnBackwardArgs::recurrent_kernel), so that a call converts nothing (the round trip through
-// opaque params cost a one-step GRU(1024) training step 10 of its 16 ms). Cells with one recurrent
-// product (all but gru_reset_before, whose gradient takes TfRnn>CudnnRNNBackprop).
+// opaque params cost a one-step GRU(1024) training step 10 of its 16 ms). Every mode,
+// gru_reset_before too (its two recurrent products read R's blocks in place: PhaseProductGrads).
 template <typename T>
 class KerasRnnBackpropOp : public OpKernel {
  public:
   explicit KerasRnnBackpropOp(OpKernelConstruction* ctx) : OpKernel(ctx), call_(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_input_backprop", &skip_input_));
-    OP_REQUIRES(
-        ctx, call_.mode_ != RnnMode::kGruResetBefore,
-        InvalidArgument("TfRnn>KerasRNNBackprop computes cells with one recurrent product; "
-                        "rnn_mode gru_reset_before's gradient is TfRnn>CudnnRNNBackprop's"));
   }
 
   void Compute(OpKernelContext* ctx) override {

@@ -405,9 +405,8 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     // Where the sums may run in T (WeightGradsInT: double, or few rows of float, as a one-step
     // call's), one product writes each straight into its output.
     if (WeightGradsInT<T>(rows)) {
-      CpuGemm<T>(d, true, false, I, GH, rows, X, dgx, out[kKernel], false);
-      CpuGemm<T>(d, true, false, H, GH, rows, reserve + rl.h_prev, dgh, out[kRecurrentKernel],
-                 false);
+      WeightGradInT<T>(d, I, GH, rows, X, dgx, out[kKernel], false);
+      WeightGradInT<T>(d, H, GH, rows, reserve + rl.h_prev, dgh, out[kRecurrentKernel], false);
       return;
     }
     using S = typename GradSumType<T>::type;

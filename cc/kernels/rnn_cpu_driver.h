@@ -301,8 +301,18 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   T* c_new = c + B * H;               // [B, H]
   T* save_scratch = c_new + B * H;    // [B, CellSavedWidth] the saved buffers (inference)
   T* pack = save_scratch + B * CellSavedWidth(s_.mode, H);
-  const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/!keras, pack, gate_src, H, stream);
-  if (!stream) pack += StepGemm<T>::StorageSize(ho, gh_w);
+  // Cells with several recurrent products a step (CellRecurrentProducts) multiply R's blocks one
+  // product at a time (PhaseProducts: product p multiplies its input, h then what the previous
+  // phase passed on, with the gate columns of R that the cell names), packed each by itself.
+  constexpr int kProducts = CellRecurrentProducts<Cell>::value;
+  const bool pack_r = !stream && kProducts == 1;
+  const StepGemm<T> recurrent(d_, r, ho, gh_w, /*transposed=*/!keras, pack, gate_src, H, !pack_r);
+  if (pack_r) pack += StepGemm<T>::StorageSize(ho, gh_w);
+  std::optional<PhaseProducts<T, Cell>> phases;  // (recurrent dropout: MaskedProducts instead)
+  if (a.rec_masks == nullptr) {
+    phases.emplace(d_, B, ho, H, r, !keras, gate_src, pack, stream);
+    if (!stream) pack += PhaseProducts<T, Cell>::StorageSize(ho, H);
+  }
   std::optional<StepGemm<T>> projection, input_weights;
   if (has_proj) {
     projection.emplace(d_, proj, H, ho, /*transposed=*/true, pack);
@@ -315,11 +325,6 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
 
   const RnnReserveLayout::LayerDir* sv = training ? &rl->layer_dir[ld] : nullptr;
   T* res = a.reserve;
-  // Cells with several recurrent products a step (CellRecurrentProducts): product p multiplies its
-  // input (h, then what the previous phase passed on: rec_in) with the gate columns of R that the
-  // cell names, copied once a call into phase_r [H_out, n_p] in Keras' orientation.
-  constexpr int kProducts = CellRecurrentProducts<Cell>::value;
-  PhaseProducts<T, Cell> phases(d_, B, ho, H, r, !keras, gate_src);
   std::optional<MaskedProducts<T, Cell>> masked;  // recurrent dropout
   if (a.rec_masks != nullptr) {
     masked.emplace(d_, B, ho, H, r, a.rec_masks, gate_src, keras && a.stream_weights);
@@ -347,7 +352,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     cr.c_prev = c + b * H;
     cr.h = out + b * H;
     cr.c = c_new + b * H;
-    cr.rec_in = masked ? masked->RecurrentInput(b) : phases.RecurrentInput(b);
+    cr.rec_in = masked ? masked->RecurrentInput(b) : phases->RecurrentInput(b);
     // Training: the saved buffers go to the reserve, the activations over gx (computed there).
     // Inference: to scratch rows. One instantiation for both, so that both compute bitwise the
     // same outputs (the compiler's choices of fused multiply-adds could differ between two).
@@ -405,7 +410,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
             } else if constexpr (kProducts == 1) {
               RunStepGemm(recurrent, one_thread, n_rows, h + b0 * ho, gh + b0 * gh_w);
             } else {
-              phases.Forward(phase, one_thread, b0, b1, h, gh, gh_w);
+              phases->Forward(phase, one_thread, b0, b1, h, gh, gh_w);
             }
             if (one_thread) {
               for (int64_t b = b0; b < b1; ++b) gates(s, b, phase);
@@ -524,9 +529,12 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const bool keras = a.recurrent_kernel != nullptr;
   const T* p = keras ? nullptr : a.params + offset;
   T* dp = keras ? nullptr : a.dparams + offset;
+  constexpr int kProducts = CellRecurrentProducts<Cell>::value;
   // Keras-layout weight gradients summed in T into the outputs (and, for float, not in double).
-  // (The masked products sum R's gradient per gate, into the double sums.)
-  const bool keras_direct_sums = keras && a.rec_masks == nullptr && WeightGradsInT<T>(T_ * B);
+  // (The masked products sum R's gradient per gate, into the double sums; cells with several
+  // products sum few rows' only: PhaseProductGrads::SetKerasWeightGrads.)
+  const bool keras_direct_sums = keras && a.rec_masks == nullptr && WeightGradsInT<T>(T_ * B) &&
+                                 (kProducts == 1 || T_ * B <= kWgradSubK);
   const bool has_proj = s_.num_proj > 0;
   constexpr bool kHasC = Cell::kHasCellState;
   const auto& sv = rl.layer_dir[ld];
@@ -583,9 +591,18 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const bool stream = keras && a.stream_weights;
   // (with masks the products are MaskedProductGrads': R itself is never multiplied, not packed)
   const bool stream_r = stream || (keras && a.rec_masks != nullptr);
-  const StepGemm<T> recurrent(d_, keras ? a.recurrent_kernel : p + blk.r, gh_w, ho,
-                              /*transposed=*/keras, pack, a.gate_src, H, stream_r);
-  if (!stream_r) pack += StepGemm<T>::StorageSize(gh_w, ho);
+  // (cells with several products a step multiply R's blocks one product at a time, packed each by
+  // itself: PhaseProductGrads)
+  const bool pack_r = !stream_r && kProducts == 1;
+  const T* const r_weights = keras ? a.recurrent_kernel : p + blk.r;
+  const StepGemm<T> recurrent(d_, r_weights, gh_w, ho, /*transposed=*/keras, pack, a.gate_src, H,
+                              !pack_r);
+  if (pack_r) pack += StepGemm<T>::StorageSize(gh_w, ho);
+  std::optional<PhaseProductGrads<T, Cell>> phases;  // (recurrent dropout: MaskedProductGrads)
+  if (a.rec_masks == nullptr) {
+    phases.emplace(d_, B, cb, ho, H, r_weights, keras, a.gate_src, pack, stream_r);
+    if (!stream_r) pack += PhaseProductGrads<T, Cell>::StorageSize(ho, H);
+  }
   std::optional<StepGemm<T>> projection;
   if (has_proj) {
     projection.emplace(d_, p + blk.p, ho, H, /*transposed=*/false, pack);
@@ -596,13 +613,9 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     input_weights.emplace(d_, keras ? a.kernel : p + blk.w, gh_w, in, /*transposed=*/keras, pack,
                           a.gate_src, H, stream);
   }
-  constexpr int kProducts = CellRecurrentProducts<Cell>::value;
-  // (Keras-layout weights come with one-product cells only: the caller's rule, KerasRNNBackprop.)
-  PhaseProductGrads<T, Cell> phases(d_, B, cb, ho, H, keras ? nullptr : p + blk.r);
   std::optional<MaskedProductGrads<T, Cell>> masked;  // recurrent dropout
   if (a.rec_masks != nullptr) {
-    masked.emplace(d_, B, cb, ho, H, keras ? a.recurrent_kernel : p + blk.r, a.rec_masks, keras,
-                   a.gate_src, stream);
+    masked.emplace(d_, B, cb, ho, H, r_weights, a.rec_masks, keras, a.gate_src, stream);
   }
 
   std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
@@ -701,7 +714,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               gr.dx = dgx;
               gr.dr = dgh;
               gr.dh_direct = dh_direct + b * ho;
-              gr.d_rec_in = masked ? masked->DRecurrentInput(b) : phases.DRecurrentInput(b);
+              gr.d_rec_in = masked ? masked->DRecurrentInput(b) : phases->DRecurrentInput(b);
               CellBackwardPhaseRow<Cell>(gr, phase);
             }
           };
@@ -717,7 +730,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
             } else if constexpr (kProducts == 1) {
               RunStepGemm(recurrent, one_thread, n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
             } else {
-              phases.Backward(phase, one_thread, b0, b1, d_gh + k * gh_w, gh_w, dh_rec);
+              phases->Backward(phase, one_thread, b0, b1, d_gh + k * gh_w, gh_w, dh_rec);
             }
           }
           for (int64_t b = b0; b < b1; ++b) {
@@ -753,6 +766,12 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       if (has_proj) GatherReverseRows(lengths, T_, B, s0, s1, H, res + sv.m, m_rows);
       xr = x_rows, mr = m_rows;
     }
+    auto saved_rows = [&](int k, T* buf) -> const T* {
+      const int64_t width = sv.saved_width[k];
+      if (dir == 0) return res + sv.saved[k] + s0 * B * width;
+      GatherReverseRows(lengths, T_, B, s0, s1, width, res + sv.saved[k], buf);
+      return buf;
+    };
     if (keras_direct_sums) {  // straight into the outputs (WeightGradsInT), Keras' gate order
       const bool first = s1 == T_;
       auto keras_order = [&](const T* grads, T* buf) -> const T* {
@@ -765,17 +784,16 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       const T* kx = keras_order(d_gx, keras_order_rows);
       const T* kh =
           Cell::kDistinctRecurrentGrad ? keras_order(d_gh, keras_order_rows + cb * gh_w) : kx;
-      if (!projected) CpuGemm<T>(d_, true, false, in, gh_w, rows, xr, kx, a.d_kernel, !first);
-      CpuGemm<T>(d_, true, false, ho, gh_w, rows, hprev_rows, kh, a.d_recurrent_kernel, !first);
+      if (!projected) WeightGradInT<T>(d_, in, gh_w, rows, xr, kx, a.d_kernel, !first);
+      if constexpr (kProducts == 1) {
+        WeightGradInT<T>(d_, ho, gh_w, rows, hprev_rows, kh, a.d_recurrent_kernel, !first);
+      } else {
+        phases->SetKerasWeightGrads(rows, kh, gh_w, hprev_rows, saved_rows, a.grad_gate_src,
+                                    a.d_recurrent_kernel, !first);
+      }
     } else if (s_.HasInputWeights(layer) && !projected) {
       AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
     }
-    auto saved_rows = [&](int k, T* buf) -> const T* {
-      const int64_t width = sv.saved_width[k];
-      if (dir == 0) return res + sv.saved[k] + s0 * B * width;
-      GatherReverseRows(lengths, T_, B, s0, s1, width, res + sv.saved[k], buf);
-      return buf;
-    };
     if (keras_direct_sums) {
       // (above)
     } else if (masked) {
@@ -783,7 +801,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     } else if constexpr (kProducts == 1) {
       AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, gsum_r);
     } else {
-      phases.AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum_r);
+      phases->AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum_r);
     }
     if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, gsum + blk.p);
     AddColumnSums(rows, gh_w, d_gx, gsum_bw);

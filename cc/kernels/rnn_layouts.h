@@ -125,13 +125,17 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
   const bool proj = s.num_proj > 0, multi = s.num_layers > 1;
   const int64_t max_in = s.MaxLayerInputSize();
   // Packed copies of R, P and W (as large as the largest layer input) for the products of every
-  // step or chunk (the backward packs R and P transposed, and W as stored: dX = D_gx·W).
+  // step or chunk (the backward packs R and P transposed, and W as stored: dX = D_gx·W). Cells with
+  // several recurrent products pack R's blocks one per product (PhaseProducts): forward, each
+  // product's last panel may be partly empty, one more panel each; backward, the same size.
+  const int64_t extra_panels = CellRecurrentProductCount(s.mode) - 1;
   const int64_t packed =
       stream_weights ? 0
       : backward ? StepGemm<T>::StorageSize(gh, ho) + (proj ? StepGemm<T>::StorageSize(ho, H) : 0) +
                        StepGemm<T>::StorageSize(gh, max_in)
                  : StepGemm<T>::StorageSize(ho, gh) + (proj ? StepGemm<T>::StorageSize(H, ho) : 0) +
-                       StepGemm<T>::StorageSize(max_in, gh);
+                       StepGemm<T>::StorageSize(max_in, gh) +
+                       extra_panels * StepGemm<T>::StorageSize(ho, 1);
   if (!backward) {
     return packed + (multi ? 2 * tb * s.output_size() : 0)  // layer outputs (inference ping-pong)
            + cb * gh + cb * max_in                          // gx of a chunk, gathered input

@@ -23,46 +23,87 @@ namespace tf_rnn_ops {
 template <typename T, typename Cell, bool kPhased = (CellRecurrentProducts<Cell>::value > 1)>
 class PhaseProducts {
  public:
-  PhaseProducts(const CPUDevice&, int64_t, int64_t, int64_t, const T*, bool, const int*) {}
+  static int64_t StorageSize(int64_t, int64_t) { return 0; }
+  PhaseProducts(const CPUDevice&, int64_t, int64_t, int64_t, const T*, bool, const int*, T*, bool) {
+  }
   T* RecurrentInput(int64_t) { return nullptr; }
 };
+
+// Where product p's weights lie: R's gate block g0 = kProductGates[p] on, n columns (or rows,
+// params' orientation) wide. Keras' [H_out, G·H] (`keras`): its column block gate_src[g] (or g),
+// rows gh_w apart; params' [G·H, H_out]: rows g0·H on, contiguous.
+template <typename T>
+struct PhaseWeights {
+  const T* b;           // the product's weights, first element
+  const int* gate_src;  // Keras: gate_src shifted to the product's first gate (or null)
+  int64_t ldb;          // Keras: G·H (params: 0, the product's own width)
+};
+template <typename T>
+PhaseWeights<T> PhaseBlock(const T* r, bool keras, const int* gate_src, int g0, int64_t H,
+                           int64_t ho, int64_t gh_w) {
+  if (!keras) return {r + g0 * H * ho, nullptr, 0};
+  if (gate_src != nullptr) return {r, gate_src + g0, gh_w};
+  return {r + g0 * H, nullptr, gh_w};
+}
+
+// The product's block of Keras' R copied into a contiguous [H_out, n] (other types than float:
+// Eigen's product reads b contiguous and in order).
+template <typename T>
+void CopyPhaseBlock(const T* r, const int* gate_src, int g0, int64_t n, int64_t H, int64_t ho,
+                    int64_t gh_w, T* sub) {
+  for (int64_t k = 0; k < ho; ++k) {
+    for (int64_t col = 0; col < n; ++col) {
+      const int64_t g = g0 + col / H, j = col % H;
+      sub[k * n + col] = r[k * gh_w + (gate_src ? gate_src[g] : g) * H + j];
+    }
+  }
+}
 
 template <typename T, typename Cell>
 class PhaseProducts<T, Cell, true> {
  public:
   static constexpr int kProducts = Cell::kRecurrentProducts;
+  // The packed blocks' size (in T): at most StepGemm<T>::StorageSize(H_out, G·H) plus a panel a
+  // product past the first (RnnWorkspaceSize).
+  static int64_t StorageSize(int64_t ho, int64_t H) {
+    int64_t size = 0;
+    for (int p = 0; p < kProducts; ++p) size += StepGemm<T>::StorageSize(ho, Width(p, H));
+    return size;
+  }
   // r: R as params hold it ([G·H, H_out], `transposed`) or as Keras does ([H_out, G·H], its gate
-  // blocks at gate_src[g] where given).
+  // blocks at gate_src[g] where given). float reads each product's block in place: packed into
+  // `storage` (StorageSize), or streamed with `stream`; other types copy it (Eigen's product reads
+  // b contiguous). Nothing of R is copied per call for float (a one-step GRU(1024) reset-before
+  // forward copied and packed R twice: docs/PERFORMANCE.md, item 58).
   PhaseProducts(const CPUDevice& d, int64_t B, int64_t ho, int64_t H, const T* r, bool transposed,
-                const int* gate_src)
+                const int* gate_src, T* storage, bool stream)
       : ho_(ho), H_(H) {
-    int64_t size = B * ho;
-    int64_t widest = 0;
+    constexpr bool kInPlace = std::is_same<T, float>::value;
+    const int64_t gh_w = int64_t(Cell::kGates) * H;
+    int64_t widest = 0, copies = 0;
     for (int p = 0; p < kProducts; ++p) {
-      widest = std::max(widest, Width(p));
-      size += ho * Width(p) + StepGemm<T>::StorageSize(ho, Width(p));
+      widest = std::max(widest, Width(p, H));
+      if (!kInPlace) copies += ho * Width(p, H);
     }
     widest_ = widest;
-    store_.assign(size + B * widest, T(0));
-    T* at = store_.data();
-    rec_in_ = at;
-    at += B * ho;
-    out_ = at;
-    at += B * widest;
-    const int64_t gh_w = int64_t(Cell::kGates) * H;
+    store_.assign(B * ho + B * widest + copies, T(0));
+    rec_in_ = store_.data();
+    out_ = rec_in_ + B * ho;
+    T* sub = out_ + B * widest;
     for (int p = 0; p < kProducts; ++p) {
-      const int64_t n = Width(p), g0 = Cell::kProductGates[p];
-      T* sub = at;
-      at += ho * n;
-      for (int64_t k = 0; k < ho; ++k) {
-        for (int64_t col = 0; col < n; ++col) {
-          const int64_t g = g0 + col / H, j = col % H;
-          const int64_t src_g = gate_src ? gate_src[g] : g;
-          sub[k * n + col] = transposed ? r[(g * H + j) * ho + k] : r[k * gh_w + src_g * H + j];
-        }
+      const int64_t n = Width(p, H);
+      const int g0 = Cell::kProductGates[p];
+      if constexpr (kInPlace) {
+        const PhaseWeights<T> w = PhaseBlock(r, !transposed, gate_src, g0, H, ho, gh_w);
+        gemm_[p].emplace(d, w.b, ho, n, transposed, storage, w.gate_src, H, stream, w.ldb);
+        if (!stream) storage += StepGemm<T>::StorageSize(ho, n);
+      } else if (transposed) {  // params' rows g0·H on are the product's [n, H_out]
+        gemm_[p].emplace(d, r + g0 * H * ho, ho, n, /*transposed=*/true, nullptr);
+      } else {
+        CopyPhaseBlock(r, gate_src, g0, n, H, ho, gh_w, sub);
+        gemm_[p].emplace(d, sub, ho, n, /*transposed=*/false, nullptr);
+        sub += ho * n;
       }
-      gemm_[p].emplace(d, sub, ho, n, /*transposed=*/false, at);
-      at += StepGemm<T>::StorageSize(ho, n);
     }
   }
   T* RecurrentInput(int64_t b) { return rec_in_ + b * ho_; }
@@ -78,7 +119,7 @@ class PhaseProducts<T, Cell, true> {
   // test_row_range_threads.py).
   void Forward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* h, T* gh,
                int64_t gh_w) const {
-    const int64_t n = Width(phase), g0 = Cell::kProductGates[phase] * H_;
+    const int64_t n = Width(phase, H_), g0 = Cell::kProductGates[phase] * H_;
     const T* in = phase == 0 ? h : rec_in_;
     T* rows = out_ + b0 * widest_;
     RunStepGemm(*gemm_[phase], one_thread, b1 - b0, in + b0 * ho_, rows);
@@ -86,8 +127,8 @@ class PhaseProducts<T, Cell, true> {
   }
 
  private:
-  int64_t Width(int p) const {
-    return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H_;
+  static int64_t Width(int p, int64_t H) {
+    return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H;
   }
   int64_t ho_, H_, widest_ = 0;
   std::vector<T> store_;
@@ -102,7 +143,9 @@ class PhaseProducts<T, Cell, true> {
 template <typename T, typename Cell, bool kPhased = (CellRecurrentProducts<Cell>::value > 1)>
 class PhaseProductGrads {
  public:
-  PhaseProductGrads(const CPUDevice&, int64_t, int64_t, int64_t, int64_t, const T*) {}
+  static int64_t StorageSize(int64_t, int64_t) { return 0; }
+  PhaseProductGrads(const CPUDevice&, int64_t, int64_t, int64_t, int64_t, const T*, bool,
+                    const int*, T*, bool) {}
   const T* DRecurrentInput(int64_t) const { return nullptr; }
 };
 
@@ -110,16 +153,28 @@ template <typename T, typename Cell>
 class PhaseProductGrads<T, Cell, true> {
  public:
   static constexpr int kProducts = Cell::kRecurrentProducts;
-  // r: R as params hold it, [G·H, H_out]; cb: the rows of a chunk of steps.
-  PhaseProductGrads(const CPUDevice& d, int64_t B, int64_t cb, int64_t ho, int64_t H, const T* r)
+  // The packed blocks' size (in T): StepGemm<T>::StorageSize(G·H, H_out), the same as R's whole.
+  static int64_t StorageSize(int64_t ho, int64_t H) {
+    int64_t size = 0;
+    for (int p = 0; p < kProducts; ++p) size += StepGemm<T>::StorageSize(Width(p, H), ho);
+    return size;
+  }
+  // r: R as params hold it, [G·H, H_out]; or (keras) as Keras does, [H_out, G·H], its gate blocks
+  // at gate_src[g] where given, each product's block read transposed in place (float: packed into
+  // `storage`, or streamed with `stream`) or a copy of it (other types). cb: the rows of a chunk
+  // of steps.
+  PhaseProductGrads(const CPUDevice& d, int64_t B, int64_t cb, int64_t ho, int64_t H, const T* r,
+                    bool keras, const int* gate_src, T* storage, bool stream)
       : d_(d), ho_(ho), H_(H) {
-    int64_t widest = 0, packs = 0;
+    constexpr bool kInPlace = std::is_same<T, float>::value;
+    const int64_t gh_w = int64_t(Cell::kGates) * H;
+    int64_t widest = 0, copies = 0;
     for (int p = 0; p < kProducts; ++p) {
-      widest = std::max(widest, Width(p));
-      packs += StepGemm<T>::StorageSize(Width(p), ho);
+      widest = std::max(widest, Width(p, H));
+      if (keras && !kInPlace) copies += ho * Width(p, H);
     }
     widest_ = widest;
-    store_.assign(B * ho + B * widest + cb * widest + cb * ho + packs, T(0));
+    store_.assign(B * ho + B * widest + cb * widest + cb * ho + copies, T(0));
     T* at = store_.data();
     d_rec_in_ = at;
     at += B * ho;
@@ -130,9 +185,20 @@ class PhaseProductGrads<T, Cell, true> {
     chunk_in_ = at;
     at += cb * ho;
     for (int p = 0; p < kProducts; ++p) {
-      const int64_t n = Width(p);
-      gemm_[p].emplace(d, r + Cell::kProductGates[p] * H * ho, n, ho, /*transposed=*/false, at);
-      at += StepGemm<T>::StorageSize(n, ho);
+      const int64_t n = Width(p, H);
+      const int g0 = Cell::kProductGates[p];
+      if constexpr (kInPlace) {
+        const PhaseWeights<T> w = PhaseBlock(r, keras, gate_src, g0, H, ho, gh_w);
+        gemm_[p].emplace(d, w.b, n, ho, /*transposed=*/keras, storage, w.gate_src, H, stream,
+                         w.ldb);
+        if (!stream) storage += StepGemm<T>::StorageSize(n, ho);
+      } else if (!keras) {
+        gemm_[p].emplace(d, r + g0 * H * ho, n, ho, /*transposed=*/false, nullptr);
+      } else {
+        CopyPhaseBlock(r, gate_src, g0, n, H, ho, gh_w, at);
+        gemm_[p].emplace(d, at, n, ho, /*transposed=*/true, nullptr);
+        at += ho * n;
+      }
     }
   }
   const T* DRecurrentInput(int64_t b) const { return d_rec_in_ + b * ho_; }
@@ -143,7 +209,7 @@ class PhaseProductGrads<T, Cell, true> {
   // phase those run (see PhaseProducts::Forward).
   void Backward(int phase, bool one_thread, int64_t b0, int64_t b1, const T* d_gh, int64_t gh_w,
                 T* dh_rec) {
-    const int64_t n = Width(phase), g0 = Cell::kProductGates[phase] * H_;
+    const int64_t n = Width(phase, H_), g0 = Cell::kProductGates[phase] * H_;
     T* rows = cols_ + b0 * widest_;
     for (int64_t b = b0; b < b1; ++b) std::copy_n(d_gh + b * gh_w + g0, n, rows + (b - b0) * n);
     T* out = phase == 0 ? dh_rec : d_rec_in_;
@@ -151,21 +217,41 @@ class PhaseProductGrads<T, Cell, true> {
   }
   // R's gradient from a chunk's `rows` rows: block p += (its columns of d_gh)ᵀ · its input (p = 0:
   // hprev_rows; else saved_rows(k, scratch) gives the rows of the cell's saved buffer k in the
-  // chunk's step order).
+  // chunk's step order), summed in the opaque orientation [G·H, H_out].
   template <typename SavedRows>
   void AddWeightGrads(int64_t rows, const T* d_gh, int64_t gh_w, const T* hprev_rows,
                       SavedRows&& saved_rows, typename GradSumType<T>::type* dr) {
     for (int p = 0; p < kProducts; ++p) {
-      const int64_t n = Width(p), g0 = Cell::kProductGates[p] * H_;
+      const int64_t n = Width(p, H_), g0 = Cell::kProductGates[p] * H_;
       for (int64_t i = 0; i < rows; ++i) std::copy_n(d_gh + i * gh_w + g0, n, chunk_cols_ + i * n);
-      const T* in = p == 0 ? hprev_rows : saved_rows(Cell::kProductInput[p], chunk_in_);
-      AddWeightGrad<T>(d_, n, ho_, rows, chunk_cols_, in, dr + g0 * ho_);
+      AddWeightGrad<T>(d_, n, ho_, rows, chunk_cols_, Input(p, hprev_rows, saved_rows),
+                       dr + g0 * ho_);
+    }
+  }
+  // R's gradient in Keras' layout, for calls of few rows (WeightGradsInT): Keras' [H_out, G·H]
+  // (dr) (+)= each product's input ᵀ · its gates' columns of keras_d_gh, the chunk's grads in
+  // Keras' gate order (canonical gate g in column block grad_gate_src[g], or g).
+  template <typename SavedRows>
+  void SetKerasWeightGrads(int64_t rows, const T* keras_d_gh, int64_t gh_w, const T* hprev_rows,
+                           SavedRows&& saved_rows, const int* grad_gate_src, T* dr,
+                           bool accumulate) {
+    for (int p = 0; p < kProducts; ++p) {
+      const T* in = Input(p, hprev_rows, saved_rows);
+      for (int g = Cell::kProductGates[p]; g < Cell::kProductGates[p + 1]; ++g) {
+        const int64_t col = (grad_gate_src ? grad_gate_src[g] : g) * H_;
+        AddOuterProducts(d_, ho_, H_, rows, in, keras_d_gh + col, gh_w, dr + col, gh_w, accumulate);
+      }
     }
   }
 
  private:
-  int64_t Width(int p) const {
-    return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H_;
+  static int64_t Width(int p, int64_t H) {
+    return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H;
+  }
+  // Product p's input rows: h_prev's, or those of the saved buffer the cell names.
+  template <typename SavedRows>
+  const T* Input(int p, const T* hprev_rows, SavedRows& saved_rows) {
+    return p == 0 ? hprev_rows : saved_rows(Cell::kProductInput[p], chunk_in_);
   }
   const CPUDevice& d_;
   int64_t ho_, H_, widest_ = 0;

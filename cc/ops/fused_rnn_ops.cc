@@ -144,7 +144,7 @@ reset_after=False, [3H]; LSTM [4H]; SimpleRNN [H]) or with no elements (use_bias
 ([T, B, I] with time_major), input_h and input_c [B, H] (input_c read for lstm only), sequence_lengths
 [B] or [0] (every sequence full). Outputs: output [B, T, H], output_h, output_c (lstm; else a scalar 0)
 and reserve_space: that of TfRnn>CudnnRNN for the same one-layer model, which its gradient passes to
-TfRnn>KerasRNNBackprop (gru_reset_before: TfRnn>CudnnRNNBackprop).
+TfRnn>KerasRNNBackprop.
 )doc");
     });
 
@@ -181,8 +181,8 @@ const InitOnStartupMarker kKerasRnnBackprop TF_ATTRIBUTE_UNUSED =
           .Doc(R"doc(
 Backprop of TfRnn>KerasRNN from the reserve_space of its training forward pass, in Keras' layouts:
 the grads of input, input_h, input_c, kernel, recurrent_kernel and bias in their inputs' shapes
-(input_c_backprop zeros, bias_backprop empty where they are not read). rnn_mode: all but
-gru_reset_before (cells with one recurrent product). skip_input_backprop: as TfRnn>CudnnRNNBackprop's.
+(input_c_backprop zeros, bias_backprop empty where they are not read). rnn_mode: any of
+TfRnn>KerasRNN's. skip_input_backprop: as TfRnn>CudnnRNNBackprop's.
 )doc");
     });
 

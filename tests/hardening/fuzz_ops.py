@@ -837,8 +837,7 @@ def canonical_cases(draw, to_params=False, flavor="ours"):
 # time_major), input_h / input_c [B, H] (input_c read for lstm only), kernel [I, G·H],
 # recurrent_kernel [H, G·H], bias Keras' shape ([2, 3H] gru, [G·H] else) or no elements,
 # sequence_lengths [B] or [0] (every sequence full). Its gradient (keras_rnn_grad) is
-# TfRnn>KerasRNNBackprop on the forward's reserve_space (gru_reset_before: TfRnn>CudnnRNNBackprop),
-# reached through a GradientTape.
+# TfRnn>KerasRNNBackprop on the forward's reserve_space, reached through a GradientTape.
 KERAS_TENSORS = ("input", "input_h", "input_c", "kernel", "recurrent_kernel", "bias")
 KERAS_DTYPES = ("float32", "float64")
 
@@ -1477,16 +1476,13 @@ def keras_rnn_dropout_backprop_cases(draw):
 
 # ---------------------------------------------------------------------------- KerasRNNBackprop
 # TfRnn>KerasRNNBackprop (cc/ops/fused_rnn_ops.cc): TfRnn>KerasRNN's seven inputs, then its outputs,
-# their grads and its reserve_space; outputs the grads of the first six in their shapes. rnn_mode
-# gru_reset_before is refused (its gradient goes through TfRnn>CudnnRNNBackprop).
+# their grads and its reserve_space; outputs the grads of the first six in their shapes.
 KERAS_BP_INPUTS = KERAS_TENSORS + DROPOUT_GRAD_INPUTS
 
 
 def _keras_backprop_check(shapes, dts, attrs, lengths, grad_of):
     """(validity, output shapes) of TfRnn>KerasRNNBackprop (grad_of: the forward's (mode, T, B,
     H); another model's reserve of the same size is valid: the same layout)."""
-    if attrs["rnn_mode"] == "gru_reset_before":
-        return INVALID, None
     if len({dts[n] for n in KERAS_BP_INPUTS}) != 1:
         return INVALID, None
     valid, fexp = _keras_check(shapes, dts, attrs, lengths)
@@ -1512,8 +1508,6 @@ def keras_rnn_backprop_cases(draw):
     the lengths, the reserve (one element more or less, empty, same-size NaN/Inf, an inference
     forward's), rnn_mode, time_major or skip_input_backprop."""
     c = draw(keras_config(small=True))
-    if c["mode"] == "gru_reset_before":
-        c["mode"] = "gru"
     T, B, H, mode = c["T"], c["B"], c["H"], c["mode"]
     shapes = _keras_shapes(mode, B, T, c["I"], H, c["time_major"], c["bias"])
     fwd = {n: _t(shapes[n], c["dtype"]) for n in KERAS_TENSORS}

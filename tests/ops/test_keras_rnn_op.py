@@ -145,10 +145,12 @@ def test_one_step_call_equals_keras_layer(rng, kind, H):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("size", [(1, 1, 3, 2), (2, 3, 2, 3), (3, 4, 2, 2)], ids=str)
+@pytest.mark.parametrize("size", [(1, 1, 3, 2), (2, 3, 2, 3), (3, 4, 2, 2), (2, 2, 5, 9)], ids=str)
 def test_gradient_matches_numerical(rng, mode, size):
     """float64: the registered gradient (backprop op + the map back to Keras' layout) against
-    finite differences, w.r.t. the input, both states and the three Keras weights, with lengths."""
+    finite differences, w.r.t. the input, both states and the three Keras weights, with lengths.
+    (2, 2, 5, 9): G·H of 27-36 columns, so that the few-row weight sums run their vector blocks
+    (AddOuterProducts: two packets of columns, four rows) and their tails."""
     B, T, n_in, H = size
     x, h0, c0 = _problem(rng, mode, B, T, n_in, H, np.float64)
     if c0 is None:
@@ -302,9 +304,9 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 32 (float sums straight into the
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("size", GRAD_SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
 def test_float32_gradient_matches_reference(rng, mode, size):
-    """float32 gradients of every input and weight (TfRnn>KerasRNNBackprop, or the params route
-    for gru_reset_before) against float64 autodiff of the reference, both layouts, lengths, no
-    bias, and with the input not watched (skip_input_backprop: the weights' grads unchanged)."""
+    """float32 gradients of every input and weight (TfRnn>KerasRNNBackprop, every mode) against
+    float64 autodiff of the reference, both layouts, lengths, no bias, and with the input not
+    watched (skip_input_backprop: the weights' grads unchanged)."""
     B, T, n_in, H = size
     time_major = B % 2 == 1
     use_bias = (B + T) % 3 != 0
@@ -341,8 +343,7 @@ def test_float32_gradient_matches_reference(rng, mode, size):
 
 
 def test_backprop_op_bad_inputs_raise(rng):
-    """TfRnn>KerasRNNBackprop refuses forward results and reserves of other shapes, and the mode
-    it does not compute, by name."""
+    """TfRnn>KerasRNNBackprop refuses forward results and reserves of other shapes, by name."""
     k, r, b = _weights(rng, "gru", 4, 3, np.float32)
     x, h0, _ = _problem(rng, "gru", 2, 3, 4, 3, np.float32)
     y, h, c, reserve = tf_rnn_ops.keras_rnn(x, h0, None, k, r, b, rnn_mode="gru")
@@ -362,5 +363,3 @@ def test_backprop_op_bad_inputs_raise(rng):
     for change, word in cases:
         with pytest.raises(tf.errors.InvalidArgumentError, match=word):
             ops.tf_rnn_keras_rnn_backprop(**{**base, **change}, rnn_mode="gru")
-    with pytest.raises(tf.errors.InvalidArgumentError, match="gru_reset_before"):
-        ops.tf_rnn_keras_rnn_backprop(**{**base, "bias": b[0]}, rnn_mode="gru_reset_before")
