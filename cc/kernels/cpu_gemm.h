@@ -70,8 +70,10 @@ constexpr double kCopyMinFlops = 1 << 20;
 // pool's threads for each of their ~10 parallel sections cost more than the second core saved
 // (SimpleRNN(256) one-step training at B = 64, ~25 MFLOP a backward: half its CPU time in the
 // pool's wake-ups), and one core alone streams a one-step call's weights at the machine's
-// bandwidth (docs/PERFORMANCE.md, item 56).
-constexpr double kOneThreadFlops = 64e6;
+// bandwidth (docs/PERFORMANCE.md, item 56). 128 MFLOP, not 64: the GRU(256) / LSTM(256) backward
+// at B = 64, T = 1 (75 / 100 MFLOP) ran 25% faster on one thread, T = 2 (150 / 200 MFLOP) is
+// faster on two (item 59: 64, 128 and 200 MFLOP, alternating).
+constexpr double kOneThreadFlops = 128e6;
 
 // The device a call runs on: the op's `d`, or for a call of fewer than kOneThreadFlops flops a
 // device of one thread on the same pool (ParallelRows and Eigen's products then run inline).
@@ -274,13 +276,18 @@ struct GradSumType<float> {
 };
 
 // Whether a weight gradient over `rows` rows may be summed in T straight into its output: always
-// where T is its own sum type; for float, where all rows fit one of the double sums' float runs
-// (kWgradSubK rows), so that the float sum is as accurate as theirs. The double buffers, a pass
-// over twice the weights' size to clear, fill and convert, cost a call of few rows more than its
-// products (GRU(1024) one-step training: docs/PERFORMANCE.md, item 56).
+// where T is its own sum type; for float, where the rows fit two of the double sums' float runs
+// (kWgradSubK rows each; WeightGradInT computes each run's product by itself and adds it to the
+// first's), so that the float sum is as accurate as theirs: a run's float sums are theirs, and
+// the float sum of two floats rounds their exact sum once, as the double sums' conversion does.
+// The double buffers, a pass over twice the weights' size to clear, fill and convert, cost a call
+// of few rows more than its products (GRU(1024) one-step training, docs/PERFORMANCE.md item 56;
+// GRU(256) at B = 64, T = 1, item 59).
+constexpr int64_t kWeightGradRunsInT = 2;
 template <typename T>
 bool WeightGradsInT(int64_t rows) {
-  return std::is_same<typename GradSumType<T>::type, T>::value || rows <= kWgradSubK;
+  return std::is_same<typename GradSumType<T>::type, T>::value ||
+         rows <= kWeightGradRunsInT * kWgradSubK;
 }
 
 // C[M, N] += Aᵀ · B for A [K, M] and B [K, N] row-major: a chunk's share of a weight gradient,
@@ -379,14 +386,20 @@ void AddOuterProducts(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const
 }
 
 // C[M, N] (+)= Aᵀ · B over the K rows of A [K, M] and B [K, N], summed in T (where
-// WeightGradsInT allows): few rows as outer products (AddOuterProducts), more by Eigen's product.
+// WeightGradsInT allows): few rows as outer products (AddOuterProducts), more by Eigen's product,
+// for float one product per run of kWgradSubK rows, each added to C as a whole (see
+// WeightGradsInT).
 template <typename T>
 void WeightGradInT(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
                    T* C, bool accumulate) {
   if (K <= kOuterProductMaxRows) {
     AddOuterProducts(d, M, N, K, A, B, N, C, N, accumulate);
-  } else {
-    CpuGemm<T>(d, true, false, M, N, K, A, B, C, accumulate);
+    return;
+  }
+  const int64_t run = std::is_same<typename GradSumType<T>::type, T>::value ? K : kWgradSubK;
+  for (int64_t k0 = 0; k0 < K; k0 += run) {
+    const int64_t k1 = std::min(K, k0 + run);
+    CpuGemm<T>(d, true, false, M, N, k1 - k0, A + k0 * M, B + k0 * N, C, accumulate || k0 > 0);
   }
 }
 

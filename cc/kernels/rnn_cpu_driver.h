@@ -531,10 +531,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   T* dp = keras ? nullptr : a.dparams + offset;
   constexpr int kProducts = CellRecurrentProducts<Cell>::value;
   // Keras-layout weight gradients summed in T into the outputs (and, for float, not in double).
-  // (The masked products sum R's gradient per gate, into the double sums; cells with several
-  // products sum few rows' only: PhaseProductGrads::SetKerasWeightGrads.)
-  const bool keras_direct_sums = keras && a.rec_masks == nullptr && WeightGradsInT<T>(T_ * B) &&
-                                 (kProducts == 1 || T_ * B <= kWgradSubK);
+  // (Cells with several products and the masked products, which sum R's gradient per product or
+  // gate, do for one float run's rows only: SetKerasWeightGrads.)
+  const bool keras_direct_sums =
+      keras && WeightGradsInT<T>(T_ * B) &&
+      ((kProducts == 1 && a.rec_masks == nullptr) || T_ * B <= kWgradSubK);
   const bool has_proj = s_.num_proj > 0;
   constexpr bool kHasC = Cell::kHasCellState;
   const auto& sv = rl.layer_dir[ld];
@@ -785,7 +786,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       const T* kh =
           Cell::kDistinctRecurrentGrad ? keras_order(d_gh, keras_order_rows + cb * gh_w) : kx;
       if (!projected) WeightGradInT<T>(d_, in, gh_w, rows, xr, kx, a.d_kernel, !first);
-      if constexpr (kProducts == 1) {
+      if (masked) {
+        masked->SetKerasWeightGrads(rows, kh, gh_w, hprev_rows, saved_rows, a.grad_gate_src,
+                                    a.d_recurrent_kernel, !first);
+      } else if constexpr (kProducts == 1) {
         WeightGradInT<T>(d_, ho, gh_w, rows, hprev_rows, kh, a.d_recurrent_kernel, !first);
       } else {
         phases->SetKerasWeightGrads(rows, kh, gh_w, hprev_rows, saved_rows, a.grad_gate_src,

@@ -442,6 +442,30 @@ class MaskedProductGrads {
       }
     }
   }
+  // R's gradient in Keras' layout for calls of few rows (see
+  // PhaseProductGrads::SetKerasWeightGrads): each gate's columns of Keras' [H_out, G·H] (dr) (+)=
+  // (its product's input ⊙ m_g)ᵀ · its columns of keras_d_gh (Keras' gate order).
+  template <typename SavedRows>
+  void SetKerasWeightGrads(int64_t rows, const T* keras_d_gh, int64_t gh_w, const T* hprev_rows,
+                           SavedRows&& saved_rows, const int* grad_gate_src, T* dr,
+                           bool accumulate) {
+    for (int p = 0; p < kProducts; ++p) {
+      const T* in = hprev_rows;
+      if constexpr (kProducts > 1) {
+        if (p > 0) in = saved_rows(Cell::kProductInput[p], chunk_in_);
+      }
+      for (int g = CellProductGate<Cell>(p); g < CellProductGate<Cell>(p + 1); ++g) {
+        const T* m = masks_ + g * B_ * ho_;
+        for (int64_t i = 0; i < rows; ++i) {
+          const T* mi = m + (i % B_) * ho_;
+          for (int64_t k = 0; k < ho_; ++k) masked_in_[i * ho_ + k] = in[i * ho_ + k] * mi[k];
+        }
+        const int64_t col = (grad_gate_src ? grad_gate_src[g] : g) * H_;
+        AddOuterProducts(d_, ho_, H_, rows, masked_in_, keras_d_gh + col, gh_w, dr + col, gh_w,
+                         accumulate);
+      }
+    }
+  }
 
  private:
   const CPUDevice& d_;

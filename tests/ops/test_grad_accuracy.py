@@ -6,11 +6,13 @@ step in float, then the T steps. Both are measured against the float64 reference
 float64), array by array, at TensorFlow's own "large" training sizes (T = 32, B = 16, 128 units,
 time-major, one layer; the tolerance of its test, rtol = atol = 3e-6) and at T·B up to 64k rows: our
 largest error must not exceed TensorFlow's. Through our op and TensorFlow's CudnnRNNV3 (served by
-the same CPU kernel).
+the same CPU kernel), and through the drop-in layers' op (`keras_rnn`, whose calls of few rows sum
+in float straight into the Keras-layout outputs).
 """
 
 from __future__ import annotations
 
+import keras_convert
 import numpy as np
 import pytest
 import rnn_reference as ref
@@ -131,6 +133,63 @@ def test_sums_alone(rng, steps, batch):
 def test_longer_recurrent_sums(rng, mode):
     """4k rows of 64 a step through the recurrent cells."""
     _compare(rng, mode, 64, 64, 16, 5)
+
+
+# Keras' kind of each mode's cell, and the canonical biases it has none of (zero here, so that the
+# Keras weights compute the reference's cell exactly).
+KERAS_KIND = {"gru": ("gru", ()), "gru_reset_before": ("gru_reset_before", (3, 4, 5)),
+              "lstm": ("lstm", (0, 1, 2, 3)), "rnn_tanh": ("simple_rnn", (1,))}  # fmt: skip
+
+
+def _compare_keras(rng, mode, steps, batch, units, input_size):
+    """As `_compare` (the RMS error over the arrays, recurrent cells), through `keras_rnn` on the
+    same cell's Keras weights (the tests' own mapping, keras_convert), in Keras' layout; printing
+    the ratio of the errors."""
+    kind, no_bias = KERAS_KIND[mode]
+    p = _tf_test_problem(rng, mode, steps, batch, units, input_size)
+    for i in no_bias:
+        p.biases[i] = np.zeros_like(p.biases[i])
+    out, h, c = p.reference()
+    d_out = _f32(rng.uniform(0, 1, out.shape))
+    d_h, d_c = np.ones_like(h), (np.ones_like(c) if c is not None else None)
+    n_w = len(p.weights)
+
+    def keras_layout(grads):  # canonical grads -> [kernel, recurrent_kernel, bias] grads
+        return keras_convert.canonical_grads_to_cell(kind, grads[:n_w], grads[n_w:-1])
+
+    want = keras_layout(_tf_math_grads(p, d_out, d_h, d_c, tf.float64))
+    tf32 = keras_layout(_tf_math_grads(p, d_out, d_h, d_c, tf.float32))
+    # (the same linear map takes the canonical weights to the Keras cell's)
+    weights = [tf.constant(w, tf.float32) for w in keras_layout(p.weights + p.biases + [None])]
+    h0 = p.h0[0] if p.time_major else p.h0[:, 0]
+    c0 = (p.c0[0] if p.time_major else p.c0[:, 0]) if p.is_lstm else None
+    with tf.GradientTape() as tape:
+        tape.watch(weights)
+        y, hn, cn, _ = tf_rnn_ops.keras_rnn(
+            tf.constant(p.x, tf.float32), tf.constant(h0, tf.float32),
+            None if c0 is None else tf.constant(c0, tf.float32), *weights, rnn_mode=mode,
+            time_major=p.time_major,
+        )  # fmt: skip
+        loss = tf.reduce_sum(y * d_out.astype(np.float32)) + tf.reduce_sum(hn * d_h)
+        if p.is_lstm:
+            loss += tf.reduce_sum(cn * d_c)
+    got = [g.numpy().astype(np.float64) for g in tape.gradient(loss, weights)]
+    sq_ours = sum(np.sum((g - w) ** 2) for g, w in zip(got, want, strict=True))
+    sq_tf = sum(np.sum((t - w) ** 2) for t, w in zip(tf32, want, strict=True))
+    print(f"{mode} T={steps} B={batch}: RMS error ours / TensorFlow float32 "
+          f"{np.sqrt(sq_ours / sq_tf):.2f}")  # fmt: skip
+    # At so few rows the cells' own float32 rounding decides most of either's error (ours and
+    # TensorFlow's round the gates differently): ours within 1.5x TensorFlow's RMS error.
+    assert sq_ours <= 1.5**2 * sq_tf, f"RMS: ours {np.sqrt(sq_ours):.3g}, TF {np.sqrt(sq_tf):.3g}"
+
+
+@pytest.mark.parametrize("mode", sorted(KERAS_KIND))
+@pytest.mark.parametrize("steps,batch", [(1, 8), (1, 32), (1, 64), (2, 29), (8, 8), (3, 100)])
+def test_keras_layout_sums(rng, mode, steps, batch):
+    """The drop-in layers' gradient at T·B rows where the sums run in float into the outputs
+    (WeightGradsInT: as outer products up to 8 rows, one float product up to 32, two runs of 32
+    added up to 64; GRU reset-before's per product up to 32) and beyond (300 rows, in double)."""
+    _compare_keras(rng, mode, steps, batch, 48, 20)
 
 
 @pytest.mark.slow
