@@ -416,31 +416,17 @@ class MaskedProductGrads {
   template <typename SavedRows>
   void AddWeightGrads(int64_t rows, const T* d_gh, int64_t gh_w, const T* hprev_rows,
                       SavedRows&& saved_rows, typename GradSumType<T>::type* dr) {
-    for (int p = 0; p < kProducts; ++p) {
-      const T* in = hprev_rows;
-      if constexpr (kProducts > 1) {
-        if (p > 0) in = saved_rows(Cell::kProductInput[p], chunk_in_);
+    ForEachMaskedInput(rows, hprev_rows, saved_rows, [&](int g, const T* masked) {
+      if constexpr (G == 1) {  // d_gh's rows are the gate's columns
+        AddWeightGrad<T>(d_, H_, ho_, rows, d_gh, masked, dr + g * H_ * ho_);
+      } else if constexpr (std::is_same_v<T, float>) {  // the gate's columns read in place
+        AddWeightGradStrided(d_, H_, ho_, rows, d_gh + g * H_, gh_w, masked, dr + g * H_ * ho_);
+      } else {
+        for (int64_t i = 0; i < rows; ++i)
+          std::copy_n(d_gh + i * gh_w + g * H_, H_, chunk_cols_ + i * H_);
+        AddWeightGrad<T>(d_, H_, ho_, rows, chunk_cols_, masked, dr + g * H_ * ho_);
       }
-      for (int g = CellProductGate<Cell>(p); g < CellProductGate<Cell>(p + 1); ++g) {
-        const T* m = masks_ + g * B_ * ho_;
-        constexpr bool kInPlace = G == 1 || std::is_same_v<T, float>;  // d_gh's columns read
-        for (int64_t i = 0; i < rows; ++i) {
-          if constexpr (!kInPlace) {
-            std::copy_n(d_gh + i * gh_w + g * H_, H_, chunk_cols_ + i * H_);
-          }
-          const T* mi = m + (i % B_) * ho_;
-          for (int64_t k = 0; k < ho_; ++k) masked_in_[i * ho_ + k] = in[i * ho_ + k] * mi[k];
-        }
-        if constexpr (G == 1) {
-          AddWeightGrad<T>(d_, H_, ho_, rows, d_gh, masked_in_, dr + g * H_ * ho_);
-        } else if constexpr (kInPlace) {
-          AddWeightGradStrided(d_, H_, ho_, rows, d_gh + g * H_, gh_w, masked_in_,
-                               dr + g * H_ * ho_);
-        } else {
-          AddWeightGrad<T>(d_, H_, ho_, rows, chunk_cols_, masked_in_, dr + g * H_ * ho_);
-        }
-      }
-    }
+    });
   }
   // R's gradient in Keras' layout for calls of few rows (see
   // PhaseProductGrads::SetKerasWeightGrads): each gate's columns of Keras' [H_out, G·H] (dr) (+)=
@@ -449,6 +435,19 @@ class MaskedProductGrads {
   void SetKerasWeightGrads(int64_t rows, const T* keras_d_gh, int64_t gh_w, const T* hprev_rows,
                            SavedRows&& saved_rows, const int* grad_gate_src, T* dr,
                            bool accumulate) {
+    ForEachMaskedInput(rows, hprev_rows, saved_rows, [&](int g, const T* masked) {
+      const int64_t col = (grad_gate_src ? grad_gate_src[g] : g) * H_;
+      AddOuterProducts(d_, ho_, H_, rows, masked, keras_d_gh + col, gh_w, dr + col, gh_w,
+                       accumulate);
+    });
+  }
+
+ private:
+  // Calls fn(g, masked) for each gate g of each product, `masked` the chunk's `rows` rows of the
+  // product's input (h_prev, or the cell's saved buffer: see PhaseProductGrads::AddWeightGrads)
+  // times m_g (row i of batch index i mod B), in masked_in_.
+  template <typename SavedRows, typename Fn>
+  void ForEachMaskedInput(int64_t rows, const T* hprev_rows, SavedRows& saved_rows, Fn&& fn) {
     for (int p = 0; p < kProducts; ++p) {
       const T* in = hprev_rows;
       if constexpr (kProducts > 1) {
@@ -460,14 +459,11 @@ class MaskedProductGrads {
           const T* mi = m + (i % B_) * ho_;
           for (int64_t k = 0; k < ho_; ++k) masked_in_[i * ho_ + k] = in[i * ho_ + k] * mi[k];
         }
-        const int64_t col = (grad_gate_src ? grad_gate_src[g] : g) * H_;
-        AddOuterProducts(d_, ho_, H_, rows, masked_in_, keras_d_gh + col, gh_w, dr + col, gh_w,
-                         accumulate);
+        fn(g, masked_in_);
       }
     }
   }
 
- private:
   const CPUDevice& d_;
   int64_t B_, ho_, H_;
   const T* masks_;
