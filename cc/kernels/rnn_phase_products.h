@@ -46,8 +46,9 @@ PhaseWeights<T> PhaseBlock(const T* r, bool keras, const int* gate_src, int g0, 
   return {r + g0 * H, nullptr, gh_w};
 }
 
-// The product's block of Keras' R copied into a contiguous [H_out, n] (other types than float:
-// Eigen's product reads b contiguous and in order).
+// Gates [g0, g0 + n / H) of Keras' R (its gate blocks at gate_src[g], or g) copied into a
+// contiguous [H_out, n]: a product's block, or one gate's (other types than float: Eigen's product
+// reads b contiguous and in order).
 template <typename T>
 void CopyPhaseBlock(const T* r, const int* gate_src, int g0, int64_t n, int64_t H, int64_t ho,
                     int64_t gh_w, T* sub) {
@@ -305,7 +306,7 @@ class MaskedProducts {
       if constexpr (kInPlace) {
         gemm_[g].emplace(d, block, ho, H, /*transposed=*/false, at, nullptr, 0, stream, gh_w);
       } else {
-        for (int64_t k = 0; k < ho; ++k) std::copy_n(block + k * gh_w, H, at + k * H);
+        CopyPhaseBlock(r, gate_src, g, H, H, ho, gh_w, at);
         gemm_[g].emplace(d, at, ho, H, /*transposed=*/false, nullptr);
       }
     }
@@ -371,7 +372,7 @@ class MaskedProductGrads {
       if constexpr (kFloat) {
         gemm_[g].emplace(d, block, H, ho, /*transposed=*/true, at, nullptr, 0, stream, gh_w);
       } else {
-        for (int64_t k = 0; k < ho; ++k) std::copy_n(block + k * gh_w, H, at + k * H);
+        CopyPhaseBlock(r, gate_src, g, H, H, ho, gh_w, at);
         gemm_[g].emplace(d, at, H, ho, /*transposed=*/true, nullptr);
       }
     }

@@ -291,7 +291,7 @@ def _reference_grads(mode, x, h0, c0, k, r, b, lengths, time_major, wy, wh, wc):
     return grads + [None] * (len(f64) - len(watched))
 
 
-GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 32 (float sums straight into the outputs) and more
+GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the outputs) and more
     (1, 1, 5, 257),
     (3, 1, 4, 1),
     (4, 8, 3, 17),

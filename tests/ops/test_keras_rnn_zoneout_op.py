@@ -229,18 +229,18 @@ def test_row_ranges_on_threads(threads, rounds):
     assert row_range.passed(done), done.stdout + done.stderr
 
 
-GRAD_SIZES = [(1, 1, 257), (3, 1, 4), (4, 8, 17), (3, 11, 9), (13, 3, 5)]  # (B, T, H)
+GRAD_SIZES = [(1, 1, 257), (3, 1, 4), (4, 8, 17), (3, 11, 9), (13, 3, 5), (13, 6, 5)]  # (B, T, H)
 
 
 @pytest.mark.parametrize("dropout", [False, True], ids=["zoneout", "zoneout+dropout"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("size", GRAD_SIZES, ids=lambda s: "B{}T{}H{}".format(*s))
 def test_float32_gradient_matches_reference(rng, mode, size, dropout):
-    """Zoneout, alone or with recurrent dropout, in float32 (the Keras-layout backward of the
-    one-product cells: plain or masked products, R read in place), both layouts, lengths: every
+    """Zoneout, alone or with recurrent dropout, in float32 (the Keras-layout backward of every
+    cell: plain, per-product or masked products, R read in place), both layouts, lengths: every
     gradient against float64 autodiff of the TF-ops formulation
     (`_reference_rnn.keras_rnn_dropout_forward`, not the kernels), at sizes on the streamed
-    (<= 8 rows), float-sum (<= 32) and double-sum paths."""
+    (<= 8 rows), float-sum (<= 32 rows with masks, <= 64 without) and double-sum paths."""
     from tf_rnn_ops import _reference_rnn
 
     B, T, H = size
