@@ -321,7 +321,9 @@ inline void AddWeightGrad<float>(const CPUDevice& d, int64_t M, int64_t N, int64
 }
 
 // Rows [m, m + kRows) of AddOuterProducts' C: each block of two packets' columns of those rows
-// summed in registers over the K rows of A and B, then stored once.
+// summed in registers over the K rows of A and B, then stored (or added to C) once: the K rows'
+// sum is its own, rounded once into C, as a run of the double sums is (cpu_gemm.h's
+// WeightGradsInT).
 template <typename T, int kRows>
 void AddOuterProductRows(int64_t m, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
                          int64_t ldb, T* C, int64_t ldc, bool accumulate) {
@@ -331,9 +333,7 @@ void AddOuterProductRows(int64_t m, int64_t M, int64_t N, int64_t K, const T* A,
   for (; j0 + 2 * kP <= N; j0 += 2 * kP) {
     P sum[kRows][2];
     for (int r = 0; r < kRows; ++r) {
-      const T* c = C + (m + r) * ldc + j0;
-      sum[r][0] = accumulate ? Eigen::internal::ploadu<P>(c) : Eigen::internal::pset1<P>(T(0));
-      sum[r][1] = accumulate ? Eigen::internal::ploadu<P>(c + kP) : Eigen::internal::pset1<P>(T(0));
+      sum[r][0] = sum[r][1] = Eigen::internal::pset1<P>(T(0));
     }
     for (int64_t k = 0; k < K; ++k) {
       const T* b = B + k * ldb + j0;
@@ -347,15 +347,19 @@ void AddOuterProductRows(int64_t m, int64_t M, int64_t N, int64_t K, const T* A,
     }
     for (int r = 0; r < kRows; ++r) {
       T* c = C + (m + r) * ldc + j0;
+      if (accumulate) {
+        sum[r][0] = Eigen::internal::padd(Eigen::internal::ploadu<P>(c), sum[r][0]);
+        sum[r][1] = Eigen::internal::padd(Eigen::internal::ploadu<P>(c + kP), sum[r][1]);
+      }
       Eigen::internal::pstoreu(c, sum[r][0]);
       Eigen::internal::pstoreu(c + kP, sum[r][1]);
     }
   }
   for (int r = 0; r < kRows; ++r) {  // the last columns
     for (int64_t j = j0; j < N; ++j) {
-      T sum = accumulate ? C[(m + r) * ldc + j] : T(0);
+      T sum = T(0);
       for (int64_t k = 0; k < K; ++k) sum += A[k * M + m + r] * B[k * ldb + j];
-      C[(m + r) * ldc + j] = sum;
+      C[(m + r) * ldc + j] = accumulate ? C[(m + r) * ldc + j] + sum : sum;
     }
   }
 }
@@ -383,6 +387,18 @@ void AddOuterProducts(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const
       }
     }
   });
+}
+
+// AddOuterProducts over up to WeightGradsInT's rows, one float run of kWgradSubK rows at a time
+// (each run's sums added to C as a whole, as WeightGradInT's products are): a gate's or product's
+// columns of a weight gradient in Keras' layout, B's and C's rows ldb and ldc apart.
+template <typename T>
+void AddOuterProductRuns(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A,
+                         const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += kWgradSubK) {
+    AddOuterProducts(d, M, N, std::min(kWgradSubK, K - k0), A + k0 * M, B + k0 * ldb, ldb, C, ldc,
+                     accumulate || k0 > 0);
+  }
 }
 
 // C[M, N] (+)= Aᵀ · B over the K rows of A [K, M] and B [K, N], summed in T (where

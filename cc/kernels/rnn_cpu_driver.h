@@ -532,10 +532,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   constexpr int kProducts = CellRecurrentProducts<Cell>::value;
   // Keras-layout weight gradients summed in T into the outputs (and, for float, not in double).
   // (Cells with several products and the masked products, which sum R's gradient per product or
-  // gate, do for one float run's rows only: SetKerasWeightGrads.)
+  // gate as outer products, do for WeightGradsInT's float rows only, in double too:
+  // SetKerasWeightGrads.)
   const bool keras_direct_sums =
       keras && WeightGradsInT<T>(T_ * B) &&
-      ((kProducts == 1 && a.rec_masks == nullptr) || T_ * B <= kWgradSubK);
+      ((kProducts == 1 && a.rec_masks == nullptr) || T_ * B <= kWeightGradRunsInT * kWgradSubK);
   const bool has_proj = s_.num_proj > 0;
   constexpr bool kHasC = Cell::kHasCellState;
   const auto& sv = rl.layer_dir[ld];

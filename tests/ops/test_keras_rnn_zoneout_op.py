@@ -240,7 +240,7 @@ def test_float32_gradient_matches_reference(rng, mode, size, dropout):
     cell: plain, per-product or masked products, R read in place), both layouts, lengths: every
     gradient against float64 autodiff of the TF-ops formulation
     (`_reference_rnn.keras_rnn_dropout_forward`, not the kernels), at sizes on the streamed
-    (<= 8 rows), float-sum (<= 32 rows with masks, <= 64 without) and double-sum paths."""
+    (<= 8 rows), float-sum (<= 64 rows: two runs of 32) and double-sum paths."""
     from tf_rnn_ops import _reference_rnn
 
     B, T, H = size
