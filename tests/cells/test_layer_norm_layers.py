@@ -227,6 +227,74 @@ def test_tf_addons_weights_load(rng, H, D):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize(
+    "dropout,recurrent_dropout,cell_in_rnn",
+    [(0.3, 0.0, False), (0.0, 0.4, False), (0.25, 0.35, False), (0.3, 0.4, True)],
+    ids=["input (fused)", "recurrent (Keras loop)", "both", "cell in keras.layers.RNN"],
+)
+def test_tf_addons_dropout(rng, dropout, recurrent_dropout, cell_in_rnn):
+    """TF Addons' dropout / recurrent_dropout in training: with the same masks given to both
+    cells (each cell's cached mask of the call), LayerNormLSTM (fused where only the input is
+    dropped, else Keras' loop over the cell) or our cell inside keras.layers.RNN gives the outputs,
+    states and weight gradients of the TF Addons port; with lengths (a mask) and go_backwards. In
+    inference the rates change nothing."""
+    B, T, D, H = 4, 5, 3, 6
+    kw = dict(dropout=dropout, recurrent_dropout=recurrent_dropout)
+    tfa = keras.layers.RNN(up.TfaLayerNormLSTMCell(H, dtype=F64, **kw), return_sequences=True,
+                           return_state=True, go_backwards=True, dtype=F64)  # fmt: skip
+    if cell_in_rnn:
+        ours = keras.layers.RNN(LayerNormLSTMCell(H, dtype=F64, **kw), return_sequences=True,
+                                return_state=True, go_backwards=True, dtype=F64)  # fmt: skip
+    else:
+        ours = _layer("lstm", H, return_sequences=True, return_state=True, go_backwards=True, **kw)
+    x = rng.normal(size=(B, T, D))
+    mask = _mask(rng, B, T)
+    tfa(x)
+    ours(x)
+    _randomize(tfa, rng)
+    ours.set_weights(tfa.get_weights())
+    keep_x = (rng.random((B, D)) >= dropout) / (1.0 - dropout)
+    keep_h = (rng.random((B, H)) >= recurrent_dropout) / (1.0 - recurrent_dropout)
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            layer.cell._dropout_mask = tf.constant(keep_x) if dropout else None
+            layer.cell._recurrent_dropout_mask = tf.constant(keep_h) if recurrent_dropout else None
+            out = layer(x, mask=mask, training=True)
+            loss = sum(tf.reduce_sum(o * rng_w) for o, rng_w in zip(out, weights_out, strict=True))
+        return out, tape.gradient(loss, layer.trainable_weights)
+
+    weights_out = [rng.normal(size=s) for s in ((B, T, H), (B, H), (B, H))]
+    (got, d_got), (want, d_want) = run(ours), run(tfa)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    for a, b in zip(d_got, d_want, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    plain = tfa(x, mask=mask)  # inference: no dropout
+    assert np.abs(np.asarray(plain[0]) - np.asarray(want[0])).max() > 1e-3
+    for a, b in zip(ours(x, mask=mask, training=False), plain, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    if not cell_in_rnn:  # the fused op runs unless h_{t-1} is dropped
+        graph = tf.function(lambda: ours(x, training=True)).get_concrete_function().graph
+        fused = any(op.type == "TfRnn>LayerNormRnn" for op in graph.get_operations())
+        assert fused == (recurrent_dropout == 0.0)
+    # a fresh draw per call, scaled by 1 / (1 - rate)
+    drawn = ours.cell._create_dropout_mask(tf.ones((64, 64), F64), 0.25).numpy()
+    assert set(np.unique(drawn)) == {0.0, 1.0 / 0.75}
+
+
+def test_dropout_rates_checked_and_configured():
+    with pytest.raises(ValueError, match="recurrent_dropout"):
+        L.LayerNormLSTM(3, recurrent_dropout=1.0)
+    with pytest.raises(ValueError, match="dropout"):
+        LayerNormLSTMCell(3, dropout=-0.1)
+    layer = L.LayerNormLSTM(3, dropout=0.2, recurrent_dropout=0.1)
+    config = layer.get_config()
+    assert (config["dropout"], config["recurrent_dropout"]) == (0.2, 0.1)
+    again = L.LayerNormLSTM.from_config(config)
+    assert (again.cell.dropout, again.cell.recurrent_dropout) == (0.2, 0.1)
+
+
 def test_haste_weights_load(rng):
     """haste's LayerNormGRU weights (kernel, recurrent_kernel, bias, recurrent_bias, gamma; the
     Keras 3 port of its cell keeps kernel and bias fused) load into LayerNormGRU."""

@@ -5,8 +5,9 @@
 * `TfaLayerNormLSTMCell`: TF Addons `tensorflow_addons/rnn/layer_norm_lstm_cell.py` (TF Addons is
   end-of-life and does not install beside TensorFlow 2.21). As upstream: a subclass of Keras'
   `LSTMCell` with three `keras.layers.LayerNormalization` sublayers (kernel_norm, recurrent_norm,
-  state_norm) built after the LSTM weights, and its `call` (dropout / recurrent_dropout left out:
-  upstream's `get_dropout_mask_for_cell` is tf.keras 2 API).
+  state_norm) built after the LSTM weights, and its `call`. Its dropout: upstream draws four masks
+  each with tf.keras 2's `get_dropout_mask_for_cell(..., count=4)` (cached for the call) and uses
+  the first; the port takes Keras 3's one cached mask (`get_dropout_mask`), the same draw.
 * `HasteLayerNormGRUCell`: haste `frameworks/tf/layer_norm_gru_cell.py`: one [I + H, 3H] kernel
   split into kernel / recurrent_kernel, one [6H] bias split into bias / recurrent_bias, gamma
   [2, 3H], and its `_layer_norm` on `tf.nn.moments` + `tf.nn.batch_normalization` (eps 1e-5).
@@ -23,7 +24,7 @@ from keras import ops
 
 
 class TfaLayerNormLSTMCell(keras.layers.LSTMCell):
-    """TF Addons' LayerNormLSTMCell, ported to Keras 3 (no dropout)."""
+    """TF Addons' LayerNormLSTMCell, ported to Keras 3."""
 
     def __init__(
         self,
@@ -50,7 +51,15 @@ class TfaLayerNormLSTMCell(keras.layers.LSTMCell):
     def call(self, inputs, states, training=None):
         h_tm1 = states[0]  # previous memory state
         c_tm1 = states[1]  # previous carry state
+
+        dp_mask = self.get_dropout_mask(inputs)
+        rec_dp_mask = self.get_recurrent_dropout_mask(h_tm1)
+        if training and 0.0 < self.dropout < 1.0:
+            inputs = inputs * dp_mask
         z = self.kernel_norm(ops.matmul(inputs, self.kernel))
+
+        if training and 0.0 < self.recurrent_dropout < 1.0:
+            h_tm1 = h_tm1 * rec_dp_mask
         z += self.recurrent_norm(ops.matmul(h_tm1, self.recurrent_kernel))
         if self.use_bias:
             z = z + self.bias

@@ -7,6 +7,10 @@
   (`set_weights(get_weights())`, same order) and gives the same outputs.
 * `LayerNormGRUCell` / `LayerNormGRU`: haste's `LayerNormGRU` semantics and weights (lmnt-com/haste
   `frameworks/tf/layer_norm_gru_cell.py`, `lib/layer_norm_gru_forward_gpu.cu.cc`).
+* `dropout` / `recurrent_dropout` on `LayerNormLSTMCell` / `LayerNormLSTM` (TF Addons' arguments):
+  in training, one mask on the input and one on h_{t-1} (before its product with the recurrent
+  kernel) drawn per call and kept for every step, scaled by 1 / (1 - rate) (Keras'
+  `DropoutRNNCell`, as TF Addons' cell used only the first of its masks).
 * `zoneout=p` on both: haste's zoneout (`frameworks/tf/zoneout_wrapper.py` and its fused kernels),
   on h only (never on the LSTM's c); training: h_t = h_{t-1} + m (h~_t - h_{t-1}) with
   m ~ Bernoulli(1 - p) per unit, step and row; inference: h_t = p h_{t-1} + (1 - p) h~_t. The zoned
@@ -15,15 +19,16 @@
 The cells are written in Keras ops (any backend) and work inside `keras.layers.RNN` (masks,
 go_backwards, initial and stateful states, `keras.layers.Bidirectional`). The layers are
 `keras.layers.RNN` subclasses over these cells whose step loop is the fused op
-`TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout included) under
-the TensorFlow backend in float32 / float64; elsewhere (mixed precision) Keras's loop over the
-cells, as also inside an XLA compilation (`jit_compile=True`), while the TFLite converter traces,
-and inside `with tf_rnn_ops.standard_ops():` (a SavedModel of standard TensorFlow ops only).
-Their constructor arguments are those of the cells (units, norm_epsilon, zoneout,
-initializers / regularizers / constraints as Keras' LSTM, seed) and return_sequences,
-return_state, go_backwards, stateful, unroll. A SavedModel exported normally holds the custom op
-(import `tf_rnn_ops` before loading it); exported inside `tf_rnn_ops.standard_ops()` it holds
-standard ops only.
+`TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout and input
+dropout included) under the TensorFlow backend in float32 / float64; elsewhere (training with
+recurrent_dropout, which the op does not take; mixed precision) Keras's loop over the cells, as
+also inside an XLA compilation (`jit_compile=True`), while the TFLite converter traces, and inside
+`with tf_rnn_ops.standard_ops():` (a SavedModel of standard TensorFlow ops only). Their
+constructor arguments are those of the cells (units, norm_epsilon, zoneout, the LSTM's dropout and
+recurrent_dropout, initializers / regularizers / constraints as Keras' LSTM, seed) and
+return_sequences, return_state, go_backwards, stateful, unroll. A SavedModel exported normally
+holds the custom op (import `tf_rnn_ops` before loading it); exported inside
+`tf_rnn_ops.standard_ops()` it holds standard ops only.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ import inspect
 
 import keras
 from keras import constraints, initializers, ops, regularizers
+
+# Keras' RNN layer draws and resets the masks of cells that are DropoutRNNCells (once per call);
+# Keras 3 does not export the class.
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from tf_rnn_ops.layers._zoneout import ZoneoutMixin
 
@@ -147,8 +156,9 @@ class _LayerNormCell(ZoneoutMixin, keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
-class LayerNormLSTMCell(_LayerNormCell):
-    """An LSTM cell with layer normalization (TF Addons' `LayerNormLSTMCell`), and zoneout.
+class LayerNormLSTMCell(DropoutRNNCell, _LayerNormCell):
+    """An LSTM cell with layer normalization (TF Addons' `LayerNormLSTMCell`), its dropout, and
+    zoneout.
 
     z = LN_k(x W) + LN_r(h_{t-1} R) + b over the 4H gate vector (gates i, f, c, o), each LN with its
     own gamma and beta; c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g); c_t <- LN_s(c_t) (the
@@ -169,7 +179,10 @@ class LayerNormLSTMCell(_LayerNormCell):
         norm_gamma_initializer, norm_beta_initializer: initializers of the LN gains and shifts.
         kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint,
             recurrent_constraint, bias_constraint: as Keras' LSTMCell.
-        seed: seed of the zoneout masks.
+        dropout, recurrent_dropout: TF Addons' rates in [0, 1) of the input's and of h_{t-1}'s
+            dropout (before the recurrent product; zoneout still sees the undropped h_{t-1}), in
+            training: one mask each a call of `keras.layers.RNN`, kept for all its steps.
+        seed: seed of the zoneout and dropout masks.
 
     Call: `cell(x [B, I], [h, c], training)` returns `(h, [h, c])`.
     """
@@ -178,7 +191,7 @@ class LayerNormLSTMCell(_LayerNormCell):
         "kernel_initializer", "recurrent_initializer", "bias_initializer", "unit_forget_bias",
         "norm_gamma_initializer", "norm_beta_initializer", "kernel_regularizer",
         "recurrent_regularizer", "bias_regularizer", "kernel_constraint", "recurrent_constraint",
-        "bias_constraint",
+        "bias_constraint", "dropout", "recurrent_dropout",
     )  # fmt: skip
 
     def __init__(
@@ -198,12 +211,17 @@ class LayerNormLSTMCell(_LayerNormCell):
         kernel_constraint=None,
         recurrent_constraint=None,
         bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self._store_args(locals())
         self.unit_forget_bias = bool(unit_forget_bias)
+        name = type(self).__name__
+        self.dropout = _check_rate(name, "dropout", dropout)
+        self.recurrent_dropout = _check_rate(name, "recurrent_dropout", recurrent_dropout)
         self.state_size = [self.units, self.units]
 
     def build(self, input_shape):
@@ -247,8 +265,13 @@ class LayerNormLSTMCell(_LayerNormCell):
 
     def call(self, inputs, states, training=False):
         h_prev, c_prev = states[0], states[1]
+        h_in = h_prev
+        if training and self.dropout:
+            inputs = inputs * self.get_dropout_mask(inputs)
+        if training and self.recurrent_dropout:
+            h_in = h_prev * self.get_recurrent_dropout_mask(h_prev)
         h, c = layer_norm_lstm_step(
-            inputs, h_prev, c_prev, self.kernel, self.recurrent_kernel, self.bias,
+            inputs, h_in, c_prev, self.kernel, self.recurrent_kernel, self.bias,
             self.kernel_norm_gamma, self.kernel_norm_beta, self.recurrent_norm_gamma,
             self.recurrent_norm_beta, self.state_norm_gamma, self.state_norm_beta,
             self.norm_epsilon,
@@ -460,6 +483,11 @@ class _CellLayer(keras.layers.RNN):
         from tf_rnn_ops.layer_norm_rnn import layer_norm_rnn
 
         cell = self.cell
+        if training and getattr(cell, "recurrent_dropout", 0.0):
+            return None  # (the op has no recurrent masks: Keras' loop over the cell)
+        if training and getattr(cell, "dropout", 0.0):
+            # the cell's mask of this call (drawn by keras.layers.RNN.call), on every step
+            sequences = sequences * cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         x = tf.transpose(sequences, [1, 0, 2])  # time-major
@@ -526,7 +554,8 @@ class LayerNormLSTM(_CellLayer):
     fused op (see the module docstring).
 
     Args: `units`, the cell's arguments (`norm_epsilon=1e-3`, `zoneout=0.0`, initializers,
-    `unit_forget_bias`, regularizers, constraints, `seed`; see `LayerNormLSTMCell`), and
+    `unit_forget_bias`, regularizers, constraints, `dropout=0.0`, `recurrent_dropout=0.0`,
+    `seed`; see `LayerNormLSTMCell`), and
     `return_sequences`, `return_state`, `go_backwards`, `stateful`, `unroll` as Keras' LSTM (plus
     the `keras.layers.RNN` / `Layer` keywords: name, dtype, zero_output_for_mask, ...).
 
@@ -537,6 +566,14 @@ class LayerNormLSTM(_CellLayer):
 
     _cell_class = LayerNormLSTMCell
     _fused_cell = "layer_norm_lstm"
+
+    @property
+    def dropout(self) -> float:
+        return self.cell.dropout
+
+    @property
+    def recurrent_dropout(self) -> float:
+        return self.cell.recurrent_dropout
 
     def _fused_weights(self) -> dict:
         c = self.cell
