@@ -314,6 +314,55 @@ def test_haste_weights_load(rng):
     np.testing.assert_allclose(ours(x), haste(x), **TOL)
 
 
+@pytest.mark.parametrize("cell_in_rnn", [False, True], ids=["layer (fused)", "cell in RNN"])
+def test_haste_dropconnect(rng, cell_in_rnn):
+    """haste's `dropout` (DropConnect: its layer hands the op tf.nn.dropout(R)): with the same
+    mask, LayerNormGRU (fused) or our cell inside keras.layers.RNN in training gives the outputs of
+    the haste port whose recurrent kernel is R ⊙ mask, and R's gradient is the port's times the
+    mask; with lengths and go_backwards. Inference ignores the rate; a fresh mask is like R."""
+    B, T, D, H, rate = 4, 5, 3, 6, 0.3
+    kw = dict(return_sequences=True, return_state=True, go_backwards=True, dtype=F64)
+    haste = keras.layers.RNN(up.HasteLayerNormGRUCell(H, dtype=F64), **kw)
+    if cell_in_rnn:
+        ours = keras.layers.RNN(LayerNormGRUCell(H, dropout=rate, dtype=F64), **kw)
+    else:
+        ours = _layer("gru", H, dropout=rate, **kw)
+    x = rng.normal(size=(B, T, D))
+    mask = _mask(rng, B, T)
+    haste(x)
+    ours(x)
+    _randomize(ours, rng)
+    kernel, recurrent_kernel, bias, recurrent_bias, gamma = ours.get_weights()
+    keep = (rng.random((H, 3 * H)) >= rate) / (1.0 - rate)
+    haste.set_weights([np.concatenate([kernel, recurrent_kernel * keep]),
+                       np.concatenate([bias, recurrent_bias]), gamma])  # fmt: skip
+    w_out = [rng.normal(size=s) for s in ((B, T, H), (B, H))]
+
+    def run(layer, training):
+        with tf.GradientTape() as tape:
+            if layer is ours:
+                layer.cell._dropout_mask = tf.constant(keep)
+            out = layer(x, mask=mask, training=training)
+            loss = sum(tf.reduce_sum(o * w) for o, w in zip(out, w_out, strict=True))
+        return out, tape.gradient(loss, layer.trainable_weights)
+
+    (got, d_got), (want, d_want) = run(ours, True), run(haste, False)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    np.testing.assert_allclose(d_got[0], d_want[0][:D], **TOL)  # kernel
+    np.testing.assert_allclose(d_got[1], d_want[0][D:] * keep, **TOL)  # recurrent kernel
+    np.testing.assert_allclose(d_got[4], d_want[2], **TOL)  # gamma
+    plain = ours(x, mask=mask, training=False)
+    assert np.abs(np.asarray(plain[0]) - np.asarray(want[0])).max() > 1e-3
+    ours.cell._dropout_mask = None
+    assert ours.cell.get_dropout_mask(None).shape == (H, 3 * H)
+    if not cell_in_rnn:  # the fused op runs with DropConnect
+        graph = tf.function(lambda: ours(x, training=True)).get_concrete_function().graph
+        assert any(op.type == "TfRnn>LayerNormRnn" for op in graph.get_operations())
+    config = ours.get_config() if not cell_in_rnn else ours.cell.get_config()
+    assert config["dropout"] == rate
+
+
 def test_initializers_follow_upstream(rng):
     """LayerNormGRU initializes each gate block on its own (haste: orthogonal [H, H] per gate)."""
     H = 4

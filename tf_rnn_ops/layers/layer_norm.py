@@ -7,6 +7,8 @@
   (`set_weights(get_weights())`, same order) and gives the same outputs.
 * `LayerNormGRUCell` / `LayerNormGRU`: haste's `LayerNormGRU` semantics and weights (lmnt-com/haste
   `frameworks/tf/layer_norm_gru_cell.py`, `lib/layer_norm_gru_forward_gpu.cu.cc`).
+* `dropout` on `LayerNormGRUCell` / `LayerNormGRU` (haste's): DropConnect on the recurrent kernel,
+  R ⊙ m / (1 - rate) with one {0, 1} mask m like R drawn per call, in training.
 * `dropout` / `recurrent_dropout` on `LayerNormLSTMCell` / `LayerNormLSTM` (TF Addons' arguments):
   in training, one mask on the input and one on h_{t-1} (before its product with the recurrent
   kernel) drawn per call and kept for every step, scaled by 1 / (1 - rate) (Keras'
@@ -19,13 +21,13 @@
 The cells are written in Keras ops (any backend) and work inside `keras.layers.RNN` (masks,
 go_backwards, initial and stateful states, `keras.layers.Bidirectional`). The layers are
 `keras.layers.RNN` subclasses over these cells whose step loop is the fused op
-`TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout and input
-dropout included) under the TensorFlow backend in float32 / float64; elsewhere (training with
-recurrent_dropout, which the op does not take; mixed precision) Keras's loop over the cells, as
-also inside an XLA compilation (`jit_compile=True`), while the TFLite converter traces, and inside
-`with tf_rnn_ops.standard_ops():` (a SavedModel of standard TensorFlow ops only). Their
-constructor arguments are those of the cells (units, norm_epsilon, zoneout, the LSTM's dropout and
-recurrent_dropout, initializers / regularizers / constraints as Keras' LSTM, seed) and
+`TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout, input
+dropout and DropConnect included) under the TensorFlow backend in float32 / float64; elsewhere
+(training with recurrent_dropout, which the op does not take; mixed precision) Keras's loop over
+the cells, as also inside an XLA compilation (`jit_compile=True`), while the TFLite converter
+traces, and inside `with tf_rnn_ops.standard_ops():` (a SavedModel of standard TensorFlow ops
+only). Their constructor arguments are those of the cells (units, norm_epsilon, zoneout, dropout,
+the LSTM's recurrent_dropout, initializers / regularizers / constraints as Keras' LSTM, seed) and
 return_sequences, return_state, go_backwards, stateful, unroll. A SavedModel exported normally
 holds the custom op (import `tf_rnn_ops` before loading it); exported inside
 `tf_rnn_ops.standard_ops()` it holds standard ops only.
@@ -296,8 +298,8 @@ def _per_gate_initializer(initializer, gates: int):
 
 
 @keras.saving.register_keras_serializable(package="tf_rnn_ops")
-class LayerNormGRUCell(_LayerNormCell):
-    """A GRU cell with layer normalization (haste's `LayerNormGRU`), and zoneout.
+class LayerNormGRUCell(DropoutRNNCell, _LayerNormCell):
+    """A GRU cell with layer normalization (haste's `LayerNormGRU`), its DropConnect, and zoneout.
 
     x^ = LN(x W; gamma_0) + b, h^ = LN(h_{t-1} R; gamma_1) + b_r, each LN over the 3H gate vector
     with a gain and no shift, LN(v; g) = (v - mean) / sqrt(var + norm_epsilon) * g (biased
@@ -317,7 +319,11 @@ class LayerNormGRUCell(_LayerNormCell):
         kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint,
             recurrent_constraint, bias_constraint: as Keras' GRUCell (the bias ones apply to both
             bias vectors).
-        seed: seed of the zoneout masks.
+        dropout: haste's DropConnect rate in [0, 1) on the recurrent kernel, in training: R is
+            replaced by R ⊙ m / (1 - rate), m a {0, 1} mask like R (1 with probability
+            1 - rate) drawn once a call of `keras.layers.RNN` (haste's TensorFlow layer also
+            drops R in inference; here, as in its PyTorch layer, training only).
+        seed: seed of the zoneout and DropConnect masks.
 
     Call: `cell(x [B, I], [h], training)` returns `(h, [h])`.
     """
@@ -326,8 +332,9 @@ class LayerNormGRUCell(_LayerNormCell):
         "kernel_initializer", "recurrent_initializer", "bias_initializer",
         "recurrent_bias_initializer", "gamma_initializer", "kernel_regularizer",
         "recurrent_regularizer", "bias_regularizer", "kernel_constraint", "recurrent_constraint",
-        "bias_constraint",
+        "bias_constraint", "dropout",
     )  # fmt: skip
+    recurrent_dropout = 0.0  # (DropoutRNNCell's other rate: haste has no dropout on h)
 
     def __init__(
         self,
@@ -345,12 +352,31 @@ class LayerNormGRUCell(_LayerNormCell):
         kernel_constraint=None,
         recurrent_constraint=None,
         bias_constraint=None,
+        dropout=0.0,
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self._store_args(locals())
+        self.dropout = _check_rate(type(self).__name__, "dropout", dropout)
         self.state_size = self.units
+
+    def get_dropout_mask(self, step_input):
+        """The DropConnect mask of this call, like the recurrent kernel (drawn at the first request
+        of a call of keras.layers.RNN, kept for its steps, cleared after it), or None."""
+        mask = getattr(self, "_dropout_mask", None)
+        if mask is None and self.dropout > 0:
+            mask = self._dropout_mask = self._create_dropout_mask(
+                self.recurrent_kernel, self.dropout
+            )
+        return mask
+
+    def dropped_recurrent_kernel(self, training):
+        """The recurrent kernel the step uses: haste's DropConnect in training."""
+        if training and self.dropout:
+            mask = ops.cast(self.get_dropout_mask(None), self.recurrent_kernel.dtype)
+            return self.recurrent_kernel * mask
+        return self.recurrent_kernel
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -384,7 +410,8 @@ class LayerNormGRUCell(_LayerNormCell):
     def call(self, inputs, states, training=False):
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
         h = layer_norm_gru_step(
-            inputs, h_prev, self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias,
+            inputs, h_prev, self.kernel, self.dropped_recurrent_kernel(training), self.bias,
+            self.recurrent_bias,
             self.gamma[0], self.gamma[1], self.norm_epsilon,
         )  # fmt: skip
         h = self._zoneout(h, h_prev, training)
@@ -438,6 +465,11 @@ class _CellLayer(keras.layers.RNN):
         """The cell's weights as `layer_norm_rnn`'s keyword arguments."""
         raise NotImplementedError
 
+    def _dropped(self, sequences, weights):
+        """The input [B, T, I] and `_fused_weights` of a training call with the cell's dropout
+        applied (its masks of this call, drawn by keras.layers.RNN.call)."""
+        raise NotImplementedError
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         """The fused op where it applies (TensorFlow backend, float32 / float64, this layer's own
         cell); Keras' step loop over the cell otherwise (other backends, mixed precision), and
@@ -483,11 +515,11 @@ class _CellLayer(keras.layers.RNN):
         from tf_rnn_ops.layer_norm_rnn import layer_norm_rnn
 
         cell = self.cell
-        if training and getattr(cell, "recurrent_dropout", 0.0):
-            return None  # (the op has no recurrent masks: Keras' loop over the cell)
-        if training and getattr(cell, "dropout", 0.0):
-            # the cell's mask of this call (drawn by keras.layers.RNN.call), on every step
-            sequences = sequences * cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
+        if training and cell.recurrent_dropout:
+            return None  # (the op has no masks on h: Keras' loop over the cell)
+        weights = self._fused_weights()
+        if training:
+            sequences, weights = self._dropped(sequences, weights)
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         x = tf.transpose(sequences, [1, 0, 2])  # time-major
@@ -508,7 +540,7 @@ class _CellLayer(keras.layers.RNN):
             x, states[0], states[1] if len(states) > 1 else None,
             cell=self._fused_cell, epsilon=cell.norm_epsilon, mask=step_mask,
             zoneout=cell.zoneout, zoneout_mask=zoneout_mask, is_training=bool(training),
-            **self._fused_weights(),
+            **weights,
         )  # fmt: skip
         if step_mask is not None:
             # The op outputs the carried h at a masked step; Keras outputs the previous step's
@@ -535,6 +567,10 @@ class _CellLayer(keras.layers.RNN):
     @property
     def zoneout(self) -> float:
         return self.cell.zoneout
+
+    @property
+    def dropout(self) -> float:
+        return self.cell.dropout
 
     def get_config(self):
         cell_config = self.cell.get_config()
@@ -568,12 +604,13 @@ class LayerNormLSTM(_CellLayer):
     _fused_cell = "layer_norm_lstm"
 
     @property
-    def dropout(self) -> float:
-        return self.cell.dropout
-
-    @property
     def recurrent_dropout(self) -> float:
         return self.cell.recurrent_dropout
+
+    def _dropped(self, sequences, weights):
+        if self.cell.dropout:  # one mask on every step's input
+            sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
+        return sequences, weights
 
     def _fused_weights(self) -> dict:
         c = self.cell
@@ -591,7 +628,8 @@ class LayerNormGRU(_CellLayer):
     fused op (see the module docstring).
 
     Args: `units`, the cell's arguments (`norm_epsilon=1e-5`, `zoneout=0.0`, initializers,
-    regularizers, constraints, `seed`; see `LayerNormGRUCell`), and `return_sequences`,
+    regularizers, constraints, `dropout=0.0` (haste's DropConnect on the recurrent kernel),
+    `seed`; see `LayerNormGRUCell`), and `return_sequences`,
     `return_state`, `go_backwards`, `stateful`, `unroll` as Keras' GRU (plus the
     `keras.layers.RNN` / `Layer` keywords).
 
@@ -608,3 +646,7 @@ class LayerNormGRU(_CellLayer):
             "kernel": c.kernel, "recurrent_kernel": c.recurrent_kernel, "bias": c.bias,
             "recurrent_bias": c.recurrent_bias, "gamma_x": gamma[0], "gamma_h": gamma[1],
         }  # fmt: skip
+
+    def _dropped(self, sequences, weights):
+        weights = dict(weights, recurrent_kernel=self.cell.dropped_recurrent_kernel(True))
+        return sequences, weights
