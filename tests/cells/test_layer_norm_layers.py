@@ -288,6 +288,10 @@ def test_dropout_rates_checked_and_configured():
         L.LayerNormLSTM(3, recurrent_dropout=1.0)
     with pytest.raises(ValueError, match="dropout"):
         LayerNormLSTMCell(3, dropout=-0.1)
+    with pytest.raises(ValueError, match="dropout must be a number"):
+        L.LayerNormGRU(3, dropout="half")
+    with pytest.raises(ValueError, match="dropout"):
+        LayerNormGRUCell(3, dropout=float("nan"))
     layer = L.LayerNormLSTM(3, dropout=0.2, recurrent_dropout=0.1)
     config = layer.get_config()
     assert (config["dropout"], config["recurrent_dropout"]) == (0.2, 0.1)

@@ -56,7 +56,10 @@ def _check_units(owner: str, units) -> int:
 
 
 def _check_rate(owner: str, name: str, rate) -> float:
-    rate = float(rate)
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a number in [0, 1), got {rate!r}") from None
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"{owner}: {name} must be in [0, 1), got {rate}")
     return rate
