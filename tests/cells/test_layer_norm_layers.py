@@ -360,9 +360,13 @@ def test_haste_dropconnect(rng, cell_in_rnn):
     assert np.abs(np.asarray(plain[0]) - np.asarray(want[0])).max() > 1e-3
     ours.cell._dropout_mask = None
     assert ours.cell.get_dropout_mask(None).shape == (H, 3 * H)
-    if not cell_in_rnn:  # the fused op runs with DropConnect
-        graph = tf.function(lambda: ours(x, training=True)).get_concrete_function().graph
-        assert any(op.type == "TfRnn>LayerNormRnn" for op in graph.get_operations())
+    ours.cell.reset_dropout_mask()
+    if not cell_in_rnn:  # the fused op runs with DropConnect; inference draws no mask like R
+        for training in (True, False):
+            fn = tf.function(lambda t=training: ours(x, training=t))
+            types = {op.type for op in fn.get_concrete_function().graph.get_operations()}
+            assert "TfRnn>LayerNormRnn" in types
+            assert any("Random" in t for t in types) == training, types
     config = ours.get_config() if not cell_in_rnn else ours.cell.get_config()
     assert config["dropout"] == rate
 
