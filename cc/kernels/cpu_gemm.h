@@ -284,10 +284,10 @@ struct GradSumType<float> {
 // of few rows more than its products (GRU(1024) one-step training, docs/PERFORMANCE.md item 56;
 // GRU(256) at B = 64, T = 1, item 59).
 constexpr int64_t kWeightGradRunsInT = 2;
+constexpr int64_t kWeightGradMaxRowsInT = kWeightGradRunsInT * kWgradSubK;  // (float)
 template <typename T>
 bool WeightGradsInT(int64_t rows) {
-  return std::is_same<typename GradSumType<T>::type, T>::value ||
-         rows <= kWeightGradRunsInT * kWgradSubK;
+  return std::is_same<typename GradSumType<T>::type, T>::value || rows <= kWeightGradMaxRowsInT;
 }
 
 // C[M, N] += Aᵀ · B for A [K, M] and B [K, N] row-major: a chunk's share of a weight gradient,

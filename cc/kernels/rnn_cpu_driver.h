@@ -536,7 +536,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   // SetKerasWeightGrads.)
   const bool keras_direct_sums =
       keras && WeightGradsInT<T>(T_ * B) &&
-      ((kProducts == 1 && a.rec_masks == nullptr) || T_ * B <= kWeightGradRunsInT * kWgradSubK);
+      ((kProducts == 1 && a.rec_masks == nullptr) || T_ * B <= kWeightGradMaxRowsInT);
   const bool has_proj = s_.num_proj > 0;
   constexpr bool kHasC = Cell::kHasCellState;
   const auto& sv = rl.layer_dir[ld];

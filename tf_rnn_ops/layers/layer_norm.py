@@ -117,6 +117,8 @@ def layer_norm_gru_step(
     return z * h_prev + (1.0 - z) * g
 
 
+_RATE_ARGS = ("dropout", "recurrent_dropout")  # constructor arguments checked by _check_rate
+
 _SERIALIZED_BY = (
     ("_initializer", initializers),
     ("_regularizer", regularizers),
@@ -137,15 +139,20 @@ class _LayerNormCell(ZoneoutMixin, keras.layers.Layer):
     _arg_names: tuple[str, ...] = ()
 
     def _store_args(self, args: dict) -> None:
-        """Stores units, norm_epsilon, zoneout, `_arg_names` and seed from the constructor's
-        `locals()`; sets the seed generator of the zoneout masks and output_size."""
+        """Stores units, norm_epsilon, zoneout, `_arg_names` (the dropout rates checked) and seed
+        from the constructor's `locals()`; sets the seed generator of the zoneout and dropout masks
+        and output_size."""
         name = type(self).__name__
         self.units = _check_units(name, args["units"])
         self.norm_epsilon = _check_epsilon(name, args["norm_epsilon"])
         self.zoneout = _check_rate(name, "zoneout", args["zoneout"])
         for key in self._arg_names:
             module = _serializer_of(key)
-            setattr(self, key, module.get(args[key]) if module else args[key])
+            if key in _RATE_ARGS:
+                value = _check_rate(name, key, args[key])
+            else:
+                value = module.get(args[key]) if module else args[key]
+            setattr(self, key, value)
         self.seed = args["seed"]
         self.seed_generator = keras.random.SeedGenerator(seed=self.seed)
         self.output_size = self.units
@@ -224,9 +231,6 @@ class LayerNormLSTMCell(DropoutRNNCell, _LayerNormCell):
         super().__init__(**kwargs)
         self._store_args(locals())
         self.unit_forget_bias = bool(unit_forget_bias)
-        name = type(self).__name__
-        self.dropout = _check_rate(name, "dropout", dropout)
-        self.recurrent_dropout = _check_rate(name, "recurrent_dropout", recurrent_dropout)
         self.state_size = [self.units, self.units]
 
     def build(self, input_shape):
@@ -361,7 +365,6 @@ class LayerNormGRUCell(DropoutRNNCell, _LayerNormCell):
     ):
         super().__init__(**kwargs)
         self._store_args(locals())
-        self.dropout = _check_rate(type(self).__name__, "dropout", dropout)
         self.state_size = self.units
 
     def get_dropout_mask(self, step_input):
