@@ -3,7 +3,9 @@ ops inside `keras.layers.RNN` (tf_rnn_ops.layers.LayerNormLSTMCell / LayerNormGR
 
     python python/bench_layer_norm.py [--rounds N] [--batch B] [--steps T] [--input I] [--units H]
 
-Prints, per cell, the median milliseconds of inference (a forward call) and of a training step
+Cells: LayerNormLSTM, LayerNormGRU, and LayerNormLSTM with TF Addons' dropout and
+recurrent_dropout (0.2 each; the fused op takes h's mask as its recurrent_mask). Prints, per cell,
+the median milliseconds of inference (a forward call) and of a training step
 (forward, backward, every gradient) for both, and the peer / fused ratio (the goal: >= 3x, both).
 Rounds alternate between the two, so that changes of machine load hit both alike.
 """
@@ -49,12 +51,14 @@ def main() -> None:
     x = tf.random.normal([B, T, D])
     print(f"B={B} T={T} I={D} H={H}, median ms over {args.rounds} rounds")
     print(bench_peak.describe_path())
-    for name, fused_cls, cell_cls in (
-        ("LayerNormLSTM", L.LayerNormLSTM, L.LayerNormLSTMCell),
-        ("LayerNormGRU", L.LayerNormGRU, L.LayerNormGRUCell),
+    dropouts = {"dropout": 0.2, "recurrent_dropout": 0.2}
+    for name, fused_cls, cell_cls, kw in (
+        ("LayerNormLSTM", L.LayerNormLSTM, L.LayerNormLSTMCell, {}),
+        ("LayerNormGRU", L.LayerNormGRU, L.LayerNormGRUCell, {}),
+        ("LayerNormLSTM+rd", L.LayerNormLSTM, L.LayerNormLSTMCell, dropouts),
     ):
-        fused = fused_cls(H, return_sequences=True)
-        peer = keras.layers.RNN(cell_cls(H), return_sequences=True)
+        fused = fused_cls(H, return_sequences=True, **kw)
+        peer = keras.layers.RNN(cell_cls(H, **kw), return_sequences=True)
         fused(x)
         peer(x)
         peer.set_weights(fused.get_weights())
@@ -83,7 +87,7 @@ def main() -> None:
         for mode in ("infer", "train"):
             f = statistics.median(times[("fused", mode)])
             k = statistics.median(times[("keras", mode)])
-            print(f"{name:14s} {mode}: fused {f:8.1f} ms  keras.layers.RNN(cell) {k:8.1f} ms  "
+            print(f"{name:16s} {mode}: fused {f:8.1f} ms  keras.layers.RNN(cell) {k:8.1f} ms  "
                   f"ratio {k / f:5.2f}x")  # fmt: skip
 
 

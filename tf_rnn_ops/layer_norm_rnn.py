@@ -15,6 +15,8 @@ cuDNN"):
   without it and `zoneout` = p > 0: h = p h_prev + (1 - p) h~.
 * mask [T, B] in {0, 1}: a masked step keeps the states and outputs the carried h (the
   caller turns that into Keras' masked outputs).
+* recurrent_mask m [B, H] (TF Addons' recurrent dropout, one mask for every step and gate):
+  h R becomes (h ⊙ m) R; the carried state, zoneout and the GRU's z h_prev see h undropped.
 
 Gradients of gradients (a gradient penalty through the layers) work too: the grad op
 `TfRnn>LayerNormRnnGrad` has a gradient, the second derivative of the forward written in
@@ -54,12 +56,14 @@ def layer_norm_rnn(
     mask=None,
     zoneout: float = 0.0,
     zoneout_mask=None,
+    recurrent_mask=None,
     is_training: bool = True,
 ):
     """Runs the fused layer-norm cell over x [T, B, I]; returns (y [T, B, H], h_n, c_n).
 
     c0 / c_n: the LSTM's cell state [B, H] (the GRU: c0 ignored, c_n is [B, 0]). Parameters a cell
-    does not use may be None. Gradients flow to every tensor input but the masks.
+    does not use may be None. Gradients flow to every tensor input but the masks. recurrent_mask:
+    None or m [B, H] (values 0 or 1 / (1 - rate)), multiplied into h_{t-1} in its product with R.
     `is_training=False` keeps nothing for backprop (faster: no reserve); its gradient, where one is
     asked for, runs the forward pass again with `is_training=True` first. (Zoneout is chosen by
     `zoneout` / `zoneout_mask`, not by this flag.)
@@ -95,6 +99,7 @@ def layer_norm_rnn(
         if zoneout_mask is not None or not zoneout
         else tf.constant(1.0 - zoneout, dtype),
         epsilon=tf.constant(float(epsilon), dtype),
+        recurrent_mask=[] if recurrent_mask is None else [tf.cast(recurrent_mask, dtype)],
         cell=cell,
         is_training=bool(is_training),
     )
@@ -106,37 +111,44 @@ def _cell_attr(op) -> str:
     return cell.decode() if isinstance(cell, bytes) else cell
 
 
+# Both ops' inputs: the forward's 16 (13 primals, then mask, zoneout_mask, epsilon); the grad op's
+# then reserve and the cotangents dy, dhn, dcn; both end with the list recurrent_mask (0 or 1).
+_NUM_PRIMALS = 13
+_NUM_FORWARD_INPUTS = 16
+_NUM_GRAD_INPUTS = _NUM_FORWARD_INPUTS + 4
+
+
 @register_gradient("TfRnn>LayerNormRnn")
 def _layer_norm_rnn_grad(op, dy, dhn, dcn, _dreserve):
     y, hn, cn, reserve = op.outputs
     cell = _cell_attr(op)
+    inputs = list(op.inputs[:_NUM_FORWARD_INPUTS])
+    recurrent_mask = list(op.inputs[_NUM_FORWARD_INPUTS:])
     if not op.get_attr("is_training"):  # nothing kept: run the forward pass again, keeping it
-        reserve = _ops().tf_rnn_layer_norm_rnn(*op.inputs, cell=cell, is_training=True)[3]
+        reserve = _ops().tf_rnn_layer_norm_rnn(
+            *inputs, recurrent_mask=recurrent_mask, cell=cell, is_training=True
+        )[3]
     grads = _ops().tf_rnn_layer_norm_rnn_grad(
-        *op.inputs,
+        *inputs,
         reserve=reserve,
         dy=tf.zeros_like(y) if dy is None else dy,
         dhn=tf.zeros_like(hn) if dhn is None else dhn,
         dcn=tf.zeros_like(cn) if dcn is None else dcn,
+        recurrent_mask=recurrent_mask,
         cell=cell,
     )
-    return [*grads, None, None, None]
-
-
-# The grad op's inputs: the forward's 16 (13 primals, then mask, zoneout_mask, epsilon), reserve,
-# then the cotangents dy, dhn, dcn.
-_NUM_PRIMALS = 13
-_NUM_FORWARD_INPUTS = 16
+    return [*grads, None, None, None] + [None] * len(recurrent_mask)
 
 
 def layer_norm_rnn_forward(
     x, h0, c0, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, beta_x, gamma_h, beta_h,
-    gamma_c, beta_c, mask, zoneout_mask, epsilon, *, cell: str,
+    gamma_c, beta_c, mask, zoneout_mask, epsilon, recurrent_mask=None, *, cell: str,
 ):  # fmt: skip
     """`TfRnn>LayerNormRnn`'s forward in TensorFlow ops, the op's inputs in its order: (y, hn, cn,
-    None for the GRU). The step is the cells' (`layer_norm_lstm_step` / `layer_norm_gru_step`),
-    then zoneout (k [T, B, H] or a scalar), then the mask (a step with mask 0 keeps the states and
-    outputs the carried h). For second-order gradients; the loop as `_reference_rnn`'s."""
+    None for the GRU). The step is the cells' (`layer_norm_lstm_step` / `layer_norm_gru_step`,
+    h ⊙ recurrent_mask in h's product), then zoneout (k [T, B, H] or a scalar), then the mask (a
+    step with mask 0 keeps the states and outputs the carried h). For second-order gradients; the
+    loop as `_reference_rnn`'s."""
     from tf_rnn_ops import _reference_rnn
     from tf_rnn_ops.layers import layer_norm as _cells
 
@@ -149,11 +161,12 @@ def layer_norm_rnn_forward(
         if lstm:
             h_new, c_new = _cells.layer_norm_lstm_step(
                 x[t], h, c, kernel, recurrent_kernel, bias, gamma_x, beta_x, gamma_h, beta_h,
-                gamma_c, beta_c, epsilon,
+                gamma_c, beta_c, epsilon, recurrent_mask,
             )  # fmt: skip
         else:
             h_new, c_new = _cells.layer_norm_gru_step(
-                x[t], h, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, gamma_h, epsilon
+                x[t], h, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, gamma_h, epsilon,
+                recurrent_mask,
             ), None  # fmt: skip
         if zoneout is not None:
             h_new = _reference_rnn.zone_at(zoneout, t, h_new, h)
@@ -184,11 +197,14 @@ def _layer_norm_rnn_grad_grad(op, *grads):
         return [None] * len(inputs)
     cell = _cell_attr(op)
     fixed = inputs[_NUM_PRIMALS:_NUM_FORWARD_INPUTS]
+    recurrent_mask = inputs[_NUM_GRAD_INPUTS:]  # [] or [m]
 
     def forward(*primals):
-        return layer_norm_rnn_forward(*primals, *fixed, cell=cell)
+        return layer_norm_rnn_forward(*primals, *fixed, *recurrent_mask, cell=cell)
 
     g = _reference_rnn.vjp_gradient(
-        forward, inputs[:_NUM_PRIMALS], inputs[_NUM_FORWARD_INPUTS + 1 :], grads
+        forward, inputs[:_NUM_PRIMALS], inputs[_NUM_FORWARD_INPUTS + 1 : _NUM_GRAD_INPUTS], grads
     )
-    return [*g[:_NUM_PRIMALS], None, None, None, None, *g[_NUM_PRIMALS:]]
+    return [*g[:_NUM_PRIMALS], None, None, None, None, *g[_NUM_PRIMALS:]] + [None] * len(
+        recurrent_mask
+    )

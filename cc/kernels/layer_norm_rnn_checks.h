@@ -22,7 +22,8 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 
-// Input indices, shared by both ops (the grad op appends reserve, dy, dhn, dcn).
+// Input indices, shared by both ops (the grad op appends reserve, dy, dhn, dcn). Both end with
+// the list input recurrent_mask (N = 0 or 1 tensors; Sizes::recurrent_mask), found by name.
 enum Input : int {
   kX = 0,
   kH0,
@@ -63,6 +64,8 @@ inline constexpr const char* kInputNames[kNumForwardInputs] = {"x",
 struct Sizes {
   int64_t T = 0, B = 0, I = 0, H = 0, G = 0;
   bool lstm = false, has_mask = false, has_zoneout_mask = false, zoneout_scalar = false;
+  // The recurrent dropout mask m [B, H] (h_{t-1} ⊙ m in h's product with R), or null (none).
+  const Tensor* recurrent_mask = nullptr;
 };
 
 inline absl::Status Check(bool ok, const std::string& what) {
@@ -152,6 +155,18 @@ inline absl::Status ValidateInputs(OpKernelContext* ctx, bool lstm, Sizes* s) {
               absl::StrCat("zoneout_mask must have shape [T, B, H] = [", s->T, ", ", s->B, ", ",
                            s->H, "], be a scalar, or [0] (none), got ", Shape(zm))));
     s->has_zoneout_mask = true;
+  }
+  ::tensorflow::OpInputList recurrent_mask;
+  TF_RETURN_IF_ERROR(ctx->input_list("recurrent_mask", &recurrent_mask));
+  TF_RETURN_IF_ERROR(Check(recurrent_mask.size() <= 1,
+                           absl::StrCat("recurrent_mask must be none or one tensor [B, H], got ",
+                                        recurrent_mask.size(), " tensors")));
+  if (recurrent_mask.size() == 1) {
+    const Tensor& rm = recurrent_mask[0];
+    TF_RETURN_IF_ERROR(Check(rm.dims() == 2 && rm.dim_size(0) == s->B && rm.dim_size(1) == s->H,
+                             absl::StrCat("recurrent_mask must have shape [B, H] = [", s->B, ", ",
+                                          s->H, "], got ", Shape(rm))));
+    s->recurrent_mask = &rm;
   }
   return absl::OkStatus();
 }

@@ -1,16 +1,19 @@
 // CPU kernels of TfRnn>LayerNormRnn and TfRnn>LayerNormRnnGrad (cc/ops/layer_norm_rnn_ops.cc): the
 // fused layer-normalized LSTM / GRU (cc/cells/layer_norm_cells.h) over a whole sequence, with a
-// step mask and haste's zoneout on h, weights in the Keras layers' layout (no conversion per call).
+// step mask, haste's zoneout on h and TF Addons' recurrent dropout (h_{t-1} ⊙ m in h's product with
+// R only), weights in the Keras layers' layout (no conversion per call).
 //
 // The driver here owns the products and the state; the cells own the row pass. Its structure
 // follows CpuRnn (cc/kernels/rnn_cpu_driver.h) so that the loop can move there (see
 // docs/ARCHITECTURE.md): each thread of the intra-op pool takes a range of batch rows through all
 // the steps (ForEachRowRange; one dispatch a call), and a step of a range is
-//   forward:  GX = x_t W and GH = h_prev R for the range's rows (W and R packed once a call,
+//   forward:  GX = x_t W and GH = (h_prev ⊙ m) R for the range's rows (W and R packed once a call,
 //             packed_gemm.h, the products on this thread), then each row's cell Forward (both LNs,
 //             the gates, LSTM's LN of c), then zoneout and the mask;
-//   backward: each row's cell Backward into dGX, dGH, then dh_prev += dGH Rᵀ for the range's rows;
-//             after the loop dX = dGX Wᵀ, dW = Xᵀ dGX and dR = H_prevᵀ dGH over all rows.
+//   backward: each row's cell Backward into dGX, dGH, then dh_prev += (dGH Rᵀ) ⊙ m for the range's
+//             rows; after the loop dX = dGX Wᵀ, dW = Xᵀ dGX and dR = (H_prev ⊙ m)ᵀ dGH over all
+//             rows.
+// (m: the recurrent_mask [B, H], or none: all ones.)
 // Training (is_training) keeps, per row of every step, in the reserve (an output, the grad op's
 // input): xhat_x, xhat_h, act [G·H]; c_hat, h_prev, c_prev, h~ [H]; stats [3] (see ReserveLayout).
 // Inference writes no reserve (scratch rows per range) and gives bitwise the same outputs.
@@ -171,6 +174,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
     // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
+    const T* rmask = s.recurrent_mask ? s.recurrent_mask->flat<T>().data() : nullptr;
     const CallDevice device(ctx->eigen_cpu_device(), 2.0 * rows * (I + H) * GH);
     const CPUDevice& d = device.get();
     // W and R packed once a call; every step's products of every range read them. A call of a
@@ -192,6 +196,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
       // Inference scratch: the range's xW and hR rows (normalized in place), one row's act,
       // c_hat, stats, h~ and h_prev. Training: c_new only.
       std::vector<T> scratch(training ? H : 2 * n * GH + GH + 4 * H + 3);
+      std::vector<T> dropped_h(rmask ? n * H : 0);  // the range's h ⊙ m, R's operand
       T* c_new = scratch.data();
       T* gx_s = c_new + H;
       T* gh_s = gx_s + (training ? 0 : n * GH);
@@ -205,7 +210,10 @@ class LayerNormRnnOp : public LayerNormRnnBase {
         T* gx = training ? reserve + rl.xhat_x + r0 * GH : gx_s;
         T* gh = training ? reserve + rl.xhat_h + r0 * GH : gh_s;
         StepProduct(w_gemm, one_thread, n, I, GH, x + r0 * I, gx);
-        StepProduct(r_gemm, one_thread, n, H, GH, h + b0 * H, gh);
+        if (rmask) {
+          for (int64_t i = 0; i < n * H; ++i) dropped_h[i] = h[b0 * H + i] * rmask[b0 * H + i];
+        }
+        StepProduct(r_gemm, one_thread, n, H, GH, rmask ? dropped_h.data() : h + b0 * H, gh);
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t r = t * B + b;
           T* hb = h + b * H;
@@ -286,6 +294,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
     // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
+    const T* rmask = s.recurrent_mask ? s.recurrent_mask->flat<T>().data() : nullptr;
     T* reserve = const_cast<T*>(reserve_t.flat<T>().data());  // read only (SavedRow's type)
     const T* dy = dy_t.flat<T>().data();
     // Every row of dGX, dGH is written by its step (masked rows: zeros), so no zero fill.
@@ -368,9 +377,15 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
           }
         }
         for (int64_t j = 0; j < n_param_grads; ++j) sums[j] += static_cast<double>(l[j]);
-        // dh_prev += dGH_t Rᵀ over the range's rows (zero rows for masked steps).
+        // dh_prev += (dGH_t Rᵀ) ⊙ m over the range's rows (zero rows for masked steps).
         StepProduct(rt_gemm, one_thread, n, GH, H, dgh + (t * B + b0) * GH, dh_rec.data() + b0 * H);
-        for (int64_t i = 0; i < n * H; ++i) dh[b0 * H + i] = dh_prev[i] + dh_rec[b0 * H + i];
+        const T* rec = dh_rec.data() + b0 * H;
+        if (rmask) {
+          const T* m = rmask + b0 * H;
+          for (int64_t i = 0; i < n * H; ++i) dh[b0 * H + i] = dh_prev[i] + rec[i] * m[i];
+        } else {
+          for (int64_t i = 0; i < n * H; ++i) dh[b0 * H + i] = dh_prev[i] + rec[i];
+        }
       }
       std::lock_guard<std::mutex> lock(sums_mutex);
       for (int64_t j = 0; j < n_param_grads; ++j) param_sums[j] += sums[j];
@@ -390,6 +405,20 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     }
     const T* X = ctx->input(kX).flat<T>().data();
     const T* W = ctx->input(kKernel).flat<T>().data();
+    // R's operand in the forward: h_prev, or h_prev ⊙ m (the reserve keeps h_prev undropped:
+    // zoneout, the step mask and the GRU's z h_prev read it).
+    const T* h_operand = reserve + rl.h_prev;
+    Tensor dropped_t;
+    if (rmask) {
+      T* dropped;
+      OP_REQUIRES_OK(ctx, AllocateScratch(ctx, rows * H, &dropped_t, &dropped));
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* hp = h_operand + r * H;
+        const T* m = rmask + (r % B) * H;
+        for (int64_t j = 0; j < H; ++j) dropped[r * H + j] = hp[j] * m[j];
+      }
+      h_operand = dropped;
+    }
     // dX = dGX W (rows x G·H x I, as many FLOPs as dW): only where a consumer reads it. In a
     // graph (tf.function, a Keras training step) whose input is data, nothing does: the executor
     // marks the output not required and it stays zero.
@@ -406,7 +435,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     // call's), one product writes each straight into its output.
     if (WeightGradsInT<T>(rows)) {
       WeightGradInT<T>(d, I, GH, rows, X, dgx, out[kKernel], false);
-      WeightGradInT<T>(d, H, GH, rows, reserve + rl.h_prev, dgh, out[kRecurrentKernel], false);
+      WeightGradInT<T>(d, H, GH, rows, h_operand, dgh, out[kRecurrentKernel], false);
       return;
     }
     using S = typename GradSumType<T>::type;
@@ -439,7 +468,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
       }
     };
     weight_grad(I, X, dgx, out[kKernel]);
-    weight_grad(H, reserve + rl.h_prev, dgh, out[kRecurrentKernel]);
+    weight_grad(H, h_operand, dgh, out[kRecurrentKernel]);
   }
 };
 

@@ -10,6 +10,10 @@
 // h = h_prev + k (h~ - h_prev): [T, B, H] in {0, 1} (training), a scalar 1 - p (inference:
 // h = p h_prev + (1 - p) h~), or [0] (no zoneout). epsilon: the LN epsilon, a scalar.
 // is_training: false writes no reserve (an empty one; the gradient then needs a run with true).
+// recurrent_mask: N = 0 tensors (none) or one [B, H]: TF Addons' recurrent dropout, h_{t-1} ⊙ m
+// in h's product with R at every step (the state carried, zoneout and the GRU's z h_prev see h
+// undropped). A list input with an empty default, the last input of both ops, so that graphs
+// written before it (no such input) still load and their kernels' input indices stay as they were.
 
 #include <string>
 
@@ -61,6 +65,8 @@ absl::Status NamedRank(InferenceContext* c, int index, const char* name, int ran
       .Attr("cell: {'layer_norm_lstm', 'layer_norm_gru'}")
 
 TF_RNN_REGISTER_LAYER_NORM_RNN_OP("TfRnn>LayerNormRnn")
+    .Input("recurrent_mask: N * T")
+    .Attr("N: int >= 0 = 0")
     .Output("y: T")
     .Output("hn: T")
     .Output("cn: T")
@@ -87,6 +93,8 @@ TF_RNN_REGISTER_LAYER_NORM_RNN_OP("TfRnn>LayerNormRnnGrad")
     .Input("dy: T")
     .Input("dhn: T")
     .Input("dcn: T")
+    .Input("recurrent_mask: N * T")
+    .Attr("N: int >= 0 = 0")
     .Output("dx: T")
     .Output("dh0: T")
     .Output("dc0: T")

@@ -155,16 +155,21 @@ def simple_rnn_cell(
     return step
 
 
-def layer_norm_lstm_cell(weights: Sequence, *, norm_epsilon: float = 1e-3) -> Step:
+def layer_norm_lstm_cell(
+    weights: Sequence, *, norm_epsilon: float = 1e-3, recurrent_mask=None
+) -> Step:
     """TF Addons LayerNormLSTMCell. weights in its get_weights() order: kernel [I, 4H],
     recurrent_kernel [H, 4H], bias [4H], kernel_norm gamma, beta [4H], recurrent_norm gamma,
-    beta [4H], state_norm gamma, beta [H]. States [h, c]."""
+    beta [4H], state_norm gamma, beta [H]. States [h, c]. recurrent_mask [B, H]: its recurrent
+    dropout (`h_tm1 *= rec_dp_mask[0]` before h's product; the state carried is undropped)."""
     W, U, b, gk, bk, gr, br, gs, bs = (_f64(w) for w in weights)
     H = U.shape[0]
+    recurrent_mask = _f64(recurrent_mask)
 
     def step(t, x, states):
         h, c = states
-        z = layer_norm(x @ W, gk, bk, norm_epsilon) + layer_norm(h @ U, gr, br, norm_epsilon) + b
+        hd = _drop(h, recurrent_mask)
+        z = layer_norm(x @ W, gk, bk, norm_epsilon) + layer_norm(hd @ U, gr, br, norm_epsilon) + b
         i, f, g, o = (z[:, k * H : (k + 1) * H] for k in range(4))
         c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         c_new = layer_norm(c_new, gs, bs, norm_epsilon)
@@ -174,16 +179,21 @@ def layer_norm_lstm_cell(weights: Sequence, *, norm_epsilon: float = 1e-3) -> St
     return step
 
 
-def layer_norm_gru_cell(weights: Sequence, *, norm_epsilon: float = 1e-5) -> Step:
+def layer_norm_gru_cell(
+    weights: Sequence, *, norm_epsilon: float = 1e-5, recurrent_mask=None
+) -> Step:
     """haste LayerNormGRU. weights in its order: kernel [I, 3H], recurrent_kernel [H, 3H],
-    bias [3H], recurrent_bias [3H], gamma [2, 3H] (row 0 for x W, row 1 for h R)."""
+    bias [3H], recurrent_bias [3H], gamma [2, 3H] (row 0 for x W, row 1 for h R).
+    recurrent_mask [B, H]: h ⊙ m in h's product with R only (as the LSTM's; z h_prev and the
+    carried state see h undropped)."""
     W, U, b, br, gamma = (_f64(w) for w in weights)
     H = U.shape[0]
+    recurrent_mask = _f64(recurrent_mask)
 
     def step(t, x, states):
         h = states[0]
         xn = layer_norm(x @ W, gamma[0], None, norm_epsilon) + b
-        hn = layer_norm(h @ U, gamma[1], None, norm_epsilon) + br
+        hn = layer_norm(_drop(h, recurrent_mask) @ U, gamma[1], None, norm_epsilon) + br
         x_z, x_r, x_g = (xn[:, k * H : (k + 1) * H] for k in range(3))
         h_z, h_r, h_g = (hn[:, k * H : (k + 1) * H] for k in range(3))
         z = sigmoid(x_z + h_z)

@@ -230,12 +230,12 @@ def test_tf_addons_weights_load(rng, H, D):
 @pytest.mark.parametrize(
     "dropout,recurrent_dropout,cell_in_rnn",
     [(0.3, 0.0, False), (0.0, 0.4, False), (0.25, 0.35, False), (0.3, 0.4, True)],
-    ids=["input (fused)", "recurrent (Keras loop)", "both", "cell in keras.layers.RNN"],
+    ids=["input", "recurrent", "both", "cell in keras.layers.RNN"],
 )
 def test_tf_addons_dropout(rng, dropout, recurrent_dropout, cell_in_rnn):
     """TF Addons' dropout / recurrent_dropout in training: with the same masks given to both
-    cells (each cell's cached mask of the call), LayerNormLSTM (fused where only the input is
-    dropped, else Keras' loop over the cell) or our cell inside keras.layers.RNN gives the outputs,
+    cells (each cell's cached mask of the call), LayerNormLSTM (the fused op: x ⊙ m_x before it,
+    m_h its recurrent_mask) or our cell inside keras.layers.RNN gives the outputs,
     states and weight gradients of the TF Addons port; with lengths (a mask) and go_backwards. In
     inference the rates change nothing."""
     B, T, D, H = 4, 5, 3, 6
@@ -274,10 +274,11 @@ def test_tf_addons_dropout(rng, dropout, recurrent_dropout, cell_in_rnn):
     assert np.abs(np.asarray(plain[0]) - np.asarray(want[0])).max() > 1e-3
     for a, b in zip(ours(x, mask=mask, training=False), plain, strict=True):
         np.testing.assert_allclose(a, b, **TOL)
-    if not cell_in_rnn:  # the fused op runs unless h_{t-1} is dropped
+    if not cell_in_rnn:  # the fused op runs, with h_{t-1}'s mask as its recurrent_mask
         graph = tf.function(lambda: ours(x, training=True)).get_concrete_function().graph
-        fused = any(op.type == "TfRnn>LayerNormRnn" for op in graph.get_operations())
-        assert fused == (recurrent_dropout == 0.0)
+        fused = [op for op in graph.get_operations() if op.type == "TfRnn>LayerNormRnn"]
+        assert len(fused) == 1
+        assert fused[0].get_attr("N") == (1 if recurrent_dropout else 0)
     # a fresh draw per call, scaled by 1 / (1 - rate)
     drawn = ours.cell._create_dropout_mask(tf.ones((64, 64), F64), 0.25).numpy()
     assert set(np.unique(drawn)) == {0.0, 1.0 / 0.75}

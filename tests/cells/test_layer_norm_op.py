@@ -42,10 +42,19 @@ def _op_kwargs(kind, w):
                 gamma_h=g[1], cell="layer_norm_gru", epsilon=1e-5)  # fmt: skip
 
 
-def _ref_cell(kind, w):
+def _ref_cell(kind, w, recurrent_mask=None):
     if kind == "lstm":
-        return ref.layer_norm_lstm_cell(w, norm_epsilon=1e-3)
-    return ref.layer_norm_gru_cell(w, norm_epsilon=1e-5)
+        return ref.layer_norm_lstm_cell(w, norm_epsilon=1e-3, recurrent_mask=recurrent_mask)
+    return ref.layer_norm_gru_cell(w, norm_epsilon=1e-5, recurrent_mask=recurrent_mask)
+
+
+def _recurrent_mask(rng, B, H, rate=0.3):
+    """TF Addons' recurrent dropout mask on h_{t-1}: 0 or 1 / (1 - rate), one per row and unit;
+    each row keeps a unit (with every unit dropped, nothing depends on R: its gradient would be
+    zero whatever the kernel did)."""
+    keep = rng.uniform(size=(B, H)) >= rate
+    keep[np.arange(B), rng.integers(0, H, size=B)] = True
+    return keep / (1.0 - rate)
 
 
 def _run(kind, x, states, w, **kw):
@@ -64,7 +73,10 @@ def _lengths(rng, B, T):
 @pytest.mark.parametrize("zoneout", ["none", "train", "infer"])
 @pytest.mark.parametrize("T,B,D,H", [(1, 1, 1, 1), (5, 3, 4, 3), (3, 2, 3, 257), (4, 0, 2, 3),
                                      (0, 2, 2, 3)])  # fmt: skip
-def test_forward_matches_reference(rng, kind, zoneout, T, B, D, H):
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_forward_matches_reference(rng, kind, zoneout, T, B, D, H, recurrent_dropout):
+    """recurrent_dropout: a recurrent_mask on h_{t-1} in its product with R (TF Addons' recurrent
+    dropout), with zoneout and the step mask still seeing h undropped."""
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))
     states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
@@ -76,8 +88,9 @@ def test_forward_matches_reference(rng, kind, zoneout, T, B, D, H):
         kw = dict(zoneout=p, zoneout_mask=masks)
     elif zoneout == "infer":
         kw = dict(zoneout=p)
-    y, hn, cn = _run(kind, x, states, w, mask=mask, **kw)
-    cell = _ref_cell(kind, w)
+    rm = _recurrent_mask(rng, B, H) if recurrent_dropout else None
+    y, hn, cn = _run(kind, x, states, w, mask=mask, recurrent_mask=rm, **kw)
+    cell = _ref_cell(kind, w, rm)
     if zoneout != "none":
         cell = ref.zoneout(cell, p, masks)
     seq, _, ref_states = ref.rnn(cell, x, states, time_major=True, lengths=lengths if T else None)
@@ -108,13 +121,15 @@ def test_float32_close_to_reference(rng, kind):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("is_training", [True, False])
 @pytest.mark.parametrize("T,B,H", [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17), (7, 25, 33)])
-def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H):
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H, recurrent_dropout):
     """float32 against the float64 reference with variable lengths and zoneout masks: outputs,
     states and (training) the gradients of every weight and state. Calls of at most 8 rows (T·B:
     one-step decoding) read W and R as stored instead of packing them; 9 rows (3, 3) pack; B >= 12
     (7, 25): each intra-op thread takes a range of batch rows through all the steps, its products
     on the packed kernel on that thread, and every range must give the reference's rows;
-    is_training=False (no reserve) the same."""
+    is_training=False (no reserve) the same. recurrent_dropout: with a recurrent_mask on h_{t-1}
+    (the forward's product of h ⊙ m, the backward's (dGH Rᵀ) ⊙ m and (H_prev ⊙ m)ᵀ dGH)."""
     D = 9
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))
@@ -123,14 +138,16 @@ def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H):
     mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float64)
     p = 0.3
     masks = ref.zoneout_mask(rng, (T, B, H), p)
+    rm = _recurrent_mask(rng, B, H) if recurrent_dropout else None
     f32 = lambda a: tf.constant(np.asarray(a, np.float32))  # noqa: E731
     w32, st32 = [f32(a) for a in w], [f32(s) for s in states]
     with tf.GradientTape() as tape:
         tape.watch(w32 + st32)
         y, hn, cn = _run(kind, f32(x), st32, w32, mask=f32(mask), zoneout=p,
-                         zoneout_mask=f32(masks), is_training=is_training)  # fmt: skip
+                         zoneout_mask=f32(masks), is_training=is_training,
+                         recurrent_mask=None if rm is None else f32(rm))  # fmt: skip
         loss = tf.reduce_sum(tf.sin(y)) + tf.reduce_sum(hn * hn)
-    seq, _, ref_states = ref.rnn(ref.zoneout(_ref_cell(kind, w), p, masks), x, states,
+    seq, _, ref_states = ref.rnn(ref.zoneout(_ref_cell(kind, w, rm), p, masks), x, states,
                                  time_major=True, lengths=lengths)  # fmt: skip
     np.testing.assert_allclose(y, seq, rtol=1e-4, atol=2e-5)
     np.testing.assert_allclose(hn, ref_states[0], rtol=1e-4, atol=2e-5)
@@ -149,7 +166,8 @@ def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H):
             kw["recurrent_kernel"], kw["bias"], kw.get("recurrent_bias"), kw["gamma_x"],
             kw.get("beta_x"), kw["gamma_h"], kw.get("beta_h"), kw.get("gamma_c"),
             kw.get("beta_c"), tf.constant(mask), tf.constant(masks),
-            tf.constant(kw["epsilon"], tf.float64), cell=kw["cell"],
+            tf.constant(kw["epsilon"], tf.float64), None if rm is None else tf.constant(rm),
+            cell=kw["cell"],
         )  # fmt: skip
         loss = tf.reduce_sum(tf.sin(y)) + tf.reduce_sum(hn * hn)
     want = tape.gradient(loss, w64 + st64)
@@ -172,7 +190,8 @@ def test_inference_mode_keeps_no_reserve(rng, kind):
     empty = np.zeros([0])
     inputs = dict(x=x, h0=states[0], c0=states[1] if kind == "lstm" else empty,
                   recurrent_bias=empty, beta_x=empty, beta_h=empty, gamma_c=empty, beta_c=empty,
-                  mask=empty, zoneout_mask=empty, epsilon=np.float64(eps))  # fmt: skip
+                  mask=empty, zoneout_mask=empty, epsilon=np.float64(eps),
+                  recurrent_mask=[])  # fmt: skip
     inputs.update(args)
     from tf_rnn_ops._loader import ops
 
@@ -183,6 +202,9 @@ def test_inference_mode_keeps_no_reserve(rng, kind):
     for a, b in zip(outs[False][:3], outs[True][:3], strict=True):
         np.testing.assert_array_equal(a, b)
     y, hn, cn, reserve = outs[False]
+    two_masks = dict(inputs, recurrent_mask=[np.ones((B, H))] * 2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent_mask .*got 2 tensors"):
+        ops().tf_rnn_layer_norm_rnn(**two_masks, cell=cell)
     with pytest.raises(tf.errors.InvalidArgumentError, match="reserve"):
         ops().tf_rnn_layer_norm_rnn_grad(**inputs, reserve=reserve, dy=tf.ones_like(y),
                                          dhn=tf.zeros_like(hn), dcn=tf.zeros_like(cn),
@@ -226,7 +248,8 @@ def test_float32_row_range_gradients_match_keras_autodiff(rng, kind, B, T):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("zoneout", ["none", "train", "infer"])
-def test_gradients_finite_differences(rng, kind, zoneout):
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_gradients_finite_differences(rng, kind, zoneout, recurrent_dropout):
     T, B, D, H = 4, 3, 2, 3
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))
@@ -238,6 +261,8 @@ def test_gradients_finite_differences(rng, kind, zoneout):
         kw = dict(zoneout=0.4, zoneout_mask=ref.zoneout_mask(rng, (T, B, H), 0.4))
     elif zoneout == "infer":
         kw = dict(zoneout=0.4)
+    if recurrent_dropout:
+        kw["recurrent_mask"] = _recurrent_mask(rng, B, H, 0.4)
     wy = rng.normal(size=(T, B, H))
     wh = rng.normal(size=(B, H))
 
@@ -270,6 +295,9 @@ def test_bad_inputs_raise(rng, kind):
         _run(kind, x, states, w, mask=np.ones((T + 1, B)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="zoneout_mask"):
         _run(kind, x, states, w, zoneout=0.5, zoneout_mask=np.ones((T, B, H + 1)))
+    for bad in (np.ones((B, H + 1)), np.ones((B + 1, H)), np.ones(H)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"recurrent_mask .*\[B, H\]"):
+            _run(kind, x, states, w, recurrent_mask=bad)
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="x"):
         _run(kind, rng.normal(size=(T, B)), states, w)
     with pytest.raises(ValueError, match="zoneout"):
@@ -369,3 +397,30 @@ def test_graph_gradients_with_and_without_input_grad(rng, kind):
         assert len(got) == len(expect)
         for k, (a, b) in enumerate(zip(got, expect, strict=True)):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11, err_msg=f"{with_x} grad {k}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_graph_written_before_recurrent_mask_still_runs(rng, kind):
+    """A GraphDef (SavedModel) written before recurrent_mask existed has no such input and no attr
+    N: importing fills in N's default (0, no input) and the op runs as it did."""
+    T, B, D, H = 3, 2, 4, 5
+    w = _weights(rng, kind, D, H)
+    x = rng.normal(size=(T, B, D))
+    states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
+
+    @tf.function
+    def run():
+        return _run(kind, tf.constant(x), [tf.constant(s) for s in states],
+                    [tf.constant(a) for a in w])[0]  # fmt: skip
+
+    graph = run.get_concrete_function().graph
+    old = graph.as_graph_def()
+    nodes = [n for n in old.node if n.op == "TfRnn>LayerNormRnn"]
+    assert len(nodes) == 1 and nodes[0].attr["N"].i == 0
+    del nodes[0].attr["N"]  # as written before the input existed
+    out_name = run.get_concrete_function().outputs[0].name
+    imported = tf.compat.v1.wrap_function(
+        lambda: tf.graph_util.import_graph_def(old, return_elements=[out_name]), []
+    )
+    seq, _, _ = ref.rnn(_ref_cell(kind, w), x, states, time_major=True)
+    np.testing.assert_allclose(imported()[0], seq, **TOL)

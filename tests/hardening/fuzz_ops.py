@@ -1035,7 +1035,9 @@ def _keras_grad_fn(rng):
 # [B, H], c0 [B, H] (LSTM), kernel [I, G·H], recurrent_kernel [H, G·H], bias, gamma_x, gamma_h
 # [G·H], recurrent_bias [G·H] (GRU), beta_x, beta_h [G·H], gamma_c, beta_c [H] (LSTM); inputs a
 # cell does not use may be any shape. mask [T, B] or [0]; zoneout_mask [T, B, H], a scalar or [0];
-# epsilon a positive scalar. The grad op appends reserve (the forward's), dy, dhn, dcn.
+# epsilon a positive scalar. The grad op appends reserve (the forward's), dy, dhn, dcn. Both end
+# with the list recurrent_mask: none or one [B, H] (a case's "recurrent_mask" entry, when present,
+# is that one tensor; _ln_op passes it as the list).
 LN_INPUTS = (
     "x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "recurrent_bias", "gamma_x", "beta_x",
     "gamma_h", "beta_h", "gamma_c", "beta_c", "mask", "zoneout_mask", "epsilon",
@@ -1043,11 +1045,28 @@ LN_INPUTS = (
 LN_GRAD_INPUTS = ("reserve", "dy", "dhn", "dcn")
 LN_CELLS = ("layer_norm_lstm", "layer_norm_gru")
 LN_LSTM_ONLY = ("c0", "beta_x", "beta_h", "gamma_c", "beta_c")
+LN_RECURRENT_MASK = "recurrent_mask"
 
 
-def _ln_shapes(lstm, T, B, I, H, mask, zone):  # noqa: E741
+def _ln_op(name):
+    """The generated op `name` with the list recurrent_mask given as one tensor or absent."""
+
+    def call(recurrent_mask=None, **kw):
+        masks = [] if recurrent_mask is None else [recurrent_mask]
+        return getattr(_ops(), name)(recurrent_mask=masks, **kw)
+
+    return call
+
+
+def _ln_names(shapes, base=LN_INPUTS):
+    """The inputs of a case: `base`, and recurrent_mask where the case has one."""
+    return base + ((LN_RECURRENT_MASK,) if LN_RECURRENT_MASK in shapes else ())
+
+
+def _ln_shapes(lstm, T, B, I, H, mask, zone, recurrent_mask=False):  # noqa: E741
     gh, un = (4 if lstm else 3) * H, (0,)
-    return dict(
+    extra = {LN_RECURRENT_MASK: (B, H)} if recurrent_mask else {}
+    return extra | dict(
         x=(T, B, I), h0=(B, H), c0=(B, H) if lstm else un, kernel=(I, gh),
         recurrent_kernel=(H, gh), bias=(gh,), recurrent_bias=un if lstm else (gh,),
         gamma_x=(gh,), beta_x=(gh,) if lstm else un, gamma_h=(gh,),
@@ -1066,7 +1085,7 @@ def _ln_reserve_size(lstm, T, B, H):
 
 def _ln_check(shapes, dts, cell, eps, grad=False):
     """(validity, output shapes) of TfRnn>LayerNormRnn (grad: of TfRnn>LayerNormRnnGrad)."""
-    names = LN_INPUTS + (LN_GRAD_INPUTS if grad else ())
+    names = _ln_names(shapes, LN_INPUTS + (LN_GRAD_INPUTS if grad else ()))
     if cell not in LN_CELLS:
         return INVALID, None
     if len({dts[n] for n in names}) != 1 or dts["x"] not in KERAS_DTYPES:
@@ -1090,6 +1109,8 @@ def _ln_check(shapes, dts, cell, eps, grad=False):
     if tuple(shapes["epsilon"]) != () or not eps > 0:
         return INVALID, None
     if tuple(shapes["zoneout_mask"]) not in ((0,), (), (T, B, H)):
+        return INVALID, None
+    if LN_RECURRENT_MASK in shapes and tuple(shapes[LN_RECURRENT_MASK]) != (B, H):
         return INVALID, None
     if T * B * (3 * G * H + 5 * H + 3) > MAX_ELEMENTS:  # the kernels' bound on a call's buffers
         return INVALID, None
@@ -1127,7 +1148,13 @@ def ln_config(draw, small=False):
         eps=draw(st.sampled_from([1e-3, 1e-3, 1e-5, 0.5])),
         dtype=draw(st.sampled_from(["float32"] * 3 + ["float64"])),
         is_training=small or draw(st.booleans()),
+        recurrent_mask=draw(st.booleans()),
     )  # fmt: skip
+
+
+def _ln_case_shapes(c):
+    return _ln_shapes(c["lstm"], c["T"], c["B"], c["I"], c["H"], c["mask"], c["zone"],
+                      c["recurrent_mask"])  # fmt: skip
 
 
 def _ln_unused(draw, shapes, lstm, B, H):
@@ -1154,15 +1181,16 @@ def _ln_mutate(draw, shapes, dts, names):
 def layer_norm_cases(draw):
     """Forward cases of TfRnn>LayerNormRnn (the generated op: every input as given)."""
     c = draw(ln_config())
-    shapes = _ln_shapes(c["lstm"], c["T"], c["B"], c["I"], c["H"], c["mask"], c["zone"])
+    shapes = _ln_case_shapes(c)
     _ln_unused(draw, shapes, c["lstm"], c["B"], c["H"])
-    dts = dict.fromkeys(LN_INPUTS, c["dtype"])
-    fill = {n: draw(fills) if draw(st.integers(0, 7)) == 0 else "normal" for n in LN_INPUTS}
+    names = _ln_names(shapes)
+    dts = dict.fromkeys(names, c["dtype"])
+    fill = {n: draw(fills) if draw(st.integers(0, 7)) == 0 else "normal" for n in names}
     cell, eps, mutated = c["cell"], c["eps"], []
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
         what = draw(st.sampled_from(["tensor"] * 5 + ["cell", "epsilon"]))
         if what == "tensor":
-            mutated.append(_ln_mutate(draw, shapes, dts, LN_INPUTS))
+            mutated.append(_ln_mutate(draw, shapes, dts, names))
         elif what == "cell":
             cell = draw(st.sampled_from(["bogus", "lstm"] + list(LN_CELLS)))
             mutated.append("cell")
@@ -1174,7 +1202,7 @@ def layer_norm_cases(draw):
         expected[3] = (0,)
     return dict(
         family="layer_norm",
-        inputs={n: _ln_spec(n, shapes[n], dts[n], fill[n], eps) for n in LN_INPUTS},
+        inputs={n: _ln_spec(n, shapes[n], dts[n], fill[n], eps) for n in names},
         attrs=dict(cell=cell, is_training=c["is_training"]), expect=valid, expected=expected,
         out_dtype=dts["x"], mutated=set(mutated) if len(set(mutated)) == 1 else None,
     )  # fmt: skip
@@ -1186,13 +1214,13 @@ def layer_norm_grad_cases(draw):
     dcn of the outputs' shapes; then 0-2 mutations: any input's shape or dtype, the reserve (one
     element more or less, empty, same-size NaN/Inf, an inference forward's), the cell."""
     c = draw(ln_config(small=True))
-    shapes = _ln_shapes(c["lstm"], c["T"], c["B"], c["I"], c["H"], c["mask"], c["zone"])
+    shapes = _ln_case_shapes(c)
     _ln_unused(draw, shapes, c["lstm"], c["B"], c["H"])
-    fwd = {n: _ln_spec(n, shapes[n], c["dtype"], "normal", c["eps"]) for n in LN_INPUTS}
+    fwd = {n: _ln_spec(n, shapes[n], c["dtype"], "normal", c["eps"]) for n in _ln_names(shapes)}
     T, B, H = c["T"], c["B"], c["H"]
     shapes.update(reserve=(_ln_reserve_size(c["lstm"], T, B, H),), dy=(T, B, H), dhn=(B, H),
                   dcn=(B, H if c["lstm"] else 0))  # fmt: skip
-    names = LN_INPUTS + LN_GRAD_INPUTS
+    names = _ln_names(shapes, LN_INPUTS + LN_GRAD_INPUTS)
     dts = dict.fromkeys(names, c["dtype"])
     changes, mutated, cell, eps = {}, [], c["cell"], c["eps"]
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
@@ -1558,8 +1586,8 @@ def _op_fn(family):
         "tf_to_params": raw.CudnnRNNCanonicalToParamsV2,
         "keras_rnn": tf_rnn_ops.keras_rnn,
         "keras_rnn_grad": _keras_grad_fn(np.random.default_rng(1)),
-        "layer_norm": lambda **kw: _ops().tf_rnn_layer_norm_rnn(**kw),
-        "layer_norm_grad": lambda **kw: _ops().tf_rnn_layer_norm_rnn_grad(**kw),
+        "layer_norm": _ln_op("tf_rnn_layer_norm_rnn"),
+        "layer_norm_grad": _ln_op("tf_rnn_layer_norm_rnn_grad"),
         "keras_rnn_dropout": lambda **kw: _ops().tf_rnn_keras_rnn_dropout(**kw),
         "keras_rnn_dropout_backprop": lambda **kw: _ops().tf_rnn_keras_rnn_dropout_backprop(**kw),
         "keras_rnn_backprop": lambda **kw: _ops().tf_rnn_keras_rnn_backprop(**kw),
@@ -1572,7 +1600,7 @@ NAMES = sorted(
     | {"sequence_lengths", "reserve_space", "host_reserved", "num_layers", "num_units",
        "input_size", "weights", "biases", "num_params_weights", "num_params_biases", "T", "S",
        "is_training", "time_major", "params_size", "batch", "num_dirs", "cell"}
-    | set(KERAS_TENSORS + LN_INPUTS + LN_GRAD_INPUTS + DROPOUT_INPUTS),
+    | set(KERAS_TENSORS + LN_INPUTS + LN_GRAD_INPUTS + DROPOUT_INPUTS + (LN_RECURRENT_MASK,)),
     key=len, reverse=True,
 )  # fmt: skip
 
@@ -1882,7 +1910,7 @@ class Runner:
     def _ln_grad_kwargs(self, case):
         """The grad op's inputs: the forward's, its reserve, dy / dhn / dcn; then the changes."""
         kw = {n: build(s, self.rng) for n, s in case["fwd_inputs"].items()}
-        y, hn, cn, reserve = _ops().tf_rnn_layer_norm_rnn(**kw, **case["fwd_attrs"])
+        y, hn, cn, reserve = _ln_op("tf_rnn_layer_norm_rnn")(**kw, **case["fwd_attrs"])
         kw.update(
             reserve=reserve,
             dy=build(_t(_shape_of(y), y.dtype.name), self.rng),

@@ -56,12 +56,12 @@ def _inputs(cell, T, B, I, H, dtype=tf.float32):  # noqa: E741
 def test_empty_x_of_too_many_rows_is_refused_naming_x(cell, T, is_training):
     kw = _inputs(cell, T, 1, 0, 1)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"} x \[.*rows.*2\^62"):
-        ops().tf_rnn_layer_norm_rnn(**kw, cell=cell, is_training=is_training)
+        ops().tf_rnn_layer_norm_rnn(**kw, recurrent_mask=[], cell=cell, is_training=is_training)
     c_width = 1 if cell == "layer_norm_lstm" else 0
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"} x \[.*rows.*2\^62"):
         ops().tf_rnn_layer_norm_rnn_grad(
             **kw, reserve=tf.zeros([0]), dy=tf.zeros([T, 1, 0]), dhn=tf.zeros([1, 1]),
-            dcn=tf.zeros([1, c_width]), cell=cell,
+            dcn=tf.zeros([1, c_width]), recurrent_mask=[], cell=cell,
         )  # fmt: skip
 
 
@@ -69,11 +69,11 @@ def test_empty_x_of_too_many_rows_is_refused_naming_x(cell, T, is_training):
 def test_empty_x_of_no_rows_runs_for_any_T(cell):
     H, B = 3, 0
     kw = _inputs(cell, 2**62, B, 2, H)
-    y, hn, cn, reserve = ops().tf_rnn_layer_norm_rnn(**kw, cell=cell)
+    y, hn, cn, reserve = ops().tf_rnn_layer_norm_rnn(**kw, recurrent_mask=[], cell=cell)
     assert y.shape == (2**62, B, H) and hn.shape == (B, H) and reserve.shape == (0,)
     assert cn.shape == (B, H if cell == "layer_norm_lstm" else 0)
     grads = ops().tf_rnn_layer_norm_rnn_grad(
-        **kw, reserve=reserve, dy=tf.zeros(y.shape), dhn=hn, dcn=cn, cell=cell
+        **kw, reserve=reserve, dy=tf.zeros(y.shape), dhn=hn, dcn=cn, recurrent_mask=[], cell=cell
     )
     assert [tuple(g.shape) for g in grads] == [tuple(v.shape) for v in list(kw.values())[:13]]
 
@@ -86,7 +86,7 @@ def test_graph_rank_errors_name_the_input(cell, name, shape, rank):
     specs[name] = tf.TensorSpec(shape, tf.float32)
 
     def run(**inputs):
-        return ops().tf_rnn_layer_norm_rnn(**inputs, cell=cell)
+        return ops().tf_rnn_layer_norm_rnn(**inputs, recurrent_mask=[], cell=cell)
 
     with pytest.raises(ValueError, match=rf"{name} must be {rank}-D, got shape \["):
         tf.function(run).get_concrete_function(**specs)

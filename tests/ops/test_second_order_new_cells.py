@@ -167,11 +167,13 @@ def test_keras_rnn_dropout_empty_batch(rng):
 
 
 # ------------------------------------------------------------------- TfRnn>LayerNormRnnGrad
-# (B, T, I, H, step mask, zoneout: "mask" / "scalar" / None, is_training)
+# (B, T, I, H, step mask, zoneout: "mask" / "scalar" / None, is_training, recurrent_mask)
 LN_CASES = {
-    "mask-zoneout": (3, 3, 2, 3, True, "mask", True),
-    "scalar-inference-H1": (2, 3, 1, 1, False, "scalar", False),
-    "plain": (2, 2, 3, 3, False, None, True),
+    "mask-zoneout": (3, 3, 2, 3, True, "mask", True, False),
+    "scalar-inference-H1": (2, 3, 1, 1, False, "scalar", False, False),
+    "plain": (2, 2, 3, 3, False, None, True, False),
+    "recurrent-dropout-zoneout": (3, 3, 2, 3, True, "mask", True, True),
+    "recurrent-dropout-inference": (2, 2, 3, 3, False, None, False, True),
 }
 
 
@@ -197,9 +199,10 @@ def _ln_weights(rng, cell, I, H):  # noqa: E741
     return w
 
 
-def _ln_backprop_fn(rng, cell, B, T, I, H, masked, zoneout, training):  # noqa: E741
+def _ln_backprop_fn(rng, cell, B, T, I, H, masked, zoneout, training, dropped_h):  # noqa: E741
     """(f, args) as `_dropout_backprop_fn`, for TfRnn>LayerNormRnnGrad through the op's
-    registered first-order gradient (which reruns an is_training=False forward)."""
+    registered first-order gradient (which reruns an is_training=False forward). dropped_h: a
+    recurrent_mask on h_{t-1} (each row keeps a unit)."""
     lstm = cell == "layer_norm_lstm"
     weights = _ln_weights(rng, cell, I, H)
     names = list(weights)
@@ -217,6 +220,10 @@ def _ln_backprop_fn(rng, cell, B, T, I, H, masked, zoneout, training):  # noqa: 
         zoneout=0.4 if zoneout == "scalar" else 0.0,
         zoneout_mask=None if zm is None else tf.constant(zm),
     )  # fmt: skip
+    if dropped_h:
+        keep = rng.uniform(size=(B, H)) >= 0.3
+        keep[:, 0] = True
+        kw["recurrent_mask"] = tf.constant(keep / 0.7)
     y, hn, cn = layer_norm_rnn(x, h0, c0, **weights, **kw)
     cot = [tf.constant(rng.normal(size=t.shape)) for t in (y, hn, cn)]
     primals = [x, h0] + ([c0] if lstm else []) + [weights[k] for k in names]

@@ -21,13 +21,13 @@
 The cells are written in Keras ops (any backend) and work inside `keras.layers.RNN` (masks,
 go_backwards, initial and stateful states, `keras.layers.Bidirectional`). The layers are
 `keras.layers.RNN` subclasses over these cells whose step loop is the fused op
-`TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout, input
-dropout and DropConnect included) under the TensorFlow backend in float32 / float64; elsewhere
-(training with recurrent_dropout, which the op does not take; mixed precision) Keras's loop over
-the cells, as also inside an XLA compilation (`jit_compile=True`), while the TFLite converter
-traces, and inside `with tf_rnn_ops.standard_ops():` (a SavedModel of standard TensorFlow ops
-only). Their constructor arguments are those of the cells (units, norm_epsilon, zoneout, dropout,
-the LSTM's recurrent_dropout, initializers / regularizers / constraints as Keras' LSTM, seed) and
+`TfRnn>LayerNormRnn` (`tf_rnn_ops.layer_norm_rnn`, training and inference, zoneout, dropout,
+recurrent dropout and DropConnect included) under the TensorFlow backend in float32 / float64;
+elsewhere (mixed precision, other backends) Keras's loop over the cells, as also inside an XLA
+compilation (`jit_compile=True`), while the TFLite converter traces, and inside
+`with tf_rnn_ops.standard_ops():` (a SavedModel of standard TensorFlow ops only). Their
+constructor arguments are those of the cells (units, norm_epsilon, zoneout, dropout, the LSTM's
+recurrent_dropout, initializers / regularizers / constraints as Keras' LSTM, seed) and
 return_sequences, return_state, go_backwards, stateful, unroll. A SavedModel exported normally
 holds the custom op (import `tf_rnn_ops` before loading it); exported inside
 `tf_rnn_ops.standard_ops()` it holds standard ops only.
@@ -87,15 +87,21 @@ def _layer_norm(v, gamma, beta, eps):
     return ops.cast(out, dtype)
 
 
+def _dropped_h(h_prev, recurrent_mask):
+    """h_{t-1} as its product with the recurrent kernel sees it (TF Addons' recurrent dropout)."""
+    return h_prev if recurrent_mask is None else h_prev * recurrent_mask
+
+
 def layer_norm_lstm_step(
     x, h_prev, c_prev, kernel, recurrent_kernel, bias, gamma_x, beta_x, gamma_h, beta_h, gamma_c,
-    beta_c, eps,
+    beta_c, eps, recurrent_mask=None,
 ):  # fmt: skip
     """One step of TF Addons' LayerNormLSTMCell before zoneout: (h~, c) (docs/MATH.md, "Cells
-    beyond cuDNN", LayerNormLSTM). Keras ops; also the second-order formulation of the fused op
-    (`tf_rnn_ops.layer_norm_rnn`)."""
+    beyond cuDNN", LayerNormLSTM), h_prev ⊙ recurrent_mask in h's product. Keras ops; also the
+    second-order formulation of the fused op (`tf_rnn_ops.layer_norm_rnn`)."""
+    h_in = _dropped_h(h_prev, recurrent_mask)
     z = _layer_norm(ops.matmul(x, kernel), gamma_x, beta_x, eps)
-    z = z + _layer_norm(ops.matmul(h_prev, recurrent_kernel), gamma_h, beta_h, eps) + bias
+    z = z + _layer_norm(ops.matmul(h_in, recurrent_kernel), gamma_h, beta_h, eps) + bias
     i, f, g, o = ops.split(z, 4, axis=-1)
     c = ops.sigmoid(f) * c_prev + ops.sigmoid(i) * ops.tanh(g)
     c = _layer_norm(c, gamma_c, beta_c, eps)
@@ -103,12 +109,16 @@ def layer_norm_lstm_step(
 
 
 def layer_norm_gru_step(
-    x, h_prev, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, gamma_h, eps
-):
+    x, h_prev, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, gamma_h, eps,
+    recurrent_mask=None,
+):  # fmt: skip
     """One step of haste's LayerNormGRU before zoneout: h~ (docs/MATH.md, "Cells beyond cuDNN",
-    LayerNormGRU). Keras ops; also the second-order formulation of the fused op."""
+    LayerNormGRU), h_prev ⊙ recurrent_mask in h's product only (the fused op's option; the
+    cell's z h_prev sees h undropped). Keras ops; also the second-order formulation of the fused
+    op."""
+    h_in = _dropped_h(h_prev, recurrent_mask)
     xh = _layer_norm(ops.matmul(x, kernel), gamma_x, None, eps) + bias
-    hh = _layer_norm(ops.matmul(h_prev, recurrent_kernel), gamma_h, None, eps) + recurrent_bias
+    hh = _layer_norm(ops.matmul(h_in, recurrent_kernel), gamma_h, None, eps) + recurrent_bias
     x_z, x_r, x_g = ops.split(xh, 3, axis=-1)
     h_z, h_r, h_g = ops.split(hh, 3, axis=-1)
     z = ops.sigmoid(x_z + h_z)
@@ -274,16 +284,16 @@ class LayerNormLSTMCell(DropoutRNNCell, _LayerNormCell):
 
     def call(self, inputs, states, training=False):
         h_prev, c_prev = states[0], states[1]
-        h_in = h_prev
+        recurrent_mask = None
         if training and self.dropout:
             inputs = inputs * self.get_dropout_mask(inputs)
         if training and self.recurrent_dropout:
-            h_in = h_prev * self.get_recurrent_dropout_mask(h_prev)
+            recurrent_mask = self.get_recurrent_dropout_mask(h_prev)
         h, c = layer_norm_lstm_step(
-            inputs, h_in, c_prev, self.kernel, self.recurrent_kernel, self.bias,
+            inputs, h_prev, c_prev, self.kernel, self.recurrent_kernel, self.bias,
             self.kernel_norm_gamma, self.kernel_norm_beta, self.recurrent_norm_gamma,
             self.recurrent_norm_beta, self.state_norm_gamma, self.state_norm_beta,
-            self.norm_epsilon,
+            self.norm_epsilon, recurrent_mask,
         )  # fmt: skip
         h = self._zoneout(h, h_prev, training)
         return h, [h, c]
@@ -521,8 +531,6 @@ class _CellLayer(keras.layers.RNN):
         from tf_rnn_ops.layer_norm_rnn import layer_norm_rnn
 
         cell = self.cell
-        if training and cell.recurrent_dropout:
-            return None  # (the op has no masks on h: Keras' loop over the cell)
         weights = self._fused_weights()
         if training:
             sequences, weights = self._dropped(sequences, weights)
@@ -614,8 +622,12 @@ class LayerNormLSTM(_CellLayer):
         return self.cell.recurrent_dropout
 
     def _dropped(self, sequences, weights):
-        if self.cell.dropout:  # one mask on every step's input
-            sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
+        cell = self.cell
+        if cell.dropout:  # one mask on every step's input
+            sequences = sequences * cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
+        if cell.recurrent_dropout:  # one mask on h_{t-1} for every step, in the op
+            h_like = ops.zeros((ops.shape(sequences)[0], cell.units), sequences.dtype)
+            weights = dict(weights, recurrent_mask=cell.get_recurrent_dropout_mask(h_like))
         return sequences, weights
 
     def _fused_weights(self) -> dict:
