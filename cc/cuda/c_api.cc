@@ -117,6 +117,7 @@ Status ToLayerNormConfig(const tfrnn_layer_norm_rnn_desc* desc,
   config->num_units = desc->num_units;
   config->is_training = desc->is_training != 0;
   config->has_mask = desc->has_mask != 0;
+  config->has_recurrent_mask = desc->has_recurrent_mask != 0;
   config->zoneout = static_cast<ZoneoutKind>(desc->zoneout);
   config->epsilon = desc->epsilon;
   return tf_rnn_ops::cuda::ValidateLayerNormRnnConfig(*config);
@@ -140,28 +141,29 @@ template <typename T>
 int LayerNormForward(void* blas, void* stream, const tf_rnn_ops::cuda::LayerNormRnnConfig& config,
                      const void* x, const void* h0, const void* c0,
                      const tfrnn_layer_norm_rnn_params& params, const void* mask,
-                     const void* zoneout_mask, void* y, void* hn, void* cn, void* reserve,
-                     void* workspace) {
+                     const void* zoneout_mask, const void* recurrent_mask, void* y, void* hn,
+                     void* cn, void* reserve, void* workspace) {
   return Report(tf_rnn_ops::cuda::LayerNormRnnForward<T>(
       AsBlas(blas), AsStream(stream), config, static_cast<const T*>(x), static_cast<const T*>(h0),
       static_cast<const T*>(c0), LayerNormParamsOf<T>(params), static_cast<const T*>(mask),
-      static_cast<const T*>(zoneout_mask), static_cast<T*>(y), static_cast<T*>(hn),
-      static_cast<T*>(cn), static_cast<T*>(reserve), workspace));
+      static_cast<const T*>(zoneout_mask), static_cast<const T*>(recurrent_mask),
+      static_cast<T*>(y), static_cast<T*>(hn), static_cast<T*>(cn), static_cast<T*>(reserve),
+      workspace));
 }
 
 template <typename T>
 int LayerNormBackward(void* blas, void* stream, const tf_rnn_ops::cuda::LayerNormRnnConfig& config,
                       const void* x, const tfrnn_layer_norm_rnn_params& params, const void* mask,
-                      const void* zoneout_mask, const void* reserve, const void* dy,
-                      const void* dhn, const void* dcn, void* dx, void* dh0, void* dc0,
-                      const tfrnn_layer_norm_rnn_params& grads, void* workspace) {
+                      const void* zoneout_mask, const void* recurrent_mask, const void* reserve,
+                      const void* dy, const void* dhn, const void* dcn, void* dx, void* dh0,
+                      void* dc0, const tfrnn_layer_norm_rnn_params& grads, void* workspace) {
   return Report(tf_rnn_ops::cuda::LayerNormRnnBackward<T>(
       AsBlas(blas), AsStream(stream), config, static_cast<const T*>(x),
       LayerNormParamsOf<T>(params), static_cast<const T*>(mask),
-      static_cast<const T*>(zoneout_mask), static_cast<const T*>(reserve),
-      static_cast<const T*>(dy), static_cast<const T*>(dhn), static_cast<const T*>(dcn),
-      static_cast<T*>(dx), static_cast<T*>(dh0), static_cast<T*>(dc0), LayerNormGradsOf<T>(grads),
-      workspace));
+      static_cast<const T*>(zoneout_mask), static_cast<const T*>(recurrent_mask),
+      static_cast<const T*>(reserve), static_cast<const T*>(dy), static_cast<const T*>(dhn),
+      static_cast<const T*>(dcn), static_cast<T*>(dx), static_cast<T*>(dh0), static_cast<T*>(dc0),
+      LayerNormGradsOf<T>(grads), workspace));
 }
 
 }  // namespace
@@ -438,37 +440,39 @@ int tfrnn_keras_dropout_sizes(const tfrnn_keras_dropout_desc* desc,
 int tfrnn_layer_norm_rnn_forward(void* blas, void* stream, const tfrnn_layer_norm_rnn_desc* desc,
                                  const void* x, const void* h0, const void* c0,
                                  const tfrnn_layer_norm_rnn_params* params, const void* mask,
-                                 const void* zoneout_mask, void* y, void* hn, void* cn,
-                                 void* reserve, void* workspace) {
+                                 const void* zoneout_mask, const void* recurrent_mask, void* y,
+                                 void* hn, void* cn, void* reserve, void* workspace) {
   tf_rnn_ops::cuda::LayerNormRnnConfig config;
   const Status status = ToLayerNormConfig(desc, &config);
   if (!status.ok()) return Report(status);
   if (params == nullptr) return InvalidArgument("null tfrnn_layer_norm_rnn_params");
   if (desc->dtype == TFRNN_FLOAT64) {
-    return LayerNormForward<double>(blas, stream, config, x, h0, c0, *params, mask, zoneout_mask, y,
-                                    hn, cn, reserve, workspace);
+    return LayerNormForward<double>(blas, stream, config, x, h0, c0, *params, mask, zoneout_mask,
+                                    recurrent_mask, y, hn, cn, reserve, workspace);
   }
-  return LayerNormForward<float>(blas, stream, config, x, h0, c0, *params, mask, zoneout_mask, y,
-                                 hn, cn, reserve, workspace);
+  return LayerNormForward<float>(blas, stream, config, x, h0, c0, *params, mask, zoneout_mask,
+                                 recurrent_mask, y, hn, cn, reserve, workspace);
 }
 
 int tfrnn_layer_norm_rnn_backward(void* blas, void* stream, const tfrnn_layer_norm_rnn_desc* desc,
                                   const void* x, const tfrnn_layer_norm_rnn_params* params,
-                                  const void* mask, const void* zoneout_mask, const void* reserve,
-                                  const void* dy, const void* dhn, const void* dcn, void* dx,
-                                  void* dh0, void* dc0, const tfrnn_layer_norm_rnn_params* grads,
-                                  void* workspace) {
+                                  const void* mask, const void* zoneout_mask,
+                                  const void* recurrent_mask, const void* reserve, const void* dy,
+                                  const void* dhn, const void* dcn, void* dx, void* dh0, void* dc0,
+                                  const tfrnn_layer_norm_rnn_params* grads, void* workspace) {
   tf_rnn_ops::cuda::LayerNormRnnConfig config;
   const Status status = ToLayerNormConfig(desc, &config);
   if (!status.ok()) return Report(status);
   if (params == nullptr || grads == nullptr)
     return InvalidArgument("null tfrnn_layer_norm_rnn_params");
   if (desc->dtype == TFRNN_FLOAT64) {
-    return LayerNormBackward<double>(blas, stream, config, x, *params, mask, zoneout_mask, reserve,
-                                     dy, dhn, dcn, dx, dh0, dc0, *grads, workspace);
+    return LayerNormBackward<double>(blas, stream, config, x, *params, mask, zoneout_mask,
+                                     recurrent_mask, reserve, dy, dhn, dcn, dx, dh0, dc0, *grads,
+                                     workspace);
   }
-  return LayerNormBackward<float>(blas, stream, config, x, *params, mask, zoneout_mask, reserve, dy,
-                                  dhn, dcn, dx, dh0, dc0, *grads, workspace);
+  return LayerNormBackward<float>(blas, stream, config, x, *params, mask, zoneout_mask,
+                                  recurrent_mask, reserve, dy, dhn, dcn, dx, dh0, dc0, *grads,
+                                  workspace);
 }
 
 int tfrnn_keras_dropout_forward(void* blas, void* stream, const tfrnn_keras_dropout_desc* desc,

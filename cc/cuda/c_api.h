@@ -110,6 +110,7 @@ typedef struct tfrnn_layer_norm_rnn_desc {
   int64_t has_mask;    /* 0 / 1: a step mask [T, B] */
   int64_t zoneout;     /* TFRNN_ZONEOUT_* */
   double epsilon;
+  int64_t has_recurrent_mask; /* 0 / 1: a recurrent dropout mask [B, H] (recurrent_mask below) */
 } tfrnn_layer_norm_rnn_desc;
 /* The parameters (forward: inputs) or their grads (backward: outputs); null where the cell has
  * none (the GRU's beta_x, beta_h, gamma_c, beta_c; the LSTM's recurrent_bias). */
@@ -125,7 +126,9 @@ typedef struct tfrnn_layer_norm_rnn_params {
   void* gamma_c;
   void* beta_c;
 } tfrnn_layer_norm_rnn_params;
-/* reserve_elements: the reserve's element count (0 in inference); workspaces in bytes. */
+/* reserve_elements: the reserve's element count (0 in inference); workspaces in bytes.
+ * recurrent_mask (forward and backward): [B, H] with has_recurrent_mask, else null (h_{t-1} ⊙ m in
+ * h's product with R only; the backward takes the forward's). */
 TFRNN_EXPORT int tfrnn_layer_norm_rnn_sizes(const tfrnn_layer_norm_rnn_desc* desc,
                                             int64_t* reserve_elements,
                                             int64_t* forward_workspace_bytes,
@@ -134,14 +137,16 @@ TFRNN_EXPORT int tfrnn_layer_norm_rnn_forward(void* blas, void* stream,
                                               const tfrnn_layer_norm_rnn_desc* desc, const void* x,
                                               const void* h0, const void* c0,
                                               const tfrnn_layer_norm_rnn_params* params,
-                                              const void* mask, const void* zoneout_mask, void* y,
-                                              void* hn, void* cn, void* reserve, void* workspace);
+                                              const void* mask, const void* zoneout_mask,
+                                              const void* recurrent_mask, void* y, void* hn,
+                                              void* cn, void* reserve, void* workspace);
 /* dx may be null (not wanted). */
 TFRNN_EXPORT int tfrnn_layer_norm_rnn_backward(
     void* blas, void* stream, const tfrnn_layer_norm_rnn_desc* desc, const void* x,
     const tfrnn_layer_norm_rnn_params* params, const void* mask, const void* zoneout_mask,
-    const void* reserve, const void* dy, const void* dhn, const void* dcn, void* dx, void* dh0,
-    void* dc0, const tfrnn_layer_norm_rnn_params* grads, void* workspace);
+    const void* recurrent_mask, const void* reserve, const void* dy, const void* dhn,
+    const void* dcn, void* dx, void* dh0, void* dc0, const tfrnn_layer_norm_rnn_params* grads,
+    void* workspace);
 /* ---- TfRnn>KerasRNNDropout (docs/MATH.md, "Cells beyond cuDNN": Recurrent dropout,
  * Zoneout): one unidirectional
  * Keras layer's recurrence with recurrent dropout masks and zoneout, Keras' layouts and gate

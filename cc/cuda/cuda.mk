@@ -251,8 +251,7 @@ gpu-check: cuda-compiler-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: bu
 	  echo "TF_RNN_OPS_GPU_HARNESS=emulation pytest tests/gpu/test_gpu_*.py"; \
 	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) -m pytest -q -p no:cacheprovider -k "not float32" \
 	    tests/gpu/test_gpu_gru_block_cell.py tests/gpu/test_gpu_fused_rnn.py tests/gpu/test_gpu_convert.py \
-	    tests/gpu/test_gpu_layer_norm_rnn.py && \
-	    tests/gpu/test_gpu_keras_rnn_dropout.py && \
+	    tests/gpu/test_gpu_layer_norm_rnn.py tests/gpu/test_gpu_keras_rnn_dropout.py && \
 	  TF_RNN_OPS_GPU_HARNESS=emulation $(PY) tests/gpu/bench_gpu.py --dry-run --layers 2 >/dev/null && \
 	  echo "bench_gpu.py --dry-run: ok"; \
 	else echo "PyTorch not installed: no dry run of the GPU tests"; fi

@@ -412,6 +412,18 @@ __global__ void LnMulKernel(int64_t n, const T* g, const T* v, T* out) {
   TF_RNN_KERNEL_LOOP(i, n) { out[i] = g[i] == T(0) ? T(0) : g[i] * v[i]; }
 }
 
+// The recurrent mask m [B, H] on n values v of rows [.., B, H] (m repeats every `period` = B·H
+// values): out = v ⊙ m, or out += v ⊙ m (accumulate != 0). Forward: h ⊙ m, R's input; backward:
+// dh_prev += (dGH Rᵀ) ⊙ m, and h_prev ⊙ m of every step, dR's input.
+template <typename T>
+__global__ void LnRecurrentMaskKernel(int64_t n, int64_t period, const T* v, const T* m,
+                                      int accumulate, T* out) {
+  TF_RNN_KERNEL_LOOP(i, n) {
+    const T d = v[i] * m[i % period];
+    out[i] = accumulate != 0 ? out[i] + d : d;
+  }
+}
+
 }  // namespace layer_norm
 
 #if !defined(__CUDACC_RTC__)
@@ -431,16 +443,28 @@ dim3 RowGrid(int64_t B) {
   return dim3(1, static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(B, 65535))));
 }
 
+// out (+)= v ⊙ m over n values, m [B, H] repeated every `period` values (LnRecurrentMaskKernel).
+template <typename T>
+Status RecurrentMask(cudaStream_t stream, int64_t n, int64_t period, const T* v, const T* m,
+                     bool accumulate, T* out) {
+  auto kernel = &layer_norm::LnRecurrentMaskKernel<T>;
+  TF_RNN_LAUNCH(kernel, BlocksFor(n), kThreadsPerBlock, stream, n, period, v, m, accumulate ? 1 : 0,
+                out);
+  TF_RNN_CUDA_CHECK(cudaGetLastError());
+  return Status::Ok();
+}
+
 template <typename T>
 layer_norm::RowParams<T> RowParamsOf(const LayerNormRnnConfig& c, const LayerNormRnnParams<T>& p) {
   return {p.bias,   p.recurrent_bias,         p.gamma_x, p.beta_x, p.gamma_h, p.beta_h, p.gamma_c,
           p.beta_c, static_cast<T>(c.epsilon)};
 }
 
-// The inference workspace (training works in the reserve): xW for all rows, the step's other rows.
+// The inference workspace (training works in the reserve): xW for all rows, the step's other rows;
+// and, with a recurrent mask, h ⊙ m [B, H] (R's input; training too).
 template <typename T>
 struct ForwardWorkspace {
-  T *gx, *gh, *act, *c_hat, *h_prev, *c_prev, *h_tilde, *stats;
+  T *gx, *gh, *act, *c_hat, *h_prev, *c_prev, *h_tilde, *stats, *h_masked;
   ForwardWorkspace(const LayerNormRnnConfig& c, void* base) {
     Carver carve(base);
     const int64_t B = c.batch, H = c.num_units, GH = c.gates() * H, rows = c.max_time * B;
@@ -453,14 +477,16 @@ struct ForwardWorkspace {
     c_prev = carve.Take<T>(inference ? B * H : 0);
     h_tilde = carve.Take<T>(inference ? B * H : 0);
     stats = carve.Take<T>(inference ? B * 3 : 0);
+    h_masked = carve.Take<T>(c.has_recurrent_mask ? B * H : 0);
     size = carve.size();
   }
   size_t size;
 };
 
+// With a recurrent mask, also h_prev ⊙ m of every row (dR's input) and a step's dGH Rᵀ [B, H].
 template <typename T>
 struct BackwardWorkspace {
-  T *dgx, *dgh, *dzx, *dzh, *dcn, *dht, *prod, *ones;
+  T *dgx, *dgh, *dzx, *dzh, *dcn, *dht, *prod, *ones, *h_masked, *dh_r;
   BackwardWorkspace(const LayerNormRnnConfig& c, void* base) {
     Carver carve(base);
     const int64_t B = c.batch, H = c.num_units, GH = c.gates() * H, rows = c.max_time * B;
@@ -472,6 +498,8 @@ struct BackwardWorkspace {
     dht = carve.Take<T>(B * H);
     prod = carve.Take<T>(rows * GH);
     ones = carve.Take<T>(rows);
+    h_masked = carve.Take<T>(c.has_recurrent_mask ? rows * H : 0);
+    dh_r = carve.Take<T>(c.has_recurrent_mask ? B * H : 0);
     size = carve.size();
   }
   size_t size;
@@ -480,7 +508,8 @@ struct BackwardWorkspace {
 template <typename T, typename Cell>
 Status Forward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConfig& c, const T* x,
                const T* h0, const T* c0, const LayerNormRnnParams<T>& params, const T* mask,
-               const T* zoneout_mask, T* y, T* hn, T* cn, T* reserve, void* workspace) {
+               const T* zoneout_mask, const T* recurrent_mask, T* y, T* hn, T* cn, T* reserve,
+               void* workspace) {
   const int64_t T_ = c.max_time, B = c.batch, I = c.input_size, H = c.num_units;
   const int64_t GH = Cell::kGates * H, rows = T_ * B;
   TF_RNN_CUBLAS_CHECK(cublasSetStream(blas, stream));
@@ -523,7 +552,14 @@ Status Forward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConfi
               : c.zoneout == ZoneoutKind::kScalar ? zoneout_mask
                                                   : nullptr;
     a.y = y + r0 * H;
-    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, GH, H, T(1), hn, H, 0,
+    // R's input: h, or h ⊙ m (recurrent dropout; the kernel reads the undropped h).
+    const T* h_in = hn;
+    if (c.has_recurrent_mask) {
+      TF_RNN_RETURN_IF_ERROR(
+          RecurrentMask(stream, B * H, B * H, hn, recurrent_mask, false, ws.h_masked));
+      h_in = ws.h_masked;
+    }
+    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, GH, H, T(1), h_in, H, 0,
                                            params.recurrent_kernel, GH, 0, T(0), a.gh, GH, 0));
     TF_RNN_LAUNCH(kernel, RowGrid(B), kLnThreads, stream, a);
     TF_RNN_CUDA_CHECK(cudaGetLastError());
@@ -552,8 +588,8 @@ Status ProductSums(cublasHandle_t blas, cudaStream_t stream, int64_t rows, int64
 template <typename T, typename Cell>
 Status Backward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConfig& c, const T* x,
                 const LayerNormRnnParams<T>& params, const T* mask, const T* zoneout_mask,
-                const T* reserve, const T* dy, const T* dhn, const T* dcn, T* dx, T* dh0, T* dc0,
-                const LayerNormRnnGrads<T>& grads, void* workspace) {
+                const T* recurrent_mask, const T* reserve, const T* dy, const T* dhn, const T* dcn,
+                T* dx, T* dh0, T* dc0, const LayerNormRnnGrads<T>& grads, void* workspace) {
   const int64_t T_ = c.max_time, B = c.batch, I = c.input_size, H = c.num_units;
   const int64_t GH = Cell::kGates * H, rows = T_ * B;
   TF_RNN_CUBLAS_CHECK(cublasSetStream(blas, stream));
@@ -618,20 +654,32 @@ Status Backward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConf
     a.dgh = ws.dgh + r0 * GH;
     TF_RNN_LAUNCH(kernel, RowGrid(B), kLnThreads, stream, a);
     TF_RNN_CUDA_CHECK(cudaGetLastError());
-    // dh_prev += dGH_t Rᵀ.
-    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, H, GH, T(1), a.dgh, GH, 0,
-                                           params.recurrent_kernel, GH, 0, T(1), dh0, H, 0));
+    if (c.has_recurrent_mask) {  // dh_prev += (dGH_t Rᵀ) ⊙ m
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, H, GH, T(1), a.dgh, GH,
+                                             0, params.recurrent_kernel, GH, 0, T(0), ws.dh_r, H,
+                                             0));
+      TF_RNN_RETURN_IF_ERROR(
+          RecurrentMask(stream, B * H, B * H, ws.dh_r, recurrent_mask, true, dh0));
+    } else {  // dh_prev += dGH_t Rᵀ
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, H, GH, T(1), a.dgh, GH,
+                                             0, params.recurrent_kernel, GH, 0, T(1), dh0, H, 0));
+    }
   }
   if (dx != nullptr) {  // dX = dGX Wᵀ
     TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, rows, I, GH, T(1), ws.dgx, GH,
                                            0, params.kernel, GH, 0, T(0), dx, I, 0));
   }
-  // dW = Xᵀ dGX, dR = H_prevᵀ dGH over all rows.
+  // dW = Xᵀ dGX, dR = H_prevᵀ dGH over all rows (R's input: H_prev ⊙ m with a recurrent mask).
   TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, true, false, I, GH, rows, T(1), x, I, 0,
                                          ws.dgx, GH, 0, T(0), grads.kernel, GH, 0));
-  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, true, false, H, GH, rows, T(1),
-                                         reserve + rl.h_prev, H, 0, ws.dgh, GH, 0, T(0),
-                                         grads.recurrent_kernel, GH, 0));
+  const T* h_prev_all = reserve + rl.h_prev;
+  if (c.has_recurrent_mask) {
+    TF_RNN_RETURN_IF_ERROR(
+        RecurrentMask(stream, rows * H, B * H, h_prev_all, recurrent_mask, false, ws.h_masked));
+    h_prev_all = ws.h_masked;
+  }
+  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, true, false, H, GH, rows, T(1), h_prev_all,
+                                         H, 0, ws.dgh, GH, 0, T(0), grads.recurrent_kernel, GH, 0));
   TF_RNN_RETURN_IF_ERROR(Fill(stream, rows, T(1), ws.ones));
   // The x side's LN feeds z (LSTM) / x^ (GRU) with the bias: db = Σ dzx, dγx = Σ dzx ⊙ xhat_x.
   const T* dzh = Cell::kHasRecurrentBias ? ws.dzh : ws.dzx;
@@ -692,6 +740,22 @@ Status ValidateLayerNormRnnConfig(const LayerNormRnnConfig& c) {
   return Status::Ok();
 }
 
+namespace {
+// The recurrent mask's pointer agrees with has_recurrent_mask (null is fine where nothing is read:
+// no rows).
+Status CheckRecurrentMask(const LayerNormRnnConfig& c, const void* recurrent_mask) {
+  if (!c.has_recurrent_mask && recurrent_mask != nullptr) {
+    return Status::InvalidArgument(
+        "layer-norm RNN: a recurrent_mask given, but the config says has_recurrent_mask = false");
+  }
+  if (c.has_recurrent_mask && recurrent_mask == nullptr && c.max_time * c.batch > 0) {
+    return Status::InvalidArgument(
+        "layer-norm RNN: has_recurrent_mask, but the recurrent_mask [B, H] is null");
+  }
+  return Status::Ok();
+}
+}  // namespace
+
 int64_t LayerNormRnnReserveElements(const LayerNormRnnConfig& c) {
   const int64_t H = c.num_units;
   return LayerNormReserveLayout(c.is_training ? c.max_time * c.batch : 0, H, c.gates() * H,
@@ -713,39 +777,43 @@ template <typename T>
 Status LayerNormRnnForward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConfig& c,
                            const T* x, const T* h0, const T* c0,
                            const LayerNormRnnParams<T>& params, const T* mask,
-                           const T* zoneout_mask, T* y, T* hn, T* cn, T* reserve, void* workspace) {
+                           const T* zoneout_mask, const T* recurrent_mask, T* y, T* hn, T* cn,
+                           T* reserve, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateLayerNormRnnConfig(c));
+  TF_RNN_RETURN_IF_ERROR(CheckRecurrentMask(c, recurrent_mask));
   return DispatchLayerNormCell(c.cell, [&](auto cell) {
-    return Forward<T, decltype(cell)>(blas, stream, c, x, h0, c0, params, mask, zoneout_mask, y, hn,
-                                      cn, reserve, workspace);
+    return Forward<T, decltype(cell)>(blas, stream, c, x, h0, c0, params, mask, zoneout_mask,
+                                      recurrent_mask, y, hn, cn, reserve, workspace);
   });
 }
 
 template <typename T>
 Status LayerNormRnnBackward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConfig& c,
                             const T* x, const LayerNormRnnParams<T>& params, const T* mask,
-                            const T* zoneout_mask, const T* reserve, const T* dy, const T* dhn,
-                            const T* dcn, T* dx, T* dh0, T* dc0, const LayerNormRnnGrads<T>& grads,
-                            void* workspace) {
+                            const T* zoneout_mask, const T* recurrent_mask, const T* reserve,
+                            const T* dy, const T* dhn, const T* dcn, T* dx, T* dh0, T* dc0,
+                            const LayerNormRnnGrads<T>& grads, void* workspace) {
   TF_RNN_RETURN_IF_ERROR(ValidateLayerNormRnnConfig(c));
+  TF_RNN_RETURN_IF_ERROR(CheckRecurrentMask(c, recurrent_mask));
   if (!c.is_training) {
     return Status::InvalidArgument(
         "layer-norm RNN backward: needs the reserve of a training forward (is_training)");
   }
   return DispatchLayerNormCell(c.cell, [&](auto cell) {
-    return Backward<T, decltype(cell)>(blas, stream, c, x, params, mask, zoneout_mask, reserve, dy,
-                                       dhn, dcn, dx, dh0, dc0, grads, workspace);
+    return Backward<T, decltype(cell)>(blas, stream, c, x, params, mask, zoneout_mask,
+                                       recurrent_mask, reserve, dy, dhn, dcn, dx, dh0, dc0, grads,
+                                       workspace);
   });
 }
 
-#define TF_RNN_INSTANTIATE_LAYER_NORM_RNN(T)                                                       \
-  template Status LayerNormRnnForward<T>(                                                          \
-      cublasHandle_t, cudaStream_t, const LayerNormRnnConfig&, const T*, const T*, const T*,       \
-      const LayerNormRnnParams<T>&, const T*, const T*, T*, T*, T*, T*, void*);                    \
-  template Status LayerNormRnnBackward<T>(cublasHandle_t, cudaStream_t, const LayerNormRnnConfig&, \
-                                          const T*, const LayerNormRnnParams<T>&, const T*,        \
-                                          const T*, const T*, const T*, const T*, const T*, T*,    \
-                                          T*, T*, const LayerNormRnnGrads<T>&, void*);
+#define TF_RNN_INSTANTIATE_LAYER_NORM_RNN(T)                                                    \
+  template Status LayerNormRnnForward<T>(                                                       \
+      cublasHandle_t, cudaStream_t, const LayerNormRnnConfig&, const T*, const T*, const T*,    \
+      const LayerNormRnnParams<T>&, const T*, const T*, const T*, T*, T*, T*, T*, void*);       \
+  template Status LayerNormRnnBackward<T>(                                                      \
+      cublasHandle_t, cudaStream_t, const LayerNormRnnConfig&, const T*,                        \
+      const LayerNormRnnParams<T>&, const T*, const T*, const T*, const T*, const T*, const T*, \
+      const T*, T*, T*, T*, const LayerNormRnnGrads<T>&, void*);
 TF_RNN_INSTANTIATE_LAYER_NORM_RNN(float)
 TF_RNN_INSTANTIATE_LAYER_NORM_RNN(double)
 #undef TF_RNN_INSTANTIATE_LAYER_NORM_RNN

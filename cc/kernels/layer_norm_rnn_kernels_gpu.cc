@@ -38,6 +38,7 @@ cuda::LayerNormRnnConfig ConfigOf(OpKernelContext* ctx, const Sizes& s, bool is_
   c.num_units = s.H;
   c.is_training = is_training;
   c.has_mask = s.has_mask;
+  c.has_recurrent_mask = s.recurrent_mask != nullptr;
   c.zoneout = s.has_zoneout_mask ? cuda::ZoneoutKind::kMask
               : s.zoneout_scalar ? cuda::ZoneoutKind::kScalar
                                  : cuda::ZoneoutKind::kNone;
@@ -69,6 +70,12 @@ const T* ZoneoutOf(OpKernelContext* ctx, const Sizes& s) {
                                                 : nullptr;
 }
 
+// The recurrent dropout mask [B, H] (the list input recurrent_mask, N = 1), or null.
+template <typename T>
+const T* RecurrentMaskOf(const Sizes& s) {
+  return s.recurrent_mask != nullptr ? s.recurrent_mask->flat<T>().data() : nullptr;
+}
+
 template <typename T>
 class LayerNormRnnGpuOp : public LayerNormRnnBase {
  public:
@@ -89,13 +96,13 @@ class LayerNormRnnGpuOp : public LayerNormRnnBase {
                             3, TensorShape({cuda::LayerNormRnnReserveElements(config)}), &reserve));
     GpuCall call;
     OP_REQUIRES_OK(ctx, call.Init(ctx, cuda::LayerNormRnnForwardWorkspaceBytes(config, sizeof(T))));
-    OP_REQUIRES_OK(
-        ctx,
-        FromCuda(cuda::LayerNormRnnForward<T>(
-            call.blas.get(), call.stream, config, ctx->input(kX).flat<T>().data(),
-            ctx->input(kH0).flat<T>().data(), lstm_ ? ctx->input(kC0).flat<T>().data() : nullptr,
-            ParamsOf<T>(ctx, s), MaskOf<T>(ctx, s), ZoneoutOf<T>(ctx, s), y->flat<T>().data(),
-            hn->flat<T>().data(), cn->flat<T>().data(), reserve->flat<T>().data(), call.ws)));
+    OP_REQUIRES_OK(ctx, FromCuda(cuda::LayerNormRnnForward<T>(
+                            call.blas.get(), call.stream, config, ctx->input(kX).flat<T>().data(),
+                            ctx->input(kH0).flat<T>().data(),
+                            lstm_ ? ctx->input(kC0).flat<T>().data() : nullptr, ParamsOf<T>(ctx, s),
+                            MaskOf<T>(ctx, s), ZoneoutOf<T>(ctx, s), RecurrentMaskOf<T>(s),
+                            y->flat<T>().data(), hn->flat<T>().data(), cn->flat<T>().data(),
+                            reserve->flat<T>().data(), call.ws)));
   }
 
  private:
@@ -148,7 +155,7 @@ class LayerNormRnnGradGpuOp : public LayerNormRnnBase {
                    call.Init(ctx, cuda::LayerNormRnnBackwardWorkspaceBytes(config, sizeof(T))));
     OP_REQUIRES_OK(ctx, FromCuda(cuda::LayerNormRnnBackward<T>(
                             call.blas.get(), call.stream, config, ctx->input(kX).flat<T>().data(),
-                            params, MaskOf<T>(ctx, s), ZoneoutOf<T>(ctx, s),
+                            params, MaskOf<T>(ctx, s), ZoneoutOf<T>(ctx, s), RecurrentMaskOf<T>(s),
                             ctx->input(kNumForwardInputs).flat<T>().data(),
                             ctx->input(kNumForwardInputs + 1).flat<T>().data(),
                             ctx->input(kNumForwardInputs + 2).flat<T>().data(),

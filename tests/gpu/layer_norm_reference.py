@@ -1,8 +1,8 @@
 """Shared by the layer-norm RNN tests of the CUDA layer (test_cuda_layer_norm_emulation.py on the
 host emulation, test_gpu_layer_norm_rnn.py on a GPU): random cases, the op's semantics in float64 on
 tests/cells/cell_reference.py's cells (TF Addons' LayerNormLSTMCell, haste's LayerNormGRU and
-zoneout), finite differences of it, and the library's outputs and grads through the ctypes binding.
-numpy only (no TensorFlow)."""
+zoneout; TF Addons' recurrent dropout mask), finite differences of it, and the library's outputs and
+grads through the ctypes binding. numpy only (no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -32,19 +32,21 @@ def make_params(rng, cell, D, H):
     return p
 
 
-def reference(cell, p, x, h0, c0, mask=None, zoneout=None):
+def reference(cell, p, x, h0, c0, mask=None, zoneout=None, recurrent_mask=None):
     """The op's semantics in float64 on cell_reference's cells: a masked step keeps the states
     and outputs the carried h; zoneout on h (a keep mask [T, B, H], or a keep value k:
-    h = (1 - k) h_prev + k h~). Returns y [T, B, H], hn, cn (None for the GRU)."""
+    h = (1 - k) h_prev + k h~); recurrent_mask [B, H]: h_{t-1} * m in h's product with R only.
+    Returns y [T, B, H], hn, cn (None for the GRU)."""
+    rm = recurrent_mask
     if cell == "layer_norm_lstm":
         w = [p[k] for k in ("kernel", "recurrent_kernel", "bias", "gamma_x", "beta_x")]
         w += [p[k] for k in ("gamma_h", "beta_h", "gamma_c", "beta_c")]
-        step = ref.layer_norm_lstm_cell(w, norm_epsilon=EPS[cell])
+        step = ref.layer_norm_lstm_cell(w, norm_epsilon=EPS[cell], recurrent_mask=rm)
         states = [h0, c0]
     else:
         gamma = np.stack([p["gamma_x"], p["gamma_h"]])
         w = [p["kernel"], p["recurrent_kernel"], p["bias"], p["recurrent_bias"], gamma]
-        step = ref.layer_norm_gru_cell(w, norm_epsilon=EPS[cell])
+        step = ref.layer_norm_gru_cell(w, norm_epsilon=EPS[cell], recurrent_mask=rm)
         states = [h0]
     if zoneout is not None:
         if np.ndim(zoneout) == 0:
@@ -80,11 +82,24 @@ def make_case(rng, cell, T, B, D, H, masked=False, zoneout=None):
     return x, h0, c0, mask, zm
 
 
-def run(lib, cell, dtype, p, x, h0, c0, mask, zm, is_training=True):
+def recurrent_dropout_mask(rng, B, H, rate=0.3):
+    """TF Addons' recurrent dropout mask [B, H]: 0, or 1 / (1 - rate) with probability 1 - rate."""
+    return ref.dropout_masks(rng, 1, (B, H), rate)[0]
+
+
+def run(lib, cell, dtype, p, x, h0, c0, mask, zm, is_training=True, recurrent_mask=None):
     """The library's forward: (y, hn, cn, reserve) as numpy arrays (cn, reserve may be None)."""
     op = lib.layer_norm_rnn(cell, dtype)
     out = op.forward(
-        x, h0, c0, p, mask=mask, zoneout=zm, epsilon=EPS[cell], is_training=is_training
+        x,
+        h0,
+        c0,
+        p,
+        mask=mask,
+        zoneout=zm,
+        epsilon=EPS[cell],
+        is_training=is_training,
+        recurrent_mask=recurrent_mask,
     )
     return tuple(lib.backend.to_numpy(o) for o in out)
 
@@ -94,12 +109,14 @@ def loss_weights(rng, T, B, H):
     return rng.uniform(-1, 1, (T, B, H)), rng.uniform(-1, 1, (B, H)), rng.uniform(-1, 1, (B, H))
 
 
-def finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc, delta=1e-6):
+def finite_difference_grads(
+    cell, p, x, h0, c0, mask, zm, wy, wh, wc, delta=1e-6, recurrent_mask=None
+):
     """Central differences of L = Σ y wy + Σ hn wh (+ Σ cn wc) of the float64 reference, for x,
-    h0, c0 (LSTM) and every param."""
+    h0, c0 (LSTM) and every param (the masks held fixed)."""
 
     def loss(p_, x_, h0_, c0_):
-        y, hn, cn = reference(cell, p_, x_, h0_, c0_, mask, zm)
+        y, hn, cn = reference(cell, p_, x_, h0_, c0_, mask, zm, recurrent_mask)
         out = np.sum(y * wy) + np.sum(hn * wh)
         return out + (np.sum(cn * wc) if cn is not None else 0.0)
 
@@ -127,30 +144,33 @@ def finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc, delta=1e-6
     return out
 
 
-def library_grads(lib, cell, dtype, p, x, h0, c0, mask, zm, wy, wh, wc):
+def library_grads(lib, cell, dtype, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=None):
     """The library's grads of L = Σ y wy + Σ hn wh (+ Σ cn wc), as finite_difference_grads."""
     op = lib.layer_norm_rnn(cell, dtype)
-    _, _, _, reserve = op.forward(x, h0, c0, p, mask=mask, zoneout=zm, epsilon=EPS[cell])
-    dx, dh0, dc0, grads = op.backward(
-        x, h0, p, reserve, wy, wh, wc, mask=mask, zoneout=zm, epsilon=EPS[cell]
-    )
+    kw = dict(mask=mask, zoneout=zm, epsilon=EPS[cell], recurrent_mask=recurrent_mask)
+    _, _, _, reserve = op.forward(x, h0, c0, p, **kw)
+    dx, dh0, dc0, grads = op.backward(x, h0, p, reserve, wy, wh, wc, **kw)
     out = dict(grads, x=dx, h0=dh0)
     if cell == "layer_norm_lstm":
         out["c0"] = dc0
     return {k: lib.backend.to_numpy(v) for k, v in out.items()}
 
 
-def directional_check(lib, cell, dtype, p, x, h0, c0, mask, zm, rng, directions=2, delta=1e-5):
+def directional_check(
+    lib, cell, dtype, p, x, h0, c0, mask, zm, rng, directions=2, delta=1e-5, recurrent_mask=None
+):
     """The library's grads against central differences of the float64 reference along random
-    directions v over every input (x, h0, c0, params): (L(+δv) − L(−δv)) / 2δ = Σ grad · v. Cheap
-    at any size. Returns the pairs (library, finite difference), one per direction."""
+    directions v over every input (x, h0, c0, params; the masks held fixed):
+    (L(+δv) − L(−δv)) / 2δ = Σ grad · v. Cheap at any size. Returns the pairs (library, finite
+    difference), one per direction."""
     wy, wh, wc = loss_weights(rng, x.shape[0], x.shape[1], h0.shape[1])
-    got = library_grads(lib, cell, dtype, p, x, h0, c0, mask, zm, wy, wh, wc)
+    rm = recurrent_mask
+    got = library_grads(lib, cell, dtype, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
     point = dict(p, x=x, h0=h0, c0=c0)
 
     def loss(q):
         prm = {k: q[k] for k in p}
-        y, hn, cn = reference(cell, prm, q["x"], q["h0"], q["c0"], mask, zm)
+        y, hn, cn = reference(cell, prm, q["x"], q["h0"], q["c0"], mask, zm, rm)
         return np.sum(y * wy) + np.sum(hn * wh) + (np.sum(cn * wc) if cn is not None else 0.0)
 
     pairs = []

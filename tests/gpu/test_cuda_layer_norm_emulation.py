@@ -2,8 +2,9 @@
 `TfRnn>LayerNormRnn`), run on the CPU through the host emulation (cc/cuda/cuda_compat.h), against
 the float64 references of tests/cells/cell_reference.py (TF Addons' LayerNormLSTMCell, haste's
 LayerNormGRU and zoneout): forward in training and inference, every gradient against central finite
-differences of the reference, step masks, zoneout masks and scalar keep values, odd sizes, B = 0,
-T = 0, float32, bad descriptions. The emulation runs a block as one thread, so it checks every
+differences of the reference, step masks, zoneout masks and scalar keep values, TF Addons' recurrent
+dropout mask (h_{t-1} * m in h's product with R only), odd sizes, B = 0, T = 0, float32, bad
+descriptions. The emulation runs a block as one thread, so it checks every
 pass's math, not the block reductions' cooperation (the GPU tests do: tests/gpu/test_gpu_*.py).
 Needs no GPU or TensorFlow; skipped unless the emulation library is built (`make gpu-check`)."""
 
@@ -23,6 +24,7 @@ from layer_norm_reference import (
     loss_weights,
     make_case,
     make_params,
+    recurrent_dropout_mask,
     reference,
     run,
 )
@@ -101,6 +103,84 @@ def test_gradients_match_finite_differences(lib, rng, cell, T, B, D, H, masked, 
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
+def _h_prev_region(cell, reserve, T, B, H):
+    """The reserve's h_prev rows [T, B, H] (LayerNormReserveLayout: xhat_x, xhat_h, act [G·H],
+    c_hat [H] (LSTM), h_prev [H], ...)."""
+    lstm, rows = cell == "layer_norm_lstm", T * B
+    G = 4 if lstm else 3
+    start = rows * (3 * G * H + (H if lstm else 0))
+    return reserve[start : start + rows * H].reshape(T, B, H)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B,D,H,masked,zoneout", FORWARD_CASES)
+def test_forward_with_recurrent_mask_matches_reference(lib, rng, cell, T, B, D, H, masked, zoneout):
+    """h_{t-1} * m in h's product with R; the state carried, zoneout, the step mask's carried h
+    and the GRU's z h_{t-1} see h undropped, and so does the reserve's h_prev."""
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
+    rm = recurrent_dropout_mask(rng, B, H)
+    want = reference(cell, p, x, h0, c0, mask, zm, recurrent_mask=rm)
+    got_train = run(lib, cell, "float64", p, x, h0, c0, mask, zm, True, recurrent_mask=rm)
+    got_infer = run(lib, cell, "float64", p, x, h0, c0, mask, zm, False, recurrent_mask=rm)
+    for got in (got_train, got_infer):
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-12)
+        if cell == "layer_norm_lstm":
+            np.testing.assert_allclose(got[2], want[2], rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(got_train[0], got_infer[0])
+    # The mask matters where a step runs (its values are 0 or 1/0.7, never 1) ...
+    if mask is None or mask.any():
+        undropped = reference(cell, p, x, h0, c0, mask, zm)[0]
+        assert not np.allclose(undropped, want[0], rtol=1e-6, atol=1e-8)
+    # ... and the reserve keeps h_prev undropped: h0, then each step's state (y).
+    h_prev = _h_prev_region(cell, got_train[3], T, B, H)
+    np.testing.assert_array_equal(h_prev[0], h0)
+    np.testing.assert_array_equal(h_prev[1:], got_train[0][:-1])
+
+
+RECURRENT_MASK_GRAD_CASES = GRAD_CASES + [
+    # T, B, D, H, masked, zoneout
+    (3, 2, 2, 3, False, "mask"),
+    (2, 3, 1, 2, False, "scalar"),
+]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B,D,H,masked,zoneout", RECURRENT_MASK_GRAD_CASES)
+def test_gradients_with_recurrent_mask_match_finite_differences(
+    lib, rng, cell, T, B, D, H, masked, zoneout
+):
+    """dh_prev gets (dGH Rᵀ) * m, dR = Σ (h_prev * m)ᵀ dGH; the finite differences hold the
+    recurrent mask fixed (as the step and zoneout masks)."""
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
+    rm = recurrent_dropout_mask(rng, B, H)
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
+    got = library_grads(lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
+    assert set(got) == set(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_with_recurrent_mask_matches_float64(lib, rng, cell):
+    T, B, D, H = 3, 3, 4, 5
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, True, "mask")
+    rm = recurrent_dropout_mask(rng, B, H)
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    want_y = reference(cell, p, x, h0, c0, mask, zm, recurrent_mask=rm)[0]
+    got_y = run(lib, cell, "float32", p, x, h0, c0, mask, zm, recurrent_mask=rm)[0]
+    np.testing.assert_allclose(got_y, want_y, rtol=1e-4, atol=1e-5)
+    args = (lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc)
+    want = library_grads(*args, recurrent_mask=rm)
+    got = library_grads(*args[:2], "float32", *args[3:], recurrent_mask=rm)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=2e-3, atol=2e-4, err_msg=name)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_float32_matches_float64(lib, rng, cell):
     T, B, D, H = 3, 3, 4, 5
@@ -134,6 +214,27 @@ def test_empty_batch_or_sequence(lib, rng, cell, T, B):
         np.testing.assert_array_equal(got[name], np.zeros_like(p[name]), err_msg=name)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B", [(3, 0), (0, 2)])
+def test_empty_batch_or_sequence_with_recurrent_mask(lib, rng, cell, T, B):
+    D, H = 3, 2
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, _, _ = make_case(rng, cell, T, B, D, H)
+    rm = recurrent_dropout_mask(rng, B, H)
+    y, hn, cn, reserve = run(lib, cell, "float64", p, x, h0, c0, None, None, recurrent_mask=rm)
+    assert y.shape == (T, B, H) and reserve.size == 0
+    np.testing.assert_array_equal(hn, h0)
+    if cell == "layer_norm_lstm":
+        np.testing.assert_array_equal(cn, c0)
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    got = library_grads(
+        lib, cell, "float64", p, x, h0, c0, None, None, wy, wh, wc, recurrent_mask=rm
+    )
+    np.testing.assert_array_equal(got["h0"], wh)
+    for name in p:
+        np.testing.assert_array_equal(got[name], np.zeros_like(p[name]), err_msg=name)
+
+
 def test_reserve_size_is_the_cpu_kernels(lib):
     """The reserve has the CPU kernel's layout (cc/kernels/layer_norm_rnn_kernels.cc): per row
     3 G·H + (LSTM: 2 H) + 2 H + 3."""
@@ -145,6 +246,22 @@ def test_reserve_size_is_the_cpu_kernels(lib):
         assert rs == T * B * (3 * G * H + extra * H + 2 * H + 3)
         d = op.desc(np.zeros((T, B, D)), np.zeros((B, H)), False, None, None, 1e-3)
         assert op.sizes(d)[0] == 0
+
+
+@pytest.mark.parametrize("is_training", [True, False])
+def test_recurrent_mask_keeps_the_reserve_and_grows_the_workspaces(lib, is_training):
+    """The reserve's layout is the same with a recurrent mask (its h_prev is undropped); the
+    workspaces hold h * m of a step (forward) and h_prev * m of every row and a step's dGH Rᵀ
+    (backward)."""
+    T, B, D, H = 5, 3, 2, 7
+    for cell in ("layer_norm_lstm", "layer_norm_gru"):
+        op = lib.layer_norm_rnn(cell)
+        x, h0, rm = np.zeros((T, B, D)), np.zeros((B, H)), np.ones((B, H))
+        rs0, fw0, bw0 = op.sizes(op.desc(x, h0, is_training, None, None, 1e-3))
+        rs1, fw1, bw1 = op.sizes(op.desc(x, h0, is_training, None, None, 1e-3, rm))
+        assert rs1 == rs0
+        assert fw1 >= fw0 + B * H * 8
+        assert bw1 >= bw0 + (T * B * H + B * H) * 8
 
 
 @pytest.mark.parametrize(
@@ -174,13 +291,45 @@ def test_backward_needs_a_training_description(lib, rng):
     ptrs = tc.LayerNormParams()
     rc = lib.lib.tfrnn_layer_norm_rnn_backward(
         lib.blas, None, d, None, ptrs, None, None, None, None, None, None, None, None, None,
-        ptrs, None
+        None, ptrs, None
     )  # fmt: skip
     assert rc == 1 and b"is_training" in lib.lib.tfrnn_last_error()
     del p
 
 
-def _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, dtype):
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize(
+    "flag,given,message",
+    [(1, False, "recurrent_mask \\[B, H\\] is null"), (0, True, "has_recurrent_mask = false")],
+)
+def test_recurrent_mask_must_agree_with_the_description(lib, rng, direction, flag, given, message):
+    """The C API sees a pointer, not a shape: it refuses a description whose has_recurrent_mask
+    disagrees with the pointer (null with the flag where rows are read, given without it)."""
+    cell = "layer_norm_lstm"
+    T, B, D, H = 2, 2, 3, 3
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, _, _ = make_case(rng, cell, T, B, D, H)
+    op = lib.layer_norm_rnn(cell)
+    rm = recurrent_dropout_mask(rng, B, H)
+    reserve = op.forward(x, h0, c0, p, recurrent_mask=rm)[3] if direction == "backward" else None
+    real_desc = op.desc
+
+    def desc(*args, **kwargs):
+        d = real_desc(*args, **kwargs)
+        d.has_recurrent_mask = flag
+        return d
+
+    op.desc = desc
+    mask_arg = rm if given else None
+    with pytest.raises(tc.TfRnnCudaError, match=message):
+        if direction == "forward":
+            op.forward(x, h0, c0, p, recurrent_mask=mask_arg)
+        else:
+            wy, wh, wc = loss_weights(rng, T, B, H)
+            op.backward(x, h0, p, reserve, wy, wh, wc, recurrent_mask=mask_arg)
+
+
+def _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, dtype, recurrent_mask=None):
     """The CPU op's forward inputs (TfRnn>LayerNormRnn, cc/ops/layer_norm_rnn_ops.cc)."""
     empty = tf.zeros([0], dtype)
 
@@ -192,6 +341,7 @@ def _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, dtype):
     out = dict(x=t(x), h0=t(h0), c0=t(c0 if cell == "layer_norm_lstm" else None))
     out.update({k: t(p.get(k)) for k in names})
     out.update(mask=t(mask), zoneout_mask=t(zm), epsilon=tf.constant(EPS[cell], dtype))
+    out.update(recurrent_mask=[] if recurrent_mask is None else [t(recurrent_mask)])
     return out
 
 
@@ -200,18 +350,30 @@ def test_reserve_is_interchangeable_with_the_cpu_kernels(lib, rng, cell):
     """A forward on one device and its gradient on the other (TensorFlow may place them so): the
     CPU op's reserve in the CUDA backward, and the CUDA reserve in the CPU grad op, both give the
     finite-difference grads of the float64 reference."""
+    _check_reserve_interchangeable(lib, rng, cell, recurrent=False)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_reserve_with_recurrent_mask_is_interchangeable_with_the_cpu_kernels(lib, rng, cell):
+    """The same with a recurrent dropout mask (both devices' reserves keep h_prev undropped)."""
+    _check_reserve_interchangeable(lib, rng, cell, recurrent=True)
+
+
+def _check_reserve_interchangeable(lib, rng, cell, recurrent):
     tf = pytest.importorskip("tensorflow")
     ops = pytest.importorskip("tf_rnn_ops._loader").ops()
     T, B, D, H = 3, 3, 2, 3
     p = make_params(rng, cell, D, H)
     x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, True, "mask")
     mask[T - 1, 0] = 0.0  # at least one masked row
+    rm = recurrent_dropout_mask(rng, B, H) if recurrent else None
     wy, wh, wc = loss_weights(rng, T, B, H)
-    want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc)
-    inputs = _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, tf.float64)
+    want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
+    inputs = _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, tf.float64, rm)
     cpu_reserve = ops.tf_rnn_layer_norm_rnn(**inputs, cell=cell, is_training=True)[3].numpy()
     op = lib.layer_norm_rnn(cell)
-    cuda_reserve = op.forward(x, h0, c0, p, mask=mask, zoneout=zm, epsilon=EPS[cell])[3]
+    kw = dict(mask=mask, zoneout=zm, epsilon=EPS[cell], recurrent_mask=rm)
+    cuda_reserve = op.forward(x, h0, c0, p, **kw)[3]
     assert cuda_reserve.shape == cpu_reserve.shape
     # What the CPU forward leaves unwritten for masked rows (act, c_hat, h~, stats: uninitialized
     # memory there) as NaN: the backward must not read it.
@@ -224,9 +386,7 @@ def test_reserve_is_interchangeable_with_the_cpu_kernels(lib, rng, cell):
             w = widths[region]
             cpu_reserve[starts[region] + r * w : starts[region] + (r + 1) * w] = np.nan
     # The CPU reserve in the CUDA backward.
-    dx, dh0, dc0, grads = op.backward(
-        x, h0, p, cpu_reserve, wy, wh, wc, mask=mask, zoneout=zm, epsilon=EPS[cell]
-    )
+    dx, dh0, dc0, grads = op.backward(x, h0, p, cpu_reserve, wy, wh, wc, **kw)
     got = dict(grads, x=dx, h0=dh0, **({"c0": dc0} if cell == "layer_norm_lstm" else {}))
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)

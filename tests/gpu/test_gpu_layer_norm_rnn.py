@@ -4,8 +4,9 @@
 forward at sizes where a block's threads share the row reductions (H up to 600, more units than
 threads) and where the rows outnumber the grid (B > 65535); every gradient against finite
 differences (all elements on small sizes, random directions on large ones); step masks, zoneout
-masks and keep values; float64 and float32. Needs a CUDA device and PyTorch (skipped otherwise;
-TF_RNN_OPS_GPU_HARNESS=emulation dry-runs it on the host emulation)."""
+masks and keep values, TF Addons' recurrent dropout mask; float64 and float32. Needs a CUDA
+device and PyTorch (skipped otherwise; TF_RNN_OPS_GPU_HARNESS=emulation dry-runs it on the host
+emulation)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from layer_norm_reference import (
     loss_weights,
     make_case,
     make_params,
+    recurrent_dropout_mask,
     reference,
     run,
 )
@@ -95,4 +97,68 @@ def test_gradients_along_random_directions(lib, rng, dtype, cell, T, B, D, H, ma
     x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
     tol = 1e-6 if dtype == "float64" else 2e-3
     for got, fd in directional_check(lib, cell, dtype, p, x, h0, c0, mask, zm, rng):
+        assert abs(got - fd) <= tol * max(1.0, abs(fd)), (got, fd)
+
+
+# With TF Addons' recurrent dropout mask [B, H] (h_{t-1} * m in h's product with R only).
+RECURRENT_MASK_FORWARD_CASES = [
+    # T, B, D, H, masked, zoneout
+    (5, 7, 33, 257, True, "mask"),
+    (3, 64, 128, 256, False, None),
+    (4, 3, 5, 600, False, "scalar"),
+    (1, 1, 1, 1, False, None),
+    (3, 5, 3, 3, True, None),
+    (2, 66000, 2, 1, True, "mask"),
+    (3, 0, 4, 5, False, None),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B,D,H,masked,zoneout", RECURRENT_MASK_FORWARD_CASES)
+def test_forward_with_recurrent_mask_matches_reference(
+    lib, rng, dtype, cell, T, B, D, H, masked, zoneout
+):
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
+    rm = recurrent_dropout_mask(rng, B, H)
+    want = reference(cell, p, x, h0, c0, mask, zm, recurrent_mask=rm)
+    train = run(lib, cell, dtype, p, x, h0, c0, mask, zm, True, recurrent_mask=rm)
+    infer = run(lib, cell, dtype, p, x, h0, c0, mask, zm, False, recurrent_mask=rm)
+    for got in (train, infer):
+        for g, w in zip(got[:3], want, strict=True):
+            if w is not None:
+                np.testing.assert_allclose(g, w, **TOL[dtype])
+    np.testing.assert_array_equal(train[0], infer[0])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("masked,zoneout", [(False, None), (True, "mask"), (True, "scalar")])
+def test_gradients_with_recurrent_mask_match_finite_differences(lib, rng, cell, masked, zoneout):
+    T, B, D, H = 3, 3, 2, 3
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
+    rm = recurrent_dropout_mask(rng, B, H)
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
+    got = library_grads(lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize(
+    "T,B,D,H,masked,zoneout",
+    [(5, 7, 33, 257, True, "mask"), (3, 33, 20, 600, False, "scalar"), (4, 2, 3, 1, True, None)],
+)
+def test_gradients_with_recurrent_mask_along_random_directions(
+    lib, rng, dtype, cell, T, B, D, H, masked, zoneout
+):
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
+    rm = recurrent_dropout_mask(rng, B, H)
+    tol = 1e-6 if dtype == "float64" else 2e-3
+    pairs = directional_check(lib, cell, dtype, p, x, h0, c0, mask, zm, rng, recurrent_mask=rm)
+    for got, fd in pairs:
         assert abs(got - fd) <= tol * max(1.0, abs(fd)), (got, fd)

@@ -556,6 +556,7 @@ class LayerNormDesc(ctypes.Structure):
         ("has_mask", _I64),
         ("zoneout", _I64),
         ("epsilon", ctypes.c_double),
+        ("has_recurrent_mask", _I64),
     ]
 
 
@@ -570,11 +571,11 @@ def _layer_norm_sigs():
         "tfrnn_layer_norm_rnn_sizes": (ctypes.c_int, [descp, i64p, i64p, i64p]),
         "tfrnn_layer_norm_rnn_forward": (
             ctypes.c_int,
-            [_VP, _VP, descp, _VP, _VP, _VP, paramsp] + [_VP] * 7,
+            [_VP, _VP, descp, _VP, _VP, _VP, paramsp] + [_VP] * 8,
         ),
         "tfrnn_layer_norm_rnn_backward": (
             ctypes.c_int,
-            [_VP, _VP, descp, _VP, paramsp] + [_VP] * 9 + [paramsp, _VP],
+            [_VP, _VP, descp, _VP, paramsp] + [_VP] * 10 + [paramsp, _VP],
         ),
     }
 
@@ -582,13 +583,14 @@ def _layer_norm_sigs():
 class LayerNormRnn:
     """TfRnn>LayerNormRnn's math on the CUDA layer: x [T, B, I] time-major; params a dict of
     LN_PARAMS (the ones the cell has); mask [T, B] or None; zoneout: None, a keep mask [T, B, H]
-    or a float keep value (1 - p)."""
+    or a float keep value (1 - p); recurrent_mask: None or TF Addons' recurrent dropout mask
+    [B, H] (h_{t-1} * m in h's product with R; the backward takes the forward's)."""
 
     def __init__(self, lib: Library, cell: str, dtype: str):
         self.lib, self.cell, self.dtype = lib, cell, dtype
         self.lstm = cell == "layer_norm_lstm"
 
-    def desc(self, x, h0, is_training, mask, zoneout, epsilon):
+    def desc(self, x, h0, is_training, mask, zoneout, epsilon, recurrent_mask=None):
         kind = 0 if zoneout is None else (2 if np.ndim(zoneout) == 0 else 1)
         return LayerNormDesc(
             DTYPES[self.dtype],
@@ -601,6 +603,7 @@ class LayerNormRnn:
             int(mask is not None),
             kind,
             float(epsilon),
+            int(recurrent_mask is not None),
         )
 
     def sizes(self, desc):
@@ -619,15 +622,27 @@ class LayerNormRnn:
         ptr = self.lib.backend.ptr
         return LayerNormParams(*(ptr(bufs.get(name)) for name in LN_PARAMS))
 
-    def forward(self, x, h0, c0, params, mask=None, zoneout=None, epsilon=1e-3, is_training=True):
+    def forward(
+        self,
+        x,
+        h0,
+        c0,
+        params,
+        mask=None,
+        zoneout=None,
+        epsilon=1e-3,
+        is_training=True,
+        recurrent_mask=None,
+    ):
         """Returns (y, hn, cn, reserve) as backend buffers (cn None for the GRU)."""
         be = self.lib.backend
-        d = self.desc(x, h0, is_training, mask, zoneout, epsilon)
+        d = self.desc(x, h0, is_training, mask, zoneout, epsilon, recurrent_mask)
         T, B, H = x.shape[0], x.shape[1], h0.shape[1]
         rs, fw, _ = self.sizes(d)
         self._inputs = {k: self._buf(v) for k, v in params.items()}
         ins = [self._buf(a) for a in (x, h0, c0 if self.lstm else None, mask)]
         zm = None if zoneout is None else self._buf(np.reshape(zoneout, (-1,)))
+        rm = self._buf(recurrent_mask)
         y, hn = be.empty((T, B, H), self.dtype), be.empty((B, H), self.dtype)
         cn = be.empty((B, H), self.dtype) if self.lstm else None
         reserve = be.empty((rs,), self.dtype) if is_training else None
@@ -640,20 +655,33 @@ class LayerNormRnn:
                 ctypes.byref(d),
                 *map(be.ptr, ins[:3]),
                 ctypes.byref(p),
-                *map(be.ptr, [ins[3], zm, y, hn, cn, reserve, ws]),
+                *map(be.ptr, [ins[3], zm, rm, y, hn, cn, reserve, ws]),
             )
         )
         return y, hn, cn, reserve
 
-    def backward(self, x, h0, params, reserve, dy, dhn, dcn, mask=None, zoneout=None, epsilon=1e-3):
+    def backward(
+        self,
+        x,
+        h0,
+        params,
+        reserve,
+        dy,
+        dhn,
+        dcn,
+        mask=None,
+        zoneout=None,
+        epsilon=1e-3,
+        recurrent_mask=None,
+    ):
         """Returns (dx, dh0, dc0, grads): grads a dict of the cell's param grads."""
         be = self.lib.backend
-        d = self.desc(x, h0, True, mask, zoneout, epsilon)
+        d = self.desc(x, h0, True, mask, zoneout, epsilon, recurrent_mask)
         B, H = x.shape[1], h0.shape[1]
         _, _, bw = self.sizes(d)
         pin = {k: self._buf(v) for k, v in params.items()}
         grads = {k: be.empty(np.shape(v), self.dtype) for k, v in params.items()}
-        xb, mb = self._buf(x), self._buf(mask)
+        xb, mb, rm = self._buf(x), self._buf(mask), self._buf(recurrent_mask)
         zm = None if zoneout is None else self._buf(np.reshape(zoneout, (-1,)))
         dyb, dhb = self._buf(dy), self._buf(dhn)
         dcb = self._buf(dcn) if self.lstm else None
@@ -668,7 +696,7 @@ class LayerNormRnn:
                 ctypes.byref(d),
                 be.ptr(xb),
                 ctypes.byref(p),
-                *map(be.ptr, [mb, zm, reserve, dyb, dhb, dcb, dx, dh0, dc0]),
+                *map(be.ptr, [mb, zm, rm, reserve, dyb, dhb, dcb, dx, dh0, dc0]),
                 ctypes.byref(g),
                 be.ptr(ws),
             )
