@@ -1,7 +1,7 @@
 // How the CPU OpKernels of the fused RNN family hand tensors to the driver (rnn_cpu_driver.h): a
 // tensor's data seen in the compute type and the driver's time-major layout (ComputeView), an
-// output written there and converted back (ComputeOutput), and the huge-page hint for large
-// buffers.
+// output written there and converted back (ComputeOutput). (The huge-page hint for large buffers,
+// AdviseHugePages: kernel_util.h.)
 #ifndef TF_RNN_OPS_CC_KERNELS_FUSED_RNN_CPU_VIEWS_H_
 #define TF_RNN_OPS_CC_KERNELS_FUSED_RNN_CPU_VIEWS_H_
 
@@ -17,32 +17,12 @@
 #include "tensorflow/core/framework/types.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 namespace tf_rnn_ops {
 
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
 using CPUDevice = Eigen::ThreadPoolDevice;
-
-// Asks the kernel to back the 2 MiB-aligned part of a large buffer with transparent huge pages,
-// where the system leaves that to madvise (the default). Large tensors often come fresh from mmap,
-// and each call first-touches its outputs and scratch; measured (GRU B=64 H=256 training step):
-// ~1,700 page faults a step without, a few with, about 1 ms of 90. Only a hint: nothing changes
-// where huge pages are off or unavailable.
-inline void AdviseHugePages(const Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  if (t.TotalBytes() < 2 * kHuge) return;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.tensor_data().data());
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t last = (begin + t.TotalBytes()) & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#endif
-}
 
 // 3-D [d0, d1, d2] tensor data in T to [d1, d0, d2] (swap) or [d0, d1, d2] (copy) in Acc.
 template <typename T, typename Acc>

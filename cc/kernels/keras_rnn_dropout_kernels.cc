@@ -113,6 +113,7 @@ class DropoutCall {
                                 TensorShape({(copy_gx ? T_ * B * gh : 0) + (copy_rk ? H * gh : 0) +
                                              (canonical ? 0 : G * B * H) + 2 * gh}),
                                 &temp_));
+    AdviseHugePages(temp_);
     T* at = temp_.flat<T>().data();
     const T* src = ctx->input(kProjected).flat<T>().data();
     gx = nullptr;
@@ -208,6 +209,8 @@ class KerasRnnDropoutOp : public OpKernel {
     const int64_t reserve_n =
         is_training_ ? RnnReserveLayout(c.s, T_, B, /*has_dropout=*/false, false).size : 0;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({reserve_n}), &reserve));
+    AdviseHugePages(*output);
+    AdviseHugePages(*reserve);
     if (!lstm) output_c->scalar<T>()() = T(0);
     if (B == 0 || T_ == 0) {  // nothing to run: the states pass through
       if (B > 0) {
@@ -226,6 +229,7 @@ class KerasRnnDropoutOp : public OpKernel {
                    ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
                                       TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, false, stream)}),
                                       &workspace));
+    AdviseHugePages(workspace);
     RnnForwardArgs<T> a;
     a.seq_len = T_;
     a.batch = B;
@@ -272,6 +276,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     const Tensor& reserve = ctx->input(kReserveSpace);
     Tensor *d_gx, *dh0, *dc0, *drk, *drb;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &d_gx));
+    AdviseHugePages(*d_gx);
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, input_c.shape(), &dc0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, ctx->input(3).shape(), &drk));
@@ -324,6 +329,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
                             TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
                                                              /*keras_grads=*/true)}),
                             &workspace));
+    AdviseHugePages(workspace);
     a.recurrent_kernel = c.rk;
     a.gate_src = c.rk_gate_src;
     a.d_recurrent_kernel = drk->flat<T>().data();

@@ -159,6 +159,8 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &hn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, lstm_ ? H : 0}), &cn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({rl.size}), &reserve_t));
+    AdviseHugePages(*y);
+    AdviseHugePages(*reserve_t);
     T* reserve = reserve_t->flat<T>().data();
     // Not zeroed (100 MB at B = 64, T = 100, H = 256 for the LSTM): every value backward reads is
     // written here (masked rows: h_prev, c_prev only).
@@ -281,6 +283,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     for (int i = 0; i < kMask; ++i) {
       Tensor* o;
       OP_REQUIRES_OK(ctx, ctx->allocate_output(i, ctx->input(i).shape(), &o));
+      AdviseHugePages(*o);
       out[i] = o->flat<T>().data();
       std::fill_n(out[i], o->NumElements(), T(0));
     }
