@@ -63,44 +63,15 @@ FORWARD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("T,B,D,H,masked,zoneout", FORWARD_CASES)
-def test_forward_matches_reference(lib, rng, cell, T, B, D, H, masked, zoneout):
-    p = make_params(rng, cell, D, H)
-    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    want = reference(cell, p, x, h0, c0, mask, zm)
-    got_train = run(lib, cell, "float64", p, x, h0, c0, mask, zm, is_training=True)
-    got_infer = run(lib, cell, "float64", p, x, h0, c0, mask, zm, is_training=False)
-    for got in (got_train, got_infer):
-        np.testing.assert_allclose(got[0], want[0], rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-12)
-        if cell == "layer_norm_lstm":
-            np.testing.assert_allclose(got[2], want[2], rtol=1e-10, atol=1e-12)
-    # Inference computes the same way as training: the same bits, and no reserve.
-    np.testing.assert_array_equal(got_train[0], got_infer[0])
-    assert got_infer[3] is None and got_train[3].size > 0
-
-
 GRAD_CASES = [
     # T, B, D, H, masked, zoneout
     (3, 2, 3, 2, False, None),
     (3, 3, 2, 3, True, "mask"),
     (2, 2, 2, 2, True, "scalar"),
     (2, 1, 1, 1, False, None),
+    (3, 2, 2, 3, False, "mask"),
+    (2, 3, 1, 2, False, "scalar"),
 ]
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("T,B,D,H,masked,zoneout", GRAD_CASES)
-def test_gradients_match_finite_differences(lib, rng, cell, T, B, D, H, masked, zoneout):
-    p = make_params(rng, cell, D, H)
-    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    wy, wh, wc = loss_weights(rng, T, B, H)
-    want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc)
-    got = library_grads(lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc)
-    assert set(got) == set(want)
-    for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def _h_prev_region(cell, reserve, T, B, H):
@@ -114,12 +85,14 @@ def _h_prev_region(cell, reserve, T, B, H):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("T,B,D,H,masked,zoneout", FORWARD_CASES)
-def test_forward_with_recurrent_mask_matches_reference(lib, rng, cell, T, B, D, H, masked, zoneout):
-    """h_{t-1} * m in h's product with R; the state carried, zoneout, the step mask's carried h
-    and the GRU's z h_{t-1} see h undropped, and so does the reserve's h_prev."""
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_forward_matches_reference(lib, rng, cell, T, B, D, H, masked, zoneout, recurrent_dropout):
+    """Training and inference against the reference; with recurrent_dropout, h_{t-1} * m in h's
+    product with R: the state carried, zoneout, the step mask's carried h and the GRU's z h_{t-1}
+    see h undropped, and so does the reserve's h_prev."""
     p = make_params(rng, cell, D, H)
     x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    rm = recurrent_dropout_mask(rng, B, H)
+    rm = recurrent_dropout_mask(rng, B, H) if recurrent_dropout else None
     want = reference(cell, p, x, h0, c0, mask, zm, recurrent_mask=rm)
     got_train = run(lib, cell, "float64", p, x, h0, c0, mask, zm, True, recurrent_mask=rm)
     got_infer = run(lib, cell, "float64", p, x, h0, c0, mask, zm, False, recurrent_mask=rm)
@@ -128,7 +101,11 @@ def test_forward_with_recurrent_mask_matches_reference(lib, rng, cell, T, B, D, 
         np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-12)
         if cell == "layer_norm_lstm":
             np.testing.assert_allclose(got[2], want[2], rtol=1e-10, atol=1e-12)
+    # Inference computes the same way as training: the same bits, and no reserve.
     np.testing.assert_array_equal(got_train[0], got_infer[0])
+    assert got_infer[3] is None and got_train[3].size > 0
+    if rm is None:
+        return
     # The mask matters where a step runs (its values are 0 or 1/0.7, never 1) ...
     if mask is None or mask.any():
         undropped = reference(cell, p, x, h0, c0, mask, zm)[0]
@@ -139,23 +116,18 @@ def test_forward_with_recurrent_mask_matches_reference(lib, rng, cell, T, B, D, 
     np.testing.assert_array_equal(h_prev[1:], got_train[0][:-1])
 
 
-RECURRENT_MASK_GRAD_CASES = GRAD_CASES + [
-    # T, B, D, H, masked, zoneout
-    (3, 2, 2, 3, False, "mask"),
-    (2, 3, 1, 2, False, "scalar"),
-]
-
-
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("T,B,D,H,masked,zoneout", RECURRENT_MASK_GRAD_CASES)
-def test_gradients_with_recurrent_mask_match_finite_differences(
-    lib, rng, cell, T, B, D, H, masked, zoneout
+@pytest.mark.parametrize("T,B,D,H,masked,zoneout", GRAD_CASES)
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_gradients_match_finite_differences(
+    lib, rng, cell, T, B, D, H, masked, zoneout, recurrent_dropout
 ):
-    """dh_prev gets (dGH Rᵀ) * m, dR = Σ (h_prev * m)ᵀ dGH; the finite differences hold the
-    recurrent mask fixed (as the step and zoneout masks)."""
+    """Every gradient against central finite differences of the reference. With
+    recurrent_dropout: dh_prev gets (dGH Rᵀ) * m, dR = Σ (h_prev * m)ᵀ dGH; the finite
+    differences hold the recurrent mask fixed (as the step and zoneout masks)."""
     p = make_params(rng, cell, D, H)
     x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    rm = recurrent_dropout_mask(rng, B, H)
+    rm = recurrent_dropout_mask(rng, B, H) if recurrent_dropout else None
     wy, wh, wc = loss_weights(rng, T, B, H)
     want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
     got = library_grads(lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
@@ -165,11 +137,12 @@ def test_gradients_with_recurrent_mask_match_finite_differences(
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_float32_with_recurrent_mask_matches_float64(lib, rng, cell):
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_float32_matches_float64(lib, rng, cell, recurrent_dropout):
     T, B, D, H = 3, 3, 4, 5
     p = make_params(rng, cell, D, H)
     x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, True, "mask")
-    rm = recurrent_dropout_mask(rng, B, H)
+    rm = recurrent_dropout_mask(rng, B, H) if recurrent_dropout else None
     wy, wh, wc = loss_weights(rng, T, B, H)
     want_y = reference(cell, p, x, h0, c0, mask, zm, recurrent_mask=rm)[0]
     got_y = run(lib, cell, "float32", p, x, h0, c0, mask, zm, recurrent_mask=rm)[0]
@@ -182,45 +155,13 @@ def test_float32_with_recurrent_mask_matches_float64(lib, rng, cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_float32_matches_float64(lib, rng, cell):
-    T, B, D, H = 3, 3, 4, 5
-    p = make_params(rng, cell, D, H)
-    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, True, "mask")
-    wy, wh, wc = loss_weights(rng, T, B, H)
-    want_y = reference(cell, p, x, h0, c0, mask, zm)[0]
-    got_y = run(lib, cell, "float32", p, x, h0, c0, mask, zm)[0]
-    np.testing.assert_allclose(got_y, want_y, rtol=1e-4, atol=1e-5)
-    want = library_grads(lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc)
-    got = library_grads(lib, cell, "float32", p, x, h0, c0, mask, zm, wy, wh, wc)
-    for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=2e-3, atol=2e-4, err_msg=name)
-
-
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("T,B", [(3, 0), (0, 2)])
-def test_empty_batch_or_sequence(lib, rng, cell, T, B):
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_empty_batch_or_sequence(lib, rng, cell, T, B, recurrent_dropout):
     D, H = 3, 2
     p = make_params(rng, cell, D, H)
     x, h0, c0, _, _ = make_case(rng, cell, T, B, D, H)
-    y, hn, cn, reserve = run(lib, cell, "float64", p, x, h0, c0, None, None)
-    assert y.shape == (T, B, H) and reserve.size == 0
-    np.testing.assert_array_equal(hn, h0)
-    if cell == "layer_norm_lstm":
-        np.testing.assert_array_equal(cn, c0)
-    wy, wh, wc = loss_weights(rng, T, B, H)
-    got = library_grads(lib, cell, "float64", p, x, h0, c0, None, None, wy, wh, wc)
-    np.testing.assert_array_equal(got["h0"], wh)
-    for name in p:
-        np.testing.assert_array_equal(got[name], np.zeros_like(p[name]), err_msg=name)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("T,B", [(3, 0), (0, 2)])
-def test_empty_batch_or_sequence_with_recurrent_mask(lib, rng, cell, T, B):
-    D, H = 3, 2
-    p = make_params(rng, cell, D, H)
-    x, h0, c0, _, _ = make_case(rng, cell, T, B, D, H)
-    rm = recurrent_dropout_mask(rng, B, H)
+    rm = recurrent_dropout_mask(rng, B, H) if recurrent_dropout else None
     y, hn, cn, reserve = run(lib, cell, "float64", p, x, h0, c0, None, None, recurrent_mask=rm)
     assert y.shape == (T, B, H) and reserve.size == 0
     np.testing.assert_array_equal(hn, h0)
@@ -346,17 +287,13 @@ def _cpu_op_inputs(tf, cell, p, x, h0, c0, mask, zm, dtype, recurrent_mask=None)
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_reserve_is_interchangeable_with_the_cpu_kernels(lib, rng, cell):
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_reserve_is_interchangeable_with_the_cpu_kernels(lib, rng, cell, recurrent_dropout):
     """A forward on one device and its gradient on the other (TensorFlow may place them so): the
     CPU op's reserve in the CUDA backward, and the CUDA reserve in the CPU grad op, both give the
-    finite-difference grads of the float64 reference."""
-    _check_reserve_interchangeable(lib, rng, cell, recurrent=False)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_reserve_with_recurrent_mask_is_interchangeable_with_the_cpu_kernels(lib, rng, cell):
-    """The same with a recurrent dropout mask (both devices' reserves keep h_prev undropped)."""
-    _check_reserve_interchangeable(lib, rng, cell, recurrent=True)
+    finite-difference grads of the float64 reference; with a recurrent dropout mask too (both
+    devices' reserves keep h_prev undropped)."""
+    _check_reserve_interchangeable(lib, rng, cell, recurrent=recurrent_dropout)
 
 
 def _check_reserve_interchangeable(lib, rng, cell, recurrent):

@@ -57,71 +57,18 @@ FORWARD_CASES = [
 ]
 
 
+# recurrent_dropout: with TF Addons' recurrent dropout mask [B, H] (h_{t-1} * m in h's product with
+# R only).
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("T,B,D,H,masked,zoneout", FORWARD_CASES)
-def test_forward_matches_reference(lib, rng, dtype, cell, T, B, D, H, masked, zoneout):
-    p = make_params(rng, cell, D, H)
-    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    want = reference(cell, p, x, h0, c0, mask, zm)
-    train = run(lib, cell, dtype, p, x, h0, c0, mask, zm, is_training=True)
-    infer = run(lib, cell, dtype, p, x, h0, c0, mask, zm, is_training=False)
-    for got in (train, infer):
-        for g, w in zip(got[:3], want, strict=True):
-            if w is not None:
-                np.testing.assert_allclose(g, w, **TOL[dtype])
-    np.testing.assert_array_equal(train[0], infer[0])
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("masked,zoneout", [(False, None), (True, "mask"), (True, "scalar")])
-def test_gradients_match_finite_differences(lib, rng, cell, masked, zoneout):
-    T, B, D, H = 3, 3, 2, 3
-    p = make_params(rng, cell, D, H)
-    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    wy, wh, wc = loss_weights(rng, T, B, H)
-    want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc)
-    got = library_grads(lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc)
-    for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize(
-    "T,B,D,H,masked,zoneout",
-    [(5, 7, 33, 257, True, "mask"), (3, 33, 20, 600, False, "scalar"), (4, 2, 3, 1, True, None)],
-)
-def test_gradients_along_random_directions(lib, rng, dtype, cell, T, B, D, H, masked, zoneout):
-    p = make_params(rng, cell, D, H)
-    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    tol = 1e-6 if dtype == "float64" else 2e-3
-    for got, fd in directional_check(lib, cell, dtype, p, x, h0, c0, mask, zm, rng):
-        assert abs(got - fd) <= tol * max(1.0, abs(fd)), (got, fd)
-
-
-# With TF Addons' recurrent dropout mask [B, H] (h_{t-1} * m in h's product with R only).
-RECURRENT_MASK_FORWARD_CASES = [
-    # T, B, D, H, masked, zoneout
-    (5, 7, 33, 257, True, "mask"),
-    (3, 64, 128, 256, False, None),
-    (4, 3, 5, 600, False, "scalar"),
-    (1, 1, 1, 1, False, None),
-    (3, 5, 3, 3, True, None),
-    (2, 66000, 2, 1, True, "mask"),
-    (3, 0, 4, 5, False, None),
-]
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("T,B,D,H,masked,zoneout", RECURRENT_MASK_FORWARD_CASES)
-def test_forward_with_recurrent_mask_matches_reference(
-    lib, rng, dtype, cell, T, B, D, H, masked, zoneout
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_forward_matches_reference(
+    lib, rng, dtype, cell, T, B, D, H, masked, zoneout, recurrent_dropout
 ):
     p = make_params(rng, cell, D, H)
     x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    rm = recurrent_dropout_mask(rng, B, H)
+    rm = recurrent_dropout_mask(rng, B, H) if recurrent_dropout else None
     want = reference(cell, p, x, h0, c0, mask, zm, recurrent_mask=rm)
     train = run(lib, cell, dtype, p, x, h0, c0, mask, zm, True, recurrent_mask=rm)
     infer = run(lib, cell, dtype, p, x, h0, c0, mask, zm, False, recurrent_mask=rm)
@@ -134,11 +81,12 @@ def test_forward_with_recurrent_mask_matches_reference(
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("masked,zoneout", [(False, None), (True, "mask"), (True, "scalar")])
-def test_gradients_with_recurrent_mask_match_finite_differences(lib, rng, cell, masked, zoneout):
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_gradients_match_finite_differences(lib, rng, cell, masked, zoneout, recurrent_dropout):
     T, B, D, H = 3, 3, 2, 3
     p = make_params(rng, cell, D, H)
     x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    rm = recurrent_dropout_mask(rng, B, H)
+    rm = recurrent_dropout_mask(rng, B, H) if recurrent_dropout else None
     wy, wh, wc = loss_weights(rng, T, B, H)
     want = finite_difference_grads(cell, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
     got = library_grads(lib, cell, "float64", p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm)
@@ -152,12 +100,13 @@ def test_gradients_with_recurrent_mask_match_finite_differences(lib, rng, cell, 
     "T,B,D,H,masked,zoneout",
     [(5, 7, 33, 257, True, "mask"), (3, 33, 20, 600, False, "scalar"), (4, 2, 3, 1, True, None)],
 )
-def test_gradients_with_recurrent_mask_along_random_directions(
-    lib, rng, dtype, cell, T, B, D, H, masked, zoneout
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+def test_gradients_along_random_directions(
+    lib, rng, dtype, cell, T, B, D, H, masked, zoneout, recurrent_dropout
 ):
     p = make_params(rng, cell, D, H)
     x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
-    rm = recurrent_dropout_mask(rng, B, H)
+    rm = recurrent_dropout_mask(rng, B, H) if recurrent_dropout else None
     tol = 1e-6 if dtype == "float64" else 2e-3
     pairs = directional_check(lib, cell, dtype, p, x, h0, c0, mask, zm, rng, recurrent_mask=rm)
     for got, fd in pairs:
