@@ -415,11 +415,13 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     if (rmask) {
       T* dropped;
       OP_REQUIRES_OK(ctx, AllocateScratch(ctx, rows * H, &dropped_t, &dropped));
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* hp = h_operand + r * H;
-        const T* m = rmask + (r % B) * H;
-        for (int64_t j = 0; j < H; ++j) dropped[r * H + j] = hp[j] * m[j];
-      }
+      ParallelRows(d, rows, static_cast<double>(H), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const T* hp = h_operand + r * H;
+          const T* m = rmask + (r % B) * H;
+          for (int64_t j = 0; j < H; ++j) dropped[r * H + j] = hp[j] * m[j];
+        }
+      });
       h_operand = dropped;
     }
     // dX = dGX W (rows x G·H x I, as many FLOPs as dW): only where a consumer reads it. In a
