@@ -276,14 +276,16 @@ struct GradSumType<float> {
 };
 
 // Whether a weight gradient over `rows` rows may be summed in T straight into its output: always
-// where T is its own sum type; for float, where the rows fit two of the double sums' float runs
-// (kWgradSubK rows each; WeightGradInT computes each run's product by itself and adds it to the
-// first's), so that the float sum is as accurate as theirs: a run's float sums are theirs, and
-// the float sum of two floats rounds their exact sum once, as the double sums' conversion does.
-// The double buffers, a pass over twice the weights' size to clear, fill and convert, cost a call
-// of few rows more than its products (GRU(1024) one-step training, docs/PERFORMANCE.md item 56;
-// GRU(256) at B = 64, T = 1, item 59).
-constexpr int64_t kWeightGradRunsInT = 2;
+// where T is its own sum type; for float, up to kWeightGradRunsInT of the double sums' float runs
+// (kWgradSubK rows each), each run summed by itself and the runs added in float into the output
+// (WeightGradInT). A run's float sums are the double sums'; the float sum of 8 runs adds the error
+// of an 8-term sum, so that the whole is still no less accurate than TensorFlow's float32 math
+// over the same rows (one float product of B rows a step, then the tape's sum of T;
+// tests/ops/test_grad_accuracy.py). The double buffers, a pass over twice the weights' size to
+// clear, fill and convert, cost a call of few rows more than its products (GRU(1024) one-step
+// training, docs/PERFORMANCE.md item 56; GRU(256) at B = 64, T = 1, item 59; LSTM(256) at
+// B = 256, T = 1, item 63).
+constexpr int64_t kWeightGradRunsInT = 8;
 constexpr int64_t kWeightGradMaxRowsInT = kWeightGradRunsInT * kWgradSubK;  // (float)
 template <typename T>
 bool WeightGradsInT(int64_t rows) {
@@ -389,34 +391,33 @@ void AddOuterProducts(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const
   });
 }
 
-// AddOuterProducts over up to WeightGradsInT's rows, one float run of kWgradSubK rows at a time
-// (each run's sums added to C as a whole, as WeightGradInT's products are): a gate's or product's
-// columns of a weight gradient in Keras' layout, B's and C's rows ldb and ldc apart.
-template <typename T>
-void AddOuterProductRuns(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A,
-                         const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
-  for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += kWgradSubK) {
-    AddOuterProducts(d, M, N, std::min(kWgradSubK, K - k0), A + k0 * M, B + k0 * ldb, ldb, C, ldc,
-                     accumulate || k0 > 0);
-  }
-}
-
 // C[M, N] (+)= Aᵀ · B over the K rows of A [K, M] and B [K, N], summed in T (where
-// WeightGradsInT allows): few rows as outer products (AddOuterProducts), more by Eigen's product,
-// for float one product per run of kWgradSubK rows, each added to C as a whole (see
-// WeightGradsInT).
+// WeightGradsInT allows), B's and C's rows ldb and ldc apart (0: N; a gate's or product's columns
+// of a gradient in Keras' layout, in place): few rows as outer products (AddOuterProducts); more,
+// for float, on the packed kernel in runs of kWgradSubK rows, each added to C as a whole
+// (GemmTransposedAFloatRuns, C's columns split across threads); for double by Eigen's product,
+// or (strided) as outer products.
 template <typename T>
 void WeightGradInT(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
-                   T* C, bool accumulate) {
-  if (K <= kOuterProductMaxRows) {
-    AddOuterProducts(d, M, N, K, A, B, N, C, N, accumulate);
-    return;
+                   T* C, bool accumulate, int64_t ldb = 0, int64_t ldc = 0) {
+  ldb = ldb ? ldb : N;
+  ldc = ldc ? ldc : N;
+  if constexpr (std::is_same<T, float>::value) {
+    if (K > kOuterProductMaxRows) {
+      const int64_t panels = (N + kNr - 1) / kNr;
+      ParallelRows(d, panels, 2.0 * kNr * M * K, [&](int64_t begin, int64_t end) {
+        GemmTransposedAFloatRuns(M, K, B, ldb, A, M, C, ldc, begin * kNr, std::min(N, end * kNr),
+                                 accumulate);
+      });
+      return;
+    }
+  } else {
+    if (K > kOuterProductMaxRows && ldb == N && ldc == N) {
+      CpuGemm<T>(d, true, false, M, N, K, A, B, C, accumulate);
+      return;
+    }
   }
-  const int64_t run = std::is_same<typename GradSumType<T>::type, T>::value ? K : kWgradSubK;
-  for (int64_t k0 = 0; k0 < K; k0 += run) {
-    const int64_t k1 = std::min(K, k0 + run);
-    CpuGemm<T>(d, true, false, M, N, k1 - k0, A + k0 * M, B + k0 * N, C, accumulate || k0 > 0);
-  }
+  AddOuterProducts(d, M, N, K, A, B, ldb, C, ldc, accumulate);
 }
 
 // Column sums of a row-major [rows, cols] matrix, added into out[cols] (in out's type).

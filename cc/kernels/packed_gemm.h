@@ -718,6 +718,153 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
 
 namespace packed_gemm_internal {
 
+// c(r, j) (+)= sum over k < kc of a(r, k) · b(k, j), c(r, j) at c[r·ldc + j] in float, for
+// r < kRows and j < width: a, b packed as for WgradMicroKernel. Each run of kWgradSubK values of k
+// is summed in float registers and added to c as a whole (the first run of a call that does not
+// accumulate stores it): the float sums of GemmTransposedAFloatRuns.
+template <int kRows>
+inline void WgradRunsMicroKernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                 int64_t width, bool accumulate) {
+#if TF_RNN_OPS_HAVE_AVX2
+  for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
+    const int64_t k1 = std::min(kc, k0 + kWgradSubK);
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float* ak = a + k0 * kMr;
+    const float* bk = b + k0 * kNr;
+    for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kNr) {
+      const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+      __m256 av = _mm256_broadcast_ss(ak);
+      c00 = _mm256_fmadd_ps(av, b0, c00);
+      c01 = _mm256_fmadd_ps(av, b1, c01);
+      if constexpr (kRows > 1) {
+        av = _mm256_broadcast_ss(ak + 1);
+        c10 = _mm256_fmadd_ps(av, b0, c10);
+        c11 = _mm256_fmadd_ps(av, b1, c11);
+      }
+      if constexpr (kRows > 2) {
+        av = _mm256_broadcast_ss(ak + 2);
+        c20 = _mm256_fmadd_ps(av, b0, c20);
+        c21 = _mm256_fmadd_ps(av, b1, c21);
+      }
+      if constexpr (kRows > 3) {
+        av = _mm256_broadcast_ss(ak + 3);
+        c30 = _mm256_fmadd_ps(av, b0, c30);
+        c31 = _mm256_fmadd_ps(av, b1, c31);
+      }
+      if constexpr (kRows > 4) {
+        av = _mm256_broadcast_ss(ak + 4);
+        c40 = _mm256_fmadd_ps(av, b0, c40);
+        c41 = _mm256_fmadd_ps(av, b1, c41);
+      }
+      if constexpr (kRows > 5) {
+        av = _mm256_broadcast_ss(ak + 5);
+        c50 = _mm256_fmadd_ps(av, b0, c50);
+        c51 = _mm256_fmadd_ps(av, b1, c51);
+      }
+    }
+    const __m256 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                                {c30, c31}, {c40, c41}, {c50, c51}};
+    const bool add = accumulate || k0 > 0;
+    for (int i = 0; i < kRows; ++i) {
+      float* row = c + i * ldc;
+      if (width == kNr) {
+        __m256 lo = acc[i][0], hi = acc[i][1];
+        if (add) {
+          lo = _mm256_add_ps(_mm256_loadu_ps(row), lo);
+          hi = _mm256_add_ps(_mm256_loadu_ps(row + 8), hi);
+        }
+        _mm256_storeu_ps(row, lo);
+        _mm256_storeu_ps(row + 8, hi);
+      } else {
+        alignas(32) float sum[kNr];
+        _mm256_store_ps(sum, acc[i][0]);
+        _mm256_store_ps(sum + 8, acc[i][1]);
+        for (int64_t j = 0; j < width; ++j) row[j] = add ? row[j] + sum[j] : sum[j];
+      }
+    }
+  }
+#else
+  for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
+    float sum[kMr][kNr] = {};
+    for (int64_t k = k0; k < std::min(kc, k0 + kWgradSubK); ++k)
+      for (int i = 0; i < kRows; ++i)
+        for (int64_t j = 0; j < kNr; ++j) sum[i][j] += a[k * kMr + i] * b[k * kNr + j];
+    for (int i = 0; i < kRows; ++i) {
+      float* row = c + i * ldc;
+      for (int64_t j = 0; j < width; ++j)
+        row[j] = accumulate || k0 > 0 ? row[j] + sum[i][j] : sum[i][j];
+    }
+  }
+#endif
+}
+
+inline void WgradRunsStrip(int64_t rows, int64_t kc, const float* a, const float* b, float* c,
+                           int64_t ldc, int64_t width, bool accumulate) {
+  switch (rows) {
+#define TF_RNN_OPS_WGRAD_RUNS_CASE(R)                             \
+  case R:                                                         \
+    WgradRunsMicroKernel<R>(kc, a, b, c, ldc, width, accumulate); \
+    break;
+    TF_RNN_OPS_WGRAD_RUNS_CASE(6)
+    TF_RNN_OPS_WGRAD_RUNS_CASE(5)
+    TF_RNN_OPS_WGRAD_RUNS_CASE(4)
+    TF_RNN_OPS_WGRAD_RUNS_CASE(3)
+    TF_RNN_OPS_WGRAD_RUNS_CASE(2)
+    TF_RNN_OPS_WGRAD_RUNS_CASE(1)
+#undef TF_RNN_OPS_WGRAD_RUNS_CASE
+    default:
+      break;
+  }
+}
+
+}  // namespace packed_gemm_internal
+
+// C[N, M] (+)= Bᵀ · A over the columns [m_begin, m_end) of C (callers split them across threads,
+// in multiples of kNr), for A [K, M] and B [K, N] float row-major with leading dimensions lda, ldb,
+// into a float C (leading dimension ldc) that accumulates (else is overwritten): a weight gradient
+// of few rows straight into Keras' [in, G·H] layout, A the gate grads, B the layer's input or
+// h_prev. The loops and packing of GemmTransposedA, C's tile transposed (rows of C: B's columns;
+// contiguous columns: A's), and float sums: each run of kWgradSubK rows summed in registers, the
+// runs added to C one at a time. Its error is one such run's plus that of a float sum of K /
+// kWgradSubK terms, which for the rows it is used for (cpu_gemm.h's WeightGradsInT) is no more than
+// TensorFlow's float32 math's (B rows a step in one float product, then the tape's sum of T).
+// The AVX2 kernel on every build: the same sums with or without AVX-512.
+inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64_t lda,
+                                     const float* B, int64_t ldb, float* C, int64_t ldc,
+                                     int64_t m_begin, int64_t m_end, bool accumulate) {
+  using packed_gemm_internal::kWgradMaxKb;
+  if (m_end <= m_begin || N == 0) return;
+  if (K == 0) {
+    if (!accumulate) {
+      for (int64_t n = 0; n < N; ++n) std::fill(C + n * ldc + m_begin, C + n * ldc + m_end, 0.f);
+    }
+    return;
+  }
+  // (Blocks of K a multiple of kWgradSubK where they can be, so that the runs are whole.)
+  const int64_t kb_max = std::max<int64_t>(
+      16, std::min((int64_t{1} << 16) / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
+  const int64_t strips = (N + kMr - 1) / kMr;
+  thread_local std::vector<float> b_storage;  // kept per thread: no allocation per call
+  b_storage.resize(kb_max * strips * kMr);
+  float* b_pack = b_storage.data();
+  alignas(64) float a_panel[kWgradMaxKb * kNr];
+  for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
+    const int64_t kb = std::min(kb_max, K - k0);
+    packed_gemm_internal::PackWgradStrips(N, kb, B + k0 * ldb, ldb, b_pack);
+    for (int64_t m0 = m_begin; m0 < m_end; m0 += kNr) {
+      const int64_t width = std::min(kNr, m_end - m0);
+      packed_gemm_internal::PackWgradPanel<kNr>(kb, A + k0 * lda + m0, lda, width, a_panel);
+      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+        packed_gemm_internal::WgradRunsStrip(std::min(kMr, N - n0), kb, b_pack + n0 * kb, a_panel,
+                                             C + n0 * ldc + m0, ldc, width, accumulate || k0 > 0);
+      }
+    }
+  }
+}
+
+namespace packed_gemm_internal {
+
 // C's columns [dst, dst + w) += the rows' a · B's rows k..k+3 at columns [src, src + w), for
 // `rows` (1 or 2) rows of A and C: each loaded vector of B serves both rows (a product of 2-8 rows
 // is bound by loads, not FMAs, in this form).

@@ -530,13 +530,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const T* p = keras ? nullptr : a.params + offset;
   T* dp = keras ? nullptr : a.dparams + offset;
   constexpr int kProducts = CellRecurrentProducts<Cell>::value;
-  // Keras-layout weight gradients summed in T into the outputs (and, for float, not in double).
-  // (Cells with several products and the masked products, which sum R's gradient per product or
-  // gate as outer products, do for WeightGradsInT's float rows only, in double too:
-  // SetKerasWeightGrads.)
-  const bool keras_direct_sums =
-      keras && WeightGradsInT<T>(T_ * B) &&
-      ((kProducts == 1 && a.rec_masks == nullptr) || T_ * B <= kWeightGradMaxRowsInT);
+  // Keras-layout weight gradients summed in T into the outputs (and, for float, not in double;
+  // cells with several products and the masked products per product or gate:
+  // SetKerasWeightGrads).
+  const bool keras_direct_sums = keras && WeightGradsInT<T>(T_ * B);
   const bool has_proj = s_.num_proj > 0;
   constexpr bool kHasC = Cell::kHasCellState;
   const auto& sv = rl.layer_dir[ld];

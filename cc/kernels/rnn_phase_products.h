@@ -240,8 +240,7 @@ class PhaseProductGrads<T, Cell, true> {
       const T* in = Input(p, hprev_rows, saved_rows);
       for (int g = Cell::kProductGates[p]; g < Cell::kProductGates[p + 1]; ++g) {
         const int64_t col = (grad_gate_src ? grad_gate_src[g] : g) * H_;
-        AddOuterProductRuns(d_, ho_, H_, rows, in, keras_d_gh + col, gh_w, dr + col, gh_w,
-                            accumulate);
+        WeightGradInT(d_, ho_, H_, rows, in, keras_d_gh + col, dr + col, accumulate, gh_w, gh_w);
       }
     }
   }
@@ -439,8 +438,7 @@ class MaskedProductGrads {
                            bool accumulate) {
     ForEachMaskedInput(rows, hprev_rows, saved_rows, [&](int g, const T* masked) {
       const int64_t col = (grad_gate_src ? grad_gate_src[g] : g) * H_;
-      AddOuterProductRuns(d_, ho_, H_, rows, masked, keras_d_gh + col, gh_w, dr + col, gh_w,
-                          accumulate);
+      WeightGradInT(d_, ho_, H_, rows, masked, keras_d_gh + col, dr + col, accumulate, gh_w, gh_w);
     });
   }
 

@@ -184,11 +184,15 @@ def _compare_keras(rng, mode, steps, batch, units, input_size):
 
 
 @pytest.mark.parametrize("mode", sorted(KERAS_KIND))
-@pytest.mark.parametrize("steps,batch", [(1, 8), (1, 32), (1, 64), (2, 29), (8, 8), (3, 100)])
+@pytest.mark.parametrize(
+    "steps,batch",
+    [(1, 8), (1, 32), (1, 64), (2, 29), (8, 8), (5, 37), (16, 16), (1, 256), (3, 100)],
+)
 def test_keras_layout_sums(rng, mode, steps, batch):
     """The drop-in layers' gradient at T·B rows where the sums run in float into the outputs
-    (WeightGradsInT: as outer products up to 8 rows, one float product up to 32, two runs of 32
-    added up to 64; GRU reset-before's per product up to 32) and beyond (300 rows, in double)."""
+    (WeightGradsInT: as outer products up to 8 rows, then runs of 32 rows on the packed kernel, the
+    runs added in float up to 256 rows, as are GRU reset-before's per-product sums) and beyond
+    (300 rows, in double)."""
     _compare_keras(rng, mode, steps, batch, 48, 20)
 
 

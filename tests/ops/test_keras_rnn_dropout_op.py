@@ -88,7 +88,8 @@ def _run(mode, gx, h0, c0, r, b, rm, lengths=None, time_major=False, dtype=np.fl
     return (np.swapaxes(y, 0, 1) if time_major else y), np.asarray(h), np.asarray(c)
 
 
-SIZES = [(1, 1, 1, 1), (3, 4, 2, 3), (2, 3, 3, 257), (13, 3, 2, 5)]  # (B, T, I, H)
+# (B, T, I, H); 29 x 5 = 145 rows: the float weight-gradient runs of few-row calls (WeightGradsInT)
+SIZES = [(1, 1, 1, 1), (3, 4, 2, 3), (2, 3, 3, 257), (13, 3, 2, 5), (29, 5, 7, 19)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
