@@ -8,8 +8,10 @@ A case is layer:B:T:H (I = 128), where layer may carry options after "+": GRU+rb
 GRU(reset_after=False), +rd recurrent_dropout=0.2 (masks drawn per call, as in Keras). Each round
 runs at least `--calls` training steps (forward, backward, every weight gradient, results fetched),
 and 50 ms of Keras', of either layer, alternating, so that changes of machine load hit both alike;
-prints the median milliseconds a step and the ratio Keras / ours. Speed is measured here, never
-asserted in tests; results go to docs/PERFORMANCE.md.
+prints the median milliseconds a step and the ratio Keras / ours, and beside them the process's
+median CPU time a step (all threads; it varies less than the wall time on a shared machine, and
+shows how many cores each keeps busy). Speed is measured here, never asserted in tests; results
+go to docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main() -> None:
         theirs.set_weights(ours.get_weights())
         fns = {"ours": _step_fn(tf, ours, x), "keras": _step_fn(tf, theirs, x)}
         times = {name: [] for name in fns}
+        cpu_times = {name: [] for name in fns}
         for fn in fns.values():
             fn()  # trace and warm up
         t0 = time.perf_counter()
@@ -66,14 +69,17 @@ def main() -> None:
         calls = max(args.calls, int(0.05 / (time.perf_counter() - t0)))  # rounds of >= 50 ms
         for _ in range(args.rounds):
             for name, fn in fns.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for _ in range(calls):
                     [g.numpy() for g in fn()]
                 times[name].append(1e3 * (time.perf_counter() - t0) / calls)
+                cpu_times[name].append(1e3 * (time.process_time() - c0) / calls)
         med = {name: statistics.median(t) for name, t in times.items()}
+        cpu = {name: statistics.median(t) for name, t in cpu_times.items()}
         print(
             f"{layer} B={B} T={T} I=128 H={H}: training step ours {med['ours']:.2f} ms, "
-            f"keras {med['keras']:.2f} ms, keras/ours {med['keras'] / med['ours']:.2f}x",
+            f"keras {med['keras']:.2f} ms, keras/ours {med['keras'] / med['ours']:.2f}x "
+            f"(CPU time a step: ours {cpu['ours']:.2f} ms, keras {cpu['keras']:.2f} ms)",
             flush=True,
         )
 

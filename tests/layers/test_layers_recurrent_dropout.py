@@ -98,6 +98,17 @@ def test_matches_keras_with_injected_masks(rng, kind, dropout):
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+def test_matches_keras_over_more_rows(rng, kind):
+    """29 x 5 = 145 rows: R's gradient summed per gate in float runs of 32 rows on the packed
+    kernel, straight into Keras' layout (the few-row calls of WeightGradsInT, up to 256 rows)."""
+    name, kw = kind
+    ref, ours = _pair(name, rng, dropout=0.25, recurrent_dropout=0.3, return_sequences=True, **kw)
+    x = tf.constant(rng.normal(size=(29, 5, IN)).astype(np.float32))
+    masks = _draw_masks(rng, ref.cell, batch=29)
+    _compare(_grads(ours, [(ours.cell, masks)], x), _grads(ref, [(ref.cell, masks)], x))
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
 def test_masks_go_backwards_last_output(rng, kind):
     name, kw = kind
     x = tf.constant(rng.normal(size=(B, T, IN)).astype(np.float32))
