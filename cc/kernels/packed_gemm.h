@@ -411,6 +411,53 @@ inline void AddToDouble(__m256 v, double* t) {
 }
 #endif
 
+#if TF_RNN_OPS_HAVE_AVX2
+// The float sums over rows [k0, k1) of a weight-gradient tile (a, b packed as WgradMicroKernel
+// reads them), in registers: acc[i][h] holds row i's columns [8h, 8h + 8).
+template <int kRows>
+inline void WgradRunSums(int64_t k0, int64_t k1, const float* a, const float* b,
+                         __m256 (&acc)[kMr][2]) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const float* ak = a + k0 * kMr;
+  const float* bk = b + k0 * kNr;
+  for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kNr) {
+    const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+    __m256 av = _mm256_broadcast_ss(ak);
+    c00 = _mm256_fmadd_ps(av, b0, c00);
+    c01 = _mm256_fmadd_ps(av, b1, c01);
+    if constexpr (kRows > 1) {
+      av = _mm256_broadcast_ss(ak + 1);
+      c10 = _mm256_fmadd_ps(av, b0, c10);
+      c11 = _mm256_fmadd_ps(av, b1, c11);
+    }
+    if constexpr (kRows > 2) {
+      av = _mm256_broadcast_ss(ak + 2);
+      c20 = _mm256_fmadd_ps(av, b0, c20);
+      c21 = _mm256_fmadd_ps(av, b1, c21);
+    }
+    if constexpr (kRows > 3) {
+      av = _mm256_broadcast_ss(ak + 3);
+      c30 = _mm256_fmadd_ps(av, b0, c30);
+      c31 = _mm256_fmadd_ps(av, b1, c31);
+    }
+    if constexpr (kRows > 4) {
+      av = _mm256_broadcast_ss(ak + 4);
+      c40 = _mm256_fmadd_ps(av, b0, c40);
+      c41 = _mm256_fmadd_ps(av, b1, c41);
+    }
+    if constexpr (kRows > 5) {
+      av = _mm256_broadcast_ss(ak + 5);
+      c50 = _mm256_fmadd_ps(av, b0, c50);
+      c51 = _mm256_fmadd_ps(av, b1, c51);
+    }
+  }
+  const __m256 sums[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                               {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int i = 0; i < kRows; ++i) acc[i][0] = sums[i][0], acc[i][1] = sums[i][1];
+}
+#endif
+
 // C(j, r) += sum over k < kc of a(r, k) · b(k, j), C(j, r) at c[j·ldc + r] in double, for r < kRows
 // and j < width: a is a packed strip of kMr columns of the weight-gradient product's right operand,
 // a(r, k) at a[k·kMr + r]; b a packed kNr-column panel of its left operand (zero past width).
@@ -422,43 +469,8 @@ inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double*
   alignas(32) double tile[kMr][kNr];
   for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
     const int64_t k1 = std::min(kc, k0 + kWgradSubK);
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float* ak = a + k0 * kMr;
-    const float* bk = b + k0 * kNr;
-    for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kNr) {
-      const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
-      __m256 av = _mm256_broadcast_ss(ak);
-      c00 = _mm256_fmadd_ps(av, b0, c00);
-      c01 = _mm256_fmadd_ps(av, b1, c01);
-      if constexpr (kRows > 1) {
-        av = _mm256_broadcast_ss(ak + 1);
-        c10 = _mm256_fmadd_ps(av, b0, c10);
-        c11 = _mm256_fmadd_ps(av, b1, c11);
-      }
-      if constexpr (kRows > 2) {
-        av = _mm256_broadcast_ss(ak + 2);
-        c20 = _mm256_fmadd_ps(av, b0, c20);
-        c21 = _mm256_fmadd_ps(av, b1, c21);
-      }
-      if constexpr (kRows > 3) {
-        av = _mm256_broadcast_ss(ak + 3);
-        c30 = _mm256_fmadd_ps(av, b0, c30);
-        c31 = _mm256_fmadd_ps(av, b1, c31);
-      }
-      if constexpr (kRows > 4) {
-        av = _mm256_broadcast_ss(ak + 4);
-        c40 = _mm256_fmadd_ps(av, b0, c40);
-        c41 = _mm256_fmadd_ps(av, b1, c41);
-      }
-      if constexpr (kRows > 5) {
-        av = _mm256_broadcast_ss(ak + 5);
-        c50 = _mm256_fmadd_ps(av, b0, c50);
-        c51 = _mm256_fmadd_ps(av, b1, c51);
-      }
-    }
-    const __m256 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                                {c30, c31}, {c40, c41}, {c50, c51}};
+    __m256 acc[kMr][2];
+    WgradRunSums<kRows>(k0, k1, a, b, acc);
     // The first sub-block sets the tile (0 + x is x: the sums of a zeroed tile; clearing it
     // cost GemmTransposedA ~4%, a `rep stos` per call).
     if (k0 == 0) {
@@ -728,43 +740,8 @@ inline void WgradRunsMicroKernel(int64_t kc, const float* a, const float* b, flo
 #if TF_RNN_OPS_HAVE_AVX2
   for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
     const int64_t k1 = std::min(kc, k0 + kWgradSubK);
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float* ak = a + k0 * kMr;
-    const float* bk = b + k0 * kNr;
-    for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kNr) {
-      const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
-      __m256 av = _mm256_broadcast_ss(ak);
-      c00 = _mm256_fmadd_ps(av, b0, c00);
-      c01 = _mm256_fmadd_ps(av, b1, c01);
-      if constexpr (kRows > 1) {
-        av = _mm256_broadcast_ss(ak + 1);
-        c10 = _mm256_fmadd_ps(av, b0, c10);
-        c11 = _mm256_fmadd_ps(av, b1, c11);
-      }
-      if constexpr (kRows > 2) {
-        av = _mm256_broadcast_ss(ak + 2);
-        c20 = _mm256_fmadd_ps(av, b0, c20);
-        c21 = _mm256_fmadd_ps(av, b1, c21);
-      }
-      if constexpr (kRows > 3) {
-        av = _mm256_broadcast_ss(ak + 3);
-        c30 = _mm256_fmadd_ps(av, b0, c30);
-        c31 = _mm256_fmadd_ps(av, b1, c31);
-      }
-      if constexpr (kRows > 4) {
-        av = _mm256_broadcast_ss(ak + 4);
-        c40 = _mm256_fmadd_ps(av, b0, c40);
-        c41 = _mm256_fmadd_ps(av, b1, c41);
-      }
-      if constexpr (kRows > 5) {
-        av = _mm256_broadcast_ss(ak + 5);
-        c50 = _mm256_fmadd_ps(av, b0, c50);
-        c51 = _mm256_fmadd_ps(av, b1, c51);
-      }
-    }
-    const __m256 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                                {c30, c31}, {c40, c41}, {c50, c51}};
+    __m256 acc[kMr][2];
+    WgradRunSums<kRows>(k0, k1, a, b, acc);
     const bool add = accumulate || k0 > 0;
     for (int i = 0; i < kRows; ++i) {
       float* row = c + i * ldc;
