@@ -556,6 +556,36 @@ inline void PackWgradPanel(int64_t kb, const float* A, int64_t lda, int64_t widt
   }
 }
 
+// Storage for B's packed strips of kb_max rows (PackWgradStrips), kept per thread: no allocation
+// per call.
+inline float* WgradStripStorage(int64_t kb_max, int64_t N) {
+  thread_local std::vector<float> storage;
+  storage.resize(kb_max * ((N + kMr - 1) / kMr) * kMr);
+  return storage.data();
+}
+
+// The loops of the weight-gradient products on the AVX2 micro-kernels (GemmTransposedA,
+// GemmTransposedAFloatRuns): K in blocks of at most kb_max rows; each block of B packed in strips
+// of kMr columns (into b_pack), each kNr-wide panel of A's columns [m_begin, m_end) packed in turn
+// and passed over every strip: strip_fn(rows, kb, strip, panel, n0, m0, width, k0).
+template <typename StripFn>
+inline void WgradBlocks(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                        int64_t ldb, int64_t m_begin, int64_t m_end, int64_t kb_max, float* b_pack,
+                        StripFn&& strip_fn) {
+  alignas(64) float a_panel[kWgradMaxKb * kNr];
+  for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
+    const int64_t kb = std::min(kb_max, K - k0);
+    PackWgradStrips(N, kb, B + k0 * ldb, ldb, b_pack);
+    for (int64_t m0 = m_begin; m0 < m_end; m0 += kNr) {
+      const int64_t width = std::min(kNr, m_end - m0);
+      PackWgradPanel<kNr>(kb, A + k0 * lda + m0, lda, width, a_panel);
+      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+        strip_fn(std::min(kMr, N - n0), kb, b_pack + n0 * kb, a_panel, n0, m0, width, k0);
+      }
+    }
+  }
+}
+
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
 // t[0..16) = v, in double.
 TF_RNN_OPS_TARGET_AVX512 inline void StoreAsDouble512(__m512 v, double* t) {
@@ -702,10 +732,7 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
   using packed_gemm_internal::kWgradMaxKb;
   if (m_end <= m_begin || N == 0 || K == 0) return;
   const int64_t kb_max = std::clamp<int64_t>((int64_t{1} << 16) / N, 16, kWgradMaxKb);
-  const int64_t strips = (N + kMr - 1) / kMr;
-  thread_local std::vector<float> b_storage;  // kept per thread: no allocation per call
-  b_storage.resize(kb_max * strips * kMr);
-  float* b_pack = b_storage.data();
+  float* b_pack = packed_gemm_internal::WgradStripStorage(kb_max, N);
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
   if (UseAvx512()) {
     packed_gemm_internal::GemmTransposedA512(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, kb_max,
@@ -713,19 +740,12 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
     return;
   }
 #endif
-  alignas(64) float a_panel[kWgradMaxKb * kNr];
-  for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
-    const int64_t kb = std::min(kb_max, K - k0);
-    packed_gemm_internal::PackWgradStrips(N, kb, B + k0 * ldb, ldb, b_pack);
-    for (int64_t m0 = m_begin; m0 < m_end; m0 += kNr) {
-      const int64_t width = std::min(kNr, m_end - m0);
-      packed_gemm_internal::PackWgradPanel<kNr>(kb, A + k0 * lda + m0, lda, width, a_panel);
-      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
-        packed_gemm_internal::WgradStrip(std::min(kMr, N - n0), kb, b_pack + n0 * kb, a_panel,
-                                         C + m0 * ldc + n0, ldc, width);
-      }
-    }
-  }
+  packed_gemm_internal::WgradBlocks(
+      N, K, A, lda, B, ldb, m_begin, m_end, kb_max, b_pack,
+      [&](int64_t rows, int64_t kb, const float* strip, const float* panel, int64_t n0, int64_t m0,
+          int64_t width, int64_t /*k0*/) {
+        packed_gemm_internal::WgradStrip(rows, kb, strip, panel, C + m0 * ldc + n0, ldc, width);
+      });
 }
 
 namespace packed_gemm_internal {
@@ -821,23 +841,14 @@ inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64
   // (Blocks of K a multiple of kWgradSubK where they can be, so that the runs are whole.)
   const int64_t kb_max = std::max<int64_t>(
       16, std::min((int64_t{1} << 16) / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
-  const int64_t strips = (N + kMr - 1) / kMr;
-  thread_local std::vector<float> b_storage;  // kept per thread: no allocation per call
-  b_storage.resize(kb_max * strips * kMr);
-  float* b_pack = b_storage.data();
-  alignas(64) float a_panel[kWgradMaxKb * kNr];
-  for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
-    const int64_t kb = std::min(kb_max, K - k0);
-    packed_gemm_internal::PackWgradStrips(N, kb, B + k0 * ldb, ldb, b_pack);
-    for (int64_t m0 = m_begin; m0 < m_end; m0 += kNr) {
-      const int64_t width = std::min(kNr, m_end - m0);
-      packed_gemm_internal::PackWgradPanel<kNr>(kb, A + k0 * lda + m0, lda, width, a_panel);
-      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
-        packed_gemm_internal::WgradRunsStrip(std::min(kMr, N - n0), kb, b_pack + n0 * kb, a_panel,
-                                             C + n0 * ldc + m0, ldc, width, accumulate || k0 > 0);
-      }
-    }
-  }
+  packed_gemm_internal::WgradBlocks(
+      N, K, A, lda, B, ldb, m_begin, m_end, kb_max,
+      packed_gemm_internal::WgradStripStorage(kb_max, N),
+      [&](int64_t rows, int64_t kb, const float* strip, const float* panel, int64_t n0, int64_t m0,
+          int64_t width, int64_t k0) {
+        packed_gemm_internal::WgradRunsStrip(rows, kb, strip, panel, C + n0 * ldc + m0, ldc, width,
+                                             accumulate || k0 > 0);
+      });
 }
 
 namespace packed_gemm_internal {
