@@ -150,6 +150,12 @@ inline T ZoneoutKeep(const T* m_row, T keep, int64_t j) {
   return m_row != nullptr ? m_row[j] : keep;
 }
 
+// Whether p[0, n) are all zero (an initial state no one gave: its products need not run).
+template <typename T>
+inline bool AllZero(const T* p, int64_t n) {
+  return std::all_of(p, p + n, [](T v) { return v == T(0); });
+}
+
 template <typename T>
 class CpuRnn {
  public:
@@ -332,6 +338,9 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
 
   std::copy(a.h0 + ld * B * ho, a.h0 + (ld + 1) * B * ho, h);
   if constexpr (Cell::kHasCellState) std::copy(a.c0 + ld * B * H, a.c0 + (ld + 1) * B * H, c);
+  // A zero initial state (a layer called without one): the first step's recurrent products are of
+  // zeros (h, r ⊙ h, h ⊙ m), so their columns of gh are set to zero, not computed.
+  const bool h0_zero = AllZero(h, B * ho);
 
   const int32_t* lengths = a.lengths;
   int64_t s0 = 0;  // first step of the current chunk
@@ -405,7 +414,12 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
         [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
           const int64_t n_rows = b1 - b0;
           for (int phase = 0; phase < kProducts; ++phase) {
-            if (masked) {
+            if (s == 0 && h0_zero) {
+              const int64_t g0 = CellProductGate<Cell>(phase) * H;
+              const int64_t g1 = CellProductGate<Cell>(phase + 1) * H;
+              for (int64_t b = b0; b < b1; ++b)
+                std::fill(gh + b * gh_w + g0, gh + b * gh_w + g1, T(0));
+            } else if (masked) {
               masked->Forward(phase, one_thread, b0, b1, h, gh, gh_w);
             } else if constexpr (kProducts == 1) {
               RunStepGemm(recurrent, one_thread, n_rows, h + b0 * ho, gh + b0 * gh_w);
@@ -619,6 +633,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
 
   std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
   if constexpr (kHasC) std::copy(a.dcn + ld * B * H, a.dcn + (ld + 1) * B * H, dc);
+  const bool h0_zero = AllZero(a.h0 + ld * B * ho, B * ho);  // (see the weight gradients)
   const bool in_place_d_projected =
       a.d_projected != nullptr && !a.projected_batch_major && a.d_projected_gate_src == nullptr;
 
@@ -771,6 +786,13 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       GatherReverseRows(lengths, T_, B, s0, s1, width, res + sv.saved[k], buf);
       return buf;
     };
+    // R's gradient: step 0's rows add h0ᵀ · grads = 0 where the initial state is zero (a layer
+    // called without one), so they are left out (all of a one-step call's).
+    const int64_t r_skip = s0 == 0 && h0_zero ? B : 0, r_rows = rows - r_skip;
+    const T* const hprev_r = hprev_rows + r_skip * ho;
+    auto saved_rows_r = [&](int k, T* buf) -> const T* {
+      return saved_rows(k, buf) + r_skip * sv.saved_width[k];
+    };
     if (keras_direct_sums) {  // straight into the outputs (WeightGradsInT), Keras' gate order
       const bool first = s1 == T_;
       auto keras_order = [&](const T* grads, T* buf) -> const T* {
@@ -784,26 +806,29 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       const T* kh =
           Cell::kDistinctRecurrentGrad ? keras_order(d_gh, keras_order_rows + cb * gh_w) : kx;
       if (!projected) WeightGradInT<T>(d_, in, gh_w, rows, xr, kx, a.d_kernel, !first);
+      // (With r_rows = 0 these write zeros, or add nothing.)
+      const T* const kh_r = kh + r_skip * gh_w;
       if (masked) {
-        masked->SetKerasWeightGrads(rows, kh, gh_w, hprev_rows, saved_rows, a.grad_gate_src,
+        masked->SetKerasWeightGrads(r_rows, kh_r, gh_w, hprev_r, saved_rows_r, a.grad_gate_src,
                                     a.d_recurrent_kernel, !first);
       } else if constexpr (kProducts == 1) {
-        WeightGradInT<T>(d_, ho, gh_w, rows, hprev_rows, kh, a.d_recurrent_kernel, !first);
+        WeightGradInT<T>(d_, ho, gh_w, r_rows, hprev_r, kh_r, a.d_recurrent_kernel, !first);
       } else {
-        phases->SetKerasWeightGrads(rows, kh, gh_w, hprev_rows, saved_rows, a.grad_gate_src,
+        phases->SetKerasWeightGrads(r_rows, kh_r, gh_w, hprev_r, saved_rows_r, a.grad_gate_src,
                                     a.d_recurrent_kernel, !first);
       }
     } else if (s_.HasInputWeights(layer) && !projected) {
       AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
     }
-    if (keras_direct_sums) {
-      // (above)
+    const T* const d_gh_r = d_gh + r_skip * gh_w;
+    if (keras_direct_sums || r_rows == 0) {
+      // (above; or nothing to add)
     } else if (masked) {
-      masked->AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum_r);
+      masked->AddWeightGrads(r_rows, d_gh_r, gh_w, hprev_r, saved_rows_r, gsum_r);
     } else if constexpr (kProducts == 1) {
-      AddWeightGrad<T>(d_, gh_w, ho, rows, d_gh, hprev_rows, gsum_r);
+      AddWeightGrad<T>(d_, gh_w, ho, r_rows, d_gh_r, hprev_r, gsum_r);
     } else {
-      phases->AddWeightGrads(rows, d_gh, gh_w, hprev_rows, saved_rows, gsum_r);
+      phases->AddWeightGrads(r_rows, d_gh_r, gh_w, hprev_r, saved_rows_r, gsum_r);
     }
     if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, gsum + blk.p);
     AddColumnSums(rows, gh_w, d_gx, gsum_bw);

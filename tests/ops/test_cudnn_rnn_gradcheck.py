@@ -11,8 +11,11 @@ import tensorflow as tf
 import tf_rnn_ops
 
 
-def _max_error(p, which, dropout=0.0, seed=0, seed2=0):
+def _max_error(p, which, dropout=0.0, seed=0, seed2=0, zero_state=False):
     kw = p.op_kwargs(is_training=True, dropout=dropout, seed=seed, seed2=seed2)
+    if zero_state:  # as a layer called without initial states
+        kw["input_h"] = tf.zeros_like(kw["input_h"])
+        kw["input_c"] = tf.zeros_like(kw["input_c"])
     names = ["input", "input_h", "input_c", "params"]
     idx = names.index(which)
 
@@ -51,3 +54,15 @@ def test_compute_gradient_lstm_proj_skip(rng, which, time_major):
         input_mode="skip_input", num_proj=2, time_major=time_major, lengths=[1, 3],
     )  # fmt: skip
     assert _max_error(p, which) < 1e-7
+
+
+@pytest.mark.parametrize("mode", ref.MODES)
+@pytest.mark.parametrize("which", ["input_h", "params"])
+def test_compute_gradient_at_zero_initial_state(rng, mode, which):
+    """At zero initial states the kernels skip the first step's recurrent products and its rows of
+    R's gradient; each numerical probe of input_h moves one entry off zero (the full path), so
+    both paths meet here. Two bidirectional layers (the reverse direction's first step is each
+    row's last time), lengths with an empty row."""
+    p = ref.Problem(rng, mode, 2, 2, 3, batch=3, steps=3, direction="bidirectional",
+                    lengths=[3, 0, 2])  # fmt: skip
+    assert _max_error(p, which, zero_state=True) < 1e-7

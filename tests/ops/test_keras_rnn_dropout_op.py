@@ -163,6 +163,45 @@ def test_gradient_matches_numeric(rng, mode):
             assert np.abs(t).sum() > 0
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_zero_initial_state(rng, mode):
+    """Zero initial states (a layer called without them): the kernels skip the first step's
+    recurrent products, masked, and its rows of R's gradient. The forward in float32 against the
+    reference (one step at H = 257; 145 rows), the gradients against numerical ones at the zero
+    state (each probe of input_h moves one entry off zero: the full path)."""
+    for B, T, n_in, H in ((2, 1, 3, 257), (29, 5, 7, 19)):
+        k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
+        h0, c0 = np.zeros_like(h0), np.zeros_like(c0)
+        gx = _projected(mode, x, k, b, dm)
+        ry, rh, rc = _reference(mode, k, r, b, x, h0, c0, dm, rm)
+        for training in (True, False):
+            y, h, c = _run(mode, gx, h0, c0, r, b, rm, dtype=np.float32, is_training=training)
+            np.testing.assert_allclose(y, ry, **TOL[np.float32])
+            np.testing.assert_allclose(h, rh, **TOL[np.float32])
+            if mode == "lstm":
+                np.testing.assert_allclose(c, rc, **TOL[np.float32])
+    B, T, n_in, H = 3, 3, 2, 3
+    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
+    gx = _projected(mode, x, k, b, dm)
+    masks = tf.constant(np.stack(rm))
+    lstm, gru = mode == "lstm", mode == "gru"
+
+    def loss(gx, h0, c0, r, rb):
+        y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
+            gx, h0, c0 if lstm else None, r, masks, rb if gru else None,
+            sequence_lengths=np.array([3, 0, 2], np.int32), rnn_mode=mode,
+        )  # fmt: skip
+        return tf.concat([tf.reshape(y, [-1]), tf.reshape(h, [-1]), tf.reshape(c, [-1])], 0)
+
+    rb = b[1] if gru else np.zeros(3)
+    zeros = np.zeros((B, H))
+    args = [tf.constant(a) for a in (gx, zeros, zeros, r, rb)]
+    theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
+    for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6, err_msg=f"input {i}")
+    assert np.abs(theoretical[3]).sum() > 0  # R's gradient: the later steps' rows
+
+
 def _good(B=2, T=3, H=4, mode="lstm"):
     g = GATES[mode]
     return dict(

@@ -301,18 +301,23 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
 ]
 
 
+@pytest.mark.parametrize("zero_state", [False, True], ids=["state", "zero_state"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("size", GRAD_SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
-def test_float32_gradient_matches_reference(rng, mode, size):
+def test_float32_gradient_matches_reference(rng, mode, size, zero_state):
     """float32 gradients of every input and weight (TfRnn>KerasRNNBackprop, every mode) against
     float64 autodiff of the reference, both layouts, lengths, no bias, and with the input not
-    watched (skip_input_backprop: the weights' grads unchanged)."""
+    watched (skip_input_backprop: the weights' grads unchanged). zero_state: zero initial states
+    (a layer called without them), where the kernels skip the first step's recurrent products and
+    its rows of R's gradient."""
     B, T, n_in, H = size
     time_major = B % 2 == 1
     use_bias = (B + T) % 3 != 0
     x, h0, c0 = _problem(rng, mode, B, T, n_in, H, np.float32, time_major)
     if c0 is None:
         c0 = np.zeros([B, H], np.float32)
+    if zero_state:
+        h0, c0 = np.zeros_like(h0), np.zeros_like(c0)
     k, r, b = _weights(rng, mode, n_in, H, np.float32, use_bias=use_bias, scale=0.3)
     lengths = random_lengths(rng, B, T) if B > 1 else None
     y_shape = (T, B, H) if time_major else (B, T, H)
