@@ -297,6 +297,13 @@ def _skipped_inputs(op) -> tuple:
         return ()
 
 
+def _states_skipped(op, lstm: bool) -> bool:
+    """Whether the tape wants neither initial state's gradient (inputs 1 and 2: input_h, and
+    input_c where the cell has one): a layer called without initial states."""
+    skipped = _skipped_inputs(op)
+    return 1 in skipped and (not lstm or 2 in skipped)
+
+
 @register_gradient("TfRnn>CudnnRNN")
 def _cudnn_rnn_grad(op, *grads):
     """Gradient of the fused RNN: its backprop op, fed the forward's reserve_space.
@@ -389,6 +396,7 @@ def _keras_rnn_grad(op, *grads):
     y, hn, cn, reserve = op.outputs
     lstm = mode == "lstm"
     skip_input_backprop = 0 in _skipped_inputs(op)
+    skip_state_backprop = _states_skipped(op, lstm)
     bp = _ops().tf_rnn_keras_rnn_backprop(
         input=x,
         input_h=h0,
@@ -407,8 +415,10 @@ def _keras_rnn_grad(op, *grads):
         rnn_mode=mode,
         time_major=time_major,
         skip_input_backprop=skip_input_backprop,
+        skip_state_backprop=skip_state_backprop,
     )
-    return (None if skip_input_backprop else bp[0], *bp[1:6], None)
+    states = (None, None) if skip_state_backprop else (bp[1], bp[2])
+    return (None if skip_input_backprop else bp[0], *states, *bp[3:6], None)
 
 
 def keras_rnn_dropout(
@@ -475,10 +485,12 @@ def keras_rnn_dropout(
 @register_gradient("TfRnn>KerasRNNDropout")
 def _keras_rnn_dropout_grad(op, *grads):
     """Gradient of `keras_rnn_dropout`: TfRnn>KerasRNNDropoutBackprop (no gradient for the
-    dropout and zoneout masks and the lengths)."""
+    dropout and zoneout masks and the lengths; none for the states when the tape wants none)."""
     _refuse_without_training(op, "keras_rnn_dropout")
     gx, h0, c0, rkernel, rbias, lengths, masks, zoneout_mask = op.inputs
     y, hn, cn, reserve = op.outputs
+    mode = op.get_attr("rnn_mode")
+    skip_state_backprop = _states_skipped(op, _str_attr(mode) == "lstm")
 
     bp = _ops().tf_rnn_keras_rnn_dropout_backprop(
         projected_input=gx,
@@ -496,10 +508,12 @@ def _keras_rnn_dropout_grad(op, *grads):
         output_h_backprop=_zeros_if_none(grads[1], hn),
         output_c_backprop=_zeros_if_none(grads[2], cn),
         reserve_space=reserve,
-        rnn_mode=op.get_attr("rnn_mode"),
+        rnn_mode=mode,
         time_major=op.get_attr("time_major"),
+        skip_state_backprop=skip_state_backprop,
     )
-    return bp[0], bp[1], bp[2], bp[3], bp[4], None, None, None
+    states = (None, None) if skip_state_backprop else (bp[1], bp[2])
+    return bp[0], *states, bp[3], bp[4], None, None, None
 
 
 # ----------------------------------------------------------------- second-order: backprop gradients
@@ -579,8 +593,12 @@ def _keras_rnn_backprop_grad(op, *grads):
     from tf_rnn_ops import _reference_rnn
 
     inputs = list(op.inputs)
+    grads = list(grads)
+    # Outputs returned as zeros (input_backprop, the states' grads) pass nothing back.
     if op.get_attr("skip_input_backprop"):
-        grads = (None, *grads[1:])  # input_backprop is then zeros: nothing flows back through it
+        grads[0] = None
+    if op.get_attr("skip_state_backprop"):
+        grads[1] = grads[2] = None
     if all(g is None for g in grads):
         return [None] * len(inputs)
     mode = _str_attr(op.get_attr("rnn_mode"))
@@ -615,6 +633,9 @@ def _keras_rnn_dropout_backprop_grad(op, *grads):
     from tf_rnn_ops import _reference_rnn
 
     inputs = list(op.inputs)
+    grads = list(grads)
+    if op.get_attr("skip_state_backprop"):  # the states' grads are zeros: nothing flows back
+        grads[1] = grads[2] = None
     if all(g is None for g in grads):
         return [None] * len(inputs)
     gx, h0, c0, rkernel, rbias, lengths, masks, zoneout = inputs[:8]

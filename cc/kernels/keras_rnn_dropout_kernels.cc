@@ -262,7 +262,9 @@ class KerasRnnDropoutOp : public OpKernel {
 template <typename T>
 class KerasRnnDropoutBackpropOp : public OpKernel {
  public:
-  explicit KerasRnnDropoutBackpropOp(OpKernelConstruction* ctx) : OpKernel(ctx), call_(ctx) {}
+  explicit KerasRnnDropoutBackpropOp(OpKernelConstruction* ctx) : OpKernel(ctx), call_(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_state_backprop", &skip_state_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     DropoutCall<T> c(call_);
@@ -285,9 +287,13 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     std::fill_n(drb->flat<T>().data(), drb->NumElements(), T(0));
     if (B == 0 || T_ == 0) {  // the states' grads pass through
       std::fill_n(drk->flat<T>().data(), drk->NumElements(), T(0));
-      std::copy_n(ctx->input(kOutputHBackprop).flat<T>().data(), B * H, dh0->flat<T>().data());
-      if (lstm) {
-        std::copy_n(ctx->input(kOutputCBackprop).flat<T>().data(), B * H, dc0->flat<T>().data());
+      if (skip_state_) {
+        std::fill_n(dh0->flat<T>().data(), B * H, T(0));
+      } else {
+        std::copy_n(ctx->input(kOutputHBackprop).flat<T>().data(), B * H, dh0->flat<T>().data());
+        if (lstm) {
+          std::copy_n(ctx->input(kOutputCBackprop).flat<T>().data(), B * H, dc0->flat<T>().data());
+        }
       }
       return;
     }
@@ -310,6 +316,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.reserve = reserve.flat<T>().data();
     a.dh0 = dh0->flat<T>().data();
     a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
+    a.skip_state_grads = skip_state_;
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;
@@ -347,6 +354,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
 
  private:
   DropoutCall<T> call_;
+  bool skip_state_ = false;
 };
 
 }  // namespace

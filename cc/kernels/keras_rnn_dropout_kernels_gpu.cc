@@ -131,6 +131,7 @@ class KerasRnnDropoutBackpropGPUOp : public OpKernel {
  public:
   explicit KerasRnnDropoutBackpropGPUOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, call_.Parse(ctx));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_state_backprop", &skip_state_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -163,10 +164,15 @@ class KerasRnnDropoutBackpropGPUOp : public OpKernel {
             lstm ? DataOrNull<T>(ctx->input(kOutputCBackprop)) : nullptr, DataOrNull<T>(reserve),
             DataOrNull<T>(d_gx), DataOrNull<T>(dh0), lstm ? DataOrNull<T>(dc0) : nullptr,
             DataOrNull<T>(drk), DataOrNull<T>(drb), call.ws)));
+    if (skip_state_) {  // the op's contract (the CPU kernel skips their product; this one zeroes)
+      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, dh0));
+      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, dc0));
+    }
   }
 
  private:
   DropoutCall call_;
+  bool skip_state_ = false;
 };
 
 #define TF_RNN_REGISTER_GPU(T)                                  \

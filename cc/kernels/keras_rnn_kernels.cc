@@ -266,6 +266,7 @@ class KerasRnnBackpropOp : public OpKernel {
  public:
   explicit KerasRnnBackpropOp(OpKernelConstruction* ctx) : OpKernel(ctx), call_(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_input_backprop", &skip_input_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_state_backprop", &skip_state_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -291,8 +292,12 @@ class KerasRnnBackpropOp : public OpKernel {
       std::fill_n(dx->flat<T>().data(), dx->NumElements(), T(0));
       for (Tensor* t : {dkernel, drkernel, dbias})
         std::fill_n(t->flat<T>().data(), t->NumElements(), T(0));
-      std::copy_n(dhn.flat<T>().data(), B * H, dh0->flat<T>().data());
-      if (lstm) std::copy_n(dcn.flat<T>().data(), B * H, dc0->flat<T>().data());
+      if (skip_state_) {
+        std::fill_n(dh0->flat<T>().data(), B * H, T(0));
+      } else {
+        std::copy_n(dhn.flat<T>().data(), B * H, dh0->flat<T>().data());
+        if (lstm) std::copy_n(dcn.flat<T>().data(), B * H, dc0->flat<T>().data());
+      }
       return;
     }
     OP_REQUIRES_OK(ctx, c.ReadWeights(ctx));
@@ -332,6 +337,7 @@ class KerasRnnBackpropOp : public OpKernel {
     a.dx = skip_input_ ? nullptr : dx_out.data();
     a.dh0 = dh0->flat<T>().data();
     a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
+    a.skip_state_grads = skip_state_;
     a.kernel = c.kernel;
     a.recurrent_kernel = c.recurrent_kernel;
     a.gate_src = c.gate_src;
@@ -361,6 +367,7 @@ class KerasRnnBackpropOp : public OpKernel {
  private:
   KerasRnnCall<T> call_;
   bool skip_input_ = false;
+  bool skip_state_ = false;
 };
 
 }  // namespace

@@ -109,9 +109,12 @@ struct RnnBackwardArgs {
   const T* reserve = nullptr;
   bool save_hprev = false;
   float dropout = 0;
-  T* dx = nullptr;       // [T, B, I], or null: not wanted (the first layer skips its products)
-  T* dh0 = nullptr;      // [L·dirs, B, H_out]
-  T* dc0 = nullptr;      // lstm: [L·dirs, B, H]
+  T* dx = nullptr;   // [T, B, I], or null: not wanted (the first layer skips its products)
+  T* dh0 = nullptr;  // [L·dirs, B, H_out]
+  T* dc0 = nullptr;  // lstm: [L·dirs, B, H]
+  // dh0 and dc0 not wanted (the tape needs no initial state's grad: a layer called without
+  // states): they are set to zero, and each layer's product that would compute them is skipped.
+  bool skip_state_grads = false;
   T* dparams = nullptr;  // opaque
   // Recurrent dropout (see RnnForwardArgs): rec_masks as there; d_projected [T, B, G·H], where
   // set, receives the grads of the projected input in place of dx and the W gradient; batch-major
@@ -732,6 +735,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               CellBackwardPhaseRow<Cell>(gr, phase);
             }
           };
+          // Step 0's grad of h_prev is h0's alone: with skip_state_grads, not computed.
+          const bool last_for_state = s == 0 && a.skip_state_grads;
           for (phase = kProducts - 1; phase >= 0; --phase) {
             if (one_thread) {
               gate_rows(b0, b1);
@@ -739,7 +744,9 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               ParallelRows(d_, n_rows, 10.0 * gh_w,
                            [&](int64_t begin, int64_t end) { gate_rows(b0 + begin, b0 + end); });
             }
-            if (masked) {
+            if (phase == 0 && last_for_state) {
+              // (phase 0's product is the one into h_prev's grad; later phases' feed phase 0)
+            } else if (masked) {
               masked->Backward(phase, one_thread, b0, b1, d_gh + k * gh_w, gh_w, dh_rec);
             } else if constexpr (kProducts == 1) {
               RunStepGemm(recurrent, one_thread, n_rows, d_gh + (k + b0) * gh_w, dh_rec + b0 * ho);
@@ -747,6 +754,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               phases->Backward(phase, one_thread, b0, b1, d_gh + k * gh_w, gh_w, dh_rec);
             }
           }
+          if (last_for_state) return;
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t len = Length(lengths, b, T_);
             if (s >= len) continue;  // rows past their length pass dh through
@@ -857,8 +865,13 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     }
     if (dir == 1) ScatterReverseRows(lengths, T_, B, s0, s1, in, dx_rows, dx, /*add=*/true);
   }
-  std::copy(dh, dh + B * ho, a.dh0 + ld * B * ho);
-  if constexpr (kHasC) std::copy(dc, dc + B * H, a.dc0 + ld * B * H);
+  if (a.skip_state_grads) {
+    std::fill_n(a.dh0 + ld * B * ho, B * ho, T(0));
+    if constexpr (kHasC) std::fill_n(a.dc0 + ld * B * H, B * H, T(0));
+  } else {
+    std::copy(dh, dh + B * ho, a.dh0 + ld * B * ho);
+    if constexpr (kHasC) std::copy(dc, dc + B * H, a.dc0 + ld * B * H);
+  }
   if (keras) {
     // The sums [G·H, n] to T in Keras' [n, G·H], gate blocks to grad_gate_src's: eight output
     // rows at a time, so that each sums row read is one cache line (docs/PERFORMANCE.md, item 55).

@@ -174,6 +174,7 @@ const InitOnStartupMarker kKerasRnnBackprop TF_ATTRIBUTE_UNUSED =
       ModelAttrs(b, Attrs::kRnnMode)
           .Attr("time_major: bool = false")
           .Attr("skip_input_backprop: bool = false")
+          .Attr("skip_state_backprop: bool = false")
           .SetShapeFn([](InferenceContext* c) {
             for (int i = 0; i < 6; ++i) c->set_output(i, c->input(i));
             return absl::OkStatus();
@@ -182,7 +183,10 @@ const InitOnStartupMarker kKerasRnnBackprop TF_ATTRIBUTE_UNUSED =
 Backprop of TfRnn>KerasRNN from the reserve_space of its training forward pass, in Keras' layouts:
 the grads of input, input_h, input_c, kernel, recurrent_kernel and bias in their inputs' shapes
 (input_c_backprop zeros, bias_backprop empty where they are not read). rnn_mode: any of
-TfRnn>KerasRNN's. skip_input_backprop: as TfRnn>CudnnRNNBackprop's.
+TfRnn>KerasRNN's. skip_input_backprop: as TfRnn>CudnnRNNBackprop's. skip_state_backprop: when true,
+input_h_backprop and input_c_backprop are returned as zeros and the first step's product that would
+compute them is skipped (set by the registered gradient where the tape wants the grads of neither
+state, as for a layer called without initial states).
 )doc");
     });
 

@@ -76,13 +76,15 @@ static InitOnStartupMarker const kBackward =
           .Attr("T: {float, double}")
           .Attr(RnnModeAttr())
           .Attr("time_major: bool = false")
+          .Attr("skip_state_backprop: bool = false")
           .SetShapeFn([](InferenceContext* c) {
             for (int i = 0; i < 5; ++i) c->set_output(i, c->input(i == 0 ? 0 : i));
             return absl::OkStatus();
           })
           .Doc(R"doc(
 The gradient of TfRnn>KerasRNNDropout: the grads of projected_input, input_h, input_c,
-recurrent_kernel and recurrent_bias in their inputs' layouts.
+recurrent_kernel and recurrent_bias in their inputs' layouts. skip_state_backprop: as
+TfRnn>KerasRNNBackprop's (input_h_backprop and input_c_backprop zeros).
 )doc");
     });
 

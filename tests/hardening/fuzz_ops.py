@@ -1482,7 +1482,7 @@ def keras_rnn_dropout_backprop_cases(draw):
                   output_h_backprop=(B, H), output_c_backprop=cs, reserve_space=(r0,))  # fmt: skip
     names = DROPOUT_TENSORS + DROPOUT_GRAD_INPUTS
     dts = dict.fromkeys(names, c["dtype"])
-    attrs = dict(rnn_mode=mode, time_major=c["time_major"])
+    attrs = dict(rnn_mode=mode, time_major=c["time_major"], skip_state_backprop=draw(st.booleans()))
     lspec = (lengths, (len(lengths),), "int32")
     changes, mutated, lspec = _mutate_backprop_inputs(
         draw, names, shapes, dts, attrs, lspec, r0, T, B,
@@ -1547,7 +1547,8 @@ def keras_rnn_backprop_cases(draw):
     shapes.update(output=y, output_h=(B, H), output_c=cs, output_backprop=y,
                   output_h_backprop=(B, H), output_c_backprop=cs, reserve_space=(r0,))  # fmt: skip
     dts = dict.fromkeys(KERAS_BP_INPUTS, c["dtype"])
-    attrs = dict(rnn_mode=mode, time_major=c["time_major"], skip_input_backprop=draw(st.booleans()))
+    attrs = dict(rnn_mode=mode, time_major=c["time_major"], skip_input_backprop=draw(st.booleans()),
+                 skip_state_backprop=draw(st.booleans()))  # fmt: skip
     lspec = (lengths, (len(lengths),), "int32")
     changes, mutated, lspec = _mutate_backprop_inputs(
         draw, KERAS_BP_INPUTS, shapes, dts, attrs, lspec, r0, T, B

@@ -202,6 +202,44 @@ def test_zero_initial_state(rng, mode):
     assert np.abs(theoretical[3]).sum() > 0  # R's gradient: the later steps' rows
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_gradient_without_the_states(rng, mode):
+    """With the states unwatched (skip_state_backprop: the first step's product for their grads
+    is skipped) the other grads are still right: against numerical ones, nonzero states, lengths
+    with an empty row, zoneout, float64."""
+    B, T, n_in, H = 3, 4, 2, 3
+    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
+    gx = _projected(mode, x, k, b, dm)
+    masks = tf.constant(np.stack(rm))
+    zoneout = tf.constant((rng.uniform(size=(T, B, H)) > 0.3).astype(np.float64))
+    lstm, gru = mode == "lstm", mode == "gru"
+    states = [tf.constant(h0), tf.constant(c0)]
+
+    def loss(gx, r, rb):
+        y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
+            gx, states[0], states[1] if lstm else None, r, masks, rb if gru else None,
+            sequence_lengths=np.array([4, 0, 2], np.int32), rnn_mode=mode, zoneout_mask=zoneout,
+        )  # fmt: skip
+        return tf.concat([tf.reshape(y, [-1]), tf.reshape(h, [-1]), tf.reshape(c, [-1])], 0)
+
+    rb = b[1] if gru else np.zeros(3)
+    args = [tf.constant(a) for a in (gx, r, rb)]
+    theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
+    for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6, err_msg=f"input {i}")
+
+    @tf.function
+    def grads():
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            out = tf.reduce_sum(loss(*args))
+        return tape.gradient(out, args)
+
+    ops = grads.get_concrete_function().graph.get_operations()
+    (bp,) = [o for o in ops if o.type == "TfRnn>KerasRNNDropoutBackprop"]
+    assert bp.get_attr("skip_state_backprop") is True
+
+
 def _good(B=2, T=3, H=4, mode="lstm"):
     g = GATES[mode]
     return dict(
