@@ -314,6 +314,7 @@ def _cudnn_rnn_grad(op, *grads):
     _refuse_without_training(op, "cudnn_rnn")
     attrs = {a: op.get_attr(a) for a, _ in _MODEL_ATTRS}
     skip_input_backprop = 0 in _skipped_inputs(op)
+    skip_state_backprop = _states_skipped(op, _str_attr(attrs["rnn_mode"]) == "lstm")
     bp = _ops().tf_rnn_cudnn_rnn_backprop(
         input=op.inputs[0],
         input_h=op.inputs[1],
@@ -330,9 +331,11 @@ def _cudnn_rnn_grad(op, *grads):
         host_reserved=op.outputs[4],
         time_major=op.get_attr("time_major"),
         skip_input_backprop=skip_input_backprop,
+        skip_state_backprop=skip_state_backprop,
         **attrs,
     )
-    return None if skip_input_backprop else bp[0], bp[1], bp[2], bp[3], None
+    states = (None, None) if skip_state_backprop else (bp[1], bp[2])
+    return None if skip_input_backprop else bp[0], *states, bp[3], None
 
 
 def keras_rnn(
@@ -537,8 +540,11 @@ def _backprop_gradient(op, grads, lengths_at: int | None):
     forward_inputs = inputs[:4]
     cotangents = inputs[k + 3 : k + 6]
     upstream = list(grads)
-    if op.type == "TfRnn>CudnnRNNBackprop" and op.get_attr("skip_input_backprop"):
-        upstream[0] = None  # input_backprop is then zeros: nothing flows back through it
+    if op.type == "TfRnn>CudnnRNNBackprop":  # outputs returned as zeros pass nothing back
+        if op.get_attr("skip_input_backprop"):
+            upstream[0] = None
+        if op.get_attr("skip_state_backprop"):
+            upstream[1] = upstream[2] = None
     none_after = [None] * (len(inputs) - 4)
     if all(u is None for u in upstream):
         return [None] * len(inputs)

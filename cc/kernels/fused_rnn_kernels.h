@@ -160,9 +160,10 @@ class FusedRnnBackwardOp : public OpKernel {
   explicit FusedRnnBackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, attrs_.Parse(ctx));
     OP_REQUIRES_OK(ctx, io_.Init(*this, /*backprop=*/true));
-    // Only TfRnn>CudnnRNNBackprop has it (TensorFlow's CudnnRNNBackprop ops share this kernel).
+    // Only TfRnn>CudnnRNNBackprop has them (TensorFlow's CudnnRNNBackprop ops share this kernel).
     if (ctx->HasAttr("skip_input_backprop")) {
       OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_input_backprop", &skip_input_backprop_));
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_state_backprop", &skip_state_backprop_));
     }
   }
 
@@ -210,6 +211,7 @@ class FusedRnnBackwardOp : public OpKernel {
     a.dx = skip_input_backprop_ ? nullptr : dx.data();
     a.dh0 = dh0.data();
     a.dc0 = lstm ? dc0.data() : nullptr;
+    a.skip_state_grads = skip_state_backprop_;
     a.dparams = dparams.data();
     CpuRnn<Acc>(ctx->eigen_device<CPUDevice>(), s).Backward(a, inputs.workspace());
     if (!skip_input_backprop_) dx.Finish(ctx);
@@ -222,6 +224,7 @@ class FusedRnnBackwardOp : public OpKernel {
   FusedRnnAttrs attrs_;
   FusedRnnIO io_;
   bool skip_input_backprop_ = false;
+  bool skip_state_backprop_ = false;
 };
 
 }  // namespace tf_rnn_ops

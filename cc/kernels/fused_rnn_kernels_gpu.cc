@@ -108,6 +108,7 @@ class FusedRnnBackwardGPUOp : public OpKernel {
     OP_REQUIRES_OK(ctx, attrs_.Parse(ctx));
     OP_REQUIRES_OK(ctx, io_.Init(*this, /*backprop=*/true));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_input_backprop", &skip_input_backprop_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_state_backprop", &skip_state_backprop_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -153,12 +154,17 @@ class FusedRnnBackwardGPUOp : public OpKernel {
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dh0, hdh0));
     if (lstm) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dc0, hdc0));
     OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dparams, hdp));
+    if (skip_state_backprop_) {  // the op's contract (the CPU kernel skips their product)
+      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dh0));
+      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dc0));
+    }
   }
 
  private:
   FusedRnnAttrs attrs_;
   FusedRnnIO io_;
   bool skip_input_backprop_ = false;
+  bool skip_state_backprop_ = false;
 };
 
 #define TF_RNN_REGISTER_GPU(T)                                \

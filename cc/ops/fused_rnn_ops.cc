@@ -214,6 +214,7 @@ const InitOnStartupMarker kCudnnRnnBackprop TF_ATTRIBUTE_UNUSED =
       ModelAttrs(b, Attrs::kCudnnModel)
           .Attr("time_major: bool = true")
           .Attr("skip_input_backprop: bool = false")
+          .Attr("skip_state_backprop: bool = false")
           .SetShapeFn([](InferenceContext* c) {
             for (int i = 0; i < 4; ++i) c->set_output(i, c->input(i));
             return absl::OkStatus();
@@ -225,6 +226,9 @@ the interface of CudnnRNNBackpropV3.
 skip_input_backprop: when true, input_backprop is returned as zeros and the first layer's products
 that would compute it are skipped (the registered gradient sets it when the tape does not need the
 input's gradient: a model's training step).
+skip_state_backprop: when true, input_h_backprop and input_c_backprop are returned as zeros and
+each layer's first-step product that would compute them is skipped (set by the registered
+gradient where the tape wants the grads of neither state).
 )doc");
     });
 

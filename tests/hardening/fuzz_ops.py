@@ -1468,7 +1468,8 @@ def keras_rnn_dropout_backprop_cases(draw):
     """TfRnn>KerasRNNDropoutBackprop fed a valid training forward's inputs, outputs and reserve
     (run here) and output grads of the outputs' shapes; then 0-2 mutations: any input's shape or
     dtype, a mask's plausible wrong shape, the lengths, the reserve (one element more or less,
-    empty, same-size NaN/Inf, an inference forward's), rnn_mode or time_major."""
+    empty, same-size NaN/Inf, an inference forward's), rnn_mode, time_major or
+    skip_state_backprop."""
     c = draw(dropout_config(small=True))
     T, B, H, mode = c["T"], c["B"], c["H"], c["mode"]
     shapes = _dropout_shapes(mode, B, T, H, c["time_major"], c["rbias"], c["masks"], c["zone"])
@@ -1534,7 +1535,7 @@ def keras_rnn_backprop_cases(draw):
     """TfRnn>KerasRNNBackprop fed a valid training forward's inputs, outputs and reserve (run
     here) and output grads of the outputs' shapes; then 0-2 mutations: any input's shape or dtype,
     the lengths, the reserve (one element more or less, empty, same-size NaN/Inf, an inference
-    forward's), rnn_mode, time_major or skip_input_backprop."""
+    forward's), rnn_mode, time_major, skip_input_backprop or skip_state_backprop."""
     c = draw(keras_config(small=True))
     T, B, H, mode = c["T"], c["B"], c["H"], c["mode"]
     shapes = _keras_shapes(mode, B, T, c["I"], H, c["time_major"], c["bias"])

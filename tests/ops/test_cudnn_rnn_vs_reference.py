@@ -295,17 +295,18 @@ def _backprop_ops(concrete_fn):
      False, 2), ("rnn_tanh", "bidirectional", "skip_input", True, 0)],
     ids=_id,
 )  # fmt: skip
-@pytest.mark.parametrize("watch_input", [False, True])
+@pytest.mark.parametrize("first", [0, 1, 3], ids=["all", "no_input", "params_only"])
 @pytest.mark.parametrize("traced", [True, False])
-def test_gradients_when_the_input_needs_none(rng, cfg, watch_input, traced):
-    """A tape that does not watch the input (a model's training step: the data is no variable)
-    still gets every other gradient right, and the backprop op is told to skip the input's
-    products; a tape that watches it gets it. Eagerly and in a tf.function."""
+def test_gradients_when_the_input_needs_none(rng, cfg, first, traced):
+    """A tape that does not ask for the input's gradient (a model's training step: the data is no
+    variable), or for neither the input's nor the initial states' (a layer called without states),
+    still gets every other gradient right, and the backprop op is told to skip their products; a
+    tape that asks gets them. Eagerly and in a tf.function."""
     p = _problem(rng, cfg, batch=5, steps=6)
     d = p.cotangents(rng)
     kwargs = p.op_kwargs(tf.float64, is_training=True)
     names = ["input", "input_h", "input_c", "params"]
-    srcs = [kwargs[n] for n in names[0 if watch_input else 1 :]]
+    srcs = [kwargs[n] for n in names[first:]]
 
     def grads():
         with tf.GradientTape() as tape:
@@ -319,10 +320,11 @@ def test_gradients_when_the_input_needs_none(rng, cfg, watch_input, traced):
     if traced:
         grads = tf.function(grads)
         (bp,) = _backprop_ops(grads.get_concrete_function())
-        assert bp.get_attr("skip_input_backprop") is (not watch_input)
+        assert bp.get_attr("skip_input_backprop") is (first > 0)
+        assert bp.get_attr("skip_state_backprop") is (first > 2)
     got = grads()
-    exp = p.reference_grads(*d)[0 if watch_input else 1 :]
-    for name, g, e in zip(names[0 if watch_input else 1 :], got, exp, strict=True):
+    exp = p.reference_grads(*d)[first:]
+    for name, g, e in zip(names[first:], got, exp, strict=True):
         if name == "input_c" and not p.is_lstm:
             continue
         np.testing.assert_allclose(np.asarray(g), e, **TOL, err_msg=f"d_{name}")
@@ -343,6 +345,7 @@ def test_tf_gradients_computes_the_input_gradient(rng):
     got = grads()
     (bp,) = _backprop_ops(grads.get_concrete_function())
     assert bp.get_attr("skip_input_backprop") is False
+    assert bp.get_attr("skip_state_backprop") is False
     exp = p.reference_grads(*d)
     np.testing.assert_allclose(got[0].numpy(), exp[0], **TOL, err_msg="d_input")
     np.testing.assert_allclose(got[1].numpy(), exp[3], **TOL, err_msg="d_params")
