@@ -75,6 +75,13 @@ constexpr double kCopyMinFlops = 1 << 20;
 // faster on two (item 59: 64, 128 and 200 MFLOP, alternating).
 constexpr double kOneThreadFlops = 128e6;
 
+// Whether p[0, n) are all zero: a product operand whose products need not run (an initial state
+// no one gave: the first step's recurrent products and its rows of R's gradient are zero).
+template <typename T>
+inline bool AllZero(const T* p, int64_t n) {
+  return std::all_of(p, p + n, [](T v) { return v == T(0); });
+}
+
 // The device a call runs on: the op's `d`, or for a call of fewer than kOneThreadFlops flops a
 // device of one thread on the same pool (ParallelRows and Eigen's products then run inline).
 class CallDevice {

@@ -169,6 +169,8 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     std::copy_n(ctx->input(kH0).flat<T>().data(), B * H, h);
     if (lstm_) std::copy_n(ctx->input(kC0).flat<T>().data(), B * H, c_state);
     if (rows == 0) return;
+    // A zero initial state (a layer called without one): the first step's hR is zero, not computed.
+    const bool h0_zero = AllZero(h, B * H);
     T* yp = y->flat<T>().data();
     const LayerNormParams<T> p = ParamsOf<T>(ctx, s);
     const T* x = ctx->input(kX).flat<T>().data();
@@ -212,10 +214,14 @@ class LayerNormRnnOp : public LayerNormRnnBase {
         T* gx = training ? reserve + rl.xhat_x + r0 * GH : gx_s;
         T* gh = training ? reserve + rl.xhat_h + r0 * GH : gh_s;
         StepProduct(w_gemm, one_thread, n, I, GH, x + r0 * I, gx);
-        if (rmask) {
-          for (int64_t i = 0; i < n * H; ++i) dropped_h[i] = h[b0 * H + i] * rmask[b0 * H + i];
+        if (t == 0 && h0_zero) {
+          std::fill_n(gh, n * GH, T(0));
+        } else {
+          if (rmask) {
+            for (int64_t i = 0; i < n * H; ++i) dropped_h[i] = h[b0 * H + i] * rmask[b0 * H + i];
+          }
+          StepProduct(r_gemm, one_thread, n, H, GH, rmask ? dropped_h.data() : h + b0 * H, gh);
         }
-        StepProduct(r_gemm, one_thread, n, H, GH, rmask ? dropped_h.data() : h + b0 * H, gh);
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t r = t * B + b;
           T* hb = h + b * H;
@@ -292,6 +298,11 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     std::copy_n(dhn_t.flat<T>().data(), B * H, dh);
     if (lstm_) std::copy_n(dcn_t.flat<T>().data(), B * H, dc);
     if (rows == 0) return;
+    // The first step's dGH Rᵀ is h0's grad alone: skipped where no consumer reads h0's grad (in a
+    // graph whose initial states are no variables, as output_required says for x's below).
+    const bool h0_grad_wanted = ctx->output_required(kH0);
+    // Step 0's rows of dR are h0ᵀ dGH = 0 where h0 is zero: left out.
+    const int64_t r_skip = AllZero(ctx->input(kH0).flat<T>().data(), B * H) ? B : 0;
     const LayerNormParams<T> p = ParamsOf<T>(ctx, s);
     const T* mask = s.has_mask ? ctx->input(kMask).flat<T>().data() : nullptr;
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
@@ -380,6 +391,10 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
           }
         }
         for (int64_t j = 0; j < n_param_grads; ++j) sums[j] += static_cast<double>(l[j]);
+        if (t == 0 && !h0_grad_wanted) {
+          std::fill_n(dh + b0 * H, n * H, T(0));  // (read by no one)
+          continue;
+        }
         // dh_prev += (dGH_t Rᵀ) ⊙ m over the range's rows (zero rows for masked steps).
         StepProduct(rt_gemm, one_thread, n, GH, H, dgh + (t * B + b0) * GH, dh_rec.data() + b0 * H);
         const T* rec = dh_rec.data() + b0 * H;
@@ -438,9 +453,12 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     // B = 64, H = 256; docs/PERFORMANCE.md.)
     // Where the sums may run in T (WeightGradsInT: double, or few rows of float, as a one-step
     // call's), one product writes each straight into its output.
+    // (dR over rows [r_skip, rows): step 0's are zero with a zero h0.)
+    const T* const dgh_r = dgh + r_skip * GH;
+    h_operand += r_skip * H;
     if (WeightGradsInT<T>(rows)) {
       WeightGradInT<T>(d, I, GH, rows, X, dgx, out[kKernel], false);
-      WeightGradInT<T>(d, H, GH, rows, h_operand, dgh, out[kRecurrentKernel], false);
+      WeightGradInT<T>(d, H, GH, rows - r_skip, h_operand, dgh_r, out[kRecurrentKernel], false);
       return;
     }
     using S = typename GradSumType<T>::type;
@@ -451,13 +469,15 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     Tensor wsum_t;
     S* wsum;
     OP_REQUIRES_OK(ctx, AllocateScratch(ctx, (std::max(I, H) + pad) * GH, &wsum_t, &wsum));
-    auto weight_grad = [&](int64_t M, const T* A, const T* D, T* dst) {
+    auto weight_grad = [&](int64_t M, int64_t K, const T* A, const T* D, T* dst) {
       const int64_t ldw = M + pad;
       std::fill_n(wsum, ldw * GH, S(0));
-      if constexpr (kPadded) {
-        AddWeightGradStrided(d, GH, M, rows, D, GH, A, wsum, ldw);
+      if (K == 0) {
+        // (nothing to add)
+      } else if constexpr (kPadded) {
+        AddWeightGradStrided(d, GH, M, K, D, GH, A, wsum, ldw);
       } else {
-        AddWeightGrad<T>(d, GH, M, rows, D, A, wsum);
+        AddWeightGrad<T>(d, GH, M, K, D, A, wsum);
       }
       // dst = wsumᵀ, eight rows of dst at a time: each j reads one cache line of wsum's doubles
       // and writes into the same eight lines of dst as the j before. Read column by column,
@@ -472,8 +492,8 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
         }
       }
     };
-    weight_grad(I, X, dgx, out[kKernel]);
-    weight_grad(H, h_operand, dgh, out[kRecurrentKernel]);
+    weight_grad(I, rows, X, dgx, out[kKernel]);
+    weight_grad(H, rows - r_skip, h_operand, dgh_r, out[kRecurrentKernel]);
   }
 };
 

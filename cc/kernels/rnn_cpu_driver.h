@@ -153,12 +153,6 @@ inline T ZoneoutKeep(const T* m_row, T keep, int64_t j) {
   return m_row != nullptr ? m_row[j] : keep;
 }
 
-// Whether p[0, n) are all zero (an initial state no one gave: its products need not run).
-template <typename T>
-inline bool AllZero(const T* p, int64_t n) {
-  return std::all_of(p, p + n, [](T v) { return v == T(0); });
-}
-
 template <typename T>
 class CpuRnn {
  public:

@@ -249,11 +249,16 @@ def test_float32_row_range_gradients_match_keras_autodiff(rng, kind, B, T):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("zoneout", ["none", "train", "infer"])
 @pytest.mark.parametrize("recurrent_dropout", [False, True])
-def test_gradients_finite_differences(rng, kind, zoneout, recurrent_dropout):
+@pytest.mark.parametrize("zero_state", [False, True], ids=["state", "zero_state"])
+def test_gradients_finite_differences(rng, kind, zoneout, recurrent_dropout, zero_state):
+    """zero_state: zero initial states (a layer called without them), where the kernels skip the
+    first step's hR and its rows of dR; each probe of a state moves it off zero (the full path)."""
     T, B, D, H = 4, 3, 2, 3
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))
     states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
+    if zero_state:
+        states = [np.zeros_like(s) for s in states]
     lengths = np.array([T, 2, 1])
     mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float64)
     kw = {}
@@ -364,9 +369,10 @@ def test_layer_takes_fused_op_and_grads_match_keras_loop(rng, monkeypatch, kind,
 @pytest.mark.parametrize("kind", KINDS)
 def test_graph_gradients_with_and_without_input_grad(rng, kind):
     """In a tf.function (a Keras training step's graph), the backward op skips the input's gradient
-    product when nothing reads it (the executor marks that output not required): the weight
-    gradients, taken without and with the input's, and the input's gradient where asked for, all
-    match Keras' float64 autodiff of the Keras-ops cells in keras.layers.RNN."""
+    product when nothing reads it (the executor marks that output not required), and the initial
+    state's (zeros: the first step's products are skipped too): the weight gradients, taken
+    without and with the input's, and the input's gradient where asked for, all match Keras'
+    float64 autodiff of the Keras-ops cells in keras.layers.RNN."""
     B, T, D, H = 13, 7, 5, 9
     cls = L.LayerNormLSTM if kind == "lstm" else L.LayerNormGRU
     layer = cls(H, return_sequences=True, dtype="float64")
