@@ -520,6 +520,26 @@ def _keras_rnn_dropout_grad(op, *grads):
 
 
 # ----------------------------------------------------------------- second-order: backprop gradients
+# The backprop ops' skip attrs and the outputs each returns as zeros (nothing flows back through
+# those): skip_input_backprop input_backprop's, skip_state_backprop the states' grads.
+_ZEROED_OUTPUTS = {"skip_input_backprop": (0,), "skip_state_backprop": (1, 2)}
+_SKIP_ATTRS = {
+    "TfRnn>CudnnRNNBackprop": ("skip_input_backprop", "skip_state_backprop"),
+    "TfRnn>KerasRNNBackprop": ("skip_input_backprop", "skip_state_backprop"),
+    "TfRnn>KerasRNNDropoutBackprop": ("skip_state_backprop",),
+}
+
+
+def _upstream_past_zeroed_outputs(op, grads) -> list:
+    """The grads arriving at a backprop op's outputs, None at those its skip attrs zeroed."""
+    grads = list(grads)
+    for attr in _SKIP_ATTRS.get(op.type, ()):
+        if op.get_attr(attr):
+            for i in _ZEROED_OUTPUTS[attr]:
+                grads[i] = None
+    return grads
+
+
 def _backprop_gradient(op, grads, lengths_at: int | None):
     """Gradient of a fused-RNN backprop op (`TfRnn>CudnnRNNBackprop`, TensorFlow's
     CudnnRNNBackprop/V2/V3): the second derivative of the forward, from its TensorFlow-ops
@@ -539,12 +559,7 @@ def _backprop_gradient(op, grads, lengths_at: int | None):
     k = 5 if lengths_at is not None else 4  # index of `output`
     forward_inputs = inputs[:4]
     cotangents = inputs[k + 3 : k + 6]
-    upstream = list(grads)
-    if op.type == "TfRnn>CudnnRNNBackprop":  # outputs returned as zeros pass nothing back
-        if op.get_attr("skip_input_backprop"):
-            upstream[0] = None
-        if op.get_attr("skip_state_backprop"):
-            upstream[1] = upstream[2] = None
+    upstream = _upstream_past_zeroed_outputs(op, grads)
     none_after = [None] * (len(inputs) - 4)
     if all(u is None for u in upstream):
         return [None] * len(inputs)
@@ -599,12 +614,7 @@ def _keras_rnn_backprop_grad(op, *grads):
     from tf_rnn_ops import _reference_rnn
 
     inputs = list(op.inputs)
-    grads = list(grads)
-    # Outputs returned as zeros (input_backprop, the states' grads) pass nothing back.
-    if op.get_attr("skip_input_backprop"):
-        grads[0] = None
-    if op.get_attr("skip_state_backprop"):
-        grads[1] = grads[2] = None
+    grads = _upstream_past_zeroed_outputs(op, grads)
     if all(g is None for g in grads):
         return [None] * len(inputs)
     mode = _str_attr(op.get_attr("rnn_mode"))
@@ -639,9 +649,7 @@ def _keras_rnn_dropout_backprop_grad(op, *grads):
     from tf_rnn_ops import _reference_rnn
 
     inputs = list(op.inputs)
-    grads = list(grads)
-    if op.get_attr("skip_state_backprop"):  # the states' grads are zeros: nothing flows back
-        grads[1] = grads[2] = None
+    grads = _upstream_past_zeroed_outputs(op, grads)
     if all(g is None for g in grads):
         return [None] * len(inputs)
     gx, h0, c0, rkernel, rbias, lengths, masks, zoneout = inputs[:8]

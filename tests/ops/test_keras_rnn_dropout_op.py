@@ -163,6 +163,23 @@ def test_gradient_matches_numeric(rng, mode):
             assert np.abs(t).sum() > 0
 
 
+def _flat_outputs(mode, gx, h0, c0, r, rb, masks, lengths, **kw):
+    """keras_rnn_dropout's y, h and c in one vector (a function for tf.test.compute_gradient)."""
+    y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
+        gx, h0, c0 if mode == "lstm" else None, r, masks, rb if mode == "gru" else None,
+        sequence_lengths=np.array(lengths, np.int32), rnn_mode=mode, **kw,
+    )  # fmt: skip
+    return tf.concat([tf.reshape(y, [-1]), tf.reshape(h, [-1]), tf.reshape(c, [-1])], 0)
+
+
+def _assert_matches_numeric(fn, args):
+    """fn's gradients w.r.t. args (float64) against numerical ones; returns the theoretical."""
+    theoretical, numerical = tf.test.compute_gradient(fn, args, delta=1e-6)
+    for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6, err_msg=f"input {i}")
+    return theoretical
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_zero_initial_state(rng, mode):
     """Zero initial states (a layer called without them): the kernels skip the first step's
@@ -184,21 +201,14 @@ def test_zero_initial_state(rng, mode):
     k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
     gx = _projected(mode, x, k, b, dm)
     masks = tf.constant(np.stack(rm))
-    lstm, gru = mode == "lstm", mode == "gru"
 
     def loss(gx, h0, c0, r, rb):
-        y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
-            gx, h0, c0 if lstm else None, r, masks, rb if gru else None,
-            sequence_lengths=np.array([3, 0, 2], np.int32), rnn_mode=mode,
-        )  # fmt: skip
-        return tf.concat([tf.reshape(y, [-1]), tf.reshape(h, [-1]), tf.reshape(c, [-1])], 0)
+        return _flat_outputs(mode, gx, h0, c0, r, rb, masks, [3, 0, 2])
 
-    rb = b[1] if gru else np.zeros(3)
+    rb = b[1] if mode == "gru" else np.zeros(3)
     zeros = np.zeros((B, H))
     args = [tf.constant(a) for a in (gx, zeros, zeros, r, rb)]
-    theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
-    for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
-        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6, err_msg=f"input {i}")
+    theoretical = _assert_matches_numeric(loss, args)
     assert np.abs(theoretical[3]).sum() > 0  # R's gradient: the later steps' rows
 
 
@@ -212,21 +222,14 @@ def test_gradient_without_the_states(rng, mode):
     gx = _projected(mode, x, k, b, dm)
     masks = tf.constant(np.stack(rm))
     zoneout = tf.constant((rng.uniform(size=(T, B, H)) > 0.3).astype(np.float64))
-    lstm, gru = mode == "lstm", mode == "gru"
-    states = [tf.constant(h0), tf.constant(c0)]
+    h0, c0 = tf.constant(h0), tf.constant(c0)
 
     def loss(gx, r, rb):
-        y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
-            gx, states[0], states[1] if lstm else None, r, masks, rb if gru else None,
-            sequence_lengths=np.array([4, 0, 2], np.int32), rnn_mode=mode, zoneout_mask=zoneout,
-        )  # fmt: skip
-        return tf.concat([tf.reshape(y, [-1]), tf.reshape(h, [-1]), tf.reshape(c, [-1])], 0)
+        return _flat_outputs(mode, gx, h0, c0, r, rb, masks, [4, 0, 2], zoneout_mask=zoneout)
 
-    rb = b[1] if gru else np.zeros(3)
+    rb = b[1] if mode == "gru" else np.zeros(3)
     args = [tf.constant(a) for a in (gx, r, rb)]
-    theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
-    for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
-        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6, err_msg=f"input {i}")
+    _assert_matches_numeric(loss, args)
 
     @tf.function
     def grads():
