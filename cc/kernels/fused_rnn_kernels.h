@@ -160,7 +160,8 @@ class FusedRnnBackwardOp : public OpKernel {
   explicit FusedRnnBackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, attrs_.Parse(ctx));
     OP_REQUIRES_OK(ctx, io_.Init(*this, /*backprop=*/true));
-    // Only TfRnn>CudnnRNNBackprop has them (TensorFlow's CudnnRNNBackprop ops share this kernel).
+    // Only TfRnn>CudnnRNNBackprop has them (TensorFlow's CudnnRNNBackprop ops share this kernel
+    // and skip by output_required alone).
     if (ctx->HasAttr("skip_input_backprop")) {
       OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_input_backprop", &skip_input_backprop_));
       OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_state_backprop", &skip_state_backprop_));
@@ -174,6 +175,8 @@ class FusedRnnBackwardOp : public OpKernel {
     const bool lstm = CellHasCellState(s.mode), swap = !attrs_.time_major;
     const int64_t T_ = in.seq_len, B = in.batch, ld = int64_t(s.num_layers) * s.num_dirs;
     OP_REQUIRES_OK(ctx, in.CheckBackprop(ctx, attrs_, io_));
+    const bool skip_input = InputGradUnwanted(ctx, skip_input_backprop_, 0);
+    const bool skip_state = StateGradsUnwanted(ctx, skip_state_backprop_, 1, 2, lstm);
     FusedRnnBackwardOutputs out;
     OP_REQUIRES_OK(ctx, out.Allocate(ctx, io_, CpuReserveElements<T>(attrs_, in)));
     AdviseHugePages(*out.dx);
@@ -192,7 +195,7 @@ class FusedRnnBackwardOp : public OpKernel {
     OP_REQUIRES_OK(ctx, dhn.Init(ctx, ctx->input(io_.output_h_backprop), swap));
     if (lstm) OP_REQUIRES_OK(ctx, dcn.Init(ctx, ctx->input(io_.output_c_backprop), swap));
     ComputeOutput<T> dx, dh0, dc0, dparams;
-    if (skip_input_backprop_) {
+    if (skip_input) {
       out.dx->flat<T>().setZero();
     } else {
       OP_REQUIRES_OK(ctx, dx.Init(ctx, out.dx, T_, B, s.input_size, swap));
@@ -208,13 +211,13 @@ class FusedRnnBackwardOp : public OpKernel {
     a.dcn = lstm ? dcn.data() : nullptr;
     a.reserve = reinterpret_cast<const Acc*>(ctx->input(io_.reserve_space).flat<T>().data());
     a.y = y.data();
-    a.dx = skip_input_backprop_ ? nullptr : dx.data();
+    a.dx = skip_input ? nullptr : dx.data();
     a.dh0 = dh0.data();
     a.dc0 = lstm ? dc0.data() : nullptr;
-    a.skip_state_grads = skip_state_backprop_;
+    a.skip_state_grads = skip_state;
     a.dparams = dparams.data();
     CpuRnn<Acc>(ctx->eigen_device<CPUDevice>(), s).Backward(a, inputs.workspace());
-    if (!skip_input_backprop_) dx.Finish(ctx);
+    if (!skip_input) dx.Finish(ctx);
     dh0.Finish(ctx);
     if (lstm) dc0.Finish(ctx);
     dparams.Finish(ctx);

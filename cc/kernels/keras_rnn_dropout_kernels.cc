@@ -276,6 +276,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     const RnnReserveLayout rl(c.s, T_, B, /*has_dropout=*/false, false);
     OP_REQUIRES_OK(ctx, CheckBackpropInputs(ctx, c.mode_, tm, c.checked, rl.size));
     const Tensor& reserve = ctx->input(kReserveSpace);
+    const bool skip_state = StateGradsUnwanted(ctx, skip_state_, 1, 2, lstm);
     Tensor *d_gx, *dh0, *dc0, *drk, *drb;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &d_gx));
     AdviseHugePages(*d_gx);
@@ -287,7 +288,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     std::fill_n(drb->flat<T>().data(), drb->NumElements(), T(0));
     if (B == 0 || T_ == 0) {  // the states' grads pass through
       std::fill_n(drk->flat<T>().data(), drk->NumElements(), T(0));
-      if (skip_state_) {
+      if (skip_state) {
         std::fill_n(dh0->flat<T>().data(), B * H, T(0));
       } else {
         std::copy_n(ctx->input(kOutputHBackprop).flat<T>().data(), B * H, dh0->flat<T>().data());
@@ -316,7 +317,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.reserve = reserve.flat<T>().data();
     a.dh0 = dh0->flat<T>().data();
     a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
-    a.skip_state_grads = skip_state_;
+    a.skip_state_grads = skip_state;
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;

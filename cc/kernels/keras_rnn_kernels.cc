@@ -282,6 +282,8 @@ class KerasRnnBackpropOp : public OpKernel {
     const Tensor& dhn = ctx->input(kOutputHBackprop);
     const Tensor& dcn = ctx->input(kOutputCBackprop);
     const Tensor& reserve = ctx->input(kReserveSpace);
+    const bool skip_input = InputGradUnwanted(ctx, skip_input_, 0);
+    const bool skip_state = StateGradsUnwanted(ctx, skip_state_, 1, 2, lstm);
     Tensor *dx, *dh0, *dc0, *dkernel, *drkernel, *dbias;
     for (int i = 0; i < 6; ++i) {
       Tensor** out[] = {&dx, &dh0, &dc0, &dkernel, &drkernel, &dbias};
@@ -292,7 +294,7 @@ class KerasRnnBackpropOp : public OpKernel {
       std::fill_n(dx->flat<T>().data(), dx->NumElements(), T(0));
       for (Tensor* t : {dkernel, drkernel, dbias})
         std::fill_n(t->flat<T>().data(), t->NumElements(), T(0));
-      if (skip_state_) {
+      if (skip_state) {
         std::fill_n(dh0->flat<T>().data(), B * H, T(0));
       } else {
         std::copy_n(dhn.flat<T>().data(), B * H, dh0->flat<T>().data());
@@ -307,7 +309,7 @@ class KerasRnnBackpropOp : public OpKernel {
     OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(kOutput), swap));
     OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(kOutputBackprop), swap));
     ComputeOutput<T> dx_out;
-    if (skip_input_) {
+    if (skip_input) {
       std::fill_n(dx->flat<T>().data(), dx->NumElements(), T(0));
     } else {
       OP_REQUIRES_OK(ctx, dx_out.Init(ctx, dx, T_, B, I, swap));
@@ -334,10 +336,10 @@ class KerasRnnBackpropOp : public OpKernel {
     a.dhn = dhn.flat<T>().data();
     a.dcn = lstm ? dcn.flat<T>().data() : nullptr;
     a.reserve = reserve.flat<T>().data();
-    a.dx = skip_input_ ? nullptr : dx_out.data();
+    a.dx = skip_input ? nullptr : dx_out.data();
     a.dh0 = dh0->flat<T>().data();
     a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
-    a.skip_state_grads = skip_state_;
+    a.skip_state_grads = skip_state;
     a.kernel = c.kernel;
     a.recurrent_kernel = c.recurrent_kernel;
     a.gate_src = c.gate_src;
@@ -350,7 +352,7 @@ class KerasRnnBackpropOp : public OpKernel {
     // The products: twice the forward's flops.
     const CallDevice device(ctx->eigen_device<CPUDevice>(), 4.0 * T_ * B * (I + H) * gh);
     CpuRnn<T>(device.get(), c.s).Backward(a, workspace.flat<T>().data());
-    if (!skip_input_) dx_out.Finish(ctx);
+    if (!skip_input) dx_out.Finish(ctx);
     // The bias grads in Keras' shape: the GRU's [2, 3H] rows (b_W, b_R), else the one bias that
     // both sides of the gates add (lstm: b_R's; rnn: b_W's, the same grads).
     if (dbias->NumElements() > 0) {

@@ -60,6 +60,22 @@ absl::Status AllocateScratch(tensorflow::OpKernelContext* ctx, int64_t n,
   return absl::OkStatus();
 }
 
+// Whether a backward kernel may skip the gradients of its initial states (outputs dh0_output and,
+// where the cell has c, dc0_output) and leave them zero: the registered gradient said no one wants
+// them (`skip_attr`: skip_state_backprop, from the tape's skip_input_indices), or no consumer reads
+// them (a graph's executor marks such outputs not required: tf.gradients, a tf.function whose
+// states are constants, and TensorFlow's own CudnnRNNBackprop ops, which take no attr).
+inline bool StateGradsUnwanted(tensorflow::OpKernelContext* ctx, bool skip_attr, int dh0_output,
+                               int dc0_output, bool has_c) {
+  return skip_attr ||
+         (!ctx->output_required(dh0_output) && !(has_c && ctx->output_required(dc0_output)));
+}
+
+// The same for the input's gradient (skip_input_backprop).
+inline bool InputGradUnwanted(tensorflow::OpKernelContext* ctx, bool skip_attr, int dx_output) {
+  return skip_attr || !ctx->output_required(dx_output);
+}
+
 // The type the math runs in: float for the 16-bit types, the type itself otherwise.
 template <typename T>
 struct ComputeType {

@@ -231,6 +231,19 @@ def test_gradient_without_the_states(rng, mode):
     args = [tf.constant(a) for a in (gx, r, rb)]
     _assert_matches_numeric(loss, args)
 
+    # tf.gradients in a graph passes no attr: the kernel skips what no consumer reads
+    # (output_required); the vector-Jacobian product against the numerical Jacobian.
+    _, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
+    w = rng.normal(size=numerical[0].shape[0])
+
+    @tf.function
+    def graph_grads(gx, r, rb):
+        vjp = tf.tensordot(loss(gx, r, rb), tf.constant(w), 1)
+        return tf.gradients(vjp, [gx, r, rb], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    for i, (g, n) in enumerate(zip(graph_grads(*args), numerical, strict=True)):
+        np.testing.assert_allclose(np.reshape(g, [-1]), w @ n, rtol=1e-6, atol=1e-6, err_msg=i)
+
     @tf.function
     def grads():
         with tf.GradientTape() as tape:

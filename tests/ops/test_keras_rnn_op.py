@@ -349,6 +349,28 @@ def test_float32_gradient_matches_reference(rng, mode, size, zero_state):
         if b is not None:
             np.testing.assert_allclose(got[5], want[5], rtol=1e-4, atol=2e-4, err_msg="bias")
 
+    # tf.gradients in a graph passes no skip attrs: the kernel skips the gradients no consumer
+    # reads (output_required), and those asked for stay right.
+    for first_asked in (1, 3):
+
+        @tf.function
+        def graph_grads(first_asked=first_asked):
+            y, h, c, _ = tf_rnn_ops.keras_rnn(
+                *args, sequence_lengths=lengths, rnn_mode=mode, time_major=time_major
+            )
+            loss = tf.reduce_sum(y * wy) + tf.reduce_sum(h * wh)
+            if mode == "lstm":
+                loss += tf.reduce_sum(c * wc)
+            return tf.gradients(
+                loss, args[first_asked:5], unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+
+        for i, g in enumerate(graph_grads(), start=first_asked):
+            scale = max(1.0, float(np.max(np.abs(want[i]))))
+            np.testing.assert_allclose(
+                g, want[i], rtol=1e-4, atol=2e-5 * scale, err_msg=f"graph, {i=}, {first_asked=}"
+            )
+
 
 def test_backprop_op_bad_inputs_raise(rng):
     """TfRnn>KerasRNNBackprop refuses forward results and reserves of other shapes, by name."""

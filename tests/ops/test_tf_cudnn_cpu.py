@@ -15,7 +15,8 @@ CudnnRNNCanonicalToParams(V2) have CPU kernels (ours, registered only where Tens
   (TensorFlow's registered gradient of CudnnRNNV3 -> CudnnRNNBackpropV3) and fine-tunes.
 * tf.raw_ops.CudnnRNN / CudnnRNNV2 (time-major, no lengths) against Keras layers with the same
   weights (params built per docs/MATH.md, "Params layout"), gradients through TensorFlow's
-  registered gradients, V2's host_reserved.
+  registered gradients (a tape, and tf.gradients in a graph whose unread grads the kernel skips),
+  V2's host_reserved.
 * The params ops against tf_rnn_ops's own and the layout of docs/MATH.md, "Params layout"; round
   trips.
 * The kernel registry after `import tf_rnn_ops`, and after importing again.
@@ -210,6 +211,12 @@ def test_raw_cudnn_rnn_gradients_equal_keras(raw, case):
         _close(r[k], r[f"ref_{k}"], f"{case}: gradient w.r.t. {k[1:]}")
         # The backprop op called directly equals the tape's (which called it through TF's gradient).
         _close(r[f"direct_{k}"], r[k], f"{case}: direct backprop {k[1:]}", rtol=0, atol=0)
+    # tf.gradients in a graph, where the kernel leaves out the grads nobody reads.
+    _close(r["graph_dh0"], r["ref_dh0"], f"{case}: graph gradient w.r.t. h0")
+    if "ref_dc0" in r:
+        _close(r["graph_dc0"], r["ref_dc0"], f"{case}: graph gradient w.r.t. c0")
+    _close(r["graph_states_dparams"], r["ref_dparams"], f"{case}: graph params (states asked)")
+    _close(r["graph_dparams"], r["ref_dparams"], f"{case}: graph params (params alone)")
 
 
 @pytest.mark.parametrize("case", [c for c, s in C.RAW_RNN_CASES.items() if s["op"] == "CudnnRNNV2"])

@@ -217,6 +217,20 @@ def rnn_case(name, spec, rng, out_dir):
     if lstm:
         out.update(ref_c=k_c.numpy(), dc0=grads[2].numpy(), ref_dc0=kg[2].numpy())
 
+    # tf.gradients in a graph: the backprop kernel skips the grads no consumer reads
+    # (output_required): the input's alone, then the input's and the states'.
+    @tf.function
+    def graph_grads(x, h0, c0, params, states):
+        res = fwd(input=x, input_h=h0, input_c=c0, params=params, is_training=True, **attrs)
+        sources = ([h0, c0] if lstm else [h0]) if states else []
+        return tf.gradients(loss_of(res[0], res[1], res[2]), sources + [params])
+
+    g_states = graph_grads(x, h0, c0, params, states=True)
+    out.update(graph_dh0=g_states[0].numpy(), graph_states_dparams=g_states[-1].numpy())
+    if lstm:
+        out["graph_dc0"] = g_states[1].numpy()
+    out["graph_dparams"] = graph_grads(x, h0, c0, params, states=False)[0].numpy()
+
     # The backprop op called directly with the forward's outputs (V2: host_reserved passed back).
     bargs = dict(
         input=x,
