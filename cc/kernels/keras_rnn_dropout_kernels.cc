@@ -19,6 +19,7 @@
 #include "cc/kernels/fused_rnn_cpu_views.h"
 #include "cc/kernels/fused_rnn_kernels.h"
 #include "cc/kernels/fused_rnn_rules.h"
+#include "cc/kernels/keras_rnn_calls.h"
 #include "cc/kernels/keras_rnn_dropout_checks.h"
 #include "cc/kernels/kernel_util.h"
 #include "cc/kernels/rnn_cpu_driver.h"
@@ -200,30 +201,16 @@ class KerasRnnDropoutOp : public OpKernel {
     const Tensor& input_c = ctx->input(kInputC);
     const bool tm = c.time_major_, lstm = CellHasCellState(c.mode_);
     const int64_t T_ = c.T_, B = c.B, H = c.H;
-    Tensor *output, *output_h, *output_c, *reserve;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(
-                            0, tm ? TensorShape({T_, B, H}) : TensorShape({B, T_, H}), &output));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &output_h));
-    OP_REQUIRES_OK(ctx,
-                   ctx->allocate_output(2, lstm ? input_c.shape() : TensorShape({}), &output_c));
     const int64_t reserve_n =
         is_training_ ? RnnReserveLayout(c.s, T_, B, /*has_dropout=*/false, false).size : 0;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({reserve_n}), &reserve));
-    AdviseHugePages(*output);
-    AdviseHugePages(*reserve);
-    if (!lstm) output_c->scalar<T>()() = T(0);
-    if (B == 0 || T_ == 0) {  // nothing to run: the states pass through
-      if (B > 0) {
-        std::copy_n(input_h.flat<T>().data(), B * H, output_h->flat<T>().data());
-        if (lstm) std::copy_n(input_c.flat<T>().data(), B * H, output_c->flat<T>().data());
-      }
-      return;
-    }
+    keras_rnn::ForwardOutputs out;
+    OP_REQUIRES_OK(ctx, out.Allocate<T>(ctx, tm, T_, B, H, lstm, input_h, input_c, reserve_n));
+    if (out.PassEmptyCall<T>(T_, B, lstm, input_h, input_c)) return;
     if (!c.Convert(ctx, /*projected=*/true)) return;
     const bool stream = RnnStreamWeights<T>(T_, B);
     const bool swap = !tm && B > 1 && T_ > 1;
     ComputeOutput<T> y;
-    OP_REQUIRES_OK(ctx, y.Init(ctx, output, T_, B, H, swap));
+    OP_REQUIRES_OK(ctx, y.Init(ctx, out.y, T_, B, H, swap));
     Tensor workspace;
     OP_REQUIRES_OK(ctx,
                    ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
@@ -237,9 +224,9 @@ class KerasRnnDropoutOp : public OpKernel {
     a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
     a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
     a.y = y.data();
-    a.hn = output_h->flat<T>().data();
-    a.cn = lstm ? output_c->flat<T>().data() : nullptr;
-    a.reserve = is_training_ ? reserve->flat<T>().data() : nullptr;
+    a.hn = out.h->flat<T>().data();
+    a.cn = lstm ? out.c->flat<T>().data() : nullptr;
+    a.reserve = is_training_ ? out.reserve->flat<T>().data() : nullptr;
     a.recurrent_kernel = c.rk;
     a.gate_src = c.rk_gate_src;
     a.stream_weights = stream;
@@ -286,16 +273,8 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, ctx->input(4).shape(), &drb));
     std::fill_n(dc0->flat<T>().data(), dc0->NumElements(), T(0));
     std::fill_n(drb->flat<T>().data(), drb->NumElements(), T(0));
-    if (B == 0 || T_ == 0) {  // the states' grads pass through
-      std::fill_n(drk->flat<T>().data(), drk->NumElements(), T(0));
-      if (skip_state) {
-        std::fill_n(dh0->flat<T>().data(), B * H, T(0));
-      } else {
-        std::copy_n(ctx->input(kOutputHBackprop).flat<T>().data(), B * H, dh0->flat<T>().data());
-        if (lstm) {
-          std::copy_n(ctx->input(kOutputCBackprop).flat<T>().data(), B * H, dc0->flat<T>().data());
-        }
-      }
+    if (keras_rnn::PassEmptyCallBackward<T>(T_, B, lstm, skip_state, ctx->input(kOutputHBackprop),
+                                            ctx->input(kOutputCBackprop), dh0, dc0, {drk})) {
       return;
     }
     if (!c.Convert(ctx, /*projected=*/false)) return;

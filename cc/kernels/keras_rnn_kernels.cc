@@ -14,6 +14,7 @@
 #include "cc/kernels/fused_rnn_cpu_views.h"
 #include "cc/kernels/fused_rnn_kernels.h"
 #include "cc/kernels/fused_rnn_rules.h"
+#include "cc/kernels/keras_rnn_calls.h"
 #include "cc/kernels/keras_rnn_dropout_checks.h"
 #include "cc/kernels/kernel_util.h"
 #include "cc/kernels/rnn_cpu_driver.h"
@@ -194,32 +195,18 @@ class KerasRnnOp : public OpKernel {
     const Tensor& input_c = ctx->input(kInputC);
     const bool tm = c.time_major_, lstm = CellHasCellState(c.mode_);
     const int64_t T_ = c.T_, B = c.B, H = c.H;
-    Tensor *output, *output_h, *output_c, *reserve;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(
-                            0, tm ? TensorShape({T_, B, H}) : TensorShape({B, T_, H}), &output));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, input_h.shape(), &output_h));
-    OP_REQUIRES_OK(ctx,
-                   ctx->allocate_output(2, lstm ? input_c.shape() : TensorShape({}), &output_c));
     const int64_t reserve_n =
         is_training_ ? RnnReserveLayout(c.s, T_, B, /*has_dropout=*/false, false).size : 0;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({reserve_n}), &reserve));
-    AdviseHugePages(*output);
-    AdviseHugePages(*reserve);
-    if (!lstm) output_c->scalar<T>()() = T(0);
-    if (B == 0 || T_ == 0) {  // nothing to run: the states pass through
-      if (B > 0) {
-        std::copy_n(input_h.flat<T>().data(), B * H, output_h->flat<T>().data());
-        if (lstm) std::copy_n(input_c.flat<T>().data(), B * H, output_c->flat<T>().data());
-      }
-      return;
-    }
+    keras_rnn::ForwardOutputs out;
+    OP_REQUIRES_OK(ctx, out.Allocate<T>(ctx, tm, T_, B, H, lstm, input_h, input_c, reserve_n));
+    if (out.PassEmptyCall<T>(T_, B, lstm, input_h, input_c)) return;
 
     // Batch-major [B, T, ·] is the driver's [T, B, ·] as it is in memory when B or T is 1.
     const bool swap = !tm && B > 1 && T_ > 1;
     ComputeView<T> x;
     OP_REQUIRES_OK(ctx, x.Init(ctx, ctx->input(kInput), swap));
     ComputeOutput<T> y;
-    OP_REQUIRES_OK(ctx, y.Init(ctx, output, T_, B, H, swap));
+    OP_REQUIRES_OK(ctx, y.Init(ctx, out.y, T_, B, H, swap));
     OP_REQUIRES_OK(ctx, c.ReadWeights(ctx));
 
     const bool stream = RnnStreamWeights<T>(T_, B);
@@ -237,9 +224,9 @@ class KerasRnnOp : public OpKernel {
     a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
     a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
     a.y = y.data();
-    a.hn = output_h->flat<T>().data();
-    a.cn = lstm ? output_c->flat<T>().data() : nullptr;
-    a.reserve = is_training_ ? reserve->flat<T>().data() : nullptr;
+    a.hn = out.h->flat<T>().data();
+    a.cn = lstm ? out.c->flat<T>().data() : nullptr;
+    a.reserve = is_training_ ? out.reserve->flat<T>().data() : nullptr;
     a.kernel = c.kernel;
     a.recurrent_kernel = c.recurrent_kernel;
     a.bias_w = c.bias_w;
@@ -290,16 +277,8 @@ class KerasRnnBackpropOp : public OpKernel {
       OP_REQUIRES_OK(ctx, ctx->allocate_output(i, ctx->input(i).shape(), out[i]));
     }
     std::fill_n(dc0->flat<T>().data(), dc0->NumElements(), T(0));
-    if (B == 0 || T_ == 0) {  // the states' grads pass through; no weight grads
-      std::fill_n(dx->flat<T>().data(), dx->NumElements(), T(0));
-      for (Tensor* t : {dkernel, drkernel, dbias})
-        std::fill_n(t->flat<T>().data(), t->NumElements(), T(0));
-      if (skip_state) {
-        std::fill_n(dh0->flat<T>().data(), B * H, T(0));
-      } else {
-        std::copy_n(dhn.flat<T>().data(), B * H, dh0->flat<T>().data());
-        if (lstm) std::copy_n(dcn.flat<T>().data(), B * H, dc0->flat<T>().data());
-      }
+    if (keras_rnn::PassEmptyCallBackward<T>(T_, B, lstm, skip_state, dhn, dcn, dh0, dc0,
+                                            {dx, dkernel, drkernel, dbias})) {
       return;
     }
     OP_REQUIRES_OK(ctx, c.ReadWeights(ctx));

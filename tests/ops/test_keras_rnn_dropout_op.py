@@ -136,6 +136,29 @@ def test_empty_batch_and_no_steps(rng, mode):
             np.testing.assert_array_equal(c, c0)
 
 
+@pytest.mark.parametrize("mode", ["gru", "lstm"])
+@pytest.mark.parametrize("B,T", [(0, 3), (2, 0)])
+def test_gradient_of_empty_calls(rng, mode, B, T):
+    """No rows or no steps: a zero gradient of R, and with no steps the states' gradients pass
+    straight through (h_T = h_0, LSTM's c_T = c_0)."""
+    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, 2, 3)
+    gx, masks = tf.constant(_projected(mode, x, k, b, dm)), tf.constant(np.stack(rm))
+    h0, c0, r = tf.constant(h0), tf.constant(c0), tf.constant(r)
+    wh, wc = (rng.normal(size=(B, 3)) for _ in range(2))
+    with tf.GradientTape() as tape:
+        tape.watch([h0, c0, r])
+        _, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
+            gx, h0, c0 if mode == "lstm" else None, r, masks, b[1] if mode == "gru" else None,
+            rnn_mode=mode,
+        )  # fmt: skip
+        loss = tf.reduce_sum(h * wh) + (tf.reduce_sum(c * wc) if mode == "lstm" else 0.0)
+    dh0, dc0, dr = tape.gradient(loss, [h0, c0, r])
+    np.testing.assert_array_equal(dh0, wh)
+    if mode == "lstm":
+        np.testing.assert_array_equal(dc0, wc)
+    np.testing.assert_array_equal(dr, 0)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_gradient_matches_numeric(rng, mode):
     B, T, n_in, H = 3, 4, 2, 3

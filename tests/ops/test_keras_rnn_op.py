@@ -235,17 +235,21 @@ def test_gradient_needs_training_forward(rng):
 @pytest.mark.parametrize("B,T", [(0, 3), (2, 0)])
 def test_gradient_of_empty_calls(rng, mode, B, T):
     """No rows or no steps: zero weight gradients, and with no steps the states' gradients pass
-    straight through (h_T = h_0)."""
+    straight through (h_T = h_0, LSTM's c_T = c_0)."""
     k, r, b = (tf.constant(a) for a in _weights(rng, mode, 4, 3, np.float32))
     x, h0, c0 = _problem(rng, mode, B, T, 4, 3, np.float32)
-    h0 = tf.constant(h0)
-    wh = rng.normal(size=(B, 3)).astype(np.float32)
+    h0, c0 = tf.constant(h0), tf.constant(c0 if mode == "lstm" else np.zeros([0], np.float32))
+    wh, wc = (rng.normal(size=(B, 3)).astype(np.float32) for _ in range(2))
     with tf.GradientTape() as tape:
-        tape.watch([h0, k, r, b])
-        y, h, _, _ = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode)
+        tape.watch([h0, c0, k, r, b])
+        y, h, c, _ = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode)
         loss = tf.reduce_sum(y) + tf.reduce_sum(h * wh)
-    dh0, dk, dr, db = tape.gradient(loss, [h0, k, r, b])
+        if mode == "lstm":
+            loss += tf.reduce_sum(c * wc)
+    dh0, dc0, dk, dr, db = tape.gradient(loss, [h0, c0, k, r, b])
     np.testing.assert_array_equal(dh0, wh)
+    if mode == "lstm":
+        np.testing.assert_array_equal(dc0, wc)
     for g in (dk, dr, db):
         np.testing.assert_array_equal(g, 0)
 
