@@ -4,6 +4,11 @@
 # and the numpy references of docs/MATH.md), then the benchmark against cuDNN.
 #
 #   bash tests/gpu/run.sh [pytest args...]       PYTHON=python3, BENCH_ARGS="--tf32", OUT=dir (JSON)
+#
+# GPU_ONLY=1 leaves out the host-emulation build and tests (CI runs those; on a borrowed GPU machine the
+# minutes are the GPU's), CUDA_ARCHS="90" builds fewer architectures (the device's own is always added).
+# A failing test does not stop the benchmarks (each checks its outputs before timing); the exit status
+# is the tests' then.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
@@ -22,11 +27,17 @@ command -v nvidia-smi >/dev/null && nvidia-smi -L || true
 # nothing can be installed here. The kernels are the same; which cuBLAS served them is printed below.
 cap=$("$PY" -c 'import torch; a, b = torch.cuda.get_device_capability(); print(f"{a}{b}")')
 cublas_major=${CUBLAS_MAJOR:-$("$PY" -c 'import torch; print(torch.version.cuda.split(".")[0])')}
-archs="80 90"
+archs=${CUDA_ARCHS:-"80 90"}
 case " $archs " in *" $cap "*) ;; *) archs="$archs $cap" ;; esac
 # A library built elsewhere for another cuBLAS must not be reused: build/cuda/cublasN.env differs per N.
 rm -f build/cuda/libtf_rnn_ops_cuda.so
-make -f cc/cuda/cuda.mk -j"$(nproc)" PYTHON="$PY" CUDA_ARCHS="$archs" CUBLAS_MAJOR="$cublas_major" gpu-lib gpu-emu
+targets=(gpu-lib gpu-emu)
+tests=(tests/gpu)
+if [ "${GPU_ONLY:-0}" = 1 ]; then
+  targets=(gpu-lib)
+  tests=(tests/gpu/test_gpu_*.py)
+fi
+make -f cc/cuda/cuda.mk -j"$(nproc)" PYTHON="$PY" CUDA_ARCHS="$archs" CUBLAS_MAJOR="$cublas_major" "${targets[@]}"
 command -v "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" >/dev/null && "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" --version | tail -1
 readelf -d build/cuda/libtf_rnn_ops_cuda.so | grep -E 'NEEDED|RUNPATH' || true
 "$PY" - <<'PY'
@@ -40,14 +51,22 @@ PY
 
 export TF_RNN_OPS_GPU_TESTS_REQUIRED=1
 # --confcutdir: only tests/gpu's own set-up (the package's conftest may import TensorFlow one day).
-"$PY" -m pytest -q -p no:cacheprovider --confcutdir=tests/gpu tests/gpu "$@"
+tests_status=0
+"$PY" -m pytest -q -p no:cacheprovider --confcutdir=tests/gpu "${tests[@]}" "$@" || tests_status=$?
 
 bench_json=()
 [ -n "${OUT:-}" ] && bench_json=(--json "$OUT/bench_gpu.json")
 # shellcheck disable=SC2086
-"$PY" tests/gpu/bench_gpu.py ${BENCH_ARGS:-} "${bench_json[@]}"
+"$PY" tests/gpu/bench_gpu.py ${BENCH_ARGS:-} "${bench_json[@]}" || bench_status=$?
 
 # TfRnn>KerasRNNDropout's CUDA kernels: masks / zoneout against the same op without them.
 kd_json=()
 [ -n "${OUT:-}" ] && kd_json=(--json "$OUT/bench_gpu_keras_dropout.json")
-"$PY" tests/gpu/bench_gpu_keras_dropout.py "${kd_json[@]}"
+"$PY" tests/gpu/bench_gpu_keras_dropout.py "${kd_json[@]}" || bench_status=$?
+
+# TfRnn>LayerNormRnn's CUDA kernels against the plain fused and cuDNN cells of the same shapes.
+ln_json=()
+[ -n "${OUT:-}" ] && ln_json=(--json "$OUT/bench_gpu_layer_norm.json")
+"$PY" tests/gpu/bench_gpu_layer_norm.py "${ln_json[@]}" || bench_status=$?
+[ "$tests_status" != 0 ] && exit "$tests_status"
+exit "${bench_status:-0}"
