@@ -246,6 +246,7 @@ gpu-check: cuda-compiler-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: bu
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_layer_norm_emulation.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_keras_rnn_dropout_emulation.py
 	$(PY) tests/gpu/bench_gpu_keras_dropout.py --dry-run >/dev/null && echo "bench_gpu_keras_dropout.py --dry-run: ok"
+	$(PY) tests/gpu/bench_gpu_layer_norm.py --dry-run >/dev/null && echo "bench_gpu_layer_norm.py --dry-run: ok"
 	@# The GPU tests' dry run on PyTorch's CPU modules, where PyTorch is installed.
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "TF_RNN_OPS_GPU_HARNESS=emulation pytest tests/gpu/test_gpu_*.py"; \
