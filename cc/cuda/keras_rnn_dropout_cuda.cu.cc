@@ -43,11 +43,28 @@ __global__ void MaskRowsKernel(int64_t rows, int64_t H, int64_t b_div, int64_t B
   }
 }
 
-// dst = (accumulate ? dst : 0) + src ⊙ mask, n elements.
+// The inputs of one product's per-gate GEMMs (one strided batch): out[g][e] = in[e] · m_{g0 + g}[e]
+// for its `gates` gates, e over the n = B·H elements of a step; m_g (cell order) is block
+// perm.block[g] of the Keras-ordered [G, B, H] masks.
 template <typename T>
-__global__ void MaskAccumulateKernel(int64_t n, const T* src, const T* mask, bool accumulate,
-                                     T* dst) {
-  TF_RNN_KERNEL_LOOP(i, n) { dst[i] = (accumulate ? dst[i] : T(0)) + src[i] * mask[i]; }
+__global__ void MaskGatesKernel(int64_t n, int g0, int gates, GatePerm perm, const T* in,
+                                const T* masks, T* out) {
+  TF_RNN_KERNEL_LOOP(i, n * gates) {
+    const int64_t g = i / n, e = i % n;
+    out[i] = in[e] * masks[perm.block[g0 + g] * n + e];
+  }
+}
+
+// The grad of one product's input from its per-gate grads src[g] (one strided batch):
+// dst = (accumulate ? dst : 0) + Σ_g src[g] ⊙ m_{g0 + g}, over n elements, gates in order.
+template <typename T>
+__global__ void MaskedGateSumKernel(int64_t n, int g0, int gates, GatePerm perm, const T* src,
+                                    const T* masks, bool accumulate, T* dst) {
+  TF_RNN_KERNEL_LOOP(i, n) {
+    T sum = accumulate ? dst[i] : T(0);
+    for (int g = 0; g < gates; ++g) sum += src[g * n + i] * masks[perm.block[g0 + g] * n + i];
+    dst[i] = sum;
+  }
 }
 
 template <typename T>
@@ -164,7 +181,7 @@ struct Extra {
   T* rk;      // [H, G·H] recurrent_kernel in the cells' gate order (Keras' row layout)
   T* b_w;     // [G·H] zeros (the projected input holds the input side's bias)
   T* b_r;     // [G·H] the recurrent bias in the cells' gate order, or zeros
-  T* tmp;     // [B, H] a masked product's input, or its grad
+  T* tmp;     // [G, B, H] a masked product's per-gate inputs, or their grads
   T* masked;  // backward with masks: [rows, H] a product's input over all steps, masked
   T* drk;     // backward: [H, G·H] dU in the cells' gate order
   T* db;      // backward: [G·H]
@@ -179,7 +196,7 @@ struct Extra {
     e.rk = carver.Take<T>(H * GH);
     e.b_w = carver.Take<T>(GH);
     e.b_r = carver.Take<T>(GH);
-    e.tmp = carver.Take<T>(B * H);
+    e.tmp = carver.Take<T>(NumGates(c.mode) * B * H);
     e.masked = backward && c.masks ? carver.Take<T>(c.max_time * B * H) : nullptr;
     e.drk = backward ? carver.Take<T>(H * GH) : nullptr;
     e.db = backward ? carver.Take<T>(GH) : nullptr;
@@ -228,6 +245,16 @@ Status MaskRows(cudaStream_t stream, int64_t rows, int64_t H, int64_t b_div, int
   TF_RNN_LAUNCH(kernel, BlocksFor(rows * H), kThreadsPerBlock, stream, rows, H, b_div, B, in, mask,
                 out);
   return CudaStatus(cudaGetLastError(), "MaskRowsKernel");
+}
+
+template <typename T>
+Status MaskGates(cudaStream_t stream, int64_t n, int g0, int gates, const GatePerm& perm,
+                 const T* in, const T* masks, T* out) {
+  if (n * gates <= 0) return Status::Ok();
+  auto kernel = &MaskGatesKernel<T>;
+  TF_RNN_LAUNCH(kernel, BlocksFor(n * gates), kThreadsPerBlock, stream, n, g0, gates, perm, in,
+                masks, out);
+  return CudaStatus(cudaGetLastError(), "MaskGatesKernel");
 }
 
 // Gate g's recurrent mask (cell order) within the Keras-ordered [G, B, H] masks.
@@ -310,14 +337,11 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const KerasDropoutC
     for (int p = 0; p < Products<Cell>::kCount; ++p) {
       const T* in = p == 0 ? ws.h[cur] : ws.rec_in;
       const int g0 = Products<Cell>::Begin(p), g1 = Products<Cell>::End(p);
-      if (c.masks) {  // gate g: (in ⊙ m_g) U_g
-        for (int g = g0; g < g1; ++g) {
-          TF_RNN_RETURN_IF_ERROR(
-              MaskRows<T>(stream, B, H, 1, B, in, GateMask(masks, perm, g, B, H), ex.tmp));
-          TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, H, H, T(1), ex.tmp,
-                                                 H, 0, ex.rk + g * H, GH, 0, T(0), ws.gh + g * H,
-                                                 GH, 0));
-        }
+      if (c.masks) {  // gate g: (in ⊙ m_g) U_g, the product's gates one strided batch
+        TF_RNN_RETURN_IF_ERROR(MaskGates<T>(stream, B * H, g0, g1 - g0, perm, in, masks, ex.tmp));
+        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, H, H, T(1), ex.tmp, H,
+                                               B * H, ex.rk + g0 * H, GH, H, T(0), ws.gh + g0 * H,
+                                               GH, H, g1 - g0));
       } else {  // in U over the product's gates
         TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, (g1 - g0) * H, H,
                                                T(1), in, H, 0, ex.rk + g0 * H, GH, 0, T(0),
@@ -416,16 +440,14 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const KerasDropout
       // wrote) or into what phase p - 1 reads (d_rec_in).
       T* dst = p == 0 ? ws.dh[1 - cur] : ws.d_rec_in;
       const int g0 = Products<Cell>::Begin(p), g1 = Products<Cell>::End(p);
-      if (c.masks) {  // Σ_g (δ_g U_gᵀ) ⊙ m_g
-        for (int g = g0; g < g1; ++g) {
-          TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, H, H, T(1),
-                                                 ws.d_gh_step + g * H, GH, 0, ex.rk + g * H, GH, 0,
-                                                 T(0), ex.tmp, H, 0));
-          auto acc = &MaskAccumulateKernel<T>;
-          TF_RNN_LAUNCH(acc, grid, kThreadsPerBlock, stream, B * H, ex.tmp,
-                        GateMask(masks, perm, g, B, H), p == 0 || g > g0, dst);
-          TF_RNN_CUDA_CHECK(cudaGetLastError());
-        }
+      if (c.masks) {  // Σ_g (δ_g U_gᵀ) ⊙ m_g: the gates' products one strided batch
+        TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, H, H, T(1),
+                                               ws.d_gh_step + g0 * H, GH, H, ex.rk + g0 * H, GH, H,
+                                               T(0), ex.tmp, H, B * H, g1 - g0));
+        auto sum = &MaskedGateSumKernel<T>;
+        TF_RNN_LAUNCH(sum, grid, kThreadsPerBlock, stream, B * H, g0, g1 - g0, perm, ex.tmp, masks,
+                      p == 0, dst);
+        TF_RNN_CUDA_CHECK(cudaGetLastError());
       } else {
         TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, B, H, (g1 - g0) * H, T(1),
                                                ws.d_gh_step + g0 * H, GH, 0, ex.rk + g0 * H, GH, 0,
