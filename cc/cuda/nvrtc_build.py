@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import glob
 import json
 import os
 import re
@@ -121,6 +122,11 @@ class Nvrtc:
     """The few NVRTC calls this needs, over ctypes."""
 
     def __init__(self, path: str):
+        # NVRTC opens its builtins library by soname; where no run path leads to it (CUDA 13's pip
+        # layout), loading it from NVRTC's own folder first lets that lookup find it.
+        folder = os.path.dirname(os.path.abspath(path))
+        for builtins in sorted(glob.glob(os.path.join(folder, "libnvrtc-builtins.so.*"))):
+            ctypes.CDLL(builtins, mode=ctypes.RTLD_GLOBAL)
         self.lib = ctypes.CDLL(path)
         self.lib.nvrtcGetErrorString.restype = ctypes.c_char_p
         major, minor = ctypes.c_int(), ctypes.c_int()

@@ -35,7 +35,14 @@ template <typename F>
 cudaError_t Entry(const char* name, F* fn) {
   void* p = nullptr;
   cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 13000
+  // CUDA 13 deprecates the unversioned lookup. Driver's prototypes are CUDA 12's: ask for that ABI
+  // (CUDA 13's cuCtxGetDevice, for one, takes a context too; called with one argument it reads a
+  // stray register as the context and fails, as a GPU run of a CUDA 13 NVRTC build showed).
+  cudaError_t error = cudaGetDriverEntryPointByVersion(name, &p, 12000, cudaEnableDefault, &found);
+#else
   cudaError_t error = cudaGetDriverEntryPoint(name, &p, cudaEnableDefault, &found);
+#endif
   if (error != cudaSuccess) return error;
   if (found != cudaDriverEntryPointSuccess || p == nullptr) return cudaErrorSymbolNotFound;
   *fn = reinterpret_cast<F>(p);
