@@ -174,7 +174,7 @@ TFRNN_EXPORT int tfrnn_keras_dropout_forward(
     const void* projected, const void* h0, const void* c0, const void* recurrent_kernel,
     const void* recurrent_bias, const void* masks, const void* zoneout, void* y, void* hy, void* cy,
     void* reserve, void* workspace);
-/* dy, dhy, dcy may be null (zeros). */
+/* dy, dhy, dcy may be null (zeros); dh0, dc0 null when not wanted. */
 TFRNN_EXPORT int tfrnn_keras_dropout_backward(
     void* blas, void* stream, const tfrnn_keras_dropout_desc* desc, const int32_t* host_seq_lengths,
     const void* recurrent_kernel, const void* masks, const void* zoneout, const void* dy,

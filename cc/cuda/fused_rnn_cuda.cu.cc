@@ -286,6 +286,8 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
         // rows of those gates; product 0's is added to dh_prev, a later one's is what phase p - 1
         // passed on (d_rec_in).
         TF_RNN_RETURN_IF_ERROR((LaunchBackwardStep<T, Cell>(D.proj, p, grid_h, stream, a)));
+        // The first step's product 0 feeds only dh0 (every direction reads h0 at s = 0).
+        if (p == 0 && s == 0 && dh0 == nullptr) continue;
         const int64_t g0 = Products<Cell>::Begin(p) * D.H;
         const int64_t n = Products<Cell>::End(p) * D.H - g0;
         TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(

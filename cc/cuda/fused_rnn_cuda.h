@@ -76,7 +76,8 @@ Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& con
 
 // Backprop of a training forward with the same config, lengths, x and params. dy, dhy, dcy may be
 // null (zeros); dx, dh0, dc0 may be null (not wanted: a null dx skips the first layer's d_gx W
-// products). Writes dx, dh0, dc0 (lstm only) and every element of dparams.
+// products, a null dh0 the first step's dh_prev products). Writes dx, dh0, dc0 (lstm only) and
+// every element of dparams.
 template <typename T>
 Status RnnBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,
                    const int32_t* host_seq_lengths, const T* x, const T* params, const T* dy,

@@ -437,7 +437,8 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const KerasDropout
       TF_RNN_LAUNCH(kernel, grid, kThreadsPerBlock, stream, a);
       TF_RNN_CUDA_CHECK(cudaGetLastError());
       // The grad of product p's input: into dh_prev (p = 0, added to the direct part the phase
-      // wrote) or into what phase p - 1 reads (d_rec_in).
+      // wrote) or into what phase p - 1 reads (d_rec_in). The first step's dh_prev is dh0 alone.
+      if (p == 0 && s == 0 && dh0 == nullptr) continue;
       T* dst = p == 0 ? ws.dh[1 - cur] : ws.d_rec_in;
       const int g0 = Products<Cell>::Begin(p), g1 = Products<Cell>::End(p);
       if (c.masks) {  // Σ_g (δ_g U_gᵀ) ⊙ m_g: the gates' products one strided batch

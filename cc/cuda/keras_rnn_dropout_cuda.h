@@ -69,8 +69,9 @@ Status KerasDropoutForward(cublasHandle_t blas, cudaStream_t stream,
                            T* cy, void* reserve, void* workspace);
 
 // Backprop of a training forward with the same config, lengths, kernel, masks and zoneout. dy, dhy,
-// dcy may be null (zeros). Writes every element of d_projected, dh0, dc0 (lstm), d_recurrent_kernel
-// and d_recurrent_bias (gru with a recurrent bias; else ignored).
+// dcy may be null (zeros); dh0, dc0 may be null (not wanted: a null dh0 skips the first step's
+// dh_prev products). Writes every element of d_projected, dh0, dc0 (lstm), d_recurrent_kernel and
+// d_recurrent_bias (gru with a recurrent bias; else ignored).
 template <typename T>
 Status KerasDropoutBackward(cublasHandle_t blas, cudaStream_t stream,
                             const KerasDropoutConfig& config, const int32_t* host_seq_lengths,

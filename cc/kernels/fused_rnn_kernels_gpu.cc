@@ -135,29 +135,36 @@ class FusedRnnBackwardGPUOp : public OpKernel {
     OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(io_.output_backprop), &hdy, &dy));
     OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(io_.output_h_backprop), &hdhy, &dhy));
     if (lstm) OP_REQUIRES_OK(ctx, InputAs<T>(ctx, ctx->input(io_.output_c_backprop), &hdcy, &dcy));
-    if (skip_input_backprop_) {  // nobody wants d_input: zeros, and the first layer's d_gx W is
-                                 // skipped
+    // Gradients nobody reads (the attrs, or no consumer in the graph): zeros, and their products
+    // skipped (a null dx: the first layer's d_gx W; a null dh0: the first step's dh_prev).
+    const bool skip_input = InputGradUnwanted(ctx, skip_input_backprop_, 0);
+    const bool skip_state = StateGradsUnwanted(ctx, skip_state_backprop_, 1, 2, lstm);
+    if (skip_input) {
       OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dx));
       dx = nullptr;
     } else {
       OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dx, &hdx, &dx));
     }
-    OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dh0, &hdh0, &dh0));
-    if (lstm) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dc0, &hdc0, &dc0));
+    if (skip_state) {
+      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dh0));
+      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dc0));
+      dh0 = nullptr;
+    } else {
+      OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dh0, &hdh0, &dh0));
+      if (lstm) OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dc0, &hdc0, &dc0));
+    }
     OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dparams, &hdp, &dparams));
     const Tensor& reserve = ctx->input(io_.reserve_space);
     const void* reserve_data = reserve.NumElements() > 0 ? reserve.flat<T>().data() : nullptr;
     OP_REQUIRES_OK(ctx, FromCuda(cuda::RnnBackward<Acc<T>>(
                             call.blas.get(), call.stream, config, in.lengths_or_null(), x, w, dy,
                             dhy, dcy, reserve_data, dx, dh0, dc0, dparams, call.ws)));
-    if (!skip_input_backprop_) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dx, hdx));
-    OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dh0, hdh0));
-    if (lstm) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dc0, hdc0));
-    OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dparams, hdp));
-    if (skip_state_backprop_) {  // the op's contract (the CPU kernel skips their product)
-      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dh0));
-      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dc0));
+    if (!skip_input) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dx, hdx));
+    if (!skip_state) {
+      OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dh0, hdh0));
+      if (lstm) OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dc0, hdc0));
     }
+    OP_REQUIRES_OK(ctx, OutputDone<T>(ctx, out.dparams, hdp));
   }
 
  private:

@@ -150,6 +150,10 @@ class KerasRnnDropoutBackpropGPUOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, ctx->input(kRecurrentKernel).shape(), &drk));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, ctx->input(kRecurrentBias).shape(), &drb));
     OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, dc0));  // overwritten for lstm; else input_c is unused
+    // States' grads nobody reads (the attr, or no consumer in the graph): zeros, and the first
+    // step's dh_prev products skipped (null dh0, dc0).
+    const bool skip_state = StateGradsUnwanted(ctx, skip_state_, 1, 2, lstm);
+    if (skip_state) OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, dh0));
     OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, drb));
     GpuCall call;
     OP_REQUIRES_OK(
@@ -162,12 +166,9 @@ class KerasRnnDropoutBackpropGPUOp : public OpKernel {
             DataOrNull<T>(ctx->input(kZoneoutMask)), DataOrNull<T>(ctx->input(kOutputBackprop)),
             DataOrNull<T>(ctx->input(kOutputHBackprop)),
             lstm ? DataOrNull<T>(ctx->input(kOutputCBackprop)) : nullptr, DataOrNull<T>(reserve),
-            DataOrNull<T>(d_gx), DataOrNull<T>(dh0), lstm ? DataOrNull<T>(dc0) : nullptr,
-            DataOrNull<T>(drk), DataOrNull<T>(drb), call.ws)));
-    if (skip_state_) {  // the op's contract (the CPU kernel skips their product; this one zeroes)
-      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, dh0));
-      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, dc0));
-    }
+            DataOrNull<T>(d_gx), skip_state ? nullptr : DataOrNull<T>(dh0),
+            lstm && !skip_state ? DataOrNull<T>(dc0) : nullptr, DataOrNull<T>(drk),
+            DataOrNull<T>(drb), call.ws)));
   }
 
  private:

@@ -284,6 +284,27 @@ def test_backprop_without_dx(lib, case, time_major):
             np.testing.assert_array_equal(got, want, err_msg=name)
 
 
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[5], CASES[7]], ids=_case_id)
+@pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
+def test_backprop_without_state_grads(lib, case, time_major):
+    """Null dh0, dc0 (what TfRnn>CudnnRNNBackprop's skip_state_backprop passes) leave out only the
+    states' grads (the first step's dh_prev products): dx and dparams equal the full backprop's,
+    bit for bit, on every layer and direction."""
+    rng = np.random.default_rng(13)
+    shape, x, h0, c0, params = _problem(case, rng, steps=4, time_major=time_major)
+    lstm = shape.mode == "lstm"
+    rnn = lib.rnn(shape, "float64", time_major=time_major, dropout=0.3, seed=3)
+    lengths = [4, 0, 3]
+    y, hy, cy, reserve = rnn.forward(x, h0, c0 if lstm else None, params, lengths, True)
+    dy, dhy = rng.standard_normal(y.shape), rng.standard_normal(hy.shape)
+    dcy = rng.standard_normal(cy.shape) if lstm else None
+    full = rnn.backward(x, params, dy, dhy, dcy, reserve, lengths)
+    part = rnn.backward(x, params, dy, dhy, dcy, reserve, lengths, want_states=False)
+    assert part[1] is None and part[2] is None and np.abs(full[1]).max() > 0
+    np.testing.assert_array_equal(part[0], full[0], err_msg="dx")
+    np.testing.assert_array_equal(part[3], full[3], err_msg="dparams")
+
+
 def test_dropout_is_deterministic_and_drops(lib):
     rng = np.random.default_rng(6)
     shape, x, h0, c0, params = _problem(("rnn_tanh", 2, 64, 3, 1, 0, False), rng, steps=6)

@@ -151,6 +151,31 @@ def test_grads_odd_sizes(lib, rng, mode):
     _check_grads(lib, rng, mode, 1, 2, 3, False, "none", True, None, rbias=False)
 
 
+@pytest.mark.parametrize("masks,zoneout", [(True, "mask"), (False, "none")], ids=["masks", "plain"])
+@pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
+@pytest.mark.parametrize("mode", MODES)
+def test_backprop_without_state_grads(lib, rng, mode, time_major, masks, zoneout):
+    """Null dh0, dc0 (what the op's skip_state_backprop, or no consumer, passes) leave out only the
+    states' grads: the first step's dh_prev products are skipped, every other grad is the full
+    backprop's, bit for bit."""
+    B, T, H = 3, 4, 5
+    lengths = np.array([4, 0, 2])
+    p = kref.problem(rng, mode, B, T, H, masks=masks, zoneout=zoneout)
+    op, ins, _, _, _, reserve = _forward(lib, mode, p, time_major=time_major, lengths=lengths)
+    cast = lambda a: lib.backend.from_numpy(a, "float64")  # noqa: E731
+    dy = cast(np.ascontiguousarray(_layout(rng.normal(size=(B, T, H)), time_major)))
+    dc = cast(rng.normal(size=(B, H))) if mode == "lstm" else None
+    args = (tuple(ins["projected"].shape), ins["rkernel"], ins["rbias"], ins["masks"],
+            ins["zoneout"], dy, cast(rng.normal(size=(B, H))), dc, reserve)  # fmt: skip
+    full = op.backward(*args, lengths=lengths)
+    part = op.backward(*args, lengths=lengths, want_states=False)
+    assert part[1] is None and part[2] is None and np.abs(np.asarray(full[1])).max() > 0
+    for name, got, want in zip(("d_projected", "drk", "drb"), (part[0], *part[3:]),
+                               (full[0], *full[3:]), strict=True):  # fmt: skip
+        if want is not None:
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=name)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_empty_batch_and_sequence(lib, rng, mode):
     H = 3

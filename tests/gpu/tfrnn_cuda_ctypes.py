@@ -186,8 +186,9 @@ class KerasDropout:
         return y, hy, cy, reserve
 
     def backward(self, projected_shape, rkernel, rbias, masks, zoneout, dy, dhy, dcy, reserve,
-                 lengths=None):  # fmt: skip
-        """Returns (d_projected, dh0, dc0, d_recurrent_kernel, d_recurrent_bias)."""
+                 lengths=None, want_states=True):  # fmt: skip
+        """Returns (d_projected, dh0, dc0, d_recurrent_kernel, d_recurrent_bias); dh0 and dc0 are
+        None (not computed) unless want_states."""
         be, H = self.lib.backend, self.units
         steps, batch = (
             projected_shape[:2] if self.time_major else (projected_shape[1], projected_shape[0])
@@ -195,8 +196,8 @@ class KerasDropout:
         d = self.desc(steps, batch, True, rbias, masks, zoneout)
         _, _, bw = self.sizes(d)
         d_proj = be.empty(tuple(projected_shape), self.dtype)
-        dh0 = be.empty((batch, H), self.dtype)
-        dc0 = be.empty((batch, H), self.dtype) if self.mode == "lstm" else None
+        dh0 = be.empty((batch, H), self.dtype) if want_states else None
+        dc0 = be.empty((batch, H), self.dtype) if self.mode == "lstm" and want_states else None
         drk = be.empty(tuple(rkernel.shape), self.dtype)
         drb = be.empty(tuple(rbias.shape), self.dtype) if rbias is not None else None
         ws = be.workspace(bw)
@@ -516,14 +517,19 @@ class FusedRnn:
         )
         return y, hy, cy, reserve
 
-    def backward(self, x, params, dy, dhy, dcy, reserve, lengths=None, want_dx=True):
-        """Returns (dx, dh0, dc0, dparams); dx is None (not computed) unless want_dx."""
+    def backward(
+        self, x, params, dy, dhy, dcy, reserve, lengths=None, want_dx=True, want_states=True
+    ):
+        """Returns (dx, dh0, dc0, dparams); dx is None (not computed) unless want_dx, dh0 and dc0
+        unless want_states."""
         be, s = self.lib.backend, self.shape
         steps, batch = self._tb(x)
         dx = be.empty(tuple(x.shape), self.dtype) if want_dx else None
-        dh0 = be.empty(self.state_shape(batch, s.h_out), self.dtype)
+        dh0 = be.empty(self.state_shape(batch, s.h_out), self.dtype) if want_states else None
         dc0 = (
-            be.empty(self.state_shape(batch, s.num_units), self.dtype) if s.mode == "lstm" else None
+            be.empty(self.state_shape(batch, s.num_units), self.dtype)
+            if s.mode == "lstm" and want_states
+            else None
         )
         dparams = be.empty((self.params_size(),), self.dtype)
         _, _, bw = self.sizes(steps, batch, True)
