@@ -59,21 +59,39 @@ def time_ms(lib, fn, warmup, iters, repeats=5):
     return times[len(times) // 2]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--modes", default="gru,lstm,gru_reset_before,rnn_tanh")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=5)
+def setup(ap, argv, warmup, iters):
+    """The options these library benchmarks share (--warmup, --iters, --json, --dry-run) added to
+    `ap` and parsed: (args, the opened library), or None where the library is not built."""
+    ap.add_argument("--warmup", type=int, default=warmup)
+    ap.add_argument("--iters", type=int, default=iters)
     ap.add_argument("--json", default=None)
     ap.add_argument("--dry-run", action="store_true", help="host emulation, tiny shapes")
     args = ap.parse_args(argv)
     path = tc.EMU_LIBRARY if args.dry_run else tc.GPU_LIBRARY
     if not os.path.exists(path):
-        print(f"bench_gpu_keras_dropout: needs {path}; skipped")
-        return 0
+        print(f"{os.path.basename(sys.argv[0])}: needs {path}; skipped")
+        return None
     if args.dry_run:
         args.warmup, args.iters = 0, 1
-    lib = open_library(args.dry_run)
+    return args, open_library(args.dry_run)
+
+
+def finish(args, lib, results) -> int:
+    """Writes the results to --json, if given, and closes the library."""
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    lib.close()
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--modes", default="gru,lstm,gru_reset_before,rnn_tanh")
+    opened = setup(ap, argv, warmup=2, iters=5)
+    if opened is None:
+        return 0
+    args, lib = opened
     be = lib.backend
     rng = np.random.default_rng(0)
     results = []
@@ -116,11 +134,7 @@ def main(argv=None):
                       f" {t[0] / base[0]:6.2f} {t[1] / base[1]:7.2f}")  # fmt: skip
     print("(x: time over the same op without masks or zoneout, 'plain', in this run; the buffers")
     print(" are allocated per call, so small shapes include the allocator)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    lib.close()
-    return 0
+    return finish(args, lib, results)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ gpu-check` does.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -25,8 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import layer_norm_reference as lnref  # noqa: E402
 import numpy as np  # noqa: E402
-import tfrnn_cuda_ctypes as tc  # noqa: E402
-from bench_gpu_keras_dropout import open_library, time_ms  # noqa: E402
+from bench_gpu_keras_dropout import finish, setup, time_ms  # noqa: E402
 
 SHAPES = [(64, 100, 128, 256), (256, 100, 128, 256)]  # batch, time, input, hidden
 DRY_RUN_SHAPES = [(3, 4, 5, 6)]
@@ -102,18 +100,10 @@ def plain_peers(lib, mode, B, T, D, H):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default="layer_norm_lstm,layer_norm_gru")
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--dry-run", action="store_true", help="host emulation, tiny shapes, no peers")
-    args = ap.parse_args(argv)
-    path = tc.EMU_LIBRARY if args.dry_run else tc.GPU_LIBRARY
-    if not os.path.exists(path):
-        print(f"bench_gpu_layer_norm: needs {path}; skipped")
+    opened = setup(ap, argv, warmup=3, iters=10)  # --dry-run: no peers either
+    if opened is None:
         return 0
-    if args.dry_run:
-        args.warmup, args.iters = 0, 1
-    lib = open_library(args.dry_run)
+    args, lib = opened
     rng = np.random.default_rng(0)
     results = []
     print(f"{'cell':16} {'B':>4} {'T':>4} {'I':>4} {'H':>4} {'peer':12} {'LN inf ms':>9}"
@@ -140,11 +130,7 @@ def main(argv=None):
                       f" {t_ln[1] / t[1]:7.2f}")  # fmt: skip
             results.append(row)
     print("(ms per call; x: the layer-norm cell's time over the plain peer's, in this run)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    lib.close()
-    return 0
+    return finish(args, lib, results)
 
 
 if __name__ == "__main__":

@@ -265,32 +265,13 @@ def test_backprop_with_dropout(lib, mode):
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[5], CASES[7]], ids=_case_id)
 @pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
-def test_backprop_without_dx(lib, case, time_major):
-    """A null dx (what TfRnn>CudnnRNNBackprop's skip_input_backprop passes) leaves out only the
-    input's grad: dh0, dc0 and dparams equal the full backprop's, bit for bit."""
+@pytest.mark.parametrize("unwanted", ["dx", "states"])
+def test_backprop_without_unwanted_grads(lib, case, time_major, unwanted):
+    """A null dx (TfRnn>CudnnRNNBackprop's skip_input_backprop: the first layer's d_gx W left
+    out) or null dh0, dc0 (skip_state_backprop: the first step's dh_prev products left out) leave
+    out only those grads: the others equal the full backprop's, bit for bit, on every layer and
+    direction."""
     rng = np.random.default_rng(12)
-    shape, x, h0, c0, params = _problem(case, rng, steps=4, time_major=time_major)
-    lstm = shape.mode == "lstm"
-    rnn = lib.rnn(shape, "float64", time_major=time_major, dropout=0.3, seed=3)
-    lengths = [4, 1, 3]
-    y, hy, cy, reserve = rnn.forward(x, h0, c0 if lstm else None, params, lengths, True)
-    dy, dhy = rng.standard_normal(y.shape), rng.standard_normal(hy.shape)
-    dcy = rng.standard_normal(cy.shape) if lstm else None
-    full = rnn.backward(x, params, dy, dhy, dcy, reserve, lengths)
-    part = rnn.backward(x, params, dy, dhy, dcy, reserve, lengths, want_dx=False)
-    assert part[0] is None and np.abs(full[0]).max() > 0
-    for name, got, want in zip(("dh0", "dc0", "dparams"), part[1:], full[1:], strict=True):
-        if want is not None:
-            np.testing.assert_array_equal(got, want, err_msg=name)
-
-
-@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[5], CASES[7]], ids=_case_id)
-@pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
-def test_backprop_without_state_grads(lib, case, time_major):
-    """Null dh0, dc0 (what TfRnn>CudnnRNNBackprop's skip_state_backprop passes) leave out only the
-    states' grads (the first step's dh_prev products): dx and dparams equal the full backprop's,
-    bit for bit, on every layer and direction."""
-    rng = np.random.default_rng(13)
     shape, x, h0, c0, params = _problem(case, rng, steps=4, time_major=time_major)
     lstm = shape.mode == "lstm"
     rnn = lib.rnn(shape, "float64", time_major=time_major, dropout=0.3, seed=3)
@@ -299,10 +280,15 @@ def test_backprop_without_state_grads(lib, case, time_major):
     dy, dhy = rng.standard_normal(y.shape), rng.standard_normal(hy.shape)
     dcy = rng.standard_normal(cy.shape) if lstm else None
     full = rnn.backward(x, params, dy, dhy, dcy, reserve, lengths)
-    part = rnn.backward(x, params, dy, dhy, dcy, reserve, lengths, want_states=False)
-    assert part[1] is None and part[2] is None and np.abs(full[1]).max() > 0
-    np.testing.assert_array_equal(part[0], full[0], err_msg="dx")
-    np.testing.assert_array_equal(part[3], full[3], err_msg="dparams")
+    part = rnn.backward(x, params, dy, dhy, dcy, reserve, lengths, want_dx=unwanted != "dx",
+                        want_states=unwanted != "states")  # fmt: skip
+    left_out = (0,) if unwanted == "dx" else (1, 2)
+    for i, name in enumerate(("dx", "dh0", "dc0", "dparams")):
+        if i in left_out:
+            assert part[i] is None
+            assert full[i] is None or np.abs(full[i]).max() > 0
+        elif full[i] is not None:
+            np.testing.assert_array_equal(part[i], full[i], err_msg=name)
 
 
 def test_dropout_is_deterministic_and_drops(lib):
