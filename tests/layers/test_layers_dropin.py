@@ -3,7 +3,7 @@ outputs, final states and gradients (inputs, initial states, every weight) over 
 return_state, go_backwards, initial states, masks (right-padded, empty rows, not right-padded,
 Embedding(mask_zero=True)), zero_output_for_mask, use_bias, input dropout, stateful, unroll,
 initializers/regularizers/constraints, mixed precision; fallbacks to Keras' step loop; XLA
-opt-out."""
+opt-out; beside a (pretended) GPU, Keras' cuDNN path where Keras takes it."""
 
 from __future__ import annotations
 
@@ -485,3 +485,55 @@ def test_training_step_skips_unwanted_gradients(rng, name, kwargs, op_type):
         got, want = with_states(), step(ref, True)
         for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5)
+
+
+@pytest.fixture
+def visible_gpu(monkeypatch):
+    """TensorFlow pretends to see a GPU (`tf.config.list_logical_devices("GPU")`, what Keras' and
+    our layers ask); ops still run on the CPU, where TensorFlow's CudnnRNNV3 has our kernels."""
+    real = tf.config.list_logical_devices
+
+    def devices(device_type=None):
+        if device_type == "GPU":
+            return [tf.config.LogicalDevice("/device:GPU:0", "GPU")]
+        return real(device_type)
+
+    monkeypatch.setattr(tf.config, "list_logical_devices", devices)
+
+
+@pytest.mark.parametrize("name", ["GRU", "LSTM"])
+@pytest.mark.parametrize("mask_kind", ["none", "right"])
+def test_gpu_machine_runs_keras_cudnn_path(rng, visible_gpu, name, mask_kind):
+    """Where TensorFlow sees a GPU, a GRU / LSTM that Keras runs on cuDNN runs Keras' cuDNN path
+    too (TfRnn>KerasRNN has no GPU kernel): the traced graph holds CudnnRNNV3 and not our op, and
+    outputs and gradients equal Keras' layer's."""
+    ref, ours = _pair(name, rng, return_sequences=True, return_state=True)
+    assert ours._keras_cudnn_runs()
+    ops = _traced_ops(ours, B)
+    assert "CudnnRNNV3" in ops and not any(op.startswith("TfRnn>") for op in ops)
+    _compare(ref, ours, rng, mask=_masks(rng)[mask_kind], with_init=True, training=True)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,op_type",
+    [
+        ("GRU", {"reset_after": False}, "TfRnn>KerasRNN"),  # no cuDNN form: the op
+        ("SimpleRNN", {}, "TfRnn>KerasRNN"),  # no cuDNN form: the op
+        ("GRU", {"recurrent_dropout": 0.3}, "TfRnn>KerasRNNDropout"),  # the op has GPU kernels
+        ("LSTM", {"zoneout": 0.2}, "TfRnn>KerasRNNDropout"),
+        ("LSTM", {"use_cudnn": False}, "While"),  # Keras' step loop, as asked
+    ],
+)
+def test_gpu_machine_keeps_what_cudnn_cannot_do(visible_gpu, name, kwargs, op_type):
+    """Beside a GPU, what Keras' cuDNN path cannot compute keeps the layer's own path."""
+    layer = getattr(L, name)(H, **kwargs)
+    assert not layer._keras_cudnn_runs()
+    ops = _traced_ops(layer, B, training=True)
+    assert op_type in ops and "CudnnRNNV3" not in ops
+
+
+def test_without_gpu_the_op_runs(rng):
+    """No GPU visible (this machine): the plain GRU runs TfRnn>KerasRNN, not Keras' cuDNN path."""
+    layer = L.GRU(H)
+    assert not layer._keras_cudnn_runs()
+    assert "TfRnn>KerasRNN" in _traced_ops(layer, B)

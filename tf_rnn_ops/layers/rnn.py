@@ -43,6 +43,12 @@ recurrent_dropout with a symbolic training flag (or a rate of 1), input dropout 
 with `implementation=1` and no recurrent dropout, and `use_cudnn=False`. `use_cudnn=True` with an
 activation the op cannot compute is refused at construction.
 
+Where TensorFlow sees a GPU, a GRU or LSTM that Keras would run on cuDNN (use_cudnn 'auto' or True,
+no recurrent dropout, tanh / sigmoid, a bias, not unrolled, GRU reset_after=True) and that has no
+zoneout runs Keras' own cuDNN path (`_keras_cudnn_runs`): the op that reads Keras' weight layout,
+TfRnn>KerasRNN, has CPU kernels only, and TensorFlow would otherwise place it on the CPU, far slower
+than cuDNN. Recurrent dropout and zoneout stay on TfRnn>KerasRNNDropout, which has GPU kernels.
+
 Where the op cannot go — inside an XLA compilation, while the TFLite converter traces, inside
 `tf_rnn_ops.standard_ops()` — the layers trace Keras' formulation instead (`_formulation`), so an
 explicit `jit_compile=True` is honoured; `supports_jit` answers False only while Keras resolves
@@ -239,6 +245,22 @@ class _FusedRNNMixin:
             return run(bool(training))
         return tf.cond(tf.cast(training, tf.bool), lambda: run(True), lambda: run(False))
 
+    def _keras_cudnn_runs(self) -> bool:
+        """Whether Keras' own GRU / LSTM would run cuDNN for this call (its `inner_loop` and the
+        TensorFlow backend's `cudnn_ok`: a GPU visible to TensorFlow, use_cudnn 'auto' or True, no
+        recurrent dropout, cuDNN's options); then so does this layer, zoneout aside. TfRnn>KerasRNN
+        has no GPU kernel: on the CPU beside a GPU it would be far slower than cuDNN."""
+        if not isinstance(self, GRU | LSTM) or self._zoneout or self.cell.recurrent_dropout:
+            return False
+        c = self.cell
+        if self.use_cudnn not in ("auto", True) or self.unroll or not c.use_bias:
+            return False
+        if not (_is(c.activation, _TANH) and _is(c.recurrent_activation, _SIGMOID)):
+            return False
+        if isinstance(self, GRU) and not c.reset_after:
+            return False
+        return bool(tf.config.list_logical_devices("GPU"))
+
     def _op_may_run(self) -> bool:
         """Whether the fused op computes the cell's options and use_cudnn allows it (zoneout then
         always runs on it; else Keras' step loop with zoneout, `_zoneout_keras_loop`)."""
@@ -307,6 +329,8 @@ class _FusedRNNMixin:
             return keras.layers.RNN.inner_loop(
                 self, sequences, initial_state, mask=mask, training=training
             )
+        if self._keras_cudnn_runs():  # Keras' own loop: cuDNN on the GPU
+            return super().inner_loop(sequences, initial_state, mask, training=training)
         states = list(initial_state) if tf.nest.is_nested(initial_state) else [initial_state]
         cell = self.cell
         dtype = compute_dtype(tf.as_dtype(sequences.dtype))
