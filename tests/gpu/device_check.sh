@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Every GPU check in one call, for a borrowed GPU machine's few minutes (PyTorch with CUDA 13, nvcc,
+# pytest-xdist, no TensorFlow: the project's H200 machine). Logs and JSON go to OUT (8 files):
+#   1. the nvcc build: tests/gpu/run.sh with GPU_ONLY=1 (every GPU test, the three benchmarks);
+#   2. tests/gpu/sanitize.sh on that build (memcheck, racecheck);
+#   3. the NVRTC build (the launcher TensorFlow's `make gpu` build uses) with CUDA 13's NVRTC and
+#      runtime from PyTorch's packages, in build/nvrtc13, and every GPU test on it.
+# Each step ran on an H200 in session 35 (docs/PERFORMANCE.md item 66): ~4 minutes in all.
+#
+#   OUT=dir bash tests/gpu/device_check.sh       PYTHON=python3, CUDA_ARCHS="90", JOBS=8 (pytest -n)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-build/device_check}
+ARCHS=${CUDA_ARCHS:-90}
+xdist=(-n "${JOBS:-8}")
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+status=0
+
+rc=0
+GPU_ONLY=1 CUDA_ARCHS="$ARCHS" OUT="$OUT" timeout 300 bash tests/gpu/run.sh "${xdist[@]}" -rfE \
+  --tb=short >"$OUT/run.log" 2>&1 || rc=$?
+echo "1. nvcc build, tests and benchmarks: rc=$rc"
+grep -E "^[0-9]+ (passed|failed)|Error" "$OUT/run.log" | tail -3
+status=$rc
+
+rc=0
+OUT="$OUT" timeout 240 bash tests/gpu/sanitize.sh || rc=$?
+echo "2. sanitizers: rc=$rc"
+[ "$status" = 0 ] && status=$rc
+
+rc=0
+site=$("$PY" -c 'import os, nvidia; print(os.path.dirname(list(nvidia.__path__)[0]))')
+lib=$site/nvidia/cu13/lib
+make -f cc/cuda/cuda.mk -j"$(nproc)" PYTHON="$PY" BUILD=build/nvrtc13 CUDA_ARCHS="$ARCHS" \
+  CUBLAS_MAJOR=13 CUDA_COMPILER=nvrtc NVRTC="$lib/libnvrtc.so.13" CUDART="$lib/libcudart.so.13" \
+  CUDART_INC=/usr/local/cuda/include:/usr/local/cuda/include/cccl gpu-lib >"$OUT/nvrtc_build.log" 2>&1 ||
+  rc=$?
+if [ "$rc" = 0 ]; then
+  TF_RNN_OPS_CUDA_LIB="$PWD/build/nvrtc13/cuda/libtf_rnn_ops_cuda.so" TF_RNN_OPS_GPU_TESTS_REQUIRED=1 \
+    timeout 150 "$PY" -m pytest -q -p no:cacheprovider --confcutdir=tests/gpu "${xdist[@]}" -rfE \
+    --tb=short tests/gpu/test_gpu_*.py >"$OUT/nvrtc_tests.log" 2>&1 || rc=$?
+  grep -E "^[0-9]+ (passed|failed)" "$OUT/nvrtc_tests.log" | tail -1
+else
+  tail -5 "$OUT/nvrtc_build.log"
+fi
+echo "3. NVRTC build (CUDA 13) and tests: rc=$rc"
+[ "$status" = 0 ] && status=$rc
+exit "$status"
