@@ -250,14 +250,10 @@ class _FusedRNNMixin:
         TensorFlow backend's `cudnn_ok`: a GPU visible to TensorFlow, use_cudnn 'auto' or True, no
         recurrent dropout, cuDNN's options); then so does this layer, zoneout aside. TfRnn>KerasRNN
         has no GPU kernel: on the CPU beside a GPU it would be far slower than cuDNN."""
-        if not isinstance(self, GRU | LSTM) or self._zoneout or self.cell.recurrent_dropout:
+        # _fused_mode "gru" / "lstm": tanh and sigmoid (GRU reset_after=True), as cuDNN needs.
+        if self._fused_mode not in ("gru", "lstm") or not self._op_may_run():
             return False
-        c = self.cell
-        if self.use_cudnn not in ("auto", True) or self.unroll or not c.use_bias:
-            return False
-        if not (_is(c.activation, _TANH) and _is(c.recurrent_activation, _SIGMOID)):
-            return False
-        if isinstance(self, GRU) and not c.reset_after:
+        if self._zoneout or self.cell.recurrent_dropout or self.unroll or not self.cell.use_bias:
             return False
         return bool(tf.config.list_logical_devices("GPU"))
 
