@@ -147,7 +147,7 @@ class FusedRnnBackwardGPUOp : public OpKernel {
     }
     if (skip_state) {
       OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dh0));
-      OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dc0));
+      if (lstm) OP_REQUIRES_OK(ctx, ZeroTensor<T>(ctx, out.dc0));  // else zeroed above
       dh0 = nullptr;
     } else {
       OP_REQUIRES_OK(ctx, OutputAs<T>(ctx, out.dh0, &hdh0, &dh0));
