@@ -4,7 +4,10 @@ gradients), timed with CUDA events. The shapes of docs/PERFORMANCE.md: batch 64,
 128, hidden 256 and 512; batch 1 (latency) and batch 256 (throughput).
 
     python3 tests/gpu/bench_gpu.py [--modes gru,lstm,gru_reset_before] [--tf32] [--layers 1]
-                                   [--json out.json]
+                                   [--graphs] [--json out.json]
+
+`--graphs` also times each call captured once into a CUDA graph and replayed (ours and cuDNN's):
+the time a step loses to launching its kernels one by one, which a graph-capturing op would save.
 
 `gru_reset_before` (Keras reset_after=False) has no cuDNN form: its peer is cuDNN's GRU of the same
 shapes (the same FLOPs but one recurrent product a step where ours has two), and its outputs are
@@ -118,6 +121,25 @@ def time_ms(torch, fn, warmup, iters, repeats=5):
     return best[len(best) // 2]
 
 
+def graph_replay(torch, fn):
+    """fn captured into a CUDA graph (after warm-up calls on the capturing stream), as a function
+    that replays it; or the reason the capture failed."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            fn()
+    except Exception as e:  # noqa: BLE001 - reported in the table instead of a time
+        torch.cuda.synchronize()
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+    return graph.replay
+
+
 def check_outputs(torch, ours, module, state, tol):
     """Our inference output and final state against PyTorch's (same weights), or for a mode cuDNN
     does not have against the float64 reference; raises if they differ."""
@@ -154,6 +176,9 @@ def main(argv=None):
     ap.add_argument("--tf32", action="store_true", help="allow TF32 in cuDNN and in our GEMMs")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument(
+        "--graphs", action="store_true", help="also time each call replayed from a CUDA graph"
+    )
     ap.add_argument("--json", default=None, help="also write the results to this file")
     ap.add_argument(
         "--dry-run",
@@ -223,6 +248,25 @@ def main(argv=None):
                 "ours_train_ms": time_ms(torch, ours.train_step, args.warmup, args.iters),
                 "cudnn_train_ms": time_ms(torch, torch_train, args.warmup, args.iters),
             }
+            if args.graphs and not emulated:
+                # also check that the replayed graph computes what the direct call did
+                for name, fn in (
+                    ("ours_inference", ours.inference),
+                    ("cudnn_inference", torch_inf),
+                    ("ours_train", ours.train_step),
+                    ("cudnn_train", torch_train),
+                ):
+                    replay = graph_replay(torch, fn)
+                    if isinstance(replay, str):
+                        t[f"{name}_graph_failed"] = replay
+                        continue
+                    t[f"{name}_graph_ms"] = time_ms(torch, replay, args.warmup, args.iters)
+                if "ours_inference_graph_ms" in t:
+                    y_direct = ours.y.clone()
+                    ours.y.zero_()
+                    graph_replay(torch, ours.inference)()
+                    torch.cuda.synchronize()
+                    t["graph_same_y"] = bool(torch.equal(ours.y, y_direct))
             gates = shape.gates * hsz
             flops = 2.0 * steps * batch * gates * (isz + hsz) * args.layers
             row = dict(mode=mode, batch=batch, time=steps, input=isz, hidden=hsz, **t)
@@ -237,6 +281,23 @@ def main(argv=None):
                 f"{3 * flops / t['ours_train_ms'] / 1e9:5.1f} train"
             )
     print("(ms per call; ratio = cuDNN time / ours, above 1 means ours is faster)")
+    if args.graphs and not emulated:
+        print("\nreplayed from a CUDA graph (ms; direct-call time / graph time in brackets):")
+        for r in results:
+            cells = []
+            for name in ("ours_inference", "cudnn_inference", "ours_train", "cudnn_train"):
+                g = r.get(f"{name}_graph_ms")
+                direct = r[f"{name}_ms"]
+                cells.append(
+                    f"{name} {g:.3f} ({direct / g:.2f}x)"
+                    if g
+                    else f"{name} failed: {r.get(f'{name}_graph_failed')}"
+                )
+            print(
+                f"{r['mode']:5} {r['batch']:4} {r['hidden']:4} | "
+                + " | ".join(cells)
+                + f" | same y: {r.get('graph_same_y')}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
