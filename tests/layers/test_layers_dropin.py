@@ -514,22 +514,63 @@ def test_gpu_machine_runs_keras_cudnn_path(rng, visible_gpu, name, mask_kind):
     _compare(ref, ours, rng, mask=_masks(rng)[mask_kind], with_init=True, training=True)
 
 
-@pytest.mark.parametrize(
-    "name,kwargs,op_type",
-    [
-        ("GRU", {"reset_after": False}, "TfRnn>KerasRNN"),  # no cuDNN form: the op
-        ("SimpleRNN", {}, "TfRnn>KerasRNN"),  # no cuDNN form: the op
-        ("GRU", {"recurrent_dropout": 0.3}, "TfRnn>KerasRNNDropout"),  # the op has GPU kernels
-        ("LSTM", {"zoneout": 0.2}, "TfRnn>KerasRNNDropout"),
-        ("LSTM", {"use_cudnn": False}, "While"),  # Keras' step loop, as asked
-    ],
-)
-def test_gpu_machine_keeps_what_cudnn_cannot_do(visible_gpu, name, kwargs, op_type):
-    """Beside a GPU, what Keras' cuDNN path cannot compute keeps the layer's own path."""
+@pytest.fixture(params=[True, False], ids=["gpu_kernels", "no_gpu_kernels"])
+def gpu_kernels(request, monkeypatch):
+    """Whether our GPU kernels loaded (`_loader.load_gpu_kernels`), pretended either way."""
+    monkeypatch.setattr(tf_rnn_ops._loader, "load_gpu_kernels", lambda: request.param)
+    return request.param
+
+
+# Beside a GPU, what Keras' cuDNN path cannot compute: (class, kwargs, the op that carries it with
+# our GPU kernels loaded). Without them, Keras' own path (its step loop, a While).
+BEYOND_CUDNN = [
+    ("GRU", {"reset_after": False}, "TfRnn>CudnnRNN"),  # no cuDNN form: opaque params
+    ("SimpleRNN", {}, "TfRnn>CudnnRNN"),
+    ("SimpleRNN", {"activation": "relu"}, "TfRnn>CudnnRNN"),
+    ("LSTM", {"use_bias": False}, "TfRnn>CudnnRNN"),  # Keras' cuDNN path needs a bias
+    ("GRU", {"unroll": True}, "TfRnn>CudnnRNN"),
+    ("GRU", {"recurrent_dropout": 0.3}, "TfRnn>KerasRNNDropout"),
+    ("LSTM", {"zoneout": 0.2}, "TfRnn>KerasRNNDropout"),
+]
+BEYOND_CUDNN_IDS = [
+    "gru_reset_before", "rnn_tanh", "rnn_relu", "lstm_no_bias", "gru_unroll", "gru_rec_dropout",
+    "lstm_zoneout",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,kwargs,op_type", BEYOND_CUDNN, ids=BEYOND_CUDNN_IDS)
+def test_gpu_machine_beyond_cudnn(visible_gpu, gpu_kernels, name, kwargs, op_type):
+    """Beside a GPU, what Keras' cuDNN path cannot compute runs an op with GPU kernels where ours
+    loaded (TfRnn>KerasRNN has none: never it), else Keras' own path (our ops would run on the CPU
+    with copies both ways)."""
     layer = getattr(L, name)(H, **kwargs)
     assert not layer._keras_cudnn_runs()
     ops = _traced_ops(layer, B, training=True)
-    assert op_type in ops and "CudnnRNNV3" not in ops
+    assert "CudnnRNNV3" not in ops and "TfRnn>KerasRNN" not in ops
+    if gpu_kernels:
+        assert op_type in ops
+    else:
+        assert not any(op.startswith("TfRnn>") for op in ops), ops
+        assert ("While" in ops) != bool(kwargs.get("unroll")), ops  # unrolled: Keras' steps
+
+
+def test_gpu_machine_use_cudnn_false(visible_gpu, gpu_kernels):
+    """use_cudnn=False: Keras' step loop beside a GPU too, as asked."""
+    ops = _traced_ops(L.LSTM(H, use_cudnn=False), B, training=True)
+    assert "While" in ops and not any(op.startswith("TfRnn>") for op in ops)
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "right", "holes"])
+@pytest.mark.parametrize("name,kwargs", [k[:2] for k in BEYOND_CUDNN[:5]], ids=BEYOND_CUDNN_IDS[:5])
+def test_gpu_machine_beyond_cudnn_values(rng, visible_gpu, gpu_kernels, name, kwargs, mask_kind):
+    """Either way beside a GPU (TfRnn>CudnnRNN on the opaque params, or Keras' own loop), outputs,
+    final states and every gradient equal Keras' layer's, with masks and initial states."""
+    ref, ours = _pair(name, rng, return_sequences=True, return_state=True, **kwargs)
+    _compare(ref, ours, rng, mask=_masks(rng)[mask_kind], with_init=True, training=True)
+    one_step_ref, one_step = _pair(name, rng, return_state=True, go_backwards=True, **kwargs)
+    x = tf.constant(rng.uniform(-1, 1, (B, 1, IN)).astype(np.float32))
+    _compare(one_step_ref, one_step, rng, mask=_masks(rng)[mask_kind][:, :1] if mask_kind != "none"
+             else None, with_init=True, x=x)  # fmt: skip
 
 
 def test_without_gpu_the_op_runs(rng):

@@ -47,7 +47,12 @@ Where TensorFlow sees a GPU, a GRU or LSTM that Keras would run on cuDNN (use_cu
 no recurrent dropout, tanh / sigmoid, a bias, not unrolled, GRU reset_after=True) and that has no
 zoneout runs Keras' own cuDNN path (`_keras_cudnn_runs`): the op that reads Keras' weight layout,
 TfRnn>KerasRNN, has CPU kernels only, and TensorFlow would otherwise place it on the CPU, far slower
-than cuDNN. Recurrent dropout and zoneout stay on TfRnn>KerasRNNDropout, which has GPU kernels.
+than cuDNN. The rest beside a GPU: with our GPU kernels loaded (`make gpu`,
+`_loader.load_gpu_kernels`), recurrent dropout and zoneout run TfRnn>KerasRNNDropout, and the other
+calls (SimpleRNN, GRU reset_after=False, no bias, unroll) TfRnn>CudnnRNN on the weights packed into
+opaque params per call (`run_fused(opaque=True)`), both with GPU kernels; without them, our ops
+would run on the CPU with copies both ways, so the layer runs Keras' own path (its cuDNN or step
+loop; zoneout: Keras' step loop with zoneout), Keras' speed by construction.
 
 Where the op cannot go — inside an XLA compilation, while the TFLite converter traces, inside
 `tf_rnn_ops.standard_ops()` — the layers trace Keras' formulation instead (`_formulation`), so an
@@ -63,8 +68,8 @@ import tensorflow as tf
 from keras import activations
 from keras import ops as kops
 
-from tf_rnn_ops import _modes
-from tf_rnn_ops.cudnn_rnn import keras_rnn, keras_rnn_dropout
+from tf_rnn_ops import _loader, _modes
+from tf_rnn_ops.cudnn_rnn import cudnn_rnn, keras_rnn, keras_rnn_dropout
 from tf_rnn_ops.layers import _formulation, _zoneout
 from tf_rnn_ops.layers._shared import (
     compute_dtype,
@@ -72,6 +77,7 @@ from tf_rnn_ops.layers._shared import (
     read_variable,
     scatter_outputs,
 )
+from tf_rnn_ops.params import keras_to_opaque
 
 __all__ = ["GRU", "LSTM", "SimpleRNN"]
 
@@ -79,6 +85,11 @@ __all__ = ["GRU", "LSTM", "SimpleRNN"]
 _TANH = (activations.tanh, tf.tanh, tf.math.tanh, tf.nn.tanh, kops.tanh)
 _SIGMOID = (activations.sigmoid, tf.sigmoid, tf.math.sigmoid, tf.nn.sigmoid, kops.sigmoid)
 _RELU = (activations.relu, tf.nn.relu, kops.relu)
+
+
+def _gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU (where Keras' own GRU / LSTM take cuDNN)."""
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def _is(fn, candidates) -> bool:
@@ -114,6 +125,7 @@ def run_fused(
     return_sequences=True,
     recurrent_masks=None,
     zoneout=None,
+    opaque=False,
 ):
     """Keras' RNN loop (`keras.backend.rnn` semantics for these arguments) on the fused op.
 
@@ -132,6 +144,9 @@ def run_fused(
     keep mask [T, B, H], mask[k, b] for row b's k-th valid step processed, as the packed sequences
     read it; or the scalar keep weight 1 - p of inference): x is the projected input [B, T, G·H]
     and weights (None, recurrent_kernel, recurrent bias or None).
+
+    opaque: without masks or zoneout, TfRnn>CudnnRNN on the weights packed into opaque params
+    (`keras_to_opaque`, a few ops per call) in place of TfRnn>KerasRNN, which has no GPU kernel.
     """
     lstm = rnn_mode in _modes.CELL_STATE_MODES
     kernel, recurrent_kernel, bias = weights
@@ -143,17 +158,19 @@ def run_fused(
         if mask is not None:
             mask = tf.reverse(mask, [1])
     if mask is None:
-        y, h, c = _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks, zoneout=zoneout)
+        y, h, c = _run_op(
+            rnn_mode, x, h0, c0, weights, recurrent_masks, zoneout=zoneout, opaque=opaque
+        )
         outputs = y
         last = h  # = y[:, -1] (T >= 1), without a slice op
     elif one_step:
         last, outputs, h, c = _one_step_masked(
-            rnn_mode, x, h0, c0, weights, mask, recurrent_masks, zoneout
+            rnn_mode, x, h0, c0, weights, mask, recurrent_masks, zoneout, opaque
         )
     else:
         packed, packing = pack_valid_steps(x, mask)
         y, h, c = _run_op(
-            rnn_mode, packed, h0, c0, weights, recurrent_masks, packing.lengths, zoneout
+            rnn_mode, packed, h0, c0, weights, recurrent_masks, packing.lengths, zoneout, opaque
         )
         # step t shows the output of the last valid step <= t (Keras carries the previous output
         # through masked steps; zeros before the first valid step or with zero_output_for_mask)
@@ -165,10 +182,20 @@ def run_fused(
     return last, outputs, new_states
 
 
-def _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks=None, lengths=None, zoneout=None):
-    """The op of one call: `keras_rnn` on x and the cell's weights, or, with recurrent_masks or
-    zoneout, `keras_rnn_dropout` on the projected input x and weights (None, recurrent_kernel,
-    recurrent bias). Returns (y, h, c)."""
+def _run_op(
+    rnn_mode, x, h0, c0, weights, recurrent_masks=None, lengths=None, zoneout=None, opaque=False
+):
+    """The op of one call: `keras_rnn` on x and the cell's weights (with `opaque`: `cudnn_rnn` on
+    them packed into opaque params), or, with recurrent_masks or zoneout, `keras_rnn_dropout` on the
+    projected input x and weights (None, recurrent_kernel, recurrent bias). Returns (y, h, c)."""
+    if recurrent_masks is None and zoneout is None and opaque:
+        params = keras_to_opaque(rnn_mode, *weights)
+        lstm = c0 is not None
+        y, h, c, _, _ = cudnn_rnn(
+            x, h0[:, tf.newaxis], c0[:, tf.newaxis] if lstm else tf.zeros([0], x.dtype), params,
+            sequence_lengths=lengths, rnn_mode=rnn_mode, time_major=False, is_training=True,
+        )  # fmt: skip
+        return y, h[:, 0], c[:, 0] if lstm else None
     if recurrent_masks is None and zoneout is None:
         y, h, c, _ = keras_rnn(
             x, h0, c0, *weights, sequence_lengths=lengths, rnn_mode=rnn_mode, is_training=True
@@ -182,14 +209,16 @@ def _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks=None, lengths=None, zo
     return y, h, c
 
 
-def _one_step_masked(rnn_mode, x, h0, c0, weights, mask, recurrent_masks=None, zoneout=None):
+def _one_step_masked(
+    rnn_mode, x, h0, c0, weights, mask, recurrent_masks=None, zoneout=None, opaque=False
+):
     """`run_fused` for x [B, 1, I] with a mask [B, 1]: no packing (one step packs to itself) and no
     scatter. A valid row runs its step; a masked one keeps its states (sequence length 0) and
     outputs zeros, Keras' output before any valid step, with or without zero_output_for_mask.
     Returns (last [B, H], outputs [B, 1, H], h, c)."""
     valid = tf.cast(mask, tf.bool)  # [B, 1]
     lengths = tf.cast(valid[:, 0], tf.int32)
-    y, h, c = _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks, lengths, zoneout)
+    y, h, c = _run_op(rnn_mode, x, h0, c0, weights, recurrent_masks, lengths, zoneout, opaque)
     last = tf.where(valid, h, tf.zeros_like(h))  # valid [B, 1] broadcasts over the units
     return last, last[:, tf.newaxis], h, c
 
@@ -255,7 +284,15 @@ class _FusedRNNMixin:
             return False
         if self._zoneout or self.cell.recurrent_dropout or self.unroll or not self.cell.use_bias:
             return False
-        return bool(tf.config.list_logical_devices("GPU"))
+        return _gpu_visible()
+
+    def _keras_path_beside_gpu(self, sequences, initial_state, mask, training):
+        """Keras' own path (cuDNN, or its step loop on the GPU; zoneout: Keras' step loop with
+        zoneout), for a call beside a GPU that our GPU kernels cannot serve (not built, or not
+        loadable here): our ops would run on the CPU with copies both ways."""
+        if self._zoneout:
+            return self._zoneout_keras_loop(None, sequences, initial_state, mask, training)
+        return super().inner_loop(sequences, initial_state, mask, training=training)
 
     def _op_may_run(self) -> bool:
         """Whether the fused op computes the cell's options and use_cudnn allows it (zoneout then
@@ -325,8 +362,11 @@ class _FusedRNNMixin:
             return keras.layers.RNN.inner_loop(
                 self, sequences, initial_state, mask=mask, training=training
             )
-        if self._keras_cudnn_runs():  # Keras' own loop: cuDNN on the GPU
+        beside_gpu = _gpu_visible()
+        if beside_gpu and self._keras_cudnn_runs():  # Keras' own loop: cuDNN on the GPU
             return super().inner_loop(sequences, initial_state, mask, training=training)
+        if beside_gpu and not _loader.load_gpu_kernels():
+            return self._keras_path_beside_gpu(sequences, initial_state, mask, training)
         states = list(initial_state) if tf.nest.is_nested(initial_state) else [initial_state]
         cell = self.cell
         dtype = compute_dtype(tf.as_dtype(sequences.dtype))
@@ -361,6 +401,7 @@ class _FusedRNNMixin:
             go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask,
             return_sequences=self.return_sequences,
+            opaque=beside_gpu,  # TfRnn>KerasRNN has no GPU kernel; TfRnn>CudnnRNN has
         )
 
     def _dropout_loop(self, x, states, mask, training):
