@@ -248,6 +248,8 @@ int tfrnn_blas_set_tf32(void* blas, int enable) {
 #endif
 }
 
+int tfrnn_set_fused_steps(int mode) { return tf_rnn_ops::cuda::SetFusedSteps(mode); }
+
 int64_t tfrnn_gru_block_cell_workspace_bytes(int dtype, int64_t batch, int64_t input_size,
                                              int64_t cell_size) {
   if (!ValidDType(dtype)) return -1;

@@ -37,6 +37,11 @@ TFRNN_EXPORT int tfrnn_blas_destroy(void* blas);
 /* Lets float32 GEMMs use TF32 tensor cores (cuBLAS's default is full float32). */
 TFRNN_EXPORT int tfrnn_blas_set_tf32(void* blas, int enable);
 
+/* The fused RNN's forward steps: -1 chosen per call (default), 0 a cuBLAS GEMM and a gate kernel
+   a step, 1 one fused kernel a step where the cell allows (tests, benchmarks). Returns the
+   previous setting. */
+TFRNN_EXPORT int tfrnn_set_fused_steps(int mode);
+
 /* ---- GRU block cell (docs/MATH.md, "GRU block cell") */
 TFRNN_EXPORT int64_t tfrnn_gru_block_cell_workspace_bytes(int dtype, int64_t batch,
                                                           int64_t input_size, int64_t cell_size);

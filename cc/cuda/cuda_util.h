@@ -27,6 +27,16 @@ inline unsigned BlocksFor(int64_t n) {
 }
 #endif  // __CUDACC_RTC__
 
+// Shared memory and the block barrier in device code; on the host (the emulation, the NVRTC
+// build's host placeholders) a block is one thread: a plain array and nothing to wait for.
+#if defined(__CUDA_ARCH__)
+#define TF_RNN_SHARED __shared__
+#define TF_RNN_SYNC() __syncthreads()
+#else
+#define TF_RNN_SHARED
+#define TF_RNN_SYNC() ((void)0)
+#endif
+
 // The grid-stride loop every kernel of this layer uses for its x dimension.
 #define TF_RNN_KERNEL_LOOP(i, n)                                                         \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \

@@ -13,6 +13,7 @@
 #include "cc/cuda/fused_rnn_cuda_kernels.cu.h"
 #else
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -26,6 +27,24 @@
 namespace tf_rnn_ops {
 namespace cuda {
 namespace {
+
+std::atomic<int> fused_steps_mode{-1};  // SetFusedSteps
+
+// Rows up to which a step runs as one kernel (FusedForwardStepKernel) by default: below, the
+// host's cuBLAS call and launch cost more than the GPU's work (docs/PERFORMANCE.md items 69, 71).
+constexpr int64_t kFusedStepMaxRows = 64;
+
+// Whether the forward's steps run FusedForwardStepKernel: one-product cells without projection.
+template <typename Cell>
+bool UseFusedSteps(const Dims& D) {
+  if constexpr (CellRecurrentProducts<Cell>::value != 1) {
+    return false;
+  } else {
+    if (D.proj) return false;
+    const int mode = fused_steps_mode.load(std::memory_order_relaxed);
+    return mode < 0 ? D.B <= kFusedStepMaxRows : mode == 1;
+  }
+}
 
 // A [dirs, B, W] view of the user's state tensor (h or c) at layer l.
 struct StateView {
@@ -150,11 +169,24 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& co
     }
     a.rec_in = ws.rec_in;
     for (int k = 0; k < Cell::kNumSaved; ++k) a.step_saved[k] = ws.step_saved[k];
+    const bool fused_steps = UseFusedSteps<Cell>(D);
+    const dim3 grid_fused(static_cast<unsigned>((D.B + kFusedRows - 1) / kFusedRows *
+                                                ((D.H + kFusedUnits - 1) / kFusedUnits)),
+                          static_cast<unsigned>(D.dirs));
     int cur = 0;
     for (int64_t s = 0; s < max_len; ++s) {
       a.s = s;
       a.h_in = ws.h[cur], a.h_out = ws.h[1 - cur];
       a.c_in = ws.c[cur], a.c_out = ws.c[1 - cur];
+      if constexpr (Products<Cell>::kCount == 1) {
+        if (fused_steps) {
+          auto kernel = &FusedForwardStepKernel<T, Cell>;
+          TF_RNN_LAUNCH(kernel, grid_fused, kFusedCols<Cell>, stream, a, pl + blk.r, pstride);
+          TF_RNN_RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), "FusedForwardStepKernel"));
+          cur = 1 - cur;
+          continue;
+        }
+      }
       for (int p = 0; p < Products<Cell>::kCount; ++p) {
         // gh's gate columns of product p = its input · (R's rows of those gates)ᵀ; then phase p
         const int64_t g0 = Products<Cell>::Begin(p) * D.H;
@@ -372,6 +404,10 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
 }
 
 }  // namespace
+
+int SetFusedSteps(int mode) {
+  return fused_steps_mode.exchange(mode < 0 ? -1 : (mode > 0 ? 1 : 0), std::memory_order_relaxed);
+}
 
 template <typename T>
 Status RnnForward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& config,

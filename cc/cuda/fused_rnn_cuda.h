@@ -63,6 +63,11 @@ Status ValidateSequenceLengths(const RnnConfig& config, const int32_t* host_leng
                                int64_t* max_len);
 
 bool RnnUsesDropout(const RnnConfig& config);
+
+// How the forward runs a step of a one-product cell without projection: -1 (the default) chooses
+// per call (one fused kernel for few rows, docs/PERFORMANCE.md item 71), 0 always a cuBLAS GEMM and
+// a gate kernel, 1 always the fused kernel. For tests and benchmarks; returns the previous setting.
+int SetFusedSteps(int mode);
 size_t RnnForwardWorkspaceBytes(const RnnConfig& config, DType dtype);
 size_t RnnReserveBytes(const RnnConfig& config, DType dtype);  // 0 unless is_training
 size_t RnnBackwardWorkspaceBytes(const RnnConfig& config, DType dtype);

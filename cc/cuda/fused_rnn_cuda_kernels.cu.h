@@ -112,7 +112,8 @@ struct StepForwardIo {
   const T* gx;  // X(g) = gx[g·gx_gate] + b_w[g·H]
   int64_t gx_gate;
   const T* b_w;
-  const T* gh;  // R(g) = gh[g·H] + b_r[g·H]
+  const T* gh;  // R(g) = gh[g·gh_gate] + b_r[g·H]
+  int64_t gh_gate;
   const T* b_r;
   int64_t H;
   T h_prev = T(0), c_prev = T(0), h = T(0), c = T(0);
@@ -120,7 +121,7 @@ struct StepForwardIo {
   T* rec_in = nullptr;           // this unit's entry of the next product's input
 
   TF_RNN_OPS_HOST_DEVICE T X(int g) const { return gx[g * gx_gate] + b_w[g * H]; }
-  TF_RNN_OPS_HOST_DEVICE T R(int g) const { return gh[g * H] + b_r[g * H]; }
+  TF_RNN_OPS_HOST_DEVICE T R(int g) const { return gh[g * gh_gate] + b_r[g * H]; }
   TF_RNN_OPS_HOST_DEVICE T HPrev() const { return h_prev; }
   TF_RNN_OPS_HOST_DEVICE T CPrev() const { return c_prev; }
   TF_RNN_OPS_HOST_DEVICE void SetH(T v) { h = v; }
@@ -132,65 +133,138 @@ struct StepForwardIo {
   TF_RNN_OPS_HOST_DEVICE void SetRecurrentInput(T v) { *rec_in = v; }
 };
 
-// Phase kPhase of a step (a one-product cell has only phase 0: Cell::Forward; else
-// Cell::ForwardPhase<kPhase>, run after the GEMM of product kPhase). The last phase writes the new
-// state, the output and the state record.
+// Phase kPhase of a step for one unit `u` (a one-product cell has only phase 0: Cell::Forward; else
+// Cell::ForwardPhase<kPhase>, run after the GEMM of product kPhase), its gate g's recurrent product
+// at gh[g·gh_gate]. The last phase writes the new state, the output and the state record.
 template <typename T, typename Cell, bool kProj, int kPhase>
-__global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
+__device__ __forceinline__ void ForwardStepUnit(const ForwardStepArgs<T>& a, int d,
+                                                const StepUnit& u, const T* gh, int64_t gh_gate) {
   constexpr int kProducts = CellRecurrentProducts<Cell>::value;
   constexpr bool kLast = kPhase == kProducts - 1;
   static_assert(kProducts == 1 || !Cell::kHasCellState,
                 "a cell state with several products a step needs its own bookkeeping here");
-  const int d = blockIdx.y;
   const int64_t H = a.H, Hout = a.Hout;
-  TF_RNN_KERNEL_LOOP(i, a.B * H) {
-    const StepUnit u = LocateStep(a, d, i, H);
-    const int64_t j = u.j, st = u.st, row = u.row, rec = u.rec;
-    if (!u.valid) {  // past the end of this row
-      if (!kLast) {  // the next product reads this row too: keep it finite
-        a.rec_in[st * Hout + j] = T(0);
-        continue;
+  const int64_t j = u.j, st = u.st, row = u.row, rec = u.rec;
+  if (!u.valid) {  // past the end of this row
+    if (!kLast) {  // the next product reads this row too: keep it finite
+      a.rec_in[st * Hout + j] = T(0);
+      return;
+    }
+    // carry the state
+    if (!kProj) a.h_out[st * Hout + j] = a.h_in[st * Hout + j];
+    if (Cell::kHasCellState) a.c_out[st * H + j] = a.c_in[st * H + j];
+    if (kProj) a.m_step[st * H + j] = T(0);
+    return;
+  }
+  StepForwardIo<T> io;
+  io.gx = a.gx + d * a.gx_dir + row * a.gx_row + j;
+  io.gx_gate = a.gx_gate;
+  io.b_w = a.b_w + d * a.bias_dir + j;
+  io.gh = gh;
+  io.gh_gate = gh_gate;
+  io.b_r = a.b_r + d * a.bias_dir + j;
+  io.H = H;
+  // A projected state is num_proj wide: it reaches the cell only through the recurrent product.
+  if (!kProj) io.h_prev = a.h_in[st * Hout + j];
+  if (Cell::kHasCellState) io.c_prev = a.c_in[st * H + j];
+  if (a.hprev != nullptr) {
+    PointAtSaved(Cell::kNumSaved, a.saved, a.saved_width, rec, j, io.saved);
+  } else if (kProducts > 1) {
+    PointAtSaved(Cell::kNumSaved, a.step_saved, a.saved_width, st, j, io.saved);
+  }
+  if constexpr (kProducts == 1) {
+    Cell::Forward(io);
+  } else {
+    io.rec_in = a.rec_in + st * Hout + j;
+    Cell::template ForwardPhase<kPhase>(io);
+  }
+  if (!kLast) return;
+  if (Cell::kHasCellState) a.c_out[st * H + j] = io.c;
+  if (kProj) {
+    a.m_step[st * H + j] = io.h;
+  } else {
+    a.h_out[st * Hout + j] = io.h;
+    a.y[row * a.y_row + d * Hout + j] = io.h;
+  }
+  if (a.hprev != nullptr) {
+    if (!kProj) a.hprev[rec * Hout + j] = io.h_prev;
+    if (Cell::kHasCellState) a.cprev[rec * H + j] = io.c_prev;
+    if (kProj) a.m_t[rec * H + j] = io.h;
+  }
+}
+
+// Phase kPhase of a step over every unit, after cuBLAS wrote the step's products to a.gh.
+template <typename T, typename Cell, bool kProj, int kPhase>
+__global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
+  const int d = blockIdx.y;
+  TF_RNN_KERNEL_LOOP(i, a.B * a.H) {
+    const StepUnit u = LocateStep(a, d, i, a.H);
+    ForwardStepUnit<T, Cell, kProj, kPhase>(a, d, u, a.gh + u.st * a.GH + u.j, a.H);
+  }
+}
+
+// A whole step of a one-product cell without projection in one kernel (few rows: a cuBLAS call and
+// a launch a step cost the host more than the GPU's work, docs/PERFORMANCE.md item 69). A block
+// takes a tile of kFusedRows batch rows by kFusedUnits units, computes the products of all G gates
+// of those units (kFusedCols columns of R, one thread each) through shared memory, kFusedK of the
+// inner dimension at a time, then runs the cell on each unit of the tile.
+constexpr int kFusedRows = 8;
+constexpr int kFusedUnits = 32;
+constexpr int kFusedK = 32;
+template <typename Cell>
+constexpr int kFusedCols = Cell::kGates * kFusedUnits;
+
+// r: R of direction 0, [G·H, H] row-major (gate g's rows g·H...), the next direction r_dir later.
+template <typename T, typename Cell>
+__global__ void FusedForwardStepKernel(ForwardStepArgs<T> a, const T* r, int64_t r_dir) {
+  static_assert(CellRecurrentProducts<Cell>::value == 1, "one product a step");
+  constexpr int kCols = kFusedCols<Cell>;
+  TF_RNN_SHARED T h_tile[kFusedK][kFusedRows];  // h_in[b0 + rr, k0 + kk] at [kk][rr]
+  TF_RNN_SHARED T r_tile[kCols][kFusedK + 1];   // (+1: a warp's columns in distinct banks)
+  TF_RNN_SHARED T gh_tile[kFusedRows][kCols];   // the products, column g·kFusedUnits + unit
+  const int d = blockIdx.y;
+  const int64_t B = a.B, H = a.H, K = a.Hout;
+  const T* rd = r + d * r_dir;
+  const int64_t unit_tiles = (H + kFusedUnits - 1) / kFusedUnits;
+  const int64_t tiles = (B + kFusedRows - 1) / kFusedRows * unit_tiles;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t b0 = tile / unit_tiles * kFusedRows, j0 = tile % unit_tiles * kFusedUnits;
+    // Each column's products belong to one thread (the device's blocks have kCols threads).
+    for (int c = threadIdx.x; c < kCols; c += blockDim.x) {
+      for (int rr = 0; rr < kFusedRows; ++rr) gh_tile[rr][c] = T(0);
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += kFusedK) {
+      TF_RNN_SYNC();  // the previous chunk's tiles are read
+      for (int e = threadIdx.x; e < kFusedRows * kFusedK; e += blockDim.x) {
+        const int rr = e / kFusedK, kk = e % kFusedK;
+        const int64_t b = b0 + rr, k = k0 + kk;
+        h_tile[kk][rr] = b < B && k < K ? a.h_in[(d * B + b) * K + k] : T(0);
       }
-      // carry the state
-      if (!kProj) a.h_out[st * Hout + j] = a.h_in[st * Hout + j];
-      if (Cell::kHasCellState) a.c_out[st * H + j] = a.c_in[st * H + j];
-      if (kProj) a.m_step[st * H + j] = T(0);
-      continue;
+      for (int e = threadIdx.x; e < kCols * kFusedK; e += blockDim.x) {
+        const int c = e / kFusedK, kk = e % kFusedK;
+        const int64_t j = j0 + c % kFusedUnits, k = k0 + kk;
+        r_tile[c][kk] = j < H && k < K ? rd[((c / kFusedUnits) * H + j) * K + k] : T(0);
+      }
+      TF_RNN_SYNC();
+      for (int c = threadIdx.x; c < kCols; c += blockDim.x) {
+        T acc[kFusedRows];
+        for (int rr = 0; rr < kFusedRows; ++rr) acc[rr] = gh_tile[rr][c];
+        for (int kk = 0; kk < kFusedK; ++kk) {
+          const T w = r_tile[c][kk];
+          for (int rr = 0; rr < kFusedRows; ++rr) acc[rr] += h_tile[kk][rr] * w;
+        }
+        for (int rr = 0; rr < kFusedRows; ++rr) gh_tile[rr][c] = acc[rr];
+      }
     }
-    StepForwardIo<T> io;
-    io.gx = a.gx + d * a.gx_dir + row * a.gx_row + j;
-    io.gx_gate = a.gx_gate;
-    io.b_w = a.b_w + d * a.bias_dir + j;
-    io.gh = a.gh + st * a.GH + j;
-    io.b_r = a.b_r + d * a.bias_dir + j;
-    io.H = H;
-    // A projected state is num_proj wide: it reaches the cell only through the recurrent product.
-    if (!kProj) io.h_prev = a.h_in[st * Hout + j];
-    if (Cell::kHasCellState) io.c_prev = a.c_in[st * H + j];
-    if (a.hprev != nullptr) {
-      PointAtSaved(Cell::kNumSaved, a.saved, a.saved_width, rec, j, io.saved);
-    } else if (kProducts > 1) {
-      PointAtSaved(Cell::kNumSaved, a.step_saved, a.saved_width, st, j, io.saved);
+    TF_RNN_SYNC();  // every product of the tile is in gh_tile
+    for (int e = threadIdx.x; e < kFusedRows * kFusedUnits; e += blockDim.x) {
+      const int rr = e / kFusedUnits, uu = e % kFusedUnits;
+      const int64_t b = b0 + rr, j = j0 + uu;
+      if (b >= B || j >= H) continue;
+      const StepUnit u = LocateStep(a, d, b * H + j, H);
+      ForwardStepUnit<T, Cell, false, 0>(a, d, u, &gh_tile[rr][uu], kFusedUnits);
     }
-    if constexpr (kProducts == 1) {
-      Cell::Forward(io);
-    } else {
-      io.rec_in = a.rec_in + st * Hout + j;
-      Cell::template ForwardPhase<kPhase>(io);
-    }
-    if (!kLast) continue;
-    if (Cell::kHasCellState) a.c_out[st * H + j] = io.c;
-    if (kProj) {
-      a.m_step[st * H + j] = io.h;
-    } else {
-      a.h_out[st * Hout + j] = io.h;
-      a.y[row * a.y_row + d * Hout + j] = io.h;
-    }
-    if (a.hprev != nullptr) {
-      if (!kProj) a.hprev[rec * Hout + j] = io.h_prev;
-      if (Cell::kHasCellState) a.cprev[rec * H + j] = io.c_prev;
-      if (kProj) a.m_t[rec * H + j] = io.h;
-    }
+    TF_RNN_SYNC();  // gh_tile is read before the next tile zeroes it
   }
 }
 

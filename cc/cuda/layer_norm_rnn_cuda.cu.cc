@@ -29,16 +29,6 @@
 #include <string>
 #endif
 
-// Shared memory and the block barrier in device code; on the host (the emulation, the NVRTC
-// build's host placeholders) a block is one thread: a plain array and nothing to wait for.
-#if defined(__CUDA_ARCH__)
-#define TF_RNN_LN_SHARED __shared__
-#define TF_RNN_LN_SYNC() __syncthreads()
-#else
-#define TF_RNN_LN_SHARED
-#define TF_RNN_LN_SYNC() ((void)0)
-#endif
-
 namespace tf_rnn_ops {
 namespace cuda {
 namespace layer_norm {
@@ -51,13 +41,13 @@ constexpr int kLnThreads = 256;
 template <typename T>
 __device__ T BlockSum(T v, T* buf) {
   buf[threadIdx.x] = v;
-  TF_RNN_LN_SYNC();
+  TF_RNN_SYNC();
   for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
     if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
-    TF_RNN_LN_SYNC();
+    TF_RNN_SYNC();
   }
   const T sum = buf[0];
-  TF_RNN_LN_SYNC();
+  TF_RNN_SYNC();
   return sum;
 }
 
@@ -301,7 +291,7 @@ struct FwdStepArgs {
 
 template <typename T, typename Cell>
 __global__ void LnForwardStepKernel(FwdStepArgs<T> a) {
-  TF_RNN_LN_SHARED T buf[kLnThreads];
+  TF_RNN_SHARED T buf[kLnThreads];
   const int64_t H = a.H, GH = Cell::kGates * H;
   for (int64_t b = blockIdx.y; b < a.B; b += gridDim.y) {
     T* h = a.h + b * H;
@@ -354,7 +344,7 @@ struct BwdStepArgs {
 // the driver's GEMM adds.
 template <typename T, typename Cell>
 __global__ void LnBackwardStepKernel(BwdStepArgs<T> a) {
-  TF_RNN_LN_SHARED T buf[kLnThreads];
+  TF_RNN_SHARED T buf[kLnThreads];
   const int64_t H = a.H, GH = Cell::kGates * H;
   for (int64_t b = blockIdx.y; b < a.B; b += gridDim.y) {
     T* dh = a.dh + b * H;

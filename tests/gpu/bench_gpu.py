@@ -179,6 +179,14 @@ def main(argv=None):
     ap.add_argument(
         "--graphs", action="store_true", help="also time each call replayed from a CUDA graph"
     )
+    ap.add_argument(
+        "--fused-steps",
+        type=int,
+        default=-1,
+        choices=(-1, 0, 1),
+        help="our forward steps: -1 chosen per call, 0 a cuBLAS GEMM and a gate kernel, 1 fused",
+    )
+    ap.add_argument("--shapes", default=None, help="B,T,I,H;... in place of the default shapes")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     ap.add_argument(
         "--dry-run",
@@ -196,13 +204,17 @@ def main(argv=None):
         print(f"bench_gpu: needs a CUDA device and {gpu_harness.LIBRARY}; skipped")
         return 0
     shapes = DRY_RUN_SHAPES if args.dry_run else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in item.split(",")) for item in args.shapes.split(";")]
     if args.dry_run:
         args.warmup, args.iters = 1, 1
     lib = gpu_harness.open_library(torch, tf32=args.tf32)
+    lib.set_fused_steps(args.fused_steps)
     device = "host emulation" if emulated else torch.cuda.get_device_name()
     print(
         f"device: {device}  torch {torch.__version__}  "
-        f"cuDNN {torch.backends.cudnn.version()}  tf32={args.tf32}  layers={args.layers}"
+        f"cuDNN {torch.backends.cudnn.version()}  tf32={args.tf32}  layers={args.layers}  "
+        f"fused_steps={args.fused_steps}"
     )
     header = (
         f"{'mode':5} {'B':>4} {'T':>4} {'I':>4} {'H':>4} | {'ours inf':>9} {'cudnn inf':>9}"
@@ -270,6 +282,7 @@ def main(argv=None):
             gates = shape.gates * hsz
             flops = 2.0 * steps * batch * gates * (isz + hsz) * args.layers
             row = dict(mode=mode, batch=batch, time=steps, input=isz, hidden=hsz, **t)
+            row["fused_steps"] = args.fused_steps
             results.append(row)
             print(
                 f"{mode:5} {batch:4} {steps:4} {isz:4} {hsz:4} | "

@@ -15,10 +15,14 @@ import pytest
 torch = gpu_harness.require_gpu_library()
 
 
-@pytest.fixture(scope="module")
-def lib():
+@pytest.fixture(scope="module", params=[1, 0], ids=["fused_steps", "gemm_steps"])
+def lib(request):
+    """The library, its forward steps one fused kernel each (FusedForwardStepKernel), or a cuBLAS
+    GEMM and a gate kernel each: every test runs both ways."""
     library = gpu_harness.open_library(torch)
+    previous = library.set_fused_steps(request.param)
     yield library
+    library.set_fused_steps(previous)
     library.close()
 
 

@@ -92,6 +92,7 @@ def _declare(lib):
         "tfrnn_blas_create": (ctypes.c_int, [ctypes.POINTER(_VP)]),
         "tfrnn_blas_destroy": (ctypes.c_int, [_VP]),
         "tfrnn_blas_set_tf32": (ctypes.c_int, [_VP, ctypes.c_int]),
+        "tfrnn_set_fused_steps": (ctypes.c_int, [ctypes.c_int]),
         "tfrnn_gru_block_cell_workspace_bytes": (_I64, [ctypes.c_int, _I64, _I64, _I64]),
         "tfrnn_gru_block_cell_forward": (
             ctypes.c_int,
@@ -377,6 +378,11 @@ class Library:
 
     def set_tf32(self, enable: bool):
         self.check(self.lib.tfrnn_blas_set_tf32(self.blas, int(enable)))
+
+    def set_fused_steps(self, mode: int) -> int:
+        """The fused RNN's forward steps: -1 chosen per call, 0 a cuBLAS GEMM and a gate kernel,
+        1 one fused kernel where the cell allows (process-wide). Returns the previous setting."""
+        return self.lib.tfrnn_set_fused_steps(int(mode))
 
     # ------------------------------------------------------------------------------ GRU block cell
     def gru_block_cell(self, x, h_prev, w_ru, w_c, b_ru, b_c, dtype):
