@@ -37,8 +37,8 @@ TFRNN_EXPORT int tfrnn_blas_destroy(void* blas);
 /* Lets float32 GEMMs use TF32 tensor cores (cuBLAS's default is full float32). */
 TFRNN_EXPORT int tfrnn_blas_set_tf32(void* blas, int enable);
 
-/* The fused RNN's forward steps: -1 chosen per call (default), 0 a cuBLAS GEMM and a gate kernel
-   a step, 1 one fused kernel a step where the cell allows (tests, benchmarks). Returns the
+/* The fused RNN's forward steps (process-wide): 0 a cuBLAS GEMM and a gate kernel a step (the
+   default), 1 one fused kernel a step where the cell allows (tests, benchmarks). Returns the
    previous setting. */
 TFRNN_EXPORT int tfrnn_set_fused_steps(int mode);
 

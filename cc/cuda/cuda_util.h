@@ -29,12 +29,16 @@ inline unsigned BlocksFor(int64_t n) {
 
 // Shared memory and the block barrier in device code; on the host (the emulation, the NVRTC
 // build's host placeholders) a block is one thread: a plain array and nothing to wait for.
+// TF_RNN_UNROLL(n): `#pragma unroll n` for the device compilers only (g++ would warn).
 #if defined(__CUDA_ARCH__)
 #define TF_RNN_SHARED __shared__
 #define TF_RNN_SYNC() __syncthreads()
+#define TF_RNN_PRAGMA(x) _Pragma(#x)
+#define TF_RNN_UNROLL(n) TF_RNN_PRAGMA(unroll n)
 #else
 #define TF_RNN_SHARED
 #define TF_RNN_SYNC() ((void)0)
+#define TF_RNN_UNROLL(n)
 #endif
 
 // The grid-stride loop every kernel of this layer uses for its x dimension.

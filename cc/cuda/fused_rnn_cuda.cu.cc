@@ -28,21 +28,17 @@ namespace tf_rnn_ops {
 namespace cuda {
 namespace {
 
-std::atomic<int> fused_steps_mode{-1};  // SetFusedSteps
+std::atomic<int> fused_steps_mode{0};  // SetFusedSteps
 
-// Rows up to which a step runs as one kernel (FusedForwardStepKernel) by default: below, the
-// host's cuBLAS call and launch cost more than the GPU's work (docs/PERFORMANCE.md items 69, 71).
-constexpr int64_t kFusedStepMaxRows = 64;
-
-// Whether the forward's steps run FusedForwardStepKernel: one-product cells without projection.
+// Whether the forward's steps run FusedForwardStepKernel: one-product cells without projection,
+// when asked. Not yet by default: its first version was slower than the cuBLAS path on an H200,
+// the second is unmeasured (docs/PERFORMANCE.md item 71); once faster, few rows should take it.
 template <typename Cell>
 bool UseFusedSteps(const Dims& D) {
   if constexpr (CellRecurrentProducts<Cell>::value != 1) {
     return false;
   } else {
-    if (D.proj) return false;
-    const int mode = fused_steps_mode.load(std::memory_order_relaxed);
-    return mode < 0 ? D.B <= kFusedStepMaxRows : mode == 1;
+    return !D.proj && fused_steps_mode.load(std::memory_order_relaxed) == 1;
   }
 }
 
@@ -406,7 +402,7 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const RnnConfig& c
 }  // namespace
 
 int SetFusedSteps(int mode) {
-  return fused_steps_mode.exchange(mode < 0 ? -1 : (mode > 0 ? 1 : 0), std::memory_order_relaxed);
+  return fused_steps_mode.exchange(mode == 1 ? 1 : 0, std::memory_order_relaxed);
 }
 
 template <typename T>

@@ -64,9 +64,9 @@ Status ValidateSequenceLengths(const RnnConfig& config, const int32_t* host_leng
 
 bool RnnUsesDropout(const RnnConfig& config);
 
-// How the forward runs a step of a one-product cell without projection: -1 (the default) chooses
-// per call (one fused kernel for few rows, docs/PERFORMANCE.md item 71), 0 always a cuBLAS GEMM and
-// a gate kernel, 1 always the fused kernel. For tests and benchmarks; returns the previous setting.
+// How the forward runs a step of a one-product cell without projection (process-wide): 0 (the
+// default) a cuBLAS GEMM and a gate kernel, 1 one fused kernel (FusedForwardStepKernel, being
+// measured: docs/PERFORMANCE.md item 71). For tests and benchmarks; returns the previous setting.
 int SetFusedSteps(int mode);
 size_t RnnForwardWorkspaceBytes(const RnnConfig& config, DType dtype);
 size_t RnnReserveBytes(const RnnConfig& config, DType dtype);  // 0 unless is_training

@@ -203,14 +203,18 @@ __global__ void ForwardStepKernel(ForwardStepArgs<T> a) {
   }
 }
 
-// A whole step of a one-product cell without projection in one kernel (few rows: a cuBLAS call and
-// a launch a step cost the host more than the GPU's work, docs/PERFORMANCE.md item 69). A block
-// takes a tile of kFusedRows batch rows by kFusedUnits units, computes the products of all G gates
-// of those units (kFusedCols columns of R, one thread each) through shared memory, kFusedK of the
-// inner dimension at a time, then runs the cell on each unit of the tile.
+// A whole step of a one-product cell without projection in one kernel, for few rows, where a
+// cuBLAS call and a launch a step cost the host more than the GPU's work (docs/PERFORMANCE.md items
+// 69 and 71). A block takes a tile of kFusedRows batch rows by kFusedUnits units: one thread per
+// column of R it needs (the G gates of each unit, kFusedCols), which streams its row of R from
+// global memory (no barrier between its loads: they stay in flight) against h staged in shared
+// memory kFusedHChunk inner indices at a time; then the cell runs on each unit of the tile.
+// (The first version staged R through shared memory in chunks of 32 and waited on each chunk's
+// loads one by one: 66 µs a step on an H200, 3.5x the cuBLAS path, item 71.)
 constexpr int kFusedRows = 8;
 constexpr int kFusedUnits = 32;
-constexpr int kFusedK = 32;
+constexpr int kFusedHChunk = 128;
+constexpr int kFusedLoadBatch = 8;  // h loads a thread issues before storing any
 template <typename Cell>
 constexpr int kFusedCols = Cell::kGates * kFusedUnits;
 
@@ -219,9 +223,9 @@ template <typename T, typename Cell>
 __global__ void FusedForwardStepKernel(ForwardStepArgs<T> a, const T* r, int64_t r_dir) {
   static_assert(CellRecurrentProducts<Cell>::value == 1, "one product a step");
   constexpr int kCols = kFusedCols<Cell>;
-  TF_RNN_SHARED T h_tile[kFusedK][kFusedRows];  // h_in[b0 + rr, k0 + kk] at [kk][rr]
-  TF_RNN_SHARED T r_tile[kCols][kFusedK + 1];   // (+1: a warp's columns in distinct banks)
-  TF_RNN_SHARED T gh_tile[kFusedRows][kCols];   // the products, column g·kFusedUnits + unit
+  constexpr int kStaged = kFusedRows * kFusedHChunk;
+  TF_RNN_SHARED T h_tile[kFusedHChunk][kFusedRows];  // h_in[b0 + rr, k0 + kk] at [kk][rr]
+  TF_RNN_SHARED T gh_tile[kFusedRows][kCols];        // the products, column g·kFusedUnits + unit
   const int d = blockIdx.y;
   const int64_t B = a.B, H = a.H, K = a.Hout;
   const T* rd = r + d * r_dir;
@@ -233,24 +237,33 @@ __global__ void FusedForwardStepKernel(ForwardStepArgs<T> a, const T* r, int64_t
     for (int c = threadIdx.x; c < kCols; c += blockDim.x) {
       for (int rr = 0; rr < kFusedRows; ++rr) gh_tile[rr][c] = T(0);
     }
-    for (int64_t k0 = 0; k0 < K; k0 += kFusedK) {
-      TF_RNN_SYNC();  // the previous chunk's tiles are read
-      for (int e = threadIdx.x; e < kFusedRows * kFusedK; e += blockDim.x) {
-        const int rr = e / kFusedK, kk = e % kFusedK;
-        const int64_t b = b0 + rr, k = k0 + kk;
-        h_tile[kk][rr] = b < B && k < K ? a.h_in[(d * B + b) * K + k] : T(0);
-      }
-      for (int e = threadIdx.x; e < kCols * kFusedK; e += blockDim.x) {
-        const int c = e / kFusedK, kk = e % kFusedK;
-        const int64_t j = j0 + c % kFusedUnits, k = k0 + kk;
-        r_tile[c][kk] = j < H && k < K ? rd[((c / kFusedUnits) * H + j) * K + k] : T(0);
+    for (int64_t k0 = 0; k0 < K; k0 += kFusedHChunk) {
+      TF_RNN_SYNC();  // the previous chunk of h is read
+      for (int base = threadIdx.x; base < kStaged; base += kFusedLoadBatch * blockDim.x) {
+        T v[kFusedLoadBatch];
+        TF_RNN_UNROLL(kFusedLoadBatch)
+        for (int u = 0; u < kFusedLoadBatch; ++u) {
+          const int e = base + u * static_cast<int>(blockDim.x);
+          const int64_t b = b0 + e / kFusedHChunk, k = k0 + e % kFusedHChunk;
+          v[u] = e < kStaged && b < B && k < K ? a.h_in[(d * B + b) * K + k] : T(0);
+        }
+        TF_RNN_UNROLL(kFusedLoadBatch)
+        for (int u = 0; u < kFusedLoadBatch; ++u) {
+          const int e = base + u * static_cast<int>(blockDim.x);
+          if (e < kStaged) h_tile[e % kFusedHChunk][e / kFusedHChunk] = v[u];
+        }
       }
       TF_RNN_SYNC();
+      const int n = static_cast<int>(K - k0 < kFusedHChunk ? K - k0 : kFusedHChunk);
       for (int c = threadIdx.x; c < kCols; c += blockDim.x) {
+        const int64_t j = j0 + c % kFusedUnits;
+        if (j >= H) continue;  // (its products stay 0; no unit reads them)
+        const T* w_row = rd + ((c / kFusedUnits) * H + j) * K + k0;
         T acc[kFusedRows];
         for (int rr = 0; rr < kFusedRows; ++rr) acc[rr] = gh_tile[rr][c];
-        for (int kk = 0; kk < kFusedK; ++kk) {
-          const T w = r_tile[c][kk];
+        TF_RNN_UNROLL(8)
+        for (int kk = 0; kk < n; ++kk) {
+          const T w = w_row[kk];
           for (int rr = 0; rr < kFusedRows; ++rr) acc[rr] += h_tile[kk][rr] * w;
         }
         for (int rr = 0; rr < kFusedRows; ++rr) gh_tile[rr][c] = acc[rr];

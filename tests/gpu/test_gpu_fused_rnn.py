@@ -144,6 +144,16 @@ def test_skip_input_matches_cudnn_with_identity_input_weights(lib, mode):
     _compare(lib, shape, "float64", 5, 4, [5, 2, 4, 1], True)
 
 
+@pytest.mark.parametrize("mode", ["gru", "lstm", "rnn_tanh"])
+@pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
+def test_odd_wide_sizes(lib, mode, time_major):
+    """257 units, 19 rows, both directions, variable lengths: the fused step kernel's tiles end
+    inside the batch and the units and h is staged in three chunks (128, 128, 1)."""
+    shape = ref.RnnShape(mode, 1, 257, 33, 2)
+    lengths = [6, 1, 2, 5, 6, 3, 2, 6, 4, 1, 6, 5, 5, 2, 3, 6, 1, 4, 6]  # (PyTorch: none 0)
+    _compare(lib, shape, "float64", 6, 19, lengths, time_major)
+
+
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
 def test_larger_float32(lib, mode):
     shape = ref.RnnShape(mode, 2, 128, 64, 2)

@@ -380,8 +380,8 @@ class Library:
         self.check(self.lib.tfrnn_blas_set_tf32(self.blas, int(enable)))
 
     def set_fused_steps(self, mode: int) -> int:
-        """The fused RNN's forward steps: -1 chosen per call, 0 a cuBLAS GEMM and a gate kernel,
-        1 one fused kernel where the cell allows (process-wide). Returns the previous setting."""
+        """The fused RNN's forward steps (process-wide): 0 a cuBLAS GEMM and a gate kernel (the
+        default), 1 one fused kernel where the cell allows. Returns the previous setting."""
         return self.lib.tfrnn_set_fused_steps(int(mode))
 
     # ------------------------------------------------------------------------------ GRU block cell
