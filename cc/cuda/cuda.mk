@@ -10,7 +10,8 @@
 #                   builds the host emulation of the CUDA layer and runs its tests
 #                   (tests/gpu/test_cuda_host_emulation.py, test_cuda_layer_norm_emulation.py, and, where
 #                   PyTorch is installed, the GPU tests against its CPU modules and a dry run of the GPU
-#                   benchmark)
+#                   benchmark), and the TensorFlow GPU kernels over that emulation inside TensorFlow
+#                   against the CPU kernels (`make gpu-glue-emu`, tests/gpu/test_tf_glue_emulation.py)
 #   make gpu-test   on a machine with a GPU: tests/gpu/run.sh (PyTorch/cuDNN comparisons and benchmark)
 #
 # Without TensorFlow or a venv (a GPU machine with only PyTorch), `make -f cc/cuda/cuda.mk gpu-lib` builds the
@@ -114,7 +115,7 @@ endif
 # Installed next to nvidia-cublas-cu12 (and nvidia-cuda-runtime-cu12) in site-packages, the GPU library
 # finds them as TensorFlow does.
 GPU_LIB_RPATH  := $(if $(filter 12,$(CUBLAS_MAJOR)),$$ORIGIN/../nvidia/cublas/lib,$$ORIGIN/../nvidia/cu$(CUBLAS_MAJOR)/lib)$(if $(filter nvrtc,$(CUDA_COMPILER)),:$$ORIGIN/../nvidia/cuda_runtime/lib)
-.PHONY: gpu gpu-lib gpu-emu gpu-check gpu-test gpu-clean cuda-toolkit-present cuda-compiler-present
+.PHONY: gpu gpu-lib gpu-emu gpu-glue-emu gpu-check gpu-test gpu-clean cuda-toolkit-present cuda-compiler-present
 
 $(CUBLAS_ENV): cc/cuda/find_cublas.sh pyproject.toml
 	@mkdir -p $(dir $@)
@@ -215,7 +216,27 @@ $(CUDA_EMU_LIB): $(CUDA_KERNEL_SRCS) cc/cuda/c_api.cc $(CUDA_HEADERS)
 	$(CXX) -std=c++17 -O2 -fPIC -shared $(CUDA_WARN) -I. -DTF_RNN_CUDA_HOST_EMULATION \
 	  -o $@ -x c++ $(CUDA_KERNEL_SRCS) cc/cuda/c_api.cc
 
+# The TensorFlow glue over the host emulation, for tests without a GPU: the glue's sources and the CUDA
+# library's by the host compiler with TF_RNN_CUDA_HOST_EMULATION; its kernels register on the CPU under a
+# kernel label beside the CPU kernels of the same ops (cc/kernels/kernel_util_gpu.h), and
+# tests/gpu/test_tf_glue_emulation.py runs them inside TensorFlow against the CPU kernels.
+GLUE_EMU_LIB  := $(CUDA_BUILD)/emu/_tf_rnn_ops_glue_emu.so
+GLUE_EMU_OBJS := $(patsubst cc/kernels/%.cc,$(CUDA_BUILD)/emu/glue/%.o,$(CUDA_GLUE_SRCS)) \
+                 $(patsubst cc/cuda/%.cu.cc,$(CUDA_BUILD)/emu/glue/%.o,$(CUDA_KERNEL_SRCS))
+GLUE_EMU_DEPS := $(CUDA_HEADERS) $(wildcard cc/kernels/*.h) $(BUILD)/tf_flags.mk $(BUILD)/cxxflags
+$(CUDA_BUILD)/emu/glue/%.o: cc/kernels/%.cc $(GLUE_EMU_DEPS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -DTF_RNN_CUDA_HOST_EMULATION -c $< -o $@
+$(CUDA_BUILD)/emu/glue/%.o: cc/cuda/%.cu.cc $(GLUE_EMU_DEPS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -DTF_RNN_CUDA_HOST_EMULATION -x c++ -c $< -o $@
+$(GLUE_EMU_LIB): $(GLUE_EMU_OBJS)
+	$(CXX) -o $@ $^ $(LDFLAGS_LIB)
+
 gpu-lib: $(CUDA_LIB) ## the framework-free CUDA library alone (build/cuda/libtf_rnn_ops_cuda.so)
+
+gpu-glue-emu: $(STAMP) $(BUILD)/tf_flags.mk ## the TensorFlow GPU kernels over the host emulation (no GPU needed)
+	$(MAKE) -j$(JOBS) $(GLUE_EMU_LIB)
 
 gpu-emu: $(CUDA_EMU_LIB) ## the host emulation of the CUDA layer (no GPU, no nvcc needed)
 
@@ -231,7 +252,7 @@ gpu: cuda-compiler-present $(if $(NO_VENV),,$(STAMP)) $(BUILD)/tf_flags.mk ## th
 	$(MAKE) -j$(JOBS) $(CUDA_LIB) $(GPU_LIB)
 
 gpu-check: cuda-compiler-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: build (NVRTC, CUDA 12 from pip), check the libraries, host-emulation tests
-	$(MAKE) -j$(JOBS) $(CUDA_LIB) $(GPU_LIB) $(CUDA_EMU_LIB)
+	$(MAKE) -j$(JOBS) $(CUDA_LIB) $(GPU_LIB) $(CUDA_EMU_LIB) $(GLUE_EMU_LIB)
 	@nm -D --defined-only $(CUDA_LIB) | grep -q ' T tfrnn_rnn_backward$$' || { echo "C API missing" >&2; exit 1; }
 	@# cc/cuda/ is framework-free: no TensorFlow, TSL, Abseil or Eigen header in any of its files.
 	@! grep -nE '^#include +"(tensorflow|tsl|absl|Eigen|unsupported/Eigen)/' cc/cuda/*.h cc/cuda/*.cc \
@@ -245,6 +266,8 @@ gpu-check: cuda-compiler-present $(STAMP) $(BUILD)/tf_flags.mk ## CI, no GPU: bu
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_host_emulation.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_layer_norm_emulation.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_keras_rnn_dropout_emulation.py
+	@# The TensorFlow GPU kernels themselves, inside TensorFlow over the host emulation, against the CPU kernels.
+	TF_RNN_OPS_GPU_LIB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/gpu/test_tf_glue_emulation.py
 	$(PY) tests/gpu/bench_gpu_keras_dropout.py --dry-run >/dev/null && echo "bench_gpu_keras_dropout.py --dry-run: ok"
 	$(PY) tests/gpu/bench_gpu_layer_norm.py --dry-run >/dev/null && echo "bench_gpu_layer_norm.py --dry-run: ok"
 	@# The GPU tests' dry run on PyTorch's CPU modules, where PyTorch is installed.

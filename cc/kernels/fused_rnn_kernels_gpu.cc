@@ -6,7 +6,9 @@
 // converted on the GPU, outputs converted back), as the CPU kernels do. Built into
 // tf_rnn_ops/_tf_rnn_ops_gpu.so only (cc/cuda/cuda.mk), loaded after the main library and only
 // where TensorFlow has a GPU.
+#if !defined(TF_RNN_CUDA_HOST_EMULATION)  // (the glue over the host emulation: kernel_util_gpu.h)
 #define EIGEN_USE_GPU
+#endif
 
 #include <atomic>
 #include <cstdint>
@@ -26,7 +28,6 @@ namespace tf_rnn_ops {
 namespace gpu {
 namespace {
 
-using tensorflow::DEVICE_GPU;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 
@@ -174,18 +175,16 @@ class FusedRnnBackwardGPUOp : public OpKernel {
   bool skip_state_backprop_ = false;
 };
 
-#define TF_RNN_REGISTER_GPU(T)                                \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNN")              \
-                              .Device(DEVICE_GPU)             \
-                              .TypeConstraint<T>("T")         \
-                              .HostMemory("sequence_lengths") \
-                              .HostMemory("host_reserved"),   \
-                          FusedRnnForwardGPUOp<T>);           \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNNBackprop")      \
-                              .Device(DEVICE_GPU)             \
-                              .TypeConstraint<T>("T")         \
-                              .HostMemory("sequence_lengths") \
-                              .HostMemory("host_reserved"),   \
+#define TF_RNN_REGISTER_GPU(T)                                           \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNN")                         \
+                              .TF_RNN_GLUE_DEVICE.TypeConstraint<T>("T") \
+                              .HostMemory("sequence_lengths")            \
+                              .HostMemory("host_reserved"),              \
+                          FusedRnnForwardGPUOp<T>);                      \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNNBackprop")                 \
+                              .TF_RNN_GLUE_DEVICE.TypeConstraint<T>("T") \
+                              .HostMemory("sequence_lengths")            \
+                              .HostMemory("host_reserved"),              \
                           FusedRnnBackwardGPUOp<T>);
 
 TF_RNN_REGISTER_GPU(float)
@@ -196,15 +195,14 @@ TF_RNN_REGISTER_GPU(Eigen::bfloat16)
 
 // The params size is host arithmetic: the CPU kernel, with every input and output in host memory,
 // so that graphs placed on the GPU need no copies for it.
-#define TF_RNN_REGISTER_PARAMS_SIZE_GPU(T, S)              \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNNParamsSize") \
-                              .Device(DEVICE_GPU)          \
-                              .TypeConstraint<T>("T")      \
-                              .TypeConstraint<S>("S")      \
-                              .HostMemory("num_layers")    \
-                              .HostMemory("num_units")     \
-                              .HostMemory("input_size")    \
-                              .HostMemory("params_size"),  \
+#define TF_RNN_REGISTER_PARAMS_SIZE_GPU(T, S)                            \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>CudnnRNNParamsSize")               \
+                              .TF_RNN_GLUE_DEVICE.TypeConstraint<T>("T") \
+                              .TypeConstraint<S>("S")                    \
+                              .HostMemory("num_layers")                  \
+                              .HostMemory("num_units")                   \
+                              .HostMemory("input_size")                  \
+                              .HostMemory("params_size"),                \
                           FusedRnnParamsSizeOp<T, S>);
 TF_RNN_REGISTER_PARAMS_SIZE_GPU(float, int32_t)
 TF_RNN_REGISTER_PARAMS_SIZE_GPU(float, int64_t)

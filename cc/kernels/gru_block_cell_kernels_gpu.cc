@@ -3,7 +3,9 @@
 // framework-free CUDA library (cc/cuda/gru_block_cell_cuda.h) on the op's stream. float and double
 // natively; half and bfloat16 computed in float. Built into tf_rnn_ops/_tf_rnn_ops_gpu.so only
 // (cc/cuda/cuda.mk), which a CPU-only installation never loads.
+#if !defined(TF_RNN_CUDA_HOST_EMULATION)  // (the glue over the host emulation: kernel_util_gpu.h)
 #define EIGEN_USE_GPU
+#endif
 
 #include <cstdint>
 
@@ -20,7 +22,6 @@ namespace tf_rnn_ops {
 namespace gpu {
 namespace {
 
-using tensorflow::DEVICE_GPU;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 
@@ -98,10 +99,10 @@ class GRUBlockCellGradGPUOp : public OpKernel {
 };
 
 #define TF_RNN_REGISTER_GPU(T)                                                                  \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>GRUBlockCell").Device(DEVICE_GPU).TypeConstraint<T>("T"), \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>GRUBlockCell").TF_RNN_GLUE_DEVICE.TypeConstraint<T>("T"), \
                           GRUBlockCellGPUOp<T>);                                                \
   REGISTER_KERNEL_BUILDER(                                                                      \
-      Name("TfRnn>GRUBlockCellGrad").Device(DEVICE_GPU).TypeConstraint<T>("T"),                 \
+      Name("TfRnn>GRUBlockCellGrad").TF_RNN_GLUE_DEVICE.TypeConstraint<T>("T"),                 \
       GRUBlockCellGradGPUOp<T>);
 
 TF_RNN_REGISTER_GPU(float)

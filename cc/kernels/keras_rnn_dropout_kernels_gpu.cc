@@ -5,7 +5,9 @@
 // reserve_space holds the CUDA layout's bytes (a GPU forward's reserve feeds a GPU backprop). float
 // and double (the ops' types); sequence_lengths in host memory, zoneout_mask in device memory (a
 // scalar k is read on the GPU). Built into tf_rnn_ops/_tf_rnn_ops_gpu.so only (cc/cuda/cuda.mk).
+#if !defined(TF_RNN_CUDA_HOST_EMULATION)  // (the glue over the host emulation: kernel_util_gpu.h)
 #define EIGEN_USE_GPU
+#endif
 
 #include <cstdint>
 #include <string>
@@ -28,7 +30,6 @@ namespace tf_rnn_ops {
 namespace gpu {
 namespace {
 
-using tensorflow::DEVICE_GPU;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 
@@ -176,16 +177,14 @@ class KerasRnnDropoutBackpropGPUOp : public OpKernel {
   bool skip_state_ = false;
 };
 
-#define TF_RNN_REGISTER_GPU(T)                                  \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>KerasRNNDropout")         \
-                              .Device(DEVICE_GPU)               \
-                              .TypeConstraint<T>("T")           \
-                              .HostMemory("sequence_lengths"),  \
-                          KerasRnnDropoutGPUOp<T>);             \
-  REGISTER_KERNEL_BUILDER(Name("TfRnn>KerasRNNDropoutBackprop") \
-                              .Device(DEVICE_GPU)               \
-                              .TypeConstraint<T>("T")           \
-                              .HostMemory("sequence_lengths"),  \
+#define TF_RNN_REGISTER_GPU(T)                                           \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>KerasRNNDropout")                  \
+                              .TF_RNN_GLUE_DEVICE.TypeConstraint<T>("T") \
+                              .HostMemory("sequence_lengths"),           \
+                          KerasRnnDropoutGPUOp<T>);                      \
+  REGISTER_KERNEL_BUILDER(Name("TfRnn>KerasRNNDropoutBackprop")          \
+                              .TF_RNN_GLUE_DEVICE.TypeConstraint<T>("T") \
+                              .HostMemory("sequence_lengths"),           \
                           KerasRnnDropoutBackpropGPUOp<T>);
 TF_RNN_REGISTER_GPU(float)
 TF_RNN_REGISTER_GPU(double)

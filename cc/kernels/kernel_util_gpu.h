@@ -1,12 +1,17 @@
 // What the TensorFlow GPU kernels of this package share (cc/kernels/*_gpu.cc): errors of the CUDA
 // library as statuses, the op's stream and the device's cuBLAS handle, scratch from TensorFlow's
 // allocator (GpuCall: the three as every call sets them up), and half / bfloat16 tensors seen in
-// float (the type the CUDA library computes in for them). Compiled into the GPU library only
-// (cc/cuda/cuda.mk).
+// float (the type the CUDA library computes in for them). Compiled into the GPU library
+// (cc/cuda/cuda.mk) and, for tests without a GPU, over the host emulation of the CUDA library
+// (TF_RNN_CUDA_HOST_EMULATION: `make gpu-glue-emu`): then the same kernels register on the CPU
+// under the kernel label kGlueEmulationLabel, beside the CPU kernels of the same ops, the stream
+// and the cuBLAS handle are the emulation's, and "device" memory is host memory.
 #ifndef TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_GPU_H_
 #define TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_GPU_H_
 
+#if !defined(TF_RNN_CUDA_HOST_EMULATION)
 #define EIGEN_USE_GPU
+#endif
 
 #include <cstdint>
 #include <memory>
@@ -26,8 +31,19 @@
 #include "tsl/platform/tensor_float_32_utils.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
+// The device of the glue's kernel registrations: `Name("...").TF_RNN_GLUE_DEVICE`.
+#if defined(TF_RNN_CUDA_HOST_EMULATION)
+#define TF_RNN_GLUE_DEVICE \
+  Device(::tensorflow::DEVICE_CPU).Label(::tf_rnn_ops::gpu::kGlueEmulationLabel)
+#else
+#define TF_RNN_GLUE_DEVICE Device(::tensorflow::DEVICE_GPU)
+#endif
+
 namespace tf_rnn_ops {
 namespace gpu {
+
+// The kernel label of the glue built over the host emulation (tests/gpu/test_tf_glue_emulation.py).
+inline constexpr char kGlueEmulationLabel[] = "tf_rnn_ops_gpu_glue_emulation";
 
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
@@ -40,7 +56,11 @@ inline absl::Status FromCuda(const cuda::Status& s) {
   return absl::InternalError(absl::StrCat("tf_rnn_ops CUDA kernel failed: ", s.message()));
 }
 
+#if defined(TF_RNN_CUDA_HOST_EMULATION)
+inline cudaStream_t StreamOf(OpKernelContext*) { return nullptr; }  // the emulation has none
+#else
 inline cudaStream_t StreamOf(OpKernelContext* ctx) { return ctx->eigen_gpu_device().stream(); }
+#endif
 
 // The cuBLAS handle of the op's device, bound to the op's stream, held under the device's lock
 // until this object goes (the end of Compute, once everything is enqueued). One handle per device,
@@ -51,6 +71,10 @@ inline cudaStream_t StreamOf(OpKernelContext* ctx) { return ctx->eigen_gpu_devic
 class ScopedBlas {
  public:
   absl::Status Init(cudaStream_t stream) {
+#if defined(TF_RNN_CUDA_HOST_EMULATION)
+    (void)stream;  // the emulation's GEMMs take no handle
+    return absl::OkStatus();
+#else
     int device = 0;
     cudaError_t err = cudaStreamGetDevice(stream, &device);
     if (err == cudaSuccess) err = cudaSetDevice(device);  // a handle belongs to the current device
@@ -77,6 +101,7 @@ class ScopedBlas {
     }
     handle_ = blas.handle;
     return absl::OkStatus();
+#endif
   }
   cublasHandle_t get() const { return handle_; }
 

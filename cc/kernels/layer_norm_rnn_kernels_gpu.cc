@@ -5,7 +5,9 @@
 // epsilon is read in host memory (the checks read its value); a scalar zoneout_mask (the inference
 // keep value) stays on the device, where the kernels read it. Built into
 // tf_rnn_ops/_tf_rnn_ops_gpu.so only (cc/cuda/cuda.mk), which a CPU-only installation never loads.
+#if !defined(TF_RNN_CUDA_HOST_EMULATION)  // (the glue over the host emulation: kernel_util_gpu.h)
 #define EIGEN_USE_GPU
+#endif
 
 #include <cstdint>
 #include <string>
@@ -24,7 +26,6 @@ namespace gpu {
 namespace {
 
 using namespace layer_norm_rnn;  // NOLINT(build/namespaces): the inputs' indices and checks
-using tensorflow::DEVICE_GPU;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 
@@ -166,11 +167,10 @@ class LayerNormRnnGradGpuOp : public LayerNormRnnBase {
 
 #define TF_RNN_REGISTER_GPU(T)                                                                    \
   REGISTER_KERNEL_BUILDER(                                                                        \
-      Name("TfRnn>LayerNormRnn").Device(DEVICE_GPU).TypeConstraint<T>("T").HostMemory("epsilon"), \
+      Name("TfRnn>LayerNormRnn").TF_RNN_GLUE_DEVICE.TypeConstraint<T>("T").HostMemory("epsilon"), \
       LayerNormRnnGpuOp<T>);                                                                      \
   REGISTER_KERNEL_BUILDER(Name("TfRnn>LayerNormRnnGrad")                                          \
-                              .Device(DEVICE_GPU)                                                 \
-                              .TypeConstraint<T>("T")                                             \
+                              .TF_RNN_GLUE_DEVICE.TypeConstraint<T>("T")                          \
                               .HostMemory("epsilon"),                                             \
                           LayerNormRnnGradGpuOp<T>);
 
