@@ -74,6 +74,11 @@ constexpr double kCopyMinFlops = 1 << 20;
 // at B = 64, T = 1 (75 / 100 MFLOP) ran 25% faster on one thread, T = 2 (150 / 200 MFLOP) is
 // faster on two (item 59: 64, 128 and 200 MFLOP, alternating).
 constexpr double kOneThreadFlops = 128e6;
+// The same for the drop-in layers' forward (TfRnn>KerasRNN), which has one parallel section a step
+// where a backward has several: two threads paid from 64 MFLOP (GRU(256) / LSTM(256) B = 64 at
+// T = 2, SimpleRNN(256) B = 64 at T = 8, GRU(256) B = 16 at T = 8: 10-25% less wall time a
+// training step, docs/PERFORMANCE.md item 72; the one-step calls below 64 MFLOP unchanged).
+constexpr double kOneThreadForwardFlops = 64e6;
 
 // Whether p[0, n) are all zero: a product operand whose products need not run (an initial state
 // no one gave: the first step's recurrent products and its rows of R's gradient are zero).
@@ -82,12 +87,12 @@ inline bool AllZero(const T* p, int64_t n) {
   return std::all_of(p, p + n, [](T v) { return v == T(0); });
 }
 
-// The device a call runs on: the op's `d`, or for a call of fewer than kOneThreadFlops flops a
+// The device a call runs on: the op's `d`, or for a call of fewer than `one_thread_flops` flops a
 // device of one thread on the same pool (ParallelRows and Eigen's products then run inline).
 class CallDevice {
  public:
-  CallDevice(const CPUDevice& d, double flops)
-      : d_(d), one_(d.getPool(), 1, d.allocator()), small_(flops < kOneThreadFlops) {}
+  CallDevice(const CPUDevice& d, double flops, double one_thread_flops = kOneThreadFlops)
+      : d_(d), one_(d.getPool(), 1, d.allocator()), small_(flops < one_thread_flops) {}
   const CPUDevice& get() const { return small_ ? one_ : d_; }
 
  private:

@@ -233,7 +233,8 @@ class KerasRnnOp : public OpKernel {
     a.bias_r = c.bias_r;
     a.gate_src = c.gate_src;
     a.stream_weights = stream;
-    const CallDevice device(ctx->eigen_device<CPUDevice>(), 2.0 * T_ * B * (c.I + H) * c.G * H);
+    const CallDevice device(ctx->eigen_device<CPUDevice>(), 2.0 * T_ * B * (c.I + H) * c.G * H,
+                            kOneThreadForwardFlops);
     CpuRnn<T>(device.get(), c.s).Forward(a, workspace.flat<T>().data());
     y.Finish(ctx);
   }
