@@ -3,7 +3,8 @@ outputs, final states and gradients (inputs, initial states, every weight) over 
 return_state, go_backwards, initial states, masks (right-padded, empty rows, not right-padded,
 Embedding(mask_zero=True)), zero_output_for_mask, use_bias, input dropout, stateful, unroll,
 initializers/regularizers/constraints, mixed precision; fallbacks to Keras' step loop; XLA
-opt-out; beside a (pretended) GPU, Keras' cuDNN path where Keras takes it."""
+opt-out; beside a (pretended) GPU, Keras' cuDNN path where Keras takes it, else an op with GPU
+kernels or (without ours) Keras' own path."""
 
 from __future__ import annotations
 

@@ -279,12 +279,16 @@ class _FusedRNNMixin:
         TensorFlow backend's `cudnn_ok`: a GPU visible to TensorFlow, use_cudnn 'auto' or True, no
         recurrent dropout, cuDNN's options); then so does this layer, zoneout aside. TfRnn>KerasRNN
         has no GPU kernel: on the CPU beside a GPU it would be far slower than cuDNN."""
+        return self._cudnn_options() and _gpu_visible()
+
+    def _cudnn_options(self) -> bool:
+        """`_keras_cudnn_runs` but for the GPU: the layer's options are ones Keras runs on cuDNN."""
         # _fused_mode "gru" / "lstm": tanh and sigmoid (GRU reset_after=True), as cuDNN needs.
         if self._fused_mode not in ("gru", "lstm") or not self._op_may_run():
             return False
-        if self._zoneout or self.cell.recurrent_dropout or self.unroll or not self.cell.use_bias:
-            return False
-        return _gpu_visible()
+        return not (
+            self._zoneout or self.cell.recurrent_dropout or self.unroll or not self.cell.use_bias
+        )
 
     def _keras_path_beside_gpu(self, sequences, initial_state, mask, training):
         """Keras' own path (cuDNN, or its step loop on the GPU; zoneout: Keras' step loop with
@@ -363,7 +367,7 @@ class _FusedRNNMixin:
                 self, sequences, initial_state, mask=mask, training=training
             )
         beside_gpu = _gpu_visible()
-        if beside_gpu and self._keras_cudnn_runs():  # Keras' own loop: cuDNN on the GPU
+        if beside_gpu and self._cudnn_options():  # Keras' own loop: cuDNN on the GPU
             return super().inner_loop(sequences, initial_state, mask, training=training)
         if beside_gpu and not _loader.load_gpu_kernels():
             return self._keras_path_beside_gpu(sequences, initial_state, mask, training)
