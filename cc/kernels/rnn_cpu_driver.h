@@ -833,8 +833,9 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       phases->AddWeightGrads(r_rows, d_gh_r, gh_w, hprev_r, saved_rows_r, gsum_r);
     }
     if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, gsum + blk.p);
-    AddColumnSums(rows, gh_w, d_gx, gsum_bw);
-    AddColumnSums(rows, gh_w, d_gh, gsum_br);
+    AddColumnSums(d_, rows, gh_w, d_gx, gsum_bw);
+    // (cells whose two sides of the gates get the same grads: one sum, copied after the chunks)
+    if (Cell::kDistinctRecurrentGrad) AddColumnSums(d_, rows, gh_w, d_gh, gsum_br);
 
     if (projected) {  // the grads of the given input side: d_gx's rows
       if (dir == 1) {
@@ -859,6 +860,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     }
     if (dir == 1) ScatterReverseRows(lengths, T_, B, s0, s1, in, dx_rows, dx, /*add=*/true);
   }
+  if (!Cell::kDistinctRecurrentGrad) std::copy_n(gsum_bw, gh_w, gsum_br);
   if (a.skip_state_grads) {
     std::fill_n(a.dh0 + ld * B * ho, B * ho, T(0));
     if constexpr (kHasC) std::fill_n(a.dc0 + ld * B * H, B * H, T(0));
