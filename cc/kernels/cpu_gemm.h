@@ -336,13 +336,14 @@ void AddWeightGrad(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T*
 // ~120 GFLOP/s inside the backward).
 // AddWeightGradStrided reads A's rows lda apart (a column block of wider rows, in place);
 // AddWeightGrad<float> is it with lda = M.
-// C's rows ldc apart (0: N).
+// C's rows ldc apart (0: N), B's ldb apart (0: N).
 inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
                                  const float* A, int64_t lda, const float* B, double* C,
-                                 int64_t ldc = 0) {
+                                 int64_t ldc = 0, int64_t ldb = 0) {
   const int64_t panels = (M + kNr - 1) / kNr;
   ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
-    GemmTransposedA(N, K, A, lda, B, N, C, ldc ? ldc : N, begin * kNr, std::min(M, end * kNr));
+    GemmTransposedA(N, K, A, lda, B, ldb ? ldb : N, C, ldc ? ldc : N, begin * kNr,
+                    std::min(M, end * kNr));
   });
 }
 
@@ -357,7 +358,7 @@ inline void AddWeightGrad<float>(const CPUDevice& d, int64_t M, int64_t N, int64
 // sum is its own, rounded once into C, as a run of the double sums is (cpu_gemm.h's
 // WeightGradsInT).
 template <typename T, int kRows>
-void AddOuterProductRows(int64_t m, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
+void AddOuterProductRows(int64_t m, int64_t lda, int64_t N, int64_t K, const T* A, const T* B,
                          int64_t ldb, T* C, int64_t ldc, bool accumulate) {
   using P = typename Eigen::internal::packet_traits<T>::type;
   constexpr int64_t kP = Eigen::internal::packet_traits<T>::size;
@@ -370,7 +371,7 @@ void AddOuterProductRows(int64_t m, int64_t M, int64_t N, int64_t K, const T* A,
     for (int64_t k = 0; k < K; ++k) {
       const T* b = B + k * ldb + j0;
       const P b0 = Eigen::internal::ploadu<P>(b), b1 = Eigen::internal::ploadu<P>(b + kP);
-      const T* a = A + k * M + m;
+      const T* a = A + k * lda + m;
       for (int r = 0; r < kRows; ++r) {
         const P ar = Eigen::internal::pset1<P>(a[r]);
         sum[r][0] = Eigen::internal::pmadd(ar, b0, sum[r][0]);
@@ -390,31 +391,31 @@ void AddOuterProductRows(int64_t m, int64_t M, int64_t N, int64_t K, const T* A,
   for (int r = 0; r < kRows; ++r) {  // the last columns
     for (int64_t j = j0; j < N; ++j) {
       T sum = T(0);
-      for (int64_t k = 0; k < K; ++k) sum += A[k * M + m + r] * B[k * ldb + j];
+      for (int64_t k = 0; k < K; ++k) sum += A[k * lda + m + r] * B[k * ldb + j];
       C[(m + r) * ldc + j] = accumulate ? C[(m + r) * ldc + j] + sum : sum;
     }
   }
 }
 
 // C[M, N] (+)= Aᵀ · B for few rows K (the weight gradients of a call of a step or a few: a sum of
-// K outer products), A [K, M] row-major, B's and C's rows ldb and ldc apart (a column block of
-// wider rows, in place). C is written once, four rows by two packets at a time. Eigen's
+// K outer products), A [K, M], B and C row-major, their rows lda, ldb and ldc apart (a column
+// block of wider rows, in place). C is written once, four rows by two packets at a time. Eigen's
 // contraction ran these shapes 1.2-7x slower in the AVX-512 build (K = 1, [1024, 3072]: 1.7 against
 // 0.15 ms; its C rows 12 or 16 KB apart), and up to K = 8 in both builds (docs/PERFORMANCE.md,
 // item 58).
 constexpr int64_t kOuterProductMaxRows = 8;
 template <typename T>
-void AddOuterProducts(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
-                      int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+void AddOuterProducts(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
+                      const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
   constexpr int kRows = 4;
   const int64_t blocks = (M + kRows - 1) / kRows;
   ParallelRows(d, blocks, 2.0 * kRows * N * std::max<int64_t>(K, 1), [&](int64_t p0, int64_t p1) {
     for (int64_t m = p0 * kRows; m < std::min(M, p1 * kRows);) {
       if (m + kRows <= M) {
-        AddOuterProductRows<T, kRows>(m, M, N, K, A, B, ldb, C, ldc, accumulate);
+        AddOuterProductRows<T, kRows>(m, lda, N, K, A, B, ldb, C, ldc, accumulate);
         m += kRows;
       } else {
-        AddOuterProductRows<T, 1>(m, M, N, K, A, B, ldb, C, ldc, accumulate);
+        AddOuterProductRows<T, 1>(m, lda, N, K, A, B, ldb, C, ldc, accumulate);
         m += 1;
       }
     }
@@ -423,31 +424,33 @@ void AddOuterProducts(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const
 
 // C[M, N] (+)= Aᵀ · B over the K rows of A [K, M] and B [K, N], summed in T (where
 // WeightGradsInT allows), B's and C's rows ldb and ldc apart (0: N; a gate's or product's columns
-// of a gradient in Keras' layout, in place): few rows as outer products (AddOuterProducts); more,
+// of a gradient in Keras' layout, in place), A's lda apart (0: M; one step's rows of a
+// batch-major input): few rows as outer products (AddOuterProducts); more,
 // for float, on the packed kernel in runs of kWgradSubK rows, each added to C as a whole
 // (GemmTransposedAFloatRuns, C's columns split across threads); for double by Eigen's product,
 // or (strided) as outer products.
 template <typename T>
 void WeightGradInT(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T* A, const T* B,
-                   T* C, bool accumulate, int64_t ldb = 0, int64_t ldc = 0) {
+                   T* C, bool accumulate, int64_t ldb = 0, int64_t ldc = 0, int64_t lda = 0) {
+  lda = lda ? lda : M;
   ldb = ldb ? ldb : N;
   ldc = ldc ? ldc : N;
   if constexpr (std::is_same<T, float>::value) {
     if (K > kOuterProductMaxRows) {
       const int64_t panels = (N + kNr - 1) / kNr;
       ParallelRows(d, panels, 2.0 * kNr * M * K, [&](int64_t begin, int64_t end) {
-        GemmTransposedAFloatRuns(M, K, B, ldb, A, M, C, ldc, begin * kNr, std::min(N, end * kNr),
+        GemmTransposedAFloatRuns(M, K, B, ldb, A, lda, C, ldc, begin * kNr, std::min(N, end * kNr),
                                  accumulate);
       });
       return;
     }
   } else {
-    if (K > kOuterProductMaxRows && ldb == N && ldc == N) {
+    if (K > kOuterProductMaxRows && lda == M && ldb == N && ldc == N) {
       CpuGemm<T>(d, true, false, M, N, K, A, B, C, accumulate);
       return;
     }
   }
-  AddOuterProducts(d, M, N, K, A, B, ldb, C, ldc, accumulate);
+  AddOuterProducts(d, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 // Column sums of a row-major [rows, cols] matrix, added into out[cols] (in out's type), blocks of

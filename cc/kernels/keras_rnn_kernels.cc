@@ -201,8 +201,10 @@ class KerasRnnOp : public OpKernel {
     OP_REQUIRES_OK(ctx, out.Allocate<T>(ctx, tm, T_, B, H, lstm, input_h, input_c, reserve_n));
     if (out.PassEmptyCall<T>(T_, B, lstm, input_h, input_c)) return;
 
-    // Batch-major [B, T, ·] is the driver's [T, B, ·] as it is in memory when B or T is 1.
-    const bool swap = !tm && B > 1 && T_ > 1;
+    // Batch-major [B, T, ·] is the driver's [T, B, ·] as it is in memory when B or T is 1; else
+    // transposed copies, or read in place (KerasIoInPlace).
+    const bool in_place = !tm && B > 1 && T_ > 1 && KerasIoInPlace<T>(T_, B);
+    const bool swap = !tm && B > 1 && T_ > 1 && !in_place;
     ComputeView<T> x;
     OP_REQUIRES_OK(ctx, x.Init(ctx, ctx->input(kInput), swap));
     ComputeOutput<T> y;
@@ -233,6 +235,7 @@ class KerasRnnOp : public OpKernel {
     a.bias_r = c.bias_r;
     a.gate_src = c.gate_src;
     a.stream_weights = stream;
+    a.io_batch_major = in_place;
     const CallDevice device(ctx->eigen_device<CPUDevice>(), 2.0 * T_ * B * (c.I + H) * c.G * H,
                             kOneThreadForwardFlops);
     CpuRnn<T>(device.get(), c.s).Forward(a, workspace.flat<T>().data());
@@ -283,7 +286,8 @@ class KerasRnnBackpropOp : public OpKernel {
       return;
     }
     OP_REQUIRES_OK(ctx, c.ReadWeights(ctx));
-    const bool swap = !tm && B > 1 && T_ > 1;
+    const bool in_place = !tm && B > 1 && T_ > 1 && KerasIoInPlace<T>(T_, B);  // (the forward's)
+    const bool swap = !tm && B > 1 && T_ > 1 && !in_place;
     ComputeView<T> x, y, dy;
     OP_REQUIRES_OK(ctx, x.Init(ctx, ctx->input(kInput), swap));
     OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(kOutput), swap));
@@ -329,6 +333,7 @@ class KerasRnnBackpropOp : public OpKernel {
     a.d_bias_r = a.d_bias_w + gh;
     a.grad_gate_src = c.KerasGru() ? KerasRnnCall<T>::kGruSrc : nullptr;
     a.stream_weights = stream;
+    a.io_batch_major = in_place;
     // The products: twice the forward's flops.
     const CallDevice device(ctx->eigen_device<CPUDevice>(), 4.0 * T_ * B * (I + H) * gh);
     CpuRnn<T>(device.get(), c.s).Backward(a, workspace.flat<T>().data());

@@ -92,6 +92,10 @@ struct RnnForwardArgs {
   // one direction, no projection.
   const T* zoneout_mask = nullptr;
   T zoneout_keep = T(1);
+  // x and y are [B, T, ·] (Keras' layout), read and written in place: no transposed copies
+  // (TfRnn>KerasRNN: float, one layer, one direction; each step's input products read its rows
+  // T·I apart; KerasIoInPlace).
+  bool io_batch_major = false;
 };
 
 template <typename T>
@@ -145,6 +149,7 @@ struct RnnBackwardArgs {
   T* d_bias_r = nullptr;
   const int* grad_gate_src = nullptr;
   bool stream_weights = false;  // the products read the Keras kernels as stored (RnnForwardArgs')
+  bool io_batch_major = false;  // x, y, dy and dx [B, T, ·] (RnnForwardArgs')
 };
 
 // The zoneout keep weight of unit j: the mask row's, or the scalar where there is no mask.
@@ -238,7 +243,7 @@ void CpuRnn<T>::Forward(const RnnForwardArgs<T>& a, T* ws) const {
   for (int l = 0; l < s_.num_layers; ++l) {
     const bool last = l + 1 == s_.num_layers;
     T* y = last ? a.y : training ? a.reserve + rl.layer_input[l + 1] : scratch_out[l % 2];
-    ZeroRowsPastLengths(a.lengths, T_, B, ow, y);  // steps past a row's length output zeros
+    ZeroRowsPastLengths(a.lengths, T_, B, ow, y, a.io_batch_major);  // past a length: zeros
     DispatchCell(s_.mode, [&](auto cell) {
       using Cell = decltype(cell);
       for (int dir = 0; dir < s_.num_dirs; ++dir)
@@ -293,6 +298,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const bool has_proj = s_.num_proj > 0;
   const bool training = rl != nullptr;
   const bool zoning = a.zoneout_mask != nullptr || a.zoneout_keep != T(1);
+  const IoRows io_row{a.io_batch_major, T_, B};
 
   T* gx_chunk = ws;                   // [cb, G·H] gx of a chunk, step order
   T* x_chunk = gx_chunk + cb * gh_w;  // [cb, in] reverse direction: its input rows, step order
@@ -393,7 +399,12 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     // (A given input side, a.projected, is read in place by `gates`: nothing to compute here.
     // Copying it into the reserve cost a pass over [T, B, G·H] in and out of memory.)
     T* gx_out = training && dir == 0 ? res + sv->saved[0] + s0 * B * gh_w : gx_chunk;
-    if (a.projected == nullptr) {
+    if (a.projected == nullptr && a.io_batch_major) {  // each step's rows, T·I apart
+      if constexpr (StepGemm<T>::kStrided) {
+        for (int64_t s = s0; s < s1; ++s)
+          input_weights->Run(B, x + s * in, gx_out + (s - s0) * B * gh_w, T_ * in);
+      }
+    } else if (a.projected == nullptr) {
       const T* xr = x + s0 * B * in;
       if (dir == 1) {
         GatherReverseRows(lengths, T_, B, s0, s1, in, x, x_chunk);
@@ -459,7 +470,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
               }
             }
             std::copy(h_out + b * ho, h_out + (b + 1) * ho, h + b * ho);
-            std::copy(h + b * ho, h + (b + 1) * ho, y + (t * B + b) * ow + dir * ho);
+            std::copy(h + b * ho, h + (b + 1) * ho, y + io_row(t, b) * ow + dir * ho);
             if constexpr (Cell::kHasCellState) {
               std::copy(c_new + b * H, c_new + (b + 1) * H, c + b * H);
             }
@@ -551,6 +562,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const T* res = a.reserve;
   const int32_t* lengths = a.lengths;
   const bool zoning = a.zoneout_mask != nullptr || a.zoneout_keep != T(1);
+  const IoRows io_row{a.io_batch_major, T_, B};
 
   // Chunk buffers hold the rows of steps [s0, s1) in step order: row (s - s0)·B + b.
   T* next = ws;
@@ -660,7 +672,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               } else if (s == 0) {
                 std::copy_n(a.h0 + (ld * B + b) * ho, ho, hp);
               } else {
-                std::copy_n(y + (TimeAt(dir, s - 1, len) * B + b) * ow + dir * ho, ho, hp);
+                std::copy_n(y + io_row(TimeAt(dir, s - 1, len), b) * ow + dir * ho, ho, hp);
               }
               if constexpr (kHasC) {  // c after the previous step, from the cell's saved buffer
                 const int64_t c_saved = sv.saved[Cell::kCellStateBuffer];
@@ -684,7 +696,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               continue;
             }
             const int64_t t = TimeAt(dir, s, len);
-            const T* dyr = dy + (t * B + b) * ow + dir * ho;
+            const T* dyr = dy + io_row(t, b) * ow + dir * ho;
             for (int64_t j = 0; j < ho; ++j) dh[b * ho + j] += dyr[j];
             if (zoning) {  // the cell's h~ gets m ⊙ δ (dm: free without a projection)
               const T* m = a.zoneout_mask ? a.zoneout_mask + (t * B + b) * ho : nullptr;
@@ -807,7 +819,14 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       const T* kx = keras_order(d_gx, keras_order_rows);
       const T* kh =
           Cell::kDistinctRecurrentGrad ? keras_order(d_gh, keras_order_rows + cb * gh_w) : kx;
-      if (!projected) WeightGradInT<T>(d_, in, gh_w, rows, xr, kx, a.d_kernel, !first);
+      if (!projected && a.io_batch_major) {  // a product a step: its rows of x T·I apart
+        for (int64_t s = s0; s < s1; ++s) {
+          WeightGradInT<T>(d_, in, gh_w, B, x + s * in, kx + (s - s0) * B * gh_w, a.d_kernel,
+                           !first || s > s0, /*ldb=*/0, /*ldc=*/0, /*lda=*/T_ * in);
+        }
+      } else if (!projected) {
+        WeightGradInT<T>(d_, in, gh_w, rows, xr, kx, a.d_kernel, !first);
+      }
       // (With r_rows = 0 these write zeros, or add nothing.)
       const T* const kh_r = kh + r_skip * gh_w;
       if (masked) {
@@ -820,7 +839,18 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
                                     a.d_recurrent_kernel, !first);
       }
     } else if (s_.HasInputWeights(layer) && !projected) {
-      AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
+      if constexpr (std::is_same<T, float>::value) {
+        if (a.io_batch_major) {  // a product a step: its rows of x T·I apart
+          for (int64_t s = s0; s < s1; ++s) {
+            AddWeightGradStrided(d_, gh_w, in, B, d_gx + (s - s0) * B * gh_w, gh_w, x + s * in,
+                                 gsum_w, /*ldc=*/0, /*ldb=*/T_ * in);
+          }
+        } else {
+          AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
+        }
+      } else {
+        AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
+      }
     }
     const T* const d_gh_r = d_gh + r_skip * gh_w;
     if (keras_direct_sums || r_rows == 0) {
@@ -848,7 +878,12 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     // Grad of the layer input: the forward direction writes its rows, the reverse one adds to them.
     if (dx == nullptr) continue;
     T* dxr = dir == 0 ? dx + s0 * B * in : dx_rows;
-    if (input_weights) {
+    if (input_weights && a.io_batch_major) {  // a product a step into its rows, T·I apart
+      if constexpr (StepGemm<T>::kStrided) {
+        for (int64_t s = s0; s < s1; ++s)
+          input_weights->Run(B, d_gx + (s - s0) * B * gh_w, dx + s * in, gh_w, T_ * in);
+      }
+    } else if (input_weights) {
       input_weights->Run(rows, d_gx, dxr);
     } else {  // skip_input: in == H, every gate saw the input
       for (int64_t i = 0; i < rows; ++i) {

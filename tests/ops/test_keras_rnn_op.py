@@ -91,7 +91,7 @@ def test_forward_matches_reference(rng, mode, size, dtype):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("B,T", [(1, 3), (4, 2), (6, 5)])
+@pytest.mark.parametrize("B,T", [(1, 3), (4, 2), (6, 5), (64, 7)])
 def test_lengths_time_major_and_no_bias(rng, mode, B, T):
     n_in, H = 4, 3
     lengths = random_lengths(rng, B, T)
@@ -302,6 +302,8 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     (3, 11, 4, 9),
     (5, 7, 6, 33),
     (65, 1, 3, 5),
+    (64, 3, 5, 9),  # batch-major, B >= 64, T <= 16: x, y, dy, dx read in place (KerasIoInPlace)
+    (66, 9, 4, 7),  # the same past 256 rows (the weight gradients summed in double)
 ]
 
 
