@@ -201,14 +201,11 @@ class KerasRnnOp : public OpKernel {
     OP_REQUIRES_OK(ctx, out.Allocate<T>(ctx, tm, T_, B, H, lstm, input_h, input_c, reserve_n));
     if (out.PassEmptyCall<T>(T_, B, lstm, input_h, input_c)) return;
 
-    // Batch-major [B, T, ·] is the driver's [T, B, ·] as it is in memory when B or T is 1; else
-    // transposed copies, or read in place (KerasIoInPlace).
-    const bool in_place = !tm && B > 1 && T_ > 1 && KerasIoInPlace<T>(T_, B);
-    const bool swap = !tm && B > 1 && T_ > 1 && !in_place;
+    const KerasIo io = KerasIoFor<T>(tm, T_, B);
     ComputeView<T> x;
-    OP_REQUIRES_OK(ctx, x.Init(ctx, ctx->input(kInput), swap));
+    OP_REQUIRES_OK(ctx, x.Init(ctx, ctx->input(kInput), io.swap));
     ComputeOutput<T> y;
-    OP_REQUIRES_OK(ctx, y.Init(ctx, out.y, T_, B, H, swap));
+    OP_REQUIRES_OK(ctx, y.Init(ctx, out.y, T_, B, H, io.swap));
     OP_REQUIRES_OK(ctx, c.ReadWeights(ctx));
 
     const bool stream = RnnStreamWeights<T>(T_, B);
@@ -235,7 +232,7 @@ class KerasRnnOp : public OpKernel {
     a.bias_r = c.bias_r;
     a.gate_src = c.gate_src;
     a.stream_weights = stream;
-    a.io_batch_major = in_place;
+    a.io_batch_major = io.in_place;
     const CallDevice device(ctx->eigen_device<CPUDevice>(), 2.0 * T_ * B * (c.I + H) * c.G * H,
                             kOneThreadForwardFlops);
     CpuRnn<T>(device.get(), c.s).Forward(a, workspace.flat<T>().data());
@@ -286,17 +283,16 @@ class KerasRnnBackpropOp : public OpKernel {
       return;
     }
     OP_REQUIRES_OK(ctx, c.ReadWeights(ctx));
-    const bool in_place = !tm && B > 1 && T_ > 1 && KerasIoInPlace<T>(T_, B);  // (the forward's)
-    const bool swap = !tm && B > 1 && T_ > 1 && !in_place;
+    const KerasIo io = KerasIoFor<T>(tm, T_, B);  // (the forward's)
     ComputeView<T> x, y, dy;
-    OP_REQUIRES_OK(ctx, x.Init(ctx, ctx->input(kInput), swap));
-    OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(kOutput), swap));
-    OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(kOutputBackprop), swap));
+    OP_REQUIRES_OK(ctx, x.Init(ctx, ctx->input(kInput), io.swap));
+    OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(kOutput), io.swap));
+    OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(kOutputBackprop), io.swap));
     ComputeOutput<T> dx_out;
     if (skip_input) {
       std::fill_n(dx->flat<T>().data(), dx->NumElements(), T(0));
     } else {
-      OP_REQUIRES_OK(ctx, dx_out.Init(ctx, dx, T_, B, I, swap));
+      OP_REQUIRES_OK(ctx, dx_out.Init(ctx, dx, T_, B, I, io.swap));
     }
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
     const bool stream = RnnStreamWeights<T>(T_, B);
@@ -333,7 +329,7 @@ class KerasRnnBackpropOp : public OpKernel {
     a.d_bias_r = a.d_bias_w + gh;
     a.grad_gate_src = c.KerasGru() ? KerasRnnCall<T>::kGruSrc : nullptr;
     a.stream_weights = stream;
-    a.io_batch_major = in_place;
+    a.io_batch_major = io.in_place;
     // The products: twice the forward's flops.
     const CallDevice device(ctx->eigen_device<CPUDevice>(), 4.0 * T_ * B * (I + H) * gh);
     CpuRnn<T>(device.get(), c.s).Backward(a, workspace.flat<T>().data());

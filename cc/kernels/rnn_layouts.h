@@ -127,6 +127,21 @@ bool KerasIoInPlace(int64_t T_, int64_t B) {
   return std::is_same<T, float>::value && B >= kInPlaceMinBatch && T_ <= kInPlaceMaxSteps;
 }
 
+// How a TfRnn>KerasRNN call's x and y (and dy, dx) reach the driver: batch-major ones read in
+// place (KerasIoInPlace), or transposed into copies (swap); [B, T, ·] is the driver's [T, B, ·]
+// as it is in memory where B or T is 1 (neither).
+struct KerasIo {
+  bool in_place = false, swap = false;
+};
+template <typename T>
+KerasIo KerasIoFor(bool time_major, int64_t T_, int64_t B) {
+  KerasIo io;
+  if (time_major || B <= 1 || T_ <= 1) return io;
+  io.in_place = KerasIoInPlace<T>(T_, B);
+  io.swap = !io.in_place;
+  return io;
+}
+
 // Scratch memory (in units of T) that Forward or Backward asks of its caller. stream_weights: the
 // products read the Keras weights as stored (RnnForwardArgs::stream_weights, or the backward's)
 // and need no packed copies; keras_grads: a backward with Keras-layout gradients.
@@ -166,18 +181,6 @@ int64_t RnnWorkspaceSize(const RnnModelShape& s, int64_t T_, int64_t B, bool bac
 }
 
 // ------------------------------------------------------------------------------ time-order rows
-// Zeroes the rows [t, b, :] of a [T, B, width] buffer with t >= lengths[b] (none without lengths).
-template <typename T>
-void ZeroRowsPastLengths(const int32_t* lengths, int64_t T_, int64_t B, int64_t width, T* buf,
-                         bool batch_major = false) {
-  if (lengths == nullptr) return;
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = lengths[b]; t < T_; ++t) {
-      std::fill_n(buf + (batch_major ? b * T_ + t : t * B + b) * width, width, T(0));
-    }
-  }
-}
-
 // The row of time t, batch row b in a [T, B, ·] buffer, or a [B, T, ·] one (batch_major: the
 // Keras layers' x and y, read in place, RnnForwardArgs::io_batch_major).
 struct IoRows {
@@ -185,6 +188,17 @@ struct IoRows {
   int64_t T_, B;
   int64_t operator()(int64_t t, int64_t b) const { return batch_major ? b * T_ + t : t * B + b; }
 };
+
+// Zeroes the rows [t, b, :] of a [T, B, width] buffer (batch_major: [B, T, width]) with
+// t >= lengths[b] (none without lengths).
+template <typename T>
+void ZeroRowsPastLengths(const int32_t* lengths, int64_t T_, int64_t B, int64_t width, T* buf,
+                         bool batch_major = false) {
+  if (lengths == nullptr) return;
+  const IoRows row{batch_major, T_, B};
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = lengths[b]; t < T_; ++t) std::fill_n(buf + row(t, b) * width, width, T(0));
+}
 
 // Copies the rows that steps [s0, s1) of the reverse direction read (time len_b - 1 - s of row b)
 // into `dst` in step order, [(s - s0)·B + b, :]; rows past a length are zero.
