@@ -61,12 +61,13 @@ void ParallelRows(const CPUDevice& d, int64_t n, double row_cost, Fn&& fn,
     fn(0, n);
     return;
   }
+  auto run_share = [&fn, n, shares](int64_t t) { fn(n * t / shares, n * (t + 1) / shares); };
   Eigen::ThreadPoolInterface* pool = d.getPool();
   if (pool->CurrentThreadId() < 0) {
     Eigen::Barrier barrier(static_cast<unsigned int>(shares));
     for (int64_t t = 0; t < shares; ++t) {
-      pool->Schedule([&fn, &barrier, n, shares, t] {
-        fn(n * t / shares, n * (t + 1) / shares);
+      pool->Schedule([&run_share, &barrier, t] {
+        run_share(t);
         barrier.Notify();
       });
     }
@@ -74,7 +75,7 @@ void ParallelRows(const CPUDevice& d, int64_t n, double row_cost, Fn&& fn,
     return;
   }
   d.parallelFor(shares, Eigen::TensorOpCost(0, 0, 1e9), [&](Eigen::Index begin, Eigen::Index end) {
-    for (Eigen::Index t = begin; t < end; ++t) fn(n * t / shares, n * (t + 1) / shares);
+    for (Eigen::Index t = begin; t < end; ++t) run_share(t);
   });
 }
 
@@ -425,8 +426,8 @@ void AddOuterProducts(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const
 // C[M, N] (+)= Aᵀ · B over the K rows of A [K, M] and B [K, N], summed in T (where
 // WeightGradsInT allows), B's and C's rows ldb and ldc apart (0: N; a gate's or product's columns
 // of a gradient in Keras' layout, in place), A's lda apart (0: M; one step's rows of a
-// batch-major input): few rows as outer products (AddOuterProducts); more,
-// for float, on the packed kernel in runs of kWgradSubK rows, each added to C as a whole
+// batch-major input): few rows as outer products (AddOuterProducts); more, for float, on the
+// packed kernel in runs of kWgradSubK rows, each added to C as a whole
 // (GemmTransposedAFloatRuns, C's columns split across threads); for double by Eigen's product,
 // or (strided) as outer products.
 template <typename T>

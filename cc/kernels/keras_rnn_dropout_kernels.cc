@@ -208,7 +208,7 @@ class KerasRnnDropoutOp : public OpKernel {
     if (out.PassEmptyCall<T>(T_, B, lstm, input_h, input_c)) return;
     if (!c.Convert(ctx, /*projected=*/true)) return;
     const bool stream = RnnStreamWeights<T>(T_, B);
-    const bool swap = !tm && B > 1 && T_ > 1;
+    const bool swap = KerasIoFor<T>(tm, T_, B, /*may_read_in_place=*/false).swap;
     ComputeOutput<T> y;
     OP_REQUIRES_OK(ctx, y.Init(ctx, out.y, T_, B, H, swap));
     Tensor workspace;
@@ -279,7 +279,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     }
     if (!c.Convert(ctx, /*projected=*/false)) return;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
-    const bool swap = !tm && B > 1 && T_ > 1;
+    const bool swap = KerasIoFor<T>(tm, T_, B, /*may_read_in_place=*/false).swap;
     ComputeView<T> y, dy;
     OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(kOutput), swap));
     OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(kOutputBackprop), swap));

@@ -839,17 +839,13 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
                                     a.d_recurrent_kernel, !first);
       }
     } else if (s_.HasInputWeights(layer) && !projected) {
-      if constexpr (std::is_same<T, float>::value) {
-        if (a.io_batch_major) {  // a product a step: its rows of x T·I apart
-          for (int64_t s = s0; s < s1; ++s) {
-            AddWeightGradStrided(d_, gh_w, in, B, d_gx + (s - s0) * B * gh_w, gh_w, x + s * in,
-                                 gsum_w, /*ldc=*/0, /*ldb=*/T_ * in);
-          }
-        } else {
-          AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
-        }
-      } else {
+      if (!a.io_batch_major) {
         AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
+      } else if constexpr (std::is_same<T, float>::value) {  // a product a step: x's rows T·I apart
+        for (int64_t s = s0; s < s1; ++s) {
+          AddWeightGradStrided(d_, gh_w, in, B, d_gx + (s - s0) * B * gh_w, gh_w, x + s * in,
+                               gsum_w, /*ldc=*/0, /*ldb=*/T_ * in);
+        }
       }
     }
     const T* const d_gh_r = d_gh + r_skip * gh_w;

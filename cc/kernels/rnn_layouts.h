@@ -127,17 +127,17 @@ bool KerasIoInPlace(int64_t T_, int64_t B) {
   return std::is_same<T, float>::value && B >= kInPlaceMinBatch && T_ <= kInPlaceMaxSteps;
 }
 
-// How a TfRnn>KerasRNN call's x and y (and dy, dx) reach the driver: batch-major ones read in
-// place (KerasIoInPlace), or transposed into copies (swap); [B, T, ·] is the driver's [T, B, ·]
-// as it is in memory where B or T is 1 (neither).
+// How a Keras call's x and y (and dy, dx) reach the driver: batch-major ones read in place
+// (KerasIoInPlace; TfRnn>KerasRNN, `may_read_in_place`), or transposed into copies (swap);
+// [B, T, ·] is the driver's [T, B, ·] as it is in memory where B or T is 1 (neither).
 struct KerasIo {
   bool in_place = false, swap = false;
 };
 template <typename T>
-KerasIo KerasIoFor(bool time_major, int64_t T_, int64_t B) {
+KerasIo KerasIoFor(bool time_major, int64_t T_, int64_t B, bool may_read_in_place = true) {
   KerasIo io;
   if (time_major || B <= 1 || T_ <= 1) return io;
-  io.in_place = KerasIoInPlace<T>(T_, B);
+  io.in_place = may_read_in_place && KerasIoInPlace<T>(T_, B);
   io.swap = !io.in_place;
   return io;
 }
