@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "cc/kernels/packed_gemm.h"
 #include "unsupported/Eigen/CXX11/Tensor"
@@ -101,9 +103,46 @@ constexpr double kOneThreadForwardFlops = 64e6;
 
 // Whether p[0, n) are all zero: a product operand whose products need not run (an initial state
 // no one gave: the first step's recurrent products and its rows of R's gradient are zero).
+// Blocks of 256 values with no early exit inside OR-ed as bits (no float compares: GCC left those
+// scalar), the sign bit dropped (-0 is zero). An element-wise all_of ran one value a cycle: ~10%
+// of SimpleRNN(64)'s forward at B = 16384, over h0's 4 MB.
 template <typename T>
 inline bool AllZero(const T* p, int64_t n) {
-  return std::all_of(p, p + n, [](T v) { return v == T(0); });
+  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t,
+                                  std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>>;
+  static_assert(sizeof(T) == sizeof(Bits), "a float type of 2, 4 or 8 bytes");
+  constexpr Bits kMagnitude = ~(Bits{1} << (8 * sizeof(T) - 1));
+  constexpr int64_t kBlock = 256;
+  for (int64_t i = 0; i < n; i += kBlock) {
+    Bits any = 0;
+    const int64_t end = std::min(n, i + kBlock);
+    for (int64_t j = i; j < end; ++j) {
+      Bits bits;
+      std::memcpy(&bits, p + j, sizeof(bits));
+      any |= bits;
+    }
+    if ((any & kMagnitude) != 0) return false;
+  }
+  return true;
+}
+
+// dst[0, n) = src[0, n) (or zeros where src is null), split over the pool's threads where it is
+// large (a layer's states at a large batch: SimpleRNN(64)'s h0, hn and their grads at B = 16384
+// are 4 MB each, copied on one thread).
+template <typename T>
+inline void ParallelCopy(const CPUDevice& d, const T* src, int64_t n, T* dst) {
+  constexpr int64_t kBlock = 4096;  // values a row of ParallelRows
+  ParallelRows(
+      d, (n + kBlock - 1) / kBlock, 2.0 * kBlock,
+      [&](int64_t begin, int64_t end) {
+        const int64_t i0 = begin * kBlock, i1 = std::min(n, end * kBlock);
+        if (src == nullptr) {
+          std::fill(dst + i0, dst + i1, T(0));
+        } else {
+          std::copy(src + i0, src + i1, dst + i0);
+        }
+      },
+      kCopyMinFlops);
 }
 
 // The device a call runs on: the op's `d`, or for a call of fewer than `one_thread_flops` flops a
@@ -336,16 +375,75 @@ void AddWeightGrad(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T*
 // time, summing into double), the rows of C split across threads (Eigen's contraction ran these at
 // ~120 GFLOP/s inside the backward).
 // AddWeightGradStrided reads A's rows lda apart (a column block of wider rows, in place);
-// AddWeightGrad<float> is it with lda = M.
-// C's rows ldc apart (0: N), B's ldb apart (0: N).
+// AddWeightGrad<float> is it with lda = M. C's rows ldc apart (0: N), B's ldb apart (0: N).
+//
+// Two shapes that kernel serves badly, both of a small G·H (M) against many rows (K):
+//  * M narrower than N: GemmTransposedA packs B's rows into kMr-wide strips (a scatter) for every
+//    kb rows of K, and one panel of A kNr wide passes over them: with M = 16 the packing cost as
+//    much as the products. Cᵀ = Bᵀ·A packs A's few columns instead, its panels B's contiguous
+//    rows, and its tiles are added transposed into C at the end (kTransposedMaxRows).
+//  * fewer panels than twice the threads: the rows of K are split too, into parts of at least
+//    kWgradMinPartRows, each part's sums in its own zeroed double buffer, added to C at the end.
+// Split by C's rows alone and untransposed, SimpleRNN(16)'s input-weight gradient at B = 16384 ran
+// on one thread at a third of the packed kernel's rate (0.73x Keras' training step,
+// docs/PERFORMANCE.md item 76).
+constexpr int64_t kWgradMinPartRows = 512;
+constexpr int64_t kTransposedMaxRows = 64;
+
+inline int64_t WeightGradKParts(int64_t threads, int64_t panels, int64_t K) {
+  if (threads <= 1 || panels >= 2 * threads) return 1;
+  const int64_t wanted = (2 * threads + panels - 1) / panels;
+  return std::max<int64_t>(1, std::min(wanted, K / kWgradMinPartRows));
+}
+
 inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
                                  const float* A, int64_t lda, const float* B, double* C,
                                  int64_t ldc = 0, int64_t ldb = 0) {
-  const int64_t panels = (M + kNr - 1) / kNr;
-  ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
-    GemmTransposedA(N, K, A, lda, B, ldb ? ldb : N, C, ldc ? ldc : N, begin * kNr,
-                    std::min(M, end * kNr));
+  ldb = ldb ? ldb : N;
+  ldc = ldc ? ldc : N;
+  const bool transposed = M < N && M <= kTransposedMaxRows;
+  // The product run: out[rows, cols] += aᵀ·b over K, a [K, rows] and b [K, cols].
+  const int64_t rows = transposed ? N : M, cols = transposed ? M : N;
+  const float* a = transposed ? B : A;
+  const float* b = transposed ? A : B;
+  const int64_t a_ld = transposed ? ldb : lda, b_ld = transposed ? lda : ldb;
+  const int64_t panels = (rows + kNr - 1) / kNr;
+  const int64_t parts = WeightGradKParts(d.numThreads(), panels, K);
+  if (!transposed && parts == 1) {
+    ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
+      GemmTransposedA(N, K, A, lda, B, ldb, C, ldc, begin * kNr, std::min(M, end * kNr));
+    });
+    return;
+  }
+  // Part p's sums: C itself for part 0 untransposed, else buffer p (or p - 1), [rows, cols].
+  const int64_t buffers = transposed ? parts : parts - 1;
+  std::vector<double> sums(buffers * rows * cols, 0.0);
+  auto part_out = [&](int64_t part) {
+    return transposed ? sums.data() + part * rows * cols
+                      : (part == 0 ? C : sums.data() + (part - 1) * rows * cols);
+  };
+  // Item i: part i / panels (rows [K·part/parts, K·(part+1)/parts) of K), panel i % panels; a
+  // share's consecutive panels of one part run as one call (b's block packed once for them).
+  ParallelRows(d, parts * panels, 2.0 * kNr * cols * K / parts, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t part = i / panels, first = i % panels;
+      const int64_t last = std::min(end - part * panels, panels);  // panels [first, last)
+      const int64_t k0 = K * part / parts, k1 = K * (part + 1) / parts;
+      const bool into_c = !transposed && part == 0;
+      GemmTransposedA(cols, k1 - k0, a + k0 * a_ld, a_ld, b + k0 * b_ld, b_ld, part_out(part),
+                      into_c ? ldc : cols, first * kNr, std::min(rows, last * kNr));
+      i = part * panels + last;
+    }
   });
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      double sum = 0;
+      for (int64_t j = 0; j < buffers; ++j) {
+        sum += sums[j * rows * cols + (transposed ? n * M + m : m * N + n)];
+      }
+      C[m * ldc + n] += sum;
+    }
+  }
 }
 
 template <>

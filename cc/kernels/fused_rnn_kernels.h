@@ -196,7 +196,7 @@ class FusedRnnBackwardOp : public OpKernel {
     if (lstm) OP_REQUIRES_OK(ctx, dcn.Init(ctx, ctx->input(io_.output_c_backprop), swap));
     ComputeOutput<T> dx, dh0, dc0, dparams;
     if (skip_input) {
-      out.dx->flat<T>().setZero();
+      ZeroOutputIfRead<T>(ctx, 0, out.dx);
     } else {
       OP_REQUIRES_OK(ctx, dx.Init(ctx, out.dx, T_, B, s.input_size, swap));
     }

@@ -290,7 +290,7 @@ class KerasRnnBackpropOp : public OpKernel {
     OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(kOutputBackprop), io.swap));
     ComputeOutput<T> dx_out;
     if (skip_input) {
-      std::fill_n(dx->flat<T>().data(), dx->NumElements(), T(0));
+      ZeroOutputIfRead<T>(ctx, 0, dx);
     } else {
       OP_REQUIRES_OK(ctx, dx_out.Init(ctx, dx, T_, B, I, io.swap));
     }

@@ -4,6 +4,7 @@
 #ifndef TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_H_
 #define TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -74,6 +75,14 @@ inline bool StateGradsUnwanted(tensorflow::OpKernelContext* ctx, bool skip_attr,
 // The same for the input's gradient (skip_input_backprop).
 inline bool InputGradUnwanted(tensorflow::OpKernelContext* ctx, bool skip_attr, int dx_output) {
   return skip_attr || !ctx->output_required(dx_output);
+}
+
+// An output whose math a skip rule removed: zeros where a consumer reads it, else left unwritten
+// (the executor reads no output it marked not required). A graph's training step asks no grad of
+// its input: SimpleRNN(16) at B = 16384 spent ~10% of the step writing the [B, T, I] zeros.
+template <typename T>
+void ZeroOutputIfRead(tensorflow::OpKernelContext* ctx, int index, tensorflow::Tensor* t) {
+  if (ctx->output_required(index)) std::fill_n(t->flat<T>().data(), t->NumElements(), T(0));
 }
 
 // The type the math runs in: float for the 16-bit types, the type itself otherwise.

@@ -339,11 +339,15 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     masked.emplace(d_, B, ho, H, r, a.rec_masks, gate_src, keras && a.stream_weights);
   }
 
-  std::copy(a.h0 + ld * B * ho, a.h0 + (ld + 1) * B * ho, h);
-  if constexpr (Cell::kHasCellState) std::copy(a.c0 + ld * B * H, a.c0 + (ld + 1) * B * H, c);
+  ParallelCopy(d_, a.h0 + ld * B * ho, B * ho, h);
+  if constexpr (Cell::kHasCellState) ParallelCopy(d_, a.c0 + ld * B * H, B * H, c);
   // A zero initial state (a layer called without one): the first step's recurrent products are of
   // zeros (h, r ⊙ h, h ⊙ m), so their columns of gh are set to zero, not computed.
   const bool h0_zero = AllZero(h, B * ho);
+  // One-product cells read that step's gh from one zero row (filling [B, G·H] with zeros was a
+  // pass over 4 MB for SimpleRNN(64) at B = 16384; docs/PERFORMANCE.md item 76).
+  const bool zero_row_first = h0_zero && kProducts == 1;
+  const std::vector<T> zero_gh(zero_row_first ? gh_w : 0, T(0));
 
   const int32_t* lengths = a.lengths;
   int64_t s0 = 0;  // first step of the current chunk
@@ -358,7 +362,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     CpuCellRow<T> cr;
     cr.H = H;
     cr.b_w = b_w;
-    cr.gh = gh + b * gh_w;
+    cr.gh = s == 0 && zero_row_first ? zero_gh.data() : gh + b * gh_w;
     cr.b_r = b_r;
     cr.h_prev = h + b * ho;
     cr.c_prev = c + b * H;
@@ -422,7 +426,9 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
         [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
           const int64_t n_rows = b1 - b0;
           for (int phase = 0; phase < kProducts; ++phase) {
-            if (s == 0 && h0_zero) {
+            if (s == 0 && zero_row_first) {
+              // (the gates read zero_gh)
+            } else if (s == 0 && h0_zero) {
               const int64_t g0 = CellProductGate<Cell>(phase) * H;
               const int64_t g1 = CellProductGate<Cell>(phase + 1) * H;
               for (int64_t b = b0; b < b1; ++b)
@@ -478,8 +484,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
         },
         /*backward=*/false);
   }
-  std::copy(h, h + B * ho, a.hn + ld * B * ho);
-  if constexpr (Cell::kHasCellState) std::copy(c, c + B * H, a.cn + ld * B * H);
+  ParallelCopy(d_, h, B * ho, a.hn + ld * B * ho);
+  if constexpr (Cell::kHasCellState) ParallelCopy(d_, c, B * H, a.cn + ld * B * H);
 }
 
 // ---------------------------------------------------------------------------------------- backward
@@ -640,8 +646,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     masked.emplace(d_, B, cb, ho, H, r_weights, a.rec_masks, keras, a.gate_src, stream);
   }
 
-  std::copy(a.dhn + ld * B * ho, a.dhn + (ld + 1) * B * ho, dh);
-  if constexpr (kHasC) std::copy(a.dcn + ld * B * H, a.dcn + (ld + 1) * B * H, dc);
+  ParallelCopy(d_, a.dhn + ld * B * ho, B * ho, dh);
+  if constexpr (kHasC) ParallelCopy(d_, a.dcn + ld * B * H, B * H, dc);
   const bool h0_zero = AllZero(a.h0 + ld * B * ho, B * ho);  // (see the weight gradients)
   const bool in_place_d_projected =
       a.d_projected != nullptr && !a.projected_batch_major && a.d_projected_gate_src == nullptr;
@@ -892,13 +898,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     if (dir == 1) ScatterReverseRows(lengths, T_, B, s0, s1, in, dx_rows, dx, /*add=*/true);
   }
   if (!Cell::kDistinctRecurrentGrad) std::copy_n(gsum_bw, gh_w, gsum_br);
-  if (a.skip_state_grads) {
-    std::fill_n(a.dh0 + ld * B * ho, B * ho, T(0));
-    if constexpr (kHasC) std::fill_n(a.dc0 + ld * B * H, B * H, T(0));
-  } else {
-    std::copy(dh, dh + B * ho, a.dh0 + ld * B * ho);
-    if constexpr (kHasC) std::copy(dc, dc + B * H, a.dc0 + ld * B * H);
-  }
+  // (zeros with skip_state_grads)
+  ParallelCopy(d_, a.skip_state_grads ? nullptr : dh, B * ho, a.dh0 + ld * B * ho);
+  if constexpr (kHasC)
+    ParallelCopy(d_, a.skip_state_grads ? nullptr : dc, B * H, a.dc0 + ld * B * H);
   if (keras) {
     // The sums [G·H, n] to T in Keras' [n, G·H], gate blocks to grad_gate_src's: eight output
     // rows at a time, so that each sums row read is one cache line (docs/PERFORMANCE.md, item 55).

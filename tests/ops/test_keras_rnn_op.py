@@ -71,6 +71,7 @@ SIZES = [  # (B, T, n_in, H): one-step calls, streamed (B·T <= 8) and packed, o
     (2, 4, 9, 17),
     (1, 9, 3, 5),
     (5, 7, 6, 33),
+    (8192, 1, 3, 64),  # states of 512K values: copied by both threads (ParallelCopy)
 ]
 
 
@@ -304,6 +305,12 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     (65, 1, 3, 5),
     (64, 3, 5, 9),  # batch-major, B >= 64, T <= 16: x, y, dy, dx read in place (KerasIoInPlace)
     (66, 9, 4, 7),  # the same past 256 rows (the weight gradients summed in double)
+    # Calls of two threads (> 128 MFLOP) with few gate columns (G·H <= 64) over many rows: the
+    # weight gradients' rows split between the threads, and where G·H < n_in the input's
+    # computed transposed (cpu_gemm.h, AddWeightGradStrided).
+    (8192, 2, 128, 16),  # batch-major in place: a product a step of 8,192 rows
+    (8193, 2, 130, 16),  # time-major: a product a chunk
+    (8200, 1, 3, 64),  # states' grads of 512K values: copied or zeroed by both threads
 ]
 
 
