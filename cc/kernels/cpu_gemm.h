@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -144,6 +145,25 @@ inline void ParallelCopy(const CPUDevice& d, const T* src, int64_t n, T* dst) {
       },
       kCopyMinFlops);
 }
+
+// The per-row scratch of rnn_phase_products.h: n values, of which the first `zeroed` are zeros
+// (what a product may read before the cells write it: a phase's input for rows past their
+// length), zeroed by the pool's threads where large. A std::vector of n zeros was filled on the
+// op's thread alone (~6% of SimpleRNN(64)'s recurrent-dropout training step at B = 16384, and
+// ~10% more on two threads; docs/PERFORMANCE.md item 76).
+template <typename T>
+class RowScratch {
+ public:
+  T* Reset(const CPUDevice& d, int64_t n, int64_t zeroed) {
+    data_.reset(new T[std::max<int64_t>(1, n)]);
+    ParallelCopy<T>(d, nullptr, zeroed, data_.get());
+    return data_.get();
+  }
+  T* data() const { return data_.get(); }
+
+ private:
+  std::unique_ptr<T[]> data_;
+};
 
 // The device a call runs on: the op's `d`, or for a call of fewer than `one_thread_flops` flops a
 // device of one thread on the same pool (ParallelRows and Eigen's products then run inline).

@@ -87,7 +87,7 @@ class PhaseProducts<T, Cell, true> {
       if (!kInPlace) copies += ho * Width(p, H);
     }
     widest_ = widest;
-    store_.assign(B * ho + B * widest + copies, T(0));
+    store_.Reset(d, B * ho + B * widest + copies, /*zeroed=*/B * ho);  // (rec_in_)
     rec_in_ = store_.data();
     out_ = rec_in_ + B * ho;
     T* sub = out_ + B * widest;
@@ -132,7 +132,7 @@ class PhaseProducts<T, Cell, true> {
     return int64_t(Cell::kProductGates[p + 1] - Cell::kProductGates[p]) * H;
   }
   int64_t ho_, H_, widest_ = 0;
-  std::vector<T> store_;
+  RowScratch<T> store_;
   T* rec_in_ = nullptr;
   T* out_ = nullptr;  // [B, widest_]: a call's rows at b0 · widest_ (see Forward)
   std::optional<StepGemm<T>> gemm_[kProducts];
@@ -175,7 +175,8 @@ class PhaseProductGrads<T, Cell, true> {
       if (keras && !kInPlace) copies += ho * Width(p, H);
     }
     widest_ = widest;
-    store_.assign(B * ho + B * widest + cb * widest + cb * ho + copies, T(0));
+    store_.Reset(d, B * ho + B * widest + cb * widest + cb * ho + copies,
+                 /*zeroed=*/B * ho);  // (d_rec_in_)
     T* at = store_.data();
     d_rec_in_ = at;
     at += B * ho;
@@ -256,7 +257,7 @@ class PhaseProductGrads<T, Cell, true> {
   }
   const CPUDevice& d_;
   int64_t ho_, H_, widest_ = 0;
-  std::vector<T> store_;
+  RowScratch<T> store_;
   T* d_rec_in_ = nullptr;
   T* cols_ = nullptr;  // [B, widest_]: a call's rows at b0 · widest_ (see Backward)
   T* chunk_cols_ = nullptr;
@@ -295,7 +296,8 @@ class MaskedProducts {
     constexpr bool kInPlace = std::is_same<T, float>::value;
     const int64_t gh_w = int64_t(G) * H;
     const int64_t per_gate = kInPlace ? (stream ? 0 : StepGemm<T>::StorageSize(ho, H)) : ho * H;
-    store_.assign(2 * B * ho + B * H, T(0));
+    // (rec_in_ zeroed where a later product reads it; the rest written before it is read)
+    store_.Reset(d, 2 * B * ho + B * H, CellRecurrentProducts<Cell>::value > 1 ? B * ho : 0);
     rec_in_ = store_.data();
     stage_ = rec_in_ + B * ho;
     out_ = stage_ + B * ho;
@@ -334,7 +336,7 @@ class MaskedProducts {
  private:
   int64_t B_, ho_, H_;
   const T* masks_;
-  std::vector<T> store_;
+  RowScratch<T> store_;
   std::unique_ptr<T[]> weights_;  // the gates' packed blocks (float) or copies (other types)
   T* rec_in_ = nullptr;
   T* stage_ = nullptr;  // [B, H_out] masked inputs, a row at b · H_out
@@ -376,7 +378,7 @@ class MaskedProductGrads {
         gemm_[g].emplace(d, at, H, ho, /*transposed=*/true, nullptr);
       }
     }
-    store_.assign(2 * B * ho + B * H + cb * H + 2 * cb * ho, T(0));
+    store_.Reset(d, 2 * B * ho + B * H + cb * H + 2 * cb * ho, kProducts > 1 ? B * ho : 0);
     T* at = store_.data();
     d_rec_in_ = at;
     at += B * ho;
@@ -467,7 +469,7 @@ class MaskedProductGrads {
   const CPUDevice& d_;
   int64_t B_, ho_, H_;
   const T* masks_;
-  std::vector<T> store_;
+  RowScratch<T> store_;
   std::unique_ptr<T[]> weights_;  // the gates' packed blocks (float) or copies (other types)
   T* d_rec_in_ = nullptr;
   T* tmp_ = nullptr;   // [B, H_out] one gate's d_in, a row at b · H_out
