@@ -123,13 +123,19 @@ class DropoutCall {
       T* out = at;
       gx = out;
       at += T_ * B * gh;
-      for (int64_t t = 0; t < T_; ++t) {
-        for (int64_t b = 0; b < B; ++b) {
-          const T* row = src + (time_major_ ? t * B + b : b * T_ + t) * gh;
-          T* dst = out + (t * B + b) * gh;
-          for (int g = 0; g < G; ++g) std::copy_n(row + Src(g) * H, H, dst + g * H);
-        }
-      }
+      // (on the pool's threads where large: 12 MB for GRU(64) at B = 16384, T = 1)
+      ParallelRows(
+          ctx->eigen_device<CPUDevice>(), B, 2.0 * T_ * gh,
+          [&](int64_t b0, int64_t b1) {
+            for (int64_t t = 0; t < T_; ++t) {
+              for (int64_t b = b0; b < b1; ++b) {
+                const T* row = src + (time_major_ ? t * B + b : b * T_ + t) * gh;
+                T* dst = out + (t * B + b) * gh;
+                for (int g = 0; g < G; ++g) std::copy_n(row + Src(g) * H, H, dst + g * H);
+              }
+            }
+          },
+          kCopyMinFlops);
     } else if (projected) {
       gx = src;
       gx_batch_major = !time_major_;
@@ -155,7 +161,9 @@ class DropoutCall {
       masks = out;
       at += G * B * H;
       const T* m = ctx->input(kRecurrentMasks).flat<T>().data();
-      for (int g = 0; g < G; ++g) std::copy_n(m + Src(g) * B * H, B * H, out + g * B * H);
+      for (int g = 0; g < G; ++g) {
+        ParallelCopy(ctx->eigen_device<CPUDevice>(), m + Src(g) * B * H, B * H, out + g * B * H);
+      }
     }
     b_w = at;
     b_r = at + gh;
