@@ -1,6 +1,8 @@
 """Training steps of short sequences: the drop-in layers against Keras' own, where a call's work is
 small and its per-call costs show (a one-step training step, truncated backpropagation through few
-steps, small batches). The drop-in layers must never be slower than the Keras layer they replace.
+steps, small batches), and small layers over many rows (H = 16-64 at B = 1024-16384), where the
+passes over the states and the weight gradients' few columns count. The drop-in layers must never
+be slower than the Keras layer they replace.
 
     python python/bench_short_train.py [--rounds N] [--cases GRU:1:1:1024,...]
 
@@ -28,7 +30,8 @@ from bench_cells20 import _step_fn
 CASES = (
     "GRU:1:1:256,GRU:1:1:1024,LSTM:1:1:1024,GRU:8:1:512,GRU:64:1:256,LSTM:64:1:256,"
     "SimpleRNN:64:1:256,GRU:64:2:256,LSTM:8:4:512,LSTM:64:8:256,GRU+rb:1:1:1024,GRU+rb:64:1:256,"
-    "GRU+rd:1:1:1024,LSTM+rd:64:1:256"
+    "GRU+rd:1:1:1024,LSTM+rd:64:1:256,SimpleRNN:16384:1:16,SimpleRNN:16384:1:64,"
+    "SimpleRNN+rd:16384:1:64,GRU+rd:1024:16:64"
 )
 OPTIONS = {"rb": {"reset_after": False}, "rd": {"recurrent_dropout": 0.2}}
 
