@@ -429,12 +429,6 @@ inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64
   const int64_t a_ld = transposed ? ldb : lda, b_ld = transposed ? lda : ldb;
   const int64_t panels = (rows + kNr - 1) / kNr;
   const int64_t parts = WeightGradKParts(d.numThreads(), panels, K);
-  if (!transposed && parts == 1) {
-    ParallelRows(d, panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
-      GemmTransposedA(N, K, A, lda, B, ldb, C, ldc, begin * kNr, std::min(M, end * kNr));
-    });
-    return;
-  }
   // Part p's sums: C itself for part 0 untransposed, else buffer p (or p - 1), [rows, cols].
   const int64_t buffers = transposed ? parts : parts - 1;
   std::vector<double> sums(buffers * rows * cols, 0.0);
@@ -455,6 +449,7 @@ inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64
       i = part * panels + last;
     }
   });
+  if (buffers == 0) return;  // (one part, untransposed: summed into C)
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t n = 0; n < N; ++n) {
       double sum = 0;

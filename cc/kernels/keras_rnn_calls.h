@@ -51,7 +51,7 @@ struct ForwardOutputs {
 };
 
 // The backward of a call with no batch or no steps: the final states' grads pass back to the
-// initial states' (zeros where skip_state; dc0 already zero), every output in `zeroed` is zero.
+// initial states' (zeros where skip_state), every output in `zeroed` is zero.
 // Whether the call is one.
 template <typename T>
 bool PassEmptyCallBackward(int64_t T_, int64_t B, bool lstm, bool skip_state,
@@ -62,6 +62,7 @@ bool PassEmptyCallBackward(int64_t T_, int64_t B, bool lstm, bool skip_state,
   for (tensorflow::Tensor* t : zeroed) std::fill_n(t->flat<T>().data(), t->NumElements(), T(0));
   if (skip_state) {
     std::fill_n(dh0->flat<T>().data(), dh0->NumElements(), T(0));
+    if (lstm) std::fill_n(dc0->flat<T>().data(), dc0->NumElements(), T(0));
   } else {
     std::copy_n(dhn.flat<T>().data(), dh0->NumElements(), dh0->flat<T>().data());
     if (lstm) std::copy_n(dcn.flat<T>().data(), dc0->NumElements(), dc0->flat<T>().data());

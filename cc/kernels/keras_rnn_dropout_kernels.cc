@@ -279,7 +279,9 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, input_c.shape(), &dc0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, ctx->input(3).shape(), &drk));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, ctx->input(4).shape(), &drb));
-    std::fill_n(dc0->flat<T>().data(), dc0->NumElements(), T(0));
+    // (an input_c given to a cell without one gets zeros; an LSTM's dc0 is written by the driver,
+    // or by PassEmptyCallBackward)
+    if (!lstm) std::fill_n(dc0->flat<T>().data(), dc0->NumElements(), T(0));
     std::fill_n(drb->flat<T>().data(), drb->NumElements(), T(0));
     if (keras_rnn::PassEmptyCallBackward<T>(T_, B, lstm, skip_state, ctx->input(kOutputHBackprop),
                                             ctx->input(kOutputCBackprop), dh0, dc0, {drk})) {

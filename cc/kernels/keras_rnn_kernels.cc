@@ -277,7 +277,9 @@ class KerasRnnBackpropOp : public OpKernel {
       Tensor** out[] = {&dx, &dh0, &dc0, &dkernel, &drkernel, &dbias};
       OP_REQUIRES_OK(ctx, ctx->allocate_output(i, ctx->input(i).shape(), out[i]));
     }
-    std::fill_n(dc0->flat<T>().data(), dc0->NumElements(), T(0));
+    // (an input_c given to a cell without one gets zeros; an LSTM's dc0 is written by the driver,
+    // or by PassEmptyCallBackward)
+    if (!lstm) std::fill_n(dc0->flat<T>().data(), dc0->NumElements(), T(0));
     if (keras_rnn::PassEmptyCallBackward<T>(T_, B, lstm, skip_state, dhn, dcn, dh0, dc0,
                                             {dx, dkernel, drkernel, dbias})) {
       return;

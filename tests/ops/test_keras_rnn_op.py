@@ -243,7 +243,7 @@ def test_gradient_of_empty_calls(rng, mode, B, T):
     wh, wc = (rng.normal(size=(B, 3)).astype(np.float32) for _ in range(2))
     with tf.GradientTape() as tape:
         tape.watch([h0, c0, k, r, b])
-        y, h, c, _ = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode)
+        y, h, c, reserve = tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode)
         loss = tf.reduce_sum(y) + tf.reduce_sum(h * wh)
         if mode == "lstm":
             loss += tf.reduce_sum(c * wc)
@@ -253,6 +253,16 @@ def test_gradient_of_empty_calls(rng, mode, B, T):
         np.testing.assert_array_equal(dc0, wc)
     for g in (dk, dr, db):
         np.testing.assert_array_equal(g, 0)
+    # The op itself with skip_state_backprop: the states' grads are zeros, not the final states'.
+    _, dh0, dc0, *_ = tf_rnn_ops._loader.ops().tf_rnn_keras_rnn_backprop(
+        input=x, input_h=h0, input_c=c0, kernel=k, recurrent_kernel=r, bias=b,
+        sequence_lengths=np.zeros([0], np.int32), output=y, output_h=h, output_c=c,
+        output_backprop=tf.ones_like(y), output_h_backprop=wh,
+        output_c_backprop=wc if mode == "lstm" else tf.zeros_like(c), reserve_space=reserve,
+        rnn_mode=mode, skip_state_backprop=True,
+    )  # fmt: skip
+    np.testing.assert_array_equal(dh0, 0)
+    np.testing.assert_array_equal(dc0, 0)
 
 
 @pytest.mark.parametrize("cls", ["GRU", "LSTM", "SimpleRNN"])
