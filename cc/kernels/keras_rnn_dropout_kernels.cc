@@ -216,9 +216,6 @@ class KerasRnnDropoutOp : public OpKernel {
     if (out.PassEmptyCall<T>(T_, B, lstm, input_h, input_c)) return;
     if (!c.Convert(ctx, /*projected=*/true)) return;
     const bool stream = RnnStreamWeights<T>(T_, B);
-    const bool swap = KerasIoFor<T>(tm, T_, B, /*may_read_in_place=*/false).swap;
-    ComputeOutput<T> y;
-    OP_REQUIRES_OK(ctx, y.Init(ctx, out.y, T_, B, H, swap));
     Tensor workspace;
     OP_REQUIRES_OK(ctx,
                    ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
@@ -231,7 +228,10 @@ class KerasRnnDropoutOp : public OpKernel {
     a.h0 = input_h.flat<T>().data();
     a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
     a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
-    a.y = y.data();
+    // y written where it lies in either layout: with the input side given no step reads x, so
+    // batch-major rows cost nothing (a transposed copy was a pass over y; PERFORMANCE item 77).
+    a.y = out.y->flat<T>().data();
+    a.io_batch_major = !tm;
     a.hn = out.h->flat<T>().data();
     a.cn = lstm ? out.c->flat<T>().data() : nullptr;
     a.reserve = is_training_ ? out.reserve->flat<T>().data() : nullptr;
@@ -246,7 +246,6 @@ class KerasRnnDropoutOp : public OpKernel {
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;
     CpuRnn<T>(ctx->eigen_device<CPUDevice>(), c.s).Forward(a, workspace.flat<T>().data());
-    y.Finish(ctx);
   }
 
  private:
@@ -289,18 +288,15 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     }
     if (!c.Convert(ctx, /*projected=*/false)) return;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
-    const bool swap = KerasIoFor<T>(tm, T_, B, /*may_read_in_place=*/false).swap;
-    ComputeView<T> y, dy;
-    OP_REQUIRES_OK(ctx, y.Init(ctx, ctx->input(kOutput), swap));
-    OP_REQUIRES_OK(ctx, dy.Init(ctx, ctx->input(kOutputBackprop), swap));
     RnnBackwardArgs<T> a;
     a.seq_len = T_;
     a.batch = B;
     a.h0 = input_h.flat<T>().data();
     a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
     a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
-    a.y = y.data();
-    a.dy = dy.data();
+    a.y = ctx->input(kOutput).flat<T>().data();  // (read in place, as the forward wrote y)
+    a.dy = ctx->input(kOutputBackprop).flat<T>().data();
+    a.io_batch_major = !tm;
     a.dhn = ctx->input(kOutputHBackprop).flat<T>().data();
     a.dcn = lstm ? ctx->input(kOutputCBackprop).flat<T>().data() : nullptr;
     a.reserve = reserve.flat<T>().data();
@@ -320,7 +316,7 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     // one-step GRU(1024) training step with recurrent dropout ~60% of its time).
     const bool stream = RnnStreamWeights<T>(T_, B);
     Tensor bias_grads, workspace;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({2 * gh}), &bias_grads));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({gh}), &bias_grads));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(
                             dt,
                             TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
@@ -331,8 +327,9 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.gate_src = c.rk_gate_src;
     a.d_recurrent_kernel = drk->flat<T>().data();
     a.grad_gate_src = c.GateSrc();
-    a.d_bias_w = bias_grads.flat<T>().data();
-    a.d_bias_r = a.d_bias_w + gh;
+    // Only the recurrent bias' grads (Keras GRU reset_after's): the given input side's bias is
+    // differentiated where the layer adds it.
+    a.d_bias_r = drb->NumElements() > 0 ? bias_grads.flat<T>().data() : nullptr;
     a.stream_weights = stream;
     const CallDevice device(ctx->eigen_device<CPUDevice>(), 4.0 * T_ * B * H * gh);
     CpuRnn<T>(device.get(), c.s).Backward(a, workspace.flat<T>().data());

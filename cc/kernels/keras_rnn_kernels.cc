@@ -327,8 +327,10 @@ class KerasRnnBackpropOp : public OpKernel {
     a.gate_src = c.gate_src;
     a.d_kernel = dkernel->flat<T>().data();
     a.d_recurrent_kernel = drkernel->flat<T>().data();
-    a.d_bias_w = bias_grads.flat<T>().data();
-    a.d_bias_r = a.d_bias_w + gh;
+    if (dbias->NumElements() > 0) {  // (no bias: none summed)
+      a.d_bias_w = bias_grads.flat<T>().data();
+      a.d_bias_r = a.d_bias_w + gh;
+    }
     a.grad_gate_src = c.KerasGru() ? KerasRnnCall<T>::kGruSrc : nullptr;
     a.stream_weights = stream;
     a.io_batch_major = io.in_place;

@@ -93,8 +93,8 @@ struct RnnForwardArgs {
   const T* zoneout_mask = nullptr;
   T zoneout_keep = T(1);
   // x and y are [B, T, ·] (Keras' layout), read and written in place: no transposed copies
-  // (TfRnn>KerasRNN: float, one layer, one direction; each step's input products read its rows
-  // T·I apart; KerasIoInPlace).
+  // (one layer, one direction; TfRnn>KerasRNN: float, each step's input products read its rows
+  // T·I apart, KerasIoInPlace; TfRnn>KerasRNNDropout: any batch-major call, it has no x).
   bool io_batch_major = false;
 };
 
@@ -138,7 +138,7 @@ struct RnnBackwardArgs {
   // RnnForwardArgs' (no kernel with d_projected); d_kernel [in, G·H] and d_recurrent_kernel [H,
   // G·H] receive the weight gradients in Keras' layout, canonical gate g in column block
   // grad_gate_src[g] (or g where it is null), d_bias_w and d_bias_r [G·H] the bias gradients in the
-  // canonical gate order. So a call converts nothing, and where its sums may run in T
+  // canonical gate order (null: not wanted, not summed). So a call converts nothing, and where its sums may run in T
   // (WeightGradsInT), the products write the weight gradients directly.
   const T* kernel = nullptr;
   const T* recurrent_kernel = nullptr;
@@ -569,6 +569,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   // SetKerasWeightGrads).
   const bool keras_direct_sums = keras && WeightGradsInT<T>(T_ * B);
   const bool has_proj = s_.num_proj > 0;
+  // The bias gradients the call wants: a Keras-layout call leaves d_bias_w / d_bias_r null where
+  // no one reads them (a layer without a bias, or the given input side's, which its producer
+  // differentiates): each is a pass over a chunk's grads.
+  const bool want_bias_w = !keras || a.d_bias_w != nullptr;
+  const bool want_bias_r = !keras || a.d_bias_r != nullptr;
   constexpr bool kHasC = Cell::kHasCellState;
   const auto& sv = rl.layer_dir[ld];
   const T* res = a.reserve;
@@ -871,9 +876,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       phases->AddWeightGrads(r_rows, d_gh_r, gh_w, hprev_r, saved_rows_r, gsum_r);
     }
     if (has_proj) AddWeightGrad<T>(d_, ho, H, rows, dh_all, mr, gsum + blk.p);
-    AddColumnSums(d_, rows, gh_w, d_gx, gsum_bw);
     // (cells whose two sides of the gates get the same grads: one sum, copied after the chunks)
-    if (Cell::kDistinctRecurrentGrad) AddColumnSums(d_, rows, gh_w, d_gh, gsum_br);
+    if (want_bias_w || (!Cell::kDistinctRecurrentGrad && want_bias_r))
+      AddColumnSums(d_, rows, gh_w, d_gx, gsum_bw);
+    if (Cell::kDistinctRecurrentGrad && want_bias_r) AddColumnSums(d_, rows, gh_w, d_gh, gsum_br);
 
     if (projected) {  // the grads of the given input side: d_gx's rows
       if (dir == 1) {
@@ -933,8 +939,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     if (a.d_projected == nullptr) write_transposed(gsum_w, in, a.d_kernel);
     write_transposed(gsum_r, ho, a.d_recurrent_kernel);
     for (int64_t j = 0; j < gh_w; ++j) {
-      a.d_bias_w[j] = static_cast<T>(gsum_bw[j]);
-      a.d_bias_r[j] = static_cast<T>(gsum_br[j]);
+      if (want_bias_w) a.d_bias_w[j] = static_cast<T>(gsum_bw[j]);
+      if (want_bias_r) a.d_bias_r[j] = static_cast<T>(gsum_br[j]);
     }
   } else if constexpr (!std::is_same<S, T>::value) {
     for (int64_t i = 0; i < blk.size; ++i) dp[i] = static_cast<T>(gsum[i]);

@@ -457,10 +457,17 @@ class MaskedProductGrads {
       }
       for (int g = CellProductGate<Cell>(p); g < CellProductGate<Cell>(p + 1); ++g) {
         const T* m = masks_ + g * B_ * ho_;
-        for (int64_t i = 0; i < rows; ++i) {
-          const T* mi = m + (i % B_) * ho_;
-          for (int64_t k = 0; k < ho_; ++k) masked_in_[i * ho_ + k] = in[i * ho_ + k] * mi[k];
-        }
+        // (on the pool: a chunk of GRU(64) at B = 1024 is 4 MB a gate, serial on the op's thread
+        // it was ~10% of the backward, docs/PERFORMANCE.md item 77)
+        ParallelRows(
+            d_, rows, 2.0 * ho_,
+            [&](int64_t i0, int64_t i1) {
+              for (int64_t i = i0; i < i1; ++i) {
+                const T* mi = m + (i % B_) * ho_;
+                for (int64_t k = 0; k < ho_; ++k) masked_in_[i * ho_ + k] = in[i * ho_ + k] * mi[k];
+              }
+            },
+            kCopyMinFlops);
         fn(g, masked_in_);
       }
     }
