@@ -463,9 +463,20 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
             RunStepGemm(*projection, one_thread, n_rows, out + b0 * H, h_new + b0 * ho);
             h_out = h_new;
           }
+          // The last step writes the final states straight into hn and cn (a copy of h after the
+          // loop was one more pass over [B, H_out] and one more wake-up of the pool).
+          const bool last_step = s == T_ - 1;
+          T* const hn = a.hn + ld * B * ho;
+          T* const cn = Cell::kHasCellState ? a.cn + ld * B * H : nullptr;
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t len = Length(lengths, b, T_);
-            if (s >= len) continue;
+            if (s >= len) {
+              if (last_step) {  // (the state its last valid step left)
+                std::copy_n(h + b * ho, ho, hn + b * ho);
+                if constexpr (Cell::kHasCellState) std::copy_n(c + b * H, H, cn + b * H);
+              }
+              continue;
+            }
             const int64_t t = TimeAt(dir, s, len);
             if (zoning) {  // h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1})
               const T* m = a.zoneout_mask ? a.zoneout_mask + (t * B + b) * ho : nullptr;
@@ -475,17 +486,19 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
                 hz[j] = Zoneout(hp[j], hz[j], ZoneoutKeep(m, a.zoneout_keep, j));
               }
             }
-            std::copy(h_out + b * ho, h_out + (b + 1) * ho, h + b * ho);
-            std::copy(h + b * ho, h + (b + 1) * ho, y + io_row(t, b) * ow + dir * ho);
+            std::copy_n(h_out + b * ho, ho, y + io_row(t, b) * ow + dir * ho);
+            std::copy_n(h_out + b * ho, ho, (last_step ? hn : h) + b * ho);
             if constexpr (Cell::kHasCellState) {
-              std::copy(c_new + b * H, c_new + (b + 1) * H, c + b * H);
+              std::copy_n(c_new + b * H, H, (last_step ? cn : c) + b * H);
             }
           }
         },
         /*backward=*/false);
   }
-  ParallelCopy(d_, h, B * ho, a.hn + ld * B * ho);
-  if constexpr (Cell::kHasCellState) ParallelCopy(d_, c, B * H, a.cn + ld * B * H);
+  if (T_ == 0) {  // (no step: the states pass through)
+    ParallelCopy(d_, h, B * ho, a.hn + ld * B * ho);
+    if constexpr (Cell::kHasCellState) ParallelCopy(d_, c, B * H, a.cn + ld * B * H);
+  }
 }
 
 // ---------------------------------------------------------------------------------------- backward
