@@ -8,6 +8,7 @@
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -129,21 +130,30 @@ inline bool AllZero(const T* p, int64_t n) {
 
 // dst[0, n) = src[0, n) (or zeros where src is null), split over the pool's threads where it is
 // large (a layer's states at a large batch: SimpleRNN(64)'s h0, hn and their grads at B = 16384
-// are 4 MB each, copied on one thread).
+// are 4 MB each, copied on one thread). Returns whether the values copied are all zero (AllZero
+// of each block while it is in cache, until one is not: a zero initial state's products are
+// skipped, and checking it after the copy was a second pass, on one thread).
 template <typename T>
-inline void ParallelCopy(const CPUDevice& d, const T* src, int64_t n, T* dst) {
+inline bool ParallelCopy(const CPUDevice& d, const T* src, int64_t n, T* dst) {
   constexpr int64_t kBlock = 4096;  // values a row of ParallelRows
+  std::atomic<bool> nonzero{false};
   ParallelRows(
       d, (n + kBlock - 1) / kBlock, 2.0 * kBlock,
       [&](int64_t begin, int64_t end) {
-        const int64_t i0 = begin * kBlock, i1 = std::min(n, end * kBlock);
-        if (src == nullptr) {
-          std::fill(dst + i0, dst + i1, T(0));
-        } else {
+        for (int64_t i0 = begin * kBlock; i0 < std::min(n, end * kBlock); i0 += kBlock) {
+          const int64_t i1 = std::min(n, i0 + kBlock);
+          if (src == nullptr) {
+            std::fill(dst + i0, dst + i1, T(0));
+            continue;
+          }
           std::copy(src + i0, src + i1, dst + i0);
+          if (!nonzero.load(std::memory_order_relaxed) && !AllZero(dst + i0, i1 - i0)) {
+            nonzero.store(true, std::memory_order_relaxed);
+          }
         }
       },
       kCopyMinFlops);
+  return !nonzero.load();
 }
 
 // The per-row scratch of rnn_phase_products.h: n values, of which the first `zeroed` are zeros

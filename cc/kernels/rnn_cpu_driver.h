@@ -339,11 +339,10 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     masked.emplace(d_, B, ho, H, r, a.rec_masks, gate_src, keras && a.stream_weights);
   }
 
-  ParallelCopy(d_, a.h0 + ld * B * ho, B * ho, h);
-  if constexpr (Cell::kHasCellState) ParallelCopy(d_, a.c0 + ld * B * H, B * H, c);
   // A zero initial state (a layer called without one): the first step's recurrent products are of
   // zeros (h, r ⊙ h, h ⊙ m), so their columns of gh are set to zero, not computed.
-  const bool h0_zero = AllZero(h, B * ho);
+  const bool h0_zero = ParallelCopy(d_, a.h0 + ld * B * ho, B * ho, h);
+  if constexpr (Cell::kHasCellState) ParallelCopy(d_, a.c0 + ld * B * H, B * H, c);
   // One-product cells read that step's gh from one zero row (filling [B, G·H] with zeros was a
   // pass over 4 MB for SimpleRNN(64) at B = 16384; docs/PERFORMANCE.md item 76).
   const bool zero_row_first = h0_zero && kProducts == 1;

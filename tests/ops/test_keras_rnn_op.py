@@ -324,7 +324,7 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
 ]
 
 
-@pytest.mark.parametrize("zero_state", [False, True], ids=["state", "zero_state"])
+@pytest.mark.parametrize("zero_state", [False, True, "last_row"], ids=["state", "zero", "last_row"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("size", GRAD_SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
 def test_float32_gradient_matches_reference(rng, mode, size, zero_state):
@@ -332,7 +332,9 @@ def test_float32_gradient_matches_reference(rng, mode, size, zero_state):
     float64 autodiff of the reference, both layouts, lengths, no bias, and with the input or the
     input and the states not watched (skip_input_backprop, skip_state_backprop: the weights' grads
     unchanged). zero_state: zero initial states (a layer called without them), where the kernels
-    skip the first step's recurrent products and its rows of R's gradient."""
+    skip the first step's recurrent products and its rows of R's gradient; last_row: zero but for
+    the last batch row's h (and c), which the forward's zero check (run while the state is copied,
+    in blocks over the threads) must see."""
     B, T, n_in, H = size
     time_major = B % 2 == 1
     use_bias = (B + T) % 3 != 0
@@ -340,7 +342,10 @@ def test_float32_gradient_matches_reference(rng, mode, size, zero_state):
     if c0 is None:
         c0 = np.zeros([B, H], np.float32)
     if zero_state:
+        last = (h0[-1:].copy(), c0[-1:].copy())
         h0, c0 = np.zeros_like(h0), np.zeros_like(c0)
+        if zero_state == "last_row":
+            h0[-1:], c0[-1:] = last
     k, r, b = _weights(rng, mode, n_in, H, np.float32, use_bias=use_bias, scale=0.3)
     lengths = random_lengths(rng, B, T) if B > 1 else None
     y_shape = (T, B, H) if time_major else (B, T, H)
