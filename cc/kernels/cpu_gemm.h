@@ -156,6 +156,26 @@ inline bool ParallelCopy(const CPUDevice& d, const T* src, int64_t n, T* dst) {
   return !nonzero.load();
 }
 
+// AllZero split over the pool's threads where p is large (the backward's check of h0: 4 MB for
+// SimpleRNN(64) at B = 16384, a serial pass on the op's thread).
+template <typename T>
+inline bool AllZero(const CPUDevice& d, const T* p, int64_t n) {
+  constexpr int64_t kBlock = 4096;  // values a row of ParallelRows
+  std::atomic<bool> nonzero{false};
+  ParallelRows(
+      d, (n + kBlock - 1) / kBlock, double(kBlock),
+      [&](int64_t begin, int64_t end) {
+        for (int64_t i0 = begin * kBlock; i0 < std::min(n, end * kBlock); i0 += kBlock) {
+          if (nonzero.load(std::memory_order_relaxed)) return;
+          if (!AllZero(p + i0, std::min(n, i0 + kBlock) - i0)) {
+            nonzero.store(true, std::memory_order_relaxed);
+          }
+        }
+      },
+      kCopyMinFlops);
+  return !nonzero.load();
+}
+
 // The per-row scratch of rnn_phase_products.h: n values, of which the first `zeroed` are zeros
 // (what a product may read before the cells write it: a phase's input for rows past their
 // length), zeroed by the pool's threads where large. A std::vector of n zeros was filled on the

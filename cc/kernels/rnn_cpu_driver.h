@@ -671,7 +671,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
 
   ParallelCopy(d_, a.dhn + ld * B * ho, B * ho, dh);
   if constexpr (kHasC) ParallelCopy(d_, a.dcn + ld * B * H, B * H, dc);
-  const bool h0_zero = AllZero(a.h0 + ld * B * ho, B * ho);  // (see the weight gradients)
+  const bool h0_zero = AllZero(d_, a.h0 + ld * B * ho, B * ho);  // (see the weight gradients)
   const bool in_place_d_projected =
       a.d_projected != nullptr && !a.projected_batch_major && a.d_projected_gate_src == nullptr;
 
