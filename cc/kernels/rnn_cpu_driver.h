@@ -469,6 +469,13 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
           T* const cn = Cell::kHasCellState ? a.cn + ld * B * H : nullptr;
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t len = Length(lengths, b, T_);
+            if (io_row.batch_major && b + kIoPrefetchRows < b1) {
+              const int64_t ahead = b + kIoPrefetchRows, len_ahead = Length(lengths, ahead, T_);
+              if (s < len_ahead) {
+                PrefetchValues</*kWrite=*/1>(
+                    y + io_row(TimeAt(dir, s, len_ahead), ahead) * ow + dir * ho, ho);
+              }
+            }
             if (s >= len) {
               if (last_step) {  // (the state its last valid step left)
                 std::copy_n(h + b * ho, ho, hn + b * ho);
@@ -689,6 +696,13 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
           for (int64_t s = s0; s < s1; ++s) {
             for (int64_t b = b_begin; b < b_end; ++b) {
               const int64_t len = Length(lengths, b, T_), k = (s - s0) * B + b;
+              if (io_row.batch_major && sv.hprev < 0 && s > 0 && b + kIoPrefetchRows < b_end) {
+                const int64_t ahead = b + kIoPrefetchRows, len_ahead = Length(lengths, ahead, T_);
+                if (s < len_ahead) {
+                  PrefetchValues(y + io_row(TimeAt(dir, s - 1, len_ahead), ahead) * ow + dir * ho,
+                                 ho);
+                }
+              }
               T* hp = hprev_rows + k * ho;
               T* cp = kHasC ? cprev_rows + k * H : nullptr;
               if (s >= len) {
@@ -720,6 +734,12 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
           const int64_t n_rows = b1 - b0;
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t len = Length(lengths, b, T_);
+            if (io_row.batch_major && b + kIoPrefetchRows < b1) {
+              const int64_t ahead = b + kIoPrefetchRows, len_ahead = Length(lengths, ahead, T_);
+              if (s < len_ahead) {
+                PrefetchValues(dy + io_row(TimeAt(dir, s, len_ahead), ahead) * ow + dir * ho, ho);
+              }
+            }
             if (s >= len) {
               if (has_proj) std::fill_n(dh_all + (k + b) * ho, ho, T(0));
               continue;
