@@ -96,22 +96,32 @@ def _is(fn, candidates) -> bool:
     return any(fn is c for c in candidates)
 
 
-def _masked_input_side(x, masks, kernel, units):
-    """concat_g((x ⊙ d_g) W_g) for x [B, T, I], the G input masks d_g [B, I] and kernel [I, G·H]:
-    one [B·T, I] x [I, H] product per gate, joined on the last axis ([B, T, G·H]). (An einsum over
-    the stacked [G, B, T, I] copies transposed its output and its gradient between [G, B, T, H]
-    and [B, T, G, H]: 24 against 15 ms of the GRU step's 60, docs/PERFORMANCE.md item 48.)"""
+def _input_side(x, masks, kernel, bias, units):
+    """The gates' input side for x [B, T, I] and kernel [I, G·H]: x W + b, or with the G input
+    dropout masks d_g [B, I] concat_g((x ⊙ d_g) W_g) + b (one [B·T, I] x [I, H] product per gate,
+    joined on the last axis), [B, T, G·H]; bias [G·H] or None. (An einsum over the stacked
+    [G, B, T, I] copies transposed its output and its gradient between [G, B, T, H] and
+    [B, T, G, H]: 24 against 15 ms of the GRU step's 60, docs/PERFORMANCE.md item 48.) One
+    [B·T, ·] product, not a broadcast batch matmul (B small ones); the bias added to it by
+    BiasAdd, which TensorFlow fuses into the product (an add after the reshape was a pass of its
+    own, and its gradient a Sum: docs/PERFORMANCE.md item 77)."""
     n_in = tf.shape(x)[2]
-    parts = [
-        tf.matmul(
-            tf.reshape(x * m[:, tf.newaxis, :], [-1, n_in]),
-            kernel[:, g * units : (g + 1) * units],
+    if masks is None:
+        gx = tf.matmul(tf.reshape(x, [-1, n_in]), kernel)
+    else:
+        gx = tf.concat(
+            [
+                tf.matmul(
+                    tf.reshape(x * m[:, tf.newaxis, :], [-1, n_in]),
+                    kernel[:, g * units : (g + 1) * units],
+                )
+                for g, m in enumerate(masks)
+            ],
+            axis=-1,
         )
-        for g, m in enumerate(masks)
-    ]
-    return tf.reshape(
-        tf.concat(parts, axis=-1), tf.concat([tf.shape(x)[:2], [len(masks) * units]], 0)
-    )
+    if bias is not None:
+        gx = tf.nn.bias_add(gx, bias)
+    return tf.reshape(gx, tf.concat([tf.shape(x)[:2], [tf.shape(kernel)[1]]], 0))
 
 
 def run_fused(
@@ -417,7 +427,6 @@ class _FusedRNNMixin:
         cell = self.cell
         dtype = x.dtype
         units = cell.units
-        gates = _modes.NUM_GATES[self._fused_mode]
         dp = None
         if self._input_dropout_active(training):
             dp = cell.get_dropout_mask(x[:, 0, :])
@@ -430,22 +439,16 @@ class _FusedRNNMixin:
         kernel = tf.cast(read_variable(cell.kernel), dtype)
         recurrent_kernel = tf.cast(read_variable(cell.recurrent_kernel), dtype)
         bias = tf.cast(read_variable(cell.bias), dtype) if cell.use_bias else None
-        if dp is None:
-            # one [B·T, I] x [I, G·H] product (a broadcast batch matmul would run B small ones)
-            gx = tf.reshape(
-                tf.matmul(tf.reshape(x, [-1, tf.shape(x)[2]]), kernel),
-                tf.concat([tf.shape(x)[:2], [gates * units]], 0),
-            )
-        else:
+        masks = None
+        if dp is not None:  # (SimpleRNN: one mask, one product)
             masks = [tf.cast(m, dtype) for m in (dp if isinstance(dp, list | tuple) else [dp])]
-            gx = _masked_input_side(x, masks, kernel, units)  # (SimpleRNN: one mask, one product)
-        recurrent_bias = None
+        input_bias = recurrent_bias = None
         if bias is not None:
             if self._fused_mode == "gru":  # Keras' [2, 3H]: input row, recurrent row
-                gx = gx + bias[0]
-                recurrent_bias = bias[1]
+                input_bias, recurrent_bias = bias[0], bias[1]
             else:
-                gx = gx + bias
+                input_bias = bias
+        gx = _input_side(x, masks, kernel, input_bias, units)
         rmask = None
         if rec is not None:
             rmask = tf.stack(rec if isinstance(rec, list | tuple) else [rec])
