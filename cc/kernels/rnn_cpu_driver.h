@@ -138,8 +138,8 @@ struct RnnBackwardArgs {
   // RnnForwardArgs' (no kernel with d_projected); d_kernel [in, G·H] and d_recurrent_kernel [H,
   // G·H] receive the weight gradients in Keras' layout, canonical gate g in column block
   // grad_gate_src[g] (or g where it is null), d_bias_w and d_bias_r [G·H] the bias gradients in the
-  // canonical gate order (null: not wanted, not summed). So a call converts nothing, and where its sums may run in T
-  // (WeightGradsInT), the products write the weight gradients directly.
+  // canonical gate order (null: not wanted, not summed). So a call converts nothing, and where its
+  // sums may run in T (WeightGradsInT), the products write the weight gradients directly.
   const T* kernel = nullptr;
   const T* recurrent_kernel = nullptr;
   const int* gate_src = nullptr;
