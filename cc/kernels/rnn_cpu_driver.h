@@ -172,6 +172,16 @@ class CpuRnn {
   }
   // The time index that direction `dir` processes at step s for a row of length len (s < len).
   static int64_t TimeAt(int dir, int64_t s, int64_t len) { return dir == 0 ? s : len - 1 - s; }
+  // In a loop over step s's batch rows (up to b_end) of a batch-major buffer, asks for the row of
+  // b + kIoPrefetchRows: its `width` values from column `col` of rows `ld` apart (PrefetchValues;
+  // nothing for time-major rows, which follow each other).
+  template <int kWrite = 0>
+  void PrefetchRowAhead(const IoRows& io_row, const int32_t* lengths, int dir, int64_t s, int64_t b,
+                        int64_t b_end, const T* buf, int64_t ld, int64_t col, int64_t width) const {
+    if (!io_row.batch_major || b + kIoPrefetchRows >= b_end) return;
+    const int64_t ahead = b + kIoPrefetchRows, len = Length(lengths, ahead, io_row.T_);
+    if (s < len) PrefetchValues<kWrite>(buf + io_row(TimeAt(dir, s, len), ahead) * ld + col, width);
+  }
 
   // Runs step(s, b0, b1, one_thread) for the steps [s0, s1) (from s1 - 1 down when `backward`). The
   // rows of a batch run their recurrences independently, so where the batch is large enough and the
@@ -469,13 +479,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
           T* const cn = Cell::kHasCellState ? a.cn + ld * B * H : nullptr;
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t len = Length(lengths, b, T_);
-            if (io_row.batch_major && b + kIoPrefetchRows < b1) {
-              const int64_t ahead = b + kIoPrefetchRows, len_ahead = Length(lengths, ahead, T_);
-              if (s < len_ahead) {
-                PrefetchValues</*kWrite=*/1>(
-                    y + io_row(TimeAt(dir, s, len_ahead), ahead) * ow + dir * ho, ho);
-              }
-            }
+            PrefetchRowAhead</*kWrite=*/1>(io_row, lengths, dir, s, b, b1, y, ow, dir * ho, ho);
             if (s >= len) {
               if (last_step) {  // (the state its last valid step left)
                 std::copy_n(h + b * ho, ho, hn + b * ho);
@@ -696,12 +700,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
           for (int64_t s = s0; s < s1; ++s) {
             for (int64_t b = b_begin; b < b_end; ++b) {
               const int64_t len = Length(lengths, b, T_), k = (s - s0) * B + b;
-              if (io_row.batch_major && sv.hprev < 0 && s > 0 && b + kIoPrefetchRows < b_end) {
-                const int64_t ahead = b + kIoPrefetchRows, len_ahead = Length(lengths, ahead, T_);
-                if (s < len_ahead) {
-                  PrefetchValues(y + io_row(TimeAt(dir, s - 1, len_ahead), ahead) * ow + dir * ho,
-                                 ho);
-                }
+              if (sv.hprev < 0 && s > 0) {  // (the previous step's output)
+                PrefetchRowAhead(io_row, lengths, dir, s - 1, b, b_end, y, ow, dir * ho, ho);
               }
               T* hp = hprev_rows + k * ho;
               T* cp = kHasC ? cprev_rows + k * H : nullptr;
@@ -734,12 +734,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
           const int64_t n_rows = b1 - b0;
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t len = Length(lengths, b, T_);
-            if (io_row.batch_major && b + kIoPrefetchRows < b1) {
-              const int64_t ahead = b + kIoPrefetchRows, len_ahead = Length(lengths, ahead, T_);
-              if (s < len_ahead) {
-                PrefetchValues(dy + io_row(TimeAt(dir, s, len_ahead), ahead) * ow + dir * ho, ho);
-              }
-            }
+            PrefetchRowAhead(io_row, lengths, dir, s, b, b1, dy, ow, dir * ho, ho);
             if (s >= len) {
               if (has_proj) std::fill_n(dh_all + (k + b) * ho, ho, T(0));
               continue;
