@@ -84,6 +84,9 @@ template <typename T>
 struct CpuCellRow {
   int64_t H = 0;
   const T* gx = nullptr;
+  // gx's gate g in column block gx_gate_src[g] (a given input side in Keras' gate order, read in
+  // place), or block g where it is null.
+  const int* gx_gate_src = nullptr;
   const T* b_w = nullptr;
   const T* gh = nullptr;
   const T* b_r = nullptr;
@@ -104,7 +107,10 @@ class CpuForwardIo {
   using Value = CpuVec<T>;
   CpuForwardIo(const CpuCellRow<T>& row, int64_t j, int n) : row_(row), j_(j), n_(n) {}
 
-  Value X(int g) const { return Load(row_.gx, g) + Load(row_.b_w, g); }
+  Value X(int g) const {
+    const int block = row_.gx_gate_src ? row_.gx_gate_src[g] : g;
+    return Load(row_.gx, block) + Load(row_.b_w, g);
+  }
   Value R(int g) const { return Load(row_.gh, g) + Load(row_.b_r, g); }
   Value HPrev() const { return Load(row_.h_prev, 0); }
   Value CPrev() const { return Load(row_.c_prev, 0); }

@@ -97,9 +97,10 @@ class DropoutCall {
     return KerasOrderIsCanonical() ? nullptr : gate_src_;
   }
 
-  // Converts the inputs into the driver's layout and gate order (temporaries in `this`): the
-  // projected input only with `projected` (the forward; the backward never reads it) and only
-  // where Keras' gate order differs (the driver reads it batch-major in place: `gx_batch_major`).
+  // Converts the inputs into the driver's layout and gate order (temporaries in `this`). The
+  // projected input (the forward's; the backward never reads it) is read in place in its layout
+  // and Keras' gate order (`gx_batch_major`, `gx_gate_src`: a reordered copy was a pass over
+  // [T, B, G·H] and ~20% of the GRU(64) forward at B = 1024, T = 16; PERFORMANCE item 77).
   // recurrent_kernel: read in place, its gate blocks through rk_gate_src (float: the products
   // permute them), or (another type than float where the order differs) a copy in the canonical
   // gate order.
@@ -107,39 +108,16 @@ class DropoutCall {
     const int64_t gh = G * H;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
     const bool canonical = KerasOrderIsCanonical();
-    const bool copy_gx = projected && !canonical;
     const bool copy_rk = !canonical && !std::is_same<T, float>::value;
     DC_REQUIRES_OK(
-        ctx, ctx->allocate_temp(dt,
-                                TensorShape({(copy_gx ? T_ * B * gh : 0) + (copy_rk ? H * gh : 0) +
-                                             (canonical ? 0 : G * B * H) + 2 * gh}),
-                                &temp_));
+        ctx, ctx->allocate_temp(
+                 dt, TensorShape({(copy_rk ? H * gh : 0) + (canonical ? 0 : G * B * H) + 2 * gh}),
+                 &temp_));
     AdviseHugePages(temp_);
     T* at = temp_.flat<T>().data();
-    const T* src = ctx->input(kProjected).flat<T>().data();
-    gx = nullptr;
-    gx_batch_major = false;
-    if (copy_gx) {
-      T* out = at;
-      gx = out;
-      at += T_ * B * gh;
-      // (on the pool's threads where large: 12 MB for GRU(64) at B = 16384, T = 1)
-      ParallelRows(
-          ctx->eigen_device<CPUDevice>(), B, 2.0 * T_ * gh,
-          [&](int64_t b0, int64_t b1) {
-            for (int64_t t = 0; t < T_; ++t) {
-              for (int64_t b = b0; b < b1; ++b) {
-                const T* row = src + (time_major_ ? t * B + b : b * T_ + t) * gh;
-                T* dst = out + (t * B + b) * gh;
-                for (int g = 0; g < G; ++g) std::copy_n(row + Src(g) * H, H, dst + g * H);
-              }
-            }
-          },
-          kCopyMinFlops);
-    } else if (projected) {
-      gx = src;
-      gx_batch_major = !time_major_;
-    }
+    gx = projected ? ctx->input(kProjected).flat<T>().data() : nullptr;
+    gx_batch_major = projected && !time_major_;
+    gx_gate_src = projected && !canonical ? GateSrc() : nullptr;
     const Tensor& r_in = ctx->input(kRecurrentKernel);
     const T* r = r_in.flat<T>().data();
     rk = r;
@@ -186,9 +164,10 @@ class DropoutCall {
   const int* rk_gate_src = nullptr;         // its canonical gate g's column block, or null
   T *b_w = nullptr, *b_r = nullptr;
   bool has_masks = false;
-  bool gx_batch_major = false;      // gx is the op's [B, T, G·H] input itself
-  const T* zoneout_mask = nullptr;  // [T, B, H], or null: zoneout_keep for every unit
-  T zoneout_keep = T(1);            // 1: no zoneout
+  bool gx_batch_major = false;       // gx is [B, T, G·H] (else [T, B, G·H])
+  const int* gx_gate_src = nullptr;  // gx's canonical gate g in column block gx_gate_src[g]
+  const T* zoneout_mask = nullptr;   // [T, B, H], or null: zoneout_keep for every unit
+  T zoneout_keep = T(1);             // 1: no zoneout
 
  private:
   Tensor temp_;
@@ -242,6 +221,7 @@ class KerasRnnDropoutOp : public OpKernel {
     a.bias_r = c.b_r;
     a.projected = c.gx;
     a.projected_batch_major = c.gx_batch_major;
+    a.projected_gate_src = c.gx_gate_src;
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;

@@ -79,11 +79,13 @@ struct RnnForwardArgs {
   // recurrent_kernel, with gate_src null where rec_masks is given): `projected` [T, B, G·H] the
   // input side of every gate,
   // bias included, read in place of the input projection (kernel null, no W); `rec_masks`
-  // [G, B, H_out] the per-gate masks of the recurrent products (MaskedProducts). Both canonical
-  // gate order. `projected_batch_major`: projected is [B, T, G·H] instead (Keras' layout, read in
-  // place: no transposed copy).
+  // [G, B, H_out] the per-gate masks of the recurrent products (MaskedProducts), canonical gate
+  // order. `projected_batch_major`: projected is [B, T, G·H] instead (Keras' layout, read in
+  // place: no transposed copy); `projected_gate_src`: its canonical gate g in column block
+  // projected_gate_src[g] (Keras' order, read in place: no reordered copy), or g where null.
   const T* projected = nullptr;
   bool projected_batch_major = false;
+  const int* projected_gate_src = nullptr;
   const T* rec_masks = nullptr;
   // Zoneout on h (haste; docs/MATH.md, "Cells beyond cuDNN", Zoneout): after
   // the cell's step, h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1}) with m = zoneout_mask [T, B, H_out] (row
@@ -378,6 +380,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     cr.h = out + b * H;
     cr.c = c_new + b * H;
     cr.rec_in = masked ? masked->RecurrentInput(b) : phases->RecurrentInput(b);
+    cr.gx_gate_src = a.projected != nullptr ? a.projected_gate_src : nullptr;
     // Training: the saved buffers go to the reserve, the activations over gx (computed there).
     // Inference: to scratch rows. One instantiation for both, so that both compute bitwise the
     // same outputs (the compiler's choices of fused multiply-adds could differ between two).
