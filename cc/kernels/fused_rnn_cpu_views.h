@@ -7,11 +7,9 @@
 
 #define EIGEN_USE_THREADS
 
-#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
-#include "cc/kernels/cpu_gemm.h"
 #include "cc/kernels/kernel_util.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -31,19 +29,6 @@ template <typename T, typename Acc>
 void ConvertLayout(const CPUDevice& d, const T* src, int64_t d0, int64_t d1, int64_t d2, bool swap,
                    Acc* dst) {
   if (d0 * d1 * d2 == 0) return;
-  if constexpr (std::is_same<T, Acc>::value) {
-    if (swap) {  // row copies on the pool (Eigen's shuffle moved one value at a time)
-      ParallelRows(
-          d, d1, 2.0 * d0 * d2,
-          [&](int64_t j0, int64_t j1) {
-            for (int64_t j = j0; j < j1; ++j)
-              for (int64_t i = 0; i < d0; ++i)
-                std::copy_n(src + (i * d1 + j) * d2, d2, dst + (j * d0 + i) * d2);
-          },
-          kCopyMinFlops);
-      return;
-    }
-  }
   Eigen::TensorMap<Eigen::Tensor<const T, 3, Eigen::RowMajor, Eigen::DenseIndex>> in(src, d0, d1,
                                                                                      d2);
   if (swap) {
