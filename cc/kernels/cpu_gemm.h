@@ -128,6 +128,21 @@ inline bool AllZero(const T* p, int64_t n) {
   return true;
 }
 
+// Runs fn(i0, i1) over [0, n) in blocks of 4096 values, split over the pool's threads where
+// large (ParallelRows with kCopyMinFlops), each value costing about `value_flops`.
+template <typename Fn>
+inline void ParallelBlocks(const CPUDevice& d, int64_t n, double value_flops, Fn&& fn) {
+  constexpr int64_t kBlock = 4096;  // values a row of ParallelRows
+  ParallelRows(
+      d, (n + kBlock - 1) / kBlock, value_flops * kBlock,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t i0 = begin * kBlock; i0 < std::min(n, end * kBlock); i0 += kBlock) {
+          fn(i0, std::min(n, i0 + kBlock));
+        }
+      },
+      kCopyMinFlops);
+}
+
 // dst[0, n) = src[0, n) (or zeros where src is null), split over the pool's threads where it is
 // large (a layer's states at a large batch: SimpleRNN(64)'s h0, hn and their grads at B = 16384
 // are 4 MB each, copied on one thread). Returns whether the values copied are all zero (AllZero
@@ -135,24 +150,17 @@ inline bool AllZero(const T* p, int64_t n) {
 // skipped, and checking it after the copy was a second pass, on one thread).
 template <typename T>
 inline bool ParallelCopy(const CPUDevice& d, const T* src, int64_t n, T* dst) {
-  constexpr int64_t kBlock = 4096;  // values a row of ParallelRows
   std::atomic<bool> nonzero{false};
-  ParallelRows(
-      d, (n + kBlock - 1) / kBlock, 2.0 * kBlock,
-      [&](int64_t begin, int64_t end) {
-        for (int64_t i0 = begin * kBlock; i0 < std::min(n, end * kBlock); i0 += kBlock) {
-          const int64_t i1 = std::min(n, i0 + kBlock);
-          if (src == nullptr) {
-            std::fill(dst + i0, dst + i1, T(0));
-            continue;
-          }
-          std::copy(src + i0, src + i1, dst + i0);
-          if (!nonzero.load(std::memory_order_relaxed) && !AllZero(dst + i0, i1 - i0)) {
-            nonzero.store(true, std::memory_order_relaxed);
-          }
-        }
-      },
-      kCopyMinFlops);
+  ParallelBlocks(d, n, 2.0, [&](int64_t i0, int64_t i1) {
+    if (src == nullptr) {
+      std::fill(dst + i0, dst + i1, T(0));
+      return;
+    }
+    std::copy(src + i0, src + i1, dst + i0);
+    if (!nonzero.load(std::memory_order_relaxed) && !AllZero(dst + i0, i1 - i0)) {
+      nonzero.store(true, std::memory_order_relaxed);
+    }
+  });
   return !nonzero.load();
 }
 
@@ -160,19 +168,12 @@ inline bool ParallelCopy(const CPUDevice& d, const T* src, int64_t n, T* dst) {
 // SimpleRNN(64) at B = 16384, a serial pass on the op's thread).
 template <typename T>
 inline bool AllZero(const CPUDevice& d, const T* p, int64_t n) {
-  constexpr int64_t kBlock = 4096;  // values a row of ParallelRows
   std::atomic<bool> nonzero{false};
-  ParallelRows(
-      d, (n + kBlock - 1) / kBlock, double(kBlock),
-      [&](int64_t begin, int64_t end) {
-        for (int64_t i0 = begin * kBlock; i0 < std::min(n, end * kBlock); i0 += kBlock) {
-          if (nonzero.load(std::memory_order_relaxed)) return;
-          if (!AllZero(p + i0, std::min(n, i0 + kBlock) - i0)) {
-            nonzero.store(true, std::memory_order_relaxed);
-          }
-        }
-      },
-      kCopyMinFlops);
+  ParallelBlocks(d, n, 1.0, [&](int64_t i0, int64_t i1) {
+    if (!nonzero.load(std::memory_order_relaxed) && !AllZero(p + i0, i1 - i0)) {
+      nonzero.store(true, std::memory_order_relaxed);
+    }
+  });
   return !nonzero.load();
 }
 
@@ -184,10 +185,9 @@ inline bool AllZero(const CPUDevice& d, const T* p, int64_t n) {
 template <typename T>
 class RowScratch {
  public:
-  T* Reset(const CPUDevice& d, int64_t n, int64_t zeroed) {
+  void Reset(const CPUDevice& d, int64_t n, int64_t zeroed) {
     data_.reset(new T[std::max<int64_t>(1, n)]);
     ParallelCopy<T>(d, nullptr, zeroed, data_.get());
-    return data_.get();
   }
   T* data() const { return data_.get(); }
 
