@@ -164,7 +164,7 @@ typedef struct tfrnn_keras_dropout_desc {
   int64_t batch;
   int64_t time_major;
   int64_t is_training;
-  int64_t has_recurrent_bias; /* gru: recurrent_bias [G*H] */
+  int64_t has_recurrent_bias; /* recurrent_bias [G*H] */
   int64_t has_masks;          /* recurrent_masks [G, B, H] */
   int64_t zoneout;            /* TFRNN_ZONEOUT_*: [T, B, H] time-major, or one scalar */
 } tfrnn_keras_dropout_desc;

@@ -143,11 +143,6 @@ Status ToRnnConfig(const KerasDropoutConfig& c, RnnConfig* config) {
     return Status::InvalidArgument("KerasRNNDropout: unknown rnn_mode " +
                                    std::to_string(static_cast<int>(c.mode)));
   }
-  if (c.recurrent_bias && c.mode != RnnMode::kGru) {
-    return Status::InvalidArgument(std::string("KerasRNNDropout: a recurrent bias is for gru only, "
-                                               "not rnn_mode ") +
-                                   RnnModeName(c.mode));
-  }
   fused_rnn::ModelSpec spec;
   spec.mode = c.mode;
   spec.num_units = c.units;

@@ -167,11 +167,10 @@ inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, 
   }
   const int64_t T = gx.dim_size(tm ? 0 : 1), B = gx.dim_size(tm ? 1 : 0);
   TF_RETURN_IF_ERROR(keras_rnn::CheckStates(input_h, input_c, mode, B, H));
-  const bool gru = mode == RnnMode::kGru;
-  if (!(rbias.NumElements() == 0 || (gru && rbias.shape() == TensorShape({gh})))) {
-    return InvalidArgument("recurrent_bias must have no elements",
-                           gru ? absl::StrCat(" or shape [", gh, "] (Keras' recurrent row)") : "",
-                           " for rnn_mode ", name, ", got shape ", rbias.shape().DebugString());
+  if (!(rbias.NumElements() == 0 || rbias.shape() == TensorShape({gh}))) {
+    return InvalidArgument("recurrent_bias must have no elements or shape [", gh, "] (", G,
+                           " gates times units) for rnn_mode ", name, ", got shape ",
+                           rbias.shape().DebugString());
   }
   if (!(masks.NumElements() == 0 || masks.shape() == TensorShape({G, B, H}))) {
     return InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,

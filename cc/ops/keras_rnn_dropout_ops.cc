@@ -48,7 +48,9 @@ const InitOnStartupMarker kForward TF_ATTRIBUTE_UNUSED =
 The recurrence of one unidirectional Keras RNN layer with recurrent dropout and zoneout.
 projected_input [B, T, G*H] ([T, B, G*H] with time_major): the input side of every gate, bias
 included, in Keras' gate column order (GRU z, r, h; LSTM i, f, c, o). recurrent_kernel [H, G*H] as
-Keras keeps it; recurrent_bias: GRU (reset_after=True) Keras' recurrent bias row [G*H], else empty.
+Keras keeps it; recurrent_bias [G*H] (Keras' gate order) added to every gate's recurrent side
+(GRU reset_after=True: Keras' recurrent bias row, inside the reset gate's product; the other modes:
+the same as a bias in projected_input, whose grad this op then sums), or empty.
 recurrent_masks [G, B, H]: gate g's recurrent product is
 (h_prev * masks[g]) @ recurrent_kernel[:, g]; no elements: no recurrent dropout (the plain
 products). zoneout_mask: zoneout on h after each step, h = h_prev + m * (h_new - h_prev) (h is

@@ -20,7 +20,7 @@ MODES = list(GATES)
 
 def problem(rng, mode, B, T, H, *, masks=True, zoneout="mask", rbias=True, rate=0.3):
     """Random inputs in Keras' layouts (batch-major), float64: dict with gx [B, T, G·H], h0, c0,
-    rk [H, G·H], rb ([G·H] for gru when rbias, else None), masks ([G, B, H] or None), zoneout
+    rk [H, G·H], rb ([G·H] when rbias, else None), masks ([G, B, H] or None), zoneout
     (None, [T, B, H] in {0, 1}, or a 0-d array)."""
     G = GATES[mode]
     # U's entries shrink as 1/sqrt(H) past H = 4 (spectral radius ~0.7 at every H): with
@@ -31,7 +31,7 @@ def problem(rng, mode, B, T, H, *, masks=True, zoneout="mask", rbias=True, rate=
         "h0": rng.normal(size=(B, H)) * 0.5,
         "c0": rng.normal(size=(B, H)) * 0.5,
         "rk": rng.uniform(-rk_limit, rk_limit, (H, G * H)),
-        "rb": rng.uniform(-0.5, 0.5, G * H) if (rbias and mode == "gru") else None,
+        "rb": rng.uniform(-0.5, 0.5, G * H) if rbias else None,
         "masks": np.stack(cref.dropout_masks(rng, G, (B, H), rate)) if masks else None,
     }
     if zoneout == "mask":
@@ -45,23 +45,25 @@ def problem(rng, mode, B, T, H, *, masks=True, zoneout="mask", rbias=True, rate=
 
 def forward(mode, gx, h0, c0, rk, rb=None, masks=None, zoneout=None, lengths=None):
     """(y [B, T, H], h_T, c_T or None), all float64, batch-major. The projected input enters the
-    Keras cell as its input through an identity kernel (its input bias is in gx)."""
+    Keras cell as its input through an identity kernel; rb is GRU reset_after's recurrent bias
+    row, the other cells' (one) bias."""
     gx = np.asarray(gx, np.float64)
     B, T, GH = gx.shape
     G = GATES[mode]
     H = GH // G
     eye = np.eye(GH)
     rm = None if masks is None else [np.asarray(m, np.float64) for m in masks]
+    rb = np.zeros(GH) if rb is None else np.asarray(rb, np.float64)
     if mode == "gru":
-        bias = np.stack([np.zeros(GH), np.zeros(GH) if rb is None else np.asarray(rb, np.float64)])
-        cell = cref.gru_cell(eye, rk, bias, reset_after=True, recurrent_masks=rm)
+        cell = cref.gru_cell(eye, rk, np.stack([np.zeros(GH), rb]), reset_after=True,
+                             recurrent_masks=rm)  # fmt: skip
     elif mode == "gru_reset_before":
-        cell = cref.gru_cell(eye, rk, np.zeros(GH), reset_after=False, recurrent_masks=rm)
+        cell = cref.gru_cell(eye, rk, rb, reset_after=False, recurrent_masks=rm)
     elif mode == "lstm":
-        cell = cref.lstm_cell(eye, rk, np.zeros(GH), recurrent_masks=rm)
+        cell = cref.lstm_cell(eye, rk, rb, recurrent_masks=rm)
     else:
         cell = cref.simple_rnn_cell(
-            eye, rk, np.zeros(GH), activation=mode[4:], recurrent_mask=None if rm is None else rm[0]
+            eye, rk, rb, activation=mode[4:], recurrent_mask=None if rm is None else rm[0]
         )
     if zoneout is not None:
         z = np.asarray(zoneout, np.float64)

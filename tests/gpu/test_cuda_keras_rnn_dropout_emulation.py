@@ -206,9 +206,6 @@ def test_empty_batch_and_sequence(lib, rng, mode):
 def test_bad_configurations(lib, rng):
     p = kref.problem(rng, "lstm", 2, 3, 2)
     be = lib.backend
-    with pytest.raises(tc.TfRnnCudaError, match="recurrent bias is for gru only"):
-        q = dict(p, rb=rng.normal(size=8))
-        _forward(lib, "lstm", q)
     op = lib.keras_dropout("gru", 0, "float64", False)
     d = op.desc(3, 2, True, None, None, None)
     with pytest.raises(tc.TfRnnCudaError, match="num_units"):

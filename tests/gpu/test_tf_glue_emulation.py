@@ -231,14 +231,14 @@ def test_keras_rnn_dropout(mode, kind, lengths):
     gx = tf.constant(rng.uniform(-1, 1, (B, T, gates * H)))
     h0, c0 = (tf.constant(rng.uniform(-1, 1, (B, H))) for _ in range(2))
     r = tf.constant(rng.uniform(-0.5, 0.5, (H, gates * H)))
-    rb = tf.constant(rng.uniform(-0.5, 0.5, gates * H)) if mode == "gru" else None
+    rb = tf.constant(rng.uniform(-0.5, 0.5, gates * H))  # (every mode: the layers pass their bias)
     masks = zoneout = None
     if kind in ("masks", "both"):
         masks = tf.constant((rng.random((gates, B, H)) < 0.7) / 0.7)
     if kind in ("zoneout", "both"):
         zoneout = tf.constant((rng.random((T, B, H)) < 0.8).astype(np.float64))
     lens = None if lengths is None else tf.constant(lengths, tf.int32)
-    sources = [gx, h0, r] + ([c0] if mode == "lstm" else []) + ([rb] if rb is not None else [])
+    sources = [gx, h0, r, rb] + ([c0] if mode == "lstm" else [])
 
     def fn():
         def forward():

@@ -74,11 +74,14 @@ def _reference(mode, k, r, b, x, h0, c0, dm, rm, lengths=None):
     return y, st[0], st[1] if mode == "lstm" else None
 
 
-def _run(mode, gx, h0, c0, r, b, rm, lengths=None, time_major=False, dtype=np.float64, **kw):
+def _run(
+    mode, gx, h0, c0, r, b, rm, lengths=None, time_major=False, dtype=np.float64,
+    recurrent_bias=None, **kw,
+):  # fmt: skip
     cast = lambda a: None if a is None else np.asarray(a, dtype)  # noqa: E731
     if time_major:
         gx = np.swapaxes(gx, 0, 1)
-    rb = b[1] if (b is not None and mode == "gru") else None
+    rb = b[1] if (b is not None and mode == "gru") else recurrent_bias
     y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
         cast(gx), cast(h0), cast(c0) if mode == "lstm" else None, cast(r),
         cast(np.stack(rm)), cast(rb), sequence_lengths=lengths, rnn_mode=mode,
@@ -122,6 +125,25 @@ def test_lengths_layouts_and_no_bias(rng, mode):
             np.testing.assert_allclose(h, rh, **TOL[np.float64])
             if mode == "lstm":
                 np.testing.assert_allclose(c, rc, **TOL[np.float64])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "gru"])
+def test_bias_on_the_recurrent_side(rng, mode, dtype):
+    """The cells whose bias adds to the gate once (all but GRU reset_after) take it as
+    recurrent_bias (how the layers pass it): Keras' cell with the bias on its input side."""
+    B, T, n_in, H = 13, 5, 3, 257
+    lengths = random_lengths(rng, B, T)
+    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
+    r = r * 2.0 / np.sqrt(H)  # (U(-0.6, 0.6) at H = 257: rnn_relu's states grow past float32)
+    gx = _projected(mode, x, k, None, dm)
+    ry, rh, rc = _reference(mode, k, r, b, x, h0, c0, dm, rm, lengths)
+    for time_major in (False, True):
+        y, h, c = _run(mode, gx, h0, c0, r, None, rm, lengths, time_major, dtype, recurrent_bias=b)
+        np.testing.assert_allclose(y, ry, **TOL[dtype])
+        np.testing.assert_allclose(h, rh, **TOL[dtype])
+        if mode == "lstm":
+            np.testing.assert_allclose(c, rc, **TOL[dtype])
 
 
 @pytest.mark.parametrize("mode", ["gru", "lstm"])
@@ -171,13 +193,13 @@ def test_gradient_matches_numeric(rng, mode):
 
     def loss(gx, h0, c0, r, rb):
         y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
-            gx, h0, c0 if lstm else None, r, masks, rb if gru else None,
-            sequence_lengths=lengths, rnn_mode=mode,
-        )  # fmt: skip
+            gx, h0, c0 if lstm else None, r, masks, rb, sequence_lengths=lengths, rnn_mode=mode
+        )
         out = tf.reduce_sum(y * wy) + tf.reduce_sum(h * wh)
         return out + tf.reduce_sum(c * wc) if lstm else out
 
-    rb = b[1] if gru else np.zeros(3)
+    # (every mode takes a recurrent bias: the layers pass theirs there, and its grad is the op's)
+    rb = b[1] if gru else b
     args = [tf.constant(a) for a in (gx, h0, c0, r, rb)]
     theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
     for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
@@ -297,7 +319,8 @@ def _good(B=2, T=3, H=4, mode="lstm"):
         (dict(input_c=np.zeros((2, 5), np.float32)), "input_c"),
         (dict(recurrent_kernel=np.zeros((4, 15), np.float32)), "recurrent_kernel"),
         (dict(recurrent_masks=np.ones((3, 2, 4), np.float32)), "recurrent_masks"),
-        (dict(recurrent_bias=np.zeros((16,), np.float32)), "recurrent_bias"),
+        (dict(recurrent_bias=np.zeros((15,), np.float32)), "recurrent_bias"),
+        (dict(recurrent_bias=np.zeros((1, 16), np.float32)), "recurrent_bias"),
         (dict(sequence_lengths=np.array([1, 4], np.int32)), "sequence_length"),
         (dict(sequence_lengths=np.array([1, 2, 3], np.int32)), "sequence_lengths"),
     ],

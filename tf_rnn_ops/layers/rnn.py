@@ -98,29 +98,38 @@ def _is(fn, candidates) -> bool:
 
 def _input_side(x, masks, kernel, bias, units):
     """The gates' input side for x [B, T, I] and kernel [I, G·H]: x W + b, or with the G input
-    dropout masks d_g [B, I] concat_g((x ⊙ d_g) W_g) + b (one [B·T, I] x [I, H] product per gate,
-    joined on the last axis), [B, T, G·H]; bias [G·H] or None. (An einsum over the stacked
+    dropout masks d_g [B, I] concat_g((x ⊙ d_g) W_g + b_g) (one [B·T, I] x [I, H] product per gate,
+    joined on the last axis), [B, T, G·H]; bias [G·H] or None, or with masks a list of the G
+    gates' biases b_g ([H] or None). (An einsum over the stacked
     [G, B, T, I] copies transposed its output and its gradient between [G, B, T, H] and
     [B, T, G, H]: 24 against 15 ms of the GRU step's 60, docs/PERFORMANCE.md item 48.) One
     [B·T, ·] product, not a broadcast batch matmul (B small ones); the bias added to it by
     BiasAdd, which TensorFlow fuses into the product (an add after the reshape was a pass of its
     own, and its gradient a Sum: docs/PERFORMANCE.md item 77)."""
     n_in = tf.shape(x)[2]
+
+    def plus(product, b):
+        return product if b is None else tf.nn.bias_add(product, b)
+
     if masks is None:
-        gx = tf.matmul(tf.reshape(x, [-1, n_in]), kernel)
+        gx = plus(tf.matmul(tf.reshape(x, [-1, n_in]), kernel), bias)
     else:
+        biases = bias if isinstance(bias, list | tuple) else [None] * len(masks)
+        if bias is not None and not isinstance(bias, list | tuple):
+            biases = [bias[g * units : (g + 1) * units] for g in range(len(masks))]
         gx = tf.concat(
             [
-                tf.matmul(
-                    tf.reshape(x * m[:, tf.newaxis, :], [-1, n_in]),
-                    kernel[:, g * units : (g + 1) * units],
+                plus(
+                    tf.matmul(
+                        tf.reshape(x * m[:, tf.newaxis, :], [-1, n_in]),
+                        kernel[:, g * units : (g + 1) * units],
+                    ),
+                    b,
                 )
-                for g, m in enumerate(masks)
+                for g, (m, b) in enumerate(zip(masks, biases, strict=True))
             ],
             axis=-1,
         )
-    if bias is not None:
-        gx = tf.nn.bias_add(gx, bias)
     return tf.reshape(gx, tf.concat([tf.shape(x)[:2], [tf.shape(kernel)[1]]], 0))
 
 
@@ -442,12 +451,19 @@ class _FusedRNNMixin:
         masks = None
         if dp is not None:  # (SimpleRNN: one mask, one product)
             masks = [tf.cast(m, dtype) for m in (dp if isinstance(dp, list | tuple) else [dp])]
+        # The bias goes to the op's recurrent side wherever it adds to a gate there alike: the op
+        # sums its grad with the pass it already makes, where on the input side it was a BiasAdd
+        # and a BiasAddGrad over [B·T, G·H] (docs/PERFORMANCE.md item 78).
         input_bias = recurrent_bias = None
-        if bias is not None:
-            if self._fused_mode == "gru":  # Keras' [2, 3H]: input row, recurrent row
-                input_bias, recurrent_bias = bias[0], bias[1]
-            else:
-                input_bias = bias
+        if bias is not None and self._fused_mode != "gru":
+            recurrent_bias = bias
+        elif bias is not None:  # Keras' [2, 3H]: input row, recurrent row (gates z, r, h)
+            input_bias, recurrent_bias = bias[0], bias[1]
+            if masks is not None:  # z's and r's input biases join the recurrent row: only the
+                # candidate's stays, on its own product (that of the recurrent row is inside r ⊙)
+                zeros = tf.zeros([units], dtype)
+                recurrent_bias = recurrent_bias + tf.concat([input_bias[: 2 * units], zeros], 0)
+                input_bias = [None, None, input_bias[2 * units :]]
         gx = _input_side(x, masks, kernel, input_bias, units)
         rmask = None
         if rec is not None:
