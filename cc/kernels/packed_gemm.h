@@ -520,8 +520,15 @@ inline void WgradStrip(int64_t rows, int64_t kc, const float* a, const float* b,
   }
 }
 
-// GemmTransposedA's blocks (see there): at most kWgradMaxKb rows of K at a time.
+// GemmTransposedA's blocks (see there): at most kWgradMaxKb rows of K at a time, B's packed block
+// at most kWgradBlockFloats floats (L2). The AVX-512 kernels take twice both (kWgradMaxKb512,
+// kWgradBlockFloats512: the CPUs that have them have L2s of 1 MB or more): each tile's sums are
+// added into C once a block, and at 256 rows a block those adds, the tile's set-up and the packing
+// were ~12% of the product's time (docs/PERFORMANCE.md item 78).
 constexpr int64_t kWgradMaxKb = 256;
+constexpr int64_t kWgradBlockFloats = int64_t{1} << 16;
+constexpr int64_t kWgradMaxKb512 = 512;
+constexpr int64_t kWgradBlockFloats512 = int64_t{1} << 17;
 
 // B's rows [0, kb) (row-major, leading dimension ldb, N columns) packed in strips of kMr columns:
 // strip s at b_pack[s·kb·kMr + k·kMr + r]. (Fixed-length copy loops: std::copy_n of these few
@@ -607,6 +614,47 @@ TF_RNN_OPS_TARGET_AVX512 inline void AddToDouble512(__m512 v, double* t) {
   _mm512_store_pd(t + 8, _mm512_add_pd(_mm512_load_pd(t + 8), _mm512_maskz_cvtps_pd(0xFF, hi)));
 }
 
+// c[j·ldc + i] += tile[i][j] for i < kRows, j < width (< kPw, and tile's columns written up to
+// width rounded up to 8): each 8 columns' kRows rows transposed in registers and added as one
+// masked vector a column. (The scalar loop was ~10% of the weight-gradient product's time,
+// docs/PERFORMANCE.md item 78.)
+template <int kRows, int64_t kPw>
+TF_RNN_OPS_TARGET_AVX512 inline void AddTileTransposed512(const double (&tile)[kMr][kPw],
+                                                          int64_t width, double* c, int64_t ldc) {
+  const __mmask8 rows = static_cast<__mmask8>((1u << kRows) - 1);
+  for (int64_t j0 = 0; j0 < width; j0 += 8, c += 8 * ldc) {
+    __m512d r[8];
+    for (int i = 0; i < 8; ++i)
+      r[i] = i < kRows ? _mm512_load_pd(tile[i] + j0) : _mm512_setzero_pd();
+    // Pairs of rows interleaved, then 128-bit lanes gathered twice: col[j] = (r[0][j], ...,
+    // r[7][j]). (Masked forms with full masks: see AddToDouble512.)
+    __m512d t[8], u[8], col[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm512_maskz_unpacklo_pd(0xFF, r[i], r[i + 1]);
+      t[i + 1] = _mm512_maskz_unpackhi_pd(0xFF, r[i], r[i + 1]);
+    }
+    for (int h = 0; h < 8; h += 4) {                                          // rows h..h+3
+      u[h] = _mm512_maskz_shuffle_f64x2(0xFF, t[h], t[h + 2], 0x88);          // columns 0, 4
+      u[h + 1] = _mm512_maskz_shuffle_f64x2(0xFF, t[h], t[h + 2], 0xdd);      // 2, 6
+      u[h + 2] = _mm512_maskz_shuffle_f64x2(0xFF, t[h + 1], t[h + 3], 0x88);  // 1, 5
+      u[h + 3] = _mm512_maskz_shuffle_f64x2(0xFF, t[h + 1], t[h + 3], 0xdd);  // 3, 7
+    }
+    col[0] = _mm512_maskz_shuffle_f64x2(0xFF, u[0], u[4], 0x88);
+    col[4] = _mm512_maskz_shuffle_f64x2(0xFF, u[0], u[4], 0xdd);
+    col[2] = _mm512_maskz_shuffle_f64x2(0xFF, u[1], u[5], 0x88);
+    col[6] = _mm512_maskz_shuffle_f64x2(0xFF, u[1], u[5], 0xdd);
+    col[1] = _mm512_maskz_shuffle_f64x2(0xFF, u[2], u[6], 0x88);
+    col[5] = _mm512_maskz_shuffle_f64x2(0xFF, u[2], u[6], 0xdd);
+    col[3] = _mm512_maskz_shuffle_f64x2(0xFF, u[3], u[7], 0x88);
+    col[7] = _mm512_maskz_shuffle_f64x2(0xFF, u[3], u[7], 0xdd);
+    const int64_t n = std::min<int64_t>(8, width - j0);
+    for (int64_t j = 0; j < n; ++j) {
+      double* cj = c + j * ldc;
+      _mm512_mask_storeu_pd(cj, rows, _mm512_add_pd(_mm512_maskz_loadu_pd(rows, cj), col[j]));
+    }
+  }
+}
+
 // WgradMicroKernel on AVX-512, for a panel 2·kNr wide (b(k, j) at b[k·2·kNr + j], zero past
 // width): width <= 2·kNr (kTwo) or <= kNr. The same float sub-block sums and double sums, in the
 // same order, as WgradMicroKernel.
@@ -642,9 +690,7 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradMicroKernel512(int64_t kc, const float
       }
     }
   }
-  for (int64_t j = 0; j < width; ++j, c += ldc) {
-    for (int i = 0; i < kRows; ++i) c[i] += tile[i][j];
-  }
+  AddTileTransposed512<kRows>(tile, width, c, ldc);
 }
 
 template <bool kTwo>
@@ -675,7 +721,7 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedA512(int64_t N, int64_t K, co
                                                         int64_t m_end, int64_t kb_max,
                                                         float* b_pack) {
   constexpr int64_t kPw = 2 * kNr;
-  alignas(64) float a_panel[kWgradMaxKb * kPw];  // 32 KB: L1
+  alignas(64) float a_panel[kWgradMaxKb512 * kPw];  // 64 KB: L1 and L2
   for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
     const int64_t kb = std::min(kb_max, K - k0);
     PackWgradStrips(N, kb, B + k0 * ldb, ldb, b_pack);
@@ -722,24 +768,25 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedA512(int64_t N, int64_t K, co
 // dR = D_ghᵀ·H_prev), accumulated in double over the chunks (see kWgradSubK). The tiles are Cᵀ's:
 // kNr (AVX-512: 2·kNr) columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is
 // cut into blocks of kb rows so that all of B's block, packed in strips of kMr columns, stays in
-// L2 (256 KB); each kb x kNr panel of A is packed (16 KB at most, AVX-512 32 KB: L1) and passes
-// over every strip.
+// L2 (256 KB, AVX-512 512 KB); each kb x kNr panel of A is packed (16 KB at most, AVX-512 64 KB)
+// and passes over every strip.
 // Measured on one core of a Zen 3 at the chunk's shapes (512 rows, G·H = 768, N = 128 or 256):
 // 87-89 GFLOP/s against Eigen's 60-80, before the double accumulation. (Read in place, each k of a
 // panel is a new cache line and, G·H floats apart, often a new page: 75.)
 inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                             int64_t ldb, double* C, int64_t ldc, int64_t m_begin, int64_t m_end) {
-  using packed_gemm_internal::kWgradMaxKb;
+  using namespace packed_gemm_internal;  // NOLINT(build/namespaces): its block constants
   if (m_end <= m_begin || N == 0 || K == 0) return;
-  const int64_t kb_max = std::clamp<int64_t>((int64_t{1} << 16) / N, 16, kWgradMaxKb);
-  float* b_pack = packed_gemm_internal::WgradStripStorage(kb_max, N);
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
   if (UseAvx512()) {
-    packed_gemm_internal::GemmTransposedA512(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, kb_max,
-                                             b_pack);
+    const int64_t kb_max = std::clamp<int64_t>(kWgradBlockFloats512 / N, 16, kWgradMaxKb512);
+    GemmTransposedA512(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, kb_max,
+                       WgradStripStorage(kb_max, N));
     return;
   }
 #endif
+  const int64_t kb_max = std::clamp<int64_t>(kWgradBlockFloats / N, 16, kWgradMaxKb);
+  float* b_pack = WgradStripStorage(kb_max, N);
   packed_gemm_internal::WgradBlocks(
       N, K, A, lda, B, ldb, m_begin, m_end, kb_max, b_pack,
       [&](int64_t rows, int64_t kb, const float* strip, const float* panel, int64_t n0, int64_t m0,
@@ -830,6 +877,7 @@ inline void WgradRunsStrip(int64_t rows, int64_t kc, const float* a, const float
 inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64_t lda,
                                      const float* B, int64_t ldb, float* C, int64_t ldc,
                                      int64_t m_begin, int64_t m_end, bool accumulate) {
+  using packed_gemm_internal::kWgradBlockFloats;
   using packed_gemm_internal::kWgradMaxKb;
   if (m_end <= m_begin || N == 0) return;
   if (K == 0) {
@@ -839,8 +887,8 @@ inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64
     return;
   }
   // (Blocks of K a multiple of kWgradSubK where they can be, so that the runs are whole.)
-  const int64_t kb_max = std::max<int64_t>(
-      16, std::min((int64_t{1} << 16) / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
+  const int64_t kb_max =
+      std::max<int64_t>(16, std::min(kWgradBlockFloats / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
   packed_gemm_internal::WgradBlocks(
       N, K, A, lda, B, ldb, m_begin, m_end, kb_max,
       packed_gemm_internal::WgradStripStorage(kb_max, N),
