@@ -296,7 +296,8 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     // one-step GRU(1024) training step with recurrent dropout ~60% of its time).
     const bool stream = RnnStreamWeights<T>(T_, B);
     Tensor bias_grads, workspace;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({gh}), &bias_grads));
+    const bool want_bias = drb->NumElements() > 0;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({want_bias ? gh : 0}), &bias_grads));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(
                             dt,
                             TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
@@ -307,13 +308,14 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.gate_src = c.rk_gate_src;
     a.d_recurrent_kernel = drk->flat<T>().data();
     a.grad_gate_src = c.GateSrc();
-    // Only the recurrent bias' grads (Keras GRU reset_after's): the given input side's bias is
-    // differentiated where the layer adds it.
-    a.d_bias_r = drb->NumElements() > 0 ? bias_grads.flat<T>().data() : nullptr;
+    // Only the recurrent bias' grads (the layers pass their bias there, GRU reset_after its
+    // recurrent row and its gates z and r): a bias in the given input side is differentiated where
+    // the layer adds it.
+    a.d_bias_r = want_bias ? bias_grads.flat<T>().data() : nullptr;
     a.stream_weights = stream;
     const CallDevice device(ctx->eigen_device<CPUDevice>(), 4.0 * T_ * B * H * gh);
     CpuRnn<T>(device.get(), c.s).Backward(a, workspace.flat<T>().data());
-    if (drb->NumElements() > 0) {  // the recurrent bias' grads, from the canonical gate order
+    if (want_bias) {  // the recurrent bias' grads, from the canonical gate order
       T* db = drb->flat<T>().data();
       for (int g = 0; g < G; ++g) std::copy_n(a.d_bias_r + g * H, H, db + c.Src(g) * H);
     }
