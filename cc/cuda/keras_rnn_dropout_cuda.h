@@ -8,9 +8,8 @@
 // Layouts (row-major, dense), Keras' gate column order (cc/cells/keras_gate_order.h):
 //   projected  [B, T, G·H] ([T, B, G·H] time_major): the input side of every gate, bias included;
 //   h0, hy, c0, cy [B, H] (c: lstm only); y [B, T, H] ([T, B, H]);
-//   recurrent_kernel [H, G·H] (Keras'); recurrent_bias [G·H] or null (gru: Keras' recurrent row,
-//   inside
-//     the reset product; other cells: the same as a bias in projected);
+//   recurrent_kernel [H, G·H] (Keras'); recurrent_bias [G·H] or null (gru: Keras' recurrent
+//     row, inside the reset product; other cells: the same as a bias in projected);
 //   masks [G, B, H] or null: gate g's recurrent product is (input ⊙ masks[g]) U_g, its input
 //     h_{t-1} (or, gru_reset_before's candidate, r ⊙ h_{t-1});
 //   zoneout: null, [T, B, H] time-major whatever the layout (h_t = h_{t-1} + m (h~_t − h_{t-1}),

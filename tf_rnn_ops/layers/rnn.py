@@ -99,8 +99,8 @@ def _is(fn, candidates) -> bool:
 def _input_side(x, masks, kernel, bias, units):
     """The gates' input side for x [B, T, I] and kernel [I, G·H]: x W + b, or with the G input
     dropout masks d_g [B, I] concat_g((x ⊙ d_g) W_g + b_g) (one [B·T, I] x [I, H] product per gate,
-    joined on the last axis), [B, T, G·H]; bias [G·H] or None, or with masks a list of the G
-    gates' biases b_g ([H] or None). (An einsum over the stacked
+    joined on the last axis), [B, T, G·H]; bias [G·H] or None, with masks the list of the G
+    gates' biases b_g ([H] or None) or None. (An einsum over the stacked
     [G, B, T, I] copies transposed its output and its gradient between [G, B, T, H] and
     [B, T, G, H]: 24 against 15 ms of the GRU step's 60, docs/PERFORMANCE.md item 48.) One
     [B·T, ·] product, not a broadcast batch matmul (B small ones); the bias added to it by
@@ -114,9 +114,7 @@ def _input_side(x, masks, kernel, bias, units):
     if masks is None:
         gx = plus(tf.matmul(tf.reshape(x, [-1, n_in]), kernel), bias)
     else:
-        biases = bias if isinstance(bias, list | tuple) else [None] * len(masks)
-        if bias is not None and not isinstance(bias, list | tuple):
-            biases = [bias[g * units : (g + 1) * units] for g in range(len(masks))]
+        biases = [None] * len(masks) if bias is None else bias
         gx = tf.concat(
             [
                 plus(
