@@ -200,11 +200,12 @@ $(CUDA_LIB): $(CUDA_KERNEL_OBJS) $(CUDA_CAPI_OBJ) $(CUDA_RUNTIME_OBJS) $(CUDA_IN
 	$(CXX) -shared -o $@ $^ -Wl,--no-undefined $(CUDA_LINK)
 
 # The TensorFlow glue: TensorFlow's headers (from the Makefile's tf_flags.mk) with GOOGLE_CUDA and Eigen's GPU
-# device, compiled by the host compiler; linked with the CUDA objects into its own library.
+# device (EIGEN_USE_GPU, here for every glue file: it must precede every Eigen header), compiled by the host
+# compiler; linked with the CUDA objects into its own library.
 $(CUDA_GLUE_OBJS): $(CUDA_BUILD)/obj/glue/%.o: cc/kernels/%.cc $(CUDA_HEADERS) $(wildcard cc/kernels/*.h) \
                    $(BUILD)/tf_flags.mk $(BUILD)/cxxflags $(CUDA_ENVS) $(CUDA_BUILD)/compiler
 	@mkdir -p $(dir $@)
-	$(CXX) $(ALL_CXXFLAGS) -DGOOGLE_CUDA=1 $(CUDA_INC_FLAGS) -c $< -o $@
+	$(CXX) $(ALL_CXXFLAGS) -DGOOGLE_CUDA=1 -DEIGEN_USE_GPU $(CUDA_INC_FLAGS) -c $< -o $@
 
 $(GPU_LIB): $(CUDA_GLUE_OBJS) $(CUDA_KERNEL_OBJS) $(CUDA_RUNTIME_OBJS) $(CUDA_INFO_OBJ)
 	$(CXX) -o $@ $(CUDA_GLUE_OBJS) $(CUDA_KERNEL_OBJS) $(CUDA_RUNTIME_OBJS) $(CUDA_INFO_OBJ) $(LDFLAGS_LIB) \

@@ -6,10 +6,6 @@
 // converted on the GPU, outputs converted back), as the CPU kernels do. Built into
 // tf_rnn_ops/_tf_rnn_ops_gpu.so only (cc/cuda/cuda.mk), loaded after the main library and only
 // where TensorFlow has a GPU.
-#if !defined(TF_RNN_CUDA_HOST_EMULATION)  // (the glue over the host emulation: kernel_util_gpu.h)
-#define EIGEN_USE_GPU
-#endif
-
 #include <atomic>
 #include <cstdint>
 

@@ -3,10 +3,6 @@
 // framework-free CUDA library (cc/cuda/gru_block_cell_cuda.h) on the op's stream. float and double
 // natively; half and bfloat16 computed in float. Built into tf_rnn_ops/_tf_rnn_ops_gpu.so only
 // (cc/cuda/cuda.mk), which a CPU-only installation never loads.
-#if !defined(TF_RNN_CUDA_HOST_EMULATION)  // (the glue over the host emulation: kernel_util_gpu.h)
-#define EIGEN_USE_GPU
-#endif
-
 #include <cstdint>
 
 #include "cc/cuda/cuda_compat.h"

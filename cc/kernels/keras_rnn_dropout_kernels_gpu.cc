@@ -5,10 +5,6 @@
 // reserve_space holds the CUDA layout's bytes (a GPU forward's reserve feeds a GPU backprop). float
 // and double (the ops' types); sequence_lengths in host memory, zoneout_mask in device memory (a
 // scalar k is read on the GPU). Built into tf_rnn_ops/_tf_rnn_ops_gpu.so only (cc/cuda/cuda.mk).
-#if !defined(TF_RNN_CUDA_HOST_EMULATION)  // (the glue over the host emulation: kernel_util_gpu.h)
-#define EIGEN_USE_GPU
-#endif
-
 #include <cstdint>
 #include <string>
 

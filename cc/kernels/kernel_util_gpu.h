@@ -5,13 +5,11 @@
 // (cc/cuda/cuda.mk) and, for tests without a GPU, over the host emulation of the CUDA library
 // (TF_RNN_CUDA_HOST_EMULATION: `make gpu-glue-emu`): then the same kernels register on the CPU
 // under the kernel label kGlueEmulationLabel, beside the CPU kernels of the same ops, the stream
-// and the cuBLAS handle are the emulation's, and "device" memory is host memory.
+// and the cuBLAS handle are the emulation's, and "device" memory is host memory. The GPU build
+// defines EIGEN_USE_GPU (and GOOGLE_CUDA) for every glue file on its command line, before any
+// Eigen header; the emulation defines neither.
 #ifndef TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_GPU_H_
 #define TF_RNN_OPS_CC_KERNELS_KERNEL_UTIL_GPU_H_
-
-#if !defined(TF_RNN_CUDA_HOST_EMULATION)
-#define EIGEN_USE_GPU
-#endif
 
 #include <cstdint>
 #include <memory>

@@ -5,10 +5,6 @@
 // epsilon is read in host memory (the checks read its value); a scalar zoneout_mask (the inference
 // keep value) stays on the device, where the kernels read it. Built into
 // tf_rnn_ops/_tf_rnn_ops_gpu.so only (cc/cuda/cuda.mk), which a CPU-only installation never loads.
-#if !defined(TF_RNN_CUDA_HOST_EMULATION)  // (the glue over the host emulation: kernel_util_gpu.h)
-#define EIGEN_USE_GPU
-#endif
-
 #include <cstdint>
 #include <string>
 
