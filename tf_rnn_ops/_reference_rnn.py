@@ -265,9 +265,10 @@ def keras_rnn_dropout_forward(
     ops: (output, output_h, output_c, None for all but lstm).
 
     docs/MATH.md, "Cells beyond cuDNN" (Recurrent dropout, Zoneout): Keras' gate column order;
-    gate g's recurrent product is (h ⊙ m_g) U_g (+ the GRU's recurrent bias), the same masks at
-    every step; zoneout h_t = h_{t−1} + k_t ⊙ (h̃_t − h_{t−1}) on the valid steps, k [T, B, H]
-    time-major in both layouts or a scalar; a step t ≥ length keeps the states and outputs zeros.
+    gate g's recurrent product is (h ⊙ m_g) U_g (+ the recurrent bias; a [2, G·H] bias's row 0
+    added to the projected input), the same masks at every step; zoneout
+    h_t = h_{t−1} + k_t ⊙ (h̃_t − h_{t−1}) on the valid steps, k [T, B, H] time-major in both
+    layouts or a scalar; a step t ≥ length keeps the states and outputs zeros.
     Absent options may be None or the op's empty placeholders.
     """
     lstm = rnn_mode == "lstm"
@@ -278,7 +279,9 @@ def keras_rnn_dropout_forward(
     lengths = _lengths_or_full(sequence_lengths, batch, steps_t)
     masks = optional_input(recurrent_masks, (3,), "recurrent_masks")
     zoneout = optional_input(zoneout_mask, (0, 3), "zoneout_mask")
-    rbias = optional_input(recurrent_bias, (1,), "recurrent_bias")
+    rbias = optional_input(recurrent_bias, (1, 2), "recurrent_bias")
+    if rbias is not None and rbias.shape.rank == 2:  # [2, G·H]: the input side's bias row first
+        gx, rbias = gx + rbias[0], rbias[1]
     u = tf.split(recurrent_kernel, g, axis=1)
     b = tf.split(rbias, g) if rbias is not None else None
     keras_gate = keras_gate_permutation(rnn_mode)  # canonical gate -> Keras' block

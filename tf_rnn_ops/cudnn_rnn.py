@@ -447,9 +447,11 @@ def keras_rnn_dropout(
     recurrent_kernel [H, G·H] as Keras keeps it; recurrent_masks [G, B, H] (Keras' gate order,
     entries 0 or 1/(1-p)): gate g's recurrent product is (h_{t-1} ⊙ masks[g]) U_g, the same masks
     at every step, or None (no recurrent dropout: the plain recurrent products); recurrent_bias
-    [G·H] (Keras' gate order) added to every gate's recurrent side, or None: Keras GRU
-    reset_after=True's recurrent row (inside the reset gate's product), for the other modes the
-    same as a bias in projected_input (the layers pass theirs here: its grad is summed in the op);
+    [G·H] (Keras' gate order) added to every gate's recurrent side: Keras GRU reset_after=True's
+    recurrent row (inside the reset gate's product), for the other modes the same as a bias in
+    projected_input; or [2, G·H], a bias added to projected_input (Keras GRU's input row), then
+    that recurrent one (Keras GRU's [2, 3H] bias as it is); or None. The layers pass their bias
+    here: the op sums its grad in a pass it already makes;
     sequence_lengths [B] int32 or None;
     zoneout_mask: haste's zoneout on h after every step, h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1}) (the
     zoned h is the output and the carried state; LSTM's c is not zoned): [T, B, H] time-major in

@@ -164,9 +164,10 @@ typedef struct tfrnn_keras_dropout_desc {
   int64_t batch;
   int64_t time_major;
   int64_t is_training;
-  int64_t has_recurrent_bias; /* recurrent_bias [G*H] */
+  int64_t has_recurrent_bias; /* recurrent_bias [G*H] (with has_input_bias [2, G*H]) */
   int64_t has_masks;          /* recurrent_masks [G, B, H] */
   int64_t zoneout;            /* TFRNN_ZONEOUT_*: [T, B, H] time-major, or one scalar */
+  int64_t has_input_bias;     /* recurrent_bias [2, G*H]: the input side's row, the recurrent's */
 } tfrnn_keras_dropout_desc;
 
 TFRNN_EXPORT int tfrnn_keras_dropout_sizes(const tfrnn_keras_dropout_desc* desc,

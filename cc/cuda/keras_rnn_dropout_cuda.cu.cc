@@ -174,7 +174,7 @@ GatePerm PermOf(RnnMode mode) {
 template <typename T>
 struct Extra {
   T* rk;      // [H, G·H] recurrent_kernel in the cells' gate order (Keras' row layout)
-  T* b_w;     // [G·H] zeros (the projected input holds the input side's bias)
+  T* b_w;     // [G·H] the input bias in the cells' gate order, or zeros (in the projected input)
   T* b_r;     // [G·H] the recurrent bias in the cells' gate order, or zeros
   T* tmp;     // [G, B, H] a masked product's per-gate inputs, or their grads
   T* masked;  // backward with masks: [rows, H] a product's input over all steps, masked
@@ -299,7 +299,12 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const KerasDropoutC
   // The inputs in the cells' gate order.
   TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, D.rows, G, H, perm, false, projected, ws.gx));
   TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, H, G, H, perm, false, rkernel, ex.rk));
-  TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, GH, ex.b_w));
+  if (rbias != nullptr && c.input_bias) {  // [2, G·H]: the input side's row, the recurrent one's
+    TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, 1, G, H, perm, false, rbias, ex.b_w));
+    rbias += GH;
+  } else {
+    TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, GH, ex.b_w));
+  }
   if (rbias != nullptr) {
     TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, 1, G, H, perm, false, rbias, ex.b_r));
   } else {
@@ -373,7 +378,9 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const KerasDropout
   const Dims D(config);
   const int64_t B = D.B, H = D.H, G = D.G, GH = D.GH;
   TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, H * GH, drk));
-  if (c.recurrent_bias) TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, GH, drb));
+  const int64_t bias_rows = c.input_bias ? 2 : 1;  // (recurrent_bias' shape)
+  if (c.recurrent_bias && drb != nullptr)
+    TF_RNN_RETURN_IF_ERROR(Zero<T>(stream, bias_rows * GH, drb));
   if (B == 0) return Status::Ok();
   if (workspace == nullptr)
     return Status::InvalidArgument("KerasRNNDropout backprop: no workspace");
@@ -480,11 +487,14 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const KerasDropout
     }
   }
   TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, H, G, H, perm, true, ex.drk, drk));
-  if (c.recurrent_bias && drb != nullptr) {  // db_r = Σ_rows d_gh
-    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, 1, GH, gemm_rows, T(1),
-                                           ws.ones, gemm_rows, 0, ws.d_gh, GH, 0, T(0), ex.db, GH,
-                                           0));
-    TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, 1, G, H, perm, true, ex.db, drb));
+  if (c.recurrent_bias && drb != nullptr) {  // db_w = Σ_rows d_gx (input_bias), db_r = Σ_rows d_gh
+    for (int64_t row = 0; row < bias_rows; ++row) {
+      const T* grads = row + 1 < bias_rows ? ws.d_gx : ws.d_gh;
+      TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, 1, GH, gemm_rows, T(1),
+                                             ws.ones, gemm_rows, 0, grads, GH, 0, T(0), ex.db, GH,
+                                             0));
+      TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, 1, G, H, perm, true, ex.db, drb + row * GH));
+    }
   }
   return Permute<T>(stream, D.rows, G, H, perm, true, ws.d_gx, d_projected);
 }
@@ -511,6 +521,8 @@ size_t SizeOf(const KerasDropoutConfig& c, DType dtype, int which) {
 }  // namespace
 
 Status ValidateKerasDropoutConfig(const KerasDropoutConfig& config) {
+  if (config.input_bias && !config.recurrent_bias)
+    return Status::InvalidArgument("KerasRNNDropout: an input bias row without a recurrent_bias");
   RnnConfig rc;
   return ToRnnConfig(config, &rc);
 }

@@ -6,10 +6,12 @@
 // (fused_rnn_cuda_kernels.cu.h) and layouts (fused_rnn_cuda_layout.h).
 //
 // Layouts (row-major, dense), Keras' gate column order (cc/cells/keras_gate_order.h):
-//   projected  [B, T, G·H] ([T, B, G·H] time_major): the input side of every gate, bias included;
+//   projected  [B, T, G·H] ([T, B, G·H] time_major): the input side of every gate (and its bias,
+//     but for an input_bias row);
 //   h0, hy, c0, cy [B, H] (c: lstm only); y [B, T, H] ([T, B, H]);
 //   recurrent_kernel [H, G·H] (Keras'); recurrent_bias [G·H] or null (gru: Keras' recurrent
-//     row, inside the reset product; other cells: the same as a bias in projected);
+//     row, inside the reset product; other cells: the same as a bias in projected), or with
+//     input_bias [2, G·H]: the input side's bias (added to projected), then the recurrent one;
 //   masks [G, B, H] or null: gate g's recurrent product is (input ⊙ masks[g]) U_g, its input
 //     h_{t-1} (or, gru_reset_before's candidate, r ⊙ h_{t-1});
 //   zoneout: null, [T, B, H] time-major whatever the layout (h_t = h_{t-1} + m (h~_t − h_{t-1}),
@@ -47,13 +49,14 @@ struct KerasDropoutConfig {
   int64_t batch = 0;     // B
   bool time_major = false;
   bool is_training = false;     // false: no reserve
-  bool recurrent_bias = false;  // gru only: recurrent_bias [G·H] given
+  bool recurrent_bias = false;  // recurrent_bias given
+  bool input_bias = false;      // recurrent_bias is [2, G·H] (its row 0 the input side's)
   bool masks = false;           // recurrent masks [G, B, H] given
   ZoneoutKind zoneout = ZoneoutKind::kNone;
 };
 
 // InvalidArgument for a configuration the rules refuse (units >= 1 and the size bounds of the
-// fused family, cc/kernels/fused_rnn_rules.h; a recurrent bias only for gru; T, B >= 0).
+// fused family, cc/kernels/fused_rnn_rules.h; an input bias only with a recurrent bias; T, B >= 0).
 Status ValidateKerasDropoutConfig(const KerasDropoutConfig& config);
 size_t KerasDropoutForwardWorkspaceBytes(const KerasDropoutConfig& config, DType dtype);
 size_t KerasDropoutReserveBytes(const KerasDropoutConfig& config,
@@ -72,7 +75,7 @@ Status KerasDropoutForward(cublasHandle_t blas, cudaStream_t stream,
 // Backprop of a training forward with the same config, lengths, kernel, masks and zoneout. dy, dhy,
 // dcy may be null (zeros); dh0, dc0 may be null (not wanted: a null dh0 skips the first step's
 // dh_prev products). Writes every element of d_projected, dh0, dc0 (lstm), d_recurrent_kernel and
-// d_recurrent_bias (gru with a recurrent bias; else ignored).
+// d_recurrent_bias (recurrent_bias' shape; with none, ignored).
 template <typename T>
 Status KerasDropoutBackward(cublasHandle_t blas, cudaStream_t stream,
                             const KerasDropoutConfig& config, const int32_t* host_seq_lengths,

@@ -138,6 +138,7 @@ struct CheckedCall {
   int64_t T = 0, B = 0, H = 0, G = 0;
   RnnModelShape model;
   bool has_recurrent_bias = false;
+  bool has_input_bias = false;  // recurrent_bias [2, G·H]: its row 0 the input side's bias
   bool has_masks = false;
   ZoneoutKind zoneout = ZoneoutKind::kNone;
   const int32_t* lengths = nullptr;  // host memory; null: every sequence full
@@ -167,10 +168,12 @@ inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, 
   }
   const int64_t T = gx.dim_size(tm ? 0 : 1), B = gx.dim_size(tm ? 1 : 0);
   TF_RETURN_IF_ERROR(keras_rnn::CheckStates(input_h, input_c, mode, B, H));
-  if (!(rbias.NumElements() == 0 || rbias.shape() == TensorShape({gh}))) {
-    return InvalidArgument("recurrent_bias must have no elements or shape [", gh, "] (", G,
-                           " gates times units) for rnn_mode ", name, ", got shape ",
-                           rbias.shape().DebugString());
+  if (!(rbias.NumElements() == 0 || rbias.shape() == TensorShape({gh}) ||
+        rbias.shape() == TensorShape({2, gh}))) {
+    return InvalidArgument("recurrent_bias must have no elements, shape [", gh, "] (", G,
+                           " gates times units) or [2, ", gh,
+                           "] (the input side's bias, then the recurrent side's) for rnn_mode ",
+                           name, ", got shape ", rbias.shape().DebugString());
   }
   if (!(masks.NumElements() == 0 || masks.shape() == TensorShape({G, B, H}))) {
     return InvalidArgument("recurrent_masks must be [", G, ", ", B, ", ", H,
@@ -204,6 +207,7 @@ inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, 
   c->H = H;
   c->G = G;
   c->has_recurrent_bias = rbias.NumElements() > 0;
+  c->has_input_bias = rbias.dims() == 2 && rbias.NumElements() > 0;
   c->has_masks = masks.NumElements() > 0;
   c->zoneout = zoneout.NumElements() == 0 ? ZoneoutKind::kNone
                : zoneout.dims() == 0      ? ZoneoutKind::kScalar

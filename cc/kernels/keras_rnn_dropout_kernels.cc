@@ -146,9 +146,16 @@ class DropoutCall {
     b_w = at;
     b_r = at + gh;
     std::fill_n(b_w, 2 * gh, T(0));
+    // recurrent_bias [G·H] (the recurrent side's) or [2, G·H] (the input side's, then the
+    // recurrent side's), in the canonical gate order.
     const Tensor& rbias = ctx->input(kRecurrentBias);
     if (rbias.NumElements() > 0) {
-      for (int g = 0; g < G; ++g) std::copy_n(rbias.flat<T>().data() + Src(g) * H, H, b_r + g * H);
+      const T* rows = rbias.flat<T>().data();
+      if (checked.has_input_bias) {
+        for (int g = 0; g < G; ++g) std::copy_n(rows + Src(g) * H, H, b_w + g * H);
+        rows += gh;
+      }
+      for (int g = 0; g < G; ++g) std::copy_n(rows + Src(g) * H, H, b_r + g * H);
     }
     return true;
   }
@@ -297,7 +304,9 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     const bool stream = RnnStreamWeights<T>(T_, B);
     Tensor bias_grads, workspace;
     const bool want_bias = drb->NumElements() > 0;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({want_bias ? gh : 0}), &bias_grads));
+    const int64_t bias_rows = c.checked.has_input_bias ? 2 : 1;  // (as recurrent_bias)
+    OP_REQUIRES_OK(
+        ctx, ctx->allocate_temp(dt, TensorShape({want_bias ? bias_rows * gh : 0}), &bias_grads));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(
                             dt,
                             TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
@@ -308,16 +317,21 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.gate_src = c.rk_gate_src;
     a.d_recurrent_kernel = drk->flat<T>().data();
     a.grad_gate_src = c.GateSrc();
-    // Only the recurrent bias' grads (the layers pass their bias there, GRU reset_after its
-    // recurrent row and its gates z and r): a bias in the given input side is differentiated where
-    // the layer adds it.
-    a.d_bias_r = want_bias ? bias_grads.flat<T>().data() : nullptr;
+    // The bias' grads: its recurrent side's, and with a [2, G·H] bias its input side's (a bias in
+    // the given projected input is differentiated where the layer adds it).
+    T* const bias_sums = want_bias ? bias_grads.flat<T>().data() : nullptr;
+    a.d_bias_w = want_bias && c.checked.has_input_bias ? bias_sums : nullptr;
+    a.d_bias_r = want_bias ? bias_sums + (bias_rows - 1) * gh : nullptr;
     a.stream_weights = stream;
     const CallDevice device(ctx->eigen_device<CPUDevice>(), 4.0 * T_ * B * H * gh);
     CpuRnn<T>(device.get(), c.s).Backward(a, workspace.flat<T>().data());
-    if (want_bias) {  // the recurrent bias' grads, from the canonical gate order
+    if (want_bias) {  // the bias' grads, from the canonical gate order
       T* db = drb->flat<T>().data();
-      for (int g = 0; g < G; ++g) std::copy_n(a.d_bias_r + g * H, H, db + c.Src(g) * H);
+      for (int64_t row = 0; row < bias_rows; ++row) {
+        for (int g = 0; g < G; ++g) {
+          std::copy_n(bias_sums + row * gh + g * H, H, db + row * gh + c.Src(g) * H);
+        }
+      }
     }
   }
 

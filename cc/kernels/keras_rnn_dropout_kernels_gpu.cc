@@ -64,6 +64,7 @@ struct DropoutCall {
     config.time_major = time_major;
     config.is_training = is_training;
     config.recurrent_bias = c.has_recurrent_bias;
+    config.input_bias = c.has_input_bias;
     config.masks = c.has_masks;
     config.zoneout = c.zoneout;
     return absl::OkStatus();

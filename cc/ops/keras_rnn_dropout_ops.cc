@@ -50,7 +50,8 @@ projected_input [B, T, G*H] ([T, B, G*H] with time_major): the input side of eve
 included, in Keras' gate column order (GRU z, r, h; LSTM i, f, c, o). recurrent_kernel [H, G*H] as
 Keras keeps it; recurrent_bias [G*H] (Keras' gate order) added to every gate's recurrent side
 (GRU reset_after=True: Keras' recurrent bias row, inside the reset gate's product; the other modes:
-the same as a bias in projected_input, whose grad this op then sums), or empty.
+the same as a bias in projected_input, whose grad this op then sums), or [2, G*H]: a bias added to
+projected_input (Keras GRU's input bias row), then that recurrent bias; or empty.
 recurrent_masks [G, B, H]: gate g's recurrent product is
 (h_prev * masks[g]) @ recurrent_kernel[:, g]; no elements: no recurrent dropout (the plain
 products). zoneout_mask: zoneout on h after each step, h = h_prev + m * (h_new - h_prev) (h is

@@ -20,8 +20,8 @@ MODES = list(GATES)
 
 def problem(rng, mode, B, T, H, *, masks=True, zoneout="mask", rbias=True, rate=0.3):
     """Random inputs in Keras' layouts (batch-major), float64: dict with gx [B, T, G·H], h0, c0,
-    rk [H, G·H], rb ([G·H] when rbias, else None), masks ([G, B, H] or None), zoneout
-    (None, [T, B, H] in {0, 1}, or a 0-d array)."""
+    rk [H, G·H], rb ([G·H] when rbias, [2, G·H] when rbias == "rows", else None), masks
+    ([G, B, H] or None), zoneout (None, [T, B, H] in {0, 1}, or a 0-d array)."""
     G = GATES[mode]
     # U's entries shrink as 1/sqrt(H) past H = 4 (spectral radius ~0.7 at every H): with
     # U(-0.6, 0.6) at H = 256 the recurrence is chaotic and float32 leaves float64 after ~20 steps.
@@ -31,7 +31,7 @@ def problem(rng, mode, B, T, H, *, masks=True, zoneout="mask", rbias=True, rate=
         "h0": rng.normal(size=(B, H)) * 0.5,
         "c0": rng.normal(size=(B, H)) * 0.5,
         "rk": rng.uniform(-rk_limit, rk_limit, (H, G * H)),
-        "rb": rng.uniform(-0.5, 0.5, G * H) if rbias else None,
+        "rb": rng.uniform(-0.5, 0.5, (2, G * H) if rbias == "rows" else G * H) if rbias else None,
         "masks": np.stack(cref.dropout_masks(rng, G, (B, H), rate)) if masks else None,
     }
     if zoneout == "mask":
@@ -46,8 +46,11 @@ def problem(rng, mode, B, T, H, *, masks=True, zoneout="mask", rbias=True, rate=
 def forward(mode, gx, h0, c0, rk, rb=None, masks=None, zoneout=None, lengths=None):
     """(y [B, T, H], h_T, c_T or None), all float64, batch-major. The projected input enters the
     Keras cell as its input through an identity kernel; rb is GRU reset_after's recurrent bias
-    row, the other cells' (one) bias."""
+    row, the other cells' (one) bias, or [2, G·H]: a bias added to the projected input, then that
+    one."""
     gx = np.asarray(gx, np.float64)
+    if rb is not None and np.ndim(rb) == 2:
+        gx, rb = gx + np.asarray(rb[0], np.float64), rb[1]
     B, T, GH = gx.shape
     G = GATES[mode]
     H = GH // G

@@ -151,6 +151,27 @@ def test_grads_odd_sizes(lib, rng, mode):
     _check_grads(lib, rng, mode, 1, 2, 3, False, "none", True, None, rbias=False)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_input_bias_row(lib, rng, mode):
+    """recurrent_bias [2, G·H]: its row 0 added to the projected input (as Keras' GRU adds its
+    input bias row), row 1 the recurrent bias; outputs and both rows' grads."""
+    B, T, H = 3, 4, 3
+    lengths = np.array([4, 0, 2])
+    p = kref.problem(rng, mode, B, T, H, rbias="rows")
+    ry, rh, _ = kref.forward(mode, p["gx"], p["h0"], p["c0"], p["rk"], p["rb"], p["masks"],
+                             p["zoneout"], lengths)  # fmt: skip
+    # (the reference's own [2, G·H] form: the row 0 added to gx by hand gives the same)
+    ry1, _, _ = kref.forward(mode, p["gx"] + p["rb"][0], p["h0"], p["c0"], p["rk"], p["rb"][1],
+                             p["masks"], p["zoneout"], lengths)  # fmt: skip
+    np.testing.assert_allclose(ry, ry1, rtol=1e-12, atol=1e-12)
+    for time_major in (False, True):
+        _, _, y, hy, _, _ = _forward(lib, mode, p, time_major=time_major, lengths=lengths)
+        np.testing.assert_allclose(y, ry, **TOL["float64"])
+        np.testing.assert_allclose(hy, rh, **TOL["float64"])
+    _check_grads(lib, rng, mode, B, T, 2, True, "mask", True, lengths, rbias="rows")
+    _check_grads(lib, rng, mode, 2, 3, 2, False, "none", False, None, rbias="rows")
+
+
 @pytest.mark.parametrize("masks,zoneout", [(True, "mask"), (False, "none")], ids=["masks", "plain"])
 @pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
 @pytest.mark.parametrize("mode", MODES)

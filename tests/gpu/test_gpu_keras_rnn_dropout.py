@@ -112,3 +112,32 @@ def test_grads_match_finite_differences(lib, mode, masks, zoneout):
             np.testing.assert_allclose(dc0, want["c0"], **tol)
         if p["rb"] is not None:
             np.testing.assert_allclose(drb, want["rb"], **tol)
+
+
+@pytest.mark.parametrize("mode", kref.MODES)
+def test_input_bias_row(lib, mode):
+    """recurrent_bias [2, G·H] (the input side's bias row, then the recurrent one's: how the
+    layers pass Keras GRU's bias): outputs at every size, and both rows' grads."""
+    rng = _rng(mode, "rows")
+    for B, T, H in SIZES:
+        p = kref.problem(rng, mode, B, T, H, rbias="rows")
+        lengths = rng.integers(0, T + 1, size=B) if B > 2 else None
+        want = kref.forward(mode, p["gx"], p["h0"], p["c0"], p["rk"], p["rb"], p["masks"],
+                            p["zoneout"], lengths)  # fmt: skip
+        for dtype in ("float64", "float32"):
+            got = _run(lib, mode, p, dtype, False, lengths)
+            for what, g, w in zip(("y", "h", "c"), got, want, strict=True):
+                if w is not None:
+                    _close(g, w, dtype, f"{what} B={B} T={T} H={H} {dtype}")
+    B, T, H = 3, 4, 2
+    lengths = np.array([4, 0, 2])
+    p = kref.problem(rng, mode, B, T, H, rbias="rows")
+    w = {"dy": rng.normal(size=(B, T, H)), "dh": rng.normal(size=(B, H)),
+         "dc": rng.normal(size=(B, H))}  # fmt: skip
+    d_proj, dh0, _, drk, drb = _run(lib, mode, p, "float64", True, lengths, w)[3]
+    want = kref.numeric_grads(mode, p, w, lengths)
+    tol = dict(rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(d_proj, want["gx"], **tol)
+    np.testing.assert_allclose(dh0, want["h0"], **tol)
+    np.testing.assert_allclose(drk, want["rk"], **tol)
+    np.testing.assert_allclose(drb, want["rb"], **tol)

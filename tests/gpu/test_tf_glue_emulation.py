@@ -231,7 +231,8 @@ def test_keras_rnn_dropout(mode, kind, lengths):
     gx = tf.constant(rng.uniform(-1, 1, (B, T, gates * H)))
     h0, c0 = (tf.constant(rng.uniform(-1, 1, (B, H))) for _ in range(2))
     r = tf.constant(rng.uniform(-0.5, 0.5, (H, gates * H)))
-    rb = tf.constant(rng.uniform(-0.5, 0.5, gates * H))  # (every mode: the layers pass their bias)
+    # (every mode: the layers pass their bias; [2, G·H], the input side's row too, with "both")
+    rb = tf.constant(rng.uniform(-0.5, 0.5, (2, gates * H) if kind == "both" else gates * H))
     masks = zoneout = None
     if kind in ("masks", "both"):
         masks = tf.constant((rng.random((gates, B, H)) < 0.7) / 0.7)

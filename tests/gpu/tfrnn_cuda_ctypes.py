@@ -69,6 +69,7 @@ class KerasDropoutDesc(ctypes.Structure):
         ("has_recurrent_bias", _I64),
         ("has_masks", _I64),
         ("zoneout", _I64),
+        ("has_input_bias", _I64),
     ]
 
 
@@ -146,6 +147,7 @@ class KerasDropout:
             int(rbias is not None),
             int(masks is not None),
             ZONEOUT_KINDS[_zoneout_kind(zoneout)],
+            int(rbias is not None and len(tuple(rbias.shape)) == 2),
         )
 
     def sizes(self, d):

@@ -1257,10 +1257,10 @@ def layer_norm_grad_cases(draw):
 # ----------------------------------------------------- KerasRNNDropout (recurrent dropout, zoneout)
 # TfRnn>KerasRNNDropout (cc/ops/keras_rnn_dropout_ops.cc): projected_input [B, T, G·H] ([T, B, G·H]
 # time_major), input_h [B, H], input_c [B, H] (lstm; any shape else), recurrent_kernel [H, G·H],
-# recurrent_bias [G·H] (any mode) or no elements, sequence_lengths [B] or [0], recurrent_masks
-# [G, B, H] or no elements, zoneout_mask [T, B, H] (time-major in both layouts), a scalar or no
-# elements. TfRnn>KerasRNNDropoutBackprop appends the forward's outputs, their grads and its
-# reserve_space (the cell's saved buffers, T·B rows).
+# recurrent_bias [G·H] or [2, G·H] (any mode) or no elements, sequence_lengths [B] or [0],
+# recurrent_masks [G, B, H] or no elements, zoneout_mask [T, B, H] (time-major in both layouts), a
+# scalar or no elements. TfRnn>KerasRNNDropoutBackprop appends the forward's outputs, their grads
+# and its reserve_space (the cell's saved buffers, T·B rows).
 DROPOUT_TENSORS = (
     "projected_input", "input_h", "input_c", "recurrent_kernel", "recurrent_bias",
     "recurrent_masks", "zoneout_mask",
@@ -1274,7 +1274,7 @@ def _dropout_shapes(mode, B, T, H, tm, rbias, masks, zone):  # noqa: E741
     return dict(
         projected_input=(T, B, G * H) if tm else (B, T, G * H), input_h=(B, H),
         input_c=(B, H) if mode == "lstm" else (0,), recurrent_kernel=(H, G * H),
-        recurrent_bias=(G * H,) if rbias else (0,),
+        recurrent_bias={"rows": (2, G * H), True: (G * H,), False: (0,)}[rbias],
         recurrent_masks=(G, B, H) if masks else (0,),
         zoneout_mask={"full": (T, B, H), "scalar": (), "none": (0,)}[zone],
     )  # fmt: skip
@@ -1311,7 +1311,7 @@ def _dropout_check(shapes, dts, attrs, lengths, grad_of=None):
     if mode == "lstm" and tuple(shapes["input_c"]) != (B, H):
         return INVALID, None
     rb = shapes["recurrent_bias"]
-    if math.prod(rb) != 0 and tuple(rb) != (G * H,):
+    if math.prod(rb) != 0 and tuple(rb) not in ((G * H,), (2, G * H)):
         return INVALID, None
     m = shapes["recurrent_masks"]
     if math.prod(m) != 0 and tuple(m) != (G, B, H):
@@ -1354,7 +1354,7 @@ def dropout_config(draw, small=False):
         B, T = 0, draw(st.sampled_from(HUGE))
     return dict(
         mode=mode, B=B, T=T, H=H, time_major=draw(st.booleans()),
-        rbias=draw(st.booleans()), masks=draw(st.booleans()),
+        rbias=draw(st.sampled_from([False, True, "rows"])), masks=draw(st.booleans()),
         zone=draw(st.sampled_from(["none", "scalar", "full"] if T < 2**20 else ["none", "scalar"])),
         dtype=draw(st.sampled_from(["float32"] * 3 + ["float64"])),
         is_training=small or draw(st.booleans()),

@@ -81,7 +81,7 @@ def _run(
     cast = lambda a: None if a is None else np.asarray(a, dtype)  # noqa: E731
     if time_major:
         gx = np.swapaxes(gx, 0, 1)
-    rb = b[1] if (b is not None and mode == "gru") else recurrent_bias
+    rb = b[1] if (b is not None and mode == "gru" and recurrent_bias is None) else recurrent_bias
     y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
         cast(gx), cast(h0), cast(c0) if mode == "lstm" else None, cast(r),
         cast(np.stack(rm)), cast(rb), sequence_lengths=lengths, rnn_mode=mode,
@@ -146,6 +146,37 @@ def test_bias_on_the_recurrent_side(rng, mode, dtype):
             np.testing.assert_allclose(c, rc, **TOL[dtype])
 
 
+def _two_rows(rng, mode, b):
+    """A [2, G·H] recurrent_bias with Keras' bias b's effect: GRU reset_after's own [2, 3H]; for
+    the other cells b split at random between the rows (both add to the gate once)."""
+    if mode == "gru":
+        return b
+    row0 = rng.uniform(-0.5, 0.5, b.shape)
+    return np.stack([row0, b - row0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("mode", MODES)
+def test_bias_rows_as_keras_keeps_them(rng, mode, dtype):
+    """recurrent_bias [2, G·H]: the input side's bias row, then the recurrent side's (Keras GRU's
+    [2, 3H] bias as it is, how the layers pass it): Keras' cell with its bias, the projected input
+    without one."""
+    B, T, n_in, H = 13, 5, 3, 257
+    lengths = random_lengths(rng, B, T)
+    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
+    r = r * 2.0 / np.sqrt(H)  # (U(-0.6, 0.6) at H = 257: rnn_relu's states grow past float32)
+    gx = _projected(mode, x, k, None, dm)
+    ry, rh, rc = _reference(mode, k, r, b, x, h0, c0, dm, rm, lengths)
+    rows = _two_rows(rng, mode, b)
+    for time_major in (False, True):
+        y, h, c = _run(mode, gx, h0, c0, r, None, rm, lengths, time_major, dtype,
+                       recurrent_bias=rows)  # fmt: skip
+        np.testing.assert_allclose(y, ry, **TOL[dtype])
+        np.testing.assert_allclose(h, rh, **TOL[dtype])
+        if mode == "lstm":
+            np.testing.assert_allclose(c, rc, **TOL[dtype])
+
+
 @pytest.mark.parametrize("mode", ["gru", "lstm"])
 def test_empty_batch_and_no_steps(rng, mode):
     for B, T in ((0, 4), (3, 0)):
@@ -198,14 +229,15 @@ def test_gradient_matches_numeric(rng, mode):
         out = tf.reduce_sum(y * wy) + tf.reduce_sum(h * wh)
         return out + tf.reduce_sum(c * wc) if lstm else out
 
-    # (every mode takes a recurrent bias: the layers pass theirs there, and its grad is the op's)
-    rb = b[1] if gru else b
-    args = [tf.constant(a) for a in (gx, h0, c0, r, rb)]
-    theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
-    for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
-        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6, err_msg=f"input {i}")
-        if i == 0:  # steps past a length get no gradient
-            assert np.abs(t).sum() > 0
+    # (every mode takes a recurrent bias, [G·H] or [2, G·H]: the layers pass theirs there, and
+    # its grad is the op's)
+    for rb in (b[1] if gru else b, _two_rows(rng, mode, b)):
+        args = [tf.constant(a) for a in (gx, h0, c0, r, rb)]
+        theoretical, numerical = tf.test.compute_gradient(loss, args, delta=1e-6)
+        for i, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
+            np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6, err_msg=f"input {i}")
+            if i == 0:  # steps past a length get no gradient
+                assert np.abs(t).sum() > 0
 
 
 def _flat_outputs(mode, gx, h0, c0, r, rb, masks, lengths, **kw):
@@ -321,6 +353,8 @@ def _good(B=2, T=3, H=4, mode="lstm"):
         (dict(recurrent_masks=np.ones((3, 2, 4), np.float32)), "recurrent_masks"),
         (dict(recurrent_bias=np.zeros((15,), np.float32)), "recurrent_bias"),
         (dict(recurrent_bias=np.zeros((1, 16), np.float32)), "recurrent_bias"),
+        (dict(recurrent_bias=np.zeros((3, 16), np.float32)), "recurrent_bias"),
+        (dict(recurrent_bias=np.zeros((2, 15), np.float32)), "recurrent_bias"),
         (dict(sequence_lengths=np.array([1, 4], np.int32)), "sequence_length"),
         (dict(sequence_lengths=np.array([1, 2, 3], np.int32)), "sequence_lengths"),
     ],

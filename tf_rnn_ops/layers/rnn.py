@@ -96,35 +96,24 @@ def _is(fn, candidates) -> bool:
     return any(fn is c for c in candidates)
 
 
-def _input_side(x, masks, kernel, bias, units):
-    """The gates' input side for x [B, T, I] and kernel [I, G·H]: x W + b, or with the G input
-    dropout masks d_g [B, I] concat_g((x ⊙ d_g) W_g + b_g) (one [B·T, I] x [I, H] product per gate,
-    joined on the last axis), [B, T, G·H]; bias [G·H] or None, with masks the list of the G
-    gates' biases b_g ([H] or None) or None. (An einsum over the stacked
-    [G, B, T, I] copies transposed its output and its gradient between [G, B, T, H] and
+def _input_side(x, masks, kernel, units):
+    """The gates' input side for x [B, T, I] and kernel [I, G·H], without a bias (the op adds the
+    layers' bias): x W, or with the G input dropout masks d_g [B, I] concat_g((x ⊙ d_g) W_g) (one
+    [B·T, I] x [I, H] product per gate, joined on the last axis), [B, T, G·H]. (An einsum over the
+    stacked [G, B, T, I] copies transposed its output and its gradient between [G, B, T, H] and
     [B, T, G, H]: 24 against 15 ms of the GRU step's 60, docs/PERFORMANCE.md item 48.) One
-    [B·T, ·] product, not a broadcast batch matmul (B small ones); the bias added to it by
-    BiasAdd, which TensorFlow fuses into the product (an add after the reshape was a pass of its
-    own, and its gradient a Sum: docs/PERFORMANCE.md item 77)."""
+    [B·T, ·] product, not a broadcast batch matmul (B small ones)."""
     n_in = tf.shape(x)[2]
-
-    def plus(product, b):
-        return product if b is None else tf.nn.bias_add(product, b)
-
     if masks is None:
-        gx = plus(tf.matmul(tf.reshape(x, [-1, n_in]), kernel), bias)
+        gx = tf.matmul(tf.reshape(x, [-1, n_in]), kernel)
     else:
-        biases = [None] * len(masks) if bias is None else bias
         gx = tf.concat(
             [
-                plus(
-                    tf.matmul(
-                        tf.reshape(x * m[:, tf.newaxis, :], [-1, n_in]),
-                        kernel[:, g * units : (g + 1) * units],
-                    ),
-                    b,
+                tf.matmul(
+                    tf.reshape(x * m[:, tf.newaxis, :], [-1, n_in]),
+                    kernel[:, g * units : (g + 1) * units],
                 )
-                for g, (m, b) in enumerate(zip(masks, biases, strict=True))
+                for g, m in enumerate(masks)
             ],
             axis=-1,
         )
@@ -429,8 +418,8 @@ class _FusedRNNMixin:
         """Training with recurrent dropout, or zoneout (training or not): the dropout masks drawn
         by Keras' own cell methods in the order its cell draws them at its first step (so the same
         seed gives Keras' masks), then the zoneout mask (`_zoneout_mask`; inference: the scalar
-        1 - p), the input side of every gate computed here (concat_k((x ⊙ d_k) W_k) + b;
-        TensorFlow differentiates it) and the recurrence by TfRnn>KerasRNNDropout."""
+        1 - p), the input side of every gate computed here (concat_k((x ⊙ d_k) W_k); TensorFlow
+        differentiates it) and the recurrence, with the bias, by TfRnn>KerasRNNDropout."""
         cell = self.cell
         dtype = x.dtype
         units = cell.units
@@ -449,20 +438,11 @@ class _FusedRNNMixin:
         masks = None
         if dp is not None:  # (SimpleRNN: one mask, one product)
             masks = [tf.cast(m, dtype) for m in (dp if isinstance(dp, list | tuple) else [dp])]
-        # The bias goes to the op's recurrent side wherever it adds to a gate there alike: the op
-        # sums its grad with the pass it already makes, where on the input side it was a BiasAdd
-        # and a BiasAddGrad over [B·T, G·H] (docs/PERFORMANCE.md item 78).
-        input_bias = recurrent_bias = None
-        if bias is not None and self._fused_mode != "gru":
-            recurrent_bias = bias
-        elif bias is not None:  # Keras' [2, 3H]: input row, recurrent row (gates z, r, h)
-            input_bias, recurrent_bias = bias[0], bias[1]
-            if masks is not None:  # z's and r's input biases join the recurrent row: only the
-                # candidate's stays, on its own product (that of the recurrent row is inside r ⊙)
-                zeros = tf.zeros([units], dtype)
-                recurrent_bias = recurrent_bias + tf.concat([input_bias[: 2 * units], zeros], 0)
-                input_bias = [None, None, input_bias[2 * units :]]
-        gx = _input_side(x, masks, kernel, input_bias, units)
+        # The bias goes to the op as it is (GRU reset_after's [2, 3H] too: input row, recurrent
+        # row): the op adds it and sums its grad with the passes it already makes, where on the
+        # input side it was a BiasAdd and a BiasAddGrad over [B·T, G·H] (docs/PERFORMANCE.md
+        # items 78, 79).
+        gx = _input_side(x, masks, kernel, units)
         rmask = None
         if rec is not None:
             rmask = tf.stack(rec if isinstance(rec, list | tuple) else [rec])
@@ -471,7 +451,7 @@ class _FusedRNNMixin:
             self._fused_mode,
             gx,
             states,
-            (None, recurrent_kernel, recurrent_bias),
+            (None, recurrent_kernel, bias),
             mask=mask,
             go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask,
