@@ -127,25 +127,6 @@ def test_lengths_layouts_and_no_bias(rng, mode):
                 np.testing.assert_allclose(c, rc, **TOL[np.float64])
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("mode", [m for m in MODES if m != "gru"])
-def test_bias_on_the_recurrent_side(rng, mode, dtype):
-    """The cells whose bias adds to the gate once (all but GRU reset_after) take it as
-    recurrent_bias (how the layers pass it): Keras' cell with the bias on its input side."""
-    B, T, n_in, H = 13, 5, 3, 257
-    lengths = random_lengths(rng, B, T)
-    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
-    r = r * 2.0 / np.sqrt(H)  # (U(-0.6, 0.6) at H = 257: rnn_relu's states grow past float32)
-    gx = _projected(mode, x, k, None, dm)
-    ry, rh, rc = _reference(mode, k, r, b, x, h0, c0, dm, rm, lengths)
-    for time_major in (False, True):
-        y, h, c = _run(mode, gx, h0, c0, r, None, rm, lengths, time_major, dtype, recurrent_bias=b)
-        np.testing.assert_allclose(y, ry, **TOL[dtype])
-        np.testing.assert_allclose(h, rh, **TOL[dtype])
-        if mode == "lstm":
-            np.testing.assert_allclose(c, rc, **TOL[dtype])
-
-
 def _two_rows(rng, mode, b):
     """A [2, G·H] recurrent_bias with Keras' bias b's effect: GRU reset_after's own [2, 3H]; for
     the other cells b split at random between the rows (both add to the gate once)."""
@@ -156,21 +137,24 @@ def _two_rows(rng, mode, b):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("mode", MODES)
-def test_bias_rows_as_keras_keeps_them(rng, mode, dtype):
-    """recurrent_bias [2, G·H]: the input side's bias row, then the recurrent side's (Keras GRU's
-    [2, 3H] bias as it is, how the layers pass it): Keras' cell with its bias, the projected input
-    without one."""
+@pytest.mark.parametrize(
+    "mode,form",
+    [(m, "recurrent") for m in MODES if m != "gru"] + [(m, "rows") for m in MODES],
+)
+def test_bias_on_the_op_side(rng, mode, form, dtype):
+    """The layers pass their bias to the op, the projected input without one: "recurrent", a
+    [G·H] recurrent_bias for the cells whose bias adds to the gate once (all but GRU reset_after);
+    "rows", [2, G·H], the input side's bias row then the recurrent side's (Keras GRU's [2, 3H] as
+    it is). Against Keras' cell with its bias."""
     B, T, n_in, H = 13, 5, 3, 257
     lengths = random_lengths(rng, B, T)
     k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
     r = r * 2.0 / np.sqrt(H)  # (U(-0.6, 0.6) at H = 257: rnn_relu's states grow past float32)
     gx = _projected(mode, x, k, None, dm)
     ry, rh, rc = _reference(mode, k, r, b, x, h0, c0, dm, rm, lengths)
-    rows = _two_rows(rng, mode, b)
+    rb = b if form == "recurrent" else _two_rows(rng, mode, b)
     for time_major in (False, True):
-        y, h, c = _run(mode, gx, h0, c0, r, None, rm, lengths, time_major, dtype,
-                       recurrent_bias=rows)  # fmt: skip
+        y, h, c = _run(mode, gx, h0, c0, r, None, rm, lengths, time_major, dtype, recurrent_bias=rb)
         np.testing.assert_allclose(y, ry, **TOL[dtype])
         np.testing.assert_allclose(h, rh, **TOL[dtype])
         if mode == "lstm":
