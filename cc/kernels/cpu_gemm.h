@@ -358,8 +358,29 @@ class StepGemm<float> {
   int64_t ldb_;
 };
 
+// Runs range(b0, b1, one_thread) so that each thread of the pool takes a range of the B batch rows
+// through all the steps: the rows of a batch run their recurrences independently, so a thread's
+// steps need nothing from the others (one dispatch a call instead of one or more a step; each
+// thread's states stay in its own cache). Where the batch is small or the step products cannot run
+// on one thread (double: Eigen's contraction), one range of all rows, the products split inside
+// (one_thread false). At most one range per kMr rows (a strip of fewer rows costs the micro-kernel
+// two thirds of a whole one or more: the panel's loads), the rows split evenly (the cells' passes
+// cost by the row; whole strips split B = 64 into 30 | 34 rows, B = 16 into 6 | 10:
+// docs/PERFORMANCE.md item 80).
+template <typename T, typename Fn>
+void ForEachBatchRange(const CPUDevice& d, int64_t B, Fn&& range) {
+  if (!StepGemm<T>::kRowsOnOneThread || d.numThreads() <= 1 || B < 2 * kMr) {
+    range(int64_t{0}, B, false);
+    return;
+  }
+  const int64_t shares = std::min<int64_t>(d.numThreads(), (B + kMr - 1) / kMr);
+  // (shares <= threads: ParallelRows gives each share one item)
+  ParallelRows(d, shares, 1e9,
+               [&](int64_t t0, int64_t t1) { range(B * t0 / shares, B * t1 / shares, true); });
+}
+
 // A step's product over rows the calling thread owns (one_thread: the driver gave each thread a
-// range of rows, see CpuRnn::ForEachRowRange), or over all rows, split inside.
+// range of rows, see ForEachBatchRange), or over all rows, split inside.
 template <typename T>
 void RunStepGemm(const StepGemm<T>& gemm, bool one_thread, int64_t M, const T* A, T* C) {
   if (one_thread) {

@@ -6,7 +6,7 @@
 // The driver here owns the products and the state; the cells own the row pass. Its structure
 // follows CpuRnn (cc/kernels/rnn_cpu_driver.h) so that the loop can move there (see
 // docs/ARCHITECTURE.md): each thread of the intra-op pool takes a range of batch rows through all
-// the steps (ForEachRowRange; one dispatch a call), and a step of a range is
+// the steps (ForEachBatchRange; one dispatch a call), and a step of a range is
 //   forward:  GX = x_t W and GH = (h_prev ⊙ m) R for the range's rows (W and R packed once a call,
 //             packed_gemm.h, the products on this thread), then each row's cell Forward (both LNs,
 //             the gates, LSTM's LN of c), then zoneout and the mask;
@@ -106,25 +106,6 @@ void PrefetchRow(const T* reserve, const ReserveLayout& rl, int64_t r, int64_t H
   ahead(dy + r * H, H);
 }
 
-// Runs range(b0, b1, one_thread) so that each thread of the pool takes a range of batch rows (whole
-// kMr-row strips of the packed micro-kernel) through all the steps: the rows of a batch run their
-// recurrences independently, so a thread's steps need nothing from the others (one dispatch a call
-// instead of two a step; each thread's states stay in its own cache). As CpuRnn::ForEachRowRange
-// (cc/kernels/rnn_cpu_driver.h): where the batch is small or the products cannot run on one thread
-// (double: Eigen's contraction), one range of all rows, its products split inside (one_thread
-// false).
-template <typename T, typename Fn>
-void ForEachRowRange(const CPUDevice& d, int64_t B, Fn&& range) {
-  if (!StepGemm<T>::kRowsOnOneThread || d.numThreads() <= 1 || B < 2 * kMr) {
-    range(int64_t{0}, B, false);
-    return;
-  }
-  const int64_t strips = (B + kMr - 1) / kMr;
-  ParallelRows(d, strips, 1e9, [&](int64_t begin, int64_t end) {
-    range(begin * kMr, std::min(B, end * kMr), true);
-  });
-}
-
 // C[M, N] = A[M, K] · B by `gemm` (zeros when K == 0: the packed kernel then writes nothing).
 template <typename T>
 void StepProduct(const StepGemm<T>& gemm, bool one_thread, int64_t M, int64_t K, int64_t N,
@@ -195,7 +176,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
                              0, stream);
     const StepGemm<T> r_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), H, GH, false,
                              packed + w_size, nullptr, 0, stream);
-    ForEachRowRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
+    ForEachBatchRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n = b1 - b0;
       // Inference scratch: the range's xW and hR rows (normalized in place), one row's act,
       // c_hat, stats, h~ and h_prev. Training: c_new only.
@@ -333,7 +314,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     const int64_t n_param_grads = 6 * GH + 2 * H;
     std::vector<double> param_sums(n_param_grads, 0.0);
     std::mutex sums_mutex;
-    ForEachRowRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
+    ForEachBatchRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n = b1 - b0;
       std::vector<T> local(n_param_grads), dtilde(H), dz(GH), dh_prev(n * H);
       std::vector<double> sums(n_param_grads, 0.0);

@@ -143,6 +143,13 @@ class PackedMatrix {
 
 namespace packed_gemm_internal {
 
+// Holds a vector in a register for the loop body: an empty asm the compiler must assume reads and
+// changes it. Where a kernel multiplies few rows (its tiles of 1-5 rows, the single-panel AVX-512
+// step kernel, the AVX2 weight-gradient kernel) GCC otherwise folds the panel's loads into every
+// multiply-add that reads them: a load per FMA, not one per k, and the AVX-512 step kernel's
+// 4-row tile ran 1.6x the time of its 6-row one (docs/PERFORMANCE.md, item 80).
+#define TF_RNN_OPS_IN_REGISTERS(a, b) asm("" : "+v"(a), "+v"(b))
+
 // A tile of rows <= kMr by width <= kNr: tile(r, j) = sum over k < kc of a(r, k) · b(k, j).
 //   a: row-major [rows, kc], a(r, k) at a[r·lda + k] (a time step's states or gate grads, read in
 //      place: packing them was serial work at every step, and their rows stream from L1/L2 as well
@@ -163,7 +170,8 @@ inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b,
   const float *a0 = a, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda,
               *a5 = a4 + lda;
   for (int64_t k = 0, ak = 0; k < kc; ++k, ++ak, b += kNr) {
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    TF_RNN_OPS_IN_REGISTERS(b0, b1);
     __m256 av = _mm256_broadcast_ss(a0 + ak);
     c00 = _mm256_fmadd_ps(av, b0, c00);
     c01 = _mm256_fmadd_ps(av, b1, c01);
@@ -271,7 +279,8 @@ TF_RNN_OPS_TARGET_AVX512 inline void MicroKernel512(int64_t kc, const float* a, 
   const float *a0 = a, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda,
               *a5 = a4 + lda;
   for (int64_t k = 0; k < kc; ++k, b += kNr, b_next += kNr) {
-    const __m512 b0 = _mm512_loadu_ps(b), b1 = kTwo ? _mm512_loadu_ps(b_next) : b0;
+    __m512 b0 = _mm512_loadu_ps(b), b1 = kTwo ? _mm512_loadu_ps(b_next) : b0;
+    TF_RNN_OPS_IN_REGISTERS(b0, b1);
     TF_RNN_OPS_ZMM_ROW(0, a0[k])
     TF_RNN_OPS_ZMM_ROW(1, a1[k])
     TF_RNN_OPS_ZMM_ROW(2, a2[k])
@@ -422,7 +431,8 @@ inline void WgradRunSums(int64_t k0, int64_t k1, const float* a, const float* b,
   const float* ak = a + k0 * kMr;
   const float* bk = b + k0 * kNr;
   for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kNr) {
-    const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+    __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+    TF_RNN_OPS_IN_REGISTERS(b0, b1);
     __m256 av = _mm256_broadcast_ss(ak);
     c00 = _mm256_fmadd_ps(av, b0, c00);
     c01 = _mm256_fmadd_ps(av, b1, c01);
@@ -670,7 +680,8 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradMicroKernel512(int64_t kc, const float
     const float* ak = a + k0 * kMr;
     const float* bk = b + k0 * kPw;
     for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kPw) {
-      const __m512 b0 = _mm512_load_ps(bk), b1 = kTwo ? _mm512_load_ps(bk + kNr) : b0;
+      __m512 b0 = _mm512_load_ps(bk), b1 = kTwo ? _mm512_load_ps(bk + kNr) : b0;
+      TF_RNN_OPS_IN_REGISTERS(b0, b1);
       TF_RNN_OPS_ZMM_ROW(0, ak[0])
       TF_RNN_OPS_ZMM_ROW(1, ak[1])
       TF_RNN_OPS_ZMM_ROW(2, ak[2])
@@ -1062,5 +1073,7 @@ inline void StreamGemmTransposed(int64_t M, const float* A, int64_t lda, int64_t
 }
 
 }  // namespace tf_rnn_ops
+
+#undef TF_RNN_OPS_IN_REGISTERS
 
 #endif  // TF_RNN_OPS_CC_KERNELS_PACKED_GEMM_H_

@@ -185,14 +185,11 @@ class CpuRnn {
     if (s < len) PrefetchValues<kWrite>(buf + io_row(TimeAt(dir, s, len), ahead) * ld + col, width);
   }
 
-  // Runs step(s, b0, b1, one_thread) for the steps [s0, s1) (from s1 - 1 down when `backward`). The
-  // rows of a batch run their recurrences independently, so where the batch is large enough and the
-  // step products can run on one thread (float), each thread takes a range of rows (whole 6-row
-  // strips of the micro-kernel) through all the steps: one dispatch a chunk, each thread's states
-  // in its own cache. Otherwise every step covers all rows, its work split inside (one_thread
-  // false). No barrier keeps the threads in step: one thread's step may run its rows' phase or step
-  // while another runs a different one, so a step may write shared scratch only in places of its
-  // own rows that no phase or step of other rows uses (rnn_phase_products.h's out_ and cols_).
+  // Runs step(s, b0, b1, one_thread) for the steps [s0, s1) (from s1 - 1 down when `backward`) over
+  // the row ranges of ForEachBatchRange (cpu_gemm.h): one dispatch a chunk. No barrier keeps the
+  // threads in step: one thread's step may run its rows' phase or step while another runs a
+  // different one, so a step may write shared scratch only in places of its own rows that no phase
+  // or step of other rows uses (rnn_phase_products.h's out_ and cols_).
   template <typename Fn>
   void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward = false) const;
 
@@ -217,14 +214,7 @@ void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bo
       for (int64_t s = s0; s < s1; ++s) step(s, b0, b1, one_thread);
     }
   };
-  if (!StepGemm<T>::kRowsOnOneThread || d_.numThreads() <= 1 || B < 2 * kMr) {
-    steps(0, B, false);
-    return;
-  }
-  const int64_t strips = (B + kMr - 1) / kMr;
-  ParallelRows(d_, strips, 1e9, [&](int64_t begin, int64_t end) {
-    steps(begin * kMr, std::min(B, end * kMr), true);
-  });
+  ForEachBatchRange<T>(d_, B, steps);
 }
 
 // ----------------------------------------------------------------------------------------- forward

@@ -5,7 +5,7 @@ is fixed once TensorFlow starts.
 usage: row_range_program.py THREADS SEED ROUNDS MODE:B:T:I:H[:lengths] ...
 
 float32 is the type whose step products run on one thread for a range of rows
-(CpuRnn::ForEachRowRange, B >= 12 with 2+ threads): each thread takes its own rows through a chunk
+(ForEachBatchRange, B >= 12 with 2+ threads): each thread takes its own rows through a chunk
 of steps with no barrier between them, so one thread may be a phase ahead of another (cells with
 two recurrent products a step, GRU reset-before). Every case runs the op ROUNDS times against one
 reference (a race shows in some rounds only). Prints "ok", or each failing case with its round,

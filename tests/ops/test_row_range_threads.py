@@ -1,6 +1,7 @@
-"""The float32 CPU driver's row ranges (CpuRnn::ForEachRowRange) on 2 and 8 intra-op threads.
+"""The float32 CPU driver's row ranges (ForEachBatchRange, cpu_gemm.h) on 2 and 8 intra-op threads.
 
-With B >= 12 (two 6-row strips) and 2+ threads, each thread runs its range of rows through a chunk
+With B >= 12 (two 6-row strips) and 2+ threads, each thread runs its range of rows (B split evenly,
+one range at most per 6 rows: ranges of any length, not whole strips) through a chunk
 of steps with no barrier between threads. Cells with two recurrent products a step (GRU
 reset-before, Keras' reset_after=False) once staged each product's rows in a buffer shared by the
 phases at a phase-dependent offset, so a thread a phase ahead overwrote another's rows (wrong rows
