@@ -77,12 +77,13 @@ struct RnnForwardArgs {
   uint64_t dropout_call = 0;  // this kernel's count of earlier calls that drew masks (see above)
   // Recurrent dropout (TfRnn>KerasRNNDropout; one layer, one direction, Keras-layout
   // recurrent_kernel, with gate_src null where rec_masks is given): `projected` [T, B, G·H] the
-  // input side of every gate (the cell still adds bias_w and bias_r; the layers put their bias in
-  // one or the other), read in place of the input projection (kernel null, no W); `rec_masks`
-  // [G, B, H_out] the per-gate masks of the recurrent products (MaskedProducts), canonical gate
-  // order. `projected_batch_major`: projected is [B, T, G·H] instead (Keras' layout, read in
-  // place: no transposed copy); `projected_gate_src`: its canonical gate g in column block
-  // projected_gate_src[g] (Keras' order, read in place: no reordered copy), or g where null.
+  // input side of every gate (the cell still adds bias_w and bias_r, where the op puts the layers'
+  // bias: [G·H] as bias_r, GRU reset_after's two rows as both), read in place of the input
+  // projection (kernel null, no W); `rec_masks` [G, B, H_out] the per-gate masks of the recurrent
+  // products (MaskedProducts), canonical gate order. `projected_batch_major`: projected is [B, T,
+  // G·H] instead (Keras' layout, read in place: no transposed copy); `projected_gate_src`: its
+  // canonical gate g in column block projected_gate_src[g] (Keras' order, read in place: no
+  // reordered copy), or g where null.
   const T* projected = nullptr;
   bool projected_batch_major = false;
   const int* projected_gate_src = nullptr;
