@@ -446,7 +446,8 @@ void AddWeightGrad(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T*
 // time, summing into double), the rows of C split across threads (Eigen's contraction ran these at
 // ~120 GFLOP/s inside the backward).
 // AddWeightGradStrided reads A's rows lda apart (a column block of wider rows, in place);
-// AddWeightGrad<float> is it with lda = M. C's rows ldc apart (0: N), B's ldb apart (0: N).
+// AddWeightGrad<float> is it with lda = M. C's rows ldc apart (0: N), B's ldb apart (0: N); with
+// b_mask, B's rows times their mask rows (WgradRowMask, packed_gemm.h).
 //
 // Two shapes that kernel serves badly, both of a small G·H (M) against many rows (K):
 //  * M narrower than N: GemmTransposedA packs B's rows into kMr-wide strips (a scatter) for every
@@ -469,10 +470,12 @@ inline int64_t WeightGradKParts(int64_t threads, int64_t panels, int64_t K) {
 
 inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
                                  const float* A, int64_t lda, const float* B, double* C,
-                                 int64_t ldc = 0, int64_t ldb = 0) {
+                                 int64_t ldc = 0, int64_t ldb = 0,
+                                 const WgradRowMask* b_mask = nullptr) {
   ldb = ldb ? ldb : N;
   ldc = ldc ? ldc : N;
-  const bool transposed = M < N && M <= kTransposedMaxRows;
+  // (b_mask: untransposed, where B is packed in strips and the mask applied there)
+  const bool transposed = b_mask == nullptr && M < N && M <= kTransposedMaxRows;
   // The product run: out[rows, cols] += aᵀ·b over K, a [K, rows] and b [K, cols].
   const int64_t rows = transposed ? N : M, cols = transposed ? M : N;
   const float* a = transposed ? B : A;
@@ -495,8 +498,12 @@ inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64
       const int64_t last = std::min(end - part * panels, panels);  // panels [first, last)
       const int64_t k0 = K * part / parts, k1 = K * (part + 1) / parts;
       const bool into_c = !transposed && part == 0;
+      // (b_mask: b is B; the part's rows from k0 on)
+      const WgradRowMask part_mask =
+          b_mask ? WgradRowMask{b_mask->m, b_mask->period, b_mask->first + k0} : WgradRowMask{};
       GemmTransposedA(cols, k1 - k0, a + k0 * a_ld, a_ld, b + k0 * b_ld, b_ld, part_out(part),
-                      into_c ? ldc : cols, first * kNr, std::min(rows, last * kNr));
+                      into_c ? ldc : cols, first * kNr, std::min(rows, last * kNr),
+                      b_mask ? &part_mask : nullptr);
       i = part * panels + last;
     }
   });

@@ -403,6 +403,17 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
 // float kernel's speed.
 constexpr int64_t kWgradSubK = 32;
 
+// A mask multiplied into GemmTransposedA's B as it is packed: B's row k (counted from the
+// product's first row) times m[((first + k) mod period)·N + n], column n of N. The recurrent
+// dropout masks, one [B, H] a gate: row i of a chunk's h_prev is batch index i mod B. (Applied in
+// a pass of their own, the masked rows were written and read back once more for every gate: 8%
+// of a GRU + recurrent dropout backward, 20% of SimpleRNN's; docs/PERFORMANCE.md.)
+struct WgradRowMask {
+  const float* m;  // [period, N]
+  int64_t period;
+  int64_t first;
+};
+
 namespace packed_gemm_internal {
 
 #if TF_RNN_OPS_HAVE_AVX2
@@ -541,21 +552,52 @@ constexpr int64_t kWgradMaxKb512 = 512;
 constexpr int64_t kWgradBlockFloats512 = int64_t{1} << 17;
 
 // B's rows [0, kb) (row-major, leading dimension ldb, N columns) packed in strips of kMr columns:
-// strip s at b_pack[s·kb·kMr + k·kMr + r]. (Fixed-length copy loops: std::copy_n of these few
-// floats became `rep movsq`, whose start-up cost made the packing 17% of the time.)
-inline void PackWgradStrips(int64_t N, int64_t kb, const float* B, int64_t ldb, float* b_pack) {
+// strip s at b_pack[s·kb·kMr + k·kMr + r]; with mask_rows, row k times mask_rows[k] column by
+// column (see WgradRowMask). (Fixed-length copy loops: std::copy_n of these few floats became
+// `rep movsq`, whose start-up cost made the packing 17% of the time.)
+template <bool kMasked>
+inline void PackWgradStripsOf(int64_t N, int64_t kb, const float* B, int64_t ldb,
+                              const float* const* mask_rows, float* b_pack) {
+  auto value = [&](int64_t k, int64_t n) {
+    if constexpr (kMasked) {
+      return B[k * ldb + n] * mask_rows[k][n];
+    } else {
+      return B[k * ldb + n];
+    }
+  };
   for (int64_t n0 = 0; n0 < N; n0 += kMr) {
     float* strip = b_pack + n0 * kb;
     if (N - n0 >= kMr) {
       for (int64_t k = 0; k < kb; ++k) {
-        for (int64_t r = 0; r < kMr; ++r) strip[k * kMr + r] = B[k * ldb + n0 + r];
+        for (int64_t r = 0; r < kMr; ++r) strip[k * kMr + r] = value(k, n0 + r);
       }
     } else {
       for (int64_t k = 0; k < kb; ++k) {
-        for (int64_t r = 0; r < N - n0; ++r) strip[k * kMr + r] = B[k * ldb + n0 + r];
+        for (int64_t r = 0; r < N - n0; ++r) strip[k * kMr + r] = value(k, n0 + r);
       }
     }
   }
+}
+
+inline void PackWgradStrips(int64_t N, int64_t kb, const float* B, int64_t ldb,
+                            const float* const* mask_rows, float* b_pack) {
+  if (mask_rows != nullptr) {
+    PackWgradStripsOf<true>(N, kb, B, ldb, mask_rows, b_pack);
+  } else {
+    PackWgradStripsOf<false>(N, kb, B, ldb, nullptr, b_pack);
+  }
+}
+
+// The mask rows of B's rows [k0, k0 + kb) (see WgradRowMask) into rows[0, kb); none without a mask.
+inline const float* const* WgradMaskRows(const WgradRowMask* mask, int64_t N, int64_t k0,
+                                         int64_t kb, const float** rows) {
+  if (mask == nullptr) return nullptr;
+  int64_t r = (mask->first + k0) % mask->period;
+  for (int64_t k = 0; k < kb; ++k) {
+    rows[k] = mask->m + r * N;
+    if (++r == mask->period) r = 0;
+  }
+  return rows;
 }
 
 // A's rows [0, kb), columns [0, width) (leading dimension lda) packed kPw wide, zero past width:
@@ -583,16 +625,18 @@ inline float* WgradStripStorage(int64_t kb_max, int64_t N) {
 
 // The loops of the weight-gradient products on the AVX2 micro-kernels (GemmTransposedA,
 // GemmTransposedAFloatRuns): K in blocks of at most kb_max rows; each block of B packed in strips
-// of kMr columns (into b_pack), each kNr-wide panel of A's columns [m_begin, m_end) packed in turn
-// and passed over every strip: strip_fn(rows, kb, strip, panel, n0, m0, width, k0).
+// of kMr columns (into b_pack; times b_mask, where given), each kNr-wide panel of A's columns
+// [m_begin, m_end) packed in turn and passed over every strip:
+// strip_fn(rows, kb, strip, panel, n0, m0, width, k0).
 template <typename StripFn>
 inline void WgradBlocks(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                        int64_t ldb, int64_t m_begin, int64_t m_end, int64_t kb_max, float* b_pack,
-                        StripFn&& strip_fn) {
+                        int64_t ldb, const WgradRowMask* b_mask, int64_t m_begin, int64_t m_end,
+                        int64_t kb_max, float* b_pack, StripFn&& strip_fn) {
   alignas(64) float a_panel[kWgradMaxKb * kNr];
+  const float* mask_rows[kWgradMaxKb];
   for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
     const int64_t kb = std::min(kb_max, K - k0);
-    PackWgradStrips(N, kb, B + k0 * ldb, ldb, b_pack);
+    PackWgradStrips(N, kb, B + k0 * ldb, ldb, WgradMaskRows(b_mask, N, k0, kb, mask_rows), b_pack);
     for (int64_t m0 = m_begin; m0 < m_end; m0 += kNr) {
       const int64_t width = std::min(kNr, m_end - m0);
       PackWgradPanel<kNr>(kb, A + k0 * lda + m0, lda, width, a_panel);
@@ -728,14 +772,15 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradStrip512(int64_t rows, int64_t kc, con
 // GemmTransposedA's loops (see there) with panels of A 2·kNr columns wide.
 TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedA512(int64_t N, int64_t K, const float* A,
                                                         int64_t lda, const float* B, int64_t ldb,
-                                                        double* C, int64_t ldc, int64_t m_begin,
-                                                        int64_t m_end, int64_t kb_max,
-                                                        float* b_pack) {
+                                                        const WgradRowMask* b_mask, double* C,
+                                                        int64_t ldc, int64_t m_begin, int64_t m_end,
+                                                        int64_t kb_max, float* b_pack) {
   constexpr int64_t kPw = 2 * kNr;
   alignas(64) float a_panel[kWgradMaxKb512 * kPw];  // 64 KB: L1 and L2
+  const float* mask_rows[kWgradMaxKb512];
   for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
     const int64_t kb = std::min(kb_max, K - k0);
-    PackWgradStrips(N, kb, B + k0 * ldb, ldb, b_pack);
+    PackWgradStrips(N, kb, B + k0 * ldb, ldb, WgradMaskRows(b_mask, N, k0, kb, mask_rows), b_pack);
     for (int64_t m0 = m_begin; m0 < m_end; m0 += kPw) {
       const int64_t width = std::min(kPw, m_end - m0);
       PackWgradPanel<kPw>(kb, A + k0 * lda + m0, lda, width, a_panel);
@@ -780,18 +825,19 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedA512(int64_t N, int64_t K, co
 // kNr (AVX-512: 2·kNr) columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is
 // cut into blocks of kb rows so that all of B's block, packed in strips of kMr columns, stays in
 // L2 (256 KB, AVX-512 512 KB); each kb x kNr panel of A is packed (16 KB at most, AVX-512 64 KB)
-// and passes over every strip.
+// and passes over every strip. b_mask: B's rows times their mask rows as they are packed.
 // Measured on one core of a Zen 3 at the chunk's shapes (512 rows, G·H = 768, N = 128 or 256):
 // 87-89 GFLOP/s against Eigen's 60-80, before the double accumulation. (Read in place, each k of a
 // panel is a new cache line and, G·H floats apart, often a new page: 75.)
 inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                            int64_t ldb, double* C, int64_t ldc, int64_t m_begin, int64_t m_end) {
+                            int64_t ldb, double* C, int64_t ldc, int64_t m_begin, int64_t m_end,
+                            const WgradRowMask* b_mask = nullptr) {
   using namespace packed_gemm_internal;  // NOLINT(build/namespaces): its block constants
   if (m_end <= m_begin || N == 0 || K == 0) return;
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
   if (UseAvx512()) {
     const int64_t kb_max = std::clamp<int64_t>(kWgradBlockFloats512 / N, 16, kWgradMaxKb512);
-    GemmTransposedA512(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, kb_max,
+    GemmTransposedA512(N, K, A, lda, B, ldb, b_mask, C, ldc, m_begin, m_end, kb_max,
                        WgradStripStorage(kb_max, N));
     return;
   }
@@ -799,7 +845,7 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
   const int64_t kb_max = std::clamp<int64_t>(kWgradBlockFloats / N, 16, kWgradMaxKb);
   float* b_pack = WgradStripStorage(kb_max, N);
   packed_gemm_internal::WgradBlocks(
-      N, K, A, lda, B, ldb, m_begin, m_end, kb_max, b_pack,
+      N, K, A, lda, B, ldb, b_mask, m_begin, m_end, kb_max, b_pack,
       [&](int64_t rows, int64_t kb, const float* strip, const float* panel, int64_t n0, int64_t m0,
           int64_t width, int64_t /*k0*/) {
         packed_gemm_internal::WgradStrip(rows, kb, strip, panel, C + m0 * ldc + n0, ldc, width);
@@ -901,7 +947,7 @@ inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64
   const int64_t kb_max =
       std::max<int64_t>(16, std::min(kWgradBlockFloats / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
   packed_gemm_internal::WgradBlocks(
-      N, K, A, lda, B, ldb, m_begin, m_end, kb_max,
+      N, K, A, lda, B, ldb, /*b_mask=*/nullptr, m_begin, m_end, kb_max,
       packed_gemm_internal::WgradStripStorage(kb_max, N),
       [&](int64_t rows, int64_t kb, const float* strip, const float* panel, int64_t n0, int64_t m0,
           int64_t width, int64_t k0) {

@@ -425,12 +425,22 @@ class MaskedProductGrads {
   template <typename SavedRows>
   void AddWeightGrads(int64_t rows, const T* d_gh, int64_t gh_w, const T* hprev_rows,
                       SavedRows&& saved_rows, typename GradSumType<T>::type* dr) {
+    // float, several gates: m_g multiplied in as each gate's product packs its input (a masked
+    // copy for each gate, written and read back, was 5-8% of a GRU or LSTM backward). One gate
+    // keeps its one masked copy: made by all threads, vectorized, it cost less than every
+    // thread's packing multiplying the mask in (SimpleRNN(256), B = 64: ~0.4 ms a backward).
+    if constexpr (std::is_same_v<T, float> && G > 1) {
+      ForEachProductInput(rows, hprev_rows, saved_rows, [&](int g, const T* in) {
+        const WgradRowMask mask{masks_ + g * B_ * ho_, B_, 0};
+        AddWeightGradStrided(d_, H_, ho_, rows, d_gh + g * H_, gh_w, in, dr + g * H_ * ho_,
+                             /*ldc=*/0, /*ldb=*/0, &mask);  // (the gate's columns read in place)
+      });
+      return;
+    }
     ForEachMaskedInput(rows, hprev_rows, saved_rows, [&](int g, const T* masked) {
       if constexpr (G == 1) {  // d_gh's rows are the gate's columns
         AddWeightGrad<T>(d_, H_, ho_, rows, d_gh, masked, dr + g * H_ * ho_);
-      } else if constexpr (std::is_same_v<T, float>) {  // the gate's columns read in place
-        AddWeightGradStrided(d_, H_, ho_, rows, d_gh + g * H_, gh_w, masked, dr + g * H_ * ho_);
-      } else {
+      } else {  // (other types)
         for (int64_t i = 0; i < rows; ++i)
           std::copy_n(d_gh + i * gh_w + g * H_, H_, chunk_cols_ + i * H_);
         AddWeightGrad<T>(d_, H_, ho_, rows, chunk_cols_, masked, dr + g * H_ * ho_);
@@ -451,32 +461,36 @@ class MaskedProductGrads {
   }
 
  private:
-  // Calls fn(g, masked) for each gate g of each product, `masked` the chunk's `rows` rows of the
-  // product's input (h_prev, or the cell's saved buffer: see PhaseProductGrads::AddWeightGrads)
-  // times m_g (row i of batch index i mod B), in masked_in_.
+  // Calls fn(g, in) for each gate g of each product, `in` the chunk's `rows` rows of the product's
+  // input (h_prev, or the cell's saved buffer: see PhaseProductGrads::AddWeightGrads), unmasked.
   template <typename SavedRows, typename Fn>
-  void ForEachMaskedInput(int64_t rows, const T* hprev_rows, SavedRows& saved_rows, Fn&& fn) {
+  void ForEachProductInput(int64_t rows, const T* hprev_rows, SavedRows& saved_rows, Fn&& fn) {
     for (int p = 0; p < kProducts; ++p) {
       const T* in = hprev_rows;
       if constexpr (kProducts > 1) {
         if (p > 0) in = saved_rows(Cell::kProductInput[p], chunk_in_);
       }
-      for (int g = CellProductGate<Cell>(p); g < CellProductGate<Cell>(p + 1); ++g) {
-        const T* m = masks_ + g * B_ * ho_;
-        // (on the pool: a chunk of GRU(64) at B = 1024 is 4 MB a gate, serial on the op's thread
-        // it was ~10% of the backward, docs/PERFORMANCE.md item 77)
-        ParallelRows(
-            d_, rows, 2.0 * ho_,
-            [&](int64_t i0, int64_t i1) {
-              for (int64_t i = i0; i < i1; ++i) {
-                const T* mi = m + (i % B_) * ho_;
-                for (int64_t k = 0; k < ho_; ++k) masked_in_[i * ho_ + k] = in[i * ho_ + k] * mi[k];
-              }
-            },
-            kCopyMinFlops);
-        fn(g, masked_in_);
-      }
+      for (int g = CellProductGate<Cell>(p); g < CellProductGate<Cell>(p + 1); ++g) fn(g, in);
     }
+  }
+  // ForEachProductInput with `in` times m_g (row i of batch index i mod B), in masked_in_.
+  template <typename SavedRows, typename Fn>
+  void ForEachMaskedInput(int64_t rows, const T* hprev_rows, SavedRows& saved_rows, Fn&& fn) {
+    ForEachProductInput(rows, hprev_rows, saved_rows, [&](int g, const T* in) {
+      const T* m = masks_ + g * B_ * ho_;
+      // (on the pool: a chunk of GRU(64) at B = 1024 is 4 MB a gate, serial on the op's thread
+      // it was ~10% of the backward, docs/PERFORMANCE.md item 77)
+      ParallelRows(
+          d_, rows, 2.0 * ho_,
+          [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) {
+              const T* mi = m + (i % B_) * ho_;
+              for (int64_t k = 0; k < ho_; ++k) masked_in_[i * ho_ + k] = in[i * ho_ + k] * mi[k];
+            }
+          },
+          kCopyMinFlops);
+      fn(g, masked_in_);
+    });
   }
 
   const CPUDevice& d_;

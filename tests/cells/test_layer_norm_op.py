@@ -120,7 +120,9 @@ def test_float32_close_to_reference(rng, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("is_training", [True, False])
-@pytest.mark.parametrize("T,B,H", [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17), (7, 25, 33)])
+@pytest.mark.parametrize(
+    "T,B,H", [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17), (7, 25, 33), (20, 37, 17)]
+)
 @pytest.mark.parametrize("recurrent_dropout", [False, True])
 def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H, recurrent_dropout):
     """float32 against the float64 reference with variable lengths and zoneout masks: outputs,
@@ -129,7 +131,8 @@ def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H, 
     (7, 25): each intra-op thread takes a range of batch rows through all the steps, its products
     on the packed kernel on that thread, and every range must give the reference's rows;
     is_training=False (no reserve) the same. recurrent_dropout: with a recurrent_mask on h_{t-1}
-    (the forward's product of h ⊙ m, the backward's (dGH Rᵀ) ⊙ m and (H_prev ⊙ m)ᵀ dGH)."""
+    (the forward's product of h ⊙ m, the backward's (dGH Rᵀ) ⊙ m and (H_prev ⊙ m)ᵀ dGH; over 256
+    rows, (20, 37), R's gradient sums in double)."""
     D = 9
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))

@@ -108,6 +108,60 @@ def test_matches_keras_over_more_rows(rng, kind):
     _compare(_grads(ours, [(ours.cell, masks)], x), _grads(ref, [(ref.cell, masks)], x))
 
 
+def _matches_keras_float64(rng, name, kw, batch, steps, units, scale=0.6):
+    """float32 training call of our layer against Keras' in float64, same weights (uniform in
+    ±scale) and masks, a nonzero initial state (step 0's rows join R's gradient): outputs and every
+    gradient, each within 1e-4 of its array's largest magnitude (float32's rounding over many
+    steps)."""
+    kw = dict(kw, dropout=0.25, recurrent_dropout=0.3, return_sequences=True)
+    ours = getattr(L, name)(units, **kw)
+    ref = getattr(keras.layers, name)(units, dtype="float64", **kw)
+    for layer in (ours, ref):
+        layer.build((None, steps, IN))
+    weights = [rng.uniform(-scale, scale, w.shape) for w in ours.get_weights()]
+    ours.set_weights([w.astype(np.float32) for w in weights])
+    ref.set_weights(weights)
+    x = rng.normal(size=(batch, steps, IN))
+    init = rng.normal(size=(batch, units)) * 0.5
+    n_states = 2 if name == "LSTM" else 1
+    count = getattr(ref.cell, "dropout_mask_count", None)
+
+    def draw(shape, rate):
+        one = lambda: (rng.uniform(size=shape) >= rate) / (1 - rate)  # noqa: E731
+        return one() if count is None else [one() for _ in range(count)]
+
+    masks = (draw((batch, IN), 0.25), draw((batch, units), 0.3))
+    cast = lambda dtype: tf.nest.map_structure(lambda m: tf.constant(m, dtype), masks)  # noqa: E731
+    got = _grads(ours, [(ours.cell, cast(tf.float32))], tf.constant(x, tf.float32),
+                 init=[tf.constant(init, tf.float32)] * n_states)  # fmt: skip
+    want = _grads(ref, [(ref.cell, cast(tf.float64))], tf.constant(x),
+                  init=[tf.constant(init)] * n_states)  # fmt: skip
+    pairs = list(zip(got[0], want[0], strict=True)) + list(zip(got[1], want[1], strict=True))
+    for i, (a, b) in enumerate(pairs):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(1.0, np.abs(b).max()),
+                                   err_msg=f"item {i} (outputs, then gradients)")  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+def test_matches_keras_over_many_rows(rng, kind):
+    """37 x 29 = 1073 rows: R's gradient summed in double on the packed kernel, each gate's mask
+    multiplied into h_prev as the kernel packs it, in blocks of 512 rows (the second block starts
+    at batch index 31: its rows must find their own mask rows)."""
+    _matches_keras_float64(rng, *kind, batch=37, steps=29, units=H)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_matches_keras_with_rows_split_across_threads(rng, reset_after):
+    """GRU(48), B = 41, T = 120 (a call of over 128 MFLOP: on all threads): R's gradient of a chunk
+    of 67 steps (2747 rows, 3 panels of 16 gate columns) is split by rows across 2 or more threads,
+    the second part from row 1373, batch index 20: each part's packing must start at its own
+    mask row."""
+    _matches_keras_float64(
+        rng, "GRU", {"reset_after": reset_after}, batch=41, steps=120, units=48, scale=0.25
+    )
+
+
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
 def test_masks_go_backwards_last_output(rng, kind):
     name, kw = kind
