@@ -252,6 +252,13 @@ inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const f
   }
 }
 
+// The rows of a block's next strip, `left` rows still to do: kMr, but the last 7 or 8 as two
+// strips of 4 (not 6 and 1 or 2). Each row of a tile is 2 accumulators: a 1- or 2-row tile has too
+// few multiply-adds in flight to cover their latency, a 4-row one enough (AVX-512, K = 256,
+// N = 768, one core: 8 rows 0.0141 -> 0.0127 ms, 32 rows (B = 64's share a thread) 0.0476 ->
+// 0.0462; docs/PERFORMANCE.md item 81).
+inline int64_t StripRows(int64_t left) { return left == 7 || left == 8 ? 4 : std::min(kMr, left); }
+
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
 // The mask of the first n (<= 16) of 16 lanes.
 inline __mmask16 LaneMask(int64_t n) {
@@ -338,8 +345,8 @@ TF_RNN_OPS_TARGET_AVX512 inline void PackedGemmPanels512(int64_t M, const float*
       for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kc = std::min(kKc, K - k0);
         const float* panel = b.block(k0, p);
-        for (int64_t m0 = mb; m0 < me; m0 += kMr) {
-          const int64_t rows = std::min(kMr, me - m0);
+        for (int64_t m0 = mb, rows; m0 < me; m0 += rows) {
+          rows = StripRows(me - m0);
           if (two) {
             Strip512<true>(rows, kc, A + m0 * lda + k0, lda, panel, panel + kc * kNr,
                            C + m0 * ldc + n0, ldc, width, k0 > 0);
@@ -385,9 +392,10 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
       for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kc = std::min(kKc, K - k0);
         const float* panel = b.block(k0, p);
-        for (int64_t m0 = mb; m0 < me; m0 += kMr) {
-          packed_gemm_internal::Strip(std::min(kMr, me - m0), kc, A + m0 * lda + k0, lda, panel,
-                                      C + m0 * ldc + n0, ldc, width, k0 > 0);
+        for (int64_t m0 = mb, rows; m0 < me; m0 += rows) {
+          rows = packed_gemm_internal::StripRows(me - m0);
+          packed_gemm_internal::Strip(rows, kc, A + m0 * lda + k0, lda, panel, C + m0 * ldc + n0,
+                                      ldc, width, k0 > 0);
         }
       }
     }
