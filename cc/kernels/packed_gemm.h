@@ -414,8 +414,8 @@ constexpr int64_t kWgradSubK = 32;
 // A mask multiplied into GemmTransposedA's B as it is packed: B's row k (counted from the
 // product's first row) times m[((first + k) mod period)·N + n], column n of N. The recurrent
 // dropout masks, one [B, H] a gate: row i of a chunk's h_prev is batch index i mod B. (Applied in
-// a pass of their own, the masked rows were written and read back once more for every gate: 8%
-// of a GRU + recurrent dropout backward, 20% of SimpleRNN's; docs/PERFORMANCE.md.)
+// a pass of their own, a masked copy of h_prev for every gate, written and read back: ~6% of a
+// GRU + recurrent dropout backward; docs/PERFORMANCE.md item 81.)
 struct WgradRowMask {
   const float* m;  // [period, N]
   int64_t period;

@@ -426,9 +426,10 @@ class MaskedProductGrads {
   void AddWeightGrads(int64_t rows, const T* d_gh, int64_t gh_w, const T* hprev_rows,
                       SavedRows&& saved_rows, typename GradSumType<T>::type* dr) {
     // float, several gates: m_g multiplied in as each gate's product packs its input (a masked
-    // copy for each gate, written and read back, was 5-8% of a GRU or LSTM backward). One gate
+    // copy for each gate, written and read back, was ~5% of a GRU or LSTM backward). One gate
     // keeps its one masked copy: made by all threads, vectorized, it cost less than every
-    // thread's packing multiplying the mask in (SimpleRNN(256), B = 64: ~0.4 ms a backward).
+    // thread's packing multiplying the mask in (SimpleRNN(256), B = 64: ~0.4 ms a backward;
+    // docs/PERFORMANCE.md item 81).
     if constexpr (std::is_same_v<T, float> && G > 1) {
       ForEachProductInput(rows, hprev_rows, saved_rows, [&](int g, const T* in) {
         const WgradRowMask mask{masks_ + g * B_ * ho_, B_, 0};
