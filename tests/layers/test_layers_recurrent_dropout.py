@@ -145,9 +145,10 @@ def _matches_keras_float64(rng, name, kw, batch, steps, units, scale=0.6):
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
 def test_matches_keras_over_many_rows(rng, kind):
-    """37 x 29 = 1073 rows: R's gradient summed in double on the packed kernel, each gate's mask
-    multiplied into h_prev as the kernel packs it, in blocks of 512 rows (the second block starts
-    at batch index 31: its rows must find their own mask rows)."""
+    """37 x 29 = 1073 rows: R's gradient summed in double on the packed kernel in blocks of 512
+    rows; GRU and LSTM multiply each gate's mask into h_prev as the kernel packs it (the second
+    block starts at batch index 31: its rows must find their own mask rows), SimpleRNN reads its
+    one masked copy."""
     _matches_keras_float64(rng, *kind, batch=37, steps=29, units=H)
 
 
