@@ -363,10 +363,10 @@ class StepGemm<float> {
 // steps need nothing from the others (one dispatch a call instead of one or more a step; each
 // thread's states stay in its own cache). Where the batch is small or the step products cannot run
 // on one thread (double: Eigen's contraction), one range of all rows, the products split inside
-// (one_thread false). At most one range per kMr rows (a strip of fewer rows costs the micro-kernel
-// two thirds of a whole one or more: the panel's loads), the rows split evenly (the cells' passes
-// cost by the row; whole strips split B = 64 into 30 | 34 rows, B = 16 into 6 | 10:
-// docs/PERFORMANCE.md item 80).
+// (one_thread false). At most one range per kMr rows (a range of fewer rows runs only the
+// micro-kernel's short tiles, which cost more than their share of a whole strip: StripRows,
+// packed_gemm.h), the rows split evenly (the cells' passes cost by the row; whole strips split
+// B = 64 into 30 | 34 rows, B = 16 into 6 | 10: docs/PERFORMANCE.md items 80, 81).
 template <typename T, typename Fn>
 void ForEachBatchRange(const CPUDevice& d, int64_t B, Fn&& range) {
   if (!StepGemm<T>::kRowsOnOneThread || d.numThreads() <= 1 || B < 2 * kMr) {
