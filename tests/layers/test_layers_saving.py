@@ -14,6 +14,7 @@ import textwrap
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_rnn_ops import layers as L
@@ -195,3 +196,56 @@ def test_tf_function_and_saved_model_signature_shapes(rng):
 
     ids = _ids(rng, 5)
     np.testing.assert_allclose(serve(tf.constant(ids)), model(ids), **TOL)
+
+
+def _dropout_model(seed):
+    """Every layer kind with the options that draw random masks in training."""
+    inp = keras.Input((STEPS,), dtype="int32")
+    x = keras.layers.Embedding(VOCAB, 4, mask_zero=True)(inp)
+    x = keras.layers.Bidirectional(
+        L.LSTM(5, dropout=0.2, recurrent_dropout=0.3, return_sequences=True, seed=seed)
+    )(x)
+    x = L.GRU(4, recurrent_dropout=0.2, zoneout=0.1, return_sequences=True, seed=seed)(x)
+    x = L.GRU(3, reset_after=False, dropout=0.3, return_sequences=True, seed=seed)(x)
+    x = L.SimpleRNN(3, dropout=0.1, recurrent_dropout=0.2, return_sequences=True, seed=seed)(x)
+    x = L.LayerNormLSTM(3, dropout=0.1, recurrent_dropout=0.2, zoneout=0.1, seed=seed,
+                        return_sequences=True)(x)  # fmt: skip
+    x = L.LayerNormGRU(3, dropout=0.2, zoneout=0.1, seed=seed)(x)
+    return keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+def test_tf_saved_model_save_of_trained_dropout_layers(rng, tmp_path):
+    """`tf.saved_model.save` of a trained model whose RNN layers have dropout, recurrent dropout,
+    DropConnect and zoneout (Keras' own layers fail there: keras.layers.RNN draws their masks in
+    inference calls too, so the serving function reads the seed generator's state, which the
+    SavedModel does not track). Ours draw no mask at inference; the loaded model serves the same
+    predictions."""
+    model = _dropout_model(int(rng.integers(1 << 20)))
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    ids = _ids(rng, 16)
+    model.fit(ids, rng.integers(0, 2, (16, 1)).astype(np.float32), batch_size=8, verbose=0)
+    _randomize(model, rng)
+    want = model.predict(ids, verbose=0)
+    tf.saved_model.save(model, str(tmp_path / "sm"))
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    (got,) = served(tf.constant(ids)).values()
+    np.testing.assert_allclose(got.numpy(), want, **TOL)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_inference_calls_draw_no_dropout_masks(rng, training):
+    """An inference trace of every dropout option holds no random op and leaves every seed
+    generator where it was; a training trace draws (the masks Keras' cells draw)."""
+    model = _dropout_model(int(rng.integers(1 << 20)))
+    states = [v for v in model.variables if "seed_generator_state" in v.path]
+    assert len(states) == 7  # one per RNN layer (both directions of Bidirectional)
+    before = [v.numpy().copy() for v in states]
+    fn = tf.function(lambda ids: model(ids, training=training))
+    graph = fn.get_concrete_function(tf.TensorSpec((None, STEPS), tf.int32)).graph
+    random_ops = [op.type for op in graph.get_operations() if "Random" in op.type]
+    fn(tf.constant(_ids(rng, 4)))
+    moved = sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, states))
+    if training:
+        assert random_ops and moved == len(states)
+    else:
+        assert random_ops == [] and moved == 0

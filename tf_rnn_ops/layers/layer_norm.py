@@ -44,6 +44,7 @@ from keras import constraints, initializers, ops, regularizers
 # Keras 3 does not export the class.
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from tf_rnn_ops.layers._inference_masks import InferenceDrawsNoMasks
 from tf_rnn_ops.layers._zoneout import ZoneoutMixin
 
 __all__ = ["LayerNormGRU", "LayerNormGRUCell", "LayerNormLSTM", "LayerNormLSTMCell"]
@@ -381,7 +382,7 @@ class LayerNormGRUCell(DropoutRNNCell, _LayerNormCell):
         """The DropConnect mask of this call, like the recurrent kernel (drawn at the first request
         of a call of keras.layers.RNN, kept for its steps, cleared after it), or None."""
         mask = getattr(self, "_dropout_mask", None)
-        if mask is None and self.dropout > 0 and not getattr(self, "_inference_call", False):
+        if mask is None and self.dropout > 0:
             mask = self._dropout_mask = self._create_dropout_mask(
                 self.recurrent_kernel, self.dropout
             )
@@ -440,8 +441,9 @@ class LayerNormGRUCell(DropoutRNNCell, _LayerNormCell):
 _RNN_ARGS = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll")
 
 
-class _CellLayer(keras.layers.RNN):
-    """A `keras.layers.RNN` whose config is its cell's arguments (as Keras' LSTM / GRU)."""
+class _CellLayer(InferenceDrawsNoMasks, keras.layers.RNN):
+    """A `keras.layers.RNN` whose config is its cell's arguments (as Keras' LSTM / GRU); an
+    inference call draws no dropout masks (`_inference_masks`)."""
 
     _cell_class: type = keras.layers.Layer
 
@@ -668,14 +670,3 @@ class LayerNormGRU(_CellLayer):
     def _dropped(self, sequences, weights):
         weights = dict(weights, recurrent_kernel=self.cell.dropped_recurrent_kernel(True))
         return sequences, weights
-
-    def call(self, sequences, initial_state=None, mask=None, training=False):
-        # keras.layers.RNN draws its cell's masks before every call, training or not; the
-        # DropConnect mask is R's size (a one-step generation call at H = 1024 would draw 3M
-        # numbers it never uses), so an inference call draws none.
-        self.cell._inference_call = training is False or training is None
-        try:
-            return super().call(sequences, initial_state=initial_state, mask=mask,
-                                training=training)  # fmt: skip
-        finally:
-            self.cell._inference_call = False

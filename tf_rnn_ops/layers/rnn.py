@@ -71,6 +71,7 @@ from keras import ops as kops
 from tf_rnn_ops import _loader, _modes
 from tf_rnn_ops.cudnn_rnn import cudnn_rnn, keras_rnn, keras_rnn_dropout
 from tf_rnn_ops.layers import _formulation, _zoneout
+from tf_rnn_ops.layers._inference_masks import InferenceDrawsNoMasks
 from tf_rnn_ops.layers._shared import (
     compute_dtype,
     pack_valid_steps,
@@ -229,8 +230,9 @@ def _one_step_masked(
     return last, last[:, tf.newaxis], h, c
 
 
-class _FusedRNNMixin:
-    """`inner_loop` on the fused op for a Keras GRU / LSTM / SimpleRNN subclass."""
+class _FusedRNNMixin(InferenceDrawsNoMasks):
+    """`inner_loop` on the fused op for a Keras GRU / LSTM / SimpleRNN subclass (an inference call
+    draws no dropout masks: `_inference_masks`)."""
 
     _zoneout = 0.0  # GRU and LSTM take `zoneout=` (their `zoneout` property); SimpleRNN none
 
