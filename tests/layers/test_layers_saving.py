@@ -244,7 +244,7 @@ def test_inference_calls_draw_no_dropout_masks(rng, training):
     graph = fn.get_concrete_function(tf.TensorSpec((None, STEPS), tf.int32)).graph
     random_ops = [op.type for op in graph.get_operations() if "Random" in op.type]
     fn(tf.constant(_ids(rng, 4)))
-    moved = sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, states))
+    moved = sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, states, strict=True))
     if training:
         assert random_ops and moved == len(states)
     else:
