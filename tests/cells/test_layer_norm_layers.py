@@ -134,20 +134,21 @@ def test_training_in_a_function_draws_fresh_masks_and_learns(rng):
 
 
 class _Recorder:
-    """Records the zoneout masks the cells draw (wrapping the real `zoneout_mask`), one [B, H] mask
-    a step: the Keras loop draws one a step, the fused op all steps' at once ([T, B, H], split)."""
+    """Records the zoneout masks the cells draw (wrapping the real `zoneout_mask_of_shape`), one
+    [B, H] mask a step: the Keras loop draws one a step, the fused op all steps' at once
+    ([T, B, H], split)."""
 
     def __init__(self, monkeypatch, cls):
         self.masks = []
-        original = cls.zoneout_mask
+        original = cls.zoneout_mask_of_shape
 
-        def zoneout_mask(cell, h):
-            m = original(cell, h)
+        def zoneout_mask_of_shape(cell, shape, dtype):
+            m = original(cell, shape, dtype)
             m_np = np.asarray(m)
             self.masks.extend(list(m_np) if m_np.ndim == 3 else [m_np])
             return m
 
-        monkeypatch.setattr(cls, "zoneout_mask", zoneout_mask)
+        monkeypatch.setattr(cls, "zoneout_mask_of_shape", zoneout_mask_of_shape)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -29,6 +29,7 @@ from zoneout_keras import ZoneoutInputCell, processed_masks
 
 import tf_rnn_ops
 from tf_rnn_ops import layers as L
+from tf_rnn_ops.layers import _zoneout
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cells"))
 import cell_reference as ref  # noqa: E402
@@ -432,3 +433,21 @@ def test_standard_ops_saved_model(tmp_path, rng):
     restored = tf.saved_model.load(path)  # (kept: its functions need its variables)
     served = restored.serve(tf.constant(x))
     np.testing.assert_allclose(served, model(x, training=False), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.7])
+def test_keep_mask_16_bit_draws(rate):
+    """`_zoneout.keep_mask` under TensorFlow: U from 16 random bits, two values a 32-bit draw. The
+    keep rate is 1 - ceil(p 2^16) / 2^16 (within 5 sigma over 3.3M values, an odd last dimension),
+    the two halves of a draw are independent (neighbours agree as often as independent values
+    would), and a rate beyond 1 - 2^-16 keeps nothing."""
+    seed = keras.random.SeedGenerator(int(np.random.default_rng().integers(1 << 30)))
+    m = np.asarray(_zoneout.keep_mask((200, 64, 257), rate, "float32", seed))
+    assert m.shape == (200, 64, 257) and set(np.unique(m)) <= {0.0, 1.0}
+    keep = 1 - np.ceil(rate * 65536) / 65536
+    assert abs(m.mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / m.size)
+    same = (m[..., 0:256:2] == m[..., 1:257:2]).mean()  # a draw's two halves
+    want = keep**2 + (1 - keep) ** 2
+    assert abs(same - want) < 5 * np.sqrt(want * (1 - want) / (m.size / 2))
+    assert abs(m[..., 256].mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / (200 * 64))
+    assert np.asarray(_zoneout.keep_mask((3, 5), 1 - 2**-17, "float64", seed)).sum() == 0

@@ -546,8 +546,8 @@ class _CellLayer(InferenceDrawsNoMasks, keras.layers.RNN):
         zoneout_mask = None
         if training and cell.zoneout:
             # All steps' masks at once, [T, B, H], through the cell's own draw.
-            zoneout_mask = cell.zoneout_mask(
-                tf.zeros(tf.concat([tf.shape(x)[:2], [cell.units]], 0), dtype)
+            zoneout_mask = cell.zoneout_mask_of_shape(
+                tf.concat([tf.shape(x)[:2], [cell.units]], 0), dtype
             )
         states = (
             list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
