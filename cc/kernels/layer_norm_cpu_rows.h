@@ -8,6 +8,9 @@
 #ifndef TF_RNN_OPS_CC_KERNELS_LAYER_NORM_CPU_ROWS_H_
 #define TF_RNN_OPS_CC_KERNELS_LAYER_NORM_CPU_ROWS_H_
 
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cstdint>
 
 #include "Eigen/Core"
@@ -15,6 +18,48 @@
 
 namespace tf_rnn_ops {
 namespace layer_norm_cells {
+
+// dst[0, n) = src[0, n) with non-temporal stores where the vector width allows: for the
+// reserve, which the forward writes once and only the grad op reads back, after the whole
+// sequence (~100 MB at B = 64, T = 100, H = 256: ordinary stores first read every line they
+// write; docs/PERFORMANCE.md). The ends outside dst's aligned vectors use ordinary stores.
+// StreamFence() after a range's last StreamOut orders them before what other threads do next.
+template <typename T>
+inline void StreamOut(const T* src, int64_t n, T* dst) {
+  std::copy_n(src, n, dst);
+}
+inline void StreamFence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+#if defined(__AVX512F__) || defined(__AVX__)
+template <>
+inline void StreamOut<float>(const float* src, int64_t n, float* dst) {
+#if defined(__AVX512F__)
+  constexpr int64_t kWidth = 16;
+#else
+  constexpr int64_t kWidth = 8;
+#endif
+  constexpr uintptr_t kAlign = kWidth * sizeof(float);
+  const uintptr_t off = reinterpret_cast<uintptr_t>(dst) % kAlign;
+  int64_t j = 0;  // dst + j: the first aligned vector
+  if (off % sizeof(float) != 0) {
+    j = n;  // (no float array lies so; ordinary stores throughout)
+  } else if (off != 0) {
+    j = std::min<int64_t>(n, static_cast<int64_t>((kAlign - off) / sizeof(float)));
+  }
+  std::copy_n(src, j, dst);
+  for (; j + kWidth <= n; j += kWidth) {
+#if defined(__AVX512F__)
+    _mm512_stream_ps(dst + j, _mm512_loadu_ps(src + j));
+#else
+    _mm256_stream_ps(dst + j, _mm256_loadu_ps(src + j));
+#endif
+  }
+  std::copy_n(src + j, n - j, dst + j);
+}
+#endif
 
 // v <- σ(v) / tanh(v) over n values, vectorized.
 template <typename T>

@@ -54,6 +54,8 @@ using layer_norm_cells::LayerNormGruCell;
 using layer_norm_cells::LayerNormLstmCell;
 using layer_norm_cells::LayerNormParams;
 using layer_norm_cells::RowSaved;
+using layer_norm_cells::StreamFence;
+using layer_norm_cells::StreamOut;
 using layer_norm_cells::Zoneout;
 using layer_norm_cells::ZoneoutBackward;
 using ::tensorflow::OpKernel;
@@ -119,9 +121,8 @@ void StepProduct(const StepGemm<T>& gemm, bool one_thread, int64_t M, int64_t K,
 
 // ------------------------------------------------------------------------------------- forward
 // A step of a row range: xW and h R of its rows (the packed kernel, on this thread), then each
-// row's cell pass. Training writes what backward needs into the reserve (the products straight
-// into the xhat regions, normalized there in place); inference (is_training false) writes no
-// reserve: the products and the saved values go to per-range scratch rows.
+// row's cell pass, both in per-range scratch rows (the products normalized in place); training
+// then streams what backward needs out to the reserve (StreamOut), inference writes no reserve.
 template <typename T>
 class LayerNormRnnOp : public LayerNormRnnBase {
  public:
@@ -178,22 +179,21 @@ class LayerNormRnnOp : public LayerNormRnnBase {
                              packed + w_size, nullptr, 0, stream);
     ForEachBatchRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n = b1 - b0;
-      // Inference scratch: the range's xW and hR rows (normalized in place), one row's act,
-      // c_hat, stats, h~ and h_prev. Training: c_new only.
-      std::vector<T> scratch(training ? H : 2 * n * GH + GH + 4 * H + 3);
+      // Scratch: the range's xW and hR rows (normalized in place), one row's act, c_hat, stats,
+      // h~ and h_prev, c_new; training streams a row's saved values out to the reserve
+      // (StreamOut: no read of the lines it writes, as writing there in place did).
+      std::vector<T> scratch(2 * n * GH + GH + 5 * H + 3);
       std::vector<T> dropped_h(rmask ? n * H : 0);  // the range's h ⊙ m, R's operand
       T* c_new = scratch.data();
-      T* gx_s = c_new + H;
-      T* gh_s = gx_s + (training ? 0 : n * GH);
-      T* act_s = gh_s + (training ? 0 : n * GH);
+      T* gx = c_new + H;
+      T* gh = gx + n * GH;
+      T* act_s = gh + n * GH;
       T* c_hat_s = act_s + GH;
       T* ht_s = c_hat_s + H;
       T* hprev_s = ht_s + H;
       T* stats_s = hprev_s + H;
       for (int64_t t = 0; t < T_; ++t) {
         const int64_t r0 = t * B + b0;
-        T* gx = training ? reserve + rl.xhat_x + r0 * GH : gx_s;
-        T* gh = training ? reserve + rl.xhat_h + r0 * GH : gh_s;
         StepProduct(w_gemm, one_thread, n, I, GH, x + r0 * I, gx);
         if (t == 0 && h0_zero) {
           std::fill_n(gh, n * GH, T(0));
@@ -207,23 +207,34 @@ class LayerNormRnnOp : public LayerNormRnnBase {
           const int64_t r = t * B + b;
           T* hb = h + b * H;
           T* cb = lstm_ ? c_state + b * H : nullptr;
-          T* hprev = training ? reserve + rl.h_prev + r * H : hprev_s;
+          T* hprev = hprev_s;
           std::copy_n(hb, H, hprev);
-          if (training && lstm_) std::copy_n(cb, H, reserve + rl.c_prev + r * H);
+          if (training) {
+            StreamOut(hb, H, reserve + rl.h_prev + r * H);
+            if (lstm_) StreamOut(cb, H, reserve + rl.c_prev + r * H);
+          }
           if (mask && mask[r] == T(0)) {  // the states kept; the output is the carried h
             std::copy_n(hb, H, yp + r * H);
             continue;
           }
           T* gxr = gx + (b - b0) * GH;
           T* ghr = gh + (b - b0) * GH;
-          const RowSaved<T> sv = training ? SavedRow(reserve, rl, r, H, GH)
-                                          : RowSaved<T>{gxr, ghr, act_s, c_hat_s, stats_s};
-          T* ht = training ? reserve + rl.h_tilde + r * H : ht_s;
+          const RowSaved<T> sv{gxr, ghr, act_s, c_hat_s, stats_s};
+          T* ht = ht_s;
           if (lstm_) {
             CpuRow<LayerNormLstmCell>::Forward(p, H, gxr, ghr, cb, sv, c_new, ht);
             std::copy_n(c_new, H, cb);
           } else {
             CpuRow<LayerNormGruCell>::Forward(p, H, gxr, ghr, hb, sv, c_new, ht);
+          }
+          if (training) {
+            const RowSaved<T> saved = SavedRow(reserve, rl, r, H, GH);
+            StreamOut(gxr, GH, saved.xhat_x);
+            StreamOut(ghr, GH, saved.xhat_h);
+            StreamOut(act_s, GH, saved.act);
+            if (lstm_) StreamOut(c_hat_s, H, saved.c_hat);
+            std::copy_n(stats_s, ReserveLayout::kStats, saved.stats);
+            StreamOut(ht_s, H, reserve + rl.h_tilde + r * H);
           }
           // Zoneout on h (never c): the zoned h is the output and the carried state.
           if (zmask) {
@@ -237,6 +248,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
           std::copy_n(hb, H, yp + r * H);
         }
       }
+      if (training) StreamFence();
     });
   }
 
@@ -316,7 +328,9 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     std::mutex sums_mutex;
     ForEachBatchRange<T>(d, B, [&](int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n = b1 - b0;
-      std::vector<T> local(n_param_grads), dtilde(H), dz(GH), dh_prev(n * H);
+      // dgx_row: a row's dGX, streamed out to dgx (StreamOut; only the products after the loop
+      // read it)
+      std::vector<T> local(n_param_grads), dtilde(H), dz(GH), dh_prev(n * H), dgx_row(GH);
       std::vector<double> sums(n_param_grads, 0.0);
       T* l = local.data();
       const LayerNormGrads<T> lg{l,
@@ -363,13 +377,14 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
           const RowSaved<T> sv = SavedRow(reserve, rl, r, H, GH);
           if (lstm_) {
             CpuRow<LayerNormLstmCell>::Backward(p, H, reserve + rl.c_prev + r * H, sv,
-                                                dtilde.data(), dc + b * H, dz.data(), dgx_r, dgh_r,
-                                                lg, dhp);
+                                                dtilde.data(), dc + b * H, dz.data(),
+                                                dgx_row.data(), dgh_r, lg, dhp);
           } else {
             CpuRow<LayerNormGruCell>::Backward(p, H, reserve + rl.h_prev + r * H, sv, dtilde.data(),
-                                               static_cast<T*>(nullptr), dz.data(), dgx_r, dgh_r,
-                                               lg, dhp);
+                                               static_cast<T*>(nullptr), dz.data(), dgx_row.data(),
+                                               dgh_r, lg, dhp);
           }
+          StreamOut(dgx_row.data(), GH, dgx_r);
         }
         for (int64_t j = 0; j < n_param_grads; ++j) sums[j] += static_cast<double>(l[j]);
         if (t == 0 && !h0_grad_wanted) {
@@ -386,6 +401,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
           for (int64_t i = 0; i < n * H; ++i) dh[b0 * H + i] = dh_prev[i] + rec[i];
         }
       }
+      StreamFence();
       std::lock_guard<std::mutex> lock(sums_mutex);
       for (int64_t j = 0; j < n_param_grads; ++j) param_sums[j] += sums[j];
     });
