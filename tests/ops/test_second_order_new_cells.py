@@ -426,7 +426,7 @@ def test_penalty_layer_norm_vs_keras_ops_cells(rng, kind, zoneout):
     mask = None
     if zoneout == "train":
         zm = np.floor(1 - rate + rng.uniform(size=(T, B, H)))
-        ours.cell.zoneout_mask = lambda _h: tf.constant(zm)
+        ours.cell.zoneout_mask_of_shape = lambda _shape, _dtype: tf.constant(zm)
         x_theirs = np.concatenate([x, processed_masks(zm, None, False)], -1)
     else:
         mask = tf.constant([[True] * T, [False, True, True], [True, False, False]])
