@@ -437,13 +437,14 @@ def keras_rnn_dropout(
     time_major=False,
     name=None,
     zoneout_mask=None,
+    gate_major=False,
 ):
     """The recurrence of one Keras layer with recurrent dropout and / or zoneout (op
     `TfRnn>KerasRNNDropout`; CPU kernels, and GPU kernels in the GPU library).
 
     projected_input [B, T, G·H] ([T, B, G·H] with time_major): the input side of every gate, bias
-    included (with input dropout: concat_k((x ⊙ d_k) W_k) + b), in Keras' gate column order (GRU z,
-    r, h; LSTM i, f, c, o); input_h, input_c [B, H] (input_c: lstm only, else None);
+    included (with input dropout: (x ⊙ d_k) W_k + b_k for each gate k), in Keras' gate column order
+    (GRU z, r, h; LSTM i, f, c, o); input_h, input_c [B, H] (input_c: lstm only, else None);
     recurrent_kernel [H, G·H] as Keras keeps it; recurrent_masks [G, B, H] (Keras' gate order,
     entries 0 or 1/(1-p)): gate g's recurrent product is (h_{t-1} ⊙ masks[g]) U_g, the same masks
     at every step, or None (no recurrent dropout: the plain recurrent products); recurrent_bias
@@ -457,6 +458,9 @@ def keras_rnn_dropout(
     zoned h is the output and the carried state; LSTM's c is not zoned): [T, B, H] time-major in
     both layouts (training: m in {0, 1}, 1 with probability 1 - rate), a scalar 1 - rate
     (inference: rate·h_{t-1} + (1 - rate)·h~_t), or None (no zoneout). float32 or float64.
+    gate_major: projected_input is [G, B, T, H] ([G, T, B, H] with time_major) instead, gate g's
+    input side in block g (Keras' gate order); its gradient likewise (the layers' per-gate products
+    with input dropout, one batched product, no concat and no slices of its gradient).
     Returns (output, output_h, output_c, reserve_space) as `keras_rnn`; differentiable w.r.t.
     projected_input, the states, recurrent_kernel and recurrent_bias (not the masks) when run with
     is_training=True.
@@ -487,6 +491,7 @@ def keras_rnn_dropout(
             rnn_mode=rnn_mode,
             is_training=is_training,
             time_major=time_major,
+            gate_major=gate_major,
         )
 
 
@@ -518,6 +523,7 @@ def _keras_rnn_dropout_grad(op, *grads):
         reserve_space=reserve,
         rnn_mode=mode,
         time_major=op.get_attr("time_major"),
+        gate_major=op.get_attr("gate_major"),
         skip_state_backprop=skip_state_backprop,
     )
     states = (None, None) if skip_state_backprop else (bp[1], bp[2])
@@ -658,10 +664,15 @@ def _keras_rnn_dropout_backprop_grad(op, *grads):
     if all(g is None for g in grads):
         return [None] * len(inputs)
     gx, h0, c0, rkernel, rbias, lengths, masks, zoneout = inputs[:8]
+    gate_major = op.get_attr("gate_major")
 
     def forward(*primals):
+        projected = primals[0]
+        if gate_major:  # [G, ·, ·, H] -> [·, ·, G·H], the formulation's layout
+            s = tf.shape(projected)
+            projected = tf.reshape(tf.transpose(projected, [1, 2, 0, 3]), [s[1], s[2], -1])
         return _reference_rnn.keras_rnn_dropout_forward(
-            *primals[:4], primals[4], lengths, masks, zoneout,
+            projected, *primals[1:4], primals[4], lengths, masks, zoneout,
             rnn_mode=_str_attr(op.get_attr("rnn_mode")), time_major=op.get_attr("time_major"),
         )  # fmt: skip
 

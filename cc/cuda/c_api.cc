@@ -86,6 +86,7 @@ Status ToKerasDropoutConfig(const tfrnn_keras_dropout_desc* desc,
   config->is_training = desc->is_training != 0;
   config->recurrent_bias = desc->has_recurrent_bias != 0;
   config->input_bias = desc->has_input_bias != 0;
+  config->gate_major = desc->gate_major != 0;
   config->masks = desc->has_masks != 0;
   config->zoneout = static_cast<tf_rnn_ops::cuda::ZoneoutKind>(desc->zoneout);
   return tf_rnn_ops::cuda::ValidateKerasDropoutConfig(*config);

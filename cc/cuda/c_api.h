@@ -168,12 +168,14 @@ typedef struct tfrnn_keras_dropout_desc {
   int64_t has_masks;          /* recurrent_masks [G, B, H] */
   int64_t zoneout;            /* TFRNN_ZONEOUT_*: [T, B, H] time-major, or one scalar */
   int64_t has_input_bias;     /* recurrent_bias [2, G*H]: the input side's row, the recurrent's */
+  int64_t gate_major;         /* projected, d_projected [G, B, T, H] ([G, T, B, H] time-major) */
 } tfrnn_keras_dropout_desc;
 
 TFRNN_EXPORT int tfrnn_keras_dropout_sizes(const tfrnn_keras_dropout_desc* desc,
                                            int64_t* forward_workspace_bytes, int64_t* reserve_bytes,
                                            int64_t* backward_workspace_bytes);
-/* projected [B, T, G*H] ([T, B, G*H] time-major); h0, c0 [B, H] (c0 lstm only; null: zeros);
+/* projected [B, T, G*H] ([T, B, G*H] time-major; gate_major: [G, B, T, H] / [G, T, B, H]); h0, c0
+ * [B, H] (c0 lstm only; null: zeros);
  * hy, cy may be null. */
 TFRNN_EXPORT int tfrnn_keras_dropout_forward(
     void* blas, void* stream, const tfrnn_keras_dropout_desc* desc, const int32_t* host_seq_lengths,

@@ -15,15 +15,17 @@ struct GatePerm {
   int block[4];
 };
 
-// Cell gate order <-> Keras': to_keras false: dst[r, g·H + j] = src[r, block[g]·H + j]; true: the
-// inverse. rows × G·H elements.
+// Cell gate order <-> Keras': to_keras false: dst[r, g·H + j] = src[r, block[g]·H + j] (with
+// gate_major, src[block[g], r, j]: Keras' gate blocks [G, rows, H]); true: the inverse. rows × G·H
+// elements.
 template <typename T>
 __global__ void PermuteGatesKernel(int64_t rows, int64_t G, int64_t H, GatePerm perm, bool to_keras,
-                                   const T* src, T* dst) {
+                                   bool gate_major, const T* src, T* dst) {
   const int64_t GH = G * H;
   TF_RNN_KERNEL_LOOP(i, rows * GH) {
     const int64_t r = i / GH, col = i % GH, g = col / H, j = col % H;
-    const int64_t k = r * GH + perm.block[g] * H + j;
+    const int64_t k =
+        gate_major ? (perm.block[g] * rows + r) * H + j : r * GH + perm.block[g] * H + j;
     if (to_keras) {
       dst[k] = src[i];
     } else {
@@ -224,11 +226,11 @@ size_t ReserveBytes(const KerasDropoutConfig&, const RnnConfig& rc) {
 
 template <typename T>
 Status Permute(cudaStream_t stream, int64_t rows, int64_t G, int64_t H, const GatePerm& perm,
-               bool to_keras, const T* src, T* dst) {
+               bool to_keras, const T* src, T* dst, bool gate_major = false) {
   if (rows * G * H <= 0) return Status::Ok();
   auto kernel = &PermuteGatesKernel<T>;
   TF_RNN_LAUNCH(kernel, BlocksFor(rows * G * H), kThreadsPerBlock, stream, rows, G, H, perm,
-                to_keras, src, dst);
+                to_keras, gate_major, src, dst);
   return CudaStatus(cudaGetLastError(), "PermuteGatesKernel");
 }
 
@@ -297,7 +299,8 @@ Status CellForward(cublasHandle_t blas, cudaStream_t stream, const KerasDropoutC
     lens = ws.lens;
   }
   // The inputs in the cells' gate order.
-  TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, D.rows, G, H, perm, false, projected, ws.gx));
+  TF_RNN_RETURN_IF_ERROR(
+      Permute<T>(stream, D.rows, G, H, perm, false, projected, ws.gx, c.gate_major));
   TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, H, G, H, perm, false, rkernel, ex.rk));
   if (rbias != nullptr && c.input_bias) {  // [2, G·H]: the input side's row, the recurrent one's
     TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, 1, G, H, perm, false, rbias, ex.b_w));
@@ -496,7 +499,7 @@ Status CellBackward(cublasHandle_t blas, cudaStream_t stream, const KerasDropout
       TF_RNN_RETURN_IF_ERROR(Permute<T>(stream, 1, G, H, perm, true, ex.db, drb + row * GH));
     }
   }
-  return Permute<T>(stream, D.rows, G, H, perm, true, ws.d_gx, d_projected);
+  return Permute<T>(stream, D.rows, G, H, perm, true, ws.d_gx, d_projected, c.gate_major);
 }
 
 template <typename T, typename Cell>

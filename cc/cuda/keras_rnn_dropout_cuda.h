@@ -7,7 +7,7 @@
 //
 // Layouts (row-major, dense), Keras' gate column order (cc/cells/keras_gate_order.h):
 //   projected  [B, T, G·H] ([T, B, G·H] time_major): the input side of every gate (and its bias,
-//     but for an input_bias row);
+//     but for an input_bias row); with gate_major [G, B, T, H] ([G, T, B, H]), and so d_projected;
 //   h0, hy, c0, cy [B, H] (c: lstm only); y [B, T, H] ([T, B, H]);
 //   recurrent_kernel [H, G·H] (Keras'); recurrent_bias [G·H] or null (gru: Keras' recurrent
 //     row, inside the reset product; other cells: the same as a bias in projected), or with
@@ -48,6 +48,7 @@ struct KerasDropoutConfig {
   int64_t max_time = 0;  // T
   int64_t batch = 0;     // B
   bool time_major = false;
+  bool gate_major = false;      // projected (and its grad) [G, B, T, H] ([G, T, B, H] time-major)
   bool is_training = false;     // false: no reserve
   bool recurrent_bias = false;  // recurrent_bias given
   bool input_bias = false;      // recurrent_bias is [2, G·H] (its row 0 the input side's)

@@ -84,9 +84,9 @@ template <typename T>
 struct CpuCellRow {
   int64_t H = 0;
   const T* gx = nullptr;
-  // gx's gate g in column block gx_gate_src[g] (a given input side in Keras' gate order, read in
-  // place), or block g where it is null.
-  const int* gx_gate_src = nullptr;
+  // gx's gate g at gx + gx_gate_offset[g] (a given input side in Keras' gate order or gate-major
+  // layout, read in place), or at gx + g·H where it is null.
+  const int64_t* gx_gate_offset = nullptr;
   const T* b_w = nullptr;
   const T* gh = nullptr;
   const T* b_r = nullptr;
@@ -108,8 +108,9 @@ class CpuForwardIo {
   CpuForwardIo(const CpuCellRow<T>& row, int64_t j, int n) : row_(row), j_(j), n_(n) {}
 
   Value X(int g) const {
-    const int block = row_.gx_gate_src ? row_.gx_gate_src[g] : g;
-    return Load(row_.gx, block) + Load(row_.b_w, g);
+    const Value x = row_.gx_gate_offset ? Value::Load(row_.gx + row_.gx_gate_offset[g] + j_, n_)
+                                        : Load(row_.gx, g);
+    return x + Load(row_.b_w, g);
   }
   Value R(int g) const { return Load(row_.gh, g) + Load(row_.b_r, g); }
   Value HPrev() const { return Load(row_.h_prev, 0); }

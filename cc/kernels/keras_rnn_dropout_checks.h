@@ -146,7 +146,7 @@ struct CheckedCall {
 
 // Checks the forward op's inputs 0-7 (the backward's first eight) for rnn_mode `mode`.
 inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, bool time_major,
-                                CheckedCall* c) {
+                                bool gate_major, CheckedCall* c) {
   using tensorflow::Tensor;
   using tensorflow::TensorShape;
   const Tensor& gx = ctx->input(kProjected);
@@ -162,11 +162,18 @@ inline absl::Status CheckInputs(tensorflow::OpKernelContext* ctx, RnnMode mode, 
   const char* name = RnnModeName(mode);
   TF_RETURN_IF_ERROR(keras_rnn::CheckRecurrentKernel(rkernel, mode));
   const int64_t H = rkernel.dim_size(0), gh = G * H;
-  if (!(gx.dims() == 3 && gx.dim_size(2) == gh)) {
+  if (gate_major) {
+    if (!(gx.dims() == 4 && gx.dim_size(0) == G && gx.dim_size(3) == H)) {
+      return InvalidArgument("projected_input must be 4-D [", G, ", ", tm ? "T, B, " : "B, T, ", H,
+                             "] (gates, ", tm ? "steps, batch" : "batch, steps",
+                             ", units) with gate_major, got shape ", gx.shape().DebugString());
+    }
+  } else if (!(gx.dims() == 3 && gx.dim_size(2) == gh)) {
     return InvalidArgument("projected_input must be 3-D [", tm ? "T, B, " : "B, T, ", gh, "] (", G,
                            " gates times units), got shape ", gx.shape().DebugString());
   }
-  const int64_t T = gx.dim_size(tm ? 0 : 1), B = gx.dim_size(tm ? 1 : 0);
+  const int lead = gate_major ? 1 : 0;  // the steps and batch dimensions follow the gates'
+  const int64_t T = gx.dim_size(lead + (tm ? 0 : 1)), B = gx.dim_size(lead + (tm ? 1 : 0));
   TF_RETURN_IF_ERROR(keras_rnn::CheckStates(input_h, input_c, mode, B, H));
   if (!(rbias.NumElements() == 0 || rbias.shape() == TensorShape({gh}) ||
         rbias.shape() == TensorShape({2, gh}))) {

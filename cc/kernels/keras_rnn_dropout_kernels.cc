@@ -62,12 +62,13 @@ class DropoutCall {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("rnn_mode", &mode));
     OP_REQUIRES_OK(ctx, RuleStatus(fused_rnn::ParseRnnMode(mode, &mode_)));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("time_major", &time_major_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("gate_major", &gate_major_));
   }
 
   // Checks inputs 0-7; on success T_, B, H, G, s, lengths and the zoneout inputs are set.
   bool Check(OpKernelContext* ctx) {
     CheckedCall& c = checked;
-    DC_REQUIRES_OK(ctx, CheckInputs(ctx, mode_, time_major_, &c));
+    DC_REQUIRES_OK(ctx, CheckInputs(ctx, mode_, time_major_, gate_major_, &c));
     T_ = c.T;
     B = c.B;
     H = c.H;
@@ -91,15 +92,24 @@ class DropoutCall {
       if (Src(g) != g) return false;
     return true;
   }
-  // The GRU's permutation for the driver (RnnBackwardArgs::d_projected_gate_src), or null.
+  // The GRU's permutation for the driver (RnnBackwardArgs::grad_gate_src), or null.
   const int* GateSrc() {
     for (int g = 0; g < G && g < 4; ++g) gate_src_[g] = Src(g);
     return KerasOrderIsCanonical() ? nullptr : gate_src_;
   }
+  // Where the projected input's canonical gate g starts from its row's start (RnnForwardArgs::
+  // projected_gate_offset: Keras' column block, or gate-major block), or null (block g, g·H).
+  const int64_t* GateOffsets() {
+    if (KerasOrderIsCanonical() && !gate_major_) return nullptr;
+    for (int g = 0; g < G && g < 4; ++g) gate_offset_[g] = Src(g) * (gate_major_ ? T_ * B : 1) * H;
+    return gate_offset_;
+  }
+  // Elements from a row of the projected input to the next (0: G·H, the gates side by side).
+  int64_t RowStride() const { return gate_major_ ? H : 0; }
 
   // Converts the inputs into the driver's layout and gate order (temporaries in `this`). The
   // projected input (the forward's; the backward never reads it) is read in place in its layout
-  // and Keras' gate order (`gx_batch_major`, `gx_gate_src`: a reordered copy was a pass over
+  // and Keras' gate order (`gx_batch_major`, `gx_gate_offset`: a reordered copy was a pass over
   // [T, B, G·H] and ~20% of the GRU(64) forward at B = 1024, T = 16; PERFORMANCE item 77).
   // recurrent_kernel: read in place, its gate blocks through rk_gate_src (float: the products
   // permute them), or (another type than float where the order differs) a copy in the canonical
@@ -117,7 +127,7 @@ class DropoutCall {
     T* at = temp_.flat<T>().data();
     gx = projected ? ctx->input(kProjected).flat<T>().data() : nullptr;
     gx_batch_major = projected && !time_major_;
-    gx_gate_src = projected && !canonical ? GateSrc() : nullptr;
+    gx_gate_offset = projected ? GateOffsets() : nullptr;
     const Tensor& r_in = ctx->input(kRecurrentKernel);
     const T* r = r_in.flat<T>().data();
     rk = r;
@@ -162,6 +172,7 @@ class DropoutCall {
 
   RnnMode mode_ = RnnMode::kLstm;
   bool time_major_ = false;
+  bool gate_major_ = false;  // projected input [G, B, T, H] ([G, T, B, H] time-major)
   int64_t T_ = 0, B = 0, H = 0, G = 0;
   RnnModelShape s;
   CheckedCall checked;  // what Check found (CheckBackpropInputs reads it)
@@ -171,14 +182,15 @@ class DropoutCall {
   const int* rk_gate_src = nullptr;         // its canonical gate g's column block, or null
   T *b_w = nullptr, *b_r = nullptr;
   bool has_masks = false;
-  bool gx_batch_major = false;       // gx is [B, T, G·H] (else [T, B, G·H])
-  const int* gx_gate_src = nullptr;  // gx's canonical gate g in column block gx_gate_src[g]
-  const T* zoneout_mask = nullptr;   // [T, B, H], or null: zoneout_keep for every unit
-  T zoneout_keep = T(1);             // 1: no zoneout
+  bool gx_batch_major = false;              // gx is [B, T, G·H] (else [T, B, G·H])
+  const int64_t* gx_gate_offset = nullptr;  // gx's canonical gate g at gx_gate_offset[g], or g·H
+  const T* zoneout_mask = nullptr;          // [T, B, H], or null: zoneout_keep for every unit
+  T zoneout_keep = T(1);                    // 1: no zoneout
 
  private:
   Tensor temp_;
   int gate_src_[4] = {0, 1, 2, 3};
+  int64_t gate_offset_[4] = {};
 };
 
 template <typename T>
@@ -228,7 +240,8 @@ class KerasRnnDropoutOp : public OpKernel {
     a.bias_r = c.b_r;
     a.projected = c.gx;
     a.projected_batch_major = c.gx_batch_major;
-    a.projected_gate_src = c.gx_gate_src;
+    a.projected_gate_offset = c.gx_gate_offset;
+    a.projected_row_stride = c.RowStride();
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;
@@ -293,11 +306,12 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;
-    // The grads of the projected input go straight into the output, in Keras' layout and gate
+    // The grads of the projected input go straight into the output, in its layout and Keras' gate
     // order.
     a.d_projected = d_gx->flat<T>().data();
     a.projected_batch_major = !tm;
-    a.d_projected_gate_src = c.GateSrc();
+    a.d_projected_gate_offset = c.GateOffsets();
+    a.projected_row_stride = c.RowStride();
     // R read and its gradient written in Keras' layout (RnnBackwardArgs::recurrent_kernel), as
     // TfRnn>KerasRNNBackprop does: a call converts nothing (the round trip through params cost a
     // one-step GRU(1024) training step with recurrent dropout ~60% of its time).

@@ -37,6 +37,7 @@ using namespace keras_rnn_dropout;  // NOLINT(build/namespaces)
 struct DropoutCall {
   RnnMode mode = RnnMode::kLstm;
   bool time_major = false;
+  bool gate_major = false;
   int64_t T = 0, B = 0, H = 0, G = 0;
   cuda::KerasDropoutConfig config;
   CheckedCall checked;               // what Check found (CheckBackpropInputs reads it)
@@ -46,12 +47,13 @@ struct DropoutCall {
     std::string name;
     TF_RETURN_IF_ERROR(ctx->GetAttr("rnn_mode", &name));
     TF_RETURN_IF_ERROR(RuleStatus(fused_rnn::ParseRnnMode(name, &mode)));
-    return ctx->GetAttr("time_major", &time_major);
+    TF_RETURN_IF_ERROR(ctx->GetAttr("time_major", &time_major));
+    return ctx->GetAttr("gate_major", &gate_major);
   }
 
   absl::Status Check(OpKernelContext* ctx, bool is_training) {
     CheckedCall& c = checked;
-    TF_RETURN_IF_ERROR(CheckInputs(ctx, mode, time_major, &c));
+    TF_RETURN_IF_ERROR(CheckInputs(ctx, mode, time_major, gate_major, &c));
     T = c.T;
     B = c.B;
     H = c.H;
@@ -62,6 +64,7 @@ struct DropoutCall {
     config.max_time = T;
     config.batch = B;
     config.time_major = time_major;
+    config.gate_major = gate_major;
     config.is_training = is_training;
     config.recurrent_bias = c.has_recurrent_bias;
     config.input_bias = c.has_input_bias;

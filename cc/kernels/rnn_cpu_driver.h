@@ -80,13 +80,15 @@ struct RnnForwardArgs {
   // input side of every gate (the cell still adds bias_w and bias_r, where the op puts the layers'
   // bias: [G·H] as bias_r, GRU reset_after's two rows as both), read in place of the input
   // projection (kernel null, no W); `rec_masks` [G, B, H_out] the per-gate masks of the recurrent
-  // products (MaskedProducts), canonical gate order. `projected_batch_major`: projected is [B, T,
-  // G·H] instead (Keras' layout, read in place: no transposed copy); `projected_gate_src`: its
-  // canonical gate g in column block projected_gate_src[g] (Keras' order, read in place: no
-  // reordered copy), or g where null.
+  // products (MaskedProducts), canonical gate order. `projected_batch_major`: projected's rows are
+  // [B, T] instead (Keras' layout, read in place: no transposed copy); `projected_gate_offset`:
+  // its canonical gate g at element projected_gate_offset[g] from a row's start (Keras' order, or
+  // gate-major blocks [G, rows, H], read in place: no reordered copy), or g·H where null;
+  // `projected_row_stride`: elements from a row to the next (0: G·H; gate-major: H).
   const T* projected = nullptr;
   bool projected_batch_major = false;
-  const int* projected_gate_src = nullptr;
+  const int64_t* projected_gate_offset = nullptr;
+  int64_t projected_row_stride = 0;
   const T* rec_masks = nullptr;
   // Zoneout on h (haste; docs/MATH.md, "Cells beyond cuDNN", Zoneout): after
   // the cell's step, h_t = h_{t-1} + m ⊙ (h~_t - h_{t-1}) with m = zoneout_mask [T, B, H_out] (row
@@ -124,13 +126,15 @@ struct RnnBackwardArgs {
   bool skip_state_grads = false;
   T* dparams = nullptr;  // opaque
   // Recurrent dropout (see RnnForwardArgs): rec_masks as there; d_projected [T, B, G·H], where
-  // set, receives the grads of the projected input in place of dx and the W gradient; batch-major
-  // [B, T, G·H] with `projected_batch_major`, and canonical gate g in column block
-  // d_projected_gate_src[g] where that is set (Keras GRU's z, r, h: {1, 0, 2}). One direction.
+  // set, receives the grads of the projected input in place of dx and the W gradient; rows [B, T]
+  // with `projected_batch_major`, canonical gate g at element d_projected_gate_offset[g] from a
+  // row's start where that is set (Keras GRU's z, r, h: blocks {1, 0, 2}; gate-major blocks), rows
+  // projected_row_stride apart where that is nonzero (as RnnForwardArgs'). One direction.
   const T* rec_masks = nullptr;
   T* d_projected = nullptr;
   bool projected_batch_major = false;
-  const int* d_projected_gate_src = nullptr;
+  const int64_t* d_projected_gate_offset = nullptr;
+  int64_t projected_row_stride = 0;
   // Zoneout (see RnnForwardArgs): with δ the grad of the zoned h_t, the cell's h~_t gets m ⊙ δ and
   // h_{t-1} gets (1 - m) ⊙ δ besides the cell's own part.
   const T* zoneout_mask = nullptr;
@@ -355,7 +359,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   int64_t s0 = 0;  // first step of the current chunk
   // The given input side's row of time t, batch row b (a.projected).
   auto projected_row = [&](int64_t t, int64_t b) {
-    return a.projected + (a.projected_batch_major ? b * T_ + t : t * B + b) * gh_w;
+    return a.projected + (a.projected_batch_major ? b * T_ + t : t * B + b) *
+                             (a.projected_row_stride ? a.projected_row_stride : gh_w);
   };
   // The cell's element-wise step for row b at step s.
   auto gates = [&](int64_t s, int64_t b, int phase) {
@@ -371,7 +376,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     cr.h = out + b * H;
     cr.c = c_new + b * H;
     cr.rec_in = masked ? masked->RecurrentInput(b) : phases->RecurrentInput(b);
-    cr.gx_gate_src = a.projected != nullptr ? a.projected_gate_src : nullptr;
+    cr.gx_gate_offset = a.projected != nullptr ? a.projected_gate_offset : nullptr;
     // Training: the saved buffers go to the reserve, the activations over gx (computed there).
     // Inference: to scratch rows. One instantiation for both, so that both compute bitwise the
     // same outputs (the compiler's choices of fused multiply-adds could differ between two).
@@ -549,12 +554,13 @@ void StoreProjectedGrads(const CPUDevice& d, const RnnBackwardArgs<T>& a, int64_
         for (int64_t s = s0; s < s1; ++s) {
           for (int64_t b = b_begin; b < b_end; ++b) {
             const T* src = d_gx + ((s - s0) * B + b) * gh_w;
-            T* dst = a.d_projected + (a.projected_batch_major ? b * T_ + s : s * B + b) * gh_w;
-            if (a.d_projected_gate_src == nullptr) {
+            T* dst = a.d_projected + (a.projected_batch_major ? b * T_ + s : s * B + b) *
+                                         (a.projected_row_stride ? a.projected_row_stride : gh_w);
+            if (a.d_projected_gate_offset == nullptr) {
               std::copy_n(src, gh_w, dst);
             } else {
               for (int g = 0; g < G; ++g)
-                std::copy_n(src + g * H, H, dst + a.d_projected_gate_src[g] * H);
+                std::copy_n(src + g * H, H, dst + a.d_projected_gate_offset[g]);
             }
           }
         }
@@ -677,8 +683,9 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   ParallelCopy(d_, a.dhn + ld * B * ho, B * ho, dh);
   if constexpr (kHasC) ParallelCopy(d_, a.dcn + ld * B * H, B * H, dc);
   const bool h0_zero = AllZero(d_, a.h0 + ld * B * ho, B * ho);  // (see the weight gradients)
-  const bool in_place_d_projected =
-      a.d_projected != nullptr && !a.projected_batch_major && a.d_projected_gate_src == nullptr;
+  const bool in_place_d_projected = a.d_projected != nullptr && !a.projected_batch_major &&
+                                    a.d_projected_gate_offset == nullptr &&
+                                    a.projected_row_stride == 0;
 
   for (int64_t s1 = T_; s1 > 0; s1 -= Tc) {  // chunks from the last step back
     const int64_t s0 = std::max<int64_t>(0, s1 - Tc), rows = (s1 - s0) * B;

@@ -28,6 +28,29 @@ OpDefBuilderWrapper& ForwardInputs(OpDefBuilderWrapper& b) {
       .Input("zoneout_mask: T");
 }
 
+// The forward's output shapes for a gate-major projected_input [G, B, T, H] ([G, T, B, H]):
+// KerasLayerShape's, the steps and batch read after the gates' dimension.
+absl::Status GateMajorShape(InferenceContext* c) {
+  using tf_rnn_op_registration::NamedRank;
+  shape_inference::ShapeHandle input, input_h, rkernel, unused;
+  TF_RETURN_IF_ERROR(NamedRank(c, 0, "projected_input", 4, &input));
+  TF_RETURN_IF_ERROR(NamedRank(c, 1, "input_h", 2, &input_h));
+  TF_RETURN_IF_ERROR(NamedRank(c, 3, "recurrent_kernel", 2, &rkernel));
+  TF_RETURN_IF_ERROR(NamedRank(c, 5, "sequence_lengths", 1, &unused));
+  bool time_major = false, has_c = false;
+  TF_RETURN_IF_ERROR(c->GetAttr("time_major", &time_major));
+  TF_RETURN_IF_ERROR(tf_rnn_op_registration::HasCellState(c, &has_c));
+  const auto steps = c->Dim(input, time_major ? 1 : 2);
+  const auto batch = c->Dim(input, time_major ? 2 : 1);
+  const auto units = c->Dim(rkernel, 0);
+  c->set_output(
+      0, time_major ? c->MakeShape({steps, batch, units}) : c->MakeShape({batch, steps, units}));
+  c->set_output(1, input_h);
+  c->set_output(2, has_c ? c->input(2) : c->Scalar());
+  c->set_output(3, c->Vector(c->UnknownDim()));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const InitOnStartupMarker kForward TF_ATTRIBUTE_UNUSED =
@@ -41,8 +64,14 @@ const InitOnStartupMarker kForward TF_ATTRIBUTE_UNUSED =
           .Attr(RnnModeAttr())
           .Attr("is_training: bool = true")
           .Attr("time_major: bool = false")
+          .Attr("gate_major: bool = false")
           .SetShapeFn([](InferenceContext* c) {
-            return KerasLayerShape(c, {0, "projected_input", /*kernel=*/-1, 3, 5});
+            bool gate_major = false;
+            TF_RETURN_IF_ERROR(c->GetAttr("gate_major", &gate_major));
+            if (!gate_major) {
+              return KerasLayerShape(c, {0, "projected_input", /*kernel=*/-1, 3, 5});
+            }
+            return GateMajorShape(c);
           })
           .Doc(R"doc(
 The recurrence of one unidirectional Keras RNN layer with recurrent dropout and zoneout.
@@ -54,7 +83,9 @@ the same as a bias in projected_input, whose grad this op then sums), or [2, G*H
 projected_input (Keras GRU's input bias row), then that recurrent bias; or empty.
 recurrent_masks [G, B, H]: gate g's recurrent product is
 (h_prev * masks[g]) @ recurrent_kernel[:, g]; no elements: no recurrent dropout (the plain
-products). zoneout_mask: zoneout on h after each step, h = h_prev + m * (h_new - h_prev) (h is
+products). gate_major: projected_input is [G, B, T, H] ([G, T, B, H] with time_major) instead,
+gate g's input side (Keras' gate order) in block g; its grad likewise. zoneout_mask: zoneout on h
+after each step, h = h_prev + m * (h_new - h_prev) (h is
 the output and the carried state; LSTM's c is not zoned): [T, B, H] time-major in both layouts
 (training: m in {0, 1}, 1 with probability 1 - rate; values not checked), a scalar k (inference:
 k = 1 - rate for every unit), or no elements (no zoneout).
@@ -79,6 +110,7 @@ static InitOnStartupMarker const kBackward =
           .Attr("T: {float, double}")
           .Attr(RnnModeAttr())
           .Attr("time_major: bool = false")
+          .Attr("gate_major: bool = false")
           .Attr("skip_state_backprop: bool = false")
           .SetShapeFn([](InferenceContext* c) {
             for (int i = 0; i < 5; ++i) c->set_output(i, c->input(i == 0 ? 0 : i));

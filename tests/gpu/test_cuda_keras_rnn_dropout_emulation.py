@@ -38,10 +38,23 @@ def _layout(a, time_major):
     return None if a is None else (np.swapaxes(a, 0, 1) if time_major else a)
 
 
-def _inputs(be, p, dtype, time_major):
+def _to_gate_major(a, gates):
+    """[·, ·, G·H] -> [G, ·, ·, H] (the op's gate_major layout)."""
+    return np.ascontiguousarray(np.moveaxis(a.reshape(*a.shape[:2], gates, -1), 2, 0))
+
+
+def _from_gate_major(a):
+    """[G, ·, ·, H] -> [·, ·, G·H]."""
+    return np.moveaxis(a, 0, 2).reshape(a.shape[1], a.shape[2], -1)
+
+
+def _inputs(be, p, dtype, time_major, gate_major=False):
     cast = lambda a: None if a is None else be.from_numpy(a, dtype)  # noqa: E731
+    gx = np.ascontiguousarray(_layout(p["gx"], time_major))
+    if gate_major:
+        gx = _to_gate_major(gx, p["rk"].shape[1] // p["rk"].shape[0])
     return dict(
-        projected=cast(np.ascontiguousarray(_layout(p["gx"], time_major))),
+        projected=cast(gx),
         h0=cast(p["h0"]),
         c0=cast(p["c0"]),
         rkernel=cast(p["rk"]),
@@ -51,9 +64,10 @@ def _inputs(be, p, dtype, time_major):
     )
 
 
-def _forward(lib, mode, p, dtype="float64", time_major=False, lengths=None, is_training=True):
-    op = lib.keras_dropout(mode, p["h0"].shape[1], dtype, time_major)
-    ins = _inputs(lib.backend, p, dtype, time_major)
+def _forward(lib, mode, p, dtype="float64", time_major=False, lengths=None, is_training=True,
+             gate_major=False):  # fmt: skip
+    op = lib.keras_dropout(mode, p["h0"].shape[1], dtype, time_major, gate_major)
+    ins = _inputs(lib.backend, p, dtype, time_major, gate_major)
     y, hy, cy, reserve = op.forward(**ins, lengths=lengths, is_training=is_training)
     return op, ins, _layout(np.asarray(y), time_major), np.asarray(hy), cy, reserve
 
@@ -104,13 +118,16 @@ def test_lengths_both_layouts(lib, rng, mode, zoneout):
             np.testing.assert_allclose(np.asarray(cy), rc, **TOL["float64"])
 
 
-def _check_grads(lib, rng, mode, B, T, H, masks, zoneout, time_major, lengths, rbias=True):
+def _check_grads(lib, rng, mode, B, T, H, masks, zoneout, time_major, lengths, rbias=True,
+                 gate_major=False):  # fmt: skip
     p = kref.problem(rng, mode, B, T, H, masks=masks, zoneout=zoneout, rbias=rbias)
     if zoneout == "mask":  # any values, not only {0, 1}: the math is linear in m
         p["zoneout"] = rng.uniform(0.0, 1.0, p["zoneout"].shape)
     w = {"dy": rng.normal(size=(B, T, H)), "dh": rng.normal(size=(B, H)),
          "dc": rng.normal(size=(B, H))}  # fmt: skip
-    op, ins, _, _, _, reserve = _forward(lib, mode, p, time_major=time_major, lengths=lengths)
+    op, ins, _, _, _, reserve = _forward(
+        lib, mode, p, time_major=time_major, lengths=lengths, gate_major=gate_major
+    )
     be = lib.backend
     cast = lambda a: be.from_numpy(a, "float64")  # noqa: E731
     d_proj, dh0, dc0, drk, drb = op.backward(
@@ -120,7 +137,11 @@ def _check_grads(lib, rng, mode, B, T, H, masks, zoneout, time_major, lengths, r
     )  # fmt: skip
     want = kref.numeric_grads(mode, p, w, lengths)
     tol = dict(rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(_layout(np.asarray(d_proj), time_major), want["gx"], **tol)
+    d_proj = np.asarray(d_proj)
+    if gate_major:
+        assert d_proj.shape == tuple(ins["projected"].shape)
+        d_proj = _from_gate_major(d_proj)
+    np.testing.assert_allclose(_layout(d_proj, time_major), want["gx"], **tol)
     np.testing.assert_allclose(np.asarray(dh0), want["h0"], **tol)
     np.testing.assert_allclose(np.asarray(drk), want["rk"], **tol)
     if mode == "lstm":
@@ -149,6 +170,27 @@ def test_grads_with_lengths(lib, rng, mode, time_major):
 def test_grads_odd_sizes(lib, rng, mode):
     _check_grads(lib, rng, mode, 1, 1, 1, True, "scalar", False, None)
     _check_grads(lib, rng, mode, 1, 2, 3, False, "none", True, None, rbias=False)
+
+
+@pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
+@pytest.mark.parametrize("mode", MODES)
+def test_gate_major(lib, rng, mode, time_major):
+    """gate_major: the projected input and its grad as G blocks [G, B, T, H] ([G, T, B, H]) in
+    Keras' gate order; outputs against the reference (lengths, masks, zoneout, an odd H), grads
+    against finite differences."""
+    B, T, H = 4, 3, 5
+    lengths = _random_lengths(rng, B, T)
+    p = kref.problem(rng, mode, B, T, H, zoneout="mask")
+    ry, rh, rc = kref.forward(mode, p["gx"], p["h0"], p["c0"], p["rk"], p["rb"], p["masks"],
+                              p["zoneout"], lengths)  # fmt: skip
+    for dtype in ("float64", "float32"):
+        _, _, y, hy, cy, _ = _forward(lib, mode, p, dtype, time_major, lengths, gate_major=True)
+        np.testing.assert_allclose(y, ry, **TOL[dtype])
+        np.testing.assert_allclose(hy, rh, **TOL[dtype])
+        if mode == "lstm":
+            np.testing.assert_allclose(np.asarray(cy), rc, **TOL[dtype])
+    _check_grads(lib, rng, mode, 3, 2, 2, True, "mask", time_major, np.array([2, 0, 1]),
+                 gate_major=True)  # fmt: skip
 
 
 @pytest.mark.parametrize("mode", MODES)

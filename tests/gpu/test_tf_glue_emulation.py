@@ -221,14 +221,17 @@ def test_params_size(S):
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh", "gru_reset_before"])
-@pytest.mark.parametrize("kind", ["masks", "zoneout", "both"])
+@pytest.mark.parametrize("kind", ["masks", "zoneout", "both", "both_gate_major"])
 @pytest.mark.parametrize("lengths", [None, [4, 0, 2]], ids=["full", "varlen"])
 def test_keras_rnn_dropout(mode, kind, lengths):
-    """TfRnn>KerasRNNDropout and its backprop: recurrent masks, a zoneout keep mask, or both."""
+    """TfRnn>KerasRNNDropout and its backprop: recurrent masks, a zoneout keep mask, or both (and
+    both with the projected input gate-major, [G, B, T, H])."""
     rng = np.random.default_rng()
     gates = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "gru_reset_before": 3}[mode]
     T, B, H = 4, 3, 5
-    gx = tf.constant(rng.uniform(-1, 1, (B, T, gates * H)))
+    gate_major = kind == "both_gate_major"
+    kind = "both" if gate_major else kind
+    gx = tf.constant(rng.uniform(-1, 1, (gates, B, T, H) if gate_major else (B, T, gates * H)))
     h0, c0 = (tf.constant(rng.uniform(-1, 1, (B, H))) for _ in range(2))
     r = tf.constant(rng.uniform(-0.5, 0.5, (H, gates * H)))
     # (every mode: the layers pass their bias; [2, G·H], the input side's row too, with "both")
@@ -245,7 +248,7 @@ def test_keras_rnn_dropout(mode, kind, lengths):
         def forward():
             y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
                 gx, h0, c0 if mode == "lstm" else None, r, masks, rb, sequence_lengths=lens,
-                rnn_mode=mode, zoneout_mask=zoneout,
+                rnn_mode=mode, zoneout_mask=zoneout, gate_major=gate_major,
             )  # fmt: skip
             return [y, h] + ([c] if mode == "lstm" else [])
 

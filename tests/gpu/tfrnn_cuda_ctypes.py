@@ -70,6 +70,7 @@ class KerasDropoutDesc(ctypes.Structure):
         ("has_masks", _I64),
         ("zoneout", _I64),
         ("has_input_bias", _I64),
+        ("gate_major", _I64),
     ]
 
 
@@ -131,9 +132,11 @@ class KerasDropout:
     """TfRnn>KerasRNNDropout's recurrence (cc/cuda/keras_rnn_dropout_cuda.h) for one rnn_mode and
     num_units: Keras' layouts and gate column orders."""
 
-    def __init__(self, lib: Library, mode: str, units: int, dtype: str, time_major: bool):
+    def __init__(self, lib: Library, mode: str, units: int, dtype: str, time_major: bool,
+                 gate_major: bool = False):  # fmt: skip
         self.lib, self.mode, self.units, self.dtype = lib, mode, units, dtype
         self.time_major = time_major
+        self.gate_major = gate_major  # projected [G, B, T, H] ([G, T, B, H]), and its grad
 
     def desc(self, max_time, batch, is_training, rbias, masks, zoneout):
         return KerasDropoutDesc(
@@ -148,6 +151,7 @@ class KerasDropout:
             int(masks is not None),
             ZONEOUT_KINDS[_zoneout_kind(zoneout)],
             int(rbias is not None and len(tuple(rbias.shape)) == 2),
+            int(self.gate_major),
         )
 
     def sizes(self, d):
@@ -160,7 +164,10 @@ class KerasDropout:
         return fw.value, rs.value, bw.value
 
     def _tb(self, projected):
-        a, b = projected.shape[0], projected.shape[1]
+        return self._steps_batch(tuple(projected.shape))
+
+    def _steps_batch(self, projected_shape):
+        a, b = projected_shape[int(self.gate_major)], projected_shape[int(self.gate_major) + 1]
         return (a, b) if self.time_major else (b, a)
 
     def forward(self, projected, h0, c0, rkernel, rbias=None, masks=None, zoneout=None,
@@ -193,9 +200,7 @@ class KerasDropout:
         """Returns (d_projected, dh0, dc0, d_recurrent_kernel, d_recurrent_bias); dh0 and dc0 are
         None (not computed) unless want_states."""
         be, H = self.lib.backend, self.units
-        steps, batch = (
-            projected_shape[:2] if self.time_major else (projected_shape[1], projected_shape[0])
-        )
+        steps, batch = self._steps_batch(tuple(projected_shape))
         d = self.desc(steps, batch, True, rbias, masks, zoneout)
         _, _, bw = self.sizes(d)
         d_proj = be.empty(tuple(projected_shape), self.dtype)
@@ -438,8 +443,8 @@ class Library:
     def rnn(self, shape, dtype="float64", time_major=True, dropout=0.0, seed=0, seed2=0):
         return FusedRnn(self, shape, dtype, time_major, dropout, seed, seed2)
 
-    def keras_dropout(self, mode, units, dtype="float64", time_major=False):
-        return KerasDropout(self, mode, units, dtype, time_major)
+    def keras_dropout(self, mode, units, dtype="float64", time_major=False, gate_major=False):
+        return KerasDropout(self, mode, units, dtype, time_major, gate_major)
 
 
 class FusedRnn:

@@ -1256,7 +1256,8 @@ def layer_norm_grad_cases(draw):
 
 # ----------------------------------------------------- KerasRNNDropout (recurrent dropout, zoneout)
 # TfRnn>KerasRNNDropout (cc/ops/keras_rnn_dropout_ops.cc): projected_input [B, T, G·H] ([T, B, G·H]
-# time_major), input_h [B, H], input_c [B, H] (lstm; any shape else), recurrent_kernel [H, G·H],
+# time_major; gate_major: [G, B, T, H] / [G, T, B, H]), input_h [B, H], input_c [B, H] (lstm; any
+# shape else), recurrent_kernel [H, G·H],
 # recurrent_bias [G·H] or [2, G·H] (any mode) or no elements, sequence_lengths [B] or [0],
 # recurrent_masks [G, B, H] or no elements, zoneout_mask [T, B, H] (time-major in both layouts), a
 # scalar or no elements. TfRnn>KerasRNNDropoutBackprop appends the forward's outputs, their grads
@@ -1269,10 +1270,11 @@ DROPOUT_INPUTS = DROPOUT_TENSORS[:5] + ("sequence_lengths",) + DROPOUT_TENSORS[5
 DROPOUT_GRAD_INPUTS = BACKPROP_FWD_OUTPUTS + BACKPROP_GRADS + ("reserve_space",)
 
 
-def _dropout_shapes(mode, B, T, H, tm, rbias, masks, zone):  # noqa: E741
+def _dropout_shapes(mode, B, T, H, tm, rbias, masks, zone, gm=False):  # noqa: E741
     G = GATES[mode]
+    steps_batch = (T, B) if tm else (B, T)
     return dict(
-        projected_input=(T, B, G * H) if tm else (B, T, G * H), input_h=(B, H),
+        projected_input=(G, *steps_batch, H) if gm else (*steps_batch, G * H), input_h=(B, H),
         input_c=(B, H) if mode == "lstm" else (0,), recurrent_kernel=(H, G * H),
         recurrent_bias={"rows": (2, G * H), True: (G * H,), False: (0,)}[rbias],
         recurrent_masks=(G, B, H) if masks else (0,),
@@ -1289,7 +1291,7 @@ def _dropout_check(shapes, dts, attrs, lengths, grad_of=None):
     """(validity, output shapes) of TfRnn>KerasRNNDropout; lengths: (values, shape, dtype).
     grad_of: the forward's (mode, T, B, H) for TfRnn>KerasRNNDropoutBackprop (whose outputs are
     its first five inputs' grads)."""
-    mode, tm = attrs["rnn_mode"], attrs["time_major"]
+    mode, tm, gm = attrs["rnn_mode"], attrs["time_major"], attrs.get("gate_major", False)
     names = DROPOUT_TENSORS + (DROPOUT_GRAD_INPUTS if grad_of else ())
     if mode not in GATES:
         return INVALID, None
@@ -1303,9 +1305,11 @@ def _dropout_check(shapes, dts, attrs, lengths, grad_of=None):
     if len(rk) != 2 or rk[0] < 1 or rk[1] != G * rk[0]:
         return INVALID, None
     H = rk[0]
-    if len(x) != 3 or x[2] != G * H:
+    if gm and (len(x) != 4 or x[0] != G or x[3] != H):
         return INVALID, None
-    T, B = (x[0], x[1]) if tm else (x[1], x[0])
+    if not gm and (len(x) != 3 or x[2] != G * H):
+        return INVALID, None
+    T, B = (x[gm], x[gm + 1]) if tm else (x[gm + 1], x[gm])
     if tuple(shapes["input_h"]) != (B, H):
         return INVALID, None
     if mode == "lstm" and tuple(shapes["input_c"]) != (B, H):
@@ -1353,7 +1357,7 @@ def dropout_config(draw, small=False):
     if not small and draw(st.integers(0, 12)) == 0:  # huge but empty: B = 0, T huge
         B, T = 0, draw(st.sampled_from(HUGE))
     return dict(
-        mode=mode, B=B, T=T, H=H, time_major=draw(st.booleans()),
+        mode=mode, B=B, T=T, H=H, time_major=draw(st.booleans()), gate_major=draw(st.booleans()),
         rbias=draw(st.sampled_from([False, True, "rows"])), masks=draw(st.booleans()),
         zone=draw(st.sampled_from(["none", "scalar", "full"] if T < 2**20 else ["none", "scalar"])),
         dtype=draw(st.sampled_from(["float32"] * 3 + ["float64"])),
@@ -1384,19 +1388,24 @@ def keras_rnn_dropout_cases(draw):
     """Forward cases of TfRnn>KerasRNNDropout (the generated op: every input as given)."""
     c = draw(dropout_config())
     shapes = _dropout_shapes(c["mode"], c["B"], c["T"], c["H"], c["time_major"], c["rbias"],
-                             c["masks"], c["zone"])  # fmt: skip
+                             c["masks"], c["zone"], c["gate_major"])  # fmt: skip
     if c["mode"] != "lstm" and draw(st.integers(0, 3)) == 0:  # input_c is not read: any shape
         shapes["input_c"] = draw(random_shape(max_rank=3))
     dts = dict.fromkeys(DROPOUT_TENSORS, c["dtype"])
     fill = {n: draw(fills) if draw(st.integers(0, 7)) == 0 else "normal" for n in DROPOUT_TENSORS}
-    attrs = dict(rnn_mode=c["mode"], time_major=c["time_major"], is_training=c["is_training"])
+    attrs = dict(rnn_mode=c["mode"], time_major=c["time_major"], is_training=c["is_training"],
+                 gate_major=c["gate_major"])  # fmt: skip
     lengths = draw(lengths_for(c["B"], c["T"])) if draw(st.integers(0, 3)) else []
     lshape, ldt = (len(lengths),), "int32"
     mutated = []
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
-        what = draw(st.sampled_from(["tensor"] * 3 + ["mask", "lengths", "attr", "dtype"]))
+        what = draw(st.sampled_from(["tensor"] * 3 + ["mask", "lengths", "attr", "dtype", "gm"]))
         if what == "mask":
             mutated.append(_dropout_mask_mutation(draw, shapes, c))
+            continue
+        if what == "gm":  # the other layout's reading of the same projected_input
+            attrs["gate_major"] = not attrs["gate_major"]
+            mutated.append("gate_major")
             continue
         n, (lengths, lshape, ldt) = _mutate_keras_case(
             draw, what, DROPOUT_TENSORS, shapes, dts, attrs, (lengths, lshape, ldt), c["T"], c["B"]
@@ -1472,7 +1481,8 @@ def keras_rnn_dropout_backprop_cases(draw):
     skip_state_backprop."""
     c = draw(dropout_config(small=True))
     T, B, H, mode = c["T"], c["B"], c["H"], c["mode"]
-    shapes = _dropout_shapes(mode, B, T, H, c["time_major"], c["rbias"], c["masks"], c["zone"])
+    shapes = _dropout_shapes(mode, B, T, H, c["time_major"], c["rbias"], c["masks"], c["zone"],
+                             c["gate_major"])  # fmt: skip
     fwd = {n: _dropout_spec(n, shapes[n], c["dtype"], "normal") for n in DROPOUT_TENSORS}
     lengths = draw(lengths_for(B, T)) if draw(st.booleans()) else []
     fwd["sequence_lengths"] = _int_t(lengths)
@@ -1483,7 +1493,8 @@ def keras_rnn_dropout_backprop_cases(draw):
                   output_h_backprop=(B, H), output_c_backprop=cs, reserve_space=(r0,))  # fmt: skip
     names = DROPOUT_TENSORS + DROPOUT_GRAD_INPUTS
     dts = dict.fromkeys(names, c["dtype"])
-    attrs = dict(rnn_mode=mode, time_major=c["time_major"], skip_state_backprop=draw(st.booleans()))
+    attrs = dict(rnn_mode=mode, time_major=c["time_major"], skip_state_backprop=draw(st.booleans()),
+                 gate_major=c["gate_major"])  # fmt: skip
     lspec = (lengths, (len(lengths),), "int32")
     changes, mutated, lspec = _mutate_backprop_inputs(
         draw, names, shapes, dts, attrs, lspec, r0, T, B,
@@ -1496,7 +1507,8 @@ def keras_rnn_dropout_backprop_cases(draw):
     }
     return dict(
         family="keras_rnn_dropout_backprop", fwd_inputs=fwd,
-        fwd_attrs=dict(rnn_mode=mode, time_major=c["time_major"], is_training=True),
+        fwd_attrs=dict(rnn_mode=mode, time_major=c["time_major"], is_training=True,
+                       gate_major=c["gate_major"]),  # fmt: skip
         changes=change_specs, attrs=attrs, expect=valid, expected=expected,
         out_dtype=dts["projected_input"],
         mutated=set(mutated) if len(set(mutated)) == 1 else None,

@@ -369,3 +369,87 @@ def test_row_ranges_on_threads(threads, rounds):
     (dropout_row_range_program.py, in a subprocess: the pool's size is fixed at start)."""
     done = row_range.run_program("dropout_row_range_program.py", threads, 5, rounds)
     assert row_range.passed(done), done.stdout + done.stderr
+
+
+def _gate_major(gx, g, time_major=False):
+    """[B, T, G·H] -> [G, B, T, H] ([G, T, B, H] with time_major): the op's gate_major layout."""
+    if time_major:
+        gx = np.swapaxes(gx, 0, 1)
+    return np.ascontiguousarray(np.moveaxis(gx.reshape(*gx.shape[:2], g, -1), 2, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("mode", MODES)
+def test_gate_major_matches_reference(rng, mode, dtype):
+    """gate_major: the projected input as G blocks [G, B, T, H] ([G, T, B, H]), Keras' gate order:
+    the float64 reference's outputs in both layouts, with lengths, masks, zoneout, training or
+    not, at odd sizes (H = 257: rows not on vector boundaries)."""
+    g = GATES[mode]
+    for B, T, n_in, H in [(1, 1, 1, 1), (14, 5, 3, 4), (3, 2, 2, 257)]:
+        k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
+        lengths = random_lengths(rng, B, T)
+        gx = _projected(mode, x, k, b, dm)
+        ry, rh, rc = _reference(mode, k, r, b, x, h0, c0, dm, rm, lengths)
+        for time_major in (False, True):
+            for training in (True, False):
+                cast = lambda a: None if a is None else np.asarray(a, dtype)  # noqa: E731
+                y, h, c, _ = tf_rnn_ops.keras_rnn_dropout(
+                    cast(_gate_major(gx, g, time_major)), cast(h0),
+                    cast(c0) if mode == "lstm" else None, cast(r), cast(np.stack(rm)),
+                    cast(b[1] if mode == "gru" else None), sequence_lengths=lengths,
+                    rnn_mode=mode, time_major=time_major, is_training=training, gate_major=True,
+                )  # fmt: skip
+                y = np.swapaxes(y, 0, 1) if time_major else np.asarray(y)
+                np.testing.assert_allclose(y, ry, **TOL[dtype])
+                np.testing.assert_allclose(h, rh, **TOL[dtype])
+                if mode == "lstm":
+                    np.testing.assert_allclose(c, rc, **TOL[dtype])
+
+
+@pytest.mark.parametrize(
+    "mode,time_major,second_order",
+    [(m, tm, False) for m in MODES for tm in (False, True)] + [("gru", True, True)],
+)
+def test_gate_major_gradient_matches_numeric(rng, mode, time_major, second_order):
+    """The grads of a gate-major call (its projected input's in the same [G, ·, ·, H] layout),
+    against numerical ones in float64, with lengths and a zoneout mask; and (one case: the
+    formulation's own layout change) the second-order gradient, the backprop op's, against
+    numerical ones of the first-order gradient."""
+    B, T, n_in, H = 3, 4, 2, 3
+    g = GATES[mode]
+    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, n_in, H)
+    gx = _gate_major(_projected(mode, x, k, b, dm), g, time_major)
+    lengths = [4, 2, 3]
+    zoneout = tf.constant(ref.zoneout_mask(rng, (T, B, H), 0.3))
+    masks = tf.constant(np.stack(rm))
+    args = [tf.constant(a) for a in (gx, h0, c0, r, b[1] if mode == "gru" else b)]
+
+    def outputs(gx, h0, c0, r, rb):
+        return _flat_outputs(mode, gx, h0, c0, r, rb, masks, lengths, time_major=time_major,
+                             zoneout_mask=zoneout, gate_major=True)  # fmt: skip
+
+    theoretical, _ = _assert_matches_numeric(outputs, args)
+    assert np.abs(theoretical[0]).sum() > 0
+    if not second_order:
+        return
+    w = rng.normal(size=theoretical[0].shape[0])
+
+    def first_order(gx):
+        with tf.GradientTape() as tape:
+            tape.watch([gx, args[3]])
+            out = tf.tensordot(outputs(gx, *args[1:]), tf.constant(w), 1)
+        return tf.concat([tf.reshape(t, [-1]) for t in tape.gradient(out, [gx, args[3]])], 0)
+
+    _assert_matches_numeric(first_order, [args[0]])
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 3, 16), (3, 2, 3, 4), (4, 2, 3, 5), (4, 2, 3, 4, 1)],
+    ids=["3-D", "3 gates", "H 5", "5-D"],
+)
+def test_gate_major_bad_shape_is_refused(shape):
+    args = _good()
+    args["projected_input"] = np.zeros(shape, np.float32)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="projected_input"):
+        tf_rnn_ops.keras_rnn_dropout(**args, rnn_mode="lstm", gate_major=True)
