@@ -19,7 +19,7 @@ weights) instead of Keras' step loop. The results equal Keras' step loop:
 * dropout (on inputs): Keras' cached per-sequence mask, applied before the op.
 * recurrent_dropout while training: the masks come from Keras' own cell methods (its G per-gate
   input masks, then its recurrent masks, in the order its cell draws them, so the same seed gives
-  Keras' masks); the layer computes the gates' input side, concat_k((x ⊙ d_k) W_k) + b, and
+  Keras' masks); the layer computes the gates' input side, (x ⊙ d_k) W_k for each gate k, and
   `keras_rnn_dropout` (TfRnn>KerasRNNDropout) runs the masked recurrence (`_dropout_loop`).
 * zoneout (GRU and LSTM only, `zoneout=p`, our one addition to Keras' arguments; haste's semantics,
   docs/MATH.md, "Cells beyond cuDNN", Zoneout): on h only (never the LSTM's c), the
@@ -99,25 +99,24 @@ def _is(fn, candidates) -> bool:
 
 def _input_side(x, masks, kernel, units):
     """The gates' input side for x [B, T, I] and kernel [I, G·H], without a bias (the op adds the
-    layers' bias): x W, or with the G input dropout masks d_g [B, I] concat_g((x ⊙ d_g) W_g) (one
-    [B·T, I] x [I, H] product per gate, joined on the last axis), [B, T, G·H]. (An einsum over the
-    stacked [G, B, T, I] copies transposed its output and its gradient between [G, B, T, H] and
-    [B, T, G, H]: 24 against 15 ms of the GRU step's 60, docs/PERFORMANCE.md item 48.) One
-    [B·T, ·] product, not a broadcast batch matmul (B small ones)."""
+    layers' bias): x W [B, T, G·H]; with one input dropout mask d [B, I] (SimpleRNN) (x ⊙ d) W;
+    with the G masks d_g of a cell of several gates, gate-major [G, B, T, H]: block g is
+    (x ⊙ d_g) W_g, all G in one batched product over the masked copies [G, B·T, I] (TfRnn>
+    KerasRNNDropout's gate_major: where the G products were joined on the last axis, the concat
+    and its gradient's G slices were passes over [B, T, G·H], ~1 ms of an LSTM(256) step at
+    B = 64, T = 100, docs/PERFORMANCE.md item 82; an einsum transposed them, item 48). Products
+    over all B·T rows, not B small ones."""
     n_in = tf.shape(x)[2]
     if masks is None:
         gx = tf.matmul(tf.reshape(x, [-1, n_in]), kernel)
+    elif len(masks) == 1:
+        gx = tf.matmul(tf.reshape(x * masks[0][:, tf.newaxis, :], [-1, n_in]), kernel)
     else:
-        gx = tf.concat(
-            [
-                tf.matmul(
-                    tf.reshape(x * m[:, tf.newaxis, :], [-1, n_in]),
-                    kernel[:, g * units : (g + 1) * units],
-                )
-                for g, m in enumerate(masks)
-            ],
-            axis=-1,
-        )
+        gates = len(masks)
+        dropped = x[tf.newaxis] * tf.stack(masks)[:, :, tf.newaxis, :]  # [G, B, T, I]
+        per_gate = tf.transpose(tf.reshape(kernel, [n_in, gates, units]), [1, 0, 2])
+        gx = tf.matmul(tf.reshape(dropped, [gates, -1, n_in]), per_gate)  # [G, B·T, H]
+        return tf.reshape(gx, tf.concat([[gates], tf.shape(x)[:2], [units]], 0))
     return tf.reshape(gx, tf.concat([tf.shape(x)[:2], [tf.shape(kernel)[1]]], 0))
 
 
@@ -133,6 +132,7 @@ def run_fused(
     recurrent_masks=None,
     zoneout=None,
     opaque=False,
+    input_side=None,
 ):
     """Keras' RNN loop (`keras.backend.rnn` semantics for these arguments) on the fused op.
 
@@ -149,8 +149,10 @@ def run_fused(
 
     With recurrent dropout (`recurrent_masks` [G, B, H], see `_run_op`) or zoneout (`zoneout`: the
     keep mask [T, B, H], mask[k, b] for row b's k-th valid step processed, as the packed sequences
-    read it; or the scalar keep weight 1 - p of inference): x is the projected input [B, T, G·H]
-    and weights (None, recurrent_kernel, recurrent bias or None).
+    read it; or the scalar keep weight 1 - p of inference): weights are (None, recurrent_kernel,
+    recurrent bias or None) and `input_side` maps x (reversed for go_backwards, its valid steps
+    packed first) to the projected input, [B, T, G·H] or gate-major [G, B, T, H] (`_input_side`):
+    reordering x moves I values a step where the projected input has G·H.
 
     opaque: without masks or zoneout, TfRnn>CudnnRNN on the weights packed into opaque params
     (`keras_to_opaque`, a few ops per call) in place of TfRnn>KerasRNN, which has no GPU kernel.
@@ -164,21 +166,23 @@ def run_fused(
         x = tf.reverse(x, [1])
         if mask is not None:
             mask = tf.reverse(mask, [1])
+    project = input_side or (lambda steps: steps)
     if mask is None:
         y, h, c = _run_op(
-            rnn_mode, x, h0, c0, weights, recurrent_masks, zoneout=zoneout, opaque=opaque
+            rnn_mode, project(x), h0, c0, weights, recurrent_masks, zoneout=zoneout, opaque=opaque
         )
         outputs = y
         last = h  # = y[:, -1] (T >= 1), without a slice op
     elif one_step:
         last, outputs, h, c = _one_step_masked(
-            rnn_mode, x, h0, c0, weights, mask, recurrent_masks, zoneout, opaque
+            rnn_mode, project(x), h0, c0, weights, mask, recurrent_masks, zoneout, opaque
         )
     else:
         packed, packing = pack_valid_steps(x, mask)
         y, h, c = _run_op(
-            rnn_mode, packed, h0, c0, weights, recurrent_masks, packing.lengths, zoneout, opaque
-        )
+            rnn_mode, project(packed), h0, c0, weights, recurrent_masks, packing.lengths, zoneout,
+            opaque,
+        )  # fmt: skip
         # step t shows the output of the last valid step <= t (Keras carries the previous output
         # through masked steps; zeros before the first valid step or with zero_output_for_mask)
         outputs = scatter_outputs(y, packing, zero_masked=zero_output_for_mask)
@@ -211,7 +215,7 @@ def _run_op(
     _, recurrent_kernel, recurrent_bias = weights
     y, h, c, _ = keras_rnn_dropout(
         x, h0, c0, recurrent_kernel, recurrent_masks, recurrent_bias, sequence_lengths=lengths,
-        rnn_mode=rnn_mode, is_training=True, zoneout_mask=zoneout,
+        rnn_mode=rnn_mode, is_training=True, zoneout_mask=zoneout, gate_major=x.shape.rank == 4,
     )  # fmt: skip
     return y, h, c
 
@@ -420,7 +424,7 @@ class _FusedRNNMixin(InferenceDrawsNoMasks):
         """Training with recurrent dropout, or zoneout (training or not): the dropout masks drawn
         by Keras' own cell methods in the order its cell draws them at its first step (so the same
         seed gives Keras' masks), then the zoneout mask (`_zoneout_mask`; inference: the scalar
-        1 - p), the input side of every gate computed here (concat_k((x ⊙ d_k) W_k); TensorFlow
+        1 - p), the input side of every gate computed here ((x ⊙ d_k) W_k, `_input_side`; TensorFlow
         differentiates it) and the recurrence, with the bias, by TfRnn>KerasRNNDropout."""
         cell = self.cell
         dtype = x.dtype
@@ -444,14 +448,13 @@ class _FusedRNNMixin(InferenceDrawsNoMasks):
         # row): the op adds it and sums its grad with the passes it already makes, where on the
         # input side it was a BiasAdd and a BiasAddGrad over [B·T, G·H] (docs/PERFORMANCE.md
         # items 78, 79).
-        gx = _input_side(x, masks, kernel, units)
         rmask = None
         if rec is not None:
             rmask = tf.stack(rec if isinstance(rec, list | tuple) else [rec])
             rmask = tf.cast(rmask, dtype)
         return run_fused(
             self._fused_mode,
-            gx,
+            x,
             states,
             (None, recurrent_kernel, bias),
             mask=mask,
@@ -460,6 +463,7 @@ class _FusedRNNMixin(InferenceDrawsNoMasks):
             return_sequences=self.return_sequences,
             recurrent_masks=rmask,
             zoneout=zoneout,
+            input_side=lambda steps: _input_side(steps, masks, kernel, units),
         )
 
     def get_config(self):
