@@ -28,29 +28,6 @@ OpDefBuilderWrapper& ForwardInputs(OpDefBuilderWrapper& b) {
       .Input("zoneout_mask: T");
 }
 
-// The forward's output shapes for a gate-major projected_input [G, B, T, H] ([G, T, B, H]):
-// KerasLayerShape's, the steps and batch read after the gates' dimension.
-absl::Status GateMajorShape(InferenceContext* c) {
-  using tf_rnn_op_registration::NamedRank;
-  shape_inference::ShapeHandle input, input_h, rkernel, unused;
-  TF_RETURN_IF_ERROR(NamedRank(c, 0, "projected_input", 4, &input));
-  TF_RETURN_IF_ERROR(NamedRank(c, 1, "input_h", 2, &input_h));
-  TF_RETURN_IF_ERROR(NamedRank(c, 3, "recurrent_kernel", 2, &rkernel));
-  TF_RETURN_IF_ERROR(NamedRank(c, 5, "sequence_lengths", 1, &unused));
-  bool time_major = false, has_c = false;
-  TF_RETURN_IF_ERROR(c->GetAttr("time_major", &time_major));
-  TF_RETURN_IF_ERROR(tf_rnn_op_registration::HasCellState(c, &has_c));
-  const auto steps = c->Dim(input, time_major ? 1 : 2);
-  const auto batch = c->Dim(input, time_major ? 2 : 1);
-  const auto units = c->Dim(rkernel, 0);
-  c->set_output(
-      0, time_major ? c->MakeShape({steps, batch, units}) : c->MakeShape({batch, steps, units}));
-  c->set_output(1, input_h);
-  c->set_output(2, has_c ? c->input(2) : c->Scalar());
-  c->set_output(3, c->Vector(c->UnknownDim()));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 const InitOnStartupMarker kForward TF_ATTRIBUTE_UNUSED =
@@ -68,10 +45,8 @@ const InitOnStartupMarker kForward TF_ATTRIBUTE_UNUSED =
           .SetShapeFn([](InferenceContext* c) {
             bool gate_major = false;
             TF_RETURN_IF_ERROR(c->GetAttr("gate_major", &gate_major));
-            if (!gate_major) {
-              return KerasLayerShape(c, {0, "projected_input", /*kernel=*/-1, 3, 5});
-            }
-            return GateMajorShape(c);
+            return KerasLayerShape(c,
+                                   {0, "projected_input", /*kernel=*/-1, 3, 5, gate_major ? 1 : 0});
           })
           .Doc(R"doc(
 The recurrence of one unidirectional Keras RNN layer with recurrent dropout and zoneout.

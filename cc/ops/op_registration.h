@@ -71,6 +71,7 @@ struct KerasLayerInputs {
   int kernel;            // [I, G·H], or -1: the op has none
   int recurrent_kernel;  // [H, G·H]
   int sequence_lengths;  // [B] or [0]
+  int gate_dims = 0;     // 1: the input has a leading gates dimension, [G, B, T, H]
 };
 
 // Outputs of a one-layer Keras op: output [B, T, H] ([T, B, H] with time_major), output_h as
@@ -78,7 +79,7 @@ struct KerasLayerInputs {
 inline absl::Status KerasLayerShape(shape_inference::InferenceContext* c,
                                     const KerasLayerInputs& in) {
   shape_inference::ShapeHandle input, input_h, rkernel, unused;
-  TF_RETURN_IF_ERROR(NamedRank(c, in.input, in.input_name, 3, &input));
+  TF_RETURN_IF_ERROR(NamedRank(c, in.input, in.input_name, 3 + in.gate_dims, &input));
   TF_RETURN_IF_ERROR(NamedRank(c, 1, "input_h", 2, &input_h));
   if (in.kernel >= 0) TF_RETURN_IF_ERROR(NamedRank(c, in.kernel, "kernel", 2, &unused));
   TF_RETURN_IF_ERROR(NamedRank(c, in.recurrent_kernel, "recurrent_kernel", 2, &rkernel));
@@ -88,8 +89,8 @@ inline absl::Status KerasLayerShape(shape_inference::InferenceContext* c,
   bool time_major = false;
   TF_RETURN_IF_ERROR(c->GetAttr("time_major", &time_major));
   const shape_inference::DimensionHandle units = c->Dim(rkernel, 0);
-  const shape_inference::DimensionHandle steps = c->Dim(input, time_major ? 0 : 1);
-  const shape_inference::DimensionHandle batch = c->Dim(input, time_major ? 1 : 0);
+  const shape_inference::DimensionHandle steps = c->Dim(input, in.gate_dims + (time_major ? 0 : 1));
+  const shape_inference::DimensionHandle batch = c->Dim(input, in.gate_dims + (time_major ? 1 : 0));
   c->set_output(
       0, time_major ? c->MakeShape({steps, batch, units}) : c->MakeShape({batch, steps, units}));
   c->set_output(1, input_h);
