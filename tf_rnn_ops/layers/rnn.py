@@ -101,11 +101,11 @@ def _input_side(x, masks, kernel, units):
     """The gates' input side for x [B, T, I] and kernel [I, G·H], without a bias (the op adds the
     layers' bias): x W [B, T, G·H]; with one input dropout mask d [B, I] (SimpleRNN) (x ⊙ d) W;
     with the G masks d_g of a cell of several gates, gate-major [G, B, T, H]: block g is
-    (x ⊙ d_g) W_g, all G in one batched product over the masked copies [G, B·T, I] (TfRnn>
-    KerasRNNDropout's gate_major: where the G products were joined on the last axis, the concat
-    and its gradient's G slices were passes over [B, T, G·H], ~1 ms of an LSTM(256) step at
-    B = 64, T = 100, docs/PERFORMANCE.md item 82; an einsum transposed them, item 48). Products
-    over all B·T rows, not B small ones."""
+    (x ⊙ d_g) W_g, all G in one batched product over the masked copies [G, B·T, I] (the op's
+    gate_major: where the G products were joined on the last axis, the concat and its gradient's
+    G slices were passes over [B, T, G·H], 2 ms of an LSTM(256) step at B = 64, T = 100,
+    docs/PERFORMANCE.md item 82; an einsum transposed them, item 48). Products over all B·T rows,
+    not B small ones."""
     n_in = tf.shape(x)[2]
     if masks is None:
         gx = tf.matmul(tf.reshape(x, [-1, n_in]), kernel)
