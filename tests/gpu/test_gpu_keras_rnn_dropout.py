@@ -41,11 +41,17 @@ def _close(got, want, dtype, what):
     np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * scale, err_msg=what)
 
 
-def _run(lib, mode, p, dtype, time_major, lengths, grads=None):
+def _run(lib, mode, p, dtype, time_major, lengths, grads=None, gate_major=False):
+    """(y, hy, cy[, grads]) of one call; gate_major: the projected input (and its grad) as G
+    blocks [G, ·, ·, H], converted back here."""
     be = lib.backend
     cast = lambda a: None if a is None else be.from_numpy(a, dtype)  # noqa: E731
-    op = lib.keras_dropout(mode, p["h0"].shape[1], dtype, time_major)
-    gx = cast(np.ascontiguousarray(_layout(p["gx"], time_major)))
+    op = lib.keras_dropout(mode, p["h0"].shape[1], dtype, time_major, gate_major)
+    gx = np.ascontiguousarray(_layout(p["gx"], time_major))
+    gates = p["rk"].shape[1] // p["rk"].shape[0]
+    if gate_major:
+        gx = np.ascontiguousarray(np.moveaxis(gx.reshape(*gx.shape[:2], gates, -1), 2, 0))
+    gx = cast(gx)
     rk, rb, masks, zoneout = cast(p["rk"]), cast(p["rb"]), cast(p["masks"]), cast(p["zoneout"])
     y, hy, cy, reserve = op.forward(
         gx, cast(p["h0"]), cast(p["c0"]), rk, rb, masks, zoneout, lengths=lengths
@@ -63,6 +69,8 @@ def _run(lib, mode, p, dtype, time_major, lengths, grads=None):
         for i in (0, 3, 4):
             if d[i] is not None:
                 _close(be.to_numpy(part[i]), d[i], dtype, f"grad {i} without the states' grads")
+        if gate_major:
+            d[0] = np.moveaxis(d[0], 0, 2).reshape(d[0].shape[1], d[0].shape[2], -1)
         d[0] = _layout(d[0], time_major)
         out.append(d)
     return out
@@ -99,7 +107,7 @@ def test_grads_match_finite_differences(lib, mode, masks, zoneout):
         _check_grads(lib, rng, mode, time_major, lengths, masks=masks, zoneout=zoneout)
 
 
-def _check_grads(lib, rng, mode, time_major, lengths, **problem):
+def _check_grads(lib, rng, mode, time_major, lengths, gate_major=False, **problem):
     """Every grad of a B = 3, T = 4, H = 2 call against central finite differences."""
     B, T, H = 3, 4, 2
     p = kref.problem(rng, mode, B, T, H, **problem)
@@ -107,7 +115,8 @@ def _check_grads(lib, rng, mode, time_major, lengths, **problem):
         p["zoneout"] = rng.uniform(0.0, 1.0, p["zoneout"].shape)
     w = {"dy": rng.normal(size=(B, T, H)), "dh": rng.normal(size=(B, H)),
          "dc": rng.normal(size=(B, H))}  # fmt: skip
-    d_proj, dh0, dc0, drk, drb = _run(lib, mode, p, "float64", time_major, lengths, w)[3]
+    d_proj, dh0, dc0, drk, drb = _run(lib, mode, p, "float64", time_major, lengths, w,
+                                      gate_major)[3]  # fmt: skip
     want = kref.numeric_grads(mode, p, w, lengths)
     tol = dict(rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(d_proj, want["gx"], **tol)
@@ -117,6 +126,25 @@ def _check_grads(lib, rng, mode, time_major, lengths, **problem):
         np.testing.assert_allclose(dc0, want["c0"], **tol)
     if p["rb"] is not None:
         np.testing.assert_allclose(drb, want["rb"], **tol)
+
+
+@pytest.mark.parametrize("mode", kref.MODES)
+def test_gate_major(lib, mode):
+    """gate_major (the layers' input dropout: the projected input and its grad as [G, B, T, H]
+    blocks, Keras' gate order): outputs at every size in both layouts, and every grad."""
+    rng = _rng(mode, "gate_major")
+    for B, T, H in SIZES:
+        p = kref.problem(rng, mode, B, T, H, zoneout="mask")
+        lengths = rng.integers(0, T + 1, size=B) if B > 2 else None
+        want = kref.forward(mode, p["gx"], p["h0"], p["c0"], p["rk"], p["rb"], p["masks"],
+                            p["zoneout"], lengths)  # fmt: skip
+        for dtype in ("float64", "float32"):
+            for time_major in (False, True):
+                got = _run(lib, mode, p, dtype, time_major, lengths, gate_major=True)
+                for what, g, w in zip(("y", "h", "c"), got, want, strict=True):
+                    if w is not None:
+                        _close(g, w, dtype, f"{what} B={B} T={T} H={H} {dtype} tm={time_major}")
+    _check_grads(lib, rng, mode, True, np.array([4, 0, 2]), gate_major=True, zoneout="mask")
 
 
 @pytest.mark.parametrize("mode", kref.MODES)
