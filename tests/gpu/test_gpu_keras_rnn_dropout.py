@@ -85,17 +85,23 @@ SIZES = [(1, 1, 1), (3, 5, 257)] + ([] if gpu_harness.EMULATION else [(64, 12, 1
 @pytest.mark.parametrize("masks", [True, False], ids=["masks", "nomasks"])
 @pytest.mark.parametrize("mode", kref.MODES)
 def test_forward_matches_reference(lib, mode, masks, zoneout, dtype):
-    rng = _rng(mode, masks, zoneout, dtype)
+    _check_outputs(lib, mode, _rng(mode, masks, zoneout, dtype), (dtype,), (False, True),
+                   masks=masks, zoneout=zoneout)  # fmt: skip
+
+
+def _check_outputs(lib, mode, rng, dtypes, time_majors, gate_major=False, **problem):
+    """y, h and c at every size (lengths where B > 2) against the float64 reference."""
     for B, T, H in SIZES:
-        p = kref.problem(rng, mode, B, T, H, masks=masks, zoneout=zoneout)
+        p = kref.problem(rng, mode, B, T, H, **problem)
         lengths = rng.integers(0, T + 1, size=B) if B > 2 else None
         want = kref.forward(mode, p["gx"], p["h0"], p["c0"], p["rk"], p["rb"], p["masks"],
                             p["zoneout"], lengths)  # fmt: skip
-        for time_major in (False, True):
-            got = _run(lib, mode, p, dtype, time_major, lengths)
-            for what, g, w in zip(("y", "h", "c"), got, want, strict=True):
-                if w is not None:
-                    _close(g, w, dtype, f"{what} B={B} T={T} H={H} time_major={time_major}")
+        for dtype in dtypes:
+            for time_major in time_majors:
+                got = _run(lib, mode, p, dtype, time_major, lengths, gate_major=gate_major)
+                for what, g, w in zip(("y", "h", "c"), got, want, strict=True):
+                    if w is not None:
+                        _close(g, w, dtype, f"{what} B={B} T={T} H={H} {dtype} tm={time_major}")
 
 
 @pytest.mark.parametrize("zoneout", ["none", "mask", "scalar"])
@@ -133,17 +139,8 @@ def test_gate_major(lib, mode):
     """gate_major (the layers' input dropout: the projected input and its grad as [G, B, T, H]
     blocks, Keras' gate order): outputs at every size in both layouts, and every grad."""
     rng = _rng(mode, "gate_major")
-    for B, T, H in SIZES:
-        p = kref.problem(rng, mode, B, T, H, zoneout="mask")
-        lengths = rng.integers(0, T + 1, size=B) if B > 2 else None
-        want = kref.forward(mode, p["gx"], p["h0"], p["c0"], p["rk"], p["rb"], p["masks"],
-                            p["zoneout"], lengths)  # fmt: skip
-        for dtype in ("float64", "float32"):
-            for time_major in (False, True):
-                got = _run(lib, mode, p, dtype, time_major, lengths, gate_major=True)
-                for what, g, w in zip(("y", "h", "c"), got, want, strict=True):
-                    if w is not None:
-                        _close(g, w, dtype, f"{what} B={B} T={T} H={H} {dtype} tm={time_major}")
+    _check_outputs(lib, mode, rng, ("float64", "float32"), (False, True), gate_major=True,
+                   zoneout="mask")  # fmt: skip
     _check_grads(lib, rng, mode, True, np.array([4, 0, 2]), gate_major=True, zoneout="mask")
 
 
@@ -152,14 +149,5 @@ def test_input_bias_row(lib, mode):
     """recurrent_bias [2, G·H] (the input side's bias row, then the recurrent one's: how the
     layers pass Keras GRU's bias): outputs at every size, and both rows' grads."""
     rng = _rng(mode, "rows")
-    for B, T, H in SIZES:
-        p = kref.problem(rng, mode, B, T, H, rbias="rows")
-        lengths = rng.integers(0, T + 1, size=B) if B > 2 else None
-        want = kref.forward(mode, p["gx"], p["h0"], p["c0"], p["rk"], p["rb"], p["masks"],
-                            p["zoneout"], lengths)  # fmt: skip
-        for dtype in ("float64", "float32"):
-            got = _run(lib, mode, p, dtype, False, lengths)
-            for what, g, w in zip(("y", "h", "c"), got, want, strict=True):
-                if w is not None:
-                    _close(g, w, dtype, f"{what} B={B} T={T} H={H} {dtype}")
+    _check_outputs(lib, mode, rng, ("float64", "float32"), (False,), rbias="rows")
     _check_grads(lib, rng, mode, True, np.array([4, 0, 2]), rbias="rows")
