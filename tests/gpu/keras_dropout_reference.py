@@ -43,6 +43,16 @@ def problem(rng, mode, B, T, H, *, masks=True, zoneout="mask", rbias=True, rate=
     return p
 
 
+def to_gate_major(a, gates):
+    """[·, ·, G·H] -> [G, ·, ·, H]: the ops' gate_major layout of a projected input."""
+    return np.ascontiguousarray(np.moveaxis(a.reshape(*a.shape[:2], gates, -1), 2, 0))
+
+
+def from_gate_major(a):
+    """[G, ·, ·, H] -> [·, ·, G·H]."""
+    return np.moveaxis(a, 0, 2).reshape(a.shape[1], a.shape[2], -1)
+
+
 def forward(mode, gx, h0, c0, rk, rb=None, masks=None, zoneout=None, lengths=None):
     """(y [B, T, H], h_T, c_T or None), all float64, batch-major. The projected input enters the
     Keras cell as its input through an identity kernel; rb is GRU reset_after's recurrent bias

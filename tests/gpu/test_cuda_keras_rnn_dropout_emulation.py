@@ -38,21 +38,11 @@ def _layout(a, time_major):
     return None if a is None else (np.swapaxes(a, 0, 1) if time_major else a)
 
 
-def _to_gate_major(a, gates):
-    """[·, ·, G·H] -> [G, ·, ·, H] (the op's gate_major layout)."""
-    return np.ascontiguousarray(np.moveaxis(a.reshape(*a.shape[:2], gates, -1), 2, 0))
-
-
-def _from_gate_major(a):
-    """[G, ·, ·, H] -> [·, ·, G·H]."""
-    return np.moveaxis(a, 0, 2).reshape(a.shape[1], a.shape[2], -1)
-
-
 def _inputs(be, p, dtype, time_major, gate_major=False):
     cast = lambda a: None if a is None else be.from_numpy(a, dtype)  # noqa: E731
     gx = np.ascontiguousarray(_layout(p["gx"], time_major))
     if gate_major:
-        gx = _to_gate_major(gx, p["rk"].shape[1] // p["rk"].shape[0])
+        gx = kref.to_gate_major(gx, p["rk"].shape[1] // p["rk"].shape[0])
     return dict(
         projected=cast(gx),
         h0=cast(p["h0"]),
@@ -140,7 +130,7 @@ def _check_grads(lib, rng, mode, B, T, H, masks, zoneout, time_major, lengths, r
     d_proj = np.asarray(d_proj)
     if gate_major:
         assert d_proj.shape == tuple(ins["projected"].shape)
-        d_proj = _from_gate_major(d_proj)
+        d_proj = kref.from_gate_major(d_proj)
     np.testing.assert_allclose(_layout(d_proj, time_major), want["gx"], **tol)
     np.testing.assert_allclose(np.asarray(dh0), want["h0"], **tol)
     np.testing.assert_allclose(np.asarray(drk), want["rk"], **tol)

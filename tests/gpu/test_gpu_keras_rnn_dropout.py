@@ -48,9 +48,8 @@ def _run(lib, mode, p, dtype, time_major, lengths, grads=None, gate_major=False)
     cast = lambda a: None if a is None else be.from_numpy(a, dtype)  # noqa: E731
     op = lib.keras_dropout(mode, p["h0"].shape[1], dtype, time_major, gate_major)
     gx = np.ascontiguousarray(_layout(p["gx"], time_major))
-    gates = p["rk"].shape[1] // p["rk"].shape[0]
     if gate_major:
-        gx = np.ascontiguousarray(np.moveaxis(gx.reshape(*gx.shape[:2], gates, -1), 2, 0))
+        gx = kref.to_gate_major(gx, p["rk"].shape[1] // p["rk"].shape[0])
     gx = cast(gx)
     rk, rb, masks, zoneout = cast(p["rk"]), cast(p["rb"]), cast(p["masks"]), cast(p["zoneout"])
     y, hy, cy, reserve = op.forward(
@@ -70,7 +69,7 @@ def _run(lib, mode, p, dtype, time_major, lengths, grads=None, gate_major=False)
             if d[i] is not None:
                 _close(be.to_numpy(part[i]), d[i], dtype, f"grad {i} without the states' grads")
         if gate_major:
-            d[0] = np.moveaxis(d[0], 0, 2).reshape(d[0].shape[1], d[0].shape[2], -1)
+            d[0] = kref.from_gate_major(d[0])
         d[0] = _layout(d[0], time_major)
         out.append(d)
     return out
