@@ -304,6 +304,16 @@ def _states_skipped(op, lstm: bool) -> bool:
     return 1 in skipped and (not lstm or 2 in skipped)
 
 
+def _state_grads(op, skip_state_backprop: bool, bp) -> tuple:
+    """The initial states' gradients (input_h's, input_c's) from the backprop op's results `bp`.
+    Skipped, they are None, but for the input_c of a cell without one (GRU, SimpleRNN: ignored,
+    so skipping does not wait for it) that the tape still asks for: zeros of its shape, as the
+    backprop op gives it, whichever other inputs are watched."""
+    if not skip_state_backprop:
+        return bp[1], bp[2]
+    return None, None if 2 in _skipped_inputs(op) else tf.zeros_like(op.inputs[2])
+
+
 @register_gradient("TfRnn>CudnnRNN")
 def _cudnn_rnn_grad(op, *grads):
     """Gradient of the fused RNN: its backprop op, fed the forward's reserve_space.
@@ -334,7 +344,7 @@ def _cudnn_rnn_grad(op, *grads):
         skip_state_backprop=skip_state_backprop,
         **attrs,
     )
-    states = (None, None) if skip_state_backprop else (bp[1], bp[2])
+    states = _state_grads(op, skip_state_backprop, bp)
     return None if skip_input_backprop else bp[0], *states, bp[3], None
 
 
@@ -420,7 +430,7 @@ def _keras_rnn_grad(op, *grads):
         skip_input_backprop=skip_input_backprop,
         skip_state_backprop=skip_state_backprop,
     )
-    states = (None, None) if skip_state_backprop else (bp[1], bp[2])
+    states = _state_grads(op, skip_state_backprop, bp)
     return (None if skip_input_backprop else bp[0], *states, *bp[3:6], None)
 
 
@@ -526,7 +536,7 @@ def _keras_rnn_dropout_grad(op, *grads):
         gate_major=op.get_attr("gate_major"),
         skip_state_backprop=skip_state_backprop,
     )
-    states = (None, None) if skip_state_backprop else (bp[1], bp[2])
+    states = _state_grads(op, skip_state_backprop, bp)
     return bp[0], *states, bp[3], bp[4], None, None, None
 
 

@@ -265,6 +265,51 @@ def test_gradient_of_empty_calls(rng, mode, B, T):
     np.testing.assert_array_equal(dc0, 0)
 
 
+@pytest.mark.parametrize("op", ["keras_rnn", "keras_rnn_dropout", "cudnn_rnn"])
+@pytest.mark.parametrize("mode", ["gru", "rnn_tanh"])
+@pytest.mark.parametrize("B,T", [(3, 4), (0, 2)])
+def test_ignored_input_c_grad_is_zeros_whatever_else_is_watched(rng, op, mode, B, T):
+    """A cell without c (GRU, SimpleRNN) ignores input_c: its gradient is zeros of its shape,
+    whether the tape watches input_h too or input_c alone. (With input_c alone, the registered
+    gradients skip the states' backprop, skip_state_backprop: it returned None for input_c,
+    found by the fuzzer, tests/hardening/fuzz_ops.py.) input_h's grad is checked against the run
+    that watches both."""
+    H, n_in = 3, 2
+    x = tf.constant(rng.normal(size=(B, T, n_in)))
+    h0 = tf.constant(rng.normal(size=(B, H)))
+    c0 = tf.constant(rng.normal(size=(B, H)))  # given, and ignored
+    k, r, b = (tf.constant(a) for a in _weights(rng, mode, n_in, H, np.float64))
+    wy = tf.constant(rng.normal(size=(B, T, H)))
+
+    def output():
+        if op == "keras_rnn":
+            return tf_rnn_ops.keras_rnn(x, h0, c0, k, r, b, rnn_mode=mode)[0]
+        if op == "keras_rnn_dropout":
+            masks = tf.constant(rng.choice([0.0, 2.0], (GATES[mode], B, H)))
+            bias = tf.reshape(b, [-1])[-GATES[mode] * H :]  # the recurrent side's
+            return tf_rnn_ops.keras_rnn_dropout(
+                tf.matmul(x, k), h0, c0, r, masks, recurrent_bias=bias, rnn_mode=mode
+            )[0]
+        p = rnn_reference.Problem(
+            rng, mode, num_units=H, input_size=n_in, batch=B, steps=T, time_major=False
+        )
+        kw = p.op_kwargs(tf.float64, input=x, input_h=h0[:, None], input_c=c0[:, None])
+        kw.pop("sequence_lengths")
+        return tf_rnn_ops.cudnn_rnn(**kw)[0]
+
+    grads = {}
+    for watched in ((c0,), (h0, c0)):
+        with tf.GradientTape() as tape:
+            tape.watch(watched)
+            loss = tf.reduce_sum(output() * wy)
+        grads[len(watched)] = tape.gradient(loss, watched)
+    dc_alone, (dh, dc) = grads[1][0], grads[2]
+    for g in (dc_alone, dc):
+        assert g is not None and g.shape == c0.shape
+        np.testing.assert_array_equal(g, 0)
+    assert dh is not None and dh.shape == h0.shape
+
+
 @pytest.mark.parametrize("cls", ["GRU", "LSTM", "SimpleRNN"])
 def test_layer_call_converts_no_weights(rng, cls):
     """The per-call cost of the drop-in layers holds no weight conversion: a one-step call's graph
