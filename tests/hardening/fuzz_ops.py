@@ -253,9 +253,10 @@ def _params_size(mode, L, H, I, dirs, input_mode, P):  # noqa: E741
     return dirs * (block(0 if skip else I) + (L - 1) * block(dirs * ho))
 
 
-def _model_error(mode, L, H, I, dirs, input_mode, P, dropout=0.0):  # noqa: E741
-    """None when the model attributes/sizes are acceptable, else the name of what is wrong."""
-    if mode not in GATES:
+def _model_error(mode, L, H, I, dirs, input_mode, P, dropout=0.0, modes=GATES):  # noqa: E741
+    """None when the model attributes/sizes are acceptable, else the name of what is wrong.
+    modes: the op's rnn_modes (TensorFlow's own ops: TF_MODES)."""
+    if mode not in modes:
         return "rnn_mode"
     if input_mode not in INPUT_MODES:
         return "input_mode"
@@ -345,13 +346,13 @@ def _rnn_attrs(c):
     )  # fmt: skip
 
 
-def _rnn_check(shapes, dts, attrs, lengths, ints_ok=True):
+def _rnn_check(shapes, dts, attrs, lengths, ints_ok=True, modes=GATES):
     """(validity, output shapes) of the forward op per docs/MATH.md, "Fused RNN cells", from the
-    inputs as given."""
+    inputs as given; modes: the op's rnn_modes (TensorFlow's own ops: TF_MODES)."""
     mode, tm = attrs["rnn_mode"], attrs.get("time_major", True)
     dirs = _dirs(attrs["direction"])
     P = attrs.get("num_proj", 0)
-    if mode not in GATES or attrs["input_mode"] not in INPUT_MODES or dirs is None:
+    if mode not in modes or attrs["input_mode"] not in INPUT_MODES or dirs is None:
         return INVALID, None
     dropout = attrs.get("dropout", 0.0)
     if not (0 <= dropout <= 1) or P < 0 or (P > 0 and mode != "lstm"):
@@ -377,7 +378,7 @@ def _rnn_check(shapes, dts, attrs, lengths, ints_ok=True):
             return INVALID, None
         if (P > 0 and ho != P) or (P == 0 and H != ho):
             return INVALID, None
-    err = _model_error(mode, hl // dirs, H, I, dirs, attrs["input_mode"], P, dropout)
+    err = _model_error(mode, hl // dirs, H, I, dirs, attrs["input_mode"], P, dropout, modes)
     if err == "either":
         return EITHER, None
     if err is not None:
@@ -486,7 +487,7 @@ def cudnn_cases(draw, flavor="ours"):
         lengths = None  # the wrapper's default: every sequence full (any T when B = 0)
     valid, expected = _rnn_check(
         shapes, dts, attrs, None if lengths is None or flavor in ("v1", "v2") else
-        (lengths, lshape), ints_ok=ldt == "int32",
+        (lengths, lshape), ints_ok=ldt == "int32", modes=_modes(flavor),
     )  # fmt: skip
     x = shapes["input"]
     if lengths is None and len(x) == 3 and valid == VALID:
@@ -587,6 +588,7 @@ def _backprop_expect(case, reserve_len):
     valid, fexp = _rnn_check(
         {n: shapes[n] for n in RNN_TENSORS}, {n: dts[n] for n in RNN_TENSORS}, attrs,
         (case["lengths"], (len(case["lengths"]),)),
+        modes=_modes("ours" if case["family"] == "cudnn_backprop" else "tf"),
     )  # fmt: skip
     if valid != VALID:
         return valid, None
@@ -674,7 +676,7 @@ def params_size_cases(draw, flavor="ours"):
         dirs = _dirs(attrs["direction"])
         err = _model_error(
             attrs["rnn_mode"], L, H, I, dirs, attrs["input_mode"], attrs.get("num_proj", 0),
-            attrs["dropout"],
+            attrs["dropout"], _modes(flavor),
         )  # fmt: skip
         if err == "either":
             expect = EITHER
@@ -780,7 +782,8 @@ def canonical_cases(draw, to_params=False, flavor="ours"):
         err = "scalar"
     else:
         err = _model_error(attrs["rnn_mode"], scal[0], scal[1], scal[2], dirs2,
-                           attrs["input_mode"], attrs["num_proj"], attrs["dropout"])  # fmt: skip
+                           attrs["input_mode"], attrs["num_proj"], attrs["dropout"],
+                           _modes(flavor))  # fmt: skip
     want_w = want_b = None
     if err is None:
         if scal[0] * max(dirs2 or 1, 1) > 64 or scal[1] > 1000 or scal[2] > 10**6:
