@@ -70,6 +70,28 @@ def test_simple_rnn_use_cudnn_is_private_and_old_configs_load():
         L.SimpleRNN(2, use_cudnn="yes")
 
 
+def test_simple_rnn_config_keeps_the_seed():
+    """Keras' SimpleRNN drops `seed` from its config (its GRU and LSTM keep it), so its clones and
+    `Bidirectional`'s copies draw dropout masks unseeded; ours keeps it: two Bidirectional layers
+    of the same seed give the same training outputs, as Keras' own GRU do."""
+    import tensorflow as tf
+
+    layer = L.SimpleRNN(3, recurrent_dropout=0.4, dropout=0.3, seed=11)
+    assert L.SimpleRNN.from_config(layer.get_config()).cell.seed == 11
+    assert keras.layers.SimpleRNN.from_config(layer.get_config()).cell.seed == 11
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 6, 2)), tf.float32)
+    outs = []
+    for _ in range(2):
+        bi = keras.layers.Bidirectional(
+            L.SimpleRNN(5, recurrent_dropout=0.4, dropout=0.3, seed=11, return_sequences=True)
+        )
+        bi.build(x.shape)
+        bi.set_weights([np.full(w.shape, 0.2, np.float32) for w in bi.get_weights()])
+        outs.append(np.asarray(bi(x, training=True)))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], np.asarray(bi(x, training=False)))  # masks applied
+
+
 def _runs_op(layer, x) -> bool:
     import tensorflow as tf
 

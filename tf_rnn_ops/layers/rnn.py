@@ -572,6 +572,10 @@ class SimpleRNN(_FusedRNNMixin, keras.layers.SimpleRNN):
         config = keras.layers.SimpleRNN.get_config(self)
         if self._use_cudnn != "auto":
             config["use_cudnn"] = self._use_cudnn
+        # Keras' SimpleRNN leaves its seed out of the config (GRU and LSTM keep theirs), so a
+        # clone, a reloaded model or a `Bidirectional` copy draws its dropout masks unseeded;
+        # Keras' constructor takes it, so the config still loads there.
+        config["seed"] = self.cell.seed
         return config
 
     def _fusable_mode(self):
