@@ -1,7 +1,8 @@
 # Issue 7, hardening (included at the end of the Makefile):
 #   make stress   the long versions of the tests in tests/hardening: thousands of fuzz cases per op,
 #                 10,000-call memory runs, more threads rounds, >2^31-element params (where ~12 GiB
-#                 are free)
+#                 are free); and 300 random layer configurations a family against their peers
+#                 (tests/layers/test_layers_random_configs.py)
 #   make asan     the op libraries built with AddressSanitizer + UndefinedBehaviorSanitizer into
 #                 build/asan/, and the op tests run against them (ASAN_TESTS less ASAN_IGNORE),
 #                 sanitizers preloaded into Python; any report stops the run (halt_on_error,
@@ -9,8 +10,9 @@
 
 .PHONY: stress asan asan-build
 
-stress: build ## the long versions of the hardening tests (tests/hardening)
-	TF_RNN_OPS_STRESS=1 $(PY) -m pytest -q -p no:cacheprovider tests/hardening $(PYTEST_ARGS)
+stress: build ## the long versions of the hardening tests (tests/hardening) and of the layers' random configurations
+	TF_RNN_OPS_STRESS=1 $(PY) -m pytest -q -p no:cacheprovider tests/hardening \
+	  tests/layers/test_layers_random_configs.py $(PYTEST_ARGS)
 
 ASAN_DIR      := $(BUILD)/asan
 ASAN_LIB      := $(ASAN_DIR)/_tf_rnn_ops.so
