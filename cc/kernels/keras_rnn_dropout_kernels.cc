@@ -213,7 +213,7 @@ class KerasRnnDropoutOp : public OpKernel {
     OP_REQUIRES_OK(ctx, out.Allocate<T>(ctx, tm, T_, B, H, lstm, input_h, input_c, reserve_n));
     if (out.PassEmptyCall<T>(T_, B, lstm, input_h, input_c)) return;
     if (!c.Convert(ctx, /*projected=*/true)) return;
-    const bool stream = RnnStreamWeights<T>(T_, B);
+    const bool stream = RnnStreamForwardWeights<T>(T_, B, H * c.G * H);  // (R alone)
     Tensor workspace;
     OP_REQUIRES_OK(ctx,
                    ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,

@@ -208,7 +208,7 @@ class KerasRnnOp : public OpKernel {
     OP_REQUIRES_OK(ctx, y.Init(ctx, out.y, T_, B, H, io.swap));
     OP_REQUIRES_OK(ctx, c.ReadWeights(ctx));
 
-    const bool stream = RnnStreamWeights<T>(T_, B);
+    const bool stream = RnnStreamForwardWeights<T>(T_, B, (c.I + H) * c.G * H);
     Tensor workspace;
     OP_REQUIRES_OK(ctx,
                    ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,

@@ -164,9 +164,10 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     const CallDevice device(ctx->eigen_cpu_device(), 2.0 * rows * (I + H) * GH);
     const CPUDevice& d = device.get();
     // W and R packed once a call; every step's products of every range read them. A call of a
-    // few rows (one-step decoding) reads them as stored instead: packing would cost more than
-    // its products (RnnStreamWeights, as TfRnn>KerasRNN).
-    const bool stream = RnnStreamWeights<T>(T_, B);
+    // few rows (one-step decoding), or of few rows a step over few steps of large weights, reads
+    // them as stored instead: packing would cost more than its products (RnnStreamForwardWeights,
+    // as TfRnn>KerasRNN).
+    const bool stream = RnnStreamForwardWeights<T>(T_, B, (I + H) * GH);
     const int64_t w_size = stream ? 0 : StepGemm<T>::StorageSize(I, GH);
     Tensor packed_t;
     T* packed;

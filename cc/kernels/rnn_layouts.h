@@ -104,14 +104,31 @@ int64_t GradSumElements(const RnnModelShape& s, bool keras = false) {
   return largest * int64_t{sizeof(S) / sizeof(T)} + 1;
 }
 
-// Whether a forward from Keras-layout weights reads them as stored (StreamGemm) rather than packing
-// them (float only): when a call has at most kStreamMaxRows rows (B·T), packing, a pass that reads
-// and writes all the weights, costs more than the few products it would speed up (the bound is
-// chosen, not tuned: docs/PERFORMANCE.md, optimisation log item 21).
+// Whether a call reads Keras-layout weights as stored (StreamGemm) rather than packing them (float
+// only). Packing is a pass that reads and writes all the weights; it pays where the packed
+// products then run faster than streamed ones: many rows a step, or weights the caches keep
+// between the steps. So a call of at most kStreamMaxRows rows (B·T) streams (docs/PERFORMANCE.md
+// item 22), and so does a forward of few rows a step over few steps whose weights the caches
+// cannot keep, where every step's product reads them from memory either way: LSTM(1024) B = 4,
+// T = 3 inference 2.8 -> 1.0 ms, Keras' 1.7 (item 83; at B >= 8 or T >= 16, or weights of 5 MB,
+// packing kept up or won). The backward keeps the first rule: there, streamed products of 16 rows
+// and more were slower than the packed ones (item 83).
 constexpr int64_t kStreamMaxRows = 8;
+constexpr int64_t kStreamForwardMaxBatch = 8;
+constexpr int64_t kStreamForwardMaxSteps = 8;
+constexpr double kStreamForwardMinWeightBytes = 8e6;
 template <typename T>
 bool RnnStreamWeights(int64_t T_, int64_t B) {
   return std::is_same<T, float>::value && T_ * B <= kStreamMaxRows;
+}
+// The forward's choice: weight_elements, the products' weights (kernel and recurrent kernel, or
+// the recurrent kernel alone where the input side is computed outside the op).
+template <typename T>
+bool RnnStreamForwardWeights(int64_t T_, int64_t B, int64_t weight_elements) {
+  return RnnStreamWeights<T>(T_, B) ||
+         (std::is_same<T, float>::value && B <= kStreamForwardMaxBatch &&
+          T_ <= kStreamForwardMaxSteps &&
+          weight_elements * sizeof(T) >= kStreamForwardMinWeightBytes);
 }
 
 // Whether a Keras layer's batch-major call has the driver read x and y (and dy, dx) in place

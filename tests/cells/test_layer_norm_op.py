@@ -121,15 +121,17 @@ def test_float32_close_to_reference(rng, kind):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("is_training", [True, False])
 @pytest.mark.parametrize(
-    "T,B,H", [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17), (7, 25, 33), (20, 37, 17)]
+    "T,B,H",
+    [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17), (3, 3, 850), (7, 25, 33), (20, 37, 17)],
 )
 @pytest.mark.parametrize("recurrent_dropout", [False, True])
 def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H, recurrent_dropout):
     """float32 against the float64 reference with variable lengths and zoneout masks: outputs,
     states and (training) the gradients of every weight and state. Calls of at most 8 rows (T·B:
-    one-step decoding) read W and R as stored instead of packing them; 9 rows (3, 3) pack; B >= 12
-    (7, 25): each intra-op thread takes a range of batch rows through all the steps, its products
-    on the packed kernel on that thread, and every range must give the reference's rows;
+    one-step decoding) read W and R as stored instead of packing them; 9 rows (3, 3) pack, but
+    the forward at H = 850 streams (8 MB+ of weights over few rows and steps); B >= 12 (7, 25):
+    each intra-op thread takes a range of batch rows through all the steps, its products on the
+    packed kernel on that thread, and every range must give the reference's rows;
     is_training=False (no reserve) the same. recurrent_dropout: with a recurrent_mask on h_{t-1}
     (the forward's product of h ⊙ m, the backward's (dGH Rᵀ) ⊙ m and (H_prev ⊙ m)ᵀ dGH; over 256
     rows, (20, 37), R's gradient sums in double)."""

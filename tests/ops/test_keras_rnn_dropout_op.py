@@ -112,6 +112,28 @@ def test_forward_matches_reference(rng, mode, size, dtype):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("B,T", [(3, 5), (8, 8)])
+def test_forward_streams_large_recurrent_kernels(rng, mode, B, T):
+    """B <= 8 rows a step over T <= 8 steps of a recurrent kernel of 8 MB or more (H = 1420: 8 MB
+    for SimpleRNN, 24 and 32 for GRU and LSTM): the forward reads R as stored
+    (RnnStreamForwardWeights), with lengths, in float32 against the float64 reference; training
+    and inference give the same outputs, and the backward (packed) runs on the training reserve."""
+    H = 1420
+    k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, 3, H)
+    r = r * 2.0 / np.sqrt(H)  # (U(-0.6, 0.6) would saturate every unit)
+    lengths = rng.integers(0, T + 1, B).astype(np.int32)
+    gx = _projected(mode, x, k, b, dm)
+    ry, rh, rc = _reference(mode, k, r, b, x, h0, c0, dm, rm, lengths=lengths)
+    for training in (True, False):
+        y, h, c = _run(mode, gx, h0, c0, r, b, rm, lengths=lengths, dtype=np.float32,
+                       is_training=training)  # fmt: skip
+        np.testing.assert_allclose(y, ry, **TOL[np.float32])
+        np.testing.assert_allclose(h, rh, **TOL[np.float32])
+        if mode == "lstm":
+            np.testing.assert_allclose(c, rc, **TOL[np.float32])
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_lengths_layouts_and_no_bias(rng, mode):
     B, T, n_in, H = 14, 5, 3, 4
     lengths = random_lengths(rng, B, T)

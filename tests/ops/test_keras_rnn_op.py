@@ -358,6 +358,7 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     (3, 11, 4, 9),
     (5, 7, 6, 33),
     (65, 1, 3, 5),
+    (3, 5, 100, 800),  # GRU / LSTM: the forward streams 8 MB+ of weights (B <= 8, T <= 8)
     (64, 3, 5, 9),  # batch-major, B >= 64, T <= 16: x, y, dy, dx read in place (KerasIoInPlace)
     (66, 9, 4, 7),  # the same past 256 rows (the weight gradients summed in double)
     # Calls of two threads (> 128 MFLOP) with few gate columns (G·H <= 64) over many rows: the

@@ -1,4 +1,5 @@
-"""The streamed products of `keras_rnn` (B·T <= 8: the weights read as stored, no packing).
+"""The streamed products of `keras_rnn` (B·T <= 8, or B <= 8 and T <= 8 over weights of 8 MB or
+more, RnnStreamForwardWeights: the weights read as stored, no packing).
 
 Every row count the streamed product sees (1-8 rows of the input projection and of the recurrent
 product), with the sizes that reach each of its code paths: one or two rows on the calling thread
@@ -48,6 +49,10 @@ SIZES = [  # (B, T, I, H): B·T <= 8 rows; products of 1, 2, 3, 5, 8 rows
     (5, 1, 130, 64),  # a pair, a pair and a single row
     (8, 1, 31, 200),  # eight rows split across threads
     (1, 8, 64, 300),  # input projection of 8 rows, recurrent of 1, 8 steps
+    # B·T > 8, few rows a step over few steps of weights the caches cannot keep (>= 8 MB; GRU and
+    # LSTM here, SimpleRNN's 2.9 and 4.4 MB are packed): 15 and 64 rows of input projection
+    (3, 5, 100, 800),
+    (8, 8, 31, 1030),
 ]
 
 
