@@ -110,9 +110,9 @@ int64_t GradSumElements(const RnnModelShape& s, bool keras = false) {
 // between the steps. So a call of at most kStreamMaxRows rows (B·T) streams (docs/PERFORMANCE.md
 // item 22), and so does a forward of few rows a step over few steps whose weights the caches
 // cannot keep, where every step's product reads them from memory either way: LSTM(1024) B = 4,
-// T = 3 inference 2.8 -> 1.0 ms, Keras' 1.7 (item 83; at B >= 8 or T >= 16, or weights of 5 MB,
-// packing kept up or won). The backward keeps the first rule: there, streamed products of 16 rows
-// and more were slower than the packed ones (item 83).
+// T = 3 inference 2.8 -> 1.0 ms, Keras' 1.2 (item 83; at T = 16, or weights of 5 MB, packing kept
+// up or won). The backward keeps the first rule: there, streamed products of 16 rows and more
+// were slower than the packed ones (item 83).
 constexpr int64_t kStreamMaxRows = 8;
 constexpr int64_t kStreamForwardMaxBatch = 8;
 constexpr int64_t kStreamForwardMaxSteps = 8;
