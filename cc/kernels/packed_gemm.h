@@ -1019,6 +1019,66 @@ inline void StreamRun4(int rows, const float* A, int64_t lda, int64_t k, const f
   for (; j < w; ++j) c[j] += a[0] * b0[j] + a[1] * b1[j] + a[2] * b2[j] + a[3] * b3[j];
 }
 
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+// StreamRun4 on zmm for kRows (1-4) rows of A and C: each loaded vector of B serves every row.
+// Against the ymm form's pairs of rows, a product of 3-8 rows issues ~2.3x fewer instructions
+// (B's vectors loaded once for 4 rows, 16 floats an instruction). prefetch (the first group of
+// rows only): B's rows kStreamPrefetchRows ahead, so that their trip from memory overlaps this
+// group's multiply-adds (one core, K = 1024, 2048 of 4096 columns, B from memory: 8 rows 0.78 ms
+// in ymm pairs -> 0.63 zmm -> 0.45 with the prefetch; from L3 0.53 -> 0.28 -> 0.35;
+// docs/PERFORMANCE.md item 84). Each C value gets the multiply-adds of the ymm form's vector loop,
+// in its order.
+constexpr int64_t kStreamPrefetchRows = 8;
+template <int kRows>
+TF_RNN_OPS_TARGET_AVX512 inline void StreamRun4Zmm(const float* A, int64_t lda, int64_t k,
+                                                   const float* B, int64_t ldb, int64_t src,
+                                                   float* C, int64_t ldc, int64_t dst, int64_t w,
+                                                   bool prefetch) {
+  const float *b0 = B + k * ldb + src, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+  __m512 a[kRows][4];
+  for (int r = 0; r < kRows; ++r) {
+    for (int i = 0; i < 4; ++i) a[r][i] = _mm512_set1_ps(A[r * lda + k + i]);
+  }
+  for (int64_t j = 0; j < w; j += 16) {
+    if (prefetch) {  // B's rows two groups ahead (k + 8..11), where they come from memory
+      const float* q = b0 + kStreamPrefetchRows * ldb + j;
+      for (int i = 0; i < 4; ++i) {
+        _mm_prefetch(reinterpret_cast<const char*>(q + i * ldb), _MM_HINT_T0);
+      }
+    }
+    const __mmask16 m = LaneMask(w - j);
+    const __m512 x0 = _mm512_maskz_loadu_ps(m, b0 + j), x1 = _mm512_maskz_loadu_ps(m, b1 + j),
+                 x2 = _mm512_maskz_loadu_ps(m, b2 + j), x3 = _mm512_maskz_loadu_ps(m, b3 + j);
+    for (int r = 0; r < kRows; ++r) {
+      float* c = C + r * ldc + dst + j;
+      __m512 p = _mm512_maskz_loadu_ps(m, c);
+      p = _mm512_fmadd_ps(a[r][0], x0, p);
+      p = _mm512_fmadd_ps(a[r][1], x1, p);
+      p = _mm512_fmadd_ps(a[r][2], x2, p);
+      p = _mm512_fmadd_ps(a[r][3], x3, p);
+      _mm512_mask_storeu_ps(c, m, p);
+    }
+  }
+}
+
+// StreamRun4Zmm for `rows` (1-4) rows.
+TF_RNN_OPS_TARGET_AVX512 inline void StreamRows4Zmm(int rows, const float* A, int64_t lda,
+                                                    int64_t k, const float* B, int64_t ldb,
+                                                    int64_t src, float* C, int64_t ldc, int64_t dst,
+                                                    int64_t w, bool prefetch) {
+  switch (rows) {
+    case 1:
+      return StreamRun4Zmm<1>(A, lda, k, B, ldb, src, C, ldc, dst, w, prefetch);
+    case 2:
+      return StreamRun4Zmm<2>(A, lda, k, B, ldb, src, C, ldc, dst, w, prefetch);
+    case 3:
+      return StreamRun4Zmm<3>(A, lda, k, B, ldb, src, C, ldc, dst, w, prefetch);
+    default:
+      return StreamRun4Zmm<4>(A, lda, k, B, ldb, src, C, ldc, dst, w, prefetch);
+  }
+}
+#endif  // TF_RNN_OPS_HAVE_AVX512_DISPATCH
+
 }  // namespace packed_gemm_internal
 
 // C[M, n_begin:n_end) = A[M, K] · B[K, n_begin:n_end) for a few rows M, with B read as stored
@@ -1061,6 +1121,20 @@ inline void StreamGemm(int64_t M, const float* A, int64_t lda, int64_t K, const 
     }
     for (int64_t m = 0; m < M; ++m) std::fill_n(C + m * ldc + p0, p1 - p0, 0.f);
     int64_t k = 0;
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+    if (UseAvx512() && M >= 3) {  // (1-2 rows: bound by memory, the ymm pairs as fast or faster)
+      for (; k + 4 <= K; k += 4) {
+        for (int64_t m = 0; m < M; m += 4) {
+          const int rows = int(std::min<int64_t>(4, M - m));
+          for (int r = 0; r < n_runs; ++r) {
+            packed_gemm_internal::StreamRows4Zmm(
+                rows, A + m * lda, lda, k, B, ldb, runs[r].src, C + m * ldc, ldc, runs[r].dst,
+                runs[r].w, m == 0 && k + packed_gemm_internal::kStreamPrefetchRows < K);
+          }
+        }
+      }
+    }
+#endif
     for (; k + 4 <= K; k += 4) {
       for (int64_t m = 0; m < M; m += 2) {
         const int rows = M - m >= 2 ? 2 : 1;
