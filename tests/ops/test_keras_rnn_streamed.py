@@ -1,5 +1,6 @@
-"""The streamed products of `keras_rnn` (B·T <= 8, or B <= 8 and T <= 8 over weights of 8 MB or
-more, RnnStreamForwardWeights: the weights read as stored, no packing).
+"""The streamed products of `keras_rnn` (B·T <= 8; B <= 8 and T <= 8 over weights of 8 MB or more;
+with AVX-512, 3 <= B <= 8 and T <= 16 over 4 MB or more: RnnStreamForwardWeights, the weights read
+as stored, no packing).
 
 Every row count the streamed product sees (1-8 rows of the input projection and of the recurrent
 product), with the sizes that reach each of its code paths: one or two rows on the calling thread
@@ -53,6 +54,8 @@ SIZES = [  # (B, T, I, H): B·T <= 8 rows; products of 1, 2, 3, 5, 8 rows
     # LSTM here, SimpleRNN's 2.9 and 4.4 MB are packed): 15 and 64 rows of input projection
     (3, 5, 100, 800),
     (8, 8, 31, 1030),
+    # with AVX-512 (3-8 rows on zmm) also up to 16 steps of 4 MB+: GRU and LSTM (4.2, 5.6 MB)
+    (4, 12, 64, 560),
 ]
 
 
