@@ -92,13 +92,34 @@ def _assert_same(ours, peer, dtype, what):
         )
 
 
-def _draw_sizes(rng):
-    return (
+def _same_weights(rng, weights, n_in: int, *layers):
+    """Builds the layers for n_in input features and gives them all `weights`, drawn from the
+    first layer's shapes where None; returns them."""
+    for layer in layers:
+        layer.build((None, None, n_in))
+    if weights is None:
+        weights = [rng.uniform(-0.6, 0.6, w.shape).astype(w.dtype) for w in layers[0].get_weights()]
+    for layer in layers:
+        layer.set_weights(weights)
+    return weights
+
+
+def _draw_inputs(rng, lstm: bool):
+    """dtype, sizes (units, inputs, batch, steps), a mask (or None), x and initial states (or
+    None) of a case."""
+    dtype = "float64" if rng.integers(3) == 0 else "float32"
+    H, I, B, T = (  # noqa: E741
         int(rng.choice([1, 2, 3, 5, 8, 17])),  # units
         int(rng.choice([1, 2, 4, 7])),  # inputs
         int(rng.choice([0, 1, 2, 3, 5, 9])),  # batch
         int(rng.choice([1, 2, 3, 6, 11])),  # steps
     )
+    mask = _mask(rng, str(rng.choice(["none", "right", "left", "holes", "masked_row"])), B, T)
+    x = tf.constant(rng.normal(size=(B, T, I)).astype(dtype))
+    init = None
+    if rng.integers(2):
+        init = [tf.constant(rng.normal(size=(B, H)).astype(dtype)) for _ in range(1 + lstm)]
+    return dtype, (H, I, B, T), mask, x, init
 
 
 @pytest.mark.parametrize("index", range(_CASES))
@@ -121,25 +142,12 @@ def test_drop_in_layers_against_keras(index):
     for rate in ("dropout", "recurrent_dropout"):
         if rng.integers(3) == 0:
             kw[rate] = 0.3
-    dtype = "float64" if rng.integers(3) == 0 else "float32"
-    H, I, B, T = _draw_sizes(rng)  # noqa: E741
-    mask = _mask(rng, str(rng.choice(["none", "right", "left", "holes", "masked_row"])), B, T)
-    x = tf.constant(rng.normal(size=(B, T, I)).astype(dtype))
-    init = None
-    if rng.integers(2):
-        init = [
-            tf.constant(rng.normal(size=(B, H)).astype(dtype)) for _ in range(1 + (cls == "LSTM"))
-        ]
+    dtype, (H, I, B, T), mask, x, init = _draw_inputs(rng, lstm=cls == "LSTM")  # noqa: E741
     weights = None
     for training in (False, True):
         ours = getattr(L, cls)(H, dtype=dtype, **kw)
         peer = getattr(keras.layers, cls)(H, dtype=dtype, **kw)
-        for layer in (ours, peer):
-            layer.build((None, None, I))
-        if weights is None:
-            weights = [rng.uniform(-0.6, 0.6, w.shape).astype(w.dtype) for w in ours.get_weights()]
-        ours.set_weights(weights)
-        peer.set_weights(weights)
+        weights = _same_weights(rng, weights, I, ours, peer)
         what = f"{cls} {kw} {dtype} H={H} I={I} B={B} T={T} {training=}"
         got = _outputs(ours, x, init, mask, training)
         try:
@@ -229,15 +237,7 @@ def test_layer_norm_layers_against_their_cells_in_keras_rnn(index):
         cell_kw["zoneout"] = 0.3
     if rng.integers(3) == 0:
         cell_kw["norm_epsilon"] = float(rng.choice([1e-5, 0.1]))
-    dtype = "float64" if rng.integers(3) == 0 else "float32"
-    H, I, B, T = _draw_sizes(rng)  # noqa: E741
-    mask = _mask(rng, str(rng.choice(["none", "right", "left", "holes", "masked_row"])), B, T)
-    x = tf.constant(rng.normal(size=(B, T, I)).astype(dtype))
-    init = None
-    if rng.integers(2):
-        init = [
-            tf.constant(rng.normal(size=(B, H)).astype(dtype)) for _ in range(1 + (cls == "LSTM"))
-        ]
+    dtype, (H, I, B, T), mask, x, init = _draw_inputs(rng, lstm=cls == "LSTM")  # noqa: E741
     weights = None
     for training in (False, True):
         if training and "zoneout" in cell_kw:
@@ -245,12 +245,7 @@ def test_layer_norm_layers_against_their_cells_in_keras_rnn(index):
         ours = getattr(L, "LayerNorm" + cls)(H, dtype=dtype, **layer_kw, **cell_kw)
         cell = getattr(L, f"LayerNorm{cls}Cell")(H, dtype=dtype, **cell_kw)
         peer = keras.layers.RNN(cell, dtype=dtype, **layer_kw)
-        for layer in (ours, peer):
-            layer.build((None, None, I))
-        if weights is None:
-            weights = [rng.uniform(-0.6, 0.6, w.shape).astype(w.dtype) for w in ours.get_weights()]
-        ours.set_weights(weights)
-        peer.set_weights(weights)
+        weights = _same_weights(rng, weights, I, ours, peer)
         what = f"LayerNorm{cls} {layer_kw} {cell_kw} {dtype} H={H} I={I} B={B} T={T} {training=}"
         _assert_same(
             _outputs(ours, x, init, mask, training), _outputs(peer, x, init, mask, training),
