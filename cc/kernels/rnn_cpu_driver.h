@@ -159,6 +159,15 @@ struct RnnBackwardArgs {
   bool io_batch_major = false;  // x, y, dy and dx [B, T, ·] (RnnForwardArgs')
 };
 
+// The element offset of the given input side's row of step t, batch row b (`projected`, or its
+// grads `d_projected`), from RnnForwardArgs' or RnnBackwardArgs' layout fields: rows [T, B] or
+// batch-major [B, T], projected_row_stride apart (0: gh, the gates side by side).
+template <typename Args>
+inline int64_t ProjectedRowOffset(const Args& a, int64_t t, int64_t b, int64_t gh) {
+  const int64_t row = a.projected_batch_major ? b * a.seq_len + t : t * a.batch + b;
+  return row * (a.projected_row_stride ? a.projected_row_stride : gh);
+}
+
 // The zoneout keep weight of unit j: the mask row's, or the scalar where there is no mask.
 template <typename T>
 inline T ZoneoutKeep(const T* m_row, T keep, int64_t j) {
@@ -359,8 +368,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   int64_t s0 = 0;  // first step of the current chunk
   // The given input side's row of time t, batch row b (a.projected).
   auto projected_row = [&](int64_t t, int64_t b) {
-    return a.projected + (a.projected_batch_major ? b * T_ + t : t * B + b) *
-                             (a.projected_row_stride ? a.projected_row_stride : gh_w);
+    return a.projected + ProjectedRowOffset(a, t, b, gh_w);
   };
   // The cell's element-wise step for row b at step s.
   auto gates = [&](int64_t s, int64_t b, int phase) {
@@ -547,15 +555,14 @@ void CpuRnn<T>::Backward(const RnnBackwardArgs<T>& a, T* ws) const {
 template <typename T>
 void StoreProjectedGrads(const CPUDevice& d, const RnnBackwardArgs<T>& a, int64_t s0, int64_t s1,
                          const T* d_gx, int64_t gh_w, int G) {
-  const int64_t T_ = a.seq_len, B = a.batch, H = gh_w / G;
+  const int64_t B = a.batch, H = gh_w / G;
   ParallelRows(
       d, B, 2.0 * (s1 - s0) * gh_w,
       [&](int64_t b_begin, int64_t b_end) {
         for (int64_t s = s0; s < s1; ++s) {
           for (int64_t b = b_begin; b < b_end; ++b) {
             const T* src = d_gx + ((s - s0) * B + b) * gh_w;
-            T* dst = a.d_projected + (a.projected_batch_major ? b * T_ + s : s * B + b) *
-                                         (a.projected_row_stride ? a.projected_row_stride : gh_w);
+            T* dst = a.d_projected + ProjectedRowOffset(a, s, b, gh_w);
             if (a.d_projected_gate_offset == nullptr) {
               std::copy_n(src, gh_w, dst);
             } else {
