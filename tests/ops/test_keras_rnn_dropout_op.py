@@ -22,7 +22,9 @@ from rnn_reference import random_lengths
 import tf_rnn_ops
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cells"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gpu"))
 import cell_reference as ref  # noqa: E402
+import keras_dropout_reference as kref  # noqa: E402  (the gate-major conversion, shared)
 
 GATES = tf_rnn_ops.params.NUM_GATES
 MODES = ["gru", "gru_reset_before", "lstm", "rnn_tanh", "rnn_relu"]
@@ -395,9 +397,7 @@ def test_row_ranges_on_threads(threads, rounds):
 
 def _gate_major(gx, g, time_major=False):
     """[B, T, G·H] -> [G, B, T, H] ([G, T, B, H] with time_major): the op's gate_major layout."""
-    if time_major:
-        gx = np.swapaxes(gx, 0, 1)
-    return np.ascontiguousarray(np.moveaxis(gx.reshape(*gx.shape[:2], g, -1), 2, 0))
+    return kref.to_gate_major(np.swapaxes(gx, 0, 1) if time_major else gx, g)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
