@@ -361,19 +361,23 @@ class StepGemm<float> {
 // Runs range(b0, b1, one_thread) so that each thread of the pool takes a range of the B batch rows
 // through all the steps: the rows of a batch run their recurrences independently, so a thread's
 // steps need nothing from the others (one dispatch a call instead of one or more a step; each
-// thread's states stay in its own cache). Where the batch is small or the step products cannot run
-// on one thread (double: Eigen's contraction), one range of all rows, the products split inside
-// (one_thread false). At most one range per kMr rows (a range of fewer rows runs only the
-// micro-kernel's short tiles, which cost more than their share of a whole strip: StripRows,
-// packed_gemm.h), the rows split evenly (the cells' passes cost by the row; whole strips split
-// B = 64 into 30 | 34 rows, B = 16 into 6 | 10: docs/PERFORMANCE.md items 80, 81).
+// thread's states stay in its own cache). Where the step products cannot run on one thread
+// (double: Eigen's contraction), one range of all rows, the products split inside (one_thread
+// false). At most one range per kMr rows (a range of fewer rows runs only the micro-kernel's short
+// tiles, which cost more than their share of a whole strip: StripRows, packed_gemm.h), the rows
+// split evenly (the cells' passes cost by the row; whole strips split B = 64 into 30 | 34 rows,
+// B = 16 into 6 | 10: docs/PERFORMANCE.md items 80, 81). A batch of fewer than 2·kMr rows runs as
+// one range whose products split inside at every step, unless few_rows_apart (the caller's rule,
+// RnnFewRowsApart): then one range per thread of one row or more.
 template <typename T, typename Fn>
-void ForEachBatchRange(const CPUDevice& d, int64_t B, Fn&& range) {
-  if (!StepGemm<T>::kRowsOnOneThread || d.numThreads() <= 1 || B < 2 * kMr) {
+void ForEachBatchRange(const CPUDevice& d, int64_t B, bool few_rows_apart, Fn&& range) {
+  const bool few = B < 2 * kMr;
+  if (!StepGemm<T>::kRowsOnOneThread || d.numThreads() <= 1 || B < 2 || (few && !few_rows_apart)) {
     range(int64_t{0}, B, false);
     return;
   }
-  const int64_t shares = std::min<int64_t>(d.numThreads(), (B + kMr - 1) / kMr);
+  const int64_t share_rows = few ? 1 : kMr;
+  const int64_t shares = std::min<int64_t>(d.numThreads(), (B + share_rows - 1) / share_rows);
   // (shares <= threads: ParallelRows gives each share one item)
   ParallelRows(d, shares, 1e9,
                [&](int64_t t0, int64_t t1) { range(B * t0 / shares, B * t1 / shares, true); });

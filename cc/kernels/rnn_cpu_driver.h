@@ -204,8 +204,10 @@ class CpuRnn {
   // threads in step: one thread's step may run its rows' phase or step while another runs a
   // different one, so a step may write shared scratch only in places of its own rows that no phase
   // or step of other rows uses (rnn_phase_products.h's out_ and cols_).
+  // few_rows_apart: ForEachBatchRange's (RnnFewRowsApart).
   template <typename Fn>
-  void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward = false) const;
+  void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, bool few_rows_apart, Fn&& step,
+                       bool backward = false) const;
 
   template <typename Cell>
   void ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, const T* x, int64_t in, T* y,
@@ -220,7 +222,8 @@ class CpuRnn {
 
 template <typename T>
 template <typename Fn>
-void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bool backward) const {
+void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, bool few_rows_apart, Fn&& step,
+                                bool backward) const {
   auto steps = [&](int64_t b0, int64_t b1, bool one_thread) {
     if (backward) {
       for (int64_t s = s1 - 1; s >= s0; --s) step(s, b0, b1, one_thread);
@@ -228,7 +231,7 @@ void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, Fn&& step, bo
       for (int64_t s = s0; s < s1; ++s) step(s, b0, b1, one_thread);
     }
   };
-  ForEachBatchRange<T>(d_, B, steps);
+  ForEachBatchRange<T>(d_, B, few_rows_apart, steps);
 }
 
 // ----------------------------------------------------------------------------------------- forward
@@ -311,6 +314,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const int* gate_src = keras ? a.gate_src : nullptr;
   // (with masks the products are MaskedProducts': R itself is never multiplied, not packed)
   const bool stream = keras && (a.stream_weights || a.rec_masks != nullptr);
+  const bool few_rows_apart = RnnFewRowsApart<T>(2.0 * T_ * B * ho * gh_w, 2.0 * B * ho * gh_w,
+                                                 ho * gh_w, keras && a.stream_weights);
   const bool has_proj = s_.num_proj > 0;
   const bool training = rl != nullptr;
   const bool zoning = a.zoneout_mask != nullptr || a.zoneout_keep != T(1);
@@ -438,7 +443,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       }
     }
     ForEachRowRange(
-        B, s0, s1,
+        B, s0, s1, few_rows_apart,
         [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
           const int64_t n_rows = b1 - b0;
           for (int phase = 0; phase < kProducts; ++phase) {
@@ -658,6 +663,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   T* dc = take(B * H);
   T* pack = next;
   const bool stream = keras && a.stream_weights;
+  const bool few_rows_apart =
+      RnnFewRowsApart<T>(2.0 * T_ * B * ho * gh_w, 2.0 * B * ho * gh_w, ho * gh_w, stream);
   // (with masks the products are MaskedProductGrads': R itself is never multiplied, not packed)
   const bool stream_r = stream || (keras && a.rec_masks != nullptr);
   // (cells with several products a step multiply R's blocks one product at a time, packed each by
@@ -736,7 +743,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
         },
         kCopyMinFlops);
     ForEachRowRange(
-        B, s0, s1,
+        B, s0, s1, few_rows_apart,
         [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
           const int64_t k = (s - s0) * B;  // this step's first chunk row
           const int64_t n_rows = b1 - b0;

@@ -139,6 +139,29 @@ bool RnnStreamForwardWeights(int64_t T_, int64_t B, int64_t weight_elements) {
          bytes >= kStreamZmmMinWeightBytes;
 }
 
+// Whether a call of fewer than 2·kMr batch rows gives each thread its own rows for all the steps
+// (ForEachBatchRange's few_rows_apart) rather than one range whose products split by columns at
+// every step. Each split step waits for both threads (~10-20 us a dispatch on the machines
+// measured), longer than a product of a few MFLOP takes, while a thread with rows of its own runs
+// its steps without a wait; where the weights stay in the caches, each thread reading all of them
+// costs little. Measured (docs/PERFORMANCE.md item 85): GRU(256) B = 8, T = 40 inference 2.2 ->
+// 0.7 ms; GRU(384) B = 2 2.3 -> 1.0. Not past 16 MFLOP a step, nor past 4.5 MB of weights a step
+// reads (LSTM(512)'s R, 4.2 MB, in; the layer-norm LSTM(512)'s W and R, 5.2 MB, ran slower apart),
+// nor for a forward that streams large weights (RnnStreamForwardWeights: tuned with the split),
+// nor in a call under kOneThreadForwardFlops, where one dispatch costs more than a second core
+// saves (the recurrent-dropout op's forward has no one-thread device of its own). step_flops: a
+// step's products over all B rows; step_weight_elements: the weights they read; call_flops: the
+// whole call's.
+constexpr double kFewRowsApartMaxStepFlops = 16e6;
+constexpr double kFewRowsApartMaxWeightBytes = 4.5e6;
+template <typename T>
+bool RnnFewRowsApart(double call_flops, double step_flops, int64_t step_weight_elements,
+                     bool stream) {
+  return !stream && call_flops >= kOneThreadForwardFlops &&
+         step_flops < kFewRowsApartMaxStepFlops &&
+         static_cast<double>(step_weight_elements) * sizeof(T) <= kFewRowsApartMaxWeightBytes;
+}
+
 // Whether a Keras layer's batch-major call has the driver read x and y (and dy, dx) in place
 // (RnnForwardArgs::io_batch_major) rather than in transposed copies (float only). Each step's
 // input products then run by themselves, B rows each: chosen for many rows and few steps, where

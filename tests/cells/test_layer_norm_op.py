@@ -217,14 +217,18 @@ def test_inference_mode_keeps_no_reserve(rng, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("B,T", [(26, 6), (26, 45), (5, 120)])
-def test_float32_row_range_gradients_match_keras_autodiff(rng, kind, B, T):
-    """The float32 backward with row ranges (B >= 12: each thread's rows through all steps, param
-    grads summed per range then merged; weight grads in runs of rows summed in double) against
-    Keras' float64 autodiff of the Keras-ops cells in keras.layers.RNN, with a mask. B = 26,
-    T = 45: 1170 rows, several of the weight products' 256-row blocks, the last one short; B = 5:
-    one range of all rows (B < 12, the step products split over the pool)."""
-    D, H = 5, 19
+@pytest.mark.parametrize(
+    "B,T,D,H",
+    [(26, 6, 5, 19), (26, 45, 5, 19), (5, 120, 5, 19), (26, 45, 16, 150), (5, 60, 64, 240)],
+)
+def test_float32_row_range_gradients_match_keras_autodiff(rng, kind, B, T, D, H):
+    """The float32 forward and backward with row ranges (each thread's rows through all steps,
+    param grads summed per range then merged; weight grads in runs of rows summed in double)
+    against Keras' float64 autodiff of the Keras-ops cells in keras.layers.RNN, with a mask. B = 26,
+    T = 45: 1170 rows, several of the weight products' 256-row blocks, the last one short. Calls
+    below 128 MFLOP run on one thread (H = 19); past it, B = 26 splits into ranges of 13 rows and
+    B = 5, with small step products, into ranges of 2 and 3 (RnnFewRowsApart), on the test's pool
+    of 2 threads or more."""
     cls = L.LayerNormLSTM if kind == "lstm" else L.LayerNormGRU
     layer = cls(H, return_sequences=True, return_state=True, dtype="float32")
     x = rng.normal(size=(B, T, D))

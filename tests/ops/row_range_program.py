@@ -43,8 +43,10 @@ def run_case(
     rng, mode: str, B: int, T: int, n_in: int, H: int, with_lengths: bool, rounds: int
 ) -> str | None:
     g = GATES[mode]
+    # Wider layers get smaller recurrent weights: at H = 256 and ±0.5 the recurrence is chaotic,
+    # and float32's rounding grows past any bound over 90 steps (~2 in the outputs).
     k = rng.uniform(-0.5, 0.5, (n_in, g * H))
-    r = rng.uniform(-0.5, 0.5, (H, g * H))
+    r = rng.uniform(-0.5, 0.5, (H, g * H)) * min(1.0, 8 / np.sqrt(H))
     b = rng.uniform(-0.5, 0.5, (2, 3 * H) if mode == "gru" else (g * H,))
     x = rng.normal(size=(B, T, n_in))
     h0 = rng.normal(size=(B, H)) * 0.5
