@@ -218,14 +218,19 @@ def test_backprop_op_refuses_bad_input(change, match):
 
 
 @pytest.mark.parametrize(
-    "threads,rounds",
-    [(8, 3), pytest.param(2, 4, marks=pytest.mark.slow)],
+    "threads,rounds,shape",
+    [
+        (8, 3, "37:12:3:16"),
+        pytest.param(2, 4, "37:12:3:16", marks=pytest.mark.slow),
+        (2, 2, "5:60:16:384"),
+    ],
 )
-def test_row_ranges_on_threads(threads, rounds):
-    """float32, B = 37: the driver's row ranges (a thread's rows through a chunk of steps, no
-    barrier) with zoneout, against Keras' cells in float64 with the same masks
-    (zoneout_row_range_program.py, in a subprocess: the pool's size is fixed at start)."""
-    done = row_range.run_program("zoneout_row_range_program.py", threads, 5, rounds)
+def test_row_ranges_on_threads(threads, rounds, shape):
+    """float32, B = 37, and B = 5 in calls past 64 MFLOP (ranges of 2 and 3 rows, RnnFewRowsApart):
+    the driver's row ranges (a thread's rows through a chunk of steps, no barrier) with zoneout,
+    against Keras' cells in float64 with the same masks (zoneout_row_range_program.py, in a
+    subprocess: the pool's size is fixed at start)."""
+    done = row_range.run_program("zoneout_row_range_program.py", threads, 5, rounds, shape)
     assert row_range.passed(done), done.stdout + done.stderr
 
 
