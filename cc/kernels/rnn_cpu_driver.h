@@ -314,10 +314,6 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const int* gate_src = keras ? a.gate_src : nullptr;
   // (with masks the products are MaskedProducts': R itself is never multiplied, not packed)
   const bool stream = keras && (a.stream_weights || a.rec_masks != nullptr);
-  // (the call's flops: the input projection's too where the driver computes it)
-  const int64_t in_w = s_.HasInputWeights(layer) && a.projected == nullptr ? in : 0;
-  const bool few_rows_apart = RnnFewRowsApart<T>(
-      2.0 * T_ * B * (in_w + ho) * gh_w, 2.0 * B * ho * gh_w, ho * gh_w, keras && a.stream_weights);
   const bool has_proj = s_.num_proj > 0;
   const bool training = rl != nullptr;
   const bool zoning = a.zoneout_mask != nullptr || a.zoneout_keep != T(1);
@@ -354,6 +350,10 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   if (s_.HasInputWeights(layer) && a.projected == nullptr) {
     input_weights.emplace(d_, w, in, gh_w, /*transposed=*/!keras, pack, gate_src, H, stream);
   }
+  // (the call's flops: the input projection's too where the driver computes it)
+  const int64_t in_w = input_weights ? in : 0;
+  const bool few_rows_apart = RnnFewRowsApart<T>(2.0 * T_ * B * (in_w + ho) * gh_w, B, ho * gh_w,
+                                                 keras && a.stream_weights);
 
   const RnnReserveLayout::LayerDir* sv = training ? &rl->layer_dir[ld] : nullptr;
   T* res = a.reserve;
@@ -667,7 +667,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const bool stream = keras && a.stream_weights;
   const int64_t in_w = s_.HasInputWeights(layer) && a.d_projected == nullptr ? in : 0;
   const bool few_rows_apart =
-      RnnFewRowsApart<T>(4.0 * T_ * B * (in_w + ho) * gh_w, 2.0 * B * ho * gh_w, ho * gh_w, stream);
+      RnnFewRowsApart<T>(4.0 * T_ * B * (in_w + ho) * gh_w, B, ho * gh_w, stream);
   // (with masks the products are MaskedProductGrads': R itself is never multiplied, not packed)
   const bool stream_r = stream || (keras && a.rec_masks != nullptr);
   // (cells with several products a step multiply R's blocks one product at a time, packed each by

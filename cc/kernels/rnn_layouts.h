@@ -149,14 +149,14 @@ bool RnnStreamForwardWeights(int64_t T_, int64_t B, int64_t weight_elements) {
 // reads (LSTM(512)'s R, 4.2 MB, in; the layer-norm LSTM(512)'s W and R, 5.2 MB, ran slower apart),
 // nor for a forward that streams large weights (RnnStreamForwardWeights: tuned with the split),
 // nor in a call under kOneThreadForwardFlops, where one dispatch costs more than a second core
-// saves (the recurrent-dropout op's forward has no one-thread device of its own). step_flops: a
-// step's products over all B rows; step_weight_elements: the weights they read; call_flops: the
-// whole call's.
+// saves (the recurrent-dropout op's forward has no one-thread device of its own).
+// step_weight_elements: the weights a step's products read (each B rows by them, 2 flops a
+// multiply-add); call_flops: the whole call's.
 constexpr double kFewRowsApartMaxStepFlops = 16e6;
 constexpr double kFewRowsApartMaxWeightBytes = 4.5e6;
 template <typename T>
-bool RnnFewRowsApart(double call_flops, double step_flops, int64_t step_weight_elements,
-                     bool stream) {
+bool RnnFewRowsApart(double call_flops, int64_t B, int64_t step_weight_elements, bool stream) {
+  const double step_flops = 2.0 * B * static_cast<double>(step_weight_elements);
   return !stream && call_flops >= kOneThreadForwardFlops &&
          step_flops < kFewRowsApartMaxStepFlops &&
          static_cast<double>(step_weight_elements) * sizeof(T) <= kFewRowsApartMaxWeightBytes;
