@@ -236,6 +236,12 @@ class StepGemm {
   bool transposed_;
 };
 
+// Weights of this size or more do not stay in the shared cache (32 MB of L3 on the machines
+// measured) between two steps: a step's products then read them from memory, and where two threads
+// each read all of them (each its own rows), they read twice what one product split by columns
+// reads (docs/PERFORMANCE.md item 86).
+constexpr double kOneRangeMinWeightBytes = 24e6;
+
 template <>
 class StepGemm<float> {
  public:
@@ -316,8 +322,9 @@ class StepGemm<float> {
     }
     // (Eigen's cost-model blocks came out uneven here: 120 instead of 170 GFLOP/s.) Below
     // kStepMinFlops a step runs on the calling thread: a dispatch costs about as much.
-    if (K > N && M >= 2 * kMr) {
-      // A wide A (the backward's [B, G·H] grads) split by rows: each thread reads only its rows.
+    if (K > N && M >= 2 * kMr && K * N * sizeof(float) < kOneRangeMinWeightBytes) {
+      // A wide A (the backward's [B, G·H] grads) split by rows: each thread reads only its rows
+      // (and all of B: not where B is too large for the shared cache, see kOneRangeMinWeightBytes).
       const int64_t strips = (M + kMr - 1) / kMr;
       ParallelRows(
           d_, strips, 2.0 * kMr * K * N,
@@ -366,13 +373,13 @@ class StepGemm<float> {
 // false). At most one range per kMr rows (a range of fewer rows runs only the micro-kernel's short
 // tiles, which cost more than their share of a whole strip: StripRows, packed_gemm.h), the rows
 // split evenly (the cells' passes cost by the row; whole strips split B = 64 into 30 | 34 rows,
-// B = 16 into 6 | 10: docs/PERFORMANCE.md items 80, 81). A batch of fewer than 2·kMr rows runs as
-// one range whose products split inside at every step, unless few_rows_apart (the caller's rule,
-// RnnFewRowsApart): then one range per thread of one row or more.
+// B = 16 into 6 | 10: docs/PERFORMANCE.md items 80, 81); a batch of fewer than 2·kMr rows one range
+// per thread of one row or more. Where the caller's rule (RnnRowsApart) says not rows_apart: one
+// range of all rows, whose products split inside at every step.
 template <typename T, typename Fn>
-void ForEachBatchRange(const CPUDevice& d, int64_t B, bool few_rows_apart, Fn&& range) {
+void ForEachBatchRange(const CPUDevice& d, int64_t B, bool rows_apart, Fn&& range) {
   const bool few = B < 2 * kMr;
-  if (!StepGemm<T>::kRowsOnOneThread || d.numThreads() <= 1 || B < 2 || (few && !few_rows_apart)) {
+  if (!StepGemm<T>::kRowsOnOneThread || d.numThreads() <= 1 || B < 2 || !rows_apart) {
     range(int64_t{0}, B, false);
     return;
   }

@@ -178,9 +178,8 @@ class LayerNormRnnOp : public LayerNormRnnBase {
                              0, stream);
     const StepGemm<T> r_gemm(d, ctx->input(kRecurrentKernel).flat<T>().data(), H, GH, false,
                              packed + w_size, nullptr, 0, stream);
-    const bool few_rows_apart =
-        RnnFewRowsApart<T>(2.0 * rows * (I + H) * GH, B, (I + H) * GH, stream);
-    ForEachBatchRange<T>(d, B, few_rows_apart, [&](int64_t b0, int64_t b1, bool one_thread) {
+    const bool rows_apart = RnnRowsApart<T>(2.0 * rows * (I + H) * GH, B, (I + H) * GH, stream);
+    ForEachBatchRange<T>(d, B, rows_apart, [&](int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n = b1 - b0;
       // Scratch: the range's xW and hR rows (normalized in place), one row's act, c_hat, stats,
       // h~ and h_prev, c_new; training streams a row's saved values out to the reserve
@@ -329,8 +328,8 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     const int64_t n_param_grads = 6 * GH + 2 * H;
     std::vector<double> param_sums(n_param_grads, 0.0);
     std::mutex sums_mutex;
-    const bool few_rows_apart = RnnFewRowsApart<T>(4.0 * rows * (I + H) * GH, B, H * GH, stream);
-    ForEachBatchRange<T>(d, B, few_rows_apart, [&](int64_t b0, int64_t b1, bool one_thread) {
+    const bool rows_apart = RnnRowsApart<T>(4.0 * rows * (I + H) * GH, B, H * GH, stream);
+    ForEachBatchRange<T>(d, B, rows_apart, [&](int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n = b1 - b0;
       // dgx_row: a row's dGX, streamed out to dgx (StreamOut; only the products after the loop
       // read it)

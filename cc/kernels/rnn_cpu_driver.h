@@ -204,9 +204,9 @@ class CpuRnn {
   // threads in step: one thread's step may run its rows' phase or step while another runs a
   // different one, so a step may write shared scratch only in places of its own rows that no phase
   // or step of other rows uses (rnn_phase_products.h's out_ and cols_).
-  // few_rows_apart: ForEachBatchRange's (RnnFewRowsApart).
+  // rows_apart: ForEachBatchRange's (RnnRowsApart).
   template <typename Fn>
-  void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, bool few_rows_apart, Fn&& step,
+  void ForEachRowRange(int64_t B, int64_t s0, int64_t s1, bool rows_apart, Fn&& step,
                        bool backward = false) const;
 
   template <typename Cell>
@@ -222,7 +222,7 @@ class CpuRnn {
 
 template <typename T>
 template <typename Fn>
-void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, bool few_rows_apart, Fn&& step,
+void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, bool rows_apart, Fn&& step,
                                 bool backward) const {
   auto steps = [&](int64_t b0, int64_t b1, bool one_thread) {
     if (backward) {
@@ -231,7 +231,7 @@ void CpuRnn<T>::ForEachRowRange(int64_t B, int64_t s0, int64_t s1, bool few_rows
       for (int64_t s = s0; s < s1; ++s) step(s, b0, b1, one_thread);
     }
   };
-  ForEachBatchRange<T>(d_, B, few_rows_apart, steps);
+  ForEachBatchRange<T>(d_, B, rows_apart, steps);
 }
 
 // ----------------------------------------------------------------------------------------- forward
@@ -352,8 +352,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   }
   // (the call's flops: the input projection's too where the driver computes it)
   const int64_t in_w = input_weights ? in : 0;
-  const bool few_rows_apart = RnnFewRowsApart<T>(2.0 * T_ * B * (in_w + ho) * gh_w, B, ho * gh_w,
-                                                 keras && a.stream_weights);
+  const bool rows_apart =
+      RnnRowsApart<T>(2.0 * T_ * B * (in_w + ho) * gh_w, B, ho * gh_w, keras && a.stream_weights);
 
   const RnnReserveLayout::LayerDir* sv = training ? &rl->layer_dir[ld] : nullptr;
   T* res = a.reserve;
@@ -445,7 +445,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       }
     }
     ForEachRowRange(
-        B, s0, s1, few_rows_apart,
+        B, s0, s1, rows_apart,
         [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
           const int64_t n_rows = b1 - b0;
           for (int phase = 0; phase < kProducts; ++phase) {
@@ -666,8 +666,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   T* pack = next;
   const bool stream = keras && a.stream_weights;
   const int64_t in_w = s_.HasInputWeights(layer) && a.d_projected == nullptr ? in : 0;
-  const bool few_rows_apart =
-      RnnFewRowsApart<T>(4.0 * T_ * B * (in_w + ho) * gh_w, B, ho * gh_w, stream);
+  const bool rows_apart = RnnRowsApart<T>(4.0 * T_ * B * (in_w + ho) * gh_w, B, ho * gh_w, stream);
   // (with masks the products are MaskedProductGrads': R itself is never multiplied, not packed)
   const bool stream_r = stream || (keras && a.rec_masks != nullptr);
   // (cells with several products a step multiply R's blocks one product at a time, packed each by
@@ -746,7 +745,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
         },
         kCopyMinFlops);
     ForEachRowRange(
-        B, s0, s1, few_rows_apart,
+        B, s0, s1, rows_apart,
         [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
           const int64_t k = (s - s0) * B;  // this step's first chunk row
           const int64_t n_rows = b1 - b0;

@@ -123,6 +123,16 @@ constexpr double kStreamForwardMinWeightBytes = 8e6;
 constexpr int64_t kStreamZmmMinBatch = 3;
 constexpr int64_t kStreamZmmMaxSteps = 16;
 constexpr double kStreamZmmMinWeightBytes = 4e6;
+// Past 8 rows a step, on zmm: calls of at most 128 rows in all (B·T) over 8 MB of weights or more,
+// where packing's pass over the weights costs more than the streamed steps lose to the packed ones
+// (docs/PERFORMANCE.md item 86: LSTM(1024) B = 12, T = 2 inference 2.9 -> 0.95 ms, Keras' 1.3;
+// LSTM(2048) B = 64, T = 2 13.9 -> 8.3; at T = 32 packing won); up to 256 rows at B <= 32 over
+// weights the shared cache cannot keep (kOneRangeMinWeightBytes), read from memory at every step
+// either way (LSTM(2048) B = 16, T = 16 47 -> 42 ms; B = 48, T = 4 was not faster).
+constexpr int64_t kStreamManyRowsMaxBatch = 64;
+constexpr int64_t kStreamManyRowsMaxRows = 128;
+constexpr int64_t kStreamPastCacheMaxBatch = 32;
+constexpr int64_t kStreamPastCacheMaxRows = 256;
 template <typename T>
 bool RnnStreamWeights(int64_t T_, int64_t B) {
   return std::is_same<T, float>::value && T_ * B <= kStreamMaxRows;
@@ -132,34 +142,50 @@ bool RnnStreamWeights(int64_t T_, int64_t B) {
 template <typename T>
 bool RnnStreamForwardWeights(int64_t T_, int64_t B, int64_t weight_elements) {
   if (RnnStreamWeights<T>(T_, B)) return true;
-  if (!std::is_same<T, float>::value || B > kStreamForwardMaxBatch) return false;
+  if (!std::is_same<T, float>::value) return false;
   const double bytes = static_cast<double>(weight_elements) * sizeof(T);
+  if (B > kStreamForwardMaxBatch) {
+    const bool past_cache = bytes >= kOneRangeMinWeightBytes && B <= kStreamPastCacheMaxBatch;
+    const int64_t max_rows = past_cache ? kStreamPastCacheMaxRows : kStreamManyRowsMaxRows;
+    return UseAvx512() && B <= kStreamManyRowsMaxBatch && T_ * B <= max_rows &&
+           bytes >= kStreamForwardMinWeightBytes;
+  }
   if (T_ <= kStreamForwardMaxSteps && bytes >= kStreamForwardMinWeightBytes) return true;
   return UseAvx512() && B >= kStreamZmmMinBatch && T_ <= kStreamZmmMaxSteps &&
          bytes >= kStreamZmmMinWeightBytes;
 }
 
-// Whether a call of fewer than 2·kMr batch rows gives each thread its own rows for all the steps
-// (ForEachBatchRange's few_rows_apart) rather than one range whose products split by columns at
-// every step. Each split step waits for both threads (~10-20 us a dispatch on the machines
-// measured), longer than a product of a few MFLOP takes, while a thread with rows of its own runs
-// its steps without a wait; where the weights stay in the caches, each thread reading all of them
-// costs little. Measured (docs/PERFORMANCE.md item 85): GRU(256) B = 8, T = 40 inference 2.2 ->
-// 0.7 ms; GRU(384) B = 2 2.3 -> 1.0. Not past 16 MFLOP a step, nor past 4.5 MB of weights a step
-// reads (LSTM(512)'s R, 4.2 MB, in; the layer-norm LSTM(512)'s W and R, 5.2 MB, ran slower apart),
-// nor for a forward that streams large weights (RnnStreamForwardWeights: tuned with the split),
-// nor in a call under kOneThreadForwardFlops, where one dispatch costs more than a second core
-// saves (the recurrent-dropout op's forward has no one-thread device of its own).
+// Whether each thread of a call takes its own rows of the batch for all the steps
+// (ForEachBatchRange's rows_apart) rather than one range of all rows whose products split by
+// columns at every step. Apart, a thread runs its steps without waiting for the other (a split step
+// waits for both: ~10-20 us a dispatch on the machines measured), but each thread reads all the
+// weights a step.
+// - 2·kMr rows or more: apart, unless the weights a step reads are too large for the shared cache
+//   (kOneRangeMinWeightBytes) and the batch small enough that a step's products are bound by
+//   reading them (kOneRangeMaxBatch): there two threads reading all of them from memory each step
+//   read twice what one split product reads (docs/PERFORMANCE.md item 86: LSTM(2048), R 67 MB,
+//   B = 16, T = 32 inference 111 -> 91 ms; B = 64 235 -> 195).
+// - Fewer: one range, unless the step products are small and the weights stay in the caches, where
+//   each thread reading all of them costs little (item 85: GRU(256) B = 8, T = 40 inference
+//   2.2 -> 0.7 ms; GRU(384) B = 2 2.3 -> 1.0): not past 16 MFLOP a step, nor past 4.5 MB of
+//   weights (LSTM(512)'s R, 4.2 MB, in; the layer-norm LSTM(512)'s W and R, 5.2 MB, ran slower
+//   apart), nor for a forward that streams large weights (RnnStreamForwardWeights: tuned with the
+//   split), nor in a call under kOneThreadForwardFlops, where one dispatch costs more than a
+//   second core saves (the recurrent-dropout op's forward has no one-thread device of its own).
 // step_weight_elements: the weights a step's products read (each B rows by them, 2 flops a
 // multiply-add); call_flops: the whole call's.
 constexpr double kFewRowsApartMaxStepFlops = 16e6;
 constexpr double kFewRowsApartMaxWeightBytes = 4.5e6;
+constexpr int64_t kOneRangeMaxBatch = 64;
 template <typename T>
-bool RnnFewRowsApart(double call_flops, int64_t B, int64_t step_weight_elements, bool stream) {
+bool RnnRowsApart(double call_flops, int64_t B, int64_t step_weight_elements, bool stream) {
+  const double bytes = static_cast<double>(step_weight_elements) * sizeof(T);
+  if (B >= 2 * kMr) {
+    return B > kOneRangeMaxBatch || bytes < kOneRangeMinWeightBytes;
+  }
   const double step_flops = 2.0 * B * static_cast<double>(step_weight_elements);
   return !stream && call_flops >= kOneThreadForwardFlops &&
-         step_flops < kFewRowsApartMaxStepFlops &&
-         static_cast<double>(step_weight_elements) * sizeof(T) <= kFewRowsApartMaxWeightBytes;
+         step_flops < kFewRowsApartMaxStepFlops && bytes <= kFewRowsApartMaxWeightBytes;
 }
 
 // Whether a Keras layer's batch-major call has the driver read x and y (and dy, dx) in place

@@ -122,7 +122,8 @@ def test_float32_close_to_reference(rng, kind):
 @pytest.mark.parametrize("is_training", [True, False])
 @pytest.mark.parametrize(
     "T,B,H",
-    [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17), (3, 3, 850), (7, 25, 33), (20, 37, 17)],
+    [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17), (3, 3, 850), (7, 25, 33), (20, 37, 17)]
+    + [(3, 13, 1232)],
 )
 @pytest.mark.parametrize("recurrent_dropout", [False, True])
 def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H, recurrent_dropout):
@@ -132,9 +133,11 @@ def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H, 
     the forward at H = 850 streams (8 MB+ of weights over few rows and steps); B >= 12 (7, 25):
     each intra-op thread takes a range of batch rows through all the steps, its products on the
     packed kernel on that thread, and every range must give the reference's rows;
-    is_training=False (no reserve) the same. recurrent_dropout: with a recurrent_mask on h_{t-1}
-    (the forward's product of h ⊙ m, the backward's (dGH Rᵀ) ⊙ m and (H_prev ⊙ m)ᵀ dGH; over 256
-    rows, (20, 37), R's gradient sums in double)."""
+    is_training=False (no reserve) the same. (3, 13, 1232): 13 rows a step over weights of 18 and
+    24 MB (GRU, LSTM) stream (AVX-512: calls of at most 128 rows over 8 MB+), the LSTM's as one row
+    range split by columns (24 MB+: RnnRowsApart), its backward too. recurrent_dropout: with a
+    recurrent_mask on h_{t-1} (the forward's product of h ⊙ m, the backward's (dGH Rᵀ) ⊙ m and
+    (H_prev ⊙ m)ᵀ dGH; over 256 rows, (20, 37), R's gradient sums in double)."""
     D = 9
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))

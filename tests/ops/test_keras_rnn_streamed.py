@@ -1,6 +1,7 @@
 """The streamed products of `keras_rnn` (B·T <= 8; B <= 8 and T <= 8 over weights of 8 MB or more;
-with AVX-512, 3 <= B <= 8 and T <= 16 over 4 MB or more: RnnStreamForwardWeights, the weights read
-as stored, no packing).
+with AVX-512, 3 <= B <= 8 and T <= 16 over 4 MB or more, 9 <= B <= 64 with B·T <= 128 over 8 MB
+or more, and 9 <= B <= 32 with B·T <= 256 over 24 MB or more: RnnStreamForwardWeights, the weights
+read as stored, no packing).
 
 Every row count the streamed product sees (1-8 rows of the input projection and of the recurrent
 product), with the sizes that reach each of its code paths: one or two rows on the calling thread
@@ -56,6 +57,12 @@ SIZES = [  # (B, T, I, H): B·T <= 8 rows; products of 1, 2, 3, 5, 8 rows
     (8, 8, 31, 1030),
     # with AVX-512 (3-8 rows on zmm) also up to 16 steps of 4 MB+: GRU and LSTM (4.2, 5.6 MB)
     (4, 12, 64, 560),
+    # with AVX-512, 9-64 rows a step in calls of at most 128 rows over 8 MB+ (LSTM's 9 MB here;
+    # GRU's 6.8 MB packed): each thread its rows; and LSTM's R of 24 MB+, one range split by columns
+    (12, 3, 64, 720),
+    (37, 2, 16, 1232),
+    # up to 256 rows at B <= 32 over 24 MB+ (LSTM; GRU's 18 MB packed)
+    (13, 12, 16, 1232),
 ]
 
 
