@@ -230,7 +230,7 @@ def test_float32_row_range_gradients_match_keras_autodiff(rng, kind, B, T, D, H)
     against Keras' float64 autodiff of the Keras-ops cells in keras.layers.RNN, with a mask. B = 26,
     T = 45: 1170 rows, several of the weight products' 256-row blocks, the last one short. Calls
     below 128 MFLOP run on one thread (H = 19); past it, B = 26 splits into ranges of 13 rows and
-    B = 5, with small step products, into ranges of 2 and 3 (RnnFewRowsApart), on the test's pool
+    B = 5, with small step products, into ranges of 2 and 3 (RnnRowsApart), on the test's pool
     of 2 threads or more."""
     cls = L.LayerNormLSTM if kind == "lstm" else L.LayerNormGRU
     layer = cls(H, return_sequences=True, return_state=True, dtype="float32")

@@ -6,7 +6,7 @@ since the pool's size is fixed once TensorFlow starts.
 usage: dropout_row_range_program.py THREADS SEED ROUNDS [B:T:IN:H]  (default 37:12:3:16)
 
 float32 with B >= 12, or fewer rows with small step products in a call of 64 MFLOP or more
-(RnnFewRowsApart), runs the driver's row ranges (each thread its rows through a chunk of steps,
+(RnnRowsApart), runs the driver's row ranges (each thread its rows through a chunk of steps,
 no barrier): the masked products' per-row scratch (MaskedProducts, MaskedProductGrads) must keep
 the threads apart. Prints "ok", or each failing case and round, and exits 1.
 """

@@ -394,7 +394,7 @@ def test_gradient_needs_training(rng):
     ],
 )
 def test_row_ranges_on_threads(threads, rounds, shape):
-    """float32, B = 37, and B = 5 in calls past 64 MFLOP (ranges of 2 and 3 rows, RnnFewRowsApart):
+    """float32, B = 37, and B = 5 in calls past 64 MFLOP (ranges of 2 and 3 rows, RnnRowsApart):
     the driver's row ranges (a thread's rows through a chunk of steps, no barrier) with the masked
     products, against Keras in float64 with the same masks (dropout_row_range_program.py, in a
     subprocess: the pool's size is fixed at start)."""

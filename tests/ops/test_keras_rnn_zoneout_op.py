@@ -226,7 +226,7 @@ def test_backprop_op_refuses_bad_input(change, match):
     ],
 )
 def test_row_ranges_on_threads(threads, rounds, shape):
-    """float32, B = 37, and B = 5 in calls past 64 MFLOP (ranges of 2 and 3 rows, RnnFewRowsApart):
+    """float32, B = 37, and B = 5 in calls past 64 MFLOP (ranges of 2 and 3 rows, RnnRowsApart):
     the driver's row ranges (a thread's rows through a chunk of steps, no barrier) with zoneout,
     against Keras' cells in float64 with the same masks (zoneout_row_range_program.py, in a
     subprocess: the pool's size is fixed at start)."""

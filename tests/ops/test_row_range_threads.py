@@ -29,7 +29,7 @@ RESET_BEFORE = [
     "gru_reset_before:37:30:4:64:lengths",
 ]
 ONE_PRODUCT = ["gru:20:20:3:17", "lstm:37:20:3:16:lengths"]  # the same row ranges
-# Fewer than 12 rows with small step products (RnnFewRowsApart, rnn_layouts.h): a range per thread
+# Fewer than 12 rows with small step products (RnnRowsApart, rnn_layouts.h): a range per thread
 # of one row or more (B = 2: a row each; B = 11 on 8 threads: one or two rows); each call past the
 # one-thread thresholds (64 MFLOP forward, 128 backward), so that its pool runs the ranges.
 FEW_ROWS = [

@@ -7,7 +7,7 @@ once TensorFlow starts.
 usage: zoneout_row_range_program.py THREADS SEED ROUNDS [B:T:IN:H]  (default 37:12:3:16)
 
 float32 with B >= 12, or fewer rows with small step products in a call of 64 MFLOP or more
-(RnnFewRowsApart), runs the driver's row ranges (each thread its rows through a chunk of steps,
+(RnnRowsApart), runs the driver's row ranges (each thread its rows through a chunk of steps,
 no barrier): the zoneout pass and its backward split must stay within each thread's rows. Prints
 "ok", or each failing case and round, and exits 1.
 """
