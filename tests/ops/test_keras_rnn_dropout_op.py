@@ -391,13 +391,16 @@ def test_gradient_needs_training(rng):
         (8, 4, "37:12:3:16"),
         pytest.param(2, 4, "37:12:3:16", marks=pytest.mark.slow),
         (2, 2, "5:60:16:384"),
+        (2, 1, "13:3:3:1420"),
     ],
 )
 def test_row_ranges_on_threads(threads, rounds, shape):
     """float32, B = 37, and B = 5 in calls past 64 MFLOP (ranges of 2 and 3 rows, RnnRowsApart):
     the driver's row ranges (a thread's rows through a chunk of steps, no barrier) with the masked
     products, against Keras in float64 with the same masks (dropout_row_range_program.py, in a
-    subprocess: the pool's size is fixed at start)."""
+    subprocess: the pool's size is fixed at start). B = 13 at H = 1420: GRU's and LSTM's R of
+    24 MB+ run as one range, each step's masked products split by columns, forward and backward
+    (RnnRowsApart); SimpleRNN's 8 MB keeps the rows apart."""
     done = row_range.run_program("dropout_row_range_program.py", threads, 5, rounds, shape)
     assert row_range.passed(done), done.stdout + done.stderr
 
