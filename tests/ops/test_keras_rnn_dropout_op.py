@@ -114,13 +114,14 @@ def test_forward_matches_reference(rng, mode, size, dtype):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("B,T", [(3, 5), (8, 8), (13, 4), (20, 6), (13, 11)])
+@pytest.mark.parametrize("B,T", [(3, 5), (8, 8), (13, 4), (20, 6), (13, 11), (13, 20)])
 def test_forward_streams_large_recurrent_kernels(rng, mode, B, T):
     """Few rows over few steps of a recurrent kernel of 8 MB or more (H = 1420: 8 MB for
     SimpleRNN, 24 and 32 for GRU and LSTM): B <= 8 rows a step over T <= 8 steps, and (AVX-512)
-    9-64 rows in calls of at most 128 rows, read R as stored (RnnStreamForwardWeights); past 128
-    rows (13 x 11) R is packed. Past 2·kMr rows GRU's and LSTM's R (24 MB+) runs as one row
-    range, each step's product split by columns (RnnRowsApart). With lengths, in float32 against
+    9-64 rows in calls of at most 128 rows, up to 256 at B <= 32 over 24 MB+ (GRU's and LSTM's R),
+    read R as stored (RnnStreamForwardWeights); past those rows R is packed (SimpleRNN 13 x 11,
+    all at 13 x 20). Past 2·kMr rows GRU's and LSTM's R (24 MB+) runs as one row range, each
+    step's product split by columns (RnnRowsApart). With lengths, in float32 against
     the float64 reference; training and inference give the same outputs."""
     H = 1420
     k, r, b, x, h0, c0, dm, rm = _problem(rng, mode, B, T, 3, H)

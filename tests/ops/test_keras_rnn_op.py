@@ -361,9 +361,9 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     (3, 5, 100, 800),  # GRU / LSTM: the forward streams 8 MB+ of weights (B <= 8, T <= 8)
     # Past 2·kMr rows over R of 24 MB+ (LSTM): one row range, each step's products split by
     # columns (RnnRowsApart), the backward's dh = dG·Rᵀ too (StepGemm::Run); the forward streams
-    # (GRU, LSTM: B·T <= 128 over 8 MB+) or packs (B·T > 128).
+    # (GRU, LSTM: B·T <= 128 over 8 MB+) or packs (B·T > 256; LSTM's 24 MB stream up to 256).
     (13, 3, 8, 1232),
-    (12, 11, 5, 1232),
+    (12, 22, 5, 1232),
     (64, 3, 5, 9),  # batch-major, B >= 64, T <= 16: x, y, dy, dx read in place (KerasIoInPlace)
     (66, 9, 4, 7),  # the same past 256 rows (the weight gradients summed in double)
     # Calls of two threads (> 128 MFLOP) with few gate columns (G·H <= 64) over many rows: the
