@@ -1061,6 +1061,33 @@ TF_RNN_OPS_TARGET_AVX512 inline void StreamRun4Zmm(const float* A, int64_t lda, 
   }
 }
 
+// C's columns [dst, dst + w) += A's rows · B's rows k..k+15 at columns [src, src + w), for all M
+// rows of A and C: each group of 16 loaded vectors of B (one per row of B) serves every row, and
+// each C vector is loaded and stored once per 16 multiply-adds (StreamRun4Zmm: once per 4, a
+// product of 8-16 rows was bound by that traffic: Intel Xeon, one core, K = 1024, 1536 columns,
+// 8 rows 0.45 -> 0.35 ms, 16 rows 0.91 -> 0.69; docs/PERFORMANCE.md item 87). The rows run one
+// after the other (interleaving 2-8 rows' chains measured slower), and nothing is prefetched (B's
+// next 16 rows at these columns: 5-15% slower there). Each C value gets StreamRun4Zmm's
+// multiply-adds, in its order.
+TF_RNN_OPS_TARGET_AVX512 inline void StreamRun16Zmm(int64_t M, const float* A, int64_t lda,
+                                                    int64_t k, const float* B, int64_t ldb,
+                                                    int64_t src, float* C, int64_t ldc, int64_t dst,
+                                                    int64_t w) {
+  const float* b = B + k * ldb + src;
+  for (int64_t j = 0; j < w; j += 16) {
+    const __mmask16 m = LaneMask(w - j);
+    __m512 x[16];
+    for (int i = 0; i < 16; ++i) x[i] = _mm512_maskz_loadu_ps(m, b + i * ldb + j);
+    const float* a = A + k;
+    float* c = C + dst + j;
+    for (int64_t r = 0; r < M; ++r, a += lda, c += ldc) {
+      __m512 p = _mm512_maskz_loadu_ps(m, c);
+      for (int i = 0; i < 16; ++i) p = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), x[i], p);
+      _mm512_mask_storeu_ps(c, m, p);
+    }
+  }
+}
+
 // StreamRun4Zmm for `rows` (1-4) rows.
 TF_RNN_OPS_TARGET_AVX512 inline void StreamRows4Zmm(int rows, const float* A, int64_t lda,
                                                     int64_t k, const float* B, int64_t ldb,
@@ -1083,7 +1110,8 @@ TF_RNN_OPS_TARGET_AVX512 inline void StreamRows4Zmm(int rows, const float* A, in
 
 // C[M, n_begin:n_end) = A[M, K] · B[K, n_begin:n_end) for a few rows M, with B read as stored
 // (row-major, leading dimension ldb; no packing) in one pass: each group of 4 rows of B is scaled
-// by A's 4 values and added into C's rows (two rows of C per pass over a loaded vector of B). For
+// by A's 4 values and added into C's rows (two rows of C per pass over a loaded vector of B; with
+// AVX-512 and 3 rows or more, groups of 16 rows of B serve all rows, StreamRun16Zmm). For
 // B = 1 (one-step calls: generation, decoding, streaming) a step's product is memory-bound: packing
 // B first would read and write it once more than the product reads it. So B is read in its own
 // order: C's columns are cut into runs that are contiguous in B, the runs sorted by their place in
@@ -1123,6 +1151,12 @@ inline void StreamGemm(int64_t M, const float* A, int64_t lda, int64_t K, const 
     int64_t k = 0;
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
     if (UseAvx512() && M >= 3) {  // (1-2 rows: bound by memory, the ymm pairs as fast or faster)
+      for (; k + 16 <= K; k += 16) {
+        for (int r = 0; r < n_runs; ++r) {
+          packed_gemm_internal::StreamRun16Zmm(M, A, lda, k, B, ldb, runs[r].src, C, ldc,
+                                               runs[r].dst, runs[r].w);
+        }
+      }
       for (; k + 4 <= K; k += 4) {
         for (int64_t m = 0; m < M; m += 4) {
           const int rows = int(std::min<int64_t>(4, M - m));
