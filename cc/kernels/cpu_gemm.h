@@ -236,10 +236,11 @@ class StepGemm {
   bool transposed_;
 };
 
-// Weights of this size or more do not stay in the shared cache (32 MB of L3 on the machines
-// measured) between two steps: a step's products then read them from memory, and where two threads
-// each read all of them (each its own rows), they read twice what one product split by columns
-// reads (docs/PERFORMANCE.md item 86).
+// Weights of this size or more do not stay in the shared cache (32 MB of L3 on the Zen 5 machines
+// this was measured on; a constant, not the machine's L3, which on the Intel Xeon of item 87
+// reports 480 MB) between two steps: a step's products then read them from memory, and where two
+// threads each read all of them (each its own rows), they read twice what one product split by
+// columns reads (docs/PERFORMANCE.md item 86).
 constexpr double kOneRangeMinWeightBytes = 24e6;
 
 template <>
