@@ -84,10 +84,27 @@ class PackedMatrix {
   // gate_src (null: none): op(B)'s column block g, `gate_width` columns wide, is column block
   // gate_src[g] of `b` (a Keras GRU kernel's z, r, h read in r, z, h order); transposed, op(B)'s
   // row block g (the backward's D·Rᵀ with R as Keras keeps it).
+  // Row-major b is copied in tiles of kPackTileRows rows by kPackTilePanels panels: panel by
+  // panel, each row's 64 bytes came from a new page of b (ldb floats apart, all in one L1 set
+  // where ldb is a multiple of 1024) and the pass ran at 3-6 GB/s on one core (GRU(2048)'s R,
+  // 50 MB: 16-18 ms, tiles 7-9; docs/PERFORMANCE.md item 88).
   void PackPanels(const float* b, int64_t ldb, bool transposed, int64_t p_begin, int64_t p_end,
                   const int* gate_src = nullptr, int64_t gate_width = 0) {
-    for (int64_t p = p_begin; p < p_end; ++p)
-      PackPanel(b, ldb, transposed, p, gate_src, gate_width);
+    if (transposed) {
+      for (int64_t p = p_begin; p < p_end; ++p)
+        PackPanelTransposed(b, ldb, p, gate_src, gate_width);
+      return;
+    }
+    for (int64_t k0 = 0; k0 < K_; k0 += kKc) {
+      const int64_t kc = std::min(kKc, K_ - k0);
+      for (int64_t p0 = p_begin; p0 < p_end; p0 += kPackTilePanels) {
+        const int64_t p1 = std::min(p_end, p0 + kPackTilePanels);
+        for (int64_t t0 = 0; t0 < kc; t0 += kPackTileRows) {
+          const int64_t t1 = std::min(kc, t0 + kPackTileRows);
+          for (int64_t p = p0; p < p1; ++p) PackRows(b, ldb, p, k0, t0, t1, gate_src, gate_width);
+        }
+      }
+    }
   }
 
   int64_t K() const { return K_; }
@@ -99,36 +116,49 @@ class PackedMatrix {
   }
 
  private:
-  void PackPanel(const float* b, int64_t ldb, bool transposed, int64_t p, const int* gate_src,
-                 int64_t gate_width) {
+  static constexpr int64_t kPackTileRows = 16, kPackTilePanels = 8;
+
+  // Rows [k0 + t0, k0 + t1) of row-major b into block k0 of panel p.
+  void PackRows(const float* b, int64_t ldb, int64_t p, int64_t k0, int64_t t0, int64_t t1,
+                const int* gate_src, int64_t gate_width) {
+    const int64_t n0 = p * kNr, width = std::min(kNr, N_ - n0);
+    float* dst = const_cast<float*>(block(k0, p));
+    const float* rows = b + k0 * ldb;
+    const int64_t g0 = gate_src ? n0 / gate_width : 0;
+    if (width == kNr && (gate_src == nullptr || (n0 + kNr - 1) / gate_width == g0)) {
+      // (most panels: one run of b's columns, a copy of a fixed size)
+      const float* src = rows + (gate_src ? gate_src[g0] * gate_width + n0 - g0 * gate_width : n0);
+      for (int64_t k = t0; k < t1; ++k) {
+        std::memcpy(dst + k * kNr, src + k * ldb, sizeof(float) * kNr);
+      }
+      return;
+    }
+    for (int64_t j = 0; j < width;) {  // runs of columns within one gate block
+      const int64_t g = gate_src ? (n0 + j) / gate_width : 0;
+      const int64_t end = gate_src ? std::min(width, (g + 1) * gate_width - n0) : width;
+      const int64_t src = gate_src ? gate_src[g] * gate_width + (n0 + j - g * gate_width) : n0 + j;
+      for (int64_t k = t0; k < t1; ++k) {
+        std::memcpy(dst + k * kNr + j, rows + k * ldb + src, (end - j) * sizeof(float));
+      }
+      j = end;
+    }
+    for (int64_t k = t0; k < t1; ++k) std::fill(dst + k * kNr + width, dst + (k + 1) * kNr, 0.f);
+  }
+
+  // Panel p of b, row-major [N, K] (op(B) = bᵀ).
+  void PackPanelTransposed(const float* b, int64_t ldb, int64_t p, const int* gate_src,
+                           int64_t gate_width) {
     const int64_t n0 = p * kNr, width = std::min(kNr, N_ - n0);
     for (int64_t k0 = 0; k0 < K_; k0 += kKc) {
       const int64_t kc = std::min(kKc, K_ - k0);
       float* dst = const_cast<float*>(block(k0, p));
-      if (transposed) {
-        for (int64_t j = 0; j < width; ++j) {
-          const float* row = b + (n0 + j) * ldb;
-          for (int64_t k = 0; k < kc;) {  // runs of k within one gate block
-            const int64_t at = k0 + k, g = gate_src ? at / gate_width : 0;
-            const int64_t end = gate_src ? std::min(kc, (g + 1) * gate_width - k0) : kc;
-            const float* src =
-                row + (gate_src ? gate_src[g] * gate_width + at - g * gate_width : at);
-            for (; k < end; ++k) dst[k * kNr + j] = *src++;
-          }
-        }
-      } else if (gate_src == nullptr) {
-        for (int64_t k = 0; k < kc; ++k) {
-          std::memcpy(dst + k * kNr, b + (k0 + k) * ldb + n0, width * sizeof(float));
-        }
-      } else {  // runs of columns within one gate block, each from its source block
-        for (int64_t j = 0; j < width;) {
-          const int64_t g = (n0 + j) / gate_width;
-          const int64_t end = std::min(width, (g + 1) * gate_width - n0);
-          const int64_t src = gate_src[g] * gate_width + (n0 + j - g * gate_width);
-          for (int64_t k = 0; k < kc; ++k) {
-            std::memcpy(dst + k * kNr + j, b + (k0 + k) * ldb + src, (end - j) * sizeof(float));
-          }
-          j = end;
+      for (int64_t j = 0; j < width; ++j) {
+        const float* row = b + (n0 + j) * ldb;
+        for (int64_t k = 0; k < kc;) {  // runs of k within one gate block
+          const int64_t at = k0 + k, g = gate_src ? at / gate_width : 0;
+          const int64_t end = gate_src ? std::min(kc, (g + 1) * gate_width - k0) : kc;
+          const float* src = row + (gate_src ? gate_src[g] * gate_width + at - g * gate_width : at);
+          for (; k < end; ++k) dst[k * kNr + j] = *src++;
         }
       }
       if (width < kNr) {
