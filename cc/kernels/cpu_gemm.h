@@ -243,13 +243,26 @@ class StepGemm {
 // columns reads (docs/PERFORMANCE.md item 86).
 constexpr double kOneRangeMinWeightBytes = 24e6;
 
+// The drop-in layers' forward CallDevice threshold: kOneThreadForwardFlops, but none for weights
+// past the shared cache (kOneRangeMinWeightBytes), which every step reads from memory: two cores
+// read them ~1.8x as fast as one (StepGemm<float>::Run splits a streamed product), more than a
+// dispatch a step costs (GRU(2048) one step with a state 2.3 -> 1.6 ms, Keras' 1.8-2.0;
+// GRU(1024)'s 14 MB ran slower on two: docs/PERFORMANCE.md item 88).
+inline double ForwardOneThreadFlops(double weight_bytes) {
+  return weight_bytes >= kOneRangeMinWeightBytes ? 0.0 : kOneThreadForwardFlops;
+}
+
 template <>
 class StepGemm<float> {
  public:
   // Measured at batch 1 (0.4 MFLOP a step): dispatching to 2 threads made the step 3x slower.
   static constexpr double kStepMinFlops = 1e6;
-  // Streamed products (see the constructor) of at most this many rows run on the calling thread.
+  // Streamed products (see the constructor) of at most this many rows run on the calling thread,
+  // where their weights are under kStreamSplitMinBytes (see Run).
   static constexpr int64_t kStreamOneThreadRows = 2;
+  // (GRU(512) B = 1, T = 256 inference streamed, R and W 3.9 MB: 25 ms on one thread, 12 split;
+  // docs/PERFORMANCE.md item 88.)
+  static constexpr double kStreamSplitMinBytes = 1e6;
   static int64_t StorageSize(int64_t K, int64_t N) { return PackedMatrix::PackedSize(K, N); }
   // gate_src (or null): column block g (`block` wide) of the product's B is column block
   // gate_src[g] of b (transposed: B's row block g, b's column block gate_src[g]). stream: no
@@ -302,12 +315,17 @@ class StepGemm<float> {
     lda = lda ? lda : K;
     ldc = ldc ? ldc : N;
     if (stream_ && M <= kStreamOneThreadRows) {
-      // On the calling thread: one or two rows' product streams the weights from memory, and one
-      // core already reads them at the machine's bandwidth (~19 GB/s, against ~14.5 for two
-      // threads); split across the pool's threads, the call waited for the slower one whenever the
-      // other core was busy (GRU(1024) one step: 1.97 against 1.65 ms, docs/PERFORMANCE.md item
-      // 29).
-      Stream(M, A, lda, C, ldc, 0, N);
+      // One or two rows' product is bound by reading the weights. Below kStreamSplitMinBytes on
+      // the calling thread: split across the pool's threads, the call waited for the slower one
+      // whenever the other core was busy (GRU(1024) one step: 1.97 against 1.65 ms on the machine
+      // of docs/PERFORMANCE.md item 29, whose one core read at the machine's bandwidth). Above it,
+      // each thread reads its own contiguous part of the weights: on the Intel Xeon of item 88
+      // one core reads ~28 GB/s and two ~50.
+      if (d_.numThreads() > 1 && double(K) * N * sizeof(float) >= kStreamSplitMinBytes) {
+        StreamSplit(M, A, lda, C, ldc);
+      } else {
+        Stream(M, A, lda, C, ldc, 0, N);
+      }
       return;
     }
     if (stream_) {  // 3-8 rows: bound by a core's loads, columns split across threads
@@ -347,6 +365,43 @@ class StepGemm<float> {
  private:
   const CPUDevice& d_;
   PackedMatrix packed_;
+  // A streamed product of few rows on all the pool's threads, each reading a contiguous part of b:
+  // transposed (b is [N, K]), a range of C's columns each (the same sums as one thread's); else a
+  // range of K each (whole rows of b), the parts' sums added into C after.
+  void StreamSplit(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc) const {
+    const int64_t K = packed_.K(), N = packed_.N(), parts = d_.numThreads();
+    if (transposed_) {
+      ParallelRows(d_, parts, 1e9, [&](int64_t t0, int64_t t1) {
+        Stream(M, A, lda, C, ldc, N * t0 / parts, N * t1 / parts);
+      });
+      return;
+    }
+    // Part t sums k in [k(t), k(t + 1)), cut at multiples of 16 (StreamGemm's groups of rows);
+    // part 0 into C, the others into their own M x N block of `partial`.
+    auto k_at = [&](int64_t t) { return t == parts ? K : (K * t / parts) / 16 * 16; };
+    std::unique_ptr<float[]> partial(new float[(parts - 1) * M * N]);
+    ParallelRows(d_, parts, 1e9, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t k0 = k_at(t), k1 = k_at(t + 1);
+        float* c = t == 0 ? C : partial.get() + (t - 1) * M * N;
+        const int64_t ldc_t = t == 0 ? ldc : N;
+        if (k1 == k0) {
+          for (int64_t m = 0; m < M; ++m) std::fill_n(c + m * ldc_t, N, 0.f);
+          continue;
+        }
+        StreamGemm(M, A + k0, lda, k1 - k0, b_ + k0 * ldb_, ldb_, c, ldc_t, 0, N, gate_src_,
+                   block_);
+      }
+    });
+    for (int64_t t = 1; t < parts; ++t) {
+      const float* p = partial.get() + (t - 1) * M * N;
+      for (int64_t m = 0; m < M; ++m) {
+        float* c = C + m * ldc;
+        for (int64_t n = 0; n < N; ++n) c[n] += p[m * N + n];
+      }
+    }
+  }
+
   // The streamed product's columns [n0, n1): b read as stored, either way round.
   void Stream(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc, int64_t n0,
               int64_t n1) const {

@@ -233,8 +233,9 @@ class KerasRnnOp : public OpKernel {
     a.gate_src = c.gate_src;
     a.stream_weights = stream;
     a.io_batch_major = io.in_place;
-    const CallDevice device(ctx->eigen_device<CPUDevice>(), 2.0 * T_ * B * (c.I + H) * c.G * H,
-                            kOneThreadForwardFlops);
+    const double weight_elements = double(c.I + H) * c.G * H;
+    const CallDevice device(ctx->eigen_device<CPUDevice>(), 2.0 * T_ * B * weight_elements,
+                            ForwardOneThreadFlops(weight_elements * sizeof(T)));
     CpuRnn<T>(device.get(), c.s).Forward(a, workspace.flat<T>().data());
     y.Finish(ctx);
   }

@@ -123,12 +123,23 @@ constexpr double kStreamForwardMinWeightBytes = 8e6;
 constexpr int64_t kStreamZmmMinBatch = 3;
 constexpr int64_t kStreamZmmMaxSteps = 16;
 constexpr double kStreamZmmMinWeightBytes = 4e6;
-// Past 8 rows a step, on zmm: calls of at most 128 rows in all (B·T) over 8 MB of weights or more,
+// Past 8 rows a step, on zmm: calls of at most 128 rows in all (B·T) over 4 MB of weights or more,
 // where packing's pass over the weights costs more than the streamed steps lose to the packed ones
 // (docs/PERFORMANCE.md item 86: LSTM(1024) B = 12, T = 2 inference 2.9 -> 0.95 ms, Keras' 1.3;
-// LSTM(2048) B = 64, T = 2 13.9 -> 8.3; at T = 32 packing won); up to 256 rows at B <= 32 over
+// LSTM(2048) B = 64, T = 2 13.9 -> 8.3; at T = 32 packing won; from 8 MB until the 16-row passes
+// of item 87, item 88: LSTM(512), 5.2 MB, B = 16, T = 2 1.6 -> 1.0-1.2, Keras' 1.3; SimpleRNN(1024)
+// B = 16, T = 2 1.4 -> 1.0, Keras' 1.2; at 2 MB mixed); up to 256 rows at B <= 32 over
 // weights the shared cache cannot keep (kOneRangeMinWeightBytes), read from memory at every step
 // either way (LSTM(2048) B = 16, T = 16 47 -> 42 ms; B = 48, T = 4 was not faster).
+// One or two rows a step over 4 MB of weights or more: streamed at any number of steps, each
+// step's product split across the threads by rows of the weights (StepGemm<float>::Run): the
+// packed product of one row reads the panels no faster than the split stream reads the weights
+// as stored, and the packing pass is saved (Intel Xeon, item 88: GRU(2048) B = 1, T = 16
+// inference 27 -> 15 ms, Keras' 18; GRU(1024) B = 1, T = 64 22 -> 18; LSTM(512), 5.2 MB, B = 2,
+// T = 256 35 -> 28). Under 4 MB it was mixed: GRU(512), 3.9 MB, B = 1, T = 256 15 -> 12 ms, but
+// B = 2, T = 64 7.0 -> 8.5.
+constexpr int64_t kStreamFewRowsMaxBatch = 2;
+constexpr double kStreamFewRowsMinWeightBytes = 4e6;
 constexpr int64_t kStreamManyRowsMaxBatch = 64;
 constexpr int64_t kStreamManyRowsMaxRows = 128;
 constexpr int64_t kStreamPastCacheMaxBatch = 32;
@@ -144,11 +155,12 @@ bool RnnStreamForwardWeights(int64_t T_, int64_t B, int64_t weight_elements) {
   if (RnnStreamWeights<T>(T_, B)) return true;
   if (!std::is_same<T, float>::value) return false;
   const double bytes = static_cast<double>(weight_elements) * sizeof(T);
+  if (B <= kStreamFewRowsMaxBatch && bytes >= kStreamFewRowsMinWeightBytes) return true;
   if (B > kStreamForwardMaxBatch) {
     const bool past_cache = bytes >= kOneRangeMinWeightBytes && B <= kStreamPastCacheMaxBatch;
     const int64_t max_rows = past_cache ? kStreamPastCacheMaxRows : kStreamManyRowsMaxRows;
     return UseAvx512() && B <= kStreamManyRowsMaxBatch && T_ * B <= max_rows &&
-           bytes >= kStreamForwardMinWeightBytes;
+           bytes >= kStreamZmmMinWeightBytes;
   }
   if (T_ <= kStreamForwardMaxSteps && bytes >= kStreamForwardMinWeightBytes) return true;
   return UseAvx512() && B >= kStreamZmmMinBatch && T_ <= kStreamZmmMaxSteps &&
@@ -160,11 +172,16 @@ bool RnnStreamForwardWeights(int64_t T_, int64_t B, int64_t weight_elements) {
 // columns at every step. Apart, a thread runs its steps without waiting for the other (a split step
 // waits for both: ~10-20 us a dispatch on the machines measured), but each thread reads all the
 // weights a step.
-// - 2·kMr rows or more: apart, unless the weights a step reads are too large for the shared cache
-//   (kOneRangeMinWeightBytes) and the batch small enough that a step's products are bound by
-//   reading them (kOneRangeMaxBatch): there two threads reading all of them from memory each step
+// - 2·kMr rows or more: apart, unless the weights a step reads are too large for a core's fast
+//   reads (kOneRangeMinStepWeightBytes) and the batch small enough that a step's products are
+//   bound by reading them (kOneRangeMaxBatch): there two threads reading all of them each step
 //   read twice what one split product reads (docs/PERFORMANCE.md item 86: LSTM(2048), R 67 MB,
-//   B = 16, T = 32 inference 111 -> 91 ms; B = 64 235 -> 195).
+//   B = 16, T = 32 inference 111 -> 91 ms; B = 64 235 -> 195). 10 MB, not item 86's 24 (the Zen 5
+//   L3 kept less than that beside everything else): on the Intel Xeon of item 88 a core reads
+//   ~29 GB/s from 4 MB to 64 MB alike (its L3 no faster than that), and one range was faster from
+//   12 MB (SimpleRNN(2048), R 16.8 MB, B = 16, T = 16 17 -> 14-15 ms; GRU(1024), R 12.6 MB,
+//   13.8 -> 11-12; LSTM(1024) 17.5-18.3 -> 14.5-15; training unchanged); LSTM(512)'s 4.2 MB ran
+//   slower as one range.
 // - Fewer: one range, unless the step products are small and the weights stay in the caches, where
 //   each thread reading all of them costs little (item 85: GRU(256) B = 8, T = 40 inference
 //   2.2 -> 0.7 ms; GRU(384) B = 2 2.3 -> 1.0): not past 16 MFLOP a step, nor past 4.5 MB of
@@ -177,11 +194,12 @@ bool RnnStreamForwardWeights(int64_t T_, int64_t B, int64_t weight_elements) {
 constexpr double kFewRowsApartMaxStepFlops = 16e6;
 constexpr double kFewRowsApartMaxWeightBytes = 4.5e6;
 constexpr int64_t kOneRangeMaxBatch = 64;
+constexpr double kOneRangeMinStepWeightBytes = 10e6;
 template <typename T>
 bool RnnRowsApart(double call_flops, int64_t B, int64_t step_weight_elements, bool stream) {
   const double bytes = static_cast<double>(step_weight_elements) * sizeof(T);
   if (B >= 2 * kMr) {
-    return B > kOneRangeMaxBatch || bytes < kOneRangeMinWeightBytes;
+    return B > kOneRangeMaxBatch || bytes < kOneRangeMinStepWeightBytes;
   }
   const double step_flops = 2.0 * B * static_cast<double>(step_weight_elements);
   return !stream && call_flops >= kOneThreadForwardFlops &&

@@ -134,8 +134,8 @@ def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H, 
     each intra-op thread takes a range of batch rows through all the steps, its products on the
     packed kernel on that thread, and every range must give the reference's rows;
     is_training=False (no reserve) the same. (3, 13, 1232): 13 rows a step over weights of 18 and
-    24 MB (GRU, LSTM) stream (AVX-512: calls of at most 128 rows over 8 MB+), the LSTM's as one row
-    range split by columns (24 MB+: RnnRowsApart), its backward too. recurrent_dropout: with a
+    24 MB (GRU, LSTM) stream (AVX-512: calls of at most 128 rows over 4 MB+), both as one row range
+    split by columns (10 MB+: RnnRowsApart), their backward too. recurrent_dropout: with a
     recurrent_mask on h_{t-1} (the forward's product of h ⊙ m, the backward's (dGH Rᵀ) ⊙ m and
     (H_prev ⊙ m)ᵀ dGH; over 256 rows, (20, 37), R's gradient sums in double)."""
     D = 9

@@ -120,7 +120,7 @@ def test_forward_streams_large_recurrent_kernels(rng, mode, B, T):
     SimpleRNN, 24 and 32 for GRU and LSTM): B <= 8 rows a step over T <= 8 steps, and (AVX-512)
     9-64 rows in calls of at most 128 rows, up to 256 at B <= 32 over 24 MB+ (GRU's and LSTM's R),
     read R as stored (RnnStreamForwardWeights); past those rows R is packed (SimpleRNN 13 x 11,
-    all at 13 x 20). Past 2·kMr rows GRU's and LSTM's R (24 MB+) runs as one row range, each
+    all at 13 x 20). Past 2·kMr rows GRU's and LSTM's R (10 MB+) runs as one row range, each
     step's product split by columns (RnnRowsApart). With lengths, in float32 against
     the float64 reference; training and inference give the same outputs."""
     H = 1420
@@ -400,7 +400,7 @@ def test_row_ranges_on_threads(threads, rounds, shape):
     the driver's row ranges (a thread's rows through a chunk of steps, no barrier) with the masked
     products, against Keras in float64 with the same masks (dropout_row_range_program.py, in a
     subprocess: the pool's size is fixed at start). B = 13 at H = 1420: GRU's and LSTM's R of
-    24 MB+ run as one range, each step's masked products split by columns, forward and backward
+    10 MB+ run as one range, each step's masked products split by columns, forward and backward
     (RnnRowsApart); SimpleRNN's 8 MB keeps the rows apart."""
     done = row_range.run_program("dropout_row_range_program.py", threads, 5, rounds, shape)
     assert row_range.passed(done), done.stdout + done.stderr

@@ -1,13 +1,16 @@
-"""The streamed products of `keras_rnn` (B·T <= 8; B <= 8 and T <= 8 over weights of 8 MB or more;
-with AVX-512, 3 <= B <= 8 and T <= 16 over 4 MB or more, 9 <= B <= 64 with B·T <= 128 over 8 MB
-or more, and 9 <= B <= 32 with B·T <= 256 over 24 MB or more: RnnStreamForwardWeights, the weights
-read as stored, no packing).
+"""The streamed products of `keras_rnn` (B·T <= 8; B <= 2 at any T over weights of 4 MB or more;
+B <= 8 and T <= 8 over 8 MB or more; with AVX-512, 3 <= B <= 8 and T <= 16 over 4 MB or more,
+9 <= B <= 64 with B·T <= 128 over 4 MB or more, and 9 <= B <= 32 with B·T <= 256 over 24 MB or
+more: RnnStreamForwardWeights, the weights read as stored, no packing).
 
 Every row count the streamed product sees (1-8 rows of the input projection and of the recurrent
 product), with the sizes that reach each of its code paths: one or two rows on the calling thread
 (two rows of C per pass over B), 3-8 rows split by columns across threads (steps from 1 MFLOP),
 K % 4 != 0 (the last rows of B one at a time), widths that are not a multiple of the 8-float
 vectors, and the GRU's gate blocks read out of order (runs of columns sorted by their place in B).
+One or two rows over 1 MB of weights or more in a call on two threads (64 MFLOP or more, or
+weights of 24 MB or more) split the rows of the weights between the threads, each summing its
+part, the parts added after (StepGemm<float>::StreamSplit).
 Compared with a numpy float64 forward of the Keras cell math (tests/support/rnn_reference.py).
 """
 
@@ -57,12 +60,19 @@ SIZES = [  # (B, T, I, H): B·T <= 8 rows; products of 1, 2, 3, 5, 8 rows
     (8, 8, 31, 1030),
     # with AVX-512 (3-8 rows on zmm) also up to 16 steps of 4 MB+: GRU and LSTM (4.2, 5.6 MB)
     (4, 12, 64, 560),
-    # with AVX-512, 9-64 rows a step in calls of at most 128 rows over 8 MB+ (LSTM's 9 MB here;
-    # GRU's 6.8 MB packed): each thread its rows; and LSTM's R of 24 MB+, one range split by columns
+    # with AVX-512, 9-64 rows a step in calls of at most 128 rows over 4 MB+ (GRU's 6.8 MB and
+    # LSTM's 9 MB here; SimpleRNN's 2.3 MB packed): each thread its rows; and R of 10 MB+, one
+    # range split by columns
     (12, 3, 64, 720),
     (37, 2, 16, 1232),
     # up to 256 rows at B <= 32 over 24 MB+ (LSTM; GRU's 18 MB packed)
     (13, 12, 16, 1232),
+    # B <= 2 over 4 MB+ at any T (GRU, LSTM; SimpleRNN's 1.6 MB packed), calls of 64 MFLOP+ on
+    # two threads: the recurrent product's 600 / 650 rows of R split in two parts (at 288 / 320)
+    (1, 40, 16, 600),
+    (2, 33, 9, 650),
+    # one step with a state over 24 MB+ (LSTM): two threads from the first flop
+    (1, 1, 16, 1232),
 ]
 
 
