@@ -371,26 +371,20 @@ class StepGemm<float> {
   void StreamSplit(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc) const {
     const int64_t K = packed_.K(), N = packed_.N(), parts = d_.numThreads();
     if (transposed_) {
-      ParallelRows(d_, parts, 1e9, [&](int64_t t0, int64_t t1) {
-        Stream(M, A, lda, C, ldc, N * t0 / parts, N * t1 / parts);
-      });
+      ParallelRows(d_, N, 2.0 * M * K,
+                   [&](int64_t n0, int64_t n1) { Stream(M, A, lda, C, ldc, n0, n1); });
       return;
     }
-    // Part t sums k in [k(t), k(t + 1)), cut at multiples of 16 (StreamGemm's groups of rows);
-    // part 0 into C, the others into their own M x N block of `partial`.
+    // Part t sums k in [k(t), k(t + 1)), cut at multiples of 16 (StreamGemm's groups of rows; an
+    // empty part writes zeros); part 0 into C, the others into their own M x N block of `partial`.
     auto k_at = [&](int64_t t) { return t == parts ? K : (K * t / parts) / 16 * 16; };
     std::unique_ptr<float[]> partial(new float[(parts - 1) * M * N]);
     ParallelRows(d_, parts, 1e9, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t k0 = k_at(t), k1 = k_at(t + 1);
         float* c = t == 0 ? C : partial.get() + (t - 1) * M * N;
-        const int64_t ldc_t = t == 0 ? ldc : N;
-        if (k1 == k0) {
-          for (int64_t m = 0; m < M; ++m) std::fill_n(c + m * ldc_t, N, 0.f);
-          continue;
-        }
-        StreamGemm(M, A + k0, lda, k1 - k0, b_ + k0 * ldb_, ldb_, c, ldc_t, 0, N, gate_src_,
-                   block_);
+        StreamGemm(M, A + k0, lda, k1 - k0, b_ + k0 * ldb_, ldb_, c, t == 0 ? ldc : N, 0, N,
+                   gate_src_, block_);
       }
     });
     for (int64_t t = 1; t < parts; ++t) {
