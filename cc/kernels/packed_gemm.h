@@ -851,6 +851,115 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedA512(int64_t N, int64_t K, co
     }
   }
 }
+
+// WgradRunsMicroKernel on AVX-512: a tile of kRows rows of C by a panel 2·kNr wide (b(k, j) at
+// b[k·2·kNr + j], zero past width), C's row i at c + i·ldc, its columns [0, width) written (the
+// masks: LaneMask(width), LaneMask(width - kNr)). The same runs, sums and order as
+// WgradRunsMicroKernel.
+template <int kRows>
+TF_RNN_OPS_TARGET_AVX512 inline void WgradRunsMicroKernel512(int64_t kc, const float* a,
+                                                             const float* b, float* c, int64_t ldc,
+                                                             __mmask16 lo_mask, __mmask16 hi_mask,
+                                                             bool accumulate) {
+  constexpr bool kTwo = true;
+  constexpr int64_t kPw = 2 * kNr;
+  for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
+    const int64_t k1 = std::min(kc, k0 + kWgradSubK);
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float* ak = a + k0 * kMr;
+    const float* bk = b + k0 * kPw;
+    for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kPw) {
+      __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + kNr);
+      TF_RNN_OPS_IN_REGISTERS(b0, b1);
+      TF_RNN_OPS_ZMM_ROW(0, ak[0])
+      TF_RNN_OPS_ZMM_ROW(1, ak[1])
+      TF_RNN_OPS_ZMM_ROW(2, ak[2])
+      TF_RNN_OPS_ZMM_ROW(3, ak[3])
+      TF_RNN_OPS_ZMM_ROW(4, ak[4])
+      TF_RNN_OPS_ZMM_ROW(5, ak[5])
+    }
+    const __m512 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                                {c30, c31}, {c40, c41}, {c50, c51}};
+    const bool add = accumulate || k0 > 0;
+    for (int i = 0; i < kRows; ++i) {
+      float* row = c + i * ldc;
+      __m512 lo = acc[i][0], hi = acc[i][1];
+      if (add) {
+        lo = _mm512_add_ps(_mm512_maskz_loadu_ps(lo_mask, row), lo);
+        hi = _mm512_add_ps(_mm512_maskz_loadu_ps(hi_mask, row + kNr), hi);
+      }
+      _mm512_mask_storeu_ps(row, lo_mask, lo);
+      _mm512_mask_storeu_ps(row + kNr, hi_mask, hi);
+    }
+  }
+}
+
+// Storage for the packed panels of A (PackWgradPanel) of GemmTransposedAFloatRuns512, kept per
+// thread as WgradStripStorage's.
+inline float* WgradPanelStorage(int64_t floats) {
+  thread_local std::vector<float> storage;
+  storage.resize(floats);
+  return storage.data();
+}
+
+// GemmTransposedAFloatRuns on AVX-512, in another loop order than WgradBlocks': for each block of
+// K, B's strips and all of A's panels of a block of C's columns are packed (at most
+// kWgradBlockFloats512 floats of strips, half that of panels: L2), and each strip of C's rows
+// passes over the whole column block, so that C is read and written a row segment at a time in
+// memory order. WgradBlocks' order (a panel over every strip) walks C down a column panel, a line
+// of each row G·H floats apart, where no prefetcher follows: for the C of 16 MB of R's gradient at
+// H = 2048 (K = 64) it ran at 64 GFLOP/s, this at 120-128 (one core; docs/PERFORMANCE.md item 89).
+TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(int64_t N, int64_t K,
+                                                                 const float* A, int64_t lda,
+                                                                 const float* B, int64_t ldb,
+                                                                 float* C, int64_t ldc,
+                                                                 int64_t m_begin, int64_t m_end,
+                                                                 bool accumulate) {
+  constexpr int64_t kPw = 2 * kNr;
+  // (Blocks of K a multiple of kWgradSubK where they can be, so that the runs are whole.)
+  const int64_t kb_max = std::max<int64_t>(
+      kWgradSubK, std::min(kWgradBlockFloats512 / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
+  const int64_t cols_max = std::max<int64_t>(kPw, kWgradBlockFloats512 / 2 / kb_max / kPw * kPw);
+  float* b_pack = WgradStripStorage(kb_max, N);
+  float* a_pack = WgradPanelStorage(kb_max * cols_max);
+  for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
+    const int64_t kb = std::min(kb_max, K - k0);
+    const bool add = accumulate || k0 > 0;
+    PackWgradStrips(N, kb, B + k0 * ldb, ldb, /*mask_rows=*/nullptr, b_pack);
+    for (int64_t j0 = m_begin; j0 < m_end; j0 += cols_max) {
+      const int64_t j1 = std::min(m_end, j0 + cols_max);
+      for (int64_t m0 = j0; m0 < j1; m0 += kPw) {
+        PackWgradPanel<kPw>(kb, A + k0 * lda + m0, lda, std::min(kPw, j1 - m0),
+                            a_pack + (m0 - j0) * kb);
+      }
+      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+        const float* strip = b_pack + n0 * kb;
+        for (int64_t m0 = j0; m0 < j1; m0 += kPw) {
+          const int64_t width = std::min(kPw, j1 - m0);
+          const float* panel = a_pack + (m0 - j0) * kb;
+          float* c = C + n0 * ldc + m0;
+          const __mmask16 lo = LaneMask(width), hi = LaneMask(width - kNr);
+          switch (std::min(kMr, N - n0)) {
+#define TF_RNN_OPS_WGRAD_RUNS512_CASE(R)                                      \
+  case R:                                                                     \
+    WgradRunsMicroKernel512<R>(kb, strip, panel, c, ldc, lo, hi, add);       \
+    break;
+            TF_RNN_OPS_WGRAD_RUNS512_CASE(6)
+            TF_RNN_OPS_WGRAD_RUNS512_CASE(5)
+            TF_RNN_OPS_WGRAD_RUNS512_CASE(4)
+            TF_RNN_OPS_WGRAD_RUNS512_CASE(3)
+            TF_RNN_OPS_WGRAD_RUNS512_CASE(2)
+            TF_RNN_OPS_WGRAD_RUNS512_CASE(1)
+#undef TF_RNN_OPS_WGRAD_RUNS512_CASE
+            default:
+              break;
+          }
+        }
+      }
+    }
+  }
+}
 #undef TF_RNN_OPS_ZMM_ROW
 #endif  // TF_RNN_OPS_HAVE_AVX512_DISPATCH
 
@@ -968,7 +1077,7 @@ inline void WgradRunsStrip(int64_t rows, int64_t kc, const float* a, const float
 // runs added to C one at a time. Its error is one such run's plus that of a float sum of K /
 // kWgradSubK terms, which for the rows it is used for (cpu_gemm.h's WeightGradsInT) is no more than
 // TensorFlow's float32 math's (B rows a step in one float product, then the tape's sum of T).
-// The AVX2 kernel on every build: the same sums with or without AVX-512.
+// With AVX-512, GemmTransposedAFloatRuns512: the same runs in another loop order.
 inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64_t lda,
                                      const float* B, int64_t ldb, float* C, int64_t ldc,
                                      int64_t m_begin, int64_t m_end, bool accumulate) {
@@ -981,6 +1090,13 @@ inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64
     }
     return;
   }
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+  if (UseAvx512()) {
+    packed_gemm_internal::GemmTransposedAFloatRuns512(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end,
+                                                      accumulate);
+    return;
+  }
+#endif
   // (Blocks of K a multiple of kWgradSubK where they can be, so that the runs are whole.)
   const int64_t kb_max =
       std::max<int64_t>(16, std::min(kWgradBlockFloats / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);

@@ -370,6 +370,10 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     # split by columns on two threads from 128 MFLOP (GRU, LSTM), one thread (SimpleRNN)
     (1, 40, 16, 600),
     (2, 4, 16, 1232),
+    # 204 rows (<= 256: the weight gradients' float runs straight into Keras' layout): with
+    # AVX-512, R's gradient (600 rows of C) in two blocks of K (192 + 12 rows), each over column
+    # blocks of 320 and strips of 6 rows (packed_gemm.h, GemmTransposedAFloatRuns512)
+    (17, 12, 7, 600),
     (64, 3, 5, 9),  # batch-major, B >= 64, T <= 16: x, y, dy, dx read in place (KerasIoInPlace)
     (66, 9, 4, 7),  # the same past 256 rows (the weight gradients summed in double)
     # Calls of two threads (> 128 MFLOP) with few gate columns (G·H <= 64) over many rows: the
