@@ -588,6 +588,12 @@ constexpr int64_t kWgradMaxKb = 256;
 constexpr int64_t kWgradBlockFloats = int64_t{1} << 16;
 constexpr int64_t kWgradMaxKb512 = 512;
 constexpr int64_t kWgradBlockFloats512 = int64_t{1} << 17;
+// GemmTransposedA512 (the double sums) takes blocks of up to kWgradMaxKb512 rows whatever N, B's
+// strips up to 4 MB (the L3's, read once a panel): every block reads and writes all of the double C
+// (100 MB for R's gradient at H = 2048, G·H = 6144), and at N = 2048 strips in L2 (64 rows) cost
+// more in those passes than the L3's reads do (one core of the Intel Xeon: 73 -> 112 GFLOP/s; N =
+// 1024 97 -> 111; N <= 512 within noise; docs/PERFORMANCE.md item 90).
+constexpr int64_t kWgradStripFloats512 = int64_t{1} << 20;
 
 // B's rows [0, kb) (row-major, leading dimension ldb, N columns) packed in strips of kMr columns:
 // strip s at b_pack[s·kb·kMr + k·kMr + r]; with mask_rows, row k times mask_rows[k] column by
@@ -971,7 +977,7 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(int64_t N, int6
 // dR = D_ghᵀ·H_prev), accumulated in double over the chunks (see kWgradSubK). The tiles are Cᵀ's:
 // kNr (AVX-512: 2·kNr) columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is
 // cut into blocks of kb rows so that all of B's block, packed in strips of kMr columns, stays in
-// L2 (256 KB, AVX-512 512 KB); each kb x kNr panel of A is packed (16 KB at most, AVX-512 64 KB)
+// L2 (256 KB; AVX-512: up to 4 MB in L3, kWgradStripFloats512); each kb x kNr panel of A is packed (16 KB at most, AVX-512 64 KB)
 // and passes over every strip. b_mask: B's rows times their mask rows as they are packed.
 // Measured on one core of a Zen 3 at the chunk's shapes (512 rows, G·H = 768, N = 128 or 256):
 // 87-89 GFLOP/s against Eigen's 60-80, before the double accumulation. (Read in place, each k of a
@@ -983,7 +989,7 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
   if (m_end <= m_begin || N == 0 || K == 0) return;
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
   if (UseAvx512()) {
-    const int64_t kb_max = std::clamp<int64_t>(kWgradBlockFloats512 / N, 16, kWgradMaxKb512);
+    const int64_t kb_max = std::clamp<int64_t>(kWgradStripFloats512 / N, 16, kWgradMaxKb512);
     GemmTransposedA512(N, K, A, lda, B, ldb, b_mask, C, ldc, m_begin, m_end, kb_max,
                        WgradStripStorage(kb_max, N));
     return;
