@@ -299,6 +299,39 @@ def test_gradients_finite_differences(rng, kind, zoneout, recurrent_dropout, zer
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T,B", [(1, 3), (3, 0)], ids=["zero_h0_one_step", "B0"])
+def test_weight_grads_whole_after_another_call(rng, kind, dtype, T, B):
+    """The grad op writes W's and R's gradients whole without zeroing them first: R's over no rows
+    (one step from a zero h0, whose rows of dR are left out) must still be zeros, and every
+    gradient of a B = 0 call, each right after a call of the same weights' shapes whose gradients
+    were large (memory the allocator may hand out again)."""
+    D, H = 5, 7
+    w = [a.astype(dtype) for a in _weights(rng, kind, D, H)]
+    n = 2 if kind == "lstm" else 1
+
+    def grads(x, states):
+        args = [tf.constant(a) for a in [*states, *w]]
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            y, hn, _ = _run(kind, tf.constant(x), list(args[:n]), list(args[n:]))
+            loss = tf.reduce_sum(y) + tf.reduce_sum(hn)
+        return tape.gradient(loss, args[n:], unconnected_gradients="zero")
+
+    dirty = grads(100 * rng.normal(size=(6, 4, D)).astype(dtype),
+                  [rng.normal(size=(4, H)).astype(dtype) for _ in range(n)])  # fmt: skip
+    assert np.abs(dirty[1]).max() > 0
+    states = [np.zeros((B, H), dtype) for _ in range(n)]
+    got = grads(rng.normal(size=(T, B, D)).astype(dtype), states)
+    assert np.all(got[1].numpy() == 0), "R's gradient over no rows"
+    if B == 0:
+        for k, g in enumerate(got):
+            assert np.all(g.numpy() == 0), f"weight {k}'s gradient at B = 0"
+    else:
+        assert np.abs(got[0]).max() > 0  # (W's gradient: one step's rows)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_bad_inputs_raise(rng, kind):
     T, B, D, H = 2, 2, 3, 4
     w = _weights(rng, kind, D, H)
