@@ -70,6 +70,51 @@ inline bool UseAvx512() {
 #endif
 }
 
+namespace packed_gemm_internal {
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+// dst[k·kNr + j] = rows[j][col + k] for k < n, j < kNr (16): a transposed panel's block, 16 x 16
+// tiles transposed in registers (each tile's 16 rows read 64 bytes at a time, its 16 columns
+// written as whole lines), the last k < 16 one by one.
+TF_RNN_OPS_TARGET_AVX512 inline void TransposeRows16(const float* const* rows, int64_t col,
+                                                     int64_t n, float* dst) {
+  static_assert(kNr == 16, "a zmm register per panel row");
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    __m512 t[16], u[16], v[16];
+    for (int i = 0; i < 8; ++i) {
+      const __m512 a = _mm512_loadu_ps(rows[2 * i] + col + k);
+      const __m512 b = _mm512_loadu_ps(rows[2 * i + 1] + col + k);
+      t[2 * i] = _mm512_unpacklo_ps(a, b);
+      t[2 * i + 1] = _mm512_unpackhi_ps(a, b);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+      const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+      u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0x88);
+      v[4 + i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0xdd);
+      v[8 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0x88);
+      v[12 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0xdd);
+    }
+    float* out = dst + k * kNr;
+    for (int i = 0; i < 4; ++i) {
+      _mm512_storeu_ps(out + i * kNr, _mm512_shuffle_f32x4(v[i], v[8 + i], 0x88));
+      _mm512_storeu_ps(out + (4 + i) * kNr, _mm512_shuffle_f32x4(v[4 + i], v[12 + i], 0x88));
+      _mm512_storeu_ps(out + (8 + i) * kNr, _mm512_shuffle_f32x4(v[i], v[8 + i], 0xdd));
+      _mm512_storeu_ps(out + (12 + i) * kNr, _mm512_shuffle_f32x4(v[4 + i], v[12 + i], 0xdd));
+    }
+  }
+  for (; k < n; ++k)
+    for (int64_t j = 0; j < kNr; ++j) dst[k * kNr + j] = rows[j][col + k];
+}
+#endif
+}  // namespace packed_gemm_internal
+
 // op(B)[K, N] packed: K is cut into blocks of kKc; within block kb, panel p holds for each k of the
 // block the kNr values op(B)[k, p·kNr ..) (zero past N), contiguously.
 class PackedMatrix {
@@ -145,13 +190,29 @@ class PackedMatrix {
     for (int64_t k = t0; k < t1; ++k) std::fill(dst + k * kNr + width, dst + (k + 1) * kNr, 0.f);
   }
 
-  // Panel p of b, row-major [N, K] (op(B) = bᵀ).
+  // Panel p of b, row-major [N, K] (op(B) = bᵀ). A full panel on AVX-512 in 16 x 16 tiles
+  // (TransposeRows16): element by element it ran at 3.5-4.5 GB/s on one core (the backward's Rᵀ
+  // of 17-67 MB: 3.7-19 ms; docs/PERFORMANCE.md item 92).
   void PackPanelTransposed(const float* b, int64_t ldb, int64_t p, const int* gate_src,
                            int64_t gate_width) {
     const int64_t n0 = p * kNr, width = std::min(kNr, N_ - n0);
     for (int64_t k0 = 0; k0 < K_; k0 += kKc) {
       const int64_t kc = std::min(kKc, K_ - k0);
       float* dst = const_cast<float*>(block(k0, p));
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+      if (width == kNr && UseAvx512()) {
+        const float* rows[kNr];
+        for (int64_t j = 0; j < kNr; ++j) rows[j] = b + (n0 + j) * ldb;
+        for (int64_t k = 0; k < kc;) {  // runs of k within one gate block
+          const int64_t at = k0 + k, g = gate_src ? at / gate_width : 0;
+          const int64_t end = gate_src ? std::min(kc, (g + 1) * gate_width - k0) : kc;
+          const int64_t col = gate_src ? gate_src[g] * gate_width + at - g * gate_width : at;
+          packed_gemm_internal::TransposeRows16(rows, col, end - k, dst + k * kNr);
+          k = end;
+        }
+        continue;
+      }
+#endif
       for (int64_t j = 0; j < width; ++j) {
         const float* row = b + (n0 + j) * ldb;
         for (int64_t k = 0; k < kc;) {  // runs of k within one gate block
