@@ -473,9 +473,14 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     Tensor wsum_t;
     S* wsum;
     OP_REQUIRES_OK(ctx, AllocateScratch(ctx, (std::max(I, H) + pad) * GH, &wsum_t, &wsum));
+    // (The clearing and the transposition on all threads: on one, ~9% of a LayerNormLSTM(1024)
+    // training step at B = 16, T = 32; docs/PERFORMANCE.md item 93.)
     auto weight_grad = [&](int64_t M, int64_t K, const T* A, const T* D, T* dst) {
       const int64_t ldw = M + pad;
-      std::fill_n(wsum, ldw * GH, S(0));
+      ParallelRows(
+          d, GH, 2.0 * ldw,
+          [&](int64_t j0, int64_t j1) { std::fill(wsum + j0 * ldw, wsum + j1 * ldw, S(0)); },
+          kCopyMinFlops);
       if (K == 0) {
         // (nothing to add)
       } else if constexpr (kPadded) {
@@ -488,13 +493,18 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
       // every element missed the cache (72% of a LayerNormLSTM(1024) one-step training step;
       // docs/PERFORMANCE.md).
       constexpr int64_t kRows = 8;
-      for (int64_t i0 = 0; i0 < M; i0 += kRows) {
-        const int64_t i1 = std::min(M, i0 + kRows);
-        for (int64_t j = 0; j < GH; ++j) {
-          const S* src = wsum + j * ldw;
-          for (int64_t i = i0; i < i1; ++i) dst[i * GH + j] = static_cast<T>(src[i]);
-        }
-      }
+      ParallelRows(
+          d, (M + kRows - 1) / kRows, 2.0 * kRows * GH,
+          [&](int64_t b0, int64_t b1) {
+            for (int64_t i0 = b0 * kRows; i0 < std::min(M, b1 * kRows); i0 += kRows) {
+              const int64_t i1 = std::min(M, i0 + kRows);
+              for (int64_t j = 0; j < GH; ++j) {
+                const S* src = wsum + j * ldw;
+                for (int64_t i = i0; i < i1; ++i) dst[i * GH + j] = static_cast<T>(src[i]);
+              }
+            }
+          },
+          kCopyMinFlops);
     };
     weight_grad(I, rows, X, dgx, out[kKernel]);
     weight_grad(H, rows - r_skip, h_operand, dgh_r, out[kRecurrentKernel]);

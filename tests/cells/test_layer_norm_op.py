@@ -123,7 +123,7 @@ def test_float32_close_to_reference(rng, kind):
 @pytest.mark.parametrize(
     "T,B,H",
     [(1, 1, 257), (4, 2, 33), (1, 8, 5), (3, 3, 17), (3, 3, 850), (7, 25, 33), (20, 37, 17)]
-    + [(3, 13, 1232)],
+    + [(3, 13, 1232), (3, 90, 403)],
 )
 @pytest.mark.parametrize("recurrent_dropout", [False, True])
 def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H, recurrent_dropout):
@@ -137,7 +137,9 @@ def test_float32_close_to_reference_with_masks(rng, kind, is_training, T, B, H, 
     24 MB (GRU, LSTM) stream (AVX-512: calls of at most 128 rows over 4 MB+), both as one row range
     split by columns (10 MB+: RnnRowsApart), their backward too. recurrent_dropout: with a
     recurrent_mask on h_{t-1} (the forward's product of h ⊙ m, the backward's (dGH Rᵀ) ⊙ m and
-    (H_prev ⊙ m)ᵀ dGH; over 256 rows, (20, 37), R's gradient sums in double)."""
+    (H_prev ⊙ m)ᵀ dGH; over 256 rows, (20, 37), R's gradient sums in double; (3, 90, 403), 270
+    rows, those sums cleared and transposed into the outputs on both threads, the last block of
+    rows 3 short)."""
     D = 9
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))
