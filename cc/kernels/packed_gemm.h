@@ -977,12 +977,9 @@ inline float* WgradPanelStorage(int64_t floats) {
 // memory order. WgradBlocks' order (a panel over every strip) walks C down a column panel, a line
 // of each row G·H floats apart, where no prefetcher follows: for the C of 16 MB of R's gradient at
 // H = 2048 (K = 64) it ran at 64 GFLOP/s, this at 120-128 (one core; docs/PERFORMANCE.md item 89).
-TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(int64_t N, int64_t K,
-                                                                 const float* A, int64_t lda,
-                                                                 const float* B, int64_t ldb,
-                                                                 float* C, int64_t ldc,
-                                                                 int64_t m_begin, int64_t m_end,
-                                                                 bool accumulate) {
+TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(
+    int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+    int64_t ldc, int64_t m_begin, int64_t m_end, bool accumulate) {
   constexpr int64_t kPw = 2 * kNr;
   // (Blocks of K a multiple of kWgradSubK where they can be, so that the runs are whole.)
   const int64_t kb_max = std::max<int64_t>(
@@ -1008,9 +1005,9 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(int64_t N, int6
           float* c = C + n0 * ldc + m0;
           const __mmask16 lo = LaneMask(width), hi = LaneMask(width - kNr);
           switch (std::min(kMr, N - n0)) {
-#define TF_RNN_OPS_WGRAD_RUNS512_CASE(R)                                      \
-  case R:                                                                     \
-    WgradRunsMicroKernel512<R>(kb, strip, panel, c, ldc, lo, hi, add);       \
+#define TF_RNN_OPS_WGRAD_RUNS512_CASE(R)                               \
+  case R:                                                              \
+    WgradRunsMicroKernel512<R>(kb, strip, panel, c, ldc, lo, hi, add); \
     break;
             TF_RNN_OPS_WGRAD_RUNS512_CASE(6)
             TF_RNN_OPS_WGRAD_RUNS512_CASE(5)
@@ -1038,11 +1035,11 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(int64_t N, int6
 // dR = D_ghᵀ·H_prev), accumulated in double over the chunks (see kWgradSubK). The tiles are Cᵀ's:
 // kNr (AVX-512: 2·kNr) columns of A (the gate grads, M = G·H wide) against kMr columns of B. K is
 // cut into blocks of kb rows so that all of B's block, packed in strips of kMr columns, stays in
-// L2 (256 KB; AVX-512: up to 4 MB in L3, kWgradStripFloats512); each kb x kNr panel of A is packed (16 KB at most, AVX-512 64 KB)
-// and passes over every strip. b_mask: B's rows times their mask rows as they are packed.
-// Measured on one core of a Zen 3 at the chunk's shapes (512 rows, G·H = 768, N = 128 or 256):
-// 87-89 GFLOP/s against Eigen's 60-80, before the double accumulation. (Read in place, each k of a
-// panel is a new cache line and, G·H floats apart, often a new page: 75.)
+// L2 (256 KB; AVX-512: up to 4 MB in L3, kWgradStripFloats512); each kb x kNr panel of A is packed
+// (16 KB at most, AVX-512 64 KB) and passes over every strip. b_mask: B's rows times their mask
+// rows as they are packed. Measured on one core of a Zen 3 at the chunk's shapes (512 rows, G·H =
+// 768, N = 128 or 256): 87-89 GFLOP/s against Eigen's 60-80, before the double accumulation. (Read
+// in place, each k of a panel is a new cache line and, G·H floats apart, often a new page: 75.)
 inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                             int64_t ldb, double* C, int64_t ldc, int64_t m_begin, int64_t m_end,
                             const WgradRowMask* b_mask = nullptr) {
