@@ -686,6 +686,31 @@ void WeightGradInT(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const T*
   AddOuterProducts(d, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
+// out[r, ·] = the sums' column r in T, for r < n: `sums` [blocks·width, lds] (a weight gradient's
+// double sums, transposed), out [n, ldo], the sums' row block g (`width` rows) into out's column
+// block block_dst[g] (null: g). Eight output rows at a time, so that each sums row read is one
+// cache line (docs/PERFORMANCE.md, item 55), on all threads.
+template <typename S, typename T>
+void WriteTransposedSums(const CPUDevice& d, const S* sums, int64_t lds, int64_t n, int64_t blocks,
+                         int64_t width, const int* block_dst, T* out, int64_t ldo) {
+  constexpr int64_t kRows = 8;
+  ParallelRows(
+      d, (n + kRows - 1) / kRows, 2.0 * kRows * blocks * width,
+      [&](int64_t p0, int64_t p1) {
+        for (int64_t r0 = p0 * kRows; r0 < std::min(n, p1 * kRows); r0 += kRows) {
+          const int64_t r1 = std::min(n, r0 + kRows);
+          for (int64_t g = 0; g < blocks; ++g) {
+            T* to = out + (block_dst ? block_dst[g] : g) * width;
+            for (int64_t j = 0; j < width; ++j) {
+              const S* src = sums + (g * width + j) * lds;
+              for (int64_t r = r0; r < r1; ++r) to[r * ldo + j] = static_cast<T>(src[r]);
+            }
+          }
+        }
+      },
+      kCopyMinFlops);
+}
+
 // Column sums of a row-major [rows, cols] matrix, added into out[cols] (in out's type), blocks of
 // columns split across threads (on one thread, the bias gradients of an LSTM(128) training step at
 // B = 1024, T = 8 took 1.7 of its 57 ms).

@@ -488,23 +488,9 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
       } else {
         AddWeightGrad<T>(d, GH, M, K, D, A, wsum);
       }
-      // dst = wsumᵀ, eight rows of dst at a time: each j reads one cache line of wsum's doubles
-      // and writes into the same eight lines of dst as the j before. Read column by column,
-      // every element missed the cache (72% of a LayerNormLSTM(1024) one-step training step;
-      // docs/PERFORMANCE.md).
-      constexpr int64_t kRows = 8;
-      ParallelRows(
-          d, (M + kRows - 1) / kRows, 2.0 * kRows * GH,
-          [&](int64_t b0, int64_t b1) {
-            for (int64_t i0 = b0 * kRows; i0 < std::min(M, b1 * kRows); i0 += kRows) {
-              const int64_t i1 = std::min(M, i0 + kRows);
-              for (int64_t j = 0; j < GH; ++j) {
-                const S* src = wsum + j * ldw;
-                for (int64_t i = i0; i < i1; ++i) dst[i * GH + j] = static_cast<T>(src[i]);
-              }
-            }
-          },
-          kCopyMinFlops);
+      // dst = wsumᵀ (WriteTransposedSums: read column by column, every element missed the cache,
+      // 72% of a LayerNormLSTM(1024) one-step training step; docs/PERFORMANCE.md).
+      WriteTransposedSums(d, wsum, ldw, M, 1, GH, nullptr, dst, GH);
     };
     weight_grad(I, rows, X, dgx, out[kKernel]);
     weight_grad(H, rows - r_skip, h_operand, dgh_r, out[kRecurrentKernel]);

@@ -74,7 +74,8 @@ namespace packed_gemm_internal {
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
 // dst[k·kNr + j] = rows[j][col + k] for k < n, j < kNr (16): a transposed panel's block, 16 x 16
 // tiles transposed in registers (each tile's 16 rows read 64 bytes at a time, its 16 columns
-// written as whole lines), the last k < 16 one by one.
+// written as whole lines), the last k < 16 one by one. (The shuffles' masked forms with full
+// masks: GCC 12's unmasked ones warn of an uninitialized operand, as AddToDouble512 notes.)
 TF_RNN_OPS_TARGET_AVX512 inline void TransposeRows16(const float* const* rows, int64_t col,
                                                      int64_t n, float* dst) {
   static_assert(kNr == 16, "a zmm register per panel row");
@@ -84,29 +85,32 @@ TF_RNN_OPS_TARGET_AVX512 inline void TransposeRows16(const float* const* rows, i
     for (int i = 0; i < 8; ++i) {
       const __m512 a = _mm512_loadu_ps(rows[2 * i] + col + k);
       const __m512 b = _mm512_loadu_ps(rows[2 * i + 1] + col + k);
-      t[2 * i] = _mm512_unpacklo_ps(a, b);
-      t[2 * i + 1] = _mm512_unpackhi_ps(a, b);
+      t[2 * i] = _mm512_maskz_unpacklo_ps(0xFFFF, a, b);
+      t[2 * i + 1] = _mm512_maskz_unpackhi_ps(0xFFFF, a, b);
     }
     for (int i = 0; i < 4; ++i) {
       const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
       const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-      u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-      u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-      u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-      u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+      u[4 * i] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, a, c));
+      u[4 * i + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, a, c));
+      u[4 * i + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, b, d));
+      u[4 * i + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, b, d));
     }
     for (int i = 0; i < 4; ++i) {
-      v[i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0x88);
-      v[4 + i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0xdd);
-      v[8 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0x88);
-      v[12 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0xdd);
+      v[i] = _mm512_maskz_shuffle_f32x4(0xFFFF, u[i], u[4 + i], 0x88);
+      v[4 + i] = _mm512_maskz_shuffle_f32x4(0xFFFF, u[i], u[4 + i], 0xdd);
+      v[8 + i] = _mm512_maskz_shuffle_f32x4(0xFFFF, u[8 + i], u[12 + i], 0x88);
+      v[12 + i] = _mm512_maskz_shuffle_f32x4(0xFFFF, u[8 + i], u[12 + i], 0xdd);
     }
     float* out = dst + k * kNr;
     for (int i = 0; i < 4; ++i) {
-      _mm512_storeu_ps(out + i * kNr, _mm512_shuffle_f32x4(v[i], v[8 + i], 0x88));
-      _mm512_storeu_ps(out + (4 + i) * kNr, _mm512_shuffle_f32x4(v[4 + i], v[12 + i], 0x88));
-      _mm512_storeu_ps(out + (8 + i) * kNr, _mm512_shuffle_f32x4(v[i], v[8 + i], 0xdd));
-      _mm512_storeu_ps(out + (12 + i) * kNr, _mm512_shuffle_f32x4(v[4 + i], v[12 + i], 0xdd));
+      _mm512_storeu_ps(out + i * kNr, _mm512_maskz_shuffle_f32x4(0xFFFF, v[i], v[8 + i], 0x88));
+      _mm512_storeu_ps(out + (4 + i) * kNr,
+                       _mm512_maskz_shuffle_f32x4(0xFFFF, v[4 + i], v[12 + i], 0x88));
+      _mm512_storeu_ps(out + (8 + i) * kNr,
+                       _mm512_maskz_shuffle_f32x4(0xFFFF, v[i], v[8 + i], 0xdd));
+      _mm512_storeu_ps(out + (12 + i) * kNr,
+                       _mm512_maskz_shuffle_f32x4(0xFFFF, v[4 + i], v[12 + i], 0xdd));
     }
   }
   for (; k < n; ++k)
@@ -817,29 +821,39 @@ TF_RNN_OPS_TARGET_AVX512 inline void AddTileTransposed512(const double (&tile)[k
 // WgradMicroKernel on AVX-512, for a panel 2·kNr wide (b(k, j) at b[k·2·kNr + j], zero past
 // width): width <= 2·kNr (kTwo) or <= kNr. The same float sub-block sums and double sums, in the
 // same order, as WgradMicroKernel.
+// The float sums of k in [k0, k1) of a weight-gradient tile on zmm (a, b packed as for
+// WgradMicroKernel512): acc[i] = row i's sums over the panel's one or two (kTwo) halves.
+template <int kRows, bool kTwo>
+TF_RNN_OPS_TARGET_AVX512 inline void WgradRunSums512(int64_t k0, int64_t k1, const float* a,
+                                                     const float* b, __m512 (&acc)[kMr][2]) {
+  constexpr int64_t kPw = 2 * kNr;
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const float* ak = a + k0 * kMr;
+  const float* bk = b + k0 * kPw;
+  for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kPw) {
+    __m512 b0 = _mm512_loadu_ps(bk), b1 = kTwo ? _mm512_loadu_ps(bk + kNr) : b0;
+    TF_RNN_OPS_IN_REGISTERS(b0, b1);
+    TF_RNN_OPS_ZMM_ROW(0, ak[0])
+    TF_RNN_OPS_ZMM_ROW(1, ak[1])
+    TF_RNN_OPS_ZMM_ROW(2, ak[2])
+    TF_RNN_OPS_ZMM_ROW(3, ak[3])
+    TF_RNN_OPS_ZMM_ROW(4, ak[4])
+    TF_RNN_OPS_ZMM_ROW(5, ak[5])
+  }
+  acc[0][0] = c00, acc[0][1] = c01, acc[1][0] = c10, acc[1][1] = c11, acc[2][0] = c20;
+  acc[2][1] = c21, acc[3][0] = c30, acc[3][1] = c31, acc[4][0] = c40, acc[4][1] = c41;
+  acc[5][0] = c50, acc[5][1] = c51;
+}
+
 template <int kRows, bool kTwo>
 TF_RNN_OPS_TARGET_AVX512 inline void WgradMicroKernel512(int64_t kc, const float* a, const float* b,
                                                          double* c, int64_t ldc, int64_t width) {
   constexpr int64_t kPw = 2 * kNr;
   alignas(64) double tile[kMr][kPw];  // (set by the first sub-block; see WgradMicroKernel)
   for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
-    const int64_t k1 = std::min(kc, k0 + kWgradSubK);
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float* ak = a + k0 * kMr;
-    const float* bk = b + k0 * kPw;
-    for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kPw) {
-      __m512 b0 = _mm512_load_ps(bk), b1 = kTwo ? _mm512_load_ps(bk + kNr) : b0;
-      TF_RNN_OPS_IN_REGISTERS(b0, b1);
-      TF_RNN_OPS_ZMM_ROW(0, ak[0])
-      TF_RNN_OPS_ZMM_ROW(1, ak[1])
-      TF_RNN_OPS_ZMM_ROW(2, ak[2])
-      TF_RNN_OPS_ZMM_ROW(3, ak[3])
-      TF_RNN_OPS_ZMM_ROW(4, ak[4])
-      TF_RNN_OPS_ZMM_ROW(5, ak[5])
-    }
-    const __m512 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                                {c30, c31}, {c40, c41}, {c50, c51}};
+    __m512 acc[kMr][2];
+    WgradRunSums512<kRows, kTwo>(k0, std::min(kc, k0 + kWgradSubK), a, b, acc);
     for (int i = 0; i < kRows; ++i) {
       if (k0 == 0) {
         StoreAsDouble512(acc[i][0], tile[i]);
@@ -928,26 +942,9 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradRunsMicroKernel512(int64_t kc, const f
                                                              const float* b, float* c, int64_t ldc,
                                                              __mmask16 lo_mask, __mmask16 hi_mask,
                                                              bool accumulate) {
-  constexpr bool kTwo = true;
-  constexpr int64_t kPw = 2 * kNr;
   for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
-    const int64_t k1 = std::min(kc, k0 + kWgradSubK);
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float* ak = a + k0 * kMr;
-    const float* bk = b + k0 * kPw;
-    for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kPw) {
-      __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + kNr);
-      TF_RNN_OPS_IN_REGISTERS(b0, b1);
-      TF_RNN_OPS_ZMM_ROW(0, ak[0])
-      TF_RNN_OPS_ZMM_ROW(1, ak[1])
-      TF_RNN_OPS_ZMM_ROW(2, ak[2])
-      TF_RNN_OPS_ZMM_ROW(3, ak[3])
-      TF_RNN_OPS_ZMM_ROW(4, ak[4])
-      TF_RNN_OPS_ZMM_ROW(5, ak[5])
-    }
-    const __m512 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                                {c30, c31}, {c40, c41}, {c50, c51}};
+    __m512 acc[kMr][2];
+    WgradRunSums512<kRows, /*kTwo=*/true>(k0, std::min(kc, k0 + kWgradSubK), a, b, acc);
     const bool add = accumulate || k0 > 0;
     for (int i = 0; i < kRows; ++i) {
       float* row = c + i * ldc;

@@ -959,26 +959,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   if constexpr (kHasC)
     ParallelCopy(d_, a.skip_state_grads ? nullptr : dc, B * H, a.dc0 + ld * B * H);
   if (keras) {
-    // The sums [G·H, n] to T in Keras' [n, G·H], gate blocks to grad_gate_src's: eight output
-    // rows at a time, so that each sums row read is one cache line (docs/PERFORMANCE.md, item 55).
+    // The sums [G·H, n] to T in Keras' [n, G·H], gate blocks to grad_gate_src's.
     auto write_transposed = [&](const S* sums, int64_t n, T* out) {
       if (keras_direct_sums) return;
-      constexpr int64_t kRows = 8;
-      ParallelRows(
-          d_, (n + kRows - 1) / kRows, 2.0 * kRows * gh_w,
-          [&](int64_t p0, int64_t p1) {
-            for (int64_t r0 = p0 * kRows; r0 < std::min(n, p1 * kRows); r0 += kRows) {
-              const int64_t r1 = std::min(n, r0 + kRows);
-              for (int g = 0; g < G; ++g) {
-                const int64_t to = (a.grad_gate_src ? a.grad_gate_src[g] : g) * H;
-                for (int64_t j = 0; j < H; ++j) {
-                  const S* src = sums + (g * H + j) * n;
-                  for (int64_t r = r0; r < r1; ++r) out[r * gh_w + to + j] = static_cast<T>(src[r]);
-                }
-              }
-            }
-          },
-          kCopyMinFlops);
+      WriteTransposedSums(d_, sums, n, n, G, H, a.grad_gate_src, out, gh_w);
     };
     if (a.d_projected == nullptr) write_transposed(gsum_w, in, a.d_kernel);
     write_transposed(gsum_r, ho, a.d_recurrent_kernel);
