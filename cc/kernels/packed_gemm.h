@@ -648,7 +648,9 @@ inline void WgradStrip(int64_t rows, int64_t kc, const float* a, const float* b,
 // at most kWgradBlockFloats floats (L2). The AVX-512 kernels take twice both (kWgradMaxKb512,
 // kWgradBlockFloats512: the CPUs that have them have L2s of 1 MB or more): each tile's sums are
 // added into C once a block, and at 256 rows a block those adds, the tile's set-up and the packing
-// were ~12% of the product's time (docs/PERFORMANCE.md item 78).
+// were ~12% of the product's time (docs/PERFORMANCE.md item 78). (GemmTransposedA512's strips
+// since take up to kWgradStripFloats512, below; GemmTransposedAFloatRuns512 packs its panels too,
+// in half as many floats as its strips.)
 constexpr int64_t kWgradMaxKb = 256;
 constexpr int64_t kWgradBlockFloats = int64_t{1} << 16;
 constexpr int64_t kWgradMaxKb512 = 512;
@@ -818,9 +820,6 @@ TF_RNN_OPS_TARGET_AVX512 inline void AddTileTransposed512(const double (&tile)[k
   }
 }
 
-// WgradMicroKernel on AVX-512, for a panel 2·kNr wide (b(k, j) at b[k·2·kNr + j], zero past
-// width): width <= 2·kNr (kTwo) or <= kNr. The same float sub-block sums and double sums, in the
-// same order, as WgradMicroKernel.
 // The float sums of k in [k0, k1) of a weight-gradient tile on zmm (a, b packed as for
 // WgradMicroKernel512): acc[i] = row i's sums over the panel's one or two (kTwo) halves.
 template <int kRows, bool kTwo>
@@ -846,6 +845,9 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradRunSums512(int64_t k0, int64_t k1, con
   acc[5][0] = c50, acc[5][1] = c51;
 }
 
+// WgradMicroKernel on AVX-512, for a panel 2·kNr wide (b(k, j) at b[k·2·kNr + j], zero past
+// width): width <= 2·kNr (kTwo) or <= kNr. The same float sub-block sums and double sums, in the
+// same order, as WgradMicroKernel.
 template <int kRows, bool kTwo>
 TF_RNN_OPS_TARGET_AVX512 inline void WgradMicroKernel512(int64_t kc, const float* a, const float* b,
                                                          double* c, int64_t ldc, int64_t width) {
