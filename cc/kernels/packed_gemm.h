@@ -71,6 +71,14 @@ inline bool UseAvx512() {
 }
 
 namespace packed_gemm_internal {
+// dst[k·kNr + j] = rows[j][col + k] for k < n, j < width: a run of a transposed panel's block,
+// element by element.
+inline void TransposeRows(const float* const* rows, int64_t width, int64_t col, int64_t n,
+                          float* dst) {
+  for (int64_t j = 0; j < width; ++j)
+    for (int64_t k = 0; k < n; ++k) dst[k * kNr + j] = rows[j][col + k];
+}
+
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
 // dst[k·kNr + j] = rows[j][col + k] for k < n, j < kNr (16): a transposed panel's block, 16 x 16
 // tiles transposed in registers (each tile's 16 rows read 64 bytes at a time, its 16 columns
@@ -113,8 +121,7 @@ TF_RNN_OPS_TARGET_AVX512 inline void TransposeRows16(const float* const* rows, i
                        _mm512_maskz_shuffle_f32x4(0xFFFF, v[4 + i], v[12 + i], 0xdd));
     }
   }
-  for (; k < n; ++k)
-    for (int64_t j = 0; j < kNr; ++j) dst[k * kNr + j] = rows[j][col + k];
+  TransposeRows(rows, kNr, col + k, n - k, dst + k * kNr);
 }
 #endif
 }  // namespace packed_gemm_internal
@@ -200,31 +207,27 @@ class PackedMatrix {
   void PackPanelTransposed(const float* b, int64_t ldb, int64_t p, const int* gate_src,
                            int64_t gate_width) {
     const int64_t n0 = p * kNr, width = std::min(kNr, N_ - n0);
+    const float* rows[kNr];
+    for (int64_t j = 0; j < width; ++j) rows[j] = b + (n0 + j) * ldb;
+#if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+    const bool tiles = width == kNr && UseAvx512();
+#endif
     for (int64_t k0 = 0; k0 < K_; k0 += kKc) {
       const int64_t kc = std::min(kKc, K_ - k0);
       float* dst = const_cast<float*>(block(k0, p));
+      for (int64_t k = 0; k < kc;) {  // runs of k within one gate block
+        const int64_t at = k0 + k, g = gate_src ? at / gate_width : 0;
+        const int64_t end = gate_src ? std::min(kc, (g + 1) * gate_width - k0) : kc;
+        const int64_t col = gate_src ? gate_src[g] * gate_width + at - g * gate_width : at;
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
-      if (width == kNr && UseAvx512()) {
-        const float* rows[kNr];
-        for (int64_t j = 0; j < kNr; ++j) rows[j] = b + (n0 + j) * ldb;
-        for (int64_t k = 0; k < kc;) {  // runs of k within one gate block
-          const int64_t at = k0 + k, g = gate_src ? at / gate_width : 0;
-          const int64_t end = gate_src ? std::min(kc, (g + 1) * gate_width - k0) : kc;
-          const int64_t col = gate_src ? gate_src[g] * gate_width + at - g * gate_width : at;
+        if (tiles) {
           packed_gemm_internal::TransposeRows16(rows, col, end - k, dst + k * kNr);
           k = end;
+          continue;
         }
-        continue;
-      }
 #endif
-      for (int64_t j = 0; j < width; ++j) {
-        const float* row = b + (n0 + j) * ldb;
-        for (int64_t k = 0; k < kc;) {  // runs of k within one gate block
-          const int64_t at = k0 + k, g = gate_src ? at / gate_width : 0;
-          const int64_t end = gate_src ? std::min(kc, (g + 1) * gate_width - k0) : kc;
-          const float* src = row + (gate_src ? gate_src[g] * gate_width + at - g * gate_width : at);
-          for (; k < end; ++k) dst[k * kNr + j] = *src++;
-        }
+        packed_gemm_internal::TransposeRows(rows, width, col, end - k, dst + k * kNr);
+        k = end;
       }
       if (width < kNr) {
         for (int64_t k = 0; k < kc; ++k) std::fill(dst + k * kNr + width, dst + (k + 1) * kNr, 0.f);
