@@ -477,10 +477,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
     // training step at B = 16, T = 32; docs/PERFORMANCE.md item 93.)
     auto weight_grad = [&](int64_t M, int64_t K, const T* A, const T* D, T* dst) {
       const int64_t ldw = M + pad;
-      ParallelRows(
-          d, GH, 2.0 * ldw,
-          [&](int64_t j0, int64_t j1) { std::fill(wsum + j0 * ldw, wsum + j1 * ldw, S(0)); },
-          kCopyMinFlops);
+      ParallelCopy<S>(d, nullptr, ldw * GH, wsum);  // (zeros)
       if (K == 0) {
         // (nothing to add)
       } else if constexpr (kPadded) {
