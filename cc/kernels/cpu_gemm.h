@@ -466,8 +466,8 @@ void RunStepGemm(const StepGemm<T>& gemm, bool one_thread, int64_t M, const T* A
 // The type the weight and bias gradients are summed in over a layer's T·B rows. A float sum over
 // thousands of rows loses digits with every term: measured, our float32 weight gradients were less
 // accurate than TensorFlow's own float32 math (which sums B rows a step, then the steps); summed in
-// double (the products in float over runs of kWgradSubK rows, see packed_gemm.h), they are more
-// accurate at any number of rows (tests/test_grad_accuracy.py).
+// double (the products in float over runs of 16 rows and groups of 128, see packed_gemm.h's
+// kWgradShortRunK), they are more accurate at any number of rows (tests/test_grad_accuracy.py).
 template <typename T>
 struct GradSumType {
   using type = T;
@@ -478,15 +478,14 @@ struct GradSumType<float> {
 };
 
 // Whether a weight gradient over `rows` rows may be summed in T straight into its output: always
-// where T is its own sum type; for float, up to kWeightGradRunsInT of the double sums' float runs
-// (kWgradSubK rows each), each run summed by itself and the runs added in float into the output
-// (WeightGradInT). A run's float sums are the double sums'; the float sum of 8 runs adds the error
-// of an 8-term sum, so that the whole is still no less accurate than TensorFlow's float32 math
-// over the same rows (one float product of B rows a step, then the tape's sum of T;
-// tests/ops/test_grad_accuracy.py). The double buffers, a pass over twice the weights' size to
-// clear, fill and convert, cost a call of few rows more than its products (GRU(1024) one-step
-// training, docs/PERFORMANCE.md item 56; GRU(256) at B = 64, T = 1, item 59; LSTM(256) at
-// B = 256, T = 1, item 63).
+// where T is its own sum type; for float, up to kWeightGradRunsInT runs of kWgradSubK rows, each
+// run summed by itself and the runs added in float into the output (WeightGradInT). The float sum
+// of 8 runs adds the error of an 8-term sum, so that the whole is still no less accurate than
+// TensorFlow's float32 math over the same rows (one float product of B rows a step, then the
+// tape's sum of T; tests/ops/test_grad_accuracy.py). The double buffers, a pass over twice the
+// weights' size to clear, fill and convert, cost a call of few rows more than its products
+// (GRU(1024) one-step training, docs/PERFORMANCE.md item 56; GRU(256) at B = 64, T = 1, item 59;
+// LSTM(256) at B = 256, T = 1, item 63).
 constexpr int64_t kWeightGradRunsInT = 8;
 constexpr int64_t kWeightGradMaxRowsInT = kWeightGradRunsInT * kWgradSubK;  // (float)
 template <typename T>

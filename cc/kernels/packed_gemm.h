@@ -501,12 +501,18 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
 }
 
 // The weight-gradient products sum over T·B rows (up to millions): a float sum that long loses
-// digits with every term (error growing with the number of terms). Each tile is therefore summed in
-// float registers over sub-blocks of kWgradSubK rows only, each sub-block's sums added into a
-// double tile, and the tiles into a double C: about the error of one kWgradSubK-term float sum,
-// whatever the number of rows (TensorFlow's float32 math sums B rows a step in float, then the T
-// steps). Measured (docs/PERFORMANCE.md): 32 keeps the products within a few percent of the plain
-// float kernel's speed.
+// digits with every term (error growing with the number of terms). Each tile of the double sums
+// (GemmTransposedA) is therefore summed in float registers over runs of kWgradShortRunK rows only,
+// a group of kWgradRunsPerGroup runs (128 rows) added in float, and the groups in double: at worst
+// the error of a 16-term float sum and an 8-term one, whatever the number of rows (TensorFlow's
+// float32 math sums B rows a step in float, then the T steps: B + T terms). Until
+// docs/PERFORMANCE.md item 94 every run of 32 rows went into a double tile: its worst case 32
+// terms, its RMS error 0.85-1.0x the groups' (the groups' adds round larger partial sums), and
+// its conversions and double adds ~20% of the vector ports' work (the groups' ~2%): the products
+// 1.06-1.13x on AVX-512. kWgradSubK: the runs of the float sums (GemmTransposedAFloatRuns, added
+// into float outputs), which decide which calls may take those (cpu_gemm.h, WeightGradsInT).
+constexpr int64_t kWgradShortRunK = 16;
+constexpr int64_t kWgradRunsPerGroup = 8;
 constexpr int64_t kWgradSubK = 32;
 
 // A mask multiplied into GemmTransposedA's B as it is packed: B's row k (counted from the
@@ -588,41 +594,48 @@ inline void WgradRunSums(int64_t k0, int64_t k1, const float* a, const float* b,
 // C(j, r) += sum over k < kc of a(r, k) · b(k, j), C(j, r) at c[j·ldc + r] in double, for r < kRows
 // and j < width: a is a packed strip of kMr columns of the weight-gradient product's right operand,
 // a(r, k) at a[k·kMr + r]; b a packed kNr-column panel of its left operand (zero past width).
-// Sub-blocks of kWgradSubK values of k are summed in float registers, then in double.
+// Runs of kWgradShortRunK values of k are summed in float registers, groups of them in float, the
+// groups in double (see kWgradShortRunK).
 template <int kRows>
 inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double* c, int64_t ldc,
                              int64_t width) {
-#if TF_RNN_OPS_HAVE_AVX2
   alignas(32) double tile[kMr][kNr];
-  for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
-    const int64_t k1 = std::min(kc, k0 + kWgradSubK);
-    __m256 acc[kMr][2];
-    WgradRunSums<kRows>(k0, k1, a, b, acc);
-    // The first sub-block sets the tile (0 + x is x: the sums of a zeroed tile; clearing it
-    // cost GemmTransposedA ~4%, a `rep stos` per call).
-    if (k0 == 0) {
+  for (int64_t g0 = 0; g0 < kc; g0 += kWgradShortRunK * kWgradRunsPerGroup) {
+    const int64_t g1 = std::min(kc, g0 + kWgradShortRunK * kWgradRunsPerGroup);
+#if TF_RNN_OPS_HAVE_AVX2
+    __m256 group[kMr][2];
+    WgradRunSums<kRows>(g0, std::min(g1, g0 + kWgradShortRunK), a, b, group);
+    for (int64_t r0 = g0 + kWgradShortRunK; r0 < g1; r0 += kWgradShortRunK) {
+      __m256 acc[kMr][2];
+      WgradRunSums<kRows>(r0, std::min(g1, r0 + kWgradShortRunK), a, b, acc);
       for (int i = 0; i < kRows; ++i) {
-        StoreAsDouble(acc[i][0], tile[i]);
-        StoreAsDouble(acc[i][1], tile[i] + 8);
-      }
-    } else {
-      for (int i = 0; i < kRows; ++i) {
-        AddToDouble(acc[i][0], tile[i]);
-        AddToDouble(acc[i][1], tile[i] + 8);
+        for (int h = 0; h < 2; ++h) group[i][h] = _mm256_add_ps(group[i][h], acc[i][h]);
       }
     }
-  }
+    // The first group sets the tile (clearing it cost GemmTransposedA ~4%, a `rep stos` a call).
+    for (int i = 0; i < kRows; ++i) {
+      for (int h = 0; h < 2; ++h) {
+        if (g0 == 0) {
+          StoreAsDouble(group[i][h], tile[i] + 8 * h);
+        } else {
+          AddToDouble(group[i][h], tile[i] + 8 * h);
+        }
+      }
+    }
 #else
-  double tile[kMr][kNr] = {};
-  for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
-    float sub[kMr][kNr] = {};
-    for (int64_t k = k0; k < std::min(kc, k0 + kWgradSubK); ++k)
+    float group[kMr][kNr] = {};
+    for (int64_t r0 = g0; r0 < g1; r0 += kWgradShortRunK) {
+      float run[kMr][kNr] = {};
+      for (int64_t k = r0; k < std::min(g1, r0 + kWgradShortRunK); ++k)
+        for (int i = 0; i < kRows; ++i)
+          for (int64_t j = 0; j < kNr; ++j) run[i][j] += a[k * kMr + i] * b[k * kNr + j];
       for (int i = 0; i < kRows; ++i)
-        for (int64_t j = 0; j < kNr; ++j) sub[i][j] += a[k * kMr + i] * b[k * kNr + j];
+        for (int64_t j = 0; j < kNr; ++j) group[i][j] += run[i][j];
+    }
     for (int i = 0; i < kRows; ++i)
-      for (int64_t j = 0; j < kNr; ++j) tile[i][j] += sub[i][j];
-  }
+      for (int64_t j = 0; j < kNr; ++j) tile[i][j] = (g0 == 0 ? 0.0 : tile[i][j]) + group[i][j];
 #endif
+  }
   for (int64_t j = 0; j < width; ++j, c += ldc) {
     for (int i = 0; i < kRows; ++i) c[i] += tile[i][j];
   }
@@ -833,6 +846,9 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradRunSums512(int64_t k0, int64_t k1, con
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   const float* ak = a + k0 * kMr;
   const float* bk = b + k0 * kPw;
+  // (Unrolled 4 times: the double sums' products 1.03-1.06x, docs/PERFORMANCE.md item 94. The
+  // AVX2 loop, WgradRunSums, runs 1.05x faster as it is.)
+#pragma GCC unroll 4
   for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kPw) {
     __m512 b0 = _mm512_loadu_ps(bk), b1 = kTwo ? _mm512_loadu_ps(bk + kNr) : b0;
     TF_RNN_OPS_IN_REGISTERS(b0, b1);
@@ -849,23 +865,32 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradRunSums512(int64_t k0, int64_t k1, con
 }
 
 // WgradMicroKernel on AVX-512, for a panel 2·kNr wide (b(k, j) at b[k·2·kNr + j], zero past
-// width): width <= 2·kNr (kTwo) or <= kNr. The same float sub-block sums and double sums, in the
-// same order, as WgradMicroKernel.
+// width): width <= 2·kNr (kTwo) or <= kNr. The same runs, groups and double sums, in the same
+// order, as WgradMicroKernel.
 template <int kRows, bool kTwo>
 TF_RNN_OPS_TARGET_AVX512 inline void WgradMicroKernel512(int64_t kc, const float* a, const float* b,
                                                          double* c, int64_t ldc, int64_t width) {
   constexpr int64_t kPw = 2 * kNr;
-  alignas(64) double tile[kMr][kPw];  // (set by the first sub-block; see WgradMicroKernel)
-  for (int64_t k0 = 0; k0 < kc; k0 += kWgradSubK) {
-    __m512 acc[kMr][2];
-    WgradRunSums512<kRows, kTwo>(k0, std::min(kc, k0 + kWgradSubK), a, b, acc);
+  alignas(64) double tile[kMr][kPw];  // (set by the first group; see WgradMicroKernel)
+  for (int64_t g0 = 0; g0 < kc; g0 += kWgradShortRunK * kWgradRunsPerGroup) {
+    const int64_t g1 = std::min(kc, g0 + kWgradShortRunK * kWgradRunsPerGroup);
+    __m512 group[kMr][2];  // (in registers: 12 more zmm)
+    WgradRunSums512<kRows, kTwo>(g0, std::min(g1, g0 + kWgradShortRunK), a, b, group);
+    for (int64_t r0 = g0 + kWgradShortRunK; r0 < g1; r0 += kWgradShortRunK) {
+      __m512 acc[kMr][2];
+      WgradRunSums512<kRows, kTwo>(r0, std::min(g1, r0 + kWgradShortRunK), a, b, acc);
+      for (int i = 0; i < kRows; ++i) {
+        group[i][0] = _mm512_add_ps(group[i][0], acc[i][0]);
+        if constexpr (kTwo) group[i][1] = _mm512_add_ps(group[i][1], acc[i][1]);
+      }
+    }
     for (int i = 0; i < kRows; ++i) {
-      if (k0 == 0) {
-        StoreAsDouble512(acc[i][0], tile[i]);
-        if constexpr (kTwo) StoreAsDouble512(acc[i][1], tile[i] + kNr);
-      } else {
-        AddToDouble512(acc[i][0], tile[i]);
-        if constexpr (kTwo) AddToDouble512(acc[i][1], tile[i] + kNr);
+      for (int h = 0; h < (kTwo ? 2 : 1); ++h) {
+        if (g0 == 0) {
+          StoreAsDouble512(group[i][h], tile[i] + kNr * h);
+        } else {
+          AddToDouble512(group[i][h], tile[i] + kNr * h);
+        }
       }
     }
   }
