@@ -82,35 +82,30 @@ endif
 # ---------------------------------------------------------------- C++
 # The compile command, rewritten only when it changes: objects are rebuilt when the flags change
 # (TensorFlow's include path among them), not each time tf_flags.mk is written anew with the same.
-$(BUILD)/cxxflags: FORCE $(BUILD)/tf_flags.mk
-	@mkdir -p $(dir $@)
-	@echo '$(CXX) $(ALL_CXXFLAGS)' | cmp -s - $@ 2>/dev/null || echo '$(CXX) $(ALL_CXXFLAGS)' > $@
-FORCE:
+# Each build's flags (target- and pattern-specific COMPILE_FLAGS): x86-64-v3 in obj/, v4 in
+# obj-avx512/.
+$(BUILD)/cxxflags $(BUILD)/obj/%.o: COMPILE_FLAGS = $(ALL_CXXFLAGS)
+$(BUILD)/cxxflags-avx512 $(BUILD)/obj-avx512/%.o: COMPILE_FLAGS = $(ALL_CXXFLAGS_AVX512)
 
-$(BUILD)/cxxflags-avx512: FORCE $(BUILD)/tf_flags.mk
+$(BUILD)/cxxflags $(BUILD)/cxxflags-avx512: FORCE $(BUILD)/tf_flags.mk
 	@mkdir -p $(dir $@)
-	@echo '$(CXX) $(ALL_CXXFLAGS_AVX512)' | cmp -s - $@ 2>/dev/null || \
-	  echo '$(CXX) $(ALL_CXXFLAGS_AVX512)' > $@
+	@echo '$(CXX) $(COMPILE_FLAGS)' | cmp -s - $@ 2>/dev/null || echo '$(CXX) $(COMPILE_FLAGS)' > $@
+FORCE:
 
 $(BUILD)/obj/%.o: %.cc $(BUILD)/cxxflags | $(BUILD)/tf_flags.mk
 	@mkdir -p $(dir $@)
-	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
+	$(CXX) $(COMPILE_FLAGS) -c $< -o $@
 
 $(BUILD)/obj-avx512/%.o: %.cc $(BUILD)/cxxflags-avx512 | $(BUILD)/tf_flags.mk
 	@mkdir -p $(dir $@)
-	$(CXX) $(ALL_CXXFLAGS_AVX512) -c $< -o $@
+	$(CXX) $(COMPILE_FLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
-	$(CXX) -o $@ $(LIB_OBJS) $(LDFLAGS_LIB)
-
 $(TF_CUDNN_LIB): $(TF_CUDNN_OBJS)
-	$(CXX) -o $@ $(TF_CUDNN_OBJS) $(LDFLAGS_LIB)
-
 $(LIB_AVX512): $(LIB_OBJS_AVX512)
-	$(CXX) -o $@ $(LIB_OBJS_AVX512) $(LDFLAGS_LIB)
-
 $(TF_CUDNN_LIB_AVX512): $(TF_CUDNN_OBJS_AVX512)
-	$(CXX) -o $@ $(TF_CUDNN_OBJS_AVX512) $(LDFLAGS_LIB)
+$(LIB) $(TF_CUDNN_LIB) $(LIB_AVX512) $(TF_CUDNN_LIB_AVX512):
+	$(CXX) -o $@ $^ $(LDFLAGS_LIB)
 
 # The header dependencies the compiler wrote (-MMD): silent, since they exist only after a first build.
 -include $(LIB_OBJS:.o=.d) $(TF_CUDNN_OBJS:.o=.d) $(LIB_OBJS_AVX512:.o=.d) $(TF_CUDNN_OBJS_AVX512:.o=.d)
