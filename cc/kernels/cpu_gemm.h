@@ -423,12 +423,13 @@ class StepGemm<float> {
 // false). At most one range per kMr rows (a range of fewer rows runs only the micro-kernel's short
 // tiles, which cost more than their share of a whole strip: StripRows, packed_gemm.h), the rows
 // split evenly (the cells' passes cost by the row; whole strips split B = 64 into 30 | 34 rows,
-// B = 16 into 6 | 10: docs/PERFORMANCE.md items 80, 81); a batch of fewer than 2·kMr rows one range
-// per thread of one row or more. Where the caller's rule (RnnRowsApart) says not rows_apart: one
-// range of all rows, whose products split inside at every step.
+// B = 16 into 6 | 10: docs/PERFORMANCE.md items 80, 81); a batch of fewer than kFewBatchRows
+// one range per thread of one row or more. Where the caller's rule (RnnRowsApart) says not
+// rows_apart: one range of all rows, whose products split inside at every step.
+constexpr int64_t kFewBatchRows = 2 * kMr;  // (RnnRowsApart's rule changes there too)
 template <typename T, typename Fn>
 void ForEachBatchRange(const CPUDevice& d, int64_t B, bool rows_apart, Fn&& range) {
-  const bool few = B < 2 * kMr;
+  const bool few = B < kFewBatchRows;
   if (!StepGemm<T>::kRowsOnOneThread || d.numThreads() <= 1 || B < 2 || !rows_apart) {
     range(int64_t{0}, B, false);
     return;

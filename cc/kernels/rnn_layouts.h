@@ -172,12 +172,12 @@ bool RnnStreamForwardWeights(int64_t T_, int64_t B, int64_t weight_elements) {
 // columns at every step. Apart, a thread runs its steps without waiting for the other (a split step
 // waits for both: ~10-20 us a dispatch on the machines measured), but each thread reads all the
 // weights a step.
-// - 2·kMr rows or more: apart, unless the weights a step reads are too large for a core's fast
-//   reads (kOneRangeMinStepWeightBytes) and the batch small enough that a step's products are
-//   bound by reading them (kOneRangeMaxBatch): there two threads reading all of them each step
-//   read twice what one split product reads (docs/PERFORMANCE.md item 86: LSTM(2048), R 67 MB,
-//   B = 16, T = 32 inference 111 -> 91 ms; B = 64 235 -> 195). 10 MB, not item 86's 24 (the Zen 5
-//   L3 kept less than that beside everything else): on the Intel Xeon of item 88 a core reads
+// - kFewBatchRows (2·kMr) rows or more: apart, unless the weights a step reads are too large for
+//   a core's fast reads (kOneRangeMinStepWeightBytes) and the batch small enough that a step's
+//   products are bound by reading them (kOneRangeMaxBatch): there two threads reading all of them
+//   each step read twice what one split product reads (docs/PERFORMANCE.md item 86: LSTM(2048), R
+//   67 MB, B = 16, T = 32 inference 111 -> 91 ms; B = 64 235 -> 195). 10 MB, not item 86's 24 (the
+//   Zen 5 L3 kept less than that beside everything else): on the Intel Xeon of item 88 a core reads
 //   ~29 GB/s from 4 MB to 64 MB alike (its L3 no faster than that), and one range was faster from
 //   12 MB (SimpleRNN(2048), R 16.8 MB, B = 16, T = 16 17 -> 14-15 ms; GRU(1024), R 12.6 MB,
 //   13.8 -> 11-12; LSTM(1024) 17.5-18.3 -> 14.5-15; training unchanged); LSTM(512)'s 4.2 MB ran
@@ -198,7 +198,7 @@ constexpr double kOneRangeMinStepWeightBytes = 10e6;
 template <typename T>
 bool RnnRowsApart(double call_flops, int64_t B, int64_t step_weight_elements, bool stream) {
   const double bytes = static_cast<double>(step_weight_elements) * sizeof(T);
-  if (B >= 2 * kMr) {
+  if (B >= kFewBatchRows) {
     return B > kOneRangeMaxBatch || bytes < kOneRangeMinStepWeightBytes;
   }
   const double step_flops = 2.0 * B * static_cast<double>(step_weight_elements);
