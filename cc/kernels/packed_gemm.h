@@ -507,7 +507,7 @@ inline void PackedGemmPanels(int64_t M, const float* A, int64_t lda, const Packe
 // the error of a 16-term float sum and an 8-term one, whatever the number of rows (TensorFlow's
 // float32 math sums B rows a step in float, then the T steps: B + T terms). Until
 // docs/PERFORMANCE.md item 94 every run of 32 rows went into a double tile: its worst case 32
-// terms, its RMS error 0.85-1.0x the groups' (the groups' adds round larger partial sums), and
+// terms, its RMS error 0.95-1.0x the groups' (the groups' adds round larger partial sums), and
 // its conversions and double adds ~20% of the vector ports' work (the groups' ~2%): the products
 // 1.06-1.13x on AVX-512. kWgradSubK: the runs of the float sums (GemmTransposedAFloatRuns, added
 // into float outputs), which decide which calls may take those (cpu_gemm.h, WeightGradsInT).
