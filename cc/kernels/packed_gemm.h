@@ -774,6 +774,49 @@ inline void WgradBlocks(int64_t N, int64_t K, const float* A, int64_t lda, const
   }
 }
 
+// Storage for the packed panels of A (PackWgradPanel) of WgradRunsColumnBlocks, kept per thread
+// as WgradStripStorage's.
+inline float* WgradPanelStorage(int64_t floats) {
+  thread_local std::vector<float> storage;
+  storage.resize(floats);
+  return storage.data();
+}
+
+// The loops of GemmTransposedAFloatRuns in another order than WgradBlocks': for each block of K
+// (at most kb_max rows), B's strips and all of A's kPw-wide panels of a block of C's columns (at
+// most cols_max) are packed, and each strip of C's rows passes over the whole column block, so
+// that C is read and written a row segment at a time in memory order. WgradBlocks' order (a panel
+// over every strip) walks C down a column panel, a line of each row G·H floats apart, where no
+// prefetcher follows: for the C of 16 MB of R's gradient at H = 2048 (K = 64) it ran at 64
+// GFLOP/s on zmm, this at 120-128 (one core; docs/PERFORMANCE.md items 89, 95).
+// tile_fn(rows, kb, strip, panel, c, width, add): C's tile at c, rows x width, (+)= the runs.
+template <int64_t kPw, typename TileFn>
+inline void WgradRunsColumnBlocks(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                                  int64_t ldb, float* C, int64_t ldc, int64_t m_begin,
+                                  int64_t m_end, bool accumulate, int64_t kb_max, int64_t cols_max,
+                                  TileFn&& tile_fn) {
+  float* b_pack = WgradStripStorage(kb_max, N);
+  float* a_pack = WgradPanelStorage(kb_max * cols_max);
+  for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
+    const int64_t kb = std::min(kb_max, K - k0);
+    const bool add = accumulate || k0 > 0;
+    PackWgradStrips(N, kb, B + k0 * ldb, ldb, /*mask_rows=*/nullptr, b_pack);
+    for (int64_t j0 = m_begin; j0 < m_end; j0 += cols_max) {
+      const int64_t j1 = std::min(m_end, j0 + cols_max);
+      for (int64_t m0 = j0; m0 < j1; m0 += kPw) {
+        PackWgradPanel<kPw>(kb, A + k0 * lda + m0, lda, std::min(kPw, j1 - m0),
+                            a_pack + (m0 - j0) * kb);
+      }
+      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+        for (int64_t m0 = j0; m0 < j1; m0 += kPw) {
+          tile_fn(std::min(kMr, N - n0), kb, b_pack + n0 * kb, a_pack + (m0 - j0) * kb,
+                  C + n0 * ldc + m0, std::min(kPw, j1 - m0), add);
+        }
+      }
+    }
+  }
+}
+
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
 // t[0..16) = v, in double.
 TF_RNN_OPS_TARGET_AVX512 inline void StoreAsDouble512(__m512 v, double* t) {
@@ -989,21 +1032,8 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradRunsMicroKernel512(int64_t kc, const f
   }
 }
 
-// Storage for the packed panels of A (PackWgradPanel) of GemmTransposedAFloatRuns512, kept per
-// thread as WgradStripStorage's.
-inline float* WgradPanelStorage(int64_t floats) {
-  thread_local std::vector<float> storage;
-  storage.resize(floats);
-  return storage.data();
-}
-
-// GemmTransposedAFloatRuns on AVX-512, in another loop order than WgradBlocks': for each block of
-// K, B's strips and all of A's panels of a block of C's columns are packed (at most
-// kWgradBlockFloats512 floats of strips, half that of panels: L2), and each strip of C's rows
-// passes over the whole column block, so that C is read and written a row segment at a time in
-// memory order. WgradBlocks' order (a panel over every strip) walks C down a column panel, a line
-// of each row G·H floats apart, where no prefetcher follows: for the C of 16 MB of R's gradient at
-// H = 2048 (K = 64) it ran at 64 GFLOP/s, this at 120-128 (one core; docs/PERFORMANCE.md item 89).
+// GemmTransposedAFloatRuns on AVX-512: WgradRunsColumnBlocks' loops, panels 2·kNr wide (at most
+// kWgradBlockFloats512 floats of strips, half that of panels: L2).
 TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(
     int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
     int64_t ldc, int64_t m_begin, int64_t m_end, bool accumulate) {
@@ -1012,44 +1042,27 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(
   const int64_t kb_max = std::max<int64_t>(
       kWgradSubK, std::min(kWgradBlockFloats512 / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
   const int64_t cols_max = std::max<int64_t>(kPw, kWgradBlockFloats512 / 2 / kb_max / kPw * kPw);
-  float* b_pack = WgradStripStorage(kb_max, N);
-  float* a_pack = WgradPanelStorage(kb_max * cols_max);
-  for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
-    const int64_t kb = std::min(kb_max, K - k0);
-    const bool add = accumulate || k0 > 0;
-    PackWgradStrips(N, kb, B + k0 * ldb, ldb, /*mask_rows=*/nullptr, b_pack);
-    for (int64_t j0 = m_begin; j0 < m_end; j0 += cols_max) {
-      const int64_t j1 = std::min(m_end, j0 + cols_max);
-      for (int64_t m0 = j0; m0 < j1; m0 += kPw) {
-        PackWgradPanel<kPw>(kb, A + k0 * lda + m0, lda, std::min(kPw, j1 - m0),
-                            a_pack + (m0 - j0) * kb);
-      }
-      for (int64_t n0 = 0; n0 < N; n0 += kMr) {
-        const float* strip = b_pack + n0 * kb;
-        for (int64_t m0 = j0; m0 < j1; m0 += kPw) {
-          const int64_t width = std::min(kPw, j1 - m0);
-          const float* panel = a_pack + (m0 - j0) * kb;
-          float* c = C + n0 * ldc + m0;
-          const __mmask16 lo = LaneMask(width), hi = LaneMask(width - kNr);
-          switch (std::min(kMr, N - n0)) {
+  WgradRunsColumnBlocks<kPw>(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, accumulate, kb_max,
+                             cols_max,
+                             [ldc](int64_t rows, int64_t kb, const float* strip, const float* panel,
+                                   float* c, int64_t width, bool add) TF_RNN_OPS_TARGET_AVX512 {
+                               const __mmask16 lo = LaneMask(width), hi = LaneMask(width - kNr);
+                               switch (rows) {
 #define TF_RNN_OPS_WGRAD_RUNS512_CASE(R)                               \
   case R:                                                              \
     WgradRunsMicroKernel512<R>(kb, strip, panel, c, ldc, lo, hi, add); \
     break;
-            TF_RNN_OPS_WGRAD_RUNS512_CASE(6)
-            TF_RNN_OPS_WGRAD_RUNS512_CASE(5)
-            TF_RNN_OPS_WGRAD_RUNS512_CASE(4)
-            TF_RNN_OPS_WGRAD_RUNS512_CASE(3)
-            TF_RNN_OPS_WGRAD_RUNS512_CASE(2)
-            TF_RNN_OPS_WGRAD_RUNS512_CASE(1)
+                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(6)
+                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(5)
+                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(4)
+                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(3)
+                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(2)
+                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(1)
 #undef TF_RNN_OPS_WGRAD_RUNS512_CASE
-            default:
-              break;
-          }
-        }
-      }
-    }
-  }
+                                 default:
+                                   break;
+                               }
+                             });
 }
 #undef TF_RNN_OPS_ZMM_ROW
 #endif  // TF_RNN_OPS_HAVE_AVX512_DISPATCH
@@ -1159,6 +1172,12 @@ inline void WgradRunsStrip(int64_t rows, int64_t kc, const float* a, const float
 
 }  // namespace packed_gemm_internal
 
+// The AVX2 kernels take WgradRunsColumnBlocks' order for a C of at least this many floats (a
+// call's share, 4 MB): 2.8-3.6x at R's gradient of H = 2048 (K = 16-64), 1.1-1.25x at H = 1024,
+// but ~10% slower than WgradBlocks' at C's of 0.2-0.5 M floats (one core of the Intel Xeon with
+// TF_RNN_OPS_NO_AVX512; docs/PERFORMANCE.md item 95).
+constexpr int64_t kWgradRunsColumnBlocksMinFloats = int64_t{1} << 20;
+
 // C[N, M] (+)= Bᵀ · A over the columns [m_begin, m_end) of C (callers split them across threads,
 // in multiples of kNr), for A [K, M] and B [K, N] float row-major with leading dimensions lda, ldb,
 // into a float C (leading dimension ldc) that accumulates (else is overwritten): a weight gradient
@@ -1168,7 +1187,8 @@ inline void WgradRunsStrip(int64_t rows, int64_t kc, const float* a, const float
 // runs added to C one at a time. Its error is one such run's plus that of a float sum of K /
 // kWgradSubK terms, which for the rows it is used for (cpu_gemm.h's WeightGradsInT) is no more than
 // TensorFlow's float32 math's (B rows a step in one float product, then the tape's sum of T).
-// With AVX-512, GemmTransposedAFloatRuns512: the same runs in another loop order.
+// With AVX-512 (GemmTransposedAFloatRuns512), and for large C, the same runs in another loop order
+// (WgradRunsColumnBlocks).
 inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64_t lda,
                                      const float* B, int64_t ldb, float* C, int64_t ldc,
                                      int64_t m_begin, int64_t m_end, bool accumulate) {
@@ -1191,6 +1211,16 @@ inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64
   // (Blocks of K a multiple of kWgradSubK where they can be, so that the runs are whole.)
   const int64_t kb_max =
       std::max<int64_t>(16, std::min(kWgradBlockFloats / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
+  if (N * (m_end - m_begin) >= kWgradRunsColumnBlocksMinFloats) {
+    const int64_t cols_max = std::max<int64_t>(kNr, kWgradBlockFloats / 2 / kb_max / kNr * kNr);
+    packed_gemm_internal::WgradRunsColumnBlocks<kNr>(
+        N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, accumulate, kb_max, cols_max,
+        [ldc](int64_t rows, int64_t kb, const float* strip, const float* panel, float* c,
+              int64_t width, bool add) {
+          packed_gemm_internal::WgradRunsStrip(rows, kb, strip, panel, c, ldc, width, add);
+        });
+    return;
+  }
   packed_gemm_internal::WgradBlocks(
       N, K, A, lda, B, ldb, /*b_mask=*/nullptr, m_begin, m_end, kb_max,
       packed_gemm_internal::WgradStripStorage(kb_max, N),

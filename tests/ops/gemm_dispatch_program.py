@@ -6,7 +6,7 @@ kernels), since the loader and the libraries read the switch once per process. E
 through our op and, for TensorFlow's modes, through TensorFlow's own CudnnRNNV3 (whose CPU kernels
 are the second library's build). Prints the libraries it loaded.
 
-usage: gemm_dispatch_program.py SEED MODE:B:T:I:H[:bidirectional] ...
+usage: gemm_dispatch_program.py SEED MODE:B:T:I:H[:bidirectional] | keras:LAYER:B:T:I:H ...
 
 Each case's sizes pick the kernels' edges: H = 1 and 3 (one panel, mostly padding), H = 257
 (K = 257 > kKc: two K blocks; G·H = 771: an odd number of 16-column panels, the last 3 wide), B
@@ -73,10 +73,51 @@ def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str, 
     return failures
 
 
+def run_keras_case(rng, cls: str, B: int, T: int, n_in: int, H: int) -> list[str]:
+    """The drop-in layer (TfRnn>KerasRNN, whose weight gradients of few rows are summed in float
+    straight into Keras' layout) against the Keras layer with the same weights: outputs and every
+    weight gradient, in float32 both (the error bound as run_case's, on Keras' float32 sums)."""
+    import keras
+
+    x = tf.constant(rng.standard_normal((B, T, n_in)), tf.float32)
+    dy = tf.constant(rng.standard_normal((B, T, H)), tf.float32)
+    results = []
+    for module in (keras.layers, tf_rnn_ops.layers):
+        layer = getattr(module, cls)(H, return_sequences=True)
+        layer.build(x.shape)
+        if results:
+            layer.set_weights(results[0][2])
+        else:
+            layer.set_weights([rng.uniform(-0.5, 0.5, w.shape) / np.sqrt(H) for w in layer.weights])
+        with tf.GradientTape() as tape:
+            y = layer(x)
+            loss = tf.reduce_sum(y * dy)
+        grads = tape.gradient(loss, layer.trainable_weights)
+        results.append((y, grads, layer.get_weights()))
+    (y_want, g_want, _), (y_got, g_got, _) = results
+    failures = []
+    for name, got, want in [("output", y_got, y_want)] + [
+        (f"d_weight{i}", g, w) for i, (g, w) in enumerate(zip(g_got, g_want, strict=True))
+    ]:
+        got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+        scale = max(1.0, float(np.abs(want).max()))
+        err = np.abs(got - want)
+        bound = 2e-6 * np.sqrt(max(n_in, H) * max(T, 1)) * (np.abs(want) + scale)
+        if not np.all(err <= bound):
+            at = tuple(int(v) for v in np.unravel_index(np.argmax(err - bound), err.shape))
+            failures.append(f"{name}: error {err.max():.3g} (scale {scale:.3g}) at {at}")
+    return failures
+
+
 def main() -> int:
     rng = np.random.default_rng(int(sys.argv[1]))
     failures = []
     for spec in sys.argv[2:]:
+        if spec.startswith("keras:"):
+            cls, *sizes = spec.split(":")[1:]
+            for msg in run_keras_case(rng, cls, *(int(v) for v in sizes)):
+                failures.append(f"{spec} {msg}")
+            continue
         mode, *rest = spec.split(":")
         direction = "bidirectional" if rest[-1] == "bidirectional" else "unidirectional"
         B, T, n_in, H = (int(v) for v in rest[:4])

@@ -36,6 +36,10 @@ CASES = [
     # the input's computed transposed where G·H < I (cpu_gemm.h, AddWeightGradStrided)
     "rnn_tanh:1100:2:40:5",
     "gru:1030:2:3:6:bidirectional",
+    # The drop-in layers' op (few rows: weight gradients summed in float into Keras' layout), R's
+    # gradient of 2100 x 2100 over 16 rows: up to 4 threads' shares of C over 1 M floats each,
+    # where the AVX2 kernels too take WgradRunsColumnBlocks' order (packed_gemm.h)
+    "keras:SimpleRNN:4:5:5:2100",
 ]
 
 
