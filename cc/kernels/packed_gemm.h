@@ -1042,27 +1042,28 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(
   const int64_t kb_max = std::max<int64_t>(
       kWgradSubK, std::min(kWgradBlockFloats512 / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
   const int64_t cols_max = std::max<int64_t>(kPw, kWgradBlockFloats512 / 2 / kb_max / kPw * kPw);
-  WgradRunsColumnBlocks<kPw>(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, accumulate, kb_max,
-                             cols_max,
-                             [ldc](int64_t rows, int64_t kb, const float* strip, const float* panel,
-                                   float* c, int64_t width, bool add) TF_RNN_OPS_TARGET_AVX512 {
-                               const __mmask16 lo = LaneMask(width), hi = LaneMask(width - kNr);
-                               switch (rows) {
+  // (The lambda marked for AVX-512 too: a lambda does not take its enclosing function's target.)
+  auto tile = [ldc](int64_t rows, int64_t kb, const float* strip, const float* panel, float* c,
+                    int64_t width, bool add) TF_RNN_OPS_TARGET_AVX512 {
+    const __mmask16 lo = LaneMask(width), hi = LaneMask(width - kNr);
+    switch (rows) {
 #define TF_RNN_OPS_WGRAD_RUNS512_CASE(R)                               \
   case R:                                                              \
     WgradRunsMicroKernel512<R>(kb, strip, panel, c, ldc, lo, hi, add); \
     break;
-                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(6)
-                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(5)
-                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(4)
-                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(3)
-                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(2)
-                                 TF_RNN_OPS_WGRAD_RUNS512_CASE(1)
+      TF_RNN_OPS_WGRAD_RUNS512_CASE(6)
+      TF_RNN_OPS_WGRAD_RUNS512_CASE(5)
+      TF_RNN_OPS_WGRAD_RUNS512_CASE(4)
+      TF_RNN_OPS_WGRAD_RUNS512_CASE(3)
+      TF_RNN_OPS_WGRAD_RUNS512_CASE(2)
+      TF_RNN_OPS_WGRAD_RUNS512_CASE(1)
 #undef TF_RNN_OPS_WGRAD_RUNS512_CASE
-                                 default:
-                                   break;
-                               }
-                             });
+      default:
+        break;
+    }
+  };
+  WgradRunsColumnBlocks<kPw>(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, accumulate, kb_max,
+                             cols_max, tile);
 }
 #undef TF_RNN_OPS_ZMM_ROW
 #endif  // TF_RNN_OPS_HAVE_AVX512_DISPATCH
