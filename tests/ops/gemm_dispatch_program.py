@@ -56,9 +56,14 @@ def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str, 
     for name, g, e in zip(names, grads, grads_ref, strict=True):
         if e is not None:
             pairs.append((name, g, e))
+    return compare(pairs, n_in, H, T)
+
+
+def compare(pairs, n_in: int, H: int, T: int) -> list[str]:
+    """The (name, got, want) pairs whose error exceeds the bound, each described."""
     failures = []
     for name, got, want in pairs:
-        got = np.asarray(got, np.float64)
+        got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
         assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
         if want.size == 0:
             continue
@@ -76,7 +81,7 @@ def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str, 
 def run_keras_case(rng, cls: str, B: int, T: int, n_in: int, H: int) -> list[str]:
     """The drop-in layer (TfRnn>KerasRNN, whose weight gradients of few rows are summed in float
     straight into Keras' layout) against the Keras layer with the same weights: outputs and every
-    weight gradient, in float32 both (the error bound as run_case's, on Keras' float32 sums)."""
+    weight gradient, in float32 both (`compare`'s bound, on Keras' float32 sums)."""
     import keras
 
     x = tf.constant(rng.standard_normal((B, T, n_in)), tf.float32)
@@ -95,18 +100,10 @@ def run_keras_case(rng, cls: str, B: int, T: int, n_in: int, H: int) -> list[str
         grads = tape.gradient(loss, layer.trainable_weights)
         results.append((y, grads, layer.get_weights()))
     (y_want, g_want, _), (y_got, g_got, _) = results
-    failures = []
-    for name, got, want in [("output", y_got, y_want)] + [
+    weight_grads = [
         (f"d_weight{i}", g, w) for i, (g, w) in enumerate(zip(g_got, g_want, strict=True))
-    ]:
-        got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-        scale = max(1.0, float(np.abs(want).max()))
-        err = np.abs(got - want)
-        bound = 2e-6 * np.sqrt(max(n_in, H) * max(T, 1)) * (np.abs(want) + scale)
-        if not np.all(err <= bound):
-            at = tuple(int(v) for v in np.unravel_index(np.argmax(err - bound), err.shape))
-            failures.append(f"{name}: error {err.max():.3g} (scale {scale:.3g}) at {at}")
-    return failures
+    ]
+    return compare([("output", y_got, y_want), *weight_grads], n_in, H, T)
 
 
 def main() -> int:
