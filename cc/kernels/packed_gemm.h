@@ -783,18 +783,20 @@ inline float* WgradPanelStorage(int64_t floats) {
 }
 
 // The loops of GemmTransposedAFloatRuns in another order than WgradBlocks': for each block of K
-// (at most kb_max rows), B's strips and all of A's kPw-wide panels of a block of C's columns (at
-// most cols_max) are packed, and each strip of C's rows passes over the whole column block, so
-// that C is read and written a row segment at a time in memory order. WgradBlocks' order (a panel
-// over every strip) walks C down a column panel, a line of each row G·H floats apart, where no
-// prefetcher follows: for the C of 16 MB of R's gradient at H = 2048 (K = 64) it ran at 64
-// GFLOP/s on zmm, this at 120-128 (one core; docs/PERFORMANCE.md items 89, 95).
+// (at most kb_max rows), B's strips and all of A's kPw-wide panels of a block of C's columns (in
+// at most half of block_floats, the strips' budget) are packed, and each strip of C's rows passes
+// over the whole column block, so that C is read and written a row segment at a time in memory
+// order. WgradBlocks' order (a panel over every strip) walks C down a column panel, a line of each
+// row G·H floats apart, where no prefetcher follows: for the C of 16 MB of R's gradient at H = 2048
+// (K = 64) it ran at 64 GFLOP/s on zmm, this at 120-128 (one core; docs/PERFORMANCE.md items 89,
+// 95).
 // tile_fn(rows, kb, strip, panel, c, width, add): C's tile at c, rows x width, (+)= the runs.
 template <int64_t kPw, typename TileFn>
 inline void WgradRunsColumnBlocks(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                                   int64_t ldb, float* C, int64_t ldc, int64_t m_begin,
-                                  int64_t m_end, bool accumulate, int64_t kb_max, int64_t cols_max,
-                                  TileFn&& tile_fn) {
+                                  int64_t m_end, bool accumulate, int64_t kb_max,
+                                  int64_t block_floats, TileFn&& tile_fn) {
+  const int64_t cols_max = std::max<int64_t>(kPw, block_floats / 2 / kb_max / kPw * kPw);
   float* b_pack = WgradStripStorage(kb_max, N);
   float* a_pack = WgradPanelStorage(kb_max * cols_max);
   for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
@@ -1041,7 +1043,6 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(
   // (Blocks of K a multiple of kWgradSubK where they can be, so that the runs are whole.)
   const int64_t kb_max = std::max<int64_t>(
       kWgradSubK, std::min(kWgradBlockFloats512 / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
-  const int64_t cols_max = std::max<int64_t>(kPw, kWgradBlockFloats512 / 2 / kb_max / kPw * kPw);
   // (The lambda marked for AVX-512 too: a lambda does not take its enclosing function's target.)
   auto tile = [ldc](int64_t rows, int64_t kb, const float* strip, const float* panel, float* c,
                     int64_t width, bool add) TF_RNN_OPS_TARGET_AVX512 {
@@ -1063,7 +1064,7 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(
     }
   };
   WgradRunsColumnBlocks<kPw>(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, accumulate, kb_max,
-                             cols_max, tile);
+                             kWgradBlockFloats512, tile);
 }
 #undef TF_RNN_OPS_ZMM_ROW
 #endif  // TF_RNN_OPS_HAVE_AVX512_DISPATCH
@@ -1213,9 +1214,8 @@ inline void GemmTransposedAFloatRuns(int64_t N, int64_t K, const float* A, int64
   const int64_t kb_max =
       std::max<int64_t>(16, std::min(kWgradBlockFloats / N, kWgradMaxKb) / kWgradSubK * kWgradSubK);
   if (N * (m_end - m_begin) >= kWgradRunsColumnBlocksMinFloats) {
-    const int64_t cols_max = std::max<int64_t>(kNr, kWgradBlockFloats / 2 / kb_max / kNr * kNr);
     packed_gemm_internal::WgradRunsColumnBlocks<kNr>(
-        N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, accumulate, kb_max, cols_max,
+        N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, accumulate, kb_max, kWgradBlockFloats,
         [ldc](int64_t rows, int64_t kb, const float* strip, const float* panel, float* c,
               int64_t width, bool add) {
           packed_gemm_internal::WgradRunsStrip(rows, kb, strip, panel, c, ldc, width, add);
