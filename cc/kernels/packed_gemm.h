@@ -358,44 +358,50 @@ inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const f
 inline int64_t StripRows(int64_t left) { return left == 7 || left == 8 ? 4 : std::min(kMr, left); }
 
 #if TF_RNN_OPS_HAVE_AVX512_DISPATCH
+// The AVX-512 step kernel's rows (MicroKernel512): its 2·kMr512 accumulators, the two panel rows
+// and a broadcast take 31 of the 32 zmm registers. A step's product reads its panels from L2 (a
+// K = 256 pair is 32 KB; with a thread's rows of A beside it, more than L1 holds): each panel load
+// now serves 14 rows' FMAs where it served 6, and the 6-row tiles ran at ~150-165 GFLOP/s of one
+// core's ~219 on the Intel Xeon of docs/PERFORMANCE.md item 96 (14 rows: 170-190).
+constexpr int64_t kMr512 = 14;
+
+// The rows of a block's next AVX-512 strip, `left` rows still to do: the fewest strips of at most
+// kMr512 rows, their rows as even as can be (32 rows as 11, 11, 10, not 14, 14, 4: the short
+// tiles have too few FMAs in flight to cover their latency, see StripRows).
+inline int64_t StripRows512(int64_t left) {
+  const int64_t strips = (left + kMr512 - 1) / kMr512;
+  return (left + strips - 1) / strips;
+}
+
 // The mask of the first n (<= 16) of 16 lanes.
 inline __mmask16 LaneMask(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1);
 }
 
-// One row of a micro-kernel step on zmm: the row's a value times the k-th row of one or two
-// panels (kTwo), into its accumulators. (Named accumulators, as in MicroKernel.)
-#define TF_RNN_OPS_ZMM_ROW(R, AV)                                   \
-  if constexpr (kRows > R) {                                        \
-    const __m512 av = _mm512_set1_ps(AV);                           \
-    c##R##0 = _mm512_fmadd_ps(av, b0, c##R##0);                     \
-    if constexpr (kTwo) c##R##1 = _mm512_fmadd_ps(av, b1, c##R##1); \
-  }
-
-// MicroKernel on AVX-512: a tile of rows <= kMr by width <= 2·kNr (kTwo) or <= kNr, from panel
+// MicroKernel on AVX-512: a tile of rows <= kMr512 by width <= 2·kNr (kTwo) or <= kNr, from panel
 // `b` and (kTwo) the next panel `b_next` (each b(k, j) at [k·kNr + j], zero past width). The same
-// FMAs per output, in the same order, as MicroKernel.
+// FMAs per output, in the same order, as MicroKernel. (The accumulator array lives in registers:
+// every loop over it unrolled, GCC replaces it by 2·kRows zmm variables.)
 template <int kRows, bool kTwo>
 TF_RNN_OPS_TARGET_AVX512 inline void MicroKernel512(int64_t kc, const float* a, int64_t lda,
                                                     const float* b, const float* b_next, float* c,
                                                     int64_t ldc, int64_t width, bool accumulate) {
-  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  const float *a0 = a, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda,
-              *a5 = a4 + lda;
+  static_assert(kRows >= 1 && kRows <= kMr512, "a tile's accumulators fit the zmm registers");
+  __m512 acc[kRows][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < kRows; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k, b += kNr, b_next += kNr) {
     __m512 b0 = _mm512_loadu_ps(b), b1 = kTwo ? _mm512_loadu_ps(b_next) : b0;
     TF_RNN_OPS_IN_REGISTERS(b0, b1);
-    TF_RNN_OPS_ZMM_ROW(0, a0[k])
-    TF_RNN_OPS_ZMM_ROW(1, a1[k])
-    TF_RNN_OPS_ZMM_ROW(2, a2[k])
-    TF_RNN_OPS_ZMM_ROW(3, a3[k])
-    TF_RNN_OPS_ZMM_ROW(4, a4[k])
-    TF_RNN_OPS_ZMM_ROW(5, a5[k])
+#pragma GCC unroll 16
+    for (int i = 0; i < kRows; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i * lda + k]);
+      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+      if constexpr (kTwo) acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    }
   }
-  const __m512 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                              {c30, c31}, {c40, c41}, {c50, c51}};
   const __mmask16 m0 = LaneMask(width), m1 = LaneMask(width - kNr);
+#pragma GCC unroll 16
   for (int i = 0; i < kRows; ++i, c += ldc) {
     __m512 lo = acc[i][0];
     if (accumulate) lo = _mm512_add_ps(lo, _mm512_maskz_loadu_ps(m0, c));
@@ -417,6 +423,14 @@ TF_RNN_OPS_TARGET_AVX512 inline void Strip512(int64_t rows, int64_t kc, const fl
   case R:                                                                      \
     MicroKernel512<R, kTwo>(kc, a, lda, b, b_next, c, ldc, width, accumulate); \
     break;
+    TF_RNN_OPS_STRIP512_CASE(14)
+    TF_RNN_OPS_STRIP512_CASE(13)
+    TF_RNN_OPS_STRIP512_CASE(12)
+    TF_RNN_OPS_STRIP512_CASE(11)
+    TF_RNN_OPS_STRIP512_CASE(10)
+    TF_RNN_OPS_STRIP512_CASE(9)
+    TF_RNN_OPS_STRIP512_CASE(8)
+    TF_RNN_OPS_STRIP512_CASE(7)
     TF_RNN_OPS_STRIP512_CASE(6)
     TF_RNN_OPS_STRIP512_CASE(5)
     TF_RNN_OPS_STRIP512_CASE(4)
@@ -444,7 +458,7 @@ TF_RNN_OPS_TARGET_AVX512 inline void PackedGemmPanels512(int64_t M, const float*
         const int64_t kc = std::min(kKc, K - k0);
         const float* panel = b.block(k0, p);
         for (int64_t m0 = mb, rows; m0 < me; m0 += rows) {
-          rows = StripRows(me - m0);
+          rows = StripRows512(me - m0);
           if (two) {
             Strip512<true>(rows, kc, A + m0 * lda + k0, lda, panel, panel + kc * kNr,
                            C + m0 * ldc + n0, ldc, width, k0 > 0);
@@ -880,6 +894,15 @@ TF_RNN_OPS_TARGET_AVX512 inline void AddTileTransposed512(const double (&tile)[k
     }
   }
 }
+
+// One row of a weight-gradient kernel step on zmm: the row's a value times the k-th row of one or
+// two panels (kTwo), into its accumulators. (Named accumulators, as in MicroKernel.)
+#define TF_RNN_OPS_ZMM_ROW(R, AV)                                   \
+  if constexpr (kRows > R) {                                        \
+    const __m512 av = _mm512_set1_ps(AV);                           \
+    c##R##0 = _mm512_fmadd_ps(av, b0, c##R##0);                     \
+    if constexpr (kTwo) c##R##1 = _mm512_fmadd_ps(av, b1, c##R##1); \
+  }
 
 // The float sums of k in [k0, k1) of a weight-gradient tile on zmm (a, b packed as for
 // WgradMicroKernel512): acc[i] = row i's sums over the panel's one or two (kTwo) halves.

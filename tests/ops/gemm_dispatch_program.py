@@ -6,7 +6,12 @@ kernels), since the loader and the libraries read the switch once per process. E
 through our op and, for TensorFlow's modes, through TensorFlow's own CudnnRNNV3 (whose CPU kernels
 are the second library's build). Prints the libraries it loaded.
 
-usage: gemm_dispatch_program.py SEED MODE:B:T:I:H[:bidirectional] | keras:LAYER:B:T:I:H ...
+usage: gemm_dispatch_program.py SEED [--save=PATH.npz] MODE:B:T:I:H[:bidirectional] |
+       keras:LAYER:B:T:I:H ...
+
+--save: also writes our op's float32 outputs and its gradients of the input and the initial
+state(s) of every MODE case (keys "SPEC/quantity"), for test_gemm_dispatch.py to compare the two
+product paths bitwise.
 
 Each case's sizes pick the kernels' edges: H = 1 and 3 (one panel, mostly padding), H = 257
 (K = 257 > kKc: two K blocks; G·H = 771: an odd number of 16-column panels, the last 3 wide), B
@@ -29,7 +34,9 @@ import tf_rnn_ops
 TF_CUDNN_MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu")  # TensorFlow's CudnnRNN rnn_mode values
 
 
-def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str, op) -> list[str]:
+def run_case(
+    rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str, op, saved: dict | None = None
+) -> list[str]:
     p = ref.Problem(
         rng, mode, num_layers=1, num_units=H, input_size=n_in, batch=B, steps=T,
         direction=direction, lengths="varlen",
@@ -56,6 +63,8 @@ def run_case(rng, mode: str, B: int, T: int, n_in: int, H: int, direction: str, 
     for name, g, e in zip(names, grads, grads_ref, strict=True):
         if e is not None:
             pairs.append((name, g, e))
+    if saved is not None:  # (not the weight gradients: see test_gemm_dispatch.py)
+        saved.update({name: np.asarray(got) for name, got, _ in pairs if name != "d_params"})
     return compare(pairs, n_in, H, T)
 
 
@@ -108,8 +117,11 @@ def run_keras_case(rng, cls: str, B: int, T: int, n_in: int, H: int) -> list[str
 
 def main() -> int:
     rng = np.random.default_rng(int(sys.argv[1]))
-    failures = []
-    for spec in sys.argv[2:]:
+    specs = sys.argv[2:]
+    save = specs[0].removeprefix("--save=") if specs and specs[0].startswith("--save=") else None
+    specs = specs[1:] if save else specs
+    failures, saved = [], {}
+    for spec in specs:
         if spec.startswith("keras:"):
             cls, *sizes = spec.split(":")[1:]
             for msg in run_keras_case(rng, cls, *(int(v) for v in sizes)):
@@ -122,8 +134,12 @@ def main() -> int:
         if mode in TF_CUDNN_MODES:
             ops["CudnnRNNV3"] = tf.raw_ops.CudnnRNNV3
         for name, op in ops.items():
-            for msg in run_case(rng, mode, B, T, n_in, H, direction, op):
+            ours = {} if save and name == "TfRnn>CudnnRNN" else None
+            for msg in run_case(rng, mode, B, T, n_in, H, direction, op, ours):
                 failures.append(f"{spec} {name} {msg}")
+            saved.update({f"{spec}/{key}": value for key, value in (ours or {}).items()})
+    if save:
+        np.savez(save, **saved)
     # The libraries this process mapped (tf_rnn_ops/_loader.py picks the build), for the test.
     with open("/proc/self/maps") as f:
         paths = {line.split()[-1] for line in f if "_tf_rnn_ops" in line or "_tf_cudnn_cpu" in line}

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tf_rnn_ops import _loader
@@ -57,24 +58,66 @@ def _expected_libraries(path: str) -> list[str]:
     return sorted(names)
 
 
-@pytest.mark.parametrize("path", ["avx512", "avx2"])
-def test_product_path_matches_reference(rng, path):
-    if path == "avx512" and "avx512f" not in _loader.cpu_flags():
-        pytest.skip("this CPU has no AVX-512F: the library runs the AVX2 kernels only")
+# Row counts a thread's step product takes in every tile size of both kernels (AVX-512: strips of
+# up to 14 rows, balanced: B = 29 -> ranges of 14 | 15 rows, 64 -> 11, 11, 10 a thread; AVX2: 6s,
+# the last 7 or 8 rows as 4s), and T·B rows past a product's row block (the input projection).
+BITWISE_CASES = [
+    "gru:29:4:20:40",
+    "lstm:64:3:17:50",
+    "rnn_tanh:9:3:4:35",
+    "lstm:13:5:20:33",
+    "gru:1030:2:3:6",
+]
+
+
+def _run_program(path: str, seed: int, args: list[str], env_extra: dict | None = None):
     env = dict(os.environ)
     env.pop("TF_RNN_OPS_NO_AVX512", None)
     if path == "avx2":
         env["TF_RNN_OPS_NO_AVX512"] = "1"
+    env.update(env_extra or {})
     support = str(REPO / "tests" / "support")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), support] + [env.get("PYTHONPATH", "")])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["CUDA_VISIBLE_DEVICES"] = ""
     proc = subprocess.run(
-        [sys.executable, str(HERE / "gemm_dispatch_program.py"), str(int(rng.integers(1 << 30))),
-         *CASES],
+        [sys.executable, str(HERE / "gemm_dispatch_program.py"), str(seed), *args],
         env=env, cwd=str(REPO), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
+    return proc
+
+
+@pytest.mark.parametrize("path", ["avx512", "avx2"])
+def test_product_path_matches_reference(rng, path):
+    if path == "avx512" and "avx512f" not in _loader.cpu_flags():
+        pytest.skip("this CPU has no AVX-512F: the library runs the AVX2 kernels only")
+    proc = _run_program(path, int(rng.integers(1 << 30)), CASES)
     loaded = next(line for line in proc.stdout.splitlines() if line.startswith("loaded"))
     assert loaded.split()[1:] == _expected_libraries(path), loaded
+
+
+def test_avx512_step_products_bitwise_avx2(rng, tmp_path):
+    """The AVX-512 micro-kernel (tiles of up to 14 rows) sums each output in the AVX2 kernel's
+    order (6-row tiles): one library build (x86-64-v3, so that the cells' passes are the same code)
+    run on both paths gives bitwise the same outputs and input and state gradients. (Not the
+    weight gradients, which the two paths' kernels do not always sum alike: an SRNN(300)'s over
+    T·B = 600 rows differ in their last bits, before the 14-row tiles as after.)"""
+    if "avx512f" not in _loader.cpu_flags():
+        pytest.skip("this CPU has no AVX-512F: the library runs the AVX2 kernels only")
+    seed = int(rng.integers(1 << 30))
+    lib = {"TF_RNN_OPS_LIBRARY": str(REPO / "tf_rnn_ops" / "_tf_rnn_ops.so")}
+    results = {}
+    for path in ("avx512", "avx2"):
+        out = tmp_path / f"{path}.npz"
+        _run_program(path, seed, [f"--save={out}", *BITWISE_CASES], lib)
+        with np.load(out) as saved:
+            results[path] = {key: saved[key] for key in saved.files}
+    assert sorted(results["avx512"]) == sorted(results["avx2"])
+    assert len(results["avx512"]) >= 4 * len(BITWISE_CASES)
+    differ = [
+        key for key, value in results["avx512"].items()
+        if not np.array_equal(value, results["avx2"][key])
+    ]  # fmt: skip
+    assert not differ, differ
