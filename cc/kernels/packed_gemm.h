@@ -1,16 +1,20 @@
 // Single-precision matrix products for the RNN kernels, on register-tiled micro-kernels: a 6x16
-// AVX2/FMA kernel (twelve ymm accumulators) and, chosen at run time where the CPU has AVX-512F, a
-// 6x32 kernel over two adjacent 16-column panels (twelve zmm accumulators; same packed layouts):
+// AVX2/FMA kernel (twelve ymm accumulators) and, chosen at run time where the CPU has AVX-512F,
+// kernels over two adjacent 16-column panels (same packed layouts): the products with packed
+// weights in tiles of up to 14 rows (kMr512: 28 zmm accumulators), the weight gradients in 6:
 //  * PackedGemmPanels: C = A · B with B (the weights: R and P at every time step, W for a chunk's
 //    input projection and for the backward's dX = D_gx·W) packed into 16-column panels once per op
 //    call, A read in place. Eigen's contraction packs the weights again at every call.
 //  * GemmTransposedA: C += Aᵀ · B for the weight gradients, both operands row-major [rows, ·],
 //    summed in float over short runs of rows and in double beyond (see kWgradSubK).
-// Each output is the same chain of FMAs in the same order on both kernels: the AVX-512 path gives
-// bitwise the AVX2 path's results, only faster. On one core of an AMD EPYC Zen 5 (full-width
-// AVX-512; FMA peak 241 GFLOP/s a core with zmm, 116 with ymm), PackedGemmPanels at a step's
-// 32-64 x 256 x 768 runs at 205-225 GFLOP/s on zmm (108-116 on ymm), GemmTransposedA over 512
-// rows at 150-160 (80-90): docs/PERFORMANCE.md item 45.
+// Each output of PackedGemmPanels is the same chain of FMAs in the same order on both paths: the
+// AVX-512 path gives bitwise the AVX2 path's results, only faster (tests/ops/test_gemm_dispatch.py;
+// the weight-gradient kernels are meant to as well, but at some sizes differ in the last bits).
+// On one core of an AMD EPYC Zen 5 (full-width AVX-512; FMA peak 241 GFLOP/s a core with zmm, 116
+// with ymm), PackedGemmPanels at a step's 32-64 x 256 x 768 ran at 205-225 GFLOP/s on zmm with
+// 6-row tiles (108-116 on ymm), GemmTransposedA over 512 rows at 150-160 (80-90):
+// docs/PERFORMANCE.md item 45. On the Intel Xeon of item 96 (219 a core) the 6-row tiles ran a
+// step's product at 150-165, L2-bound, the 14-row ones at 170-190.
 // Every matrix is row-major with a leading dimension. Framework-free: callers split the work
 // across threads. Builds without AVX2/FMA (and types other than float, which the driver sends to
 // Eigen) fall back to a plain loop nest over the same layouts.
@@ -47,9 +51,9 @@
 
 namespace tf_rnn_ops {
 
-// Blocking: kNr columns per B panel (two 8-float registers), kMr rows of A per micro-kernel call,
-// kKc values of K per block, so that a B panel block (kKc·kNr floats, 16 KB) stays in L1 while the
-// rows of A stream from L1/L2.
+// Blocking: kNr columns per B panel (two 8-float registers), kMr rows of A per AVX2 micro-kernel
+// call (AVX-512 PackedGemmPanels: up to kMr512), kKc values of K per block, so that a B panel
+// block (kKc·kNr floats, 16 KB) stays in L1 while the rows of A stream from L1/L2.
 constexpr int64_t kNr = 16;
 constexpr int64_t kMr = 6;
 constexpr int64_t kKc = 256;
