@@ -8,16 +8,17 @@
 //  * GemmTransposedA: C += Aᵀ · B for the weight gradients, both operands row-major [rows, ·],
 //    summed in float over short runs of rows and in double beyond (see kWgradSubK).
 // Each output of PackedGemmPanels is the same chain of FMAs in the same order on both paths: the
-// AVX-512 path gives bitwise the AVX2 path's results, only faster (tests/ops/test_gemm_dispatch.py;
-// the weight-gradient kernels are meant to as well, but at some sizes differ in the last bits).
-// On one core of an AMD EPYC Zen 5 (full-width AVX-512; FMA peak 241 GFLOP/s a core with zmm, 116
-// with ymm), PackedGemmPanels at a step's 32-64 x 256 x 768 ran at 205-225 GFLOP/s on zmm with
-// 6-row tiles (108-116 on ymm), GemmTransposedA over 512 rows at 150-160 (80-90):
-// docs/PERFORMANCE.md item 45. On the Intel Xeon of item 96 (219 a core) the 6-row tiles ran a
-// step's product at 150-165, L2-bound, the 14-row ones at 170-190.
-// Every matrix is row-major with a leading dimension. Framework-free: callers split the work
-// across threads. Builds without AVX2/FMA (and types other than float, which the driver sends to
-// Eigen) fall back to a plain loop nest over the same layouts.
+// AVX-512 path gives bitwise the AVX2 path's results, only faster
+// (tests/ops/test_gemm_dispatch.py). The weight-gradient kernels sum a block of K alike on both,
+// but the AVX-512 blocks are longer (kWgradMaxKb512): past the AVX2 block's rows their float groups
+// start at other rows, and the sums differ in the last bits. On one core of an AMD EPYC Zen 5
+// (full-width AVX-512; FMA peak 241 GFLOP/s a core with zmm, 116 with ymm), PackedGemmPanels at a
+// step's 32-64 x 256 x 768 ran at 205-225 GFLOP/s on zmm with 6-row tiles (108-116 on ymm),
+// GemmTransposedA over 512 rows at 150-160 (80-90): docs/PERFORMANCE.md item 45. On the Intel Xeon
+// of item 96 (219 a core) the 6-row tiles ran a step's product at 150-165, L2-bound, the 14-row
+// ones at 170-190. Every matrix is row-major with a leading dimension. Framework-free: callers
+// split the work across threads. Builds without AVX2/FMA (and types other than float, which the
+// driver sends to Eigen) fall back to a plain loop nest over the same layouts.
 //
 // Dispatch: the baseline build of the library is x86-64-v3 (AVX2); the AVX-512 kernels are separate
 // functions compiled with __attribute__((target("avx512f"))) (distinct names: never one inline

@@ -102,8 +102,7 @@ def test_avx512_step_products_bitwise_avx2(rng, tmp_path):
     """The AVX-512 micro-kernel (tiles of up to 14 rows) sums each output in the AVX2 kernel's
     order (6-row tiles): one library build (x86-64-v3, so that the cells' passes are the same code)
     run on both paths gives bitwise the same outputs and input and state gradients. (Not the
-    weight gradients, which the two paths' kernels do not always sum alike: an SRNN(300)'s over
-    T·B = 600 rows differ in their last bits, before the 14-row tiles as after.)"""
+    weight gradients: the AVX-512 path sums them in longer blocks of rows, packed_gemm.h.)"""
     if "avx512f" not in _loader.cpu_flags():
         pytest.skip("this CPU has no AVX-512F: the library runs the AVX2 kernels only")
     seed = int(rng.integers(1 << 30))
