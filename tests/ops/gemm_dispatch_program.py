@@ -10,8 +10,8 @@ usage: gemm_dispatch_program.py SEED [--save=PATH.npz] MODE:B:T:I:H[:bidirection
        keras:LAYER:B:T:I:H ...
 
 --save: also writes our op's float32 outputs and its gradients of the input and the initial
-state(s) of every MODE case (keys "SPEC/quantity"), for test_gemm_dispatch.py to compare the two
-product paths bitwise.
+state(s) of every MODE case (keys "CASE/quantity", CASE as given), for test_gemm_dispatch.py to
+compare the two product paths bitwise.
 
 Each case's sizes pick the kernels' edges: H = 1 and 3 (one panel, mostly padding), H = 257
 (K = 257 > kKc: two K blocks; G·H = 771: an odd number of 16-column panels, the last 3 wide), B
