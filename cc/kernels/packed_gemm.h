@@ -33,6 +33,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -76,6 +78,22 @@ inline bool UseAvx512() {
 }
 
 namespace packed_gemm_internal {
+// fn(std::integral_constant<int, R>()) for R = rows, 1 <= rows <= kMax (else nothing): a tile of R
+// rows is its micro-kernel's instantiation for R, and every caller picks it from the rows it has
+// left. ForRows512: the same for the AVX-512 kernels, compiled for AVX-512 so that fn (a lambda
+// carrying TF_RNN_OPS_TARGET_AVX512: it does not take its enclosing function's target) inlines
+// into it. (Called through ForRows, the AVX-512 step product ran 8-10% slower: a call a tile.)
+template <int kMax, typename Fn>
+inline void ForRows(int64_t rows, Fn&& fn) {
+  if constexpr (kMax >= 1) {
+    if (rows == kMax) {
+      fn(std::integral_constant<int, kMax>());
+    } else {
+      ForRows<kMax - 1>(rows, std::forward<Fn>(fn));
+    }
+  }
+}
+
 // dst[k·kNr + j] = rows[j][col + k] for k < n, j < width: a run of a transposed panel's block,
 // element by element.
 inline void TransposeRows(const float* const* rows, int64_t width, int64_t col, int64_t n,
@@ -338,21 +356,7 @@ inline void MicroKernel(int64_t kc, const float* a, int64_t lda, const float* b,
 
 inline void Strip(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
                   int64_t ldc, int64_t width, bool accumulate) {
-  switch (rows) {
-#define TF_RNN_OPS_STRIP_CASE(R)                              \
-  case R:                                                     \
-    MicroKernel<R>(kc, a, lda, b, c, ldc, width, accumulate); \
-    break;
-    TF_RNN_OPS_STRIP_CASE(6)
-    TF_RNN_OPS_STRIP_CASE(5)
-    TF_RNN_OPS_STRIP_CASE(4)
-    TF_RNN_OPS_STRIP_CASE(3)
-    TF_RNN_OPS_STRIP_CASE(2)
-    TF_RNN_OPS_STRIP_CASE(1)
-#undef TF_RNN_OPS_STRIP_CASE
-    default:
-      break;
-  }
+  ForRows<kMr>(rows, [&](auto r) { MicroKernel<r>(kc, a, lda, b, c, ldc, width, accumulate); });
 }
 
 // The rows of a block's next strip, `left` rows still to do: kMr, but the last 7 or 8 as two
@@ -376,6 +380,17 @@ constexpr int64_t kMr512 = 14;
 inline int64_t StripRows512(int64_t left) {
   const int64_t strips = (left + kMr512 - 1) / kMr512;
   return (left + strips - 1) / strips;
+}
+
+template <int kMax, typename Fn>
+TF_RNN_OPS_TARGET_AVX512 inline void ForRows512(int64_t rows, Fn&& fn) {
+  if constexpr (kMax >= 1) {
+    if (rows == kMax) {
+      fn(std::integral_constant<int, kMax>());
+    } else {
+      ForRows512<kMax - 1>(rows, std::forward<Fn>(fn));
+    }
+  }
 }
 
 // The mask of the first n (<= 16) of 16 lanes.
@@ -423,29 +438,9 @@ template <bool kTwo>
 TF_RNN_OPS_TARGET_AVX512 inline void Strip512(int64_t rows, int64_t kc, const float* a, int64_t lda,
                                               const float* b, const float* b_next, float* c,
                                               int64_t ldc, int64_t width, bool accumulate) {
-  switch (rows) {
-#define TF_RNN_OPS_STRIP512_CASE(R)                                            \
-  case R:                                                                      \
-    MicroKernel512<R, kTwo>(kc, a, lda, b, b_next, c, ldc, width, accumulate); \
-    break;
-    TF_RNN_OPS_STRIP512_CASE(14)
-    TF_RNN_OPS_STRIP512_CASE(13)
-    TF_RNN_OPS_STRIP512_CASE(12)
-    TF_RNN_OPS_STRIP512_CASE(11)
-    TF_RNN_OPS_STRIP512_CASE(10)
-    TF_RNN_OPS_STRIP512_CASE(9)
-    TF_RNN_OPS_STRIP512_CASE(8)
-    TF_RNN_OPS_STRIP512_CASE(7)
-    TF_RNN_OPS_STRIP512_CASE(6)
-    TF_RNN_OPS_STRIP512_CASE(5)
-    TF_RNN_OPS_STRIP512_CASE(4)
-    TF_RNN_OPS_STRIP512_CASE(3)
-    TF_RNN_OPS_STRIP512_CASE(2)
-    TF_RNN_OPS_STRIP512_CASE(1)
-#undef TF_RNN_OPS_STRIP512_CASE
-    default:
-      break;
-  }
+  ForRows512<kMr512>(rows, [&](auto r) TF_RNN_OPS_TARGET_AVX512 {
+    MicroKernel512<r, kTwo>(kc, a, lda, b, b_next, c, ldc, width, accumulate);
+  });
 }
 
 // PackedGemmPanels' loops (see there) with pairs of panels per micro-kernel call.
@@ -662,21 +657,7 @@ inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double*
 
 inline void WgradStrip(int64_t rows, int64_t kc, const float* a, const float* b, double* c,
                        int64_t ldc, int64_t width) {
-  switch (rows) {
-#define TF_RNN_OPS_WGRAD_CASE(R)                  \
-  case R:                                         \
-    WgradMicroKernel<R>(kc, a, b, c, ldc, width); \
-    break;
-    TF_RNN_OPS_WGRAD_CASE(6)
-    TF_RNN_OPS_WGRAD_CASE(5)
-    TF_RNN_OPS_WGRAD_CASE(4)
-    TF_RNN_OPS_WGRAD_CASE(3)
-    TF_RNN_OPS_WGRAD_CASE(2)
-    TF_RNN_OPS_WGRAD_CASE(1)
-#undef TF_RNN_OPS_WGRAD_CASE
-    default:
-      break;
-  }
+  ForRows<kMr>(rows, [&](auto r) { WgradMicroKernel<r>(kc, a, b, c, ldc, width); });
 }
 
 // GemmTransposedA's blocks (see there): at most kWgradMaxKb rows of K at a time, B's packed block
@@ -974,21 +955,9 @@ template <bool kTwo>
 TF_RNN_OPS_TARGET_AVX512 inline void WgradStrip512(int64_t rows, int64_t kc, const float* a,
                                                    const float* b, double* c, int64_t ldc,
                                                    int64_t width) {
-  switch (rows) {
-#define TF_RNN_OPS_WGRAD512_CASE(R)                        \
-  case R:                                                  \
-    WgradMicroKernel512<R, kTwo>(kc, a, b, c, ldc, width); \
-    break;
-    TF_RNN_OPS_WGRAD512_CASE(6)
-    TF_RNN_OPS_WGRAD512_CASE(5)
-    TF_RNN_OPS_WGRAD512_CASE(4)
-    TF_RNN_OPS_WGRAD512_CASE(3)
-    TF_RNN_OPS_WGRAD512_CASE(2)
-    TF_RNN_OPS_WGRAD512_CASE(1)
-#undef TF_RNN_OPS_WGRAD512_CASE
-    default:
-      break;
-  }
+  ForRows512<kMr>(rows, [&](auto r) TF_RNN_OPS_TARGET_AVX512 {
+    WgradMicroKernel512<r, kTwo>(kc, a, b, c, ldc, width);
+  });
 }
 
 // GemmTransposedA's loops (see there) with panels of A 2·kNr columns wide.
@@ -1075,21 +1044,9 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(
   auto tile = [ldc](int64_t rows, int64_t kb, const float* strip, const float* panel, float* c,
                     int64_t width, bool add) TF_RNN_OPS_TARGET_AVX512 {
     const __mmask16 lo = LaneMask(width), hi = LaneMask(width - kNr);
-    switch (rows) {
-#define TF_RNN_OPS_WGRAD_RUNS512_CASE(R)                               \
-  case R:                                                              \
-    WgradRunsMicroKernel512<R>(kb, strip, panel, c, ldc, lo, hi, add); \
-    break;
-      TF_RNN_OPS_WGRAD_RUNS512_CASE(6)
-      TF_RNN_OPS_WGRAD_RUNS512_CASE(5)
-      TF_RNN_OPS_WGRAD_RUNS512_CASE(4)
-      TF_RNN_OPS_WGRAD_RUNS512_CASE(3)
-      TF_RNN_OPS_WGRAD_RUNS512_CASE(2)
-      TF_RNN_OPS_WGRAD_RUNS512_CASE(1)
-#undef TF_RNN_OPS_WGRAD_RUNS512_CASE
-      default:
-        break;
-    }
+    ForRows512<kMr>(rows, [&](auto r) TF_RNN_OPS_TARGET_AVX512 {
+      WgradRunsMicroKernel512<r>(kb, strip, panel, c, ldc, lo, hi, add);
+    });
   };
   WgradRunsColumnBlocks<kPw>(N, K, A, lda, B, ldb, C, ldc, m_begin, m_end, accumulate, kb_max,
                              kWgradBlockFloats512, tile);
@@ -1183,21 +1140,7 @@ inline void WgradRunsMicroKernel(int64_t kc, const float* a, const float* b, flo
 
 inline void WgradRunsStrip(int64_t rows, int64_t kc, const float* a, const float* b, float* c,
                            int64_t ldc, int64_t width, bool accumulate) {
-  switch (rows) {
-#define TF_RNN_OPS_WGRAD_RUNS_CASE(R)                             \
-  case R:                                                         \
-    WgradRunsMicroKernel<R>(kc, a, b, c, ldc, width, accumulate); \
-    break;
-    TF_RNN_OPS_WGRAD_RUNS_CASE(6)
-    TF_RNN_OPS_WGRAD_RUNS_CASE(5)
-    TF_RNN_OPS_WGRAD_RUNS_CASE(4)
-    TF_RNN_OPS_WGRAD_RUNS_CASE(3)
-    TF_RNN_OPS_WGRAD_RUNS_CASE(2)
-    TF_RNN_OPS_WGRAD_RUNS_CASE(1)
-#undef TF_RNN_OPS_WGRAD_RUNS_CASE
-    default:
-      break;
-  }
+  ForRows<kMr>(rows, [&](auto r) { WgradRunsMicroKernel<r>(kc, a, b, c, ldc, width, accumulate); });
 }
 
 }  // namespace packed_gemm_internal
