@@ -382,6 +382,7 @@ inline int64_t StripRows512(int64_t left) {
   return (left + strips - 1) / strips;
 }
 
+// ForRows for the AVX-512 kernels (see there).
 template <int kMax, typename Fn>
 TF_RNN_OPS_TARGET_AVX512 inline void ForRows512(int64_t rows, Fn&& fn) {
   if constexpr (kMax >= 1) {
