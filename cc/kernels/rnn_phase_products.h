@@ -430,12 +430,16 @@ class MaskedProductGrads {
     // keeps its one masked copy: made by all threads, vectorized, it cost less than every
     // thread's packing multiplying the mask in (SimpleRNN(256), B = 64: ~0.4 ms a backward;
     // docs/PERFORMANCE.md item 81).
+    // All gates' products in one dispatch (AddMaskedWeightGrads), each gate's columns of d_gh read
+    // in place. (ForEachProductInput's inputs stay valid through the loop: a second product's is
+    // chunk_in_, written once.)
     if constexpr (std::is_same_v<T, float> && G > 1) {
+      static_assert(kProducts <= 2, "a third product's gathered input would overwrite chunk_in_");
+      MaskedWeightGrad products[G];
       ForEachProductInput(rows, hprev_rows, saved_rows, [&](int g, const T* in) {
-        const WgradRowMask mask{masks_ + g * B_ * ho_, B_, 0};
-        AddWeightGradStrided(d_, H_, ho_, rows, d_gh + g * H_, gh_w, in, dr + g * H_ * ho_,
-                             /*ldc=*/0, /*ldb=*/0, &mask);  // (the gate's columns read in place)
+        products[g] = {d_gh + g * H_, in, dr + g * H_ * ho_, {masks_ + g * B_ * ho_, B_, 0}};
       });
+      AddMaskedWeightGrads(d_, H_, ho_, rows, gh_w, products, G);
       return;
     }
     ForEachMaskedInput(rows, hprev_rows, saved_rows, [&](int g, const T* masked) {
