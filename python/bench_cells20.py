@@ -1,7 +1,7 @@
 """Issue 20's cells side by side with Keras in one run: the training step (forward, backward, every
 gradient) of the drop-in layer against the Keras layer with the same options and weights.
 
-    python python/bench_cells20.py [--rounds N] [--batch B --steps T --inputs I --units H]
+    python python/bench_cells20.py [--rounds N] [--batch B --steps T --input I --units H]
 
 Cases: GRU(reset_after=False) (fused as rnn_mode gru_reset_before; goal >= 1.5x Keras); recurrent
 dropout (item 1; recurrent_dropout = 0.2 and dropout = 0.2, TfRnn>KerasRNNDropout; goal >= 5x
@@ -81,7 +81,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--inputs", type=int, default=128)
+    parser.add_argument(
+        "--input", "--inputs", dest="input", type=int, default=128, help="input size I"
+    )
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     args = parser.parse_args()
@@ -92,7 +94,7 @@ def main() -> None:
 
     import tf_rnn_ops
 
-    B, T, n_in, H = args.batch, args.steps, args.inputs, args.units
+    B, T, n_in, H = args.batch, args.steps, args.input, args.units
     print(bench_peak.describe_path(), flush=True)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((B, T, n_in)).astype(np.float32))

@@ -7,7 +7,7 @@ forecasting example by default (LSTM(32) over 120 steps of 7 features, batch 256
 per training step (median of rounds, every implementation once per round in rotating order) and as
 ratios against "ours, XLA". Never asserted.
 
-    python python/bench_xla.py [--batch 256 --steps 120 --features 7 --units 32 --rounds 5]
+    python python/bench_xla.py [--batch 256 --steps 120 --input 7 --units 32 --rounds 5]
 """
 
 from __future__ import annotations
@@ -50,18 +50,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=120)
-    p.add_argument("--features", type=int, default=7)
+    p.add_argument("--input", "--features", dest="input", type=int, default=7, help="input size I")
     p.add_argument("--units", type=int, default=32)
     p.add_argument("--layer", default="LSTM", choices=["GRU", "LSTM", "SimpleRNN"])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--calls", type=int, default=5, help="training steps per timed call")
     args = p.parse_args()
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.standard_normal((args.batch, args.steps, args.features)), tf.float32)
+    x = tf.constant(rng.standard_normal((args.batch, args.steps, args.input)), tf.float32)
     y = tf.constant(rng.standard_normal((args.batch, 1)), tf.float32)
 
     def model(mod):
-        inp = keras.Input((args.steps, args.features))
+        inp = keras.Input((args.steps, args.input))
         return keras.Model(inp, keras.layers.Dense(1)(getattr(mod, args.layer)(args.units)(inp)))
 
     impls = {
@@ -83,7 +83,7 @@ def main() -> None:
             times[name].append((time.perf_counter() - t0) / args.calls * 1e3)
     base = statistics.median(times["ours, XLA"])
     print(
-        f"{args.layer}({args.units}), B={args.batch}, T={args.steps}, I={args.features}: "
+        f"{args.layer}({args.units}), B={args.batch}, T={args.steps}, I={args.input}: "
         f"training step, ms (median of {args.rounds} rounds of {args.calls}); "
         + bench_peak.describe_path()
     )
