@@ -529,6 +529,19 @@ inline int64_t WeightGradKParts(int64_t threads, int64_t panels, int64_t K) {
   return std::max<int64_t>(1, std::min(wanted, K / kWgradMinPartRows));
 }
 
+// For a share [begin, end) of items that are groups of `panels` panels (item i: group i / panels,
+// panel i % panels): fn(group, first, last) for each of its runs of one group's panels
+// [first, last), so that a run's panels are one GemmTransposedA call (B's block packed once).
+template <typename Fn>
+inline void ForEachPanelRun(int64_t begin, int64_t end, int64_t panels, Fn&& fn) {
+  for (int64_t i = begin; i < end;) {
+    const int64_t group = i / panels, first = i % panels;
+    const int64_t last = std::min(end - group * panels, panels);
+    fn(group, first, last);
+    i = group * panels + last;
+  }
+}
+
 inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
                                  const float* A, int64_t lda, const float* B, double* C,
                                  int64_t ldc = 0, int64_t ldb = 0,
@@ -554,9 +567,7 @@ inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64
   // Item i: part i / panels (rows [K·part/parts, K·(part+1)/parts) of K), panel i % panels; a
   // share's consecutive panels of one part run as one call (b's block packed once for them).
   ParallelRows(d, parts * panels, 2.0 * kNr * cols * K / parts, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end;) {
-      const int64_t part = i / panels, first = i % panels;
-      const int64_t last = std::min(end - part * panels, panels);  // panels [first, last)
+    ForEachPanelRun(begin, end, panels, [&](int64_t part, int64_t first, int64_t last) {
       const int64_t k0 = K * part / parts, k1 = K * (part + 1) / parts;
       const bool into_c = !transposed && part == 0;
       // (b_mask: b is B; the part's rows from k0 on)
@@ -565,8 +576,7 @@ inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64
       GemmTransposedA(cols, k1 - k0, a + k0 * a_ld, a_ld, b + k0 * b_ld, b_ld, part_out(part),
                       into_c ? ldc : cols, first * kNr, std::min(rows, last * kNr),
                       b_mask ? &part_mask : nullptr);
-      i = part * panels + last;
-    }
+    });
   });
   if (buffers == 0) return;  // (one part, untransposed: summed into C)
   for (int64_t m = 0; m < M; ++m) {
@@ -606,16 +616,13 @@ inline void AddMaskedWeightGrads(const CPUDevice& d, int64_t M, int64_t N, int64
     }
     return;
   }
-  // Item i: product i / panels, its panel i % panels; a share's consecutive panels of one product
-  // run as one call.
+  // Item i: product i / panels, its panel i % panels.
   ParallelRows(d, count * panels, 2.0 * kNr * N * K, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end;) {
-      const MaskedWeightGrad& p = products[i / panels];
-      const int64_t first = i % panels, last = std::min(end - i + first, panels);
+    ForEachPanelRun(begin, end, panels, [&](int64_t product, int64_t first, int64_t last) {
+      const MaskedWeightGrad& p = products[product];
       GemmTransposedA(N, K, p.A, lda, p.B, N, p.C, N, first * kNr, std::min(M, last * kNr),
                       &p.mask);
-      i += last - first;
-    }
+    });
   });
 }
 
