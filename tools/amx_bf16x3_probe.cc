@@ -33,6 +33,16 @@ struct TileConfig {
   uint8_t rows[16] = {};
 };
 
+// All 8 tiles 16 rows of 64 bytes (C: 16 x 16 float; A, B: 16 x 32 bfloat16).
+__attribute__((target("amx-tile"))) void LoadFullTiles() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.rows[t] = 16;
+    config.bytes_per_row[t] = 64;
+  }
+  _tile_loadconfig(&config);
+}
+
 // Linux hands out the AMX tile state only on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
 bool RequestAmx() { return syscall(SYS_arch_prctl, 0x1023, 18) == 0; }
 
@@ -67,12 +77,7 @@ __attribute__((target("amx-tile,amx-bf16"))) void ProductBf16x3(const Shape& s,
                                                                 const uint16_t* a_parts,
                                                                 const uint16_t* b_parts, float* c,
                                                                 int repeats) {
-  TileConfig config;
-  for (int t = 0; t < 8; ++t) {
-    config.rows[t] = 16;
-    config.bytes_per_row[t] = 64;
-  }
-  _tile_loadconfig(&config);
+  LoadFullTiles();
   const size_t a_part = size_t{1} * s.rows * s.k, b_part = size_t{1} * s.k * s.n;
   const size_t panel = size_t{16} * s.k;
   for (int r = 0; r < repeats; ++r)
@@ -111,12 +116,7 @@ __attribute__((target("amx-tile,amx-bf16"))) void ProductBf16x3(const Shape& s,
 
 // TDPBF16PS on register-resident tiles: the unit's own rate, nothing loaded.
 __attribute__((target("amx-tile,amx-bf16"))) double BareNsPerTdp() {
-  TileConfig config;
-  for (int t = 0; t < 8; ++t) {
-    config.rows[t] = 16;
-    config.bytes_per_row[t] = 64;
-  }
-  _tile_loadconfig(&config);
+  LoadFullTiles();
   alignas(64) static uint16_t zeros[16 * 32] = {};
   _tile_loadd(4, zeros, 64);
   _tile_loadd(5, zeros, 64);
