@@ -19,7 +19,7 @@
 // zoneout's forward and backward), the params struct and the reserve's layout. What stays
 // device-specific is how a row is walked: the reductions (LN's mean and variance, the grad's two
 // means) and the activations' vectorization.
-//   CPU: cc/kernels/layer_norm_cpu_rows.h (lane sums; Eigen's vectorized σ / tanh over a gate
+//   CPU: cc/kernels/layer_norm_cpu_rows.h (lane sums; Eigen's packet σ / tanh over a gate
 //        block, then these per-unit combinations), driven by cc/kernels/layer_norm_rnn_kernels.cc.
 //   GPU: cc/cuda/layer_norm_rnn_cuda.cu.cc (a block per row, block sums; a thread per unit j).
 //

@@ -2,9 +2,10 @@
 // the whole row's xW and hR (G·H each, gates in the layer's own column order) in, the cell's state
 // and h~ out, what backward needs saved. The per-unit math is the cells' (shared with the CUDA
 // kernels); what is here is how the CPU walks a row: the LN reductions as lane sums (vectorized,
-// independent of the row's address), the activations vectorized by Eigen over a gate block at a
-// time, and the cells' per-unit combinations in plain loops (which the compiler vectorizes).
-// Driven by cc/kernels/layer_norm_rnn_kernels.cc; CPU only (Eigen).
+// independent of the row's address), the activations in Eigen's packet functions over a gate
+// block at a time (also independent of the address), and the cells' per-unit combinations in plain
+// loops (which the compiler vectorizes). Driven by cc/kernels/layer_norm_rnn_kernels.cc; CPU only
+// (Eigen).
 #ifndef TF_RNN_OPS_CC_KERNELS_LAYER_NORM_CPU_ROWS_H_
 #define TF_RNN_OPS_CC_KERNELS_LAYER_NORM_CPU_ROWS_H_
 
@@ -15,6 +16,7 @@
 
 #include "Eigen/Core"
 #include "cc/cells/layer_norm_cells.h"
+#include "cc/kernels/cpu_cell_io.h"
 
 namespace tf_rnn_ops {
 namespace layer_norm_cells {
@@ -61,16 +63,26 @@ inline void StreamOut<float>(const float* src, int64_t n, float* dst) {
 }
 #endif
 
-// v <- σ(v) / tanh(v) over n values, vectorized.
+// v <- σ(v) / tanh(v) over n values, every value through the packet function (CpuVec, the fused
+// cells' own; the last partial packet with a partial load and store). Eigen's array expression over
+// a Map peeled the values before v's first 64-byte boundary and after the last into its scalar
+// function (a call of expf each): up to 30 of a gate's values went scalar, and their results
+// depended on where the row lay in memory (docs/PERFORMANCE.md item 104).
+template <typename T, typename F>
+inline void PacketsInPlace(T* v, int64_t n, F f) {
+  constexpr int kSize = CpuVec<T>::kSize;
+  for (int64_t j = 0; j < n; j += kSize) {
+    const int w = static_cast<int>(std::min<int64_t>(kSize, n - j));
+    f(CpuVec<T>::Load(v + j, w)).Store(v + j, w);
+  }
+}
 template <typename T>
 inline void SigmoidInPlace(T* v, int64_t n) {
-  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> a(v, n);
-  a = a.logistic();
+  PacketsInPlace(v, n, [](const CpuVec<T>& x) { return Sigmoid(x); });
 }
 template <typename T>
 inline void TanhInPlace(T* v, int64_t n) {
-  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> a(v, n);
-  a = a.tanh();
+  PacketsInPlace(v, n, [](const CpuVec<T>& x) { return Tanh(x); });
 }
 
 // Gate g's activation (the cell's IsTanhGate) over the gate's H values of a row, vectorized.
