@@ -1,6 +1,7 @@
 """The fused layer-normalized LSTM / GRU op (`TfRnn>LayerNormRnn`) and its gradient.
 
-`layer_norm_rnn` runs one layer, one direction, over a whole time-major sequence, with the weights
+`layer_norm_rnn` runs one layer, one direction, over a whole sequence (time-major, or batch-major
+with ``time_major=False``), with the weights
 in the Keras layers' layout (`tf_rnn_ops.layers.LayerNormLSTM` / `LayerNormGRU`, TF Addons / haste
 order), an optional step mask and haste's zoneout on h. The math (docs/MATH.md, "Cells beyond
 cuDNN"):
@@ -13,8 +14,8 @@ cuDNN"):
   g = tanh(r h^_g + x^_g); h = z h_prev + (1 - z) g.
 * zoneout (on h only): with `zoneout_mask` m in {0, 1} [T, B, H]: h = h_prev + m (h~ - h_prev);
   without it and `zoneout` = p > 0: h = p h_prev + (1 - p) h~.
-* mask [T, B] in {0, 1}: a masked step keeps the states and outputs the carried h (the
-  caller turns that into Keras' masked outputs).
+* mask [T, B] in {0, 1} (time-major in both layouts, as zoneout_mask): a masked step keeps the
+  states and outputs the carried h (the caller turns that into Keras' masked outputs).
 * recurrent_mask m [B, H] (TF Addons' recurrent dropout, one mask for every step and gate):
   h R becomes (h ⊙ m) R; the carried state, zoneout and the GRU's z h_prev see h undropped.
 
@@ -58,8 +59,11 @@ def layer_norm_rnn(
     zoneout_mask=None,
     recurrent_mask=None,
     is_training: bool = True,
+    time_major: bool = True,
 ):
-    """Runs the fused layer-norm cell over x [T, B, I]; returns (y [T, B, H], h_n, c_n).
+    """Runs the fused layer-norm cell over x [T, B, I]; returns (y [T, B, H], h_n, c_n). With
+    time_major=False x is [B, T, I] and y [B, T, H] (the CPU kernels only; mask and zoneout_mask
+    stay [T, B] and [T, B, H]).
 
     c0 / c_n: the LSTM's cell state [B, H] (the GRU: c0 ignored, c_n is [B, 0]). Parameters a cell
     does not use may be None. Gradients flow to every tensor input but the masks. recurrent_mask:
@@ -102,6 +106,7 @@ def layer_norm_rnn(
         recurrent_mask=[] if recurrent_mask is None else [tf.cast(recurrent_mask, dtype)],
         cell=cell,
         is_training=bool(is_training),
+        time_major=bool(time_major),
     )
     return y, hn, cn
 
@@ -122,11 +127,16 @@ _NUM_GRAD_INPUTS = _NUM_FORWARD_INPUTS + 4
 def _layer_norm_rnn_grad(op, dy, dhn, dcn, _dreserve):
     y, hn, cn, reserve = op.outputs
     cell = _cell_attr(op)
+    time_major = op.get_attr("time_major")
     inputs = list(op.inputs[:_NUM_FORWARD_INPUTS])
     recurrent_mask = list(op.inputs[_NUM_FORWARD_INPUTS:])
     if not op.get_attr("is_training"):  # nothing kept: run the forward pass again, keeping it
         reserve = _ops().tf_rnn_layer_norm_rnn(
-            *inputs, recurrent_mask=recurrent_mask, cell=cell, is_training=True
+            *inputs,
+            recurrent_mask=recurrent_mask,
+            cell=cell,
+            is_training=True,
+            time_major=time_major,
         )[3]
     grads = _ops().tf_rnn_layer_norm_rnn_grad(
         *inputs,
@@ -136,6 +146,7 @@ def _layer_norm_rnn_grad(op, dy, dhn, dcn, _dreserve):
         dcn=tf.zeros_like(cn) if dcn is None else dcn,
         recurrent_mask=recurrent_mask,
         cell=cell,
+        time_major=time_major,
     )
     return [*grads, None, None, None] + [None] * len(recurrent_mask)
 
@@ -143,16 +154,19 @@ def _layer_norm_rnn_grad(op, dy, dhn, dcn, _dreserve):
 def layer_norm_rnn_forward(
     x, h0, c0, kernel, recurrent_kernel, bias, recurrent_bias, gamma_x, beta_x, gamma_h, beta_h,
     gamma_c, beta_c, mask, zoneout_mask, epsilon, recurrent_mask=None, *, cell: str,
+    time_major: bool = True,
 ):  # fmt: skip
     """`TfRnn>LayerNormRnn`'s forward in TensorFlow ops, the op's inputs in its order: (y, hn, cn,
-    None for the GRU). The step is the cells' (`layer_norm_lstm_step` / `layer_norm_gru_step`,
-    h ⊙ recurrent_mask in h's product), then zoneout (k [T, B, H] or a scalar), then the mask (a
-    step with mask 0 keeps the states and outputs the carried h). For second-order gradients; the
-    loop as `_reference_rnn`'s."""
+    None for the GRU), x and y in the op's layout (`time_major`). The step is the cells'
+    (`layer_norm_lstm_step` / `layer_norm_gru_step`, h ⊙ recurrent_mask in h's product), then
+    zoneout (k [T, B, H] or a scalar), then the mask (a step with mask 0 keeps the states and
+    outputs the carried h). For second-order gradients; the loop as `_reference_rnn`'s."""
     from tf_rnn_ops import _reference_rnn
     from tf_rnn_ops.layers import layer_norm as _cells
 
     lstm = cell == "layer_norm_lstm"
+    if not time_major:
+        x = tf.transpose(x, [1, 0, 2])
     units = _reference_rnn.static_dim(recurrent_kernel, 0, "H (recurrent_kernel's first dim)")
     mask = _reference_rnn.optional_input(mask, (2,), "mask")
     zoneout = _reference_rnn.optional_input(zoneout_mask, (0, 3), "zoneout_mask")
@@ -180,7 +194,7 @@ def layer_norm_rnn_forward(
     y, hn, cn = _reference_rnn.time_loop(
         step, x.shape[0], tf.shape(x)[0], h0, c0 if lstm else None, units
     )
-    return y, hn, cn
+    return (y if time_major else tf.transpose(y, [1, 0, 2])), hn, cn
 
 
 @register_gradient("TfRnn>LayerNormRnnGrad")
@@ -196,11 +210,14 @@ def _layer_norm_rnn_grad_grad(op, *grads):
     if all(g is None for g in grads):
         return [None] * len(inputs)
     cell = _cell_attr(op)
+    time_major = op.get_attr("time_major")
     fixed = inputs[_NUM_PRIMALS:_NUM_FORWARD_INPUTS]
     recurrent_mask = inputs[_NUM_GRAD_INPUTS:]  # [] or [m]
 
     def forward(*primals):
-        return layer_norm_rnn_forward(*primals, *fixed, *recurrent_mask, cell=cell)
+        return layer_norm_rnn_forward(
+            *primals, *fixed, *recurrent_mask, cell=cell, time_major=time_major
+        )
 
     g = _reference_rnn.vjp_gradient(
         forward, inputs[:_NUM_PRIMALS], inputs[_NUM_FORWARD_INPUTS + 1 : _NUM_GRAD_INPUTS], grads

@@ -63,6 +63,7 @@ inline constexpr const char* kInputNames[kNumForwardInputs] = {"x",
 // The checked sizes and attributes of a call.
 struct Sizes {
   int64_t T = 0, B = 0, I = 0, H = 0, G = 0;
+  bool time_major = true;  // x, y, dy, dx [T, B, ·]; else [B, T, ·] (the masks: [T, B] either way)
   bool lstm = false, has_mask = false, has_zoneout_mask = false, zoneout_scalar = false;
   // The recurrent dropout mask m [B, H] (h_{t-1} ⊙ m in h's product with R), or null (none).
   const Tensor* recurrent_mask = nullptr;
@@ -81,14 +82,16 @@ inline absl::Status CheckVector(OpKernelContext* ctx, int i, int64_t n, const ch
       absl::StrCat(kInputNames[i], " must have shape [", n_what, "] = [", n, "], got ", Shape(t)));
 }
 
-inline absl::Status ValidateInputs(OpKernelContext* ctx, bool lstm, Sizes* s) {
+inline absl::Status ValidateInputs(OpKernelContext* ctx, bool lstm, bool time_major, Sizes* s) {
   const Tensor& x = ctx->input(kX);
-  TF_RETURN_IF_ERROR(
-      Check(x.dims() == 3, absl::StrCat("x must be rank 3 [T, B, I], got ", Shape(x))));
+  TF_RETURN_IF_ERROR(Check(
+      x.dims() == 3, absl::StrCat("x must be rank 3 (", time_major ? "[T, B, I]" : "[B, T, I]",
+                                  "), got ", Shape(x))));
+  s->time_major = time_major;
   s->lstm = lstm;
   s->G = lstm ? 4 : 3;
-  s->T = x.dim_size(0);
-  s->B = x.dim_size(1);
+  s->T = x.dim_size(time_major ? 0 : 1);
+  s->B = x.dim_size(time_major ? 1 : 0);
   s->I = x.dim_size(2);
   const Tensor& rk = ctx->input(kRecurrentKernel);
   TF_RETURN_IF_ERROR(
@@ -172,7 +175,8 @@ inline absl::Status ValidateInputs(OpKernelContext* ctx, bool lstm, Sizes* s) {
 }
 
 // The grad op's own inputs after the forward's (ValidateInputs first): the reserve of a training
-// forward (`reserve_size` elements), dy [T, B, H], dhn [B, H], dcn [B, H] (LSTM) or [B, 0].
+// forward (`reserve_size` elements), dy [T, B, H] (time_major=false: [B, T, H]), dhn [B, H], dcn
+// [B, H] (LSTM) or [B, 0].
 inline absl::Status ValidateGradInputs(OpKernelContext* ctx, const Sizes& s, int64_t reserve_size) {
   const Tensor& reserve = ctx->input(kNumForwardInputs);
   const Tensor& dy = ctx->input(kNumForwardInputs + 1);
@@ -182,8 +186,11 @@ inline absl::Status ValidateGradInputs(OpKernelContext* ctx, const Sizes& s, int
       Check(reserve.dims() == 1 && reserve.dim_size(0) == reserve_size,
             absl::StrCat("reserve must have shape [", reserve_size,
                          "] (a forward run with is_training=true), got ", Shape(reserve))));
-  TF_RETURN_IF_ERROR(Check(dy.shape() == TensorShape({s.T, s.B, s.H}),
-                           absl::StrCat("dy must have shape [T, B, H], got ", Shape(dy))));
+  const TensorShape dy_shape =
+      s.time_major ? TensorShape({s.T, s.B, s.H}) : TensorShape({s.B, s.T, s.H});
+  TF_RETURN_IF_ERROR(Check(
+      dy.shape() == dy_shape,
+      absl::StrCat("dy must have shape ", dy_shape.DebugString(), " (y's), got ", Shape(dy))));
   TF_RETURN_IF_ERROR(Check(dhn.shape() == TensorShape({s.B, s.H}),
                            absl::StrCat("dhn must have shape [B, H], got ", Shape(dhn))));
   const int64_t c_width = s.lstm ? s.H : 0;
@@ -191,18 +198,25 @@ inline absl::Status ValidateGradInputs(OpKernelContext* ctx, const Sizes& s, int
                absl::StrCat("dcn must have shape [B, ", c_width, "], got ", Shape(dcn)));
 }
 
-// The base of both ops' kernels, CPU and GPU: which cell the `cell` attr names.
+// The base of both ops' kernels, CPU and GPU: which cell the `cell` attr names, and the layout.
 class LayerNormRnnBase : public ::tensorflow::OpKernel {
  public:
   explicit LayerNormRnnBase(::tensorflow::OpKernelConstruction* ctx) : OpKernel(ctx) {
     std::string cell;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("cell", &cell));
     lstm_ = cell == "layer_norm_lstm";
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("time_major", &time_major_));
   }
 
  protected:
   bool lstm_ = false;
+  bool time_major_ = true;
 };
+
+// The row of x and y (and of their grads) of step t, batch row b, in the call's layout.
+inline int64_t IoRow(const Sizes& s, int64_t t, int64_t b) {
+  return s.time_major ? t * s.B + b : b * s.T + t;
+}
 
 }  // namespace layer_norm_rnn
 }  // namespace tf_rnn_ops

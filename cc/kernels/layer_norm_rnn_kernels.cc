@@ -13,7 +13,9 @@
 //   backward: each row's cell Backward into dGX, dGH, then dh_prev += (dGH Rᵀ) ⊙ m for the range's
 //             rows; after the loop dX = dGX Wᵀ, dW = Xᵀ dGX and dR = (H_prev ⊙ m)ᵀ dGH over all
 //             rows.
-// (m: the recurrent_mask [B, H], or none: all ones.)
+// (m: the recurrent_mask [B, H], or none: all ones.) x, y and their grads are time-major or, with
+// time_major=false, batch-major (IoRow): a step's rows of a batch-major x are T·I apart, which the
+// packed products read in place; dGX is kept in x's row order, the reserve and dGH time-major.
 // Training (is_training) keeps, per row of every step, in the reserve (an output, the grad op's
 // input): xhat_x, xhat_h, act [G·H]; c_hat, h_prev, c_prev, h~ [H]; stats [3] (see ReserveLayout).
 // Inference writes no reserve (scratch rows per range) and gives bitwise the same outputs.
@@ -95,7 +97,7 @@ RowSaved<T> SavedRow(T* reserve, const ReserveLayout& rl, int64_t r, int64_t H, 
 // caches).
 template <typename T>
 void PrefetchRow(const T* reserve, const ReserveLayout& rl, int64_t r, int64_t H, int64_t GH,
-                 bool lstm, const T* dy) {
+                 bool lstm, const T* dy_row) {
   constexpr int64_t kLine = 64 / sizeof(T);
   auto ahead = [](const T* p, int64_t n) {
     for (int64_t i = 0; i < n; i += kLine) __builtin_prefetch(p + i);
@@ -105,7 +107,7 @@ void PrefetchRow(const T* reserve, const ReserveLayout& rl, int64_t r, int64_t H
   ahead(reserve + rl.act + r * GH, GH);
   ahead(reserve + (lstm ? rl.c_hat : rl.h_prev) + r * H, H);
   ahead(reserve + (lstm ? rl.c_prev : rl.h_prev) + r * H, H);
-  ahead(dy + r * H, H);
+  ahead(dy_row, H);
 }
 
 // C[M, N] = A[M, K] · B by `gemm` (zeros when K == 0: the packed kernel then writes nothing).
@@ -117,6 +119,21 @@ void StepProduct(const StepGemm<T>& gemm, bool one_thread, int64_t M, int64_t K,
     return;
   }
   RunStepGemm(gemm, one_thread, M, A, C);
+}
+
+// StepProduct with A's rows lda apart (a step's rows of a batch-major x: T·I apart). Other types
+// than float gather them into `rows` first (their product reads A contiguous).
+template <typename T>
+void StepProductRows(const StepGemm<T>& gemm, bool one_thread, int64_t M, int64_t K, int64_t N,
+                     const T* A, int64_t lda, T* rows, T* C) {
+  if (lda == K || K == 0 || M <= 1) {
+    StepProduct(gemm, one_thread, M, K, N, A, C);
+  } else if constexpr (StepGemm<T>::kStrided) {
+    RunStepGemm(gemm, one_thread, M, A, lda, C, N);
+  } else {
+    for (int64_t i = 0; i < M; ++i) std::copy_n(A + i * lda, K, rows + i * K);
+    StepProduct(gemm, one_thread, M, K, N, rows, C);
+  }
 }
 
 // ------------------------------------------------------------------------------------- forward
@@ -132,12 +149,14 @@ class LayerNormRnnOp : public LayerNormRnnBase {
 
   void Compute(OpKernelContext* ctx) override {
     Sizes s;
-    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, &s));
+    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, time_major_, &s));
     const int64_t T_ = s.T, B = s.B, I = s.I, H = s.H, GH = s.G * H, rows = T_ * B;
     const bool training = is_training_;
     const ReserveLayout rl(training ? rows : 0, H, GH, lstm_);
     Tensor *y, *hn, *cn, *reserve_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({T_, B, H}), &y));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(
+                       0, s.time_major ? TensorShape({T_, B, H}) : TensorShape({B, T_, H}), &y));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &hn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, lstm_ ? H : 0}), &cn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({rl.size}), &reserve_t));
@@ -186,6 +205,8 @@ class LayerNormRnnOp : public LayerNormRnnBase {
       // (StreamOut: no read of the lines it writes, as writing there in place did).
       std::vector<T> scratch(2 * n * GH + GH + 5 * H + 3);
       std::vector<T> dropped_h(rmask ? n * H : 0);  // the range's h ⊙ m, R's operand
+      // (a step's x rows gathered: batch-major x, types without strided products)
+      std::vector<T> x_rows(s.time_major || StepGemm<T>::kStrided ? 0 : n * I);
       T* c_new = scratch.data();
       T* gx = c_new + H;
       T* gh = gx + n * GH;
@@ -195,8 +216,8 @@ class LayerNormRnnOp : public LayerNormRnnBase {
       T* hprev_s = ht_s + H;
       T* stats_s = hprev_s + H;
       for (int64_t t = 0; t < T_; ++t) {
-        const int64_t r0 = t * B + b0;
-        StepProduct(w_gemm, one_thread, n, I, GH, x + r0 * I, gx);
+        StepProductRows(w_gemm, one_thread, n, I, GH, x + IoRow(s, t, b0) * I,
+                        s.time_major ? I : T_ * I, x_rows.data(), gx);
         if (t == 0 && h0_zero) {
           std::fill_n(gh, n * GH, T(0));
         } else {
@@ -215,8 +236,9 @@ class LayerNormRnnOp : public LayerNormRnnBase {
             StreamOut(hb, H, reserve + rl.h_prev + r * H);
             if (lstm_) StreamOut(cb, H, reserve + rl.c_prev + r * H);
           }
+          T* yr = yp + IoRow(s, t, b) * H;
           if (mask && mask[r] == T(0)) {  // the states kept; the output is the carried h
-            std::copy_n(hb, H, yp + r * H);
+            std::copy_n(hb, H, yr);
             continue;
           }
           T* gxr = gx + (b - b0) * GH;
@@ -247,7 +269,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
           } else {
             std::copy_n(ht, H, hb);
           }
-          std::copy_n(hb, H, yp + r * H);
+          std::copy_n(hb, H, yr);
         }
       }
       if (training) StreamFence();
@@ -271,7 +293,7 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
 
   void Compute(OpKernelContext* ctx) override {
     Sizes s;
-    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, &s));
+    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, time_major_, &s));
     const int64_t T_ = s.T, B = s.B, I = s.I, H = s.H, GH = s.G * H, rows = T_ * B;
     const ReserveLayout rl(rows, H, GH, lstm_);
     OP_REQUIRES_OK(ctx, ValidateGradInputs(ctx, s, rl.size));
@@ -354,8 +376,9 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
           const int64_t r = t * B + b;
           T* dhp = dh_prev.data() + (b - b0) * H;
           const T* dhb = dh + b * H;
-          const T* dyr = dy + r * H;
-          T* dgx_r = dgx + r * GH;
+          // (dy and dGX in x's layout: dX = dGX Wᵀ and dW = Xᵀ dGX below read them as x's rows)
+          const T* dyr = dy + IoRow(s, t, b) * H;
+          T* dgx_r = dgx + IoRow(s, t, b) * GH;
           T* dgh_r = dgh + r * GH;
           if (mask && mask[r] == T(0)) {  // the states passed through; the output was h_prev
             for (int64_t j = 0; j < H; ++j) dhp[j] = dhb[j] + dyr[j];
@@ -363,7 +386,9 @@ class LayerNormRnnGradOp : public LayerNormRnnBase {
             std::fill_n(dgh_r, GH, T(0));
             continue;
           }
-          if (b + 1 < b1) PrefetchRow(reserve, rl, r + 1, H, GH, lstm_, dy);
+          if (b + 1 < b1) {
+            PrefetchRow(reserve, rl, r + 1, H, GH, lstm_, dy + IoRow(s, t, b + 1) * H);
+          }
           if (zmask) {
             const T* m = zmask + r * H;
             for (int64_t j = 0; j < H; ++j) {

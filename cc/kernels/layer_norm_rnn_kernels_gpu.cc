@@ -73,6 +73,15 @@ const T* RecurrentMaskOf(const Sizes& s) {
   return s.recurrent_mask != nullptr ? s.recurrent_mask->flat<T>().data() : nullptr;
 }
 
+// The CUDA library's kernels index x, y and their grads time-major only.
+absl::Status TimeMajorOnly(bool time_major) {
+  return time_major
+             ? absl::OkStatus()
+             : absl::InvalidArgumentError(
+                   "TfRnn>LayerNormRnn's GPU kernels take time_major=true only (x [T, B, I]); "
+                   "time_major=false runs on the CPU");
+}
+
 template <typename T>
 class LayerNormRnnGpuOp : public LayerNormRnnBase {
  public:
@@ -82,7 +91,8 @@ class LayerNormRnnGpuOp : public LayerNormRnnBase {
 
   void Compute(OpKernelContext* ctx) override {
     Sizes s;
-    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, &s));
+    OP_REQUIRES_OK(ctx, TimeMajorOnly(time_major_));
+    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, time_major_, &s));
     const cuda::LayerNormRnnConfig config = ConfigOf(ctx, s, is_training_);
     OP_REQUIRES_OK(ctx, FromCuda(cuda::ValidateLayerNormRnnConfig(config)));
     Tensor *y, *hn, *cn, *reserve;
@@ -113,7 +123,8 @@ class LayerNormRnnGradGpuOp : public LayerNormRnnBase {
 
   void Compute(OpKernelContext* ctx) override {
     Sizes s;
-    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, &s));
+    OP_REQUIRES_OK(ctx, TimeMajorOnly(time_major_));
+    OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, time_major_, &s));
     const cuda::LayerNormRnnConfig config = ConfigOf(ctx, s, /*is_training=*/true);
     OP_REQUIRES_OK(ctx, FromCuda(cuda::ValidateLayerNormRnnConfig(config)));
     OP_REQUIRES_OK(ctx, ValidateGradInputs(ctx, s, cuda::LayerNormRnnReserveElements(config)));

@@ -285,6 +285,27 @@ def test_tf_addons_dropout(rng, dropout, recurrent_dropout, cell_in_rnn):
     assert set(np.unique(drawn)) == {0.0, 1.0 / 0.75}
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_layer_passes_keras_layout_to_the_cpu_op(rng, kind):
+    """Without a GPU the layer hands x [B, T, I] to the op as it is (time_major=False: no
+    transposes of x and y), the op pinned to the CPU (a traced graph run beside a GPU still takes
+    the CPU kernels, the GPU ones being time-major only), training and inference alike."""
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("beside a GPU the layer calls the op time-major")
+    B, T, D, H = 3, 5, 4, 6
+    layer = _layer(kind, H, return_sequences=True, zoneout=0.2)
+    x = tf.constant(rng.normal(size=(B, T, D)))
+    layer(x)
+    for training in (True, False):
+        graph = tf.function(lambda: layer(x, training=training)).get_concrete_function().graph
+        fused = [op for op in graph.get_operations() if op.type == "TfRnn>LayerNormRnn"]
+        assert len(fused) == 1
+        assert fused[0].get_attr("time_major") is False
+        assert "CPU" in fused[0].device.upper()
+        assert fused[0].inputs[0].shape == (B, T, D)
+        assert not [op for op in graph.get_operations() if op.type == "Transpose"]
+
+
 def test_dropout_rates_checked_and_configured():
     with pytest.raises(ValueError, match="recurrent_dropout"):
         L.LayerNormLSTM(3, recurrent_dropout=1.0)

@@ -57,9 +57,16 @@ def _recurrent_mask(rng, B, H, rate=0.3):
     return keep / (1.0 - rate)
 
 
-def _run(kind, x, states, w, **kw):
+def _run(kind, x, states, w, time_major=True, **kw):
+    """The op on time-major x [T, B, I]; with time_major=False on x transposed to [B, T, I], its
+    y transposed back to [T, B, H] (so that both layouts meet the same time-major references)."""
     c0 = states[1] if kind == "lstm" else None
-    return layer_norm_rnn(x, states[0], c0, **_op_kwargs(kind, w), **kw)
+    if time_major:
+        return layer_norm_rnn(x, states[0], c0, **_op_kwargs(kind, w), **kw)
+    y, hn, cn = layer_norm_rnn(
+        tf.transpose(x, [1, 0, 2]), states[0], c0, **_op_kwargs(kind, w), time_major=False, **kw
+    )
+    return tf.transpose(y, [1, 0, 2]), hn, cn
 
 
 def _lengths(rng, B, T):
@@ -74,9 +81,11 @@ def _lengths(rng, B, T):
 @pytest.mark.parametrize("T,B,D,H", [(1, 1, 1, 1), (5, 3, 4, 3), (3, 2, 3, 257), (4, 0, 2, 3),
                                      (0, 2, 2, 3)])  # fmt: skip
 @pytest.mark.parametrize("recurrent_dropout", [False, True])
-def test_forward_matches_reference(rng, kind, zoneout, T, B, D, H, recurrent_dropout):
+@pytest.mark.parametrize("time_major", [True, False], ids=["time_major", "batch_major"])
+def test_forward_matches_reference(rng, kind, zoneout, T, B, D, H, recurrent_dropout, time_major):
     """recurrent_dropout: a recurrent_mask on h_{t-1} in its product with R (TF Addons' recurrent
-    dropout), with zoneout and the step mask still seeing h undropped."""
+    dropout), with zoneout and the step mask still seeing h undropped. batch_major: x [B, T, I]
+    and y [B, T, H] (time_major=False; the masks stay time-major)."""
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))
     states = [rng.normal(size=(B, H)) for _ in range(2 if kind == "lstm" else 1)]
@@ -89,7 +98,7 @@ def test_forward_matches_reference(rng, kind, zoneout, T, B, D, H, recurrent_dro
     elif zoneout == "infer":
         kw = dict(zoneout=p)
     rm = _recurrent_mask(rng, B, H) if recurrent_dropout else None
-    y, hn, cn = _run(kind, x, states, w, mask=mask, recurrent_mask=rm, **kw)
+    y, hn, cn = _run(kind, x, states, w, time_major, mask=mask, recurrent_mask=rm, **kw)
     cell = _ref_cell(kind, w, rm)
     if zoneout != "none":
         cell = ref.zoneout(cell, p, masks)
@@ -267,6 +276,22 @@ def test_float32_row_range_gradients_match_keras_autodiff(rng, kind, B, T, D, H)
 def test_gradients_finite_differences(rng, kind, zoneout, recurrent_dropout, zero_state):
     """zero_state: zero initial states (a layer called without them), where the kernels skip the
     first step's hR and its rows of dR; each probe of a state moves it off zero (the full path)."""
+    _check_gradients(rng, kind, zoneout, recurrent_dropout, zero_state, time_major=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("zoneout", ["none", "train", "infer"])
+@pytest.mark.parametrize("recurrent_dropout", [False, True])
+@pytest.mark.parametrize("zero_state", [False, True], ids=["state", "zero_state"])
+def test_gradients_finite_differences_batch_major(
+    rng, kind, zoneout, recurrent_dropout, zero_state
+):
+    """The op with time_major=False: x, y, dy and dx [B, T, ·], dGX in their row order."""
+    _check_gradients(rng, kind, zoneout, recurrent_dropout, zero_state, time_major=False)
+
+
+def _check_gradients(rng, kind, zoneout, recurrent_dropout, zero_state, time_major):
+    """Finite differences (float64) of every input's gradient through a loss of y, hn and cn."""
     T, B, D, H = 4, 3, 2, 3
     w = _weights(rng, kind, D, H)
     x = rng.normal(size=(T, B, D))
@@ -287,7 +312,7 @@ def test_gradients_finite_differences(rng, kind, zoneout, recurrent_dropout, zer
 
     def loss(x, *args):
         n = len(states)
-        y, hn, cn = _run(kind, x, list(args[:n]), list(args[n:]), mask=mask, **kw)
+        y, hn, cn = _run(kind, x, list(args[:n]), list(args[n:]), time_major, mask=mask, **kw)
         out = tf.reduce_sum(y * wy) + tf.reduce_sum(hn * hn * wh)
         if kind == "lstm":
             out += tf.reduce_sum(tf.sin(cn))
@@ -331,6 +356,87 @@ def test_weight_grads_whole_after_another_call(rng, kind, dtype, T, B):
             assert np.all(g.numpy() == 0), f"weight {k}'s gradient at B = 0"
     else:
         assert np.abs(got[0]).max() > 0  # (W's gradient: one step's rows)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "T,B,D,H", [(7, 37, 19, 33), (3, 1, 1, 257), (1, 64, 128, 16), (3, 2, 5, 9), (4, 3, 300, 40)]
+)
+def test_float32_batch_major_same_as_time_major(rng, kind, T, B, D, H):
+    """float32, sizes where the products read a step's rows of a batch-major x in place (T·I
+    apart), the weights packed or (few rows: 3 × 2, 4 × 3 of large weights) streamed, the batch
+    split across threads or not: the outputs are bitwise those of the
+    time-major call (each row's products and pass are the same), and so are dx and every
+    gradient summed step by step; W's gradient, a sum over all rows in x's row order, to float32
+    rounding."""
+    w = [a.astype(np.float32) for a in _weights(rng, kind, D, H)]
+    x = rng.normal(size=(T, B, D)).astype(np.float32)
+    states = [rng.normal(size=(B, H)).astype(np.float32) for _ in range(2 if kind == "lstm" else 1)]
+    lengths = _lengths(rng, B, T)
+    mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float32)
+    kw = dict(
+        mask=mask,
+        recurrent_mask=_recurrent_mask(rng, B, H).astype(np.float32),
+        zoneout=0.3,
+        zoneout_mask=ref.zoneout_mask(rng, (T, B, H), 0.3).astype(np.float32),
+    )
+    wy = tf.constant(rng.normal(size=(T, B, H)).astype(np.float32))
+
+    def run(time_major):
+        args = [tf.constant(a) for a in [x, *states, *w]]
+        n = len(states)
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            y, hn, cn = _run(kind, args[0], args[1 : n + 1], args[n + 1 :], time_major, **kw)
+            loss = tf.reduce_sum(y * wy) + tf.reduce_sum(hn) + tf.reduce_sum(cn)
+        return [y, hn, cn], tape.gradient(loss, args)
+
+    (out_t, grads_t), (out_b, grads_b) = run(True), run(False)
+    for k, (a, b) in enumerate(zip(out_t, out_b, strict=True)):
+        np.testing.assert_array_equal(a, b, err_msg=f"output {k}")
+    n = len(states)
+    for k, (a, b) in enumerate(zip(grads_t, grads_b, strict=True)):
+        if k == n + 1:  # W's: the row order of its sum differs
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg="W's gradient")
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=f"gradient {k}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batch_major_bad_inputs_raise(rng, kind):
+    """time_major=False: the errors name the batch-major shapes (x's, and dy's in the grad op)."""
+    from tf_rnn_ops._loader import ops
+
+    T, B, D, H = 2, 3, 3, 4
+    w = _weights(rng, kind, D, H)
+    states = [rng.normal(size=(B, H)) for _ in range(2)]
+    kw = _op_kwargs(kind, w)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=r"\[B, T, I\]"):
+        layer_norm_rnn(rng.normal(size=(B, T)), states[0], states[1], time_major=False, **kw)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="h0"):  # B is x's first dim
+        layer_norm_rnn(rng.normal(size=(T, B, D)), states[0], states[1], time_major=False, **kw)
+    x = tf.constant(rng.normal(size=(B, T, D)))
+    y, hn, cn, reserve = ops().tf_rnn_layer_norm_rnn(
+        *_raw_inputs(kind, x, states, w), recurrent_mask=[], cell=kw["cell"], time_major=False
+    )
+    assert y.shape == (B, T, H)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"dy must have shape \[3,2,4\]"):
+        ops().tf_rnn_layer_norm_rnn_grad(
+            *_raw_inputs(kind, x, states, w), reserve=reserve, dy=tf.zeros([T, B, H], tf.float64),
+            dhn=hn, dcn=cn, recurrent_mask=[], cell=kw["cell"], time_major=False,
+        )  # fmt: skip
+
+
+def _raw_inputs(kind, x, states, w):
+    """The forward op's 16 inputs (no masks, no zoneout) for `_op_kwargs`' weights."""
+    kw = _op_kwargs(kind, w)
+    empty = tf.zeros([0], tf.float64)
+    opt = lambda k: tf.constant(kw[k]) if k in kw else empty  # noqa: E731
+    c0 = tf.constant(states[1]) if kind == "lstm" else empty
+    names = ("kernel", "recurrent_kernel", "bias", "recurrent_bias", "gamma_x", "beta_x",
+             "gamma_h", "beta_h", "gamma_c", "beta_c")  # fmt: skip
+    epsilon = tf.constant(kw["epsilon"], tf.float64)
+    return [x, tf.constant(states[0]), c0, *map(opt, names), empty, empty, epsilon]
 
 
 @pytest.mark.parametrize("kind", KINDS)

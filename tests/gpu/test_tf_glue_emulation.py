@@ -327,6 +327,28 @@ def test_layer_norm_rnn(cell, extras):
     _assert_same(cpu, glue, TOL[tf.float64], cell)
 
 
+def test_glue_layer_norm_refuses_batch_major():
+    """The GPU kernels of TfRnn>LayerNormRnn take time-major x only: time_major=False (which the
+    CPU kernels run) is an InvalidArgumentError that says so, not a misread x."""
+    rng = np.random.default_rng()
+    T, B, n_in, H = 2, 3, 4, 5
+
+    def t(*shape):
+        return tf.constant(rng.uniform(-0.5, 0.5, shape))
+
+    @tf.function
+    def call():
+        with tf.compat.v1.get_default_graph()._kernel_label_map({"TfRnn>LayerNormRnn": LABEL}):
+            return layer_norm_rnn(
+                t(B, T, n_in), t(B, H), None, t(n_in, 3 * H), t(H, 3 * H), t(3 * H),
+                1.0 + t(3 * H), 1.0 + t(3 * H), recurrent_bias=t(3 * H), cell="layer_norm_gru",
+                epsilon=1e-3, time_major=False,
+            )[0]  # fmt: skip
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="time_major=true only"):
+        call()
+
+
 def test_glue_refuses_bad_lengths_naming_them():
     """The glue checks with the CPU kernels' rules: a length past T is an InvalidArgumentError."""
     rng = np.random.default_rng()

@@ -35,6 +35,7 @@ holds the custom op (import `tf_rnn_ops` before loading it); exported inside
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import keras
@@ -538,32 +539,41 @@ class _CellLayer(InferenceDrawsNoMasks, keras.layers.RNN):
             sequences, weights = self._dropped(sequences, weights)
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        x = tf.transpose(sequences, [1, 0, 2])  # time-major
+        # x and y in Keras' layout, read and written in place by the CPU kernels (the transposes
+        # were ~3% of an inference call; docs/PERFORMANCE.md item 105), the op pinned to the CPU
+        # so that a graph traced here and run beside a GPU (a SavedModel) still takes them; beside
+        # a GPU, whose kernels take time-major only, transposed. The masks are time-major either
+        # way.
+        time_major = bool(tf.config.list_logical_devices("GPU"))
+        x = tf.transpose(sequences, [1, 0, 2]) if time_major else sequences
         step_mask = None if mask is None else tf.transpose(tf.cast(mask, dtype))
         if self.go_backwards:
-            x = tf.reverse(x, [0])
+            x = tf.reverse(x, [0 if time_major else 1])
             step_mask = None if step_mask is None else tf.reverse(step_mask, [0])
         zoneout_mask = None
         if training and cell.zoneout:
             # All steps' masks at once, [T, B, H], through the cell's own draw.
+            steps_batch = tf.gather(tf.shape(sequences), [1, 0])  # [T, B]
             zoneout_mask = cell.zoneout_mask_of_shape(
-                tf.concat([tf.shape(x)[:2], [cell.units]], 0), dtype
+                tf.concat([steps_batch, [cell.units]], 0), dtype
             )
         states = (
             list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         )
-        y, hn, cn = layer_norm_rnn(
-            x, states[0], states[1] if len(states) > 1 else None,
-            cell=self._fused_cell, epsilon=cell.norm_epsilon, mask=step_mask,
-            zoneout=cell.zoneout, zoneout_mask=zoneout_mask, is_training=bool(training),
-            **weights,
-        )  # fmt: skip
+        with contextlib.nullcontext() if time_major else tf.device("/device:CPU:0"):
+            y, hn, cn = layer_norm_rnn(
+                x, states[0], states[1] if len(states) > 1 else None,
+                cell=self._fused_cell, epsilon=cell.norm_epsilon, mask=step_mask,
+                zoneout=cell.zoneout, zoneout_mask=zoneout_mask, is_training=bool(training),
+                time_major=time_major, **weights,
+            )  # fmt: skip
         if step_mask is not None:
             # The op outputs the carried h at a masked step; Keras outputs the previous step's
             # output (zeros before the first valid step), or zeros with zero_output_for_mask.
             keep = step_mask if self.zero_output_for_mask else tf.cumsum(step_mask, axis=0)
+            keep = keep if time_major else tf.transpose(keep)
             y = tf.where(keep[:, :, None] > 0, y, tf.zeros_like(y))
-        outputs = tf.transpose(y, [1, 0, 2])
+        outputs = tf.transpose(y, [1, 0, 2]) if time_major else y
         last_output = outputs[:, -1] if sequences.shape[1] != 0 else tf.zeros_like(hn)
         return last_output, outputs, [hn, cn] if self._fused_cell == "layer_norm_lstm" else [hn]
 
