@@ -540,7 +540,7 @@ class _CellLayer(InferenceDrawsNoMasks, keras.layers.RNN):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         # x and y in Keras' layout, read and written in place by the CPU kernels (the transposes
-        # were ~3% of an inference call; docs/PERFORMANCE.md item 105), the op pinned to the CPU
+        # were ~6% of an inference call; docs/PERFORMANCE.md item 105), the op pinned to the CPU
         # so that a graph traced here and run beside a GPU (a SavedModel) still takes them; beside
         # a GPU, whose kernels take time-major only, transposed. The masks are time-major either
         # way.
