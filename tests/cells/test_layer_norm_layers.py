@@ -297,7 +297,7 @@ def test_layer_passes_keras_layout_to_the_cpu_op(rng, kind):
     x = tf.constant(rng.normal(size=(B, T, D)))
     layer(x)
     for training in (True, False):
-        graph = tf.function(lambda: layer(x, training=training)).get_concrete_function().graph
+        graph = tf.function(lambda t=training: layer(x, training=t)).get_concrete_function().graph
         fused = [op for op in graph.get_operations() if op.type == "TfRnn>LayerNormRnn"]
         assert len(fused) == 1
         assert fused[0].get_attr("time_major") is False
