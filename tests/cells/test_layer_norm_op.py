@@ -366,9 +366,10 @@ def test_float32_batch_major_same_as_time_major(rng, kind, T, B, D, H):
     """float32, sizes where the products read a step's rows of a batch-major x in place (T·I
     apart), the weights packed or (few rows: 3 × 2, 4 × 3 of large weights) streamed, the batch
     split across threads or not: the outputs are bitwise those of the
-    time-major call (each row's products and pass are the same), and so are dx and every
-    gradient summed step by step; W's gradient, a sum over all rows in x's row order, to float32
-    rounding."""
+    time-major call (each row's products and pass are the same), and so is every gradient summed
+    step by step; dx (one product over all rows, whose blocking may depend on where a row lies:
+    the AVX2 build differs in the last bit) and W's gradient (a sum over all rows in x's row
+    order) to float32 rounding."""
     w = [a.astype(np.float32) for a in _weights(rng, kind, D, H)]
     x = rng.normal(size=(T, B, D)).astype(np.float32)
     states = [rng.normal(size=(B, H)).astype(np.float32) for _ in range(2 if kind == "lstm" else 1)]
@@ -396,8 +397,8 @@ def test_float32_batch_major_same_as_time_major(rng, kind, T, B, D, H):
         np.testing.assert_array_equal(a, b, err_msg=f"output {k}")
     n = len(states)
     for k, (a, b) in enumerate(zip(grads_t, grads_b, strict=True)):
-        if k == n + 1:  # W's: the row order of its sum differs
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg="W's gradient")
+        if k in (0, n + 1):  # dx's and W's: products over all rows, in another row order
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=f"gradient {k}")
         else:
             np.testing.assert_array_equal(a, b, err_msg=f"gradient {k}")
 
