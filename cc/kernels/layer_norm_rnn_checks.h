@@ -69,6 +69,16 @@ struct Sizes {
   const Tensor* recurrent_mask = nullptr;
 };
 
+// The row of x and y (and of their grads) of step t, batch row b, in the call's layout; how many
+// rows apart a step's consecutive batch rows lie; and the shape of such a sequence of `width`.
+inline int64_t IoRow(const Sizes& s, int64_t t, int64_t b) {
+  return s.time_major ? t * s.B + b : b * s.T + t;
+}
+inline int64_t IoBatchRowStride(const Sizes& s) { return s.time_major ? 1 : s.T; }
+inline TensorShape IoShape(const Sizes& s, int64_t width) {
+  return s.time_major ? TensorShape({s.T, s.B, width}) : TensorShape({s.B, s.T, width});
+}
+
 inline absl::Status Check(bool ok, const std::string& what) {
   return ok ? absl::OkStatus() : absl::InvalidArgumentError(what);
 }
@@ -186,8 +196,7 @@ inline absl::Status ValidateGradInputs(OpKernelContext* ctx, const Sizes& s, int
       Check(reserve.dims() == 1 && reserve.dim_size(0) == reserve_size,
             absl::StrCat("reserve must have shape [", reserve_size,
                          "] (a forward run with is_training=true), got ", Shape(reserve))));
-  const TensorShape dy_shape =
-      s.time_major ? TensorShape({s.T, s.B, s.H}) : TensorShape({s.B, s.T, s.H});
+  const TensorShape dy_shape = IoShape(s, s.H);
   TF_RETURN_IF_ERROR(Check(
       dy.shape() == dy_shape,
       absl::StrCat("dy must have shape ", dy_shape.DebugString(), " (y's), got ", Shape(dy))));
@@ -212,11 +221,6 @@ class LayerNormRnnBase : public ::tensorflow::OpKernel {
   bool lstm_ = false;
   bool time_major_ = true;
 };
-
-// The row of x and y (and of their grads) of step t, batch row b, in the call's layout.
-inline int64_t IoRow(const Sizes& s, int64_t t, int64_t b) {
-  return s.time_major ? t * s.B + b : b * s.T + t;
-}
 
 }  // namespace layer_norm_rnn
 }  // namespace tf_rnn_ops

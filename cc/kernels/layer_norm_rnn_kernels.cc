@@ -154,9 +154,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     const bool training = is_training_;
     const ReserveLayout rl(training ? rows : 0, H, GH, lstm_);
     Tensor *y, *hn, *cn, *reserve_t;
-    OP_REQUIRES_OK(ctx,
-                   ctx->allocate_output(
-                       0, s.time_major ? TensorShape({T_, B, H}) : TensorShape({B, T_, H}), &y));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, IoShape(s, H), &y));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &hn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, lstm_ ? H : 0}), &cn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({rl.size}), &reserve_t));
@@ -217,7 +215,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
       T* stats_s = hprev_s + H;
       for (int64_t t = 0; t < T_; ++t) {
         StepProductRows(w_gemm, one_thread, n, I, GH, x + IoRow(s, t, b0) * I,
-                        s.time_major ? I : T_ * I, x_rows.data(), gx);
+                        IoBatchRowStride(s) * I, x_rows.data(), gx);
         if (t == 0 && h0_zero) {
           std::fill_n(gh, n * GH, T(0));
         } else {
