@@ -62,8 +62,8 @@ def layer_norm_rnn(
     time_major: bool = True,
 ):
     """Runs the fused layer-norm cell over x [T, B, I]; returns (y [T, B, H], h_n, c_n). With
-    time_major=False x is [B, T, I] and y [B, T, H] (the CPU kernels only; mask and zoneout_mask
-    stay [T, B] and [T, B, H]).
+    time_major=False x is [B, T, I] and y [B, T, H] (mask and zoneout_mask stay [T, B] and
+    [T, B, H]).
 
     c0 / c_n: the LSTM's cell state [B, H] (the GRU: c0 ignored, c_n is [B, 0]). Parameters a cell
     does not use may be None. Gradients flow to every tensor input but the masks. recurrent_mask:

@@ -120,6 +120,7 @@ Status ToLayerNormConfig(const tfrnn_layer_norm_rnn_desc* desc,
   config->is_training = desc->is_training != 0;
   config->has_mask = desc->has_mask != 0;
   config->has_recurrent_mask = desc->has_recurrent_mask != 0;
+  config->time_major = desc->time_major != 0;
   config->zoneout = static_cast<ZoneoutKind>(desc->zoneout);
   config->epsilon = desc->epsilon;
   return tf_rnn_ops::cuda::ValidateLayerNormRnnConfig(*config);

@@ -116,6 +116,7 @@ typedef struct tfrnn_layer_norm_rnn_desc {
   int64_t zoneout;     /* TFRNN_ZONEOUT_* */
   double epsilon;
   int64_t has_recurrent_mask; /* 0 / 1: a recurrent dropout mask [B, H] (recurrent_mask below) */
+  int64_t time_major; /* 1: x, y, dx, dy [T, B, ·]; 0: [B, T, ·] (the masks time-major in both) */
 } tfrnn_layer_norm_rnn_desc;
 /* The parameters (forward: inputs) or their grads (backward: outputs); null where the cell has
  * none (the GRU's beta_x, beta_h, gamma_c, beta_c; the LSTM's recurrent_bias). */

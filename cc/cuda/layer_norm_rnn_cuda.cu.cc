@@ -277,10 +277,11 @@ struct GpuRow<LayerNormGruCell> {
 };
 
 // ------------------------------------------------------------------------------------ kernels
-// A forward step's buffers, each at the step's first row (row b at b·width).
+// A forward step's buffers, each at the step's first row (row b at b·width; y's at b·y_stride: H
+// time-major, T·H batch-major).
 template <typename T>
 struct FwdStepArgs {
-  int64_t B, H;
+  int64_t B, H, y_stride;
   RowParams<T> p;
   const T* mask;   // [B] or null
   const T* zmask;  // [B, H] (kMask), [1] (kScalar) or null
@@ -297,7 +298,7 @@ __global__ void LnForwardStepKernel(FwdStepArgs<T> a) {
     T* h = a.h + b * H;
     T* c = Cell::kHasCellState ? a.c + b * H : nullptr;
     T* h_prev = a.h_prev + b * H;
-    T* y = a.y + b * H;
+    T* y = a.y + b * a.y_stride;
     TF_RNN_LN_UNITS(j, H) {
       h_prev[j] = h[j];
       if (Cell::kHasCellState) a.c_prev[b * H + j] = c[j];
@@ -328,9 +329,11 @@ __global__ void LnForwardStepKernel(FwdStepArgs<T> a) {
   }
 }
 
+// dy's and dgx's rows in x's layout (dy_stride: H or T·H; dgx_stride: G·H or T·G·H), so that
+// dX = dGX Wᵀ and dW = Xᵀ dGX run over all rows in either layout; the others time-major.
 template <typename T>
 struct BwdStepArgs {
-  int64_t B, H;
+  int64_t B, H, dy_stride, dgx_stride;
   RowParams<T> p;
   const T* mask;
   const T* zmask;
@@ -348,14 +351,15 @@ __global__ void LnBackwardStepKernel(BwdStepArgs<T> a) {
   const int64_t H = a.H, GH = Cell::kGates * H;
   for (int64_t b = blockIdx.y; b < a.B; b += gridDim.y) {
     T* dh = a.dh + b * H;
-    const T* dy = a.dy + b * H;
+    const T* dy = a.dy + b * a.dy_stride;
+    T* dgx = a.dgx + b * a.dgx_stride;
     if (a.mask != nullptr && a.mask[b] == T(0)) {  // the states passed through; y was h_prev
       TF_RNN_LN_UNITS(j, H) {
         dh[j] += dy[j];
         if (Cell::kHasCellState) a.dcn[b * H + j] = T(0);
         for (int g = 0; g < Cell::kGates; ++g) {
           const int64_t k = b * GH + g * H + j;
-          a.dzx[k] = a.dgx[k] = a.dgh[k] = T(0);
+          a.dzx[k] = a.dgh[k] = dgx[g * H + j] = T(0);
           if (Cell::kHasRecurrentBias) a.dzh[k] = T(0);
         }
       }
@@ -388,7 +392,7 @@ __global__ void LnBackwardStepKernel(BwdStepArgs<T> a) {
                         a.dzx + b * GH,
                         Cell::kHasRecurrentBias ? a.dzh + b * GH : nullptr,
                         Cell::kHasCellState ? a.dcn + b * H : nullptr,
-                        a.dgx + b * GH,
+                        dgx,
                         a.dgh + b * GH};
     GpuRow<Cell>::Backward(a.p, H, row, buf);
   }
@@ -514,13 +518,22 @@ Status Forward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConfi
   const LayerNormReserveLayout rl(rows, H, GH, Cell::kHasCellState);
   const ForwardWorkspace<T> ws(c, workspace);
   const bool training = c.is_training;
-  // xW for every row: into the reserve's xhat_x (training) or the workspace.
+  // xW for every row, time-major in either layout (the reserve's order): into the reserve's
+  // xhat_x (training) or the workspace. Batch-major x: a strided batch of T products, step t's B
+  // rows of x T·I apart.
   T* gx_all = training ? reserve + rl.xhat_x : ws.gx;
-  TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, rows, GH, I, T(1), x, I, 0,
-                                         params.kernel, GH, 0, T(0), gx_all, GH, 0));
+  if (c.time_major) {
+    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, rows, GH, I, T(1), x, I, 0,
+                                           params.kernel, GH, 0, T(0), gx_all, GH, 0));
+  } else {
+    TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, false, B, GH, I, T(1), x, T_ * I, I,
+                                           params.kernel, GH, 0, T(0), gx_all, GH, B * GH,
+                                           /*batch=*/T_));
+  }
   layer_norm::FwdStepArgs<T> a{};
   a.B = B;
   a.H = H;
+  a.y_stride = c.time_major ? H : T_ * H;
   a.p = RowParamsOf(c, params);
   a.zoneout = static_cast<int>(c.zoneout);
   a.h = hn;
@@ -541,7 +554,7 @@ Status Forward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConfi
     a.zmask = c.zoneout == ZoneoutKind::kMask     ? zoneout_mask + r0 * H
               : c.zoneout == ZoneoutKind::kScalar ? zoneout_mask
                                                   : nullptr;
-    a.y = y + r0 * H;
+    a.y = y + (c.time_major ? r0 : t) * H;
     // R's input: h, or h ⊙ m (recurrent dropout; the kernel reads the undropped h).
     const T* h_in = hn;
     if (c.has_recurrent_mask) {
@@ -616,6 +629,8 @@ Status Backward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConf
   layer_norm::BwdStepArgs<T> a{};
   a.B = B;
   a.H = H;
+  a.dy_stride = c.time_major ? H : T_ * H;
+  a.dgx_stride = c.time_major ? GH : T_ * GH;
   a.p = RowParamsOf(c, params);
   a.zoneout = static_cast<int>(c.zoneout);
   a.dht = ws.dht;
@@ -632,7 +647,7 @@ Status Backward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConf
     a.c_prev = at(rl.c_prev, H);
     a.h_prev = at(rl.h_prev, H);
     a.stats = at(rl.stats, 3);
-    a.dy = dy + r0 * H;
+    a.dy = dy + (c.time_major ? r0 : t) * H;
     a.mask = c.has_mask ? mask + r0 : nullptr;
     a.zmask = c.zoneout == ZoneoutKind::kMask     ? zoneout_mask + r0 * H
               : c.zoneout == ZoneoutKind::kScalar ? zoneout_mask
@@ -640,7 +655,7 @@ Status Backward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConf
     a.dzx = ws.dzx + r0 * GH;
     a.dzh = Cell::kHasRecurrentBias ? ws.dzh + r0 * GH : nullptr;
     a.dcn = Cell::kHasCellState ? ws.dcn + r0 * H : nullptr;
-    a.dgx = ws.dgx + r0 * GH;
+    a.dgx = ws.dgx + (c.time_major ? r0 : t) * GH;
     a.dgh = ws.dgh + r0 * GH;
     TF_RNN_LAUNCH(kernel, RowGrid(B), kLnThreads, stream, a);
     TF_RNN_CUDA_CHECK(cudaGetLastError());
@@ -655,6 +670,7 @@ Status Backward(cublasHandle_t blas, cudaStream_t stream, const LayerNormRnnConf
                                              0, params.recurrent_kernel, GH, 0, T(1), dh0, H, 0));
     }
   }
+  // dGX's rows are x's (and dx's), so both products below run over all rows in either layout.
   if (dx != nullptr) {  // dX = dGX Wᵀ
     TF_RNN_RETURN_IF_ERROR(RowMajorGemm<T>(blas, stream, false, true, rows, I, GH, T(1), ws.dgx, GH,
                                            0, params.kernel, GH, 0, T(0), dx, I, 0));

@@ -4,16 +4,17 @@
 // (cc/kernels/layer_norm_rnn_kernels.cc): both call the cells' per-unit functions of
 // cc/cells/layer_norm_cells.h.
 //
-// One layer, one direction, time-major, weights in the Keras layers' layout: x [T, B, I], h0, c0
-// [B, H], kernel [I, G·H], recurrent_kernel [H, G·H] (gates i, f, c, o for the LSTM, z, r, g for
-// the GRU), bias, gamma_x, gamma_h [G·H]; the LSTM's beta_x, beta_h [G·H] and gamma_c, beta_c [H];
-// the GRU's recurrent_bias [G·H]. mask: [T, B] in {0, 1} or null (a masked step keeps the states
-// and outputs the carried h). Zoneout on h: zoneout_mask [T, B, H] (kMask), one value in device
-// memory (kScalar: the keep value 1 − p of inference) or null (kNone). recurrent_mask (with
-// has_recurrent_mask): TF Addons' recurrent dropout m [B, H], the same at every step (values 0 or
-// 1/(1 − rate)): h's product with R is (h_{t−1} ⊙ m) R; the state carried, zoneout, the step mask's
-// carried h and the GRU's z h_{t−1} see h undropped, and so does the reserve (its h_prev); null
-// without. Outputs y [T, B, H], hn, cn [B, H].
+// One layer, one direction, weights in the Keras layers' layout: x [T, B, I] (time_major; else
+// [B, T, I], Keras' layout, and y, dx, dy likewise [B, T, ·]; the masks and the reserve are
+// time-major in both), h0, c0 [B, H], kernel [I, G·H], recurrent_kernel [H, G·H] (gates i, f, c,
+// o for the LSTM, z, r, g for the GRU), bias, gamma_x, gamma_h [G·H]; the LSTM's beta_x, beta_h
+// [G·H] and gamma_c, beta_c [H]; the GRU's recurrent_bias [G·H]. mask: [T, B] in {0, 1} or null
+// (a masked step keeps the states and outputs the carried h). Zoneout on h: zoneout_mask
+// [T, B, H] (kMask), one value in device memory (kScalar: the keep value 1 − p of inference) or
+// null (kNone). recurrent_mask (with has_recurrent_mask): TF Addons' recurrent dropout m [B, H],
+// the same at every step (values 0 or 1/(1 − rate)): h's product with R is (h_{t−1} ⊙ m) R; the
+// state carried, zoneout, the step mask's carried h and the GRU's z h_{t−1} see h undropped, and
+// so does the reserve (its h_prev); null without. Outputs y [T, B, H] ([B, T, H]), hn, cn [B, H].
 //
 // Training (is_training) writes the reserve, LayerNormReserveLayout's regions (the CPU kernel's
 // layout too, so the op's reserve is the same on either device); the backward reads
@@ -39,6 +40,7 @@ using ::tf_rnn_ops::ZoneoutKind;  // cc/cells/zoneout.h
 struct LayerNormRnnConfig {
   LayerNormCellKind cell = LayerNormCellKind::kLstm;
   int64_t max_time = 0, batch = 0, input_size = 0, num_units = 0;
+  bool time_major = true;  // false: x, y and their grads [B, T, ·]
   bool is_training = true;
   bool has_mask = false;
   bool has_recurrent_mask = false;  // recurrent_mask [B, H] given (a workspace buffer for h ⊙ m)
@@ -72,7 +74,8 @@ int64_t LayerNormRnnReserveElements(const LayerNormRnnConfig& config);
 size_t LayerNormRnnForwardWorkspaceBytes(const LayerNormRnnConfig& config, size_t elem_size);
 size_t LayerNormRnnBackwardWorkspaceBytes(const LayerNormRnnConfig& config, size_t elem_size);
 
-// Forward: per call one GEMM xW for all T·B rows; per step one GEMM h R (with a recurrent mask:
+// Forward: per call one GEMM xW for all T·B rows (batch-major x: a strided batch, one product a
+// step); per step one GEMM h R (with a recurrent mask:
 // (h ⊙ m) R, h ⊙ m written by a kernel first) and one kernel (one block per batch row: both LNs'
 // reductions, the cell, the LSTM's LN of c, zoneout, the mask). recurrent_mask: null unless
 // config.has_recurrent_mask.

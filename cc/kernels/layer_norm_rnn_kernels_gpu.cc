@@ -33,6 +33,7 @@ cuda::LayerNormRnnConfig ConfigOf(OpKernelContext* ctx, const Sizes& s, bool is_
   c.batch = s.B;
   c.input_size = s.I;
   c.num_units = s.H;
+  c.time_major = s.time_major;
   c.is_training = is_training;
   c.has_mask = s.has_mask;
   c.has_recurrent_mask = s.recurrent_mask != nullptr;
@@ -73,15 +74,6 @@ const T* RecurrentMaskOf(const Sizes& s) {
   return s.recurrent_mask != nullptr ? s.recurrent_mask->flat<T>().data() : nullptr;
 }
 
-// The CUDA library's kernels index x, y and their grads time-major only.
-absl::Status TimeMajorOnly(bool time_major) {
-  return time_major
-             ? absl::OkStatus()
-             : absl::InvalidArgumentError(
-                   "TfRnn>LayerNormRnn's GPU kernels take time_major=true only (x [T, B, I]); "
-                   "time_major=false runs on the CPU");
-}
-
 template <typename T>
 class LayerNormRnnGpuOp : public LayerNormRnnBase {
  public:
@@ -91,12 +83,11 @@ class LayerNormRnnGpuOp : public LayerNormRnnBase {
 
   void Compute(OpKernelContext* ctx) override {
     Sizes s;
-    OP_REQUIRES_OK(ctx, TimeMajorOnly(time_major_));
     OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, time_major_, &s));
     const cuda::LayerNormRnnConfig config = ConfigOf(ctx, s, is_training_);
     OP_REQUIRES_OK(ctx, FromCuda(cuda::ValidateLayerNormRnnConfig(config)));
     Tensor *y, *hn, *cn, *reserve;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({s.T, s.B, s.H}), &y));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, IoShape(s, s.H), &y));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({s.B, s.H}), &hn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({s.B, lstm_ ? s.H : 0}), &cn));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(
@@ -123,7 +114,6 @@ class LayerNormRnnGradGpuOp : public LayerNormRnnBase {
 
   void Compute(OpKernelContext* ctx) override {
     Sizes s;
-    OP_REQUIRES_OK(ctx, TimeMajorOnly(time_major_));
     OP_REQUIRES_OK(ctx, ValidateInputs(ctx, lstm_, time_major_, &s));
     const cuda::LayerNormRnnConfig config = ConfigOf(ctx, s, /*is_training=*/true);
     OP_REQUIRES_OK(ctx, FromCuda(cuda::ValidateLayerNormRnnConfig(config)));

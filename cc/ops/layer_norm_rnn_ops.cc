@@ -1,17 +1,16 @@
 // Op registrations of the fused layer-normalized RNNs (cc/kernels/layer_norm_rnn_kernels.cc,
 // cc/cells/layer_norm_cells.h): TfRnn>LayerNormRnn and its gradient TfRnn>LayerNormRnnGrad.
 //
-// One layer, one direction, weights in the Keras layers' layout
-// (tf_rnn_ops/layers/layer_norm.py): kernel [I, G·H], recurrent_kernel [H, G·H] in the cell's own
-// gate order (layer_norm_lstm: i, f, c, o; layer_norm_gru: z, r, g). Inputs a cell does not use
-// (the GRU's c0, beta_x, beta_h, gamma_c, beta_c; the LSTM's recurrent_bias) may be any shape;
-// their grads are zeros of that shape. x [T, B, I] and y [T, B, H] (their grads likewise), or with
-// time_major=false [B, T, I] and [B, T, H] (Keras' layout: the layers call the op without
-// transposes; the GPU kernels take time-major only); mask and zoneout_mask are time-major in
-// both layouts. mask: [T, B] in {0, 1} (a masked step keeps the states and
-// outputs the carried h) or [0]; zoneout_mask: the keep mask k of zoneout on h,
-// h = h_prev + k (h~ - h_prev): [T, B, H] in {0, 1} (training), a scalar 1 - p (inference:
-// h = p h_prev + (1 - p) h~), or [0] (no zoneout). epsilon: the LN epsilon, a scalar.
+// One layer, one direction, weights in the Keras layers' layout (tf_rnn_ops/layers/layer_norm.py):
+// kernel [I, G·H], recurrent_kernel [H, G·H] in the cell's own gate order (layer_norm_lstm: i, f,
+// c, o; layer_norm_gru: z, r, g). Inputs a cell does not use (the GRU's c0, beta_x, beta_h,
+// gamma_c, beta_c; the LSTM's recurrent_bias) may be any shape; their grads are zeros of that
+// shape. x [T, B, I] and y [T, B, H] (their grads likewise), or with time_major=false [B, T, I] and
+// [B, T, H] (Keras' layout: the layers call the op without transposes); mask and zoneout_mask are
+// time-major in both layouts. mask: [T, B] in {0, 1} (a masked step keeps the states and outputs
+// the carried h) or [0]; zoneout_mask: the keep mask k of zoneout on h, h = h_prev + k (h~ -
+// h_prev): [T, B, H] in {0, 1} (training), a scalar 1 - p (inference: h = p h_prev + (1 - p) h~),
+// or [0] (no zoneout). epsilon: the LN epsilon, a scalar.
 // is_training: false writes no reserve (an empty one; the gradient then needs a run with true).
 // recurrent_mask: N = 0 tensors (none) or one [B, H]: TF Addons' recurrent dropout, h_{t-1} ⊙ m
 // in h's product with R at every step (the state carried, zoneout and the GRU's z h_prev see h

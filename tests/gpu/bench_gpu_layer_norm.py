@@ -3,7 +3,8 @@ LayerNormLSTM and LayerNormGRU, forward (inference) and a training step (forward
 every gradient), at batch 64 and 256, time 100, input 128, hidden 256, against the plain cells of
 the same shapes in the same run: our fused LSTM / GRU (tests/gpu/bench_gpu.py's prepared calls)
 and PyTorch's cuDNN nn.LSTM / nn.GRU. There is no layer-norm RNN in cuDNN: the ratios say what the
-two layer norms a step cost over the fastest plain step.
+two layer norms a step cost over the fastest plain step. Each shape also runs batch-major
+(time_major=False: x, y and their grads [B, T, ·], the layers' call) beside the time-major call.
 
     python3 tests/gpu/bench_gpu_layer_norm.py [--cells layer_norm_lstm,layer_norm_gru]
                                               [--json out.json]
@@ -35,23 +36,29 @@ PLAIN_MODE = {"layer_norm_lstm": "lstm", "layer_norm_gru": "gru"}
 class LayerNormPrepared:
     """One cell and shape with its inputs on the device once; the calls allocate their outputs."""
 
-    def __init__(self, lib, cell, rng, B, T, D, H):
-        self.op = lib.layer_norm_rnn(cell, "float32")
-        self.cell, self.be = cell, lib.backend
+    def __init__(self, lib, cell, rng, B, T, D, H, time_major=True):
+        self.op = lib.layer_norm_rnn(cell, "float32", time_major)
+        self.cell, self.be, self.time_major = cell, lib.backend, time_major
         x, h0, c0, _, _ = lnref.make_case(rng, cell, T, B, D, H)
         self.host = dict(params=lnref.make_params(rng, cell, D, H), x=x, h0=h0, c0=c0)
         cast = lambda a: self.be.from_numpy(a, "float32")  # noqa: E731
         self.params = {k: cast(v) for k, v in self.host["params"].items()}
-        self.x, self.h0, self.c0 = cast(x), cast(h0), cast(c0)
-        self.dy, self.dh, self.dc = (cast(a) for a in lnref.loss_weights(rng, T, B, H))
+        self.x, self.h0, self.c0 = cast(self.layout(x)), cast(h0), cast(c0)
+        dy, dh, dc = lnref.loss_weights(rng, T, B, H)
+        self.dy, self.dh, self.dc = cast(self.layout(dy)), cast(dh), cast(dc)
         self.eps = lnref.EPS[cell]
+
+    def layout(self, a):
+        """a [T, B, ·] in this call's layout."""
+        return a if self.time_major else np.ascontiguousarray(np.swapaxes(a, 0, 1))
 
     def check(self, steps):
         """Raises unless the output of the first `steps` steps matches the float64 reference."""
         h = self.host
         x = h["x"][:steps]
-        y = self.be.to_numpy(self.op.forward(x, h["h0"], h["c0"], h["params"], epsilon=self.eps,
-                                             is_training=False)[0])  # fmt: skip
+        y = self.be.to_numpy(self.op.forward(self.layout(x), h["h0"], h["c0"], h["params"],
+                                             epsilon=self.eps, is_training=False)[0])  # fmt: skip
+        y = self.layout(y)  # back to [T, B, H]
         want = lnref.reference(self.cell, h["params"], x, h["h0"], h["c0"])[0]
         err = float(np.abs(y - want).max(initial=0.0))
         if err > 1e-3 * max(1.0, float(np.abs(want).max(initial=0.0))):
@@ -128,6 +135,13 @@ def main(argv=None):
                 print(f"{cell:16} {B:4} {T:4} {D:4} {H:4} {name:12} {t_ln[0]:9.3f} {t[0]:9.3f}"
                       f" {t_ln[1]:9.3f} {t[1]:10.3f} {t_ln[0] / t[0]:6.2f}"
                       f" {t_ln[1] / t[1]:7.2f}")  # fmt: skip
+            bm = LayerNormPrepared(lib, cell, rng, B, T, D, H, time_major=False)
+            bm.check(min(T, CHECK_STEPS))
+            t_bm = (time_ms(lib, bm.inference, args.warmup, args.iters),
+                    time_ms(lib, bm.train_step, args.warmup, args.iters))  # fmt: skip
+            row["batch_major inference_ms"], row["batch_major train_ms"] = t_bm
+            print(f"{cell:16} {B:4} {T:4} {D:4} {H:4} {'batch-major':12} {t_bm[0]:9.3f}"
+                  f" {'':9} {t_bm[1]:9.3f}  x, y [B, T, ·]: time_major=False")  # fmt: skip
             results.append(row)
     print("(ms per call; x: the layer-norm cell's time over the plain peer's, in this run)")
     return finish(args, lib, results)

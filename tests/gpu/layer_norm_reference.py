@@ -87,9 +87,12 @@ def recurrent_dropout_mask(rng, B, H, rate=0.3):
     return ref.dropout_masks(rng, 1, (B, H), rate)[0]
 
 
-def run(lib, cell, dtype, p, x, h0, c0, mask, zm, is_training=True, recurrent_mask=None):
-    """The library's forward: (y, hn, cn, reserve) as numpy arrays (cn, reserve may be None)."""
-    op = lib.layer_norm_rnn(cell, dtype)
+def run(
+    lib, cell, dtype, p, x, h0, c0, mask, zm, is_training=True, recurrent_mask=None, time_major=True
+):
+    """The library's forward: (y, hn, cn, reserve) as numpy arrays (cn, reserve may be None); x
+    and y in the layout `time_major` says."""
+    op = lib.layer_norm_rnn(cell, dtype, time_major)
     out = op.forward(
         x,
         h0,
@@ -144,9 +147,12 @@ def finite_difference_grads(
     return out
 
 
-def library_grads(lib, cell, dtype, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=None):
-    """The library's grads of L = Σ y wy + Σ hn wh (+ Σ cn wc), as finite_difference_grads."""
-    op = lib.layer_norm_rnn(cell, dtype)
+def library_grads(
+    lib, cell, dtype, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=None, time_major=True
+):
+    """The library's grads of L = Σ y wy + Σ hn wh (+ Σ cn wc), as finite_difference_grads; x,
+    wy and the grad of x in the layout `time_major` says."""
+    op = lib.layer_norm_rnn(cell, dtype, time_major)
     kw = dict(mask=mask, zoneout=zm, epsilon=EPS[cell], recurrent_mask=recurrent_mask)
     _, _, _, reserve = op.forward(x, h0, c0, p, **kw)
     dx, dh0, dc0, grads = op.backward(x, h0, p, reserve, wy, wh, wc, **kw)

@@ -2,11 +2,12 @@
 `TfRnn>LayerNormRnn`), run on the CPU through the host emulation (cc/cuda/cuda_compat.h), against
 the float64 references of tests/cells/cell_reference.py (TF Addons' LayerNormLSTMCell, haste's
 LayerNormGRU and zoneout): forward in training and inference, every gradient against central finite
-differences of the reference, step masks, zoneout masks and scalar keep values, TF Addons' recurrent
-dropout mask (h_{t-1} * m in h's product with R only), odd sizes, B = 0, T = 0, float32, bad
-descriptions. The emulation runs a block as one thread, so it checks every
-pass's math, not the block reductions' cooperation (the GPU tests do: tests/gpu/test_gpu_*.py).
-Needs no GPU or TensorFlow; skipped unless the emulation library is built (`make gpu-check`)."""
+differences of the reference, both layouts (x, y and their grads time-major or batch-major), step
+masks, zoneout masks and scalar keep values, TF Addons' recurrent dropout mask (h_{t-1} * m in h's
+product with R only), odd sizes, B = 0, T = 0, float32, bad descriptions. The emulation runs a
+block as one thread, so it checks every pass's math, not the block reductions' cooperation (the
+GPU tests do: tests/gpu/test_gpu_*.py). Needs no GPU or TensorFlow; skipped unless the emulation
+library is built (`make gpu-check`)."""
 
 from __future__ import annotations
 
@@ -134,6 +135,66 @@ def test_gradients_match_finite_differences(
     assert set(got) == set(want)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+BATCH_MAJOR_CASES = [
+    # T, B, D, H, masked, zoneout, recurrent_dropout
+    (3, 2, 3, 4, False, None, False),
+    (4, 3, 2, 3, True, "mask", True),
+    (3, 3, 1, 3, True, "scalar", False),
+    (1, 1, 1, 1, False, None, True),
+    (2, 3, 0, 3, False, None, False),
+]
+
+
+def _bt(a):
+    """[T, B, ·] <-> [B, T, ·]."""
+    return np.ascontiguousarray(np.swapaxes(a, 0, 1))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B,D,H,masked,zoneout,recurrent_dropout", BATCH_MAJOR_CASES)
+def test_batch_major_matches_reference_and_finite_differences(
+    lib, rng, cell, T, B, D, H, masked, zoneout, recurrent_dropout
+):
+    """time_major=False: x, y, dx and dy [B, T, ·] (the step and zoneout masks time-major): the
+    outputs of training and inference against the reference, every gradient against central
+    finite differences, and the reserve's rows in the time-major call's order."""
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
+    rm = recurrent_dropout_mask(rng, B, H) if recurrent_dropout else None
+    want = reference(cell, p, x, h0, c0, mask, zm, recurrent_mask=rm)
+    args = (lib, cell, "float64", p, _bt(x), h0, c0, mask, zm)
+    got_train = run(*args, True, recurrent_mask=rm, time_major=False)
+    got_infer = run(*args, False, recurrent_mask=rm, time_major=False)
+    for got in (got_train, got_infer):
+        assert got[0].shape == (B, T, H)
+        np.testing.assert_allclose(got[0], _bt(want[0]), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-12)
+        if cell == "layer_norm_lstm":
+            np.testing.assert_allclose(got[2], want[2], rtol=1e-10, atol=1e-12)
+    # The reserve's rows in time-major order: its xhat_x and h_prev regions (written for every
+    # row; a masked row leaves some others unwritten) are the time-major call's.
+    reserve = run(lib, cell, "float64", p, x, h0, c0, mask, zm, True, recurrent_mask=rm)[3]
+    xhat_x = slice(0, T * B * (4 if cell == "layer_norm_lstm" else 3) * H)
+    np.testing.assert_allclose(got_train[3][xhat_x], reserve[xhat_x], rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(
+        _h_prev_region(cell, got_train[3], T, B, H), _h_prev_region(cell, reserve, T, B, H)
+    )
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    want_grads = finite_difference_grads(
+        cell, p, x, h0, c0, mask, zm, wy, wh, wc, recurrent_mask=rm
+    )
+    got_grads = library_grads(
+        *args, _bt(wy), wh, wc, recurrent_mask=rm, time_major=False
+    )  # fmt: skip
+    assert got_grads["x"].shape == (B, T, D)
+    got_grads["x"] = _bt(got_grads["x"])
+    assert set(got_grads) == set(want_grads)
+    for name in want_grads:
+        np.testing.assert_allclose(
+            got_grads[name], want_grads[name], rtol=1e-5, atol=1e-7, err_msg=name
+        )
 
 
 @pytest.mark.parametrize("cell", CELLS)

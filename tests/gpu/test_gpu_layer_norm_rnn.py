@@ -4,7 +4,8 @@
 forward at sizes where a block's threads share the row reductions (H up to 600, more units than
 threads) and where the rows outnumber the grid (B > 65535); every gradient against finite
 differences (all elements on small sizes, random directions on large ones); step masks, zoneout
-masks and keep values, TF Addons' recurrent dropout mask; float64 and float32. Needs a CUDA
+masks and keep values, TF Addons' recurrent dropout mask; float64 and float32; x, y and their
+grads batch-major (time_major=False) as well as time-major. Needs a CUDA
 device and PyTorch (skipped otherwise; TF_RNN_OPS_GPU_HARNESS=emulation dry-runs it on the host
 emulation)."""
 
@@ -111,3 +112,52 @@ def test_gradients_along_random_directions(
     pairs = directional_check(lib, cell, dtype, p, x, h0, c0, mask, zm, rng, recurrent_mask=rm)
     for got, fd in pairs:
         assert abs(got - fd) <= tol * max(1.0, abs(fd)), (got, fd)
+
+
+def _bt(a):
+    """[T, B, ·] <-> [B, T, ·]."""
+    return np.ascontiguousarray(np.swapaxes(a, 0, 1))
+
+
+GRAD_TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=1e-5)}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize(
+    "T,B,D,H,masked,zoneout",
+    [
+        (5, 7, 33, 257, True, "mask"),
+        (4, 3, 5, 600, False, "scalar"),
+        (3, 64, 128, 256, False, None),
+        (1, 1, 1, 1, False, None),
+        (3, 0, 4, 5, False, None),
+    ],
+)
+def test_batch_major_matches_reference_and_time_major_grads(
+    lib, rng, dtype, cell, T, B, D, H, masked, zoneout
+):
+    """time_major=False (x, y, dx, dy [B, T, ·]; the masks time-major): the outputs against the
+    reference, every gradient against the time-major call's (itself checked against finite
+    differences above), with a recurrent dropout mask."""
+    p = make_params(rng, cell, D, H)
+    x, h0, c0, mask, zm = make_case(rng, cell, T, B, D, H, masked, zoneout)
+    rm = recurrent_dropout_mask(rng, B, H)
+    want = reference(cell, p, x, h0, c0, mask, zm, recurrent_mask=rm)
+    args = (lib, cell, dtype, p, _bt(x), h0, c0, mask, zm)
+    for is_training in (True, False):
+        got = run(*args, is_training, recurrent_mask=rm, time_major=False)
+        assert got[0].shape == (B, T, H)
+        for g, w in zip(got[:3], (_bt(want[0]), *want[1:]), strict=True):
+            if w is not None:
+                np.testing.assert_allclose(g, w, **TOL[dtype])
+    wy, wh, wc = loss_weights(rng, T, B, H)
+    kw = dict(recurrent_mask=rm)
+    time_major = library_grads(lib, cell, dtype, p, x, h0, c0, mask, zm, wy, wh, wc, **kw)
+    batch_major = library_grads(*args, _bt(wy), wh, wc, **kw, time_major=False)
+    batch_major["x"] = _bt(batch_major["x"])
+    assert set(batch_major) == set(time_major)
+    for name in time_major:
+        np.testing.assert_allclose(
+            batch_major[name], time_major[name], **GRAD_TOL[dtype], err_msg=name
+        )

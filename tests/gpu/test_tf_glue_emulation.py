@@ -286,9 +286,10 @@ def test_gru_block_cell(dtype, batch):
 
 @pytest.mark.parametrize("cell", ["layer_norm_lstm", "layer_norm_gru"])
 @pytest.mark.parametrize("extras", ["plain", "mask_zoneout_dropout"])
-def test_layer_norm_rnn(cell, extras):
+@pytest.mark.parametrize("time_major", [True, False], ids=["tm", "bm"])
+def test_layer_norm_rnn(cell, extras, time_major):
     """TfRnn>LayerNormRnn and its gradient op, plain or with a step mask, zoneout and a recurrent
-    dropout mask."""
+    dropout mask, x and y time-major or (time_major=False) in Keras' layout [B, T, ·]."""
     rng = np.random.default_rng()
     lstm = cell == "layer_norm_lstm"
     T, B, n_in, H = 4, 3, 5, 6
@@ -297,10 +298,11 @@ def test_layer_norm_rnn(cell, extras):
     def t(*shape, scale=1.0):
         return tf.constant(rng.uniform(-scale, scale, shape))
 
-    x, h0, c0 = t(T, B, n_in), t(B, H), t(B, H)
+    x = t(T, B, n_in) if time_major else t(B, T, n_in)
+    h0, c0 = t(B, H), t(B, H)
     kernel, recurrent_kernel, bias = t(n_in, gh, scale=0.5), t(H, gh, scale=0.5), t(gh)
     gamma_x, gamma_h = 1.0 + t(gh, scale=0.2), 1.0 + t(gh, scale=0.2)
-    kw = dict(cell=cell, epsilon=1e-3)
+    kw = dict(cell=cell, epsilon=1e-3, time_major=time_major)
     if lstm:
         kw.update(beta_x=t(gh), beta_h=t(gh), gamma_c=1.0 + t(H, scale=0.2), beta_c=t(H))
     else:
@@ -325,28 +327,6 @@ def test_layer_norm_rnn(cell, extras):
 
     cpu, glue = _both(fn)
     _assert_same(cpu, glue, TOL[tf.float64], cell)
-
-
-def test_glue_layer_norm_refuses_batch_major():
-    """The GPU kernels of TfRnn>LayerNormRnn take time-major x only: time_major=False (which the
-    CPU kernels run) is an InvalidArgumentError that says so, not a misread x."""
-    rng = np.random.default_rng()
-    T, B, n_in, H = 2, 3, 4, 5
-
-    def t(*shape):
-        return tf.constant(rng.uniform(-0.5, 0.5, shape))
-
-    @tf.function
-    def call():
-        with tf.compat.v1.get_default_graph()._kernel_label_map({"TfRnn>LayerNormRnn": LABEL}):
-            return layer_norm_rnn(
-                t(B, T, n_in), t(B, H), None, t(n_in, 3 * H), t(H, 3 * H), t(3 * H),
-                1.0 + t(3 * H), 1.0 + t(3 * H), recurrent_bias=t(3 * H), cell="layer_norm_gru",
-                epsilon=1e-3, time_major=False,
-            )[0]  # fmt: skip
-
-    with pytest.raises(tf.errors.InvalidArgumentError, match="time_major=true only"):
-        call()
 
 
 def test_glue_refuses_bad_lengths_naming_them():

@@ -435,9 +435,10 @@ class Library:
         rc = self.lib.tfrnn_convert_half16(be.stream, k, int(to_float), n, be.ptr(src), be.ptr(dst))
         self.check(rc)
 
-    def layer_norm_rnn(self, cell: str, dtype: str = "float64"):
-        """The fused layer-norm LSTM / GRU (cell: "layer_norm_lstm" or "layer_norm_gru")."""
-        return LayerNormRnn(self, cell, dtype)
+    def layer_norm_rnn(self, cell: str, dtype: str = "float64", time_major: bool = True):
+        """The fused layer-norm LSTM / GRU (cell: "layer_norm_lstm" or "layer_norm_gru"), x, y
+        and their grads time-major or (time_major=False) batch-major."""
+        return LayerNormRnn(self, cell, dtype, time_major)
 
     # ------------------------------------------------------------------------------ fused RNN
     def rnn(self, shape, dtype="float64", time_major=True, dropout=0.0, seed=0, seed2=0):
@@ -590,6 +591,7 @@ class LayerNormDesc(ctypes.Structure):
         ("zoneout", _I64),
         ("epsilon", ctypes.c_double),
         ("has_recurrent_mask", _I64),
+        ("time_major", _I64),
     ]
 
 
@@ -614,22 +616,29 @@ def _layer_norm_sigs():
 
 
 class LayerNormRnn:
-    """TfRnn>LayerNormRnn's math on the CUDA layer: x [T, B, I] time-major; params a dict of
-    LN_PARAMS (the ones the cell has); mask [T, B] or None; zoneout: None, a keep mask [T, B, H]
-    or a float keep value (1 - p); recurrent_mask: None or TF Addons' recurrent dropout mask
-    [B, H] (h_{t-1} * m in h's product with R; the backward takes the forward's)."""
+    """TfRnn>LayerNormRnn's math on the CUDA layer: x [T, B, I] (time_major) or [B, T, I], y and
+    the grads of both in x's layout; params a dict of LN_PARAMS (the ones the cell has); mask
+    [T, B] or None; zoneout: None, a keep mask [T, B, H] or a float keep value (1 - p) (the masks
+    time-major in both layouts); recurrent_mask: None or TF Addons' recurrent dropout mask [B, H]
+    (h_{t-1} * m in h's product with R; the backward takes the forward's)."""
 
-    def __init__(self, lib: Library, cell: str, dtype: str):
+    def __init__(self, lib: Library, cell: str, dtype: str, time_major: bool = True):
         self.lib, self.cell, self.dtype = lib, cell, dtype
         self.lstm = cell == "layer_norm_lstm"
+        self.time_major = time_major
+
+    def steps_batch(self, x) -> tuple[int, int]:
+        """(T, B) of x in this call's layout."""
+        return (x.shape[0], x.shape[1]) if self.time_major else (x.shape[1], x.shape[0])
 
     def desc(self, x, h0, is_training, mask, zoneout, epsilon, recurrent_mask=None):
         kind = 0 if zoneout is None else (2 if np.ndim(zoneout) == 0 else 1)
+        T, B = self.steps_batch(x)
         return LayerNormDesc(
             DTYPES[self.dtype],
             LN_CELLS[self.cell],
-            x.shape[0],
-            x.shape[1],
+            T,
+            B,
             x.shape[2],
             h0.shape[1],
             int(is_training),
@@ -637,6 +646,7 @@ class LayerNormRnn:
             kind,
             float(epsilon),
             int(recurrent_mask is not None),
+            int(self.time_major),
         )
 
     def sizes(self, desc):
@@ -674,13 +684,14 @@ class LayerNormRnn:
         """Returns (y, hn, cn, reserve) as backend buffers (cn None for the GRU)."""
         be = self.lib.backend
         d = self.desc(x, h0, is_training, mask, zoneout, epsilon, recurrent_mask)
-        T, B, H = x.shape[0], x.shape[1], h0.shape[1]
+        (T, B), H = self.steps_batch(x), h0.shape[1]
         rs, fw, _ = self.sizes(d)
         self._inputs = {k: self._buf(v) for k, v in params.items()}
         ins = [self._buf(a) for a in (x, h0, c0 if self.lstm else None, mask)]
         zm = None if zoneout is None else self._buf(np.reshape(zoneout, (-1,)))
         rm = self._buf(recurrent_mask)
-        y, hn = be.empty((T, B, H), self.dtype), be.empty((B, H), self.dtype)
+        y_shape = (T, B, H) if self.time_major else (B, T, H)
+        y, hn = be.empty(y_shape, self.dtype), be.empty((B, H), self.dtype)
         cn = be.empty((B, H), self.dtype) if self.lstm else None
         reserve = be.empty((rs,), self.dtype) if is_training else None
         ws = be.workspace(fw)
@@ -714,7 +725,7 @@ class LayerNormRnn:
         """Returns (dx, dh0, dc0, grads): grads a dict of the cell's param grads."""
         be = self.lib.backend
         d = self.desc(x, h0, True, mask, zoneout, epsilon, recurrent_mask)
-        B, H = x.shape[1], h0.shape[1]
+        B, H = self.steps_batch(x)[1], h0.shape[1]
         _, _, bw = self.sizes(d)
         pin = {k: self._buf(v) for k, v in params.items()}
         grads = {k: be.empty(np.shape(v), self.dtype) for k, v in params.items()}

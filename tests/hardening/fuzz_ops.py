@@ -1035,7 +1035,8 @@ def _keras_grad_fn(rng):
 
 
 # ------------------------------------------------------------------- LayerNormRnn (LN LSTM / GRU)
-# TfRnn>LayerNormRnn / TfRnn>LayerNormRnnGrad (cc/ops/layer_norm_rnn_ops.cc): x [T, B, I], h0
+# TfRnn>LayerNormRnn / TfRnn>LayerNormRnnGrad (cc/ops/layer_norm_rnn_ops.cc): x [T, B, I]
+# (time_major=false: [B, T, I], and dy likewise), h0
 # [B, H], c0 [B, H] (LSTM), kernel [I, G·H], recurrent_kernel [H, G·H], bias, gamma_x, gamma_h
 # [G·H], recurrent_bias [G·H] (GRU), beta_x, beta_h [G·H], gamma_c, beta_c [H] (LSTM); inputs a
 # cell does not use may be any shape. mask [T, B] or [0]; zoneout_mask [T, B, H], a scalar or [0];
@@ -1067,11 +1068,11 @@ def _ln_names(shapes, base=LN_INPUTS):
     return base + ((LN_RECURRENT_MASK,) if LN_RECURRENT_MASK in shapes else ())
 
 
-def _ln_shapes(lstm, T, B, I, H, mask, zone, recurrent_mask=False):  # noqa: E741
+def _ln_shapes(lstm, T, B, I, H, mask, zone, recurrent_mask=False, time_major=True):  # noqa: E741
     gh, un = (4 if lstm else 3) * H, (0,)
     extra = {LN_RECURRENT_MASK: (B, H)} if recurrent_mask else {}
     return extra | dict(
-        x=(T, B, I), h0=(B, H), c0=(B, H) if lstm else un, kernel=(I, gh),
+        x=(T, B, I) if time_major else (B, T, I), h0=(B, H), c0=(B, H) if lstm else un, kernel=(I, gh),
         recurrent_kernel=(H, gh), bias=(gh,), recurrent_bias=un if lstm else (gh,),
         gamma_x=(gh,), beta_x=(gh,) if lstm else un, gamma_h=(gh,),
         beta_h=(gh,) if lstm else un, gamma_c=(H,) if lstm else un, beta_c=(H,) if lstm else un,
@@ -1087,7 +1088,7 @@ def _ln_reserve_size(lstm, T, B, H):
     return T * B * (3 * gh + 2 * H + 3 + (2 * H if lstm else 0))
 
 
-def _ln_check(shapes, dts, cell, eps, grad=False):
+def _ln_check(shapes, dts, cell, eps, time_major, grad=False):
     """(validity, output shapes) of TfRnn>LayerNormRnn (grad: of TfRnn>LayerNormRnnGrad)."""
     names = _ln_names(shapes, LN_INPUTS + (LN_GRAD_INPUTS if grad else ()))
     if cell not in LN_CELLS:
@@ -1098,12 +1099,13 @@ def _ln_check(shapes, dts, cell, eps, grad=False):
     x, rk = shapes["x"], shapes["recurrent_kernel"]
     if len(x) != 3:
         return INVALID, None
-    T, B, I = x  # noqa: E741
+    T, B, I = x if time_major else (x[1], x[0], x[2])  # noqa: E741
     G = 4 if lstm else 3
     if len(rk) != 2 or rk[1] != G * rk[0] or rk[0] < 1:
         return INVALID, None
     H = rk[0]
     want = _ln_shapes(lstm, T, B, I, H, True, "full")
+    y = (T, B, H) if time_major else (B, T, H)
     used = ["kernel", "h0", "bias", "gamma_x", "gamma_h"]
     used += list(LN_LSTM_ONLY) if lstm else ["recurrent_bias"]
     if any(tuple(shapes[n]) != want[n] for n in used):
@@ -1119,12 +1121,12 @@ def _ln_check(shapes, dts, cell, eps, grad=False):
     if T * B * (3 * G * H + 5 * H + 3) > MAX_ELEMENTS:  # the kernels' bound on a call's buffers
         return INVALID, None
     if grad:
-        g = {"reserve": (_ln_reserve_size(lstm, T, B, H),), "dy": (T, B, H), "dhn": (B, H),
+        g = {"reserve": (_ln_reserve_size(lstm, T, B, H),), "dy": y, "dhn": (B, H),
              "dcn": (B, H if lstm else 0)}  # fmt: skip
         if any(tuple(shapes[n]) != s for n, s in g.items()):
             return INVALID, None
         return VALID, [tuple(shapes[n]) for n in LN_INPUTS[:13]]
-    return VALID, [(T, B, H), (B, H), (B, H if lstm else 0), (_ln_reserve_size(lstm, T, B, H),)]
+    return VALID, [y, (B, H), (B, H if lstm else 0), (_ln_reserve_size(lstm, T, B, H),)]
 
 
 def _ln_spec(name, shape, dt, fill, eps):
@@ -1153,12 +1155,13 @@ def ln_config(draw, small=False):
         dtype=draw(st.sampled_from(["float32"] * 3 + ["float64"])),
         is_training=small or draw(st.booleans()),
         recurrent_mask=draw(st.booleans()),
+        time_major=draw(st.booleans()),
     )  # fmt: skip
 
 
 def _ln_case_shapes(c):
     return _ln_shapes(c["lstm"], c["T"], c["B"], c["I"], c["H"], c["mask"], c["zone"],
-                      c["recurrent_mask"])  # fmt: skip
+                      c["recurrent_mask"], c["time_major"])  # fmt: skip
 
 
 def _ln_unused(draw, shapes, lstm, B, H):
@@ -1190,24 +1193,28 @@ def layer_norm_cases(draw):
     names = _ln_names(shapes)
     dts = dict.fromkeys(names, c["dtype"])
     fill = {n: draw(fills) if draw(st.integers(0, 7)) == 0 else "normal" for n in names}
-    cell, eps, mutated = c["cell"], c["eps"], []
+    cell, eps, time_major, mutated = c["cell"], c["eps"], c["time_major"], []
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
-        what = draw(st.sampled_from(["tensor"] * 5 + ["cell", "epsilon"]))
+        what = draw(st.sampled_from(["tensor"] * 5 + ["cell", "epsilon", "time_major"]))
         if what == "tensor":
             mutated.append(_ln_mutate(draw, shapes, dts, names))
         elif what == "cell":
             cell = draw(st.sampled_from(["bogus", "lstm"] + list(LN_CELLS)))
             mutated.append("cell")
+        elif what == "time_major":  # x's first two dims swap roles: T and B read anew
+            time_major = not time_major
+            mutated.append("time_major")
         else:
             eps = draw(st.sampled_from([0.0, -1e-3] + list(NONFINITE)))
             mutated.append("epsilon")
-    valid, expected = _ln_check(shapes, dts, cell, eps)
+    valid, expected = _ln_check(shapes, dts, cell, eps, time_major)
     if valid == VALID and not c["is_training"]:
         expected[3] = (0,)
     return dict(
         family="layer_norm",
         inputs={n: _ln_spec(n, shapes[n], dts[n], fill[n], eps) for n in names},
-        attrs=dict(cell=cell, is_training=c["is_training"]), expect=valid, expected=expected,
+        attrs=dict(cell=cell, is_training=c["is_training"], time_major=time_major),
+        expect=valid, expected=expected,
         out_dtype=dts["x"], mutated=set(mutated) if len(set(mutated)) == 1 else None,
     )  # fmt: skip
 
@@ -1222,7 +1229,8 @@ def layer_norm_grad_cases(draw):
     _ln_unused(draw, shapes, c["lstm"], c["B"], c["H"])
     fwd = {n: _ln_spec(n, shapes[n], c["dtype"], "normal", c["eps"]) for n in _ln_names(shapes)}
     T, B, H = c["T"], c["B"], c["H"]
-    shapes.update(reserve=(_ln_reserve_size(c["lstm"], T, B, H),), dy=(T, B, H), dhn=(B, H),
+    shapes.update(reserve=(_ln_reserve_size(c["lstm"], T, B, H),),
+                  dy=(T, B, H) if c["time_major"] else (B, T, H), dhn=(B, H),
                   dcn=(B, H if c["lstm"] else 0))  # fmt: skip
     names = _ln_names(shapes, LN_INPUTS + LN_GRAD_INPUTS)
     dts = dict.fromkeys(names, c["dtype"])
@@ -1249,11 +1257,12 @@ def layer_norm_grad_cases(draw):
             mutated.append("cell")
         else:
             changes[draw(st.sampled_from(["dy", "dhn", "reserve"]))] = "garbage"
-    valid, expected = _ln_check(shapes, dts, cell, eps, grad=True)
+    valid, expected = _ln_check(shapes, dts, cell, eps, c["time_major"], grad=True)
     return dict(
-        family="layer_norm_grad", fwd_inputs=fwd, fwd_attrs=dict(cell=c["cell"], is_training=True),
+        family="layer_norm_grad", fwd_inputs=fwd,
+        fwd_attrs=dict(cell=c["cell"], is_training=True, time_major=c["time_major"]),
         changes={n: (k, tuple(shapes[n]), dts[n]) for n, k in changes.items()},
-        attrs=dict(cell=cell), expect=valid, expected=expected, out_dtype=dts["x"],
+        attrs=dict(cell=cell, time_major=c["time_major"]), expect=valid, expected=expected, out_dtype=dts["x"],
         mutated=set(mutated) if len(set(mutated)) == 1 else None,
     )  # fmt: skip
 
@@ -1721,6 +1730,7 @@ _LN_ALIASES = {
     "x": {"x", "kernel", "h0", "c0", "mask", "zoneout_mask", "reserve", "dy", "dhn", "dcn"},
     "recurrent_kernel": _LN_H,
     "cell": {"cell", "recurrent_kernel"},
+    "time_major": {"time_major", "x", "h0", "c0", "mask", "zoneout_mask", "recurrent_mask", "dy"},
 }
 # KerasRNNDropout: recurrent_kernel sets H (and G·H), projected_input T and B; the backprop then
 # checks the forward's outputs and reserve against them.

@@ -35,7 +35,6 @@ holds the custom op (import `tf_rnn_ops` before loading it); exported inside
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 
 import keras
@@ -539,17 +538,13 @@ class _CellLayer(InferenceDrawsNoMasks, keras.layers.RNN):
             sequences, weights = self._dropped(sequences, weights)
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        # x and y in Keras' layout, read and written in place by the CPU kernels (the transposes
-        # were ~6% of an inference call; docs/PERFORMANCE.md item 105), the op pinned to the CPU
-        # so that a graph traced here and run beside a GPU (a SavedModel) still takes them; beside
-        # a GPU, whose kernels take time-major only, transposed. The masks are time-major either
-        # way.
-        time_major = bool(tf.config.list_logical_devices("GPU"))
-        x = tf.transpose(sequences, [1, 0, 2]) if time_major else sequences
+        # x and y in Keras' layout, read and written in place by the op's kernels on either
+        # device (the transposes were ~6% of a CPU inference call; docs/PERFORMANCE.md items 105,
+        # 106). The masks are time-major.
+        x = tf.reverse(sequences, [1]) if self.go_backwards else sequences
         step_mask = None if mask is None else tf.transpose(tf.cast(mask, dtype))
-        if self.go_backwards:
-            x = tf.reverse(x, [0 if time_major else 1])
-            step_mask = None if step_mask is None else tf.reverse(step_mask, [0])
+        if self.go_backwards and step_mask is not None:
+            step_mask = tf.reverse(step_mask, [0])
         zoneout_mask = None
         if training and cell.zoneout:
             # All steps' masks at once, [T, B, H], through the cell's own draw.
@@ -560,22 +555,19 @@ class _CellLayer(InferenceDrawsNoMasks, keras.layers.RNN):
         states = (
             list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         )
-        with contextlib.nullcontext() if time_major else tf.device("/device:CPU:0"):
-            y, hn, cn = layer_norm_rnn(
-                x, states[0], states[1] if len(states) > 1 else None,
-                cell=self._fused_cell, epsilon=cell.norm_epsilon, mask=step_mask,
-                zoneout=cell.zoneout, zoneout_mask=zoneout_mask, is_training=bool(training),
-                time_major=time_major, **weights,
-            )  # fmt: skip
+        y, hn, cn = layer_norm_rnn(
+            x, states[0], states[1] if len(states) > 1 else None,
+            cell=self._fused_cell, epsilon=cell.norm_epsilon, mask=step_mask,
+            zoneout=cell.zoneout, zoneout_mask=zoneout_mask, is_training=bool(training),
+            time_major=False, **weights,
+        )  # fmt: skip
         if step_mask is not None:
             # The op outputs the carried h at a masked step; Keras outputs the previous step's
             # output (zeros before the first valid step), or zeros with zero_output_for_mask.
             keep = step_mask if self.zero_output_for_mask else tf.cumsum(step_mask, axis=0)
-            keep = keep if time_major else tf.transpose(keep)
-            y = tf.where(keep[:, :, None] > 0, y, tf.zeros_like(y))
-        outputs = tf.transpose(y, [1, 0, 2]) if time_major else y
-        last_output = outputs[:, -1] if sequences.shape[1] != 0 else tf.zeros_like(hn)
-        return last_output, outputs, [hn, cn] if self._fused_cell == "layer_norm_lstm" else [hn]
+            y = tf.where(tf.transpose(keep)[:, :, None] > 0, y, tf.zeros_like(y))
+        last_output = y[:, -1] if sequences.shape[1] != 0 else tf.zeros_like(hn)
+        return last_output, y, [hn, cn] if self._fused_cell == "layer_norm_lstm" else [hn]
 
     @classmethod
     def _cell_kwargs(cls) -> set:
