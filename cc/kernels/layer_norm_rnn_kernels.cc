@@ -199,9 +199,10 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     ForEachBatchRange<T>(d, B, rows_apart, [&](int64_t b0, int64_t b1, bool one_thread) {
       const int64_t n = b1 - b0;
       // Scratch: the range's xW and hR rows (normalized in place), one row's act, c_hat, stats,
-      // h~ and h_prev, c_new; training streams a row's saved values out to the reserve
-      // (StreamOut: no read of the lines it writes, as writing there in place did).
-      std::vector<T> scratch(2 * n * GH + GH + 5 * H + 3);
+      // h~ (with zoneout; else it goes straight to y's row) and c_new; training streams a row's
+      // saved values out to the reserve (StreamOut: no read of the lines it writes, as writing
+      // there in place did).
+      std::vector<T> scratch(2 * n * GH + GH + 3 * H + 3);
       std::vector<T> dropped_h(rmask ? n * H : 0);  // the range's h ⊙ m, R's operand
       // (a step's x rows gathered: batch-major x, types without strided products)
       std::vector<T> x_rows(s.time_major || StepGemm<T>::kStrided ? 0 : n * I);
@@ -211,8 +212,7 @@ class LayerNormRnnOp : public LayerNormRnnBase {
       T* act_s = gh + n * GH;
       T* c_hat_s = act_s + GH;
       T* ht_s = c_hat_s + H;
-      T* hprev_s = ht_s + H;
-      T* stats_s = hprev_s + H;
+      T* stats_s = ht_s + H;
       for (int64_t t = 0; t < T_; ++t) {
         StepProductRows(w_gemm, one_thread, n, I, GH, x + IoRow(s, t, b0) * I,
                         IoBatchRowStride(s) * I, x_rows.data(), gx);
@@ -226,10 +226,8 @@ class LayerNormRnnOp : public LayerNormRnnBase {
         }
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t r = t * B + b;
-          T* hb = h + b * H;
+          T* hb = h + b * H;  // h_prev until the row's output is copied in at its end
           T* cb = lstm_ ? c_state + b * H : nullptr;
-          T* hprev = hprev_s;
-          std::copy_n(hb, H, hprev);
           if (training) {
             StreamOut(hb, H, reserve + rl.h_prev + r * H);
             if (lstm_) StreamOut(cb, H, reserve + rl.c_prev + r * H);
@@ -242,7 +240,10 @@ class LayerNormRnnOp : public LayerNormRnnBase {
           T* gxr = gx + (b - b0) * GH;
           T* ghr = gh + (b - b0) * GH;
           const RowSaved<T> sv{gxr, ghr, act_s, c_hat_s, stats_s};
-          T* ht = ht_s;
+          // h~ is y's row unless zoneout mixes h_prev in (one copy a row fewer: the copies were
+          // ~2.5% of a LayerNormLSTM inference call, docs/PERFORMANCE.md item 107).
+          const bool zoned = zmask != nullptr || s.zoneout_scalar;
+          T* ht = zoned ? ht_s : yr;
           if (lstm_) {
             CpuRow<LayerNormLstmCell>::Forward(p, H, gxr, ghr, cb, sv, c_new, ht);
             std::copy_n(c_new, H, cb);
@@ -256,18 +257,16 @@ class LayerNormRnnOp : public LayerNormRnnBase {
             StreamOut(act_s, GH, saved.act);
             if (lstm_) StreamOut(c_hat_s, H, saved.c_hat);
             std::copy_n(stats_s, ReserveLayout::kStats, saved.stats);
-            StreamOut(ht_s, H, reserve + rl.h_tilde + r * H);
+            StreamOut(ht, H, reserve + rl.h_tilde + r * H);
           }
           // Zoneout on h (never c): the zoned h is the output and the carried state.
           if (zmask) {
             const T* m = zmask + r * H;
-            for (int64_t j = 0; j < H; ++j) hb[j] = Zoneout(hprev[j], ht[j], m[j]);
+            for (int64_t j = 0; j < H; ++j) yr[j] = Zoneout(hb[j], ht[j], m[j]);
           } else if (s.zoneout_scalar) {
-            for (int64_t j = 0; j < H; ++j) hb[j] = Zoneout(hprev[j], ht[j], zk);
-          } else {
-            std::copy_n(ht, H, hb);
+            for (int64_t j = 0; j < H; ++j) yr[j] = Zoneout(hb[j], ht[j], zk);
           }
-          std::copy_n(hb, H, yr);
+          std::copy_n(yr, H, hb);
         }
       }
       if (training) StreamFence();
