@@ -1072,7 +1072,8 @@ def _ln_shapes(lstm, T, B, I, H, mask, zone, recurrent_mask=False, time_major=Tr
     gh, un = (4 if lstm else 3) * H, (0,)
     extra = {LN_RECURRENT_MASK: (B, H)} if recurrent_mask else {}
     return extra | dict(
-        x=(T, B, I) if time_major else (B, T, I), h0=(B, H), c0=(B, H) if lstm else un, kernel=(I, gh),
+        x=(T, B, I) if time_major else (B, T, I), h0=(B, H), c0=(B, H) if lstm else un,
+        kernel=(I, gh),
         recurrent_kernel=(H, gh), bias=(gh,), recurrent_bias=un if lstm else (gh,),
         gamma_x=(gh,), beta_x=(gh,) if lstm else un, gamma_h=(gh,),
         beta_h=(gh,) if lstm else un, gamma_c=(H,) if lstm else un, beta_c=(H,) if lstm else un,
@@ -1262,7 +1263,8 @@ def layer_norm_grad_cases(draw):
         family="layer_norm_grad", fwd_inputs=fwd,
         fwd_attrs=dict(cell=c["cell"], is_training=True, time_major=c["time_major"]),
         changes={n: (k, tuple(shapes[n]), dts[n]) for n, k in changes.items()},
-        attrs=dict(cell=cell, time_major=c["time_major"]), expect=valid, expected=expected, out_dtype=dts["x"],
+        attrs=dict(cell=cell, time_major=c["time_major"]), expect=valid, expected=expected,
+        out_dtype=dts["x"],
         mutated=set(mutated) if len(set(mutated)) == 1 else None,
     )  # fmt: skip
 
