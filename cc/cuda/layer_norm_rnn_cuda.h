@@ -75,10 +75,9 @@ size_t LayerNormRnnForwardWorkspaceBytes(const LayerNormRnnConfig& config, size_
 size_t LayerNormRnnBackwardWorkspaceBytes(const LayerNormRnnConfig& config, size_t elem_size);
 
 // Forward: per call one GEMM xW for all T·B rows (batch-major x: a strided batch, one product a
-// step); per step one GEMM h R (with a recurrent mask:
-// (h ⊙ m) R, h ⊙ m written by a kernel first) and one kernel (one block per batch row: both LNs'
-// reductions, the cell, the LSTM's LN of c, zoneout, the mask). recurrent_mask: null unless
-// config.has_recurrent_mask.
+// step); per step one GEMM h R (with a recurrent mask: (h ⊙ m) R, h ⊙ m written by a kernel
+// first) and one kernel (one block per batch row: both LNs' reductions, the cell, the LSTM's LN
+// of c, zoneout, the mask). recurrent_mask: null unless config.has_recurrent_mask.
 template <typename T>
 Status LayerNormRnnForward(cublasHandle_t blas, cudaStream_t stream,
                            const LayerNormRnnConfig& config, const T* x, const T* h0, const T* c0,
