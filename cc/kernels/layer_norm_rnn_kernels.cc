@@ -177,6 +177,9 @@ class LayerNormRnnOp : public LayerNormRnnBase {
     const T* zmask = s.has_zoneout_mask ? ctx->input(kZoneoutMask).flat<T>().data() : nullptr;
     // The keep value of every unit with a scalar zoneout_mask (h = h_prev + k (h~ - h_prev)).
     const T zk = s.zoneout_scalar ? ctx->input(kZoneoutMask).scalar<T>()() : T(1);
+    // h~ is y's row unless zoneout mixes h_prev in (one copy a row fewer: the copies were ~2.5%
+    // of a LayerNormLSTM inference call, docs/PERFORMANCE.md item 107).
+    const bool zoned = zmask != nullptr || s.zoneout_scalar;
     const T* rmask = s.recurrent_mask ? s.recurrent_mask->flat<T>().data() : nullptr;
     const CallDevice device(ctx->eigen_cpu_device(), 2.0 * rows * (I + H) * GH);
     const CPUDevice& d = device.get();
@@ -240,9 +243,6 @@ class LayerNormRnnOp : public LayerNormRnnBase {
           T* gxr = gx + (b - b0) * GH;
           T* ghr = gh + (b - b0) * GH;
           const RowSaved<T> sv{gxr, ghr, act_s, c_hat_s, stats_s};
-          // h~ is y's row unless zoneout mixes h_prev in (one copy a row fewer: the copies were
-          // ~2.5% of a LayerNormLSTM inference call, docs/PERFORMANCE.md item 107).
-          const bool zoned = zmask != nullptr || s.zoneout_scalar;
           T* ht = zoned ? ht_s : yr;
           if (lstm_) {
             CpuRow<LayerNormLstmCell>::Forward(p, H, gxr, ghr, cb, sv, c_new, ht);

@@ -542,9 +542,10 @@ class _CellLayer(InferenceDrawsNoMasks, keras.layers.RNN):
         # device (the transposes were ~6% of a CPU inference call; docs/PERFORMANCE.md items 105,
         # 106). The masks are time-major.
         x = tf.reverse(sequences, [1]) if self.go_backwards else sequences
-        step_mask = None if mask is None else tf.transpose(tf.cast(mask, dtype))
-        if self.go_backwards and step_mask is not None:
-            step_mask = tf.reverse(step_mask, [0])
+        mask_bt = None if mask is None else tf.cast(mask, dtype)  # [B, T], in x's step order
+        if self.go_backwards and mask_bt is not None:
+            mask_bt = tf.reverse(mask_bt, [1])
+        step_mask = None if mask_bt is None else tf.transpose(mask_bt)
         zoneout_mask = None
         if training and cell.zoneout:
             # All steps' masks at once, [T, B, H], through the cell's own draw.
@@ -561,11 +562,11 @@ class _CellLayer(InferenceDrawsNoMasks, keras.layers.RNN):
             zoneout=cell.zoneout, zoneout_mask=zoneout_mask, is_training=bool(training),
             time_major=False, **weights,
         )  # fmt: skip
-        if step_mask is not None:
+        if mask_bt is not None:
             # The op outputs the carried h at a masked step; Keras outputs the previous step's
             # output (zeros before the first valid step), or zeros with zero_output_for_mask.
-            keep = step_mask if self.zero_output_for_mask else tf.cumsum(step_mask, axis=0)
-            y = tf.where(tf.transpose(keep)[:, :, None] > 0, y, tf.zeros_like(y))
+            keep = mask_bt if self.zero_output_for_mask else tf.cumsum(mask_bt, axis=1)
+            y = tf.where(keep[:, :, None] > 0, y, tf.zeros_like(y))
         last_output = y[:, -1] if sequences.shape[1] != 0 else tf.zeros_like(hn)
         return last_output, y, [hn, cn] if self._fused_cell == "layer_norm_lstm" else [hn]
 
