@@ -1,18 +1,22 @@
 // What the CPU kernels of one Keras layer's call, TfRnn>KerasRNN and TfRnn>KerasRNNDropout
 // (keras_rnn_kernels.cc, keras_rnn_dropout_kernels.cc), share around the driver: the forward's
-// outputs, and calls with no batch or no steps.
+// outputs, the driver's workspace and the arguments both set alike, and calls with no batch or no
+// steps.
 #ifndef TF_RNN_OPS_CC_KERNELS_KERAS_RNN_CALLS_H_
 #define TF_RNN_OPS_CC_KERNELS_KERAS_RNN_CALLS_H_
 
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cc/kernels/kernel_util.h"
+#include "cc/kernels/rnn_cpu_driver.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/framework/types.h"
 
 namespace tf_rnn_ops {
 namespace keras_rnn {
@@ -49,6 +53,60 @@ struct ForwardOutputs {
     return true;
   }
 };
+
+// The driver's workspace: `size` values (RnnWorkspaceSize), on huge pages where the system allows.
+template <typename T>
+absl::Status AllocateWorkspace(tensorflow::OpKernelContext* ctx, int64_t size,
+                               tensorflow::Tensor* workspace) {
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                        tensorflow::TensorShape({size}), workspace));
+  AdviseHugePages(*workspace);
+  return absl::OkStatus();
+}
+
+// The forward's arguments that both ops set alike: the sizes, the initial states, the lengths
+// (none: all T) and the final states and reserve (training only). y, the weights and the ops' own
+// options are the caller's.
+template <typename T>
+RnnForwardArgs<T> ForwardArgs(int64_t T_, int64_t B, bool lstm, const tensorflow::Tensor& input_h,
+                              const tensorflow::Tensor& input_c,
+                              const std::vector<int32_t>& lengths, const ForwardOutputs& out,
+                              bool training) {
+  RnnForwardArgs<T> a;
+  a.seq_len = T_;
+  a.batch = B;
+  a.h0 = input_h.flat<T>().data();
+  a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
+  a.lengths = lengths.empty() ? nullptr : lengths.data();
+  a.hn = out.h->flat<T>().data();
+  a.cn = lstm ? out.c->flat<T>().data() : nullptr;
+  a.reserve = training ? out.reserve->flat<T>().data() : nullptr;
+  return a;
+}
+
+// The backward's arguments that both ops set alike: the sizes, the initial states, the lengths,
+// the final states' grads, the forward's reserve and the initial states' grads. y, dy, the
+// weights and their grads are the caller's.
+template <typename T>
+RnnBackwardArgs<T> BackwardArgs(int64_t T_, int64_t B, bool lstm, const tensorflow::Tensor& input_h,
+                                const tensorflow::Tensor& input_c,
+                                const std::vector<int32_t>& lengths, const tensorflow::Tensor& dhn,
+                                const tensorflow::Tensor& dcn, const tensorflow::Tensor& reserve,
+                                tensorflow::Tensor* dh0, tensorflow::Tensor* dc0, bool skip_state) {
+  RnnBackwardArgs<T> a;
+  a.seq_len = T_;
+  a.batch = B;
+  a.h0 = input_h.flat<T>().data();
+  a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
+  a.lengths = lengths.empty() ? nullptr : lengths.data();
+  a.dhn = dhn.flat<T>().data();
+  a.dcn = lstm ? dcn.flat<T>().data() : nullptr;
+  a.reserve = reserve.flat<T>().data();
+  a.dh0 = dh0->flat<T>().data();
+  a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
+  a.skip_state_grads = skip_state;
+  return a;
+}
 
 // The backward of a call with no batch or no steps: the final states' grads pass back to the
 // initial states' (zeros where skip_state), every output in `zeroed` is zero.

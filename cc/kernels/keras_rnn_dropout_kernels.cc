@@ -215,24 +215,14 @@ class KerasRnnDropoutOp : public OpKernel {
     if (!c.Convert(ctx, /*projected=*/true)) return;
     const bool stream = RnnStreamForwardWeights<T>(T_, B, H * c.G * H);  // (R alone)
     Tensor workspace;
-    OP_REQUIRES_OK(ctx,
-                   ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                      TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, false, stream)}),
-                                      &workspace));
-    AdviseHugePages(workspace);
-    RnnForwardArgs<T> a;
-    a.seq_len = T_;
-    a.batch = B;
-    a.h0 = input_h.flat<T>().data();
-    a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
-    a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
+    OP_REQUIRES_OK(ctx, keras_rnn::AllocateWorkspace<T>(
+                            ctx, RnnWorkspaceSize<T>(c.s, T_, B, false, stream), &workspace));
+    RnnForwardArgs<T> a =
+        keras_rnn::ForwardArgs<T>(T_, B, lstm, input_h, input_c, c.lengths, out, is_training_);
     // y written where it lies in either layout: with the input side given no step reads x, so
     // batch-major rows cost nothing (a transposed copy was a pass over y; PERFORMANCE item 77).
     a.y = out.y->flat<T>().data();
     a.io_batch_major = !tm;
-    a.hn = out.h->flat<T>().data();
-    a.cn = lstm ? out.c->flat<T>().data() : nullptr;
-    a.reserve = is_training_ ? out.reserve->flat<T>().data() : nullptr;
     a.recurrent_kernel = c.rk;
     a.gate_src = c.rk_gate_src;
     a.stream_weights = stream;
@@ -293,21 +283,12 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     }
     if (!c.Convert(ctx, /*projected=*/false)) return;
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
-    RnnBackwardArgs<T> a;
-    a.seq_len = T_;
-    a.batch = B;
-    a.h0 = input_h.flat<T>().data();
-    a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
-    a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
+    RnnBackwardArgs<T> a = keras_rnn::BackwardArgs<T>(
+        T_, B, lstm, input_h, input_c, c.lengths, ctx->input(kOutputHBackprop),
+        ctx->input(kOutputCBackprop), reserve, dh0, dc0, skip_state);
     a.y = ctx->input(kOutput).flat<T>().data();  // (read in place, as the forward wrote y)
     a.dy = ctx->input(kOutputBackprop).flat<T>().data();
     a.io_batch_major = !tm;
-    a.dhn = ctx->input(kOutputHBackprop).flat<T>().data();
-    a.dcn = lstm ? ctx->input(kOutputCBackprop).flat<T>().data() : nullptr;
-    a.reserve = reserve.flat<T>().data();
-    a.dh0 = dh0->flat<T>().data();
-    a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
-    a.skip_state_grads = skip_state;
     a.rec_masks = c.masks;
     a.zoneout_mask = c.zoneout_mask;
     a.zoneout_keep = c.zoneout_keep;
@@ -326,12 +307,11 @@ class KerasRnnDropoutBackpropOp : public OpKernel {
     const int64_t bias_rows = c.checked.has_input_bias ? 2 : 1;  // (as recurrent_bias)
     OP_REQUIRES_OK(
         ctx, ctx->allocate_temp(dt, TensorShape({want_bias ? bias_rows * gh : 0}), &bias_grads));
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(
-                            dt,
-                            TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
-                                                             /*keras_grads=*/true)}),
+    OP_REQUIRES_OK(ctx, keras_rnn::AllocateWorkspace<T>(
+                            ctx,
+                            RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
+                                                /*keras_grads=*/true),
                             &workspace));
-    AdviseHugePages(workspace);
     a.recurrent_kernel = c.rk;
     a.gate_src = c.rk_gate_src;
     a.d_recurrent_kernel = drk->flat<T>().data();

@@ -210,22 +210,12 @@ class KerasRnnOp : public OpKernel {
 
     const bool stream = RnnStreamForwardWeights<T>(T_, B, (c.I + H) * c.G * H);
     Tensor workspace;
-    OP_REQUIRES_OK(ctx,
-                   ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                      TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, false, stream)}),
-                                      &workspace));
-    AdviseHugePages(workspace);
-    RnnForwardArgs<T> a;
-    a.seq_len = T_;
-    a.batch = B;
+    OP_REQUIRES_OK(ctx, keras_rnn::AllocateWorkspace<T>(
+                            ctx, RnnWorkspaceSize<T>(c.s, T_, B, false, stream), &workspace));
+    RnnForwardArgs<T> a =
+        keras_rnn::ForwardArgs<T>(T_, B, lstm, input_h, input_c, c.lengths, out, is_training_);
     a.x = x.data();
-    a.h0 = input_h.flat<T>().data();
-    a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
-    a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
     a.y = y.data();
-    a.hn = out.h->flat<T>().data();
-    a.cn = lstm ? out.c->flat<T>().data() : nullptr;
-    a.reserve = is_training_ ? out.reserve->flat<T>().data() : nullptr;
     a.kernel = c.kernel;
     a.recurrent_kernel = c.recurrent_kernel;
     a.bias_w = c.bias_w;
@@ -300,29 +290,18 @@ class KerasRnnBackpropOp : public OpKernel {
     const auto dt = tensorflow::DataTypeToEnum<T>::value;
     const bool stream = RnnStreamWeights<T>(T_, B);
     Tensor workspace, bias_grads;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(
-                            dt,
-                            TensorShape({RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
-                                                             /*keras_grads=*/true)}),
+    OP_REQUIRES_OK(ctx, keras_rnn::AllocateWorkspace<T>(
+                            ctx,
+                            RnnWorkspaceSize<T>(c.s, T_, B, /*backward=*/true, stream,
+                                                /*keras_grads=*/true),
                             &workspace));
-    AdviseHugePages(workspace);
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({2 * gh}), &bias_grads));
-    RnnBackwardArgs<T> a;
-    a.seq_len = T_;
-    a.batch = B;
+    RnnBackwardArgs<T> a = keras_rnn::BackwardArgs<T>(T_, B, lstm, input_h, input_c, c.lengths, dhn,
+                                                      dcn, reserve, dh0, dc0, skip_state);
     a.x = x.data();
-    a.h0 = input_h.flat<T>().data();
-    a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
-    a.lengths = c.lengths.empty() ? nullptr : c.lengths.data();
     a.y = y.data();
     a.dy = dy.data();
-    a.dhn = dhn.flat<T>().data();
-    a.dcn = lstm ? dcn.flat<T>().data() : nullptr;
-    a.reserve = reserve.flat<T>().data();
     a.dx = skip_input ? nullptr : dx_out.data();
-    a.dh0 = dh0->flat<T>().data();
-    a.dc0 = lstm ? dc0->flat<T>().data() : nullptr;
-    a.skip_state_grads = skip_state;
     a.kernel = c.kernel;
     a.recurrent_kernel = c.recurrent_kernel;
     a.gate_src = c.gate_src;
