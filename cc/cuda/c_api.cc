@@ -36,6 +36,15 @@ int Report(const Status& status) {
 
 int InvalidArgument(const std::string& message) { return Report(Status::InvalidArgument(message)); }
 
+// f(T{}) for the element type T that `dtype` names (float or double), so that an entry point spells
+// its call once for both; an error for any other dtype.
+template <typename F>
+int ForDtype(int dtype, F&& f) {
+  if (dtype == TFRNN_FLOAT32) return f(float{});
+  if (dtype == TFRNN_FLOAT64) return f(double{});
+  return InvalidArgument("unknown dtype " + std::to_string(dtype));
+}
+
 bool ValidDType(int64_t dtype) { return dtype == TFRNN_FLOAT32 || dtype == TFRNN_FLOAT64; }
 
 Status ToConfig(const tfrnn_rnn_desc* desc, RnnConfig* config) {
@@ -265,24 +274,14 @@ int tfrnn_gru_block_cell_forward(void* blas, void* stream, int dtype, int64_t ba
                                  const void* h_prev, const void* w_ru, const void* w_c,
                                  const void* b_ru, const void* b_c, void* r, void* u, void* c,
                                  void* h, void* workspace) {
-  using tf_rnn_ops::cuda::GruBlockCellForward;
-  if (dtype == TFRNN_FLOAT32) {
-    using T = float;
-    return Report(GruBlockCellForward<T>(
+  return ForDtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    return Report(tf_rnn_ops::cuda::GruBlockCellForward<T>(
         AsBlas(blas), AsStream(stream), batch, input_size, cell_size, static_cast<const T*>(x),
         static_cast<const T*>(h_prev), static_cast<const T*>(w_ru), static_cast<const T*>(w_c),
         static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<T*>(r),
         static_cast<T*>(u), static_cast<T*>(c), static_cast<T*>(h), workspace));
-  }
-  if (dtype == TFRNN_FLOAT64) {
-    using T = double;
-    return Report(GruBlockCellForward<T>(
-        AsBlas(blas), AsStream(stream), batch, input_size, cell_size, static_cast<const T*>(x),
-        static_cast<const T*>(h_prev), static_cast<const T*>(w_ru), static_cast<const T*>(w_c),
-        static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<T*>(r),
-        static_cast<T*>(u), static_cast<T*>(c), static_cast<T*>(h), workspace));
-  }
-  return InvalidArgument("unknown dtype " + std::to_string(dtype));
+  });
 }
 
 int tfrnn_gru_block_cell_backward(void* blas, void* stream, int dtype, int64_t batch,
@@ -291,28 +290,16 @@ int tfrnn_gru_block_cell_backward(void* blas, void* stream, int dtype, int64_t b
                                   const void* b_ru, const void* b_c, const void* r, const void* u,
                                   const void* c, const void* d_h, void* d_x, void* d_h_prev,
                                   void* d_c_bar, void* d_r_bar_u_bar, void* workspace) {
-  using tf_rnn_ops::cuda::GruBlockCellBackward;
-  if (dtype == TFRNN_FLOAT32) {
-    using T = float;
-    return Report(GruBlockCellBackward<T>(
+  return ForDtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    return Report(tf_rnn_ops::cuda::GruBlockCellBackward<T>(
         AsBlas(blas), AsStream(stream), batch, input_size, cell_size, static_cast<const T*>(x),
         static_cast<const T*>(h_prev), static_cast<const T*>(w_ru), static_cast<const T*>(w_c),
         static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<const T*>(r),
         static_cast<const T*>(u), static_cast<const T*>(c), static_cast<const T*>(d_h),
         static_cast<T*>(d_x), static_cast<T*>(d_h_prev), static_cast<T*>(d_c_bar),
         static_cast<T*>(d_r_bar_u_bar), workspace));
-  }
-  if (dtype == TFRNN_FLOAT64) {
-    using T = double;
-    return Report(GruBlockCellBackward<T>(
-        AsBlas(blas), AsStream(stream), batch, input_size, cell_size, static_cast<const T*>(x),
-        static_cast<const T*>(h_prev), static_cast<const T*>(w_ru), static_cast<const T*>(w_c),
-        static_cast<const T*>(b_ru), static_cast<const T*>(b_c), static_cast<const T*>(r),
-        static_cast<const T*>(u), static_cast<const T*>(c), static_cast<const T*>(d_h),
-        static_cast<T*>(d_x), static_cast<T*>(d_h_prev), static_cast<T*>(d_c_bar),
-        static_cast<T*>(d_r_bar_u_bar), workspace));
-  }
-  return InvalidArgument("unknown dtype " + std::to_string(dtype));
+  });
 }
 
 int tfrnn_convert_half16(void* stream, int kind, int to_float, int64_t n, const void* src,

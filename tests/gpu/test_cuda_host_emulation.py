@@ -60,6 +60,20 @@ def test_gru_block_cell_matches_spec(lib, dtype, batch, isz, hsz):
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype_code", [-1, 2, 7])
+def test_gru_block_cell_rejects_an_unknown_dtype(lib, dtype_code):
+    # Rejected before any pointer is read (all null here), with the code in the message.
+    null = [None] * 11
+    forward = lib.lib.tfrnn_gru_block_cell_forward(None, None, dtype_code, 2, 3, 4, *null)
+    assert forward != 0
+    assert f"unknown dtype {dtype_code}" in lib.lib.tfrnn_last_error().decode()
+    null = [None] * 15
+    backward = lib.lib.tfrnn_gru_block_cell_backward(None, None, dtype_code, 2, 3, 4, *null)
+    assert backward != 0
+    assert f"unknown dtype {dtype_code}" in lib.lib.tfrnn_last_error().decode()
+    assert lib.lib.tfrnn_gru_block_cell_workspace_bytes(dtype_code, 2, 3, 4) == -1
+
+
 def test_gru_block_cell_empty_batch(lib):
     z = np.zeros((0, 3))
     outs = lib.gru_block_cell(
