@@ -117,7 +117,7 @@ flags.DEFINE_bool("plan", False, "Print the cases and their flops, run nothing."
 flags.DEFINE_bool("streaming", True, "Run the 'streaming and small' section (bench_streaming.py).")
 flags.DEFINE_bool("streaming_only", False, "Run only the 'streaming and small' section.")
 flags.DEFINE_list("stream_hidden", ["256", "1024"], "Hidden sizes of the one-step calls.")
-flags.DEFINE_list("small_hidden", ["32", "64"], "Hidden sizes of the small (weather) models.")
+flags.DEFINE_list("small_hidden", ["4", "32", "64"], "Hidden sizes of the small (weather) models.")
 flags.DEFINE_integer("gen_steps", 200, "Steps of the generation loop (0: none).")
 flags.DEFINE_integer("stream_repeats", 15, "Most timed rounds per streaming/small case.")
 

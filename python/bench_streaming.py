@@ -9,8 +9,8 @@ layer):
 2. generation: the text-generation tutorial's loop (Embedding(65, 256) → GRU(1024, return_state) →
    Dense(65), then a categorical sample), --gen_steps calls of one step each from Python;
 3. small models: the weather example's shape B = 256, T = 120, I = 7 with H in --small_hidden
-   (32, 64), GRU and LSTM: inference (a layer call) and a training step (forward, backward and
-   every weight gradient through a GradientTape).
+   (4, 32, 64; 4: rows narrower than a SIMD vector), GRU and LSTM: inference (a layer call) and a
+   training step (forward, backward and every weight gradient through a GradientTape).
 
 Timing: warm-up, then rounds that run every implementation of a case once, in rotating order; the
 median over rounds is reported, and "×" = Keras' time / ours (> 1: ours faster). The one-step cases

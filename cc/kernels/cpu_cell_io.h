@@ -6,8 +6,13 @@
 #ifndef TF_RNN_OPS_CC_KERNELS_CPU_CELL_IO_H_
 #define TF_RNN_OPS_CC_KERNELS_CPU_CELL_IO_H_
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "Eigen/Core"
 #include "cc/cells/cell_math.h"
@@ -15,12 +20,108 @@
 
 namespace tf_rnn_ops {
 
-// kSize consecutive values of T in one SIMD register, with the arithmetic and the activations the
-// cells use.
+namespace cpu_vec_internal {
+// The first n < size values of a packet from / to memory, the others zero. Eigen's ploadu_partial /
+// pstoreu_partial have no x86 specializations: their generic forms copy the values one by one
+// through a stack array and load / store it whole, and the load waits for the scalar stores it
+// cannot forward from (a row's last, partial vector of every gate took most of a step's cell pass
+// at H < 16; docs/PERFORMANCE.md item 110). Masked loads and stores, where the ISA has them; they
+// touch no memory past n values. (Dispatched on T and the packet's width: std::is_same on the
+// packet types drops their vector attributes, with a warning.)
+template <typename Packet, typename T>
+inline Packet LoadFirst(const T* from, int n) {
+  [[maybe_unused]] constexpr int kBytes = sizeof(Packet);
+  [[maybe_unused]] constexpr bool kFloat = std::is_same<T, float>::value,
+                                  kDouble = std::is_same<T, double>::value;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  const unsigned mask = (1u << n) - 1;
+  if constexpr (kFloat && kBytes == 64) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>(mask), from);
+  } else if constexpr (kDouble && kBytes == 64) {
+    return _mm512_maskz_loadu_pd(static_cast<__mmask8>(mask), from);
+  } else if constexpr (kFloat && kBytes == 32) {
+    return _mm256_maskz_loadu_ps(static_cast<__mmask8>(mask), from);
+  } else if constexpr (kDouble && kBytes == 32) {
+    return _mm256_maskz_loadu_pd(static_cast<__mmask8>(mask), from);
+  } else if constexpr (kFloat && kBytes == 16) {
+    return _mm_maskz_loadu_ps(static_cast<__mmask8>(mask), from);
+  } else if constexpr (kDouble && kBytes == 16) {
+    return _mm_maskz_loadu_pd(static_cast<__mmask8>(mask), from);
+  }
+#elif defined(__AVX2__)
+  if constexpr (kFloat && kBytes == 32) {
+    return _mm256_maskload_ps(
+        from, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+  } else if constexpr (kDouble && kBytes == 32) {
+    return _mm256_maskload_pd(
+        from, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
+  } else if constexpr (kFloat && kBytes == 16) {
+    return _mm_maskload_ps(from, _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3)));
+  } else if constexpr (kDouble && kBytes == 16) {
+    return _mm_maskload_pd(from, _mm_cmpgt_epi64(_mm_set1_epi64x(n), _mm_set_epi64x(1, 0)));
+  }
+#endif
+  return Eigen::internal::ploadu_partial<Packet>(from, n);
+}
+template <typename T, typename Packet>
+inline void StoreFirst(T* to, const Packet& p, int n) {
+  [[maybe_unused]] constexpr int kBytes = sizeof(Packet);
+  [[maybe_unused]] constexpr bool kFloat = std::is_same<T, float>::value,
+                                  kDouble = std::is_same<T, double>::value;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  const unsigned mask = (1u << n) - 1;
+  if constexpr (kFloat && kBytes == 64) {
+    return _mm512_mask_storeu_ps(to, static_cast<__mmask16>(mask), p);
+  } else if constexpr (kDouble && kBytes == 64) {
+    return _mm512_mask_storeu_pd(to, static_cast<__mmask8>(mask), p);
+  } else if constexpr (kFloat && kBytes == 32) {
+    return _mm256_mask_storeu_ps(to, static_cast<__mmask8>(mask), p);
+  } else if constexpr (kDouble && kBytes == 32) {
+    return _mm256_mask_storeu_pd(to, static_cast<__mmask8>(mask), p);
+  } else if constexpr (kFloat && kBytes == 16) {
+    return _mm_mask_storeu_ps(to, static_cast<__mmask8>(mask), p);
+  } else if constexpr (kDouble && kBytes == 16) {
+    return _mm_mask_storeu_pd(to, static_cast<__mmask8>(mask), p);
+  }
+#elif defined(__AVX2__)
+  if constexpr (kFloat && kBytes == 32) {
+    return _mm256_maskstore_ps(
+        to, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), p);
+  } else if constexpr (kDouble && kBytes == 32) {
+    return _mm256_maskstore_pd(
+        to, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)), p);
+  } else if constexpr (kFloat && kBytes == 16) {
+    return _mm_maskstore_ps(to, _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3)), p);
+  } else if constexpr (kDouble && kBytes == 16) {
+    return _mm_maskstore_pd(to, _mm_cmpgt_epi64(_mm_set1_epi64x(n), _mm_set_epi64x(1, 0)), p);
+  }
+#endif
+  Eigen::internal::pstoreu_partial(to, p, n);
+}
+}  // namespace cpu_vec_internal
+
+// The packet types of T: Full, the widest (Eigen's packet_traits), and the narrower ones that
+// Eigen halves it into, down to 16 bytes.
 template <typename T>
+using FullPacket = typename Eigen::internal::packet_traits<T>::type;
+template <typename Packet>
+using HalfPacket = typename Eigen::internal::unpacket_traits<Packet>::half;
+template <typename Packet>
+constexpr int PacketSize() {
+  return Eigen::internal::unpacket_traits<Packet>::size;
+}
+template <typename Packet>
+struct PacketTag {
+  using type = Packet;
+};
+
+// kSize consecutive values of T in one SIMD register (by default the widest; the narrower ones
+// take a row's last few units, ForEachPacket), with the arithmetic and the activations the cells
+// use.
+template <typename T, typename P = FullPacket<T>>
 struct CpuVec {
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  static constexpr int kSize = Eigen::internal::unpacket_traits<Packet>::size;
+  using Packet = P;
+  static constexpr int kSize = PacketSize<Packet>();
   static_assert(
       kSize > 1 &&
           Eigen::internal::functor_traits<Eigen::internal::scalar_logistic_op<T>>::PacketAccess &&
@@ -35,13 +136,13 @@ struct CpuVec {
   // n = kSize: a whole vector; n < kSize: the first n values (the others zero, never stored).
   static CpuVec Load(const T* from, int n) {
     return CpuVec(n == kSize ? Eigen::internal::ploadu<Packet>(from)
-                             : Eigen::internal::ploadu_partial<Packet>(from, n));
+                             : cpu_vec_internal::LoadFirst<Packet>(from, n));
   }
   void Store(T* to, int n) const {
     if (n == kSize) {
       Eigen::internal::pstoreu(to, p);
     } else {
-      Eigen::internal::pstoreu_partial(to, p, n);
+      cpu_vec_internal::StoreFirst(to, p, n);
     }
   }
 
@@ -56,23 +157,54 @@ struct CpuVec {
   }
 };
 
-template <typename T>
-inline CpuVec<T> Sigmoid(const CpuVec<T>& x) {
-  return CpuVec<T>(Eigen::internal::scalar_logistic_op<T>().packetOp(x.p));
+// The last n < full size units of a row: f(PacketTag<P>{}) with P the narrowest packet of T that
+// holds them. Rows narrower than a full vector (H < 16 floats with AVX-512) or their last few units
+// run on xmm / ymm registers: with the full width, each row's activations cost as many cycles (a
+// zmm division in tanh: ~16) for 4 units as for 16 (docs/PERFORMANCE.md item 110).
+template <typename Packet, typename F>
+inline void WithTailPacket(int n, F&& f) {
+  using Half = HalfPacket<Packet>;
+  if constexpr (PacketSize<Half>() < PacketSize<Packet>()) {
+    if (n <= PacketSize<Half>()) return WithTailPacket<Half>(n, f);
+  }
+  f(PacketTag<Packet>{});
 }
-template <typename T>
-inline CpuVec<T> Tanh(const CpuVec<T>& x) {
-  return CpuVec<T>(Eigen::internal::scalar_tanh_op<T>().packetOp(x.p));
+
+// (Eigen's packets as template arguments lose their may_alias attribute, with a warning at
+// -Wall; nothing here aliases through them. Eigen's own headers silence the same warning.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+// f(j, n, PacketTag<P>{}) over the units [0, H) of a row: n = the full size from j = 0, the rest in
+// the narrowest packet that holds it (WithTailPacket). A row's values do not depend on its address.
+template <typename T, typename F>
+inline void ForEachPacket(int64_t H, F&& f) {
+  constexpr int L = PacketSize<FullPacket<T>>();
+  int64_t j = 0;
+  for (; j + L <= H; j += L) f(j, L, PacketTag<FullPacket<T>>{});
+  if (j < H) {
+    const int n = static_cast<int>(H - j);
+    WithTailPacket<FullPacket<T>>(n, [&](auto tag) { f(j, n, tag); });
+  }
 }
-template <typename T>
-inline CpuVec<T> Relu(const CpuVec<T>& x) {
-  return CpuVec<T>(Eigen::internal::pmax(x.p, Eigen::internal::pzero(x.p)));
+#pragma GCC diagnostic pop
+
+template <typename T, typename P>
+inline CpuVec<T, P> Sigmoid(const CpuVec<T, P>& x) {
+  return CpuVec<T, P>(Eigen::internal::scalar_logistic_op<T>().packetOp(x.p));
 }
-template <typename T>
-inline CpuVec<T> ReluGrad(const CpuVec<T>& y, const CpuVec<T>& dy) {
+template <typename T, typename P>
+inline CpuVec<T, P> Tanh(const CpuVec<T, P>& x) {
+  return CpuVec<T, P>(Eigen::internal::scalar_tanh_op<T>().packetOp(x.p));
+}
+template <typename T, typename P>
+inline CpuVec<T, P> Relu(const CpuVec<T, P>& x) {
+  return CpuVec<T, P>(Eigen::internal::pmax(x.p, Eigen::internal::pzero(x.p)));
+}
+template <typename T, typename P>
+inline CpuVec<T, P> ReluGrad(const CpuVec<T, P>& y, const CpuVec<T, P>& dy) {
   using Eigen::internal::pand;
   using Eigen::internal::pcmp_lt;
-  return CpuVec<T>(pand(pcmp_lt(Eigen::internal::pzero(y.p), y.p), dy.p));
+  return CpuVec<T, P>(pand(pcmp_lt(Eigen::internal::pzero(y.p), y.p), dy.p));
 }
 
 // ------------------------------------------------------------------------------------- forward
@@ -98,13 +230,13 @@ struct CpuCellRow {
   T* rec_in = nullptr;  // cells with several products: [H_out] the next product's input
 };
 
-// The io of units [j, j + n) of a CpuCellRow (n <= CpuVec<T>::kSize); kSave false drops the saves.
+// The io of units [j, j + n) of a CpuCellRow (n <= Packet's size); kSave false drops the saves.
 // (The fused driver saves in inference too, to scratch: its training and inference outputs must be
 // bitwise the same, and two instantiations may contract multiply-adds differently.)
-template <typename T, bool kSave>
+template <typename T, bool kSave, typename Packet = FullPacket<T>>
 class CpuForwardIo {
  public:
-  using Value = CpuVec<T>;
+  using Value = CpuVec<T, Packet>;
   CpuForwardIo(const CpuCellRow<T>& row, int64_t j, int n) : row_(row), j_(j), n_(n) {}
 
   Value X(int g) const {
@@ -134,16 +266,10 @@ class CpuForwardIo {
 // Runs Cell::Forward over units [0, H) of one row.
 template <typename Cell, bool kSave, typename T>
 inline void CellForwardRow(const CpuCellRow<T>& row) {
-  constexpr int L = CpuVec<T>::kSize;
-  int64_t j = 0;
-  for (; j + L <= row.H; j += L) {
-    CpuForwardIo<T, kSave> io(row, j, L);
+  ForEachPacket<T>(row.H, [&](int64_t j, int n, auto tag) {
+    CpuForwardIo<T, kSave, typename decltype(tag)::type> io(row, j, n);
     Cell::Forward(io);
-  }
-  if (j < row.H) {
-    CpuForwardIo<T, kSave> io(row, j, static_cast<int>(row.H - j));
-    Cell::Forward(io);
-  }
+  });
 }
 
 // Runs the cell's phase `phase` (Cell::ForwardPhase) over units [0, H) of one row: cells with
@@ -154,11 +280,10 @@ inline void CellForwardPhaseRow(const CpuCellRow<T>& row, int phase) {
     CellForwardRow<Cell, kSave>(row);
   } else {
     WithPhase<Cell::kRecurrentProducts>(phase, [&](auto p) {
-      constexpr int L = CpuVec<T>::kSize;
-      for (int64_t j = 0; j < row.H; j += L) {
-        CpuForwardIo<T, kSave> io(row, j, static_cast<int>(std::min<int64_t>(L, row.H - j)));
+      ForEachPacket<T>(row.H, [&](int64_t j, int n, auto tag) {
+        CpuForwardIo<T, kSave, typename decltype(tag)::type> io(row, j, n);
         Cell::template ForwardPhase<decltype(p)::value>(io);
-      }
+      });
     });
   }
 }
@@ -182,10 +307,10 @@ struct CpuCellGradRow {
   const T* d_rec_in = nullptr;  // several products: [H_out] the grad of the next product's input
 };
 
-template <typename T>
+template <typename T, typename Packet = FullPacket<T>>
 class CpuBackwardIo {
  public:
-  using Value = CpuVec<T>;
+  using Value = CpuVec<T, Packet>;
   CpuBackwardIo(const CpuCellGradRow<T>& row, int64_t j, int n) : row_(row), j_(j), n_(n) {}
 
   Value Saved(int k, int g) const { return Load(row_.saved[k], g); }
@@ -209,16 +334,10 @@ class CpuBackwardIo {
 // Runs Cell::Backward over units [0, H) of one row.
 template <typename Cell, typename T>
 inline void CellBackwardRow(const CpuCellGradRow<T>& row) {
-  constexpr int L = CpuVec<T>::kSize;
-  int64_t j = 0;
-  for (; j + L <= row.H; j += L) {
-    CpuBackwardIo<T> io(row, j, L);
+  ForEachPacket<T>(row.H, [&](int64_t j, int n, auto tag) {
+    CpuBackwardIo<T, typename decltype(tag)::type> io(row, j, n);
     Cell::Backward(io);
-  }
-  if (j < row.H) {
-    CpuBackwardIo<T> io(row, j, static_cast<int>(row.H - j));
-    Cell::Backward(io);
-  }
+  });
 }
 
 // Runs the cell's backward phase `phase` (Cell::BackwardPhase; one-product cells: Backward) over
@@ -229,11 +348,10 @@ inline void CellBackwardPhaseRow(const CpuCellGradRow<T>& row, int phase) {
     CellBackwardRow<Cell>(row);
   } else {
     WithPhase<Cell::kRecurrentProducts>(phase, [&](auto p) {
-      constexpr int L = CpuVec<T>::kSize;
-      for (int64_t j = 0; j < row.H; j += L) {
-        CpuBackwardIo<T> io(row, j, static_cast<int>(std::min<int64_t>(L, row.H - j)));
+      ForEachPacket<T>(row.H, [&](int64_t j, int n, auto tag) {
+        CpuBackwardIo<T, typename decltype(tag)::type> io(row, j, n);
         Cell::template BackwardPhase<decltype(p)::value>(io);
-      }
+      });
     });
   }
 }

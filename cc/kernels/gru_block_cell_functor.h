@@ -62,16 +62,6 @@ namespace cpu_detail {
 
 using Index = Eigen::Index;
 
-// Runs fn(j, m) over units [0, n) of a row in SIMD vectors: m = CpuVec<T>::kSize units from j, and
-// the last m < kSize.
-template <typename T, typename Fn>
-inline void ForEachVector(Index n, Fn fn) {
-  constexpr int kSize = CpuVec<T>::kSize;
-  Index j = 0;
-  for (; j + kSize <= n; j += kSize) fn(j, kSize);
-  if (j < n) fn(j, static_cast<int>(n - j));
-}
-
 // out [m, n] = a [m, k] . b [k, n]   (or . b^T when b is [n, k] and transpose_b).
 template <typename T, typename A, typename B, typename Out>
 void MatMul(const Eigen::ThreadPoolDevice& d, const A& a, const B& b, bool transpose_b, Out out) {
@@ -122,8 +112,8 @@ struct GRUBlockCellFprop<Eigen::ThreadPoolDevice, T> {
       const T* ru = &r_u_bar(b, 0);
       T* r_row = &r(b, 0);
       T* u_row = &u(b, 0);
-      cpu_detail::ForEachVector<T>(H, [&](Index j, int m) {
-        using V = CpuVec<T>;
+      ForEachPacket<T>(H, [&](Index j, int m, auto tag) {
+        using V = CpuVec<T, typename decltype(tag)::type>;
         GruBlockCell::Gate(V::Load(ru + j, m) + V::Load(b_ru_p + j, m)).Store(r_row + j, m);
         GruBlockCell::Gate(V::Load(ru + H + j, m) + V::Load(b_ru_p + H + j, m)).Store(u_row + j, m);
       });
@@ -147,8 +137,8 @@ struct GRUBlockCellFprop<Eigen::ThreadPoolDevice, T> {
       T* h_row = &h(b, 0);
       const T* u_row = &u(b, 0);
       const T* hp = &h_prev(b, 0);
-      cpu_detail::ForEachVector<T>(H, [&](Index j, int m) {
-        using V = CpuVec<T>;
+      ForEachPacket<T>(H, [&](Index j, int m, auto tag) {
+        using V = CpuVec<T, typename decltype(tag)::type>;
         GruBlockCell::Candidate(V::Load(c_row + j, m) + V::Load(b_c_p + j, m)).Store(c_row + j, m);
       });
       for (Index j = 0; j < H; ++j) h_row[j] = GruBlockCell::Hidden<T>(u_row[j], hp[j], c_row[j]);

@@ -64,25 +64,24 @@ inline void StreamOut<float>(const float* src, int64_t n, float* dst) {
 #endif
 
 // v <- σ(v) / tanh(v) over n values, every value through the packet function (CpuVec, the fused
-// cells' own; the last partial packet with a partial load and store). Eigen's array expression over
-// a Map peeled the values before v's first 64-byte boundary and after the last into its scalar
-// function (a call of expf each): up to 30 of a gate's values went scalar, and their results
-// depended on where the row lay in memory (docs/PERFORMANCE.md item 104).
+// cells' own; the last few values in the narrowest packet that holds them, ForEachPacket). Eigen's
+// array expression over a Map peeled the values before v's first 64-byte boundary and after the
+// last into its scalar function (a call of expf each): up to 30 of a gate's values went scalar, and
+// their results depended on where the row lay in memory (docs/PERFORMANCE.md item 104).
 template <typename T, typename F>
 inline void PacketsInPlace(T* v, int64_t n, F f) {
-  constexpr int kSize = CpuVec<T>::kSize;
-  for (int64_t j = 0; j < n; j += kSize) {
-    const int w = static_cast<int>(std::min<int64_t>(kSize, n - j));
-    f(CpuVec<T>::Load(v + j, w)).Store(v + j, w);
-  }
+  ForEachPacket<T>(n, [&](int64_t j, int w, auto tag) {
+    using V = CpuVec<T, typename decltype(tag)::type>;
+    f(V::Load(v + j, w)).Store(v + j, w);
+  });
 }
 template <typename T>
 inline void SigmoidInPlace(T* v, int64_t n) {
-  PacketsInPlace(v, n, [](const CpuVec<T>& x) { return Sigmoid(x); });
+  PacketsInPlace(v, n, [](const auto& x) { return Sigmoid(x); });
 }
 template <typename T>
 inline void TanhInPlace(T* v, int64_t n) {
-  PacketsInPlace(v, n, [](const CpuVec<T>& x) { return Tanh(x); });
+  PacketsInPlace(v, n, [](const auto& x) { return Tanh(x); });
 }
 
 // Gate g's activation (the cell's IsTanhGate) over the gate's H values of a row, vectorized.
