@@ -1,5 +1,6 @@
 // The CPU ios of the cells (cc/cells/): a cell's element-wise step over a whole batch row, run on
-// SIMD vectors of consecutive units (Eigen's packets: 8 floats or 4 doubles with AVX) with the same
+// SIMD vectors of consecutive units (Eigen's packets: 16 floats or 8 doubles with AVX-512, 8 or 4
+// with AVX2; a row's last few units on the narrowest packet that holds them) with the same
 // vectorized exp/tanh/logistic as Eigen's array expressions. The cell's equations come from
 // cc/cells/rnn_cells.h; this header only supplies the value type (CpuVec) and where each value is
 // read or written (CpuCellRow, CpuCellGradRow).
