@@ -27,74 +27,89 @@ namespace cpu_vec_internal {
 // through a stack array and load / store it whole, and the load waits for the scalar stores it
 // cannot forward from (a row's last, partial vector of every gate took most of a step's cell pass
 // at H < 16; docs/PERFORMANCE.md item 110). Masked loads and stores, where the ISA has them; they
-// touch no memory past n values. (Dispatched on T and the packet's width: std::is_same on the
-// packet types drops their vector attributes, with a warning.)
+// touch no memory past n values. (Dispatched on T and the packet's width, PacketKind: std::is_same
+// on the packet types drops their vector attributes, with a warning.)
+// What LoadFirst / StoreFirst dispatch on: T and the packet's width in bytes.
+template <typename T, typename Packet>
+struct PacketKind {
+  static constexpr int kBytes = sizeof(Packet);
+  static constexpr bool kFloat = std::is_same<T, float>::value;
+  static constexpr bool kDouble = std::is_same<T, double>::value;
+};
+#if defined(__AVX2__) && !(defined(__AVX512F__) && defined(__AVX512VL__))
+// AVX2's masks: lane i (of 32 or 64 bits) all ones where i < n.
+inline __m256i FirstLanes32x8(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline __m256i FirstLanes64x4(int n) {
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+inline __m128i FirstLanes32x4(int n) {
+  return _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3));
+}
+inline __m128i FirstLanes64x2(int n) {
+  return _mm_cmpgt_epi64(_mm_set1_epi64x(n), _mm_set_epi64x(1, 0));
+}
+#endif
+
 template <typename Packet, typename T>
 inline Packet LoadFirst(const T* from, int n) {
-  [[maybe_unused]] constexpr int kBytes = sizeof(Packet);
-  [[maybe_unused]] constexpr bool kFloat = std::is_same<T, float>::value,
-                                  kDouble = std::is_same<T, double>::value;
+  using K [[maybe_unused]] = PacketKind<T, Packet>;
 #if defined(__AVX512F__) && defined(__AVX512VL__)
   const unsigned mask = (1u << n) - 1;
-  if constexpr (kFloat && kBytes == 64) {
+  if constexpr (K::kFloat && K::kBytes == 64) {
     return _mm512_maskz_loadu_ps(static_cast<__mmask16>(mask), from);
-  } else if constexpr (kDouble && kBytes == 64) {
+  } else if constexpr (K::kDouble && K::kBytes == 64) {
     return _mm512_maskz_loadu_pd(static_cast<__mmask8>(mask), from);
-  } else if constexpr (kFloat && kBytes == 32) {
+  } else if constexpr (K::kFloat && K::kBytes == 32) {
     return _mm256_maskz_loadu_ps(static_cast<__mmask8>(mask), from);
-  } else if constexpr (kDouble && kBytes == 32) {
+  } else if constexpr (K::kDouble && K::kBytes == 32) {
     return _mm256_maskz_loadu_pd(static_cast<__mmask8>(mask), from);
-  } else if constexpr (kFloat && kBytes == 16) {
+  } else if constexpr (K::kFloat && K::kBytes == 16) {
     return _mm_maskz_loadu_ps(static_cast<__mmask8>(mask), from);
-  } else if constexpr (kDouble && kBytes == 16) {
+  } else if constexpr (K::kDouble && K::kBytes == 16) {
     return _mm_maskz_loadu_pd(static_cast<__mmask8>(mask), from);
   }
 #elif defined(__AVX2__)
-  if constexpr (kFloat && kBytes == 32) {
-    return _mm256_maskload_ps(
-        from, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-  } else if constexpr (kDouble && kBytes == 32) {
-    return _mm256_maskload_pd(
-        from, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
-  } else if constexpr (kFloat && kBytes == 16) {
-    return _mm_maskload_ps(from, _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3)));
-  } else if constexpr (kDouble && kBytes == 16) {
-    return _mm_maskload_pd(from, _mm_cmpgt_epi64(_mm_set1_epi64x(n), _mm_set_epi64x(1, 0)));
+  if constexpr (K::kFloat && K::kBytes == 32) {
+    return _mm256_maskload_ps(from, FirstLanes32x8(n));
+  } else if constexpr (K::kDouble && K::kBytes == 32) {
+    return _mm256_maskload_pd(from, FirstLanes64x4(n));
+  } else if constexpr (K::kFloat && K::kBytes == 16) {
+    return _mm_maskload_ps(from, FirstLanes32x4(n));
+  } else if constexpr (K::kDouble && K::kBytes == 16) {
+    return _mm_maskload_pd(from, FirstLanes64x2(n));
   }
 #endif
   return Eigen::internal::ploadu_partial<Packet>(from, n);
 }
 template <typename T, typename Packet>
 inline void StoreFirst(T* to, const Packet& p, int n) {
-  [[maybe_unused]] constexpr int kBytes = sizeof(Packet);
-  [[maybe_unused]] constexpr bool kFloat = std::is_same<T, float>::value,
-                                  kDouble = std::is_same<T, double>::value;
+  using K [[maybe_unused]] = PacketKind<T, Packet>;
 #if defined(__AVX512F__) && defined(__AVX512VL__)
   const unsigned mask = (1u << n) - 1;
-  if constexpr (kFloat && kBytes == 64) {
+  if constexpr (K::kFloat && K::kBytes == 64) {
     return _mm512_mask_storeu_ps(to, static_cast<__mmask16>(mask), p);
-  } else if constexpr (kDouble && kBytes == 64) {
+  } else if constexpr (K::kDouble && K::kBytes == 64) {
     return _mm512_mask_storeu_pd(to, static_cast<__mmask8>(mask), p);
-  } else if constexpr (kFloat && kBytes == 32) {
+  } else if constexpr (K::kFloat && K::kBytes == 32) {
     return _mm256_mask_storeu_ps(to, static_cast<__mmask8>(mask), p);
-  } else if constexpr (kDouble && kBytes == 32) {
+  } else if constexpr (K::kDouble && K::kBytes == 32) {
     return _mm256_mask_storeu_pd(to, static_cast<__mmask8>(mask), p);
-  } else if constexpr (kFloat && kBytes == 16) {
+  } else if constexpr (K::kFloat && K::kBytes == 16) {
     return _mm_mask_storeu_ps(to, static_cast<__mmask8>(mask), p);
-  } else if constexpr (kDouble && kBytes == 16) {
+  } else if constexpr (K::kDouble && K::kBytes == 16) {
     return _mm_mask_storeu_pd(to, static_cast<__mmask8>(mask), p);
   }
 #elif defined(__AVX2__)
-  if constexpr (kFloat && kBytes == 32) {
-    return _mm256_maskstore_ps(
-        to, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), p);
-  } else if constexpr (kDouble && kBytes == 32) {
-    return _mm256_maskstore_pd(
-        to, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)), p);
-  } else if constexpr (kFloat && kBytes == 16) {
-    return _mm_maskstore_ps(to, _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3)), p);
-  } else if constexpr (kDouble && kBytes == 16) {
-    return _mm_maskstore_pd(to, _mm_cmpgt_epi64(_mm_set1_epi64x(n), _mm_set_epi64x(1, 0)), p);
+  if constexpr (K::kFloat && K::kBytes == 32) {
+    return _mm256_maskstore_ps(to, FirstLanes32x8(n), p);
+  } else if constexpr (K::kDouble && K::kBytes == 32) {
+    return _mm256_maskstore_pd(to, FirstLanes64x4(n), p);
+  } else if constexpr (K::kFloat && K::kBytes == 16) {
+    return _mm_maskstore_ps(to, FirstLanes32x4(n), p);
+  } else if constexpr (K::kDouble && K::kBytes == 16) {
+    return _mm_maskstore_pd(to, FirstLanes64x2(n), p);
   }
 #endif
   Eigen::internal::pstoreu_partial(to, p, n);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -64,6 +65,20 @@ absl::Status AllocateWorkspace(tensorflow::OpKernelContext* ctx, int64_t size,
   return absl::OkStatus();
 }
 
+// The sizes, the initial states and the lengths (none: all T) of the driver's arguments (forward or
+// backward).
+template <typename Args>
+void SetSizesAndInitialStates(int64_t T_, int64_t B, bool lstm, const tensorflow::Tensor& input_h,
+                              const tensorflow::Tensor& input_c,
+                              const std::vector<int32_t>& lengths, Args* a) {
+  using T = std::remove_const_t<std::remove_pointer_t<decltype(a->h0)>>;
+  a->seq_len = T_;
+  a->batch = B;
+  a->h0 = input_h.flat<T>().data();
+  a->c0 = lstm ? input_c.flat<T>().data() : nullptr;
+  a->lengths = lengths.empty() ? nullptr : lengths.data();
+}
+
 // The forward's arguments that both ops set alike: the sizes, the initial states, the lengths
 // (none: all T) and the final states and reserve (training only). y, the weights and the ops' own
 // options are the caller's.
@@ -73,11 +88,7 @@ RnnForwardArgs<T> ForwardArgs(int64_t T_, int64_t B, bool lstm, const tensorflow
                               const std::vector<int32_t>& lengths, const ForwardOutputs& out,
                               bool training) {
   RnnForwardArgs<T> a;
-  a.seq_len = T_;
-  a.batch = B;
-  a.h0 = input_h.flat<T>().data();
-  a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
-  a.lengths = lengths.empty() ? nullptr : lengths.data();
+  SetSizesAndInitialStates(T_, B, lstm, input_h, input_c, lengths, &a);
   a.hn = out.h->flat<T>().data();
   a.cn = lstm ? out.c->flat<T>().data() : nullptr;
   a.reserve = training ? out.reserve->flat<T>().data() : nullptr;
@@ -94,11 +105,7 @@ RnnBackwardArgs<T> BackwardArgs(int64_t T_, int64_t B, bool lstm, const tensorfl
                                 const tensorflow::Tensor& dcn, const tensorflow::Tensor& reserve,
                                 tensorflow::Tensor* dh0, tensorflow::Tensor* dc0, bool skip_state) {
   RnnBackwardArgs<T> a;
-  a.seq_len = T_;
-  a.batch = B;
-  a.h0 = input_h.flat<T>().data();
-  a.c0 = lstm ? input_c.flat<T>().data() : nullptr;
-  a.lengths = lengths.empty() ? nullptr : lengths.data();
+  SetSizesAndInitialStates(T_, B, lstm, input_h, input_c, lengths, &a);
   a.dhn = dhn.flat<T>().data();
   a.dcn = lstm ? dcn.flat<T>().data() : nullptr;
   a.reserve = reserve.flat<T>().data();
