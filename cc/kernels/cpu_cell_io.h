@@ -22,14 +22,8 @@
 namespace tf_rnn_ops {
 
 namespace cpu_vec_internal {
-// The first n < size values of a packet from / to memory, the others zero. Eigen's ploadu_partial /
-// pstoreu_partial have no x86 specializations: their generic forms copy the values one by one
-// through a stack array and load / store it whole, and the load waits for the scalar stores it
-// cannot forward from (a row's last, partial vector of every gate took most of a step's cell pass
-// at H < 16; docs/PERFORMANCE.md item 110). Masked loads and stores, where the ISA has them; they
-// touch no memory past n values. (Dispatched on T and the packet's width, PacketKind: std::is_same
-// on the packet types drops their vector attributes, with a warning.)
-// What LoadFirst / StoreFirst dispatch on: T and the packet's width in bytes.
+// What LoadFirst / StoreFirst dispatch on: T and the packet's width in bytes (std::is_same on the
+// packet types drops their vector attributes, with a warning).
 template <typename T, typename Packet>
 struct PacketKind {
   static constexpr int kBytes = sizeof(Packet);
@@ -52,6 +46,12 @@ inline __m128i FirstLanes64x2(int n) {
 }
 #endif
 
+// The first n < size values of a packet from / to memory, the others zero. Eigen's ploadu_partial /
+// pstoreu_partial have no x86 specializations: their generic forms copy the values one by one
+// through a stack array and load / store it whole, and the load waits for the scalar stores it
+// cannot forward from (a row's last, partial vector of every gate took most of a step's cell pass
+// at H < 16; docs/PERFORMANCE.md item 110). Masked loads and stores, where the ISA has them; they
+// touch no memory past n values.
 template <typename Packet, typename T>
 inline Packet LoadFirst(const T* from, int n) {
   using K [[maybe_unused]] = PacketKind<T, Packet>;
