@@ -202,6 +202,19 @@ inline void ForEachPacket(int64_t H, F&& f) {
     WithTailPacket<FullPacket<T>>(n, [&](auto tag) { f(j, n, tag); });
   }
 }
+
+// Whether ForEachPacket ends a row of H units with a partial (masked) packet.
+template <typename T>
+inline bool RowEndsInPartialPacket(int64_t H) {
+  constexpr int L = PacketSize<FullPacket<T>>();
+  const int n = static_cast<int>(H % L);
+  bool partial = false;
+  if (n > 0) {
+    WithTailPacket<FullPacket<T>>(
+        n, [&](auto tag) { partial = n < PacketSize<typename decltype(tag)::type>(); });
+  }
+  return partial;
+}
 #pragma GCC diagnostic pop
 
 template <typename T, typename P>

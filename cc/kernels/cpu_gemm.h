@@ -252,6 +252,16 @@ inline double ForwardOneThreadFlops(double weight_bytes) {
   return weight_bytes >= kOneRangeMinWeightBytes ? 0.0 : kOneThreadForwardFlops;
 }
 
+// A forward call's work in product flops, for CallDevice: the products' own (2 flops a weight
+// element, row and step) and each row step's cell pass and copies, ~40 ns on one core for a
+// narrow layer (LSTM(1)), what ~4,000 flops of the products take. Counting the products alone,
+// a call of many narrow rows ran on one thread: LSTM(1) at B = 4096, T = 16 (2 MFLOP) 2.9 ms,
+// against 1.7 on two (docs/PERFORMANCE.md item 111).
+constexpr double kRowStepForwardFlops = 4096;
+inline double ForwardCallFlops(int64_t T_, int64_t B, double weight_elements) {
+  return double(T_) * B * (2.0 * weight_elements + kRowStepForwardFlops);
+}
+
 template <>
 class StepGemm<float> {
  public:

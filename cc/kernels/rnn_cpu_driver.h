@@ -316,6 +316,11 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   const bool stream = keras && (a.stream_weights || a.rec_masks != nullptr);
   const bool has_proj = s_.num_proj > 0;
   const bool training = rl != nullptr;
+  // Training computes gx where the cell then saves its activations, except in rows that end in a
+  // partial vector: there a gate's masked store of its activations held up the next gate's load of
+  // gx until the store left the core (a load overlapping a masked store's vector is not forwarded
+  // from it). LSTM(1) training's cell pass took 2.6× inference's (docs/PERFORMANCE.md item 111).
+  const bool gx_in_place = training && !RowEndsInPartialPacket<T>(H);
   const bool zoning = a.zoneout_mask != nullptr || a.zoneout_keep != T(1);
   const IoRows io_row{a.io_batch_major, T_, B};
 
@@ -401,7 +406,9 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       for (int k = 0; k < Cell::kNumSaved; ++k) {
         cr.saved[k] = res + sv->saved[k] + row * sv->saved_width[k];
       }
-      cr.gx = a.projected != nullptr ? projected_row(TimeAt(dir, s, len), b) : cr.saved[0];
+      cr.gx = a.projected != nullptr ? projected_row(TimeAt(dir, s, len), b)
+              : gx_in_place          ? cr.saved[0]
+                                     : gx_chunk + ((s - s0) * B + b) * gh_w;
     } else {
       T* at = save_scratch;
       for (int k = 0; k < Cell::kNumSaved; ++k) {
@@ -421,11 +428,11 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     const int64_t s1 = std::min(T_, s0 + Tc);
     // The input projection of this chunk's steps, the same products whether training or not (so
     // that both give bitwise the same outputs). Training computes gx in place of the activations
-    // it becomes: straight into the reserve for the forward direction (step s reads time s), by way
-    // of gx_chunk for the reverse one.
+    // it becomes (gx_in_place): straight into the reserve for the forward direction (step s reads
+    // time s), by way of gx_chunk for the reverse one.
     // (A given input side, a.projected, is read in place by `gates`: nothing to compute here.
     // Copying it into the reserve cost a pass over [T, B, G·H] in and out of memory.)
-    T* gx_out = training && dir == 0 ? res + sv->saved[0] + s0 * B * gh_w : gx_chunk;
+    T* gx_out = gx_in_place && dir == 0 ? res + sv->saved[0] + s0 * B * gh_w : gx_chunk;
     if (a.projected == nullptr && a.io_batch_major) {  // each step's rows, T·I apart
       if constexpr (StepGemm<T>::kStrided) {
         for (int64_t s = s0; s < s1; ++s)
@@ -439,7 +446,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
       }
       InputProjection<T>(s_, (s1 - s0) * B, in, xr, input_weights ? &*input_weights : nullptr,
                          gx_out);
-      if (training && dir == 1) {
+      if (gx_in_place && dir == 1) {
         ScatterReverseRows(lengths, T_, B, s0, s1, gh_w, gx_chunk, res + sv->saved[0],
                            /*add=*/false);
       }

@@ -11,7 +11,8 @@ element offset of a vector: the loaded lanes are the n values then zeros; a stor
 values and no other element around them; and n values that end where a page with no access begins
 load and store without a fault (a full-width access there would crash the program). For every H up
 to 70 it checks that ForEachPacket covers [0, H) once, in order, with full vectors and then one
-packet no wider than it must be. Skipped without a C++ compiler or the sources.
+packet no wider than it must be, and that RowEndsInPartialPacket says whether that packet is
+partial. Skipped without a C++ compiler or the sources.
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ int CheckRows() {
       for (int i = 0; i < n; ++i) seen.push_back(static_cast<int>(j) + i);
     });
     bad += static_cast<int>(seen.size()) != H;
+    // RowEndsInPartialPacket: whether the row's last packet is masked
+    bool last_partial = false;
+    ForEachPacket<T>(H, [&](int64_t j, int n, auto tag) {
+      last_partial = n < PacketSize<typename decltype(tag)::type>();
+    });
+    bad += RowEndsInPartialPacket<T>(H) != last_partial;
   }
   return bad;
 }

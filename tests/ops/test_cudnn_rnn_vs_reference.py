@@ -349,3 +349,26 @@ def test_tf_gradients_computes_the_input_gradient(rng):
     exp = p.reference_grads(*d)
     np.testing.assert_allclose(got[0].numpy(), exp[0], **TOL, err_msg="d_input")
     np.testing.assert_allclose(got[1].numpy(), exp[3], **TOL, err_msg="d_params")
+
+
+@pytest.mark.parametrize("mode", ref.MODES)
+@pytest.mark.parametrize("H", [1, 3, 4, 5, 12, 21])
+def test_training_forward_of_rows_ending_in_a_partial_vector(rng, mode, H):
+    """Training computes each step's input side in place of the activations it becomes, except
+    where a row ends in a partial SIMD vector (H = 1, 3, 5, 12, 21 with AVX-512; 4 and 12 are whole
+    vectors on AVX2 and AVX-512 resp.), where it reads it from the chunk's scratch as inference
+    does (docs/PERFORMANCE.md item 111). float32, both directions, variable lengths, batch and
+    steps enough for both threads: the training forward equals the inference forward bitwise and
+    the float64 reference; the gradients (from the reserve the training forward wrote), float64
+    and float32, equal the reference's."""
+    p = ref.Problem(rng, mode, 1, H, 3, batch=67, steps=21, direction="bidirectional")
+    train = tf_rnn_ops.cudnn_rnn(**p.op_kwargs(tf.float32, is_training=True))
+    infer = tf_rnn_ops.cudnn_rnn(**p.op_kwargs(tf.float32, is_training=False))
+    for k, want in enumerate(p.reference()):
+        if want is None:
+            continue
+        np.testing.assert_array_equal(train[k].numpy(), infer[k].numpy())
+        np.testing.assert_allclose(train[k].numpy(), want, rtol=2e-5, atol=2e-5)
+    d = p.cotangents(rng)
+    _check_grads(p, _op_grads(p, *d), *d)
+    _check_grads(p, _op_grads(p, *d, dtype=tf.float32), *d, tol=dict(rtol=2e-3, atol=2e-3))
