@@ -238,7 +238,8 @@ class KerasRnnDropoutOp : public OpKernel {
     // (one thread for small calls, as TfRnn>KerasRNN's forward: a zoneout layer's one-step
     // generation step; the input side is given, so the recurrent products are the call's flops)
     const double weight_elements = double(H) * c.G * H;
-    const CallDevice device(ctx->eigen_device<CPUDevice>(), ForwardCallFlops(T_, B, weight_elements),
+    const CallDevice device(ctx->eigen_device<CPUDevice>(),
+                            ForwardCallFlops(T_, B, weight_elements),
                             ForwardOneThreadFlops(weight_elements * sizeof(T)));
     CpuRnn<T>(device.get(), c.s).Forward(a, workspace.flat<T>().data());
   }

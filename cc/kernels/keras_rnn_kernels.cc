@@ -224,7 +224,8 @@ class KerasRnnOp : public OpKernel {
     a.stream_weights = stream;
     a.io_batch_major = io.in_place;
     const double weight_elements = double(c.I + H) * c.G * H;
-    const CallDevice device(ctx->eigen_device<CPUDevice>(), ForwardCallFlops(T_, B, weight_elements),
+    const CallDevice device(ctx->eigen_device<CPUDevice>(),
+                            ForwardCallFlops(T_, B, weight_elements),
                             ForwardOneThreadFlops(weight_elements * sizeof(T)));
     CpuRnn<T>(device.get(), c.s).Forward(a, workspace.flat<T>().data());
     y.Finish(ctx);
