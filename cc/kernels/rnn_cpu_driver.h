@@ -483,9 +483,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
               const int64_t len = Length(lengths, b, T_);
               if (s >= len) continue;
               const int64_t row = TimeAt(dir, s, len) * B + b;
-              if (sv->hprev >= 0)
-                std::copy(h + b * ho, h + (b + 1) * ho, res + sv->hprev + row * ho);
-              if (has_proj) std::copy(out + b * H, out + (b + 1) * H, res + sv->m + row * H);
+              if (sv->hprev >= 0) CopyRow(h + b * ho, ho, res + sv->hprev + row * ho);
+              if (has_proj) CopyRow(out + b * H, H, res + sv->m + row * H);
             }
           }
           T* h_out = out;
@@ -503,8 +502,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
             PrefetchRowAhead</*kWrite=*/1>(io_row, lengths, dir, s, b, b1, y, ow, dir * ho, ho);
             if (s >= len) {
               if (last_step) {  // (the state its last valid step left)
-                std::copy_n(h + b * ho, ho, hn + b * ho);
-                if constexpr (Cell::kHasCellState) std::copy_n(c + b * H, H, cn + b * H);
+                CopyRow(h + b * ho, ho, hn + b * ho);
+                if constexpr (Cell::kHasCellState) CopyRow(c + b * H, H, cn + b * H);
               }
               continue;
             }
@@ -517,10 +516,10 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
                 hz[j] = Zoneout(hp[j], hz[j], ZoneoutKeep(m, a.zoneout_keep, j));
               }
             }
-            std::copy_n(h_out + b * ho, ho, y + io_row(t, b) * ow + dir * ho);
-            std::copy_n(h_out + b * ho, ho, (last_step ? hn : h) + b * ho);
+            CopyRow(h_out + b * ho, ho, y + io_row(t, b) * ow + dir * ho);
+            CopyRow(h_out + b * ho, ho, (last_step ? hn : h) + b * ho);
             if constexpr (Cell::kHasCellState) {
-              std::copy_n(c_new + b * H, H, (last_step ? cn : c) + b * H);
+              CopyRow(c_new + b * H, H, (last_step ? cn : c) + b * H);
             }
           }
         },
@@ -727,11 +726,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
             if (s >= len) {
               std::fill_n(hp, ho, T(0));
             } else if (sv.hprev >= 0) {
-              std::copy_n(res + sv.hprev + (TimeAt(dir, s, len) * B + b) * ho, ho, hp);
+              CopyRow(res + sv.hprev + (TimeAt(dir, s, len) * B + b) * ho, ho, hp);
             } else if (s == 0) {
-              std::copy_n(a.h0 + (ld * B + b) * ho, ho, hp);
+              CopyRow(a.h0 + (ld * B + b) * ho, ho, hp);
             } else {
-              std::copy_n(y + io_row(TimeAt(dir, s - 1, len), b) * ow + dir * ho, ho, hp);
+              CopyRow(y + io_row(TimeAt(dir, s - 1, len), b) * ow + dir * ho, ho, hp);
             }
           };
           if (sv.hprev < 0 && io_row.batch_major) {
@@ -759,7 +758,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
                 }
                 const T* src = s == 0 ? a.c0 + (ld * B + b) * H
                                       : res + c_saved + (TimeAt(dir, s - 1, len) * B + b) * H;
-                std::copy_n(src, H, cp);
+                CopyRow(src, H, cp);
               }
             }
           }
@@ -787,7 +786,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
                     ZoneoutBackward(dh[b * ho + j], ZoneoutKeep(m, a.zoneout_keep, j)).d_tilde;
               }
             }
-            if (has_proj) std::copy_n(dh + b * ho, ho, dh_all + (k + b) * ho);
+            if (has_proj) CopyRow(dh + b * ho, ho, dh_all + (k + b) * ho);
           }
           // grad of the cell's own output (h, or m before projection)
           const T* dout = zoning ? dm : dh;
@@ -859,7 +858,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
                 dh[b * ho + j] = dh_rec[b * ho + j] + dh_direct[b * ho + j];
               }
             } else {
-              std::copy_n(dh_rec + b * ho, ho, dh + b * ho);
+              CopyRow(dh_rec + b * ho, ho, dh + b * ho);
             }
           }
         },
