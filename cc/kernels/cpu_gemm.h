@@ -89,12 +89,12 @@ void ParallelRows(const CPUDevice& d, int64_t n, double row_cost, Fn&& fn,
 // futexes; docs/PERFORMANCE.md, item 56).
 constexpr double kCopyMinFlops = 1 << 20;
 
-// std::copy_n for one batch row's few values: rows of up to 4 are copied inline, not by a call
+// std::copy_n for one batch row's few values: rows of up to 16 are copied inline, not by a call
 // into libc's memmove (the driver copies a narrow layer's states and outputs row by row, 2-4
 // calls a row and step: ~7% of SimpleRNN(1)'s training step, docs/PERFORMANCE.md item 111).
 template <typename T>
 inline void CopyRow(const T* from, int64_t n, T* to) {
-  if (n <= 4) {
+  if (n <= 16) {
     for (int64_t i = 0; i < n; ++i) to[i] = from[i];
     return;
   }
