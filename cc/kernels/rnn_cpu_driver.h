@@ -397,7 +397,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     cr.c = c_new + b * H;
     cr.rec_in = masked ? masked->RecurrentInput(b) : phases->RecurrentInput(b);
     cr.gx_gate_offset = a.projected != nullptr ? a.projected_gate_offset : nullptr;
-    // Training: the saved buffers go to the reserve, the activations over gx (computed there).
+    // Training: the saved buffers go to the reserve, the activations over gx where gx was
+    // computed there (gx_in_place).
     // Inference: to scratch rows. One instantiation for both, so that both compute bitwise the
     // same outputs (the compiler's choices of fused multiply-adds could differ between two).
     // A given input side (a.projected) is read where it lies, at the row's time: no copy.

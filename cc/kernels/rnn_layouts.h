@@ -313,7 +313,7 @@ void GatherReverseRows(const int32_t* lengths, int64_t T_, int64_t B, int64_t s0
       const int64_t len = lengths ? lengths[b] : T_;
       T* row = dst + ((s - s0) * B + b) * width;
       if (s < len) {
-        std::copy_n(src + ((len - 1 - s) * B + b) * width, width, row);
+        CopyRow(src + ((len - 1 - s) * B + b) * width, width, row);
       } else {
         std::fill_n(row, width, T(0));
       }
@@ -335,7 +335,7 @@ void ScatterReverseRows(const int32_t* lengths, int64_t T_, int64_t B, int64_t s
       if (add) {
         for (int64_t j = 0; j < width; ++j) out[j] += row[j];
       } else {
-        std::copy_n(row, width, out);
+        CopyRow(row, width, out);
       }
     }
   }

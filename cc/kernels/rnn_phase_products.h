@@ -124,7 +124,7 @@ class PhaseProducts<T, Cell, true> {
     const T* in = phase == 0 ? h : rec_in_;
     T* rows = out_ + b0 * widest_;
     RunStepGemm(*gemm_[phase], one_thread, b1 - b0, in + b0 * ho_, rows);
-    for (int64_t b = b0; b < b1; ++b) std::copy_n(rows + (b - b0) * n, n, gh + b * gh_w + g0);
+    for (int64_t b = b0; b < b1; ++b) CopyRow(rows + (b - b0) * n, n, gh + b * gh_w + g0);
   }
 
  private:
@@ -213,7 +213,7 @@ class PhaseProductGrads<T, Cell, true> {
                 T* dh_rec) {
     const int64_t n = Width(phase, H_), g0 = Cell::kProductGates[phase] * H_;
     T* rows = cols_ + b0 * widest_;
-    for (int64_t b = b0; b < b1; ++b) std::copy_n(d_gh + b * gh_w + g0, n, rows + (b - b0) * n);
+    for (int64_t b = b0; b < b1; ++b) CopyRow(d_gh + b * gh_w + g0, n, rows + (b - b0) * n);
     T* out = phase == 0 ? dh_rec : d_rec_in_;
     RunStepGemm(*gemm_[phase], one_thread, b1 - b0, rows, out + b0 * ho_);
   }
@@ -225,7 +225,7 @@ class PhaseProductGrads<T, Cell, true> {
                       SavedRows&& saved_rows, typename GradSumType<T>::type* dr) {
     for (int p = 0; p < kProducts; ++p) {
       const int64_t n = Width(p, H_), g0 = Cell::kProductGates[p] * H_;
-      for (int64_t i = 0; i < rows; ++i) std::copy_n(d_gh + i * gh_w + g0, n, chunk_cols_ + i * n);
+      for (int64_t i = 0; i < rows; ++i) CopyRow(d_gh + i * gh_w + g0, n, chunk_cols_ + i * n);
       AddWeightGrad<T>(d_, n, ho_, rows, chunk_cols_, Input(p, hprev_rows, saved_rows),
                        dr + g0 * ho_);
     }
@@ -328,7 +328,7 @@ class MaskedProducts {
                     gh_w);
       } else {
         RunStepGemm(*gemm_[g], one_thread, b1 - b0, stage_ + b0 * ho_, out_ + b0 * H_);
-        for (int64_t b = b0; b < b1; ++b) std::copy_n(out_ + b * H_, H_, gh + b * gh_w + g * H_);
+        for (int64_t b = b0; b < b1; ++b) CopyRow(out_ + b * H_, H_, gh + b * gh_w + g * H_);
       }
     }
   }
@@ -406,7 +406,7 @@ class MaskedProductGrads {
         RunStepGemm(*gemm_[g], one_thread, b1 - b0, d_gh + b0 * gh_w + g * H_, gh_w,
                     tmp_ + b0 * ho_, ho_);
       } else {
-        for (int64_t b = b0; b < b1; ++b) std::copy_n(d_gh + b * gh_w + g * H_, H_, cols_ + b * H_);
+        for (int64_t b = b0; b < b1; ++b) CopyRow(d_gh + b * gh_w + g * H_, H_, cols_ + b * H_);
         RunStepGemm(*gemm_[g], one_thread, b1 - b0, cols_ + b0 * H_, tmp_ + b0 * ho_);
       }
       // (two plain loops over restrict pointers: with the choice inside one loop GCC left it
@@ -447,7 +447,7 @@ class MaskedProductGrads {
         AddWeightGrad<T>(d_, H_, ho_, rows, d_gh, masked, dr + g * H_ * ho_);
       } else {  // (other types)
         for (int64_t i = 0; i < rows; ++i)
-          std::copy_n(d_gh + i * gh_w + g * H_, H_, chunk_cols_ + i * H_);
+          CopyRow(d_gh + i * gh_w + g * H_, H_, chunk_cols_ + i * H_);
         AddWeightGrad<T>(d_, H_, ho_, rows, chunk_cols_, masked, dr + g * H_ * ho_);
       }
     });
