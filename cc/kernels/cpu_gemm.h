@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cc/kernels/narrow_weight_grads.h"
 #include "cc/kernels/packed_gemm.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
@@ -564,12 +565,50 @@ inline void ForEachPanelRun(int64_t begin, int64_t end, int64_t panels, Fn&& fn)
   }
 }
 
+// C[M, N] (rows ldc apart) += Aᵀ · B for A [K, M] (rows lda apart) and B [K, N] (rows ldb apart),
+// NarrowWeightGradFits(M, N); A null: C[0, ·] += B's column sums (M = 1). The rows of K split
+// across the threads where there are enough of them, each share summed into its own buffer.
+inline void NarrowWeightGrad(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const float* A,
+                             int64_t lda, const float* B, int64_t ldb, double* C, int64_t ldc) {
+  if (K <= 0) return;
+  // The wide side is a vector of each row, the narrow one broadcast: out[narrow, wide], Cᵀ where
+  // the narrow side is N.
+  const bool b_wide = N >= M;
+  const int64_t wide = b_wide ? N : M, narrow = b_wide ? M : N;
+  const float* w = b_wide ? B : A;
+  const float* n = b_wide ? A : B;
+  const int64_t ldw = b_wide ? ldb : lda, ldn = b_wide ? lda : ldb;
+  // (a share costs ~a cycle a row and broadcast: a dispatch, ~20 µs, pays from ~64 K of them)
+  constexpr double kMinShareWork = 65536;
+  const int64_t parts = std::clamp<int64_t>(
+      static_cast<int64_t>(double(K) * std::max<int64_t>(narrow, 2) / kMinShareWork), 1,
+      d.numThreads());
+  std::vector<double> sums(parts * narrow * wide, 0.0);
+  ParallelRows(d, parts, 1e9, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      narrow_wgrad_internal::SumRowsOf(narrow, wide, K * p / parts, K * (p + 1) / parts, w, ldw, n,
+                                       ldn, sums.data() + p * narrow * wide);
+    }
+  });
+  for (int64_t q = 0; q < narrow; ++q) {
+    for (int64_t j = 0; j < wide; ++j) {
+      double sum = 0;
+      for (int64_t p = 0; p < parts; ++p) sum += sums[(p * narrow + q) * wide + j];
+      C[b_wide ? q * ldc + j : j * ldc + q] += sum;
+    }
+  }
+}
+
 inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
                                  const float* A, int64_t lda, const float* B, double* C,
                                  int64_t ldc = 0, int64_t ldb = 0,
                                  const WgradRowMask* b_mask = nullptr) {
   ldb = ldb ? ldb : N;
   ldc = ldc ? ldc : N;
+  if (b_mask == nullptr && NarrowWeightGradFits(M, N)) {
+    NarrowWeightGrad(d, M, N, K, A, lda, B, ldb, C, ldc);
+    return;
+  }
   // (b_mask: untransposed, where B is packed in strips and the mask applied there)
   const bool transposed = b_mask == nullptr && M < N && M <= kTransposedMaxRows;
   // The product run: out[rows, cols] += aᵀ·b over K, a [K, rows] and b [K, cols].
@@ -784,6 +823,13 @@ void WriteTransposedSums(const CPUDevice& d, const S* sums, int64_t lds, int64_t
 // B = 1024, T = 8 took 1.7 of its 57 ms).
 template <typename T, typename S>
 void AddColumnSums(const CPUDevice& d, int64_t rows, int64_t cols, const T* m, S* out) {
+  if constexpr (std::is_same<T, float>::value && std::is_same<S, double>::value) {
+    // (a row of a few values: a sum per column through memory made a chain of each row's adds)
+    if (NarrowWeightGradFits(1, cols)) {
+      NarrowWeightGrad(d, 1, cols, rows, nullptr, 0, m, cols, out, cols);
+      return;
+    }
+  }
   constexpr int64_t kCols = 64;
   ParallelRows(
       d, (cols + kCols - 1) / kCols, 2.0 * rows * kCols,

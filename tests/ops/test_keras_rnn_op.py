@@ -382,6 +382,12 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     (8192, 2, 128, 16),  # batch-major in place: a product a step of 8,192 rows
     (8193, 2, 130, 16),  # time-major: a product a chunk
     (8200, 1, 3, 64),  # states' grads of 512K values: copied or zeroed by both threads
+    # Narrow layers (cpu_gemm.h, NarrowWeightGrad: G·H and n_in or H within one SIMD vector),
+    # rows enough for both threads' shares: batch-major (a product a step, x's rows T·I apart;
+    # H = 1: R's gradient and the bias sums one lane wide) and time-major, where G·H > n_in
+    # (GRU, LSTM) puts the broadcast side on B's columns (Cᵀ) and G·H < n_in (SimpleRNN) on A's.
+    (4100, 16, 3, 1),
+    (2049, 8, 5, 3),
 ]
 
 
