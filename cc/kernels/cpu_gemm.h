@@ -586,8 +586,13 @@ inline void NarrowWeightGrad(const CPUDevice& d, int64_t M, int64_t N, int64_t K
   std::vector<double> sums(parts * narrow * wide, 0.0);
   ParallelRows(d, parts, 1e9, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
-      narrow_wgrad_internal::SumRowsOf(narrow, wide, K * p / parts, K * (p + 1) / parts, w, ldw, n,
-                                       ldn, sums.data() + p * narrow * wide);
+      const int64_t k0 = K * p / parts, k1 = K * (p + 1) / parts;
+      double* out = sums.data() + p * narrow * wide;
+      if (narrow_wgrad_internal::FlatRowsFit(narrow, wide, ldw, n, ldn)) {
+        narrow_wgrad_internal::SumFlat(wide, k0, k1, w, n, out);
+      } else {
+        narrow_wgrad_internal::SumRowsOf(narrow, wide, k0, k1, w, ldw, n, ldn, out);
+      }
     }
   });
   for (int64_t q = 0; q < narrow; ++q) {

@@ -82,6 +82,53 @@ void SumRows(int64_t wide, int64_t k0, int64_t k1, const float* w, int64_t ldw, 
   }
 }
 
+// Whether SumFlat serves a call: one narrow value (or none: column sums), rows of `wide` values
+// that follow each other and tile a vector, the narrow side (if any) one value a row likewise.
+inline bool FlatRowsFit(int64_t narrow, int64_t wide, int64_t ldw, const float* n, int64_t ldn) {
+  constexpr int64_t L = PacketSize<FullPacket<float>>();
+  return narrow == 1 && ldw == wide && L % wide == 0 && (n == nullptr || (wide == 1 && ldn == 1));
+}
+
+// SumRows<1> where FlatRowsFit: rows [k0, k1) as one array of (k1 - k0)·wide values, a vector
+// covering L / wide rows (a dot product where n is given; else column sums, lane l of the sums
+// column l % wide). A lane sums kWgradShortRunK rows of its column in a run as SumRows' runs do.
+inline void SumFlat(int64_t wide, int64_t k0, int64_t k1, const float* w, const float* n,
+                    double* out) {
+  using P = FullPacket<float>;
+  constexpr int64_t L = PacketSize<P>();
+  namespace ei = Eigen::internal;
+  constexpr int kChains = 4;  // (independent sums: an add's latency)
+  const float* wf = w + k0 * wide;
+  const float* nf = n ? n + k0 : nullptr;
+  const int64_t total = (k1 - k0) * wide;
+  auto term = [&](int64_t i, int64_t count) {
+    const P wv = count == L ? ei::ploadu<P>(wf + i)
+                            : cpu_vec_internal::LoadFirst<P>(wf + i, static_cast<int>(count));
+    if (nf == nullptr) return wv;
+    const P nv = count == L ? ei::ploadu<P>(nf + i)
+                            : cpu_vec_internal::LoadFirst<P>(nf + i, static_cast<int>(count));
+    return ei::pmul(wv, nv);
+  };
+  constexpr int64_t kRun = kWgradShortRunK * L, kGroup = kRun * kWgradRunsPerGroup;
+  alignas(64) float lanes[L];
+  for (int64_t g0 = 0; g0 < total; g0 += kGroup) {
+    const int64_t g1 = std::min(total, g0 + kGroup);
+    P group = ei::pset1<P>(0.0f);
+    for (int64_t r0 = g0; r0 < g1; r0 += kRun) {
+      const int64_t r1 = std::min(g1, r0 + kRun);
+      P acc[kChains];
+      for (int u = 0; u < kChains; ++u) acc[u] = ei::pset1<P>(0.0f);
+      int64_t i = r0;
+      for (; i + kChains * L <= r1; i += kChains * L)
+        for (int u = 0; u < kChains; ++u) acc[u] = ei::padd(acc[u], term(i + u * L, L));
+      for (; i < r1; i += L) acc[0] = ei::padd(acc[0], term(i, std::min<int64_t>(L, r1 - i)));
+      group = ei::padd(group, ei::padd(ei::padd(acc[0], acc[1]), ei::padd(acc[2], acc[3])));
+    }
+    ei::pstore(lanes, group);
+    for (int64_t l = 0; l < L; ++l) out[l % wide] += lanes[l];
+  }
+}
+
 template <int kNarrow = 1>
 void SumRowsOf(int64_t narrow, int64_t wide, int64_t k0, int64_t k1, const float* w, int64_t ldw,
                const float* n, int64_t ldn, double* out) {
