@@ -706,6 +706,22 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   ParallelCopy(d_, a.dhn + ld * B * ho, B * ho, dh);
   if constexpr (kHasC) ParallelCopy(d_, a.dcn + ld * B * H, B * H, dc);
   const bool h0_zero = AllZero(d_, a.h0 + ld * B * ho, B * ho);  // (see the weight gradients)
+  // Narrow layers of many rows read each step's states before it where they lie (h0 and c0, y and
+  // the reserve's c) rather than in a chunk's copies (hprev_rows, cprev_rows), and R's gradient is
+  // a product a step over those rows: at G·H <= 16 the copies cost as much as the cells' step
+  // (docs/PERFORMANCE.md item 112). The forward direction over full rows (step s is time s),
+  // where y holds the states (no saved hprev: see RnnReserveLayout).
+  const bool states_in_place = std::is_same<T, float>::value && dir == 0 && lengths == nullptr &&
+                               sv.hprev < 0 && kProducts == 1 && a.rec_masks == nullptr &&
+                               !keras_direct_sums && B >= kStatesInPlaceMinBatch &&
+                               NarrowWeightGradFits(gh_w, ho);
+  auto hprev_at = [&](int64_t s, int64_t b) -> const T* {  // (states_in_place)
+    return s == 0 ? a.h0 + (ld * B + b) * ho : y + io_row(s - 1, b) * ow;
+  };
+  auto cprev_at = [&](int64_t s, int64_t b) -> const T* {  // (states_in_place, kHasC)
+    if (s == 0) return a.c0 + (ld * B + b) * H;
+    return res + sv.saved[Cell::kCellStateBuffer] + ((s - 1) * B + b) * H;
+  };
   const bool in_place_d_projected = a.d_projected != nullptr && !a.projected_batch_major &&
                                     a.d_projected_gate_offset == nullptr &&
                                     a.projected_row_stride == 0;
@@ -718,53 +734,54 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     T* const d_gx = in_place_d_projected && dir == 0 ? a.d_projected + s0 * B * gh_w : d_gx_buf;
     T* const d_gh = Cell::kDistinctRecurrentGrad ? d_gh_buf : d_gx;
     // The states before each step of the chunk (zero past a row's length).
-    ParallelRows(
-        d_, B, 2.0 * (s1 - s0) * (ho + H),
-        [&](int64_t b_begin, int64_t b_end) {
-          auto copy_h = [&](int64_t s, int64_t b) {
-            const int64_t len = Length(lengths, b, T_);
-            T* hp = hprev_rows + ((s - s0) * B + b) * ho;
-            if (s >= len) {
-              std::fill_n(hp, ho, T(0));
-            } else if (sv.hprev >= 0) {
-              CopyRow(res + sv.hprev + (TimeAt(dir, s, len) * B + b) * ho, ho, hp);
-            } else if (s == 0) {
-              CopyRow(a.h0 + (ld * B + b) * ho, ho, hp);
-            } else {
-              CopyRow(y + io_row(TimeAt(dir, s - 1, len), b) * ow + dir * ho, ho, hp);
-            }
-          };
-          if (sv.hprev < 0 && io_row.batch_major) {
-            // A batch row's outputs are adjacent in a batch-major y: read in memory order, row by
-            // row. (Step by step, each row a new page: the copies were 3.5% of the op thread's
-            // samples in a GRU + recurrent dropout training step, now 2.3%; docs/PERFORMANCE.md
-            // item 101.)
-            for (int64_t b = b_begin; b < b_end; ++b) {
-              for (int64_t s = s0; s < s1; ++s) copy_h(s, b);
-            }
-          } else {
-            for (int64_t s = s0; s < s1; ++s) {
-              for (int64_t b = b_begin; b < b_end; ++b) copy_h(s, b);
-            }
-          }
-          if constexpr (kHasC) {  // c after the previous step, from the cell's saved buffer
-            const int64_t c_saved = sv.saved[Cell::kCellStateBuffer];
-            for (int64_t s = s0; s < s1; ++s) {
+    if (!states_in_place)
+      ParallelRows(
+          d_, B, 2.0 * (s1 - s0) * (ho + H),
+          [&](int64_t b_begin, int64_t b_end) {
+            auto copy_h = [&](int64_t s, int64_t b) {
+              const int64_t len = Length(lengths, b, T_);
+              T* hp = hprev_rows + ((s - s0) * B + b) * ho;
+              if (s >= len) {
+                std::fill_n(hp, ho, T(0));
+              } else if (sv.hprev >= 0) {
+                CopyRow(res + sv.hprev + (TimeAt(dir, s, len) * B + b) * ho, ho, hp);
+              } else if (s == 0) {
+                CopyRow(a.h0 + (ld * B + b) * ho, ho, hp);
+              } else {
+                CopyRow(y + io_row(TimeAt(dir, s - 1, len), b) * ow + dir * ho, ho, hp);
+              }
+            };
+            if (sv.hprev < 0 && io_row.batch_major) {
+              // A batch row's outputs are adjacent in a batch-major y: read in memory order, row by
+              // row. (Step by step, each row a new page: the copies were 3.5% of the op thread's
+              // samples in a GRU + recurrent dropout training step, now 2.3%; docs/PERFORMANCE.md
+              // item 101.)
               for (int64_t b = b_begin; b < b_end; ++b) {
-                const int64_t len = Length(lengths, b, T_);
-                T* cp = cprev_rows + ((s - s0) * B + b) * H;
-                if (s >= len) {
-                  std::fill_n(cp, H, T(0));
-                  continue;
-                }
-                const T* src = s == 0 ? a.c0 + (ld * B + b) * H
-                                      : res + c_saved + (TimeAt(dir, s - 1, len) * B + b) * H;
-                CopyRow(src, H, cp);
+                for (int64_t s = s0; s < s1; ++s) copy_h(s, b);
+              }
+            } else {
+              for (int64_t s = s0; s < s1; ++s) {
+                for (int64_t b = b_begin; b < b_end; ++b) copy_h(s, b);
               }
             }
-          }
-        },
-        kCopyMinFlops);
+            if constexpr (kHasC) {  // c after the previous step, from the cell's saved buffer
+              const int64_t c_saved = sv.saved[Cell::kCellStateBuffer];
+              for (int64_t s = s0; s < s1; ++s) {
+                for (int64_t b = b_begin; b < b_end; ++b) {
+                  const int64_t len = Length(lengths, b, T_);
+                  T* cp = cprev_rows + ((s - s0) * B + b) * H;
+                  if (s >= len) {
+                    std::fill_n(cp, H, T(0));
+                    continue;
+                  }
+                  const T* src = s == 0 ? a.c0 + (ld * B + b) * H
+                                        : res + c_saved + (TimeAt(dir, s - 1, len) * B + b) * H;
+                  CopyRow(src, H, cp);
+                }
+              }
+            }
+          },
+          kCopyMinFlops);
     ForEachRowRange(
         B, s0, s1, rows_apart,
         [&](int64_t s, int64_t b0, int64_t b1, bool one_thread) {
@@ -812,8 +829,10 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               for (int k = 0; k < Cell::kNumSaved; ++k) {
                 gr.saved[k] = res + sv.saved[k] + row * sv.saved_width[k];
               }
-              gr.h_prev = hprev_rows + (k + b) * ho;
-              gr.c_prev = kHasC ? cprev_rows + (k + b) * H : nullptr;
+              gr.h_prev = states_in_place ? hprev_at(s, b) : hprev_rows + (k + b) * ho;
+              gr.c_prev = !kHasC            ? nullptr
+                          : states_in_place ? cprev_at(s, b)
+                                            : cprev_rows + (k + b) * H;
               gr.dh = dout + b * H;
               gr.dc = dc + b * H;
               gr.dx = dgx;
@@ -935,6 +954,15 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       // (above; or nothing to add)
     } else if (masked) {
       masked->AddWeightGrads(r_rows, d_gh_r, gh_w, hprev_r, saved_rows_r, gsum_r);
+    } else if (states_in_place) {  // a product a step, its rows of h_prev where they lie
+      if constexpr (std::is_same<T, float>::value) {
+        for (int64_t s = s0; s < s1; ++s) {
+          if (s == 0 && h0_zero) continue;
+          const T* hp = hprev_at(s, 0);
+          AddWeightGradStrided(d_, gh_w, ho, B, d_gh + (s - s0) * B * gh_w, gh_w, hp, gsum_r,
+                               /*ldc=*/0, /*ldb=*/hprev_at(s, 1) - hp);
+        }
+      }
     } else if constexpr (kProducts == 1) {
       AddWeightGrad<T>(d_, gh_w, ho, r_rows, d_gh_r, hprev_r, gsum_r);
     } else {

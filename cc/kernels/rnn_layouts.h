@@ -281,6 +281,10 @@ struct IoRows {
   int64_t operator()(int64_t t, int64_t b) const { return batch_major ? b * T_ + t : t * B + b; }
 };
 
+// The batch from which the backward of a narrow layer reads each step's states in place
+// (rnn_cpu_driver.h, states_in_place): R's gradient is then a product of B rows a step.
+constexpr int64_t kStatesInPlaceMinBatch = 64;
+
 // A step's rows of a batch-major buffer are T·width values apart (a page at T·width = 1024 floats),
 // a pattern no hardware prefetcher follows: the loops over them ask for the row kIoPrefetchRows
 // ahead, each cache line of its n values (kWrite: for a store). Without it the GRU(64) backward's

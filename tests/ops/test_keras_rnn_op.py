@@ -390,11 +390,31 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     (2049, 8, 5, 3),
 ]
 
+# Narrow layers of full rows (no lengths) and B >= 64: the backward reads each step's h_prev and
+# c_prev where they lie (y, h0, c0, the reserve; rnn_cpu_driver.h, states_in_place), R's gradient a
+# product a step over them: batch-major (y's rows T·H apart), time-major, and H = 4, 5 (one or two
+# cells' rows within a vector; GRU(5) and LSTM(4) at G·H 15, 16).
+FULL_ROW_SIZES = [(4100, 16, 3, 1), (65, 9, 4, 4), (130, 5, 6, 5), (64, 1, 2, 3)]
+
 
 @pytest.mark.parametrize("zero_state", [False, True, "last_row"], ids=["state", "zero", "last_row"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("size", GRAD_SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
 def test_float32_gradient_matches_reference(rng, mode, size, zero_state):
+    """float32 gradients against float64 autodiff of the reference (_check_float32_gradients),
+    random sequence lengths."""
+    _check_float32_gradients(rng, mode, size, zero_state, full_rows=False)
+
+
+@pytest.mark.parametrize("zero_state", [False, True], ids=["state", "zero"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", FULL_ROW_SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
+def test_float32_gradient_of_full_rows_matches_reference(rng, mode, size, zero_state):
+    """test_float32_gradient_matches_reference without sequence lengths (FULL_ROW_SIZES)."""
+    _check_float32_gradients(rng, mode, size, zero_state, full_rows=True)
+
+
+def _check_float32_gradients(rng, mode, size, zero_state, full_rows):
     """float32 gradients of every input and weight (TfRnn>KerasRNNBackprop, every mode) against
     float64 autodiff of the reference, both layouts, lengths, no bias, and with the input or the
     input and the states not watched (skip_input_backprop, skip_state_backprop: the weights' grads
@@ -417,7 +437,7 @@ def test_float32_gradient_matches_reference(rng, mode, size, zero_state):
     # to ~1e18 in 40: float32's digits, not the kernels, would then decide the test)
     scale = 0.3 if H < 500 else 1.0 / np.sqrt(H)
     k, r, b = _weights(rng, mode, n_in, H, np.float32, use_bias=use_bias, scale=scale)
-    lengths = random_lengths(rng, B, T) if B > 1 else None
+    lengths = random_lengths(rng, B, T) if B > 1 and not full_rows else None
     y_shape = (T, B, H) if time_major else (B, T, H)
     wy, wh, wc = (rng.normal(size=s).astype(np.float32) for s in (y_shape, (B, H), (B, H)))
     want = _reference_grads(mode, x, h0, c0, k, r, b, lengths, time_major, wy, wh, wc)
