@@ -268,12 +268,12 @@ class CpuForwardIo {
   using Value = CpuVec<T, Packet>;
   CpuForwardIo(const CpuCellRow<T>& row, int64_t j, int n) : row_(row), j_(j), n_(n) {}
 
-  Value X(int g) const {
+  EIGEN_ALWAYS_INLINE Value X(int g) const {
     const Value x = row_.gx_gate_offset ? Value::Load(row_.gx + row_.gx_gate_offset[g] + j_, n_)
                                         : Load(row_.gx, g);
     return x + Load(row_.b_w, g);
   }
-  Value R(int g) const { return Load(row_.gh, g) + Load(row_.b_r, g); }
+  EIGEN_ALWAYS_INLINE Value R(int g) const { return Load(row_.gh, g) + Load(row_.b_r, g); }
   Value HPrev() const { return Load(row_.h_prev, 0); }
   Value CPrev() const { return Load(row_.c_prev, 0); }
   void SetH(const Value& v) { v.Store(row_.h + j_, n_); }

@@ -174,6 +174,17 @@ inline T ZoneoutKeep(const T* m_row, T keep, int64_t j) {
   return m_row != nullptr ? m_row[j] : keep;
 }
 
+// Whether a step's rows of a layer may run through the cell as one row of their units (the
+// driver's gates_flat): cells of one gate and no cell state whose element-wise step reads neither
+// h_prev nor another row's values and saves its activations alone (SimpleRNN), narrow enough that
+// a row fills at most one AVX-512 vector (the biases are repeated once per batch row for it).
+constexpr int64_t kFlatRowsMaxUnits = 16;
+template <typename Cell>
+bool CellRunsFlat(int64_t H, int64_t ho) {
+  return Cell::kGates == 1 && !Cell::kHasCellState && CellRecurrentProducts<Cell>::value == 1 &&
+         Cell::kNumSaved == 1 && H == ho && H <= kFlatRowsMaxUnits;
+}
+
 template <typename T>
 class CpuRnn {
  public:
@@ -422,6 +433,44 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     }
     CellForwardPhaseRow<Cell, /*kSave=*/true>(cr, phase);
   };
+  // Single-gate cells (SimpleRNN) of narrow full rows: a step's rows lie one after the other in
+  // every buffer the cell reads and writes, so the cell runs over rows [r0, r1) as one row of
+  // (r1 - r0)·H units, the biases repeated for each row (bias_rows: b_w's, then b_r's): whole
+  // vectors where each row of H < 16 filled part of one (docs/PERFORMANCE.md item 112). Not for
+  // step 0 from a zero state, where every row reads one zero row of gh.
+  const bool flat = CellRunsFlat<Cell>(H, ho) && lengths == nullptr && a.projected == nullptr;
+  std::vector<T> bias_rows;
+  if (flat) {
+    bias_rows.resize(2 * B * H);
+    for (int64_t b = 0; b < B; ++b) {
+      std::copy_n(b_w, H, bias_rows.data() + b * H);
+      std::copy_n(b_r, H, bias_rows.data() + (B + b) * H);
+    }
+  }
+  auto gates_flat = [&](int64_t s, int64_t r0, int64_t r1) {
+    CpuCellRow<T> cr;
+    cr.H = (r1 - r0) * H;
+    cr.b_w = bias_rows.data() + r0 * H;
+    cr.b_r = bias_rows.data() + (B + r0) * H;
+    cr.gh = gh + r0 * gh_w;
+    cr.h_prev = h + r0 * ho;
+    cr.h = out + r0 * H;
+    cr.gx = gx_chunk + ((s - s0) * B + r0) * gh_w;
+    if (training) {
+      cr.saved[0] = res + sv->saved[0] + (TimeAt(dir, s, T_) * B + r0) * sv->saved_width[0];
+      if (gx_in_place) cr.gx = cr.saved[0];
+    } else {
+      cr.saved[0] = save_scratch + r0 * H;
+    }
+    CellForwardPhaseRow<Cell, /*kSave=*/true>(cr, 0);
+  };
+  auto gate_rows = [&](int64_t s, int64_t r0, int64_t r1, int phase) {
+    if (flat && !(s == 0 && zero_row_first)) {
+      gates_flat(s, r0, r1);
+    } else {
+      for (int64_t b = r0; b < r1; ++b) gates(s, b, phase);
+    }
+  };
   // (Tried, before the row ranges: one task computing the product and the gate math of a block of
   // 16 units; it cost 35% more CPU than a product pass and a gate pass — docs/PERFORMANCE.md
   // item 5.)
@@ -472,10 +521,10 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
               phases->Forward(phase, one_thread, b0, b1, h, gh, gh_w);
             }
             if (one_thread) {
-              for (int64_t b = b0; b < b1; ++b) gates(s, b, phase);
+              gate_rows(s, b0, b1, phase);
             } else {
               ParallelRows(d_, n_rows, 10.0 * gh_w, [&](int64_t begin, int64_t end) {
-                for (int64_t b = b0 + begin; b < b0 + end; ++b) gates(s, b, phase);
+                gate_rows(s, b0 + begin, b0 + end, phase);
               });
             }
           }
@@ -718,6 +767,8 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   auto hprev_at = [&](int64_t s, int64_t b) -> const T* {  // (states_in_place)
     return s == 0 ? a.h0 + (ld * B + b) * ho : y + io_row(s - 1, b) * ow;
   };
+  // Single-gate cells of narrow full rows: a step's rows as one row (see the forward's gates_flat).
+  const bool flat = CellRunsFlat<Cell>(H, ho) && lengths == nullptr;
   auto cprev_at = [&](int64_t s, int64_t b) -> const T* {  // (states_in_place, kHasC)
     if (s == 0) return a.c0 + (ld * B + b) * H;
     return res + sv.saved[Cell::kCellStateBuffer] + ((s - 1) * B + b) * H;
@@ -814,6 +865,17 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
           }
           int phase = 0;  // the phase gate_rows runs (one-product cells: their Backward)
           auto gate_rows = [&](int64_t begin, int64_t end) {
+            if (flat) {  // rows [begin, end) as one row (see the forward's gates_flat)
+              CpuCellGradRow<T> gr;
+              gr.H = (end - begin) * H;
+              gr.saved[0] =
+                  res + sv.saved[0] + (TimeAt(dir, s, T_) * B + begin) * sv.saved_width[0];
+              gr.dh = dout + begin * H;  // (CellRunsFlat: the cell reads no state)
+              gr.dx = d_gx + (k + begin) * gh_w;
+              gr.dr = d_gh + (k + begin) * gh_w;
+              CellBackwardPhaseRow<Cell>(gr, 0);
+              return;
+            }
             for (int64_t b = begin; b < end; ++b) {
               const int64_t len = Length(lengths, b, T_);
               T* dgx = d_gx + (k + b) * gh_w;

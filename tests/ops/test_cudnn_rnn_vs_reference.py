@@ -372,3 +372,27 @@ def test_training_forward_of_rows_ending_in_a_partial_vector(rng, mode, H):
     d = p.cotangents(rng)
     _check_grads(p, _op_grads(p, *d), *d)
     _check_grads(p, _op_grads(p, *d, dtype=tf.float32), *d, tol=dict(rtol=2e-3, atol=2e-3))
+
+
+@pytest.mark.parametrize("mode", ["rnn_relu", "rnn_tanh"])
+@pytest.mark.parametrize("H", [1, 5, 16, 17])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_single_gate_cells_over_full_rows(rng, mode, H, num_layers):
+    """SimpleRNN cells of full rows and H <= 16 run a step's rows through the cell as one row of
+    their units (rnn_cpu_driver.h, CellRunsFlat; H = 17 does not), forward and backward: both
+    directions, two layers (the second's input the first's outputs), training and inference,
+    70 rows so that both threads take a share. The training forward equals the inference forward
+    bitwise and the float64 reference; the gradients, float64 and float32, equal the reference's."""
+    p = ref.Problem(
+        rng, mode, num_layers, H, 3, batch=70, steps=6, direction="bidirectional", lengths="full"
+    )
+    train = tf_rnn_ops.cudnn_rnn(**p.op_kwargs(tf.float32, is_training=True))
+    infer = tf_rnn_ops.cudnn_rnn(**p.op_kwargs(tf.float32, is_training=False))
+    for k, want in enumerate(p.reference()):
+        if want is None:
+            continue
+        np.testing.assert_array_equal(train[k].numpy(), infer[k].numpy())
+        np.testing.assert_allclose(train[k].numpy(), want, rtol=2e-5, atol=2e-5)
+    d = p.cotangents(rng)
+    _check_grads(p, _op_grads(p, *d), *d)
+    _check_grads(p, _op_grads(p, *d, dtype=tf.float32), *d, tol=dict(rtol=2e-3, atol=2e-3))
