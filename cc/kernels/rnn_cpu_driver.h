@@ -767,12 +767,12 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   auto hprev_at = [&](int64_t s, int64_t b) -> const T* {  // (states_in_place)
     return s == 0 ? a.h0 + (ld * B + b) * ho : y + io_row(s - 1, b) * ow;
   };
-  // Single-gate cells of narrow full rows: a step's rows as one row (see the forward's gates_flat).
-  const bool flat = CellRunsFlat<Cell>(H, ho) && lengths == nullptr;
   auto cprev_at = [&](int64_t s, int64_t b) -> const T* {  // (states_in_place, kHasC)
     if (s == 0) return a.c0 + (ld * B + b) * H;
     return res + sv.saved[Cell::kCellStateBuffer] + ((s - 1) * B + b) * H;
   };
+  // Single-gate cells of narrow full rows: a step's rows as one row (see the forward's gates_flat).
+  const bool flat = CellRunsFlat<Cell>(H, ho) && lengths == nullptr;
   const bool in_place_d_projected = a.d_projected != nullptr && !a.projected_batch_major &&
                                     a.d_projected_gate_offset == nullptr &&
                                     a.projected_row_stride == 0;
