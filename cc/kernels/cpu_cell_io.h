@@ -317,6 +317,73 @@ inline void CellForwardPhaseRow(const CpuCellRow<T>& row, int phase) {
   }
 }
 
+// A vector of rows of a one-unit layer (H = 1), lane i row r0 + i: a row's gate g at gx and gh's
+// stride (gh's 0: every row reads one zero row), its saved buffer k at saved_stride[k], its states
+// one value a row. Each gate is then a whole vector where a row filled one lane of one: LSTM(1)'s
+// cell pass was ~500 instructions a row step (docs/PERFORMANCE.md item 112).
+template <typename T>
+struct CpuUnitRows {
+  const T* gx = nullptr;
+  int64_t gx_stride = 0;
+  const T* gh = nullptr;
+  int64_t gh_stride = 0;
+  const T* b_w = nullptr;  // [G]
+  const T* b_r = nullptr;  // [G]
+  const T* h_prev = nullptr;
+  const T* c_prev = nullptr;
+  T* h = nullptr;
+  T* c = nullptr;
+  T* saved[kMaxCellSaved] = {};
+  int64_t saved_stride[kMaxCellSaved] = {};
+};
+
+// (Eigen's packet as a template argument: see ForEachPacket.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+template <typename T>
+class CpuUnitRowsForwardIo {
+ public:
+  using Packet = FullPacket<T>;
+  using Value = CpuVec<T, Packet>;
+  static constexpr int kRows = Value::kSize;
+  explicit CpuUnitRowsForwardIo(const CpuUnitRows<T>& rows) : r_(rows) {}
+
+  EIGEN_ALWAYS_INLINE Value X(int g) const {
+    return Gather(r_.gx + g, r_.gx_stride) + Value(r_.b_w[g]);
+  }
+  EIGEN_ALWAYS_INLINE Value R(int g) const {
+    return Gather(r_.gh + g, r_.gh_stride) + Value(r_.b_r[g]);
+  }
+  Value HPrev() const { return Value::Load(r_.h_prev, kRows); }
+  Value CPrev() const { return Value::Load(r_.c_prev, kRows); }
+  void SetH(const Value& v) { v.Store(r_.h, kRows); }
+  void SetC(const Value& v) { v.Store(r_.c, kRows); }
+  void Save(int k, int g, const Value& v) {
+    T* to = r_.saved[k] + g;
+    if (r_.saved_stride[k] == 1) {
+      v.Store(to, kRows);
+    } else {
+      Eigen::internal::pscatter<T, Packet>(to, v.p, r_.saved_stride[k]);
+    }
+  }
+
+ private:
+  static Value Gather(const T* from, int64_t stride) {
+    return stride == 1 ? Value::Load(from, kRows)
+                       : Value(Eigen::internal::pgather<T, Packet>(from, stride));
+  }
+  const CpuUnitRows<T>& r_;
+};
+
+// Runs Cell::Forward over the kRows rows of `rows` (one-product cells, H = 1).
+template <typename Cell, typename T>
+inline void CellForwardUnitRows(const CpuUnitRows<T>& rows) {
+  static_assert(CellRecurrentProducts<Cell>::value == 1, "one recurrent product a step");
+  CpuUnitRowsForwardIo<T> io(rows);
+  Cell::Forward(io);
+}
+#pragma GCC diagnostic pop
+
 // ------------------------------------------------------------------------------------ backward
 // One batch row of a step's backward: saved[k] the forward's saved rows; h_prev, c_prev [H] the
 // states before the step; dh [H] the grad of the cell's output; dc [H] (cell state) the grad of c

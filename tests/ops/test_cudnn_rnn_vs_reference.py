@@ -365,15 +365,17 @@ def test_training_forward_of_rows_ending_in_a_partial_vector(rng, mode, H):
     _check_float32_training_forward_and_grads(rng, p)
 
 
-@pytest.mark.parametrize("mode", ["rnn_relu", "rnn_tanh"])
+@pytest.mark.parametrize("mode", ref.MODES)
 @pytest.mark.parametrize("H", [1, 5, 16, 17])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_single_gate_cells_over_full_rows(rng, mode, H, num_layers):
-    """SimpleRNN cells of full rows and H <= 16 run a step's rows through the cell as one row of
-    their units (rnn_cpu_driver.h, CellRunsFlat; H = 17 does not), forward and backward: both
-    directions, two layers (the second's input the first's outputs), training and inference,
-    70 rows so that both threads take a share. The training forward equals the inference forward
-    bitwise and the float64 reference; the gradients, float64 and float32, equal the reference's."""
+def test_full_rows_of_narrow_layers(rng, mode, H, num_layers):
+    """Full rows (no lengths) of narrow layers: SimpleRNN cells of H <= 16 run a step's rows
+    through the cell as one row of their units (rnn_cpu_driver.h, CellRunsFlat; H = 17 does not),
+    forward and backward; the other one-product cells at H = 1 a vector of rows at a time
+    (CpuUnitRows: 70 rows, 4 vectors of 16 and 6 rows one at a time). Both directions, two layers
+    (the second's input the first's outputs), training and inference, both threads taking a share.
+    The training forward equals the inference forward bitwise and the float64 reference; the
+    gradients, float64 and float32, equal the reference's."""
     p = ref.Problem(
         rng, mode, num_layers, H, 3, batch=70, steps=6, direction="bidirectional", lengths="full"
     )
