@@ -393,6 +393,21 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   auto projected_row = [&](int64_t t, int64_t b) {
     return a.projected + ProjectedRowOffset(a, t, b, gh_w);
   };
+  // Where row b's saved buffers lie at step s (a row of length len): the reserve's rows in
+  // training, scratch rows in inference; and its computed gx, over the activations' row where
+  // training computed it there (gx_in_place).
+  auto saved_at = [&](int64_t s, int64_t len, int64_t b, T** saved) {
+    T* at = save_scratch;
+    for (int k = 0; k < Cell::kNumSaved; ++k) {
+      const int64_t width = Cell::kSaved[k].Width(H);
+      saved[k] = training ? res + sv->saved[k] + (TimeAt(dir, s, len) * B + b) * sv->saved_width[k]
+                          : at + b * width;
+      at += B * width;
+    }
+  };
+  auto gx_at = [&](int64_t s, int64_t b, T* const* saved) -> const T* {
+    return training && gx_in_place ? saved[0] : gx_chunk + ((s - s0) * B + b) * gh_w;
+  };
   // The cell's element-wise step for row b at step s.
   auto gates = [&](int64_t s, int64_t b, int phase) {
     const int64_t len = Length(lengths, b, T_);
@@ -413,24 +428,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     // Inference: to scratch rows. One instantiation for both, so that both compute bitwise the
     // same outputs (the compiler's choices of fused multiply-adds could differ between two).
     // A given input side (a.projected) is read where it lies, at the row's time: no copy.
-    if (training) {
-      const int64_t row = TimeAt(dir, s, len) * B + b;
-      for (int k = 0; k < Cell::kNumSaved; ++k) {
-        cr.saved[k] = res + sv->saved[k] + row * sv->saved_width[k];
-      }
-      cr.gx = a.projected != nullptr ? projected_row(TimeAt(dir, s, len), b)
-              : gx_in_place          ? cr.saved[0]
-                                     : gx_chunk + ((s - s0) * B + b) * gh_w;
-    } else {
-      T* at = save_scratch;
-      for (int k = 0; k < Cell::kNumSaved; ++k) {
-        const int64_t width = Cell::kSaved[k].Width(H);
-        cr.saved[k] = at + b * width;
-        at += B * width;
-      }
-      cr.gx = a.projected != nullptr ? projected_row(TimeAt(dir, s, len), b)
-                                     : gx_chunk + ((s - s0) * B + b) * gh_w;
-    }
+    saved_at(s, len, b, cr.saved);
+    cr.gx = a.projected != nullptr ? projected_row(TimeAt(dir, s, len), b) : gx_at(s, b, cr.saved);
     CellForwardPhaseRow<Cell, /*kSave=*/true>(cr, phase);
   };
   // Single-gate cells (SimpleRNN) of narrow full rows: a step's rows lie one after the other in
@@ -455,13 +454,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     cr.gh = gh + r0 * gh_w;
     cr.h_prev = h + r0 * ho;
     cr.h = out + r0 * H;
-    cr.gx = gx_chunk + ((s - s0) * B + r0) * gh_w;
-    if (training) {
-      cr.saved[0] = res + sv->saved[0] + (TimeAt(dir, s, T_) * B + r0) * sv->saved_width[0];
-      if (gx_in_place) cr.gx = cr.saved[0];
-    } else {
-      cr.saved[0] = save_scratch + r0 * H;
-    }
+    saved_at(s, T_, r0, cr.saved);
+    cr.gx = gx_at(s, r0, cr.saved);
     CellForwardPhaseRow<Cell, /*kSave=*/true>(cr, 0);
   };
   // Cells of several gates at H = 1 over full rows: a vector of rows at a time, each gate gathered
@@ -480,17 +474,10 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     u.c_prev = c + r0;
     u.h = out + r0;
     u.c = c_new + r0;
-    u.gx = gx_chunk + ((s - s0) * B + r0) * gh_w;
+    saved_at(s, T_, r0, u.saved);
+    for (int k = 0; k < Cell::kNumSaved; ++k) u.saved_stride[k] = Cell::kSaved[k].Width(H);
+    u.gx = gx_at(s, r0, u.saved);
     u.gx_stride = gh_w;
-    T* at = save_scratch;
-    for (int k = 0; k < Cell::kNumSaved; ++k) {
-      const int64_t width = Cell::kSaved[k].Width(H);
-      u.saved[k] =
-          training ? res + sv->saved[k] + (TimeAt(dir, s, T_) * B + r0) * width : at + r0 * width;
-      u.saved_stride[k] = width;
-      at += B * width;
-    }
-    if (training && gx_in_place) u.gx = u.saved[0];
     if constexpr (kProducts == 1) CellForwardUnitRows<Cell>(u);
   };
   auto gate_rows = [&](int64_t s, int64_t r0, int64_t r1, int phase) {
