@@ -6,7 +6,6 @@
 #ifndef TF_RNN_OPS_CC_KERNELS_FUSED_RNN_ATTRS_H_
 #define TF_RNN_OPS_CC_KERNELS_FUSED_RNN_ATTRS_H_
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -220,11 +219,8 @@ struct FusedRnnInputs {
       for (int64_t b = 0; b < batch; ++b) {
         TF_RETURN_IF_ERROR(RuleStatus(fused_rnn::CheckSequenceLength(b, lengths[b], seq_len)));
       }
-      // Every row full (cudnn_rnn passes T for each row where it was given none): the kernels'
-      // full-row paths (rnn_cpu_driver.h: states read in place, single-gate cells' flat rows).
-      if (std::all_of(lengths.begin(), lengths.end(), [&](int32_t n) { return n == seq_len; })) {
-        lengths.clear();
-      }
+      // cudnn_rnn passes T for each row where it was given none.
+      if (fused_rnn::AllSequencesFull(lengths.data(), batch, seq_len)) lengths.clear();
     }
     return absl::OkStatus();
   }

@@ -223,6 +223,16 @@ inline std::string CheckSequenceLength(int64_t b, int64_t len, int64_t seq_len) 
   return "";
 }
 
+// Whether every one of batch lengths is seq_len. Such lengths are passed on as none, a call with an
+// all-true mask being one without: the kernels' full-row paths (rnn_cpu_driver.h: states read in
+// place, single-gate cells' flat rows, one-unit cells' unit rows) then take it.
+inline bool AllSequencesFull(const int32_t* len, int64_t batch, int64_t seq_len) {
+  for (int64_t b = 0; b < batch; ++b) {
+    if (len[b] != seq_len) return false;
+  }
+  return true;
+}
+
 // Whether the outputs, reserve_space and scratch of a call over seq_len x batch stay below
 // kMaxElements (and so the int64 size arithmetic far from overflow): a generous bound of every
 // buffer of the CPU driver and of the CUDA library, per row of the sequence and per layer.

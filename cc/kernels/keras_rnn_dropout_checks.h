@@ -64,7 +64,7 @@ inline absl::Status CheckSequenceLengthsShape(const tensorflow::Tensor& seq_leng
 }
 
 // sequence_lengths' values (a shape CheckSequenceLengthsShape took), each in [0, T]; *lengths: its
-// host data, or null where it has no elements.
+// host data, or null where it has no elements or every value is T (a mask of all true).
 inline absl::Status CheckSequenceLengthValues(const tensorflow::Tensor& seq_lengths, int64_t B,
                                               int64_t T, const int32_t** lengths) {
   *lengths = nullptr;
@@ -73,7 +73,7 @@ inline absl::Status CheckSequenceLengthValues(const tensorflow::Tensor& seq_leng
   for (int64_t b = 0; b < B; ++b) {
     TF_RETURN_IF_ERROR(RuleStatus(fused_rnn::CheckSequenceLength(b, len[b], T)));
   }
-  *lengths = len;
+  if (!fused_rnn::AllSequencesFull(len, B, T)) *lengths = len;
   return absl::OkStatus();
 }
 

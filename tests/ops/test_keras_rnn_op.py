@@ -403,20 +403,27 @@ FULL_ROW_SIZES = [(4100, 16, 3, 1), (65, 9, 4, 4), (130, 5, 6, 5), (64, 1, 2, 3)
 def test_float32_gradient_matches_reference(rng, mode, size, zero_state):
     """float32 gradients against float64 autodiff of the reference (_check_float32_gradients),
     random sequence lengths."""
-    _check_float32_gradients(rng, mode, size, zero_state, full_rows=False)
+    _check_float32_gradients(rng, mode, size, zero_state)
 
 
-@pytest.mark.parametrize("zero_state", [False, True], ids=["state", "zero"])
+@pytest.mark.parametrize(
+    "zero_state, lengths_kind",
+    [(False, "none"), (True, "none"), (False, "all_full"), (True, "last_short")],
+    ids=["state", "zero", "all_full", "zero_last_short"],
+)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("size", FULL_ROW_SIZES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
-def test_float32_gradient_of_full_rows_matches_reference(rng, mode, size, zero_state):
-    """test_float32_gradient_matches_reference without sequence lengths (FULL_ROW_SIZES)."""
-    _check_float32_gradients(rng, mode, size, zero_state, full_rows=True)
+def test_float32_gradient_of_full_rows_matches_reference(rng, mode, size, zero_state, lengths_kind):
+    """test_float32_gradient_matches_reference over full rows (FULL_ROW_SIZES): no sequence
+    lengths; lengths of T for every row (a mask of all true, which the op takes as none); and all
+    but the last row full, which must keep the lengths."""
+    _check_float32_gradients(rng, mode, size, zero_state, lengths_kind)
 
 
-def _check_float32_gradients(rng, mode, size, zero_state, full_rows):
+def _check_float32_gradients(rng, mode, size, zero_state, lengths_kind="random"):
     """float32 gradients of every input and weight (TfRnn>KerasRNNBackprop, every mode) against
-    float64 autodiff of the reference, both layouts, lengths, no bias, and with the input or the
+    float64 autodiff of the reference, both layouts, lengths (lengths_kind: random where B > 1,
+    none, all full, all full but the last row's T - 1), no bias, and with the input or the
     input and the states not watched (skip_input_backprop, skip_state_backprop: the weights' grads
     unchanged). zero_state: zero initial states (a layer called without them), where the kernels
     skip the first step's recurrent products and its rows of R's gradient; last_row: zero but for
@@ -437,7 +444,13 @@ def _check_float32_gradients(rng, mode, size, zero_state, full_rows):
     # to ~1e18 in 40: float32's digits, not the kernels, would then decide the test)
     scale = 0.3 if H < 500 else 1.0 / np.sqrt(H)
     k, r, b = _weights(rng, mode, n_in, H, np.float32, use_bias=use_bias, scale=scale)
-    lengths = random_lengths(rng, B, T) if B > 1 and not full_rows else None
+    lengths = None
+    if lengths_kind == "random" and B > 1:
+        lengths = random_lengths(rng, B, T)
+    elif lengths_kind in ("all_full", "last_short"):
+        lengths = random_lengths(rng, B, T, kind="full")
+        if lengths_kind == "last_short":
+            lengths[-1] = T - 1
     y_shape = (T, B, H) if time_major else (B, T, H)
     wy, wh, wc = (rng.normal(size=s).astype(np.float32) for s in (y_shape, (B, H), (B, H)))
     want = _reference_grads(mode, x, h0, c0, k, r, b, lengths, time_major, wy, wh, wc)
