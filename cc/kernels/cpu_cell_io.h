@@ -340,6 +340,22 @@ struct CpuUnitRows {
 // (Eigen's packet as a template argument: see ForEachPacket.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wignored-attributes"
+// One value of each of a vector of rows, `stride` apart (1: adjacent), and back.
+template <typename T>
+inline CpuVec<T, FullPacket<T>> GatherUnitRows(const T* from, int64_t stride) {
+  using Value = CpuVec<T, FullPacket<T>>;
+  return stride == 1 ? Value::Load(from, Value::kSize)
+                     : Value(Eigen::internal::pgather<T, FullPacket<T>>(from, stride));
+}
+template <typename T>
+inline void ScatterUnitRows(const CpuVec<T, FullPacket<T>>& v, T* to, int64_t stride) {
+  if (stride == 1) {
+    v.Store(to, v.kSize);
+  } else {
+    Eigen::internal::pscatter<T, FullPacket<T>>(to, v.p, stride);
+  }
+}
+
 template <typename T>
 class CpuUnitRowsForwardIo {
  public:
@@ -359,19 +375,11 @@ class CpuUnitRowsForwardIo {
   void SetH(const Value& v) { v.Store(r_.h, kRows); }
   void SetC(const Value& v) { v.Store(r_.c, kRows); }
   void Save(int k, int g, const Value& v) {
-    T* to = r_.saved[k] + g;
-    if (r_.saved_stride[k] == 1) {
-      v.Store(to, kRows);
-    } else {
-      Eigen::internal::pscatter<T, Packet>(to, v.p, r_.saved_stride[k]);
-    }
+    ScatterUnitRows(v, r_.saved[k] + g, r_.saved_stride[k]);
   }
 
  private:
-  static Value Gather(const T* from, int64_t stride) {
-    return stride == 1 ? Value::Load(from, kRows)
-                       : Value(Eigen::internal::pgather<T, Packet>(from, stride));
-  }
+  static Value Gather(const T* from, int64_t stride) { return GatherUnitRows<T>(from, stride); }
   const CpuUnitRows<T>& r_;
 };
 
@@ -381,6 +389,55 @@ inline void CellForwardUnitRows(const CpuUnitRows<T>& rows) {
   static_assert(CellRecurrentProducts<Cell>::value == 1, "one recurrent product a step");
   CpuUnitRowsForwardIo<T> io(rows);
   Cell::Forward(io);
+}
+
+// The backward's vector of rows of a one-unit layer (see CpuUnitRows): the saved buffers and
+// h_prev at their strides (h_prev's: y's rows where the backward reads the states in place), a
+// row's grads of its gates at d_stride (G) in dx and dr; c_prev, dh, dc, dh_direct one value a row.
+template <typename T>
+struct CpuUnitGradRows {
+  const T* saved[kMaxCellSaved] = {};
+  int64_t saved_stride[kMaxCellSaved] = {};
+  const T* h_prev = nullptr;
+  int64_t h_prev_stride = 1;
+  const T* c_prev = nullptr;
+  const T* dh = nullptr;
+  T* dc = nullptr;
+  T* dx = nullptr;
+  T* dr = nullptr;
+  int64_t d_stride = 0;
+  T* dh_direct = nullptr;
+};
+
+template <typename T>
+class CpuUnitRowsBackwardIo {
+ public:
+  using Value = CpuVec<T, FullPacket<T>>;
+  static constexpr int kRows = Value::kSize;
+  explicit CpuUnitRowsBackwardIo(const CpuUnitGradRows<T>& rows) : r_(rows) {}
+
+  EIGEN_ALWAYS_INLINE Value Saved(int k, int g) const {
+    return GatherUnitRows<T>(r_.saved[k] + g, r_.saved_stride[k]);
+  }
+  Value HPrev() const { return GatherUnitRows<T>(r_.h_prev, r_.h_prev_stride); }
+  Value CPrev() const { return Value::Load(r_.c_prev, kRows); }
+  Value Dh() const { return Value::Load(r_.dh, kRows); }
+  Value Dc() const { return Value::Load(r_.dc, kRows); }
+  void SetDx(int g, const Value& v) { ScatterUnitRows(v, r_.dx + g, r_.d_stride); }
+  void SetDr(int g, const Value& v) { ScatterUnitRows(v, r_.dr + g, r_.d_stride); }
+  void SetDcPrev(const Value& v) { v.Store(r_.dc, kRows); }
+  void SetDhDirect(const Value& v) { v.Store(r_.dh_direct, kRows); }
+
+ private:
+  const CpuUnitGradRows<T>& r_;
+};
+
+// Runs Cell::Backward over the kRows rows of `rows` (one-product cells, H = 1).
+template <typename Cell, typename T>
+inline void CellBackwardUnitRows(const CpuUnitGradRows<T>& rows) {
+  static_assert(CellRecurrentProducts<Cell>::value == 1, "one recurrent product a step");
+  CpuUnitRowsBackwardIo<T> io(rows);
+  Cell::Backward(io);
 }
 #pragma GCC diagnostic pop
 

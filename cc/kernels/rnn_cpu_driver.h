@@ -793,6 +793,11 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   };
   // Single-gate cells of narrow full rows: a step's rows as one row (see the forward's gates_flat).
   const bool flat = CellRunsFlat<Cell>(H, ho) && lengths == nullptr;
+  // Cells of several gates at H = 1 over full rows: a vector of rows at a time (the forward's
+  // gates_unit_rows; CpuUnitGradRows).
+  const bool unit_rows =
+      !CellRunsFlat<Cell>(H, ho) && kProducts == 1 && H == 1 && ho == 1 && lengths == nullptr;
+  constexpr int64_t kUnitRows = CpuUnitRowsBackwardIo<T>::kRows;
   const bool in_place_d_projected = a.d_projected != nullptr && !a.projected_batch_major &&
                                     a.d_projected_gate_offset == nullptr &&
                                     a.projected_row_stride == 0;
@@ -896,7 +901,29 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
               CellBackwardPhaseRow<Cell>(gr, 0);
               return;
             }
-            for (int64_t b = begin; b < end; ++b) {
+            int64_t b = begin;
+            if constexpr (kProducts == 1) {
+              for (; unit_rows && b + kUnitRows <= end; b += kUnitRows) {
+                CpuUnitGradRows<T> u;
+                const int64_t row = TimeAt(dir, s, T_) * B + b;
+                for (int i = 0; i < Cell::kNumSaved; ++i) {
+                  u.saved[i] = res + sv.saved[i] + row * sv.saved_width[i];
+                  u.saved_stride[i] = sv.saved_width[i];
+                }
+                u.h_prev = states_in_place ? hprev_at(s, b) : hprev_rows + k + b;
+                if (states_in_place) u.h_prev_stride = hprev_at(s, b + 1) - u.h_prev;
+                if constexpr (kHasC)
+                  u.c_prev = states_in_place ? cprev_at(s, b) : cprev_rows + k + b;
+                u.dh = dout + b;
+                u.dc = dc + b;
+                u.dx = d_gx + (k + b) * gh_w;
+                u.dr = d_gh + (k + b) * gh_w;
+                u.d_stride = gh_w;
+                u.dh_direct = dh_direct + b;
+                CellBackwardUnitRows<Cell>(u);
+              }
+            }
+            for (; b < end; ++b) {
               const int64_t len = Length(lengths, b, T_);
               T* dgx = d_gx + (k + b) * gh_w;
               T* dgh = d_gh + (k + b) * gh_w;
