@@ -84,6 +84,20 @@ void ParallelRows(const CPUDevice& d, int64_t n, double row_cost, Fn&& fn,
   });
 }
 
+// For a share [begin, end) of items that are groups of `panels` panels (item i: group i / panels,
+// panel i % panels): fn(group, first, last) for each of its runs of one group's panels
+// [first, last), so that a run's panels are one call (of GemmTransposedA: B's block packed
+// once; of StepGemm<float>::RunSteps: a step's strips of rows).
+template <typename Fn>
+inline void ForEachPanelRun(int64_t begin, int64_t end, int64_t panels, Fn&& fn) {
+  for (int64_t i = begin; i < end;) {
+    const int64_t group = i / panels, first = i % panels;
+    const int64_t last = std::min(end - group * panels, panels);
+    fn(group, first, last);
+    i = group * panels + last;
+  }
+}
+
 // ParallelRows' min_flops for copies and conversions (counted as 2 flops an element): below it they
 // run on the calling thread. Waking the pool's threads cost the one-step training steps more than
 // copying such a block does (SimpleRNN(256), B = 64: ~half its CPU time in the pool's wake-ups and
@@ -332,6 +346,33 @@ class StepGemm<float> {
     }
     PackedGemmPanels(M, A, lda, packed_, C, ldc, 0, PackedMatrix::NumPanels(packed_.N()));
   }
+  // `steps` products of M rows in one dispatch, product s reading A + s·a_step (rows lda apart)
+  // into C + s·c_step (rows ldc apart): the input projection and the input's grad of batch-major
+  // rows, a step's rows T·I apart (a dispatch a step cost ~10-20 µs each). The threads take runs
+  // of kMr-row strips of the steps, each reading all of the weights (as RunOnThisThread; step by
+  // step where the weights are too large for that, kOneRangeMinWeightBytes, or streamed).
+  void RunSteps(int64_t steps, int64_t M, const float* A, int64_t a_step, int64_t lda, float* C,
+                int64_t c_step, int64_t ldc = 0) const {
+    const int64_t K = packed_.K(), N = packed_.N();
+    if (steps <= 0 || M == 0 || N == 0) return;
+    if (stream_ || double(K) * N * sizeof(float) >= kOneRangeMinWeightBytes) {
+      for (int64_t s = 0; s < steps; ++s) Run(M, A + s * a_step, C + s * c_step, lda, ldc);
+      return;
+    }
+    lda = lda ? lda : K;
+    ldc = ldc ? ldc : N;
+    const int64_t strips = (M + kMr - 1) / kMr, panels = PackedMatrix::NumPanels(N);
+    ParallelRows(
+        d_, steps * strips, 2.0 * kMr * K * N,
+        [&](int64_t begin, int64_t end) {
+          ForEachPanelRun(begin, end, strips, [&](int64_t s, int64_t first, int64_t last) {
+            const int64_t m0 = first * kMr, m1 = std::min(M, last * kMr);
+            PackedGemmPanels(m1 - m0, A + s * a_step + m0 * lda, lda, packed_,
+                             C + s * c_step + m0 * ldc, ldc, 0, panels);
+          });
+        },
+        kStepMinFlops);
+  }
   void Run(int64_t M, const float* A, float* C, int64_t lda = 0, int64_t ldc = 0) const {
     const int64_t K = packed_.K(), N = packed_.N(), panels = PackedMatrix::NumPanels(N);
     if (M == 0 || N == 0) return;
@@ -552,16 +593,49 @@ inline int64_t WeightGradKParts(int64_t threads, int64_t panels, int64_t K) {
   return std::max<int64_t>(1, std::min(wanted, K / kWgradMinPartRows));
 }
 
-// For a share [begin, end) of items that are groups of `panels` panels (item i: group i / panels,
-// panel i % panels): fn(group, first, last) for each of its runs of one group's panels
-// [first, last), so that a run's panels are one GemmTransposedA call (B's block packed once).
-template <typename Fn>
-inline void ForEachPanelRun(int64_t begin, int64_t end, int64_t panels, Fn&& fn) {
-  for (int64_t i = begin; i < end;) {
-    const int64_t group = i / panels, first = i % panels;
-    const int64_t last = std::min(end - group * panels, panels);
-    fn(group, first, last);
-    i = group * panels + last;
+// Whether WeightGradRowsOnThisThread sums C[M, N] += Aᵀ · B into Cᵀ [N, M]: the narrow kernel
+// where the narrow side is N (NarrowWeightGrad), the packed one where M < N (AddWeightGradStrided).
+inline bool WeightGradSumsTransposed(int64_t M, int64_t N) {
+  if (NarrowWeightGradFits(M, N)) return N < M;
+  return M < N && M <= kTransposedMaxRows;
+}
+
+// out += Aᵀ · B over K rows on the calling thread, for A [K, M] (rows lda apart; null: M = 1 and
+// every value 1, B's column sums, narrow layers only) and B [K, N] (rows ldb apart); out [M, N],
+// or [N, M] where WeightGradSumsTransposed.
+inline void WeightGradRowsOnThisThread(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                                       const float* B, int64_t ldb, double* out) {
+  if (K <= 0) return;
+  if (NarrowWeightGradFits(M, N)) {
+    // The wide side is a vector of each row, the narrow one broadcast: out[narrow, wide].
+    const bool b_wide = N >= M;
+    const int64_t wide = b_wide ? N : M, narrow = b_wide ? M : N;
+    const float* w = b_wide ? B : A;
+    const float* n = b_wide ? A : B;
+    const int64_t ldw = b_wide ? ldb : lda, ldn = b_wide ? lda : ldb;
+    if (narrow_wgrad_internal::FlatRowsFit(narrow, wide, ldw, n, ldn)) {
+      narrow_wgrad_internal::SumFlat(wide, 0, K, w, n, out);
+    } else {
+      narrow_wgrad_internal::SumRowsOf(narrow, wide, 0, K, w, ldw, n, ldn, out);
+    }
+  } else if (WeightGradSumsTransposed(M, N)) {
+    GemmTransposedA(M, K, B, ldb, A, lda, out, M, 0, N, nullptr);
+  } else {
+    GemmTransposedA(N, K, A, lda, B, ldb, out, N, 0, M, nullptr);
+  }
+}
+
+// C[M, N] (rows ldc apart) += the [M, N] (or, transposed, [N, M]) sums of each of `count`
+// buffers `stride` apart.
+inline void AddWeightGradSums(int64_t M, int64_t N, bool transposed, const double* sums,
+                              int64_t count, int64_t stride, double* C, int64_t ldc) {
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      double sum = 0;
+      for (int64_t p = 0; p < count; ++p)
+        sum += sums[p * stride + (transposed ? n * M + m : m * N + n)];
+      C[m * ldc + n] += sum;
+    }
   }
 }
 
@@ -571,37 +645,20 @@ inline void ForEachPanelRun(int64_t begin, int64_t end, int64_t panels, Fn&& fn)
 inline void NarrowWeightGrad(const CPUDevice& d, int64_t M, int64_t N, int64_t K, const float* A,
                              int64_t lda, const float* B, int64_t ldb, double* C, int64_t ldc) {
   if (K <= 0) return;
-  // The wide side is a vector of each row, the narrow one broadcast: out[narrow, wide], Cᵀ where
-  // the narrow side is N.
-  const bool b_wide = N >= M;
-  const int64_t wide = b_wide ? N : M, narrow = b_wide ? M : N;
-  const float* w = b_wide ? B : A;
-  const float* n = b_wide ? A : B;
-  const int64_t ldw = b_wide ? ldb : lda, ldn = b_wide ? lda : ldb;
   // (a share costs ~a cycle a row and broadcast: a dispatch, ~20 µs, pays from ~64 K of them)
   constexpr double kMinShareWork = 65536;
   const int64_t parts = std::clamp<int64_t>(
-      static_cast<int64_t>(double(K) * std::max<int64_t>(narrow, 2) / kMinShareWork), 1,
+      static_cast<int64_t>(double(K) * std::max<int64_t>(std::min(M, N), 2) / kMinShareWork), 1,
       d.numThreads());
-  std::vector<double> sums(parts * narrow * wide, 0.0);
+  std::vector<double> sums(parts * M * N, 0.0);
   ParallelRows(d, parts, 1e9, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t k0 = K * p / parts, k1 = K * (p + 1) / parts;
-      double* out = sums.data() + p * narrow * wide;
-      if (narrow_wgrad_internal::FlatRowsFit(narrow, wide, ldw, n, ldn)) {
-        narrow_wgrad_internal::SumFlat(wide, k0, k1, w, n, out);
-      } else {
-        narrow_wgrad_internal::SumRowsOf(narrow, wide, k0, k1, w, ldw, n, ldn, out);
-      }
+      WeightGradRowsOnThisThread(M, N, k1 - k0, A ? A + k0 * lda : nullptr, lda, B + k0 * ldb, ldb,
+                                 sums.data() + p * M * N);
     }
   });
-  for (int64_t q = 0; q < narrow; ++q) {
-    for (int64_t j = 0; j < wide; ++j) {
-      double sum = 0;
-      for (int64_t p = 0; p < parts; ++p) sum += sums[(p * narrow + q) * wide + j];
-      C[b_wide ? q * ldc + j : j * ldc + q] += sum;
-    }
-  }
+  AddWeightGradSums(M, N, WeightGradSumsTransposed(M, N), sums.data(), parts, M * N, C, ldc);
 }
 
 inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64_t K,
@@ -644,16 +701,52 @@ inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64
                       b_mask ? &part_mask : nullptr);
     });
   });
-  if (buffers == 0) return;  // (one part, untransposed: summed into C)
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t n = 0; n < N; ++n) {
-      double sum = 0;
-      for (int64_t j = 0; j < buffers; ++j) {
-        sum += sums[j * rows * cols + (transposed ? n * M + m : m * N + n)];
-      }
-      C[m * ldc + n] += sum;
-    }
+  // (one part, untransposed: summed into C)
+  if (buffers > 0) AddWeightGradSums(M, N, transposed, sums.data(), buffers, rows * cols, C, ldc);
+}
+
+// Weight-gradient sums of this many elements or fewer are split across threads by steps
+// (AddWeightGradSteps): a buffer of them per thread.
+constexpr int64_t kStepsSplitMaxSums = 1 << 16;
+// (and below this many flops on the calling thread, as a step's product: StepGemm's kStepMinFlops)
+constexpr double kWgradStepsMinFlops = 1e6;
+
+// C[M, N] (rows ldc apart) += Σ_s A_sᵀ · B_s over `steps` products of K rows, A_s = A + s·a_step
+// [K, M] (rows lda apart), B_s = B + s·b_step [K, N] (rows ldb apart): a weight gradient of
+// batch-major rows, a product a step (x's rows T·I apart), in one dispatch rather than one a step
+// (~10-20 µs each). The threads take runs of the steps (or of their parts, where the steps are
+// few), each summing into its own buffer, added into C at the end; step by step
+// (AddWeightGradStrided, which splits each) where C is larger than kStepsSplitMaxSums.
+inline void AddWeightGradSteps(const CPUDevice& d, int64_t M, int64_t N, int64_t steps, int64_t K,
+                               const float* A, int64_t a_step, int64_t lda, const float* B,
+                               int64_t b_step, int64_t ldb, double* C, int64_t ldc = 0) {
+  ldc = ldc ? ldc : N;
+  if (steps <= 0 || K <= 0) return;
+  const int64_t threads = d.numThreads();
+  if (M * N > kStepsSplitMaxSums || threads <= 1) {
+    for (int64_t s = 0; s < steps; ++s)
+      AddWeightGradStrided(d, M, N, K, A + s * a_step, lda, B + s * b_step, C, ldc, ldb);
+    return;
   }
+  // Items: step i / parts, its rows' part i % parts (parts enough for two items a thread).
+  const int64_t parts = std::clamp<int64_t>((2 * threads + steps - 1) / steps, 1,
+                                            std::max<int64_t>(1, K / kWgradMinPartRows));
+  const int64_t items = steps * parts, shares = std::min(threads, items);
+  std::vector<double> sums(shares * M * N, 0.0);
+  ParallelRows(
+      d, shares, 2.0 * M * N * K * steps / shares,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t share = begin; share < end; ++share) {
+          for (int64_t i = items * share / shares; i < items * (share + 1) / shares; ++i) {
+            const int64_t s = i / parts, part = i % parts;
+            const int64_t k0 = K * part / parts, k1 = K * (part + 1) / parts;
+            WeightGradRowsOnThisThread(M, N, k1 - k0, A + s * a_step + k0 * lda, lda,
+                                       B + s * b_step + k0 * ldb, ldb, sums.data() + share * M * N);
+          }
+        }
+      },
+      kWgradStepsMinFlops);
+  AddWeightGradSums(M, N, WeightGradSumsTransposed(M, N), sums.data(), shares, M * N, C, ldc);
 }
 
 // One of the products of AddMaskedWeightGrads: C[M, N] += Aᵀ · (B ⊙ mask), as

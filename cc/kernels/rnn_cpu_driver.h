@@ -505,8 +505,7 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
     T* gx_out = gx_in_place && dir == 0 ? res + sv->saved[0] + s0 * B * gh_w : gx_chunk;
     if (a.projected == nullptr && a.io_batch_major) {  // each step's rows, T·I apart
       if constexpr (StepGemm<T>::kStrided) {
-        for (int64_t s = s0; s < s1; ++s)
-          input_weights->Run(B, x + s * in, gx_out + (s - s0) * B * gh_w, T_ * in);
+        input_weights->RunSteps(s1 - s0, B, x + s0 * in, in, T_ * in, gx_out, B * gh_w);
       }
     } else if (a.projected == nullptr) {
       const T* xr = x + s0 * B * in;
@@ -1051,10 +1050,25 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     } else if (s_.HasInputWeights(layer) && !projected) {
       if (!a.io_batch_major) {
         AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, xr, gsum_w);
-      } else if constexpr (std::is_same<T, float>::value) {  // a product a step: x's rows T·I apart
-        for (int64_t s = s0; s < s1; ++s) {
-          AddWeightGradStrided(d_, gh_w, in, B, d_gx + (s - s0) * B * gh_w, gh_w, x + s * in,
-                               gsum_w, /*ldc=*/0, /*ldb=*/T_ * in);
+      } else if constexpr (std::is_same<T, float>::value) {
+        if (gh_w * in <= kStepsSplitMaxSums) {  // a product a step, x's rows T·I apart
+          AddWeightGradSteps(d_, gh_w, in, s1 - s0, B, d_gx, B * gh_w, gh_w, x + s0 * in, in,
+                             T_ * in, gsum_w);
+        } else {
+          // The chunk's rows of x gathered in step order, one product: products of a step's B rows
+          // each packed their own blocks, a dispatch each (GRU(256) training at B = 64, T = 100
+          // 7% slower in place than transposed; docs/PERFORMANCE.md item 113).
+          ParallelRows(
+              d_, B, 2.0 * (s1 - s0) * in,
+              [&](int64_t b0, int64_t b1) {
+                for (int64_t b = b0; b < b1; ++b) {
+                  for (int64_t s = s0; s < s1; ++s) {
+                    CopyRow(x + io_row(s, b) * in, in, x_rows + ((s - s0) * B + b) * in);
+                  }
+                }
+              },
+              kCopyMinFlops);
+          AddWeightGrad<T>(d_, gh_w, in, rows, d_gx, x_rows, gsum_w);
         }
       }
     }
@@ -1065,11 +1079,18 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
       masked->AddWeightGrads(r_rows, d_gh_r, gh_w, hprev_r, saved_rows_r, gsum_r);
     } else if (states_in_place) {  // a product a step, its rows of h_prev where they lie
       if constexpr (std::is_same<T, float>::value) {
-        for (int64_t s = s0; s < s1; ++s) {
-          if (s == 0 && h0_zero) continue;
+        int64_t s = s0;
+        if (s == 0) {  // h0's rows
+          if (!h0_zero) {
+            AddWeightGradStrided(d_, gh_w, ho, B, d_gh, gh_w, hprev_at(0, 0), gsum_r, /*ldc=*/0,
+                                 /*ldb=*/hprev_at(0, 1) - hprev_at(0, 0));
+          }
+          ++s;
+        }
+        if (s < s1) {  // y's, a step's rows hprev_at(s + 1, 0) - hp after the last's
           const T* hp = hprev_at(s, 0);
-          AddWeightGradStrided(d_, gh_w, ho, B, d_gh + (s - s0) * B * gh_w, gh_w, hp, gsum_r,
-                               /*ldc=*/0, /*ldb=*/hprev_at(s, 1) - hp);
+          AddWeightGradSteps(d_, gh_w, ho, s1 - s, B, d_gh + (s - s0) * B * gh_w, B * gh_w, gh_w,
+                             hp, hprev_at(s + 1, 0) - hp, hprev_at(s, 1) - hp, gsum_r);
         }
       }
     } else if constexpr (kProducts == 1) {
@@ -1096,8 +1117,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
     T* dxr = dir == 0 ? dx + s0 * B * in : dx_rows;
     if (input_weights && a.io_batch_major) {  // a product a step into its rows, T·I apart
       if constexpr (StepGemm<T>::kStrided) {
-        for (int64_t s = s0; s < s1; ++s)
-          input_weights->Run(B, d_gx + (s - s0) * B * gh_w, dx + s * in, gh_w, T_ * in);
+        input_weights->RunSteps(s1 - s0, B, d_gx, B * gh_w, gh_w, dx + s0 * in, in, T_ * in);
       }
     } else if (input_weights) {
       input_weights->Run(rows, d_gx, dxr);

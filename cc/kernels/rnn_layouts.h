@@ -208,15 +208,17 @@ bool RnnRowsApart(double call_flops, int64_t B, int64_t step_weight_elements, bo
 
 // Whether a Keras layer's batch-major call has the driver read x and y (and dy, dx) in place
 // (RnnForwardArgs::io_batch_major) rather than in transposed copies (float only). Each step's
-// input products then run by themselves, B rows each: chosen for many rows and few steps, where
-// the copies (a pass over x, y, dy and dx each) weigh most. Measured (docs/PERFORMANCE.md item
-// 75): SimpleRNN(256) training at B = 256, T = 4 9% faster, SimpleRNN(128) B = 1024, T = 8 9%;
-// GRU(256) B = 16, T = 8 and LSTM(128) B = 32, T = 50 10% slower.
+// input products then run by themselves, B rows each (all the steps' in one dispatch:
+// StepGemm::RunSteps, AddWeightGradSteps). Measured (docs/PERFORMANCE.md item 75): SimpleRNN(256)
+// training at B = 256, T = 4 9% faster, SimpleRNN(128) B = 1024, T = 8 9%; GRU(256) B = 16, T = 8
+// and LSTM(128) B = 32, T = 50 10% slower (a dispatch a step then). At any T since item 113, where
+// the steps' products became one dispatch: the copies (a pass over x, y, dy and dx each, ~1 ms of
+// SimpleRNN(128)'s training step at B = 256, T = 32) cost more, GRU(256) at B = 64, T = 100 9%
+// faster.
 constexpr int64_t kInPlaceMinBatch = 64;
-constexpr int64_t kInPlaceMaxSteps = 16;
 template <typename T>
-bool KerasIoInPlace(int64_t T_, int64_t B) {
-  return std::is_same<T, float>::value && B >= kInPlaceMinBatch && T_ <= kInPlaceMaxSteps;
+bool KerasIoInPlace(int64_t B) {
+  return std::is_same<T, float>::value && B >= kInPlaceMinBatch;
 }
 
 // How a Keras call's x and y (and dy, dx) reach the driver: batch-major ones read in place
@@ -229,7 +231,7 @@ template <typename T>
 KerasIo KerasIoFor(bool time_major, int64_t T_, int64_t B, bool may_read_in_place = true) {
   KerasIo io;
   if (time_major || B <= 1 || T_ <= 1) return io;
-  io.in_place = may_read_in_place && KerasIoInPlace<T>(T_, B);
+  io.in_place = may_read_in_place && KerasIoInPlace<T>(B);
   io.swap = !io.in_place;
   return io;
 }

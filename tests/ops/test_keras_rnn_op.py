@@ -72,6 +72,7 @@ SIZES = [  # (B, T, n_in, H): one-step calls, streamed (B·T <= 8) and packed, o
     (1, 9, 3, 5),
     (5, 7, 6, 33),
     (8192, 1, 3, 64),  # states of 512K values: copied by both threads (ParallelCopy)
+    (64, 20, 9, 6),  # float: x and y in place past 16 steps, the input products in one dispatch
 ]
 
 
@@ -374,12 +375,16 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     # AVX-512, R's gradient (600 rows of C) in two blocks of K (192 + 12 rows), each over column
     # blocks of 320 and strips of 6 rows (packed_gemm.h, GemmTransposedAFloatRuns512)
     (17, 12, 7, 600),
-    (64, 3, 5, 9),  # batch-major, B >= 64, T <= 16: x, y, dy, dx read in place (KerasIoInPlace)
+    (64, 3, 5, 9),  # batch-major, B >= 64: x, y, dy, dx read in place (KerasIoInPlace)
     (66, 9, 4, 7),  # the same past 256 rows (the weight gradients summed in double)
+    # In place past 16 steps on two threads, every step's products in one dispatch
+    # (StepGemm::RunSteps, AddWeightGradSteps: SimpleRNN's W, each thread its steps), and (GRU,
+    # LSTM) W's sums past kStepsSplitMaxSums, the chunk's rows of x gathered for one product.
+    (64, 20, 300, 80),
     # Calls of two threads (> 128 MFLOP) with few gate columns (G·H <= 64) over many rows: the
     # weight gradients' rows split between the threads, and where G·H < n_in the input's
     # computed transposed (cpu_gemm.h, AddWeightGradStrided).
-    (8192, 2, 128, 16),  # batch-major in place: a product a step of 8,192 rows
+    (8192, 2, 128, 16),  # batch-major in place: each step's rows of W's gradient in two parts
     (8193, 2, 130, 16),  # time-major: a product a chunk
     (8200, 1, 3, 64),  # states' grads of 512K values: copied or zeroed by both threads
     # Narrow layers (cpu_gemm.h, NarrowWeightGrad: G·H and n_in or H within one SIMD vector),
