@@ -214,8 +214,9 @@ bool RnnRowsApart(double call_flops, int64_t B, int64_t step_weight_elements, bo
 // and LSTM(128) B = 32, T = 50 10% slower (a dispatch a step then). At any T since item 113, where
 // the steps' products became one dispatch: the copies (a pass over x, y, dy and dx each, ~1 ms of
 // SimpleRNN(128)'s training step at B = 256, T = 32) cost more, GRU(256) at B = 64, T = 100 9%
-// faster.
-constexpr int64_t kInPlaceMinBatch = 64;
+// faster; from B = 32 (LSTM(128) at B = 32, T = 50 6% faster, SimpleRNN(64) B = 32, T = 100 24%;
+// GRU(256) B = 16, T = 8 and GRU(64) B = 8, T = 100 4-6% slower).
+constexpr int64_t kInPlaceMinBatch = 32;
 template <typename T>
 bool KerasIoInPlace(int64_t B) {
   return std::is_same<T, float>::value && B >= kInPlaceMinBatch;

@@ -375,7 +375,8 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     # AVX-512, R's gradient (600 rows of C) in two blocks of K (192 + 12 rows), each over column
     # blocks of 320 and strips of 6 rows (packed_gemm.h, GemmTransposedAFloatRuns512)
     (17, 12, 7, 600),
-    (64, 3, 5, 9),  # batch-major, B >= 64: x, y, dy, dx read in place (KerasIoInPlace)
+    (64, 3, 5, 9),  # batch-major, B >= 32: x, y, dy, dx read in place (KerasIoInPlace)
+    (34, 18, 6, 7),
     (66, 9, 4, 7),  # the same past 256 rows (the weight gradients summed in double)
     # In place past 16 steps on two threads, every step's products in one dispatch
     # (StepGemm::RunSteps, AddWeightGradSteps: SimpleRNN's W, each thread its steps), and (GRU,
