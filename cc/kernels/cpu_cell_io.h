@@ -365,10 +365,10 @@ class CpuUnitRowsForwardIo {
   explicit CpuUnitRowsForwardIo(const CpuUnitRows<T>& rows) : r_(rows) {}
 
   EIGEN_ALWAYS_INLINE Value X(int g) const {
-    return Gather(r_.gx + g, r_.gx_stride) + Value(r_.b_w[g]);
+    return GatherUnitRows<T>(r_.gx + g, r_.gx_stride) + Value(r_.b_w[g]);
   }
   EIGEN_ALWAYS_INLINE Value R(int g) const {
-    return Gather(r_.gh + g, r_.gh_stride) + Value(r_.b_r[g]);
+    return GatherUnitRows<T>(r_.gh + g, r_.gh_stride) + Value(r_.b_r[g]);
   }
   Value HPrev() const { return Value::Load(r_.h_prev, kRows); }
   Value CPrev() const { return Value::Load(r_.c_prev, kRows); }
@@ -379,7 +379,6 @@ class CpuUnitRowsForwardIo {
   }
 
  private:
-  static Value Gather(const T* from, int64_t stride) { return GatherUnitRows<T>(from, stride); }
   const CpuUnitRows<T>& r_;
 };
 

@@ -672,7 +672,7 @@ inline void AddWeightGradStrided(const CPUDevice& d, int64_t M, int64_t N, int64
     return;
   }
   // (b_mask: untransposed, where B is packed in strips and the mask applied there)
-  const bool transposed = b_mask == nullptr && M < N && M <= kTransposedMaxRows;
+  const bool transposed = b_mask == nullptr && WeightGradSumsTransposed(M, N);
   // The product run: out[rows, cols] += aᵀ·b over K, a [K, rows] and b [K, cols].
   const int64_t rows = transposed ? N : M, cols = transposed ? M : N;
   const float* a = transposed ? B : A;

@@ -185,6 +185,14 @@ bool CellRunsFlat(int64_t H, int64_t ho) {
          Cell::kNumSaved == 1 && H == ho && H <= kFlatRowsMaxUnits;
 }
 
+// Whether a cell's rows (full ones, lengths aside) run a vector of rows at a time, each gate
+// gathered at the row stride (CpuUnitRows, CpuUnitGradRows): cells of several gates, one recurrent
+// product a step, at H = 1 without a projection.
+template <typename Cell>
+bool CellRunsUnitRows(int64_t H, int64_t ho) {
+  return !CellRunsFlat<Cell>(H, ho) && CellRecurrentProducts<Cell>::value == 1 && H == 1 && ho == 1;
+}
+
 template <typename T>
 class CpuRnn {
  public:
@@ -460,8 +468,8 @@ void CpuRnn<T>::ForwardLayerDir(const RnnForwardArgs<T>& a, int layer, int dir, 
   };
   // Cells of several gates at H = 1 over full rows: a vector of rows at a time, each gate gathered
   // from the rows' gx and gh (CpuUnitRows).
-  const bool unit_rows = !CellRunsFlat<Cell>(H, ho) && kProducts == 1 && H == 1 && ho == 1 &&
-                         lengths == nullptr && a.projected == nullptr;
+  const bool unit_rows =
+      CellRunsUnitRows<Cell>(H, ho) && lengths == nullptr && a.projected == nullptr;
   constexpr int64_t kUnitRows = CpuUnitRowsForwardIo<T>::kRows;
   auto gates_unit_rows = [&](int64_t s, int64_t r0) {
     CpuUnitRows<T> u;
@@ -794,8 +802,7 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   const bool flat = CellRunsFlat<Cell>(H, ho) && lengths == nullptr;
   // Cells of several gates at H = 1 over full rows: a vector of rows at a time (the forward's
   // gates_unit_rows; CpuUnitGradRows).
-  const bool unit_rows =
-      !CellRunsFlat<Cell>(H, ho) && kProducts == 1 && H == 1 && ho == 1 && lengths == nullptr;
+  const bool unit_rows = CellRunsUnitRows<Cell>(H, ho) && lengths == nullptr;
   constexpr int64_t kUnitRows = CpuUnitRowsBackwardIo<T>::kRows;
   const bool in_place_d_projected = a.d_projected != nullptr && !a.projected_batch_major &&
                                     a.d_projected_gate_offset == nullptr &&
