@@ -782,15 +782,16 @@ void CpuRnn<T>::BackwardLayerDir(const RnnBackwardArgs<T>& a, int layer, int dir
   ParallelCopy(d_, a.dhn + ld * B * ho, B * ho, dh);
   if constexpr (kHasC) ParallelCopy(d_, a.dcn + ld * B * H, B * H, dc);
   const bool h0_zero = AllZero(d_, a.h0 + ld * B * ho, B * ho);  // (see the weight gradients)
-  // Narrow layers of many rows read each step's states before it where they lie (h0 and c0, y and
+  // Small layers of many rows read each step's states before it where they lie (h0 and c0, y and
   // the reserve's c) rather than in a chunk's copies (hprev_rows, cprev_rows), and R's gradient is
   // a product a step over those rows: at G·H <= 16 the copies cost as much as the cells' step
-  // (docs/PERFORMANCE.md item 112). The forward direction over full rows (step s is time s),
-  // where y holds the states (no saved hprev: see RnnReserveLayout).
+  // (docs/PERFORMANCE.md item 112), and up to kStatesInPlaceMaxSums of R's sums they still cost
+  // more than the products a step (item 114). The forward direction over full rows (step s is
+  // time s), where y holds the states (no saved hprev: see RnnReserveLayout).
   const bool states_in_place = std::is_same<T, float>::value && dir == 0 && lengths == nullptr &&
                                sv.hprev < 0 && kProducts == 1 && a.rec_masks == nullptr &&
                                !keras_direct_sums && B >= kStatesInPlaceMinBatch &&
-                               NarrowWeightGradFits(gh_w, ho);
+                               gh_w * ho <= kStatesInPlaceMaxSums;
   auto hprev_at = [&](int64_t s, int64_t b) -> const T* {  // (states_in_place)
     return s == 0 ? a.h0 + (ld * B + b) * ho : y + io_row(s - 1, b) * ow;
   };

@@ -284,9 +284,16 @@ struct IoRows {
   int64_t operator()(int64_t t, int64_t b) const { return batch_major ? b * T_ + t : t * B + b; }
 };
 
-// The batch from which the backward of a narrow layer reads each step's states in place
+// The batch from which the backward of a small layer reads each step's states in place
 // (rnn_cpu_driver.h, states_in_place): R's gradient is then a product of B rows a step.
 constexpr int64_t kStatesInPlaceMinBatch = 64;
+// ... and the largest R (G·H · H values) it does that for. Training steps, in place against the
+// chunk's copies (docs/PERFORMANCE.md item 114): SimpleRNN(64) at B = 256, T = 32 and GRU(32) /
+// LSTM(32) at B = 512-1024, T = 16 15-18% faster, GRU(64) / LSTM(64) / SimpleRNN(128) at B = 64,
+// T = 100 9-10%, SimpleRNN(192) (36.9 K) 6%; GRU(128) (49 K), LSTM(128) and SimpleRNN(256) (64 K)
+// 2-6% slower at B = 64-512 (each thread's double sums of R a buffer of its own, the products
+// a step of B rows).
+constexpr int64_t kStatesInPlaceMaxSums = 40 * 1024;
 
 // A step's rows of a batch-major buffer are T·width values apart (a page at T·width = 1024 floats),
 // a pattern no hardware prefetcher follows: the loops over them ask for the row kIoPrefetchRows

@@ -396,11 +396,20 @@ GRAD_SIZES = [  # (B, T, n_in, H): rows B·T <= 64 (float sums straight into the
     (2049, 8, 5, 3),
 ]
 
-# Narrow layers of full rows (no lengths) and B >= 64: the backward reads each step's h_prev and
-# c_prev where they lie (y, h0, c0, the reserve; rnn_cpu_driver.h, states_in_place), R's gradient a
-# product a step over them: batch-major (y's rows T·H apart), time-major, and H = 4, 5 (one or two
-# cells' rows within a vector; GRU(5) and LSTM(4) at G·H 15, 16).
-FULL_ROW_SIZES = [(4100, 16, 3, 1), (65, 9, 4, 4), (130, 5, 6, 5), (64, 1, 2, 3)]
+# Small layers (R of <= 40 K values) of full rows (no lengths) and B >= 64: the backward reads
+# each step's h_prev and c_prev where they lie (y, h0, c0, the reserve; rnn_cpu_driver.h,
+# states_in_place), R's gradient a product a step over them: batch-major (y's rows T·H apart),
+# time-major, H = 4, 5 (one or two cells' rows within a vector; GRU(5) and LSTM(4) at G·H 15, 16)
+# and wider than a vector (H = 21, 33: R's sums on the packed kernel, GRU(33) / LSTM(33) with
+# G·H past two panels).
+FULL_ROW_SIZES = [
+    (4100, 16, 3, 1),
+    (65, 9, 4, 4),
+    (130, 5, 6, 5),
+    (64, 1, 2, 3),
+    (96, 7, 5, 21),
+    (67, 6, 4, 33),
+]
 
 
 @pytest.mark.parametrize("zero_state", [False, True, "last_row"], ids=["state", "zero", "last_row"])
