@@ -291,9 +291,11 @@ constexpr int64_t kStatesInPlaceMinBatch = 64;
 // chunk's copies (docs/PERFORMANCE.md item 114): SimpleRNN(64) at B = 256, T = 32 and GRU(32) /
 // LSTM(32) at B = 512-1024, T = 16 15-18% faster, GRU(64) / LSTM(64) / SimpleRNN(128) at B = 64,
 // T = 100 9-10%, SimpleRNN(192) (36.9 K) 6%; GRU(128) (49 K), LSTM(128) and SimpleRNN(256) (64 K)
-// 2-6% slower at B = 64-512 (each thread's double sums of R a buffer of its own, the products
-// a step of B rows).
+// 2-6% slower at B = 64-512 (not profiled; likely each thread's double sums of R, a buffer of its
+// own, and the products a step of B rows).
 constexpr int64_t kStatesInPlaceMaxSums = 40 * 1024;
+// (R's gradient in place is then AddWeightGradSteps' one dispatch, not its product a step.)
+static_assert(kStatesInPlaceMaxSums <= kStepsSplitMaxSums, "states in place past one dispatch");
 
 // A step's rows of a batch-major buffer are T·width values apart (a page at T·width = 1024 floats),
 // a pattern no hardware prefetcher follows: the loops over them ask for the row kIoPrefetchRows
