@@ -891,21 +891,39 @@ TF_RNN_OPS_TARGET_AVX512 inline void AddTileTransposed512(const double (&tile)[k
     if constexpr (kTwo) c##R##1 = _mm512_fmadd_ps(av, b1, c##R##1); \
   }
 
-// The float sums of k in [k0, k1) of a weight-gradient tile on zmm (a, b packed as for
-// WgradMicroKernel512): acc[i] = row i's sums over the panel's one or two (kTwo) halves.
-template <int kRows, bool kTwo>
+// Where a weight-gradient tile's operands lie on zmm: packed (a strip's a(k, i) at a[k·kMr + i], a
+// panel's b(k, j) at b[k·2·kNr + j], zero past its width) or, kInPlace, read where they lie:
+// a(k, i) at a[k·strip_ld + i], b(k, j) at b[k·panel_ld + j] for the lanes of lo (j < 16) and hi
+// (16 + j), zero in the others (see GemmTransposedA512).
+template <bool kInPlace>
+struct WgradOperands512 {
+  int64_t strip_ld = kMr, panel_ld = 2 * kNr;
+  __mmask16 lo = 0xFFFF, hi = 0xFFFF;
+};
+
+// The float sums of k in [k0, k1) of a weight-gradient tile on zmm (a, b as `at` says):
+// acc[i] = row i's sums over the panel's one or two (kTwo) halves.
+template <int kRows, bool kTwo, bool kInPlace = false>
 TF_RNN_OPS_TARGET_AVX512 inline void WgradRunSums512(int64_t k0, int64_t k1, const float* a,
-                                                     const float* b, __m512 (&acc)[kMr][2]) {
+                                                     const float* b, __m512 (&acc)[kMr][2],
+                                                     const WgradOperands512<kInPlace>& at = {}) {
   constexpr int64_t kPw = 2 * kNr;
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  const float* ak = a + k0 * kMr;
-  const float* bk = b + k0 * kPw;
+  const int64_t a_step = kInPlace ? at.strip_ld : kMr, b_step = kInPlace ? at.panel_ld : kPw;
+  const float* ak = a + k0 * a_step;
+  const float* bk = b + k0 * b_step;
   // (Unrolled 4 times: the double sums' products 1.03-1.06x, docs/PERFORMANCE.md item 94. The
   // AVX2 loop, WgradRunSums, runs 1.05x faster as it is.)
 #pragma GCC unroll 4
-  for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kPw) {
-    __m512 b0 = _mm512_loadu_ps(bk), b1 = kTwo ? _mm512_loadu_ps(bk + kNr) : b0;
+  for (int64_t k = k0; k < k1; ++k, ak += a_step, bk += b_step) {
+    __m512 b0, b1;
+    if constexpr (kInPlace) {
+      b0 = _mm512_maskz_loadu_ps(at.lo, bk);
+      b1 = kTwo ? _mm512_maskz_loadu_ps(at.hi, bk + kNr) : b0;
+    } else {
+      b0 = _mm512_loadu_ps(bk), b1 = kTwo ? _mm512_loadu_ps(bk + kNr) : b0;
+    }
     TF_RNN_OPS_IN_REGISTERS(b0, b1);
     TF_RNN_OPS_ZMM_ROW(0, ak[0])
     TF_RNN_OPS_ZMM_ROW(1, ak[1])
@@ -919,21 +937,21 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradRunSums512(int64_t k0, int64_t k1, con
   acc[5][0] = c50, acc[5][1] = c51;
 }
 
-// WgradMicroKernel on AVX-512, for a panel 2·kNr wide (b(k, j) at b[k·2·kNr + j], zero past
-// width): width <= 2·kNr (kTwo) or <= kNr. The same runs, groups and double sums, in the same
-// order, as WgradMicroKernel.
-template <int kRows, bool kTwo>
+// WgradMicroKernel on AVX-512, for a panel 2·kNr wide (a, b as `at` says): width <= 2·kNr (kTwo)
+// or <= kNr. The same runs, groups and double sums, in the same order, as WgradMicroKernel.
+template <int kRows, bool kTwo, bool kInPlace>
 TF_RNN_OPS_TARGET_AVX512 inline void WgradMicroKernel512(int64_t kc, const float* a, const float* b,
-                                                         double* c, int64_t ldc, int64_t width) {
+                                                         double* c, int64_t ldc, int64_t width,
+                                                         const WgradOperands512<kInPlace>& at) {
   constexpr int64_t kPw = 2 * kNr;
   alignas(64) double tile[kMr][kPw];  // (set by the first group; see WgradMicroKernel)
   for (int64_t g0 = 0; g0 < kc; g0 += kWgradShortRunK * kWgradRunsPerGroup) {
     const int64_t g1 = std::min(kc, g0 + kWgradShortRunK * kWgradRunsPerGroup);
     __m512 group[kMr][2];  // (in registers: 12 more zmm)
-    WgradRunSums512<kRows, kTwo>(g0, std::min(g1, g0 + kWgradShortRunK), a, b, group);
+    WgradRunSums512<kRows, kTwo>(g0, std::min(g1, g0 + kWgradShortRunK), a, b, group, at);
     for (int64_t r0 = g0 + kWgradShortRunK; r0 < g1; r0 += kWgradShortRunK) {
       __m512 acc[kMr][2];
-      WgradRunSums512<kRows, kTwo>(r0, std::min(g1, r0 + kWgradShortRunK), a, b, acc);
+      WgradRunSums512<kRows, kTwo>(r0, std::min(g1, r0 + kWgradShortRunK), a, b, acc, at);
       for (int i = 0; i < kRows; ++i) {
         group[i][0] = _mm512_add_ps(group[i][0], acc[i][0]);
         if constexpr (kTwo) group[i][1] = _mm512_add_ps(group[i][1], acc[i][1]);
@@ -952,13 +970,52 @@ TF_RNN_OPS_TARGET_AVX512 inline void WgradMicroKernel512(int64_t kc, const float
   AddTileTransposed512<kRows>(tile, width, c, ldc);
 }
 
-template <bool kTwo>
+template <bool kTwo, bool kInPlace>
 TF_RNN_OPS_TARGET_AVX512 inline void WgradStrip512(int64_t rows, int64_t kc, const float* a,
                                                    const float* b, double* c, int64_t ldc,
-                                                   int64_t width) {
+                                                   int64_t width,
+                                                   const WgradOperands512<kInPlace>& at) {
   ForRows512<kMr>(rows, [&](auto r) TF_RNN_OPS_TARGET_AVX512 {
-    WgradMicroKernel512<r, kTwo>(kc, a, b, c, ldc, width);
+    WgradMicroKernel512<r, kTwo>(kc, a, b, c, ldc, width, at);
   });
+}
+
+// Whether GemmTransposedA512 reads A's panels and B's strips where they lie rather than packed: B
+// without a mask, A's rows at most 64 floats apart (128 where N <= 32) and B's at most 1024 (its
+// strips' rows a few broadcasts each, A's panel rows whole vectors). There the packing cost more
+// than it saved: consecutive rows share lines and pages, and the prefetchers follow them. One core
+// of the Intel Xeon (docs/PERFORMANCE.md item 115), K = 4096, packed -> in place, GFLOP/s: C of
+// 32 x 32 88 -> 134, 48 x 48 91 -> 113, 64 x 64 103 -> 119, 32 x 512 73 -> 96, 96 x 32 94 -> 107;
+// wider A slower in place (128 x 128 126 -> 113, 768 x 256 137 -> 95). The same sums, bit for bit.
+inline bool WgradInPlace512(int64_t N, int64_t lda, int64_t ldb) {
+  return ldb <= 1024 && (lda <= 64 || (lda <= 128 && N <= 32));
+}
+
+// The packed strips' loop of GemmTransposedA512 over one panel (see there): each strip's share of
+// the next panel's rows of A and tiles of C prefetched first.
+template <bool kTwo>
+TF_RNN_OPS_TARGET_AVX512 inline void WgradPackedPanel512(int64_t N, int64_t kb, const float* b_pack,
+                                                         const float* a_panel, double* c,
+                                                         int64_t ldc, int64_t width,
+                                                         const float* a_next, int64_t lda,
+                                                         const double* c_next) {
+  constexpr int64_t kPw = 2 * kNr;
+  const int64_t strips = (N + kMr - 1) / kMr;
+  const int64_t a_share = (kb + strips - 1) / strips;
+  const int64_t c_share = ((kPw * ldc + 7) / 8 + strips - 1) / strips;  // 64-byte lines
+  for (int64_t n0 = 0, s = 0; n0 < N; n0 += kMr, ++s) {
+    if (a_next != nullptr) {
+      for (int64_t k = s * a_share; k < std::min(kb, (s + 1) * a_share); ++k) {
+        __builtin_prefetch(a_next + k * lda);
+        __builtin_prefetch(a_next + k * lda + kNr);
+      }
+      for (int64_t l = s * c_share; l < (s + 1) * c_share; ++l) {
+        __builtin_prefetch(c_next + l * 8, 1);
+      }
+    }
+    WgradStrip512<kTwo>(std::min(kMr, N - n0), kb, b_pack + n0 * kb, a_panel, c + n0, ldc, width,
+                        WgradOperands512<false>{});
+  }
 }
 
 // GemmTransposedA's loops (see there) with panels of A 2·kNr columns wide.
@@ -968,6 +1025,28 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedA512(int64_t N, int64_t K, co
                                                         int64_t ldc, int64_t m_begin, int64_t m_end,
                                                         int64_t kb_max, float* b_pack) {
   constexpr int64_t kPw = 2 * kNr;
+  if (b_mask == nullptr && WgradInPlace512(N, lda, ldb)) {
+    // (the same blocks of K as packed: the same sums)
+    for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
+      const int64_t kb = std::min(kb_max, K - k0);
+      for (int64_t m0 = m_begin; m0 < m_end; m0 += kPw) {
+        const int64_t width = std::min(kPw, m_end - m0);
+        // (B's rows are the strips', A's the panel's)
+        const WgradOperands512<true> at{ldb, lda, LaneMask(width), LaneMask(width - kNr)};
+        const float* panel = A + k0 * lda + m0;
+        for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+          const float* strip = B + k0 * ldb + n0;
+          double* c = C + m0 * ldc + n0;
+          if (width > kNr) {
+            WgradStrip512<true>(std::min(kMr, N - n0), kb, strip, panel, c, ldc, width, at);
+          } else {
+            WgradStrip512<false>(std::min(kMr, N - n0), kb, strip, panel, c, ldc, width, at);
+          }
+        }
+      }
+    }
+    return;
+  }
   alignas(64) float a_panel[kWgradMaxKb512 * kPw];  // 64 KB: L1 and L2
   const float* mask_rows[kWgradMaxKb512];
   for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
@@ -980,27 +1059,14 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedA512(int64_t N, int64_t K, co
       // G·H floats apart, a new page: no hardware prefetcher follows them) and of its tiles of C,
       // so that the next panel's packing and tile sums find them in cache (docs/PERFORMANCE.md).
       const bool prefetch = m0 + kPw < m_end;
-      const float* a_next = A + k0 * lda + m0 + kPw;
+      const float* a_next = prefetch ? A + k0 * lda + m0 + kPw : nullptr;
       const double* c_next = C + (m0 + kPw) * ldc;
-      const int64_t strips = (N + kMr - 1) / kMr;
-      const int64_t a_share = (kb + strips - 1) / strips;
-      const int64_t c_share = ((kPw * ldc + 7) / 8 + strips - 1) / strips;  // 64-byte lines
-      for (int64_t n0 = 0, s = 0; n0 < N; n0 += kMr, ++s) {
-        const int64_t rows = std::min(kMr, N - n0);
-        if (prefetch) {
-          for (int64_t k = s * a_share; k < std::min(kb, (s + 1) * a_share); ++k) {
-            __builtin_prefetch(a_next + k * lda);
-            __builtin_prefetch(a_next + k * lda + kNr);
-          }
-          for (int64_t l = s * c_share; l < (s + 1) * c_share; ++l) {
-            __builtin_prefetch(c_next + l * 8, 1);
-          }
-        }
-        if (width > kNr) {
-          WgradStrip512<true>(rows, kb, b_pack + n0 * kb, a_panel, C + m0 * ldc + n0, ldc, width);
-        } else {
-          WgradStrip512<false>(rows, kb, b_pack + n0 * kb, a_panel, C + m0 * ldc + n0, ldc, width);
-        }
+      if (width > kNr) {
+        WgradPackedPanel512<true>(N, kb, b_pack, a_panel, C + m0 * ldc, ldc, width, a_next, lda,
+                                  c_next);
+      } else {
+        WgradPackedPanel512<false>(N, kb, b_pack, a_panel, C + m0 * ldc, ldc, width, a_next, lda,
+                                   c_next);
       }
     }
   }
