@@ -558,18 +558,40 @@ inline void AddToDouble(__m256 v, double* t) {
 }
 #endif
 
+// Where a weight-gradient tile's operands lie for the AVX2 kernels with kInPlace (see
+// GemmTransposedA): a strip's a(k, i) at a[k·strip_ld + i], a panel's b(k, j) at b[k·panel_ld + j]
+// for j < width, zero past it. (Packed: a[k·kMr + i], b[k·kNr + j]; WgradOperands512 on AVX-512.)
+struct WgradOperands {
+  int64_t strip_ld = kMr, panel_ld = kNr, width = kNr;
+};
+
 #if TF_RNN_OPS_HAVE_AVX2
+// The lanes j < n (of 8) of a masked load.
+inline __m256i LaneMask8(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::clamp<int64_t>(n, 0, 8))),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 // The float sums over rows [k0, k1) of a weight-gradient tile (a, b packed as WgradMicroKernel
-// reads them), in registers: acc[i][h] holds row i's columns [8h, 8h + 8).
-template <int kRows>
+// reads them, or, kInPlace, where `at` says), in registers: acc[i][h] holds row i's columns
+// [8h, 8h + 8).
+template <int kRows, bool kInPlace = false>
 inline void WgradRunSums(int64_t k0, int64_t k1, const float* a, const float* b,
-                         __m256 (&acc)[kMr][2]) {
+                         __m256 (&acc)[kMr][2], const WgradOperands& at = {}) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  const float* ak = a + k0 * kMr;
-  const float* bk = b + k0 * kNr;
-  for (int64_t k = k0; k < k1; ++k, ak += kMr, bk += kNr) {
-    __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+  const int64_t a_step = kInPlace ? at.strip_ld : kMr, b_step = kInPlace ? at.panel_ld : kNr;
+  const __m256i lo = kInPlace ? LaneMask8(at.width) : __m256i{};
+  const __m256i hi = kInPlace ? LaneMask8(at.width - 8) : __m256i{};
+  const float* ak = a + k0 * a_step;
+  const float* bk = b + k0 * b_step;
+  for (int64_t k = k0; k < k1; ++k, ak += a_step, bk += b_step) {
+    __m256 b0, b1;
+    if (kInPlace && at.width < kNr) {  // (a partial panel's; vmaskmovps is slower than a load)
+      b0 = _mm256_maskload_ps(bk, lo), b1 = _mm256_maskload_ps(bk + 8, hi);
+    } else {
+      b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+    }
     TF_RNN_OPS_IN_REGISTERS(b0, b1);
     __m256 av = _mm256_broadcast_ss(ak);
     c00 = _mm256_fmadd_ps(av, b0, c00);
@@ -610,19 +632,19 @@ inline void WgradRunSums(int64_t k0, int64_t k1, const float* a, const float* b,
 // and j < width: a is a packed strip of kMr columns of the weight-gradient product's right operand,
 // a(r, k) at a[k·kMr + r]; b a packed kNr-column panel of its left operand (zero past width).
 // Runs of kWgradShortRunK values of k are summed in float registers, groups of them in float, the
-// groups in double (see kWgradShortRunK).
-template <int kRows>
+// groups in double (see kWgradShortRunK). kInPlace (AVX2 builds only): a and b where `at` says.
+template <int kRows, bool kInPlace = false>
 inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double* c, int64_t ldc,
-                             int64_t width) {
+                             int64_t width, const WgradOperands& at = {}) {
   alignas(32) double tile[kMr][kNr];
   for (int64_t g0 = 0; g0 < kc; g0 += kWgradShortRunK * kWgradRunsPerGroup) {
     const int64_t g1 = std::min(kc, g0 + kWgradShortRunK * kWgradRunsPerGroup);
 #if TF_RNN_OPS_HAVE_AVX2
     __m256 group[kMr][2];
-    WgradRunSums<kRows>(g0, std::min(g1, g0 + kWgradShortRunK), a, b, group);
+    WgradRunSums<kRows, kInPlace>(g0, std::min(g1, g0 + kWgradShortRunK), a, b, group, at);
     for (int64_t r0 = g0 + kWgradShortRunK; r0 < g1; r0 += kWgradShortRunK) {
       __m256 acc[kMr][2];
-      WgradRunSums<kRows>(r0, std::min(g1, r0 + kWgradShortRunK), a, b, acc);
+      WgradRunSums<kRows, kInPlace>(r0, std::min(g1, r0 + kWgradShortRunK), a, b, acc, at);
       for (int i = 0; i < kRows; ++i) {
         for (int h = 0; h < 2; ++h) group[i][h] = _mm256_add_ps(group[i][h], acc[i][h]);
       }
@@ -638,6 +660,7 @@ inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double*
       }
     }
 #else
+    static_assert(!kInPlace, "the plain loops read packed operands");
     float group[kMr][kNr] = {};
     for (int64_t r0 = g0; r0 < g1; r0 += kWgradShortRunK) {
       float run[kMr][kNr] = {};
@@ -656,9 +679,10 @@ inline void WgradMicroKernel(int64_t kc, const float* a, const float* b, double*
   }
 }
 
+template <bool kInPlace = false>
 inline void WgradStrip(int64_t rows, int64_t kc, const float* a, const float* b, double* c,
-                       int64_t ldc, int64_t width) {
-  ForRows<kMr>(rows, [&](auto r) { WgradMicroKernel<r>(kc, a, b, c, ldc, width); });
+                       int64_t ldc, int64_t width, const WgradOperands& at = {}) {
+  ForRows<kMr>(rows, [&](auto r) { WgradMicroKernel<r, kInPlace>(kc, a, b, c, ldc, width, at); });
 }
 
 // GemmTransposedA's blocks (see there): at most kWgradMaxKb rows of K at a time, B's packed block
@@ -1123,6 +1147,18 @@ TF_RNN_OPS_TARGET_AVX512 inline void GemmTransposedAFloatRuns512(
 
 }  // namespace packed_gemm_internal
 
+namespace packed_gemm_internal {
+// WgradInPlace512 for the AVX2 kernels (GemmTransposedA without AVX-512; their panels a cache line
+// wide, cheaper to pack): A's rows at most 32 floats apart and B's at most 1024, or 64 and 256
+// where N <= 64. One core of the Intel Xeon on the AVX2 kernels (TF_RNN_OPS_NO_AVX512=1), K =
+// 4096, packed -> in place, GFLOP/s: C of 16 x 32 40 -> 60, 32 x 32 65 -> 74, 32 x 512 56 -> 71,
+// 64 x 64 71 -> 76, 64 x 16 52 -> 57; slower past the limits (64 x 64 with B's rows 512 apart
+// 75 -> 68, 64 x 256 74 -> 71, 96 x 32 73 -> 71, 128 x 20 60 -> 47; docs/PERFORMANCE.md item 115).
+inline bool WgradInPlace(int64_t N, int64_t lda, int64_t ldb) {
+  return (lda <= 32 && ldb <= 1024) || (lda <= 64 && N <= 64 && ldb <= 256);
+}
+}  // namespace packed_gemm_internal
+
 // C[M, N] += Aᵀ · B over the rows [m_begin, m_end) of C (callers split them across threads, in
 // multiples of kNr), for A [K, M] and B [K, N] float row-major with leading dimensions lda, ldb,
 // into a double C: the weight gradients, sums over a chunk's steps·batch rows (dW = D_gxᵀ·X,
@@ -1148,6 +1184,22 @@ inline void GemmTransposedA(int64_t N, int64_t K, const float* A, int64_t lda, c
   }
 #endif
   const int64_t kb_max = std::clamp<int64_t>(kWgradBlockFloats / N, 16, kWgradMaxKb);
+#if TF_RNN_OPS_HAVE_AVX2
+  if (b_mask == nullptr && WgradInPlace(N, lda, ldb)) {
+    // (WgradBlocks' blocks of K: the same sums as packed)
+    for (int64_t k0 = 0; k0 < K; k0 += kb_max) {
+      const int64_t kb = std::min(kb_max, K - k0);
+      for (int64_t m0 = m_begin; m0 < m_end; m0 += kNr) {
+        const int64_t width = std::min(kNr, m_end - m0);
+        for (int64_t n0 = 0; n0 < N; n0 += kMr) {
+          WgradStrip<true>(std::min(kMr, N - n0), kb, B + k0 * ldb + n0, A + k0 * lda + m0,
+                           C + m0 * ldc + n0, ldc, width, {ldb, lda, width});
+        }
+      }
+    }
+    return;
+  }
+#endif
   float* b_pack = WgradStripStorage(kb_max, N);
   packed_gemm_internal::WgradBlocks(
       N, K, A, lda, B, ldb, b_mask, m_begin, m_end, kb_max, b_pack,

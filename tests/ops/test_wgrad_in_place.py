@@ -1,15 +1,17 @@
-"""The AVX-512 weight-gradient product reading its operands in place (cc/kernels/packed_gemm.h,
-GemmTransposedA512 where WgradInPlace512: A's rows at most 64 floats apart, or 128 with N <= 32,
-B's at most 1024, no mask) against the same product packed, and against a double loop.
+"""The weight-gradient product reading its operands in place (cc/kernels/packed_gemm.h,
+GemmTransposedA where B has no mask and its rows and A's are close: WgradInPlace512 on AVX-512,
+WgradInPlace on the AVX2 kernels) against the same product packed, and against a double loop.
 
-A small C++ program (the header alone, built for x86-64-v3 as the library's AVX-512 dispatch is)
-runs GemmTransposedA on operands whose rows are close (the in-place reads) and on copies of them
-with rows far apart (the packed path, the same values): the double sums must be bitwise the same
-(the same runs, groups and blocks of K) and within float rounding of a double reference. Each
-operand ends where a page with no access begins, so that a read past A's last panel row or B's last
-strip row (the masked loads of a partial panel, the strip's broadcasts) kills the program. Split
-ranges of C's rows (m_begin, m_end in multiples of 16, as the callers split them) are covered too.
-Skipped without a C++ compiler, the sources, or AVX-512F (then no AVX-512 kernel runs).
+A small C++ program (the header alone, built for x86-64-v3 as the library is; its AVX-512 kernels
+run unless TF_RNN_OPS_NO_AVX512=1, as in the library) runs GemmTransposedA on operands whose rows
+are close (the in-place reads) and on copies of them with rows far apart (the packed path, the same
+values): the double sums must be bitwise the same (the same runs, groups and blocks of K) and within
+float rounding of a double reference. Each operand ends where a page with no access begins, so that
+a read past A's last panel row or B's last strip row (the masked loads of a partial panel, the
+strip's broadcasts) kills the program. Split ranges of C's rows (m_begin, m_end in multiples of 16,
+as the callers split them) are covered too.
+Both paths; the AVX-512 one skipped on a CPU without AVX-512F. Skipped without a C++ compiler or
+the sources.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ float* Guarded(size_t n) {
 }
 
 int main(int, char** argv) {
-  using packed_gemm_internal::WgradInPlace512;
+  // (the rule of the path that runs: AVX-512, or the AVX2 kernels with TF_RNN_OPS_NO_AVX512=1)
+  auto in_place_rule = [](int64_t N, int64_t lda, int64_t ldb) {
+    return UseAvx512() ? packed_gemm_internal::WgradInPlace512(N, lda, ldb)
+                       : packed_gemm_internal::WgradInPlace(N, lda, ldb);
+  };
   std::mt19937 g(std::strtoul(argv[1], nullptr, 10));
   std::uniform_real_distribution<float> u(-1, 1);
   struct Shape { int M, N, lda, ldb; };
@@ -82,7 +88,7 @@ int main(int, char** argv) {
         GemmTransposedA(s.N, K, A_far.data(), lda_far, B_far.data(), ldb_far, far.data(), s.N, m0,
                         m1);
       }
-      in_place += WgradInPlace512(s.N, s.lda, s.ldb) && !WgradInPlace512(s.N, lda_far, ldb_far);
+      in_place += in_place_rule(s.N, s.lda, s.ldb) && !in_place_rule(s.N, lda_far, ldb_far);
       ++cases;
       for (int m = 0; m < s.M; ++m) {
         for (int n = 0; n < s.N; ++n) {
@@ -106,12 +112,20 @@ int main(int, char** argv) {
 """
 
 
-def test_in_place_weight_gradients_bitwise_packed(rng, tmp_path):
+# Per path: the line the program must end with (the cases read in place, of 84).
+EXPECTED = {
+    "avx512": "avx512 1 in_place 84 of 84 bad 0",
+    "avx2": "avx512 0 in_place 49 of 84 bad 0",
+}
+
+
+@pytest.mark.parametrize("path", ["avx512", "avx2"])
+def test_in_place_weight_gradients_bitwise_packed(path, rng, tmp_path):
     if shutil.which(CXX) is None:
         pytest.skip(f"no C++ compiler ({CXX})")
     if not os.path.exists(os.path.join(REPO, "cc", "kernels", "packed_gemm.h")):
         pytest.skip("no C++ sources here (Bazel's runfiles hold the tests and libraries only)")
-    if "avx512f" not in cpu_flags():
+    if path == "avx512" and "avx512f" not in cpu_flags():
         pytest.skip("this CPU has no AVX-512F: the AVX-512 kernels do not run")
     src, exe = tmp_path / "wgrad_in_place.cc", tmp_path / "wgrad_in_place"
     src.write_text(PROGRAM)
@@ -121,8 +135,10 @@ def test_in_place_weight_gradients_bitwise_packed(rng, tmp_path):
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     env = dict(os.environ)
-    env.pop("TF_RNN_OPS_NO_AVX512", None)  # (UseAvx512 reads it: the AVX-512 path is the subject)
+    env.pop("TF_RNN_OPS_NO_AVX512", None)  # (read by UseAvx512: "1" runs the AVX2 kernels)
+    if path == "avx2":
+        env["TF_RNN_OPS_NO_AVX512"] = "1"
     run = subprocess.run([str(exe), str(int(rng.integers(1 << 30)))], capture_output=True,
                          text=True, env=env)  # fmt: skip
     assert run.returncode == 0, f"exit {run.returncode} (a signal if < 0): {run.stdout}"
-    assert run.stdout.splitlines()[-1] == "avx512 1 in_place 84 of 84 bad 0", run.stdout
+    assert run.stdout.splitlines()[-1] == EXPECTED[path], run.stdout
