@@ -358,14 +358,24 @@ def run_memory(threads: int) -> list[dict]:
 
 def environment(threads: int, tf) -> dict:
     cpu = platform.processor()
+    # The family and model too: virtual machines often report a bare "AMD EPYC", which names
+    # neither the generation nor its FMA width (Zen 4 splits an AVX-512 FMA in two, Zen 5 not).
+    info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "cpu family", "model") and key not in info:
+                    info[key] = value.strip()
+                if not line.strip() and info:
+                    break  # the first processor's block is enough
     except OSError:
         pass
+    if "model name" in info:
+        cpu = info["model name"]
+        if "cpu family" in info and "model" in info:
+            cpu += f" (family {info['cpu family']}, model {info['model']})"
 
     def git(*args):
         try:
