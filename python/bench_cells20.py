@@ -11,7 +11,9 @@ issue's own case, `*_rec_dropout_only`: the plain input product) for GRU and LST
 zoneout written in Keras ops around Keras' own cell inside keras.layers.RNN (Keras has no zoneout;
 haste's fused kernels are CUDA only). `--cases a,b` runs some of them. Prints one line per case:
 the median milliseconds of each and the ratio Keras / ours (rounds alternate between the two, so
-that changes of machine load hit both alike). Speed is measured here, never asserted in
+that changes of machine load hit both alike), and where the case has a goal, the time it asks
+for against the products' time at the machine's FMA peak (`bench_peak.describe_goal`: on a CPU
+of narrow FMAs a goal can lie beyond the peak). Speed is measured here, never asserted in
 tests; results go to docs/PERFORMANCE.md.
 """
 
@@ -37,6 +39,19 @@ CASES = {
     "gru_zoneout": ("GRU", {"zoneout": 0.1}),
     "lstm_zoneout": ("LSTM", {"zoneout": 0.1}),
 }
+# Issue 20's goals, Keras / ours in a training step (zoneout has none).
+GOALS = {
+    "gru_reset_before": 1.5,
+    "gru_rec_dropout": 5.0,
+    "gru_rec_dropout_only": 5.0,
+    "gru_reset_before_rec_dropout": 5.0,
+    "lstm_rec_dropout": 5.0,
+    "lstm_rec_dropout_only": 5.0,
+    "simple_rnn_rec_dropout": 5.0,
+    "gru_zoneout": None,
+    "lstm_zoneout": None,
+}
+GATES = {"GRU": 3, "LSTM": 4, "SimpleRNN": 1}
 
 
 def _keras_zoneout_rnn(keras, cls, units, rate):
@@ -96,6 +111,8 @@ def main() -> None:
 
     B, T, n_in, H = args.batch, args.steps, args.input, args.units
     print(bench_peak.describe_path(), flush=True)
+    peak = bench_peak.ceiling(bench_peak.fma_peaks(bench_peak.threads_used()))
+    print(f"FMA peak: {'n/a' if peak is None else f'{peak:.1f} GFLOP/s'}", flush=True)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((B, T, n_in)).astype(np.float32))
     for case in args.cases.split(","):
@@ -119,9 +136,14 @@ def main() -> None:
                 [g.numpy() for g in fn()]
                 times[name].append(1e3 * (time.perf_counter() - t0))
         med = {name: statistics.median(t) for name, t in times.items()}
+        goal = GOALS[case]
+        flops = bench_peak.rnn_product_flops(B, T, n_in, H, GATES[cls], training=True)
+        floor = (
+            "" if goal is None else "; " + bench_peak.describe_goal(goal, med["keras"], flops, peak)
+        )
         print(
             f"{case} B={B} T={T} I={n_in} H={H}: training step ours {med['ours']:.1f} ms, "
-            f"keras {med['keras']:.1f} ms, keras/ours {med['keras'] / med['ours']:.2f}x",
+            f"keras {med['keras']:.1f} ms, keras/ours {med['keras'] / med['ours']:.2f}x{floor}",
             flush=True,
         )
 

@@ -150,6 +150,52 @@ def describe_peaks(peaks: Mapping[str, float | None]) -> str:
     return f"{top:.1f} GFLOP/s with {VARIANTS[best][0]} FMAs, {rest}"
 
 
+def rnn_product_flops(
+    batch: int, steps: int, inputs: int, units: int, gates: int, training: bool
+) -> float:
+    """The FLOPs (2 a multiply-add) of the products a layer call of one direction cannot avoid,
+    with a zero initial state and no gradient for x: forward x W over all T steps and h R over the
+    last T - 1 (the first h is zero); a training step adds dGH Rᵀ for the last T - 1 steps (the
+    first gives h0's grad, unneeded), R's gradient over the last T - 1 and W's over all T. Every
+    implementation does at least these at the FMA rate (the gate math and the LN passes come on
+    top), so `floor_ms` of them bounds what any kernel can reach on this machine."""
+    gh = gates * units
+    rec = max(steps - 1, 0)
+    forward = 2.0 * batch * gh * (steps * inputs + rec * units)
+    backward = 2.0 * batch * gh * (steps * inputs + 2 * rec * units)
+    return forward + (backward if training else 0.0)
+
+
+def floor_ms(flops: float, peak_gflops: float | None) -> float | None:
+    """Milliseconds of `flops` at the FMA peak (None where the peak is unknown)."""
+    return None if not peak_gflops else flops / (peak_gflops * 1e6)
+
+
+def describe_goal(goal: float, peer_ms: float, flops: float, peak_gflops: float | None) -> str:
+    """Whether a speed goal `goal`× the peer can be met here: the time it asks for against the
+    products' time at the FMA peak, e.g. 'goal 5x: <= 45.6 ms, the products at the FMA peak
+    44.7 ms: needs 98% of peak' (with ', beyond the peak: unreachable on this CPU' past 100%: a
+    peer's time moves little with the FMA width, the floor in proportion to it)."""
+    target = peer_ms / goal
+    floor = floor_ms(flops, peak_gflops)
+    if floor is None:
+        return f"goal {goal:g}x: <= {target:.1f} ms (FMA peak n/a)"
+    share = 100.0 * floor / target
+    beyond = ", beyond the peak: unreachable on this CPU" if share > 100.0 else ""
+    return (
+        f"goal {goal:g}x: <= {target:.1f} ms, the products at the FMA peak {floor:.1f} ms: "
+        f"needs {share:.0f}% of peak{beyond}"
+    )
+
+
+def threads_used() -> int:
+    """The cores this process may run on (TensorFlow's default intra-op pool size)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def product_path(environ: Mapping[str, str] | None = None, flags: set[str] | None = None) -> str:
     """'AVX-512' or 'AVX2' ('portable' off x86, 'unknown' without /proc/cpuinfo): the
     micro-kernels the library's float products run in a process with this environment on this

@@ -99,3 +99,29 @@ def test_product_path_mirrors_the_kernel_rule():
     assert 'std::getenv("TF_RNN_OPS_NO_AVX512")' in body
     assert "off[0] != '\\0'" in body and 'std::strcmp(off, "0") != 0' in body
     assert '__builtin_cpu_supports("avx512f")' in body
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+@pytest.mark.parametrize("training", [False, True])
+def test_rnn_product_flops_counts_each_step(steps, training):
+    # Summed a step at a time: x_t W every step; h_{t-1} R, dG_t Rᵀ (into h_{t-1}) and
+    # h_{t-1}ᵀ dG_t only where h_{t-1} is not the zero initial state; x_tᵀ dG_t every step.
+    B, n_in, H, G = 3, 7, 11, 4
+    expected = 0
+    for t in range(steps):
+        recurrent = 1 if t > 0 else 0
+        expected += 2 * B * G * H * (n_in + recurrent * H)
+        if training:
+            expected += 2 * B * G * H * (n_in + 2 * recurrent * H)
+    assert bp.rnn_product_flops(B, steps, n_in, H, G, training) == expected
+
+
+def test_describe_goal_flags_what_no_kernel_can_reach():
+    # 1 GFLOP at 100 GFLOP/s: 10 ms at the peak.
+    assert bp.floor_ms(1e9, 100.0) == pytest.approx(10.0)
+    within = bp.describe_goal(2.0, 40.0, 1e9, 100.0)  # asks for 20 ms
+    assert "<= 20.0 ms" in within and "needs 50% of peak" in within
+    assert "unreachable" not in within
+    beyond = bp.describe_goal(4.0, 20.0, 1e9, 100.0)  # asks for 5 ms
+    assert "needs 200% of peak" in beyond and "unreachable" in beyond
+    assert "n/a" in bp.describe_goal(3.0, 30.0, 1e9, None)
