@@ -125,3 +125,14 @@ def test_describe_goal_flags_what_no_kernel_can_reach():
     beyond = bp.describe_goal(4.0, 20.0, 1e9, 100.0)  # asks for 5 ms
     assert "needs 200% of peak" in beyond and "unreachable" in beyond
     assert "n/a" in bp.describe_goal(3.0, 30.0, 1e9, None)
+
+
+def test_issue20_benchmark_knows_each_cases_goal_and_gates(monkeypatch):
+    # Every case of bench_cells20.py has its goal (None: zoneout, which the issue sets none for)
+    # and the gate count of its layer, so that each printed line can say what its goal asks.
+    monkeypatch.syspath_prepend(os.path.join(REPO, "python"))  # (its `import bench_peak`)
+    cells = python_program("bench_cells20")
+    assert set(cells.GOALS) == set(cells.CASES)
+    assert {cls for cls, _ in cells.CASES.values()} <= set(cells.GATES)
+    assert all(cells.GOALS[c] is None for c in cells.CASES if "zoneout" in c)
+    assert all(cells.GOALS[c] == 5.0 for c in cells.CASES if "dropout" in c)
