@@ -51,7 +51,6 @@ GOALS = {
     "gru_zoneout": None,
     "lstm_zoneout": None,
 }
-GATES = {"GRU": 3, "LSTM": 4, "SimpleRNN": 1}
 
 
 def _keras_zoneout_rnn(keras, cls, units, rate):
@@ -111,8 +110,9 @@ def main() -> None:
 
     B, T, n_in, H = args.batch, args.steps, args.input, args.units
     print(bench_peak.describe_path(), flush=True)
-    peak = bench_peak.ceiling(bench_peak.fma_peaks(bench_peak.threads_used()))
-    print(f"FMA peak: {'n/a' if peak is None else f'{peak:.1f} GFLOP/s'}", flush=True)
+    peaks = bench_peak.fma_peaks(bench_peak.threads_used())
+    print(f"FMA peak: {bench_peak.describe_peaks(peaks)}", flush=True)
+    peak = bench_peak.ceiling(peaks)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((B, T, n_in)).astype(np.float32))
     for case in args.cases.split(","):
@@ -137,7 +137,8 @@ def main() -> None:
                 times[name].append(1e3 * (time.perf_counter() - t0))
         med = {name: statistics.median(t) for name, t in times.items()}
         goal = GOALS[case]
-        flops = bench_peak.rnn_product_flops(B, T, n_in, H, GATES[cls], training=True)
+        gates = bench_peak.kernel_gates(ours, H)
+        flops = bench_peak.rnn_product_flops(B, T, n_in, H, gates, training=True)
         floor = (
             "" if goal is None else "; " + bench_peak.describe_goal(goal, med["keras"], flops, peak)
         )

@@ -56,8 +56,9 @@ def main() -> None:
     x = tf.random.normal([B, T, D])
     print(f"B={B} T={T} I={D} H={H}, median ms over {args.rounds} rounds")
     print(bench_peak.describe_path())
-    peak = bench_peak.ceiling(bench_peak.fma_peaks(bench_peak.threads_used()))
-    print(f"FMA peak: {'n/a' if peak is None else f'{peak:.1f} GFLOP/s'}")
+    peaks = bench_peak.fma_peaks(bench_peak.threads_used())
+    print(f"FMA peak: {bench_peak.describe_peaks(peaks)}")
+    peak = bench_peak.ceiling(peaks)
     dropouts = {"dropout": 0.2, "recurrent_dropout": 0.2}
     for name, fused_cls, cell_cls, kw in (
         ("LayerNormLSTM", L.LayerNormLSTM, L.LayerNormLSTMCell, {}),
@@ -94,7 +95,7 @@ def main() -> None:
         for mode in ("infer", "train"):
             f = statistics.median(times[("fused", mode)])
             k = statistics.median(times[("keras", mode)])
-            gates = 4 if fused_cls is L.LayerNormLSTM else 3
+            gates = bench_peak.kernel_gates(fused, H)
             flops = bench_peak.rnn_product_flops(B, T, D, H, gates, training=mode == "train")
             goal = bench_peak.describe_goal(GOAL, k, flops, peak)
             print(f"{name:16s} {mode}: fused {f:8.1f} ms  keras.layers.RNN(cell) {k:8.1f} ms  "

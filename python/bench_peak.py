@@ -188,6 +188,11 @@ def describe_goal(goal: float, peer_ms: float, flops: float, peak_gflops: float 
     )
 
 
+def kernel_gates(layer, units: int) -> int:
+    """The gates G of a built recurrent layer: its kernel (its first weight) is [I, G·H]."""
+    return layer.get_weights()[0].shape[1] // units
+
+
 def threads_used() -> int:
     """The cores this process may run on (TensorFlow's default intra-op pool size)."""
     try:
